@@ -1,0 +1,212 @@
+"""The composition root: the one place that picks concrete classes and wires the stages.
+
+Commands (cli, serve) call the functions here; each function takes ``now`` or a
+Clock so that nothing below reads the time by itself.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Callable
+
+from dispatch import preflight
+from dispatch.config import Settings
+from dispatch.edition import assemble, edition_path
+from dispatch.errors import AuthenticationError, InputError, PreflightError, Problem, display_path
+from dispatch.ledger import Ledger, dispatch_name
+from dispatch.message import Envelope, PreparedMessage, list_id, message_id, prepare, to_header
+from dispatch.models import Edition, Recipient, Rendered
+from dispatch.pipeline import Clock, Plan, Result, SendPolicy, run
+from dispatch.recipients import Resolution, available_lists, resolve
+from dispatch.render import render
+from dispatch.transport import MaildirTransport, SMTPTransport, Transport
+
+FOOTER = "Automatiskt utskick från {sender}. Svara på detta mejl för att nå redaktionen."
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An edition ready to send: assembled, resolved, rendered, serialised and checked."""
+
+    edition: Edition
+    resolution: Resolution
+    rendered: Rendered
+    prepared: PreparedMessage
+    lists: tuple[str, ...]
+    test: bool
+
+
+def read_edition(settings: Settings, day: date | None, file: Path | None, now: datetime, urgent: bool = False) -> Edition:
+    path = file if file is not None else edition_path(settings.reports_dir, day or now.date())
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        hint = f"write {display_path(path)}" if file is None else "check the path"
+        raise InputError([Problem(display_path(path), 1, f"no edition file; {hint}")]) from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise InputError([Problem(display_path(path), line, "not valid UTF-8; save the file as UTF-8")]) from None
+    return assemble(path, text, settings.report, now, urgent=urgent)
+
+
+def choose_lists(settings: Settings, edition: Edition, requested: tuple[str, ...]) -> tuple[str, ...]:
+    """--list wins; else the edition's 'lists'; else every list named in a schedule."""
+    if requested:
+        names = requested
+    elif edition.lists is not None:
+        names = edition.lists
+    else:
+        names = settings.scheduled_lists()
+    known = set(available_lists(settings.recipients_dir))
+    problems = []
+    for name in names:
+        if name not in known:
+            if not requested and edition.lists is not None:
+                where = (display_path(edition.source), edition.line_of.get("lists", 1))
+            elif not requested:
+                where = (display_path(settings.path), settings.line_of.get("schedules", 1))
+            else:
+                where = ("--list", 0)
+            message = f"unknown recipient list {name!r}; known lists: {', '.join(sorted(known)) or 'none'}"
+            problems.append(Problem(where[0], where[1], message) if where[1] else Problem("--list", 0, message))
+    if problems:
+        raise InputError(problems)
+    return tuple(names)
+
+
+def envelope(settings: Settings) -> Envelope:
+    from email.utils import formataddr
+
+    sender = settings.sender
+    return Envelope(
+        sender=sender.address,
+        from_header=formataddr((sender.name, sender.address)),
+        reply_to=sender.reply_to,
+        list_id=list_id(settings.report.title, settings.report.list_id, sender.domain),
+    )
+
+
+def web_url(settings: Settings, edition: Edition) -> str | None:
+    if not settings.publish.base_url:
+        return None
+    return settings.publish.base_url.rstrip("/") + f"/{edition.date.isoformat()}.html"
+
+
+def prepare_edition(
+    settings: Settings, edition: Edition, now: datetime, *,
+    lists: tuple[str, ...] = (), to: tuple[str, ...] = (),
+) -> Prepared:
+    """Resolve, render, serialise, pre-flight. Raises InputError/PreflightError; sends nothing."""
+    test = bool(to)
+    if test:
+        resolution = _resolve_addresses(to)
+        names: tuple[str, ...] = ()
+    else:
+        names = choose_lists(settings, edition, lists)
+        resolution = resolve(settings.recipients_dir, names)
+    footer = FOOTER.format(sender=settings.sender.name or settings.sender.address)
+    rendered = render(edition, settings.templates_dir, footer=footer, web_url=web_url(settings, edition), test=test)
+    prepared = prepare(rendered, envelope(settings), now, urgent=edition.urgent)
+    first = next(iter(resolution.recipients.values()), Recipient("first@example.org", "", "first@example.org"))
+    sample = prepared.for_recipients(to_header([first]), message_id("preflight", first.key, prepared.domain))
+    problems = preflight.check(rendered.subject, rendered.html, rendered.text, sample, f"{display_path(edition.source)}:1")
+    if problems:
+        raise PreflightError(problems)
+    return Prepared(edition, resolution, rendered, prepared, names, test)
+
+
+def _resolve_addresses(addresses: tuple[str, ...]) -> Resolution:
+    from dispatch.recipients import AddressError, Invalid, normalise
+
+    resolution = Resolution()
+    for raw in addresses:
+        try:
+            address, key = normalise(raw)
+        except AddressError as exc:
+            raise InputError([Problem("--to", 0, f"invalid address {raw!r}: {exc}")]) from None
+        resolution.recipients.setdefault(key, Recipient(address=address, name="", key=key, source="--to"))
+    return resolution
+
+
+def plan_for(settings: Settings, ready: Prepared, now: datetime, created_by: str) -> Plan:
+    edition = ready.edition
+    kind = edition.kind
+    if ready.test:
+        kind = f"test-{now:%Y%m%dT%H%M%S}"
+    name = dispatch_name(edition.date, edition.revision, kind)
+    failed = tuple(
+        (f"invalid:{inv.problem.path}:{inv.problem.line}", inv.email[:320], str(inv.problem))
+        for inv in ready.resolution.invalid
+    )
+    group = ", ".join(ready.resolution.lists[n].display_name for n in ready.lists if n in ready.resolution.lists) or "Mottagare"
+    return Plan(
+        name=name, edition_date=edition.date, revision=edition.revision, kind=kind,
+        subject=ready.rendered.subject, source=display_path(edition.source), created_by=created_by,
+        recipients=tuple(ready.resolution.recipients.values()), failed_inputs=failed,
+        prepared=ready.prepared, envelope_sender=settings.sender.address, group_name=group,
+    )
+
+
+def open_ledger(settings: Settings) -> Ledger:
+    return Ledger(settings.ledger_url)
+
+
+def read_secret(settings: Settings) -> str | None:
+    t = settings.transport
+    if t.password_env:
+        value = os.environ.get(t.password_env)
+        if value is None:
+            raise AuthenticationError(t.endpoint, f"the environment variable {t.password_env} (transport.password_env) is not set")
+        return value
+    if t.password_file:
+        try:
+            return t.password_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise AuthenticationError(t.endpoint, f"cannot read transport.password_file: {exc.strerror}") from None
+    return None
+
+
+def open_transport(settings: Settings) -> Transport:
+    t = settings.transport
+    if t.kind == "maildir":
+        return MaildirTransport(t.path)
+    token_source = None
+    if t.auth == "xoauth2":
+        from dispatch.oauth import CommandTokenSource
+
+        if not t.token_command:
+            raise AuthenticationError(t.endpoint, "transport.auth is xoauth2 but transport.token_command is not set")
+        token_source = CommandTokenSource(t.token_command, t.endpoint)
+    password = read_secret(settings) if t.username and t.auth == "password" else None
+    return SMTPTransport(t, password=password, token_source=token_source)
+
+
+def send_policy(settings: Settings, linger: timedelta = timedelta(0)) -> SendPolicy:
+    t = settings.transport
+    return SendPolicy(
+        connections=t.connections, recipients_per_message=t.recipients_per_message,
+        rate_per_minute=t.rate_per_minute, retry_minutes=t.retry_minutes,
+        retry_window=timedelta(hours=t.retry_window_hours), linger=linger,
+    )
+
+
+def current_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
+
+
+def send(settings: Settings, ready: Prepared, clock: Clock, *, created_by: str | None = None,
+         progress: Callable[[int], None] | None = None, linger: timedelta = timedelta(0)) -> Result:
+    plan = plan_for(settings, ready, clock.now(), created_by or current_user())
+    ledger = open_ledger(settings)
+    try:
+        transport = open_transport(settings)
+        return run(plan, ledger, transport, send_policy(settings, linger), clock, progress=progress)
+    finally:
+        ledger.close()

@@ -1,0 +1,259 @@
+"""An edition file plus the standing sections -> one Edition value.
+
+Pure: the clock is an argument (``now``), files are read by the caller.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from babel.dates import format_date
+from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
+from jinja2.sandbox import SandboxedEnvironment
+
+from dispatch import markup
+from dispatch.config import ReportSettings
+from dispatch.errors import InputError, Problem, display_path
+from dispatch.models import Edition, Section
+from dispatch.yamlsource import LineDict, parse_yaml
+
+KNOWN_KEYS = {
+    "compiled", "status", "subject", "preheader", "lists", "urgent", "revision", "correction",
+}
+STATUSES = ("draft", "approved")
+_HEADING = re.compile(r"^##\s+(.+?)\s*#*\s*$")
+_FENCE = re.compile(r"^\s{0,3}(```|~~~)")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+PREHEADER_LENGTH = 140
+
+# Subject and preheader may use these; StrictUndefined turns a typo into an error.
+_TEMPLATE_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+def edition_path(reports_dir: Path, day: date) -> Path:
+    return reports_dir / f"{day.isoformat()}.md"
+
+
+def swedish_date(day: date) -> str:
+    """'söndag 17 november 2024'."""
+    return format_date(day, "EEEE d MMMM y", locale="sv_SE")
+
+
+def compiled_label(compiled: datetime) -> str:
+    return f"Sammanställd: {compiled:%Y-%m-%d} klockan {compiled:%H:%M}"
+
+
+def split_front_matter(text: str) -> tuple[str, str, int]:
+    """(front matter, body, line number where the body starts). No front matter: ('', text, 1)."""
+    lines = text.splitlines(keepends=True)
+    if not lines or lines[0].strip() != "---":
+        return "", text, 1
+    for index in range(1, len(lines)):
+        if lines[index].strip() in ("---", "..."):
+            return "".join(lines[1:index]), "".join(lines[index + 1:]), index + 2
+    raise ValueError("front matter opened with '---' on line 1 is never closed")
+
+
+def assemble(
+    path: Path,
+    text: str,
+    report: ReportSettings,
+    now: datetime,
+    *,
+    urgent: bool = False,
+) -> Edition:
+    """Parse an edition file's text. Raises InputError with every problem found."""
+    shown = display_path(path)
+    problems: list[Problem] = []
+    try:
+        front_text, body, body_line = split_front_matter(text)
+    except ValueError as exc:
+        raise InputError([Problem(shown, 1, f"{exc}; add a line with only '---' after the front matter")]) from None
+    if not front_text and not urgent:
+        raise InputError([Problem(shown, 1, "the edition needs YAML front matter between '---' lines, with 'compiled' and 'status'")])
+    meta = parse_yaml(front_text, path, line_offset=1) if front_text.strip() else None
+    if meta is None:
+        meta = LineDict()
+        meta.line, meta.key_lines = 2, {}
+    if not isinstance(meta, dict):
+        raise InputError([Problem(shown, 2, "front matter must be a YAML mapping (key: value lines)")])
+
+    for key in meta:
+        if key not in KNOWN_KEYS:
+            problems.append(Problem(shown, meta.line_of(key), f"unknown front matter key {key!r}; known keys: {', '.join(sorted(KNOWN_KEYS))}"))
+
+    urgent = urgent or meta.get("urgent") is True
+    if "urgent" in meta and not isinstance(meta["urgent"], bool):
+        problems.append(Problem(shown, meta.line_of("urgent"), "'urgent' must be true or false"))
+
+    day = _date_from_name(path)
+    compiled = _compiled(meta, shown, problems, now, required=not urgent)
+    if day is None:
+        day = compiled.date()
+        if not urgent:
+            problems.append(Problem(shown, 1, "the edition file must be named YYYY-MM-DD.md after its date"))
+
+    status = meta.get("status", "approved" if urgent else None)
+    if status is None:
+        problems.append(Problem(shown, meta.line, "missing required key 'status'; add 'status: draft' or 'status: approved'"))
+    elif status not in STATUSES:
+        problems.append(Problem(shown, meta.line_of("status"), f"'status' must be draft or approved, not {status!r}"))
+
+    revision = meta.get("revision", 1)
+    if not isinstance(revision, int) or isinstance(revision, bool) or revision < 1:
+        problems.append(Problem(shown, meta.line_of("revision"), f"'revision' must be a whole number from 1, not {revision!r}"))
+        revision = 1
+
+    lists = meta.get("lists")
+    if lists is not None:
+        if isinstance(lists, str):
+            lists = [lists]
+        if not isinstance(lists, list) or not all(isinstance(x, str) and x for x in lists):
+            problems.append(Problem(shown, meta.line_of("lists"), "'lists' must be a list of recipient list names"))
+            lists = None
+
+    for key in ("subject", "preheader", "correction"):
+        if key in meta and not isinstance(meta[key], str):
+            problems.append(Problem(shown, meta.line_of(key), f"'{key}' must be text"))
+        elif key in meta and _CONTROL.search(meta[key].replace("\n", " ") if key == "correction" else meta[key]):
+            problems.append(Problem(shown, meta.line_of(key), f"'{key}' contains a line break or control character; keep it on one line"))
+    if urgent and not isinstance(meta.get("subject"), str):
+        problems.append(Problem(shown, meta.line, "an urgent message needs a 'subject'"))
+
+    lead_md, sections = _split_sections(body, body_line)
+    if not sections and not lead_md.strip():
+        problems.append(Problem(shown, body_line, "the edition has no content; add sections starting with '## Heading'"))
+
+    if problems:
+        raise InputError(problems)
+
+    variables = {
+        "title": report.title,
+        "date": day.isoformat(),
+        "date_label": swedish_date(day),
+        "compiled_label": compiled_label(compiled),
+        "revision": revision,
+    }
+    first_text = markup.to_text(lead_md) if lead_md.strip() else (
+        _first_item(sections[0][2]) if sections else ""
+    )
+    subject = _fill(meta.get("subject", report.subject), variables, shown, meta.line_of("subject") if "subject" in meta else None, "subject", problems)
+    preheader_template = meta.get("preheader")
+    if preheader_template is None:
+        preheader = _shorten(first_text) if first_text else _fill(report.preheader, variables, shown, None, "preheader", problems)
+    else:
+        preheader = _fill(preheader_template, variables, shown, meta.line_of("preheader"), "preheader", problems)
+    if problems:
+        raise InputError(problems)
+
+    daily = tuple(_section(heading, md, line) for heading, line, md in sections)
+    standing = () if urgent else tuple(
+        _section(s.heading, s.markdown, 0) for s in report.standing_sections
+    )
+    used = {s.anchor for s in daily}
+    standing = tuple(s for s in standing if s.anchor not in used)
+    return Edition(
+        date=day,
+        revision=revision,
+        status=status,
+        urgent=urgent,
+        compiled=compiled,
+        title=report.title,
+        subject=" ".join(subject.split()),
+        preheader=" ".join(preheader.split()),
+        date_label=variables["date_label"],
+        compiled_label=variables["compiled_label"],
+        lead_html=markup.to_html(lead_md) if lead_md.strip() else "",
+        lead_text=markup.to_text(lead_md) if lead_md.strip() else "",
+        sections=daily,
+        standing=standing,
+        lists=tuple(lists) if lists is not None else None,
+        source=path,
+        source_text=text,
+        correction=meta.get("correction"),
+        line_of=dict(meta.key_lines) | {"": meta.line},
+    )
+
+
+def _date_from_name(path: Path) -> date | None:
+    try:
+        return date.fromisoformat(path.stem)
+    except ValueError:
+        return None
+
+
+def _compiled(meta: LineDict, shown: str, problems: list[Problem], now: datetime, required: bool) -> datetime:
+    value: Any = meta.get("compiled")
+    if value is None:
+        if required:
+            problems.append(Problem(shown, meta.line, "missing required key 'compiled'; add e.g. 'compiled: 2024-11-17 14:00'"))
+        return now.replace(tzinfo=None, second=0, microsecond=0)
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=None)
+    if isinstance(value, str):
+        try:
+            return datetime.strptime(value.strip(), "%Y-%m-%d %H:%M")
+        except ValueError:
+            pass
+    problems.append(Problem(shown, meta.line_of("compiled"), f"'compiled' must be a local time like 2024-11-17 14:00, not {value!r}"))
+    return now.replace(tzinfo=None, second=0, microsecond=0)
+
+
+def _split_sections(body: str, first_line: int) -> tuple[str, list[tuple[str, int, str]]]:
+    """The text before the first '## ' heading, and (heading, line, markdown) per section."""
+    lead: list[str] = []
+    sections: list[tuple[str, int, list[str]]] = []
+    in_fence = False
+    for offset, line in enumerate(body.splitlines()):
+        if _FENCE.match(line):
+            in_fence = not in_fence
+        match = None if in_fence else _HEADING.match(line)
+        if match:
+            sections.append((match.group(1).strip(), first_line + offset, []))
+        elif sections:
+            sections[-1][2].append(line)
+        else:
+            lead.append(line)
+    return "\n".join(lead), [(h, n, "\n".join(lines).strip("\n") + "\n") for h, n, lines in sections]
+
+
+def _section(heading: str, markdown: str, line: int) -> Section:
+    return Section(
+        heading=heading,
+        html=markup.to_html(markdown),
+        text=markup.to_text(markdown),
+        anchor=_anchor(heading),
+        line=line,
+    )
+
+
+def _anchor(heading: str) -> str:
+    folded = heading.lower().translate(str.maketrans("åäöé", "aaoe"))
+    return re.sub(r"[^a-z0-9]+", "-", folded).strip("-") or "avsnitt"
+
+
+def _first_item(markdown: str) -> str:
+    text = markup.to_text(markdown)
+    first = text.split("\n\n", 1)[0].split("\n- ", 1)[0]
+    return first.removeprefix("- ")
+
+
+def _shorten(text: str) -> str:
+    text = " ".join(text.split())
+    if len(text) <= PREHEADER_LENGTH:
+        return text
+    return text[: PREHEADER_LENGTH - 1].rsplit(" ", 1)[0] + "…"
+
+
+def _fill(template: str, variables: dict[str, Any], shown: str, line: int | None, what: str, problems: list[Problem]) -> str:
+    where = line if line is not None else 1
+    try:
+        return _TEMPLATE_ENV.from_string(template).render(variables)
+    except UndefinedError as exc:
+        problems.append(Problem(shown, where, f"{what}: {exc.message}; available variables: {', '.join(sorted(variables))}"))
+    except TemplateSyntaxError as exc:
+        problems.append(Problem(shown, where, f"{what}: template syntax error: {exc.message}"))
+    return template

@@ -1,0 +1,63 @@
+"""One root error for everything dispatch raises on purpose.
+
+Each subclass carries the context a reader needs (a file and line, a host, an
+address), added once where the outside world was touched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input file, shown as ``path:line: message``."""
+
+    path: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.message}"
+
+
+def display_path(path: Path | str) -> str:
+    """A path as the user would type it: relative to the working directory when below it."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+class DispatchError(Exception):
+    """Root of every error dispatch raises deliberately."""
+
+
+class InputError(DispatchError):
+    """An edition, recipient list or config file is wrong; nothing may be sent."""
+
+    def __init__(self, problems: list[Problem] | tuple[Problem, ...]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class PreflightError(InputError):
+    """The rendered message fails a pre-flight check; nothing may be sent."""
+
+
+class LedgerError(DispatchError):
+    """The ledger database cannot be reached or has an unexpected schema."""
+
+
+class TransportError(DispatchError, ConnectionError):
+    """The mail server cannot be reached or refuses the session (not a single recipient)."""
+
+    def __init__(self, endpoint: str, message: str) -> None:
+        self.endpoint = endpoint
+        super().__init__(f"{endpoint}: {message}")
+
+
+class AuthenticationError(TransportError):
+    """The mail server refused our credentials, or we refused to send them."""

@@ -1,0 +1,403 @@
+"""The ledger: dispatches and one row per recipient. SQLite and PostgreSQL through SQLAlchemy Core.
+
+The ledger, not any in-memory queue, decides what is sent: a recipient is ``sent``
+only after the server accepted the message, and a resumed dispatch sends only to
+rows that are not. Rows are claimed with a lease (owner, expiry) committed before
+any network I/O, so several processes can share one ledger; a result is written
+only by the lease owner.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Callable, Iterable, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+
+from dispatch.errors import LedgerError
+from dispatch.models import Delivery, Outcome, State
+
+SCHEMA_VERSION = 1
+
+metadata = sa.MetaData()
+
+schema_info = sa.Table(
+    "dispatch_schema", metadata,
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+dispatches = sa.Table(
+    "dispatches", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("edition_date", sa.String(10), nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(80), nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("source", sa.Text, nullable=False, default=""),
+    sa.Column("created_by", sa.String(200), nullable=False, default=""),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.UniqueConstraint("edition_date", "revision", "kind", name="uq_dispatch_edition"),
+)
+
+deliveries = sa.Table(
+    "deliveries", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("dispatch_id", sa.Integer, sa.ForeignKey("dispatches.id"), nullable=False),
+    sa.Column("key", sa.String(320), nullable=False),
+    sa.Column("address", sa.String(320), nullable=False),
+    sa.Column("name", sa.Text, nullable=False, default=""),
+    sa.Column("state", sa.String(10), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("reply", sa.Text, nullable=False, default=""),
+    sa.Column("message_id", sa.String(250), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("first_attempt_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("node", sa.String(200), nullable=False, default=""),
+    sa.Column("lease_owner", sa.String(200), nullable=True),
+    sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True),
+    sa.UniqueConstraint("dispatch_id", "key", name="uq_delivery_recipient"),
+    sa.Index("ix_deliveries_dispatch_state", "dispatch_id", "state"),
+)
+
+SENDABLE = (State.PENDING.value, State.DEFERRED.value, State.UNKNOWN.value)
+
+
+@dataclass(frozen=True)
+class DispatchRecord:
+    id: int
+    name: str
+    edition_date: str
+    revision: int
+    kind: str
+    subject: str
+    source: str
+    created_by: str
+    created_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class NewRecipient:
+    key: str
+    address: str
+    name: str
+    message_id: str
+    state: State = State.PENDING
+    reply: str = ""
+
+
+def dispatch_name(edition_date: date, revision: int, kind: str) -> str:
+    return f"{edition_date.isoformat()}.r{revision}.{kind}"
+
+
+def node_name() -> str:
+    """This process, as the ledger shows it: host, pid and a random part (a pid is reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)  # SQLite hands back naive UTC
+    return value.astimezone(timezone.utc)
+
+
+def _engine(url: str) -> Engine:
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1] if "///" in url else ""
+        if path and path != ":memory:":
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # WAL lets readers (status) run beside the sender; FULL makes every commit
+            # durable before we move on to the next recipient.
+            dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            # IMMEDIATE takes the write lock up front, so two processes claiming rows
+            # serialise instead of failing on lock upgrade.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+class Ledger:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.shown = url.split("@")[-1] if url.startswith("postgresql") else url.replace("sqlite:///", "")
+        try:
+            self.engine = _engine(url)
+            self._migrate()
+        except SQLAlchemyError as exc:
+            raise LedgerError(f"ledger {self.shown}: {exc.__class__.__name__}: {str(exc.orig if hasattr(exc, 'orig') else exc).strip()}") from None
+        self.is_postgres = self.engine.dialect.name == "postgresql"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- schema ---------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        with self.engine.begin() as conn:
+            metadata.create_all(conn, checkfirst=True)
+            version = conn.execute(sa.select(schema_info.c.version)).scalar()
+            if version is None:
+                conn.execute(schema_info.insert().values(version=SCHEMA_VERSION))
+            elif version > SCHEMA_VERSION:
+                raise LedgerError(
+                    f"ledger {self.shown} has schema version {version}, newer than this program's "
+                    f"{SCHEMA_VERSION}; upgrade dispatch before using this ledger"
+                )
+
+    # -- dispatches -------------------------------------------------------------
+
+    def open_dispatch(
+        self, name: str, edition_date: date, revision: int, kind: str, subject: str,
+        source: str, created_by: str, now: datetime,
+    ) -> tuple[DispatchRecord, bool]:
+        """The dispatch of this key, created if it does not exist yet (insert-or-nothing)."""
+        values = dict(
+            name=name, edition_date=edition_date.isoformat(), revision=revision, kind=kind,
+            subject=subject, source=source, created_by=created_by, created_at=_utc(now),
+        )
+        created = False
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(dispatches.insert().values(**values))
+                created = True
+        except IntegrityError:
+            pass
+        record = self.find_dispatch(name)
+        assert record is not None
+        return record, created
+
+    def find_dispatch(self, name: str | None = None) -> DispatchRecord | None:
+        query = sa.select(dispatches)
+        query = query.where(dispatches.c.name == name) if name else query.order_by(dispatches.c.id.desc()).limit(1)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return self._dispatch(row) if row else None
+
+    def list_dispatches(self, edition_date: date | None = None) -> list[DispatchRecord]:
+        query = sa.select(dispatches).order_by(dispatches.c.id)
+        if edition_date:
+            query = query.where(dispatches.c.edition_date == edition_date.isoformat())
+        with self.engine.connect() as conn:
+            return [self._dispatch(r) for r in conn.execute(query).mappings()]
+
+    def finish_dispatch(self, dispatch_id: int, now: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(dispatches.update().where(dispatches.c.id == dispatch_id).values(finished_at=_utc(now)))
+
+    @staticmethod
+    def _dispatch(row: Any) -> DispatchRecord:
+        return DispatchRecord(
+            id=row["id"], name=row["name"], edition_date=row["edition_date"], revision=row["revision"],
+            kind=row["kind"], subject=row["subject"], source=row["source"], created_by=row["created_by"],
+            created_at=_utc(row["created_at"]), finished_at=_utc(row["finished_at"]),  # type: ignore[arg-type]
+        )
+
+    # -- recipients -----------------------------------------------------------
+
+    def add_recipients(self, dispatch_id: int, recipients: Iterable[NewRecipient], now: datetime, chunk: int = 2000) -> int:
+        """Insert rows that do not exist yet; existing rows (already sent or not) are left alone."""
+        now = _utc(now)  # type: ignore[assignment]
+        added = 0
+        batch: list[dict[str, Any]] = []
+
+        def flush(conn: Any) -> int:
+            if not batch:
+                return 0
+            if self.is_postgres:
+                from sqlalchemy.dialects.postgresql import insert
+            else:
+                from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+            statement = insert(deliveries).on_conflict_do_nothing(index_elements=["dispatch_id", "key"])
+            result = conn.execute(statement, batch)
+            count = len(batch) if result.rowcount is None or result.rowcount < 0 else result.rowcount
+            batch.clear()
+            return count
+
+        with self.engine.begin() as conn:
+            for r in recipients:
+                batch.append(dict(
+                    dispatch_id=dispatch_id, key=r.key, address=r.address, name=r.name,
+                    state=r.state.value, attempts=0, reply=r.reply, message_id=r.message_id,
+                    created_at=now, updated_at=now, node="",
+                ))
+                if len(batch) >= chunk:
+                    added += flush(conn)
+            added += flush(conn)
+        return added
+
+    def claim(self, dispatch_id: int, owner: str, now: datetime, lease: timedelta, limit: int) -> list[Delivery]:
+        """Lease up to ``limit`` sendable rows to ``owner`` and commit before any I/O."""
+        now = _utc(now)  # type: ignore[assignment]
+        due = sa.and_(
+            deliveries.c.dispatch_id == dispatch_id,
+            deliveries.c.state.in_(SENDABLE),
+            sa.or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now),
+            sa.or_(deliveries.c.lease_expires_at.is_(None), deliveries.c.lease_expires_at <= now),
+        )
+        pick = sa.select(deliveries.c.id).where(due).order_by(deliveries.c.id).limit(limit)
+        if self.is_postgres:
+            pick = pick.with_for_update(skip_locked=True)
+        with self.engine.begin() as conn:
+            ids = [row[0] for row in conn.execute(pick)]
+            if not ids:
+                return []
+            conn.execute(
+                deliveries.update().where(deliveries.c.id.in_(ids))
+                .values(lease_owner=owner, lease_expires_at=now + lease)
+            )
+            rows = conn.execute(sa.select(deliveries).where(deliveries.c.id.in_(ids)).order_by(deliveries.c.id)).mappings().all()
+        return [self._delivery(r) for r in rows]
+
+    def renew(self, owner: str, ids: Sequence[int], now: datetime, lease: timedelta) -> None:
+        if not ids:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id.in_(list(ids)), deliveries.c.lease_owner == owner)
+                .values(lease_expires_at=_utc(now) + lease)  # type: ignore[operator]
+            )
+
+    def reap_dead_leases(self, host: str, alive: Callable[[int], bool]) -> int:
+        """Free leases held by processes of this host that no longer run (a crash or
+        SIGKILL), so a rerun resumes at once instead of waiting for the lease to expire."""
+        with self.engine.connect() as conn:
+            owners = conn.execute(
+                sa.select(deliveries.c.lease_owner).distinct()
+                .where(deliveries.c.lease_owner.like(f"{host}:%"))
+            ).scalars().all()
+        dead = []
+        for owner in owners:
+            parts = owner.split(":")
+            if len(parts) >= 3 and parts[1].isdigit() and not alive(int(parts[1])):
+                dead.append(owner)
+        if not dead:
+            return 0
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                deliveries.update().where(deliveries.c.lease_owner.in_(dead))
+                .values(lease_owner=None, lease_expires_at=None)
+            )
+        return result.rowcount or 0
+
+    def release(self, owner: str, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id.in_(list(ids)), deliveries.c.lease_owner == owner)
+                .values(lease_owner=None, lease_expires_at=None)
+            )
+
+    def record(self, owner: str, results: Sequence[tuple[int, Outcome, datetime | None]], now: datetime) -> int:
+        """Write attempt outcomes in one transaction; only rows this owner still leases.
+
+        Returns how many rows were written (fewer means a lease was lost to another node).
+        """
+        now = _utc(now)  # type: ignore[assignment]
+        written = 0
+        with self.engine.begin() as conn:
+            for delivery_id, outcome, next_attempt in results:
+                values: dict[str, Any] = dict(
+                    state=outcome.state.value, reply=outcome.reply[:2000], updated_at=now,
+                    attempts=deliveries.c.attempts + 1, next_attempt_at=_utc(next_attempt),
+                    node=owner, lease_owner=None, lease_expires_at=None,
+                    first_attempt_at=sa.func.coalesce(deliveries.c.first_attempt_at, now),
+                )
+                if outcome.state is State.SENT:
+                    values["sent_at"] = now
+                result = conn.execute(
+                    deliveries.update()
+                    .where(deliveries.c.id == delivery_id, deliveries.c.lease_owner == owner)
+                    .values(**values)
+                )
+                written += result.rowcount or 0
+        return written
+
+    # -- reading --------------------------------------------------------------
+
+    def counts(self, dispatch_id: int) -> dict[str, int]:
+        counts = {state.value: 0 for state in State}
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(deliveries.c.state, sa.func.count())
+                .where(deliveries.c.dispatch_id == dispatch_id)
+                .group_by(deliveries.c.state)
+            )
+            for state, count in rows:
+                counts[state] = count
+        return counts
+
+    def deliveries(self, dispatch_id: int) -> list[Delivery]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(deliveries).where(deliveries.c.dispatch_id == dispatch_id).order_by(deliveries.c.id)
+            ).mappings().all()
+        return [self._delivery(r) for r in rows]
+
+    def rows(self, dispatch_id: int) -> list[dict[str, Any]]:
+        """Every column of every row, for status --json and export."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(deliveries).where(deliveries.c.dispatch_id == dispatch_id).order_by(deliveries.c.id)
+            ).mappings().all()
+        return [dict(r) for r in rows]
+
+    def next_due(self, dispatch_id: int) -> datetime | None:
+        """When the earliest deferred row may be retried (None: nothing waits)."""
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                sa.select(sa.func.min(deliveries.c.next_attempt_at))
+                .where(deliveries.c.dispatch_id == dispatch_id, deliveries.c.state.in_(SENDABLE))
+            ).scalar()
+        return _utc(value)
+
+    def sent_keys(self, dispatch_id: int) -> set[str]:
+        with self.engine.connect() as conn:
+            return set(conn.execute(
+                sa.select(deliveries.c.key).where(deliveries.c.dispatch_id == dispatch_id, deliveries.c.state == State.SENT.value)
+            ).scalars())
+
+    @staticmethod
+    def _delivery(row: Any) -> Delivery:
+        return Delivery(
+            id=row["id"], key=row["key"], address=row["address"], name=row["name"],
+            state=State(row["state"]), attempts=row["attempts"], reply=row["reply"],
+            message_id=row["message_id"], updated_at=_utc(row["updated_at"]),
+            next_attempt_at=_utc(row["next_attempt_at"]),
+            first_attempt_at=_utc(row["first_attempt_at"]),
+        )
+
+
+__all__ = ["Ledger", "LedgerError", "DispatchRecord", "NewRecipient", "dispatch_name", "node_name", "OperationalError"]

@@ -1,0 +1,100 @@
+"""The values that flow between the stages. Frozen, so no stage can change another's input."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Section:
+    heading: str
+    html: str
+    text: str
+    anchor: str
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Edition:
+    """One day's report (or an urgent message), fully assembled and ready to render."""
+
+    date: date
+    revision: int
+    status: str
+    urgent: bool
+    compiled: datetime
+    title: str
+    subject: str
+    preheader: str
+    date_label: str
+    compiled_label: str
+    lead_html: str
+    lead_text: str
+    sections: tuple[Section, ...]
+    standing: tuple[Section, ...]
+    lists: tuple[str, ...] | None
+    source: Path
+    source_text: str
+    correction: str | None = None
+    line_of: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def kind(self) -> str:
+        return "urgent" if self.urgent else "edition"
+
+    @property
+    def approved(self) -> bool:
+        return self.status == "approved"
+
+
+@dataclass(frozen=True)
+class Recipient:
+    address: str  # as written to RCPT TO and To:, domain normalised
+    name: str
+    key: str  # folded form: two entries with the same key are one person
+    source: str = ""  # path:line where first seen
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """An edition rendered once: inlined HTML and the plain-text alternative."""
+
+    subject: str
+    html: str
+    text: str
+
+
+class State(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    DEFERRED = "deferred"
+    UNKNOWN = "unknown"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the server said about one recipient of one attempt."""
+
+    state: State
+    reply: str
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One ledger row: one recipient of one dispatch."""
+
+    id: int
+    key: str
+    address: str
+    name: str
+    state: State
+    attempts: int
+    reply: str
+    message_id: str
+    updated_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+    first_attempt_at: datetime | None = None

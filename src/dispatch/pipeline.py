@@ -1,0 +1,364 @@
+"""One dispatch: claim recipients from the ledger, send over N connections, record each outcome.
+
+The ledger is the source of truth. Rows are claimed (leased) and committed before
+any connection is used; each accepted recipient is committed before its connection
+sends the next message (group commit across connections keeps that cheap). A crash
+at any moment loses nobody: unrecorded rows are still sendable and are sent again by
+the rerun, at most one message per connection in flight.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from typing import Callable, Iterable, Protocol, Sequence
+
+from dispatch.errors import DispatchError, TransportError
+from dispatch.message import PreparedMessage, message_id, to_header
+from dispatch.models import Delivery, Outcome, Recipient, State
+
+LEASE = timedelta(minutes=10)
+
+
+# -- what the pipeline needs from the outside (narrow, owned here) --------------
+
+
+class Connection(Protocol):
+    usable: bool
+
+    def send(self, sender: str, recipients: list[str], data: bytes) -> dict[str, Outcome]: ...
+
+    def close(self) -> None: ...
+
+
+class Transport(Protocol):
+    endpoint: str
+
+    def connect(self) -> Connection: ...
+
+
+class DispatchRow(Protocol):
+    id: int
+    name: str
+
+
+class Ledger(Protocol):
+    def open_dispatch(self, name: str, edition_date: date, revision: int, kind: str, subject: str,
+                      source: str, created_by: str, now: datetime) -> tuple[DispatchRow, bool]: ...
+    def add_recipients(self, dispatch_id: int, recipients: Iterable[object], now: datetime) -> int: ...
+    def claim(self, dispatch_id: int, owner: str, now: datetime, lease: timedelta, limit: int) -> list[Delivery]: ...
+    def release(self, owner: str, ids: Sequence[int]) -> None: ...
+    def record(self, owner: str, results: Sequence[tuple[int, Outcome, datetime | None]], now: datetime) -> int: ...
+    def counts(self, dispatch_id: int) -> dict[str, int]: ...
+    def next_due(self, dispatch_id: int) -> datetime | None: ...
+    def reap_dead_leases(self, host: str, alive: Callable[[int], bool]) -> int: ...
+    def finish_dispatch(self, dispatch_id: int, now: datetime) -> None: ...
+
+
+class Clock:
+    """Wall clock and sleep, injectable so tests can move time instead of waiting."""
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+
+# -- the plan -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one dispatch sends, decided before anything is sent."""
+
+    name: str
+    edition_date: date
+    revision: int
+    kind: str
+    subject: str
+    source: str
+    created_by: str
+    recipients: tuple[Recipient, ...]
+    failed_inputs: tuple[tuple[str, str, str], ...]  # (key, address, reason) recorded as failed
+    prepared: PreparedMessage
+    envelope_sender: str
+    group_name: str
+
+
+@dataclass(frozen=True)
+class SendPolicy:
+    connections: int = 1
+    recipients_per_message: int = 1
+    rate_per_minute: float = 0
+    retry_minutes: tuple[float, ...] = (1, 2, 5, 10, 30)
+    retry_window: timedelta = timedelta(hours=24)
+    linger: timedelta = timedelta(0)  # how long this run waits for due retries before handing over
+
+
+@dataclass
+class Result:
+    dispatch: str
+    created: bool
+    already_sent: int
+    sent_now: int
+    counts: dict[str, int]
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return all(self.counts.get(s.value, 0) == 0 for s in State if s is not State.SENT)
+
+
+def open_plan(plan: Plan, ledger: Ledger, clock: Clock) -> tuple[DispatchRow, bool, int]:
+    """Create the dispatch (or find it) and add any recipient it does not have yet."""
+    from dispatch.ledger import NewRecipient  # the row shape; the ledger owns its fields
+
+    now = clock.now()
+    record, created = ledger.open_dispatch(
+        plan.name, plan.edition_date, plan.revision, plan.kind, plan.subject,
+        plan.source, plan.created_by, now,
+    )
+    domain = plan.prepared.domain
+    rows = [
+        NewRecipient(key=r.key, address=r.address, name=r.name, message_id=message_id(plan.name, r.key, domain))
+        for r in plan.recipients
+    ] + [
+        NewRecipient(key=key, address=address, name="", message_id="", state=State.FAILED, reply=reason)
+        for key, address, reason in plan.failed_inputs
+    ]
+    before = ledger.counts(record.id)
+    ledger.add_recipients(record.id, rows, now)
+    return record, created, before.get(State.SENT.value, 0)
+
+
+# -- sending --------------------------------------------------------------------
+
+
+class RateLimiter:
+    """A smooth limit shared by every connection: one message per 60/rate seconds."""
+
+    def __init__(self, per_minute: float, clock: Clock) -> None:
+        self.interval = 60.0 / per_minute if per_minute > 0 else 0.0
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.next_slot: float | None = None
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        with self.lock:
+            now = self.clock.now().timestamp()
+            slot = now if self.next_slot is None else max(now, self.next_slot)
+            self.next_slot = slot + self.interval
+        self.clock.sleep(slot - now)
+
+
+class GroupCommitter:
+    """Writes outcomes from all connections in shared transactions; each caller returns
+    only when its outcomes are durable, so a connection never runs ahead of the ledger."""
+
+    def __init__(self, ledger: Ledger, owner: str, clock: Clock) -> None:
+        self.ledger, self.owner, self.clock = ledger, owner, clock
+        self.cond = threading.Condition()
+        self.waiting: list[tuple[list[tuple[int, Outcome, datetime | None]], threading.Event, list[BaseException]]] = []
+        self.closed = False
+        self.thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+        self.thread.start()
+
+    def record(self, results: list[tuple[int, Outcome, datetime | None]]) -> None:
+        done = threading.Event()
+        errors: list[BaseException] = []
+        with self.cond:
+            self.waiting.append((results, done, errors))
+            self.cond.notify()
+        done.wait()
+        if errors:
+            raise errors[0]
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify()
+        self.thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                while not self.waiting and not self.closed:
+                    self.cond.wait()
+                if not self.waiting and self.closed:
+                    return
+                batch, self.waiting = self.waiting, []
+            rows = [row for results, _, _ in batch for row in results]
+            error: BaseException | None = None
+            try:
+                self.ledger.record(self.owner, rows, self.clock.now())
+            except BaseException as exc:  # handed to every waiting worker, which re-raises
+                error = exc
+            for _, done, errors in batch:
+                if error is not None:
+                    errors.append(error)
+                done.set()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Sender:
+    """Runs one pass over a dispatch's sendable rows with N connections."""
+
+    def __init__(self, plan: Plan, ledger: Ledger, transport: Transport, policy: SendPolicy,
+                 clock: Clock, owner: str, dispatch_id: int,
+                 progress: Callable[[int], None] | None = None,
+                 stop: threading.Event | None = None) -> None:
+        self.plan, self.ledger, self.transport, self.policy = plan, ledger, transport, policy
+        self.clock, self.owner, self.dispatch_id = clock, owner, dispatch_id
+        self.progress = progress or (lambda n: None)
+        self.stop = stop or threading.Event()
+        self.limiter = RateLimiter(policy.rate_per_minute, clock)
+        self.work: queue.Queue[list[Delivery] | None] = queue.Queue()
+        self.errors: list[BaseException] = []
+        self.sent = 0
+        self.lock = threading.Lock()
+
+    def run_pass(self) -> int:
+        """Send every row due now; returns how many recipients were accepted."""
+        committer = GroupCommitter(self.ledger, self.owner, self.clock)
+        workers = [
+            threading.Thread(target=self._worker, args=(committer,), name=f"smtp-{i}", daemon=True)
+            for i in range(self.policy.connections)
+        ]
+        for worker in workers:
+            worker.start()
+        per_message = self.policy.recipients_per_message
+        chunk = self.policy.connections * per_message * 4
+        if self.policy.rate_per_minute:
+            chunk = max(per_message, min(chunk, int(self.policy.rate_per_minute * per_message)))
+        claimed_ids: list[int] = []
+        try:
+            while not self.stop.is_set() and not self.errors:
+                rows = self.ledger.claim(self.dispatch_id, self.owner, self.clock.now(), LEASE, chunk)
+                if not rows:
+                    break
+                claimed_ids = [r.id for r in rows]
+                for start in range(0, len(rows), per_message):
+                    self.work.put(rows[start:start + per_message])
+                self.work.join()  # this chunk is recorded before the next is claimed
+        finally:
+            for _ in workers:
+                self.work.put(None)
+            for worker in workers:
+                worker.join()
+            committer.close()
+            if self.stop.is_set() or self.errors:
+                self.ledger.release(self.owner, claimed_ids)
+        if self.errors:
+            raise self.errors[0]
+        return self.sent
+
+    def _worker(self, committer: GroupCommitter) -> None:
+        connection: Connection | None = None
+        try:
+            while True:
+                batch = self.work.get()
+                if batch is None:
+                    self.work.task_done()
+                    return
+                try:
+                    if self.errors or self.stop.is_set():
+                        continue
+                    if connection is None or not connection.usable:
+                        if connection is not None:
+                            connection.close()
+                        connection = self.transport.connect()
+                    self.limiter.wait()
+                    results = self._send(connection, batch)
+                    committer.record(results)
+                    accepted = sum(1 for _, o, _ in results if o.state is State.SENT)
+                    with self.lock:
+                        self.sent += accepted
+                    self.progress(len(batch))
+                except BaseException as exc:
+                    self.errors.append(exc)
+                finally:
+                    self.work.task_done()
+        finally:
+            if connection is not None:
+                connection.close()
+
+    def _send(self, connection: Connection, batch: list[Delivery]) -> list[tuple[int, Outcome, datetime | None]]:
+        plan = self.plan
+        if len(batch) == 1:
+            recipient = Recipient(address=batch[0].address, name=batch[0].name, key=batch[0].key)
+            header, mid = to_header([recipient]), batch[0].message_id
+        else:
+            header = to_header([], group_name=plan.group_name)
+            mid = message_id(plan.name, "|".join(sorted(d.key for d in batch)), plan.prepared.domain)
+        data = plan.prepared.for_recipients(header, mid)
+        outcomes = connection.send(plan.envelope_sender, [d.address for d in batch], data)
+        now = self.clock.now()
+        results = []
+        for delivery in batch:
+            outcome = outcomes.get(delivery.address, Outcome(State.DEFERRED, "no reply recorded for this recipient"))
+            results.append(self._schedule(delivery, outcome, now))
+        return results
+
+    def _schedule(self, delivery: Delivery, outcome: Outcome, now: datetime) -> tuple[int, Outcome, datetime | None]:
+        """Deferred and unknown rows get their next attempt, or fail when the window closes."""
+        if outcome.state not in (State.DEFERRED, State.UNKNOWN):
+            return delivery.id, outcome, None
+        attempt = delivery.attempts + 1
+        schedule = self.policy.retry_minutes or (1,)
+        delay = timedelta(minutes=schedule[min(attempt - 1, len(schedule) - 1)])
+        first = delivery.first_attempt_at or now
+        if attempt > 1 and now + delay - first > self.policy.retry_window:
+            return delivery.id, Outcome(State.FAILED, f"{outcome.reply} (gave up after {attempt} attempts)"), None
+        return delivery.id, outcome, now + delay
+
+
+def run(plan: Plan, ledger: Ledger, transport: Transport, policy: SendPolicy, clock: Clock,
+        progress: Callable[[int], None] | None = None, stop: threading.Event | None = None,
+        owner: str | None = None) -> Result:
+    """Open (or resume) the dispatch and send until nothing is due within ``policy.linger``."""
+    from dispatch.ledger import node_name
+
+    owner = owner or node_name()
+    ledger.reap_dead_leases(socket.gethostname(), _alive)
+    record, created, already_sent = open_plan(plan, ledger, clock)
+    sender = Sender(plan, ledger, transport, policy, clock, owner, record.id, progress, stop)
+    errors: list[str] = []
+    deadline = clock.now() + policy.linger
+    while True:
+        try:
+            sender.run_pass()
+        except TransportError as exc:
+            errors.append(str(exc))
+            break
+        except DispatchError as exc:
+            errors.append(str(exc))
+            break
+        if sender.stop.is_set():
+            break
+        due = ledger.next_due(record.id)
+        if due is None or due > deadline:
+            break
+        clock.sleep(max(0.0, (due - clock.now()).total_seconds()))
+    counts = ledger.counts(record.id)
+    if all(counts.get(s.value, 0) == 0 for s in (State.PENDING, State.DEFERRED, State.UNKNOWN)):
+        ledger.finish_dispatch(record.id, clock.now())
+    return Result(dispatch=record.name, created=created, already_sent=already_sent,
+                  sent_now=sender.sent, counts=counts, errors=errors)

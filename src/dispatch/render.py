@@ -1,0 +1,142 @@
+"""Edition -> inlined HTML and plain text. Jinja2 + premailer, once per edition (pure)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import cssutils
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError, UndefinedError
+from premailer import Premailer
+
+from dispatch.errors import InputError, Problem, display_path
+from dispatch.models import Edition, Rendered
+
+HTML_TEMPLATE = "edition.html"
+TEXT_TEMPLATE = "edition.txt"
+URGENT_PREFIX = "BRÅDSKANDE: "
+CORRECTION_PREFIX = "Rättelse: "
+
+# cssutils reports every mso-* and -webkit-* property as "Unknown Property" at WARNING
+# and shortens #333333 to #333, which some Outlook versions misread. Keep both out.
+_css_log = logging.getLogger("dispatch.cssutils")
+_css_log.addHandler(logging.NullHandler())
+_css_log.propagate = False
+cssutils.log.setLog(_css_log)
+cssutils.ser.prefs.minimizeColorHash = False
+
+
+@lru_cache(maxsize=8)
+def environment(templates_dir: Path) -> Environment:
+    """Both templates escape by default in spirit: HTML autoescapes; the text template
+    is plain text, where HTML escaping would print '&amp;' to the reader, so it
+    renders the already-plain text that markup.to_text produced."""
+    env = Environment(
+        loader=FileSystemLoader(str(templates_dir)),
+        autoescape=lambda name: bool(name) and not name.endswith(".txt"),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return env
+
+
+def subject_for(edition: Edition, test: bool = False) -> str:
+    subject = edition.subject
+    if edition.revision > 1 and edition.correction:
+        subject = CORRECTION_PREFIX + subject
+    if edition.urgent:
+        subject = URGENT_PREFIX + subject
+    if test:
+        subject = "[TEST] " + subject
+    return subject
+
+
+def context(edition: Edition, subject: str, footer: str, web_url: str | None) -> dict[str, Any]:
+    heading = edition.subject if edition.urgent else edition.date_label[:1].upper() + edition.date_label[1:]
+    return {
+        "subject": subject,
+        "title": edition.title,
+        "heading": heading,
+        "preheader": edition.preheader,
+        "compiled_label": edition.compiled_label,
+        "date_label": edition.date_label,
+        "revision": edition.revision,
+        "urgent": edition.urgent,
+        "correction": edition.correction,
+        "lead_html": edition.lead_html,
+        "lead_text": edition.lead_text,
+        "sections": edition.sections,
+        "standing": edition.standing,
+        "footer": footer,
+        "web_url": web_url,
+    }
+
+
+def render(
+    edition: Edition,
+    templates_dir: Path,
+    *,
+    footer: str,
+    web_url: str | None = None,
+    test: bool = False,
+) -> Rendered:
+    """Render both parts. A template error becomes an InputError naming the template line."""
+    subject = subject_for(edition, test)
+    env = environment(templates_dir)
+    values = context(edition, subject, footer, web_url)
+    try:
+        html = env.get_template(HTML_TEMPLATE).render(values)
+        text = env.get_template(TEXT_TEMPLATE).render(values)
+    except UndefinedError as exc:
+        raise InputError([_template_problem(exc, templates_dir, f"{exc.message}; check the variable name")]) from None
+    except TemplateError as exc:
+        raise InputError([_template_problem(exc, templates_dir, str(exc))]) from None
+    return Rendered(subject=subject, html=inline_css(html), text=_tidy_text(text))
+
+
+def inline_css(html: str) -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        inliner = Premailer(
+            html,
+            strip_important=False,  # the stacking rules in @media need their !important
+            keep_style_tags=False,  # leftover @media rules stay in <head>, the rest is inlined
+            remove_classes=False,   # the @media rules still select by class
+            disable_validation=True,
+            allow_network=False,
+            cssutils_logging_handler=logging.NullHandler(),
+            cssutils_logging_level=logging.CRITICAL,
+        )
+        return str(inliner.transform(pretty_print=False))
+
+
+def _tidy_text(text: str) -> str:
+    """At most one blank line in a row, no trailing spaces, CRLF-free, ends with a newline."""
+    lines = [line.rstrip() for line in text.splitlines()]
+    out: list[str] = []
+    for line in lines:
+        if not line and (not out or not out[-1]):
+            continue
+        out.append(line)
+    return "\n".join(out).strip("\n") + "\n"
+
+
+def _template_problem(exc: Exception, templates_dir: Path, message: str) -> Problem:
+    """Point at the template line, found in the traceback Jinja2 rewrote for us."""
+    tb = exc.__traceback__
+    name, line = HTML_TEMPLATE, 1
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.startswith(str(templates_dir)):
+            name, line = Path(filename).name, tb.tb_lineno
+        tb = tb.tb_next
+    lineno = getattr(exc, "lineno", None)
+    if lineno:
+        line = lineno
+        name = getattr(exc, "filename", None) or name
+    return Problem(display_path(templates_dir / Path(name).name), line, message)
