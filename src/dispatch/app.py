@@ -91,7 +91,8 @@ def envelope(settings: Settings) -> Envelope:
 
 
 def web_url(settings: Settings, edition: Edition) -> str | None:
-    if not settings.publish.base_url:
+    # Only link to a web copy that this send publishes: a dead link is worse than none.
+    if not settings.publish.base_url or not settings.publish.on_send:
         return None
     return settings.publish.base_url.rstrip("/") + f"/{edition.date.isoformat()}.html"
 

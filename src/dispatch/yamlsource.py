@@ -65,8 +65,14 @@ def parse_yaml(text: str, path: Path | str, line_offset: int = 0) -> Any:
         return loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        # An unclosed bracket or quote is found only at the end of the text; the
+        # line where it was opened (the context) is the one to fix.
+        if exc.context_mark is not None and "<stream end>" in (exc.problem or ""):
+            mark = exc.context_mark
         line = (mark.line + 1 if mark else 1) + line_offset
         what = exc.problem or "invalid YAML"
+        if exc.context:
+            what = f"{what} ({exc.context})"
         raise InputError([Problem(display_path(path), line, f"invalid YAML: {what}; check indentation, colons and quotes")]) from None
     except yaml.YAMLError as exc:
         raise InputError([Problem(display_path(path), 1 + line_offset, f"invalid YAML: {exc}")]) from None
