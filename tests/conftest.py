@@ -70,9 +70,18 @@ class RecordingHandler:
             self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content or envelope.content)))
         return "250 Message accepted for delivery"
 
-    def recipients(self) -> list[str]:
+    def reports(self) -> list[Received]:
+        """Report messages (they carry List-Id), not completion summaries or alerts."""
         with self.lock:
-            return [r.lower() for m in self.received for r in m.rcpt_tos]
+            return [m for m in self.received if b"\r\nList-Id:" in m.data.split(b"\r\n\r\n", 1)[0]]
+
+    def notices(self) -> list[Received]:
+        with self.lock:
+            return [m for m in self.received if b"\r\nList-Id:" not in m.data.split(b"\r\n\r\n", 1)[0]]
+
+    def recipients(self) -> list[str]:
+        """Every RCPT of every report message, lower-cased, duplicates kept."""
+        return [r.lower() for m in self.reports() for r in m.rcpt_tos]
 
 
 @dataclass

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import getpass
 import os
+import threading
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Callable
 
-from dispatch import preflight
+from dispatch import notice, preflight
 from dispatch.config import Settings
 from dispatch.edition import assemble, edition_path
-from dispatch.errors import AuthenticationError, InputError, PreflightError, Problem, display_path
+from dispatch.errors import AuthenticationError, DispatchError, InputError, PreflightError, Problem, display_path
 from dispatch.ledger import Ledger, dispatch_name
 from dispatch.message import Envelope, PreparedMessage, list_id, message_id, prepare, to_header
-from dispatch.models import Edition, Recipient, Rendered
+from dispatch.models import Edition, Recipient, Rendered, State
 from dispatch.pipeline import Clock, Plan, Result, SendPolicy, run
 from dispatch.recipients import Resolution, available_lists, resolve
 from dispatch.render import render
@@ -114,10 +115,24 @@ def prepare_edition(
     prepared = prepare(rendered, envelope(settings), now, urgent=edition.urgent)
     first = next(iter(resolution.recipients.values()), Recipient("first@example.org", "", "first@example.org"))
     sample = prepared.for_recipients(to_header([first]), message_id("preflight", first.key, prepared.domain))
-    problems = preflight.check(rendered.subject, rendered.html, rendered.text, sample, f"{display_path(edition.source)}:1")
+    problems = preflight.check(
+        rendered.subject, rendered.html, rendered.text, sample, f"{display_path(edition.source)}:1",
+        sources=_preflight_sources(settings, edition), header_sources={"To": first.source},
+    )
     if problems:
         raise PreflightError(problems)
     return Prepared(edition, resolution, rendered, prepared, names, test)
+
+
+def _preflight_sources(settings: Settings, edition: Edition) -> list[tuple[str, str]]:
+    """The edition and the HTML template, so a pre-flight problem names the line to fix."""
+    sources = [(display_path(edition.source), edition.source_text)]
+    template = settings.templates_dir / "edition.html"
+    try:
+        sources.append((display_path(template), template.read_text(encoding="utf-8")))
+    except OSError:
+        pass  # the template was read moments ago by render(); without it, problems point at the edition
+    return sources
 
 
 def _resolve_addresses(addresses: tuple[str, ...]) -> Resolution:
@@ -203,11 +218,40 @@ def current_user() -> str:
 
 
 def send(settings: Settings, ready: Prepared, clock: Clock, *, created_by: str | None = None,
-         progress: Callable[[int], None] | None = None, linger: timedelta = timedelta(0)) -> Result:
+         progress: Callable[[int], None] | None = None, linger: timedelta = timedelta(0),
+         stop: threading.Event | None = None) -> Result:
     plan = plan_for(settings, ready, clock.now(), created_by or current_user())
     ledger = open_ledger(settings)
     try:
         transport = open_transport(settings)
-        return run(plan, ledger, transport, send_policy(settings, linger), clock, progress=progress)
+        result = run(plan, ledger, transport, send_policy(settings, linger), clock, progress=progress, stop=stop)
+        if result.attempted and settings.notify and not ready.test:
+            notify_summary(settings, ledger, transport, result, clock)
+        return result
     finally:
         ledger.close()
+
+
+def notify_summary(settings: Settings, ledger: Ledger, transport: Transport, result: Result, clock: Clock) -> None:
+    """Mail the completion summary to `notify`. A failure here is reported, never fatal:
+    the report itself has been delivered."""
+    record = ledger.find_dispatch(result.dispatch)
+    if record is None:
+        return
+    subject, body = notice.summary(
+        record.name, record.subject, result.counts, ledger.rows(record.id), settings.timezone, result.next_attempt,
+    )
+    from_header = envelope(settings).from_header
+    data = notice.compose(from_header, settings.notify, subject, body, clock.now())
+    try:
+        connection = transport.connect()
+        try:
+            outcomes = connection.send(settings.sender.address, list(settings.notify), data)
+        finally:
+            connection.close()
+    except DispatchError as exc:
+        result.errors.append(f"completion summary not sent: {exc}")
+        return
+    refused = [f"{address}: {o.reply}" for address, o in outcomes.items() if o.state is not State.SENT]
+    if refused:
+        result.errors.append("completion summary refused for " + "; ".join(refused))

@@ -23,6 +23,7 @@ from dispatch.message import PreparedMessage, message_id, to_header
 from dispatch.models import Delivery, Outcome, Recipient, State
 
 LEASE = timedelta(minutes=10)
+QUOTA_MARKER = "submissionquotaexceeded"
 
 
 # -- what the pipeline needs from the outside (narrow, owned here) --------------
@@ -100,6 +101,7 @@ class SendPolicy:
     retry_minutes: tuple[float, ...] = (1, 2, 5, 10, 30)
     retry_window: timedelta = timedelta(hours=24)
     linger: timedelta = timedelta(0)  # how long this run waits for due retries before handing over
+    quota_wait: timedelta = timedelta(hours=1)  # Exchange's daily quota: wait, do not fail
 
 
 @dataclass
@@ -110,6 +112,9 @@ class Result:
     sent_now: int
     counts: dict[str, int]
     errors: list[str] = field(default_factory=list)
+    next_attempt: datetime | None = None
+    paused_until: datetime | None = None
+    attempted: int = 0  # recipients this run tried, whatever the outcome
 
     @property
     def complete(self) -> bool:
@@ -233,7 +238,9 @@ class Sender:
         self.work: queue.Queue[list[Delivery] | None] = queue.Queue()
         self.errors: list[BaseException] = []
         self.sent = 0
+        self.attempted = 0
         self.lock = threading.Lock()
+        self.paused_until: datetime | None = None  # set when the relay's quota is used up
 
     def run_pass(self) -> int:
         """Send every row due now; returns how many recipients were accepted."""
@@ -250,7 +257,7 @@ class Sender:
             chunk = max(per_message, min(chunk, int(self.policy.rate_per_minute * per_message)))
         claimed_ids: list[int] = []
         try:
-            while not self.stop.is_set() and not self.errors:
+            while not self.stop.is_set() and not self.errors and self.paused_until is None:
                 rows = self.ledger.claim(self.dispatch_id, self.owner, self.clock.now(), LEASE, chunk)
                 if not rows:
                     break
@@ -264,7 +271,7 @@ class Sender:
             for worker in workers:
                 worker.join()
             committer.close()
-            if self.stop.is_set() or self.errors:
+            if self.stop.is_set() or self.errors or self.paused_until is not None:
                 self.ledger.release(self.owner, claimed_ids)
         if self.errors:
             raise self.errors[0]
@@ -279,7 +286,7 @@ class Sender:
                     self.work.task_done()
                     return
                 try:
-                    if self.errors or self.stop.is_set():
+                    if self.errors or self.stop.is_set() or self.paused_until is not None:
                         continue
                     if connection is None or not connection.usable:
                         if connection is not None:
@@ -291,6 +298,7 @@ class Sender:
                     accepted = sum(1 for _, o, _ in results if o.state is State.SENT)
                     with self.lock:
                         self.sent += accepted
+                        self.attempted += len(batch)
                     self.progress(len(batch))
                 except BaseException as exc:
                     self.errors.append(exc)
@@ -322,6 +330,13 @@ class Sender:
         if outcome.state not in (State.DEFERRED, State.UNKNOWN):
             return delivery.id, outcome, None
         attempt = delivery.attempts + 1
+        if QUOTA_MARKER in outcome.reply.lower():
+            # The mailbox's rolling daily quota is used up: every further message would be
+            # refused too. Pause the dispatch; the window does not count this wait.
+            resume = now + self.policy.quota_wait
+            with self.lock:
+                self.paused_until = max(self.paused_until or resume, resume)
+            return delivery.id, outcome, resume
         schedule = self.policy.retry_minutes or (1,)
         delay = timedelta(minutes=schedule[min(attempt - 1, len(schedule) - 1)])
         first = delivery.first_attempt_at or now
@@ -341,6 +356,7 @@ def run(plan: Plan, ledger: Ledger, transport: Transport, policy: SendPolicy, cl
     record, created, already_sent = open_plan(plan, ledger, clock)
     sender = Sender(plan, ledger, transport, policy, clock, owner, record.id, progress, stop)
     errors: list[str] = []
+    pause_reported: datetime | None = None
     deadline = clock.now() + policy.linger
     while True:
         try:
@@ -354,6 +370,10 @@ def run(plan: Plan, ledger: Ledger, transport: Transport, policy: SendPolicy, cl
         if sender.stop.is_set():
             break
         due = ledger.next_due(record.id)
+        paused, sender.paused_until = sender.paused_until, None
+        if paused is not None:
+            due = max(due or paused, paused)
+            pause_reported = paused
         if due is None or due > deadline:
             break
         clock.sleep(max(0.0, (due - clock.now()).total_seconds()))
@@ -361,4 +381,6 @@ def run(plan: Plan, ledger: Ledger, transport: Transport, policy: SendPolicy, cl
     if all(counts.get(s.value, 0) == 0 for s in (State.PENDING, State.DEFERRED, State.UNKNOWN)):
         ledger.finish_dispatch(record.id, clock.now())
     return Result(dispatch=record.name, created=created, already_sent=already_sent,
-                  sent_now=sender.sent, counts=counts, errors=errors)
+                  sent_now=sender.sent, counts=counts, errors=errors,
+                  next_attempt=ledger.next_due(record.id), paused_until=pause_reported,
+                  attempted=sender.attempted)
