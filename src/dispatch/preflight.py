@@ -8,6 +8,7 @@ differs from the subject, or a text part that leaves out what the HTML says.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from html.parser import HTMLParser
 
 from dispatch.errors import Problem
@@ -69,22 +70,56 @@ def bad_link(href: str) -> str | None:
     return None
 
 
-def check(subject: str, html: str, text: str, message: bytes, where: str) -> list[Problem]:
-    """Problems with the message as it would be sent; ``where`` is 'path:line' of the edition."""
-    path, _, line = where.rpartition(":")
-    at = int(line) if line.isdigit() else 1
+Source = tuple[str, str]  # (path as shown to the user, text): where a problem may come from
+
+
+def locate(needles: Sequence[str], sources: Sequence[Source]) -> tuple[str, int] | None:
+    """(path, line) of the first line in ``sources`` (in order) containing any needle."""
+    for path, text in sources:
+        for number, line in enumerate(text.splitlines(), start=1):
+            if any(needle and needle in line for needle in needles):
+                return path, number
+    return None
+
+
+def _link_needles(href: str) -> list[str]:
+    """How an offending href may appear in Markdown or a template."""
+    if not href:
+        return ['href=""', "href=''", "]()", "]( )"]
+    return [f"]({href}", f"]( {href}", f'href="{href}', f"href='{href}", f"<{href}>"]
+
+
+def check(
+    subject: str, html: str, text: str, message: bytes, where: str,
+    sources: Sequence[Source] = (), header_sources: Mapping[str, str] | None = None,
+) -> list[Problem]:
+    """Problems with the message as it would be sent.
+
+    ``where`` is 'path:line' of the edition, the fallback location. ``sources`` are the
+    edition and the HTML template (path, text), searched in that order so that a problem
+    points at the line an operator must change; ``header_sources`` maps a header name
+    to the 'path:line' its value came from (e.g. To -> the recipient list entry)."""
+    default_path, _, line = where.rpartition(":")
+    default = (default_path or where, int(line) if line.isdigit() else 1)
     problems: list[Problem] = []
 
-    def problem(message_text: str) -> None:
-        problems.append(Problem(path or where, at, message_text))
+    def problem(message_text: str, at: tuple[str, int] | None = None) -> None:
+        path, number = at or default
+        problems.append(Problem(path, number, message_text))
 
     size = len(html.encode("utf-8"))
     if size > MAX_HTML_BYTES:
         problem(f"the HTML part is {size / 1024:.0f} KB, over the {MAX_HTML_BYTES // 1024} KB limit (Gmail clips at 102 KB and hides the rest); shorten the edition")
 
+    head_end = message.find(b"\r\n\r\n")
     for number, raw in enumerate(message.split(b"\r\n"), start=1):
         if len(raw) > MAX_LINE_OCTETS:
-            problem(f"line {number} of the message is {len(raw)} octets, over the {MAX_LINE_OCTETS} allowed (RFC 5322); relays may break it")
+            header = ""
+            if 0 <= message.find(raw) < head_end and b":" in raw:
+                header = raw.split(b":", 1)[0].decode("ascii", "replace")
+            what = f"the {header} header" if header else f"line {number} of the message"
+            at = _split_where(header_sources.get(header)) if header and header_sources else None
+            problem(f"{what} is {len(raw)} octets, over the {MAX_LINE_OCTETS} allowed per line (RFC 5322); relays may break or reject it", at)
             break
 
     scan = _Scan()
@@ -92,16 +127,39 @@ def check(subject: str, html: str, text: str, message: bytes, where: str) -> lis
     for href in scan.links:
         reason = bad_link(href)
         if reason:
-            problem(f"{reason} in the HTML; give every link a real https:// address")
+            problem(f"{reason} in the HTML; give every link a real https:// address", locate(_link_needles(href), sources))
     for src in scan.images_without_alt:
-        problem(f"image {src[:60]!r} has no alt text; add alt=\"\" if it is decorative")
+        needles = [f'src="{src}', f"src='{src}"] if src else ["<img"]
+        problem(f"image {src[:60]!r} has no alt text; add alt=\"\" if it is decorative", locate(needles, sources))
     title = " ".join("".join(scan.title).split())
     if title != " ".join(subject.split()):
-        problem(f"the HTML <title> {title!r} differs from the Subject {subject!r}; they must be the same")
+        problem(f"the HTML <title> {title!r} differs from the Subject {subject!r}; they must be the same (use {{{{ subject }}}})",
+                locate(["<title"], sources[1:] or sources))
 
     html_words = {w.casefold() for w in _WORD.findall(" ".join(scan.text))}
     text_words = {w.casefold() for w in _WORD.findall(text)}
     missing = sorted(html_words - text_words)
     if missing:
-        problem(f"the text part lacks words the HTML has ({', '.join(missing[:8])}); render both from the same content")
+        at = None
+        for word in missing:
+            at = _locate_word(word, sources)
+            if at:
+                break
+        problem(f"the text part lacks words the HTML has ({', '.join(missing[:8])}); render both from the same content", at)
     return problems
+
+
+def _locate_word(word: str, sources: Sequence[Source]) -> tuple[str, int] | None:
+    pattern = re.compile(rf"(?<!\w){re.escape(word)}(?!\w)", re.IGNORECASE)
+    for path, text in sources:
+        for number, line in enumerate(text.splitlines(), start=1):
+            if pattern.search(line):
+                return path, number
+    return None
+
+
+def _split_where(where: str | None) -> tuple[str, int] | None:
+    if not where:
+        return None
+    path, _, line = where.rpartition(":")
+    return (path, int(line)) if path and line.isdigit() else None

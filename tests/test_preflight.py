@@ -1,0 +1,128 @@
+"""Issue 3: each pre-flight check, tripped the way an editor or operator would trip it.
+
+For every check, `dispatch check` exits 1 naming the file and line to fix, and
+`dispatch send` sends nothing (a real SMTP server records what arrives).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+import pytest
+
+from conftest import Project, SMTPServer
+
+DATE = "2024-11-17"
+EDITION = f"reports/{DATE}.md"
+TEMPLATE = "templates/email/edition.html"
+
+
+def _append_to_edition(project: Project, markdown: str) -> int:
+    """Append lines to the sample edition; return the line number of the last one."""
+    path = project.root / EDITION
+    text = path.read_text(encoding="utf-8").rstrip("\n") + "\n"
+    path.write_text(text + markdown, encoding="utf-8")
+    return text.count("\n") + markdown.rstrip("\n").count("\n") + 1
+
+
+def _edit_template(project: Project, old: str, new: str) -> int:
+    """Replace ``old`` in the project's HTML template; return the line the change is on."""
+    path = project.root / TEMPLATE
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"template no longer contains {old!r}"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return text[: text.index(old)].count("\n") + 1
+
+
+@dataclass(frozen=True)
+class Case:
+    """How to break the sample, and the problem line `check` must print."""
+
+    break_it: Callable[[Project], tuple[str, int]]  # -> (path, line) the problem must name
+    message: str  # a regular expression for the message after 'path:line: '
+
+
+def _too_big(project: Project) -> tuple[str, int]:
+    # About 130 KB of distinct text: far past Gmail's clipping point.
+    bullets = "".join(f"- Punkt {n}: lägesuppdatering om vårdplatser, bemanning och journalsystem i område {n}.\n" for n in range(1500))
+    _append_to_edition(project, "\n## Bilaga\n\n" + bullets)
+    return EDITION, 1
+
+
+def _long_line(project: Project) -> tuple[str, int]:
+    # The To header is patched onto prepared bytes per recipient and not folded, so an
+    # absurdly long display name on the first recipient makes a line over 998 octets.
+    path = project.root / "recipients/politisk-ledning.yaml"
+    text = path.read_text(encoding="utf-8")
+    line = text.splitlines().index("  - {email: anna.johansson@example.org, name: Anna Johansson}") + 1
+    path.write_text(text.replace("name: Anna Johansson}", "name: Anna " + "Johansson" * 120 + "}", 1), encoding="utf-8")
+    return "recipients/politisk-ledning.yaml", line
+
+
+def _placeholder_link(project: Project) -> tuple[str, int]:
+    return EDITION, _append_to_edition(project, "\n- [Läs mer om läget](#)\n")
+
+
+def _empty_link(project: Project) -> tuple[str, int]:
+    return EDITION, _append_to_edition(project, "\n- [Läs mer om läget]()\n")
+
+
+def _script_link(project: Project) -> tuple[str, int]:
+    # markdown-it refuses javascript: in Markdown, so it takes a template change.
+    line = _edit_template(project, '<p class="footer-text">{{ footer }}</p>',
+                          '<p class="footer-text">{{ footer }} <a href="javascript:alert(1)">Regional rapport</a></p>')
+    return TEMPLATE, line
+
+
+def _image_without_alt(project: Project) -> tuple[str, int]:
+    line = _edit_template(project, '<p class="masthead-title">',
+                          '<img src="https://intranat.example.org/logo.png" width="120" height="32">\n<p class="masthead-title">')
+    return TEMPLATE, line
+
+
+def _title_differs(project: Project) -> tuple[str, int]:
+    return TEMPLATE, _edit_template(project, "<title>{{ subject }}</title>", "<title>Regional rapport</title>")
+
+
+def _text_part_incomplete(project: Project) -> tuple[str, int]:
+    # Something added to the HTML template only: the text part no longer says the same.
+    line = _edit_template(project, '<p class="footer-text">{{ footer }}</p>',
+                          '<p class="footer-text">{{ footer }}</p>\n<p class="footer-text">Sekretessklassning: intern</p>')
+    return TEMPLATE, line + 1
+
+
+CASES = {
+    "html-over-90-kb": Case(_too_big, r"the HTML part is \d+ KB, over the 90 KB limit"),
+    "line-over-998-octets": Case(_long_line, r"the To header is \d+ octets, over the 998 allowed"),
+    "placeholder-link": Case(_placeholder_link, r"a placeholder link '#' in the HTML"),
+    "empty-link": Case(_empty_link, r"an empty link in the HTML"),
+    "javascript-link": Case(_script_link, r"a script link 'javascript:alert\(1\)' in the HTML"),
+    "image-without-alt": Case(_image_without_alt, r"image 'https://intranat.example.org/logo.png' has no alt text"),
+    "title-differs-from-subject": Case(_title_differs, r"the HTML <title> 'Regional rapport' differs from the Subject"),
+    "text-part-missing-content": Case(_text_part_incomplete, r"the text part lacks words the HTML has \(.*sekretessklassning"),
+}
+
+
+def test_the_sample_passes_every_check(project: Project) -> None:
+    result = project.run("check", "--date", DATE)
+    assert result.returncode == 0, result.stderr
+    assert "ready to send" in result.stderr
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_check_fails_and_send_sends_nothing(name: str, project: Project, smtp_server: SMTPServer) -> None:
+    case = CASES[name]
+    path, line = case.break_it(project)
+    project.use_smtp(smtp_server)
+
+    checked = project.run("check", "--date", DATE)
+    assert checked.returncode == 1, checked.stderr
+    pattern = rf"^{re.escape(path)}:{line}: {case.message}"
+    assert re.search(pattern, checked.stderr, re.M), f"expected {pattern!r} in:\n{checked.stderr}"
+
+    sent = project.run("send", "--date", DATE)
+    assert sent.returncode == 1, sent.stderr
+    assert re.search(pattern, sent.stderr, re.M), sent.stderr
+    assert smtp_server.handler.received == [], "a message was sent although a pre-flight check failed"
