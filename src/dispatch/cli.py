@@ -277,6 +277,79 @@ def status(app: Context, dispatch: str | None, as_json: bool) -> None:
             click.echo(f"  {row['state']:<8} {row['address']}  attempts {row['attempts']}  {row['reply']}")
 
 
+@main.command("recipients")
+@click.argument("names", nargs=-1, metavar="[LIST]...")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@click.option("--members", "show_members", is_flag=True, help="Also list each member (address and name).")
+@pass_context
+def recipients_command(app: Context, names: tuple[str, ...], as_json: bool, show_members: bool) -> None:
+    """Show the resolved recipients of each LIST (default: every list in 'schedules').
+
+    Per list: display name, members after folding duplicates and removing suppressed
+    addresses, how many were suppressed, overlaps between lists; problems go to stderr
+    as path:line: message. Exits 0 when all entries are valid, 1 otherwise.
+    """
+    # A stage called straight from the CLI: listing lists needs no edition, render or ledger.
+    from dispatch import recipients as lists_module
+    from dispatch.errors import Problem, display_path
+
+    settings = app.settings
+    referrers: dict[str, Problem] = {}
+    if not names:
+        names = settings.scheduled_lists()
+        # An unknown list name then points at the schedules in config.yaml.
+        where = Problem(display_path(settings.path), settings.line_of.get("schedules", 1), "")
+        referrers = {name: where for name in names}
+    try:
+        resolution = lists_module.resolve(settings.recipients_dir, names, referrers)
+        problems = list(resolution.problems)
+    except InputError as exc:
+        resolution, problems = None, list(exc.problems)
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    views = [resolution.lists[n] for n in names if n in resolution.lists] if resolution else []
+    overlaps = resolution.overlaps(names) if resolution else {}
+    people = resolution.recipients if resolution else {}
+
+    def member_rows(view: Any) -> list[dict[str, str]]:
+        return [{"email": people[key].address, "name": people[key].name} for key in view.members]
+
+    if as_json:
+        report: dict[str, Any] = {
+            "lists": [
+                {
+                    "list": view.name, "name": view.display_name, "path": view.path,
+                    "members": len(view.members), "suppressed": len(view.suppressed),
+                    "invalid": view.invalid, "includes": view.includes,
+                    **({"addresses": member_rows(view)} if show_members else {}),
+                }
+                for view in views
+            ],
+            "recipients": len(people),
+            "invalid": len(resolution.invalid) if resolution else 0,
+            "overlaps": [{"lists": [a, b], "shared": shared} for (a, b), shared in overlaps.items()],
+            "problems": [{"path": p.path, "line": p.line, "message": p.message} for p in problems],
+        }
+        click.echo(json.dumps(report, ensure_ascii=False, indent=2))
+    else:
+        width = max((len(view.name) for view in views), default=0)
+        for view in views:
+            extra = f", includes {', '.join(view.includes)}" if view.includes else ""
+            click.echo(f"{view.name:<{width}}  {view.display_name}: {len(view.members)} members, "
+                       f"{len(view.suppressed)} suppressed, {view.invalid} invalid ({view.path}{extra})")
+            if show_members:
+                for row in member_rows(view):
+                    click.echo(f"  {row['email']}" + (f"  {row['name']}" if row["name"] else ""))
+        for (a, b), shared in overlaps.items():
+            click.echo(f"overlap: {a} and {b} share {shared} recipient(s)")
+        if resolution is not None:
+            click.echo(f"{len(people)} unique recipient(s) in all; {len(resolution.invalid)} invalid entr"
+                       f"{'y' if len(resolution.invalid) == 1 else 'ies'}")
+    if problems:
+        click.echo(f"{len(problems)} problem(s)", err=True)
+    sys.exit(EXIT_INPUT if problems else EXIT_OK)
+
+
 def _local(value: datetime | None, app: Context) -> str:
     return value.astimezone(app.settings.timezone).strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 

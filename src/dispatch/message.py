@@ -6,6 +6,7 @@ lines to prepared bytes costs microseconds (DESIGN: render once, personalise che
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from dataclasses import dataclass
@@ -81,16 +82,39 @@ def prepare(rendered: Rendered, envelope: Envelope, date: datetime, *, urgent: b
 
 def to_header(recipients: list[Recipient] | tuple[Recipient, ...], group_name: str | None = None) -> str:
     """One recipient: 'Name <addr>' (name encoded when non-ASCII, quoted when it has
-    specials). Several (a Bcc batch): an empty group, so nobody sees the others."""
+    specials; the address always plain). Several (a Bcc batch): an empty group, so
+    nobody sees the others. Always one line: the prepared message is patched, not folded."""
     if len(recipients) == 1 and group_name is None:
         recipient = recipients[0]
-        return formataddr((recipient.name, recipient.address), charset="utf-8")
-    name = group_name or "Mottagare"
+        name = " ".join(recipient.name.split())
+        if not name:
+            return recipient.address
+        if name.isascii():
+            return formataddr((name, recipient.address))  # quotes and escapes specials
+        return f"{encode_words(name)} <{recipient.address}>"
+    name = " ".join((group_name or "Mottagare").split())
     if not name.isascii():
-        from email.header import Header
-
-        return f"{Header(name, 'utf-8').encode()}:;"
+        return f"{encode_words(name)}:;"
     return re.sub(r'[:;,"<>@()\\\[\]]', " ", name).strip() + ":;"
+
+
+def encode_words(text: str) -> str:
+    """RFC 2047 'B' encoded-words of at most 75 characters each, separated by spaces on
+    one line (a decoder joins adjacent encoded-words and drops the space between them).
+    email.utils.formataddr makes one word of any length, and email.header folds with
+    line breaks, which a patched header line cannot carry. A multi-byte character is
+    never split across words."""
+    words: list[str] = []
+    chunk = ""
+    for char in text:
+        # 12 = len("=?utf-8?b?") + len("?="); base64 turns 3 bytes into 4 characters.
+        if chunk and 12 + 4 * -(-len((chunk + char).encode()) // 3) > 75:
+            words.append(chunk)
+            chunk = ""
+        chunk += char
+    if chunk:
+        words.append(chunk)
+    return " ".join(f"=?utf-8?b?{base64.b64encode(w.encode()).decode('ascii')}?=" for w in words)
 
 
 def message_id(dispatch_name: str, key: str, domain: str) -> str:

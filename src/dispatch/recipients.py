@@ -1,9 +1,12 @@
 """Recipient list files -> folded, validated recipients (pure apart from reading the files).
 
 One person gets one message: addresses are folded (trimmed, Unicode NFC, local part
-case-folded, domain lower-cased and IDNA-encoded) and the first display name seen is
-kept. An invalid entry never blocks the report: it is reported with ``path:line`` and
-the caller records it as failed while everyone valid still gets the report.
+compared case-insensitively, domain lower-cased and IDNA-encoded) and the first display
+name seen is kept. An invalid entry never blocks the report: it is reported with
+``path:line`` and the caller records it as failed while everyone valid still gets it.
+
+CSV files are streamed row by row, so a 100,000-row HR export costs memory for the
+folded address set only, not for the file (see bench/recipients.py).
 """
 
 from __future__ import annotations
@@ -14,46 +17,51 @@ import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from email_validator import EmailNotValidError, validate_email
 
-from dispatch.errors import InputError, Problem, display_path
+from dispatch.errors import DispatchError, InputError, Problem, display_path
 from dispatch.models import Recipient
 from dispatch.yamlsource import LineDict, LineList, load_yaml_file
 
 SUPPRESSION_FILE = "suppressed.txt"
+LIST_SUFFIXES = (".yaml", ".yml", ".csv")
+# C0, DEL, C1 and the Unicode line/paragraph separators: any of them in a header value
+# could start a new header line (or be turned into one by a lenient client).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-# The everyday case (ASCII dot-atom local part) is checked here; anything else goes
-# to email-validator. Validating 100,000 HR rows one by one with it takes seconds.
+# The everyday case (ASCII dot-atom local part) is checked here; anything else goes to
+# email-validator, whose full check costs ~0.2 ms an address: 20 s for 100,000 HR rows.
 _SIMPLE_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+# '#' is legal inside an address, so only a '#' at the start or after whitespace is a comment.
+_COMMENT = re.compile(r"(?:^|\s)#.*")
+_LIST_NAME = re.compile(r"[^/\\\x00]+")
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One row of a list file, before folding."""
-
-    email: str
-    name: str
-    source: Problem  # path and line; message unused
+class AddressError(DispatchError, ValueError):
+    """One address is not usable; the message says why, for an editor to act on."""
 
 
 @dataclass(frozen=True)
 class Invalid:
-    """An entry that cannot be sent to, with the reason."""
+    """An entry that cannot be sent to, with the reason (recorded as a failed ledger row)."""
 
-    email: str
+    email: str  # as written, control characters escaped so it is safe to store and show
     name: str
     problem: Problem
 
 
 @dataclass
 class ListView:
+    """One list as resolved: what ``dispatch recipients`` shows."""
+
     name: str
     display_name: str
     path: str
-    members: list[str] = field(default_factory=list)  # folded keys, in order
-    suppressed: int = 0
+    members: list[str] = field(default_factory=list)  # folded keys, includes expanded, in order
+    suppressed: set[str] = field(default_factory=set)  # folded keys removed by suppressed.txt
+    includes: list[str] = field(default_factory=list)
+    invalid: int = 0  # invalid entries in this file itself
 
 
 @dataclass
@@ -66,9 +74,9 @@ class Resolution:
     problems: list[Problem] = field(default_factory=list)
     suppressed: set[str] = field(default_factory=set)
 
-    def overlaps(self) -> dict[tuple[str, str], int]:
-        """How many people each pair of lists shares."""
-        names = list(self.lists)
+    def overlaps(self, names: list[str] | tuple[str, ...] | None = None) -> dict[tuple[str, str], int]:
+        """How many people each pair of lists shares (only pairs that share someone)."""
+        names = [n for n in (names if names is not None else self.lists) if n in self.lists]
         sets = {n: set(self.lists[n].members) for n in names}
         result = {}
         for i, a in enumerate(names):
@@ -79,47 +87,69 @@ class Resolution:
         return result
 
 
-class AddressError(ValueError):
-    pass
-
-
 @lru_cache(maxsize=4096)
 def _domain(domain: str) -> str:
-    """The ASCII (IDNA) form of a domain, or AddressError."""
+    """The ASCII (IDNA) lower-case form of a domain, or AddressError. Cached: an HR export
+    has thousands of rows but a handful of domains."""
     try:
-        return validate_email(f"x@{domain}", check_deliverability=False).ascii_domain  # type: ignore[no-any-return]
+        return validate_email(f"x@{domain}", check_deliverability=False).ascii_domain.lower()  # type: ignore[no-any-return]
     except EmailNotValidError as exc:
         raise AddressError(str(exc)) from None
 
 
 def normalise(raw: str) -> tuple[str, str]:
-    """(address to send to, folded key) or AddressError."""
-    address = unicodedata.normalize("NFC", raw.strip())
+    """(address to send to, folded key) or AddressError.
+
+    The address keeps the local part as written (a few servers still treat it as
+    case-sensitive) with the domain in ASCII; the key folds the local part's case too.
+    """
+    address = raw.strip()
+    if not address.isascii():
+        address = unicodedata.normalize("NFC", address)
     if _CONTROL.search(address):
         raise AddressError("the address contains a control character or line break")
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain:
         raise AddressError("an address needs one '@' with text on both sides")
-    if local.isascii() and len(local) <= 64 and _SIMPLE_LOCAL.fullmatch(local):
+    if not local.isascii():
+        # Non-ASCII local parts need SMTPUTF8 at every hop; we never ask for it, so a
+        # server would refuse or mangle the address. Say so instead of failing later.
+        odd = "".join(sorted({c for c in local if not c.isascii()}))
+        raise AddressError(
+            f"the part before the @ contains non-ASCII characters ({odd}); internationalised "
+            "mailbox names (SMTPUTF8) are not supported, ask for the person's ASCII address"
+        )
+    if len(local) > 64:
+        # RFC 5321's limit; email-validator only enforces it in strict mode.
+        raise AddressError("the part before the @ is too long (more than 64 characters)")
+    if _SIMPLE_LOCAL.fullmatch(local):
         ascii_domain = _domain(domain)
+        if len(local) + 1 + len(ascii_domain) > 254:
+            raise AddressError("the address is longer than 254 characters")
     else:
         try:
-            checked = validate_email(address, check_deliverability=False)
+            checked = validate_email(address, check_deliverability=False, allow_smtputf8=False)
         except EmailNotValidError as exc:
             raise AddressError(str(exc)) from None
-        local, ascii_domain = checked.local_part, checked.ascii_domain
-    sendable = f"{local}@{ascii_domain}"
-    return sendable, f"{local.casefold()}@{ascii_domain.lower()}"
+        local, ascii_domain = checked.local_part, checked.ascii_domain.lower()
+    return f"{local}@{ascii_domain}", f"{local.lower()}@{ascii_domain}"
+
+
+def escape_controls(text: str) -> str:
+    """Control characters shown as \\xNN, so an invalid value can be stored and printed safely."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}", text)
 
 
 def available_lists(directory: Path) -> list[str]:
     if not directory.is_dir():
         return []
-    return sorted(p.stem for p in directory.iterdir() if p.suffix in (".yaml", ".yml", ".csv"))
+    return sorted({p.stem for p in directory.iterdir() if p.suffix in LIST_SUFFIXES})
 
 
 def list_path(directory: Path, name: str) -> Path | None:
-    for suffix in (".yaml", ".yml", ".csv"):
+    if not _LIST_NAME.fullmatch(name) or name.startswith("."):
+        return None  # a list name is a file name in the directory, never a path out of it
+    for suffix in LIST_SUFFIXES:
         candidate = directory / f"{name}{suffix}"
         if candidate.is_file():
             return candidate
@@ -127,93 +157,107 @@ def list_path(directory: Path, name: str) -> Path | None:
 
 
 def load_suppressed(directory: Path) -> tuple[set[str], list[Problem]]:
+    """Folded keys from ``suppressed.txt`` (one address a line, ``#`` comments)."""
     path = directory / SUPPRESSION_FILE
     keys: set[str] = set()
     problems: list[Problem] = []
     if not path.is_file():
         return keys, problems
     shown = display_path(path)
-    with path.open(encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, start=1):
-            text = line.split("#", 1)[0].strip()
-            if not text:
-                continue
-            try:
-                keys.add(normalise(text)[1])
-            except AddressError as exc:
-                problems.append(Problem(shown, number, f"suppressed address {text!r} is not valid: {exc}"))
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            for number, line in enumerate(handle, start=1):
+                text = _COMMENT.sub("", line.rstrip("\r\n")).strip()
+                if not text:
+                    continue
+                try:
+                    keys.add(normalise(text)[1])
+                except AddressError as exc:
+                    problems.append(Problem(shown, number, f"suppressed address {escape_controls(text)!r} is not valid: {exc}"))
+    except UnicodeDecodeError:
+        problems.append(Problem(shown, 1, "the file is not UTF-8; save it as UTF-8"))
     return keys, problems
 
 
-def resolve(directory: Path, names: list[str] | tuple[str, ...], extra_problems_line: dict[str, Problem] | None = None) -> Resolution:
+def resolve(directory: Path, names: list[str] | tuple[str, ...], referrers: dict[str, Problem] | None = None) -> Resolution:
     """Load the named lists (and what they include), fold, suppress and validate.
 
     Raises InputError only for problems that make a list unusable (missing file,
     include cycle, unreadable file). Invalid entries are returned, not raised.
+    ``referrers`` says where a requested name was written, for 'unknown list' messages.
     """
     result = Resolution()
     result.suppressed, result.problems = load_suppressed(directory)
     fatal: list[Problem] = []
     for name in names:
-        _load_list(directory, name, result, fatal, stack=[], referrer=(extra_problems_line or {}).get(name))
+        _load_list(directory, name, result, fatal, stack=[], referrer=(referrers or {}).get(name))
     if fatal:
         raise InputError(fatal)
     return result
 
 
-def _load_list(directory: Path, name: str, result: Resolution, fatal: list[Problem], stack: list[tuple[str, str]], referrer: Problem | None) -> list[str]:
-    """Load one list into ``result``; returns its folded member keys (includes expanded)."""
+def _load_list(directory: Path, name: str, result: Resolution, fatal: list[Problem],
+               stack: list[tuple[str, str]], referrer: Problem | None) -> ListView | None:
+    """Load one list into ``result`` (once, however often it is included)."""
     if name in result.lists:
-        return result.lists[name].members
+        return result.lists[name]
     path = list_path(directory, name)
     if path is None:
         known = ", ".join(available_lists(directory)) or "none"
-        where = referrer or Problem(display_path(directory), 1, "")
+        where = referrer or Problem(display_path(directory), 0, "")
         fatal.append(Problem(where.path, where.line, f"unknown recipient list {name!r}; known lists: {known}"))
-        return []
+        return None
     shown = display_path(path)
-    if any(n == name for n, _ in stack):
-        cycle = [p for _, p in stack[[n for n, _ in stack].index(name):]] + [shown]
+    names_on_stack = [n for n, _ in stack]
+    if name in names_on_stack:
+        cycle = [p for _, p in stack[names_on_stack.index(name):]] + [shown]
         where = referrer or Problem(shown, 1, "")
         fatal.append(Problem(where.path, where.line, f"include cycle: {' -> '.join(cycle)}; remove one of these includes"))
-        return []
+        return None
     view = ListView(name=name, display_name=name, path=shown)
-    members: list[str] = []
+    members = view.members
     seen_here: set[str] = set()
+    recipients = result.recipients
+    suppressed = result.suppressed
 
-    def add(entry: Entry) -> None:
-        problem = _check_text(entry)
-        if problem is not None:
-            result.invalid.append(Invalid(entry.email, "", problem))
-            result.problems.append(problem)
-            return
+    def add(email: str, name: str, line: int) -> None:
+        # Hot loop for large CSV files: no per-row objects unless the row is kept.
+        for what, value in (("address", email), ("name", name)):
+            if _CONTROL.search(value):
+                _invalid(result, view, email, "", Problem(
+                    shown, line, f"the {what} contains a line break or control character; "
+                    "remove it (it could inject a mail header)"))
+                return
         try:
-            address, key = normalise(entry.email)
+            address, key = normalise(email)
         except AddressError as exc:
-            bad = Problem(entry.source.path, entry.source.line, f"invalid address {entry.email.strip()!r}: {exc}")
-            result.invalid.append(Invalid(entry.email.strip(), entry.name, bad))
-            result.problems.append(bad)
+            _invalid(result, view, email.strip(), name, Problem(shown, line, f"invalid address {email.strip()!r}: {exc}"))
             return
-        if key in result.suppressed:
-            view.suppressed += 1
+        if key in suppressed:
+            view.suppressed.add(key)
             return
         if key not in seen_here:
             seen_here.add(key)
             members.append(key)
-        if key not in result.recipients:
-            result.recipients[key] = Recipient(
-                address=address, name=" ".join(entry.name.split()), key=key,
-                source=f"{entry.source.path}:{entry.source.line}",
-            )
+        known = recipients.get(key)
+        if known is None:
+            recipients[key] = Recipient(address=address, name=" ".join(name.split()), key=key, source=f"{shown}:{line}")
+        elif not known.name and name.strip():
+            # The first display name seen wins; an entry without one has not shown one yet.
+            recipients[key] = Recipient(address=known.address, name=" ".join(name.split()), key=key, source=known.source)
 
     try:
         if path.suffix == ".csv":
-            for entry in _csv_entries(path, shown, fatal):
-                add(entry)
+            for email, member_name, line in _csv_rows(path, shown, fatal):
+                add(email, member_name, line)
         else:
-            includes = _yaml_entries(path, shown, fatal, add, view)
-            for include_name, line in includes:
-                for key in _load_list(directory, include_name, result, fatal, stack + [(name, shown)], Problem(shown, line, "")):
+            for include_name, line in _yaml_entries(path, shown, fatal, add, view, result):
+                view.includes.append(include_name)
+                included = _load_list(directory, include_name, result, fatal, stack + [(name, shown)], Problem(shown, line, ""))
+                if included is None:
+                    continue
+                view.suppressed |= included.suppressed
+                for key in included.members:
                     if key not in seen_here:
                         seen_here.add(key)
                         members.append(key)
@@ -221,47 +265,75 @@ def _load_list(directory: Path, name: str, result: Resolution, fatal: list[Probl
         fatal.extend(exc.problems)
     except UnicodeDecodeError:
         fatal.append(Problem(shown, 1, "the file is not UTF-8; export it as 'CSV UTF-8'"))
-    view.members = members
     result.lists[name] = view
-    return members
+    return view
 
 
-def _check_text(entry: Entry) -> Problem | None:
-    for what, value in (("address", entry.email), ("name", entry.name)):
-        if _CONTROL.search(value):
-            return Problem(entry.source.path, entry.source.line, f"the {what} contains a line break or control character; remove it (this could inject a header)")
-    return None
+def _invalid(result: Resolution, view: ListView, email: str, name: str, problem: Problem) -> None:
+    result.invalid.append(Invalid(escape_controls(email)[:320], escape_controls(name), problem))
+    result.problems.append(problem)
+    view.invalid += 1
 
 
-def _csv_entries(path: Path, shown: str, fatal: list[Problem]) -> Iterator[Entry]:
-    """Rows streamed from a CSV file; comma or semicolon separated, with or without BOM."""
+def _pick_delimiter(header_line: str) -> tuple[str, list[str]]:
+    """Comma or semicolon (Swedish Excel): the one whose header has an 'email' column."""
+    parsed = {}
+    for delimiter in (";", ","):
+        row = next(csv.reader([header_line], delimiter=delimiter), [])
+        parsed[delimiter] = [cell.strip().lower() for cell in row]
+        if "email" in parsed[delimiter]:
+            return delimiter, parsed[delimiter]
+    delimiter = ";" if header_line.count(";") > header_line.count(",") else ","
+    return delimiter, parsed[delimiter]
+
+
+def _csv_rows(path: Path, shown: str, fatal: list[Problem]) -> Iterator[tuple[str, str, int]]:
+    """(email, name, line) streamed from a CSV file; comma or semicolon, with or without BOM.
+
+    ``line`` is where the record starts, also when a quoted field spans lines."""
     with path.open(encoding="utf-8-sig", newline="") as handle:
         header_line = handle.readline()
-        delimiter = ";" if header_line.count(";") > header_line.count(",") else ","
-        header = [h.strip().lower() for h in next(csv.reader([header_line], delimiter=delimiter), [])]
+        delimiter, header = _pick_delimiter(header_line)
         if "email" not in header:
-            fatal.append(Problem(shown, 1, "the first row must be a header with an 'email' column (and optionally 'name')"))
+            fatal.append(Problem(shown, 1, f"the first row must be a header with an 'email' column (and optionally 'name'); found {header_line.strip()[:80]!r}"))
             return
         email_at = header.index("email")
-        name_at = header.index("name") if "name" in header else None
+        name_at = header.index("name") if "name" in header else -1
         reader = csv.reader(handle, delimiter=delimiter)
-        for row in reader:
-            line = reader.line_num + 1  # +1 for the header read separately
-            if not row or not any(cell.strip() for cell in row):
-                continue
-            email = row[email_at] if email_at < len(row) else ""
-            name = row[name_at] if name_at is not None and name_at < len(row) else ""
-            yield Entry(email=email, name=name.strip(), source=Problem(shown, line, ""))
+        consumed = 0  # physical lines after the header read so far
+        try:
+            for row in reader:
+                line = consumed + 2  # 1-based, plus the header line
+                consumed = reader.line_num
+                if not row:
+                    continue
+                email = row[email_at] if email_at < len(row) else ""
+                name = row[name_at] if 0 <= name_at < len(row) else ""
+                if not email.strip() and not name.strip() and not any(cell.strip() for cell in row):
+                    continue  # Excel's trailing ';;;' rows
+                yield email, name.strip(), line
+        except csv.Error as exc:
+            fatal.append(Problem(shown, consumed + 2, f"cannot read this CSV row: {exc}"))
 
 
-def _yaml_entries(path: Path, shown: str, fatal: list[Problem], add: object, view: ListView) -> list[tuple[str, int]]:
+def _yaml_entries(path: Path, shown: str, fatal: list[Problem], add: Callable[[str, str, int], None],
+                  view: ListView, result: Resolution) -> list[tuple[str, int]]:
+    """Feed the members to ``add``; return the includes as (list name, line)."""
     data = load_yaml_file(path)
     if not isinstance(data, LineDict):
         fatal.append(Problem(shown, 1, "a YAML list needs 'name' and 'members' (and optionally 'include')"))
         return []
-    if isinstance(data.get("name"), str):
-        view.display_name = data["name"]
-    members = data.get("members") or []
+    title = data.get("name")
+    if isinstance(title, str) and title.strip():
+        if _CONTROL.search(title):
+            # The list name can become the To header of a Bcc batch.
+            result.problems.append(Problem(shown, data.line_of("name"), "the list name contains a line break or control character; the file name is used instead"))
+        else:
+            view.display_name = " ".join(title.split())
+    members = data.get("members")
+    if members is None:
+        members = LineList()
+        members.item_lines = []
     if not isinstance(members, LineList):
         fatal.append(Problem(shown, data.line_of("members"), "'members' must be a list of {email, name}"))
         members = LineList()
@@ -270,19 +342,26 @@ def _yaml_entries(path: Path, shown: str, fatal: list[Problem], add: object, vie
         line = members.line_of(index)
         if isinstance(item, str):
             item = {"email": item}
-        if not isinstance(item, dict) or not isinstance(item.get("email"), str):
-            fatal.append(Problem(shown, line, "each member needs an 'email' (and optionally a 'name')"))
+        if not isinstance(item, dict):
+            _invalid(result, view, str(item), "", Problem(shown, line, "each member needs an 'email' (and optionally a 'name')"))
             continue
-        name = item.get("name") or ""
-        add(Entry(email=item["email"], name=str(name), source=Problem(shown, line, "")))  # type: ignore[operator]
+        email, name = item.get("email"), item.get("name")
+        if not isinstance(email, str):
+            # One bad member is an invalid entry like any other: it must not stop the report.
+            _invalid(result, view, "" if email is None else str(email), "", Problem(shown, line, "this member has no 'email' text"))
+            continue
+        add(email, "" if name is None else str(name), line)
     includes = data.get("include") or []
     if isinstance(includes, str):
         includes = [includes]
-    result = []
+    if not isinstance(includes, list):
+        fatal.append(Problem(shown, data.line_of("include"), "'include' must list other recipient list names"))
+        return []
+    found = []
     for index, include in enumerate(includes):
         line = includes.line_of(index) if isinstance(includes, LineList) else data.line_of("include")
         if not isinstance(include, str):
             fatal.append(Problem(shown, line, "'include' must list other recipient list names"))
             continue
-        result.append((include, line))
-    return result
+        found.append((include, line))
+    return found
