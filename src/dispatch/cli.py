@@ -391,5 +391,23 @@ def _status_json(record: Any, counts: dict[str, int], rows: list[dict[str, Any]]
     }
 
 
+@main.command("serve")
+@click.option("--log-json", is_flag=True, help="Log one JSON object per line (time, level, event, dispatch, counts) instead of text.")
+@pass_context
+def serve_command(app: Context, log_json: bool) -> None:
+    """Run the scheduler service in the foreground until SIGTERM/SIGINT.
+
+    Sends each schedule's approved edition at its cron time (once: the ledger decides),
+    catches up a run missed while down until the schedule's deadline, and alerts the
+    notify addresses when nothing is approved or a run was missed. SIGHUP reloads the
+    config; an invalid one is rejected and the service keeps running. Exits 0 on a clean
+    stop, 1 if it cannot start.
+    """
+    from dispatch import serve as service
+
+    settings = app.settings
+    sys.exit(service.main(app.config_path, settings, log_json=log_json))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,560 @@
+"""The scheduler service (`dispatch serve`): each schedule's approved edition, on time, once.
+
+APScheduler only says *when*; the ledger says *whether*. A job that fires looks in the
+ledger for the day's dispatch and creates it only if it is not there, so a double fire,
+a restart or a second service on the same ledger cannot send twice (the pipeline's
+leases split the recipients between services that fire together). The job store is in
+memory: on start-up (and on SIGHUP) ``due_runs`` compares today's schedule with the
+ledger and brings a missed run forward if its deadline has not passed, or alerts.
+
+Every decision takes ``now``, so tests move time instead of waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from dispatch import alerts, app
+from dispatch.config import Schedule, Settings, load_settings
+from dispatch.edition import edition_path
+from dispatch.errors import DispatchError, InputError, Problem, display_path
+from dispatch.eventlog import configure, event
+from dispatch.ledger import DispatchRecord, Ledger
+from dispatch.models import Edition
+from dispatch.pipeline import Clock, Result
+
+UTC = timezone.utc
+DEFAULT_GRACE = timedelta(hours=1)  # a schedule without 'deadline' may run at most this late
+LOOKBACK = timedelta(hours=25)  # one day, DST days included
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_CRON_DAY = {"sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6}
+
+
+def _utc(moment: datetime) -> datetime:
+    # Aware datetimes that share a tzinfo compare by wall clock; compare instants instead.
+    return moment.astimezone(UTC)
+
+
+# -- triggers -------------------------------------------------------------------
+
+
+class DailyCronTrigger(CronTrigger):
+    """A CronTrigger that fires a repeated wall-clock time once.
+
+    When clocks go back, APScheduler 3.11.3 fires a 02:30 schedule twice (02:30+02:00 and
+    02:30+01:00). The ledger would stop a second dispatch, but not a second alarm; a wall
+    clock time is meant once, as cron means it.
+    """
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
+        candidate = super().get_next_fire_time(previous_fire_time, now)
+        while candidate is not None and _repeated(candidate):
+            candidate = super().get_next_fire_time(candidate, _utc(candidate) + timedelta(microseconds=1))
+        return candidate
+
+
+def _repeated(moment: datetime) -> bool:
+    """The second occurrence of a wall-clock time that DST repeats."""
+    return moment.fold == 1 and moment.replace(fold=0).utcoffset() != moment.utcoffset()
+
+
+def _cron_day(token: str) -> int:
+    token = token.strip().lower()
+    if token[:3] in _CRON_DAY and token.isalpha():
+        return _CRON_DAY[token[:3]]
+    if token.isdigit() and 0 <= int(token) <= 7:
+        return int(token) % 7
+    raise ValueError(f"unknown day of week {token!r}")
+
+
+def cron_weekdays(field: str) -> str:
+    """Cron's day-of-week field (0 or 7 = Sunday) as APScheduler 3 names.
+
+    APScheduler 3 counts 0 as Monday, so '1-5' there means Tuesday to Saturday; names
+    are unambiguous in both.
+    """
+    if field == "*":
+        return "*"
+    days: set[int] = set()
+    for part in field.split(","):
+        span, _, step_text = part.partition("/")
+        if span == "*":
+            low, high = 0, 6
+        elif "-" in span:
+            start, end = span.split("-", 1)
+            low, high = _cron_day(start), _cron_day(end)
+            if end.strip() == "7":
+                high = 7
+            if high < low:
+                raise ValueError(f"day-of-week range {span!r} runs backwards")
+        else:
+            low = _cron_day(span)
+            high = 6 if step_text else low
+        step = int(step_text) if step_text else 1
+        if step < 1:
+            raise ValueError(f"step {step_text!r} must be at least 1")
+        days.update(day % 7 for day in range(low, high + 1, step))
+    return ",".join(name for name in _WEEKDAYS if _CRON_DAY[name] in days)
+
+
+def _clock_time(value: str) -> time:
+    hours, minutes = value.split(":")
+    return time(int(hours), int(minutes))
+
+
+def send_trigger(schedule: Schedule, zone: ZoneInfo) -> DailyCronTrigger:
+    minute, hour, day, month, weekday = schedule.cron.split()
+    return DailyCronTrigger(minute=minute, hour=hour, day=day, month=month,
+                            day_of_week=cron_weekdays(weekday), timezone=zone)
+
+
+def approval_trigger(schedule: Schedule, zone: ZoneInfo) -> DailyCronTrigger | None:
+    # Daily at the approval time; the job itself checks that a send follows it.
+    if not schedule.approval_deadline:
+        return None
+    at = _clock_time(schedule.approval_deadline)
+    return DailyCronTrigger(hour=at.hour, minute=at.minute, timezone=zone)
+
+
+def check_schedules(settings: Settings) -> None:
+    """Raise InputError for a cron or time that APScheduler would reject, before anything starts."""
+    problems = []
+    for schedule in settings.schedules:
+        try:
+            send_trigger(schedule, settings.timezone)
+            approval_trigger(schedule, settings.timezone)
+            if schedule.deadline:
+                _clock_time(schedule.deadline)
+        except ValueError as exc:
+            problems.append(Problem(display_path(settings.path), settings.line_of.get("schedules", 1),
+                                    f"schedule {schedule.name!r}: {exc}"))
+    if problems:
+        raise InputError(problems)
+
+
+# -- when: occurrences, deadlines, decisions (pure functions of now) -------------
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    """One scheduled run: when it was due and the last moment it may still start."""
+
+    schedule: Schedule
+    at: datetime
+    deadline: datetime
+
+    @property
+    def day(self) -> date:
+        return self.at.date()
+
+
+def deadline_of(schedule: Schedule, at: datetime) -> datetime:
+    if not schedule.deadline:
+        return (_utc(at) + DEFAULT_GRACE).astimezone(at.tzinfo)
+    deadline = datetime.combine(at.date(), _clock_time(schedule.deadline), tzinfo=at.tzinfo)
+    if deadline <= at.replace(fold=0):  # e.g. cron 23:00, deadline 01:00: the next morning
+        deadline += timedelta(days=1)
+    return deadline
+
+
+def approval_moment(occurrence: Occurrence) -> datetime | None:
+    value = occurrence.schedule.approval_deadline
+    if not value:
+        return None
+    moment = datetime.combine(occurrence.day, _clock_time(value), tzinfo=occurrence.at.tzinfo)
+    return moment - timedelta(days=1) if moment >= occurrence.at.replace(fold=0) else moment
+
+
+def latest_occurrence(schedule: Schedule, zone: ZoneInfo, now: datetime) -> Occurrence | None:
+    """The schedule's most recent fire time at or before ``now`` (within a day)."""
+    trigger = send_trigger(schedule, zone)
+    latest = None
+    moment = trigger.get_next_fire_time(None, (_utc(now) - LOOKBACK).astimezone(zone))
+    while moment is not None and _utc(moment) <= _utc(now):
+        latest = moment
+        moment = trigger.get_next_fire_time(moment, _utc(moment) + timedelta(microseconds=1))
+    return Occurrence(schedule, latest, deadline_of(schedule, latest)) if latest else None
+
+
+def next_occurrence(schedule: Schedule, zone: ZoneInfo, now: datetime) -> Occurrence | None:
+    moment = send_trigger(schedule, zone).get_next_fire_time(None, now.astimezone(zone))
+    return Occurrence(schedule, moment, deadline_of(schedule, moment)) if moment else None
+
+
+def grace_seconds(schedule: Schedule, zone: ZoneInfo, now: datetime) -> int:
+    """misfire_grace_time: from the scheduled time to the deadline, so APScheduler runs a
+    late job until the deadline and never after it."""
+    occurrence = next_occurrence(schedule, zone, now)
+    if occurrence is None:
+        return int(DEFAULT_GRACE.total_seconds())
+    return max(1, int((_utc(occurrence.deadline) - _utc(occurrence.at)).total_seconds()))
+
+
+def edition_dispatches(ledger: Ledger, day: date) -> list[DispatchRecord]:
+    """The day's scheduled-edition dispatches (tests and urgent messages do not count)."""
+    return [d for d in ledger.list_dispatches(day) if d.kind == "edition"]
+
+
+class Action(StrEnum):
+    SEND = "send"  # due and before the deadline: create the dispatch, or resume it
+    MISSED = "missed"  # the deadline passed and no dispatch exists
+    INCOMPLETE = "incomplete"  # the dispatch was interrupted and the deadline passed
+
+
+@dataclass(frozen=True)
+class Due:
+    occurrence: Occurrence
+    action: Action
+    dispatch: DispatchRecord | None = None
+
+
+def due_runs(settings: Settings, ledger: Ledger, now: datetime) -> list[Due]:
+    """What the latest run of each schedule still needs, judged from the ledger alone."""
+    today = now.astimezone(settings.timezone).date()
+    dues = []
+    for schedule in settings.schedules:
+        occurrence = latest_occurrence(schedule, settings.timezone, now)
+        if occurrence is None:
+            continue
+        late = _utc(now) > _utc(occurrence.deadline)
+        if late and occurrence.day != today:
+            continue  # an earlier day's run: its own day judged it
+        existing = edition_dispatches(ledger, occurrence.day)
+        unfinished = next((d for d in existing if d.finished_at is None), None)
+        if existing and unfinished is None:
+            continue  # sent
+        if late:
+            dues.append(Due(occurrence, Action.INCOMPLETE if unfinished else Action.MISSED, unfinished))
+        else:
+            dues.append(Due(occurrence, Action.SEND, unfinished))
+    return dues
+
+
+# -- what: the service -------------------------------------------------------------
+
+
+class ServeClock(Clock):
+    """The wall clock, whose sleep (waiting for retries) ends at once when the service stops."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self.stop.wait(seconds)
+
+
+class Service:
+    """The jobs and the start-up reconciliation; no APScheduler in here, so tests call it."""
+
+    def __init__(self, settings: Settings, *, clock: Clock | None = None, stop: threading.Event | None = None) -> None:
+        self.stop = stop or threading.Event()
+        self.clock = clock or ServeClock(self.stop)
+        self.settings = settings
+        self.ledger = app.open_ledger(settings)
+        self.alerted: set[tuple[str, ...]] = set()
+        self.lock = threading.Lock()
+
+    def close(self) -> None:
+        self.ledger.close()
+
+    def use(self, settings: Settings) -> None:
+        """Switch to reloaded settings; a running job finishes with the settings it started with."""
+        with self.lock:
+            old = self.ledger if settings.ledger_url != self.settings.ledger_url else None
+            if old is not None:
+                self.ledger = app.open_ledger(settings)
+            self.settings = settings
+        if old is not None:
+            old.close()
+
+    def _schedule(self, name: str) -> Schedule:
+        for schedule in self.settings.schedules:
+            if schedule.name == name:
+                return schedule
+        raise DispatchError(f"no schedule named {name!r} in {display_path(self.settings.path)}")
+
+    def _local(self, moment: datetime) -> datetime:
+        return moment.astimezone(self.settings.timezone)
+
+    # -- jobs ---------------------------------------------------------------
+
+    def run_job(self, kind: str, name: str) -> None:
+        """What APScheduler calls. Never raises: a failing job is logged and alerted, and the
+        service keeps running."""
+        now = self.clock.now()
+        try:
+            if kind == "send":
+                self.fire(name, now)
+            else:
+                self.check_approval(name, now)
+        except Exception as exc:
+            event("job_failed", logging.ERROR, job=f"{kind}:{name}", exc_info=True)
+            self.alert(alerts.job_failed(f"{kind}:{name}", exc, self._local(now)), now)
+
+    def fire(self, name: str, now: datetime) -> Result | None:
+        """The schedule's send at ``now``: send the day's approved edition unless the ledger
+        already has its dispatch (finished), the deadline has passed, or nothing is approved."""
+        if self.stop.is_set():
+            return None
+        settings, schedule = self.settings, self._schedule(name)
+        occurrence = latest_occurrence(schedule, settings.timezone, now)
+        if occurrence is None:
+            event("no_run_due", schedule=name)
+            return None
+        day, at = occurrence.day, self._local(occurrence.at)
+        existing = edition_dispatches(self.ledger, day)
+        unfinished = [d for d in existing if d.finished_at is None]
+        if existing and not unfinished:
+            event("already_sent", dispatch=existing[-1].name, schedule=name)
+            return None
+        if _utc(now) > _utc(occurrence.deadline):
+            self._too_late(Due(occurrence, Action.INCOMPLETE if unfinished else Action.MISSED,
+                               unfinished[0] if unfinished else None), now)
+            return None
+        edition, reason = self.approved_edition(day, now)
+        if edition is None:
+            event("not_approved", logging.WARNING, schedule=name, edition=day.isoformat(), reason=reason)
+            self.alert(alerts.nothing_sent_unapproved(name, day, at, reason), now)
+            return None
+        if unfinished and all(d.revision != edition.revision for d in unfinished):
+            problem = (f"utskicket {unfinished[0].name} avbröts och rapportfilen har nu revision "
+                       f"{edition.revision}; skicka manuellt")
+            self.alert(alerts.not_sendable(name, day, at, [problem]), now)
+            return None
+        lists = () if edition.lists is not None else schedule.lists
+        try:
+            ready = app.prepare_edition(settings, edition, now, lists=lists)
+        except InputError as exc:
+            event("not_sendable", logging.ERROR, schedule=name, edition=day.isoformat(), problems=len(exc.problems))
+            self.alert(alerts.not_sendable(name, day, at, [str(p) for p in exc.problems]), now)
+            return None
+        event("sending", schedule=name, edition=day.isoformat(), recipients=len(ready.resolution.recipients),
+              resume=bool(unfinished))
+        linger = max(timedelta(0), _utc(occurrence.deadline) - _utc(now))  # retry deferred ones until the deadline
+        result = app.send(settings, ready, self.clock, created_by=f"dispatch serve ({name})",
+                          linger=linger, stop=self.stop)
+        name_of_event = "sent" if result.complete else ("interrupted" if self.stop.is_set() else "incomplete")
+        event(name_of_event, logging.INFO if result.complete else logging.WARNING, dispatch=result.dispatch,
+              counts=result.counts, sent_now=result.sent_now, **({"errors": " | ".join(result.errors)} if result.errors else {}))
+        return result
+
+    def check_approval(self, name: str, now: datetime) -> bool:
+        """At the approval deadline: alert if the next send has nothing approved. True if alerted."""
+        settings, schedule = self.settings, self._schedule(name)
+        occurrence = next_occurrence(schedule, settings.timezone, now)
+        moment = approval_moment(occurrence) if occurrence else None
+        if occurrence is None or moment is None or not (_utc(moment) <= _utc(now) < _utc(occurrence.at)):
+            return False  # no send follows this approval time (e.g. a day the schedule skips)
+        day = occurrence.day
+        if edition_dispatches(self.ledger, day):
+            return False
+        edition, reason = self.approved_edition(day, now)
+        if edition is not None:
+            event("approved", schedule=name, edition=day.isoformat())
+            return False
+        event("not_approved_yet", logging.WARNING, schedule=name, edition=day.isoformat(), reason=reason)
+        self.alert(alerts.no_approved_edition(name, day, self._local(moment), self._local(occurrence.at), reason), now)
+        return True
+
+    def approved_edition(self, day: date, now: datetime) -> tuple[Edition | None, str]:
+        """The day's edition if it may go out on schedule, else None and why (Swedish)."""
+        path = edition_path(self.settings.reports_dir, day)
+        if not path.exists():
+            return None, f"filen {display_path(path)} finns inte"
+        try:
+            edition = app.read_edition(self.settings, day, None, now)
+        except InputError as exc:
+            return None, "rapportfilen har fel: " + "; ".join(str(p) for p in exc.problems)
+        if not edition.approved:
+            return None, f"{display_path(path)} har 'status: {edition.status}', inte 'status: approved'"
+        return edition, ""
+
+    def reconcile(self, now: datetime) -> list[Due]:
+        """Start-up (and reload): alert what can no longer be done; return the runs to start now."""
+        dues = due_runs(self.settings, self.ledger, now)
+        for due in dues:
+            if due.action is not Action.SEND:
+                self._too_late(due, now)
+        for schedule in self.settings.schedules:
+            self.check_approval(schedule.name, now)  # started after the approval time, nothing approved
+        return [due for due in dues if due.action is Action.SEND]
+
+    def _too_late(self, due: Due, now: datetime) -> None:
+        occurrence, name = due.occurrence, due.occurrence.schedule.name
+        deadline = self._local(occurrence.deadline)
+        if due.action is Action.INCOMPLETE and due.dispatch is not None:
+            counts = self.ledger.counts(due.dispatch.id)
+            event("incomplete_after_deadline", logging.WARNING, dispatch=due.dispatch.name, counts=counts, schedule=name)
+            self.alert(alerts.incomplete(name, occurrence.day, due.dispatch.name, deadline, counts), now)
+            return
+        event("missed", logging.WARNING, schedule=name, edition=occurrence.day.isoformat(),
+              due=self._local(occurrence.at).isoformat(), deadline=deadline.isoformat())
+        self.alert(alerts.missed(name, occurrence.day, self._local(occurrence.at), deadline, self._local(now)), now)
+
+    def alert(self, alert: alerts.Alert, now: datetime) -> bool:
+        """Mail ``notify`` once per subject of concern; a failure to alert is logged, never raised."""
+        with self.lock:
+            if alert.key in self.alerted:
+                event("alert_already_sent", subject=alert.subject)
+                return False
+            self.alerted.add(alert.key)
+            settings = self.settings
+        if not settings.notify:
+            event("alert_nobody_to_notify", logging.WARNING, subject=alert.subject)
+            return False
+        try:
+            transport = app.open_transport(settings)
+            alerts.deliver(transport, app.envelope(settings).from_header, settings.sender.address,
+                           settings.notify, alert, now)
+        except (DispatchError, OSError) as exc:
+            with self.lock:
+                self.alerted.discard(alert.key)  # let a later attempt try again
+            event("alert_failed", logging.ERROR, subject=alert.subject, error=str(exc))
+            return False
+        event("alert_sent", logging.WARNING, subject=alert.subject, to=",".join(settings.notify))
+        return True
+
+    def on_scheduler_event(self, job_event: JobEvent) -> None:
+        """APScheduler's own events: a run missed beyond its grace time, a run still going."""
+        kind, _, name = job_event.job_id.partition(":")
+        if job_event.code == EVENT_JOB_MISSED and kind == "send":
+            at = job_event.scheduled_run_time  # type: ignore[attr-defined]
+            try:
+                schedule = self._schedule(name)
+            except DispatchError:
+                return
+            occurrence = Occurrence(schedule, self._local(at), deadline_of(schedule, self._local(at)))
+            if not edition_dispatches(self.ledger, occurrence.day):
+                self._too_late(Due(occurrence, Action.MISSED), self.clock.now())
+        elif job_event.code == EVENT_JOB_MAX_INSTANCES:
+            event("still_running", logging.WARNING, job=job_event.job_id)
+        elif job_event.code == EVENT_JOB_ERROR:
+            event("job_error", logging.ERROR, job=job_event.job_id, error=str(getattr(job_event, "exception", "")))
+
+
+# -- the process: scheduler, signals ------------------------------------------------
+
+
+def install_jobs(scheduler: BackgroundScheduler, service: Service, settings: Settings, now: datetime) -> None:
+    """One send job (and one approval job) per schedule; replaces what a reload leaves behind."""
+    scheduler.remove_all_jobs()
+    zone = settings.timezone
+    for schedule in settings.schedules:
+        # coalesce: runs piled up by a stall become one; max_instances: never two sends of one
+        # schedule at once in this process (the ledger guards across processes).
+        scheduler.add_job(
+            service.run_job, send_trigger(schedule, zone), args=("send", schedule.name),
+            id=f"send:{schedule.name}", name=f"send {schedule.name}", coalesce=True, max_instances=1,
+            misfire_grace_time=grace_seconds(schedule, zone, now), replace_existing=True,
+        )
+        trigger = approval_trigger(schedule, zone)
+        if trigger is not None:
+            scheduler.add_job(
+                service.run_job, trigger, args=("approval", schedule.name),
+                id=f"approval:{schedule.name}", name=f"approval {schedule.name}", coalesce=True,
+                max_instances=1, misfire_grace_time=1800, replace_existing=True,
+            )
+
+
+def start_due(scheduler: BackgroundScheduler, dues: list[Due]) -> None:
+    # Bring the schedule's own job forward rather than adding another: max_instances then
+    # keeps the start-up run and a regular fire from overlapping.
+    for due in dues:
+        scheduler.modify_job(f"send:{due.occurrence.schedule.name}", next_run_time=datetime.now(UTC))
+        event("run_at_start", schedule=due.occurrence.schedule.name, edition=due.occurrence.day.isoformat(),
+              dispatch=due.dispatch.name if due.dispatch else None)
+
+
+def _catch_up(scheduler: BackgroundScheduler, service: Service, now: datetime) -> None:
+    try:
+        start_due(scheduler, service.reconcile(now))
+    except Exception:
+        # The ledger may be briefly unreachable; the regular fires still come.
+        event("reconcile_failed", logging.ERROR, exc_info=True)
+
+
+def _log_jobs(scheduler: BackgroundScheduler) -> None:
+    for job in scheduler.get_jobs():
+        next_run = job.next_run_time.isoformat() if job.next_run_time else "never"
+        event("scheduled", job=job.id, next=next_run, grace_s=job.misfire_grace_time)
+
+
+def _reload(config_path: Path, scheduler: BackgroundScheduler, service: Service) -> None:
+    try:
+        settings = load_settings(config_path)
+        check_schedules(settings)
+    except DispatchError as exc:
+        problems = [str(p) for p in exc.problems] if isinstance(exc, InputError) else [str(exc)]
+        event("reload_rejected", logging.ERROR, config=display_path(config_path), problems=" | ".join(problems))
+        return
+    service.use(settings)
+    now = service.clock.now()
+    install_jobs(scheduler, service, settings, now)
+    _catch_up(scheduler, service, now)
+    event("reloaded", config=display_path(config_path), schedules=len(settings.schedules))
+    _log_jobs(scheduler)
+
+
+def main(config_path: Path, settings: Settings, *, log_json: bool = False) -> int:
+    """Run until SIGTERM/SIGINT; 0 after a clean stop, 1 if the service cannot start."""
+    configure(log_json)
+    # Block the signals in every thread (threads inherit the mask) and take them one at a
+    # time in this loop: no handler runs in the middle of a ledger write or a lock.
+    signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    try:
+        try:
+            check_schedules(settings)
+            service = Service(settings)
+        except DispatchError as exc:
+            event("start_failed", logging.ERROR, error=str(exc))
+            return 1
+        scheduler = BackgroundScheduler(
+            jobstores={"default": MemoryJobStore()},
+            executors={"default": ThreadPoolExecutor(max(4, 2 * len(settings.schedules)))},
+            timezone=settings.timezone,
+        )
+        scheduler.add_listener(service.on_scheduler_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR | EVENT_JOB_MAX_INSTANCES)
+        scheduler.start()
+        now = service.clock.now()
+        install_jobs(scheduler, service, settings, now)
+        event("started", config=display_path(config_path), schedules=len(settings.schedules),
+              ledger=service.ledger.shown)
+        _log_jobs(scheduler)
+        _catch_up(scheduler, service, now)
+        received = _wait_for_stop(config_path, scheduler, service)
+        event("stopping", signal=received)
+        service.stop.set()  # the pipeline sends no new message; those in flight finish and are recorded
+        scheduler.shutdown(wait=True)
+        service.close()
+        event("stopped")
+        return 0
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+
+
+def _wait_for_stop(config_path: Path, scheduler: BackgroundScheduler, service: Service) -> str:
+    while True:
+        info: Any = signal.sigtimedwait(SIGNALS, 60)
+        if info is None:
+            continue
+        if info.si_signo == signal.SIGHUP:
+            event("reload", signal="SIGHUP")
+            _reload(config_path, scheduler, service)
+            continue
+        return signal.Signals(info.si_signo).name
