@@ -8,7 +8,8 @@ measures in fresh child processes so that each figure starts from the same inter
 baseline (dispatch.recipients and email-validator imported, nothing resolved yet):
 
 * wall time of ``recipients.resolve`` (best of --runs, tracemalloc off, since it slows
-  allocation down several times);
+  allocation down several times), and the CPU time of that run (process_time), which
+  other load on the machine disturbs less;
 * peak resident memory over that baseline: ``ru_maxrss`` after resolving minus
   ``ru_maxrss`` before it, in the same child (Linux reports KiB);
 * tracemalloc peak of Python allocations during resolve, in a separate child.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import subprocess
 import sys
@@ -73,13 +75,13 @@ gc.collect()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 if trace:
     tracemalloc.start()
-start = time.perf_counter()
+start, cpu_start = time.perf_counter(), time.process_time()
 result = recipients.resolve(directory, [name])
-elapsed = time.perf_counter() - start
+elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
 peak = tracemalloc.get_traced_memory()[1] if trace else 0
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({
-    "seconds": elapsed, "rss_kib_before": before, "rss_kib_delta": after - before, "tracemalloc_peak": peak,
+    "seconds": elapsed, "cpu_seconds": cpu, "rss_kib_before": before, "rss_kib_delta": after - before, "tracemalloc_peak": peak,
     "recipients": len(result.recipients), "invalid": len(result.invalid),
     "members": len(result.lists[name].members),
 }))
@@ -110,6 +112,8 @@ def main() -> None:
     print(f"resolved: {best['members']} members, {best['invalid']} invalid")
     print(f"wall time (best of {args.runs}): {best['seconds']:.2f} s   "
           "[all: " + ", ".join(f"{r['seconds']:.2f}" for r in runs) + "]")
+    print(f"CPU time of that run: {best['cpu_seconds']:.2f} s (wall exceeds CPU when other processes compete "
+          f"for the {os.cpu_count()} cores; load average now {os.getloadavg()[0]:.1f})")
     print(f"peak RSS over baseline (ru_maxrss delta, child process): {max(r['rss_kib_delta'] for r in runs) / 1024:.1f} MB "
           f"(baseline {best['rss_kib_before'] / 1024:.1f} MB)")
     print(f"tracemalloc peak during resolve (separate child): {traced['tracemalloc_peak'] / 1e6:.1f} MB")

@@ -188,6 +188,13 @@ def test_newline_in_name_is_rejected_with_path_and_line(lists: Path) -> None:
     assert result.recipients["last@example.org"].source.endswith("hr.csv:5")
 
 
+def test_surrounding_whitespace_is_trimmed_not_rejected(lists: Path) -> None:
+    write(lists, "a.yaml", 'name: A\nmembers:\n  - email: "\\tanna@example.org\\n"\n    name: |\n      Anna Andersson\n')
+    result = resolve(lists, ["a"])
+    assert [(r.address, r.name) for r in result.recipients.values()] == [("anna@example.org", "Anna Andersson")]
+    assert not result.problems
+
+
 def test_control_character_in_address_is_rejected(lists: Path) -> None:
     write(lists, "a.yaml", 'name: A\nmembers:\n  - {email: "ok@example.org\\u0085x"}\n')
     result = resolve(lists, ["a"])

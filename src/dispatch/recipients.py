@@ -103,11 +103,16 @@ def normalise(raw: str) -> tuple[str, str]:
     The address keeps the local part as written (a few servers still treat it as
     case-sensitive) with the domain in ASCII; the key folds the local part's case too.
     """
-    address = raw.strip()
-    if not address.isascii():
-        address = unicodedata.normalize("NFC", address)
+    address = raw.strip()  # surrounding whitespace (a pasted tab or newline) is not part of it
     if _CONTROL.search(address):
         raise AddressError("the address contains a control character or line break")
+    return _fold(address)
+
+
+def _fold(address: str) -> tuple[str, str]:
+    """normalise() for text already trimmed and known to hold no control characters."""
+    if not address.isascii():
+        address = unicodedata.normalize("NFC", address)
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain:
         raise AddressError("an address needs one '@' with text on both sides")
@@ -219,19 +224,22 @@ def _load_list(directory: Path, name: str, result: Resolution, fatal: list[Probl
     seen_here: set[str] = set()
     recipients = result.recipients
     suppressed = result.suppressed
+    control = _CONTROL.search
 
     def add(email: str, name: str, line: int) -> None:
         # Hot loop for large CSV files: no per-row objects unless the row is kept.
-        for what, value in (("address", email), ("name", name)):
-            if _CONTROL.search(value):
-                _invalid(result, view, email, "", Problem(
-                    shown, line, f"the {what} contains a line break or control character; "
-                    "remove it (it could inject a mail header)"))
-                return
+        # Surrounding whitespace is trimmed first; a line break left inside is rejected.
+        email, name = email.strip(), name.strip()
+        if control(email) or control(name):
+            what = "address" if control(email) else "name"
+            _invalid(result, view, email, "", Problem(
+                shown, line, f"the {what} contains a line break or control character; "
+                "remove it (it could inject a mail header)"))
+            return
         try:
-            address, key = normalise(email)
+            address, key = _fold(email)
         except AddressError as exc:
-            _invalid(result, view, email.strip(), name, Problem(shown, line, f"invalid address {email.strip()!r}: {exc}"))
+            _invalid(result, view, email, name, Problem(shown, line, f"invalid address {email!r}: {exc}"))
             return
         if key in suppressed:
             view.suppressed.add(key)
@@ -242,7 +250,7 @@ def _load_list(directory: Path, name: str, result: Resolution, fatal: list[Probl
         known = recipients.get(key)
         if known is None:
             recipients[key] = Recipient(address=address, name=" ".join(name.split()), key=key, source=f"{shown}:{line}")
-        elif not known.name and name.strip():
+        elif not known.name and name:
             # The first display name seen wins; an entry without one has not shown one yet.
             recipients[key] = Recipient(address=known.address, name=" ".join(name.split()), key=key, source=known.source)
 
@@ -311,7 +319,7 @@ def _csv_rows(path: Path, shown: str, fatal: list[Problem]) -> Iterator[tuple[st
                 name = row[name_at] if 0 <= name_at < len(row) else ""
                 if not email.strip() and not name.strip() and not any(cell.strip() for cell in row):
                     continue  # Excel's trailing ';;;' rows
-                yield email, name.strip(), line
+                yield email, name, line
         except csv.Error as exc:
             fatal.append(Problem(shown, consumed + 2, f"cannot read this CSV row: {exc}"))
 
