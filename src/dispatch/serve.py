@@ -7,7 +7,8 @@ leases split the recipients between services that fire together). The job store 
 memory: on start-up (and on SIGHUP) ``due_runs`` compares today's schedule with the
 ledger and brings a missed run forward if its deadline has not passed, or alerts.
 
-Every decision takes ``now``, so tests move time instead of waiting.
+Every decision takes ``now`` (the pure ones live in ``timetable``), so tests move time
+instead of waiting.
 """
 
 from __future__ import annotations
@@ -15,234 +16,32 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
-from enum import StrEnum
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
 
 from dispatch import alerts, app
 from dispatch.config import Schedule, Settings, load_settings
 from dispatch.edition import edition_path
-from dispatch.errors import DispatchError, InputError, Problem, display_path
+from dispatch.errors import DispatchError, InputError, display_path
 from dispatch.eventlog import configure, event
-from dispatch.ledger import DispatchRecord, Ledger
 from dispatch.models import Edition
 from dispatch.pipeline import Clock, Result
+from dispatch.timetable import (
+    Action, Due, Occurrence, approval_moment, approval_trigger, check_schedules, deadline_of,
+    due_runs, edition_dispatches, grace_seconds, latest_occurrence, next_occurrence, send_trigger,
+)
+from dispatch.timetable import utc as _utc
 
 UTC = timezone.utc
-DEFAULT_GRACE = timedelta(hours=1)  # a schedule without 'deadline' may run at most this late
-LOOKBACK = timedelta(hours=25)  # one day, DST days included
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_CRON_DAY = {"sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6}
 
-
-def _utc(moment: datetime) -> datetime:
-    # Aware datetimes that share a tzinfo compare by wall clock; compare instants instead.
-    return moment.astimezone(UTC)
-
-
-# -- triggers -------------------------------------------------------------------
-
-
-class DailyCronTrigger(CronTrigger):
-    """A CronTrigger that fires a repeated wall-clock time once.
-
-    When clocks go back, APScheduler 3.11.3 fires a 02:30 schedule twice (02:30+02:00 and
-    02:30+01:00). The ledger would stop a second dispatch, but not a second alarm; a wall
-    clock time is meant once, as cron means it.
-    """
-
-    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
-        candidate = super().get_next_fire_time(previous_fire_time, now)
-        while candidate is not None and _repeated(candidate):
-            candidate = super().get_next_fire_time(candidate, _utc(candidate) + timedelta(microseconds=1))
-        return candidate
-
-
-def _repeated(moment: datetime) -> bool:
-    """The second occurrence of a wall-clock time that DST repeats."""
-    return moment.fold == 1 and moment.replace(fold=0).utcoffset() != moment.utcoffset()
-
-
-def _cron_day(token: str) -> int:
-    token = token.strip().lower()
-    if token[:3] in _CRON_DAY and token.isalpha():
-        return _CRON_DAY[token[:3]]
-    if token.isdigit() and 0 <= int(token) <= 7:
-        return int(token) % 7
-    raise ValueError(f"unknown day of week {token!r}")
-
-
-def cron_weekdays(field: str) -> str:
-    """Cron's day-of-week field (0 or 7 = Sunday) as APScheduler 3 names.
-
-    APScheduler 3 counts 0 as Monday, so '1-5' there means Tuesday to Saturday; names
-    are unambiguous in both.
-    """
-    if field == "*":
-        return "*"
-    days: set[int] = set()
-    for part in field.split(","):
-        span, _, step_text = part.partition("/")
-        if span == "*":
-            low, high = 0, 6
-        elif "-" in span:
-            start, end = span.split("-", 1)
-            low, high = _cron_day(start), _cron_day(end)
-            if end.strip() == "7":
-                high = 7
-            if high < low:
-                raise ValueError(f"day-of-week range {span!r} runs backwards")
-        else:
-            low = _cron_day(span)
-            high = 6 if step_text else low
-        step = int(step_text) if step_text else 1
-        if step < 1:
-            raise ValueError(f"step {step_text!r} must be at least 1")
-        days.update(day % 7 for day in range(low, high + 1, step))
-    return ",".join(name for name in _WEEKDAYS if _CRON_DAY[name] in days)
-
-
-def _clock_time(value: str) -> time:
-    hours, minutes = value.split(":")
-    return time(int(hours), int(minutes))
-
-
-def send_trigger(schedule: Schedule, zone: ZoneInfo) -> DailyCronTrigger:
-    minute, hour, day, month, weekday = schedule.cron.split()
-    return DailyCronTrigger(minute=minute, hour=hour, day=day, month=month,
-                            day_of_week=cron_weekdays(weekday), timezone=zone)
-
-
-def approval_trigger(schedule: Schedule, zone: ZoneInfo) -> DailyCronTrigger | None:
-    # Daily at the approval time; the job itself checks that a send follows it.
-    if not schedule.approval_deadline:
-        return None
-    at = _clock_time(schedule.approval_deadline)
-    return DailyCronTrigger(hour=at.hour, minute=at.minute, timezone=zone)
-
-
-def check_schedules(settings: Settings) -> None:
-    """Raise InputError for a cron or time that APScheduler would reject, before anything starts."""
-    problems = []
-    for schedule in settings.schedules:
-        try:
-            send_trigger(schedule, settings.timezone)
-            approval_trigger(schedule, settings.timezone)
-            if schedule.deadline:
-                _clock_time(schedule.deadline)
-        except ValueError as exc:
-            problems.append(Problem(display_path(settings.path), settings.line_of.get("schedules", 1),
-                                    f"schedule {schedule.name!r}: {exc}"))
-    if problems:
-        raise InputError(problems)
-
-
-# -- when: occurrences, deadlines, decisions (pure functions of now) -------------
-
-
-@dataclass(frozen=True)
-class Occurrence:
-    """One scheduled run: when it was due and the last moment it may still start."""
-
-    schedule: Schedule
-    at: datetime
-    deadline: datetime
-
-    @property
-    def day(self) -> date:
-        return self.at.date()
-
-
-def deadline_of(schedule: Schedule, at: datetime) -> datetime:
-    if not schedule.deadline:
-        return (_utc(at) + DEFAULT_GRACE).astimezone(at.tzinfo)
-    deadline = datetime.combine(at.date(), _clock_time(schedule.deadline), tzinfo=at.tzinfo)
-    if deadline <= at.replace(fold=0):  # e.g. cron 23:00, deadline 01:00: the next morning
-        deadline += timedelta(days=1)
-    return deadline
-
-
-def approval_moment(occurrence: Occurrence) -> datetime | None:
-    value = occurrence.schedule.approval_deadline
-    if not value:
-        return None
-    moment = datetime.combine(occurrence.day, _clock_time(value), tzinfo=occurrence.at.tzinfo)
-    return moment - timedelta(days=1) if moment >= occurrence.at.replace(fold=0) else moment
-
-
-def latest_occurrence(schedule: Schedule, zone: ZoneInfo, now: datetime) -> Occurrence | None:
-    """The schedule's most recent fire time at or before ``now`` (within a day)."""
-    trigger = send_trigger(schedule, zone)
-    latest = None
-    moment = trigger.get_next_fire_time(None, (_utc(now) - LOOKBACK).astimezone(zone))
-    while moment is not None and _utc(moment) <= _utc(now):
-        latest = moment
-        moment = trigger.get_next_fire_time(moment, _utc(moment) + timedelta(microseconds=1))
-    return Occurrence(schedule, latest, deadline_of(schedule, latest)) if latest else None
-
-
-def next_occurrence(schedule: Schedule, zone: ZoneInfo, now: datetime) -> Occurrence | None:
-    moment = send_trigger(schedule, zone).get_next_fire_time(None, now.astimezone(zone))
-    return Occurrence(schedule, moment, deadline_of(schedule, moment)) if moment else None
-
-
-def grace_seconds(schedule: Schedule, zone: ZoneInfo, now: datetime) -> int:
-    """misfire_grace_time: from the scheduled time to the deadline, so APScheduler runs a
-    late job until the deadline and never after it."""
-    occurrence = next_occurrence(schedule, zone, now)
-    if occurrence is None:
-        return int(DEFAULT_GRACE.total_seconds())
-    return max(1, int((_utc(occurrence.deadline) - _utc(occurrence.at)).total_seconds()))
-
-
-def edition_dispatches(ledger: Ledger, day: date) -> list[DispatchRecord]:
-    """The day's scheduled-edition dispatches (tests and urgent messages do not count)."""
-    return [d for d in ledger.list_dispatches(day) if d.kind == "edition"]
-
-
-class Action(StrEnum):
-    SEND = "send"  # due and before the deadline: create the dispatch, or resume it
-    MISSED = "missed"  # the deadline passed and no dispatch exists
-    INCOMPLETE = "incomplete"  # the dispatch was interrupted and the deadline passed
-
-
-@dataclass(frozen=True)
-class Due:
-    occurrence: Occurrence
-    action: Action
-    dispatch: DispatchRecord | None = None
-
-
-def due_runs(settings: Settings, ledger: Ledger, now: datetime) -> list[Due]:
-    """What the latest run of each schedule still needs, judged from the ledger alone."""
-    today = now.astimezone(settings.timezone).date()
-    dues = []
-    for schedule in settings.schedules:
-        occurrence = latest_occurrence(schedule, settings.timezone, now)
-        if occurrence is None:
-            continue
-        late = _utc(now) > _utc(occurrence.deadline)
-        if late and occurrence.day != today:
-            continue  # an earlier day's run: its own day judged it
-        existing = edition_dispatches(ledger, occurrence.day)
-        unfinished = next((d for d in existing if d.finished_at is None), None)
-        if existing and unfinished is None:
-            continue  # sent
-        if late:
-            dues.append(Due(occurrence, Action.INCOMPLETE if unfinished else Action.MISSED, unfinished))
-        else:
-            dues.append(Due(occurrence, Action.SEND, unfinished))
-    return dues
+__all__ = ["Service", "ServeClock", "due_runs", "install_jobs", "main"]
 
 
 # -- what: the service -------------------------------------------------------------
@@ -355,7 +154,7 @@ class Service:
         return result
 
     def check_approval(self, name: str, now: datetime) -> bool:
-        """At the approval deadline: alert if the next send has nothing approved. True if alerted."""
+        """At the approval deadline: alert (once) if the next send has nothing approved; True then."""
         settings, schedule = self.settings, self._schedule(name)
         occurrence = next_occurrence(schedule, settings.timezone, now)
         moment = approval_moment(occurrence) if occurrence else None

@@ -1,0 +1,475 @@
+"""Issue 6: the scheduler service.
+
+Decisions are tested with injected time (a Service with a fake clock, called at the
+moment under test); two tests run `dispatch serve` as a process against a real SMTP server.
+"""
+
+from __future__ import annotations
+
+import json
+import mailbox
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from conftest import ROOT, Project, SMTPServer
+from dispatch.config import Schedule, load_settings
+from dispatch.pipeline import Clock
+from dispatch.serve import Service, install_jobs
+from dispatch.timetable import Action, cron_weekdays, due_runs, send_trigger
+
+STOCKHOLM = ZoneInfo("Europe/Stockholm")
+UTC = timezone.utc
+DISTINCT_SAMPLE_RECIPIENTS = 49
+DAY = date(2024, 11, 17)
+
+
+class FakeClock(Clock):
+    """Injected time: now() is what the test says; sleep() moves it instead of waiting."""
+
+    def __init__(self, now: datetime) -> None:
+        self.moment = now
+
+    def now(self) -> datetime:
+        return self.moment
+
+    def sleep(self, seconds: float) -> None:
+        self.moment += timedelta(seconds=max(0.0, seconds))
+
+
+def local(day: date | str, hm: str, fold: int = 0) -> datetime:
+    day = date.fromisoformat(day) if isinstance(day, str) else day
+    hour, minute = (int(x) for x in hm.split(":"))
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=STOCKHOLM, fold=fold)
+
+
+def write_edition(project: Project, day: date, status: str = "approved") -> Path:
+    text = (ROOT / "reports/2024-11-17.md").read_text(encoding="utf-8")
+    text = text.replace("compiled: 2024-11-17 14:00", f"compiled: {day.isoformat()} 13:00")
+    text = text.replace("status: approved", f"status: {status}")
+    path = project.root / f"reports/{day.isoformat()}.md"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def set_schedule(project: Project, **schedule: Any) -> None:
+    entry = {"name": "daily", "cron": "0 14 * * *", "lists": ["politisk-ledning", "chefer"],
+             "deadline": "18:00", "approval_deadline": "13:30"}
+    entry.update(schedule)
+    project.set_config(schedules=[{k: v for k, v in entry.items() if v is not None}])
+
+
+def service(project: Project, now: datetime) -> Service:
+    return Service(load_settings(project.config_path), clock=FakeClock(now))
+
+
+@pytest.fixture
+def services() -> Iterator[list[Service]]:
+    made: list[Service] = []
+    yield made
+    for item in made:
+        item.close()
+
+
+def dispatches(project: Project, day: date) -> list[Any]:
+    from dispatch.ledger import Ledger
+
+    ledger = Ledger(load_settings(project.config_path).ledger_url)
+    try:
+        return [d for d in ledger.list_dispatches(day) if d.kind == "edition"]
+    finally:
+        ledger.close()
+
+
+def ledger_counts(project: Project) -> dict[str, int]:
+    from dispatch.ledger import Ledger
+
+    ledger = Ledger(load_settings(project.config_path).ledger_url)
+    try:
+        record = ledger.find_dispatch()
+        assert record is not None
+        return ledger.counts(record.id)
+    finally:
+        ledger.close()
+
+
+def maildir_reports(project: Project) -> list[Any]:
+    path = project.root / "var/outbox"
+    if not path.exists():
+        return []
+    return [m for m in mailbox.Maildir(path, create=False) if m["List-Id"]]
+
+
+def notice_subjects(server: SMTPServer) -> list[str]:
+    return [str(m.message["Subject"]) for m in server.handler.notices()]
+
+
+def alerts_only(server: SMTPServer) -> list[str]:
+    # Completion summaries start with "Utskick "; everything else to notify is an alarm.
+    return [s for s in notice_subjects(server) if not s.startswith("Utskick ")]
+
+
+# -- 1. DST days --------------------------------------------------------------------
+
+
+def fires_on(trigger: Any, day: date) -> list[datetime]:
+    """Every fire time on a local day, asked the way APScheduler's scheduler asks (chained)."""
+    start, end = local(day, "00:00"), local(day + timedelta(days=1), "00:00")
+    fires, previous, now = [], None, start
+    while True:
+        moment = trigger.get_next_fire_time(previous, now)
+        if moment is None or moment.astimezone(UTC) >= end.astimezone(UTC):
+            return fires
+        fires.append(moment)
+        previous, now = moment, moment
+        assert len(fires) < 10
+
+
+@pytest.mark.parametrize("day", [date(2026, 10, 25), date(2027, 3, 28)])
+def test_dst_days_the_triggers_fire_a_1400_schedule_once_and_a_0230_schedule_at_most_once(day: date) -> None:
+    daily = send_trigger(Schedule("daily", "0 14 * * *", ("x",)), STOCKHOLM)
+    night = send_trigger(Schedule("night", "30 2 * * *", ("x",)), STOCKHOLM)
+    assert [f.strftime("%H:%M") for f in fires_on(daily, day)] == ["14:00"]
+    assert len(fires_on(night, day)) <= 1
+    # The same through get_next_fire_time(None, now), one second after each fire.
+    for trigger, allowed in ((daily, {1}), (night, {0, 1})):
+        seen: list[datetime] = []
+        moment = trigger.get_next_fire_time(None, local(day, "00:00"))
+        while moment is not None and moment.date() == day and len(seen) <= 3:
+            seen.append(moment)
+            moment = trigger.get_next_fire_time(None, moment.astimezone(UTC) + timedelta(seconds=1))
+        assert len(seen) in allowed
+
+
+@pytest.mark.parametrize("day,cron", [
+    (date(2026, 10, 25), "0 14 * * *"), (date(2026, 10, 25), "30 2 * * *"),
+    (date(2027, 3, 28), "0 14 * * *"), (date(2027, 3, 28), "30 2 * * *"),
+])
+def test_dst_days_produce_exactly_one_dispatch(day: date, cron: str, project: Project, services: list[Service]) -> None:
+    set_schedule(project, cron=cron, approval_deadline=None)
+    write_edition(project, day)
+    settings = load_settings(project.config_path)
+    fires = fires_on(send_trigger(settings.schedules[0], STOCKHOLM), day)
+    assert len(fires) == 1
+    # Every fire, a double fire a second later, and (02:30 in October) the repeated wall time.
+    moments = [fires[0], fires[0] + timedelta(seconds=1)]
+    if cron.startswith("30 2") and day.month == 10:
+        moments.append(local(day, "02:30", fold=1))
+    for moment in moments:
+        services.append(service(project, moment))
+        services[-1].fire("daily", moment)
+    assert len(dispatches(project, day)) == 1
+    reports = maildir_reports(project)
+    assert len(reports) == DISTINCT_SAMPLE_RECIPIENTS
+    assert len({m["To"] for m in reports}) == DISTINCT_SAMPLE_RECIPIENTS
+
+
+def test_cron_day_of_week_keeps_cron_numbering() -> None:
+    # APScheduler 3 counts 0 as Monday; a cron line from a sysadmin counts 0 (and 7) as Sunday.
+    assert cron_weekdays("1-5") == "mon,tue,wed,thu,fri"
+    assert cron_weekdays("0") == cron_weekdays("7") == "sun"
+    weekdays = send_trigger(Schedule("d", "0 14 * * 1-5", ("x",)), STOCKHOLM)
+    first = weekdays.get_next_fire_time(None, local("2026-10-24", "00:00"))  # a Saturday
+    assert first.date() == date(2026, 10, 26) and first.strftime("%A") == "Monday"
+
+
+# -- 2. down over the scheduled time -------------------------------------------------------------
+
+
+def test_down_1355_to_1440_sends_once_at_start_up(project: Project, services: list[Service]) -> None:
+    settings = load_settings(project.config_path)  # sample: 14:00, deadline 18:00, approved edition
+    services.append(service(project, local(DAY, "13:55")))
+    assert due_runs(settings, services[0].ledger, local(DAY, "13:55")) == []
+
+    start = local(DAY, "14:40")
+    services.append(service(project, start))
+    due = services[-1].reconcile(start)
+    assert [(d.action, d.occurrence.day, d.occurrence.at.strftime("%H:%M")) for d in due] == [(Action.SEND, DAY, "14:00")]
+    for item in due:
+        services[-1].fire(item.occurrence.schedule.name, start)
+    assert len(dispatches(project, DAY)) == 1
+    assert len(maildir_reports(project)) == DISTINCT_SAMPLE_RECIPIENTS
+
+    # Another restart, and the regular fire of a service that was up: nothing more.
+    services.append(service(project, local(DAY, "14:45")))
+    assert services[-1].reconcile(local(DAY, "14:45")) == []
+    assert services[-1].fire("daily", local(DAY, "14:45")) is None
+    assert len(dispatches(project, DAY)) == 1
+    assert len(maildir_reports(project)) == DISTINCT_SAMPLE_RECIPIENTS
+
+
+def test_down_until_1805_sends_nothing_and_alerts_that_it_was_missed(project: Project, smtp_server: SMTPServer, services: list[Service]) -> None:
+    project.use_smtp(smtp_server)
+    start = local(DAY, "18:05")
+    services.append(service(project, start))
+    assert services[0].reconcile(start) == []
+    assert services[0].fire("daily", start) is None  # a late fire says the same, once
+    assert dispatches(project, DAY) == []
+    assert smtp_server.handler.reports() == []
+    assert alerts_only(smtp_server) == ["Utskicket av rapporten för 2024-11-17 missades (tidsgräns 18:00)"]
+    body = smtp_server.handler.notices()[0].message.get_content()
+    assert "missades" in body and "dispatch send --date 2024-11-17" in body
+
+
+def test_jobs_are_configured_on_purpose(project: Project) -> None:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    settings = load_settings(project.config_path)
+    scheduler = BackgroundScheduler(timezone=STOCKHOLM)
+    scheduler.start(paused=True)
+    keeper = Service(settings, clock=FakeClock(local(DAY, "09:00")))
+    try:
+        install_jobs(scheduler, keeper, settings, local(DAY, "09:00"))
+        send = scheduler.get_job("send:daily")
+        assert (send.coalesce, send.max_instances, send.misfire_grace_time) == (True, 1, 4 * 3600)  # 14:00 -> 18:00
+        assert str(send.trigger.timezone) == "Europe/Stockholm"
+        assert scheduler.get_job("approval:daily") is not None
+    finally:
+        scheduler.shutdown(wait=False)
+        keeper.close()
+
+
+# -- 3. two services, one ledger ---------------------------------------------------------------
+
+
+def test_two_services_firing_together_send_one_message_per_recipient(project: Project, smtp_server: SMTPServer, services: list[Service]) -> None:
+    project.use_smtp(smtp_server, connections=2)
+
+    def slow_accept(envelope: object) -> None:
+        time.sleep(0.003)  # long enough that both services are sending at once
+        return None
+
+    smtp_server.handler.data_reply = slow_accept  # type: ignore[assignment]
+    now = local(DAY, "14:00")
+    services.extend([service(project, now), service(project, now)])
+    barrier = threading.Barrier(2)
+    results: list[Any] = []
+
+    def fire(one: Service) -> None:
+        barrier.wait()
+        results.append(one.fire("daily", now))
+
+    threads = [threading.Thread(target=fire, args=(one,)) for one in services]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(dispatches(project, DAY)) == 1
+    received = smtp_server.handler.recipients()
+    assert len(received) == DISTINCT_SAMPLE_RECIPIENTS, "each recipient exactly one message"
+    assert len(set(received)) == DISTINCT_SAMPLE_RECIPIENTS
+    assert sum(r.sent_now for r in results if r is not None) == DISTINCT_SAMPLE_RECIPIENTS
+    assert project.status()["counts"]["sent"] == DISTINCT_SAMPLE_RECIPIENTS
+
+
+# -- 4. the approval gate -------------------------------------------------------------------------
+
+
+def test_nothing_approved_alerts_at_the_approval_deadline_and_again_at_send_time(project: Project, smtp_server: SMTPServer, services: list[Service]) -> None:
+    project.use_smtp(smtp_server)
+    write_edition(project, DAY, status="draft")
+    services.append(service(project, local(DAY, "13:30")))
+    keeper = services[0]
+
+    keeper.run_job("approval", "daily")  # what APScheduler calls at 13:30
+    assert alerts_only(smtp_server) == ["Ingen godkänd rapport för 2024-11-17 kl 13:30"]
+    first = smtp_server.handler.notices()[0]
+    assert first.rcpt_tos == ["kommunikation@example.org"]
+    assert first.message["Auto-Submitted"] == "auto-generated"
+    assert "status: draft" in first.message.get_content()
+
+    keeper.clock.moment = local(DAY, "14:00")  # type: ignore[attr-defined]
+    keeper.run_job("send", "daily")
+    assert smtp_server.handler.reports() == []
+    assert dispatches(project, DAY) == []
+    assert alerts_only(smtp_server) == [
+        "Ingen godkänd rapport för 2024-11-17 kl 13:30",
+        "Ingen godkänd rapport för 2024-11-17 kl 14:00: inget skickades",
+    ]
+
+
+def test_a_draft_approved_at_1350_is_sent_at_1400(project: Project, smtp_server: SMTPServer, services: list[Service]) -> None:
+    project.use_smtp(smtp_server)
+    write_edition(project, DAY, status="draft")
+    services.append(service(project, local(DAY, "13:30")))
+    keeper = services[0]
+    assert keeper.check_approval("daily", local(DAY, "13:30")) is True
+
+    write_edition(project, DAY, status="approved")  # 13:50: the editor approves
+    assert keeper.check_approval("daily", local(DAY, "13:50")) is False
+    result = keeper.fire("daily", local(DAY, "14:00"))
+    assert result is not None and result.complete
+    assert len(smtp_server.handler.reports()) == DISTINCT_SAMPLE_RECIPIENTS
+    assert alerts_only(smtp_server) == ["Ingen godkänd rapport för 2024-11-17 kl 13:30"]
+    assert dispatches(project, DAY)[0].created_by == "dispatch serve (daily)"
+
+
+def test_a_failing_job_is_logged_and_alerted_and_the_next_one_runs(project: Project, smtp_server: SMTPServer, services: list[Service], caplog: pytest.LogCaptureFixture) -> None:
+    project.use_smtp(smtp_server)
+    edition = project.root / "reports/2024-11-17.md"
+    saved = edition.read_text(encoding="utf-8")
+    edition.unlink()
+    edition.mkdir()  # reading it raises IsADirectoryError: not a DispatchError, a real fault
+    services.append(service(project, local(DAY, "14:00")))
+    keeper = services[0]
+    with caplog.at_level("INFO"):
+        keeper.run_job("send", "daily")  # must not raise
+    assert any(getattr(r, "event", "") == "job_failed" for r in caplog.records)
+    assert alerts_only(smtp_server) == ["Fel i schemalagt jobb send:daily"]
+    assert "IsADirectoryError" in smtp_server.handler.notices()[0].message.get_content()
+
+    edition.rmdir()
+    edition.write_text(saved, encoding="utf-8")
+    keeper.clock.moment = local(DAY, "14:05")  # type: ignore[attr-defined]
+    keeper.run_job("send", "daily")
+    assert len(smtp_server.handler.reports()) == DISTINCT_SAMPLE_RECIPIENTS
+
+
+# -- 5 and 6: `dispatch serve` as a process --------------------------------------------------------
+
+
+class ServeProcess:
+    """`dispatch serve` in the background, its stderr collected line by line."""
+
+    def __init__(self, project: Project, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "dispatch", "--config", str(project.config_path), "serve", *args],
+            cwd=project.root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if self.process.poll() is not None:
+                raise AssertionError(f"serve exited ({self.process.returncode}) waiting for {what}:\n" + self.log())
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}:\n" + self.log())
+            time.sleep(0.02)
+
+    def logged(self, event: str) -> bool:
+        return any(f" {event} " in f"{line} " or f'"event": "{event}"' in line for line in list(self.lines))
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> tuple[int, float]:
+        started = time.monotonic()
+        self.process.send_signal(sig)
+        code = self.process.wait(timeout)
+        self.reader.join(5)
+        return code, time.monotonic() - started
+
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def processes() -> Iterator[list[ServeProcess]]:
+    started: list[ServeProcess] = []
+    yield started
+    for item in started:
+        item.kill()
+
+
+def test_sigterm_during_a_2000_recipient_send_then_restart_loses_and_repeats_nobody(project: Project, smtp_server: SMTPServer, processes: list[ServeProcess]) -> None:
+    count = 2000
+    lines = ["email,name"] + [f"person{i:05d}@example.org,Person {i}" for i in range(count)]
+    (project.root / "recipients/stor.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    project.use_smtp(smtp_server, connections=8)
+    # Due a minute ago, deadline later today: the service starts the run at start-up.
+    due = datetime.now(STOCKHOLM).replace(second=0, microsecond=0) - timedelta(minutes=1)
+    deadline = due + timedelta(hours=2)
+    set_schedule(project, cron=f"{due.minute} {due.hour} * * *", lists=["stor"],
+                 deadline=f"{deadline:%H:%M}", approval_deadline=None)
+    write_edition(project, due.date())
+
+    def slow_accept(envelope: object) -> None:
+        time.sleep(0.001)  # a send of a few seconds even on a fast disk, so SIGTERM lands part-way
+        return None
+
+    smtp_server.handler.data_reply = slow_accept  # type: ignore[assignment]
+    first = ServeProcess(project)
+    processes.append(first)
+    first.wait_for(lambda: len(smtp_server.handler.reports()) >= count // 3, 60, "a third of the send")
+    code, seconds = first.stop(signal.SIGTERM)
+    assert code == 0, first.log()
+    assert seconds < 10
+    assert first.logged("interrupted") and first.logged("stopped"), first.log()
+    before = len(smtp_server.handler.reports())
+    assert before < count, "the signal must land part-way"
+    assert ledger_counts(project)["sent"] == before, "every message the server accepted is recorded"
+
+    second = ServeProcess(project)
+    processes.append(second)
+    second.wait_for(lambda: second.logged("sent"), 60, "the resumed send to finish")
+    code, _ = second.stop(signal.SIGINT)
+    assert code == 0, second.log()
+    print(first.log(), second.log(), sep="\n")
+    received = smtp_server.handler.recipients()
+    assert set(received) == {f"person{i:05d}@example.org" for i in range(count)}, "0 lost"
+    assert len(received) == count, "0 duplicates"
+    assert ledger_counts(project)["sent"] == count
+    assert dispatches(project, due.date())[0].finished_at is not None
+
+
+def test_serve_process_sends_when_the_cron_fires_and_survives_a_bad_reload(project: Project, smtp_server: SMTPServer, processes: list[ServeProcess]) -> None:
+    project.use_smtp(smtp_server, connections=2)
+    now = datetime.now(STOCKHOLM)
+    fire = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    if (fire - now).total_seconds() < 4:
+        fire += timedelta(minutes=1)  # leave time to start and reload before it fires
+    deadline = fire + timedelta(hours=1)
+    set_schedule(project, cron=f"{fire.minute} {fire.hour} * * *", lists=["politisk-ledning"],
+                 deadline=f"{deadline:%H:%M}", approval_deadline=None)
+    write_edition(project, fire.date())
+    good = project.config_path.read_text(encoding="utf-8")
+
+    serve = ServeProcess(project, "--log-json")
+    processes.append(serve)
+    serve.wait_for(lambda: serve.logged("started"), 20, "start-up")
+
+    set_schedule(project, cron="99 14 * * *", lists=["politisk-ledning"], approval_deadline=None)  # no minute 99
+    serve.process.send_signal(signal.SIGHUP)
+    serve.wait_for(lambda: serve.logged("reload_rejected"), 10, "the bad config to be rejected")
+    assert serve.process.poll() is None
+
+    project.config_path.write_text(good, encoding="utf-8")
+    serve.process.send_signal(signal.SIGHUP)
+    serve.wait_for(lambda: serve.logged("reloaded"), 10, "the good config to be loaded")
+
+    wait = (fire - datetime.now(STOCKHOLM)).total_seconds() + 30
+    serve.wait_for(lambda: len(smtp_server.handler.reports()) == 11, wait, "the edition to arrive")
+    arrived = datetime.now(STOCKHOLM)
+    assert arrived >= fire, "sent by the cron, not at start-up"
+    serve.wait_for(lambda: serve.logged("sent"), 10, "the send to be logged")
+    code, _ = serve.stop()
+    assert code == 0, serve.log()
+
+    assert sorted(m.message["Subject"] for m in smtp_server.handler.reports())[0].startswith("Regional rapport")
+    events = [json.loads(line) for line in serve.lines]  # --log-json: every line is one JSON object
+    assert all({"time", "level", "event"} <= set(e) for e in events)
+    sent = next(e for e in events if e["event"] == "sent")
+    assert sent["dispatch"] == f"{fire.date().isoformat()}.r1.edition"
+    assert sent["counts"]["sent"] == 11
+    rejected = next(e for e in events if e["event"] == "reload_rejected")
+    assert "'99 14 * * *'" in rejected["problems"]
