@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import os
 import shutil
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
@@ -45,29 +47,59 @@ class Received:
 
 @dataclass
 class RecordingHandler:
-    """Records every accepted message. ``rcpt_reply``/``data_reply`` inject faults:
-    return an SMTP reply string to refuse, or None to accept."""
+    """Records every accepted message, and injects faults on request:
+    ``rcpt_reply(address)`` / ``data_reply(envelope)`` return an SMTP reply to refuse
+    (a 421 also closes the connection after the reply), or None to accept;
+    ``drop_after_data(envelope)`` accepts the message but drops the connection before
+    the reply (the client cannot know); ``stall(envelope)`` returns seconds to wait
+    before answering. ``clock`` (optional) timestamps RCPT attempts in injected time."""
 
     received: list[Received] = field(default_factory=list)
     rcpt_reply: Callable[[str], str | None] | None = None
     data_reply: Callable[[Any], str | None] | None = None
+    drop_after_data: Callable[[Any], bool] | None = None
+    stall: Callable[[Any], float] | None = None
+    clock: Any = None
+    rcpt_log: list[tuple[str, Any]] = field(default_factory=list)
+    data_times: list[float] = field(default_factory=list)
+    mail_times: list[float] = field(default_factory=list)  # transaction starts, what a relay's rate limit counts
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]) -> str:
+        with self.lock:
+            self.mail_times.append(time.monotonic())
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]) -> str:
+        with self.lock:
+            self.rcpt_log.append((address.lower(), self.clock.now() if self.clock else None))
         if self.rcpt_reply is not None:
             reply = self.rcpt_reply(address)
             if reply:
+                if reply.startswith("421"):
+                    _close_soon(server)
                 return reply
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.stall is not None:
+            seconds = self.stall(envelope)
+            if seconds:
+                await asyncio.sleep(seconds)
         if self.data_reply is not None:
             reply = self.data_reply(envelope)
             if reply:
+                if reply.startswith("421"):
+                    _close_soon(server)
                 return reply
         with self.lock:
             self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content or envelope.content)))
+            self.data_times.append(time.monotonic())
+        if self.drop_after_data is not None and self.drop_after_data(envelope):
+            server.transport.abort()  # accepted, but the client never hears it
         return "250 Message accepted for delivery"
 
     def reports(self) -> list[Received]:
@@ -91,6 +123,11 @@ class SMTPServer:
     handler: RecordingHandler
 
 
+def _close_soon(server: Any) -> None:
+    """Close the connection right after the reply is written, as a relay does after 421."""
+    asyncio.get_running_loop().call_later(0.02, server.transport.close)
+
+
 def free_port() -> int:
     import socket
 
@@ -99,15 +136,19 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture
-def smtp_server() -> Any:
-    handler = RecordingHandler()
+def start_server(handler: RecordingHandler, **options: Any) -> tuple[Controller, SMTPServer]:
     # aiosmtpd's readiness probe connects to the configured port, so port 0 cannot be used.
     port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port, decode_data=False)
+    controller = Controller(handler, hostname="127.0.0.1", port=port, decode_data=False, **options)
     controller.start()
+    return controller, SMTPServer("127.0.0.1", port, handler)
+
+
+@pytest.fixture
+def smtp_server() -> Any:
+    controller, server = start_server(RecordingHandler())
     try:
-        yield SMTPServer("127.0.0.1", port, handler)
+        yield server
     finally:
         controller.stop()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
@@ -179,9 +179,11 @@ def preview(app: Context, day: date | None, out: Path | None, screenshots: bool)
 @click.option("--urgent", is_flag=True, help="Send an urgent message now (needs --file; no approval needed).")
 @click.option("--by", "by", metavar="NAME", help="Who is sending; recorded in the ledger (default: the OS user).")
 @click.option("--dry-run", is_flag=True, help="Check and plan, show what would be sent, send nothing.")
+@click.option("--wait", "wait_minutes", type=click.FloatRange(min=0), default=10, show_default=True, metavar="MINUTES",
+              help="How long to stay and retry deferred recipients before exiting (they are retried by the next send or by serve).")
 @pass_context
 def send(app: Context, day: date | None, file: Path | None, lists: tuple[str, ...], to: tuple[str, ...],
-         urgent: bool, by: str | None, dry_run: bool) -> None:
+         urgent: bool, by: str | None, dry_run: bool, wait_minutes: float) -> None:
     """Send the edition to its lists, resuming an interrupted dispatch of the same edition.
 
     Recipients: --to addresses; else --list lists; else the edition's 'lists'; else
@@ -209,9 +211,11 @@ def send(app: Context, day: date | None, file: Path | None, lists: tuple[str, ..
         click.echo(f"dry run: would send {ready.rendered.subject!r} to {total} recipients ({target}); nothing sent", err=True)
         sys.exit(EXIT_INPUT if ready.resolution.problems else EXIT_OK)
 
+    click.echo(_plan_line(total, settings.transport), err=True)
     progress, finish = _progress(total)
     try:
-        result = application.send(settings, ready, Clock(), created_by=by, progress=progress)
+        result = application.send(settings, ready, Clock(), created_by=by, progress=progress,
+                                  linger=timedelta(minutes=wait_minutes))
     except DispatchError as exc:
         finish()
         _fail(exc, EXIT_INCOMPLETE)
@@ -228,9 +232,36 @@ def send(app: Context, day: date | None, file: Path | None, lists: tuple[str, ..
         f"{result.dispatch}: sent {result.sent_now} now; totals: " + ", ".join(f"{k} {v}" for k, v in counts.items()),
         err=True,
     )
+    if result.paused_until is not None:
+        click.echo(f"the relay's sending quota is used up; paused until {result.paused_until.astimezone(settings.timezone):%H:%M}", err=True)
     if not result.complete:
-        click.echo(f"{counts['failed']} failed, {counts['deferred'] + counts['unknown'] + counts['pending']} not yet delivered; see: dispatch status {result.dispatch}", err=True)
+        waiting = counts["deferred"] + counts["unknown"] + counts["pending"]
+        when = f"; next attempt {result.next_attempt.astimezone(settings.timezone):%Y-%m-%d %H:%M} (run send again, or let serve retry)" if waiting and result.next_attempt else ""
+        click.echo(f"{counts['failed']} failed, {waiting} not yet delivered{when}; see: dispatch status {result.dispatch}", err=True)
     sys.exit(EXIT_OK if result.complete and not ready.resolution.problems else EXIT_INCOMPLETE)
+
+
+def _plan_line(recipients: int, transport: Any) -> str:
+    """What is about to happen and how long it should take, before the first message."""
+    if transport.kind == "maildir":
+        return f"plan: {recipients} recipients into the Maildir {transport.path}"
+    per_message = transport.recipients_per_message
+    messages = -(-recipients // per_message)
+    line = (f"plan: {recipients} recipients in {messages} messages"
+            f"{f' of up to {per_message} recipients (Bcc)' if per_message > 1 else ''}"
+            f" over {transport.connections} connection(s) to {transport.host}:{transport.port}")
+    if transport.rate_per_minute:
+        minutes = messages / transport.rate_per_minute
+        line += f" at {transport.rate_per_minute:g}/min: about {_duration(minutes * 60)}"
+    return line + " (recipients already accepted are skipped)"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _progress(total: int) -> tuple[Callable[[int], None], Callable[[], None]]:
@@ -389,6 +420,78 @@ def _status_json(record: Any, counts: dict[str, int], rows: list[dict[str, Any]]
             for row in rows
         ],
     }
+
+
+@main.command("publish")
+@date_option
+@pass_context
+def publish_command(app: Context, day: date | None) -> None:
+    """Write the edition's web page and the archive index into publish.dir; print their paths.
+
+    Only an approved edition is published; re-publishing a date replaces its page.
+    Exits 0 when published, 1 on problems.
+    """
+    from dispatch import app as application
+    from dispatch.errors import Problem, display_path
+
+    settings = app.settings
+    now = app.now()
+    try:
+        edition = application.read_edition(settings, app.day(day), None, now)
+        if not edition.approved:
+            line = edition.line_of.get("status", 1)
+            raise InputError([Problem(display_path(edition.source), line,
+                                      "the edition is a draft; set 'status: approved' to publish it")])
+        published = application.publish(settings, edition, now)
+    except DispatchError as exc:
+        _fail(exc)
+    click.echo(str(published.page))
+    click.echo(str(published.index))
+
+
+@main.command("export")
+@click.argument("dispatch")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True,
+              help="json: everything, content included; csv: one row per recipient.")
+@click.option("--out", "out", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Write files into this directory (records, plus the source, HTML and text sent) and print their paths.")
+@pass_context
+def export_command(app: Context, dispatch: str, fmt: str, out: Path | None) -> None:
+    """The records of one dispatch (DISPATCH as 'status --json' names it): what was sent,
+    to whom, with each recipient's state, reply, Message-ID and timestamps.
+
+    To stdout unless --out. Exits 0, 1 when there is no such dispatch.
+    """
+    from dispatch import app as application
+    from dispatch.publish import export_csv, export_document, export_files
+
+    try:
+        ledger = application.open_ledger(app.settings)
+    except DispatchError as exc:
+        _fail(exc)
+    try:
+        record = ledger.find_dispatch(dispatch)
+        if record is None:
+            click.echo(f"error: no dispatch {dispatch!r}; 'dispatch status' names the latest", err=True)
+            sys.exit(EXIT_INPUT)
+        document = export_document(record, ledger.counts(record.id), ledger.rows(record.id), ledger.contents(record.name))
+    finally:
+        ledger.close()
+    if not document["contents"]:
+        click.echo(f"warning: {record.name} was sent before dispatch kept the content it sends; "
+                   f"its source file was {record.source}", err=True)
+    if out is not None:
+        try:
+            paths = export_files(document, fmt, out)
+        except OSError as exc:
+            click.echo(f"error: {out}: {exc.strerror or exc}", err=True)
+            sys.exit(EXIT_INPUT)
+        for path in paths:
+            click.echo(str(path))
+    elif fmt == "csv":
+        click.echo(export_csv(document), nl=False)
+    else:
+        click.echo(json.dumps(document, ensure_ascii=False, indent=2))
 
 
 @main.command("serve")

@@ -1,0 +1,357 @@
+"""Issue 5: delivery through faulty relays, against a real SMTP server (aiosmtpd).
+
+Retries run in injected time: the pipeline's Clock is replaced by one whose sleep
+moves time forward, so backoff of minutes takes no real time.
+"""
+
+from __future__ import annotations
+
+import collections
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from datetime import date, datetime, timedelta, timezone
+from email import message_from_bytes, policy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import Project, RecordingHandler, SMTPServer, start_server
+from dispatch import app
+from dispatch.config import load_settings
+from dispatch.pipeline import Clock, Result
+
+COUNT = 2000
+
+
+class FakeClock(Clock):
+    """Virtual time: sleeping moves it forward at once."""
+
+    def __init__(self) -> None:
+        self.current = datetime(2024, 11, 17, 13, 0, tzinfo=timezone.utc)
+        self.lock = threading.Lock()
+        self.slept: list[float] = []
+
+    def now(self) -> datetime:
+        with self.lock:
+            return self.current
+
+    def sleep(self, seconds: float) -> None:
+        with self.lock:
+            self.slept.append(seconds)
+            self.current += timedelta(seconds=max(seconds, 0))
+
+
+def addresses(count: int) -> list[str]:
+    return [f"person{i:05d}@example.org" for i in range(count)]
+
+
+def big_list(project: Project, count: int, name: str = "stor") -> None:
+    lines = ["email,name"] + [f"{a},Person {i}" for i, a in enumerate(addresses(count))]
+    (project.root / f"recipients/{name}.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def send_in_process(project: Project, clock: Clock, linger: timedelta = timedelta(hours=3)) -> Result:
+    settings = load_settings(project.config_path)
+    edition = app.read_edition(settings, date(2024, 11, 17), None, clock.now())
+    ready = app.prepare_edition(settings, edition, clock.now(), lists=("stor",))
+    return app.send(settings, ready, clock, linger=linger)
+
+
+def ledger_rows(project: Project) -> list[dict[str, Any]]:
+    with sqlite3.connect(project.root / "var/ledger.db") as db:
+        db.row_factory = sqlite3.Row
+        return [dict(r) for r in db.execute("SELECT * FROM deliveries ORDER BY id")]
+
+
+def assert_each_received_once(server: SMTPServer, count: int) -> None:
+    received = server.handler.recipients()
+    assert sorted(received) == addresses(count), "every recipient exactly once"
+
+
+def test_451_twice_for_a_tenth_is_retried_with_backoff(project: Project, smtp_server: SMTPServer) -> None:
+    big_list(project, COUNT)
+    project.use_smtp(smtp_server, connections=4)
+    clock = FakeClock()
+    smtp_server.handler.clock = clock
+    refused: collections.Counter[str] = collections.Counter()
+    flaky = set(addresses(COUNT)[::10])
+
+    def rcpt(address: str) -> str | None:
+        if address in flaky and refused[address] < 2:
+            refused[address] += 1
+            return "451 4.7.1 Greylisted, try again later"
+        return None
+
+    smtp_server.handler.rcpt_reply = rcpt
+    result = send_in_process(project, clock)
+
+    assert result.complete, result.counts
+    assert_each_received_once(smtp_server, COUNT)
+    rows = {r["address"]: r for r in ledger_rows(project)}
+    assert max(r["attempts"] for r in rows.values()) <= 3
+    assert all(rows[a]["attempts"] == 3 for a in flaky)
+    # The server saw each flaky recipient three times, at least 1 and then 2 minutes apart.
+    attempts: dict[str, list[datetime]] = collections.defaultdict(list)
+    for address, when in smtp_server.handler.rcpt_log:
+        attempts[address].append(when)
+    for address in flaky:
+        first, second, third = attempts[address]
+        assert second - first >= timedelta(minutes=1)
+        assert third - second >= timedelta(minutes=2)
+
+
+def test_550_fails_exactly_those_once_and_the_summary_names_them(project: Project, smtp_server: SMTPServer) -> None:
+    big_list(project, COUNT)
+    project.use_smtp(smtp_server, connections=4)
+    rejected = set(addresses(COUNT)[100:105])
+    smtp_server.handler.rcpt_reply = lambda a: "550 5.1.1 User unknown" if a in rejected else None
+
+    result = project.run("send", "--date", "2024-11-17", "--list", "stor", "--wait", "0")
+    assert result.returncode == 3, result.stderr
+
+    status = project.status()
+    failed = [r for r in status["recipients"] if r["state"] == "failed"]
+    assert {r["email"] for r in failed} == rejected
+    assert all(r["attempts"] == 1 and r["reply"].startswith("550 5.1.1") for r in failed)
+    assert status["counts"]["sent"] == COUNT - 5
+    assert sorted(smtp_server.handler.recipients()) == sorted(set(addresses(COUNT)) - rejected)
+
+    summaries = smtp_server.handler.notices()
+    assert len(summaries) == 1
+    body = message_from_bytes(summaries[0].data, policy=policy.default).get_body(("plain",)).get_content()
+    for address in rejected:
+        assert f"{address}: 550 5.1.1 User unknown" in body
+
+
+def test_421_and_disconnect_every_100_messages_loses_and_repeats_nobody(project: Project, smtp_server: SMTPServer) -> None:
+    big_list(project, COUNT)
+    project.use_smtp(smtp_server, connections=4)
+    clock = FakeClock()
+    seen = {"data": 0}
+    lock = threading.Lock()
+
+    def data(envelope: Any) -> str | None:
+        with lock:
+            seen["data"] += 1
+            if seen["data"] % 100 == 0:
+                return "421 4.3.2 Service shutting down, closing connection"
+        return None
+
+    smtp_server.handler.data_reply = data
+    result = send_in_process(project, clock)
+    assert result.complete, result.counts
+    assert seen["data"] >= COUNT + COUNT // 100 - 1
+    assert_each_received_once(smtp_server, COUNT)
+
+
+def test_connection_lost_after_final_dot_is_unknown_and_resent_with_same_message_id(project: Project, smtp_server: SMTPServer) -> None:
+    big_list(project, COUNT)
+    project.use_smtp(smtp_server, connections=4)
+    clock = FakeClock()
+    dropped: set[str] = set()
+    lock = threading.Lock()
+
+    def drop(envelope: Any) -> bool:
+        address = envelope.rcpt_tos[0].lower()
+        with lock:
+            if int(address[6:11]) % 100 == 7 and address not in dropped:  # 1% of messages, once each
+                dropped.add(address)
+                return True
+        return False
+
+    smtp_server.handler.drop_after_data = drop
+    result = send_in_process(project, clock)
+    assert result.complete, result.counts
+    assert len(dropped) == COUNT // 100
+
+    by_recipient: dict[str, list[str]] = collections.defaultdict(list)
+    for item in smtp_server.handler.reports():
+        message_id = message_from_bytes(item.data, policy=policy.default)["Message-ID"]
+        by_recipient[item.rcpt_tos[0].lower()].append(message_id)
+    assert set(by_recipient) == set(addresses(COUNT)), "0 lost"
+    for address in dropped:
+        ids = by_recipient[address]
+        assert len(ids) == 2 and ids[0] == ids[1], "resent once, with the same Message-ID"
+    assert all(len(ids) == 1 for a, ids in by_recipient.items() if a not in dropped)
+    rows = {r["address"]: r for r in ledger_rows(project)}
+    assert all(rows[a]["attempts"] == 2 and rows[a]["state"] == "sent" for a in dropped)
+
+
+def test_quota_reply_pauses_the_dispatch_instead_of_failing(project: Project, smtp_server: SMTPServer) -> None:
+    big_list(project, 50)
+    project.use_smtp(smtp_server, connections=1)
+    clock = FakeClock()
+    state = {"messages": 0}
+
+    def data(envelope: Any) -> str | None:
+        state["messages"] += 1
+        if state["messages"] == 20:
+            return "554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException; Failed to process message"
+        return None
+
+    smtp_server.handler.data_reply = data
+    result = send_in_process(project, clock, linger=timedelta(hours=2))
+    assert result.complete, result.counts
+    assert sum(clock.slept) >= 3600, "waited for the quota"
+    assert_each_received_once(smtp_server, 50)
+
+
+def _run_until(project: Project, server: SMTPServer, at_least: int) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dispatch", "--config", str(project.config_path), "send", "--date", "2024-11-17",
+         "--list", "stor", "--wait", "0"],
+        cwd=project.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 90
+    while len(server.handler.reports()) < at_least and time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def test_sigkill_at_three_points_then_rerun(project: Project, smtp_server: SMTPServer) -> None:
+    big_list(project, COUNT)
+    project.use_smtp(smtp_server, connections=4)
+    smtp_server.handler.stall = lambda envelope: 0.001
+    duplicates_before = 0
+    for fraction in (0.25, 0.5, 0.75):
+        _run_until(project, smtp_server, int(COUNT * fraction))
+        received = smtp_server.handler.recipients()
+        assert len(set(received)) < COUNT, "killed part-way"
+        duplicates = len(received) - len(set(received))
+        assert duplicates - duplicates_before <= 4, "at most one message per connection in flight"
+        duplicates_before = duplicates
+    final = project.run("send", "--date", "2024-11-17", "--list", "stor", "--wait", "0")
+    assert final.returncode == 0, final.stderr
+    received = smtp_server.handler.recipients()
+    assert set(received) == set(addresses(COUNT)), "0 lost"
+    assert len(received) - len(set(received)) <= 12
+    assert project.status()["counts"]["sent"] == COUNT
+
+
+def test_rate_limit_and_bcc_batches(project: Project, smtp_server: SMTPServer) -> None:
+    big_list(project, 5000)
+    project.use_smtp(smtp_server, connections=4, rate_per_minute=30, recipients_per_message=500)
+    project.set_config(notify=[])  # count report messages only
+    result = project.run("send", "--date", "2024-11-17", "--list", "stor", "--wait", "0")
+    assert result.returncode == 0, result.stderr
+    assert "5000 recipients in 10 messages" in result.stderr  # the plan, printed before sending
+    reports = smtp_server.handler.reports()
+    assert len(reports) == 10
+    assert all(len(r.rcpt_tos) <= 500 for r in reports)
+    assert_each_received_once(smtp_server, 5000)
+    starts = sorted(smtp_server.handler.mail_times)
+    assert len(starts) == 10
+    assert all(b - a >= 1.9 for a, b in zip(starts, starts[1:])), "30/min is one message per 2 s"
+    message = reports[0].message
+    assert message["To"].endswith(":;"), "a Bcc batch shows the list, not the recipients"
+    status = project.status()
+    assert status["counts"]["sent"] == 5000
+
+
+def test_scaled_down_rate_holds_across_connections(project: Project, smtp_server: SMTPServer) -> None:
+    big_list(project, 100)
+    per_minute = 1200  # 20 a second: the 30-a-minute limit at 40x speed
+    project.use_smtp(smtp_server, connections=4, rate_per_minute=per_minute)
+    project.set_config(notify=[])
+    assert project.run("send", "--date", "2024-11-17", "--list", "stor", "--wait", "0").returncode == 0
+    times = sorted(smtp_server.handler.mail_times)
+    assert len(times) == 100
+    window, allowed = 1.0, per_minute // 60
+    busiest = max(sum(1 for t in times if start <= t < start + window) for start in times)
+    assert busiest <= allowed + 1, f"{busiest} messages in one second"
+
+
+# -- TLS and credentials ------------------------------------------------------------
+
+PASSWORD = "correct-horse-battery-staple-4711"
+
+
+class AuthRecorder:
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    def __call__(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> Any:
+        from aiosmtpd.smtp import AuthResult
+
+        self.attempts += 1
+        return AuthResult(success=True)
+
+
+def _assert_secret_nowhere(project: Project, *outputs: str) -> None:
+    for output in outputs:
+        assert PASSWORD not in output
+    for path in (project.root / "var").glob("ledger.db*"):
+        assert PASSWORD.encode() not in path.read_bytes()
+
+
+def test_starttls_missing_means_no_auth_and_no_message(project: Project) -> None:
+    handler, auth = RecordingHandler(), AuthRecorder()
+    controller, server = start_server(handler, authenticator=auth, auth_require_tls=False)
+    try:
+        big_list(project, 5)
+        project.use_smtp(server, security="starttls", username="rapport", password_env="DISPATCH_SMTP_PASSWORD")
+        result = project.run("send", "--date", "2024-11-17", "--list", "stor", env={"DISPATCH_SMTP_PASSWORD": PASSWORD})
+    finally:
+        controller.stop()
+    assert result.returncode == 3
+    assert "does not offer STARTTLS" in result.stderr
+    assert auth.attempts == 0 and handler.received == [] and handler.rcpt_log == []
+    _assert_secret_nowhere(project, result.stdout, result.stderr)
+    assert project.status()["counts"]["pending"] == 5, "nobody lost: still pending for the next run"
+
+
+def test_untrusted_certificate_means_no_auth_and_no_message(project: Project, tmp_path: Path) -> None:
+    import trustme
+
+    authority = trustme.CA()
+    import ssl
+
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(server_context)
+    handler, auth = RecordingHandler(), AuthRecorder()
+    controller, server = start_server(handler, tls_context=server_context, authenticator=auth, auth_require_tls=True)
+    try:
+        big_list(project, 5)
+        project.use_smtp(server, security="starttls", username="rapport", password_env="DISPATCH_SMTP_PASSWORD")
+        untrusted = project.run("send", "--date", "2024-11-17", "--list", "stor", env={"DISPATCH_SMTP_PASSWORD": PASSWORD})
+        assert untrusted.returncode == 3
+        assert "certificate" in untrusted.stderr.lower()
+        assert auth.attempts == 0 and handler.received == []
+        _assert_secret_nowhere(project, untrusted.stdout, untrusted.stderr)
+
+        # The same relay with its CA configured: AUTH over TLS, and the report goes.
+        ca_file = tmp_path / "ca.pem"
+        authority.cert_pem.write_to_path(str(ca_file))
+        project.use_smtp(server, security="starttls", username="rapport", password_env="DISPATCH_SMTP_PASSWORD", ca_file=str(ca_file))
+        trusted = project.run("send", "--date", "2024-11-17", "--list", "stor", env={"DISPATCH_SMTP_PASSWORD": PASSWORD})
+    finally:
+        controller.stop()
+    assert trusted.returncode == 0, trusted.stderr
+    assert auth.attempts >= 1 and len(handler.reports()) == 5
+    _assert_secret_nowhere(project, trusted.stdout, trusted.stderr)
+
+
+def test_auth_without_encryption_is_refused(project: Project, smtp_server: SMTPServer) -> None:
+    big_list(project, 3)
+    project.use_smtp(smtp_server, security="none", username="rapport", password_env="DISPATCH_SMTP_PASSWORD")
+    result = project.run("send", "--date", "2024-11-17", "--list", "stor", env={"DISPATCH_SMTP_PASSWORD": PASSWORD})
+    assert result.returncode == 3
+    assert "unencrypted" in result.stderr
+    assert smtp_server.handler.received == []
+    _assert_secret_nowhere(project, result.stdout, result.stderr)
+
+
+def test_password_in_config_file_is_rejected(project: Project) -> None:
+    project.set_config(transport={"kind": "smtp", "host": "127.0.0.1", "port": 2525, "password": PASSWORD})
+    result = project.run("check", "--date", "2024-11-17")
+    assert result.returncode == 1
+    assert "config.yaml:" in result.stderr and "password_env" in result.stderr
+    assert PASSWORD not in result.stderr
