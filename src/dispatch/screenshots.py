@@ -97,7 +97,7 @@ class Chromium:
         # subprocess cannot renumber fds without preexec_fn, which is unsafe with threads
         # (the tests run an SMTP server thread); posix_spawn's file actions can.
         self._log = Path(self._profile.name) / "chromium.log"
-        log = os.open(self._log, os.O_WRONLY | os.O_CREAT, 0o600)
+        log = _move_high(os.open(self._log, os.O_WRONLY | os.O_CREAT, 0o600))
         try:
             self._pid: int | None = os.posix_spawn(self.executable, [self.executable, *args], os.environ, file_actions=[
                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
@@ -107,6 +107,8 @@ class Chromium:
                 (os.POSIX_SPAWN_DUP2, from_browser_w, 4),
             ])
         except OSError as exc:
+            os.close(self._to_browser)
+            os.close(self._from_browser)
             self._profile.cleanup()
             raise ChromiumMissing(f"cannot start {self.executable}: {exc.strerror}; {INSTALL_HINT}") from None
         finally:
