@@ -22,6 +22,7 @@ from dispatch.ledger import Ledger, dispatch_name
 from dispatch.message import Envelope, PreparedMessage, list_id, message_id, prepare, to_header
 from dispatch.models import Edition, Recipient, Rendered, State
 from dispatch.pipeline import Clock, Plan, Result, SendPolicy, run
+from dispatch.publish import Published, publish_edition
 from dispatch.recipients import Resolution, available_lists, resolve
 from dispatch.render import render
 from dispatch.transport import MaildirTransport, SMTPTransport, Transport
@@ -93,9 +94,20 @@ def envelope(settings: Settings) -> Envelope:
 
 def web_url(settings: Settings, edition: Edition) -> str | None:
     # Only link to a web copy that this send publishes: a dead link is worse than none.
-    if not settings.publish.base_url or not settings.publish.on_send:
+    if not settings.publish.base_url or not publishes_on_send(settings, edition):
         return None
     return settings.publish.base_url.rstrip("/") + f"/{edition.date.isoformat()}.html"
+
+
+def publishes_on_send(settings: Settings, edition: Edition) -> bool:
+    # Only an approved daily edition goes on the intranet; an urgent message would
+    # otherwise overwrite that day's report page, which has the same name.
+    return settings.publish.on_send and edition.approved and not edition.urgent
+
+
+def publish(settings: Settings, edition: Edition, now: datetime) -> Published:
+    """Write the edition's web page and the archive index into publish.dir."""
+    return publish_edition(edition, settings.publish.dir, settings.templates_dir, now.astimezone(settings.timezone))
 
 
 def prepare_edition(
@@ -223,6 +235,12 @@ def send(settings: Settings, ready: Prepared, clock: Clock, *, created_by: str |
     plan = plan_for(settings, ready, clock.now(), created_by or current_user())
     ledger = open_ledger(settings)
     try:
+        # The record of what is sent, and the page the email links to, exist before the
+        # first message goes out; a failure here stops the send with nothing sent.
+        ledger.keep_content(plan.name, ready.rendered.subject, plan.source, ready.edition.source_text,
+                            ready.rendered.html, ready.rendered.text, clock.now())
+        if publishes_on_send(settings, ready.edition) and not ready.test:
+            publish(settings, ready.edition, clock.now())
         transport = open_transport(settings)
         result = run(plan, ledger, transport, send_policy(settings, linger), clock, progress=progress, stop=stop)
         if result.attempted and settings.notify and not ready.test:

@@ -71,6 +71,26 @@ deliveries = sa.Table(
     sa.Index("ix_deliveries_dispatch_state", "dispatch_id", "state"),
 )
 
+# What a dispatch sent: the edition source and the rendered subject, HTML and text, kept
+# for the records (a public authority must keep what it sent). Added after schema 1 as a
+# new table only: create_all(checkfirst) adds it to an existing ledger and older programs
+# never read it, so SCHEMA_VERSION (which guards incompatible changes) stays 1. Keyed by
+# the dispatch *name* because the content is stored before the pipeline creates the
+# dispatch row; one row per distinct content (a resume after an edit adds a second).
+contents = sa.Table(
+    "dispatch_contents", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("dispatch_name", sa.String(200), nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("source", sa.Text, nullable=False, default=""),
+    sa.Column("source_text", sa.Text, nullable=False),
+    sa.Column("html", sa.Text, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("dispatch_name", "digest", name="uq_dispatch_content"),
+)
+
 SENDABLE = (State.PENDING.value, State.DEFERRED.value, State.UNKNOWN.value)
 
 
@@ -344,6 +364,33 @@ class Ledger:
                 )
                 written += result.rowcount or 0
         return written
+
+    # -- what was sent ----------------------------------------------------------
+
+    def keep_content(self, dispatch_name: str, subject: str, source: str, source_text: str,
+                     html: str, text: str, now: datetime) -> bool:
+        """Store the content of a dispatch unless this exact content is stored already.
+        Returns True when a new version was stored."""
+        import hashlib
+
+        digest = hashlib.sha256("\0".join((subject, source_text, html, text)).encode("utf-8")).hexdigest()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(contents.insert().values(
+                    dispatch_name=dispatch_name, digest=digest, subject=subject, source=source,
+                    source_text=source_text, html=html, text=text, recorded_at=_utc(now),
+                ))
+            return True
+        except IntegrityError:
+            return False
+
+    def contents(self, dispatch_name: str) -> list[dict[str, Any]]:
+        """The stored versions of a dispatch's content, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(contents).where(contents.c.dispatch_name == dispatch_name).order_by(contents.c.id)
+            ).mappings().all()
+        return [dict(r) | {"recorded_at": _utc(r["recorded_at"])} for r in rows]
 
     # -- reading --------------------------------------------------------------
 
