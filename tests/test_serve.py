@@ -9,19 +9,22 @@ from __future__ import annotations
 import json
 import mailbox
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 from zoneinfo import ZoneInfo
 
 import pytest
+from aiosmtpd.controller import Controller
 
-from conftest import ROOT, Project, SMTPServer
+from conftest import ROOT, Project, RecordingHandler, SMTPServer, free_port
 from dispatch.config import Schedule, load_settings
 from dispatch.pipeline import Clock
 from dispatch.serve import Service, install_jobs
@@ -116,6 +119,125 @@ def notice_subjects(server: SMTPServer) -> list[str]:
 def alerts_only(server: SMTPServer) -> list[str]:
     # Completion summaries start with "Utskick "; everything else to notify is an alarm.
     return [s for s in notice_subjects(server) if not s.startswith("Utskick ")]
+
+
+# -- `dispatch serve` as a process (acceptance 5 and 6) -----------------------------------------
+
+
+class ServeProcess:
+    """`dispatch serve` in the background, its stderr collected line by line."""
+
+    def __init__(self, project: Project, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "dispatch", "--config", str(project.config_path), "serve", *args],
+            cwd=project.root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if self.process.poll() is not None:
+                raise AssertionError(f"serve exited ({self.process.returncode}) waiting for {what}:\n" + self.log())
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}:\n" + self.log())
+            time.sleep(0.02)
+
+    def logged(self, event: str) -> bool:
+        return any(f" {event} " in f"{line} " or f'"event": "{event}"' in line for line in list(self.lines))
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> tuple[int, float]:
+        started = time.monotonic()
+        self.process.send_signal(sig)
+        code = self.process.wait(timeout)
+        self.reader.join(5)
+        return code, time.monotonic() - started
+
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def processes() -> Iterator[list[ServeProcess]]:
+    started: list[ServeProcess] = []
+    yield started
+    for item in started:
+        item.kill()
+
+
+
+
+@dataclass
+class CronServe:
+    project: Project
+    server: SMTPServer
+    serve: ServeProcess
+    fire: datetime
+    config: str
+
+
+@pytest.fixture(scope="module")
+def cron_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CronServe]:
+    """A `dispatch serve --log-json` process whose cron fires at the next whole minute.
+
+    Started by the first test of this module and checked by the last, so the wait for the
+    minute overlaps the other tests instead of adding to them.
+    """
+    root = tmp_path_factory.mktemp("cron") / "project"
+    root.mkdir()
+    for name in ("reports", "recipients", "templates"):
+        shutil.copytree(ROOT / name, root / name)
+    shutil.copy(ROOT / "config.yaml", root / "config.yaml")
+    project = Project(root)
+    handler = RecordingHandler()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, decode_data=False)
+    controller.start()
+    server = SMTPServer("127.0.0.1", port, handler)
+    project.use_smtp(server, connections=2)
+    now = datetime.now(STOCKHOLM)
+    fire = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    if (fire - now).total_seconds() < 10:
+        fire += timedelta(minutes=1)  # time to start and reload before it fires
+    deadline = fire + timedelta(hours=1)
+    set_schedule(project, cron=f"{fire.minute} {fire.hour} * * *", lists=["politisk-ledning"],
+                 deadline=f"{deadline:%H:%M}", approval_deadline=None)
+    write_edition(project, fire.date())
+    serve = ServeProcess(project, "--log-json")
+    try:
+        yield CronServe(project, server, serve, fire, project.config_path.read_text(encoding="utf-8"))
+    finally:
+        serve.kill()
+        controller.stop()
+
+
+def test_serve_process_starts_and_rejects_a_bad_reload_without_stopping(cron_serve: CronServe) -> None:
+    serve, project = cron_serve.serve, cron_serve.project
+    serve.wait_for(lambda: serve.logged("started"), 30, "start-up")
+
+    set_schedule(project, cron="99 14 * * *", lists=["politisk-ledning"], approval_deadline=None)  # no minute 99
+    serve.process.send_signal(signal.SIGHUP)
+    serve.wait_for(lambda: serve.logged("reload_rejected"), 10, "the bad config to be rejected")
+    assert serve.process.poll() is None
+
+    project.config_path.write_text(cron_serve.config, encoding="utf-8")
+    serve.process.send_signal(signal.SIGHUP)
+    serve.wait_for(lambda: serve.logged("reloaded"), 10, "the good config to be loaded")
+    assert serve.process.poll() is None
+    assert cron_serve.server.handler.reports() == [], "nothing before the cron fires"
 
 
 # -- 1. DST days --------------------------------------------------------------------
@@ -334,61 +456,7 @@ def test_a_failing_job_is_logged_and_alerted_and_the_next_one_runs(project: Proj
     assert len(smtp_server.handler.reports()) == DISTINCT_SAMPLE_RECIPIENTS
 
 
-# -- 5 and 6: `dispatch serve` as a process --------------------------------------------------------
-
-
-class ServeProcess:
-    """`dispatch serve` in the background, its stderr collected line by line."""
-
-    def __init__(self, project: Project, *args: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "dispatch", "--config", str(project.config_path), "serve", *args],
-            cwd=project.root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        self.lines: list[str] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_for(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if self.process.poll() is not None:
-                raise AssertionError(f"serve exited ({self.process.returncode}) waiting for {what}:\n" + self.log())
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}:\n" + self.log())
-            time.sleep(0.02)
-
-    def logged(self, event: str) -> bool:
-        return any(f" {event} " in f"{line} " or f'"event": "{event}"' in line for line in list(self.lines))
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> tuple[int, float]:
-        started = time.monotonic()
-        self.process.send_signal(sig)
-        code = self.process.wait(timeout)
-        self.reader.join(5)
-        return code, time.monotonic() - started
-
-    def log(self) -> str:
-        return "\n".join(self.lines)
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-
-@pytest.fixture
-def processes() -> Iterator[list[ServeProcess]]:
-    started: list[ServeProcess] = []
-    yield started
-    for item in started:
-        item.kill()
+# -- 5. SIGTERM during a send, then a restart ----------------------------------------------------
 
 
 def test_sigterm_during_a_2000_recipient_send_then_restart_loses_and_repeats_nobody(project: Project, smtp_server: SMTPServer, processes: list[ServeProcess]) -> None:
@@ -424,7 +492,6 @@ def test_sigterm_during_a_2000_recipient_send_then_restart_loses_and_repeats_nob
     second.wait_for(lambda: second.logged("sent"), 60, "the resumed send to finish")
     code, _ = second.stop(signal.SIGINT)
     assert code == 0, second.log()
-    print(first.log(), second.log(), sep="\n")
     received = smtp_server.handler.recipients()
     assert set(received) == {f"person{i:05d}@example.org" for i in range(count)}, "0 lost"
     assert len(received) == count, "0 duplicates"
@@ -432,44 +499,27 @@ def test_sigterm_during_a_2000_recipient_send_then_restart_loses_and_repeats_nob
     assert dispatches(project, due.date())[0].finished_at is not None
 
 
-def test_serve_process_sends_when_the_cron_fires_and_survives_a_bad_reload(project: Project, smtp_server: SMTPServer, processes: list[ServeProcess]) -> None:
-    project.use_smtp(smtp_server, connections=2)
-    now = datetime.now(STOCKHOLM)
-    fire = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
-    if (fire - now).total_seconds() < 4:
-        fire += timedelta(minutes=1)  # leave time to start and reload before it fires
-    deadline = fire + timedelta(hours=1)
-    set_schedule(project, cron=f"{fire.minute} {fire.hour} * * *", lists=["politisk-ledning"],
-                 deadline=f"{deadline:%H:%M}", approval_deadline=None)
-    write_edition(project, fire.date())
-    good = project.config_path.read_text(encoding="utf-8")
+# -- last: the cron process started by the first test has had its minute -------------------------------
 
-    serve = ServeProcess(project, "--log-json")
-    processes.append(serve)
-    serve.wait_for(lambda: serve.logged("started"), 20, "start-up")
 
-    set_schedule(project, cron="99 14 * * *", lists=["politisk-ledning"], approval_deadline=None)  # no minute 99
-    serve.process.send_signal(signal.SIGHUP)
-    serve.wait_for(lambda: serve.logged("reload_rejected"), 10, "the bad config to be rejected")
-    assert serve.process.poll() is None
-
-    project.config_path.write_text(good, encoding="utf-8")
-    serve.process.send_signal(signal.SIGHUP)
-    serve.wait_for(lambda: serve.logged("reloaded"), 10, "the good config to be loaded")
-
+def test_serve_process_delivers_when_the_cron_fires(cron_serve: CronServe) -> None:
+    serve, server, fire = cron_serve.serve, cron_serve.server, cron_serve.fire
     wait = (fire - datetime.now(STOCKHOLM)).total_seconds() + 30
-    serve.wait_for(lambda: len(smtp_server.handler.reports()) == 11, wait, "the edition to arrive")
-    arrived = datetime.now(STOCKHOLM)
-    assert arrived >= fire, "sent by the cron, not at start-up"
-    serve.wait_for(lambda: serve.logged("sent"), 10, "the send to be logged")
+    serve.wait_for(lambda: serve.logged("sent"), wait, "the cron to fire and the edition to arrive")
+    assert datetime.now(STOCKHOLM) >= fire
+    reports = server.handler.reports()
+    assert len(reports) == 11 and len(set(server.handler.recipients())) == 11
     code, _ = serve.stop()
     assert code == 0, serve.log()
 
-    assert sorted(m.message["Subject"] for m in smtp_server.handler.reports())[0].startswith("Regional rapport")
     events = [json.loads(line) for line in serve.lines]  # --log-json: every line is one JSON object
     assert all({"time", "level", "event"} <= set(e) for e in events)
+    sending = next(e for e in events if e["event"] == "sending")
+    assert datetime.fromisoformat(sending["time"]) >= fire, "sent by the cron, not at start-up"
+    assert not any(e["event"] == "run_at_start" for e in events)
     sent = next(e for e in events if e["event"] == "sent")
     assert sent["dispatch"] == f"{fire.date().isoformat()}.r1.edition"
     assert sent["counts"]["sent"] == 11
     rejected = next(e for e in events if e["event"] == "reload_rejected")
     assert "'99 14 * * *'" in rejected["problems"]
+    assert events[-1]["event"] == "stopped"
