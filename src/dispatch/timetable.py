@@ -115,14 +115,17 @@ def check_schedules(settings: Settings) -> None:
     """Raise InputError for a cron or time that APScheduler would reject, before anything starts."""
     problems = []
     for schedule in settings.schedules:
-        try:
-            send_trigger(schedule, settings.timezone)
-            approval_trigger(schedule, settings.timezone)
-            if schedule.deadline:
-                _clock_time(schedule.deadline)
-        except ValueError as exc:
-            problems.append(Problem(display_path(settings.path), settings.line_of.get("schedules", 1),
-                                    f"schedule {schedule.name!r}: cron {schedule.cron!r}: {exc}"))
+        checks = (
+            (f"cron {schedule.cron!r}", lambda s=schedule: send_trigger(s, settings.timezone)),
+            (f"approval_deadline {schedule.approval_deadline!r}", lambda s=schedule: approval_trigger(s, settings.timezone)),
+            (f"deadline {schedule.deadline!r}", lambda s=schedule: s.deadline and _clock_time(s.deadline)),
+        )
+        for what, check in checks:
+            try:
+                check()
+            except ValueError as exc:
+                problems.append(Problem(display_path(settings.path), settings.line_of.get("schedules", 1),
+                                        f"schedule {schedule.name!r}: {what}: {exc}"))
     if problems:
         raise InputError(problems)
 
