@@ -150,7 +150,8 @@ class SMTPTransport:
                     raise TransportError(self.endpoint, "the server does not offer STARTTLS; refusing to continue unencrypted (security: starttls)")
                 client.starttls(context=self._context)
                 client.ehlo()
-            if s.username:
+            # xoauth2 always authenticates: without a username it must fail loudly, not send unauthenticated.
+            if s.username or s.auth == "xoauth2":
                 self._authenticate(client)
         except TransportError:
             raise
@@ -180,6 +181,9 @@ class SMTPTransport:
         except smtplib.SMTPAuthenticationError as exc:
             client.close()
             raise AuthenticationError(self.endpoint, f"authentication failed: {explain_auth_reply(exc.smtp_code, exc.smtp_error)}") from None
+        except AuthenticationError:
+            client.close()  # raised by the token source (or above): do not leave the session open
+            raise
 
 
 def explain_auth_reply(code: int, message: bytes | str) -> str:
