@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 LOGGER = logging.getLogger("dispatch.serve")
@@ -36,8 +37,12 @@ class EventFormatter(logging.Formatter):
             fields["message"] = record.getMessage()
         if record.exc_info:
             # Keep one line per event: the exception's last line, not the whole traceback.
-            error = record.exc_info[1]
+            error, trace = record.exc_info[1], record.exc_info[2]
             fields["error"] = f"{error.__class__.__name__}: {error}" if error else "unknown"
+            while trace is not None and trace.tb_next is not None:
+                trace = trace.tb_next
+            if trace is not None:
+                fields["at"] = f"{Path(trace.tb_frame.f_code.co_filename).name}:{trace.tb_lineno}"
         if self.as_json:
             return json.dumps(fields, ensure_ascii=False, default=str)
         head = f"{fields.pop('time')} {fields.pop('level'):<7} {fields.pop('event')}"
