@@ -249,7 +249,10 @@ def test_rate_limit_and_bcc_batches(project: Project, smtp_server: SMTPServer) -
     assert_each_received_once(smtp_server, 5000)
     starts = sorted(smtp_server.handler.mail_times)
     assert len(starts) == 10
-    assert all(b - a >= 1.9 for a, b in zip(starts, starts[1:])), "30/min is one message per 2 s"
+    # 30/min is one message every 2 s; allow the in-process server half a second of jitter.
+    for i in range(len(starts)):
+        for j in range(i + 1, len(starts)):
+            assert starts[j] - starts[i] >= (j - i) * 2.0 - 0.5, f"messages {i} and {j} too close"
     message = reports[0].message
     assert message["To"].endswith(":;"), "a Bcc batch shows the list, not the recipients"
     status = project.status()

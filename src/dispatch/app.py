@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import threading
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -123,7 +124,9 @@ def prepare_edition(
         names = choose_lists(settings, edition, lists)
         resolution = resolve(settings.recipients_dir, names)
     footer = FOOTER.format(sender=settings.sender.name or settings.sender.address)
-    rendered = render(edition, settings.templates_dir, footer=footer, web_url=web_url(settings, edition), test=test)
+    # A test send does not publish, so it carries no link to a page that does not exist yet.
+    link = None if test else web_url(settings, edition)
+    rendered = render(edition, settings.templates_dir, footer=footer, web_url=link, test=test)
     prepared = prepare(rendered, envelope(settings), now, urgent=edition.urgent)
     first = next(iter(resolution.recipients.values()), Recipient("first@example.org", "", "first@example.org"))
     sample = prepared.for_recipients(to_header([first]), message_id("preflight", first.key, prepared.domain))
@@ -136,9 +139,16 @@ def prepare_edition(
     return Prepared(edition, resolution, rendered, prepared, names, test)
 
 
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+
+
 def _preflight_sources(settings: Settings, edition: Edition) -> list[tuple[str, str]]:
     """The edition and the HTML template, so a pre-flight problem names the line to fix."""
-    sources = [(display_path(edition.source), edition.source_text)]
+    sources = [(display_path(edition.source), edition.source_text), (display_path(settings.path), _read(settings.path))]
     template = settings.templates_dir / "edition.html"
     try:
         sources.append((display_path(template), template.read_text(encoding="utf-8")))
@@ -163,6 +173,9 @@ def _resolve_addresses(addresses: tuple[str, ...]) -> Resolution:
 def plan_for(settings: Settings, ready: Prepared, now: datetime, created_by: str) -> Plan:
     edition = ready.edition
     kind = edition.kind
+    if edition.urgent:
+        # Each urgent message file is its own dispatch; sending the same file again resumes it.
+        kind = "urgent-" + (re.sub(r"[^a-z0-9]+", "-", edition.source.stem.lower()).strip("-") or "meddelande")[:60]
     if ready.test:
         kind = f"test-{now:%Y%m%dT%H%M%S}"
     name = dispatch_name(edition.date, edition.revision, kind)

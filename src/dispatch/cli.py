@@ -7,6 +7,7 @@ readable output to stdout.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import sys
@@ -203,6 +204,10 @@ def send(app: Context, day: date | None, file: Path | None, lists: tuple[str, ..
         ready = application.prepare_edition(settings, edition, now, lists=lists, to=to)
     except DispatchError as exc:
         _fail(exc)
+    if not ready.edition.approved and not ready.edition.urgent and not to:
+        where = f"{ready.edition.source}:{ready.edition.line_of.get('status', 1)}"
+        click.echo(f"{where}: the edition is a draft; set 'status: approved' to send it (or test it with --to ADDR)", err=True)
+        sys.exit(EXIT_INPUT)
     for problem in ready.resolution.problems:
         click.echo(str(problem), err=True)
     total = len(ready.resolution.recipients)
@@ -294,15 +299,31 @@ def status(app: Context, dispatch: str | None, as_json: bool) -> None:
             sys.exit(EXIT_OK)
         counts = ledger.counts(record.id)
         rows = ledger.rows(record.id)
+        # Every dispatch of the same edition date: revisions, urgent messages, test sends.
+        related = [
+            {"dispatch": other.name, "revision": other.revision, "kind": other.kind,
+             "created_by": other.created_by, "created_at": _iso(other.created_at),
+             "counts": ledger.counts(other.id)}
+            for other in ledger.list_dispatches(date.fromisoformat(record.edition_date))
+        ]
     finally:
         ledger.close()
     if as_json:
-        click.echo(json.dumps(_status_json(record, counts, rows), ensure_ascii=False, indent=2))
+        click.echo(json.dumps(_status_json(record, counts, rows) | {"dispatches_of_date": related}, ensure_ascii=False, indent=2))
         return
     click.echo(f"{record.name}  {record.subject}")
     click.echo(f"created {_local(record.created_at, app)} by {record.created_by or '-'}; "
                + (f"finished {_local(record.finished_at, app)}" if record.finished_at else "not finished"))
     click.echo("  ".join(f"{state}: {count}" for state, count in counts.items()))
+    nodes = collections.Counter(row["node"].split(":")[0] for row in rows if row["state"] == "sent" and row["node"])
+    if len(nodes) > 1:
+        click.echo("sent by: " + ", ".join(f"{node} {count}" for node, count in nodes.most_common()))
+    others = [r for r in related if r["dispatch"] != record.name]
+    if others:
+        click.echo(f"other dispatches of {record.edition_date}:")
+        for other in others:
+            click.echo(f"  {other['dispatch']}  by {other['created_by'] or '-'}  sent {other['counts']['sent']}"
+                       f", failed {other['counts']['failed']}")
     for row in rows:
         if row["state"] != "sent":
             click.echo(f"  {row['state']:<8} {row['address']}  attempts {row['attempts']}  {row['reply']}")

@@ -72,6 +72,8 @@ class Schedule:
 class StandingSection:
     heading: str
     markdown: str
+    # Urgent messages carry only the standing sections marked for them, optionally shortened.
+    urgent_markdown: str | None = None
 
 
 @dataclass(frozen=True)
@@ -347,7 +349,12 @@ def _read_report(reader: _Reader, raw: LineDict) -> ReportSettings:
         if not isinstance(item, dict) or not isinstance(item.get("heading"), str) or not isinstance(item.get("markdown"), str):
             reader.problem(line, "each standing section needs 'heading' (text) and 'markdown' (text)")
             continue
-        standing.append(StandingSection(heading=item["heading"].strip(), markdown=item["markdown"]))
+        urgent = item.get("urgent", False)
+        if not isinstance(urgent, (bool, str)):
+            reader.problem(line, "a standing section's 'urgent' must be true, false, or the Markdown to show in urgent messages")
+            urgent = False
+        urgent_markdown = urgent if isinstance(urgent, str) else (item["markdown"] if urgent else None)
+        standing.append(StandingSection(heading=item["heading"].strip(), markdown=item["markdown"], urgent_markdown=urgent_markdown))
     return ReportSettings(
         title=title,
         subject=reader.text(section, "subject", "{{ title }} {{ date_label }}", p),

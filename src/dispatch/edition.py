@@ -150,9 +150,12 @@ def assemble(
         raise InputError(problems)
 
     daily = tuple(_section(heading, md, line) for heading, line, md in sections)
-    standing = () if urgent else tuple(
-        _section(s.heading, s.markdown, 0) for s in report.standing_sections
-    )
+    if urgent:
+        standing = tuple(
+            _section(s.heading, s.urgent_markdown, 0) for s in report.standing_sections if s.urgent_markdown
+        )
+    else:
+        standing = tuple(_section(s.heading, s.markdown, 0) for s in report.standing_sections)
     used = {s.anchor for s in daily}
     standing = tuple(s for s in standing if s.anchor not in used)
     return Edition(

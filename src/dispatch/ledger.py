@@ -91,6 +91,15 @@ contents = sa.Table(
     sa.UniqueConstraint("dispatch_name", "digest", name="uq_dispatch_content"),
 )
 
+# One row per relay: the next moment a message may start, shared by every process that
+# sends through that relay, so a rate limit holds in total (an urgent send from another
+# process included). Additive table: older ledgers gain it on start-up.
+relay_slots = sa.Table(
+    "relay_slots", metadata,
+    sa.Column("relay", sa.String(300), primary_key=True),
+    sa.Column("next_slot", sa.DateTime(timezone=True), nullable=False),
+)
+
 SENDABLE = (State.PENDING.value, State.DEFERRED.value, State.UNKNOWN.value)
 
 
@@ -391,6 +400,44 @@ class Ledger:
                 sa.select(contents).where(contents.c.dispatch_name == dispatch_name).order_by(contents.c.id)
             ).mappings().all()
         return [dict(r) | {"recorded_at": _utc(r["recorded_at"])} for r in rows]
+
+    # -- coordination between dispatches -----------------------------------------
+
+    def urgent_waiting(self, now: datetime, horizon: timedelta = timedelta(hours=2)) -> bool:
+        """Is an urgent dispatch still sending? Other dispatches give way to it. Only
+        recent ones count, so a crashed urgent send cannot hold the daily report forever."""
+        now = _utc(now)  # type: ignore[assignment]
+        query = (
+            sa.select(deliveries.c.id)
+            .join(dispatches, dispatches.c.id == deliveries.c.dispatch_id)
+            .where(
+                dispatches.c.kind.like("urgent%"),
+                dispatches.c.finished_at.is_(None),
+                dispatches.c.created_at >= now - horizon,  # type: ignore[operator]
+                deliveries.c.state.in_(SENDABLE),
+                sa.or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now),
+            )
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
+    def reserve_slot(self, relay: str, interval: timedelta, now: datetime) -> datetime:
+        """The moment this process may start its next message through ``relay``."""
+        now = _utc(now)  # type: ignore[assignment]
+        if self.is_postgres:
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+        with self.engine.begin() as conn:
+            conn.execute(insert(relay_slots).values(relay=relay, next_slot=now).on_conflict_do_nothing(index_elements=["relay"]))
+            select = sa.select(relay_slots.c.next_slot).where(relay_slots.c.relay == relay)
+            if self.is_postgres:
+                select = select.with_for_update()
+            current = _utc(conn.execute(select).scalar_one())
+            slot = max(now, current)  # type: ignore[type-var]
+            conn.execute(relay_slots.update().where(relay_slots.c.relay == relay).values(next_slot=slot + interval))
+        return slot  # type: ignore[return-value]
 
     # -- reading --------------------------------------------------------------
 

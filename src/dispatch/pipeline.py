@@ -24,6 +24,7 @@ from dispatch.models import Delivery, Outcome, Recipient, State
 
 LEASE = timedelta(minutes=10)
 QUOTA_MARKER = "submissionquotaexceeded"
+URGENT_POLL_SECONDS = 0.2
 
 
 # -- what the pipeline needs from the outside (narrow, owned here) --------------
@@ -58,6 +59,8 @@ class Ledger(Protocol):
     def counts(self, dispatch_id: int) -> dict[str, int]: ...
     def next_due(self, dispatch_id: int) -> datetime | None: ...
     def reap_dead_leases(self, host: str, alive: Callable[[int], bool]) -> int: ...
+    def urgent_waiting(self, now: datetime) -> bool: ...
+    def reserve_slot(self, relay: str, interval: timedelta, now: datetime) -> datetime: ...
     def finish_dispatch(self, dispatch_id: int, now: datetime) -> None: ...
 
 
@@ -147,22 +150,19 @@ def open_plan(plan: Plan, ledger: Ledger, clock: Clock) -> tuple[DispatchRow, bo
 
 
 class RateLimiter:
-    """A smooth limit shared by every connection: one message per 60/rate seconds."""
+    """A smooth limit shared by every connection and every process sending through the
+    same relay: one message per 60/rate seconds, the slots handed out by the ledger."""
 
-    def __init__(self, per_minute: float, clock: Clock) -> None:
-        self.interval = 60.0 / per_minute if per_minute > 0 else 0.0
-        self.clock = clock
-        self.lock = threading.Lock()
-        self.next_slot: float | None = None
+    def __init__(self, per_minute: float, clock: Clock, ledger: Ledger, relay: str) -> None:
+        self.interval = timedelta(seconds=60.0 / per_minute) if per_minute > 0 else None
+        self.clock, self.ledger, self.relay = clock, ledger, relay
 
     def wait(self) -> None:
-        if not self.interval:
+        if self.interval is None:
             return
-        with self.lock:
-            now = self.clock.now().timestamp()
-            slot = now if self.next_slot is None else max(now, self.next_slot)
-            self.next_slot = slot + self.interval
-        self.clock.sleep(slot - now)
+        now = self.clock.now()
+        slot = self.ledger.reserve_slot(self.relay, self.interval, now)
+        self.clock.sleep((slot - now).total_seconds())
 
 
 class GroupCommitter:
@@ -234,13 +234,16 @@ class Sender:
         self.clock, self.owner, self.dispatch_id = clock, owner, dispatch_id
         self.progress = progress or (lambda n: None)
         self.stop = stop or threading.Event()
-        self.limiter = RateLimiter(policy.rate_per_minute, clock)
+        self.limiter = RateLimiter(policy.rate_per_minute, clock, ledger, transport.endpoint)
         self.work: queue.Queue[list[Delivery] | None] = queue.Queue()
         self.errors: list[BaseException] = []
         self.sent = 0
         self.attempted = 0
         self.lock = threading.Lock()
         self.paused_until: datetime | None = None  # set when the relay's quota is used up
+        self.urgent_lock = threading.Lock()
+        self.urgent_checked: datetime | None = None
+        self.urgent_seen = False
 
     def run_pass(self) -> int:
         """Send every row due now; returns how many recipients were accepted."""
@@ -277,6 +280,23 @@ class Sender:
             raise self.errors[0]
         return self.sent
 
+    def _give_way_to_urgent(self) -> None:
+        """Before each message, a non-urgent dispatch pauses while an urgent one (from this
+        or another process on the same ledger) still has recipients to send to. The ledger
+        is asked at most every URGENT_POLL_SECONDS, whatever the number of connections."""
+        if self.plan.kind.startswith("urgent"):
+            return
+        while not self.stop.is_set():
+            with self.urgent_lock:
+                now = self.clock.now()
+                if self.urgent_checked is None or (now - self.urgent_checked).total_seconds() >= URGENT_POLL_SECONDS:
+                    self.urgent_seen = self.ledger.urgent_waiting(now)
+                    self.urgent_checked = now
+                waiting = self.urgent_seen
+            if not waiting:
+                return
+            self.clock.sleep(URGENT_POLL_SECONDS)
+
     def _worker(self, committer: GroupCommitter) -> None:
         connection: Connection | None = None
         try:
@@ -288,6 +308,7 @@ class Sender:
                 try:
                     if self.errors or self.stop.is_set() or self.paused_until is not None:
                         continue
+                    self._give_way_to_urgent()
                     if connection is None or not connection.usable:
                         if connection is not None:
                             connection.close()
