@@ -24,7 +24,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from dispatch.errors import LedgerError
 from dispatch.models import Delivery, Outcome, State
 
-SCHEMA_VERSION = 1
+# The schema this program reads and writes. An older program refuses a ledger whose
+# recorded version is higher than its own (see ``_migrate``); MIGRATIONS bring an older
+# ledger up to this one.
+SCHEMA_VERSION = 2
 
 metadata = sa.MetaData()
 
@@ -72,9 +75,8 @@ deliveries = sa.Table(
 )
 
 # What a dispatch sent: the edition source and the rendered subject, HTML and text, kept
-# for the records (a public authority must keep what it sent). Added after schema 1 as a
-# new table only: create_all(checkfirst) adds it to an existing ledger and older programs
-# never read it, so SCHEMA_VERSION (which guards incompatible changes) stays 1. Keyed by
+# for the records (a public authority must keep what it sent). Schema 2 (see MIGRATIONS;
+# programs between schema 1 and 2 created it without recording a version). Keyed by
 # the dispatch *name* because the content is stored before the pipeline creates the
 # dispatch row; one row per distinct content (a resume after an edit adds a second).
 contents = sa.Table(
@@ -93,7 +95,7 @@ contents = sa.Table(
 
 # One row per relay: the next moment a message may start, shared by every process that
 # sends through that relay, so a rate limit holds in total (an urgent send from another
-# process included). Additive table: older ledgers gain it on start-up.
+# process included). Schema 2, like dispatch_contents.
 relay_slots = sa.Table(
     "relay_slots", metadata,
     sa.Column("relay", sa.String(300), primary_key=True),
@@ -101,6 +103,26 @@ relay_slots = sa.Table(
 )
 
 SENDABLE = (State.PENDING.value, State.DEFERRED.value, State.UNKNOWN.value)
+
+# The tables of schema 1, the first recorded version: what a ledger of that version has
+# for certain. Everything later is added by a step of MIGRATIONS.
+SCHEMA_1 = (schema_info, dispatches, deliveries)
+
+
+def _schema_2(conn: sa.Connection) -> None:
+    # Programs between schema 1 and 2 already created these two tables (checkfirst keeps
+    # them, with their rows); older schema-1 ledgers gain them here.
+    metadata.create_all(conn, tables=[contents, relay_slots], checkfirst=True)
+
+
+# (version, what it adds, step), in order. A step runs in the transaction that records
+# its version, so a ledger is never left between two versions. Add a step for every
+# schema change and raise SCHEMA_VERSION with it; a step must be safe on a ledger that
+# a program of the previous version created.
+MIGRATIONS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
+    (2, "dispatch_contents and relay_slots", _schema_2),
+)
+assert MIGRATIONS[-1][0] == SCHEMA_VERSION
 
 
 @dataclass(frozen=True)
@@ -144,6 +166,20 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.astimezone(timezone.utc)
 
 
+def shown_url(url: str) -> str:
+    """The ledger as messages name it: host, port and database, never a user's password
+    (which may sit in the URL or its query; we show neither the query nor the password)."""
+    if not url.startswith("postgresql"):
+        return url.replace("sqlite:///", "")
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        return "postgresql (unreadable URL)"
+    host = parsed.host or str(parsed.query.get("host", "") or "local socket")
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"postgresql://{host}{port}/{parsed.database or ''}"
+
+
 def _engine(url: str) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
@@ -178,7 +214,7 @@ def _engine(url: str) -> Engine:
 class Ledger:
     def __init__(self, url: str) -> None:
         self.url = url
-        self.shown = url.split("@")[-1] if url.startswith("postgresql") else url.replace("sqlite:///", "")
+        self.shown = shown_url(url)
         try:
             self.engine = _engine(url)
             self._migrate()
@@ -189,19 +225,51 @@ class Ledger:
     def close(self) -> None:
         self.engine.dispose()
 
+    def _insert(self, table: sa.Table) -> Any:
+        """INSERT with ON CONFLICT support; the dialect's own construct (same SQL on both)."""
+        if self.is_postgres:
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+        return insert(table)
+
     # -- schema ---------------------------------------------------------------
 
     def _migrate(self) -> None:
+        """Create the schema on an empty ledger, or bring an older one up to SCHEMA_VERSION;
+        refuse a ledger of a newer program. One transaction: all of it or nothing."""
         with self.engine.begin() as conn:
-            metadata.create_all(conn, checkfirst=True)
-            version = conn.execute(sa.select(schema_info.c.version)).scalar()
-            if version is None:
+            if conn.dialect.name == "postgresql":
+                # Nodes started together on an empty database would otherwise race to
+                # CREATE TABLE (and fail on PostgreSQL's catalog constraints). The lock is
+                # per schema (search_path), taken for this transaction only; SQLite's
+                # BEGIN IMMEDIATE serialises the same way.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('dispatch schema ' || current_schema()))"))
+            if not sa.inspect(conn).has_table(schema_info.name):
+                metadata.create_all(conn, checkfirst=True)
                 conn.execute(schema_info.insert().values(version=SCHEMA_VERSION))
-            elif version > SCHEMA_VERSION:
+                return
+            version = conn.execute(sa.select(sa.func.max(schema_info.c.version))).scalar()
+            if version is None:  # the table without its row: an empty ledger half made by hand
+                metadata.create_all(conn, checkfirst=True)
+                conn.execute(schema_info.insert().values(version=SCHEMA_VERSION))
+                return
+            if version > SCHEMA_VERSION:
                 raise LedgerError(
                     f"ledger {self.shown} has schema version {version}, newer than this program's "
-                    f"{SCHEMA_VERSION}; upgrade dispatch before using this ledger"
+                    f"{SCHEMA_VERSION}; upgrade dispatch on this host before using this ledger"
                 )
+            if version == SCHEMA_VERSION:
+                return
+            for target, _what, step in MIGRATIONS:
+                if target > version:
+                    step(conn)
+            conn.execute(schema_info.delete())
+            conn.execute(schema_info.insert().values(version=SCHEMA_VERSION))
+
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.max(schema_info.c.version))).scalar_one())
 
     # -- dispatches -------------------------------------------------------------
 
@@ -214,13 +282,14 @@ class Ledger:
             name=name, edition_date=edition_date.isoformat(), revision=revision, kind=kind,
             subject=subject, source=source, created_by=created_by, created_at=_utc(now),
         )
-        created = False
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(dispatches.insert().values(**values))
-                created = True
-        except IntegrityError:
-            pass
+        # ON CONFLICT DO NOTHING rather than catching the IntegrityError: every node fires,
+        # and PostgreSQL would log each losing insert as an ERROR. RETURNING says whether
+        # this call inserted (psycopg reports rowcount -1 for an INSERT that returns rows).
+        with self.engine.begin() as conn:
+            inserted = conn.execute(
+                self._insert(dispatches).values(**values).on_conflict_do_nothing().returning(dispatches.c.id)
+            ).first()
+        created = inserted is not None
         record = self.find_dispatch(name)
         assert record is not None
         return record, created
@@ -262,13 +331,14 @@ class Ledger:
         def flush(conn: Any) -> int:
             if not batch:
                 return 0
-            if self.is_postgres:
-                from sqlalchemy.dialects.postgresql import insert
-            else:
-                from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-            statement = insert(deliveries).on_conflict_do_nothing(index_elements=["dispatch_id", "key"])
-            result = conn.execute(statement, batch)
-            count = len(batch) if result.rowcount is None or result.rowcount < 0 else result.rowcount
+            # RETURNING counts the rows really inserted: an executemany's rowcount is the
+            # batch size on some drivers (psycopg's batched INSERT), whatever was skipped.
+            statement = (
+                self._insert(deliveries)
+                .on_conflict_do_nothing(index_elements=["dispatch_id", "key"])
+                .returning(deliveries.c.id)
+            )
+            count = len(conn.execute(statement, batch).all())
             batch.clear()
             return count
 
@@ -311,11 +381,15 @@ class Ledger:
         if not ids:
             return
         with self.engine.begin() as conn:
-            conn.execute(
-                deliveries.update()
-                .where(deliveries.c.id.in_(list(ids)), deliveries.c.lease_owner == owner)
-                .values(lease_expires_at=_utc(now) + lease)  # type: ignore[operator]
-            )
+            mine = sa.and_(deliveries.c.id.in_(list(ids)), deliveries.c.lease_owner == owner)
+            if self.is_postgres:
+                # Lock first, skipping rows the writer thread is recording this moment (it
+                # clears their lease anyway): an UPDATE of the whole set would lock them in
+                # heap order, the writer in id order, and PostgreSQL would find a deadlock.
+                locked = [r[0] for r in conn.execute(
+                    sa.select(deliveries.c.id).where(mine).order_by(deliveries.c.id).with_for_update(skip_locked=True))]
+                mine = deliveries.c.id.in_(locked)
+            conn.execute(deliveries.update().where(mine).values(lease_expires_at=_utc(now) + lease))  # type: ignore[operator]
 
     def reap_dead_leases(self, host: str, alive: Callable[[int], bool]) -> int:
         """Free leases held by processes of this host that no longer run (a crash or
@@ -339,6 +413,19 @@ class Ledger:
             )
         return result.rowcount or 0
 
+    def orphaned(self, dispatch_id: int, now: datetime) -> int:
+        """Sendable rows whose lease ran out unrecorded: a node died (or stalled) holding
+        them. A release or a record clears the lease, so nothing else looks like this."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(
+                sa.select(sa.func.count()).select_from(deliveries).where(
+                    deliveries.c.dispatch_id == dispatch_id,
+                    deliveries.c.state.in_(SENDABLE),
+                    deliveries.c.lease_owner.is_not(None),
+                    deliveries.c.lease_expires_at <= _utc(now),
+                )
+            ).scalar_one())
+
     def release(self, owner: str, ids: Sequence[int]) -> None:
         if not ids:
             return
@@ -352,27 +439,34 @@ class Ledger:
     def record(self, owner: str, results: Sequence[tuple[int, Outcome, datetime | None]], now: datetime) -> int:
         """Write attempt outcomes in one transaction; only rows this owner still leases.
 
-        Returns how many rows were written (fewer means a lease was lost to another node).
+        One statement compiled once and executed for every row (executemany): building an
+        UPDATE per row cost more CPU than the sending itself. Returns how many rows were
+        written where the driver reports it (fewer means a lease was lost to another node).
         """
+        if not results:
+            return 0
         now = _utc(now)  # type: ignore[assignment]
-        written = 0
+        statement = (
+            deliveries.update()
+            .where(deliveries.c.id == sa.bindparam("row_id"), deliveries.c.lease_owner == sa.bindparam("row_owner"))
+            .values(
+                state=sa.bindparam("row_state"), reply=sa.bindparam("row_reply"), updated_at=now,
+                attempts=deliveries.c.attempts + 1, next_attempt_at=sa.bindparam("row_next", type_=sa.DateTime(timezone=True)),
+                node=owner, lease_owner=None, lease_expires_at=None,
+                first_attempt_at=sa.func.coalesce(deliveries.c.first_attempt_at, now),
+                sent_at=sa.case((sa.bindparam("row_sent", type_=sa.Boolean) == sa.true(), now), else_=deliveries.c.sent_at),
+            )
+        )
+        rows = [
+            {"row_id": delivery_id, "row_owner": owner, "row_state": outcome.state.value,
+             "row_reply": outcome.reply[:2000], "row_next": _utc(next_attempt), "row_sent": outcome.state is State.SENT}
+            # In id order, the order every other writer of these rows locks them in.
+            for delivery_id, outcome, next_attempt in sorted(results, key=lambda r: r[0])
+        ]
         with self.engine.begin() as conn:
-            for delivery_id, outcome, next_attempt in results:
-                values: dict[str, Any] = dict(
-                    state=outcome.state.value, reply=outcome.reply[:2000], updated_at=now,
-                    attempts=deliveries.c.attempts + 1, next_attempt_at=_utc(next_attempt),
-                    node=owner, lease_owner=None, lease_expires_at=None,
-                    first_attempt_at=sa.func.coalesce(deliveries.c.first_attempt_at, now),
-                )
-                if outcome.state is State.SENT:
-                    values["sent_at"] = now
-                result = conn.execute(
-                    deliveries.update()
-                    .where(deliveries.c.id == delivery_id, deliveries.c.lease_owner == owner)
-                    .values(**values)
-                )
-                written += result.rowcount or 0
-        return written
+            result = conn.execute(statement, rows)
+        written = result.rowcount
+        return written if written is not None and written >= 0 else len(rows)
 
     # -- what was sent ----------------------------------------------------------
 
@@ -425,12 +519,8 @@ class Ledger:
     def reserve_slot(self, relay: str, interval: timedelta, now: datetime) -> datetime:
         """The moment this process may start its next message through ``relay``."""
         now = _utc(now)  # type: ignore[assignment]
-        if self.is_postgres:
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
         with self.engine.begin() as conn:
-            conn.execute(insert(relay_slots).values(relay=relay, next_slot=now).on_conflict_do_nothing(index_elements=["relay"]))
+            conn.execute(self._insert(relay_slots).values(relay=relay, next_slot=now).on_conflict_do_nothing(index_elements=["relay"]))
             select = sa.select(relay_slots.c.next_slot).where(relay_slots.c.relay == relay)
             if self.is_postgres:
                 select = select.with_for_update()

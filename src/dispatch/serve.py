@@ -68,6 +68,7 @@ class Service:
         self.ledger = app.open_ledger(settings)
         self.alerted: set[tuple[str, ...]] = set()
         self.lock = threading.Lock()
+        self.sending: set[str] = set()  # schedules whose send job runs in this process now
 
     def close(self) -> None:
         self.ledger.close()
@@ -99,12 +100,42 @@ class Service:
         now = self.clock.now()
         try:
             if kind == "send":
-                self.fire(name, now)
+                with self.lock:
+                    self.sending.add(name)
+                try:
+                    self.fire(name, now)
+                finally:
+                    with self.lock:
+                        self.sending.discard(name)
             else:
                 self.check_approval(name, now)
         except Exception as exc:
             event("job_failed", logging.ERROR, job=f"{kind}:{name}", exc_info=True)
             self.alert(alerts.job_failed(f"{kind}:{name}", exc, self._local(now)), now)
+
+    def orphaned(self, now: datetime) -> list[str]:
+        """Schedules to resume now because another node died holding part of their send.
+
+        A node that finds nothing left to claim ends its run, even while another node still
+        holds leased rows; if that node then dies, its rows come back to the queue when the
+        leases expire, and this check (run every few seconds by ``watch``) brings them to a
+        live node. A send running in this process claims them itself; that is left alone.
+        """
+        settings = self.settings
+        found = []
+        for schedule in settings.schedules:
+            with self.lock:
+                if schedule.name in self.sending:
+                    continue
+            occurrence = latest_occurrence(schedule, settings.timezone, now)
+            if occurrence is None or _utc(now) > _utc(occurrence.deadline):
+                continue
+            for record in edition_dispatches(self.ledger, occurrence.day):
+                if record.finished_at is None and self.ledger.orphaned(record.id, now):
+                    event("lease_expired", logging.WARNING, dispatch=record.name, schedule=schedule.name)
+                    found.append(schedule.name)
+                    break
+        return found
 
     def fire(self, name: str, now: datetime) -> Result | None:
         """The schedule's send at ``now``: send the day's approved edition unless the ledger
@@ -269,6 +300,26 @@ def install_jobs(scheduler: BackgroundScheduler, service: Service, settings: Set
                 id=f"approval:{schedule.name}", name=f"approval {schedule.name}", coalesce=True,
                 max_instances=1, misfire_grace_time=1800, replace_existing=True,
             )
+    if settings.schedules:
+        scheduler.add_job(
+            watch, "interval", seconds=watch_seconds(settings), args=(scheduler, service), id="watch",
+            name="resume what a dead node left", coalesce=True, max_instances=1, replace_existing=True,
+        )
+
+
+def watch_seconds(settings: Settings) -> float:
+    """How often a node looks for rows a dead node left leased: a fraction of the lease, so
+    the takeover follows the expiry closely, and at most once a minute."""
+    return min(60.0, max(1.0, settings.lease_seconds / 4))
+
+
+def watch(scheduler: BackgroundScheduler, service: Service) -> None:
+    """The watch job: resume, through the schedule's own send job, a send left by a dead node."""
+    try:
+        for name in service.orphaned(service.clock.now()):
+            scheduler.modify_job(f"send:{name}", next_run_time=datetime.now(UTC))
+    except Exception:
+        event("watch_failed", logging.ERROR, exc_info=True)  # e.g. the ledger briefly down; next time
 
 
 def start_due(scheduler: BackgroundScheduler, dues: list[Due]) -> None:
