@@ -232,6 +232,7 @@ def send_policy(settings: Settings, linger: timedelta = timedelta(0)) -> SendPol
         connections=t.connections, recipients_per_message=t.recipients_per_message,
         rate_per_minute=t.rate_per_minute, retry_minutes=t.retry_minutes,
         retry_window=timedelta(hours=t.retry_window_hours), linger=linger,
+        lease=timedelta(seconds=settings.lease_seconds),
     )
 
 
@@ -256,7 +257,10 @@ def send(settings: Settings, ready: Prepared, clock: Clock, *, created_by: str |
             publish(settings, ready.edition, clock.now())
         transport = open_transport(settings)
         result = run(plan, ledger, transport, send_policy(settings, linger), clock, progress=progress, stop=stop)
-        if result.attempted and settings.notify and not ready.test:
+        # One summary per dispatch outcome: from the run that finished it, or from a run
+        # that leaves recipients waiting; not from a run that was merely stopped.
+        stopped = stop is not None and stop.is_set()
+        if settings.notify and not ready.test and result.attempted and (result.finished_now or (not result.complete and not stopped)):
             notify_summary(settings, ledger, transport, result, clock)
         return result
     finally:

@@ -106,6 +106,7 @@ class Settings:
     publish: PublishSettings
     notify: tuple[str, ...] = ()
     schedules: tuple[Schedule, ...] = ()
+    lease_seconds: float = 600.0  # claimed rows return to the queue this long after a node stops renewing
     line_of: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def scheduled_lists(self) -> tuple[str, ...]:
@@ -238,6 +239,10 @@ def load_settings(path: Path) -> Settings:
     if templates_value and templates_dir is not None and not templates_dir.is_dir():
         reader.problem(raw.line_of("templates_dir"), f"templates_dir {templates_value!r} is not a directory")
     ledger_url = _ledger_url(reader, reader.text(raw, "ledger", "sqlite:///var/ledger.db"), raw.line_of("ledger"))
+    lease_seconds = reader.get(raw, "lease_seconds", float, 600.0)
+    if lease_seconds < 3:
+        reader.problem(raw.line_of("lease_seconds"), "'lease_seconds' must be at least 3 (default 600)")
+        lease_seconds = 600.0
 
     sender = _read_sender(reader, raw)
     transport = _read_transport(reader, raw)
@@ -262,6 +267,7 @@ def load_settings(path: Path) -> Settings:
         publish=publish,
         notify=notify,
         schedules=schedules,
+        lease_seconds=lease_seconds,
         line_of=reader.lines,
     )
 

@@ -308,9 +308,15 @@ class Ledger:
         with self.engine.connect() as conn:
             return [self._dispatch(r) for r in conn.execute(query).mappings()]
 
-    def finish_dispatch(self, dispatch_id: int, now: datetime) -> None:
+    def finish_dispatch(self, dispatch_id: int, now: datetime) -> bool:
+        """Mark the dispatch finished; True only for the one caller that did it first."""
         with self.engine.begin() as conn:
-            conn.execute(dispatches.update().where(dispatches.c.id == dispatch_id).values(finished_at=_utc(now)))
+            result = conn.execute(
+                dispatches.update()
+                .where(dispatches.c.id == dispatch_id, dispatches.c.finished_at.is_(None))
+                .values(finished_at=_utc(now))
+            )
+        return bool(result.rowcount)
 
     @staticmethod
     def _dispatch(row: Any) -> DispatchRecord:
@@ -402,7 +408,9 @@ class Ledger:
         dead = []
         for owner in owners:
             parts = owner.split(":")
-            if len(parts) >= 3 and parts[1].isdigit() and not alive(int(parts[1])):
+            # The exact host: LIKE's '_' matches any character, and another host's pid
+            # means nothing here (freeing a live node's lease would send twice).
+            if len(parts) >= 3 and parts[0] == host and parts[1].isdigit() and not alive(int(parts[1])):
                 dead.append(owner)
         if not dead:
             return 0
@@ -516,15 +524,22 @@ class Ledger:
         with self.engine.connect() as conn:
             return conn.execute(query).first() is not None
 
-    def reserve_slot(self, relay: str, interval: timedelta, now: datetime) -> datetime:
-        """The moment this process may start its next message through ``relay``."""
-        now = _utc(now)  # type: ignore[assignment]
+    def reserve_slot(self, relay: str, interval: timedelta, clock: Callable[[], datetime]) -> datetime:
+        """The moment this process may start its next message through ``relay``.
+
+        The time is read after the row is locked: a process that waited for the lock must
+        not be handed a slot in the past, or late senders would catch up in a burst.
+        """
         with self.engine.begin() as conn:
-            conn.execute(self._insert(relay_slots).values(relay=relay, next_slot=now).on_conflict_do_nothing(index_elements=["relay"]))
+            conn.execute(
+                self._insert(relay_slots).values(relay=relay, next_slot=_utc(clock()))
+                .on_conflict_do_nothing(index_elements=["relay"])
+            )
             select = sa.select(relay_slots.c.next_slot).where(relay_slots.c.relay == relay)
             if self.is_postgres:
                 select = select.with_for_update()
             current = _utc(conn.execute(select).scalar_one())
+            now = _utc(clock())
             slot = max(now, current)  # type: ignore[type-var]
             conn.execute(relay_slots.update().where(relay_slots.c.relay == relay).values(next_slot=slot + interval))
         return slot  # type: ignore[return-value]

@@ -60,8 +60,8 @@ class Ledger(Protocol):
     def next_due(self, dispatch_id: int) -> datetime | None: ...
     def reap_dead_leases(self, host: str, alive: Callable[[int], bool]) -> int: ...
     def urgent_waiting(self, now: datetime) -> bool: ...
-    def reserve_slot(self, relay: str, interval: timedelta, now: datetime) -> datetime: ...
-    def finish_dispatch(self, dispatch_id: int, now: datetime) -> None: ...
+    def reserve_slot(self, relay: str, interval: timedelta, clock: Callable[[], datetime]) -> datetime: ...
+    def finish_dispatch(self, dispatch_id: int, now: datetime) -> bool: ...
 
 
 class Clock:
@@ -105,6 +105,7 @@ class SendPolicy:
     retry_window: timedelta = timedelta(hours=24)
     linger: timedelta = timedelta(0)  # how long this run waits for due retries before handing over
     quota_wait: timedelta = timedelta(hours=1)  # Exchange's daily quota: wait, do not fail
+    lease: timedelta = LEASE  # how long claimed rows stay ours without renewal
 
 
 @dataclass
@@ -118,6 +119,7 @@ class Result:
     next_attempt: datetime | None = None
     paused_until: datetime | None = None
     attempted: int = 0  # recipients this run tried, whatever the outcome
+    finished_now: bool = False  # this run completed the dispatch (no other run did first)
 
     @property
     def complete(self) -> bool:
@@ -160,9 +162,8 @@ class RateLimiter:
     def wait(self) -> None:
         if self.interval is None:
             return
-        now = self.clock.now()
-        slot = self.ledger.reserve_slot(self.relay, self.interval, now)
-        self.clock.sleep((slot - now).total_seconds())
+        slot = self.ledger.reserve_slot(self.relay, self.interval, self.clock.now)
+        self.clock.sleep((slot - self.clock.now()).total_seconds())
 
 
 class GroupCommitter:
@@ -244,9 +245,17 @@ class Sender:
         self.urgent_lock = threading.Lock()
         self.urgent_checked: datetime | None = None
         self.urgent_seen = False
+        self.outstanding: set[int] = set()  # claimed, not yet recorded
+        self.progressed = threading.Event()
 
     def run_pass(self) -> int:
-        """Send every row due now; returns how many recipients were accepted."""
+        """Send every row due now; returns how many recipients were accepted.
+
+        The queue is kept topped up (claims happen while connections are busy, so no
+        connection waits for the ledger between chunks), and the leases of rows claimed
+        but not yet recorded are renewed while they wait, so another node takes them over
+        only when this one has really stopped.
+        """
         committer = GroupCommitter(self.ledger, self.owner, self.clock)
         workers = [
             threading.Thread(target=self._worker, args=(committer,), name=f"smtp-{i}", daemon=True)
@@ -255,27 +264,45 @@ class Sender:
         for worker in workers:
             worker.start()
         per_message = self.policy.recipients_per_message
-        chunk = self.policy.connections * per_message * 4
+        connections = self.policy.connections
+        chunk = connections * per_message * 8
         if self.policy.rate_per_minute:
+            # At most a minute of work ahead: the rest stays claimable by other nodes.
             chunk = max(per_message, min(chunk, int(self.policy.rate_per_minute * per_message)))
-        claimed_ids: list[int] = []
+        low_water = connections * 2  # messages queued before claiming more
+        lease = self.policy.lease
+        renewed = self.clock.now()
         try:
             while not self.stop.is_set() and not self.errors and self.paused_until is None:
-                rows = self.ledger.claim(self.dispatch_id, self.owner, self.clock.now(), LEASE, chunk)
-                if not rows:
-                    break
-                claimed_ids = [r.id for r in rows]
-                for start in range(0, len(rows), per_message):
-                    self.work.put(rows[start:start + per_message])
-                self.work.join()  # this chunk is recorded before the next is claimed
+                if self.work.qsize() < low_water:
+                    rows = self.ledger.claim(self.dispatch_id, self.owner, self.clock.now(), lease, chunk)
+                    if rows:
+                        with self.lock:
+                            self.outstanding.update(r.id for r in rows)
+                        for start in range(0, len(rows), per_message):
+                            self.work.put(rows[start:start + per_message])
+                        continue
+                    with self.lock:
+                        if not self.outstanding:
+                            break  # nothing due and nothing in flight: this pass is done
+                self.progressed.wait(timeout=min(1.0, lease.total_seconds() / 3))
+                self.progressed.clear()
+                now = self.clock.now()
+                if now - renewed >= lease / 3:
+                    with self.lock:
+                        waiting = list(self.outstanding)
+                    self.ledger.renew(self.owner, waiting, now, lease)
+                    renewed = now
         finally:
             for _ in workers:
                 self.work.put(None)
             for worker in workers:
                 worker.join()
             committer.close()
-            if self.stop.is_set() or self.errors or self.paused_until is not None:
-                self.ledger.release(self.owner, claimed_ids)
+            with self.lock:
+                unrecorded = list(self.outstanding)
+                self.outstanding.clear()
+            self.ledger.release(self.owner, unrecorded)  # stopped, paused or failed: back to the queue
         if self.errors:
             raise self.errors[0]
         return self.sent
@@ -320,11 +347,13 @@ class Sender:
                     with self.lock:
                         self.sent += accepted
                         self.attempted += len(batch)
+                        self.outstanding.difference_update(d.id for d in batch)
                     self.progress(len(batch))
                 except BaseException as exc:
                     self.errors.append(exc)
                 finally:
                     self.work.task_done()
+                    self.progressed.set()
         finally:
             if connection is not None:
                 connection.close()
@@ -399,9 +428,10 @@ def run(plan: Plan, ledger: Ledger, transport: Transport, policy: SendPolicy, cl
             break
         clock.sleep(max(0.0, (due - clock.now()).total_seconds()))
     counts = ledger.counts(record.id)
+    finished_now = False
     if all(counts.get(s.value, 0) == 0 for s in (State.PENDING, State.DEFERRED, State.UNKNOWN)):
-        ledger.finish_dispatch(record.id, clock.now())
+        finished_now = ledger.finish_dispatch(record.id, clock.now())
     return Result(dispatch=record.name, created=created, already_sent=already_sent,
                   sent_now=sender.sent, counts=counts, errors=errors,
                   next_attempt=ledger.next_due(record.id), paused_until=pause_reported,
-                  attempted=sender.attempted)
+                  attempted=sender.attempted, finished_now=finished_now)
