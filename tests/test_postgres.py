@@ -481,3 +481,15 @@ def test_a_node_that_ran_out_of_work_resumes_what_a_dead_node_left_when_its_leas
                if r["sent_at"] and datetime.fromisoformat(r["sent_at"]) >= expiry]
     assert len(resumed) >= left - connections, "the dead node's rows went out after its lease expired"
     print(f"\n{left} rows held by the dead node; taken over {took:.1f} s after the kill (lease {lease_seconds} s)")
+
+
+def test_dead_leases_are_reaped_for_this_host_only(pg: PgSchema, ledgers: list[Ledger]) -> None:
+    ledger = open_ledger(pg.url, ledgers)
+    dispatch_id = with_rows(ledger, 3)
+    [one, two, three] = ledger.claim(dispatch_id, "x", NOW, LEASE, 3)
+    pg.execute(f"UPDATE deliveries SET lease_owner = 'db_1:4242:aaaaaa' WHERE id = {one.id};"
+               f"UPDATE deliveries SET lease_owner = 'dbx1:4242:bbbbbb' WHERE id = {two.id};"
+               f"UPDATE deliveries SET lease_owner = 'db_1:4343:cccccc' WHERE id = {three.id}")
+    assert ledger.reap_dead_leases("db_1", lambda pid: pid != 4242) == 1
+    owners = dict(pg.execute("SELECT id, lease_owner FROM deliveries"))
+    assert owners == {one.id: None, two.id: "dbx1:4242:bbbbbb", three.id: "db_1:4343:cccccc"}

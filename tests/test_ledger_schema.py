@@ -1,0 +1,73 @@
+"""The ledger's recorded schema version on SQLite: older ledgers are migrated in place,
+a newer one is refused (issue 10; the same on PostgreSQL in test_postgres.py)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from dispatch.errors import LedgerError
+from dispatch.ledger import SCHEMA_1, SCHEMA_VERSION, Ledger, contents, metadata, relay_slots
+
+NOW = datetime(2024, 11, 17, 13, 0, tzinfo=timezone.utc)
+
+
+def old_ledger(path: Path, *, with_later_tables: bool) -> str:
+    """A ledger as an earlier program left it: schema 1 recorded, one dispatch; programs
+    between schema 1 and 2 also created the two later tables (without recording it)."""
+    url = f"sqlite:///{path}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        tables = list(SCHEMA_1) + ([contents, relay_slots] if with_later_tables else [])
+        metadata.create_all(conn, tables=tables)
+        conn.execute(sa.text("INSERT INTO dispatch_schema (version) VALUES (1)"))
+        conn.execute(sa.text(
+            "INSERT INTO dispatches (name, edition_date, revision, kind, subject, source, created_by, created_at) "
+            "VALUES ('2024-11-16.r1.edition', '2024-11-16', 1, 'edition', 'Gammal', '', '', '2024-11-16 13:00:00')"))
+        if with_later_tables:
+            conn.execute(contents.insert().values(
+                dispatch_name="2024-11-16.r1.edition", digest="d", subject="Gammal", source="",
+                source_text="src", html="<p>", text="t", recorded_at=NOW))
+    engine.dispose()
+    return url
+
+
+def versions(url: str) -> list[int]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [row[0] for row in conn.execute(sa.text("SELECT version FROM dispatch_schema"))]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("with_later_tables", [False, True], ids=["schema-1", "schema-1-with-later-tables"])
+def test_an_older_sqlite_ledger_is_migrated_in_place_and_keeps_its_rows(tmp_path: Path, with_later_tables: bool) -> None:
+    url = old_ledger(tmp_path / "ledger.db", with_later_tables=with_later_tables)
+    ledger = Ledger(url)
+    try:
+        assert ledger.schema_version() == SCHEMA_VERSION
+        assert ledger.find_dispatch("2024-11-16.r1.edition") is not None
+        assert len(ledger.contents("2024-11-16.r1.edition")) == (1 if with_later_tables else 0)
+        assert ledger.reserve_slot("relay", timedelta(seconds=2), NOW) == NOW
+        record, created = ledger.open_dispatch("2024-11-17.r1.edition", date(2024, 11, 17), 1, "edition",
+                                               "Ny", "", "test", NOW)
+        assert created and record.created_at == NOW
+    finally:
+        ledger.close()
+    assert versions(url) == [SCHEMA_VERSION]
+
+
+def test_a_newer_sqlite_ledger_is_refused_and_left_alone(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    Ledger(url).close()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"UPDATE dispatch_schema SET version = {SCHEMA_VERSION + 1}"))
+    engine.dispose()
+    with pytest.raises(LedgerError, match=f"schema version {SCHEMA_VERSION + 1}, newer than this program's {SCHEMA_VERSION}; upgrade dispatch"):
+        Ledger(url)
+    assert versions(url) == [SCHEMA_VERSION + 1]
