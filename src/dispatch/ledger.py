@@ -308,9 +308,15 @@ class Ledger:
         with self.engine.connect() as conn:
             return [self._dispatch(r) for r in conn.execute(query).mappings()]
 
-    def finish_dispatch(self, dispatch_id: int, now: datetime) -> None:
+    def finish_dispatch(self, dispatch_id: int, now: datetime) -> bool:
+        """Mark the dispatch finished; True only for the one caller that did it first."""
         with self.engine.begin() as conn:
-            conn.execute(dispatches.update().where(dispatches.c.id == dispatch_id).values(finished_at=_utc(now)))
+            result = conn.execute(
+                dispatches.update()
+                .where(dispatches.c.id == dispatch_id, dispatches.c.finished_at.is_(None))
+                .values(finished_at=_utc(now))
+            )
+        return bool(result.rowcount)
 
     @staticmethod
     def _dispatch(row: Any) -> DispatchRecord:
