@@ -52,7 +52,7 @@ def test_an_older_sqlite_ledger_is_migrated_in_place_and_keeps_its_rows(tmp_path
         assert ledger.schema_version() == SCHEMA_VERSION
         assert ledger.find_dispatch("2024-11-16.r1.edition") is not None
         assert len(ledger.contents("2024-11-16.r1.edition")) == (1 if with_later_tables else 0)
-        assert ledger.reserve_slot("relay", timedelta(seconds=2), NOW) == NOW
+        assert ledger.reserve_slot("relay", timedelta(seconds=2), lambda: NOW) == NOW
         record, created = ledger.open_dispatch("2024-11-17.r1.edition", date(2024, 11, 17), 1, "edition",
                                                "Ny", "", "test", NOW)
         assert created and record.created_at == NOW

@@ -143,7 +143,7 @@ def test_a_schema_1_ledger_is_migrated_in_place_and_keeps_its_rows(pg: PgSchema,
     assert pg.execute("SELECT version FROM dispatch_schema") == [(SCHEMA_VERSION,)]
     assert ledger.find_dispatch("2024-11-16.r1.edition") is not None
     assert ledger.keep_content("2024-11-16.r1.edition", "s", "", "src", "<p>", "t", NOW)
-    assert ledger.reserve_slot("relay", timedelta(seconds=2), NOW) == NOW
+    assert ledger.reserve_slot("relay", timedelta(seconds=2), lambda: NOW) == NOW
 
 
 def test_nodes_starting_together_on_an_empty_database_all_start(pg: PgSchema, ledgers: list[Ledger]) -> None:
