@@ -68,9 +68,8 @@ class Sink:
 def make_project(base: Path, recipients: int, port: int, connections: int, per_message: int = 1) -> Path:
     root = base / f"p-{recipients}-{connections}-{per_message}-{time.monotonic_ns()}"
     root.mkdir()
-    for name in ("reports", "templates"):
+    for name in ("reports", "templates", "recipients"):
         shutil.copytree(ROOT / name, root / name)
-    (root / "recipients").mkdir()
     with (root / "recipients" / "alla.csv").open("w", encoding="utf-8") as handle:
         handle.write("email,name\n")
         for i in range(recipients):
@@ -136,11 +135,13 @@ def main() -> None:
             for connections in args.connections:
                 root = make_project(base, args.recipients, sink.port, connections)
                 eml = sample_eml(root)
+                results["eml_kb"] = eml.stat().st_size / 1024
                 ours, rss = run_send(root)
                 limit = run_source(eml, sink.port, args.recipients, connections)
                 rows.append({"connections": connections, "dispatch_msg_s": args.recipients / ours,
                              "smtp_source_msg_s": args.recipients / limit, "ratio": limit / ours,
                              "dispatch_s": ours, "peak_rss_mb": rss / 1024})
+                print(f"# {rows[-1]}", file=sys.stderr, flush=True)  # progress; a long run loses nothing
             results["throughput"] = rows
 
             root = make_project(base, args.recipients, sink.port, 4, per_message=500)
@@ -166,7 +167,7 @@ def main() -> None:
         print(json.dumps(results, indent=2))
         return
     print(f"machine: {results['machine']}")
-    print(f"{args.recipients} recipients, sample edition ({eml.stat().st_size / 1024:.0f} KB), ledger SQLite synchronous=FULL")
+    print(f"{args.recipients} recipients, sample edition ({results['eml_kb']:.0f} KB), ledger SQLite synchronous=FULL")
     print(f"{'conn':>4} {'dispatch msg/s':>15} {'smtp-source msg/s':>18} {'ratio':>6} {'peak RSS':>9}")
     for row in results["throughput"]:  # type: ignore[union-attr]
         print(f"{row['connections']:>4} {row['dispatch_msg_s']:>15.0f} {row['smtp_source_msg_s']:>18.0f} {row['ratio']:>6.2f} {row['peak_rss_mb']:>7.0f}MB")

@@ -22,11 +22,11 @@ from dispatch.errors import AuthenticationError, DispatchError, InputError, Pref
 from dispatch.ledger import Ledger, dispatch_name
 from dispatch.message import Envelope, PreparedMessage, list_id, message_id, prepare, to_header
 from dispatch.models import Edition, Recipient, Rendered, State
-from dispatch.pipeline import Clock, Plan, Result, SendPolicy, run
+from dispatch.pipeline import Clock, Plan, Result, SendPolicy, Transport, run
 from dispatch.publish import Published, publish_edition
 from dispatch.recipients import Resolution, available_lists, resolve
 from dispatch.render import render
-from dispatch.transport import MaildirTransport, SMTPTransport, Transport
+from dispatch.transport import MaildirTransport, SMTPTransport
 
 FOOTER = "Automatiskt utskick från {sender}. Svara på detta mejl för att nå redaktionen."
 

@@ -101,9 +101,12 @@ def check(app: Context, day: date | None) -> None:
     """
     from dispatch import app as application
 
+    from dispatch.timetable import check_schedules
+
     settings = app.settings
     now = app.now()
     try:
+        check_schedules(settings)  # a cron that serve would reject is a config problem now, not at 14:00
         edition = application.read_edition(settings, app.day(day), None, now)
         ready = application.prepare_edition(settings, edition, now)
     except DispatchError as exc:
@@ -284,12 +287,7 @@ def _progress(total: int) -> tuple[Callable[[int], None], Callable[[], None]]:
 @pass_context
 def status(app: Context, dispatch: str | None, as_json: bool) -> None:
     """Show the latest dispatch (or DISPATCH): counts per state and each recipient not yet delivered."""
-    from dispatch import app as application
-
-    try:
-        ledger = application.open_ledger(app.settings)
-    except DispatchError as exc:
-        _fail(exc)
+    ledger = _ledger(app)
     try:
         record = ledger.find_dispatch(dispatch)
         if record is None:
@@ -402,6 +400,16 @@ def recipients_command(app: Context, names: tuple[str, ...], as_json: bool, show
     sys.exit(EXIT_INPUT if problems else EXIT_OK)
 
 
+def _ledger(app: Context) -> Any:
+    """The configured ledger, or the error message and exit code 1."""
+    from dispatch import app as application
+
+    try:
+        return application.open_ledger(app.settings)
+    except DispatchError as exc:
+        _fail(exc)
+
+
 def _local(value: datetime | None, app: Context) -> str:
     return value.astimezone(app.settings.timezone).strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
@@ -483,13 +491,9 @@ def export_command(app: Context, dispatch: str, fmt: str, out: Path | None) -> N
 
     To stdout unless --out. Exits 0, 1 when there is no such dispatch.
     """
-    from dispatch import app as application
     from dispatch.publish import export_csv, export_document, export_files
 
-    try:
-        ledger = application.open_ledger(app.settings)
-    except DispatchError as exc:
-        _fail(exc)
+    ledger = _ledger(app)
     try:
         record = ledger.find_dispatch(dispatch)
         if record is None:

@@ -302,6 +302,10 @@ def _read_transport(reader: _Reader, raw: LineDict) -> TransportSettings:
     auth = reader.text(section, "auth", "password", p)
     if auth not in ("password", "xoauth2"):
         reader.problem(section.line_of("auth"), f"transport.auth must be password or xoauth2, not {auth!r}")
+    if auth == "xoauth2":
+        for needed in ("username", "token_command"):
+            if not section.get(needed):
+                reader.problem(section.line_of("auth"), f"transport.auth xoauth2 needs transport.{needed}")
     default_port = {"tls": 465, "starttls": 587}.get(security, 25)
     port = reader.get(section, "port", int, default_port, p)
     connections = reader.get(section, "connections", int, 1, p)

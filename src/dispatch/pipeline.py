@@ -265,7 +265,9 @@ class Sender:
             worker.start()
         per_message = self.policy.recipients_per_message
         connections = self.policy.connections
-        chunk = connections * per_message * 8
+        # Enough rows per claim that claiming is rare beside sending (a claim is a write
+        # transaction), few enough that other nodes on the same ledger still get a share.
+        chunk = max(128, connections * per_message * 8)
         if self.policy.rate_per_minute:
             # At most a minute of work ahead: the rest stays claimable by other nodes.
             chunk = max(per_message, min(chunk, int(self.policy.rate_per_minute * per_message)))

@@ -41,20 +41,8 @@ def reply_text(code: int, message: bytes | str) -> str:
     return f"{code} {' '.join(text.split())}".strip()
 
 
-class Connection(Protocol):
-    """One open session to the server; used by one worker thread at a time."""
-
-    usable: bool
-
-    def send(self, sender: str, recipients: list[str], data: bytes) -> dict[str, Outcome]: ...
-
-    def close(self) -> None: ...
-
-
-class Transport(Protocol):
-    endpoint: str
-
-    def connect(self) -> Connection: ...
+# The Transport and Connection protocols these classes satisfy belong to their consumer,
+# pipeline.py; nothing here depends on them.
 
 
 # -- Maildir -------------------------------------------------------------------
@@ -113,10 +101,6 @@ class MaildirConnection:
 
 
 # -- SMTP ----------------------------------------------------------------------
-
-
-class Credentials(Protocol):
-    def secret(self) -> str: ...
 
 
 class SMTPTransport:
