@@ -9,6 +9,7 @@ the rerun, at most one message per connection in flight.
 
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import socket
@@ -56,6 +57,7 @@ class Ledger(Protocol):
     def claim(self, dispatch_id: int, owner: str, now: datetime, lease: timedelta, limit: int) -> list[Delivery]: ...
     def release(self, owner: str, ids: Sequence[int]) -> None: ...
     def record(self, owner: str, results: Sequence[tuple[int, Outcome, datetime | None]], now: datetime) -> int: ...
+    def end_writer(self) -> None: ...
     def counts(self, dispatch_id: int) -> dict[str, int]: ...
     def next_due(self, dispatch_id: int) -> datetime | None: ...
     def reap_dead_leases(self, host: str, alive: Callable[[int], bool]) -> int: ...
@@ -136,13 +138,13 @@ def open_plan(plan: Plan, ledger: Ledger, clock: Clock) -> tuple[DispatchRow, bo
         plan.source, plan.created_by, now,
     )
     domain = plan.prepared.domain
-    rows = [
-        NewRecipient(key=r.key, address=r.address, name=r.name, message_id=message_id(plan.name, r.key, domain))
-        for r in plan.recipients
-    ] + [
-        NewRecipient(key=key, address=address, name="", message_id="", state=State.FAILED, reply=reason)
-        for key, address, reason in plan.failed_inputs
-    ]
+    # A generator: the ledger inserts in chunks, so 100,000 rows are never all in memory twice.
+    rows = itertools.chain(
+        (NewRecipient(key=r.key, address=r.address, name=r.name, message_id=message_id(plan.name, r.key, domain))
+         for r in plan.recipients),
+        (NewRecipient(key=key, address=address, name="", message_id="", state=State.FAILED, reply=reason)
+         for key, address, reason in plan.failed_inputs),
+    )
     before = ledger.counts(record.id)
     ledger.add_recipients(record.id, rows, now)
     return record, created, before.get(State.SENT.value, 0)
@@ -195,6 +197,12 @@ class GroupCommitter:
         self.thread.join()
 
     def _run(self) -> None:
+        try:
+            self._commit_until_closed()
+        finally:
+            self.ledger.end_writer()
+
+    def _commit_until_closed(self) -> None:
         while True:
             with self.cond:
                 while not self.waiting and not self.closed:
