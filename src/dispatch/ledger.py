@@ -24,85 +24,19 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from dispatch.errors import LedgerError
+from dispatch.ledger_schema import (  # noqa: F401 - re-exported: the schema is part of the ledger's interface
+    MIGRATIONS,
+    SCHEMA_1,
+    SCHEMA_VERSION,
+    SENDABLE,
+    contents,
+    deliveries,
+    dispatches,
+    metadata,
+    relay_slots,
+    schema_info,
+)
 from dispatch.models import Delivery, Outcome, State
-
-# The schema this program reads and writes. An older program refuses a ledger whose
-# recorded version is higher than its own (see ``_migrate``); MIGRATIONS bring an older
-# ledger up to this one.
-SCHEMA_VERSION = 2
-
-metadata = sa.MetaData()
-
-schema_info = sa.Table(
-    "dispatch_schema", metadata,
-    sa.Column("version", sa.Integer, nullable=False),
-)
-
-dispatches = sa.Table(
-    "dispatches", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("name", sa.String(200), nullable=False, unique=True),
-    sa.Column("edition_date", sa.String(10), nullable=False),
-    sa.Column("revision", sa.Integer, nullable=False),
-    sa.Column("kind", sa.String(80), nullable=False),
-    sa.Column("subject", sa.Text, nullable=False),
-    sa.Column("source", sa.Text, nullable=False, default=""),
-    sa.Column("created_by", sa.String(200), nullable=False, default=""),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
-    sa.UniqueConstraint("edition_date", "revision", "kind", name="uq_dispatch_edition"),
-)
-
-deliveries = sa.Table(
-    "deliveries", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("dispatch_id", sa.Integer, sa.ForeignKey("dispatches.id"), nullable=False),
-    sa.Column("key", sa.String(320), nullable=False),
-    sa.Column("address", sa.String(320), nullable=False),
-    sa.Column("name", sa.Text, nullable=False, default=""),
-    sa.Column("state", sa.String(10), nullable=False),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("reply", sa.Text, nullable=False, default=""),
-    sa.Column("message_id", sa.String(250), nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("first_attempt_at", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("node", sa.String(200), nullable=False, default=""),
-    sa.Column("lease_owner", sa.String(200), nullable=True),
-    sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True),
-    sa.UniqueConstraint("dispatch_id", "key", name="uq_delivery_recipient"),
-    sa.Index("ix_deliveries_dispatch_state", "dispatch_id", "state"),
-)
-
-# What a dispatch sent: the edition source and the rendered subject, HTML and text, kept
-# for the records (a public authority must keep what it sent). Schema 2 (see MIGRATIONS;
-# programs between schema 1 and 2 created it without recording a version). Keyed by
-# the dispatch *name* because the content is stored before the pipeline creates the
-# dispatch row; one row per distinct content (a resume after an edit adds a second).
-contents = sa.Table(
-    "dispatch_contents", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("dispatch_name", sa.String(200), nullable=False),
-    sa.Column("digest", sa.String(64), nullable=False),
-    sa.Column("subject", sa.Text, nullable=False),
-    sa.Column("source", sa.Text, nullable=False, default=""),
-    sa.Column("source_text", sa.Text, nullable=False),
-    sa.Column("html", sa.Text, nullable=False),
-    sa.Column("text", sa.Text, nullable=False),
-    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
-    sa.UniqueConstraint("dispatch_name", "digest", name="uq_dispatch_content"),
-)
-
-# One row per relay: the next moment a message may start, shared by every process that
-# sends through that relay, so a rate limit holds in total (an urgent send from another
-# process included). Schema 2, like dispatch_contents.
-relay_slots = sa.Table(
-    "relay_slots", metadata,
-    sa.Column("relay", sa.String(300), primary_key=True),
-    sa.Column("next_slot", sa.DateTime(timezone=True), nullable=False),
-)
 
 _TIME = sa.DateTime(timezone=True)
 # The outcome of one attempt, fenced by the lease owner. Built once: every value is a
@@ -124,28 +58,6 @@ _RECORD = (
                         else_=deliveries.c.sent_at),
     )
 )
-
-SENDABLE = (State.PENDING.value, State.DEFERRED.value, State.UNKNOWN.value)
-
-# The tables of schema 1, the first recorded version: what a ledger of that version has
-# for certain. Everything later is added by a step of MIGRATIONS.
-SCHEMA_1 = (schema_info, dispatches, deliveries)
-
-
-def _schema_2(conn: sa.Connection) -> None:
-    # Programs between schema 1 and 2 already created these two tables (checkfirst keeps
-    # them, with their rows); older schema-1 ledgers gain them here.
-    metadata.create_all(conn, tables=[contents, relay_slots], checkfirst=True)
-
-
-# (version, what it adds, step), in order. A step runs in the transaction that records
-# its version, so a ledger is never left between two versions. Add a step for every
-# schema change and raise SCHEMA_VERSION with it; a step must be safe on a ledger that
-# a program of the previous version created.
-MIGRATIONS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
-    (2, "dispatch_contents and relay_slots", _schema_2),
-)
-assert MIGRATIONS[-1][0] == SCHEMA_VERSION
 
 
 @dataclass(frozen=True)
