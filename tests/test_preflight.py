@@ -126,3 +126,16 @@ def test_check_fails_and_send_sends_nothing(name: str, project: Project, smtp_se
     assert sent.returncode == 1, sent.stderr
     assert re.search(pattern, sent.stderr, re.M), sent.stderr
     assert smtp_server.handler.received == [], "a message was sent although a pre-flight check failed"
+
+
+def test_an_overlong_name_anywhere_in_the_lists_is_caught(project: Project, smtp_server: SMTPServer) -> None:
+    """Not only the first recipient's To line: the last member of the last list counts too."""
+    with (project.root / "recipients/chefer.csv").open("a", encoding="utf-8") as handle:
+        handle.write("sist@example.org," + "Långt namn " * 120 + "\n")
+    project.use_smtp(smtp_server)
+    checked = project.run("check", "--date", "2024-11-17")
+    assert checked.returncode == 1
+    assert re.search(r"^recipients/chefer\.csv:42: the To header is \d+ octets, over the 998 allowed", checked.stderr, re.M), checked.stderr
+    sent = project.run("send", "--date", "2024-11-17")
+    assert sent.returncode == 1
+    assert smtp_server.handler.received == []

@@ -225,14 +225,3 @@ def test_long_names_become_several_short_encoded_words_on_one_line() -> None:
     assert "\n" not in words and all(len(w) <= 75 for w in words.split(" "))
     # RFC 2047 decoding (whitespace between adjacent encoded-words is dropped).
     assert str(make_header(decode_header(words))) == name
-
-
-def test_an_overlong_name_is_shortened_and_reported_but_the_person_is_kept(tmp_path: Path) -> None:
-    from dispatch.recipients import MAX_NAME
-
-    (tmp_path / "lang.csv").write_text("email,name\nlang@example.org," + "Åsa " * 150 + "\n", encoding="utf-8")
-    resolution = resolve(tmp_path, ["lang"])
-    recipient = resolution.recipients["lang@example.org"]
-    assert len(recipient.name) <= MAX_NAME
-    assert any(p.line == 2 and "at most 200" in p.message for p in resolution.problems)
-    assert len(to_header([recipient])) < 998

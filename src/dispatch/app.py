@@ -128,11 +128,16 @@ def prepare_edition(
     link = None if test else web_url(settings, edition)
     rendered = render(edition, settings.templates_dir, footer=footer, web_url=link, test=test)
     prepared = prepare(rendered, envelope(settings), now, urgent=edition.urgent)
-    first = next(iter(resolution.recipients.values()), Recipient("first@example.org", "", "first@example.org"))
-    sample = prepared.for_recipients(to_header([first]), message_id("preflight", first.key, prepared.domain))
+    # The message is checked as the recipient with the longest name and address would get
+    # it: only the To line differs between recipients, so that one shows the longest line.
+    longest = max(
+        resolution.recipients.values(), key=lambda r: len(r.name.encode()) + len(r.address),
+        default=Recipient("first@example.org", "", "first@example.org"),
+    )
+    sample = prepared.for_recipients(to_header([longest]), message_id("preflight", longest.key, prepared.domain))
     problems = preflight.check(
         rendered.subject, rendered.html, rendered.text, sample, f"{display_path(edition.source)}:1",
-        sources=_preflight_sources(settings, edition), header_sources={"To": first.source},
+        sources=_preflight_sources(settings, edition), header_sources={"To": longest.source},
     )
     if problems:
         raise PreflightError(problems)

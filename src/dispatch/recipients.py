@@ -29,7 +29,6 @@ SUPPRESSION_FILE = "suppressed.txt"
 LIST_SUFFIXES = (".yaml", ".yml", ".csv")
 # C0, DEL, C1 and the Unicode line/paragraph separators: any of them in a header value
 # could start a new header line (or be turned into one by a lenient client).
-MAX_NAME = 200  # characters of a display name; encoded, still well under 998 octets
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # The everyday case (ASCII dot-atom local part) is checked here; anything else goes to
 # email-validator, whose full check costs ~0.2 ms an address: 20 s for 100,000 HR rows.
@@ -242,12 +241,6 @@ def _load_list(directory: Path, name: str, result: Resolution, fatal: list[Probl
         except AddressError as exc:
             _invalid(result, view, email, name, Problem(shown, line, f"invalid address {email!r}: {exc}"))
             return
-        if len(name) > MAX_NAME:
-            # The To line is patched onto prepared bytes unfolded; a name this long would
-            # push it past 998 octets. The person still gets the report, with a short name.
-            result.problems.append(Problem(shown, line, f"the name is {len(name)} characters; "
-                                           f"at most {MAX_NAME} are used, shorten it in the list"))
-            name = name[:MAX_NAME]
         if key in suppressed:
             view.suppressed.add(key)
             return
