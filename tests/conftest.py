@@ -196,14 +196,18 @@ class Project:
         return json.loads(result.stdout)  # type: ignore[no-any-return]
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Project:
-    root = tmp_path / "project"
-    root.mkdir()
+def copy_project(root: Path) -> Project:
+    """The sample project (config, editions, lists, templates) copied into ``root``."""
+    root.mkdir(parents=True)
     for name in ("reports", "recipients", "templates"):
         shutil.copytree(ROOT / name, root / name)
     shutil.copy(ROOT / "config.yaml", root / "config.yaml")
     return Project(root)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return copy_project(tmp_path / "project")
 
 
 def seed_bullets() -> list[str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import lxml.html
 import pytest
 
-from conftest import ROOT, Project, require_tool, seed_headings
+from conftest import ROOT, Project, copy_project, require_tool, seed_headings
 from dispatch.screenshots import Chromium, take_screenshots
 
 DATE = "2024-11-17"
@@ -35,11 +35,7 @@ FORBIDDEN_RULES = re.compile(
 def preview(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """`dispatch preview` of the sample edition in a copy of the project: .html, .txt, .eml."""
     root = tmp_path_factory.mktemp("inbox") / "project"
-    root.mkdir()
-    for name in ("reports", "recipients", "templates"):
-        shutil.copytree(ROOT / name, root / name)
-    shutil.copy(ROOT / "config.yaml", root / "config.yaml")
-    result = Project(root).run("preview", "--date", DATE, "--out", str(root / "out"))
+    result = copy_project(root).run("preview", "--date", DATE, "--out", str(root / "out"))
     assert result.returncode == 0, result.stderr
     # cssutils reports every mso-*/-webkit-* property; render.py keeps that out of the terminal.
     assert "Unknown Property" not in result.stderr and "WARNING" not in result.stderr, result.stderr
@@ -153,12 +149,7 @@ def test_preview_screenshots_from_the_command_line(preview: dict[str, Path], tmp
 
 
 def test_preview_without_chromium_says_how_to_install_it(tmp_path: Path) -> None:
-    root = tmp_path / "project"
-    root.mkdir()
-    for name in ("reports", "recipients", "templates"):
-        shutil.copytree(ROOT / name, root / name)
-    shutil.copy(ROOT / "config.yaml", root / "config.yaml")
-    result = Project(root).run("preview", "--date", DATE, "--screenshots", "--out", str(tmp_path / "out"),
+    result = copy_project(tmp_path / "project").run("preview", "--date", DATE, "--screenshots", "--out", str(tmp_path / "out"),
                                env={"DISPATCH_CHROMIUM": str(tmp_path / "no-such-browser")})
     assert result.returncode == 1
     assert "apt-get install chromium" in result.stderr

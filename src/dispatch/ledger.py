@@ -576,12 +576,6 @@ class Ledger:
             ).scalar()
         return _utc(value)
 
-    def sent_keys(self, dispatch_id: int) -> set[str]:
-        with self._read() as conn:
-            return set(conn.execute(
-                sa.select(deliveries.c.key).where(deliveries.c.dispatch_id == dispatch_id, deliveries.c.state == State.SENT.value)
-            ).scalars())
-
     @staticmethod
     def _delivery(row: Any) -> Delivery:
         return Delivery(

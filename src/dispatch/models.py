@@ -82,6 +82,14 @@ class Outcome:
     state: State
     reply: str
 
+    @property
+    def quota_exceeded(self) -> bool:
+        """Exchange Online's daily submission quota is used up: a wait, not a failure."""
+        return QUOTA_EXCEEDED in self.reply.lower()
+
+
+QUOTA_EXCEEDED = "submissionquotaexceeded"  # in 554 5.2.0 ...SubmissionQuotaExceededException
+
 
 @dataclass(frozen=True)
 class Delivery:

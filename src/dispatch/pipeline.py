@@ -24,7 +24,6 @@ from dispatch.message import PreparedMessage, message_id, to_header
 from dispatch.models import Delivery, Outcome, Recipient, State
 
 LEASE = timedelta(minutes=10)
-QUOTA_MARKER = "submissionquotaexceeded"
 URGENT_POLL_SECONDS = 0.2
 
 
@@ -390,7 +389,7 @@ class Sender:
         if outcome.state not in (State.DEFERRED, State.UNKNOWN):
             return delivery.id, outcome, None
         attempt = delivery.attempts + 1
-        if QUOTA_MARKER in outcome.reply.lower():
+        if outcome.quota_exceeded:
             # The mailbox's rolling daily quota is used up: every further message would be
             # refused too. Pause the dispatch; the window does not count this wait.
             resume = now + self.policy.quota_wait

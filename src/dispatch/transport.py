@@ -18,9 +18,8 @@ from typing import Protocol
 
 from dispatch.config import TransportSettings
 from dispatch.errors import AuthenticationError, TransportError
-from dispatch.models import Outcome, State
+from dispatch.models import QUOTA_EXCEEDED, Outcome, State
 
-QUOTA_EXCEEDED = "SubmissionQuotaExceeded"
 
 
 def dot_stuffed(data: bytes) -> bytes:
@@ -41,7 +40,7 @@ def classify(code: int, text: str) -> State:
         return State.SENT
     if 400 <= code < 500:
         return State.DEFERRED
-    if QUOTA_EXCEEDED.lower() in text.lower():
+    if QUOTA_EXCEEDED in text.lower():
         return State.DEFERRED
     return State.FAILED
 
