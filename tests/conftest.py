@@ -231,3 +231,19 @@ def seed_headings() -> list[str]:
         "Kommunikativa åtgärder, urval", "Dagligen", "Samlad information", "Talespersoner VGR",
         "Om Regional rapport Millennium 2024",
     ]
+
+
+class FakeClock:
+    """Injected time for the pipeline and the service: now() is what the test says; sleep()
+    moves it instead of waiting."""
+
+    def __init__(self, now: Any) -> None:
+        self.moment = now
+
+    def now(self) -> Any:
+        return self.moment
+
+    def sleep(self, seconds: float) -> None:
+        from datetime import timedelta
+
+        self.moment += timedelta(seconds=max(0.0, seconds))

@@ -71,3 +71,47 @@ def test_a_newer_sqlite_ledger_is_refused_and_left_alone(tmp_path: Path) -> None
     with pytest.raises(LedgerError, match=f"schema version {SCHEMA_VERSION + 1}, newer than this program's {SCHEMA_VERSION}; upgrade dispatch"):
         Ledger(url)
     assert versions(url) == [SCHEMA_VERSION + 1]
+
+
+def test_a_schema_2_ledger_gains_content_hashes_approvals_and_edits(tmp_path: Path) -> None:
+    """Schema 3 adds columns to existing tables: a ledger made by a schema-2 program (raw DDL,
+    not today's table definitions) keeps its rows and gains them."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE dispatch_schema (version INTEGER NOT NULL)"))
+        conn.execute(sa.text("INSERT INTO dispatch_schema VALUES (2)"))
+        conn.execute(sa.text(
+            "CREATE TABLE dispatches (id INTEGER PRIMARY KEY AUTOINCREMENT, name VARCHAR(200) NOT NULL UNIQUE, "
+            "edition_date VARCHAR(10) NOT NULL, revision INTEGER NOT NULL, kind VARCHAR(80) NOT NULL, "
+            "subject TEXT NOT NULL, source TEXT NOT NULL, created_by VARCHAR(200) NOT NULL, "
+            "created_at DATETIME NOT NULL, finished_at DATETIME, "
+            "CONSTRAINT uq_dispatch_edition UNIQUE (edition_date, revision, kind))"))
+        conn.execute(sa.text(
+            "CREATE TABLE dispatch_contents (id INTEGER PRIMARY KEY AUTOINCREMENT, dispatch_name VARCHAR(200) NOT NULL, "
+            "digest VARCHAR(64) NOT NULL, subject TEXT NOT NULL, source TEXT NOT NULL, source_text TEXT NOT NULL, "
+            "html TEXT NOT NULL, text TEXT NOT NULL, recorded_at DATETIME NOT NULL, "
+            "CONSTRAINT uq_dispatch_content UNIQUE (dispatch_name, digest))"))
+        conn.execute(sa.text(
+            "INSERT INTO dispatches (name, edition_date, revision, kind, subject, source, created_by, created_at) "
+            "VALUES ('2024-11-16.r1.edition', '2024-11-16', 1, 'edition', 'Gammal', '', 'x', '2024-11-16 13:00:00')"))
+        metadata.create_all(conn, tables=[t for t in metadata.sorted_tables if t.name in ("deliveries", "relay_slots")])
+    engine.dispose()
+
+    ledger = Ledger(url)
+    try:
+        assert ledger.schema_version() == SCHEMA_VERSION == 3
+        old = ledger.find_dispatch("2024-11-16.r1.edition")
+        assert old is not None and old.subject == "Gammal" and old.content_hash is None
+        record, created = ledger.open_dispatch("2024-11-17.r1.edition", date(2024, 11, 17), 1, "edition", "Ny", "",
+                                               "test", NOW, content_hash="a" * 64, approved_by="Anna", approved_at=NOW)
+        assert created and record.content_hash == "a" * 64 and record.approved_by == "Anna"
+        assert ledger.record_edit(date(2024, 11, 17), "a" * 64, "Erik", NOW) == "Erik"
+        assert ledger.record_edit(date(2024, 11, 17), "a" * 64, "Bertil", NOW) == "Erik", "the first author stays"
+        approval = ledger.approve(date(2024, 11, 17), 1, "a" * 64, "Anna", NOW)
+        assert ledger.approvals(date(2024, 11, 17)) == [approval]
+        assert ledger.keep_content("2024-11-17.r1.edition", "Ny", "", "src", "<p>", "t", NOW,
+                                   content_hash="a" * 64, canonical="{}")
+    finally:
+        ledger.close()
+    assert versions(url) == [SCHEMA_VERSION]

@@ -24,9 +24,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiosmtpd.controller import Controller
 
-from conftest import ROOT, Project, RecordingHandler, SMTPServer, free_port
+from conftest import FakeClock, ROOT, Project, RecordingHandler, SMTPServer, free_port
 from dispatch.config import Schedule, load_settings
-from dispatch.pipeline import Clock
 from dispatch.serve import Service, install_jobs
 from dispatch.timetable import Action, cron_weekdays, due_runs, send_trigger
 
@@ -34,19 +33,6 @@ STOCKHOLM = ZoneInfo("Europe/Stockholm")
 UTC = timezone.utc
 DISTINCT_SAMPLE_RECIPIENTS = 49
 DAY = date(2024, 11, 17)
-
-
-class FakeClock(Clock):
-    """Injected time: now() is what the test says; sleep() moves it instead of waiting."""
-
-    def __init__(self, now: datetime) -> None:
-        self.moment = now
-
-    def now(self) -> datetime:
-        return self.moment
-
-    def sleep(self, seconds: float) -> None:
-        self.moment += timedelta(seconds=max(0.0, seconds))
 
 
 def local(day: date | str, hm: str, fold: int = 0) -> datetime:

@@ -39,14 +39,20 @@ def no_approved_edition(schedule: str, day: date, approval_deadline: datetime, s
         body=(
             f"Det finns ingen godkänd rapport för {day.isoformat()} vid godkännandetiden {_hm(approval_deadline)}.\n\n"
             f"Orsak: {reason}\n\n"
-            f"Utskicket enligt schemat '{schedule}' sker kl {_hm(send_at)}. Sätt 'status: approved' i "
-            f"rapportfilen före dess, annars skickas ingenting.\n"
+            f"Utskicket enligt schemat '{schedule}' sker kl {_hm(send_at)}. Godkänn rapporten före dess "
+            f"('status: approved' i filen, eller med approval: four_eyes 'dispatch approve --date "
+            f"{day.isoformat()}' av någon annan än redaktören), annars skickas ingenting.\n"
         ),
     )
 
 
-def nothing_sent_unapproved(schedule: str, day: date, send_at: datetime, reason: str) -> Alert:
-    """At send time: still nothing approved, so nothing was sent."""
+def nothing_sent_unapproved(schedule: str, day: date, send_at: datetime, reason: str,
+                            deadline: datetime | None = None) -> Alert:
+    """At send time: still nothing approved, so nothing was sent (yet)."""
+    manual = f"dispatch send --date {day.isoformat()}"
+    later = (f"Tjänsten skickar rapporten automatiskt om den godkänns före tidsgränsen {_hm(deadline)}; "
+             f"därefter skickas den manuellt: {manual}\n" if deadline is not None
+             else f"Skicka manuellt när rapporten är godkänd: {manual}\n")
     return Alert(
         key=("unapproved", schedule, day.isoformat()),
         subject=f"Ingen godkänd rapport för {day.isoformat()} kl {_hm(send_at)}: inget skickades",
@@ -54,7 +60,7 @@ def nothing_sent_unapproved(schedule: str, day: date, send_at: datetime, reason:
             f"Schemat '{schedule}' skulle skicka rapporten för {day.isoformat()} kl {_hm(send_at)}, "
             f"men det finns ingen godkänd rapport. Inget har skickats.\n\n"
             f"Orsak: {reason}\n\n"
-            f"Skicka manuellt när rapporten är godkänd: dispatch send --date {day.isoformat()}\n"
+            f"{later}"
         ),
     )
 

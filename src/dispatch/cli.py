@@ -10,14 +10,16 @@ from __future__ import annotations
 import collections
 import json
 import os
+import signal
 import sys
+import threading
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
 import click
 
-from dispatch.errors import DispatchError, InputError
+from dispatch.errors import ChangeControlError, DispatchError, InputError
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
 
@@ -26,6 +28,8 @@ def _fail(error: DispatchError, code: int = EXIT_INPUT) -> NoReturn:
     if isinstance(error, InputError):
         for problem in error.problems:
             click.echo(str(problem), err=True)
+        if isinstance(error, ChangeControlError) and error.details:
+            click.echo(error.details.rstrip("\n"), err=True)
         if len(error.problems) > 1:
             click.echo(f"{len(error.problems)} problems; nothing was sent.", err=True)
     else:
@@ -91,72 +95,104 @@ def main(ctx: click.Context, config: Path) -> None:
     ctx.obj = Context(config)
 
 
+file_option = click.option(
+    "--file", "file", type=click.Path(path_type=Path, dir_okay=False),
+    help="This edition or urgent message file instead of reports/DATE.md.",
+)
+urgent_option = click.option("--urgent", is_flag=True, help="The file is an urgent message (needs --file).")
+
+
 @main.command()
 @date_option
+@file_option
+@urgent_option
 @pass_context
-def check(app: Context, day: date | None) -> None:
+def check(app: Context, day: date | None, file: Path | None, urgent: bool) -> None:
     """Validate config, recipient lists and the edition; render it and run the pre-flight checks.
 
-    Prints each problem as path:line: message. Exits 0 when all is well, 1 otherwise.
+    Prints each problem as path:line: message, then where the edition stands: a draft,
+    not yet approved (and why), approved, or already sent. Records the OS user as the
+    author of this content when the front matter has no 'by' (for four-eyes approval).
+
+    Exit codes: 0 the edition is valid (it may still await approval: read the last
+    line); 1 problems, or the edition was changed after it was sent.
     """
     from dispatch import app as application
 
     from dispatch.timetable import check_schedules
 
+    if urgent and file is None:
+        raise click.UsageError("--urgent needs --file MESSAGE.md")
     settings = app.settings
     now = app.now()
     try:
         check_schedules(settings)  # a cron that serve would reject is a config problem now, not at 14:00
-        edition = application.read_edition(settings, app.day(day), None, now)
+        edition = application.read_edition(settings, app.day(day) if file is None else day, file, now, urgent=urgent)
         ready = application.prepare_edition(settings, edition, now)
     except DispatchError as exc:
         _fail(exc)
-    problems = ready.resolution.problems
+    problems = list(ready.resolution.problems)
     for problem in problems:
         click.echo(str(problem), err=True)
+    try:
+        found = application.review_now(settings, edition, now, record_author=application.current_user())
+    except DispatchError as exc:
+        _fail(exc)
+    if found.conflict is not None:
+        _fail(found.conflict)
     count = len(ready.resolution.recipients)
     click.echo(
         f"{ready.edition.source.name}: {len(ready.edition.sections)} sections, "
-        f"{count} recipients on {', '.join(ready.lists)}, HTML {len(ready.rendered.html.encode()) / 1024:.1f} KB"
-        + (f"; {len(problems)} problem(s)" if problems else "; ready to send"),
+        f"{count} recipients on {', '.join(ready.lists)}, HTML {len(ready.rendered.html.encode()) / 1024:.1f} KB, "
+        f"content {found.content.short}"
+        + (f"; {len(problems)} problem(s)" if problems else ""),
         err=True,
     )
+    if edition.urgent:
+        state = "an urgent message: it needs no approval"
+    elif found.sent is not None:
+        state = (f"already sent to {found.sent.reached} recipient(s) as {found.sent.record.name}; "
+                 "the file is unchanged since")
+    else:
+        assert found.verdict is not None
+        state = ("ready to send: " if found.verdict.sendable else "valid, but NOT ready to send: ") + found.verdict.reason
+    click.echo(f"{edition.source.name}: {state}", err=True)
     sys.exit(EXIT_INPUT if problems else EXIT_OK)
 
 
 @main.command()
 @date_option
+@file_option
+@urgent_option
 @click.option("--out", "out", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Directory for the preview files (default: var/preview beside the config).")
 @click.option("--screenshots", is_flag=True, help="Also write mobile.png, desktop.png and mobile-dark.png with headless Chromium.")
 @pass_context
-def preview(app: Context, day: date | None, out: Path | None, screenshots: bool) -> None:
-    """Write the rendered edition as .html, .txt and .eml and print their paths.
+def preview(app: Context, day: date | None, file: Path | None, urgent: bool, out: Path | None, screenshots: bool) -> None:
+    """Write the rendered edition (or urgent message) as .html, .txt and .eml and print their paths.
 
     The .eml is exactly what the first recipient would receive, Date and Message-ID included.
+    Exits 0, 1 on problems.
     """
     from dispatch import app as application
-    from dispatch.ledger import dispatch_name
-    from dispatch.message import message_id, to_header
 
+    if urgent and file is None:
+        raise click.UsageError("--urgent needs --file MESSAGE.md")
     settings = app.settings
     now = app.now()
     try:
-        edition = application.read_edition(settings, app.day(day), None, now)
+        edition = application.read_edition(settings, app.day(day) if file is None else day, file, now, urgent=urgent)
         ready = application.prepare_edition(settings, edition, now)
     except DispatchError as exc:
         _fail(exc)
     out = out or settings.path.parent / "var" / "preview"
     out.mkdir(parents=True, exist_ok=True)
-    stem = edition.date.isoformat()
-    recipients = list(ready.resolution.recipients.values())
+    stem = edition.source.stem if edition.urgent else edition.date.isoformat()
     paths = [out / f"{stem}.html", out / f"{stem}.txt", out / f"{stem}.eml"]
     paths[0].write_text(ready.rendered.html, encoding="utf-8")
     paths[1].write_text(ready.rendered.text, encoding="utf-8")
-    if recipients:
-        first = recipients[0]
-        name = dispatch_name(edition.date, edition.revision, edition.kind)
-        data = ready.prepared.for_recipients(to_header([first]), message_id(name, first.key, ready.prepared.domain))
+    data = application.first_message(ready)
+    if data is not None:
         paths[2].write_bytes(data)
     else:
         paths.pop()
@@ -182,7 +218,7 @@ def preview(app: Context, day: date | None, out: Path | None, screenshots: bool)
 @click.option("--to", "to", multiple=True, metavar="ADDR", help="Test send to this address only (repeatable); subject gets [TEST], recorded as a test dispatch.")
 @click.option("--urgent", is_flag=True, help="Send an urgent message now (needs --file; no approval needed).")
 @click.option("--by", "by", metavar="NAME", help="Who is sending; recorded in the ledger (default: the OS user).")
-@click.option("--dry-run", is_flag=True, help="Check and plan, show what would be sent, send nothing.")
+@click.option("--dry-run", is_flag=True, help="Check and plan, show what would be sent and done, send nothing; exits as the send would.")
 @click.option("--wait", "wait_minutes", type=click.FloatRange(min=0), default=10, show_default=True, metavar="MINUTES",
               help="How long to stay and retry deferred recipients before exiting (they are retried by the next send or by serve).")
 @pass_context
@@ -191,51 +227,71 @@ def send(app: Context, day: date | None, file: Path | None, lists: tuple[str, ..
     """Send the edition to its lists, resuming an interrupted dispatch of the same edition.
 
     Recipients: --to addresses; else --list lists; else the edition's 'lists'; else
-    every list in 'schedules'. Nobody already accepted is sent to again.
-    Exits 0 when all are accepted, 1 on invalid input (nothing sent), 3 when some
-    recipients failed or are still deferred.
+    every list in 'schedules'. Nobody already accepted is sent to again. An edition
+    goes out only when approved (config 'approval'), and only as it was first sent:
+    a changed file needs 'revision: N+1' and 'correction:'. An urgent message is
+    identified by its content: a changed file is a new dispatch.
+
+    Ctrl-C (SIGINT) or SIGTERM stops: nothing more is started, the messages in flight
+    are finished and recorded, and the same command resumes.
+
+    Exit codes: 0 all accepted; 1 invalid input or not sendable (nothing sent);
+    3 some recipients failed or are still deferred; 130/143 stopped by SIGINT/SIGTERM.
     """
     from dispatch import app as application
-    from dispatch.pipeline import Clock
+    from dispatch.pipeline import StoppableClock
 
     if urgent and file is None:
         raise click.UsageError("--urgent needs --file MESSAGE.md")
+    stop = threading.Event()
+    received = _stop_on_signals(stop)
     settings = app.settings
     now = app.now()
     try:
         edition = application.read_edition(settings, app.day(day) if file is None else day, file, now, urgent=urgent)
         ready = application.prepare_edition(settings, edition, now, lists=lists, to=to)
+        decision = application.decide_now(settings, ready, now)
     except DispatchError as exc:
         _fail(exc)
-    if not ready.edition.approved and not ready.edition.urgent and not to:
-        where = f"{ready.edition.source}:{ready.edition.line_of.get('status', 1)}"
-        click.echo(f"{where}: the edition is a draft; set 'status: approved' to send it (or test it with --to ADDR)", err=True)
-        sys.exit(EXIT_INPUT)
     for problem in ready.resolution.problems:
         click.echo(str(problem), err=True)
+    for note in decision.notes:
+        click.echo(note, err=True)
     total = len(ready.resolution.recipients)
     target = ", ".join(ready.lists) if ready.lists else ", ".join(to)
+    exit_code = EXIT_INCOMPLETE if ready.resolution.problems else EXIT_OK
     if dry_run:
-        click.echo(f"dry run: would send {ready.rendered.subject!r} to {total} recipients ({target}); nothing sent", err=True)
-        sys.exit(EXIT_INPUT if ready.resolution.problems else EXIT_OK)
+        for line in _dry_run_lines(settings, ready, decision, total, target):
+            click.echo(line, err=True)
+        sys.exit(exit_code)
 
+    click.echo(f"{decision.name}: content {decision.content.short}"
+               + (f", {decision.verdict.reason}" if decision.verdict else ""), err=True)
     click.echo(_plan_line(total, settings.transport), err=True)
     progress, finish = _progress(total)
     try:
-        result = application.send(settings, ready, Clock(), created_by=by, progress=progress,
-                                  linger=timedelta(minutes=wait_minutes))
+        result = application.send(settings, ready, StoppableClock(stop), created_by=by, progress=progress,
+                                  linger=timedelta(minutes=wait_minutes), stop=stop)
     except DispatchError as exc:
         finish()
-        _fail(exc, EXIT_INCOMPLETE)
+        _fail(exc, EXIT_INPUT if isinstance(exc, InputError) else EXIT_INCOMPLETE)
     finish()
+    counts = result.counts
+    waiting = counts["deferred"] + counts["unknown"] + counts["pending"]
+    if stop.is_set():
+        signum = received[0] if received else signal.SIGINT
+        click.echo(f"stopped: {result.sent_now} sent now, {waiting} left; run the same command to resume", err=True)
+        sys.exit(128 + int(signum))
     if not result.created and result.already_sent:
         if result.sent_now == 0 and result.complete:
-            click.echo(f"{result.dispatch}: nothing left to send; all {result.already_sent} recipients were already accepted", err=True)
+            click.echo(f"{result.dispatch}: everyone already has this message: all {result.already_sent} "
+                       "recipients were accepted earlier; nothing sent", err=True)
         else:
             click.echo(f"{result.dispatch}: resumed; {result.already_sent} were already accepted before this run", err=True)
+    elif result.created:
+        click.echo(f"{result.dispatch}: new dispatch", err=True)
     for error in result.errors:
         click.echo(f"error: {error}", err=True)
-    counts = result.counts
     click.echo(
         f"{result.dispatch}: sent {result.sent_now} now; totals: " + ", ".join(f"{k} {v}" for k, v in counts.items()),
         err=True,
@@ -243,10 +299,51 @@ def send(app: Context, day: date | None, file: Path | None, lists: tuple[str, ..
     if result.paused_until is not None:
         click.echo(f"the relay's sending quota is used up; paused until {result.paused_until.astimezone(settings.timezone):%H:%M}", err=True)
     if not result.complete:
-        waiting = counts["deferred"] + counts["unknown"] + counts["pending"]
         when = f"; next attempt {result.next_attempt.astimezone(settings.timezone):%Y-%m-%d %H:%M} (run send again, or let serve retry)" if waiting and result.next_attempt else ""
         click.echo(f"{counts['failed']} failed, {waiting} not yet delivered{when}; see: dispatch status {result.dispatch}", err=True)
-    sys.exit(EXIT_OK if result.complete and not ready.resolution.problems else EXIT_INCOMPLETE)
+    sys.exit(exit_code if result.complete else EXIT_INCOMPLETE)
+
+
+def _stop_on_signals(stop: threading.Event) -> list[int]:
+    """SIGINT and SIGTERM set ``stop`` instead of killing the process: the send claims
+    nothing more, finishes and records the messages in flight, and exits 130 or 143."""
+    received: list[int] = []
+
+    def handler(signum: int, _frame: Any) -> None:
+        if not received:
+            click.echo("\nstopping: no new messages; finishing and recording those in flight", err=True)
+        received.append(signum)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, handler)
+    return received
+
+
+def _dry_run_lines(settings: Any, ready: Any, decision: Any, total: int, target: str) -> list[str]:
+    """What the send would do, beside sending: which dispatch, how many, publish, summary."""
+    from dispatch import app as application
+
+    have = decision.already_accepted
+    lines = [f"dry run: {decision.name} (content {decision.content.short}"
+             + (f"; {decision.verdict.reason}" if decision.verdict else "") + ")"]
+    if decision.existing is None:
+        lines.append(f"would send {ready.rendered.subject!r} to {total} recipients ({target}) as a new dispatch")
+    elif have >= total and not ready.resolution.invalid:
+        lines.append(f"everyone already has it: all {have} recipients were accepted earlier; nothing would be sent")
+    else:
+        lines.append(f"would send {ready.rendered.subject!r} to the {max(total - have, 0)} of {total} recipients "
+                     f"({target}) not yet accepted (resuming {decision.name})")
+    if ready.resolution.invalid:
+        lines.append(f"would record {len(ready.resolution.invalid)} invalid list entr"
+                     f"{'y' if len(ready.resolution.invalid) == 1 else 'ies'} as failed (exit 3)")
+    finished = decision.existing is not None and decision.existing.finished_at is not None
+    if application.publishes_on_send(settings, ready.edition) and not ready.test and not finished:
+        lines.append(f"would publish {settings.publish.dir / (ready.edition.date.isoformat() + '.html')} and the archive index")
+    if settings.notify and not ready.test and not finished:
+        lines.append(f"would mail a completion summary to {', '.join(settings.notify)}")
+    lines.append("nothing sent")
+    return lines
 
 
 def _plan_line(recipients: int, transport: Any) -> str:
@@ -282,36 +379,53 @@ def _progress(total: int) -> tuple[Callable[[int], None], Callable[[], None]]:
 
 
 @main.command()
-@click.argument("dispatch", required=False)
+@click.argument("dispatch", required=False, metavar="[DISPATCH|DATE]")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @pass_context
 def status(app: Context, dispatch: str | None, as_json: bool) -> None:
-    """Show the latest dispatch (or DISPATCH): counts per state and each recipient not yet delivered."""
+    """Show the latest dispatch (or DISPATCH, or the latest of DATE): counts per state,
+    content hash, approval, and each recipient not yet delivered.
+
+    Exits 0; 1 when the named dispatch or date has none.
+    """
+    from dispatch import app as application
+
     ledger = _ledger(app)
     try:
-        record = ledger.find_dispatch(dispatch)
+        record = application.find_dispatch(ledger, dispatch)
         if record is None:
             if as_json:
                 click.echo(json.dumps({"dispatch": None, "counts": {}, "recipients": []}))
-            click.echo(f"no dispatch {dispatch!r}" if dispatch else "no dispatch yet", err=True)
+            if dispatch:
+                click.echo(f"error: no dispatch {dispatch!r}; 'dispatch history' lists them all", err=True)
+                sys.exit(EXIT_INPUT)
+            click.echo("no dispatch yet", err=True)
             sys.exit(EXIT_OK)
         counts = ledger.counts(record.id)
         rows = ledger.rows(record.id)
         # Every dispatch of the same edition date: revisions, urgent messages, test sends.
         related = [
             {"dispatch": other.name, "revision": other.revision, "kind": other.kind,
-             "created_by": other.created_by, "created_at": _iso(other.created_at),
-             "counts": ledger.counts(other.id)}
+             "content_hash": other.content_hash, "created_by": other.created_by,
+             "created_at": _iso(other.created_at), "counts": ledger.counts(other.id)}
             for other in ledger.list_dispatches(date.fromisoformat(record.edition_date))
         ]
+        edition_note = application.edition_note(app.settings, ledger, record, app.now())
     finally:
         ledger.close()
     if as_json:
-        click.echo(json.dumps(_status_json(record, counts, rows) | {"dispatches_of_date": related}, ensure_ascii=False, indent=2))
+        document = _status_json(record, counts, rows) | {"dispatches_of_date": related}
+        if edition_note:
+            document["edition_file"] = edition_note
+        click.echo(json.dumps(document, ensure_ascii=False, indent=2))
         return
     click.echo(f"{record.name}  {record.subject}")
     click.echo(f"created {_local(record.created_at, app)} by {record.created_by or '-'}; "
                + (f"finished {_local(record.finished_at, app)}" if record.finished_at else "not finished"))
+    click.echo(f"content {_short(record.content_hash)}; approved by {record.approved_by or '-'}"
+               + (f" at {_local(record.approved_at, app)}" if record.approved_at else ""))
+    if edition_note:
+        click.echo(f"edition file: {edition_note}")
     click.echo("  ".join(f"{state}: {count}" for state, count in counts.items()))
     nodes = collections.Counter(row["node"].split(":")[0] for row in rows if row["state"] == "sent" and row["node"])
     if len(nodes) > 1:
@@ -325,6 +439,78 @@ def status(app: Context, dispatch: str | None, as_json: bool) -> None:
     for row in rows:
         if row["state"] != "sent":
             click.echo(f"  {row['state']:<8} {row['address']}  attempts {row['attempts']}  {row['reply']}")
+
+
+@main.command()
+@click.option("--since", "since", metavar="YYYY-MM-DD", callback=_date, help="Only dispatches of editions from this date on.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@pass_context
+def history(app: Context, since: date | None, as_json: bool) -> None:
+    """Every dispatch, oldest first: kind, date, revision, subject, content hash, created by,
+    approved by, counts, started and finished times. Exits 0."""
+    from dispatch import app as application
+
+    ledger = _ledger(app)
+    try:
+        entries = application.history(ledger, since)
+    finally:
+        ledger.close()
+    if as_json:
+        click.echo(json.dumps({"dispatches": entries}, ensure_ascii=False, indent=2))
+        return
+    if not entries:
+        click.echo("no dispatches" + (f" since {since.isoformat()}" if since else ""), err=True)
+        return
+    for entry in entries:
+        counts = entry["counts"]
+        started = _local(_parse(entry["started_at"]), app)
+        finished = _local(_parse(entry["finished_at"]), app) if entry["finished_at"] else "not finished"
+        click.echo(f"{entry['dispatch']}  {entry['subject']}")
+        click.echo(f"  content {_short(entry['content_hash'])}  by {entry['created_by'] or '-'}  approved by "
+                   f"{entry['approved_by'] or '-'}  started {started}  finished {finished}")
+        click.echo("  " + "  ".join(f"{state} {count}" for state, count in counts.items() if count))
+
+
+@main.command()
+@date_option
+@click.option("--by", "by", metavar="NAME", help="Who approves; recorded as given (default: the OS user).")
+@click.option("--revoke", is_flag=True, help="Revoke the standing approval(s) of the edition instead.")
+@pass_context
+def approve(app: Context, day: date | None, by: str | None, revoke: bool) -> None:
+    """Record an approval of edition DATE's current content (or revoke it).
+
+    The approval is bound to the content hash: any later change voids it. With
+    'approval: four_eyes' in the config only such an approval, by someone other than
+    the content's last editor ('by:' in the front matter, or who ran check), lets the
+    edition go out. Exits 0; 1 when refused (e.g. the approver is the last editor).
+    """
+    from dispatch import app as application
+
+    settings = app.settings
+    now = app.now()
+    who = by or application.current_user()
+    if revoke:
+        try:
+            count = application.revoke(settings, app.day(day), who, now)
+        except DispatchError as exc:
+            _fail(exc)
+        if not count:
+            click.echo(f"error: {app.day(day).isoformat()} has no standing approval to revoke", err=True)
+            sys.exit(EXIT_INPUT)
+        click.echo(f"revoked {count} approval(s) of {app.day(day).isoformat()} (by {who}); "
+                   "the edition will not go out until it is approved again", err=True)
+        return
+    try:
+        edition = application.read_edition(settings, app.day(day), None, now)
+        ready = application.prepare_edition(settings, edition, now)
+        approval = application.approve(settings, ready, who, now)
+    except DispatchError as exc:
+        _fail(exc)
+    click.echo(f"approved {edition.source.name} revision {approval.revision} (content {_short(approval.content_hash)}) "
+               f"by {approval.approved_by} at {_local(approval.approved_at, app)}", err=True)
+    if settings.approval != "four_eyes":
+        click.echo("note: the config has 'approval: front_matter': the file's 'status: approved' decides; "
+                   "this approval is recorded in the history", err=True)
 
 
 @main.command("recipients")
@@ -411,7 +597,18 @@ def _ledger(app: Context) -> Any:
 
 
 def _local(value: datetime | None, app: Context) -> str:
-    return value.astimezone(app.settings.timezone).strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+    # With the offset: a reader must never have to guess whether a time is UTC or local.
+    return value.astimezone(app.settings.timezone).strftime("%Y-%m-%d %H:%M:%S %z") if value else "-"
+
+
+def _short(value: str | None) -> str:
+    from dispatch.content import short
+
+    return short(value)
+
+
+def _parse(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -430,6 +627,9 @@ def _status_json(record: Any, counts: dict[str, int], rows: list[dict[str, Any]]
         "kind": record.kind,
         "subject": record.subject,
         "source": record.source,
+        "content_hash": record.content_hash,
+        "approved_by": record.approved_by,
+        "approved_at": _iso(record.approved_at),
         "created_by": record.created_by,
         "created_at": _iso(record.created_at),
         "finished_at": _iso(record.finished_at),
@@ -457,47 +657,47 @@ def _status_json(record: Any, counts: dict[str, int], rows: list[dict[str, Any]]
 def publish_command(app: Context, day: date | None) -> None:
     """Write the edition's web page and the archive index into publish.dir; print their paths.
 
-    Only an approved edition is published; re-publishing a date replaces its page.
-    Exits 0 when published, 1 on problems.
+    Before the edition is sent, the page is built from the file (which must be approved);
+    once it has been sent, from the content that was sent (the ledger keeps it), and a
+    file changed since is refused with a diff. Exits 0 when published, 1 on problems.
     """
     from dispatch import app as application
-    from dispatch.errors import Problem, display_path
 
     settings = app.settings
     now = app.now()
     try:
         edition = application.read_edition(settings, app.day(day), None, now)
-        if not edition.approved:
-            line = edition.line_of.get("status", 1)
-            raise InputError([Problem(display_path(edition.source), line,
-                                      "the edition is a draft; set 'status: approved' to publish it")])
-        published = application.publish(settings, edition, now)
+        published, note = application.publish_checked(settings, edition, now)
     except DispatchError as exc:
         _fail(exc)
+    if note:
+        click.echo(note, err=True)
     click.echo(str(published.page))
     click.echo(str(published.index))
 
 
 @main.command("export")
-@click.argument("dispatch")
+@click.argument("dispatch", metavar="DISPATCH|DATE")
 @click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True,
               help="json: everything, content included; csv: one row per recipient.")
 @click.option("--out", "out", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Write files into this directory (records, plus the source, HTML and text sent) and print their paths.")
 @pass_context
 def export_command(app: Context, dispatch: str, fmt: str, out: Path | None) -> None:
-    """The records of one dispatch (DISPATCH as 'status --json' names it): what was sent,
+    """The records of one dispatch (DISPATCH as 'status --json' names it, or the latest of
+    DATE): what was sent,
     to whom, with each recipient's state, reply, Message-ID and timestamps.
 
     To stdout unless --out. Exits 0, 1 when there is no such dispatch.
     """
+    from dispatch import app as application
     from dispatch.publish import export_csv, export_document, export_files
 
     ledger = _ledger(app)
     try:
-        record = ledger.find_dispatch(dispatch)
+        record = application.find_dispatch(ledger, dispatch)
         if record is None:
-            click.echo(f"error: no dispatch {dispatch!r}; 'dispatch status' names the latest", err=True)
+            click.echo(f"error: no dispatch {dispatch!r}; 'dispatch history' lists them all", err=True)
             sys.exit(EXIT_INPUT)
         document = export_document(record, ledger.counts(record.id), ledger.rows(record.id), ledger.contents(record.name))
     finally:

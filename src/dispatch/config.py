@@ -107,6 +107,7 @@ class Settings:
     notify: tuple[str, ...] = ()
     schedules: tuple[Schedule, ...] = ()
     lease_seconds: float = 600.0  # claimed rows return to the queue this long after a node stops renewing
+    approval: str = "front_matter"  # or "four_eyes": a recorded approval of the current content by another person
     line_of: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def scheduled_lists(self) -> tuple[str, ...]:
@@ -244,6 +245,11 @@ def load_settings(path: Path) -> Settings:
         reader.problem(raw.line_of("lease_seconds"), "'lease_seconds' must be at least 3 (default 600)")
         lease_seconds = 600.0
 
+    approval = reader.text(raw, "approval", "front_matter")
+    if approval not in ("front_matter", "four_eyes"):
+        reader.problem(raw.line_of("approval"), f"'approval' must be front_matter or four_eyes, not {approval!r}")
+        approval = "front_matter"
+
     sender = _read_sender(reader, raw)
     transport = _read_transport(reader, raw)
     report = _read_report(reader, raw)
@@ -268,6 +274,7 @@ def load_settings(path: Path) -> Settings:
         notify=notify,
         schedules=schedules,
         lease_seconds=lease_seconds,
+        approval=approval,
         line_of=reader.lines,
     )
 

@@ -14,14 +14,14 @@ from babel.dates import format_date
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
-from dispatch import markup
+from dispatch import editorial, markup
 from dispatch.config import ReportSettings
 from dispatch.errors import InputError, Problem, display_path
 from dispatch.models import Edition, Section
 from dispatch.yamlsource import LineDict, parse_yaml
 
 KNOWN_KEYS = {
-    "compiled", "status", "subject", "preheader", "lists", "urgent", "revision", "correction",
+    "compiled", "status", "subject", "preheader", "lists", "urgent", "revision", "correction", "by",
 }
 STATUSES = ("draft", "approved")
 _HEADING = re.compile(r"^##\s+(.+?)\s*#*\s*$")
@@ -115,17 +115,33 @@ def assemble(
             problems.append(Problem(shown, meta.line_of("lists"), "'lists' must be a list of recipient list names"))
             lists = None
 
-    for key in ("subject", "preheader", "correction"):
+    for key in ("subject", "preheader", "correction", "by"):
         if key in meta and not isinstance(meta[key], str):
             problems.append(Problem(shown, meta.line_of(key), f"'{key}' must be text"))
         elif key in meta and _CONTROL.search(meta[key].replace("\n", " ") if key == "correction" else meta[key]):
             problems.append(Problem(shown, meta.line_of(key), f"'{key}' contains a line break or control character; keep it on one line"))
     if urgent and not isinstance(meta.get("subject"), str):
         problems.append(Problem(shown, meta.line, "an urgent message needs a 'subject'"))
+    if not urgent and isinstance(revision, int) and revision > 1 and not str(meta.get("correction") or "").strip():
+        problems.append(Problem(
+            shown, meta.line_of("revision"),
+            f"revision {revision} is a correction: add 'correction: what changed' (it is shown as 'Rättelse:' "
+            "at the top of the message), or set 'revision: 1' if nothing has been sent yet",
+        ))
+    if not urgent and "compiled" in meta and day is not None and compiled.date() != day:
+        problems.append(Problem(
+            shown, meta.line_of("compiled"),
+            f"'compiled' is {compiled:%Y-%m-%d %H:%M}, but this is the edition of {day.isoformat()} (the file's name); "
+            f"set it to {day.isoformat()} {compiled:%H:%M}, or rename the file (was it copied from another day?)",
+        ))
 
     lead_md, sections = _split_sections(body, body_line)
     if not sections and not lead_md.strip():
         problems.append(Problem(shown, body_line, "the edition has no content; add sections starting with '## Heading'"))
+    else:
+        # Mistakes that render as something else than the editor meant (a literal '#', a
+        # broken link, text outside any section): found here, before anyone reads them.
+        problems.extend(editorial.check(body, body_line, shown, urgent=urgent))
 
     if problems:
         raise InputError(problems)
@@ -177,6 +193,7 @@ def assemble(
         source=path,
         source_text=text,
         correction=meta.get("correction"),
+        author=(meta.get("by") or "").strip() or None,
         line_of=dict(meta.key_lines) | {"": meta.line},
     )
 
@@ -228,12 +245,12 @@ def _section(heading: str, markdown: str, line: int) -> Section:
         heading=heading,
         html=markup.to_html(markdown),
         text=markup.to_text(markdown),
-        anchor=_anchor(heading),
+        anchor=section_anchor(heading),
         line=line,
     )
 
 
-def _anchor(heading: str) -> str:
+def section_anchor(heading: str) -> str:
     folded = heading.lower().translate(str.maketrans("åäöé", "aaoe"))
     return re.sub(r"[^a-z0-9]+", "-", folded).strip("-") or "avsnitt"
 

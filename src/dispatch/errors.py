@@ -61,3 +61,12 @@ class TransportError(DispatchError, ConnectionError):
 
 class AuthenticationError(TransportError):
     """The mail server refused our credentials, or we refused to send them."""
+
+
+class ChangeControlError(InputError):
+    """The content may not go out as it is: it changed after it was sent, or it lacks the
+    approval the config requires. ``details`` (e.g. a diff) is printed after the problems."""
+
+    def __init__(self, problems: list[Problem] | tuple[Problem, ...], details: str = "") -> None:
+        super().__init__(problems)
+        self.details = details

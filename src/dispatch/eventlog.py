@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import datetime
+from datetime import datetime, timezone, tzinfo
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -18,13 +18,17 @@ LOGGER = logging.getLogger("dispatch.serve")
 
 
 class EventFormatter(logging.Formatter):
-    def __init__(self, as_json: bool = False) -> None:
+    """``zone``: the configured timezone. Every time in a line (the stamp and fields such as
+    ``next=``) is in that zone with its offset, so a reader never mixes UTC and local time."""
+
+    def __init__(self, as_json: bool = False, zone: tzinfo | None = None) -> None:
         super().__init__()
         self.as_json = as_json
+        self.zone = zone
 
     def format(self, record: logging.LogRecord) -> str:
         fields: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created).astimezone().isoformat(timespec="milliseconds"),
+            "time": datetime.fromtimestamp(record.created, self.zone or timezone.utc).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "event": getattr(record, "event", record.name),
         }
@@ -62,9 +66,9 @@ def _text(value: Any) -> str:
     return text
 
 
-def configure(as_json: bool = False, stream: TextIO | None = None) -> None:
+def configure(as_json: bool = False, stream: TextIO | None = None, zone: tzinfo | None = None) -> None:
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(EventFormatter(as_json))
+    handler.setFormatter(EventFormatter(as_json, zone))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)

@@ -29,14 +29,16 @@ from dispatch.ledger_schema import (  # noqa: F401 - re-exported: the schema is 
     SCHEMA_1,
     SCHEMA_VERSION,
     SENDABLE,
+    approvals,
     contents,
     deliveries,
     dispatches,
+    edits,
     metadata,
     relay_slots,
     schema_info,
 )
-from dispatch.models import Delivery, Outcome, State
+from dispatch.models import Approval, Delivery, Outcome, State
 
 _TIME = sa.DateTime(timezone=True)
 # The outcome of one attempt, fenced by the lease owner. Built once: every value is a
@@ -72,6 +74,9 @@ class DispatchRecord:
     created_by: str
     created_at: datetime
     finished_at: datetime | None
+    content_hash: str | None = None
+    approved_by: str | None = None
+    approved_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -258,12 +263,17 @@ class Ledger:
 
     def open_dispatch(
         self, name: str, edition_date: date, revision: int, kind: str, subject: str,
-        source: str, created_by: str, now: datetime,
+        source: str, created_by: str, now: datetime, *, content_hash: str | None = None,
+        approved_by: str | None = None, approved_at: datetime | None = None,
     ) -> tuple[DispatchRecord, bool]:
-        """The dispatch of this key, created if it does not exist yet (insert-or-nothing)."""
+        """The dispatch of this key, created if it does not exist yet (insert-or-nothing).
+
+        An existing dispatch that has sent to nobody yet takes the new content hash and
+        subject (the caller has checked that a dispatch that has sent is not changed)."""
         values = dict(
             name=name, edition_date=edition_date.isoformat(), revision=revision, kind=kind,
             subject=subject, source=source, created_by=created_by, created_at=_utc(now),
+            content_hash=content_hash, approved_by=approved_by, approved_at=_utc(approved_at),
         )
         # ON CONFLICT DO NOTHING rather than catching the IntegrityError: every node fires,
         # and PostgreSQL would log each losing insert as an ERROR. RETURNING says whether
@@ -273,6 +283,17 @@ class Ledger:
                 self._insert(dispatches).values(**values).on_conflict_do_nothing().returning(dispatches.c.id)
             ).first()
         created = inserted is not None
+        if not created and content_hash is not None:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    dispatches.update()
+                    .where(dispatches.c.name == name, sa.or_(dispatches.c.content_hash.is_(None),
+                                                             dispatches.c.content_hash != content_hash))
+                    .where(~sa.exists().where(deliveries.c.dispatch_id == dispatches.c.id,
+                                              deliveries.c.state.in_((State.SENT.value, State.UNKNOWN.value))))
+                    .values(content_hash=content_hash, subject=subject, approved_by=approved_by,
+                            approved_at=_utc(approved_at))
+                )
         record = self.find_dispatch(name)
         assert record is not None
         return record, created
@@ -284,10 +305,20 @@ class Ledger:
             row = conn.execute(query).mappings().first()
         return self._dispatch(row) if row else None
 
-    def list_dispatches(self, edition_date: date | None = None) -> list[DispatchRecord]:
+    def list_dispatches(self, edition_date: date | None = None, since: date | None = None) -> list[DispatchRecord]:
         query = sa.select(dispatches).order_by(dispatches.c.id)
         if edition_date:
             query = query.where(dispatches.c.edition_date == edition_date.isoformat())
+        if since:
+            query = query.where(dispatches.c.edition_date >= since.isoformat())
+        with self._read() as conn:
+            return [self._dispatch(r) for r in conn.execute(query).mappings()]
+
+    def dispatches_with_content(self, content_hash: str, kind_prefix: str) -> list[DispatchRecord]:
+        """Dispatches of this kind that send exactly this content, oldest first."""
+        query = (sa.select(dispatches)
+                 .where(dispatches.c.content_hash == content_hash, dispatches.c.kind.like(f"{kind_prefix}%"))
+                 .order_by(dispatches.c.id))
         with self._read() as conn:
             return [self._dispatch(r) for r in conn.execute(query).mappings()]
 
@@ -307,6 +338,7 @@ class Ledger:
             id=row["id"], name=row["name"], edition_date=row["edition_date"], revision=row["revision"],
             kind=row["kind"], subject=row["subject"], source=row["source"], created_by=row["created_by"],
             created_at=_utc(row["created_at"]), finished_at=_utc(row["finished_at"]),  # type: ignore[arg-type]
+            content_hash=row["content_hash"], approved_by=row["approved_by"], approved_at=_utc(row["approved_at"]),
         )
 
     # -- recipients -----------------------------------------------------------
@@ -463,7 +495,8 @@ class Ledger:
     # -- what was sent ----------------------------------------------------------
 
     def keep_content(self, dispatch_name: str, subject: str, source: str, source_text: str,
-                     html: str, text: str, now: datetime) -> bool:
+                     html: str, text: str, now: datetime, *, content_hash: str | None = None,
+                     canonical: str | None = None) -> bool:
         """Store the content of a dispatch unless this exact content is stored already.
         Returns True when a new version was stored."""
         import hashlib
@@ -474,6 +507,7 @@ class Ledger:
                 conn.execute(contents.insert().values(
                     dispatch_name=dispatch_name, digest=digest, subject=subject, source=source,
                     source_text=source_text, html=html, text=text, recorded_at=_utc(now),
+                    content_hash=content_hash, canonical=canonical,
                 ))
             return True
         except IntegrityError:
@@ -486,6 +520,60 @@ class Ledger:
                 sa.select(contents).where(contents.c.dispatch_name == dispatch_name).order_by(contents.c.id)
             ).mappings().all()
         return [dict(r) | {"recorded_at": _utc(r["recorded_at"])} for r in rows]
+
+    # -- change control: authors and approvals ----------------------------------
+
+    def record_edit(self, edition_date: date, content_hash: str, author: str, now: datetime) -> str:
+        """Remember who first wrote this content of the edition; returns that author (the
+        one recorded earlier, if someone else checked the same content first)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                self._insert(edits).values(edition_date=edition_date.isoformat(), content_hash=content_hash,
+                                           author=author[:200], recorded_at=_utc(now))
+                .on_conflict_do_nothing(index_elements=["edition_date", "content_hash"])
+            )
+        return self.author_of(edition_date, content_hash) or author
+
+    def author_of(self, edition_date: date, content_hash: str) -> str | None:
+        with self._read() as conn:
+            return conn.execute(
+                sa.select(edits.c.author).where(edits.c.edition_date == edition_date.isoformat(),
+                                                edits.c.content_hash == content_hash)
+            ).scalar()
+
+    def approve(self, edition_date: date, revision: int, content_hash: str, by: str, now: datetime) -> Approval:
+        with self.engine.begin() as conn:
+            new_id = conn.execute(
+                approvals.insert().values(edition_date=edition_date.isoformat(), revision=revision,
+                                          content_hash=content_hash, approved_by=by[:200], approved_at=_utc(now))
+                .returning(approvals.c.id)
+            ).scalar_one()
+        return next(a for a in self.approvals(edition_date) if a.id == new_id)
+
+    def revoke_approvals(self, edition_date: date, by: str, now: datetime) -> int:
+        """Revoke every standing approval of the edition; returns how many there were."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                approvals.update()
+                .where(approvals.c.edition_date == edition_date.isoformat(), approvals.c.revoked_at.is_(None))
+                .values(revoked_by=by[:200], revoked_at=_utc(now))
+            )
+        return result.rowcount or 0
+
+    def approvals(self, edition_date: date) -> list[Approval]:
+        """Every approval of the edition, revoked ones included, newest first."""
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(approvals).where(approvals.c.edition_date == edition_date.isoformat())
+                .order_by(approvals.c.id.desc())
+            ).mappings().all()
+        return [
+            Approval(id=r["id"], edition_date=r["edition_date"], revision=r["revision"],
+                     content_hash=r["content_hash"], approved_by=r["approved_by"],
+                     approved_at=_utc(r["approved_at"]),  # type: ignore[arg-type]
+                     revoked_by=r["revoked_by"], revoked_at=_utc(r["revoked_at"]))
+            for r in rows
+        ]
 
     # -- coordination between dispatches -----------------------------------------
 
@@ -587,4 +675,4 @@ class Ledger:
         )
 
 
-__all__ = ["Ledger", "LedgerError", "DispatchRecord", "NewRecipient", "dispatch_name", "node_name", "OperationalError"]
+__all__ = ["Approval", "Ledger", "LedgerError", "DispatchRecord", "NewRecipient", "dispatch_name", "node_name", "OperationalError"]

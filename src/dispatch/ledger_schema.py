@@ -15,7 +15,7 @@ from dispatch.models import State
 # The schema this program reads and writes. An older program refuses a ledger whose
 # recorded version is higher than its own (``Ledger._migrate``); MIGRATIONS bring an older
 # ledger up to this one.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = sa.MetaData()
 
@@ -36,6 +36,11 @@ dispatches = sa.Table(
     sa.Column("created_by", sa.String(200), nullable=False, default=""),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    # Schema 3: what this dispatch sends (content.py's hash) and whose recorded approval
+    # let it go; NULL for dispatches made before content was identified.
+    sa.Column("content_hash", sa.String(64), nullable=True),
+    sa.Column("approved_by", sa.String(200), nullable=True),
+    sa.Column("approved_at", sa.DateTime(timezone=True), nullable=True),
     sa.UniqueConstraint("edition_date", "revision", "kind", name="uq_dispatch_edition"),
 )
 
@@ -78,7 +83,38 @@ contents = sa.Table(
     sa.Column("html", sa.Text, nullable=False),
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    # Schema 3: the content hash and the canonical document it was computed from, so a
+    # later check can say what changed and publish can rebuild the page that was sent.
+    sa.Column("content_hash", sa.String(64), nullable=True),
+    sa.Column("canonical", sa.Text, nullable=True),
     sa.UniqueConstraint("dispatch_name", "digest", name="uq_dispatch_content"),
+)
+
+# Schema 3: approvals are recorded acts, bound to one content hash of one edition date.
+# A revoked approval keeps its row (who revoked it and when): the history is the record.
+approvals = sa.Table(
+    "approvals", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("edition_date", sa.String(10), nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("approved_by", sa.String(200), nullable=False),
+    sa.Column("approved_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_by", sa.String(200), nullable=True),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("ix_approvals_edition", "edition_date"),
+)
+
+# Schema 3: who first wrote each content of an edition (recorded at check, or at save in
+# the console). The author of the current content may not approve it (four eyes).
+edits = sa.Table(
+    "edits", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("edition_date", sa.String(10), nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("author", sa.String(200), nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("edition_date", "content_hash", name="uq_edit_content"),
 )
 
 # One row per relay: the next moment a message may start, shared by every process that
@@ -103,11 +139,29 @@ def _schema_2(conn: sa.Connection) -> None:
     metadata.create_all(conn, tables=[contents, relay_slots], checkfirst=True)
 
 
+def _add_columns(conn: sa.Connection, table: sa.Table, names: tuple[str, ...]) -> None:
+    """ALTER TABLE ... ADD COLUMN for each column the table lacks (a step may meet a
+    ledger that already has some of them)."""
+    present = {column["name"] for column in sa.inspect(conn).get_columns(table.name)}
+    for name in names:
+        if name not in present:
+            column = table.c[name]
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{name}" {kind}'))
+
+
+def _schema_3(conn: sa.Connection) -> None:
+    _add_columns(conn, dispatches, ("content_hash", "approved_by", "approved_at"))
+    _add_columns(conn, contents, ("content_hash", "canonical"))
+    metadata.create_all(conn, tables=[approvals, edits], checkfirst=True)
+
+
 # (version, what it adds, step), in order. A step runs in the transaction that records
 # its version, so a ledger is never left between two versions. Add a step for every
 # schema change and raise SCHEMA_VERSION with it; a step must be safe on a ledger that
 # a program of the previous version created.
 MIGRATIONS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (2, "dispatch_contents and relay_slots", _schema_2),
+    (3, "content hashes, approvals and edits", _schema_3),
 )
 assert MIGRATIONS[-1][0] == SCHEMA_VERSION

@@ -39,6 +39,7 @@ class Edition:
     source: Path
     source_text: str
     correction: str | None = None
+    author: str | None = None  # the front matter's 'by': who wrote this content
     line_of: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -106,3 +107,17 @@ class Delivery:
     updated_at: datetime | None = None
     next_attempt_at: datetime | None = None
     first_attempt_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Approval:
+    """One recorded approval of one content of an edition."""
+
+    id: int
+    edition_date: str
+    revision: int
+    content_hash: str
+    approved_by: str
+    approved_at: datetime
+    revoked_by: str | None
+    revoked_at: datetime | None

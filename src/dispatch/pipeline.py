@@ -51,10 +51,13 @@ class DispatchRow(Protocol):
 
 class Ledger(Protocol):
     def open_dispatch(self, name: str, edition_date: date, revision: int, kind: str, subject: str,
-                      source: str, created_by: str, now: datetime) -> tuple[DispatchRow, bool]: ...
+                      source: str, created_by: str, now: datetime, *, content_hash: str | None = None,
+                      approved_by: str | None = None, approved_at: datetime | None = None,
+                      ) -> tuple[DispatchRow, bool]: ...
     def add_recipients(self, dispatch_id: int, recipients: Iterable[object], now: datetime) -> int: ...
     def claim(self, dispatch_id: int, owner: str, now: datetime, lease: timedelta, limit: int) -> list[Delivery]: ...
     def release(self, owner: str, ids: Sequence[int]) -> None: ...
+    def renew(self, owner: str, ids: Sequence[int], now: datetime, lease: timedelta) -> None: ...
     def record(self, owner: str, results: Sequence[tuple[int, Outcome, datetime | None]], now: datetime) -> int: ...
     def end_writer(self) -> None: ...
     def counts(self, dispatch_id: int) -> dict[str, int]: ...
@@ -76,6 +79,18 @@ class Clock:
             time.sleep(seconds)
 
 
+class StoppableClock(Clock):
+    """The wall clock, whose sleep (a rate slot, a retry wait) ends at once on ``stop``:
+    a stopped send must not sit out a wait before it records what it has and exits."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self.stop.wait(seconds)
+
+
 # -- the plan -------------------------------------------------------------------
 
 
@@ -95,6 +110,9 @@ class Plan:
     prepared: PreparedMessage
     envelope_sender: str
     group_name: str
+    content_hash: str | None = None
+    approved_by: str | None = None
+    approved_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -134,7 +152,8 @@ def open_plan(plan: Plan, ledger: Ledger, clock: Clock) -> tuple[DispatchRow, bo
     now = clock.now()
     record, created = ledger.open_dispatch(
         plan.name, plan.edition_date, plan.revision, plan.kind, plan.subject,
-        plan.source, plan.created_by, now,
+        plan.source, plan.created_by, now, content_hash=plan.content_hash,
+        approved_by=plan.approved_by, approved_at=plan.approved_at,
     )
     domain = plan.prepared.domain
     # A generator: the ledger inserts in chunks, so 100,000 rows are never all in memory twice.
@@ -350,6 +369,8 @@ class Sender:
                             connection.close()
                         connection = self.transport.connect()
                     self.limiter.wait()
+                    if self.stop.is_set():
+                        continue  # stopped while waiting: the batch goes back unsent (released below)
                     results = self._send(connection, batch)
                     committer.record(results)
                     accepted = sum(1 for _, o, _ in results if o.state is State.SENT)

@@ -31,7 +31,7 @@ from dispatch.edition import edition_path
 from dispatch.errors import DispatchError, InputError, display_path
 from dispatch.eventlog import configure, event
 from dispatch.models import Edition
-from dispatch.pipeline import Clock, Result
+from dispatch.pipeline import Clock, Result, StoppableClock
 from dispatch.timetable import (
     Action, Due, Occurrence, approval_moment, approval_trigger, check_schedules, deadline_of,
     due_runs, edition_dispatches, grace_seconds, latest_occurrence, next_occurrence, send_trigger,
@@ -47,15 +47,8 @@ __all__ = ["Service", "ServeClock", "due_runs", "install_jobs", "main"]
 # -- what: the service -------------------------------------------------------------
 
 
-class ServeClock(Clock):
+class ServeClock(StoppableClock):
     """The wall clock, whose sleep (waiting for retries) ends at once when the service stops."""
-
-    def __init__(self, stop: threading.Event) -> None:
-        self.stop = stop
-
-    def sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            self.stop.wait(seconds)
 
 
 class Service:
@@ -69,6 +62,7 @@ class Service:
         self.alerted: set[tuple[str, ...]] = set()
         self.lock = threading.Lock()
         self.sending: set[str] = set()  # schedules whose send job runs in this process now
+        self.held: dict[str, date] = {}  # schedules whose send found nothing approved, by edition day
 
     def close(self) -> None:
         self.ledger.close()
@@ -137,6 +131,29 @@ class Service:
                     break
         return found
 
+    def approved_late(self, now: datetime) -> list[str]:
+        """Schedules held at their slot for want of approval whose edition is now approved
+        (before the deadline): the approval is the go-ahead, nobody has to send by hand."""
+        ready = []
+        with self.lock:
+            held = dict(self.held)
+        for name, day in held.items():
+            try:
+                occurrence = latest_occurrence(self._schedule(name), self.settings.timezone, now)
+            except DispatchError:
+                occurrence = None  # the schedule was removed by a reload
+            if occurrence is None or occurrence.day != day or _utc(now) > _utc(occurrence.deadline) \
+                    or edition_dispatches(self.ledger, day):
+                with self.lock:
+                    self.held.pop(name, None)
+                continue
+            if self.approved_edition(day, now)[0] is not None:
+                with self.lock:
+                    self.held.pop(name, None)
+                event("approved_late", schedule=name, edition=day.isoformat())
+                ready.append(name)
+        return ready
+
     def fire(self, name: str, now: datetime) -> Result | None:
         """The schedule's send at ``now``: send the day's approved edition unless the ledger
         already has its dispatch (finished), the deadline has passed, or nothing is approved."""
@@ -157,10 +174,12 @@ class Service:
             self._too_late(Due(occurrence, Action.INCOMPLETE if unfinished else Action.MISSED,
                                unfinished[0] if unfinished else None), now)
             return None
-        edition, reason = self.approved_edition(day, now)
+        edition, reason, why = self.approved_edition(day, now)
         if edition is None:
-            event("not_approved", logging.WARNING, schedule=name, edition=day.isoformat(), reason=reason)
-            self.alert(alerts.nothing_sent_unapproved(name, day, at, reason), now)
+            event("not_approved", logging.WARNING, schedule=name, edition=day.isoformat(), reason=why)
+            with self.lock:
+                self.held[name] = day  # the watch sends it if it is approved before the deadline
+            self.alert(alerts.nothing_sent_unapproved(name, day, at, reason, self._local(occurrence.deadline)), now)
             return None
         if unfinished and all(d.revision != edition.revision for d in unfinished):
             problem = (f"utskicket {unfinished[0].name} avbröts och rapportfilen har nu revision "
@@ -194,26 +213,33 @@ class Service:
         day = occurrence.day
         if edition_dispatches(self.ledger, day):
             return False
-        edition, reason = self.approved_edition(day, now)
+        edition, reason, why = self.approved_edition(day, now)
         if edition is not None:
             event("approved", schedule=name, edition=day.isoformat())
             return False
-        event("not_approved_yet", logging.WARNING, schedule=name, edition=day.isoformat(), reason=reason)
+        event("not_approved_yet", logging.WARNING, schedule=name, edition=day.isoformat(), reason=why)
         self.alert(alerts.no_approved_edition(name, day, self._local(moment), self._local(occurrence.at), reason), now)
         return True
 
-    def approved_edition(self, day: date, now: datetime) -> tuple[Edition | None, str]:
-        """The day's edition if it may go out on schedule, else None and why (Swedish)."""
+    def approved_edition(self, day: date, now: datetime) -> tuple[Edition | None, str, str]:
+        """The day's edition if it may go out on schedule, else None and why (Swedish for the
+        alert mail, English for the log). The approval rule is app's, the same as for send."""
         path = edition_path(self.settings.reports_dir, day)
         if not path.exists():
-            return None, f"filen {display_path(path)} finns inte"
+            return None, f"filen {display_path(path)} finns inte", f"{display_path(path)} does not exist"
         try:
             edition = app.read_edition(self.settings, day, None, now)
+            found = app.review(self.settings, self.ledger, edition, now)
         except InputError as exc:
-            return None, "rapportfilen har fel: " + "; ".join(str(p) for p in exc.problems)
-        if not edition.approved:
-            return None, f"{display_path(path)} har 'status: {edition.status}', inte 'status: approved'"
-        return edition, ""
+            problems = "; ".join(str(p) for p in exc.problems)
+            return None, "rapportfilen har fel: " + problems, "the edition has problems: " + problems
+        if found.conflict is not None:
+            return (None, "rapportfilen har ändrats sedan den skickades; en rättelse behöver 'revision' och 'correction'",
+                    "; ".join(p.message for p in found.conflict.problems))
+        assert found.verdict is not None
+        if not found.verdict.sendable:
+            return None, found.verdict.reason_sv, found.verdict.reason
+        return edition, "", ""
 
     def reconcile(self, now: datetime) -> list[Due]:
         """Start-up (and reload): alert what can no longer be done; return the runs to start now."""
@@ -251,7 +277,7 @@ class Service:
         try:
             transport = app.open_transport(settings)
             alerts.deliver(transport, app.envelope(settings).from_header, settings.sender.address,
-                           settings.notify, alert, now)
+                           settings.notify, alert, now.astimezone(settings.timezone))
         except (DispatchError, OSError) as exc:
             with self.lock:
                 self.alerted.discard(alert.key)  # let a later attempt try again
@@ -314,9 +340,11 @@ def watch_seconds(settings: Settings) -> float:
 
 
 def watch(scheduler: BackgroundScheduler, service: Service) -> None:
-    """The watch job: resume, through the schedule's own send job, a send left by a dead node."""
+    """The watch job: through the schedule's own send job, resume a send left by a dead node,
+    and start one held at its slot whose edition has been approved since."""
     try:
-        for name in service.orphaned(service.clock.now()):
+        now = service.clock.now()
+        for name in service.orphaned(now) + service.approved_late(now):
             scheduler.modify_job(f"send:{name}", next_run_time=datetime.now(UTC))
     except Exception:
         event("watch_failed", logging.ERROR, exc_info=True)  # e.g. the ledger briefly down; next time
@@ -363,7 +391,7 @@ def _reload(config_path: Path, scheduler: BackgroundScheduler, service: Service)
 
 def main(config_path: Path, settings: Settings, *, log_json: bool = False) -> int:
     """Run until SIGTERM/SIGINT; 0 after a clean stop, 1 if the service cannot start."""
-    configure(log_json)
+    configure(log_json, zone=settings.timezone)
     # Block the signals in every thread (threads inherit the mask) and take them one at a
     # time in this loop: no handler runs in the middle of a ledger write or a lock.
     signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)

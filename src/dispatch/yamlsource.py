@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -73,11 +74,37 @@ def parse_yaml(text: str, path: Path | str, line_offset: int = 0) -> Any:
         what = exc.problem or "invalid YAML"
         if exc.context:
             what = f"{what} ({exc.context})"
-        raise InputError([Problem(display_path(path), line, f"invalid YAML: {what}; check indentation, colons and quotes")]) from None
+        hint = _quote_hint(text, mark.line) if mark and exc.problem == "mapping values are not allowed here" else None
+        advice = hint or "check indentation, colons and quotes"
+        raise InputError([Problem(display_path(path), line, f"invalid YAML: {what}; {advice}")]) from None
     except yaml.YAMLError as exc:
         raise InputError([Problem(display_path(path), 1 + line_offset, f"invalid YAML: {exc}")]) from None
     finally:
         loader.dispose()
+
+
+# 'key: value' (optionally a list item) whose plain value holds another ': ' or ends in
+# ':'. YAML reads that colon as the start of a nested mapping; editors mean it as text
+# ('subject: Ny information: SÄS öppnar').
+_UNQUOTED_COLON = re.compile(
+    r"^(?P<lead>\s*(?:-\s+)?)(?P<key>[^\s#'\"\[\]{},:&*!|>%@`-][^:#]*?):\s+"
+    r"(?P<value>[^\s'\"\[{&*!|>%@`#].*?(?::\s|:$).*?)(?P<comment>\s+#.*)?$"
+)
+
+
+def _quote_hint(text: str, index: int) -> str | None:
+    """How to fix the line ``index`` (0-based) if it is a value with an unquoted ': '."""
+    lines = text.splitlines()
+    if index >= len(lines):
+        return None
+    match = _UNQUOTED_COLON.match(lines[index].rstrip())
+    if match is None:
+        return None
+    value = match.group("value").rstrip()
+    quoted = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    fixed = f"{match.group('lead').strip()} {match.group('key')}: {quoted}{match.group('comment') or ''}".strip()
+    what = "ending with ':'" if value.endswith(":") and ": " not in value else "containing ': '"
+    return f"a value {what} must be quoted: {fixed}"
 
 
 def load_yaml_file(path: Path) -> Any:
