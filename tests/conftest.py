@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,10 @@ from aiosmtpd.controller import Controller
 
 ROOT = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# The program remembers every ledger it used (to notice one that vanished); the tests'
+# thousands of throw-away ledgers are remembered in a throw-away place, also by the CLI
+# processes the tests start (they inherit the environment).
+os.environ["DISPATCH_STATE_DIR"] = tempfile.mkdtemp(prefix="dispatch-state-")
 
 
 def require_tool(path: str | None, why: str) -> None:

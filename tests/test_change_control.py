@@ -157,9 +157,17 @@ def test_a_config_change_after_sending_is_named_even_when_the_file_is_unchanged(
     config = project.config_path.read_text(encoding="utf-8")
     project.config_path.write_text(config.replace("Håkan Sandahl, regiondirektör", "Håkan Sandahl, tf regiondirektör"),
                                    encoding="utf-8")
-    result = project.run("check", "--date", "2024-11-17")
-    assert result.returncode == 1
-    assert "the file is unchanged, but the standing sections (report.standing_sections in the config) changed" in result.stderr
+    checked = run_ok(project, "check", "--date", "2024-11-17")
+    assert "but the standing sections (report.standing_sections in the config) changed since" in checked.stderr
+    refused = project.run("send", "--date", "2024-11-17")
+    assert refused.returncode == 1
+    assert "the file is unchanged, but the standing sections (report.standing_sections in the config) changed" in refused.stderr
+    status = run_ok(project, "status", "2024-11-17").stdout
+    assert "unchanged; the config's standing sections or templates have changed since" in status
+    # The intranet shows what was sent, not the new config.
+    run_ok(project, "publish", "--date", "2024-11-17")
+    page = (project.root / "var" / "intranet" / "2024-11-17.html").read_text(encoding="utf-8")
+    assert "Håkan Sandahl, regiondirektör" in page and "tf regiondirektör" not in page
 
 
 # -- 3. approval is a recorded act, bound to content (four eyes) -----------------------------------

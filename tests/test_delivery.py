@@ -308,7 +308,10 @@ def test_starttls_missing_means_no_auth_and_no_message(project: Project) -> None
     assert "does not offer STARTTLS" in result.stderr
     assert auth.attempts == 0 and handler.received == [] and handler.rcpt_log == []
     _assert_secret_nowhere(project, result.stdout, result.stderr)
-    assert project.status()["counts"]["pending"] == 5, "nobody lost: still pending for the next run"
+    counts = project.status()["counts"]
+    # The session was refused, not the recipients: they wait (deferred, with the reason), none failed.
+    assert counts["pending"] + counts["deferred"] == 5 and counts["failed"] == 0, "nobody lost: waiting for the next run"
+    assert all("STARTTLS" in r["reply"] and r["attempts"] == 0 for r in project.status()["recipients"])
 
 
 def test_untrusted_certificate_means_no_auth_and_no_message(project: Project, tmp_path: Path) -> None:

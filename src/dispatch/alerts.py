@@ -94,18 +94,37 @@ def missed(schedule: str, day: date, send_at: datetime, deadline: datetime, now:
     )
 
 
-def incomplete(schedule: str, day: date, dispatch: str, deadline: datetime, counts: dict[str, int]) -> Alert:
-    """An interrupted dispatch that the deadline no longer lets the service finish."""
+def incomplete(schedule: str, day: date, dispatch: str, deadline: datetime, counts: dict[str, int],
+               reason: str | None = None) -> Alert:
+    """A dispatch that the deadline no longer lets the service finish (interrupted, or the
+    relay would not take it)."""
     waiting = counts.get("pending", 0) + counts.get("deferred", 0) + counts.get("unknown", 0)
+    why = f"Senaste felet: {reason}\n\n" if reason else ""
     return Alert(
         key=("incomplete", schedule, day.isoformat()),
         subject=f"Utskicket {dispatch} är ofullständigt: {waiting} mottagare väntar",
         body=(
-            f"Utskicket {dispatch} avbröts och tidsgränsen {_hm(deadline)} har passerat, så tjänsten "
+            f"Utskicket {dispatch} blev inte klart och tidsgränsen {_hm(deadline)} har passerat, så tjänsten "
             f"fortsätter det inte. Levererade: {counts.get('sent', 0)}, väntar: {waiting}, "
-            f"misslyckade: {counts.get('failed', 0)}.\n\n"
+            f"misslyckade: {counts.get('failed', 0)}.\n\n{why}"
             f"Skicka till de återstående: dispatch send --date {day.isoformat()}\n"
             f"Se vilka: dispatch status {dispatch}\n"
+        ),
+    )
+
+
+def relay_refused(schedule: str, dispatch: str, reason: str, until: datetime, deadline: datetime) -> Alert:
+    """The relay refuses the session itself (not a recipient): the dispatch is paused."""
+    return Alert(
+        key=("relay", dispatch),
+        subject=f"Utskicket {dispatch} är pausat: e-postservern vägrar ta emot",
+        body=(
+            f"E-postservern vägrar ta emot utskicket {dispatch} (schemat '{schedule}'):\n\n{reason}\n\n"
+            f"Felet gäller sessionen, inte mottagarna: ingen mottagare har misslyckats, alla som inte har fått "
+            f"rapporten väntar. Tjänsten försöker igen kl {_hm(until)} och därefter regelbundet fram till "
+            f"tidsgränsen {_hm(deadline)}.\n\n"
+            f"Åtgärda orsaken (inloggning, avsändaradress, certifikat). Skicka sedan direkt: "
+            f"dispatch send --date {dispatch[:10]}\n"
         ),
     )
 

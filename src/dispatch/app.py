@@ -13,7 +13,7 @@ import os
 import re
 import threading
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
@@ -51,26 +51,50 @@ class Prepared:
 
 
 def read_edition(settings: Settings, day: date | None, file: Path | None, now: datetime, urgent: bool = False) -> Edition:
+    # Imported here: this function is the one reader of edition files (and of the config's
+    # templates on their way into one), and the only part of this module that needs these.
+    from dispatch.edition import check_template
+    from dispatch.yamlsource import EDITION_MAX_BYTES, read_input
+
     path = file if file is not None else edition_path(settings.reports_dir, day or now.date())
+    # The config's subject and preheader templates, named at their lines in the config
+    # (assemble() only knows the edition file); checked, not rendered.
+    config_problems = [
+        problem
+        for key in ("subject", "preheader")
+        for problem in check_template(
+            getattr(settings.report, key), display_path(settings.path),
+            settings.line_of.get(f"report.{key}", 1), f"report.{key}",
+        )
+    ]
+    if config_problems:
+        raise InputError(config_problems)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        # A regular file (not a symbolic link, FIFO or device) of at most
+        # EDITION_MAX_BYTES, also for --file: an urgent message is an edition here.
+        text = read_input(
+            path, limit=EDITION_MAX_BYTES, what="an edition",
+            advice="an edition is text (pictures belong on the intranet, linked); check that this is the right file",
+        )
     except FileNotFoundError:
         hint = f"write {display_path(path)}" if file is None else "check the path"
         raise InputError([Problem(display_path(path), 1, f"no edition file; {hint}")]) from None
-    except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise InputError([Problem(display_path(path), line, "not valid UTF-8; save the file as UTF-8")]) from None
     return assemble(path, text, settings.report, now, urgent=urgent)
 
 
-def choose_lists(settings: Settings, edition: Edition, requested: tuple[str, ...]) -> tuple[str, ...]:
-    """--list wins; else the edition's 'lists'; else every list named in a schedule."""
+def choose_lists(settings: Settings, edition: Edition, requested: tuple[str, ...],
+                 earlier: tuple[str, ...] = (), default: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """--list wins; else the edition's 'lists'; else, for a correction, the lists its earlier
+    revisions went to (the people who read the mistake); else ``default`` (a schedule's
+    lists); else every list named in a schedule."""
     if requested:
         names = requested
     elif edition.lists is not None:
         names = edition.lists
+    elif earlier:
+        names = earlier
     else:
-        names = settings.scheduled_lists()
+        names = default or settings.scheduled_lists()
     known = set(available_lists(settings.recipients_dir))
     problems = []
     for name in names:
@@ -86,6 +110,20 @@ def choose_lists(settings: Settings, edition: Edition, requested: tuple[str, ...
     if problems:
         raise InputError(problems)
     return tuple(names)
+
+
+def lists_sent_before(settings: Settings, edition: Edition) -> tuple[str, ...]:
+    """The lists the edition's earlier revisions went to, in first-sent order."""
+    ledger = open_ledger(settings)
+    try:
+        seen: dict[str, None] = {}
+        for record in ledger.list_dispatches(edition.date):
+            if record.kind == "edition" and record.revision < edition.revision:
+                for name in record.lists:
+                    seen.setdefault(name)
+        return tuple(seen)
+    finally:
+        ledger.close()
 
 
 def envelope(settings: Settings) -> Envelope:
@@ -121,7 +159,7 @@ def publish(settings: Settings, edition: Edition, now: datetime) -> Published:
 
 def prepare_edition(
     settings: Settings, edition: Edition, now: datetime, *,
-    lists: tuple[str, ...] = (), to: tuple[str, ...] = (),
+    lists: tuple[str, ...] = (), to: tuple[str, ...] = (), default_lists: tuple[str, ...] = (),
 ) -> Prepared:
     """Resolve, render, serialise, pre-flight. Raises InputError/PreflightError; sends nothing."""
     test = bool(to)
@@ -129,8 +167,10 @@ def prepare_edition(
         resolution = _resolve_addresses(to)
         names: tuple[str, ...] = ()
     else:
-        names = choose_lists(settings, edition, lists)
+        earlier = lists_sent_before(settings, edition) if edition.revision > 1 and not edition.urgent else ()
+        names = choose_lists(settings, edition, lists, earlier, default_lists)
         resolution = resolve(settings.recipients_dir, names)
+    _reject_overlong_to(resolution)
     footer = FOOTER.format(sender=settings.sender.name or settings.sender.address)
     # A test send does not publish, so it carries no link to a page that does not exist yet.
     link = None if test else web_url(settings, edition)
@@ -171,8 +211,26 @@ def _preflight_sources(settings: Settings, edition: Edition) -> list[tuple[str, 
     return sources
 
 
+MAX_TO_LINE = 998 - len("To: ")  # RFC 5322's line limit, for the one header line we patch in
+
+
+def _reject_overlong_to(resolution: Resolution) -> None:
+    """A name so long that its To line would break the 998-octet limit fails that one
+    recipient (a failed row, with the list's path:line), not the whole send."""
+    from dispatch.recipients import Invalid
+
+    for key, recipient in list(resolution.recipients.items()):
+        if len(to_header([recipient])) > MAX_TO_LINE:
+            path, _, line = recipient.source.rpartition(":")
+            problem = Problem(path or "recipients", int(line) if line.isdigit() else 1,
+                              f"the name of {recipient.address} makes its To line longer than 998 octets; shorten the name")
+            del resolution.recipients[key]
+            resolution.invalid.append(Invalid(email=recipient.address, name=recipient.name[:80], problem=problem))
+            resolution.problems.append(problem)
+
+
 def _resolve_addresses(addresses: tuple[str, ...]) -> Resolution:
-    from dispatch.recipients import AddressError, Invalid, normalise
+    from dispatch.recipients import AddressError, normalise
 
     resolution = Resolution()
     for raw in addresses:
@@ -236,10 +294,17 @@ def latest_sent_edition(ledger: Ledger, day: date) -> SentVersion | None:
     return found
 
 
-def changed_after_send(edition: Edition, current: Content, sent: SentVersion, zone: ZoneInfo) -> ChangeControlError | None:
-    """None when the edition is what was sent; else the error that says what changed and what to do."""
+def changed_after_send(edition: Edition, current: Content, sent: SentVersion, zone: ZoneInfo,
+                       *, for_send: bool = True) -> ChangeControlError | None:
+    """None when the edition is what was sent; else the error that says what changed and what to do.
+
+    When only the frame changed (the standing sections or templates in the config, the
+    edition file being as sent), only a send is refused (its recipients would get other
+    content than the first ones); check, status and publish go by the content kept."""
     if sent.content_hash is not None:
         if sent.content_hash == current.hash:
+            return None
+        if not for_send and sent.source_text == edition.source_text:
             return None
     elif sent.source_text == edition.source_text:
         return None  # a dispatch from before content hashes: the source is what we can compare
@@ -269,29 +334,30 @@ class Review:
     """Everything change control knows about an edition as it is now."""
 
     content: Content
-    author: str | None  # who wrote this content (front matter 'by', or recorded at check/save)
+    authors: tuple[str, ...]  # who wrote this content (front matter 'by', and recorded at check/save)
     verdict: gate.Verdict | None  # None: not gated (urgent messages, test sends)
     sent: SentVersion | None  # what this revision's dispatch already sent
     conflict: ChangeControlError | None  # the edition differs from what was sent
 
 
 def review(settings: Settings, ledger: Ledger, edition: Edition, now: datetime, *, test: bool = False,
-           record_author: str | None = None) -> Review:
+           record_author: str | None = None, for_send: bool = False) -> Review:
     """Judge the edition against the ledger: sent content is final, approvals bind content.
 
     ``record_author``: remember this person as the author of the current content if
     nobody was recorded for it yet (``check`` and the console's save do this)."""
     current = identify(settings, edition)
     if edition.urgent or test:
-        return Review(current, edition.author, None, None, None)
-    author = edition.author
-    if record_author is not None:
-        author = ledger.record_edit(edition.date, current.hash, author or record_author, now)
-    author = author or ledger.author_of(edition.date, current.hash)
-    verdict = gate.judge(settings.approval, edition, current.hash, ledger.approvals(edition.date), author, settings.timezone)
+        return Review(current, (edition.author,) if edition.author else (), None, None, None)
+    recorded = (ledger.record_edit(edition.date, current.hash, edition.author or record_author, now)
+                if record_author is not None else ledger.author_of(edition.date, current.hash))
+    # Everyone known to have written this content: the front matter's 'by' (which anyone can
+    # change without changing the content) and whoever was recorded first for it.
+    authors = tuple(dict.fromkeys(a for a in (edition.author, recorded) if a))
+    verdict = gate.judge(settings.approval, edition, current.hash, ledger.approvals(edition.date), authors, settings.timezone)
     sent = sent_version(ledger, dispatch_name(edition.date, edition.revision, edition.kind))
-    conflict = changed_after_send(edition, current, sent, settings.timezone) if sent else None
-    return Review(current, author, verdict, sent, conflict)
+    conflict = changed_after_send(edition, current, sent, settings.timezone, for_send=for_send) if sent else None
+    return Review(current, authors, verdict, sent, conflict)
 
 
 def approve(settings: Settings, ready: Prepared, by: str, now: datetime) -> Approval:
@@ -302,8 +368,7 @@ def approve(settings: Settings, ready: Prepared, by: str, now: datetime) -> Appr
         found = review(settings, ledger, edition, now)
         if found.conflict is not None:
             raise found.conflict
-        author = found.author or current_user()
-        refusal = gate.refuse_approver(by, author)
+        refusal = gate.refuse_approver(by, found.authors or (current_user(),))
         if refusal:
             raise ChangeControlError([Problem(display_path(edition.source), edition.line_of.get("by", 1), refusal)])
         return ledger.approve(edition.date, edition.revision, found.content.hash, by, now)
@@ -328,6 +393,36 @@ def decide_now(settings: Settings, ready: Prepared, now: datetime) -> Decision:
         ledger.close()
 
 
+def revocation_notes(settings: Settings, day: date) -> list[str]:
+    """What a revocation cannot undo, and what it stops: said plainly to the approver."""
+    ledger = open_ledger(settings)
+    try:
+        notes = []
+        for record in ledger.list_dispatches(day):
+            if record.kind != "edition":
+                continue
+            counts = ledger.counts(record.id)
+            waiting = counts["pending"] + counts["deferred"] + counts["unknown"]
+            if counts["sent"]:
+                notes.append(f"note: {record.name} already reached {counts['sent']} recipient(s); that cannot be undone "
+                             "(send a correction: 'revision: N+1' and 'correction:')")
+            if waiting and record.finished_at is None:
+                notes.append(f"note: {record.name} has {waiting} recipient(s) waiting: a send under way stops before "
+                             "its next batch and sends them nothing until a new approval")
+        return notes
+    finally:
+        ledger.close()
+
+
+def looks_urgent(path: Path) -> bool:
+    """An urgent message file given without --urgent: a subject and no 'compiled'."""
+    try:
+        head = path.read_text(encoding="utf-8", errors="replace")[:2000]
+    except OSError:
+        return False
+    return "\nsubject:" in head and "\ncompiled:" not in head
+
+
 def revoke(settings: Settings, day: date, by: str, now: datetime) -> int:
     ledger = open_ledger(settings)
     try:
@@ -349,6 +444,7 @@ class Decision:
     notes: tuple[str, ...]
     edition_date: date
     revision: int
+    to_send: int  # recipients this send would reach now (new to the dispatch, or still waiting)
 
     @property
     def already_accepted(self) -> int:
@@ -358,19 +454,19 @@ class Decision:
 def decide(settings: Settings, ledger: Ledger, ready: Prepared, now: datetime) -> Decision:
     """Name the dispatch and check that the content may go; ChangeControlError if not."""
     edition = ready.edition
-    found = review(settings, ledger, edition, now, test=ready.test)
+    found = review(settings, ledger, edition, now, test=ready.test, for_send=True)
     current = found.content
     notes: list[str] = []
     if ready.test:
-        kind = f"test-{now:%Y%m%dT%H%M%S}"
+        kind = f"test-{now.astimezone(timezone.utc):%Y%m%dT%H%M%S}"  # UTC, whichever clock the caller holds
     elif edition.urgent:
         same = ledger.dispatches_with_content(current.hash, "urgent")
         if same:
             # Whatever day it was first sent: the same message again resumes that dispatch.
             record = same[-1]
-            notes = [f"same content as urgent dispatch {record.name}"]
-            return Decision(record.name, record.kind, current, record, ledger.counts(record.id), None, tuple(notes),
-                            date.fromisoformat(record.edition_date), record.revision)
+            return _decision(ledger, ready, record.name, record.kind, current, record, None,
+                             [f"same content as urgent dispatch {record.name}"],
+                             date.fromisoformat(record.edition_date), record.revision)
         kind, notes = _urgent_kind(ledger, edition, current)
     else:
         kind = edition.kind
@@ -382,8 +478,21 @@ def decide(settings: Settings, ledger: Ledger, ready: Prepared, now: datetime) -
                                               f"not sendable: {found.verdict.reason}")])
     name = dispatch_name(edition.date, edition.revision, kind)
     existing = ledger.find_dispatch(name)
+    return _decision(ledger, ready, name, kind, current, existing, found.verdict, notes, edition.date, edition.revision)
+
+
+def _decision(ledger: Ledger, ready: Prepared, name: str, kind: str, current: Content, existing: DispatchRecord | None,
+              verdict: gate.Verdict | None, notes: list[str], day: date, revision: int) -> Decision:
+    """The decision, with exactly whom the send would reach: the planned recipients the
+    dispatch lacks, plus its rows still waiting (a resume sends those too)."""
     counts = ledger.counts(existing.id) if existing else {}
-    return Decision(name, kind, current, existing, counts, found.verdict, tuple(notes), edition.date, edition.revision)
+    if existing is None:
+        to_send = len(ready.resolution.recipients)
+    else:
+        states = ledger.states_by_key(existing.id)
+        to_send = sum(1 for key in ready.resolution.recipients if key not in states)
+        to_send += sum(1 for state in states.values() if state in ("pending", "deferred", "unknown"))
+    return Decision(name, kind, current, existing, counts, verdict, tuple(notes), day, revision, to_send)
 
 
 def _urgent_kind(ledger: Ledger, edition: Edition, current: Content) -> tuple[str, list[str]]:
@@ -407,6 +516,8 @@ def plan_for(settings: Settings, ready: Prepared, now: datetime, created_by: str
         for inv in ready.resolution.invalid
     )
     group = ", ".join(ready.resolution.lists[n].display_name for n in ready.lists if n in ready.resolution.lists) or "Mottagare"
+    if len(to_header([], group_name=group)) > MAX_TO_LINE:
+        group = "Mottagare"  # a Bcc batch's To line (the lists' names) must stay within 998 octets too
     approval = decision.verdict.approval if decision.verdict else None
     approved_by = approval.approved_by if approval else None
     if approved_by is None and decision.verdict is not None and decision.verdict.sendable:
@@ -418,6 +529,7 @@ def plan_for(settings: Settings, ready: Prepared, now: datetime, created_by: str
         prepared=ready.prepared, envelope_sender=settings.sender.address, group_name=group,
         content_hash=decision.content.hash, approved_by=approved_by,
         approved_at=approval.approved_at if approval else None,
+        approval_id=approval.id if approval else None, lists=ready.lists,
     )
 
 
@@ -437,7 +549,7 @@ def publish_checked(settings: Settings, edition: Edition, now: datetime) -> tupl
             return publish(settings, edition, now), ""
         note = ""
         if sent.record.revision == edition.revision:
-            conflict = changed_after_send(edition, identify(settings, edition), sent, settings.timezone)
+            conflict = changed_after_send(edition, identify(settings, edition), sent, settings.timezone, for_send=False)
             if conflict is not None:
                 raise conflict
         else:
@@ -481,6 +593,10 @@ def edition_note(settings: Settings, ledger: Ledger, record: DispatchRecord, now
         return f"{display_path(path)} is now revision {edition.revision} (content {found.content.short})"
     if found.conflict is not None:
         return f"{display_path(path)} has changed since it was sent (content now {found.content.short}); see dispatch check"
+    if found.sent is not None and found.sent.source_text == edition.source_text:
+        if found.content.hash != record.content_hash:
+            return f"{display_path(path)} unchanged; the config's standing sections or templates have changed since"
+        return f"{display_path(path)} unchanged (content {found.content.short})"
     if record.content_hash and record.content_hash != found.content.hash:
         assert found.verdict is not None
         return f"{display_path(path)} has changed (content now {found.content.short}): {found.verdict.reason}"
@@ -528,8 +644,23 @@ def sent_edition(settings: Settings, sent: SentVersion, now: datetime) -> Editio
                                title=doc.get("title", edition.title), standing=standing)
 
 
-def open_ledger(settings: Settings) -> Ledger:
-    return Ledger(settings.ledger_url)
+def open_ledger(settings: Settings, *, allow_new: bool = False) -> Ledger:
+    return Ledger(settings.ledger_url, allow_new=allow_new)
+
+
+def start_new_ledger(settings: Settings) -> None:
+    """Accept a missing or replaced ledger on purpose (send --new-ledger)."""
+    open_ledger(settings, allow_new=True).close()
+
+
+def secrets_ready(settings: Settings) -> None:
+    """Every secret the config names exists (without reading it out); InputError if not, so
+    that nothing is published or sent that could not be finished."""
+    from dispatch.config import secret_problems
+
+    problems = secret_problems(settings)
+    if problems:
+        raise InputError(problems)
 
 
 def read_secret(settings: Settings) -> str | None:
@@ -562,13 +693,17 @@ def open_transport(settings: Settings) -> Transport:
     return SMTPTransport(t, password=password, token_source=token_source)
 
 
-def send_policy(settings: Settings, linger: timedelta = timedelta(0)) -> SendPolicy:
+def send_policy(settings: Settings, linger: timedelta = timedelta(0), *, by_hand: bool = False) -> SendPolicy:
+    """``by_hand``: a person runs this send (the command line). It retries at once what waits
+    for a later attempt, and does not sit out a pause that someone has to fix; the service
+    (``by_hand=False``) keeps to the backoff and waits pauses out until its deadline."""
     t = settings.transport
     return SendPolicy(
         connections=t.connections, recipients_per_message=t.recipients_per_message,
         rate_per_minute=t.rate_per_minute, retry_minutes=t.retry_minutes,
         retry_window=timedelta(hours=t.retry_window_hours), linger=linger,
         lease=timedelta(seconds=settings.lease_seconds),
+        retry_now=by_hand, wait_out_pauses=not by_hand,
     )
 
 
@@ -581,39 +716,58 @@ def current_user() -> str:
 
 def send(settings: Settings, ready: Prepared, clock: Clock, *, created_by: str | None = None,
          progress: Callable[[int], None] | None = None, linger: timedelta = timedelta(0),
-         stop: threading.Event | None = None) -> Result:
+         stop: threading.Event | None = None, by_hand: bool = False, retry_failed: str | None = None,
+         on_pause: Callable[[str, bool, datetime], None] | None = None) -> Result:
     """Send (or resume) the edition's dispatch. Change control is checked here, against the
-    ledger, whoever calls: no path sends changed or unapproved content."""
+    ledger, whoever calls: no path sends changed or unapproved content.
+
+    ``retry_failed``: the dispatch's name; its failed recipients are queued again first (a
+    person fixed the cause). It must be the dispatch this send makes."""
+    secrets_ready(settings)
     ledger = open_ledger(settings)
     try:
         decision = decide(settings, ledger, ready, clock.now())
-        plan = plan_for(settings, ready, clock.now(), created_by or current_user(), decision)
+        if retry_failed is not None:
+            if decision.existing is None or decision.name != retry_failed:
+                raise InputError([Problem("--retry-failed", 0, f"{retry_failed!r} is not the dispatch this send makes "
+                                          f"({decision.name}); give the --date or --file of its edition")])
+            requeued = ledger.requeue_failed(decision.existing.id, clock.now())
+            decision = dataclasses.replace(decision, notes=decision.notes + (f"{requeued} failed recipient(s) queued again",))
+        plan = plan_for(settings, ready, clock.now(), created_by or ready.edition.author or current_user(), decision)
         # The record of what is sent, and the page the email links to, exist before the
         # first message goes out; a failure here stops the send with nothing sent.
         ledger.keep_content(plan.name, ready.rendered.subject, plan.source, ready.edition.source_text,
                             ready.rendered.html, ready.rendered.text, clock.now(),
                             content_hash=decision.content.hash, canonical=decision.content.document())
         finished = decision.existing is not None and decision.existing.finished_at is not None
+        published = None
         if publishes_on_send(settings, ready.edition) and not ready.test and not finished:
-            publish(settings, ready.edition, clock.now())
+            published = publish(settings, ready.edition, clock.now()).page
         transport = open_transport(settings)
-        result = run(plan, ledger, transport, send_policy(settings, linger), clock, progress=progress, stop=stop)
+        result = run(plan, ledger, transport, send_policy(settings, linger, by_hand=by_hand), clock,
+                     progress=progress, stop=stop, on_pause=on_pause)
+        result.notes = list(decision.notes)
+        if published is not None:
+            result.notes.append(f"published {display_path(published)}")
         # One summary per dispatch outcome: from the run that finished it, or from a run
-        # that leaves recipients waiting; not from a run that was merely stopped.
+        # that gives up with recipients waiting; not from a run that was merely stopped, nor
+        # while another run is still sending this dispatch (it will tell).
         stopped = stop is not None and stop.is_set()
-        if settings.notify and not ready.test and result.attempted and (result.finished_now or (not result.complete and not stopped)):
-            notify_summary(settings, ledger, transport, result, clock)
+        gave_up = not result.complete and not stopped and not result.others_sending
+        if settings.notify and not ready.test and result.attempted and (result.finished_now or gave_up):
+            if notify_summary(settings, ledger, transport, result, clock):
+                result.notes.append(f"completion summary mailed to {', '.join(settings.notify)}")
         return result
     finally:
         ledger.close()
 
 
-def notify_summary(settings: Settings, ledger: Ledger, transport: Transport, result: Result, clock: Clock) -> None:
+def notify_summary(settings: Settings, ledger: Ledger, transport: Transport, result: Result, clock: Clock) -> bool:
     """Mail the completion summary to `notify`. A failure here is reported, never fatal:
     the report itself has been delivered."""
     record = ledger.find_dispatch(result.dispatch)
     if record is None:
-        return
+        return False
     subject, body = notice.summary(
         record.name, record.subject, result.counts, ledger.rows(record.id), settings.timezone, result.next_attempt,
     )
@@ -627,7 +781,8 @@ def notify_summary(settings: Settings, ledger: Ledger, transport: Transport, res
             connection.close()
     except DispatchError as exc:
         result.errors.append(f"completion summary not sent: {exc}")
-        return
+        return False
     refused = [f"{address}: {o.reply}" for address, o in outcomes.items() if o.state is not State.SENT]
     if refused:
         result.errors.append("completion summary refused for " + "; ".join(refused))
+    return not refused

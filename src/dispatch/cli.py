@@ -19,19 +19,19 @@ from typing import Any, Callable, NoReturn
 
 import click
 
-from dispatch.errors import ChangeControlError, DispatchError, InputError
+from dispatch.errors import ChangeControlError, DispatchError, InputError, LedgerError
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
 
 
-def _fail(error: DispatchError, code: int = EXIT_INPUT) -> NoReturn:
+def _fail(error: DispatchError, code: int = EXIT_INPUT, summary: str = "nothing was sent") -> NoReturn:
     if isinstance(error, InputError):
         for problem in error.problems:
             click.echo(str(problem), err=True)
         if isinstance(error, ChangeControlError) and error.details:
             click.echo(error.details.rstrip("\n"), err=True)
         if len(error.problems) > 1:
-            click.echo(f"{len(error.problems)} problems; nothing was sent.", err=True)
+            click.echo(f"{len(error.problems)} problems; {summary}.", err=True)
     else:
         click.echo(f"error: {error}", err=True)
     sys.exit(code)
@@ -89,8 +89,9 @@ date_option = click.option(
 def main(ctx: click.Context, config: Path) -> None:
     """Assemble, check and send the daily situation report, and see what was delivered.
 
-    Exit codes: 0 success; 1 invalid input (nothing sent); 2 usage error;
-    3 some recipients failed or are still deferred.
+    Exit codes: 0 success; 1 invalid input or not sendable (nothing sent); 2 usage
+    error; 3 some recipients failed or are still deferred; 130/143 a send stopped
+    by SIGINT/SIGTERM (run the same command to resume).
     """
     ctx.obj = Context(config)
 
@@ -130,8 +131,12 @@ def check(app: Context, day: date | None, file: Path | None, urgent: bool) -> No
         edition = application.read_edition(settings, app.day(day) if file is None else day, file, now, urgent=urgent)
         ready = application.prepare_edition(settings, edition, now)
     except DispatchError as exc:
-        _fail(exc)
-    problems = list(ready.resolution.problems)
+        if file is not None and not urgent and application.looks_urgent(file):
+            click.echo(f"{file}: this looks like an urgent message (a subject, no 'compiled'): check it with --urgent", err=True)
+        _fail(exc, summary="found")
+    from dispatch.config import secret_problems
+
+    problems = list(ready.resolution.problems) + secret_problems(settings)
     for problem in problems:
         click.echo(str(problem), err=True)
     try:
@@ -153,6 +158,12 @@ def check(app: Context, day: date | None, file: Path | None, urgent: bool) -> No
     elif found.sent is not None:
         state = (f"already sent to {found.sent.reached} recipient(s) as {found.sent.record.name}; "
                  "the file is unchanged since")
+        if found.sent.content_hash not in (None, found.content.hash):
+            from dispatch.content import changed_parts
+
+            parts = ", ".join(changed_parts(found.sent.canonical, found.content.canonical)) or "its rendering"
+            state += (f", but {parts} changed since: send refuses to send it to anyone more (they would get other "
+                      "content); publish uses the content that was sent")
     else:
         assert found.verdict is not None
         state = ("ready to send: " if found.verdict.sendable else "valid, but NOT ready to send: ") + found.verdict.reason
@@ -221,9 +232,14 @@ def preview(app: Context, day: date | None, file: Path | None, urgent: bool, out
 @click.option("--dry-run", is_flag=True, help="Check and plan, show what would be sent and done, send nothing; exits as the send would.")
 @click.option("--wait", "wait_minutes", type=click.FloatRange(min=0), default=10, show_default=True, metavar="MINUTES",
               help="How long to stay and retry deferred recipients before exiting (they are retried by the next send or by serve).")
+@click.option("--retry-failed", "retry_failed", metavar="DISPATCH",
+              help="Queue DISPATCH's failed recipients again first (after fixing the cause); its edition date is the default --date.")
+@click.option("--new-ledger", is_flag=True,
+              help="Start over with a new ledger although this one was used before and is gone or replaced (everyone may get it again).")
 @pass_context
 def send(app: Context, day: date | None, file: Path | None, lists: tuple[str, ...], to: tuple[str, ...],
-         urgent: bool, by: str | None, dry_run: bool, wait_minutes: float) -> None:
+         urgent: bool, by: str | None, dry_run: bool, wait_minutes: float, retry_failed: str | None,
+         new_ledger: bool) -> None:
     """Send the edition to its lists, resuming an interrupted dispatch of the same edition.
 
     Recipients: --to addresses; else --list lists; else the edition's 'lists'; else
@@ -247,10 +263,21 @@ def send(app: Context, day: date | None, file: Path | None, lists: tuple[str, ..
     received = _stop_on_signals(stop)
     settings = app.settings
     now = app.now()
+    if retry_failed and day is None and file is None:
+        try:
+            day = date.fromisoformat(retry_failed[:10])
+        except ValueError:
+            raise click.BadParameter(f"{retry_failed!r} is not a dispatch name like 2024-11-17.r1.edition",
+                                     param_hint="--retry-failed") from None
     try:
         edition = application.read_edition(settings, app.day(day) if file is None else day, file, now, urgent=urgent)
+        if new_ledger and not dry_run:
+            application.start_new_ledger(settings)
         ready = application.prepare_edition(settings, edition, now, lists=lists, to=to)
+        application.secrets_ready(settings)
         decision = application.decide_now(settings, ready, now)
+    except LedgerError as exc:
+        _fail(exc, EXIT_INCOMPLETE)  # the ledger, not the input: whoever waits still waits
     except DispatchError as exc:
         _fail(exc)
     for problem in ready.resolution.problems:
@@ -267,17 +294,24 @@ def send(app: Context, day: date | None, file: Path | None, lists: tuple[str, ..
 
     click.echo(f"{decision.name}: content {decision.content.short}"
                + (f", {decision.verdict.reason}" if decision.verdict else ""), err=True)
-    click.echo(_plan_line(total, settings.transport), err=True)
-    progress, finish = _progress(total)
+    if ready.lists and not lists and ready.edition.revision > 1 and ready.edition.lists is None:
+        click.echo(f"correction: to the lists the earlier revision went to: {', '.join(ready.lists)}", err=True)
+    click.echo(_plan_line(decision.to_send, settings.transport, decision.already_accepted), err=True)
+    progress, finish = _progress(decision.to_send)
     try:
         result = application.send(settings, ready, StoppableClock(stop), created_by=by, progress=progress,
-                                  linger=timedelta(minutes=wait_minutes), stop=stop)
+                                  linger=timedelta(minutes=wait_minutes), stop=stop, by_hand=True,
+                                  retry_failed=retry_failed)
     except DispatchError as exc:
         finish()
         _fail(exc, EXIT_INPUT if isinstance(exc, InputError) else EXIT_INCOMPLETE)
     finish()
     counts = result.counts
     waiting = counts["deferred"] + counts["unknown"] + counts["pending"]
+    if result.revoked:
+        click.echo(f"stopped: the approval was revoked while sending; {result.sent_now} sent now, {waiting} not sent. "
+                   "They get it only after a new approval and the same command.", err=True)
+        sys.exit(EXIT_INCOMPLETE)
     if stop.is_set():
         signum = received[0] if received else signal.SIGINT
         click.echo(f"stopped: {result.sent_now} sent now, {waiting} left; run the same command to resume", err=True)
@@ -290,13 +324,24 @@ def send(app: Context, day: date | None, file: Path | None, lists: tuple[str, ..
             click.echo(f"{result.dispatch}: resumed; {result.already_sent} were already accepted before this run", err=True)
     elif result.created:
         click.echo(f"{result.dispatch}: new dispatch", err=True)
+    for note in result.notes[len(decision.notes):]:
+        click.echo(note, err=True)
     for error in result.errors:
-        click.echo(f"error: {error}", err=True)
+        if error != result.session_error:
+            click.echo(f"error: {error}", err=True)
     click.echo(
         f"{result.dispatch}: sent {result.sent_now} now; totals: " + ", ".join(f"{k} {v}" for k, v in counts.items()),
         err=True,
     )
-    if result.paused_until is not None:
+    if result.session_error is not None:
+        if result.session_permanent:
+            click.echo(f"error: {result.session_error}\nThe relay refused the session, not any recipient: nobody has "
+                       f"failed because of it; the {waiting} not yet delivered wait. Fix the cause, then run the same "
+                       "command (serve retries every 10 minutes until the schedule's deadline).", err=True)
+        else:
+            click.echo(f"error: no working connection to the relay: {result.session_error}; the {waiting} not yet "
+                       "delivered wait (run the same command again, or let serve retry)", err=True)
+    if result.paused_until is not None and result.session_error is None:
         click.echo(f"the relay's sending quota is used up; paused until {result.paused_until.astimezone(settings.timezone):%H:%M}", err=True)
     if not result.complete:
         when = f"; next attempt {result.next_attempt.astimezone(settings.timezone):%Y-%m-%d %H:%M} (run send again, or let serve retry)" if waiting and result.next_attempt else ""
@@ -329,11 +374,11 @@ def _dry_run_lines(settings: Any, ready: Any, decision: Any, total: int, target:
              + (f"; {decision.verdict.reason}" if decision.verdict else "") + ")"]
     if decision.existing is None:
         lines.append(f"would send {ready.rendered.subject!r} to {total} recipients ({target}) as a new dispatch")
-    elif have >= total and not ready.resolution.invalid:
-        lines.append(f"everyone already has it: all {have} recipients were accepted earlier; nothing would be sent")
+    elif decision.to_send == 0:
+        lines.append(f"everyone already has it: {have} recipients were accepted earlier; nothing would be sent")
     else:
-        lines.append(f"would send {ready.rendered.subject!r} to the {max(total - have, 0)} of {total} recipients "
-                     f"({target}) not yet accepted (resuming {decision.name})")
+        lines.append(f"would send {ready.rendered.subject!r} to {decision.to_send} recipient(s) ({target}) who do not "
+                     f"have it yet; {have} already do ({decision.name})")
     if ready.resolution.invalid:
         lines.append(f"would record {len(ready.resolution.invalid)} invalid list entr"
                      f"{'y' if len(ready.resolution.invalid) == 1 else 'ies'} as failed (exit 3)")
@@ -346,10 +391,11 @@ def _dry_run_lines(settings: Any, ready: Any, decision: Any, total: int, target:
     return lines
 
 
-def _plan_line(recipients: int, transport: Any) -> str:
+def _plan_line(recipients: int, transport: Any, already: int = 0) -> str:
     """What is about to happen and how long it should take, before the first message."""
+    skipped = f"; {already} already have it" if already else ""
     if transport.kind == "maildir":
-        return f"plan: {recipients} recipients into the Maildir {transport.path}"
+        return f"plan: {recipients} recipients into the Maildir {transport.path}{skipped}"
     per_message = transport.recipients_per_message
     messages = -(-recipients // per_message)
     line = (f"plan: {recipients} recipients in {messages} messages"
@@ -358,7 +404,7 @@ def _plan_line(recipients: int, transport: Any) -> str:
     if transport.rate_per_minute:
         minutes = messages / transport.rate_per_minute
         line += f" at {transport.rate_per_minute:g}/min: about {_duration(minutes * 60)}"
-    return line + " (recipients already accepted are skipped)"
+    return line + (skipped or " (recipients already accepted are skipped)")
 
 
 def _duration(seconds: float) -> str:
@@ -411,6 +457,8 @@ def status(app: Context, dispatch: str | None, as_json: bool) -> None:
             for other in ledger.list_dispatches(date.fromisoformat(record.edition_date))
         ]
         edition_note = application.edition_note(app.settings, ledger, record, app.now())
+        revoked = next((a for a in ledger.approvals(date.fromisoformat(record.edition_date))
+                        if a.id == record.approval_id and a.revoked_at is not None), None)
     finally:
         ledger.close()
     if as_json:
@@ -423,7 +471,8 @@ def status(app: Context, dispatch: str | None, as_json: bool) -> None:
     click.echo(f"created {_local(record.created_at, app)} by {record.created_by or '-'}; "
                + (f"finished {_local(record.finished_at, app)}" if record.finished_at else "not finished"))
     click.echo(f"content {_short(record.content_hash)}; approved by {record.approved_by or '-'}"
-               + (f" at {_local(record.approved_at, app)}" if record.approved_at else ""))
+               + (f" at {_local(record.approved_at, app)}" if record.approved_at else "")
+               + (f"; approval revoked by {revoked.revoked_by} at {_local(revoked.revoked_at, app)}" if revoked else ""))
     if edition_note:
         click.echo(f"edition file: {edition_note}")
     click.echo("  ".join(f"{state}: {count}" for state, count in counts.items()))
@@ -498,7 +547,9 @@ def approve(app: Context, day: date | None, by: str | None, revoke: bool) -> Non
             click.echo(f"error: {app.day(day).isoformat()} has no standing approval to revoke", err=True)
             sys.exit(EXIT_INPUT)
         click.echo(f"revoked {count} approval(s) of {app.day(day).isoformat()} (by {who}); "
-                   "the edition will not go out until it is approved again", err=True)
+                   "it is not sent again until it is approved again", err=True)
+        for line in application.revocation_notes(settings, app.day(day)):
+            click.echo(line, err=True)
         return
     try:
         edition = application.read_edition(settings, app.day(day), None, now)

@@ -52,15 +52,24 @@ class LedgerError(DispatchError):
 
 
 class TransportError(DispatchError, ConnectionError):
-    """The mail server cannot be reached or refuses the session (not a single recipient)."""
+    """The mail server cannot be reached or refuses the session (not a single recipient).
 
-    def __init__(self, endpoint: str, message: str) -> None:
+    ``permanent``: retrying soon will not help (a 5xx to MAIL FROM, refused credentials, an
+    untrusted certificate): the dispatch pauses and someone must fix the cause. Otherwise
+    (a refused or lost connection, a 421, a timeout) the session is retried with backoff.
+    Either way no recipient's fate is decided by it."""
+
+    def __init__(self, endpoint: str, message: str, *, permanent: bool = False) -> None:
         self.endpoint = endpoint
+        self.permanent = permanent
         super().__init__(f"{endpoint}: {message}")
 
 
 class AuthenticationError(TransportError):
     """The mail server refused our credentials, or we refused to send them."""
+
+    def __init__(self, endpoint: str, message: str) -> None:
+        super().__init__(endpoint, message, permanent=True)
 
 
 class ChangeControlError(InputError):

@@ -34,16 +34,16 @@ def same_person(a: str | None, b: str | None) -> bool:
     return bool(a and b) and " ".join(a.split()).casefold() == " ".join(b.split()).casefold()  # type: ignore[union-attr]
 
 
-def refuse_approver(approver: str, author: str | None) -> str | None:
-    """Why ``approver`` may not approve content written by ``author`` (None: they may)."""
-    if same_person(approver, author):
+def refuse_approver(approver: str, authors: tuple[str, ...]) -> str | None:
+    """Why ``approver`` may not approve content written by ``authors`` (None: they may)."""
+    if any(same_person(approver, author) for author in authors):
         return (f"{approver} wrote this content (its last editor) and cannot also approve it; "
                 "another person must approve (four eyes)")
     return None
 
 
 def judge(mode: str, edition: Edition, content_hash: str, approvals: list[Approval],
-          author: str | None, zone: ZoneInfo) -> Verdict:
+          authors: tuple[str, ...], zone: ZoneInfo) -> Verdict:
     """Whether the edition, as it is now, may be sent (by hand or on schedule)."""
     where = edition.source.name
     if mode != "four_eyes":
@@ -57,7 +57,7 @@ def judge(mode: str, edition: Edition, content_hash: str, approvals: list[Approv
         )
     standing = [a for a in approvals if a.revoked_at is None]
     for approval in standing:
-        if approval.content_hash == content_hash and not same_person(approval.approved_by, author):
+        if approval.content_hash == content_hash and not any(same_person(approval.approved_by, a) for a in authors):
             when = _local(approval.approved_at, zone)
             return Verdict(True, f"approved by {approval.approved_by} at {when} (content {short(content_hash)})",
                            f"godkänd av {approval.approved_by} {when}", approval)
@@ -88,7 +88,7 @@ def judge(mode: str, edition: Edition, content_hash: str, approvals: list[Approv
             f"{_local(last.revoked_at, zone)}; approve it again to send it",
             f"godkännandet av {last.approved_by} återkallades av {last.revoked_by} {_local(last.revoked_at, zone)}",
         )
-    editor = f" (its editor {author} cannot)" if author else ""
+    editor = f" (its editor {' or '.join(authors)} cannot)" if authors else ""
     return Verdict(
         False,
         f"not approved yet: another person{editor} must approve this content: "

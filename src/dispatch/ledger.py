@@ -9,12 +9,16 @@ only by the lease owner.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
+import sqlite3
 import socket
 import threading
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -34,6 +38,7 @@ from dispatch.ledger_schema import (  # noqa: F401 - re-exported: the schema is 
     deliveries,
     dispatches,
     edits,
+    identity,
     metadata,
     relay_slots,
     schema_info,
@@ -77,6 +82,8 @@ class DispatchRecord:
     content_hash: str | None = None
     approved_by: str | None = None
     approved_at: datetime | None = None
+    approval_id: int | None = None
+    lists: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -124,9 +131,17 @@ def _engine(url: str, synchronous: str = "FULL") -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[1] if "///" in url else ""
-        if path and path != ":memory:":
+        path = url.split("///", 1)[1].split("?", 1)[0] if "///" in url else ""
+        if path and path != ":memory:" and not path.startswith("file:"):
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            # The ledger holds every recipient's address: create it 0600 before SQLite
+            # does (it would use 0644 under the usual umask). SQLite gives its -wal and
+            # -shm files the database file's mode. O_EXCL: an existing ledger keeps the
+            # mode its owner chose; O_NOFOLLOW: a planted link is not created through.
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+            except FileExistsError:
+                pass
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
@@ -152,18 +167,51 @@ def _engine(url: str, synchronous: str = "FULL") -> Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
+def state_dir() -> Path:
+    """Where the program remembers the ledgers it has used (not inside any of them)."""
+    configured = os.environ.get("DISPATCH_STATE_DIR")
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "dispatch"
+
+
+def _describe(exc: BaseException) -> str:
+    detail = getattr(exc, "orig", None) or exc
+    text = " ".join(str(detail).split())
+    return f"{detail.__class__.__name__}: {text[:300]}"
+
+
+def _sqlite_path(url: str) -> str | None:
+    if not url.startswith("sqlite") or "///" not in url:
+        return None
+    path = url.split("///", 1)[1].split("?", 1)[0]
+    return None if not path or path == ":memory:" or path.startswith("file:") else path
+
+
 class Ledger:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, allow_new: bool = False) -> None:
+        """Open (create, migrate) the ledger at ``url``.
+
+        ``allow_new``: a ledger this program used before under this URL may be missing or
+        replaced (someone starts over on purpose). Without it that is an error: a fresh
+        ledger would send everyone the report again."""
         self.url = url
         self.shown = shown_url(url)
         self._writers = threading.local()
         self._writers_lock = threading.Lock()
         self._open_writers: list[sa.Connection] = []
+        self._marker = state_dir() / "ledgers" / hashlib.sha256(url.encode("utf-8")).hexdigest()[:32]
+        self._path = _sqlite_path(url)
+        if self._path is not None and not os.path.exists(self._path) and self._marker.exists() and not allow_new:
+            raise self._gone("does not exist any more")
         try:
             self.engine = _engine(url)
-            self._migrate()
+            self.identity = self._migrate(allow_new)
         except SQLAlchemyError as exc:
-            raise LedgerError(f"ledger {self.shown}: {exc.__class__.__name__}: {str(exc.orig if hasattr(exc, 'orig') else exc).strip()}") from None
+            raise LedgerError(f"ledger {self.shown}: {_describe(exc)}") from None
+        self._remember(allow_new)
+        self._file = os.stat(self._path) if self._path else None
         self.is_postgres = self.engine.dialect.name == "postgresql"
         # Leases and rate slots lost in an OS crash cost nothing (the rows are simply not
         # leased, the slot not taken), so their commits need not wait for the disk; the
@@ -223,9 +271,51 @@ class Ledger:
 
     # -- schema ---------------------------------------------------------------
 
-    def _migrate(self) -> None:
+    def _gone(self, what: str) -> LedgerError:
+        return LedgerError(
+            f"ledger {self.shown} {what}, but this program used it before (identity kept in {self._marker}); "
+            "a new ledger would send everyone the report again. Restore the ledger (from a backup), or start "
+            "over on purpose with 'dispatch send --new-ledger'"
+        )
+
+    def _remember(self, allow_new: bool) -> None:
+        """Keep this ledger's identity under its URL; refuse one that replaced another."""
+        try:
+            known = self._marker.read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            known = None
+        except OSError as exc:
+            raise LedgerError(f"cannot read {self._marker}: {exc.strerror}") from None
+        if known == self.identity:
+            return
+        if known is not None and not allow_new:
+            self.engine.dispose()
+            raise self._gone(f"is not the ledger it was (identity {self.identity[:8]}, expected {known[:8]})")
+        try:
+            self._marker.parent.mkdir(parents=True, exist_ok=True)
+            temp = self._marker.with_name(f".{self._marker.name}.{os.getpid()}")
+            temp.write_text(self.identity + "\n", encoding="ascii")
+            os.replace(temp, self._marker)
+        except OSError as exc:
+            raise LedgerError(f"cannot record the ledger's identity in {self._marker}: {exc.strerror}") from None
+
+    def check_file(self) -> None:
+        """The SQLite file is still the one opened: deleted or replaced under a running send,
+        every later write would go nowhere (or somewhere else) and a rerun would resend."""
+        if self._path is None or self._file is None:
+            return
+        try:
+            now = os.stat(self._path)
+        except FileNotFoundError:
+            raise LedgerError(f"ledger {self.shown} was deleted while in use; stopping (restore it: "
+                              "the recipients sent so far are recorded only there)") from None
+        if (now.st_dev, now.st_ino) != (self._file.st_dev, self._file.st_ino):
+            raise LedgerError(f"ledger {self.shown} was replaced by another file while in use; stopping")
+
+    def _migrate(self, allow_new: bool = False) -> str:
         """Create the schema on an empty ledger, or bring an older one up to SCHEMA_VERSION;
-        refuse a ledger of a newer program. One transaction: all of it or nothing."""
+        refuse a ledger of a newer program. One transaction: all of it or nothing. Returns
+        the ledger's identity."""
         with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 # Nodes started together on an empty database would otherwise race to
@@ -233,27 +323,29 @@ class Ledger:
                 # per schema (search_path), taken for this transaction only; SQLite's
                 # BEGIN IMMEDIATE serialises the same way.
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('dispatch schema ' || current_schema()))"))
-            if not sa.inspect(conn).has_table(schema_info.name):
+            version = (conn.execute(sa.select(sa.func.max(schema_info.c.version))).scalar()
+                       if sa.inspect(conn).has_table(schema_info.name) else None)
+            if version is None:  # empty (or the version table without its row, made by hand)
+                if self._marker.exists() and not allow_new:
+                    raise self._gone("is empty")
                 metadata.create_all(conn, checkfirst=True)
                 conn.execute(schema_info.insert().values(version=SCHEMA_VERSION))
-                return
-            version = conn.execute(sa.select(sa.func.max(schema_info.c.version))).scalar()
-            if version is None:  # the table without its row: an empty ledger half made by hand
-                metadata.create_all(conn, checkfirst=True)
-                conn.execute(schema_info.insert().values(version=SCHEMA_VERSION))
-                return
-            if version > SCHEMA_VERSION:
+            elif version > SCHEMA_VERSION:
                 raise LedgerError(
                     f"ledger {self.shown} has schema version {version}, newer than this program's "
                     f"{SCHEMA_VERSION}; upgrade dispatch on this host before using this ledger"
                 )
-            if version == SCHEMA_VERSION:
-                return
-            for target, _what, step in MIGRATIONS:
-                if target > version:
-                    step(conn)
-            conn.execute(schema_info.delete())
-            conn.execute(schema_info.insert().values(version=SCHEMA_VERSION))
+            elif version < SCHEMA_VERSION:
+                for target, _what, step in MIGRATIONS:
+                    if target > version:
+                        step(conn)
+                conn.execute(schema_info.delete())
+                conn.execute(schema_info.insert().values(version=SCHEMA_VERSION))
+            made = conn.execute(sa.select(identity.c.identity)).scalar()
+            if made is None:
+                made = uuid.uuid4().hex
+                conn.execute(identity.insert().values(identity=made, created_at=datetime.now(timezone.utc)))
+            return str(made)
 
     def schema_version(self) -> int:
         with self._read() as conn:
@@ -264,7 +356,8 @@ class Ledger:
     def open_dispatch(
         self, name: str, edition_date: date, revision: int, kind: str, subject: str,
         source: str, created_by: str, now: datetime, *, content_hash: str | None = None,
-        approved_by: str | None = None, approved_at: datetime | None = None,
+        approved_by: str | None = None, approved_at: datetime | None = None, approval_id: int | None = None,
+        lists: tuple[str, ...] = (),
     ) -> tuple[DispatchRecord, bool]:
         """The dispatch of this key, created if it does not exist yet (insert-or-nothing).
 
@@ -274,6 +367,7 @@ class Ledger:
             name=name, edition_date=edition_date.isoformat(), revision=revision, kind=kind,
             subject=subject, source=source, created_by=created_by, created_at=_utc(now),
             content_hash=content_hash, approved_by=approved_by, approved_at=_utc(approved_at),
+            approval_id=approval_id, lists=",".join(lists) or None,
         )
         # ON CONFLICT DO NOTHING rather than catching the IntegrityError: every node fires,
         # and PostgreSQL would log each losing insert as an ERROR. RETURNING says whether
@@ -292,7 +386,7 @@ class Ledger:
                     .where(~sa.exists().where(deliveries.c.dispatch_id == dispatches.c.id,
                                               deliveries.c.state.in_((State.SENT.value, State.UNKNOWN.value))))
                     .values(content_hash=content_hash, subject=subject, approved_by=approved_by,
-                            approved_at=_utc(approved_at))
+                            approved_at=_utc(approved_at), approval_id=approval_id)
                 )
         record = self.find_dispatch(name)
         assert record is not None
@@ -339,6 +433,7 @@ class Ledger:
             kind=row["kind"], subject=row["subject"], source=row["source"], created_by=row["created_by"],
             created_at=_utc(row["created_at"]), finished_at=_utc(row["finished_at"]),  # type: ignore[arg-type]
             content_hash=row["content_hash"], approved_by=row["approved_by"], approved_at=_utc(row["approved_at"]),
+            approval_id=row["approval_id"], lists=tuple(x for x in (row["lists"] or "").split(",") if x),
         )
 
     # -- recipients -----------------------------------------------------------
@@ -373,10 +468,20 @@ class Ledger:
                 if len(batch) >= chunk:
                     added += flush(conn)
             added += flush(conn)
+            if added:
+                # New recipients (a list grew, another list was added): not finished any more,
+                # so the run that sends them finishes it again and reports it.
+                conn.execute(dispatches.update().where(dispatches.c.id == dispatch_id).values(finished_at=None))
         return added
 
-    def claim(self, dispatch_id: int, owner: str, now: datetime, lease: timedelta, limit: int) -> list[Delivery]:
-        """Lease up to ``limit`` sendable rows to ``owner`` and commit before any I/O."""
+    def claim(self, dispatch_id: int, owner: str, now: datetime, lease: timedelta, limit: int,
+              waited_since: datetime | None = None) -> list[Delivery]:
+        """Lease up to ``limit`` sendable rows to ``owner`` and commit before any I/O.
+
+        ``waited_since``: also take rows whose next attempt is later, if they were last
+        tried before that moment (a person's rerun after fixing the relay should not wait
+        for the backoff; what this run itself defers keeps its backoff)."""
+        self.check_file()
         now = _utc(now)  # type: ignore[assignment]
         with self._light() as conn:
             ids: list[int] = []
@@ -389,7 +494,8 @@ class Ledger:
                     .where(
                         deliveries.c.dispatch_id == dispatch_id,
                         deliveries.c.state == state,
-                        sa.or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now),
+                        sa.or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now,
+                               deliveries.c.updated_at < _utc(waited_since) if waited_since else sa.false()),
                         sa.or_(deliveries.c.lease_expires_at.is_(None), deliveries.c.lease_expires_at <= now),
                     )
                     .order_by(deliveries.c.id)
@@ -460,6 +566,19 @@ class Ledger:
                 )
             ).scalar_one())
 
+    def due_unleased(self, dispatch_id: int, now: datetime) -> int:
+        """Sendable rows that are due now and that no run holds."""
+        now = _utc(now)  # type: ignore[assignment]
+        with self._read() as conn:
+            return int(conn.execute(
+                sa.select(sa.func.count()).select_from(deliveries).where(
+                    deliveries.c.dispatch_id == dispatch_id,
+                    deliveries.c.state.in_(SENDABLE),
+                    sa.or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now),
+                    sa.or_(deliveries.c.lease_owner.is_(None), deliveries.c.lease_expires_at <= now),
+                )
+            ).scalar_one())
+
     def release(self, owner: str, ids: Sequence[int]) -> None:
         if not ids:
             return
@@ -470,6 +589,47 @@ class Ledger:
                 .values(lease_owner=None, lease_expires_at=None)
             )
 
+    def hold(self, owner: str, ids: Sequence[int], until: datetime, reply: str, now: datetime) -> None:
+        """Put leased rows back to wait until ``until`` because of the session, not the
+        recipient: a pending row becomes deferred (with the reason), an unknown one stays
+        unknown, and no attempt is counted."""
+        if not ids:
+            return
+        with self._light() as conn:
+            conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id.in_(list(ids)), deliveries.c.lease_owner == owner)
+                .values(state=sa.case((deliveries.c.state == State.PENDING.value, State.DEFERRED.value),
+                                      else_=deliveries.c.state),
+                        next_attempt_at=_utc(until), reply=reply[:2000], lease_owner=None, lease_expires_at=None,
+                        updated_at=_utc(now))
+            )
+
+    def leased_by_others(self, dispatch_id: int, owner: str, now: datetime) -> int:
+        """Rows of the dispatch that another run holds right now (its lease has not expired)."""
+        with self._read() as conn:
+            return int(conn.execute(
+                sa.select(sa.func.count()).select_from(deliveries).where(
+                    deliveries.c.dispatch_id == dispatch_id,
+                    deliveries.c.lease_owner.is_not(None), deliveries.c.lease_owner != owner,
+                    deliveries.c.lease_expires_at > _utc(now),
+                )
+            ).scalar_one())
+
+    def requeue_failed(self, dispatch_id: int, now: datetime) -> int:
+        """Failed rows back to pending, on purpose (after the cause was fixed). Entries that
+        failed because the list entry itself is invalid stay failed: resending cannot help."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                deliveries.update()
+                .where(deliveries.c.dispatch_id == dispatch_id, deliveries.c.state == State.FAILED.value,
+                       ~deliveries.c.key.like("invalid:%"))
+                .values(state=State.PENDING.value, next_attempt_at=None, first_attempt_at=None, updated_at=_utc(now))
+            )
+            if result.rowcount:
+                conn.execute(dispatches.update().where(dispatches.c.id == dispatch_id).values(finished_at=None))
+        return result.rowcount or 0
+
     def record(self, owner: str, results: Sequence[tuple[int, Outcome, datetime | None]], now: datetime) -> int:
         """Write attempt outcomes in one transaction; only rows this owner still leases.
 
@@ -479,6 +639,7 @@ class Ledger:
         """
         if not results:
             return 0
+        self.check_file()
         now = _utc(now)  # type: ignore[assignment]
         rows = [
             {"row_id": delivery_id, "row_owner": owner, "row_state": outcome.state.value, "row_now": now,
@@ -559,6 +720,19 @@ class Ledger:
                 .values(revoked_by=by[:200], revoked_at=_utc(now))
             )
         return result.rowcount or 0
+
+    def approval_revoked(self, approval_id: int) -> bool:
+        with self._read() as conn:
+            return conn.execute(
+                sa.select(approvals.c.revoked_at).where(approvals.c.id == approval_id)
+            ).scalar() is not None
+
+    def states_by_key(self, dispatch_id: int) -> dict[str, str]:
+        """Each recipient key of the dispatch and its state (for a dry run's exact plan)."""
+        with self._read() as conn:
+            return dict(conn.execute(  # type: ignore[arg-type]
+                sa.select(deliveries.c.key, deliveries.c.state).where(deliveries.c.dispatch_id == dispatch_id)
+            ).all())
 
     def approvals(self, edition_date: date) -> list[Approval]:
         """Every approval of the edition, revoked ones included, newest first."""
@@ -673,6 +847,25 @@ class Ledger:
             next_attempt_at=_utc(row["next_attempt_at"]),
             first_attempt_at=_utc(row["first_attempt_at"]),
         )
+
+
+def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def guarded(self: Ledger, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except LedgerError:
+            raise
+        except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
+            # Wrapped once, here, with the ledger's name: a locked, corrupted or vanished
+            # ledger is one line for the operator, never a traceback.
+            raise LedgerError(f"ledger {self.shown}: {_describe(exc)}") from None
+    return guarded
+
+
+for _name, _member in list(vars(Ledger).items()):
+    if callable(_member) and not _name.startswith("_") and _name != "close":
+        setattr(Ledger, _name, _guarded(_member))
 
 
 __all__ = ["Approval", "Ledger", "LedgerError", "DispatchRecord", "NewRecipient", "dispatch_name", "node_name", "OperationalError"]

@@ -41,6 +41,8 @@ dispatches = sa.Table(
     sa.Column("content_hash", sa.String(64), nullable=True),
     sa.Column("approved_by", sa.String(200), nullable=True),
     sa.Column("approved_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("approval_id", sa.Integer, nullable=True),
+    sa.Column("lists", sa.Text, nullable=True),  # the recipient lists it went to, comma-separated
     sa.UniqueConstraint("edition_date", "revision", "kind", name="uq_dispatch_edition"),
 )
 
@@ -105,6 +107,15 @@ approvals = sa.Table(
     sa.Index("ix_approvals_edition", "edition_date"),
 )
 
+# Schema 3: the ledger's own identity, made once when the ledger is created. The program
+# remembers it per ledger URL outside the ledger (ledger.py), so that a ledger that existed
+# and is now gone or replaced is noticed instead of silently starting afresh.
+identity = sa.Table(
+    "ledger_identity", metadata,
+    sa.Column("identity", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 # Schema 3: who first wrote each content of an edition (recorded at check, or at save in
 # the console). The author of the current content may not approve it (four eyes).
 edits = sa.Table(
@@ -151,9 +162,9 @@ def _add_columns(conn: sa.Connection, table: sa.Table, names: tuple[str, ...]) -
 
 
 def _schema_3(conn: sa.Connection) -> None:
-    _add_columns(conn, dispatches, ("content_hash", "approved_by", "approved_at"))
+    _add_columns(conn, dispatches, ("content_hash", "approved_by", "approved_at", "approval_id", "lists"))
     _add_columns(conn, contents, ("content_hash", "canonical"))
-    metadata.create_all(conn, tables=[approvals, edits], checkfirst=True)
+    metadata.create_all(conn, tables=[approvals, edits, identity], checkfirst=True)
 
 
 # (version, what it adds, step), in order. A step runs in the transaction that records

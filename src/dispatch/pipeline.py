@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Callable, Iterable, Protocol, Sequence
 
-from dispatch.errors import DispatchError, TransportError
+from dispatch.errors import DispatchError, LedgerError, TransportError
 from dispatch.message import PreparedMessage, message_id, to_header
 from dispatch.models import Delivery, Outcome, Recipient, State
 
@@ -53,10 +53,15 @@ class Ledger(Protocol):
     def open_dispatch(self, name: str, edition_date: date, revision: int, kind: str, subject: str,
                       source: str, created_by: str, now: datetime, *, content_hash: str | None = None,
                       approved_by: str | None = None, approved_at: datetime | None = None,
+                      approval_id: int | None = None, lists: tuple[str, ...] = (),
                       ) -> tuple[DispatchRow, bool]: ...
+    def approval_revoked(self, approval_id: int) -> bool: ...
     def add_recipients(self, dispatch_id: int, recipients: Iterable[object], now: datetime) -> int: ...
-    def claim(self, dispatch_id: int, owner: str, now: datetime, lease: timedelta, limit: int) -> list[Delivery]: ...
+    def claim(self, dispatch_id: int, owner: str, now: datetime, lease: timedelta, limit: int,
+              waited_since: datetime | None = None) -> list[Delivery]: ...
     def release(self, owner: str, ids: Sequence[int]) -> None: ...
+    def hold(self, owner: str, ids: Sequence[int], until: datetime, reply: str, now: datetime) -> None: ...
+    def leased_by_others(self, dispatch_id: int, owner: str, now: datetime) -> int: ...
     def renew(self, owner: str, ids: Sequence[int], now: datetime, lease: timedelta) -> None: ...
     def record(self, owner: str, results: Sequence[tuple[int, Outcome, datetime | None]], now: datetime) -> int: ...
     def end_writer(self) -> None: ...
@@ -113,6 +118,8 @@ class Plan:
     content_hash: str | None = None
     approved_by: str | None = None
     approved_at: datetime | None = None
+    approval_id: int | None = None  # a recorded approval: revoking it stops the sending
+    lists: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,6 +132,14 @@ class SendPolicy:
     linger: timedelta = timedelta(0)  # how long this run waits for due retries before handing over
     quota_wait: timedelta = timedelta(hours=1)  # Exchange's daily quota: wait, do not fail
     lease: timedelta = LEASE  # how long claimed rows stay ours without renewal
+    # Session trouble (the relay, not a recipient): how long the dispatch waits before the
+    # next try when no connection can be had, growing while it lasts ...
+    session_backoff: tuple[float, ...] = (5, 10, 30, 60, 120, 300)
+    # ... and how long it pauses after a permanent refusal (5xx to MAIL FROM, refused
+    # credentials, a TLS failure), which someone has to fix.
+    session_pause: timedelta = timedelta(minutes=10)
+    wait_out_pauses: bool = False  # serve waits out such a pause until its deadline; a command does not
+    retry_now: bool = False  # the first pass also takes rows whose next attempt is later (a person asked)
 
 
 @dataclass
@@ -139,6 +154,11 @@ class Result:
     paused_until: datetime | None = None
     attempted: int = 0  # recipients this run tried, whatever the outcome
     finished_now: bool = False  # this run completed the dispatch (no other run did first)
+    session_error: str | None = None  # the relay's last refusal of a session, if it ended this run's sending
+    session_permanent: bool = False  # ... and it needs fixing (not just time)
+    others_sending: bool = False  # another run holds leases on this dispatch now
+    notes: list[str] = field(default_factory=list)  # what the caller decided beforehand, for the operator
+    revoked: bool = False  # stopped because the approval was revoked meanwhile
 
     @property
     def complete(self) -> bool:
@@ -153,7 +173,8 @@ def open_plan(plan: Plan, ledger: Ledger, clock: Clock) -> tuple[DispatchRow, bo
     record, created = ledger.open_dispatch(
         plan.name, plan.edition_date, plan.revision, plan.kind, plan.subject,
         plan.source, plan.created_by, now, content_hash=plan.content_hash,
-        approved_by=plan.approved_by, approved_at=plan.approved_at,
+        approved_by=plan.approved_by, approved_at=plan.approved_at, approval_id=plan.approval_id,
+        lists=plan.lists,
     )
     domain = plan.prepared.domain
     # A generator: the ledger inserts in chunks, so 100,000 rows are never all in memory twice.
@@ -258,6 +279,7 @@ class Sender:
                  progress: Callable[[int], None] | None = None,
                  stop: threading.Event | None = None) -> None:
         self.plan, self.ledger, self.transport, self.policy = plan, ledger, transport, policy
+        self.retry_now = policy.retry_now
         self.clock, self.owner, self.dispatch_id = clock, owner, dispatch_id
         self.progress = progress or (lambda n: None)
         self.stop = stop or threading.Event()
@@ -273,6 +295,15 @@ class Sender:
         self.urgent_seen = False
         self.outstanding: set[int] = set()  # claimed, not yet recorded
         self.progressed = threading.Event()
+        # Session trouble, shared by the workers (under self.lock):
+        self.connected = 0  # workers holding a usable connection now
+        self.failures_in_a_row = 0  # session failures since the last message went through
+        self.session_pauses = 0  # pauses for want of any connection since the last success
+        self.pause_reason: str | None = None  # why this pass paused for the relay's sake
+        self.session_permanent = False
+        self.bounced: dict[int, int] = {}  # row id -> session failures it was part of
+        self.pass_over = threading.Event()  # wakes workers backing off when the pass ends
+        self.revoked = False  # the approval was revoked while sending
 
     def run_pass(self) -> int:
         """Send every row due now; returns how many recipients were accepted.
@@ -300,10 +331,19 @@ class Sender:
         low_water = connections * 2  # messages queued before claiming more
         lease = self.policy.lease
         renewed = self.clock.now()
+        self.pass_over.clear()
+        self.pause_reason = None
+        self.pass_started = self.clock.now()
         try:
             while not self.stop.is_set() and not self.errors and self.paused_until is None:
                 if self.work.qsize() < low_water:
-                    rows = self.ledger.claim(self.dispatch_id, self.owner, self.clock.now(), lease, chunk)
+                    if self.plan.approval_id is not None and self.ledger.approval_revoked(self.plan.approval_id):
+                        # What goes out must be approved while it goes out: nothing more is claimed.
+                        self.revoked = True
+                        self.stop.set()
+                        break
+                    rows = self.ledger.claim(self.dispatch_id, self.owner, self.clock.now(), lease, chunk,
+                                             waited_since=self.pass_started if self.retry_now else None)
                     if rows:
                         with self.lock:
                             self.outstanding.update(r.id for r in rows)
@@ -321,7 +361,10 @@ class Sender:
                         waiting = list(self.outstanding)
                     self.ledger.renew(self.owner, waiting, now, lease)
                     renewed = now
+        except LedgerError as exc:
+            self.errors.append(exc)
         finally:
+            self.pass_over.set()
             for _ in workers:
                 self.work.put(None)
             for worker in workers:
@@ -330,7 +373,15 @@ class Sender:
             with self.lock:
                 unrecorded = list(self.outstanding)
                 self.outstanding.clear()
-            self.ledger.release(self.owner, unrecorded)  # stopped, paused or failed: back to the queue
+                held, reason = self.paused_until, self.pause_reason
+            if any(isinstance(error, LedgerError) for error in self.errors):
+                pass  # the ledger is failing: the leases lapse, or a rerun frees them (a dead pid)
+            elif held is not None and reason is not None:
+                # The relay, not these recipients, is the trouble: they wait, unharmed, with
+                # the reason, until the pause ends (a person's rerun takes them at once).
+                self.ledger.hold(self.owner, unrecorded, held, f"not sent yet: {reason}", self.clock.now())
+            else:
+                self.ledger.release(self.owner, unrecorded)  # stopped or failed: back to the queue
         if self.errors:
             raise self.errors[0]
         return self.sent
@@ -354,6 +405,7 @@ class Sender:
 
     def _worker(self, committer: GroupCommitter) -> None:
         connection: Connection | None = None
+        failures = 0  # this worker's session failures in a row
         try:
             while True:
                 batch = self.work.get()
@@ -364,14 +416,29 @@ class Sender:
                     if self.errors or self.stop.is_set() or self.paused_until is not None:
                         continue
                     self._give_way_to_urgent()
-                    if connection is None or not connection.usable:
-                        if connection is not None:
-                            connection.close()
-                        connection = self.transport.connect()
-                    self.limiter.wait()
                     if self.stop.is_set():
-                        continue  # stopped while waiting: the batch goes back unsent (released below)
-                    results = self._send(connection, batch)
+                        continue
+                    try:
+                        if connection is None or not connection.usable:
+                            connection = self._reconnect(connection)
+                        self.limiter.wait()
+                        if self.stop.is_set():
+                            continue  # stopped while waiting: the batch goes back unsent (released below)
+                        results = self._send(connection, batch)
+                    except TransportError as exc:
+                        if connection is not None:
+                            self._disconnect(connection)
+                            connection = None
+                        failures += 1
+                        self._session_failed(batch, exc)
+                        if not exc.permanent:
+                            # Let the connections that work carry on; try this one again later.
+                            self.pass_over.wait(min(2.0 ** (failures - 1), 30.0))
+                        continue
+                    failures = 0
+                    with self.lock:
+                        self.failures_in_a_row = 0
+                        self.session_pauses = 0
                     committer.record(results)
                     accepted = sum(1 for _, o, _ in results if o.state is State.SENT)
                     with self.lock:
@@ -386,7 +453,52 @@ class Sender:
                     self.progressed.set()
         finally:
             if connection is not None:
-                connection.close()
+                self._disconnect(connection)
+
+    def _reconnect(self, old: Connection | None) -> Connection:
+        if old is not None:
+            self._disconnect(old)
+        connection = self.transport.connect()
+        with self.lock:
+            self.connected += 1
+        return connection
+
+    def _disconnect(self, connection: Connection) -> None:
+        with self.lock:
+            self.connected -= 1
+        connection.close()
+
+    def _session_failed(self, batch: list[Delivery], exc: TransportError) -> None:
+        """A session failed (not a recipient): the batch goes to a connection that works, or,
+        when none can be had, the dispatch pauses with backoff. No recipient is charged an
+        attempt for it."""
+        ids = [d.id for d in batch]
+        now = self.clock.now()
+        with self.lock:
+            self.failures_in_a_row += 1
+            for row in ids:
+                self.bounced[row] = self.bounced.get(row, 0) + 1
+            nobody_gets_through = self.connected <= 0 and self.failures_in_a_row >= max(2, self.policy.connections)
+            if exc.permanent or nobody_gets_through:
+                if exc.permanent:
+                    self.session_permanent = True
+                    until = now + self.policy.session_pause
+                else:
+                    backoff = self.policy.session_backoff or (5,)
+                    until = now + timedelta(seconds=backoff[min(self.session_pauses, len(backoff) - 1)])
+                    self.session_pauses += 1
+                self.paused_until = max(self.paused_until or until, until)
+                self.pause_reason = str(exc)
+                return  # the batch stays outstanding: held with the rest when the pass ends
+            poisoned = any(self.bounced[row] >= 3 for row in ids)
+        if poisoned:
+            # The same rows broke three sessions: hold them a while instead of breaking more.
+            backoff = self.policy.session_backoff or (5,)
+            self.ledger.hold(self.owner, ids, now + timedelta(seconds=backoff[-1]), f"not sent yet: {exc}", now)
+            with self.lock:
+                self.outstanding.difference_update(ids)
+            return
+        self.work.put(batch)
 
     def _send(self, connection: Connection, batch: list[Delivery]) -> list[tuple[int, Outcome, datetime | None]]:
         plan = self.plan
@@ -427,8 +539,12 @@ class Sender:
 
 def run(plan: Plan, ledger: Ledger, transport: Transport, policy: SendPolicy, clock: Clock,
         progress: Callable[[int], None] | None = None, stop: threading.Event | None = None,
-        owner: str | None = None) -> Result:
-    """Open (or resume) the dispatch and send until nothing is due within ``policy.linger``."""
+        owner: str | None = None, on_pause: Callable[[str, bool, datetime], None] | None = None) -> Result:
+    """Open (or resume) the dispatch and send until nothing is due within ``policy.linger``.
+
+    ``on_pause(reason, permanent, until)`` is called when the relay's trouble pauses the
+    dispatch (the caller may alert); the pause is waited out only with ``wait_out_pauses``
+    or when it is not permanent."""
     from dispatch.ledger import node_name
 
     owner = owner or node_name()
@@ -437,31 +553,50 @@ def run(plan: Plan, ledger: Ledger, transport: Transport, policy: SendPolicy, cl
     sender = Sender(plan, ledger, transport, policy, clock, owner, record.id, progress, stop)
     errors: list[str] = []
     pause_reported: datetime | None = None
+    session_error: str | None = None
     deadline = clock.now() + policy.linger
     while True:
         try:
             sender.run_pass()
-        except TransportError as exc:
-            errors.append(str(exc))
-            break
+        except LedgerError:
+            raise  # the record itself is in doubt: stop here, say so, record nothing more
         except DispatchError as exc:
             errors.append(str(exc))
             break
+        sender.retry_now = False  # later passes keep to the schedule
+        session_error = sender.pause_reason
+        if session_error is not None and sender.paused_until is not None and on_pause is not None:
+            on_pause(session_error, sender.session_permanent, sender.paused_until)  # e.g. serve's alert
         if sender.stop.is_set():
             break
         due = ledger.next_due(record.id)
         paused, sender.paused_until = sender.paused_until, None
         if paused is not None:
-            due = max(due or paused, paused)
             pause_reported = paused
+            if sender.session_permanent and not policy.wait_out_pauses:
+                break  # someone must fix the relay's refusal: no point waiting in the foreground
+            due = max(due or paused, paused)
+            if sender.pause_reason is not None and due > deadline > clock.now():
+                due = deadline  # one last try when the time allowed runs out, not a wait past it
+                sender.retry_now = True  # ... of the rows held for later than that
         if due is None or due > deadline:
             break
         clock.sleep(max(0.0, (due - clock.now()).total_seconds()))
+        if sender.stop.is_set():
+            break
+        sender.session_permanent = False
     counts = ledger.counts(record.id)
     finished_now = False
     if all(counts.get(s.value, 0) == 0 for s in (State.PENDING, State.DEFERRED, State.UNKNOWN)):
         finished_now = ledger.finish_dispatch(record.id, clock.now())
+    unfinished = not finished_now and any(counts.get(s.value, 0) for s in (State.PENDING, State.DEFERRED, State.UNKNOWN))
+    if session_error is not None and unfinished:
+        errors.append(session_error)
     return Result(dispatch=record.name, created=created, already_sent=already_sent,
                   sent_now=sender.sent, counts=counts, errors=errors,
                   next_attempt=ledger.next_due(record.id), paused_until=pause_reported,
-                  attempted=sender.attempted, finished_now=finished_now)
+                  attempted=sender.attempted, finished_now=finished_now,
+                  session_error=session_error if unfinished else None,
+                  session_permanent=sender.session_permanent and unfinished,
+                  others_sending=unfinished and ledger.leased_by_others(record.id, owner, clock.now()) > 0,
+                  revoked=sender.revoked)

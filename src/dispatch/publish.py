@@ -14,11 +14,13 @@ The export half is pure: the caller reads the ledger and hands the rows in.
 from __future__ import annotations
 
 import csv
+import errno
 import fcntl
 import io
 import json
 import os
 import re
+import stat
 import tempfile
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timezone
@@ -40,6 +42,7 @@ MANIFEST_VERSION = 1
 LOCK = ".publish.lock"
 TEMP_PREFIX = ".publishing-"
 PAGE_MODE = 0o644  # mkstemp creates 0600; the web server (another user) must read the page
+EXPORT_MODE = 0o600  # an export holds a recipient list with names and addresses: its owner's only
 _PAGE_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}\.html$")
 _META = re.compile(r'<meta name="dispatch:(\w+)" content="([^"]*)">')
 
@@ -159,18 +162,21 @@ def render_index(title: str, entries: Sequence[Entry], templates_dir: Path, now:
 # -- atomic files -----------------------------------------------------------------
 
 
-def write_atomic(path: Path, data: bytes, *, replace: Replace = os.replace) -> None:
+def write_atomic(path: Path, data: bytes, *, replace: Replace = os.replace, mode: int = PAGE_MODE) -> None:
     """Replace ``path`` with ``data`` so that a reader sees the old or the new file, never
     a mix. The temporary file is in the same directory (a rename across file systems is
     not atomic) and is fsynced before the rename, so a power cut cannot leave an empty
-    page behind the new name. ``replace`` is injectable so tests can interrupt here."""
+    page behind the new name. ``replace`` is injectable so tests can interrupt here.
+    The file gets ``mode`` (PAGE_MODE, or EXPORT_MODE for exports); the rename replaces
+    a symbolic link at ``path`` rather than writing through it."""
     descriptor, temp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(descriptor, "wb") as handle:
+            # Before the data: the file never holds it with other permissions than ``mode``.
+            os.fchmod(handle.fileno(), mode)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(temp, PAGE_MODE)
         replace(temp, path)
     except BaseException:
         # Also on KeyboardInterrupt: the previous file is untouched; drop the half-made one.
@@ -204,13 +210,46 @@ class _Locked:
         self.path = directory / LOCK
 
     def __enter__(self) -> _Locked:
-        self.handle = open(self.path, "a+b")
-        fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX)
+        # O_NOFOLLOW: a symbolic link planted as the lock must not make us create or open
+        # a file elsewhere (O_CREAT would create its target). The mode honours the umask.
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        try:
+            self.descriptor = os.open(self.path, flags, 0o666)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise PublishError(self.path, _LINK_REFUSED.format(what="the lock file", target=_link_target(self.path))) from None
+            raise
+        try:
+            if not stat.S_ISREG(os.fstat(self.descriptor).st_mode):
+                raise PublishError(self.path, "the lock file is not a regular file; remove it")
+            fcntl.flock(self.descriptor, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(self.descriptor)
+            raise
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        fcntl.flock(self.handle.fileno(), fcntl.LOCK_UN)
-        self.handle.close()
+        fcntl.flock(self.descriptor, fcntl.LOCK_UN)
+        os.close(self.descriptor)
+
+
+_LINK_REFUSED = (
+    "{what} is a symbolic link (to {target}); dispatch does not follow links in the publish "
+    "directory; remove the link"
+)
+
+
+def _link_target(path: Path) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return "somewhere"
+
+
+def _refuse_link(path: Path, what: str) -> None:
+    """PublishError if ``path`` is a symbolic link: we neither write through one nor read one."""
+    if path.is_symlink():
+        raise PublishError(path, _LINK_REFUSED.format(what=what, target=_link_target(path)))
 
 
 def _remove_stale_temps(directory: Path) -> None:
@@ -231,6 +270,8 @@ def read_manifest(directory: Path) -> dict[str, Entry]:
     page was copied in by hand) are recovered from the meta tags each page carries."""
     entries: dict[str, Entry] = {}
     try:
+        if (directory / MANIFEST).is_symlink():
+            raise ValueError("not ours")  # publish_edition refuses it; a reader ignores it
         data = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
         items = data.get("editions", []) if isinstance(data, dict) else []
     except (OSError, ValueError):
@@ -254,6 +295,8 @@ def read_manifest(directory: Path) -> dict[str, Entry]:
 
 
 def _recover(page: Path) -> Entry | None:
+    if page.is_symlink() or not page.is_file():
+        return None  # a link or anything but a page we wrote: never read through it
     try:
         head = page.read_text(encoding="utf-8", errors="replace")[:4000]
     except OSError:
@@ -298,6 +341,10 @@ def publish_edition(
     """
     templates = web_templates_dir(email_templates_dir)
     page_html = render_page(edition, templates, now)
+    if directory.is_symlink():
+        raise PublishError(directory, (
+            f"the publish directory is a symbolic link (to {_link_target(directory)}); dispatch does not "
+            "follow links there; set publish.dir to the real directory"))
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -305,6 +352,8 @@ def publish_edition(
     page = directory / page_name(edition.date)
     try:
         with _Locked(directory):
+            for path, what in ((page, "the page"), (directory / MANIFEST, "the manifest"), (directory / INDEX, "the archive index")):
+                _refuse_link(path, what)
             _remove_stale_temps(directory)
             write_atomic(page, page_html.encode("utf-8"), replace=replace)
             entries = read_manifest(directory)
@@ -405,7 +454,7 @@ def export_files(document: Mapping[str, Any], fmt: str, out: Path) -> list[Path]
 
     def write(name: str, text: str) -> None:
         path = out / name
-        write_atomic(path, text.encode("utf-8"))
+        write_atomic(path, text.encode("utf-8"), mode=EXPORT_MODE)
         paths.append(path)
 
     if fmt == "csv":

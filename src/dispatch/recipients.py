@@ -12,6 +12,8 @@ folded address set only, not for the file (see bench/recipients.py).
 from __future__ import annotations
 
 import csv
+import io
+import os
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -23,7 +25,16 @@ from email_validator import EmailNotValidError, validate_email
 
 from dispatch.errors import DispatchError, InputError, Problem, display_path
 from dispatch.models import Recipient
-from dispatch.yamlsource import LineDict, LineList, load_yaml_file
+from dispatch.yamlsource import (
+    LIST_MAX_BYTES,
+    MB,
+    YAML_LIST_MAX_BYTES,
+    LineDict,
+    LineList,
+    load_yaml_file,
+    open_input,
+    shorten,
+)
 
 SUPPRESSION_FILE = "suppressed.txt"
 LIST_SUFFIXES = (".yaml", ".yml", ".csv")
@@ -156,21 +167,28 @@ def list_path(directory: Path, name: str) -> Path | None:
         return None  # a list name is a file name in the directory, never a path out of it
     for suffix in LIST_SUFFIXES:
         candidate = directory / f"{name}{suffix}"
-        if candidate.is_file():
+        # lexists, not is_file: a symbolic link, FIFO or device under a list's name is
+        # found here and refused by name when it is read, not taken for a missing list.
+        if os.path.lexists(candidate):
             return candidate
     return None
 
 
 def load_suppressed(directory: Path) -> tuple[set[str], list[Problem]]:
-    """Folded keys from ``suppressed.txt`` (one address a line, ``#`` comments)."""
+    """Folded keys from ``suppressed.txt`` (one address a line, ``#`` comments).
+
+    Raises InputError if the file is there but cannot be used (a symbolic link, FIFO or
+    device, too large, unreadable): sending without the suppressions it holds would
+    mail people who asked not to be mailed."""
     path = directory / SUPPRESSION_FILE
     keys: set[str] = set()
     problems: list[Problem] = []
-    if not path.is_file():
+    if not os.path.lexists(path):
         return keys, problems
     shown = display_path(path)
     try:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
+        with _open_list(path, LIST_MAX_BYTES, "the suppression list",
+                        "check that this is the right file (50 MB is about a million addresses)") as handle:
             for number, line in enumerate(handle, start=1):
                 text = _COMMENT.sub("", line.rstrip("\r\n")).strip()
                 if not text:
@@ -178,10 +196,22 @@ def load_suppressed(directory: Path) -> tuple[set[str], list[Problem]]:
                 try:
                     keys.add(normalise(text)[1])
                 except AddressError as exc:
-                    problems.append(Problem(shown, number, f"suppressed address {escape_controls(text)!r} is not valid: {exc}"))
+                    problems.append(Problem(shown, number, f"suppressed address {shorten(text)!r} is not valid: {exc}"))
     except UnicodeDecodeError:
         problems.append(Problem(shown, 1, "the file is not UTF-8; save it as UTF-8"))
+    except FileNotFoundError:
+        pass  # removed since lexists(): nothing is suppressed, as if it had never been there
+    except OSError as exc:
+        raise InputError([Problem(shown, 1, f"cannot read the file: {exc.strerror or exc}")]) from None
     return keys, problems
+
+
+def _open_list(path: Path, limit: int, what: str, advice: str) -> io.TextIOWrapper:
+    """A list file opened as text, if it is a regular file within ``limit`` (else InputError)."""
+    return io.TextIOWrapper(
+        open_input(path, limit=limit, what=what, advice=advice, follow_links=False),
+        encoding="utf-8-sig", newline="",
+    )
 
 
 def resolve(directory: Path, names: list[str] | tuple[str, ...], referrers: dict[str, Problem] | None = None) -> Resolution:
@@ -239,7 +269,7 @@ def _load_list(directory: Path, name: str, result: Resolution, fatal: list[Probl
         try:
             address, key = _fold(email)
         except AddressError as exc:
-            _invalid(result, view, email, name, Problem(shown, line, f"invalid address {email!r}: {exc}"))
+            _invalid(result, view, email, name, Problem(shown, line, f"invalid address {shorten(email)!r}: {exc}"))
             return
         if key in suppressed:
             view.suppressed.add(key)
@@ -273,6 +303,10 @@ def _load_list(directory: Path, name: str, result: Resolution, fatal: list[Probl
         fatal.extend(exc.problems)
     except UnicodeDecodeError:
         fatal.append(Problem(shown, 1, "the file is not UTF-8; export it as 'CSV UTF-8'"))
+    except FileNotFoundError:
+        fatal.append(Problem(shown, 1, "the file was removed while it was being read; run again"))
+    except OSError as exc:
+        fatal.append(Problem(shown, 1, f"cannot read the file: {exc.strerror or exc}"))
     result.lists[name] = view
     return view
 
@@ -299,11 +333,12 @@ def _csv_rows(path: Path, shown: str, fatal: list[Problem]) -> Iterator[tuple[st
     """(email, name, line) streamed from a CSV file; comma or semicolon, with or without BOM.
 
     ``line`` is where the record starts, also when a quoted field spans lines."""
-    with path.open(encoding="utf-8-sig", newline="") as handle:
+    advice = "split it into several lists (a YAML list can include them all)"
+    with _open_list(path, LIST_MAX_BYTES, "a recipient list", advice) as handle:
         header_line = handle.readline()
         delimiter, header = _pick_delimiter(header_line)
         if "email" not in header:
-            fatal.append(Problem(shown, 1, f"the first row must be a header with an 'email' column (and optionally 'name'); found {header_line.strip()[:80]!r}"))
+            fatal.append(Problem(shown, 1, f"the first row must be a header with an 'email' column (and optionally 'name'); found {shorten(header_line.strip())!r}"))
             return
         email_at = header.index("email")
         name_at = header.index("name") if "name" in header else -1
@@ -327,7 +362,10 @@ def _csv_rows(path: Path, shown: str, fatal: list[Problem]) -> Iterator[tuple[st
 def _yaml_entries(path: Path, shown: str, fatal: list[Problem], add: Callable[[str, str, int], None],
                   view: ListView, result: Resolution) -> list[tuple[str, int]]:
     """Feed the members to ``add``; return the includes as (list name, line)."""
-    data = load_yaml_file(path)
+    data = load_yaml_file(
+        path, limit=YAML_LIST_MAX_BYTES, what="a YAML recipient list", follow_links=False,
+        advice=f"save a list this large as CSV (read row by row, up to {LIST_MAX_BYTES // MB} MB)",
+    )
     if not isinstance(data, LineDict):
         fatal.append(Problem(shown, 1, "a YAML list needs 'name' and 'members' (and optionally 'include')"))
         return []

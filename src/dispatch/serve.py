@@ -63,6 +63,7 @@ class Service:
         self.lock = threading.Lock()
         self.sending: set[str] = set()  # schedules whose send job runs in this process now
         self.held: dict[str, date] = {}  # schedules whose send found nothing approved, by edition day
+        self.undelivered: dict[tuple[str, ...], alerts.Alert] = {}  # alerts the relay did not take (yet)
 
     def close(self) -> None:
         self.ledger.close()
@@ -125,8 +126,16 @@ class Service:
             if occurrence is None or _utc(now) > _utc(occurrence.deadline):
                 continue
             for record in edition_dispatches(self.ledger, occurrence.day):
-                if record.finished_at is None and self.ledger.orphaned(record.id, now):
+                if record.finished_at is not None:
+                    continue
+                if self.ledger.orphaned(record.id, now):
                     event("lease_expired", logging.WARNING, dispatch=record.name, schedule=schedule.name)
+                    found.append(schedule.name)
+                    break
+                if self.ledger.due_unleased(record.id, now):
+                    # Nobody is sending it (a run ended early, or a command was stopped) and
+                    # recipients are due: the service owns the day's dispatch until its deadline.
+                    event("resuming", dispatch=record.name, schedule=schedule.name)
                     found.append(schedule.name)
                     break
         return found
@@ -186,9 +195,8 @@ class Service:
                        f"{edition.revision}; skicka manuellt")
             self.alert(alerts.not_sendable(name, day, at, [problem]), now)
             return None
-        lists = () if edition.lists is not None else schedule.lists
         try:
-            ready = app.prepare_edition(settings, edition, now, lists=lists)
+            ready = app.prepare_edition(settings, edition, now, default_lists=schedule.lists)
         except InputError as exc:
             event("not_sendable", logging.ERROR, schedule=name, edition=day.isoformat(), problems=len(exc.problems))
             self.alert(alerts.not_sendable(name, day, at, [str(p) for p in exc.problems]), now)
@@ -196,11 +204,30 @@ class Service:
         event("sending", schedule=name, edition=day.isoformat(), recipients=len(ready.resolution.recipients),
               resume=bool(unfinished))
         linger = max(timedelta(0), _utc(occurrence.deadline) - _utc(now))  # retry deferred ones until the deadline
-        result = app.send(settings, ready, self.clock, created_by=f"dispatch serve ({name})",
-                          linger=linger, stop=self.stop)
+        deadline = self._local(occurrence.deadline)
+
+        def paused(reason: str, permanent: bool, until: datetime) -> None:
+            event("relay_paused", logging.WARNING if not permanent else logging.ERROR, schedule=name,
+                  edition=day.isoformat(), reason=reason, until=self._local(until).isoformat(), permanent=permanent)
+            if permanent:
+                dispatch = app.dispatch_name(day, edition.revision, edition.kind)
+                self.alert(alerts.relay_refused(name, dispatch, reason, self._local(until), deadline), self.clock.now())
+
+        try:
+            result = app.send(settings, ready, self.clock, created_by=f"dispatch serve ({name})",
+                              linger=linger, stop=self.stop, on_pause=paused)
+        except InputError as exc:  # e.g. the relay's password variable is not set
+            event("not_sendable", logging.ERROR, schedule=name, edition=day.isoformat(), problems=len(exc.problems))
+            self.alert(alerts.not_sendable(name, day, at, [str(p) for p in exc.problems]), now)
+            return None
         name_of_event = "sent" if result.complete else ("interrupted" if self.stop.is_set() else "incomplete")
         event(name_of_event, logging.INFO if result.complete else logging.WARNING, dispatch=result.dispatch,
               counts=result.counts, sent_now=result.sent_now, **({"errors": " | ".join(result.errors)} if result.errors else {}))
+        waiting = sum(result.counts.get(state, 0) for state in ("pending", "deferred", "unknown"))
+        if waiting and not self.stop.is_set() and _utc(self.clock.now()) >= _utc(occurrence.deadline):
+            record = self.ledger.find_dispatch(result.dispatch)
+            if record is not None:
+                self._too_late(Due(occurrence, Action.INCOMPLETE, record), self.clock.now(), reason=result.session_error)
         return result
 
     def check_approval(self, name: str, now: datetime) -> bool:
@@ -251,13 +278,13 @@ class Service:
             self.check_approval(schedule.name, now)  # started after the approval time, nothing approved
         return [due for due in dues if due.action is Action.SEND]
 
-    def _too_late(self, due: Due, now: datetime) -> None:
+    def _too_late(self, due: Due, now: datetime, reason: str | None = None) -> None:
         occurrence, name = due.occurrence, due.occurrence.schedule.name
         deadline = self._local(occurrence.deadline)
         if due.action is Action.INCOMPLETE and due.dispatch is not None:
             counts = self.ledger.counts(due.dispatch.id)
             event("incomplete_after_deadline", logging.WARNING, dispatch=due.dispatch.name, counts=counts, schedule=name)
-            self.alert(alerts.incomplete(name, occurrence.day, due.dispatch.name, deadline, counts), now)
+            self.alert(alerts.incomplete(name, occurrence.day, due.dispatch.name, deadline, counts, reason), now)
             return
         event("missed", logging.WARNING, schedule=name, edition=occurrence.day.isoformat(),
               due=self._local(occurrence.at).isoformat(), deadline=deadline.isoformat())
@@ -280,11 +307,23 @@ class Service:
                            settings.notify, alert, now.astimezone(settings.timezone))
         except (DispatchError, OSError) as exc:
             with self.lock:
-                self.alerted.discard(alert.key)  # let a later attempt try again
+                # Kept for the watch job to try again: the relay that failed the report is
+                # often the one the alert must go through, and it may come back.
+                self.undelivered[alert.key] = alert
             event("alert_failed", logging.ERROR, subject=alert.subject, error=str(exc))
             return False
+        with self.lock:
+            self.undelivered.pop(alert.key, None)
         event("alert_sent", logging.WARNING, subject=alert.subject, to=",".join(settings.notify))
         return True
+
+    def retry_alerts(self, now: datetime) -> int:
+        """Send again the alerts that could not be delivered; returns how many went now."""
+        with self.lock:
+            waiting = list(self.undelivered.values())
+            for alert in waiting:
+                self.alerted.discard(alert.key)
+        return sum(1 for alert in waiting if self.alert(alert, now))
 
     def on_scheduler_event(self, job_event: JobEvent) -> None:
         """APScheduler's own events: a run missed beyond its grace time, a run still going."""
@@ -346,6 +385,7 @@ def watch(scheduler: BackgroundScheduler, service: Service) -> None:
         now = service.clock.now()
         for name in service.orphaned(now) + service.approved_late(now):
             scheduler.modify_job(f"send:{name}", next_run_time=datetime.now(UTC))
+        service.retry_alerts(now)
     except Exception:
         event("watch_failed", logging.ERROR, exc_info=True)  # e.g. the ledger briefly down; next time
 

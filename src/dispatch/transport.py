@@ -7,6 +7,7 @@ returned, never raised: one refused address must not sink the others.
 from __future__ import annotations
 
 import os
+import re
 import smtplib
 import socket
 import ssl
@@ -14,7 +15,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from dispatch.config import TransportSettings
 from dispatch.errors import AuthenticationError, TransportError
@@ -46,8 +47,107 @@ def classify(code: int, text: str) -> State:
 
 
 def reply_text(code: int, message: bytes | str) -> str:
+    """A reply as we show and record it: one line, and never an echoed AUTH payload (some
+    servers repeat the command they refuse, credentials included)."""
     text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
-    return f"{code} {' '.join(text.split())}".strip()
+    text = _AUTH_ECHO.sub(r"\1[redacted]", " ".join(text.split()))
+    return f"{code} {text}".strip()
+
+
+_AUTH_ECHO = re.compile(r"(?i)(\bAUTH\s+[A-Z0-9_-]+\s+)\S+")
+# In a reply to AUTH, a base64 run this long (with a digit, '+', '/' or padding, unlike a
+# word) is a credential echoed back.
+_BASE64_BLOB = re.compile(r"(?<![A-Za-z0-9+/])(?=[A-Za-z0-9+/]*[0-9+/])[A-Za-z0-9+/]{16,}={0,2}(?![A-Za-z0-9+/=])|"
+                          r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{16,}={1,2}(?![A-Za-z0-9+/=])")
+
+
+# -- strict replies ------------------------------------------------------------
+
+MAX_REPLY_LINES = 100
+MAX_REPLY_LINE = 2048  # RFC 5321 allows 512; some servers send longer human text
+
+
+class ReplyError(smtplib.SMTPServerDisconnected):
+    """The server's reply could not be trusted: unparsable, an unknown code, lines that
+    disagree, or not complete within the deadline. The connection is closed: where the
+    conversation stands is unknown, so nothing more is read from it or sent on it."""
+
+
+class StrictSMTP(smtplib.SMTP):
+    """smtplib's reply reading, made strict (smtplib takes the last line's code and turns an
+    unparsable line into -1) and bounded by one deadline per reply (smtplib's timeout is per
+    read, so a server that drips a byte a second never times out)."""
+
+    def getreply(self) -> tuple[int, bytes]:
+        deadline = time.monotonic() + self.timeout
+        if self.sock is None:
+            raise smtplib.SMTPServerDisconnected("not connected")
+        if self.file is None:
+            self.file = self.sock.makefile("rb")
+        try:
+            return self._reply_by(deadline)
+        finally:
+            if self.sock is not None:
+                self.sock.settimeout(self.timeout)  # the next write gets the whole timeout again
+
+    def _reply_by(self, deadline: float) -> tuple[int, bytes]:
+        code: int | None = None
+        texts: list[bytes] = []
+        for _ in range(MAX_REPLY_LINES):
+            line = self._line_by(deadline)
+            match = _REPLY_LINE.fullmatch(line.rstrip(b"\r\n"))
+            if match is None:
+                self._fail(f"unreadable reply line {line[:80]!r}")
+            this = int(match.group(1))
+            if not 200 <= this <= 599:
+                self._fail(f"reply code {this} is not an SMTP reply code")
+            if code is not None and this != code:
+                self._fail(f"a multi-line reply whose lines disagree ({code} and {this})")
+            code = this
+            texts.append(match.group(3))
+            if match.group(2) != b"-":
+                return code, b"\n".join(texts)
+        self._fail(f"a reply of more than {MAX_REPLY_LINES} lines")
+
+    def _line_by(self, deadline: float) -> bytes:
+        """One line, waiting at most until ``deadline`` in all (each read is bounded by the
+        time left, and peek() reads at most once)."""
+        sock, file = self.sock, self.file
+        assert sock is not None and file is not None
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._fail(f"no complete reply within {self.timeout:g} s")
+            sock.settimeout(left)
+            try:
+                chunk = file.peek(MAX_REPLY_LINE)
+            except TimeoutError:
+                self._fail(f"no complete reply within {self.timeout:g} s")
+            except (OSError, ValueError) as exc:
+                self._fail(f"connection lost while reading the reply: {exc.__class__.__name__}")
+            if not chunk:
+                self._fail("connection closed by the server")
+            end = chunk.find(b"\n")
+            taken = file.read(end + 1 if end >= 0 else len(chunk))
+            parts.append(taken)
+            size += len(taken)
+            if end >= 0:
+                return b"".join(parts)
+            if size > MAX_REPLY_LINE:
+                self._fail(f"a reply line longer than {MAX_REPLY_LINE} octets")
+
+    def _fail(self, why: str) -> NoReturn:
+        self.close()
+        raise ReplyError(why)
+
+
+_REPLY_LINE = re.compile(rb"(\d{3})([ -]?)(.*)", re.DOTALL)
+
+
+class StrictSMTP_SSL(StrictSMTP, smtplib.SMTP_SSL):
+    """The same over implicit TLS (port 465)."""
 
 
 # The Transport and Connection protocols these classes satisfy belong to their consumer,
@@ -100,6 +200,10 @@ class MaildirConnection:
                 os.fsync(handle.fileno())
             os.rename(tmp, self.path / "new" / name)
         except OSError as exc:
+            try:
+                tmp.unlink()  # a full disk must not leave half a message behind in tmp/
+            except OSError:
+                pass
             outcome = Outcome(State.DEFERRED, f"maildir write failed: {exc.strerror}")
             return {r: outcome for r in recipients}
         accepted = Outcome(State.SENT, f"250 delivered to maildir new/{name}")
@@ -130,33 +234,50 @@ class SMTPTransport:
             self._context = context
 
     def connect(self) -> "SMTPConnection":
+        """A ready session: greeted, EHLO answered, encrypted and authenticated as configured.
+        Every failure is a TransportError marked permanent or not (see errors.py)."""
         s = self.settings
+        client: smtplib.SMTP | None = None
         try:
             if s.security == "tls":
-                client: smtplib.SMTP = smtplib.SMTP_SSL(s.host, s.port, local_hostname=self._helo, timeout=s.timeout_seconds, context=self._context)
+                client = StrictSMTP_SSL(s.host, s.port, local_hostname=self._helo, timeout=s.timeout_seconds, context=self._context)
             else:
-                client = smtplib.SMTP(s.host, s.port, local_hostname=self._helo, timeout=s.timeout_seconds)
-            client.ehlo()
+                client = StrictSMTP(s.host, s.port, local_hostname=self._helo, timeout=s.timeout_seconds)
+            self._ehlo(client)
             if s.security == "starttls":
                 if not client.has_extn("starttls"):
-                    client.close()
-                    raise TransportError(self.endpoint, "the server does not offer STARTTLS; refusing to continue unencrypted (security: starttls)")
+                    raise TransportError(self.endpoint, "the server does not offer STARTTLS; refusing to continue unencrypted (security: starttls)", permanent=True)
                 client.starttls(context=self._context)
-                client.ehlo()
+                self._ehlo(client)
             # xoauth2 always authenticates: without a username it must fail loudly, not send unauthenticated.
             if s.username or s.auth == "xoauth2":
                 self._authenticate(client)
         except TransportError:
+            _close(client)
             raise
         except ssl.SSLCertVerificationError as exc:
-            raise TransportError(self.endpoint, f"TLS certificate not trusted: {exc.verify_message}; set transport.ca_file if the relay uses a private CA") from None
+            _close(client)
+            raise TransportError(self.endpoint, f"TLS certificate not trusted: {exc.verify_message}; set transport.ca_file if the relay uses a private CA", permanent=True) from None
         except ssl.SSLError as exc:
-            raise TransportError(self.endpoint, f"TLS failed: {exc.reason or exc}") from None
+            _close(client)
+            raise TransportError(self.endpoint, f"TLS failed: {exc.reason or exc}", permanent=True) from None
         except smtplib.SMTPResponseException as exc:
-            raise TransportError(self.endpoint, f"server refused the session: {reply_text(exc.smtp_code, exc.smtp_error)}") from None
+            # A refusal at the greeting or to STARTTLS: 5xx will not change by retrying soon.
+            _close(client)
+            raise TransportError(self.endpoint, f"server refused the session: {reply_text(exc.smtp_code, exc.smtp_error)}",
+                                 permanent=500 <= exc.smtp_code < 600) from None
         except (OSError, smtplib.SMTPException) as exc:
+            _close(client)
             raise TransportError(self.endpoint, f"cannot connect: {exc.__class__.__name__}: {exc}") from None
         return SMTPConnection(client, self.endpoint)
+
+    def _ehlo(self, client: smtplib.SMTP) -> None:
+        code, message = client.ehlo()
+        if code != 250:
+            # E.g. a proxy that greets twice: its second 220 arrives as the answer to EHLO and
+            # every later reply would belong to the command before. Never talk on like that.
+            raise TransportError(self.endpoint, f"EHLO was answered with {reply_text(code, message)}, not 250",
+                                 permanent=500 <= code < 600)
 
     def _authenticate(self, client: smtplib.SMTP) -> None:
         s = self.settings
@@ -180,10 +301,18 @@ class SMTPTransport:
 
 
 def explain_auth_reply(code: int, message: bytes | str) -> str:
-    text = reply_text(code, message)
+    text = _BASE64_BLOB.sub("[redacted]", reply_text(code, message))
     if code == 550 and "5.7.30" in text:
         return text + " (Basic auth is disabled for this tenant: use auth: xoauth2)"
     return text
+
+
+def _close(client: smtplib.SMTP | None) -> None:
+    if client is not None:
+        try:
+            client.close()
+        except OSError:
+            pass
 
 
 class TokenSource(Protocol):
@@ -200,13 +329,15 @@ class SMTPConnection:
         self.pipelining = client.does_esmtp and client.has_extn("pipelining")
         try:
             # Commands are small writes answered at once; Nagle's algorithm only delays them.
-            client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[union-attr]
         except (OSError, AttributeError):
             pass
 
     def send(self, sender: str, recipients: list[str], data: bytes) -> dict[str, Outcome]:
-        """One SMTP transaction. Outcomes per recipient; a lost connection before the final
-        dot is deferred (nothing was delivered), after it unknown (RFC 1047)."""
+        """One SMTP transaction, outcomes per recipient. Only replies to RCPT and to the final
+        dot decide a recipient's fate: a refused MAIL FROM, or a connection lost (or a reply
+        not to be trusted) before the final dot, raise TransportError and the recipients go
+        back to the queue unharmed; after the final dot the outcome is unknown (RFC 1047)."""
         client = self.client
         outcomes: dict[str, Outcome] = {}
         accepted: list[str] = []
@@ -222,7 +353,10 @@ class SMTPConnection:
                         if rcpt_replies[-1][0] == 421:
                             break
             if mail_reply[0] != 250:
-                return self._all(recipients, mail_reply[0], mail_reply[1], reset=True)
+                self._retire()
+                code, message = mail_reply
+                raise TransportError(self.endpoint, f"the server refused MAIL FROM:<{sender}>: {reply_text(code, message)}",
+                                     permanent=500 <= code < 600)
             for rcpt, (code, message) in zip(recipients, rcpt_replies):
                 text = reply_text(code, message)
                 if code in (250, 251):
@@ -240,24 +374,37 @@ class SMTPConnection:
                 return outcomes
             if data_reply is None:
                 data_reply = client.docmd("DATA")
-            if data_reply[0] != 354:
-                return outcomes | self._all(accepted, data_reply[0], data_reply[1], reset=True)
+            code, message = data_reply
+            if 400 <= code < 600:
+                return outcomes | self._all(accepted, code, message, reset=True)
+            if code != 354:
+                # Anything but "354 go ahead" (a 250, say) means the server is not reading
+                # a message now: nothing was delivered, whatever the code claims.
+                self._retire()
+                raise TransportError(self.endpoint, f"DATA was answered with {reply_text(code, message)}, not 354; "
+                                     "nothing was delivered")
             client.send(dot_stuffed(data))
+        except TransportError:
+            raise  # ours, from above (it is an OSError too, through ConnectionError)
         except (OSError, smtplib.SMTPServerDisconnected) as exc:
-            self.usable = False
-            lost = Outcome(State.DEFERRED, f"connection lost before the end of the message: {exc.__class__.__name__}")
-            return outcomes | {r: lost for r in recipients if r not in outcomes}
+            self._retire()
+            raise TransportError(self.endpoint, f"connection lost before the end of the message: {_why(exc)}") from None
         try:
             code, message = client.getreply()
         except (OSError, smtplib.SMTPServerDisconnected) as exc:
             # The server may have accepted it: resend later with the same Message-ID.
-            self.usable = False
-            unknown = Outcome(State.UNKNOWN, f"connection lost after the final dot, before the reply: {exc.__class__.__name__}")
+            self._retire()
+            unknown = Outcome(State.UNKNOWN, f"no trustworthy reply after the final dot: {_why(exc)}")
             return outcomes | {r: unknown for r in accepted}
         if code == 421:
             self.usable = False
         result = Outcome(classify(code, reply_text(code, message)), reply_text(code, message))
         return outcomes | {r: result for r in accepted}
+
+    def _retire(self) -> None:
+        """This session is not to be used again (its state is unknown or refused)."""
+        self.usable = False
+        _close(self.client)
 
     def _pipelined_envelope(self, sender: str, recipients: list[str]) -> list[tuple[int, bytes]]:
         """Replies to MAIL, each RCPT and DATA, in that order."""
@@ -277,7 +424,14 @@ class SMTPConnection:
         return {r: Outcome(classify(code, text), text) for r in recipients}
 
     def close(self) -> None:
+        if not self.usable or self.client.sock is None:
+            _close(self.client)
+            return
         try:
             self.client.quit()
         except (OSError, smtplib.SMTPException):
-            self.client.close()
+            _close(self.client)
+
+
+def _why(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, ReplyError) else exc.__class__.__name__
