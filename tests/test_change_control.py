@@ -389,3 +389,68 @@ def test_log_lines_and_mail_dates_carry_the_configured_zone(project: Project, sm
     summary = smtp_server.handler.notices()[0].message
     assert str(summary["Date"]).endswith(offset), summary["Date"]
     assert str(smtp_server.handler.reports()[0].message["Date"]).endswith(offset)
+
+
+# -- what the first walk through found (a fresh clone, used as its users would) -------------------
+
+
+def test_a_dry_run_names_exactly_whom_the_send_would_reach(project: Project, smtp_server: SMTPServer) -> None:
+    project.use_smtp(smtp_server)
+    run_ok(project, "send", "--date", "2024-11-17", "--list", "politisk-ledning")  # 11
+    dry = run_ok(project, "send", "--date", "2024-11-17", "--dry-run")  # both lists: 38 more
+    assert "to 38 recipient(s) (politisk-ledning, chefer) who do not have it yet; 11 already do" in dry.stderr
+    run_ok(project, "send", "--date", "2024-11-17")
+    assert len(smtp_server.handler.reports()) == SAMPLE_RECIPIENTS
+    again = run_ok(project, "send", "--date", "2024-11-17", "--dry-run")
+    assert "everyone already has it" in again.stderr
+
+
+def test_a_correction_goes_to_the_lists_the_mistake_went_to(project: Project, smtp_server: SMTPServer) -> None:
+    project.use_smtp(smtp_server)
+    run_ok(project, "send", "--date", "2024-11-17", "--list", "politisk-ledning")
+    edition = project.root / "reports" / "2024-11-17.md"
+    edit(edition, "status: approved", "status: approved\nrevision: 2\ncorrection: Fel datum i första punkten.")
+    dry = run_ok(project, "send", "--date", "2024-11-17", "--dry-run")
+    assert "to 11 recipients (politisk-ledning)" in dry.stderr
+    sent = run_ok(project, "send", "--date", "2024-11-17")
+    assert "correction: to the lists the earlier revision went to: politisk-ledning" in sent.stderr
+    first, second = smtp_server.handler.reports()[:11], smtp_server.handler.reports()[11:]
+    assert sorted(r for m in second for r in m.rcpt_tos) == sorted(r for m in first for r in m.rcpt_tos)
+
+
+def test_changing_by_does_not_let_the_editor_approve_their_own_text(project: Project) -> None:
+    project.set_config(approval="four_eyes")
+    edition = project.root / "reports" / "2024-11-17.md"
+    edit(edition, "status: approved", "status: draft\nby: Erik")
+    run_ok(project, "check", "--date", "2024-11-17")  # records Erik as the author of this content
+    edit(edition, "by: Erik", "by: Anna")  # the content (and its hash) is unchanged
+    refused = project.run("approve", "--date", "2024-11-17", "--by", "Erik")
+    assert refused.returncode == 1 and "Erik wrote this content" in refused.stderr
+    assert project.run("approve", "--date", "2024-11-17", "--by", "Anna").returncode == 1
+    run_ok(project, "approve", "--date", "2024-11-17", "--by", "Bertil")
+
+
+@pytest.mark.slow
+def test_revoking_the_approval_stops_a_send_under_way(project: Project, smtp_server: SMTPServer) -> None:
+    count = 300
+    _big_list(project, count)
+    project.set_config(approval="four_eyes")
+    edit(project.root / "reports" / "2024-11-17.md", "status: approved", "status: approved\nby: Erik")
+    project.use_smtp(smtp_server, connections=1, rate_per_minute=1200)  # 20/s: 15 s in all
+    run_ok(project, "approve", "--date", "2024-11-17", "--by", "Anna")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dispatch", "--config", str(project.config_path), "send", "--date", "2024-11-17", "--list", "stor"],
+        cwd=project.root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 60
+    while len(smtp_server.handler.received) < 20 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    revoked = run_ok(project, "approve", "--date", "2024-11-17", "--by", "Anna", "--revoke")
+    assert "a send under way stops before its next batch" in revoked.stderr
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 3, stderr
+    assert "the approval was revoked while sending" in stderr
+    reached = len(smtp_server.handler.reports())
+    assert reached < count, "it stopped"
+    status = run_ok(project, "status", "2024-11-17").stdout
+    assert "approval revoked by Anna" in status

@@ -382,3 +382,14 @@ def test_a_symbolic_link_as_the_publish_directory_is_refused(project: Project, t
     with pytest.raises(PublishError, match=r"the publish directory is a symbolic link \(to .*elsewhere\)"):
         publish_edition(edition, link, settings.templates_dir, now)
     assert list(elsewhere.iterdir()) == []
+
+
+def test_a_symlinked_publish_directory_is_refused_by_the_command(project: Project, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (project.root / "var").mkdir(exist_ok=True)
+    (project.root / "var" / "intranet").symlink_to(elsewhere)
+    result = project.run("publish", "--date", "2024-11-17")
+    assert result.returncode == 1, result.stderr
+    assert "the publish directory is a symbolic link" in result.stderr
+    assert list(elsewhere.iterdir()) == [], "nothing written through the link"

@@ -267,7 +267,9 @@ class _Reader:
         if value is None:
             return None
         candidate = Path(value).expanduser()
-        return candidate if candidate.is_absolute() else (self.path.parent / candidate).resolve()
+        # Normalised, not resolved: a symbolic link stays visible to the code that refuses
+        # to follow one (the publish directory, the recipient lists).
+        return candidate if candidate.is_absolute() else Path(os.path.normpath(self.path.parent / candidate))
 
 
 def _article(noun: str) -> str:
