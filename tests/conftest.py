@@ -6,16 +6,20 @@ import asyncio
 import email
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
@@ -57,22 +61,29 @@ class RecordingHandler:
     (a 421 also closes the connection after the reply), or None to accept;
     ``drop_after_data(envelope)`` accepts the message but drops the connection before
     the reply (the client cannot know); ``stall(envelope)`` returns seconds to wait
-    before answering. ``clock`` (optional) timestamps RCPT attempts in injected time."""
+    before answering; ``accept_delay`` (seconds) holds every DATA reply that long, awaited
+    so that the server's other connections go on meanwhile (a handler must never block the
+    event loop with time.sleep). ``clock`` (optional) timestamps RCPT attempts and
+    transaction starts (``mail_clock``) in injected time."""
 
     received: list[Received] = field(default_factory=list)
     rcpt_reply: Callable[[str], str | None] | None = None
     data_reply: Callable[[Any], str | None] | None = None
     drop_after_data: Callable[[Any], bool] | None = None
     stall: Callable[[Any], float] | None = None
+    accept_delay: float = 0.0
     clock: Any = None
     rcpt_log: list[tuple[str, Any]] = field(default_factory=list)
     data_times: list[float] = field(default_factory=list)
     mail_times: list[float] = field(default_factory=list)  # transaction starts, what a relay's rate limit counts
+    mail_clock: list[Any] = field(default_factory=list)  # the same in injected time, when there is a clock
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]) -> str:
         with self.lock:
             self.mail_times.append(time.monotonic())
+            if self.clock is not None:
+                self.mail_clock.append(self.clock.now())
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 OK"
@@ -94,6 +105,8 @@ class RecordingHandler:
             seconds = self.stall(envelope)
             if seconds:
                 await asyncio.sleep(seconds)
+        if self.accept_delay:
+            await asyncio.sleep(self.accept_delay)
         if self.data_reply is not None:
             reply = self.data_reply(envelope)
             if reply:
@@ -101,7 +114,8 @@ class RecordingHandler:
                     _close_soon(server)
                 return reply
         with self.lock:
-            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content or envelope.content)))
+            content = bytes(envelope.original_content or envelope.content)
+            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), content))
             self.data_times.append(time.monotonic())
         if self.drop_after_data is not None and self.drop_after_data(envelope):
             server.transport.abort()  # accepted, but the client never hears it
@@ -187,11 +201,8 @@ class Project:
         self.set_config(transport=transport)
 
     def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "dispatch", "--config", str(self.config_path), *args],
-            cwd=self.root, capture_output=True, text=True, timeout=timeout,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-        )
+        """`python -m dispatch --config ... ARGS` in the project, as a process of its own."""
+        return run_cli(["--config", str(self.config_path), *args], cwd=self.root, env=env, timeout=timeout)
 
     def status(self, *args: str) -> dict[str, Any]:
         import json
@@ -199,6 +210,144 @@ class Project:
         result = self.run("status", "--json", *args)
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+# -- the CLI as a process ----------------------------------------------------------------------
+
+
+@dataclass
+class Usage:
+    """What the kernel counted for an ended CLI process (wait4's rusage)."""
+
+    maxrss_kb: int
+    cpu_seconds: float
+
+
+class CLIServer:
+    """Runs `python -m dispatch` through tests/cliserver.py: a process that has imported the
+    package once and forks a child per command. The child is a real process with its own
+    working directory, environment, argv, exit status and stdout/stderr; only the second of
+    interpreter start-up and imports is saved. None from run() means: not available (not
+    started, busy in another thread, or gone), run the command the ordinary way."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        self.lock = threading.Lock()
+        self.failed = os.environ.get("DISPATCH_TEST_FORK", "1") == "0"
+        self.buffer = b""
+        self.outputs = Path(tempfile.mkdtemp(prefix="dispatch-cli-"))
+        self.count = 0
+
+    def _start(self) -> bool:
+        if self.failed:
+            return False
+        if self.process is None or self.process.poll() is not None:
+            try:
+                self.process = subprocess.Popen(
+                    [sys.executable, str(ROOT / "tests" / "cliserver.py")],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=(self.outputs / "server.log").open("ab"),
+                    cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                )
+            except OSError:
+                self.failed = True
+                return False
+            self.buffer = b""
+        return True
+
+    def _reply(self, deadline: float | None) -> dict[str, Any] | None:
+        """The server's next reply line, or None at the deadline."""
+        import json
+        import select
+
+        assert self.process is not None and self.process.stdout is not None
+        fd = self.process.stdout.fileno()
+        while b"\n" not in self.buffer:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not select.select([fd], [], [], wait)[0]:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise ConnectionError("the CLI server ended")
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return json.loads(line)  # type: ignore[no-any-return]
+
+    def run(self, args: list[str], cwd: Path, env: dict[str, str], timeout: float,
+            rlimit_as: int | None = None) -> tuple[subprocess.CompletedProcess[str], Usage] | None:
+        import json
+
+        if not self.lock.acquire(blocking=False):
+            return None
+        try:
+            if not self._start():
+                return None
+            assert self.process is not None and self.process.stdin is not None
+            self.count += 1
+            out, err = self.outputs / f"{self.count}.out", self.outputs / f"{self.count}.err"
+            request = {"args": args, "cwd": str(cwd), "env": env, "stdout": str(out), "stderr": str(err), "rlimit_as": rlimit_as}
+            try:
+                self.process.stdin.write((json.dumps(request) + "\n").encode())
+                self.process.stdin.flush()
+                started = self._reply(time.monotonic() + 30)
+            except (OSError, ConnectionError):
+                self.process.kill()
+                return None
+            if started is None:  # the server is stuck: do without it
+                self.process.kill()
+                self.failed = True
+                return None
+            pid = started["pid"]
+            ended = self._reply(time.monotonic() + timeout)
+            timed_out = ended is None
+            if timed_out:
+                os.kill(pid, 9)
+                ended = self._reply(None)
+            assert ended is not None
+            result = subprocess.CompletedProcess(
+                [sys.executable, "-m", "dispatch", *args], ended["status"], _read_text(out), _read_text(err))
+            out.unlink()
+            err.unlink()
+            if timed_out:
+                raise subprocess.TimeoutExpired(result.args, timeout, result.stdout, result.stderr)
+            return result, Usage(**ended["rusage"])
+        finally:
+            self.lock.release()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            assert self.process.stdin is not None
+            self.process.stdin.close()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.outputs, ignore_errors=True)
+
+
+def _read_text(path: Path) -> str:
+    # As subprocess.run(text=True) decodes: the locale's encoding, universal newlines.
+    with open(path) as handle:
+        return handle.read()
+
+
+CLI = CLIServer()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    CLI.stop()
+
+
+def run_cli(args: list[str], *, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120,
+            ) -> subprocess.CompletedProcess[str]:
+    """`python -m dispatch ARGS` in ``cwd``, its output captured as text: through the CLI server
+    when it can, else as a fresh interpreter (the same command, only slower to start)."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    served = CLI.run(args, cwd, full_env, timeout)
+    if served is not None:
+        return served[0]
+    return subprocess.run([sys.executable, "-m", "dispatch", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=full_env)
 
 
 def copy_project(root: Path) -> Project:
@@ -240,15 +389,113 @@ def seed_headings() -> list[str]:
 
 class FakeClock:
     """Injected time for the pipeline and the service: now() is what the test says; sleep()
-    moves it instead of waiting."""
+    moves it instead of waiting, and records what was asked (``slept``).
 
-    def __init__(self, now: Any) -> None:
-        self.moment = now
+    Threads sleep side by side, as on a real clock: a sleep ends at the sleeper's own
+    "now" plus the seconds (the time it last read, or woke at), so two connections that
+    each wait 2 s move the time by 2 s, not 4. One thread alone sees plain addition."""
+
+    def __init__(self, now: Any = None) -> None:
+        from datetime import UTC, datetime
+
+        self.moment = now if now is not None else datetime(2024, 11, 17, 13, 0, tzinfo=UTC)
+        self.slept: list[float] = []
+        self.lock = threading.Lock()
+        self.seen = threading.local()  # per thread: the moment it last read or woke at
 
     def now(self) -> Any:
-        return self.moment
+        with self.lock:
+            self.seen.moment = self.moment
+            return self.moment
 
     def sleep(self, seconds: float) -> None:
         from datetime import timedelta
 
-        self.moment += timedelta(seconds=max(0.0, seconds))
+        with self.lock:
+            self.slept.append(seconds)
+            start = getattr(self.seen, "moment", self.moment)
+            self.moment = max(self.moment, start + timedelta(seconds=max(0.0, seconds)))
+            self.seen.moment = self.moment
+
+
+# -- shared fixtures' building blocks -------------------------------------------------------------
+
+
+def addresses(count: int) -> list[str]:
+    """person00000@example.org, ...: the members of a generated list, in order."""
+    return [f"person{i:05d}@example.org" for i in range(count)]
+
+
+def big_list(project: Project, count: int, name: str = "stor") -> None:
+    """recipients/NAME.csv with ``count`` generated people (see addresses())."""
+    rows = "".join(f"{address},Person {i}\n" for i, address in enumerate(addresses(count)))
+    (project.root / "recipients" / f"{name}.csv").write_text("email,name\n" + rows, encoding="utf-8")
+
+
+# -- the scheduler service ------------------------------------------------------------------------
+
+STOCKHOLM = ZoneInfo("Europe/Stockholm")
+
+
+def write_edition(project: Project, day: date, status: str = "approved") -> Path:
+    """The sample edition as the edition of ``day``, with the given status."""
+    text = (ROOT / "reports/2024-11-17.md").read_text(encoding="utf-8")
+    text = text.replace("compiled: 2024-11-17 14:00", f"compiled: {day.isoformat()} 13:00")
+    text = text.replace("status: approved", f"status: {status}")
+    path = project.root / f"reports/{day.isoformat()}.md"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def set_schedule(project: Project, **schedule: Any) -> None:
+    """One schedule, "daily": the sample's, with ``schedule`` changed (None drops a key)."""
+    entry = {"name": "daily", "cron": "0 14 * * *", "lists": ["politisk-ledning", "chefer"],
+             "deadline": "18:00", "approval_deadline": "13:30"}
+    entry.update(schedule)
+    project.set_config(schedules=[{k: v for k, v in entry.items() if v is not None}])
+
+
+class ServeProcess:
+    """`dispatch serve` in the background, its stderr collected line by line."""
+
+    def __init__(self, project: Project, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "dispatch", "--config", str(project.config_path), "serve", *args],
+            cwd=project.root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if self.process.poll() is not None:
+                raise AssertionError(f"serve exited ({self.process.returncode}) waiting for {what}:\n" + self.log())
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}:\n" + self.log())
+            time.sleep(0.02)
+
+    def logged(self, event: str) -> bool:
+        return any(f" {event} " in f"{line} " or f'"event": "{event}"' in line for line in list(self.lines))
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> tuple[int, float]:
+        started = time.monotonic()
+        self.process.send_signal(sig)
+        code = self.process.wait(timeout)
+        self.reader.join(5)
+        return code, time.monotonic() - started
+
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()

@@ -9,14 +9,14 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from conftest import FakeClock, ROOT, Project, SMTPServer
+from conftest import ROOT, FakeClock, Project, SMTPServer
 from dispatch.config import load_settings
 from dispatch.eventlog import EventFormatter
 from dispatch.serve import Service
@@ -111,7 +111,8 @@ def test_urgent_files_can_be_checked_and_previewed(project: Project) -> None:
 # -- 2. sent content is final ----------------------------------------------------------------------
 
 
-def test_an_edit_after_sending_is_refused_with_a_diff_and_the_intranet_keeps_what_was_sent(project: Project, smtp_server: SMTPServer) -> None:
+def test_an_edit_after_sending_is_refused_with_a_diff_and_the_intranet_keeps_what_was_sent(
+        project: Project, smtp_server: SMTPServer) -> None:
     project.use_smtp(smtp_server)
     run_ok(project, "send", "--date", "2024-11-17")
     assert len(smtp_server.handler.reports()) == SAMPLE_RECIPIENTS
@@ -210,7 +211,8 @@ def test_four_eyes_an_approval_is_void_after_an_edit_and_the_editor_cannot_appro
 
         self_approval = project.run("approve", "--date", "2024-11-17", "--by", "erik editor")
         assert self_approval.returncode == 1
-        assert "reports/2024-11-17.md:4: erik editor wrote this content (its last editor) and cannot also approve it" in self_approval.stderr
+        assert ("reports/2024-11-17.md:4: erik editor wrote this content (its last editor) and cannot also approve it"
+                in self_approval.stderr)
 
         assert keeper.approved_late(local("14:03")) == [], "still held: nothing approved since"
         run_ok(project, "approve", "--date", "2024-11-17", "--by", "Bertil Approver")
@@ -379,7 +381,7 @@ def test_dry_run_exits_as_the_send_would_and_lists_what_else_it_does(project: Pr
 
 def test_log_lines_and_mail_dates_carry_the_configured_zone(project: Project, smtp_server: SMTPServer) -> None:
     record = logging.LogRecord("dispatch.serve", logging.INFO, __file__, 1, "sent", None, None)
-    record.created = datetime(2024, 11, 17, 13, 0, tzinfo=timezone.utc).timestamp()
+    record.created = datetime(2024, 11, 17, 13, 0, tzinfo=UTC).timestamp()
     line = EventFormatter(zone=STOCKHOLM).format(record)
     assert line.startswith("2024-11-17T14:00:00.000+01:00 ")
 

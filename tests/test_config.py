@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, Project
 
+from conftest import ROOT, Project
 from dispatch.config import DEFAULT_RETRY_MINUTES, load_settings, secret_problems
 from dispatch.errors import InputError, Problem
 
@@ -383,7 +383,8 @@ def test_a_token_command_must_name_a_program_that_exists(tmp_path: Path) -> None
     assert problems("sh -c 'echo token'") == []
     [missing] = problems(f"no-such-token-program --client-secret {SECRET}")
     assert missing.line == 7
-    assert missing.message == "transport.token_command runs 'no-such-token-program', which is not found on PATH; install it or give its full path"
+    assert missing.message == ("transport.token_command runs 'no-such-token-program', which is not found on PATH; "
+                               "install it or give its full path")
     assert SECRET not in str(missing)
     script = tmp_path / "token.sh"
     script.write_text("#!/bin/sh\necho token\n", encoding="utf-8")

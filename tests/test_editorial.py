@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import ROOT, Project, SMTPServer
 
+from conftest import ROOT, Project, SMTPServer
 from dispatch import editorial
 from dispatch.errors import InputError, Problem
 from dispatch.yamlsource import parse_yaml

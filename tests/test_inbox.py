@@ -4,6 +4,7 @@ email checklist (../shared/EMAIL-CHECKLIST.md)."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import shutil
 import struct
@@ -67,6 +68,7 @@ HEADING_BOXES = """
 """
 
 
+@pytest.mark.slow  # Chromium rendering
 def test_phone_has_no_horizontal_scroll_and_every_heading_shows(chromium: Chromium, preview: dict[str, Path]) -> None:
     page = chromium.open(preview[".html"], PHONE)
     try:
@@ -94,6 +96,7 @@ def test_phone_has_no_horizontal_scroll_and_every_heading_shows(chromium: Chromi
         page.close()
 
 
+@pytest.mark.slow  # Chromium rendering
 def test_desktop_content_column_is_at_most_600_px(chromium: Chromium, preview: dict[str, Path]) -> None:
     page = chromium.open(preview[".html"], DESKTOP)
     try:
@@ -106,6 +109,7 @@ def test_desktop_content_column_is_at_most_600_px(chromium: Chromium, preview: d
         page.close()
 
 
+@pytest.mark.slow  # Chromium rendering
 def test_dark_mode_switches_to_the_dark_palette(chromium: Chromium, preview: dict[str, Path]) -> None:
     page = chromium.open(preview[".html"], PHONE, dark=True)
     try:
@@ -128,6 +132,7 @@ def _png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
+@pytest.mark.slow  # Chromium rendering
 def test_take_screenshots_writes_three_pngs(chromium: Chromium, preview: dict[str, Path], tmp_path: Path) -> None:
     paths = take_screenshots(preview[".html"], tmp_path, browser=chromium)
     assert [p.name for p in paths] == ["mobile.png", "desktop.png", "mobile-dark.png"]
@@ -138,6 +143,7 @@ def test_take_screenshots_writes_three_pngs(chromium: Chromium, preview: dict[st
     assert paths[0].read_bytes() != paths[2].read_bytes(), "the dark screenshot looks like the light one"
 
 
+@pytest.mark.slow  # Chromium rendering, from the command line
 def test_preview_screenshots_from_the_command_line(preview: dict[str, Path], tmp_path: Path) -> None:
     require_tool(CHROMIUM, "preview --screenshots needs headless Chromium")
     project = Project(preview[".html"].parents[1])
@@ -158,6 +164,7 @@ def test_preview_without_chromium_says_how_to_install_it(tmp_path: Path) -> None
 
 # --- 2. SpamAssassin --------------------------------------------------------------------
 
+@pytest.mark.slow  # SpamAssassin (a few seconds of Perl start-up)
 def test_spamassassin_scores_the_sample_clean(preview: dict[str, Path], tmp_path: Path) -> None:
     require_tool(SPAMASSASSIN, "the deliverability test needs SpamAssassin")
     # -L: local tests only (no DNS or network); -p: a throwaway user_prefs, not ~/.spamassassin.
@@ -239,7 +246,7 @@ def _palette_ratios() -> dict[str, dict[str, float]]:
     light, dark = _rules((ROOT / "templates/email/edition.css").read_text(encoding="utf-8"))
     ratios: dict[str, dict[str, float]] = {"light": {}, "dark": {}}
     for scheme, overrides in (("light", {}), ("dark", dark)):
-        def colour(selector: str, prop: str) -> str:
+        def colour(selector: str, prop: str, scheme: str = scheme, overrides: dict[str, dict[str, str]] = overrides) -> str:
             value = overrides.get(selector, {}).get(prop) or light.get(selector, {}).get(prop)
             assert value and re.fullmatch(r"#[0-9a-f]{6}", value), f"{scheme}: {selector} {prop} is {value!r}"
             return value
@@ -333,7 +340,7 @@ def test_no_conditional_comment_glued_between_word_characters(html: str) -> None
 def test_one_h1_and_headings_in_order(html: str) -> None:
     levels = [int(level) for level in re.findall(r"<h([1-6])\b", html)]
     assert levels.count(1) == 1 and levels[0] == 1
-    for before, after in zip(levels, levels[1:]):
+    for before, after in itertools.pairwise(levels):
         assert after <= before + 1, f"heading level jumps from h{before} to h{after}"
 
 

@@ -14,9 +14,10 @@ import shlex
 import ssl
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import trustme
@@ -306,7 +307,7 @@ def test_550_5_7_30_is_explained_and_not_retried(tls_relay: TLSRelay, tmp_path: 
 
 def test_xoauth2_without_username_is_refused(tls_relay: TLSRelay, tmp_path: Path) -> None:
     command = token_command(tmp_path, msal_json(VALID))
-    with pytest.raises(AuthenticationError, match="needs transport.username"):
+    with pytest.raises(AuthenticationError, match=r"needs transport\.username"):
         _transport(tls_relay, command.command, username="").connect()
     assert command.runs == 0 and tls_relay.handler.auth_attempts == []
 
@@ -362,7 +363,7 @@ def test_missing_command_and_timeout(tmp_path: Path) -> None:
     with pytest.raises(AuthenticationError, match="not found"):
         CommandTokenSource(str(tmp_path / "no-such-command"), "relay:587").token()
     slow = token_command(tmp_path, {"sleep": 5, "stdout": VALID})
-    with pytest.raises(AuthenticationError, match="no token within 0.5 seconds"):
+    with pytest.raises(AuthenticationError, match=r"no token within 0\.5 seconds"):
         CommandTokenSource(slow.command, "relay:587", timeout=0.5).token()
     with pytest.raises(AuthenticationError, match="empty"):
         CommandTokenSource("  ", "relay:587")

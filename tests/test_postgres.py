@@ -15,22 +15,33 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
-from typing import Any, Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
 
-from conftest import IN_CI, Project, SMTPServer, start_server
+from conftest import (
+    IN_CI,
+    STOCKHOLM,
+    Project,
+    ServeProcess,
+    SMTPServer,
+    addresses,
+    big_list,
+    set_schedule,
+    start_server,
+    write_edition,
+)
 from dispatch.errors import LedgerError
 from dispatch.ledger import SCHEMA_1, SCHEMA_VERSION, Ledger, NewRecipient
 from dispatch.models import Outcome, State
-from test_serve import STOCKHOLM, ServeProcess, set_schedule, write_edition
 
 ADMIN_URL = os.environ.get("DISPATCH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-UTC = timezone.utc
+UTC = UTC
 NOW = datetime(2024, 11, 17, 13, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
 
@@ -113,7 +124,8 @@ def test_the_program_creates_the_schema_and_records_its_version(pg: PgSchema, le
     assert pg.execute("SELECT version FROM dispatch_schema") == [(SCHEMA_VERSION,)]
     tables = {row[0] for row in pg.execute(
         f"SELECT table_name FROM information_schema.tables WHERE table_schema = '{pg.name}'")}
-    assert tables == {"dispatch_schema", "dispatches", "deliveries", "dispatch_contents", "relay_slots", "approvals", "edits", "ledger_identity"}
+    assert tables == {"dispatch_schema", "dispatches", "deliveries", "dispatch_contents", "relay_slots", "approvals", "edits",
+                      "ledger_identity"}
     open_ledger(pg.url, ledgers)  # a second start changes nothing
     assert pg.execute("SELECT version FROM dispatch_schema") == [(SCHEMA_VERSION,)]
 
@@ -156,7 +168,7 @@ def test_nodes_starting_together_on_an_empty_database_all_start(pg: PgSchema, le
         barrier.wait()
         try:
             opened.append(Ledger(pg.url))
-        except BaseException as exc:  # noqa: BLE001 - the test reports every failure
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=start) for _ in range(count)]
@@ -363,9 +375,7 @@ def nodes() -> Iterator[list[ServeProcess]]:
 
 
 def two_node_project(project: Project, pg: PgSchema, relay: SMTPServer, count: int, lease_seconds: float) -> list[str]:
-    addresses = [f"person{i:05d}@example.org" for i in range(count)]
-    lines = ["email,name"] + [f"{address},Person {i}" for i, address in enumerate(addresses)]
-    (project.root / "recipients/stor.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    big_list(project, count)
     project.use_smtp(relay, connections=4, recipients_per_message=1)
     project.set_config(ledger=pg.url, lease_seconds=lease_seconds)
     # Due a minute ago, deadline later today: each service starts the run at start-up.
@@ -374,7 +384,7 @@ def two_node_project(project: Project, pg: PgSchema, relay: SMTPServer, count: i
     set_schedule(project, cron=f"{due.minute} {due.hour} * * *", lists=["stor"],
                  deadline=f"{deadline:%H:%M}", approval_deadline=None)
     write_edition(project, due.date())
-    return addresses
+    return addresses(count)
 
 
 def events(node: ServeProcess) -> list[dict[str, Any]]:
@@ -386,10 +396,11 @@ def sent_by_process(project: Project) -> collections.Counter[int]:
     return collections.Counter(int(r["node"].split(":")[1]) for r in status["recipients"] if r["state"] == "sent")
 
 
+@pytest.mark.slow  # PostgreSQL, two serve processes, 5,000 recipients
 def test_two_nodes_send_one_dispatch_of_5000_and_each_recipient_gets_one_message(
         project: Project, pg: PgSchema, relay: SMTPServer, nodes: list[ServeProcess]) -> None:
     count = 5000
-    addresses = two_node_project(project, pg, relay, count, lease_seconds=30)
+    everyone = two_node_project(project, pg, relay, count, lease_seconds=30)
     handler: CountingHandler = relay.handler  # type: ignore[assignment]
     started = time.monotonic()
     nodes.extend([ServeProcess(project, "--log-json"), ServeProcess(project, "--log-json")])
@@ -402,7 +413,7 @@ def test_two_nodes_send_one_dispatch_of_5000_and_each_recipient_gets_one_message
         code, _ = node.stop(signal.SIGTERM)
         assert code == 0, node.log()
 
-    assert len(handler.rcpts) == count and set(handler.rcpts) == set(addresses), "each recipient exactly one message"
+    assert len(handler.rcpts) == count and set(handler.rcpts) == set(everyone), "each recipient exactly one message"
     status = project.status()
     assert status["counts"]["sent"] == count and status["finished_at"]
     assert [d["dispatch"] for d in status["dispatches_of_date"]] == [status["dispatch"]], "one dispatch"
@@ -412,10 +423,11 @@ def test_two_nodes_send_one_dispatch_of_5000_and_each_recipient_gets_one_message
     print(f"\n5000 recipients, 2 nodes x 4 connections on PostgreSQL: {seconds:.1f} s, split {dict(by_process)}")
 
 
+@pytest.mark.slow  # PostgreSQL, two serve processes, one killed
 def test_a_node_killed_half_way_is_taken_over_after_its_lease_expires(
         project: Project, pg: PgSchema, relay: SMTPServer, nodes: list[ServeProcess]) -> None:
     count, lease_seconds, connections = 5000, 5, 4
-    addresses = two_node_project(project, pg, relay, count, lease_seconds=lease_seconds)
+    everyone = two_node_project(project, pg, relay, count, lease_seconds=lease_seconds)
     handler: CountingHandler = relay.handler  # type: ignore[assignment]
     nodes.extend([ServeProcess(project, "--log-json"), ServeProcess(project, "--log-json")])
     victim, survivor = nodes
@@ -432,7 +444,7 @@ def test_a_node_killed_half_way_is_taken_over_after_its_lease_expires(
     assert code == 0, survivor.log()
 
     received = collections.Counter(handler.rcpts)
-    assert set(received) == set(addresses), f"0 lost: {len(set(addresses) - set(received))} missing"
+    assert set(received) == set(everyone), f"0 lost: {len(set(everyone) - set(received))} missing"
     duplicates = sum(received.values()) - count
     assert duplicates <= connections, f"{duplicates} duplicates from a node with {connections} connections"
     status = project.status()
@@ -449,13 +461,14 @@ def test_a_node_killed_half_way_is_taken_over_after_its_lease_expires(
           f"{duplicates} duplicate(s); split {dict(by_process)}")
 
 
+@pytest.mark.slow  # PostgreSQL, two serve processes, one killed, a lease to expire
 def test_a_node_that_ran_out_of_work_resumes_what_a_dead_node_left_when_its_lease_expires(
         project: Project, pg: PgSchema, relay: SMTPServer, nodes: list[ServeProcess]) -> None:
     # Few recipients and a longer lease: the survivor sends every unleased row well before
     # the dead node's leases run out, ends its run ("incomplete"), and only its watch job
     # can bring the rest back, after the expiry.
     count, lease_seconds, connections = 400, 10, 4
-    addresses = two_node_project(project, pg, relay, count, lease_seconds=lease_seconds)
+    everyone = two_node_project(project, pg, relay, count, lease_seconds=lease_seconds)
     handler: CountingHandler = relay.handler  # type: ignore[assignment]
     nodes.extend([ServeProcess(project, "--log-json"), ServeProcess(project, "--log-json")])
     victim, survivor = nodes
@@ -473,7 +486,7 @@ def test_a_node_that_ran_out_of_work_resumes_what_a_dead_node_left_when_its_leas
     names = [e["event"] for e in events(survivor)]
     assert "lease_expired" in names and names.index("lease_expired") < len(names) - 1 - names[::-1].index("sent")
     received = collections.Counter(handler.rcpts)
-    assert set(received) == set(addresses), "0 lost"
+    assert set(received) == set(everyone), "0 lost"
     assert sum(received.values()) - count <= connections
     status = project.status()
     assert status["counts"]["sent"] == count and status["finished_at"]

@@ -7,8 +7,8 @@ For every check, `dispatch check` exits 1 naming the file and line to fix, and
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pytest
 

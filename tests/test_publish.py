@@ -93,6 +93,7 @@ def _measure(pages: list[Path], width: int) -> dict[str, Any]:
     return found
 
 
+@pytest.mark.slow  # Chromium rendering
 def test_archive_lists_three_editions_newest_first_and_fits_a_phone(project: Project, tmp_path: Path) -> None:
     require_tool(CHROMIUM, "the archive and edition pages are measured in headless Chromium")
     intranet = tmp_path / "intranet"
@@ -213,6 +214,7 @@ def test_interrupted_rename_leaves_the_previous_page_intact(project: Project, tm
     assert after == before  # page, index and manifest untouched; the temporary file removed
 
 
+@pytest.mark.slow  # a process killed part-way (the fast twin: test_interrupted_rename_leaves_the_previous_page_intact)
 def test_killed_between_write_and_rename_keeps_the_old_page(project: Project, tmp_path: Path) -> None:
     intranet = tmp_path / "intranet"
     project.set_config(publish__dir=str(intranet))

@@ -179,7 +179,8 @@ def test_invalid_entries_are_reported_with_path_and_line_and_do_not_block(lists:
 
 def test_newline_in_name_is_rejected_with_path_and_line(lists: Path) -> None:
     write(lists, "hr.csv", 'email;name\nok@example.org;Ok\nevil@example.org;"Eve\r\nBcc: all@example.org"\nlast@example.org;Last\n')
-    write(lists, "a.yaml", 'name: A\nmembers:\n  - {email: ok2@example.org}\n  - {email: evil2@example.org, name: "Eve\\nBcc: x@example.org"}\n')
+    write(lists, "a.yaml",
+          'name: A\nmembers:\n  - {email: ok2@example.org}\n  - {email: evil2@example.org, name: "Eve\\nBcc: x@example.org"}\n')
     result = resolve(lists, ["hr", "a"])
     assert list(result.recipients) == ["ok@example.org", "last@example.org", "ok2@example.org"]
     assert [(Path(i.problem.path).name, i.problem.line) for i in result.invalid] == [("hr.csv", 3), ("a.yaml", 4)]

@@ -17,22 +17,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from conftest import IN_CI, FakeClock, Project, RecordingHandler, SMTPServer, start_server
+from conftest import IN_CI, FakeClock, Project, RecordingHandler, SMTPServer, addresses, big_list, start_server
 from dispatch.config import load_settings
 from dispatch.serve import Service
 from faultrelay import Gate, ScriptedRelay, wait_until
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 COUNT = 2000
-
-
-def addresses(count: int) -> list[str]:
-    return [f"person{i:05d}@example.org" for i in range(count)]
-
-
-def big_list(project: Project, count: int) -> None:
-    rows = "\n".join(f"{a},Person {i}" for i, a in enumerate(addresses(count)))
-    (project.root / "recipients" / "stor.csv").write_text("email,name\n" + rows + "\n", encoding="utf-8")
 
 
 def use_relay(project: Project, host: str, port: int, **extra: Any) -> None:
@@ -51,6 +42,7 @@ def no_traceback(result: subprocess.CompletedProcess[str]) -> None:
 # -- sessions refused or lost: the run carries on, or waits, and fails nobody ---------------------
 
 
+@pytest.mark.slow  # 2,000 recipients
 def test_a_relay_that_allows_2_sessions_gets_all_2000_through_4_connections(project: Project, smtp_server: SMTPServer) -> None:
     big_list(project, COUNT)
     gate = Gate((smtp_server.host, smtp_server.port), max_sessions=2)
@@ -255,7 +247,7 @@ def test_a_server_that_drips_a_byte_a_second_cannot_hold_a_send(project: Project
     big_list(project, 10)
     relay = ScriptedRelay(fault="drip")
     try:
-        use_relay(project, relay.host, relay.port, timeout_seconds=5)
+        use_relay(project, relay.host, relay.port, timeout_seconds=2)  # the greeting alone would take 29 s
         started = time.monotonic()
         result = send(project, "--wait", "0", timeout=60)
         took = time.monotonic() - started
@@ -263,7 +255,7 @@ def test_a_server_that_drips_a_byte_a_second_cannot_hold_a_send(project: Project
         relay.stop()
     assert result.returncode == 3, result.stderr
     assert took < 20, f"{took:.1f} s"
-    assert "no complete reply within 5 s" in result.stderr
+    assert "no complete reply within 2 s" in result.stderr
     counts = project.status()["counts"]
     assert counts["sent"] == 0 and counts["failed"] == 0 and counts["deferred"] > 0, counts
 
@@ -271,12 +263,8 @@ def test_a_server_that_drips_a_byte_a_second_cannot_hold_a_send(project: Project
 # -- the ledger is the ledger ------------------------------------------------------------------------
 
 
-def _slow_accept(server: SMTPServer, seconds: float = 0.002) -> None:
-    def accept(_envelope: object) -> None:
-        time.sleep(seconds)  # keep the send going long enough to be hit part-way
-        return None
-
-    server.handler.data_reply = accept  # type: ignore[assignment]
+def _slow_accept(server: SMTPServer, seconds: float = 0.004) -> None:
+    server.handler.accept_delay = seconds  # keep the send going long enough to be hit part-way
 
 
 def _start_send(project: Project) -> subprocess.Popen[str]:
@@ -287,17 +275,18 @@ def _start_send(project: Project) -> subprocess.Popen[str]:
 
 
 def test_a_ledger_deleted_mid_send_stops_the_send_and_a_rerun_does_not_start_afresh(project: Project, smtp_server: SMTPServer) -> None:
-    big_list(project, COUNT)
+    count = 400  # what matters is a send under way, not its size
+    big_list(project, count)
     use_relay(project, smtp_server.host, smtp_server.port)
-    _slow_accept(smtp_server)
+    _slow_accept(smtp_server, 0.01)  # 2 connections: about 2 s in all
     process = _start_send(project)
-    wait_until(lambda: len(smtp_server.handler.received) >= COUNT // 4, 60, "a quarter sent")
+    wait_until(lambda: len(smtp_server.handler.received) >= count // 4, 60, "a quarter sent")
     (project.root / "var" / "ledger.db").unlink()
     _, stderr = process.communicate(timeout=60)
     before = len(smtp_server.handler.received)
     assert process.returncode == 3, stderr
     assert "was deleted while in use" in stderr and "Traceback" not in stderr
-    assert before < COUNT, "it stopped"
+    assert before < count, "it stopped"
 
     rerun = send(project)
     assert rerun.returncode == 3, rerun.stderr  # not an input problem: recipients are left, and say so
@@ -333,6 +322,7 @@ def _assert_rerun_completes(project: Project, smtp_server: SMTPServer, connectio
     assert len(received) - COUNT <= connections, f"{len(received) - COUNT} duplicates"
 
 
+@pytest.mark.slow  # a process killed part-way through 2,000 recipients
 def test_a_corrupted_ledger_is_one_clear_line_and_after_restoring_it_the_send_completes(
         project: Project, smtp_server: SMTPServer) -> None:
     big_list(project, COUNT)

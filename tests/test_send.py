@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import mailbox
-import os
 import re
 import signal
 import subprocess
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Project, SMTPServer, seed_bullets, seed_headings
+from conftest import Project, SMTPServer, addresses, big_list, seed_bullets, seed_headings
 
 SUBJECT = "Regional rapport Millennium 2024, söndag 17 november 2024"
 REQUIRED_HEADERS = (
@@ -137,21 +136,12 @@ def test_second_send_delivers_nothing_and_says_so(project: Project, smtp_server:
     assert "everyone already has this message" in again.stderr and "nothing sent" in again.stderr
 
 
-def _big_list(project: Project, count: int) -> None:
-    lines = ["email,name"] + [f"person{i:05d}@example.org,Person {i}" for i in range(count)]
-    (project.root / "recipients/stor.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
+@pytest.mark.slow  # a process killed part-way through 1,500 recipients
 def test_sigkill_part_way_then_rerun_loses_nobody(project: Project, smtp_server: SMTPServer) -> None:
     count, connections = 1500, 4
-    _big_list(project, count)
+    big_list(project, count)
     project.use_smtp(smtp_server, connections=connections)
-
-    def slow_accept(envelope: object) -> None:
-        time.sleep(0.002)  # keep the send running long enough to be killed part-way
-        return None
-
-    smtp_server.handler.data_reply = slow_accept  # type: ignore[assignment]
+    smtp_server.handler.accept_delay = 0.008  # keep the send running long enough to be killed part-way
     process = subprocess.Popen(
         [sys.executable, "-m", "dispatch", "--config", str(project.config_path), "send", "--date", "2024-11-17", "--list", "stor"],
         cwd=project.root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -168,8 +158,7 @@ def test_sigkill_part_way_then_rerun_loses_nobody(project: Project, smtp_server:
     assert rerun.returncode == 0, rerun.stderr
     assert "resumed" in rerun.stderr
     received = smtp_server.handler.recipients()
-    expected = {f"person{i:05d}@example.org" for i in range(count)}
-    assert set(received) == expected, "0 lost"
+    assert set(received) == set(addresses(count)), "0 lost"
     duplicates = len(received) - len(set(received))
     assert duplicates <= connections
     assert project.status()["counts"]["sent"] == count
@@ -178,8 +167,10 @@ def test_sigkill_part_way_then_rerun_loses_nobody(project: Project, smtp_server:
 BROKEN_EDITIONS = {
     "broken YAML": ("---\ncompiled: 2024-11-18 14:00\nstatus: [approved\n---\n\n## A\n\n- b\n", 3, "invalid YAML"),
     "missing key": ("---\ncompiled: 2024-11-18 14:00\n---\n\n## A\n\n- b\n", 2, "missing required key 'status'"),
-    "unknown list": ("---\ncompiled: 2024-11-18 14:00\nstatus: approved\nlists: [politisk-ledning, styrelsen]\n---\n\n## A\n\n- b\n", 4, "unknown recipient list 'styrelsen'"),
-    "unknown variable": ("---\ncompiled: 2024-11-18 14:00\nstatus: approved\nsubject: \"Rapport {{ datum }}\"\n---\n\n## A\n\n- b\n", 4, "'datum' is undefined"),
+    "unknown list": ("---\ncompiled: 2024-11-18 14:00\nstatus: approved\nlists: [politisk-ledning, styrelsen]\n---\n\n## A\n\n- b\n",
+                     4, "unknown recipient list 'styrelsen'"),
+    "unknown variable": ("---\ncompiled: 2024-11-18 14:00\nstatus: approved\nsubject: \"Rapport {{ datum }}\"\n---\n\n## A\n\n- b\n",
+                         4, "'datum' is undefined"),
 }
 
 

@@ -8,29 +8,36 @@ from __future__ import annotations
 
 import json
 import mailbox
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import threading
-import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
-from typing import Any, Callable, Iterator
-from zoneinfo import ZoneInfo
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
 
-from conftest import FakeClock, ROOT, Project, RecordingHandler, SMTPServer, free_port
+from conftest import (
+    ROOT,
+    STOCKHOLM,
+    FakeClock,
+    Project,
+    RecordingHandler,
+    ServeProcess,
+    SMTPServer,
+    addresses,
+    big_list,
+    free_port,
+    set_schedule,
+    write_edition,
+)
 from dispatch.config import Schedule, load_settings
 from dispatch.serve import Service, install_jobs
 from dispatch.timetable import Action, cron_weekdays, due_runs, send_trigger
 
-STOCKHOLM = ZoneInfo("Europe/Stockholm")
-UTC = timezone.utc
+UTC = UTC
 DISTINCT_SAMPLE_RECIPIENTS = 49
 DAY = date(2024, 11, 17)
 
@@ -39,22 +46,6 @@ def local(day: date | str, hm: str, fold: int = 0) -> datetime:
     day = date.fromisoformat(day) if isinstance(day, str) else day
     hour, minute = (int(x) for x in hm.split(":"))
     return datetime(day.year, day.month, day.day, hour, minute, tzinfo=STOCKHOLM, fold=fold)
-
-
-def write_edition(project: Project, day: date, status: str = "approved") -> Path:
-    text = (ROOT / "reports/2024-11-17.md").read_text(encoding="utf-8")
-    text = text.replace("compiled: 2024-11-17 14:00", f"compiled: {day.isoformat()} 13:00")
-    text = text.replace("status: approved", f"status: {status}")
-    path = project.root / f"reports/{day.isoformat()}.md"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def set_schedule(project: Project, **schedule: Any) -> None:
-    entry = {"name": "daily", "cron": "0 14 * * *", "lists": ["politisk-ledning", "chefer"],
-             "deadline": "18:00", "approval_deadline": "13:30"}
-    entry.update(schedule)
-    project.set_config(schedules=[{k: v for k, v in entry.items() if v is not None}])
 
 
 def service(project: Project, now: datetime) -> Service:
@@ -108,52 +99,6 @@ def alerts_only(server: SMTPServer) -> list[str]:
 
 
 # -- `dispatch serve` as a process (acceptance 5 and 6) -----------------------------------------
-
-
-class ServeProcess:
-    """`dispatch serve` in the background, its stderr collected line by line."""
-
-    def __init__(self, project: Project, *args: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "dispatch", "--config", str(project.config_path), "serve", *args],
-            cwd=project.root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        self.lines: list[str] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_for(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if self.process.poll() is not None:
-                raise AssertionError(f"serve exited ({self.process.returncode}) waiting for {what}:\n" + self.log())
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}:\n" + self.log())
-            time.sleep(0.02)
-
-    def logged(self, event: str) -> bool:
-        return any(f" {event} " in f"{line} " or f'"event": "{event}"' in line for line in list(self.lines))
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> tuple[int, float]:
-        started = time.monotonic()
-        self.process.send_signal(sig)
-        code = self.process.wait(timeout)
-        self.reader.join(5)
-        return code, time.monotonic() - started
-
-    def log(self) -> str:
-        return "\n".join(self.lines)
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
 
 
 @pytest.fixture
@@ -315,7 +260,8 @@ def test_down_1355_to_1440_sends_once_at_start_up(project: Project, services: li
     assert len(maildir_reports(project)) == DISTINCT_SAMPLE_RECIPIENTS
 
 
-def test_down_until_1805_sends_nothing_and_alerts_that_it_was_missed(project: Project, smtp_server: SMTPServer, services: list[Service]) -> None:
+def test_down_until_1805_sends_nothing_and_alerts_that_it_was_missed(
+        project: Project, smtp_server: SMTPServer, services: list[Service]) -> None:
     project.use_smtp(smtp_server)
     start = local(DAY, "18:05")
     services.append(service(project, start))
@@ -349,14 +295,11 @@ def test_jobs_are_configured_on_purpose(project: Project) -> None:
 # -- 3. two services, one ledger ---------------------------------------------------------------
 
 
-def test_two_services_firing_together_send_one_message_per_recipient(project: Project, smtp_server: SMTPServer, services: list[Service]) -> None:
+def test_two_services_firing_together_send_one_message_per_recipient(
+        project: Project, smtp_server: SMTPServer, services: list[Service]) -> None:
     project.use_smtp(smtp_server, connections=2)
 
-    def slow_accept(envelope: object) -> None:
-        time.sleep(0.003)  # long enough that both services are sending at once
-        return None
-
-    smtp_server.handler.data_reply = slow_accept  # type: ignore[assignment]
+    smtp_server.handler.accept_delay = 0.003  # long enough that both services are sending at once
     now = local(DAY, "14:00")
     services.extend([service(project, now), service(project, now)])
     barrier = threading.Barrier(2)
@@ -382,7 +325,8 @@ def test_two_services_firing_together_send_one_message_per_recipient(project: Pr
 # -- 4. the approval gate -------------------------------------------------------------------------
 
 
-def test_nothing_approved_alerts_at_the_approval_deadline_and_again_at_send_time(project: Project, smtp_server: SMTPServer, services: list[Service]) -> None:
+def test_nothing_approved_alerts_at_the_approval_deadline_and_again_at_send_time(
+        project: Project, smtp_server: SMTPServer, services: list[Service]) -> None:
     project.use_smtp(smtp_server)
     write_edition(project, DAY, status="draft")
     services.append(service(project, local(DAY, "13:30")))
@@ -421,7 +365,8 @@ def test_a_draft_approved_at_1350_is_sent_at_1400(project: Project, smtp_server:
     assert dispatches(project, DAY)[0].created_by == "dispatch serve (daily)"
 
 
-def test_a_failing_job_is_logged_and_alerted_and_the_next_one_runs(project: Project, smtp_server: SMTPServer, services: list[Service], caplog: pytest.LogCaptureFixture) -> None:
+def test_a_failing_job_is_logged_and_alerted_and_the_next_one_runs(
+        project: Project, smtp_server: SMTPServer, services: list[Service], caplog: pytest.LogCaptureFixture) -> None:
     project.use_smtp(smtp_server)
     intranet = project.root / "var/intranet"
     intranet.parent.mkdir(parents=True, exist_ok=True)
@@ -444,10 +389,11 @@ def test_a_failing_job_is_logged_and_alerted_and_the_next_one_runs(project: Proj
 # -- 5. SIGTERM during a send, then a restart ----------------------------------------------------
 
 
-def test_sigterm_during_a_2000_recipient_send_then_restart_loses_and_repeats_nobody(project: Project, smtp_server: SMTPServer, processes: list[ServeProcess]) -> None:
+@pytest.mark.slow  # two serve processes, 2,000 recipients, a signal part-way
+def test_sigterm_during_a_2000_recipient_send_then_restart_loses_and_repeats_nobody(
+        project: Project, smtp_server: SMTPServer, processes: list[ServeProcess]) -> None:
     count = 2000
-    lines = ["email,name"] + [f"person{i:05d}@example.org,Person {i}" for i in range(count)]
-    (project.root / "recipients/stor.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    big_list(project, count)
     project.use_smtp(smtp_server, connections=8)
     # Due a minute ago, deadline later today: the service starts the run at start-up.
     due = datetime.now(STOCKHOLM).replace(second=0, microsecond=0) - timedelta(minutes=1)
@@ -456,11 +402,9 @@ def test_sigterm_during_a_2000_recipient_send_then_restart_loses_and_repeats_nob
                  deadline=f"{deadline:%H:%M}", approval_deadline=None)
     write_edition(project, due.date())
 
-    def slow_accept(envelope: object) -> None:
-        time.sleep(0.001)  # a send of a few seconds even on a fast disk, so SIGTERM lands part-way
-        return None
-
-    smtp_server.handler.data_reply = slow_accept  # type: ignore[assignment]
+    # A send of a few seconds even on a fast disk, so SIGTERM lands part-way: 8 connections
+    # each waiting 10 ms for every reply.
+    smtp_server.handler.accept_delay = 0.01
     first = ServeProcess(project)
     processes.append(first)
     first.wait_for(lambda: len(smtp_server.handler.reports()) >= count // 3, 60, "a third of the send")
@@ -478,7 +422,7 @@ def test_sigterm_during_a_2000_recipient_send_then_restart_loses_and_repeats_nob
     code, _ = second.stop(signal.SIGINT)
     assert code == 0, second.log()
     received = smtp_server.handler.recipients()
-    assert set(received) == {f"person{i:05d}@example.org" for i in range(count)}, "0 lost"
+    assert set(received) == set(addresses(count)), "0 lost"
     assert len(received) == count, "0 duplicates"
     assert ledger_counts(project)["sent"] == count
     assert dispatches(project, due.date())[0].finished_at is not None
@@ -487,6 +431,7 @@ def test_sigterm_during_a_2000_recipient_send_then_restart_loses_and_repeats_nob
 # -- last: the cron process started by the first test has had its minute -------------------------------
 
 
+@pytest.mark.slow  # waits for the next whole minute (the cron's), up to 70 s
 def test_serve_process_delivers_when_the_cron_fires(cron_serve: CronServe) -> None:
     serve, server, fire = cron_serve.serve, cron_serve.server, cron_serve.fire
     wait = (fire - datetime.now(STOCKHOLM)).total_seconds() + 30

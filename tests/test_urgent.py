@@ -6,12 +6,14 @@ import getpass
 import subprocess
 import sys
 import time
+from datetime import datetime
 from email import message_from_bytes, policy
 from pathlib import Path
 
+import pytest
 import yaml
 
-from conftest import Project, SMTPServer
+from conftest import Project, SMTPServer, addresses, big_list
 
 URGENT = """---
 subject: SÄS stänger akutmottagningen 16:00
@@ -89,13 +91,13 @@ def test_draft_edition_is_not_sent_but_can_be_tested(project: Project, smtp_serv
     assert [r.rcpt_tos for r in smtp_server.handler.reports()] == [["redaktor@example.org"]]
 
 
+@pytest.mark.slow  # two send processes, 5,000 recipients at a rate limit
 def test_urgent_overtakes_a_draining_scheduled_dispatch(project: Project, smtp_server: SMTPServer) -> None:
     # 5,000 recipients in Bcc batches of 50 at 600 messages/minute: the Exchange limit
     # (30/min) scaled up 20 times so the test takes seconds, not minutes.
-    per_minute = 600
-    lines = ["email,name"] + [f"chef{i:05d}@example.org,Chef {i}" for i in range(5000)]
-    (project.root / "recipients/stor.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    project.use_smtp(smtp_server, connections=4, rate_per_minute=per_minute, recipients_per_message=50)
+    per_minute, batch, count = 600, 50, 5000
+    big_list(project, count, name="stor")
+    project.use_smtp(smtp_server, connections=4, rate_per_minute=per_minute, recipients_per_message=batch)
     project.set_config(notify=[])
     path = _write_urgent(project)
 
@@ -108,29 +110,42 @@ def test_urgent_overtakes_a_draining_scheduled_dispatch(project: Project, smtp_s
         time.sleep(0.01)
     assert scheduled.poll() is None, "the scheduled dispatch must still be draining"
 
-    started = time.monotonic()
     urgent = project.run("send", "--urgent", "--file", str(path))
     assert urgent.returncode == 0, urgent.stderr
-    first_urgent = min(
-        t for t, item in zip(smtp_server.handler.data_times, smtp_server.handler.received)
-        if "BRÅDSKANDE" in (_parsed(item)["Subject"] or "")
-    )
-    assert first_urgent - started <= 2.0, f"first urgent message after {first_urgent - started:.2f} s"
+    # In the server's order of arrival: the scheduled dispatch's messages, from the moment
+    # the urgent dispatch existed (its created_at in the ledger) to its first message. The
+    # scheduled one gives way before its next message; what is already under way (one per
+    # connection) and what goes out before it next asks the ledger may still arrive first,
+    # but not the rest of its 100 messages. Counted in messages, not seconds, so a slow
+    # machine (where both processes are slow alike) does not change the answer.
+    created = datetime.fromisoformat(project.status()["created_at"]).timestamp()
+    wall_minus_monotonic = time.time() - time.monotonic()
+    with smtp_server.handler.lock:
+        arrivals = list(zip(smtp_server.handler.data_times, smtp_server.handler.received, strict=True))
+    is_urgent = ["BRÅDSKANDE" in (_parsed(item)["Subject"] or "") for _, item in arrivals]
+    first_urgent = is_urgent.index(True)
+    ahead = [t for (t, _), flag in zip(arrivals[:first_urgent], is_urgent[:first_urgent], strict=True)
+             if not flag and t + wall_minus_monotonic >= created]
+    assert len(ahead) <= 10, f"{len(ahead)} scheduled messages went out after the urgent dispatch existed, before it"
+    assert count // batch - first_urgent >= 50, "the urgent message overtook most of the scheduled dispatch"
 
     assert scheduled.wait(timeout=60) == 0, scheduled.stderr.read() if scheduled.stderr else ""
-    scheduled_recipients = [r for r in smtp_server.handler.recipients() if r.startswith("chef")]
-    assert sorted(scheduled_recipients) == sorted(f"chef{i:05d}@example.org" for i in range(5000))
+    scheduled_recipients = [r for r in smtp_server.handler.recipients() if r.startswith("person")]
+    assert sorted(scheduled_recipients) == addresses(count)
     urgent_recipients = [
         rcpt for item in smtp_server.handler.reports() if "BRÅDSKANDE" in (_parsed(item)["Subject"] or "")
         for rcpt in item.rcpt_tos
     ]
     assert len(urgent_recipients) == len(set(urgent_recipients)) == 11
 
-    # The limit held in total, across both processes: transaction starts never closer than
-    # the interval allows, measured over every 1-second window.
+    # The limit held in total, across both processes: the relay's slots are shared through
+    # the ledger, one interval apart, and no message starts before its slot. So the k-th
+    # transaction start comes at least k intervals after the first, less the first one's
+    # own way from its slot to the server (a fixed allowance, not one per message).
+    interval = 60 / per_minute
     starts = sorted(smtp_server.handler.mail_times)
-    busiest = max(sum(1 for t in starts if s <= t < s + 1.0) for s in starts)
-    assert busiest <= per_minute // 60 + 1
+    for k, start in enumerate(starts):
+        assert start - starts[0] >= k * interval - 0.25, f"transaction {k} at +{start - starts[0]:.2f} s"
 
 
 def test_revision_2_reaches_revision_1_recipients_plus_new_members_once(project: Project, smtp_server: SMTPServer) -> None:

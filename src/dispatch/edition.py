@@ -85,16 +85,18 @@ def assemble(
         raise InputError([Problem(shown, 1, f"{exc}; add a line with only '---' after the front matter")]) from None
     if not front_text and not urgent:
         raise InputError([Problem(shown, 1, "the edition needs YAML front matter between '---' lines, with 'compiled' and 'status'")])
-    meta = parse_yaml(front_text, path, line_offset=1) if front_text.strip() else None
-    if meta is None:
-        meta = LineDict()
-        meta.line, meta.key_lines = 2, {}
-    if not isinstance(meta, dict):
+    parsed = parse_yaml(front_text, path, line_offset=1) if front_text.strip() else None
+    if parsed is None:
+        parsed = LineDict()
+        parsed.line, parsed.key_lines = 2, {}
+    if not isinstance(parsed, LineDict):
         raise InputError([Problem(shown, 2, "front matter must be a YAML mapping (key: value lines)")])
+    meta: LineDict = parsed
 
     for key in meta:
         if key not in KNOWN_KEYS:
-            problems.append(Problem(shown, meta.line_of(key), f"unknown front matter key {key!r}; known keys: {', '.join(sorted(KNOWN_KEYS))}"))
+            known = ", ".join(sorted(KNOWN_KEYS))
+            problems.append(Problem(shown, meta.line_of(key), f"unknown front matter key {key!r}; known keys: {known}"))
 
     urgent = urgent or meta.get("urgent") is True
     if "urgent" in meta and not isinstance(meta["urgent"], bool):
@@ -167,7 +169,8 @@ def assemble(
     first_text = markup.to_text(lead_md) if lead_md.strip() else (
         _first_item(sections[0][2]) if sections else ""
     )
-    subject = _fill(meta.get("subject", report.subject), variables, shown, meta.line_of("subject") if "subject" in meta else None, "subject", problems)
+    subject_line = meta.line_of("subject") if "subject" in meta else None
+    subject = _fill(meta.get("subject", report.subject), variables, shown, subject_line, "subject", problems)
     preheader_template = meta.get("preheader")
     if preheader_template is None:
         preheader = _shorten(first_text) if first_text else _fill(report.preheader, variables, shown, None, "preheader", problems)
@@ -188,14 +191,14 @@ def assemble(
     return Edition(
         date=day,
         revision=revision,
-        status=status,
+        status=str(status),
         urgent=urgent,
         compiled=compiled,
         title=report.title,
         subject=" ".join(subject.split()),
         preheader=" ".join(preheader.split()),
-        date_label=variables["date_label"],
-        compiled_label=variables["compiled_label"],
+        date_label=str(variables["date_label"]),
+        compiled_label=str(variables["compiled_label"]),
         lead_html=markup.to_html(lead_md) if lead_md.strip() else "",
         lead_text=markup.to_text(lead_md) if lead_md.strip() else "",
         sections=daily,

@@ -23,7 +23,7 @@ def _parser() -> MarkdownIt:
 
 
 def to_html(markdown: str) -> str:
-    return _parser().render(markdown)
+    return str(_parser().render(markdown))
 
 
 def to_text(markdown: str) -> str:

@@ -121,3 +121,36 @@ class Approval:
     approved_at: datetime
     revoked_by: str | None
     revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class NewRecipient:
+    """A row to add to a dispatch: one recipient (or an invalid entry, recorded failed)."""
+
+    key: str
+    address: str
+    name: str
+    message_id: str
+    state: State = State.PENDING
+    reply: str = ""
+
+
+@dataclass(frozen=True)
+class DispatchRecord:
+    """One dispatch as the ledger keeps it."""
+
+    id: int
+    name: str
+    edition_date: str
+    revision: int
+    kind: str
+    subject: str
+    source: str
+    created_by: str
+    created_at: datetime
+    finished_at: datetime | None
+    content_hash: str | None = None
+    approved_by: str | None = None
+    approved_at: datetime | None = None
+    approval_id: int | None = None
+    lists: tuple[str, ...] = ()

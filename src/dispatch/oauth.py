@@ -13,7 +13,6 @@ process listing), and it never appears in an exception, a log line or the ledger
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import shlex
@@ -21,9 +20,9 @@ import smtplib
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable
 
 from dispatch.errors import AuthenticationError
 from dispatch.transport import explain_auth_reply
@@ -81,7 +80,8 @@ def parse_token_output(output: str, fetched_at: float) -> Token:
         value, expires_at = text, fetched_at + BARE_TOKEN_LIFETIME_SECONDS
     if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
         # Probably a message rather than a token; do not show it, it might still be secret.
-        raise ValueError("its output is not a single token (it contains spaces or line breaks); print only the token, or JSON with access_token")
+        raise ValueError("its output is not a single token (it contains spaces or line breaks); "
+                         "print only the token, or JSON with access_token")
     if not value.isascii():
         raise ValueError("the token contains non-ASCII characters")
     # Never refresh before fetching: a token with a short life is used once rather than
@@ -182,7 +182,8 @@ class CommandTokenSource:
             return
         except smtplib.SMTPAuthenticationError as exc:
             if exc.smtp_code not in RETRY_CODES:
-                raise AuthenticationError(self.endpoint, f"XOAUTH2 authentication failed: {explain_auth_reply(exc.smtp_code, exc.smtp_error)}") from None
+                reply = explain_auth_reply(exc.smtp_code, exc.smtp_error)
+                raise AuthenticationError(self.endpoint, f"XOAUTH2 authentication failed: {reply}") from None
         self.invalidate(token)
         token = self.token()
         try:
@@ -211,8 +212,7 @@ class CommandTokenSource:
         self.fetches += 1
         try:
             completed = subprocess.run(
-                self._argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                timeout=self._timeout, check=False,
+                self._argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=self._timeout, check=False,
             )
         except FileNotFoundError:
             raise self._error(f"{self._argv[0]!r} not found") from None

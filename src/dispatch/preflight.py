@@ -39,9 +39,7 @@ class _Scan(HTMLParser):
             self.links.append((values.get("href") or "").strip())
         elif tag == "img" and "alt" not in values:
             self.images_without_alt.append(values.get("src") or "")
-        if tag == "div" and "display:none" in (values.get("style") or "").replace(" ", ""):
-            self.hidden_depth += 1
-        elif self.hidden_depth and tag == "div":
+        if (tag == "div" and "display:none" in (values.get("style") or "").replace(" ", "")) or (self.hidden_depth and tag == "div"):
             self.hidden_depth += 1
 
     def handle_endtag(self, tag: str) -> None:
@@ -109,7 +107,8 @@ def check(
 
     size = len(html.encode("utf-8"))
     if size > MAX_HTML_BYTES:
-        problem(f"the HTML part is {size / 1024:.0f} KB, over the {MAX_HTML_BYTES // 1024} KB limit (Gmail clips at 102 KB and hides the rest); shorten the edition")
+        problem(f"the HTML part is {size / 1024:.0f} KB, over the {MAX_HTML_BYTES // 1024} KB limit "
+                "(Gmail clips at 102 KB and hides the rest); shorten the edition")
 
     head_end = message.find(b"\r\n\r\n")
     for number, raw in enumerate(message.split(b"\r\n"), start=1):
@@ -119,7 +118,8 @@ def check(
                 header = raw.split(b":", 1)[0].decode("ascii", "replace")
             what = f"the {header} header" if header else f"line {number} of the message"
             at = _split_where(header_sources.get(header)) if header and header_sources else None
-            problem(f"{what} is {len(raw)} octets, over the {MAX_LINE_OCTETS} allowed per line (RFC 5322); relays may break or reject it", at)
+            problem(f"{what} is {len(raw)} octets, over the {MAX_LINE_OCTETS} allowed per line (RFC 5322); "
+                    "relays may break or reject it", at)
             break
 
     scan = _Scan()

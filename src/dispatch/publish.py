@@ -1,4 +1,4 @@
-"""The intranet copy of an edition, the archive index, and the records export of a dispatch.
+"""The intranet copy of an edition and the archive index.
 
 The web page is made from the same Edition as the email, with its own template
 (templates/web): an ordinary responsive page, not the email's table markup.
@@ -8,29 +8,30 @@ interrupted publish leaves the previous version in place.
 
 The archive is built from a small manifest (editions.json) rather than by
 re-reading the pages; a lost manifest is rebuilt from the pages' meta tags.
-The export half is pure: the caller reads the ledger and hands the rows in.
+(The records export of a dispatch is in export.py.)
 """
 
 from __future__ import annotations
 
-import csv
+import contextlib
 import errno
 import fcntl
-import io
 import json
 import os
 import re
 import stat
-import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from babel.dates import format_date
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
 
+from dispatch.atomic import PAGE_MODE as PAGE_MODE  # the pages' mode, for those who check it
+from dispatch.atomic import TEMP_PREFIX, Replace, write_atomic
 from dispatch.errors import DispatchError, display_path
 from dispatch.models import Edition
 
@@ -40,13 +41,8 @@ INDEX = "index.html"
 MANIFEST = "editions.json"
 MANIFEST_VERSION = 1
 LOCK = ".publish.lock"
-TEMP_PREFIX = ".publishing-"
-PAGE_MODE = 0o644  # mkstemp creates 0600; the web server (another user) must read the page
-EXPORT_MODE = 0o600  # an export holds a recipient list with names and addresses: its owner's only
 _PAGE_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}\.html$")
 _META = re.compile(r'<meta name="dispatch:(\w+)" content="([^"]*)">')
-
-Replace = Callable[[str | os.PathLike[str], str | os.PathLike[str]], None]
 
 
 class PublishError(DispatchError):
@@ -159,49 +155,6 @@ def render_index(title: str, entries: Sequence[Entry], templates_dir: Path, now:
     })
 
 
-# -- atomic files -----------------------------------------------------------------
-
-
-def write_atomic(path: Path, data: bytes, *, replace: Replace = os.replace, mode: int = PAGE_MODE) -> None:
-    """Replace ``path`` with ``data`` so that a reader sees the old or the new file, never
-    a mix. The temporary file is in the same directory (a rename across file systems is
-    not atomic) and is fsynced before the rename, so a power cut cannot leave an empty
-    page behind the new name. ``replace`` is injectable so tests can interrupt here.
-    The file gets ``mode`` (PAGE_MODE, or EXPORT_MODE for exports); the rename replaces
-    a symbolic link at ``path`` rather than writing through it."""
-    descriptor, temp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            # Before the data: the file never holds it with other permissions than ``mode``.
-            os.fchmod(handle.fileno(), mode)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        replace(temp, path)
-    except BaseException:
-        # Also on KeyboardInterrupt: the previous file is untouched; drop the half-made one.
-        try:
-            os.unlink(temp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename itself durable."""
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass  # some file systems (e.g. some network mounts) refuse fsync on a directory
-    finally:
-        os.close(descriptor)
-
-
 class _Locked:
     """An exclusive lock on the publish directory: the scheduler and a manual publish
     must not both read-modify-write the manifest."""
@@ -256,10 +209,8 @@ def _remove_stale_temps(directory: Path) -> None:
     # Only called under the lock, so no other publisher is writing one right now: any
     # temporary file present was left by a process that was killed mid-write.
     for stale in directory.glob(f"{TEMP_PREFIX}*.tmp"):
-        try:
+        with contextlib.suppress(OSError):
             stale.unlink()
-        except OSError:
-            pass
 
 
 # -- the manifest -----------------------------------------------------------------
@@ -309,7 +260,7 @@ def _recover(page: Path) -> Entry | None:
         day = date.fromisoformat(page.stem)
     except ValueError:
         return None
-    published = datetime.fromtimestamp(page.stat().st_mtime, timezone.utc)
+    published = datetime.fromtimestamp(page.stat().st_mtime, UTC)
     return Entry(
         date=page.stem, revision=int(meta.get("revision", "1") or 1), heading=_heading(day),
         compiled=meta["compiled"], compiled_label=f"Sammanställd: {_time_label(compiled)}",
@@ -369,106 +320,3 @@ def publish_edition(
     except OSError as exc:
         raise PublishError(Path(exc.filename) if exc.filename else directory, exc.strerror or str(exc)) from None
     return Published(page=page, index=directory / INDEX, manifest=directory / MANIFEST)
-
-
-# -- the records export ---------------------------------------------------------------
-
-RECIPIENT_FIELDS = (
-    "email", "name", "state", "attempts", "reply", "message_id", "node",
-    "created_at", "first_attempt_at", "sent_at", "updated_at", "next_attempt_at",
-)
-CSV_FIELDS = ("dispatch", "edition", "revision", "kind", *RECIPIENT_FIELDS)
-
-
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)  # SQLite hands back naive UTC
-    return value.isoformat()
-
-
-def recipient_record(row: Mapping[str, Any]) -> dict[str, Any]:
-    """One ledger row as the export shows it (timestamps as ISO 8601 with offset)."""
-    record = {
-        "email": row["address"], "name": row["name"], "state": row["state"], "attempts": row["attempts"],
-        "reply": row["reply"], "message_id": row["message_id"], "node": row["node"],
-    }
-    for key in ("created_at", "first_attempt_at", "sent_at", "updated_at", "next_attempt_at"):
-        record[key] = _iso(row.get(key))
-    return record
-
-
-def export_document(dispatch: Any, counts: Mapping[str, int], rows: Sequence[Mapping[str, Any]],
-                    contents: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Everything the ledger holds about one dispatch, as one JSON-ready object.
-
-    ``contents`` are the versions of the message as stored at send time (usually one;
-    more if an interrupted dispatch was resumed after the edition file changed)."""
-    return {
-        "dispatch": dispatch.name,
-        "edition": dispatch.edition_date,
-        "revision": dispatch.revision,
-        "kind": dispatch.kind,
-        "subject": dispatch.subject,
-        "source": dispatch.source,
-        "content_hash": getattr(dispatch, "content_hash", None),
-        "approved_by": getattr(dispatch, "approved_by", None),
-        "approved_at": _iso(getattr(dispatch, "approved_at", None)),
-        "created_by": dispatch.created_by,
-        "created_at": _iso(dispatch.created_at),
-        "finished_at": _iso(dispatch.finished_at),
-        "counts": dict(counts),
-        "contents": [
-            {
-                "recorded_at": _iso(c["recorded_at"]), "digest": c["digest"], "subject": c["subject"],
-                "source": c["source"], "source_text": c["source_text"], "html": c["html"], "text": c["text"],
-            }
-            for c in contents
-        ],
-        "recipients": [recipient_record(row) for row in rows],
-    }
-
-
-def export_csv(document: Mapping[str, Any]) -> str:
-    """One row per recipient, with the dispatch's key columns repeated on each row so a
-    file still says what it is about when it is opened on its own."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    for recipient in document["recipients"]:
-        writer.writerow({
-            "dispatch": document["dispatch"], "edition": document["edition"],
-            "revision": document["revision"], "kind": document["kind"],
-            **{k: "" if v is None else v for k, v in recipient.items()},
-        })
-    return buffer.getvalue()
-
-
-def export_files(document: Mapping[str, Any], fmt: str, out: Path) -> list[Path]:
-    """Write the export into ``out``: the recipient records (.json or .csv), and per stored
-    content version the edition source (.md), the HTML and the text that were sent."""
-    out.mkdir(parents=True, exist_ok=True)
-    stem = document["dispatch"]
-    paths: list[Path] = []
-
-    def write(name: str, text: str) -> None:
-        path = out / name
-        write_atomic(path, text.encode("utf-8"), mode=EXPORT_MODE)
-        paths.append(path)
-
-    if fmt == "csv":
-        write(f"{stem}.csv", export_csv(document))
-    else:
-        write(f"{stem}.json", json.dumps(document, ensure_ascii=False, indent=2) + "\n")
-    for number, content in _numbered(document["contents"]):
-        write(f"{stem}{number}.source.md", content["source_text"])
-        write(f"{stem}{number}.html", content["html"])
-        write(f"{stem}{number}.txt", content["text"])
-    return paths
-
-
-def _numbered(contents: Sequence[Mapping[str, Any]]) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    """No suffix for the usual single version; .v1, .v2 ... when there are several."""
-    for position, content in enumerate(contents, start=1):
-        yield ("" if len(contents) == 1 else f".v{position}"), content

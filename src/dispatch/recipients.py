@@ -15,15 +15,15 @@ import csv
 import io
 import os
 import re
-import unicodedata
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterator
 
-from email_validator import EmailNotValidError, validate_email
-
-from dispatch.errors import DispatchError, InputError, Problem, display_path
+# AddressError and normalise are re-exported: callers resolve lists and single addresses here.
+from dispatch.addresses import _CONTROL, _fold, escape_controls
+from dispatch.addresses import AddressError as AddressError
+from dispatch.addresses import normalise as normalise
+from dispatch.errors import InputError, Problem, display_path
 from dispatch.models import Recipient
 from dispatch.yamlsource import (
     LIST_MAX_BYTES,
@@ -38,19 +38,9 @@ from dispatch.yamlsource import (
 
 SUPPRESSION_FILE = "suppressed.txt"
 LIST_SUFFIXES = (".yaml", ".yml", ".csv")
-# C0, DEL, C1 and the Unicode line/paragraph separators: any of them in a header value
-# could start a new header line (or be turned into one by a lenient client).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-# The everyday case (ASCII dot-atom local part) is checked here; anything else goes to
-# email-validator, whose full check costs ~0.2 ms an address: 20 s for 100,000 HR rows.
-_SIMPLE_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 # '#' is legal inside an address, so only a '#' at the start or after whitespace is a comment.
 _COMMENT = re.compile(r"(?:^|\s)#.*")
 _LIST_NAME = re.compile(r"[^/\\\x00]+")
-
-
-class AddressError(DispatchError, ValueError):
-    """One address is not usable; the message says why, for an editor to act on."""
 
 
 @dataclass(frozen=True)
@@ -96,64 +86,6 @@ class Resolution:
                 if shared:
                     result[(a, b)] = shared
         return result
-
-
-@lru_cache(maxsize=4096)
-def _domain(domain: str) -> str:
-    """The ASCII (IDNA) lower-case form of a domain, or AddressError. Cached: an HR export
-    has thousands of rows but a handful of domains."""
-    try:
-        return validate_email(f"x@{domain}", check_deliverability=False).ascii_domain.lower()  # type: ignore[no-any-return]
-    except EmailNotValidError as exc:
-        raise AddressError(str(exc)) from None
-
-
-def normalise(raw: str) -> tuple[str, str]:
-    """(address to send to, folded key) or AddressError.
-
-    The address keeps the local part as written (a few servers still treat it as
-    case-sensitive) with the domain in ASCII; the key folds the local part's case too.
-    """
-    address = raw.strip()  # surrounding whitespace (a pasted tab or newline) is not part of it
-    if _CONTROL.search(address):
-        raise AddressError("the address contains a control character or line break")
-    return _fold(address)
-
-
-def _fold(address: str) -> tuple[str, str]:
-    """normalise() for text already trimmed and known to hold no control characters."""
-    if not address.isascii():
-        address = unicodedata.normalize("NFC", address)
-    local, at, domain = address.rpartition("@")
-    if not at or not local or not domain:
-        raise AddressError("an address needs one '@' with text on both sides")
-    if not local.isascii():
-        # Non-ASCII local parts need SMTPUTF8 at every hop; we never ask for it, so a
-        # server would refuse or mangle the address. Say so instead of failing later.
-        odd = "".join(sorted({c for c in local if not c.isascii()}))
-        raise AddressError(
-            f"the part before the @ contains non-ASCII characters ({odd}); internationalised "
-            "mailbox names (SMTPUTF8) are not supported, ask for the person's ASCII address"
-        )
-    if len(local) > 64:
-        # RFC 5321's limit; email-validator only enforces it in strict mode.
-        raise AddressError("the part before the @ is too long (more than 64 characters)")
-    if _SIMPLE_LOCAL.fullmatch(local):
-        ascii_domain = _domain(domain)
-        if len(local) + 1 + len(ascii_domain) > 254:
-            raise AddressError("the address is longer than 254 characters")
-    else:
-        try:
-            checked = validate_email(address, check_deliverability=False, allow_smtputf8=False)
-        except EmailNotValidError as exc:
-            raise AddressError(str(exc)) from None
-        local, ascii_domain = checked.local_part, checked.ascii_domain.lower()
-    return f"{local}@{ascii_domain}", f"{local.lower()}@{ascii_domain}"
-
-
-def escape_controls(text: str) -> str:
-    """Control characters shown as \\xNN, so an invalid value can be stored and printed safely."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}", text)
 
 
 def available_lists(directory: Path) -> list[str]:
@@ -291,7 +223,7 @@ def _load_list(directory: Path, name: str, result: Resolution, fatal: list[Probl
         else:
             for include_name, line in _yaml_entries(path, shown, fatal, add, view, result):
                 view.includes.append(include_name)
-                included = _load_list(directory, include_name, result, fatal, stack + [(name, shown)], Problem(shown, line, ""))
+                included = _load_list(directory, include_name, result, fatal, [*stack, (name, shown)], Problem(shown, line, ""))
                 if included is None:
                     continue
                 view.suppressed |= included.suppressed
@@ -338,7 +270,9 @@ def _csv_rows(path: Path, shown: str, fatal: list[Problem]) -> Iterator[tuple[st
         header_line = handle.readline()
         delimiter, header = _pick_delimiter(header_line)
         if "email" not in header:
-            fatal.append(Problem(shown, 1, f"the first row must be a header with an 'email' column (and optionally 'name'); found {shorten(header_line.strip())!r}"))
+            found = shorten(header_line.strip())
+            fatal.append(Problem(shown, 1, "the first row must be a header with an 'email' column (and optionally 'name'); "
+                                           f"found {found!r}"))
             return
         email_at = header.index("email")
         name_at = header.index("name") if "name" in header else -1
@@ -373,7 +307,8 @@ def _yaml_entries(path: Path, shown: str, fatal: list[Problem], add: Callable[[s
     if isinstance(title, str) and title.strip():
         if _CONTROL.search(title):
             # The list name can become the To header of a Bcc batch.
-            result.problems.append(Problem(shown, data.line_of("name"), "the list name contains a line break or control character; the file name is used instead"))
+            result.problems.append(Problem(shown, data.line_of("name"),
+                                           "the list name contains a line break or control character; the file name is used instead"))
         else:
             view.display_name = " ".join(title.split())
     members = data.get("members")

@@ -36,7 +36,7 @@ def environment(templates_dir: Path) -> Environment:
     renders the already-plain text that markup.to_text produced."""
     env = Environment(
         loader=FileSystemLoader(str(templates_dir)),
-        autoescape=lambda name: bool(name) and not name.endswith(".txt"),
+        autoescape=lambda name: name is not None and not name.endswith(".txt"),
         undefined=StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,

@@ -8,6 +8,7 @@ pages; tests reuse one per module because starting it costs about a second.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -142,10 +143,8 @@ class Chromium:
     def close(self) -> None:
         """Ask the browser to quit; kill it if it has not gone within five seconds."""
         if self._running():
-            try:
+            with contextlib.suppress(OSError):
                 self._send({"id": -1, "method": "Browser.close"})
-            except OSError:
-                pass
             deadline = time.monotonic() + 5
             while self._running() and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -154,10 +153,8 @@ class Chromium:
                 os.waitpid(self._pid, 0)
                 self._pid = None
         for fd in (self._to_browser, self._from_browser):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
         self._selector.close()
         self._profile.cleanup()
 

@@ -8,17 +8,18 @@ latest run from the ledger alone, so the service keeps no state of its own.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
 
 from dispatch.config import Schedule, Settings
 from dispatch.errors import InputError, Problem, display_path
-from dispatch.ledger import DispatchRecord, Ledger
+from dispatch.models import DispatchRecord
 
-UTC = timezone.utc
+UTC = UTC
 DEFAULT_GRACE = timedelta(hours=1)  # a schedule without 'deadline' may run at most this late
 LOOKBACK = timedelta(hours=25)  # one day, DST days included
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -33,7 +34,7 @@ def utc(moment: datetime) -> datetime:
 # -- triggers -------------------------------------------------------------------
 
 
-class DailyCronTrigger(CronTrigger):
+class DailyCronTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler 3 ships no type information
     """A CronTrigger that fires a repeated wall-clock time once.
 
     When clocks go back, APScheduler 3.11.3 fires a 02:30 schedule twice (02:30+02:00 and
@@ -42,7 +43,7 @@ class DailyCronTrigger(CronTrigger):
     """
 
     def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
-        candidate = super().get_next_fire_time(previous_fire_time, now)
+        candidate: datetime | None = super().get_next_fire_time(previous_fire_time, now)
         while candidate is not None and _repeated(candidate):
             candidate = super().get_next_fire_time(candidate, utc(candidate) + timedelta(microseconds=1))
         return candidate
@@ -188,7 +189,13 @@ def grace_seconds(schedule: Schedule, zone: ZoneInfo, now: datetime) -> int:
     return max(1, int((utc(occurrence.deadline) - utc(occurrence.at)).total_seconds()))
 
 
-def edition_dispatches(ledger: Ledger, day: date) -> list[DispatchRecord]:
+class DispatchList(Protocol):
+    """What the scheduler's decisions read from the ledger: the dispatches of a day."""
+
+    def list_dispatches(self, edition_date: date | None = None, since: date | None = None) -> list[DispatchRecord]: ...
+
+
+def edition_dispatches(ledger: DispatchList, day: date) -> list[DispatchRecord]:
     """The day's scheduled-edition dispatches (tests and urgent messages do not count)."""
     return [d for d in ledger.list_dispatches(day) if d.kind == "edition"]
 
@@ -206,7 +213,7 @@ class Due:
     dispatch: DispatchRecord | None = None
 
 
-def due_runs(settings: Settings, ledger: Ledger, now: datetime) -> list[Due]:
+def due_runs(settings: Settings, ledger: DispatchList, now: datetime) -> list[Due]:
     """What the latest run of each schedule still needs, judged from the ledger alone."""
     today = now.astimezone(settings.timezone).date()
     dues = []

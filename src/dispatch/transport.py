@@ -6,21 +6,18 @@ returned, never raised: one refused address must not sink the others.
 
 from __future__ import annotations
 
-import os
+import contextlib
 import re
 import smtplib
 import socket
 import ssl
-import threading
-import time
-import uuid
-from pathlib import Path
-from typing import NoReturn, Protocol
+from typing import Protocol
 
 from dispatch.config import TransportSettings
 from dispatch.errors import AuthenticationError, TransportError
+from dispatch.maildir import MaildirTransport as MaildirTransport  # the other Transport; one import place
 from dispatch.models import QUOTA_EXCEEDED, Outcome, State
-
+from dispatch.smtpreply import ReplyError, StrictSMTP, StrictSMTP_SSL
 
 
 def dot_stuffed(data: bytes) -> bytes:
@@ -61,163 +58,11 @@ _BASE64_BLOB = re.compile(r"(?<![A-Za-z0-9+/])(?=[A-Za-z0-9+/]*[0-9+/])[A-Za-z0-
                           r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{16,}={1,2}(?![A-Za-z0-9+/=])")
 
 
-# -- strict replies ------------------------------------------------------------
-
-MAX_REPLY_LINES = 100
-MAX_REPLY_LINE = 2048  # RFC 5321 allows 512; some servers send longer human text
-
-
-class ReplyError(smtplib.SMTPServerDisconnected):
-    """The server's reply could not be trusted: unparsable, an unknown code, lines that
-    disagree, or not complete within the deadline. The connection is closed: where the
-    conversation stands is unknown, so nothing more is read from it or sent on it."""
-
-
-class StrictSMTP(smtplib.SMTP):
-    """smtplib's reply reading, made strict (smtplib takes the last line's code and turns an
-    unparsable line into -1) and bounded by one deadline per reply (smtplib's timeout is per
-    read, so a server that drips a byte a second never times out)."""
-
-    def getreply(self) -> tuple[int, bytes]:
-        deadline = time.monotonic() + self.timeout
-        if self.sock is None:
-            raise smtplib.SMTPServerDisconnected("not connected")
-        if self.file is None:
-            self.file = self.sock.makefile("rb")
-        try:
-            return self._reply_by(deadline)
-        finally:
-            if self.sock is not None:
-                self.sock.settimeout(self.timeout)  # the next write gets the whole timeout again
-
-    def _reply_by(self, deadline: float) -> tuple[int, bytes]:
-        code: int | None = None
-        texts: list[bytes] = []
-        for _ in range(MAX_REPLY_LINES):
-            line = self._line_by(deadline)
-            match = _REPLY_LINE.fullmatch(line.rstrip(b"\r\n"))
-            if match is None:
-                self._fail(f"unreadable reply line {line[:80]!r}")
-            this = int(match.group(1))
-            if not 200 <= this <= 599:
-                self._fail(f"reply code {this} is not an SMTP reply code")
-            if code is not None and this != code:
-                self._fail(f"a multi-line reply whose lines disagree ({code} and {this})")
-            code = this
-            texts.append(match.group(3))
-            if match.group(2) != b"-":
-                return code, b"\n".join(texts)
-        self._fail(f"a reply of more than {MAX_REPLY_LINES} lines")
-
-    def _line_by(self, deadline: float) -> bytes:
-        """One line, waiting at most until ``deadline`` in all (each read is bounded by the
-        time left, and peek() reads at most once)."""
-        sock, file = self.sock, self.file
-        assert sock is not None and file is not None
-        parts: list[bytes] = []
-        size = 0
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self._fail(f"no complete reply within {self.timeout:g} s")
-            sock.settimeout(left)
-            try:
-                chunk = file.peek(MAX_REPLY_LINE)
-            except TimeoutError:
-                self._fail(f"no complete reply within {self.timeout:g} s")
-            except (OSError, ValueError) as exc:
-                self._fail(f"connection lost while reading the reply: {exc.__class__.__name__}")
-            if not chunk:
-                self._fail("connection closed by the server")
-            end = chunk.find(b"\n")
-            taken = file.read(end + 1 if end >= 0 else len(chunk))
-            parts.append(taken)
-            size += len(taken)
-            if end >= 0:
-                return b"".join(parts)
-            if size > MAX_REPLY_LINE:
-                self._fail(f"a reply line longer than {MAX_REPLY_LINE} octets")
-
-    def _fail(self, why: str) -> NoReturn:
-        self.close()
-        raise ReplyError(why)
-
-
-_REPLY_LINE = re.compile(rb"(\d{3})([ -]?)(.*)", re.DOTALL)
-
-
-class StrictSMTP_SSL(StrictSMTP, smtplib.SMTP_SSL):
-    """The same over implicit TLS (port 465)."""
-
-
-# The Transport and Connection protocols these classes satisfy belong to their consumer,
-# pipeline.py; nothing here depends on them.
-
-
-# -- Maildir -------------------------------------------------------------------
-
-
-class MaildirTransport:
-    """Delivers into a Maildir (tmp/ then rename into new/), which any mail client opens."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.endpoint = f"maildir:{path}"
-
-    def connect(self) -> "MaildirConnection":
-        try:
-            for sub in ("tmp", "new", "cur"):
-                (self.path / sub).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise TransportError(self.endpoint, f"cannot create the Maildir: {exc.strerror}") from None
-        return MaildirConnection(self.path)
-
-
-class MaildirConnection:
-    usable = True
-    _counter = 0
-    _lock = threading.Lock()
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.host = socket.gethostname().replace("/", "_").replace(":", "_")
-
-    def send(self, sender: str, recipients: list[str], data: bytes) -> dict[str, Outcome]:
-        with MaildirConnection._lock:
-            MaildirConnection._counter += 1
-            counter = MaildirConnection._counter
-        name = f"{time.time_ns()}.P{os.getpid()}Q{counter}R{uuid.uuid4().hex[:8]}.{self.host}"
-        # Maildir files use the local line ending; the envelope goes in Return-Path/Delivered-To.
-        envelope = f"Return-Path: <{sender}>\r\n".encode() + b"".join(
-            f"Delivered-To: {r}\r\n".encode() for r in recipients
-        )
-        content = (envelope + data).replace(b"\r\n", b"\n")
-        tmp = self.path / "tmp" / name
-        try:
-            with open(tmp, "wb") as handle:
-                handle.write(content)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.rename(tmp, self.path / "new" / name)
-        except OSError as exc:
-            try:
-                tmp.unlink()  # a full disk must not leave half a message behind in tmp/
-            except OSError:
-                pass
-            outcome = Outcome(State.DEFERRED, f"maildir write failed: {exc.strerror}")
-            return {r: outcome for r in recipients}
-        accepted = Outcome(State.SENT, f"250 delivered to maildir new/{name}")
-        return {r: accepted for r in recipients}
-
-    def close(self) -> None:
-        pass
-
-
 # -- SMTP ----------------------------------------------------------------------
 
 
 class SMTPTransport:
-    def __init__(self, settings: TransportSettings, password: str | None = None, token_source: "TokenSource | None" = None) -> None:
+    def __init__(self, settings: TransportSettings, password: str | None = None, token_source: TokenSource | None = None) -> None:
         self.settings = settings
         self.endpoint = settings.endpoint
         self._password = password
@@ -233,7 +78,7 @@ class SMTPTransport:
                     raise TransportError(self.endpoint, f"cannot load ca_file {settings.ca_file}: {exc}") from None
             self._context = context
 
-    def connect(self) -> "SMTPConnection":
+    def connect(self) -> SMTPConnection:
         """A ready session: greeted, EHLO answered, encrypted and authenticated as configured.
         Every failure is a TransportError marked permanent or not (see errors.py)."""
         s = self.settings
@@ -246,7 +91,8 @@ class SMTPTransport:
             self._ehlo(client)
             if s.security == "starttls":
                 if not client.has_extn("starttls"):
-                    raise TransportError(self.endpoint, "the server does not offer STARTTLS; refusing to continue unencrypted (security: starttls)", permanent=True)
+                    raise TransportError(self.endpoint, "the server does not offer STARTTLS; refusing to continue unencrypted "
+                                         "(security: starttls)", permanent=True)
                 client.starttls(context=self._context)
                 self._ehlo(client)
             # xoauth2 always authenticates: without a username it must fail loudly, not send unauthenticated.
@@ -257,7 +103,8 @@ class SMTPTransport:
             raise
         except ssl.SSLCertVerificationError as exc:
             _close(client)
-            raise TransportError(self.endpoint, f"TLS certificate not trusted: {exc.verify_message}; set transport.ca_file if the relay uses a private CA", permanent=True) from None
+            raise TransportError(self.endpoint, f"TLS certificate not trusted: {exc.verify_message}; set transport.ca_file "
+                                 "if the relay uses a private CA", permanent=True) from None
         except ssl.SSLError as exc:
             _close(client)
             raise TransportError(self.endpoint, f"TLS failed: {exc.reason or exc}", permanent=True) from None
@@ -283,7 +130,8 @@ class SMTPTransport:
         s = self.settings
         if s.security == "none" or not isinstance(client.sock, ssl.SSLSocket):
             client.close()
-            raise AuthenticationError(self.endpoint, "refusing to send credentials over an unencrypted connection; set transport.security to starttls or tls")
+            raise AuthenticationError(self.endpoint, "refusing to send credentials over an unencrypted connection; "
+                                      "set transport.security to starttls or tls")
         try:
             if s.auth == "xoauth2":
                 assert self._token_source is not None
@@ -294,7 +142,8 @@ class SMTPTransport:
                 client.login(s.username or "", self._password)
         except smtplib.SMTPAuthenticationError as exc:
             client.close()
-            raise AuthenticationError(self.endpoint, f"authentication failed: {explain_auth_reply(exc.smtp_code, exc.smtp_error)}") from None
+            reply = explain_auth_reply(exc.smtp_code, exc.smtp_error)
+            raise AuthenticationError(self.endpoint, f"authentication failed: {reply}") from None
         except AuthenticationError:
             client.close()  # raised by the token source (or above): do not leave the session open
             raise
@@ -309,10 +158,8 @@ def explain_auth_reply(code: int, message: bytes | str) -> str:
 
 def _close(client: smtplib.SMTP | None) -> None:
     if client is not None:
-        try:
+        with contextlib.suppress(OSError):
             client.close()
-        except OSError:
-            pass
 
 
 class TokenSource(Protocol):
@@ -327,11 +174,9 @@ class SMTPConnection:
         # RFC 2920: MAIL, every RCPT and DATA go in one write and their replies are read
         # together, one round trip instead of two plus one per recipient.
         self.pipelining = client.does_esmtp and client.has_extn("pipelining")
-        try:
-            # Commands are small writes answered at once; Nagle's algorithm only delays them.
+        # Commands are small writes answered at once; Nagle's algorithm only delays them.
+        with contextlib.suppress(OSError, AttributeError):
             client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[union-attr]
-        except (OSError, AttributeError):
-            pass
 
     def send(self, sender: str, recipients: list[str], data: bytes) -> dict[str, Outcome]:
         """One SMTP transaction, outcomes per recipient. Only replies to RCPT and to the final
@@ -357,7 +202,7 @@ class SMTPConnection:
                 code, message = mail_reply
                 raise TransportError(self.endpoint, f"the server refused MAIL FROM:<{sender}>: {reply_text(code, message)}",
                                      permanent=500 <= code < 600)
-            for rcpt, (code, message) in zip(recipients, rcpt_replies):
+            for rcpt, (code, message) in zip(recipients, rcpt_replies, strict=False):  # a 421 cuts the replies short
                 text = reply_text(code, message)
                 if code in (250, 251):
                     accepted.append(rcpt)

@@ -69,7 +69,7 @@ class _LineLoader(yaml.SafeLoader):
         # Refused while composing, event by event, before anything is built: an alias
         # bomb ("billion laughs") is stopped at its first '&', in microseconds. Anchors
         # are refused too, not only aliases, so the line named is where it starts.
-        event = self.peek_event()
+        event = self.peek_event()  # type: ignore[no-untyped-call]
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
             raise _Refused(event.start_mark, ANCHORS_NOT_ALLOWED)
         if not isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
@@ -84,7 +84,7 @@ class _LineLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> LineDict:  # type: ignore[override]
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> LineDict:
         result = LineDict(super().construct_mapping(node, deep=True))
         result.line = node.start_mark.line + 1 + self.line_offset
         result.key_lines = {
@@ -93,7 +93,7 @@ class _LineLoader(yaml.SafeLoader):
         }
         return result
 
-    def construct_sequence(self, node: yaml.SequenceNode, deep: bool = False) -> LineList:  # type: ignore[override]
+    def construct_sequence(self, node: yaml.SequenceNode, deep: bool = False) -> LineList:
         result = LineList(super().construct_sequence(node, deep=True))
         result.line = node.start_mark.line + 1 + self.line_offset
         result.item_lines = [item.start_mark.line + 1 + self.line_offset for item in node.value]

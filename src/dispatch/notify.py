@@ -1,22 +1,79 @@
-"""Alarms from the scheduler service to the `notify` addresses (Swedish text for the office).
+"""Short operational mails to the `notify` addresses, in Swedish for the office: completion
+summaries of a dispatch and the scheduler service's alarms.
 
-Composition is pure (subject and body from the facts); ``deliver`` hands the message to
-whatever transport the composition root opened, so an alert travels the same way as the
-report and a test sees it arrive at the same server.
+Composition is pure (subject and body from the facts); ``deliver`` hands one such mail to
+whatever transport the composition root opened, so a summary or an alert travels the same
+way as the report and a test sees it arrive at the same server. The office must know,
+without asking, who did not get the report and why.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Iterable
+from email import policy
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
-from dispatch.errors import TransportError
 from dispatch.models import State
-from dispatch.notice import compose
 
 if TYPE_CHECKING:
     from dispatch.pipeline import Transport
+
+MAX_LISTED = 200  # beyond this the summary points to `dispatch status`
+
+
+def compose(sender: str, recipients: Iterable[str], subject: str, body: str, now: datetime) -> bytes:
+    message = EmailMessage(policy=policy.SMTP)
+    message["From"] = sender
+    message["To"] = ", ".join(recipients)
+    message["Subject"] = subject
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2].strip(">") or None)
+    message["Auto-Submitted"] = "auto-generated"
+    message["X-Auto-Response-Suppress"] = "OOF, AutoReply"
+    message.set_content(body, charset="utf-8", cte="quoted-printable")
+    return message.as_bytes()
+
+
+def summary(dispatch: str, subject: str, counts: dict[str, int], rows: list[dict[str, Any]],
+            zone: ZoneInfo, next_attempt: datetime | None) -> tuple[str, str]:
+    """(subject, body) of a completion summary, in Swedish for the communications office."""
+    sent, failed = counts.get("sent", 0), counts.get("failed", 0)
+    waiting = counts.get("deferred", 0) + counts.get("unknown", 0) + counts.get("pending", 0)
+    if failed or waiting:
+        title = f"Utskick {dispatch}: {sent} levererade, {failed} misslyckade, {waiting} väntar"
+    else:
+        title = f"Utskick {dispatch} klart: {sent} levererade"
+    lines = [
+        f"Utskick: {dispatch}",
+        f"Ämne: {subject}",
+        "",
+        f"Levererade: {sent}",
+        f"Misslyckade: {failed}",
+        f"Väntar på nytt försök: {waiting}",
+    ]
+    if next_attempt is not None and waiting:
+        lines.append(f"Nästa försök: {next_attempt.astimezone(zone):%Y-%m-%d %H:%M}")
+    for state, heading in (("failed", "Misslyckade mottagare (serverns svar):"),
+                           ("deferred", "Mottagare som väntar (senaste svar):"),
+                           ("unknown", "Mottagare med okänt utfall (skickas igen):")):
+        listed = [r for r in rows if r["state"] == state]
+        if not listed:
+            continue
+        lines += ["", heading]
+        for row in listed[:MAX_LISTED]:
+            lines.append(f"- {row['address']}: {row['reply'] or '-'}")
+        if len(listed) > MAX_LISTED:
+            lines.append(f"- ... och {len(listed) - MAX_LISTED} till")
+    lines += ["", f"Hela listan: dispatch status {dispatch}"]
+    return title, "\n".join(lines) + "\n"
+
+
+# -- alerts from the scheduler service ----------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -142,16 +199,19 @@ def job_failed(job: str, error: BaseException, now: datetime) -> Alert:
     )
 
 
-def deliver(transport: "Transport", from_header: str, sender: str, notify: tuple[str, ...],
-            alert: Alert, now: datetime) -> None:
-    """Send one alert to every `notify` address; raise TransportError if any was refused."""
-    data = compose(from_header, notify, alert.subject, alert.body, now)
+# -- delivery -------------------------------------------------------------------------
+
+
+def deliver(transport: Transport, from_header: str, sender: str, to: tuple[str, ...], subject: str, body: str,
+            now: datetime) -> list[str]:
+    """Mail one notice to every address in ``to`` over one connection of ``transport``.
+
+    Returns the refusals ("address: reply"; empty when every address took it); raises
+    DispatchError (or OSError) when the transport cannot take it at all."""
+    data = compose(from_header, to, subject, body, now)
     connection = transport.connect()
     try:
-        outcomes = connection.send(sender, list(notify), data)
+        outcomes = connection.send(sender, list(to), data)
     finally:
         connection.close()
-    refused = [f"{address}: {o.reply}" for address, o in outcomes.items() if o.state is not State.SENT]
-    if refused:
-        raise TransportError(transport.endpoint, "alert refused for " + "; ".join(refused))
-
+    return [f"{address}: {o.reply}" for address, o in outcomes.items() if o.state is not State.SENT]

@@ -1,0 +1,141 @@
+"""The composition root and the one way in: the CLI, the scheduler service (and the tests)
+call the functions here, and only these; each takes ``now`` or a Clock so that nothing
+below reads the time by itself.
+
+- ``wiring``: the one place that names concrete classes (which ledger, which transport)
+- ``editions``: read, prepare (resolve, render, pre-flight), check, preview, list reports
+- ``changes``, ``control``: change control: the facts about content, and the decisions
+  (decide, approve, revoke, publish under change control)
+- ``sending``: plan, send, the completion summary
+- ``records``: find a dispatch, status, history, export
+- ``scheduled``: what the service's jobs do, decided from the ledger
+"""
+
+from dispatch.app.changes import (
+    Review,
+    SentVersion,
+    changed_after_send,
+    identify,
+    latest_sent_edition,
+    review,
+    review_now,
+    sent_edition,
+    sent_version,
+)
+from dispatch.app.control import (
+    Decision,
+    approve,
+    decide,
+    decide_now,
+    publish,
+    publish_checked,
+    revocation_notes,
+    revoke,
+    scheduled_edition,
+)
+from dispatch.app.editions import (
+    FOOTER,
+    MAX_TO_LINE,
+    ListsReport,
+    Prepared,
+    check_edition,
+    choose_lists,
+    first_message,
+    lists_report,
+    lists_sent_before,
+    looks_urgent,
+    prepare_edition,
+    publishes_on_send,
+    read_edition,
+    web_url,
+    write_preview,
+)
+from dispatch.app.records import Status, edition_note, export, find_dispatch, history, status
+from dispatch.app.scheduled import Job, ServeClock, Service, schedule_jobs
+from dispatch.app.sending import mail_notice, notify_summary, plan_for, send
+from dispatch.app.wiring import (
+    current_user,
+    envelope,
+    open_ledger,
+    open_transport,
+    read_secret,
+    secrets_ready,
+    send_policy,
+    start_new_ledger,
+)
+from dispatch.content import short
+from dispatch.eventlog import configure as configure_log
+from dispatch.eventlog import event
+from dispatch.export import export_csv, export_files
+from dispatch.ledger import dispatch_name
+from dispatch.pipeline import Clock, Result, StoppableClock
+from dispatch.timetable import Due, check_schedules
+
+__all__ = [
+    "FOOTER",
+    "MAX_TO_LINE",
+    "Clock",
+    "Decision",
+    "Due",
+    "Job",
+    "ListsReport",
+    "Prepared",
+    "Result",
+    "Review",
+    "SentVersion",
+    "ServeClock",
+    "Service",
+    "Status",
+    "StoppableClock",
+    "approve",
+    "changed_after_send",
+    "check_edition",
+    "check_schedules",
+    "choose_lists",
+    "configure_log",
+    "current_user",
+    "decide",
+    "decide_now",
+    "dispatch_name",
+    "edition_note",
+    "envelope",
+    "event",
+    "export",
+    "export_csv",
+    "export_files",
+    "find_dispatch",
+    "first_message",
+    "history",
+    "identify",
+    "latest_sent_edition",
+    "lists_report",
+    "lists_sent_before",
+    "looks_urgent",
+    "mail_notice",
+    "notify_summary",
+    "open_ledger",
+    "open_transport",
+    "plan_for",
+    "prepare_edition",
+    "publish",
+    "publish_checked",
+    "publishes_on_send",
+    "read_edition",
+    "read_secret",
+    "review",
+    "review_now",
+    "revocation_notes",
+    "revoke",
+    "schedule_jobs",
+    "scheduled_edition",
+    "secrets_ready",
+    "send",
+    "send_policy",
+    "sent_edition",
+    "sent_version",
+    "short",
+    "start_new_ledger",
+    "status",
+    "web_url",
+    "write_preview",
+]

@@ -1,0 +1,186 @@
+"""Change control, the facts: what an edition's content is (its hash), what its dispatch
+already sent, whether it has changed since, and what the approval rule (gate) says."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from dispatch import content as content_id
+from dispatch import gate
+from dispatch.app.wiring import open_ledger
+from dispatch.config import Settings
+from dispatch.content import Content
+from dispatch.edition import assemble, edition_path, section_anchor
+from dispatch.errors import ChangeControlError, InputError, Problem, display_path
+from dispatch.ledger import DispatchRecord, Ledger, dispatch_name
+from dispatch.models import Edition, Section
+
+
+def identify(settings: Settings, edition: Edition) -> Content:
+    """The content hash of an edition as it would be sent with these templates."""
+    try:
+        files = content_id.read_templates(settings.templates_dir)
+    except OSError as exc:
+        raise InputError([Problem(display_path(settings.templates_dir), 1, f"cannot read the templates: {exc.strerror}")]) from None
+    return content_id.identify(edition, content_id.template_digest(files))
+
+
+@dataclass(frozen=True)
+class SentVersion:
+    """What a dispatch has already sent to somebody (sent, or possibly received: unknown)."""
+
+    record: DispatchRecord
+    counts: dict[str, int]
+    source_text: str
+    canonical: dict[str, Any] | None
+    content_hash: str | None
+
+    @property
+    def reached(self) -> int:
+        return self.counts.get("sent", 0) + self.counts.get("unknown", 0)
+
+
+def sent_version(ledger: Ledger, name: str) -> SentVersion | None:
+    record = ledger.find_dispatch(name)
+    if record is None:
+        return None
+    counts = ledger.counts(record.id)
+    if counts.get("sent", 0) + counts.get("unknown", 0) == 0:
+        return None
+    stored = ledger.contents(name)
+    last = stored[-1] if stored else {}
+    canonical = json.loads(last["canonical"]) if last.get("canonical") else None
+    return SentVersion(record, counts, last.get("source_text", ""), canonical,
+                       record.content_hash or last.get("content_hash"))
+
+
+def latest_sent_edition(ledger: Ledger, day: date) -> SentVersion | None:
+    """The highest revision of the day's edition that has reached anybody."""
+    found = None
+    for record in ledger.list_dispatches(day):
+        if record.kind == "edition":
+            sent = sent_version(ledger, record.name)
+            if sent is not None and (found is None or sent.record.revision >= found.record.revision):
+                found = sent
+    return found
+
+
+def changed_after_send(edition: Edition, current: Content, sent: SentVersion, zone: ZoneInfo,
+                       *, for_send: bool = True) -> ChangeControlError | None:
+    """None when the edition is what was sent; else the error that says what changed and what to do.
+
+    When only the frame changed (the standing sections or templates in the config, the
+    edition file being as sent), only a send is refused (its recipients would get other
+    content than the first ones); check, status and publish go by the content kept."""
+    if sent.content_hash is not None:
+        if sent.content_hash == current.hash:
+            return None
+        if not for_send and sent.source_text == edition.source_text:
+            return None
+    elif sent.source_text == edition.source_text:
+        return None  # a dispatch from before content hashes: the source is what we can compare
+    record = sent.record
+    shown = display_path(edition.source)
+    diff = content_id.source_diff(sent.source_text, edition.source_text, f"{record.name} (as sent)", shown)
+    parts = content_id.changed_parts(sent.canonical, current.canonical)
+    if diff:
+        what = "the file has changed since (diff below)"
+    else:
+        what = "the file is unchanged, but " + (", ".join(parts) or "its rendering") + " changed since"
+    when = record.created_at.astimezone(zone).strftime("%Y-%m-%d %H:%M %z") if record.created_at else ""
+    message = (
+        f"this edition was already sent to {sent.reached} recipient(s) as {record.name} ({when}, content "
+        f"{content_id.short(sent.content_hash)}, now {current.short}); {what}. A sent edition is final: to "
+        f"correct it, set 'revision: {record.revision + 1}' and 'correction: <what changed>' in the front matter, "
+        f"then check and send it (the correction goes to everyone on the lists)"
+        + (". To finish the interrupted dispatch instead, restore the text as sent" if sent.counts.get("pending", 0)
+           + sent.counts.get("deferred", 0) else "")
+    )
+    line = edition.line_of.get("revision", edition.line_of.get("", 1))
+    return ChangeControlError([Problem(shown, line, message)], diff)
+
+
+@dataclass(frozen=True)
+class Review:
+    """Everything change control knows about an edition as it is now."""
+
+    content: Content
+    authors: tuple[str, ...]  # who wrote this content (front matter 'by', and recorded at check/save)
+    verdict: gate.Verdict | None  # None: not gated (urgent messages, test sends)
+    sent: SentVersion | None  # what this revision's dispatch already sent
+    conflict: ChangeControlError | None  # the edition differs from what was sent
+
+    def refusal(self, edition: Edition, refused: str) -> ChangeControlError | None:
+        """Why this content may not go out now (``refused`` begins the message, e.g. "not
+        sendable"); None when it may. The one reading of the gate's verdict for an action."""
+        if self.conflict is not None:
+            return self.conflict
+        if self.verdict is not None and not self.verdict.sendable:
+            return ChangeControlError([Problem(display_path(edition.source), edition.line_of.get("status", 1),
+                                               f"{refused}: {self.verdict.reason}")])
+        return None
+
+    def standing(self, edition: Edition) -> str:
+        """Where the edition stands, in one sentence: urgent, already sent, ready or not (and why)."""
+        if edition.urgent:
+            return "an urgent message: it needs no approval"
+        if self.sent is not None:
+            state = (f"already sent to {self.sent.reached} recipient(s) as {self.sent.record.name}; "
+                     "the file is unchanged since")
+            if self.sent.content_hash not in (None, self.content.hash):
+                parts = ", ".join(content_id.changed_parts(self.sent.canonical, self.content.canonical)) or "its rendering"
+                state += (f", but {parts} changed since: send refuses to send it to anyone more (they would get other "
+                          "content); publish uses the content that was sent")
+            return state
+        assert self.verdict is not None
+        return ("ready to send: " if self.verdict.sendable else "valid, but NOT ready to send: ") + self.verdict.reason
+
+
+def review(settings: Settings, ledger: Ledger, edition: Edition, now: datetime, *, test: bool = False,
+           record_author: str | None = None, for_send: bool = False) -> Review:
+    """Judge the edition against the ledger: sent content is final, approvals bind content.
+
+    ``record_author``: remember this person as the author of the current content if
+    nobody was recorded for it yet (``check`` and the console's save do this)."""
+    current = identify(settings, edition)
+    if edition.urgent or test:
+        return Review(current, (edition.author,) if edition.author else (), None, None, None)
+    recorded = (ledger.record_edit(edition.date, current.hash, edition.author or record_author, now)
+                if record_author is not None else ledger.author_of(edition.date, current.hash))
+    # Everyone known to have written this content: the front matter's 'by' (which anyone can
+    # change without changing the content) and whoever was recorded first for it.
+    authors = tuple(dict.fromkeys(a for a in (edition.author, recorded) if a))
+    verdict = gate.judge(settings.approval, edition, current.hash, ledger.approvals(edition.date), authors, settings.timezone)
+    sent = sent_version(ledger, dispatch_name(edition.date, edition.revision, edition.kind))
+    conflict = changed_after_send(edition, current, sent, settings.timezone, for_send=for_send) if sent else None
+    return Review(current, authors, verdict, sent, conflict)
+
+
+def review_now(settings: Settings, edition: Edition, now: datetime, *, record_author: str | None = None) -> Review:
+    """``review`` on a ledger of its own (for commands that only look)."""
+    ledger = open_ledger(settings)
+    try:
+        return review(settings, ledger, edition, now, record_author=record_author)
+    finally:
+        ledger.close()
+
+
+def sent_edition(settings: Settings, sent: SentVersion, now: datetime) -> Edition:
+    """The edition as it was sent, rebuilt from what the ledger kept (for the intranet copy):
+    the source as sent, and the standing sections and subject as they were then."""
+    record = sent.record
+    path = edition_path(settings.reports_dir, date.fromisoformat(record.edition_date))
+    edition = assemble(path, sent.source_text, settings.report, now)
+    doc = sent.canonical
+    if doc is None:
+        return edition
+    standing = tuple(Section(heading=heading, html=html, text="", anchor=section_anchor(heading))
+                     for heading, html in doc.get("standing", []))
+    return dataclasses.replace(edition, subject=doc.get("subject", edition.subject),
+                               preheader=doc.get("preheader", edition.preheader),
+                               title=doc.get("title", edition.title), standing=standing)

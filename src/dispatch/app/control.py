@@ -1,0 +1,205 @@
+"""Change control, the decisions: which dispatch a send goes to and whether it may go,
+approvals and their revocation, and publishing under change control."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from dispatch import content as content_id
+from dispatch import gate
+from dispatch.app.changes import changed_after_send, identify, latest_sent_edition, review, sent_edition
+from dispatch.app.editions import Prepared, read_edition
+from dispatch.app.wiring import current_user, open_ledger
+from dispatch.config import Settings
+from dispatch.content import Content
+from dispatch.edition import edition_path
+from dispatch.errors import ChangeControlError, InputError, Problem, display_path
+from dispatch.ledger import DispatchRecord, Ledger, dispatch_name
+from dispatch.models import Approval, Edition
+from dispatch.publish import Published, publish_edition
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Which dispatch a send goes to, and why it may go."""
+
+    name: str
+    kind: str
+    content: Content
+    existing: DispatchRecord | None
+    counts: dict[str, int]
+    verdict: gate.Verdict | None
+    notes: tuple[str, ...]
+    edition_date: date
+    revision: int
+    to_send: int  # recipients this send would reach now (new to the dispatch, or still waiting)
+
+    @property
+    def already_accepted(self) -> int:
+        return self.counts.get("sent", 0)
+
+
+def decide(settings: Settings, ledger: Ledger, ready: Prepared, now: datetime) -> Decision:
+    """Name the dispatch and check that the content may go; ChangeControlError if not."""
+    edition = ready.edition
+    found = review(settings, ledger, edition, now, test=ready.test, for_send=True)
+    current = found.content
+    notes: list[str] = []
+    if ready.test:
+        kind = f"test-{now.astimezone(UTC):%Y%m%dT%H%M%S}"  # UTC, whichever clock the caller holds
+    elif edition.urgent:
+        same = ledger.dispatches_with_content(current.hash, "urgent")
+        if same:
+            # Whatever day it was first sent: the same message again resumes that dispatch.
+            record = same[-1]
+            return _decision(ledger, ready, record.name, record.kind, current, record, None,
+                             [f"same content as urgent dispatch {record.name}"],
+                             date.fromisoformat(record.edition_date), record.revision)
+        kind, notes = _urgent_kind(ledger, edition, current)
+    else:
+        kind = edition.kind
+        assert found.verdict is not None
+        refusal = found.refusal(edition, "not sendable")
+        if refusal is not None:
+            raise refusal
+    name = dispatch_name(edition.date, edition.revision, kind)
+    existing = ledger.find_dispatch(name)
+    return _decision(ledger, ready, name, kind, current, existing, found.verdict, notes, edition.date, edition.revision)
+
+
+def decide_now(settings: Settings, ready: Prepared, now: datetime) -> Decision:
+    ledger = open_ledger(settings)
+    try:
+        return decide(settings, ledger, ready, now)
+    finally:
+        ledger.close()
+
+
+def _decision(ledger: Ledger, ready: Prepared, name: str, kind: str, current: Content, existing: DispatchRecord | None,
+              verdict: gate.Verdict | None, notes: list[str], day: date, revision: int) -> Decision:
+    """The decision, with exactly whom the send would reach: the planned recipients the
+    dispatch lacks, plus its rows still waiting (a resume sends those too)."""
+    counts = ledger.counts(existing.id) if existing else {}
+    if existing is None:
+        to_send = len(ready.resolution.recipients)
+    else:
+        states = ledger.states_by_key(existing.id)
+        to_send = sum(1 for key in ready.resolution.recipients if key not in states)
+        to_send += sum(1 for state in states.values() if state in ("pending", "deferred", "unknown"))
+    return Decision(name, kind, current, existing, counts, verdict, tuple(notes), day, revision, to_send)
+
+
+def _urgent_kind(ledger: Ledger, edition: Edition, current: Content) -> tuple[str, list[str]]:
+    """A new urgent dispatch: named after the file and its content, so that changed content
+    is a new dispatch. Notes name the earlier dispatches of the same file."""
+    slug = (re.sub(r"[^a-z0-9]+", "-", edition.source.stem.lower()).strip("-") or "meddelande")[:50]
+    kind = f"urgent-{slug}-{current.hash[:8]}"
+    notes = []
+    for record in ledger.list_dispatches():
+        if record.kind.startswith(f"urgent-{slug}") and record.kind != kind:
+            notes.append(f"{display_path(edition.source)} differs from what urgent dispatch {record.name} sent "
+                         f"(content {content_id.short(record.content_hash)}); this is a new urgent dispatch "
+                         f"{dispatch_name(edition.date, edition.revision, kind)} (content {current.short})")
+    return kind, notes
+
+
+def approve(settings: Settings, ready: Prepared, by: str, now: datetime) -> Approval:
+    """Record an approval of the edition's current content by ``by``; refuse the author."""
+    edition = ready.edition
+    ledger = open_ledger(settings)
+    try:
+        found = review(settings, ledger, edition, now)
+        if found.conflict is not None:
+            raise found.conflict
+        refusal = gate.refuse_approver(by, found.authors or (current_user(),))
+        if refusal:
+            raise ChangeControlError([Problem(display_path(edition.source), edition.line_of.get("by", 1), refusal)])
+        return ledger.approve(edition.date, edition.revision, found.content.hash, by, now)
+    finally:
+        ledger.close()
+
+
+def revoke(settings: Settings, day: date, by: str, now: datetime) -> int:
+    ledger = open_ledger(settings)
+    try:
+        return ledger.revoke_approvals(day, by, now)
+    finally:
+        ledger.close()
+
+
+def revocation_notes(settings: Settings, day: date) -> list[str]:
+    """What a revocation cannot undo, and what it stops: said plainly to the approver."""
+    ledger = open_ledger(settings)
+    try:
+        notes = []
+        for record in ledger.list_dispatches(day):
+            if record.kind != "edition":
+                continue
+            counts = ledger.counts(record.id)
+            waiting = counts["pending"] + counts["deferred"] + counts["unknown"]
+            if counts["sent"]:
+                notes.append(f"note: {record.name} already reached {counts['sent']} recipient(s); that cannot be undone "
+                             "(send a correction: 'revision: N+1' and 'correction:')")
+            if waiting and record.finished_at is None:
+                notes.append(f"note: {record.name} has {waiting} recipient(s) waiting: a send under way stops before "
+                             "its next batch and sends them nothing until a new approval")
+        return notes
+    finally:
+        ledger.close()
+
+
+def publish(settings: Settings, edition: Edition, now: datetime) -> Published:
+    """Write the edition's web page and the archive index into publish.dir."""
+    return publish_edition(edition, settings.publish.dir, settings.templates_dir, now.astimezone(settings.timezone))
+
+
+def publish_checked(settings: Settings, edition: Edition, now: datetime) -> tuple[Published, str]:
+    """Publish the edition under change control: before any send, from the file (which must
+    pass the approval gate); once sent, from the content that was sent, refusing a file that
+    has changed since. Returns what was published and a note for the operator."""
+    ledger = open_ledger(settings)
+    try:
+        sent = latest_sent_edition(ledger, edition.date)
+        if sent is None:
+            found = review(settings, ledger, edition, now)
+            assert found.verdict is not None
+            refusal = found.refusal(edition, "not published")
+            if refusal is not None:
+                raise refusal
+            return publish(settings, edition, now), ""
+        note = ""
+        if sent.record.revision == edition.revision:
+            conflict = changed_after_send(edition, identify(settings, edition), sent, settings.timezone, for_send=False)
+            if conflict is not None:
+                raise conflict
+        else:
+            note = (f"{display_path(edition.source)} is revision {edition.revision}, but revision "
+                    f"{sent.record.revision} is what was sent ({sent.record.name}); published that: the intranet "
+                    "shows what people received" + (" (send the new revision to publish it)"
+                                                     if edition.revision > sent.record.revision else ""))
+    finally:
+        ledger.close()
+    return publish(settings, sent_edition(settings, sent, now), now), note
+
+
+def scheduled_edition(settings: Settings, ledger: Ledger, day: date, now: datetime) -> tuple[Edition | None, str, str]:
+    """The day's edition if it may go out on schedule, else None and why (Swedish for the
+    alert mail, English for the log). The approval rule is the same as for send."""
+    path = edition_path(settings.reports_dir, day)
+    if not path.exists():
+        return None, f"filen {display_path(path)} finns inte", f"{display_path(path)} does not exist"
+    try:
+        edition = read_edition(settings, day, None, now)
+        found = review(settings, ledger, edition, now)
+    except InputError as exc:
+        problems = "; ".join(str(p) for p in exc.problems)
+        return None, "rapportfilen har fel: " + problems, "the edition has problems: " + problems
+    if found.conflict is not None:
+        return (None, "rapportfilen har ändrats sedan den skickades; en rättelse behöver 'revision' och 'correction'",
+                "; ".join(p.message for p in found.conflict.problems))
+    assert found.verdict is not None
+    if not found.verdict.sendable:
+        return None, found.verdict.reason_sv, found.verdict.reason
+    return edition, "", ""

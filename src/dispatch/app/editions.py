@@ -1,0 +1,286 @@
+"""Editions: read one, choose its lists, and prepare it (resolve, render, serialise,
+pre-flight) without sending anything; what check and preview make of it."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+from dispatch import preflight
+from dispatch.app.wiring import envelope, open_ledger
+from dispatch.config import Settings, secret_problems
+from dispatch.edition import assemble, edition_path
+from dispatch.errors import InputError, PreflightError, Problem, display_path
+from dispatch.ledger import dispatch_name
+from dispatch.message import PreparedMessage, message_id, prepare, to_header
+from dispatch.models import Edition, Recipient, Rendered
+from dispatch.recipients import Resolution, available_lists, resolve
+from dispatch.render import render
+from dispatch.timetable import check_schedules
+
+FOOTER = "Automatiskt utskick från {sender}. Svara på detta mejl för att nå redaktionen."
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An edition ready to send: assembled, resolved, rendered, serialised and checked."""
+
+    edition: Edition
+    resolution: Resolution
+    rendered: Rendered
+    prepared: PreparedMessage
+    lists: tuple[str, ...]
+    test: bool
+
+
+def read_edition(settings: Settings, day: date | None, file: Path | None, now: datetime, urgent: bool = False) -> Edition:
+    # Imported here: this function is the one reader of edition files (and of the config's
+    # templates on their way into one), and the only part of this module that needs these.
+    from dispatch.edition import check_template
+    from dispatch.yamlsource import EDITION_MAX_BYTES, read_input
+
+    path = file if file is not None else edition_path(settings.reports_dir, day or now.date())
+    # The config's subject and preheader templates, named at their lines in the config
+    # (assemble() only knows the edition file); checked, not rendered.
+    config_problems = [
+        problem
+        for key in ("subject", "preheader")
+        for problem in check_template(
+            getattr(settings.report, key), display_path(settings.path),
+            settings.line_of.get(f"report.{key}", 1), f"report.{key}",
+        )
+    ]
+    if config_problems:
+        raise InputError(config_problems)
+    try:
+        # A regular file (not a symbolic link, FIFO or device) of at most
+        # EDITION_MAX_BYTES, also for --file: an urgent message is an edition here.
+        text = read_input(
+            path, limit=EDITION_MAX_BYTES, what="an edition",
+            advice="an edition is text (pictures belong on the intranet, linked); check that this is the right file",
+        )
+    except FileNotFoundError:
+        hint = f"write {display_path(path)}" if file is None else "check the path"
+        raise InputError([Problem(display_path(path), 1, f"no edition file; {hint}")]) from None
+    return assemble(path, text, settings.report, now, urgent=urgent)
+
+
+def choose_lists(settings: Settings, edition: Edition, requested: tuple[str, ...],
+                 earlier: tuple[str, ...] = (), default: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """--list wins; else the edition's 'lists'; else, for a correction, the lists its earlier
+    revisions went to (the people who read the mistake); else ``default`` (a schedule's
+    lists); else every list named in a schedule."""
+    if requested:
+        names = requested
+    elif edition.lists is not None:
+        names = edition.lists
+    elif earlier:
+        names = earlier
+    else:
+        names = default or settings.scheduled_lists()
+    known = set(available_lists(settings.recipients_dir))
+    problems = []
+    for name in names:
+        if name not in known:
+            if not requested and edition.lists is not None:
+                where = (display_path(edition.source), edition.line_of.get("lists", 1))
+            elif not requested:
+                where = (display_path(settings.path), settings.line_of.get("schedules", 1))
+            else:
+                where = ("--list", 0)
+            message = f"unknown recipient list {name!r}; known lists: {', '.join(sorted(known)) or 'none'}"
+            problems.append(Problem(where[0], where[1], message) if where[1] else Problem("--list", 0, message))
+    if problems:
+        raise InputError(problems)
+    return tuple(names)
+
+
+def lists_sent_before(settings: Settings, edition: Edition) -> tuple[str, ...]:
+    """The lists the edition's earlier revisions went to, in first-sent order."""
+    ledger = open_ledger(settings)
+    try:
+        seen: dict[str, None] = {}
+        for record in ledger.list_dispatches(edition.date):
+            if record.kind == "edition" and record.revision < edition.revision:
+                for name in record.lists:
+                    seen.setdefault(name)
+        return tuple(seen)
+    finally:
+        ledger.close()
+
+
+def web_url(settings: Settings, edition: Edition) -> str | None:
+    # Only link to a web copy that this send publishes: a dead link is worse than none.
+    if not settings.publish.base_url or not publishes_on_send(settings, edition):
+        return None
+    return settings.publish.base_url.rstrip("/") + f"/{edition.date.isoformat()}.html"
+
+
+def publishes_on_send(settings: Settings, edition: Edition) -> bool:
+    # Only a daily edition goes on the intranet (and only one that passed the approval
+    # gate, which every send checks); an urgent message would otherwise overwrite that
+    # day's report page, which has the same name.
+    return settings.publish.on_send and not edition.urgent
+
+
+def prepare_edition(
+    settings: Settings, edition: Edition, now: datetime, *,
+    lists: tuple[str, ...] = (), to: tuple[str, ...] = (), default_lists: tuple[str, ...] = (),
+) -> Prepared:
+    """Resolve, render, serialise, pre-flight. Raises InputError/PreflightError; sends nothing."""
+    test = bool(to)
+    if test:
+        resolution = _resolve_addresses(to)
+        names: tuple[str, ...] = ()
+    else:
+        earlier = lists_sent_before(settings, edition) if edition.revision > 1 and not edition.urgent else ()
+        names = choose_lists(settings, edition, lists, earlier, default_lists)
+        resolution = resolve(settings.recipients_dir, names)
+    _reject_overlong_to(resolution)
+    footer = FOOTER.format(sender=settings.sender.name or settings.sender.address)
+    # A test send does not publish, so it carries no link to a page that does not exist yet.
+    link = None if test else web_url(settings, edition)
+    rendered = render(edition, settings.templates_dir, footer=footer, web_url=link, test=test)
+    # Date in the office's zone: what a reader's client shows beside the sending time.
+    prepared = prepare(rendered, envelope(settings), now.astimezone(settings.timezone), urgent=edition.urgent)
+    # The message is checked as the recipient with the longest name and address would get
+    # it: only the To line differs between recipients, so that one shows the longest line.
+    longest = max(
+        resolution.recipients.values(), key=lambda r: len(r.name.encode()) + len(r.address),
+        default=Recipient("first@example.org", "", "first@example.org"),
+    )
+    sample = prepared.for_recipients(to_header([longest]), message_id("preflight", longest.key, prepared.domain))
+    problems = preflight.check(
+        rendered.subject, rendered.html, rendered.text, sample, f"{display_path(edition.source)}:1",
+        sources=_preflight_sources(settings, edition), header_sources={"To": longest.source},
+    )
+    if problems:
+        raise PreflightError(problems)
+    return Prepared(edition, resolution, rendered, prepared, names, test)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+
+
+def _preflight_sources(settings: Settings, edition: Edition) -> list[tuple[str, str]]:
+    """The edition and the HTML template, so a pre-flight problem names the line to fix."""
+    sources = [(display_path(edition.source), edition.source_text), (display_path(settings.path), _read(settings.path))]
+    template = settings.templates_dir / "edition.html"
+    # The template was read moments ago by render(); without it, problems point at the edition.
+    with contextlib.suppress(OSError):
+        sources.append((display_path(template), template.read_text(encoding="utf-8")))
+    return sources
+
+
+MAX_TO_LINE = 998 - len("To: ")  # RFC 5322's line limit, for the one header line we patch in
+
+
+def _reject_overlong_to(resolution: Resolution) -> None:
+    """A name so long that its To line would break the 998-octet limit fails that one
+    recipient (a failed row, with the list's path:line), not the whole send."""
+    from dispatch.recipients import Invalid
+
+    for key, recipient in list(resolution.recipients.items()):
+        if len(to_header([recipient])) > MAX_TO_LINE:
+            path, _, line = recipient.source.rpartition(":")
+            problem = Problem(path or "recipients", int(line) if line.isdigit() else 1,
+                              f"the name of {recipient.address} makes its To line longer than 998 octets; shorten the name")
+            del resolution.recipients[key]
+            resolution.invalid.append(Invalid(email=recipient.address, name=recipient.name[:80], problem=problem))
+            resolution.problems.append(problem)
+
+
+def _resolve_addresses(addresses: tuple[str, ...]) -> Resolution:
+    from dispatch.recipients import AddressError, normalise
+
+    resolution = Resolution()
+    for raw in addresses:
+        try:
+            address, key = normalise(raw)
+        except AddressError as exc:
+            raise InputError([Problem("--to", 0, f"invalid address {raw!r}: {exc}")]) from None
+        resolution.recipients.setdefault(key, Recipient(address=address, name="", key=key, source="--to"))
+    return resolution
+
+
+def looks_urgent(path: Path) -> bool:
+    """An urgent message file given without --urgent: a subject and no 'compiled'."""
+    try:
+        head = path.read_text(encoding="utf-8", errors="replace")[:2000]
+    except OSError:
+        return False
+    return "\nsubject:" in head and "\ncompiled:" not in head
+
+
+def first_message(ready: Prepared) -> bytes | None:
+    """The message exactly as the first recipient would get it (preview's .eml)."""
+    recipients = list(ready.resolution.recipients.values())
+    if not recipients:
+        return None
+    first = recipients[0]
+    name = dispatch_name(ready.edition.date, ready.edition.revision, ready.edition.kind)
+    return ready.prepared.for_recipients(to_header([first]), message_id(name, first.key, ready.prepared.domain))
+
+
+def check_edition(settings: Settings, day: date | None, file: Path | None, now: datetime, *,
+                  urgent: bool = False) -> tuple[Prepared, list[Problem]]:
+    """What ``check`` validates before judging the edition: the schedules (a cron that serve
+    would reject is a config problem now, not at 14:00), the edition read and prepared.
+    Returns it with the problems that do not stop it (list entries, missing secrets)."""
+    check_schedules(settings)
+    edition = read_edition(settings, day, file, now, urgent=urgent)
+    ready = prepare_edition(settings, edition, now)
+    return ready, list(ready.resolution.problems) + secret_problems(settings)
+
+
+def write_preview(settings: Settings, ready: Prepared, out: Path | None, *, screenshots: bool = False) -> list[Path]:
+    """Write the rendered edition as .html, .txt and the .eml the first recipient would get
+    (and, with ``screenshots``, pictures from headless Chromium) into ``out`` (default
+    var/preview beside the config); returns the paths written."""
+    out = out or settings.path.parent / "var" / "preview"
+    out.mkdir(parents=True, exist_ok=True)
+    edition = ready.edition
+    stem = edition.source.stem if edition.urgent else edition.date.isoformat()
+    paths = [out / f"{stem}.html", out / f"{stem}.txt", out / f"{stem}.eml"]
+    paths[0].write_text(ready.rendered.html, encoding="utf-8")
+    paths[1].write_text(ready.rendered.text, encoding="utf-8")
+    data = first_message(ready)
+    if data is not None:
+        paths[2].write_bytes(data)
+    else:
+        paths.pop()
+    if screenshots:
+        from dispatch.screenshots import take_screenshots  # headless Chromium: only when asked for
+
+        paths += take_screenshots(paths[0], out)  # ChromiumMissing is a DispatchError with the fix in it
+    return paths
+
+
+@dataclass(frozen=True)
+class ListsReport:
+    """The resolved recipient lists (None when the lists could not be read) and every problem."""
+
+    names: tuple[str, ...]
+    resolution: Resolution | None
+    problems: list[Problem]
+
+
+def lists_report(settings: Settings, names: tuple[str, ...]) -> ListsReport:
+    """The lists named (default: every list in 'schedules'), resolved as a send would resolve them."""
+    referrers: dict[str, Problem] = {}
+    if not names:
+        names = settings.scheduled_lists()
+        # An unknown list name then points at the schedules in config.yaml.
+        where = Problem(display_path(settings.path), settings.line_of.get("schedules", 1), "")
+        referrers = {name: where for name in names}
+    try:
+        resolution = resolve(settings.recipients_dir, names, referrers)
+    except InputError as exc:
+        return ListsReport(names, None, list(exc.problems))
+    return ListsReport(names, resolution, list(resolution.problems))

@@ -1,0 +1,146 @@
+"""Records: finding a dispatch, its status, the history of all of them, and the export."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from dispatch.app.changes import review
+from dispatch.app.editions import read_edition
+from dispatch.app.wiring import open_ledger
+from dispatch.config import Settings
+from dispatch.edition import edition_path
+from dispatch.errors import DispatchError, display_path
+from dispatch.export import export_document, iso
+from dispatch.ledger import DispatchRecord, Ledger
+from dispatch.models import Approval
+
+
+def find_dispatch(ledger: Ledger, ref: str | None) -> DispatchRecord | None:
+    """A dispatch by name, or the latest of a date (YYYY-MM-DD; test sends only when the
+    date has nothing else), or the latest of all (None)."""
+    if not ref:
+        return ledger.find_dispatch(None)
+    record = ledger.find_dispatch(ref)
+    if record is not None:
+        return record
+    try:
+        day = date.fromisoformat(ref)
+    except ValueError:
+        return None
+    of_day = ledger.list_dispatches(day)
+    real = [d for d in of_day if not d.kind.startswith("test-")]
+    return (real or of_day)[-1] if of_day else None
+
+
+def edition_note(settings: Settings, ledger: Ledger, record: DispatchRecord, now: datetime) -> str | None:
+    """For an edition dispatch: whether its file still holds what was sent (or approved)."""
+    if record.kind != "edition":
+        return None
+    path = edition_path(settings.reports_dir, date.fromisoformat(record.edition_date))
+    try:
+        edition = read_edition(settings, None, path, now)
+        found = review(settings, ledger, edition, now)
+    except DispatchError as exc:
+        return f"{display_path(path)} cannot be read as an edition now ({str(exc).splitlines()[0]})"
+    if edition.revision != record.revision:
+        return f"{display_path(path)} is now revision {edition.revision} (content {found.content.short})"
+    if found.conflict is not None:
+        return f"{display_path(path)} has changed since it was sent (content now {found.content.short}); see dispatch check"
+    if found.sent is not None and found.sent.source_text == edition.source_text:
+        if found.content.hash != record.content_hash:
+            return f"{display_path(path)} unchanged; the config's standing sections or templates have changed since"
+        return f"{display_path(path)} unchanged (content {found.content.short})"
+    if record.content_hash and record.content_hash != found.content.hash:
+        assert found.verdict is not None
+        return f"{display_path(path)} has changed (content now {found.content.short}): {found.verdict.reason}"
+    return f"{display_path(path)} unchanged (content {found.content.short})"
+
+
+def history(settings: Settings, since: date | None) -> list[dict[str, Any]]:
+    """Every dispatch with what it sent and who let it go, oldest first."""
+    ledger = open_ledger(settings)
+    try:
+        entries = []
+        for record in ledger.list_dispatches(since=since):
+            document = export_document(record, ledger.counts(record.id), [], [])
+            entries.append({
+                "dispatch": record.name, "kind": record.kind, "edition": record.edition_date,
+                "revision": record.revision, "subject": record.subject, "content_hash": record.content_hash,
+                "created_by": record.created_by, "approved_by": record.approved_by,
+                "approved_at": document["approved_at"], "counts": document["counts"],
+                "started_at": document["created_at"], "finished_at": document["finished_at"],
+            })
+        return entries
+    finally:
+        ledger.close()
+
+
+@dataclass(frozen=True)
+class Status:
+    """One dispatch as `status` shows it."""
+
+    record: DispatchRecord
+    counts: dict[str, int]
+    rows: list[dict[str, Any]]
+    related: list[dict[str, Any]]  # every dispatch of the same edition date: revisions, urgent, tests
+    edition_note: str | None  # whether the edition file still holds what was sent
+    revoked: Approval | None  # the approval it went out under, if that has been revoked since
+
+    def document(self) -> dict[str, Any]:
+        """The `status --json` object (a contract: extend compatibly)."""
+        record = self.record
+        document: dict[str, Any] = {
+            "dispatch": record.name, "edition": record.edition_date, "revision": record.revision,
+            "kind": record.kind, "subject": record.subject, "source": record.source,
+            "content_hash": record.content_hash, "approved_by": record.approved_by,
+            "approved_at": iso(record.approved_at), "created_by": record.created_by,
+            "created_at": iso(record.created_at), "finished_at": iso(record.finished_at),
+            "counts": self.counts,
+            "recipients": [
+                {
+                    "email": row["address"], "name": row["name"], "state": row["state"],
+                    "attempts": row["attempts"], "reply": row["reply"], "message_id": row["message_id"],
+                    "node": row["node"], "sent_at": iso(row["sent_at"]), "updated_at": iso(row["updated_at"]),
+                }
+                for row in self.rows
+            ],
+            "dispatches_of_date": self.related,
+        }
+        if self.edition_note:
+            document["edition_file"] = self.edition_note
+        return document
+
+
+def status(settings: Settings, ref: str | None, now: datetime) -> Status | None:
+    """The dispatch ``ref`` names (see find_dispatch), with its rows; None when there is none."""
+    ledger = open_ledger(settings)
+    try:
+        record = find_dispatch(ledger, ref)
+        if record is None:
+            return None
+        day = date.fromisoformat(record.edition_date)
+        related = [
+            {"dispatch": other.name, "revision": other.revision, "kind": other.kind,
+             "content_hash": other.content_hash, "created_by": other.created_by,
+             "created_at": iso(other.created_at), "counts": ledger.counts(other.id)}
+            for other in ledger.list_dispatches(day)
+        ]
+        revoked = next((a for a in ledger.approvals(day) if a.id == record.approval_id and a.revoked_at is not None), None)
+        return Status(record, ledger.counts(record.id), ledger.rows(record.id), related,
+                      edition_note(settings, ledger, record, now), revoked)
+    finally:
+        ledger.close()
+
+
+def export(settings: Settings, ref: str) -> dict[str, Any] | None:
+    """The records of the dispatch ``ref`` names, as one JSON-ready document; None when there is none."""
+    ledger = open_ledger(settings)
+    try:
+        record = find_dispatch(ledger, ref)
+        if record is None:
+            return None
+        return export_document(record, ledger.counts(record.id), ledger.rows(record.id), ledger.contents(record.name))
+    finally:
+        ledger.close()

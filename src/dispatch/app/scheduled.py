@@ -1,0 +1,346 @@
+"""The scheduled runs: what each of serve's jobs does, decided from the ledger.
+
+APScheduler only says *when* (serve.py); the ledger says *whether*. A job that fires looks
+in the ledger for the day's dispatch and creates it only if it is not there, so a double
+fire, a restart or a second service on the same ledger cannot send twice (the pipeline's
+leases split the recipients between services that fire together). On start-up (and on
+SIGHUP) ``reconcile`` compares today's schedule with the ledger and brings a missed run
+forward if its deadline has not passed, or alerts.
+
+Every decision takes ``now`` (the pure ones live in ``timetable``), so tests move time
+instead of waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from dispatch import notify
+from dispatch.app.control import scheduled_edition
+from dispatch.app.editions import prepare_edition
+from dispatch.app.sending import mail_notice, send
+from dispatch.app.wiring import open_ledger, open_transport
+from dispatch.config import Schedule, Settings
+from dispatch.errors import DispatchError, InputError, TransportError, display_path
+from dispatch.eventlog import event
+from dispatch.ledger import dispatch_name
+from dispatch.pipeline import Clock, Result, StoppableClock
+from dispatch.timetable import (
+    Action,
+    DailyCronTrigger,
+    Due,
+    Occurrence,
+    approval_moment,
+    approval_trigger,
+    deadline_of,
+    due_runs,
+    edition_dispatches,
+    grace_seconds,
+    latest_occurrence,
+    next_occurrence,
+    send_trigger,
+)
+from dispatch.timetable import utc as _utc
+
+
+@dataclass(frozen=True)
+class Job:
+    """One scheduler job of a schedule: ``send`` at the cron time, or ``approval`` at the
+    approval deadline (an alert when nothing is approved), with its trigger and how late
+    it may still run."""
+
+    kind: str
+    schedule: str
+    trigger: DailyCronTrigger
+    grace_seconds: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind}:{self.schedule}"
+
+
+def schedule_jobs(settings: Settings, now: datetime) -> list[Job]:
+    """Every schedule's jobs, with the triggers and grace times ``timetable`` decides."""
+    zone = settings.timezone
+    jobs = []
+    for schedule in settings.schedules:
+        jobs.append(Job("send", schedule.name, send_trigger(schedule, zone), grace_seconds(schedule, zone, now)))
+        trigger = approval_trigger(schedule, zone)
+        if trigger is not None:
+            jobs.append(Job("approval", schedule.name, trigger, 1800))
+    return jobs
+
+
+class ServeClock(StoppableClock):
+    """The wall clock, whose sleep (waiting for retries) ends at once when the service stops."""
+
+
+class Service:
+    """The jobs and the start-up reconciliation; no APScheduler in here, so tests call it."""
+
+    def __init__(self, settings: Settings, *, clock: Clock | None = None, stop: threading.Event | None = None) -> None:
+        self.stop = stop or threading.Event()
+        self.clock = clock or ServeClock(self.stop)
+        self.settings = settings
+        self.ledger = open_ledger(settings)
+        self.alerted: set[tuple[str, ...]] = set()
+        self.lock = threading.Lock()
+        self.sending: set[str] = set()  # schedules whose send job runs in this process now
+        self.held: dict[str, date] = {}  # schedules whose send found nothing approved, by edition day
+        self.undelivered: dict[tuple[str, ...], notify.Alert] = {}  # alerts the relay did not take (yet)
+
+    def close(self) -> None:
+        self.ledger.close()
+
+    def use(self, settings: Settings) -> None:
+        """Switch to reloaded settings; a running job finishes with the settings it started with."""
+        with self.lock:
+            old = self.ledger if settings.ledger_url != self.settings.ledger_url else None
+            if old is not None:
+                self.ledger = open_ledger(settings)
+            self.settings = settings
+        if old is not None:
+            old.close()
+
+    def _schedule(self, name: str) -> Schedule:
+        for schedule in self.settings.schedules:
+            if schedule.name == name:
+                return schedule
+        raise DispatchError(f"no schedule named {name!r} in {display_path(self.settings.path)}")
+
+    def _local(self, moment: datetime) -> datetime:
+        return moment.astimezone(self.settings.timezone)
+
+    # -- jobs ---------------------------------------------------------------
+
+    def run_job(self, kind: str, name: str) -> None:
+        """What APScheduler calls. Never raises: a failing job is logged and alerted, and the
+        service keeps running."""
+        now = self.clock.now()
+        try:
+            if kind == "send":
+                with self.lock:
+                    self.sending.add(name)
+                try:
+                    self.fire(name, now)
+                finally:
+                    with self.lock:
+                        self.sending.discard(name)
+            else:
+                self.check_approval(name, now)
+        except Exception as exc:
+            event("job_failed", logging.ERROR, job=f"{kind}:{name}", exc_info=True)
+            self.alert(notify.job_failed(f"{kind}:{name}", exc, self._local(now)), now)
+
+    def orphaned(self, now: datetime) -> list[str]:
+        """Schedules to resume now because another node died holding part of their send.
+
+        A node that finds nothing left to claim ends its run, even while another node still
+        holds leased rows; if that node then dies, its rows come back to the queue when the
+        leases expire, and this check (run every few seconds by ``watch``) brings them to a
+        live node. A send running in this process claims them itself; that is left alone.
+        """
+        settings = self.settings
+        found = []
+        for schedule in settings.schedules:
+            with self.lock:
+                if schedule.name in self.sending:
+                    continue
+            occurrence = latest_occurrence(schedule, settings.timezone, now)
+            if occurrence is None or _utc(now) > _utc(occurrence.deadline):
+                continue
+            for record in edition_dispatches(self.ledger, occurrence.day):
+                if record.finished_at is not None:
+                    continue
+                if self.ledger.orphaned(record.id, now):
+                    event("lease_expired", logging.WARNING, dispatch=record.name, schedule=schedule.name)
+                    found.append(schedule.name)
+                    break
+                if self.ledger.due_unleased(record.id, now):
+                    # Nobody is sending it (a run ended early, or a command was stopped) and
+                    # recipients are due: the service owns the day's dispatch until its deadline.
+                    event("resuming", dispatch=record.name, schedule=schedule.name)
+                    found.append(schedule.name)
+                    break
+        return found
+
+    def approved_late(self, now: datetime) -> list[str]:
+        """Schedules held at their slot for want of approval whose edition is now approved
+        (before the deadline): the approval is the go-ahead, nobody has to send by hand."""
+        ready = []
+        with self.lock:
+            held = dict(self.held)
+        for name, day in held.items():
+            try:
+                occurrence = latest_occurrence(self._schedule(name), self.settings.timezone, now)
+            except DispatchError:
+                occurrence = None  # the schedule was removed by a reload
+            if occurrence is None or occurrence.day != day or _utc(now) > _utc(occurrence.deadline) \
+                    or edition_dispatches(self.ledger, day):
+                with self.lock:
+                    self.held.pop(name, None)
+                continue
+            if scheduled_edition(self.settings, self.ledger, day, now)[0] is not None:
+                with self.lock:
+                    self.held.pop(name, None)
+                event("approved_late", schedule=name, edition=day.isoformat())
+                ready.append(name)
+        return ready
+
+    def fire(self, name: str, now: datetime) -> Result | None:
+        """The schedule's send at ``now``: send the day's approved edition unless the ledger
+        already has its dispatch (finished), the deadline has passed, or nothing is approved."""
+        if self.stop.is_set():
+            return None
+        settings, schedule = self.settings, self._schedule(name)
+        occurrence = latest_occurrence(schedule, settings.timezone, now)
+        if occurrence is None:
+            event("no_run_due", schedule=name)
+            return None
+        day, at = occurrence.day, self._local(occurrence.at)
+        existing = edition_dispatches(self.ledger, day)
+        unfinished = [d for d in existing if d.finished_at is None]
+        if existing and not unfinished:
+            event("already_sent", dispatch=existing[-1].name, schedule=name)
+            return None
+        if _utc(now) > _utc(occurrence.deadline):
+            self._too_late(Due(occurrence, Action.INCOMPLETE if unfinished else Action.MISSED,
+                               unfinished[0] if unfinished else None), now)
+            return None
+        edition, reason, why = scheduled_edition(self.settings, self.ledger, day, now)
+        if edition is None:
+            event("not_approved", logging.WARNING, schedule=name, edition=day.isoformat(), reason=why)
+            with self.lock:
+                self.held[name] = day  # the watch sends it if it is approved before the deadline
+            self.alert(notify.nothing_sent_unapproved(name, day, at, reason, self._local(occurrence.deadline)), now)
+            return None
+        if unfinished and all(d.revision != edition.revision for d in unfinished):
+            problem = (f"utskicket {unfinished[0].name} avbröts och rapportfilen har nu revision "
+                       f"{edition.revision}; skicka manuellt")
+            self.alert(notify.not_sendable(name, day, at, [problem]), now)
+            return None
+        try:
+            ready = prepare_edition(settings, edition, now, default_lists=schedule.lists)
+        except InputError as exc:
+            event("not_sendable", logging.ERROR, schedule=name, edition=day.isoformat(), problems=len(exc.problems))
+            self.alert(notify.not_sendable(name, day, at, [str(p) for p in exc.problems]), now)
+            return None
+        event("sending", schedule=name, edition=day.isoformat(), recipients=len(ready.resolution.recipients),
+              resume=bool(unfinished))
+        linger = max(timedelta(0), _utc(occurrence.deadline) - _utc(now))  # retry deferred ones until the deadline
+        deadline = self._local(occurrence.deadline)
+
+        def paused(reason: str, permanent: bool, until: datetime) -> None:
+            event("relay_paused", logging.WARNING if not permanent else logging.ERROR, schedule=name,
+                  edition=day.isoformat(), reason=reason, until=self._local(until).isoformat(), permanent=permanent)
+            if permanent:
+                dispatch = dispatch_name(day, edition.revision, edition.kind)
+                self.alert(notify.relay_refused(name, dispatch, reason, self._local(until), deadline), self.clock.now())
+
+        try:
+            result = send(settings, ready, self.clock, created_by=f"dispatch serve ({name})",
+                              linger=linger, stop=self.stop, on_pause=paused)
+        except InputError as exc:  # e.g. the relay's password variable is not set
+            event("not_sendable", logging.ERROR, schedule=name, edition=day.isoformat(), problems=len(exc.problems))
+            self.alert(notify.not_sendable(name, day, at, [str(p) for p in exc.problems]), now)
+            return None
+        name_of_event = "sent" if result.complete else ("interrupted" if self.stop.is_set() else "incomplete")
+        errors: dict[str, Any] = {"errors": " | ".join(result.errors)} if result.errors else {}
+        event(name_of_event, logging.INFO if result.complete else logging.WARNING, dispatch=result.dispatch,
+              counts=result.counts, sent_now=result.sent_now, **errors)
+        waiting = sum(result.counts.get(state, 0) for state in ("pending", "deferred", "unknown"))
+        if waiting and not self.stop.is_set() and _utc(self.clock.now()) >= _utc(occurrence.deadline):
+            record = self.ledger.find_dispatch(result.dispatch)
+            if record is not None:
+                self._too_late(Due(occurrence, Action.INCOMPLETE, record), self.clock.now(), reason=result.session_error)
+        return result
+
+    def check_approval(self, name: str, now: datetime) -> bool:
+        """At the approval deadline: alert (once) if the next send has nothing approved; True then."""
+        settings, schedule = self.settings, self._schedule(name)
+        occurrence = next_occurrence(schedule, settings.timezone, now)
+        moment = approval_moment(occurrence) if occurrence else None
+        if occurrence is None or moment is None or not (_utc(moment) <= _utc(now) < _utc(occurrence.at)):
+            return False  # no send follows this approval time (e.g. a day the schedule skips)
+        day = occurrence.day
+        if edition_dispatches(self.ledger, day):
+            return False
+        edition, reason, why = scheduled_edition(self.settings, self.ledger, day, now)
+        if edition is not None:
+            event("approved", schedule=name, edition=day.isoformat())
+            return False
+        event("not_approved_yet", logging.WARNING, schedule=name, edition=day.isoformat(), reason=why)
+        self.alert(notify.no_approved_edition(name, day, self._local(moment), self._local(occurrence.at), reason), now)
+        return True
+
+    def reconcile(self, now: datetime) -> list[Due]:
+        """Start-up (and reload): alert what can no longer be done; return the runs to start now."""
+        dues = due_runs(self.settings, self.ledger, now)
+        for due in dues:
+            if due.action is not Action.SEND:
+                self._too_late(due, now)
+        for schedule in self.settings.schedules:
+            self.check_approval(schedule.name, now)  # started after the approval time, nothing approved
+        return [due for due in dues if due.action is Action.SEND]
+
+    def _too_late(self, due: Due, now: datetime, reason: str | None = None) -> None:
+        occurrence, name = due.occurrence, due.occurrence.schedule.name
+        deadline = self._local(occurrence.deadline)
+        if due.action is Action.INCOMPLETE and due.dispatch is not None:
+            counts = self.ledger.counts(due.dispatch.id)
+            event("incomplete_after_deadline", logging.WARNING, dispatch=due.dispatch.name, counts=counts, schedule=name)
+            self.alert(notify.incomplete(name, occurrence.day, due.dispatch.name, deadline, counts, reason), now)
+            return
+        event("missed", logging.WARNING, schedule=name, edition=occurrence.day.isoformat(),
+              due=self._local(occurrence.at).isoformat(), deadline=deadline.isoformat())
+        self.alert(notify.missed(name, occurrence.day, self._local(occurrence.at), deadline, self._local(now)), now)
+
+    def alert(self, alert: notify.Alert, now: datetime) -> bool:
+        """Mail ``notify`` once per subject of concern; a failure to alert is logged, never raised."""
+        with self.lock:
+            if alert.key in self.alerted:
+                event("alert_already_sent", subject=alert.subject)
+                return False
+            self.alerted.add(alert.key)
+            settings = self.settings
+        if not settings.notify:
+            event("alert_nobody_to_notify", logging.WARNING, subject=alert.subject)
+            return False
+        try:
+            transport = open_transport(settings)
+            refused = mail_notice(settings, transport, alert.subject, alert.body, now)
+            if refused:
+                raise TransportError(transport.endpoint, "alert refused for " + "; ".join(refused))
+        except (DispatchError, OSError) as exc:
+            with self.lock:
+                # Kept for the watch job to try again: the relay that failed the report is
+                # often the one the alert must go through, and it may come back.
+                self.undelivered[alert.key] = alert
+            event("alert_failed", logging.ERROR, subject=alert.subject, error=str(exc))
+            return False
+        with self.lock:
+            self.undelivered.pop(alert.key, None)
+        event("alert_sent", logging.WARNING, subject=alert.subject, to=",".join(settings.notify))
+        return True
+
+    def retry_alerts(self, now: datetime) -> int:
+        """Send again the alerts that could not be delivered; returns how many went now."""
+        with self.lock:
+            waiting = list(self.undelivered.values())
+            for alert in waiting:
+                self.alerted.discard(alert.key)
+        return sum(1 for alert in waiting if self.alert(alert, now))
+
+    def missed_run(self, name: str, at: datetime) -> None:
+        """APScheduler missed the send of ``name`` due ``at`` beyond its grace time."""
+        try:
+            schedule = self._schedule(name)
+        except DispatchError:
+            return
+        occurrence = Occurrence(schedule, self._local(at), deadline_of(schedule, self._local(at)))
+        if not edition_dispatches(self.ledger, occurrence.day):
+            self._too_late(Due(occurrence, Action.MISSED), self.clock.now())

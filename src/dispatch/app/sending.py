@@ -1,0 +1,117 @@
+"""Sending: the plan of a dispatch, the send itself (change control checked on the way, the
+page published first), and the completion summary to `notify`."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from dispatch import notify
+from dispatch.app.control import Decision, decide, publish
+from dispatch.app.editions import MAX_TO_LINE, Prepared, publishes_on_send
+from dispatch.app.wiring import current_user, envelope, open_ledger, open_transport, secrets_ready, send_policy
+from dispatch.config import Settings
+from dispatch.errors import DispatchError, InputError, Problem, display_path
+from dispatch.ledger import Ledger
+from dispatch.message import to_header
+from dispatch.pipeline import Clock, Plan, Result, Transport, run
+
+
+def plan_for(settings: Settings, ready: Prepared, now: datetime, created_by: str, decision: Decision) -> Plan:
+    edition = ready.edition
+    failed = tuple(
+        (f"invalid:{inv.problem.path}:{inv.problem.line}", inv.email[:320], str(inv.problem))
+        for inv in ready.resolution.invalid
+    )
+    group = ", ".join(ready.resolution.lists[n].display_name for n in ready.lists if n in ready.resolution.lists) or "Mottagare"
+    if len(to_header([], group_name=group)) > MAX_TO_LINE:
+        group = "Mottagare"  # a Bcc batch's To line (the lists' names) must stay within 998 octets too
+    approval = decision.verdict.approval if decision.verdict else None
+    approved_by = approval.approved_by if approval else None
+    if approved_by is None and decision.verdict is not None and decision.verdict.sendable:
+        approved_by = "status: approved (front matter)"
+    return Plan(
+        name=decision.name, edition_date=decision.edition_date, revision=decision.revision, kind=decision.kind,
+        subject=ready.rendered.subject, source=display_path(edition.source), created_by=created_by,
+        recipients=tuple(ready.resolution.recipients.values()), failed_inputs=failed,
+        prepared=ready.prepared, envelope_sender=settings.sender.address, group_name=group,
+        content_hash=decision.content.hash, approved_by=approved_by,
+        approved_at=approval.approved_at if approval else None,
+        approval_id=approval.id if approval else None, lists=ready.lists,
+    )
+
+
+def send(settings: Settings, ready: Prepared, clock: Clock, *, created_by: str | None = None,
+         progress: Callable[[int], None] | None = None, linger: timedelta = timedelta(0),
+         stop: threading.Event | None = None, by_hand: bool = False, retry_failed: str | None = None,
+         on_pause: Callable[[str, bool, datetime], None] | None = None) -> Result:
+    """Send (or resume) the edition's dispatch. Change control is checked here, against the
+    ledger, whoever calls: no path sends changed or unapproved content.
+
+    ``retry_failed``: the dispatch's name; its failed recipients are queued again first (a
+    person fixed the cause). It must be the dispatch this send makes."""
+    secrets_ready(settings)
+    ledger = open_ledger(settings)
+    try:
+        decision = decide(settings, ledger, ready, clock.now())
+        if retry_failed is not None:
+            if decision.existing is None or decision.name != retry_failed:
+                raise InputError([Problem("--retry-failed", 0, f"{retry_failed!r} is not the dispatch this send makes "
+                                          f"({decision.name}); give the --date or --file of its edition")])
+            requeued = ledger.requeue_failed(decision.existing.id, clock.now())
+            decision = dataclasses.replace(decision, notes=(*decision.notes, f"{requeued} failed recipient(s) queued again"))
+        plan = plan_for(settings, ready, clock.now(), created_by or ready.edition.author or current_user(), decision)
+        # The record of what is sent, and the page the email links to, exist before the
+        # first message goes out; a failure here stops the send with nothing sent.
+        ledger.keep_content(plan.name, ready.rendered.subject, plan.source, ready.edition.source_text,
+                            ready.rendered.html, ready.rendered.text, clock.now(),
+                            content_hash=decision.content.hash, canonical=decision.content.document())
+        finished = decision.existing is not None and decision.existing.finished_at is not None
+        published = None
+        if publishes_on_send(settings, ready.edition) and not ready.test and not finished:
+            published = publish(settings, ready.edition, clock.now()).page
+        transport = open_transport(settings)
+        result = run(plan, ledger, transport, send_policy(settings, linger, by_hand=by_hand), clock,
+                     progress=progress, stop=stop, on_pause=on_pause)
+        result.notes = list(decision.notes)
+        if published is not None:
+            result.notes.append(f"published {display_path(published)}")
+        # One summary per dispatch outcome: from the run that finished it, or from a run
+        # that gives up with recipients waiting; not from a run that was merely stopped, nor
+        # while another run is still sending this dispatch (it will tell).
+        stopped = stop is not None and stop.is_set()
+        gave_up = not result.complete and not stopped and not result.others_sending
+        summarise = settings.notify and not ready.test and result.attempted and (result.finished_now or gave_up)
+        if summarise and notify_summary(settings, ledger, transport, result, clock):
+            result.notes.append(f"completion summary mailed to {', '.join(settings.notify)}")
+        return result
+    finally:
+        ledger.close()
+
+
+def notify_summary(settings: Settings, ledger: Ledger, transport: Transport, result: Result, clock: Clock) -> bool:
+    """Mail the completion summary to `notify`. A failure here is reported, never fatal:
+    the report itself has been delivered."""
+    record = ledger.find_dispatch(result.dispatch)
+    if record is None:
+        return False
+    subject, body = notify.summary(
+        record.name, record.subject, result.counts, ledger.rows(record.id), settings.timezone, result.next_attempt,
+    )
+    try:
+        refused = mail_notice(settings, transport, subject, body, clock.now())
+    except DispatchError as exc:
+        result.errors.append(f"completion summary not sent: {exc}")
+        return False
+    if refused:
+        result.errors.append("completion summary refused for " + "; ".join(refused))
+    return not refused
+
+
+def mail_notice(settings: Settings, transport: Transport, subject: str, body: str, now: datetime) -> list[str]:
+    """Mail a completion summary or an alert to the `notify` addresses, from the configured
+    sender; returns the refusals ("address: reply"), raises DispatchError if not delivered."""
+    return notify.deliver(transport, envelope(settings).from_header, settings.sender.address, settings.notify,
+                          subject, body, now.astimezone(settings.timezone))

@@ -1,0 +1,97 @@
+"""The concrete parts, named in one place: which ledger, which transport, the secrets they
+need, the sending policy and the sender, all from the settings."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from datetime import timedelta
+
+from dispatch.config import Settings
+from dispatch.errors import AuthenticationError, InputError
+from dispatch.ledger import Ledger
+from dispatch.message import Envelope, list_id
+from dispatch.pipeline import SendPolicy, Transport
+from dispatch.transport import MaildirTransport, SMTPTransport
+
+
+def open_ledger(settings: Settings, *, allow_new: bool = False) -> Ledger:
+    return Ledger(settings.ledger_url, allow_new=allow_new)
+
+
+def start_new_ledger(settings: Settings) -> None:
+    """Accept a missing or replaced ledger on purpose (send --new-ledger)."""
+    open_ledger(settings, allow_new=True).close()
+
+
+def secrets_ready(settings: Settings) -> None:
+    """Every secret the config names exists (without reading it out); InputError if not, so
+    that nothing is published or sent that could not be finished."""
+    from dispatch.config import secret_problems
+
+    problems = secret_problems(settings)
+    if problems:
+        raise InputError(problems)
+
+
+def read_secret(settings: Settings) -> str | None:
+    t = settings.transport
+    if t.password_env:
+        value = os.environ.get(t.password_env)
+        if value is None:
+            raise AuthenticationError(t.endpoint, f"the environment variable {t.password_env} (transport.password_env) is not set")
+        return value
+    if t.password_file:
+        try:
+            return t.password_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise AuthenticationError(t.endpoint, f"cannot read transport.password_file: {exc.strerror}") from None
+    return None
+
+
+def open_transport(settings: Settings) -> Transport:
+    t = settings.transport
+    if t.kind == "maildir":
+        return MaildirTransport(t.path)
+    token_source = None
+    if t.auth == "xoauth2":
+        from dispatch.oauth import CommandTokenSource
+
+        if not t.token_command:
+            raise AuthenticationError(t.endpoint, "transport.auth is xoauth2 but transport.token_command is not set")
+        token_source = CommandTokenSource(t.token_command, t.endpoint)
+    password = read_secret(settings) if t.username and t.auth == "password" else None
+    return SMTPTransport(t, password=password, token_source=token_source)
+
+
+def send_policy(settings: Settings, linger: timedelta = timedelta(0), *, by_hand: bool = False) -> SendPolicy:
+    """``by_hand``: a person runs this send (the command line). It retries at once what waits
+    for a later attempt, and does not sit out a pause that someone has to fix; the service
+    (``by_hand=False``) keeps to the backoff and waits pauses out until its deadline."""
+    t = settings.transport
+    return SendPolicy(
+        connections=t.connections, recipients_per_message=t.recipients_per_message,
+        rate_per_minute=t.rate_per_minute, retry_minutes=t.retry_minutes,
+        retry_window=timedelta(hours=t.retry_window_hours), linger=linger,
+        lease=timedelta(seconds=settings.lease_seconds),
+        retry_now=by_hand, wait_out_pauses=not by_hand,
+    )
+
+
+def envelope(settings: Settings) -> Envelope:
+    from email.utils import formataddr
+
+    sender = settings.sender
+    return Envelope(
+        sender=sender.address,
+        from_header=formataddr((sender.name, sender.address)),
+        reply_to=sender.reply_to,
+        list_id=list_id(settings.report.title, settings.report.list_id, sender.domain),
+    )
+
+
+def current_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())

@@ -1,0 +1,174 @@
+"""Commands about an edition before and around sending: check, preview, approve, publish."""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+from pathlib import Path
+
+import click
+
+from dispatch.cli.base import (
+    EXIT_INPUT,
+    EXIT_OK,
+    Context,
+    date_option,
+    fail,
+    file_option,
+    local,
+    main,
+    pass_context,
+    short,
+    urgent_option,
+)
+from dispatch.errors import DispatchError
+
+
+@main.command()
+@date_option
+@file_option
+@urgent_option
+@pass_context
+def check(app: Context, day: date | None, file: Path | None, urgent: bool) -> None:
+    """Validate config, recipient lists and the edition; render it and run the pre-flight checks.
+
+    Prints each problem as path:line: message, then where the edition stands: a draft,
+    not yet approved (and why), approved, or already sent. Records the OS user as the
+    author of this content when the front matter has no 'by' (for four-eyes approval).
+
+    Exit codes: 0 the edition is valid (it may still await approval: read the last
+    line); 1 problems, or the edition was changed after it was sent.
+    """
+    from dispatch import app as application
+
+    if urgent and file is None:
+        raise click.UsageError("--urgent needs --file MESSAGE.md")
+    settings = app.settings
+    now = app.now()
+    try:
+        ready, problems = application.check_edition(settings, app.day(day) if file is None else day, file, now, urgent=urgent)
+    except DispatchError as exc:
+        if file is not None and not urgent and application.looks_urgent(file):
+            click.echo(f"{file}: this looks like an urgent message (a subject, no 'compiled'): check it with --urgent", err=True)
+        fail(exc, summary="found")
+    edition = ready.edition
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    try:
+        found = application.review_now(settings, edition, now, record_author=application.current_user())
+    except DispatchError as exc:
+        fail(exc)
+    if found.conflict is not None:
+        fail(found.conflict)
+    count = len(ready.resolution.recipients)
+    click.echo(
+        f"{edition.source.name}: {len(edition.sections)} sections, "
+        f"{count} recipients on {', '.join(ready.lists)}, HTML {len(ready.rendered.html.encode()) / 1024:.1f} KB, "
+        f"content {found.content.short}"
+        + (f"; {len(problems)} problem(s)" if problems else ""),
+        err=True,
+    )
+    click.echo(f"{edition.source.name}: {found.standing(edition)}", err=True)
+    sys.exit(EXIT_INPUT if problems else EXIT_OK)
+
+
+@main.command()
+@date_option
+@file_option
+@urgent_option
+@click.option("--out", "out", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Directory for the preview files (default: var/preview beside the config).")
+@click.option("--screenshots", is_flag=True, help="Also write mobile.png, desktop.png and mobile-dark.png with headless Chromium.")
+@pass_context
+def preview(app: Context, day: date | None, file: Path | None, urgent: bool, out: Path | None, screenshots: bool) -> None:
+    """Write the rendered edition (or urgent message) as .html, .txt and .eml and print their paths.
+
+    The .eml is exactly what the first recipient would receive, Date and Message-ID included.
+    Exits 0, 1 on problems.
+    """
+    from dispatch import app as application
+
+    if urgent and file is None:
+        raise click.UsageError("--urgent needs --file MESSAGE.md")
+    settings = app.settings
+    now = app.now()
+    try:
+        edition = application.read_edition(settings, app.day(day) if file is None else day, file, now, urgent=urgent)
+        ready = application.prepare_edition(settings, edition, now)
+        paths = application.write_preview(settings, ready, out, screenshots=screenshots)
+    except DispatchError as exc:  # also headless Chromium missing, with how to install it
+        fail(exc)
+    for path in paths:
+        click.echo(str(path))
+    for problem in ready.resolution.problems:
+        click.echo(str(problem), err=True)
+    sys.exit(EXIT_INPUT if ready.resolution.problems else EXIT_OK)
+
+
+@main.command()
+@date_option
+@click.option("--by", "by", metavar="NAME", help="Who approves; recorded as given (default: the OS user).")
+@click.option("--revoke", is_flag=True, help="Revoke the standing approval(s) of the edition instead.")
+@pass_context
+def approve(app: Context, day: date | None, by: str | None, revoke: bool) -> None:
+    """Record an approval of edition DATE's current content (or revoke it).
+
+    The approval is bound to the content hash: any later change voids it. With
+    'approval: four_eyes' in the config only such an approval, by someone other than
+    the content's last editor ('by:' in the front matter, or who ran check), lets the
+    edition go out. Exits 0; 1 when refused (e.g. the approver is the last editor).
+    """
+    from dispatch import app as application
+
+    settings = app.settings
+    now = app.now()
+    who = by or application.current_user()
+    if revoke:
+        try:
+            count = application.revoke(settings, app.day(day), who, now)
+        except DispatchError as exc:
+            fail(exc)
+        if not count:
+            click.echo(f"error: {app.day(day).isoformat()} has no standing approval to revoke", err=True)
+            sys.exit(EXIT_INPUT)
+        click.echo(f"revoked {count} approval(s) of {app.day(day).isoformat()} (by {who}); "
+                   "it is not sent again until it is approved again", err=True)
+        for line in application.revocation_notes(settings, app.day(day)):
+            click.echo(line, err=True)
+        return
+    try:
+        edition = application.read_edition(settings, app.day(day), None, now)
+        ready = application.prepare_edition(settings, edition, now)
+        approval = application.approve(settings, ready, who, now)
+    except DispatchError as exc:
+        fail(exc)
+    click.echo(f"approved {edition.source.name} revision {approval.revision} (content {short(approval.content_hash)}) "
+               f"by {approval.approved_by} at {local(approval.approved_at, app)}", err=True)
+    if settings.approval != "four_eyes":
+        click.echo("note: the config has 'approval: front_matter': the file's 'status: approved' decides; "
+                   "this approval is recorded in the history", err=True)
+
+
+@main.command("publish")
+@date_option
+@pass_context
+def publish_command(app: Context, day: date | None) -> None:
+    """Write the edition's web page and the archive index into publish.dir; print their paths.
+
+    Before the edition is sent, the page is built from the file (which must be approved);
+    once it has been sent, from the content that was sent (the ledger keeps it), and a
+    file changed since is refused with a diff. Exits 0 when published, 1 on problems.
+    """
+    from dispatch import app as application
+
+    settings = app.settings
+    now = app.now()
+    try:
+        edition = application.read_edition(settings, app.day(day), None, now)
+        published, note = application.publish_checked(settings, edition, now)
+    except DispatchError as exc:
+        fail(exc)
+    if note:
+        click.echo(note, err=True)
+    click.echo(str(published.page))
+    click.echo(str(published.index))

@@ -1,0 +1,196 @@
+"""Commands that read what there is: status, history, export, recipients; and serve."""
+
+from __future__ import annotations
+
+import collections
+import json
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dispatch.cli.base import EXIT_INPUT, EXIT_OK, Context, fail, local, main, parse_date, parse_time, pass_context, short
+from dispatch.errors import DispatchError
+
+
+@main.command()
+@click.argument("dispatch", required=False, metavar="[DISPATCH|DATE]")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@pass_context
+def status(app: Context, dispatch: str | None, as_json: bool) -> None:
+    """Show the latest dispatch (or DISPATCH, or the latest of DATE): counts per state,
+    content hash, approval, and each recipient not yet delivered.
+
+    Exits 0; 1 when the named dispatch or date has none.
+    """
+    from dispatch import app as application
+
+    try:
+        found = application.status(app.settings, dispatch, app.now())
+    except DispatchError as exc:
+        fail(exc)
+    if found is None:
+        if as_json:
+            click.echo(json.dumps({"dispatch": None, "counts": {}, "recipients": []}))
+        if dispatch:
+            click.echo(f"error: no dispatch {dispatch!r}; 'dispatch history' lists them all", err=True)
+            sys.exit(EXIT_INPUT)
+        click.echo("no dispatch yet", err=True)
+        sys.exit(EXIT_OK)
+    if as_json:
+        click.echo(json.dumps(found.document(), ensure_ascii=False, indent=2))
+        return
+    record, counts, rows, revoked, edition_note = found.record, found.counts, found.rows, found.revoked, found.edition_note
+    click.echo(f"{record.name}  {record.subject}")
+    click.echo(f"created {local(record.created_at, app)} by {record.created_by or '-'}; "
+               + (f"finished {local(record.finished_at, app)}" if record.finished_at else "not finished"))
+    click.echo(f"content {short(record.content_hash)}; approved by {record.approved_by or '-'}"
+               + (f" at {local(record.approved_at, app)}" if record.approved_at else "")
+               + (f"; approval revoked by {revoked.revoked_by} at {local(revoked.revoked_at, app)}" if revoked else ""))
+    if edition_note:
+        click.echo(f"edition file: {edition_note}")
+    click.echo("  ".join(f"{state}: {count}" for state, count in counts.items()))
+    nodes = collections.Counter(row["node"].split(":")[0] for row in rows if row["state"] == "sent" and row["node"])
+    if len(nodes) > 1:
+        click.echo("sent by: " + ", ".join(f"{node} {count}" for node, count in nodes.most_common()))
+    others = [r for r in found.related if r["dispatch"] != record.name]
+    if others:
+        click.echo(f"other dispatches of {record.edition_date}:")
+        for other in others:
+            click.echo(f"  {other['dispatch']}  by {other['created_by'] or '-'}  sent {other['counts']['sent']}"
+                       f", failed {other['counts']['failed']}")
+    for row in rows:
+        if row["state"] != "sent":
+            click.echo(f"  {row['state']:<8} {row['address']}  attempts {row['attempts']}  {row['reply']}")
+
+
+@main.command()
+@click.option("--since", "since", metavar="YYYY-MM-DD", callback=parse_date, help="Only dispatches of editions from this date on.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@pass_context
+def history(app: Context, since: date | None, as_json: bool) -> None:
+    """Every dispatch, oldest first: kind, date, revision, subject, content hash, created by,
+    approved by, counts, started and finished times. Exits 0."""
+    from dispatch import app as application
+
+    try:
+        entries = application.history(app.settings, since)
+    except DispatchError as exc:
+        fail(exc)
+    if as_json:
+        click.echo(json.dumps({"dispatches": entries}, ensure_ascii=False, indent=2))
+        return
+    if not entries:
+        click.echo("no dispatches" + (f" since {since.isoformat()}" if since else ""), err=True)
+        return
+    for entry in entries:
+        counts = entry["counts"]
+        started = local(parse_time(entry["started_at"]), app)
+        finished = local(parse_time(entry["finished_at"]), app) if entry["finished_at"] else "not finished"
+        click.echo(f"{entry['dispatch']}  {entry['subject']}")
+        click.echo(f"  content {short(entry['content_hash'])}  by {entry['created_by'] or '-'}  approved by "
+                   f"{entry['approved_by'] or '-'}  started {started}  finished {finished}")
+        click.echo("  " + "  ".join(f"{state} {count}" for state, count in counts.items() if count))
+
+
+@main.command("export")
+@click.argument("dispatch", metavar="DISPATCH|DATE")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True,
+              help="json: everything, content included; csv: one row per recipient.")
+@click.option("--out", "out", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Write files into this directory (records, plus the source, HTML and text sent) and print their paths.")
+@pass_context
+def export_command(app: Context, dispatch: str, fmt: str, out: Path | None) -> None:
+    """The records of one dispatch (DISPATCH as 'status --json' names it, or the latest of
+    DATE): what was sent,
+    to whom, with each recipient's state, reply, Message-ID and timestamps.
+
+    To stdout unless --out. Exits 0, 1 when there is no such dispatch.
+    """
+    from dispatch import app as application
+
+    try:
+        document = application.export(app.settings, dispatch)
+    except DispatchError as exc:
+        fail(exc)
+    if document is None:
+        click.echo(f"error: no dispatch {dispatch!r}; 'dispatch history' lists them all", err=True)
+        sys.exit(EXIT_INPUT)
+    if not document["contents"]:
+        click.echo(f"warning: {document['dispatch']} was sent before dispatch kept the content it sends; "
+                   f"its source file was {document['source']}", err=True)
+    if out is not None:
+        try:
+            paths = application.export_files(document, fmt, out)
+        except OSError as exc:
+            click.echo(f"error: {out}: {exc.strerror or exc}", err=True)
+            sys.exit(EXIT_INPUT)
+        for path in paths:
+            click.echo(str(path))
+    elif fmt == "csv":
+        click.echo(application.export_csv(document), nl=False)
+    else:
+        click.echo(json.dumps(document, ensure_ascii=False, indent=2))
+
+
+@main.command("recipients")
+@click.argument("names", nargs=-1, metavar="[LIST]...")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@click.option("--members", "show_members", is_flag=True, help="Also list each member (address and name).")
+@pass_context
+def recipients_command(app: Context, names: tuple[str, ...], as_json: bool, show_members: bool) -> None:
+    """Show the resolved recipients of each LIST (default: every list in 'schedules').
+
+    Per list: display name, members after folding duplicates and removing suppressed
+    addresses, how many were suppressed, overlaps between lists; problems go to stderr
+    as path:line: message. Exits 0 when all entries are valid, 1 otherwise.
+    """
+    from dispatch import app as application
+
+    report = application.lists_report(app.settings, names)
+    names, resolution, problems = report.names, report.resolution, report.problems
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    views = [resolution.lists[n] for n in names if n in resolution.lists] if resolution else []
+    overlaps = resolution.overlaps(names) if resolution else {}
+    people = resolution.recipients if resolution else {}
+
+    def member_rows(view: Any) -> list[dict[str, str]]:
+        return [{"email": people[key].address, "name": people[key].name} for key in view.members]
+
+    if as_json:
+        document: dict[str, Any] = {
+            "lists": [
+                {
+                    "list": view.name, "name": view.display_name, "path": view.path,
+                    "members": len(view.members), "suppressed": len(view.suppressed),
+                    "invalid": view.invalid, "includes": view.includes,
+                    **({"addresses": member_rows(view)} if show_members else {}),
+                }
+                for view in views
+            ],
+            "recipients": len(people),
+            "invalid": len(resolution.invalid) if resolution else 0,
+            "overlaps": [{"lists": [a, b], "shared": shared} for (a, b), shared in overlaps.items()],
+            "problems": [{"path": p.path, "line": p.line, "message": p.message} for p in problems],
+        }
+        click.echo(json.dumps(document, ensure_ascii=False, indent=2))
+    else:
+        width = max((len(view.name) for view in views), default=0)
+        for view in views:
+            extra = f", includes {', '.join(view.includes)}" if view.includes else ""
+            click.echo(f"{view.name:<{width}}  {view.display_name}: {len(view.members)} members, "
+                       f"{len(view.suppressed)} suppressed, {view.invalid} invalid ({view.path}{extra})")
+            if show_members:
+                for row in member_rows(view):
+                    click.echo(f"  {row['email']}" + (f"  {row['name']}" if row["name"] else ""))
+        for (a, b), shared in overlaps.items():
+            click.echo(f"overlap: {a} and {b} share {shared} recipient(s)")
+        if resolution is not None:
+            click.echo(f"{len(people)} unique recipient(s) in all; {len(resolution.invalid)} invalid entr"
+                       f"{'y' if len(resolution.invalid) == 1 else 'ies'}")
+    if problems:
+        click.echo(f"{len(problems)} problem(s)", err=True)
+    sys.exit(EXIT_INPUT if problems else EXIT_OK)

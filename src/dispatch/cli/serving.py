@@ -1,0 +1,31 @@
+"""The serve command: runs the scheduler service (dispatch.serve) in the foreground.
+
+The one command that starts another driver rather than calling app: serve is the
+process around app's scheduled jobs, as this CLI is around app's commands.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from dispatch.cli.base import Context, main, pass_context
+
+
+@main.command("serve")
+@click.option("--log-json", is_flag=True, help="Log one JSON object per line (time, level, event, dispatch, counts) instead of text.")
+@pass_context
+def serve_command(app: Context, log_json: bool) -> None:
+    """Run the scheduler service in the foreground until SIGTERM/SIGINT.
+
+    Sends each schedule's approved edition at its cron time (once: the ledger decides),
+    catches up a run missed while down until the schedule's deadline, and alerts the
+    notify addresses when nothing is approved or a run was missed. SIGHUP reloads the
+    config; an invalid one is rejected and the service keeps running. Exits 0 on a clean
+    stop, 1 if it cannot start.
+    """
+    from dispatch import serve as service
+
+    settings = app.settings
+    sys.exit(service.main(app.config_path, settings, log_json=log_json))

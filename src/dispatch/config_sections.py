@@ -1,0 +1,251 @@
+"""The config's sections, one reader each (sender, transport, report, publish, notify,
+schedules, bounces, web): each checks its keys, kinds and ranges, with line numbers."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from dispatch.config_reader import _finite, _parse_address, _Reader, _shown_number
+from dispatch.settings import (
+    _BOUNCES_KEYS,
+    _CONTROL,
+    _PUBLISH_KEYS,
+    _REPORT_KEYS,
+    _SCHEDULE_KEYS,
+    _SENDER_KEYS,
+    _STANDING_KEYS,
+    _TRANSPORT_KEYS,
+    _WEB_KEYS,
+    DEFAULT_RETRY_MINUTES,
+    BounceSettings,
+    PublishSettings,
+    ReportSettings,
+    Schedule,
+    Sender,
+    StandingSection,
+    TransportSettings,
+    WebSettings,
+)
+from dispatch.yamlsource import LineDict, LineList
+
+
+def _read_sender(reader: _Reader, raw: LineDict) -> Sender:
+    section = reader.section(raw, "sender", _SENDER_KEYS)
+    from_value = reader.text(section, "from", "Regional rapport <rapport@example.org>", "sender.")
+    parsed = _parse_address(reader, section.line_of("from"), "sender.from", from_value) or ("", "rapport@example.org")
+    reply_value = reader.text(section, "reply_to", None, "sender.")
+    reply_to = None
+    if reply_value:
+        reply = _parse_address(reader, section.line_of("reply_to"), "sender.reply_to", reply_value)
+        reply_to = reply_value if reply else None
+    return_value = reader.text(section, "return_path", None, "sender.")
+    return_path = None
+    if return_value:
+        bounce_to = _parse_address(reader, section.line_of("return_path"), "sender.return_path", return_value)
+        return_path = bounce_to[1] if bounce_to else None
+    verp = bool(reader.get(section, "verp", bool, False, "sender."))
+    return Sender(name=parsed[0], address=parsed[1], reply_to=reply_to, return_path=return_path, verp=verp)
+
+
+def _read_transport(reader: _Reader, raw: LineDict) -> TransportSettings:
+    section = reader.section(raw, "transport", _TRANSPORT_KEYS, reported=("password",))
+    p = "transport."
+    _refuse_password(reader, section)
+    kind = reader.text(section, "kind", "maildir", p)
+    if kind not in ("maildir", "smtp"):
+        reader.problem(section.line_of("kind"), f"transport.kind must be 'maildir' or 'smtp', not {kind!r}")
+    security = reader.text(section, "security", "none", p)
+    if security not in ("none", "starttls", "tls"):
+        reader.problem(section.line_of("security"), f"transport.security must be none, starttls or tls, not {security!r}")
+    auth = reader.text(section, "auth", "password", p)
+    if auth not in ("password", "xoauth2"):
+        reader.problem(section.line_of("auth"), f"transport.auth must be password or xoauth2, not {auth!r}")
+    if auth == "xoauth2":
+        for needed in ("username", "token_command"):
+            if not section.get(needed):
+                reader.problem(section.line_of("auth"), f"transport.auth xoauth2 needs transport.{needed}")
+    default_port = {"tls": 465, "starttls": 587}.get(security, 25)
+    port = reader.number(section, "port", int, default_port, p, low=1, high=65535, rule=_PORT_RULE)
+    connections = reader.number(section, "connections", int, 1, p, low=1, high=100, rule="a whole number from 1 to 100")
+    per_message = reader.number(section, "recipients_per_message", int, 1, p, low=1, high=1000,
+                                rule="a whole number from 1 to 1000")
+    rate = reader.number(section, "rate_per_minute", (int, float), 0, p, low=0, rule="0 (no limit) or a finite number above 0")
+    retry = _retry_minutes(reader, section)
+    return TransportSettings(
+        kind=kind,
+        path=reader.relative(reader.text(section, "path", "var/outbox", p)) or Path("var/outbox"),
+        host=reader.text(section, "host", "127.0.0.1", p),
+        port=port,
+        security=security,
+        username=reader.text(section, "username", None, p),
+        password_env=reader.text(section, "password_env", None, p),
+        password_file=reader.relative(reader.text(section, "password_file", None, p)),
+        auth=auth,
+        token_command=reader.text(section, "token_command", None, p),
+        ca_file=reader.relative(reader.text(section, "ca_file", None, p)),
+        connections=connections,
+        rate_per_minute=rate,
+        recipients_per_message=per_message,
+        timeout_seconds=reader.number(section, "timeout_seconds", float, 60.0, p, above=0,
+                                      rule="a finite number of seconds above 0"),
+        retry_minutes=retry,
+        retry_window_hours=reader.number(section, "retry_window_hours", float, 24.0, p, above=0,
+                                         rule="a finite number of hours above 0"),
+    )
+
+
+_PORT_RULE = "a port number from 1 to 65535"
+
+
+def _retry_minutes(reader: _Reader, section: LineDict) -> tuple[float, ...]:
+    """transport.retry_minutes: a non-empty list of finite waits, each 0 or more."""
+    retry = reader.get(section, "retry_minutes", list, list(DEFAULT_RETRY_MINUTES), "transport.")
+    rule = "'transport.retry_minutes' must list minutes to wait, each a finite number 0 or more, e.g. [1, 2, 5, 10, 30]"
+    if not retry:
+        reader.problem(section.line_of("retry_minutes"), f"{rule}; the list is empty")
+        return DEFAULT_RETRY_MINUTES
+    bad = False
+    for index, minutes in enumerate(retry):
+        if not (_finite(minutes) and minutes >= 0):
+            line = retry.line_of(index) if isinstance(retry, LineList) else section.line_of("retry_minutes")
+            reader.problem(line, f"{rule}, not {_shown_number(minutes)}")
+            bad = True
+    return DEFAULT_RETRY_MINUTES if bad else tuple(float(minutes) for minutes in retry)
+
+
+def _read_report(reader: _Reader, raw: LineDict) -> ReportSettings:
+    section = reader.section(raw, "report", _REPORT_KEYS)
+    p = "report."
+    title = reader.text(section, "title", "Regional rapport", p)
+    standing: list[StandingSection] = []
+    items = section.get("standing_sections") or []
+    if not isinstance(items, list):
+        reader.problem(section.line_of("standing_sections"), "report.standing_sections must be a list of {heading, markdown}")
+        items = []
+    for index, item in enumerate(items):
+        line = items.line_of(index) if isinstance(items, LineList) else section.line
+        if isinstance(item, LineDict):
+            reader.check_keys(item, _STANDING_KEYS, "a standing section")
+        if not isinstance(item, dict) or not isinstance(item.get("heading"), str) or not isinstance(item.get("markdown"), str):
+            reader.problem(line, "each standing section needs 'heading' (text) and 'markdown' (text)")
+            continue
+        urgent = item.get("urgent", False)
+        if not isinstance(urgent, (bool, str)):
+            reader.problem(line, "a standing section's 'urgent' must be true, false, or the Markdown to show in urgent messages")
+            urgent = False
+        urgent_markdown = urgent if isinstance(urgent, str) else (item["markdown"] if urgent else None)
+        standing.append(StandingSection(heading=item["heading"].strip(), markdown=item["markdown"], urgent_markdown=urgent_markdown))
+    return ReportSettings(
+        title=title,
+        subject=reader.text(section, "subject", "{{ title }} {{ date_label }}", p),
+        preheader=reader.text(section, "preheader", "{{ compiled_label }}", p, multiline=True),  # whitespace is folded
+        list_id=reader.text(section, "list_id", "rapport", p),
+        standing_sections=tuple(standing),
+    )
+
+
+def _read_publish(reader: _Reader, raw: LineDict) -> PublishSettings:
+    section = reader.section(raw, "publish", _PUBLISH_KEYS)
+    return PublishSettings(
+        dir=reader.relative(reader.text(section, "dir", "var/intranet", "publish.")) or Path("var/intranet"),
+        base_url=reader.text(section, "base_url", None, "publish."),
+        on_send=bool(reader.get(section, "on_send", bool, False, "publish.")),
+    )
+
+
+def _read_notify(reader: _Reader, raw: LineDict) -> tuple[str, ...]:
+    value = reader.get(raw, "notify", (list, str), [])
+    items = [value] if isinstance(value, str) else value
+    result = []
+    for item in items:
+        if not isinstance(item, str) or "@" not in item or _CONTROL.search(item):
+            reader.problem(raw.line_of("notify"), f"'notify' must list email addresses, not {item!r}")
+            continue
+        result.append(item.strip())
+    return tuple(result)
+
+
+def _read_schedules(reader: _Reader, raw: LineDict) -> tuple[Schedule, ...]:
+    items = reader.get(raw, "schedules", list, [])
+    schedules: list[Schedule] = []
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        line = items.line_of(index) if isinstance(items, LineList) else raw.line_of("schedules")
+        if not isinstance(item, LineDict):
+            reader.problem(line, "each schedule must be a mapping like {name: daily, cron: '0 14 * * *', lists: [...]}")
+            continue
+        name = item.get("name")
+        cron = item.get("cron")
+        lists = item.get("lists") or []
+        reader.check_keys(item, _SCHEDULE_KEYS, f"schedule {name!r}" if isinstance(name, str) else "a schedule")
+        if not isinstance(name, str) or not name:
+            reader.problem(line, "a schedule needs a 'name'")
+            continue
+        texts = [("name", name), ("cron", cron)] + [("lists", x) for x in (lists if isinstance(lists, list) else [])]
+        controlled = [key for key, value in texts if isinstance(value, str) and _CONTROL.search(value)]
+        for key in dict.fromkeys(controlled):
+            reader.problem(item.line_of(key), f"schedule {name!r}: '{key}' contains a line break or control character; remove it")
+        if controlled:
+            continue
+        if name in seen:
+            reader.problem(line, f"schedule name {name!r} is used twice; names must be unique")
+        seen.add(name)
+        if not isinstance(cron, str) or len(cron.split()) != 5:
+            reader.problem(line, f"schedule {name!r}: 'cron' must have five fields, e.g. '0 14 * * *'")
+            continue
+        if not isinstance(lists, list) or not all(isinstance(x, str) for x in lists):
+            reader.problem(line, f"schedule {name!r}: 'lists' must be a list of recipient list names")
+            continue
+        deadline = item.get("deadline")
+        approval = item.get("approval_deadline")
+        for key, value in (("deadline", deadline), ("approval_deadline", approval)):
+            if value is not None and not (isinstance(value, str) and re.fullmatch(r"\d{1,2}:\d{2}", value)):
+                reader.problem(line, f"schedule {name!r}: '{key}' must be a time like \"18:00\" (quoted)")
+        schedules.append(Schedule(name=name, cron=cron, lists=tuple(lists), deadline=deadline, approval_deadline=approval))
+    return tuple(schedules)
+
+
+def _refuse_password(reader: _Reader, section: LineDict) -> None:
+    if "password" in section:
+        reader.problem(
+            section.line_of("password"),
+            "secrets do not belong in the config file: remove 'password' and set 'password_env' "
+            "(the name of an environment variable) or 'password_file' instead",
+        )
+
+
+def _read_bounces(reader: _Reader, raw: LineDict) -> BounceSettings | None:
+    """The contract's bounce mailbox: known keys, strings and a port; the rest is for bounce reading."""
+    section = reader.section(raw, "bounces", _BOUNCES_KEYS, reported=("password",))
+    if not isinstance(raw.get("bounces"), LineDict):
+        return None
+    p = "bounces."
+    _refuse_password(reader, section)
+    security = reader.text(section, "security", "tls", p)
+    return BounceSettings(
+        host=reader.text(section, "host", None, p),
+        port=reader.number(section, "port", int, 993 if security == "tls" else 143, p, low=1, high=65535, rule=_PORT_RULE),
+        security=security,
+        username=reader.text(section, "username", None, p),
+        password_env=reader.text(section, "password_env", None, p),
+        password_file=reader.relative(reader.text(section, "password_file", None, p)),
+        auth=reader.text(section, "auth", "password", p),
+        token_command=reader.text(section, "token_command", None, p),
+        ca_file=reader.relative(reader.text(section, "ca_file", None, p)),
+        folder=reader.text(section, "folder", "INBOX", p),
+        processed_folder=reader.text(section, "processed_folder", None, p),
+    )
+
+
+def _read_web(reader: _Reader, raw: LineDict) -> WebSettings | None:
+    """The contract's editor console: known keys, strings, and a listen address HOST:PORT."""
+    section = reader.section(raw, "web", _WEB_KEYS)
+    if not isinstance(raw.get("web"), LineDict):
+        return None
+    listen = reader.text(section, "listen", "127.0.0.1:8025", "web.")
+    host, colon, port = listen.rpartition(":")
+    if not (colon and host and port.isdigit() and 1 <= int(port) <= 65535):
+        reader.problem(section.line_of("listen"), f"'web.listen' must be HOST:PORT with a port from 1 to 65535, not {listen!r}")
+        listen = "127.0.0.1:8025"
+    return WebSettings(listen=listen, base_url=reader.text(section, "base_url", None, "web."))

@@ -1,0 +1,173 @@
+"""The validated, immutable settings (what config.py reads config.yaml into)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from dispatch.errors import display_path
+
+DEFAULT_RETRY_MINUTES = (1, 2, 5, 10, 30)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+# The keys each mapping of the config may hold; any other key is reported with the
+# nearest of these as a hint. bounces, web, sender.return_path and sender.verp are the
+# design contract's (docs: ../shared/DESIGN.md), known here before their features exist.
+_TOP_KEYS = (
+    "timezone", "reports_dir", "recipients_dir", "templates_dir", "ledger", "lease_seconds", "approval",
+    "sender", "transport", "notify", "publish", "schedules", "report", "bounces", "web",
+)
+_SENDER_KEYS = ("from", "reply_to", "return_path", "verp")
+_TRANSPORT_KEYS = (
+    "kind", "path", "host", "port", "security", "username", "password_env", "password_file", "auth",
+    "token_command", "ca_file", "connections", "rate_per_minute", "recipients_per_message",
+    "timeout_seconds", "retry_minutes", "retry_window_hours",
+)
+_REPORT_KEYS = ("title", "subject", "preheader", "list_id", "standing_sections")
+_STANDING_KEYS = ("heading", "markdown", "urgent")
+_PUBLISH_KEYS = ("dir", "base_url", "on_send")
+_SCHEDULE_KEYS = ("name", "cron", "lists", "deadline", "approval_deadline")
+_BOUNCES_KEYS = (
+    "host", "port", "security", "username", "password_env", "password_file", "auth", "token_command",
+    "ca_file", "folder", "processed_folder",
+)
+_WEB_KEYS = ("listen", "base_url")
+
+
+@dataclass(frozen=True)
+class Sender:
+    name: str
+    address: str
+    reply_to: str | None
+    return_path: str | None = None  # envelope sender for bounces (None: the From address)
+    verp: bool = False
+
+    @property
+    def domain(self) -> str:
+        return self.address.rpartition("@")[2]
+
+
+@dataclass(frozen=True)
+class TransportSettings:
+    kind: str = "maildir"
+    path: Path = Path("var/outbox")
+    host: str = "127.0.0.1"
+    port: int = 25
+    security: str = "none"
+    username: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    auth: str = "password"
+    token_command: str | None = None
+    ca_file: Path | None = None
+    connections: int = 1
+    rate_per_minute: int = 0
+    recipients_per_message: int = 1
+    timeout_seconds: float = 60.0
+    retry_minutes: tuple[float, ...] = DEFAULT_RETRY_MINUTES
+    retry_window_hours: float = 24.0
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    cron: str
+    lists: tuple[str, ...]
+    deadline: str | None = None
+    approval_deadline: str | None = None
+
+
+@dataclass(frozen=True)
+class StandingSection:
+    heading: str
+    markdown: str
+    # Urgent messages carry only the standing sections marked for them, optionally shortened.
+    urgent_markdown: str | None = None
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    title: str
+    subject: str
+    preheader: str
+    list_id: str
+    standing_sections: tuple[StandingSection, ...]
+
+
+@dataclass(frozen=True)
+class PublishSettings:
+    dir: Path
+    base_url: str | None
+    on_send: bool = False
+
+
+@dataclass(frozen=True)
+class BounceSettings:
+    """The bounce mailbox (read over IMAP); parsed loosely until bounce reading exists."""
+
+    host: str | None = None
+    port: int = 993
+    security: str = "tls"
+    username: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    auth: str = "password"
+    token_command: str | None = None
+    ca_file: Path | None = None
+    folder: str = "INBOX"
+    processed_folder: str | None = None
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """The editor console; parsed loosely until the console exists."""
+
+    listen: str = "127.0.0.1:8025"
+    base_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    path: Path
+    timezone: ZoneInfo
+    reports_dir: Path
+    recipients_dir: Path
+    templates_dir: Path
+    ledger_url: str
+    sender: Sender
+    transport: TransportSettings
+    report: ReportSettings
+    publish: PublishSettings
+    notify: tuple[str, ...] = ()
+    schedules: tuple[Schedule, ...] = ()
+    lease_seconds: float = 600.0  # claimed rows return to the queue this long after a node stops renewing
+    approval: str = "front_matter"  # or "four_eyes": a recorded approval of the current content by another person
+    bounces: BounceSettings | None = None  # None: no bounces: section
+    web: WebSettings | None = None  # None: no web: section
+    line_of: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def scheduled_lists(self) -> tuple[str, ...]:
+        """Every list named in any schedule, in first-seen order."""
+        seen: dict[str, None] = {}
+        for schedule in self.schedules:
+            for name in schedule.lists:
+                seen.setdefault(name)
+        return tuple(seen)
+
+    def where(self, dotted_key: str) -> str:
+        """``config.yaml:LINE`` of a key, for messages about its value."""
+        return f"{display_path(self.path)}:{self.line_of.get(dotted_key, 1)}"
+
+
+def default_templates_dir() -> Path:
+    """The templates shipped inside the wheel, or those of a source checkout."""
+    packaged = Path(__file__).parent / "_templates" / "email"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "templates" / "email"

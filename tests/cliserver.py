@@ -1,0 +1,88 @@
+"""`python -m dispatch` as a real process, without paying for the interpreter's start-up
+and the imports each time (about a second of CPU per run on the test machine).
+
+This file is a program: the tests start it once (``CLIServer`` in conftest.py). It
+imports the dispatch package, then reads one JSON request per line on stdin and answers
+each with a fork: the child takes the request's working directory, environment, argv and
+stdout/stderr files, and runs ``dispatch/__main__.py`` as ``python -m dispatch`` would,
+ending the way an interpreter does (SystemExit codes, a traceback and exit 1 on an
+uncaught exception, non-daemon threads joined, atexit handlers run). The server is
+single-threaded, so forking it is safe; it answers ``{"pid": ...}`` at once and
+``{"status": ..., "rusage": ...}`` when the child has ended.
+
+The tests that start, signal or kill a send still start `python -m dispatch` themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import importlib
+import json
+import os
+import pkgutil
+import resource
+import runpy
+import sys
+
+
+def preload() -> None:
+    """Import what a command imports. Best effort: a module that does not import is left
+    to the child, which then fails the way a fresh interpreter would, with its traceback."""
+    names = ["dispatch.cli", "dispatch.app"]
+    with contextlib.suppress(Exception):  # the child reports it
+        import dispatch
+
+        modules = pkgutil.walk_packages(dispatch.__path__, "dispatch.", onerror=lambda name: None)
+        names += [m.name for m in modules if m.name != "dispatch.__main__"]  # that one runs the command
+    for name in names:
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
+
+
+def child(request: dict) -> None:  # type: ignore[type-arg]
+    """In the forked process: become `python -m dispatch ARGS` and never return normally."""
+    stdin = os.open(os.devnull, os.O_RDONLY)
+    stdout = os.open(request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    stderr = os.open(request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
+        os.dup2(fd, target)
+        os.close(fd)
+    if request.get("rlimit_as"):
+        limit = int(request["rlimit_as"])
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    sys.argv = ["-m", *request["args"]]  # run_module puts the __main__.py path first, as -m does
+    sys.path.insert(0, request["cwd"])  # as -m does
+    runpy.run_module("dispatch", run_name="__main__", alter_sys=True)
+    sys.exit(0)
+
+
+def serve() -> None:
+    requests = os.fdopen(0, "r", encoding="utf-8", closefd=False)
+    replies = 1
+    while True:
+        line = requests.readline()
+        if not line:
+            return
+        request = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            child(request)  # raises SystemExit (or anything else) up to the interpreter
+            return
+        os.write(replies, (json.dumps({"pid": pid}) + "\n").encode())
+        _, status, usage = os.wait4(pid, 0)
+        answer = {
+            "status": os.waitstatus_to_exitcode(status),
+            "rusage": {"maxrss_kb": usage.ru_maxrss, "cpu_seconds": usage.ru_utime + usage.ru_stime},
+        }
+        os.write(replies, (json.dumps(answer) + "\n").encode())
+
+
+if __name__ == "__main__":
+    sys.path.remove(os.path.dirname(os.path.abspath(__file__)))  # as for `python -m`: tests/ is not on the path
+    preload()
+    gc.freeze()  # the preloaded objects stay out of the children's collections: fewer copied pages
+    serve()

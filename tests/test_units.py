@@ -1,0 +1,319 @@
+"""The stages one by one, in this process: edition.assemble (the edition file -> an Edition),
+render.render (-> subject, HTML and text), message.prepare and friends (-> the bytes an SMTP
+transaction sends). No CLI, no server: each test takes milliseconds, and names the stage
+that broke when one of the end-to-end tests fails."""
+
+from __future__ import annotations
+
+import base64
+import re
+from datetime import UTC, date, datetime
+from email import message_from_bytes, policy
+from email.header import decode_header, make_header
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from dispatch.config import ReportSettings, StandingSection
+from dispatch.edition import assemble
+from dispatch.errors import DispatchError, InputError
+from dispatch.message import Envelope, PreparedMessage, encode_words, prepare, to_header
+from dispatch.models import Edition, Recipient, Rendered
+from dispatch.render import render
+
+NOW = datetime(2024, 11, 17, 13, 0, tzinfo=UTC)
+TEMPLATES = ROOT / "templates" / "email"
+FOOTER = "Du får detta eftersom du står på en sändlista."
+
+REPORT = ReportSettings(
+    title="Regional rapport Millennium 2024",
+    subject="{{ title }}, {{ date_label }}",
+    preheader="Läget i dag",
+    list_id="regional-rapport",
+    standing_sections=(
+        StandingSection("Dagligen", "- Rapporten kommer varje dag\n"),
+        StandingSection("Talespersoner", "- Håkan Sandahl, regiondirektör\n", urgent_markdown="- Håkan Sandahl, regiondirektör\n"),
+        StandingSection("Om rapporten", "Sammanställs av kommunikation.\n\nLång bakgrund om syftet.\n",
+                        urgent_markdown="Sammanställs av kommunikation.\n"),
+    ),
+)
+
+EDITION = """---
+compiled: 2024-11-17 14:00
+status: approved
+lists: [politisk-ledning]
+by: Erik
+---
+
+## Beskrivning av händelsen
+
+- VGR har pausat breddinförandet.
+- Återstart planeras till **tisdag**.
+
+## Verksamhetens kommentar
+
+- Patientsäkerheten går först.
+"""
+
+
+def edition(text: str = EDITION, name: str = "2024-11-17.md", *, urgent: bool = False) -> Edition:
+    return assemble(Path("reports") / name, text, REPORT, NOW, urgent=urgent)
+
+
+# -- edition.assemble ------------------------------------------------------------------------------
+
+
+def test_front_matter_becomes_the_editions_facts() -> None:
+    made = edition()
+    assert made.date == date(2024, 11, 17)
+    assert made.compiled == datetime(2024, 11, 17, 14, 0)
+    assert made.status == "approved" and made.approved
+    assert made.revision == 1 and made.correction is None
+    assert made.lists == ("politisk-ledning",)
+    assert made.author == "Erik"
+    assert not made.urgent and made.kind == "edition"
+    # The configured subject template, filled in; the preheader from the first bullet.
+    assert made.subject == "Regional rapport Millennium 2024, söndag 17 november 2024"
+    assert made.preheader == "VGR har pausat breddinförandet."
+    assert made.compiled_label == "Sammanställd: 2024-11-17 klockan 14:00"
+
+
+def test_front_matter_overrides_and_a_correction() -> None:
+    text = EDITION.replace("status: approved\n", "status: draft\nrevision: 2\ncorrection: Återstart flyttad.\n"
+                           "subject: \"Rapport {{ date }}\"\npreheader: Kort om läget\n")
+    made = edition(text)
+    assert made.status == "draft" and not made.approved
+    assert made.revision == 2 and made.correction == "Återstart flyttad."
+    assert made.subject == "Rapport 2024-11-17"
+    assert made.preheader == "Kort om läget"
+
+
+def test_sections_in_order_with_their_text_html_anchor_and_line() -> None:
+    made = edition()
+    assert [s.heading for s in made.sections] == ["Beskrivning av händelsen", "Verksamhetens kommentar"]
+    first, second = made.sections
+    assert (first.line, second.line) == (8, 13)  # the heading lines in the file
+    assert first.anchor == "beskrivning-av-handelsen"
+    assert "VGR har pausat breddinförandet." in first.text and "Återstart planeras till tisdag." in first.text
+    assert first.text.index("pausat") < first.text.index("Återstart")
+    assert "<li>" in first.html and "<strong>tisdag</strong>" in first.html
+    assert "Patientsäkerheten går först." in second.text and "Patientsäkerheten" not in first.text
+
+
+def test_standing_sections_follow_unless_the_edition_has_a_section_of_that_name() -> None:
+    made = edition()
+    assert [s.heading for s in made.standing] == ["Dagligen", "Talespersoner", "Om rapporten"]
+    assert "Lång bakgrund om syftet." in made.standing[2].text
+    own = edition(EDITION + "\n## Dagligen\n\n- I dag en egen text.\n")
+    assert [s.heading for s in own.sections][-1] == "Dagligen"
+    assert [s.heading for s in own.standing] == ["Talespersoner", "Om rapporten"], "not twice"
+
+
+def test_an_urgent_message_has_its_subject_and_only_the_short_standing_part() -> None:
+    text = "---\nsubject: SÄS stänger akuten 16:00\nlists: [chefer]\n---\n\nAkuten i Borås stänger **16:00**.\n"
+    made = edition(text, name="sas-akut.md", urgent=True)
+    assert made.urgent and made.kind == "urgent"
+    assert made.status == "approved", "an urgent message needs no status line"
+    assert made.subject == "SÄS stänger akuten 16:00"
+    assert made.sections == () and "Akuten i Borås stänger 16:00." in made.lead_text
+    assert "<strong>16:00</strong>" in made.lead_html
+    assert made.date == NOW.date(), "no date in the name: the day it is sent"
+    assert [s.heading for s in made.standing] == ["Talespersoner", "Om rapporten"]
+    assert "Lång bakgrund" not in made.standing[1].text and "Sammanställs av kommunikation." in made.standing[1].text
+    assert edition(text.replace("---\nsubject", "---\nurgent: true\nsubject"), name="sas-akut.md").urgent, "or from the front matter"
+
+
+def test_an_urgent_message_without_a_subject_is_refused() -> None:
+    with pytest.raises(InputError) as caught:
+        edition("---\nlists: [chefer]\n---\n\nText.\n", name="akut.md", urgent=True)
+    assert "an urgent message needs a 'subject'" in str(caught.value)
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    ("status: approved\n", "", "reports/2024-11-17.md:2: missing required key 'status'"),
+    ("lists: [", "lsts: [", "reports/2024-11-17.md:4: unknown front matter key 'lsts'"),
+    ("status: approved", "status: godkänd", "reports/2024-11-17.md:3: 'status' must be draft or approved, not 'godkänd'"),
+    ("status: approved\n", "status: approved\nrevision: 2\n", "reports/2024-11-17.md:4: revision 2 is a correction"),
+], ids=["missing status", "misspelt key", "unknown status", "revision without correction"])
+def test_front_matter_problems_name_the_file_and_line(old: str, new: str, expected: str) -> None:
+    with pytest.raises(InputError) as caught:
+        edition(EDITION.replace(old, new))
+    shown = [str(p) for p in caught.value.problems]
+    assert any(p.startswith(expected) for p in shown), shown
+
+
+def test_the_file_name_must_be_the_editions_date() -> None:
+    with pytest.raises(InputError) as caught:
+        edition(name="idag.md")
+    assert "must be named YYYY-MM-DD.md" in str(caught.value)
+
+
+# -- render.render -----------------------------------------------------------------------------------
+
+
+def rendered(made: Edition, **options: object) -> Rendered:
+    return render(made, TEMPLATES, footer=FOOTER, **options)  # type: ignore[arg-type]
+
+
+def test_the_subject_carries_the_prefix_of_what_it_is() -> None:
+    normal = edition()
+    correction = edition(EDITION.replace("status: approved\n", "status: approved\nrevision: 2\ncorrection: Ny tid.\n"))
+    urgent = edition("---\nsubject: Akuten stänger\n---\n\nText.\n", name="akut.md", urgent=True)
+    base = "Regional rapport Millennium 2024, söndag 17 november 2024"
+    assert rendered(normal).subject == base
+    assert rendered(normal, test=True).subject == f"[TEST] {base}"
+    assert rendered(correction).subject == f"Rättelse: {base}"
+    assert rendered(correction, test=True).subject == f"[TEST] Rättelse: {base}"
+    assert rendered(urgent).subject == "BRÅDSKANDE: Akuten stänger"
+    assert rendered(urgent, test=True).subject == "[TEST] BRÅDSKANDE: Akuten stänger"
+
+
+def test_the_text_part_carries_every_section_in_order_then_the_standing_part_and_the_footer() -> None:
+    out = rendered(edition(), web_url="https://intranat.example.org/2024-11-17.html")
+    text = out.text
+    order = ["Regional rapport Millennium 2024", "Söndag 17 november 2024", "Sammanställd: 2024-11-17 klockan 14:00",
+             "Beskrivning av händelsen", "VGR har pausat breddinförandet.", "Återstart planeras till tisdag.",
+             "Verksamhetens kommentar", "Patientsäkerheten går först.",
+             "Dagligen", "Talespersoner", "Håkan Sandahl", "Om rapporten", FOOTER,
+             "Visa i webbläsare: https://intranat.example.org/2024-11-17.html"]
+    positions = [text.find(item) for item in order]
+    assert -1 not in positions, [item for item, at in zip(order, positions, strict=True) if at < 0]
+    assert positions == sorted(positions), "in this order"
+    assert "<" not in text and "**" not in text, "plain text, not markup"
+    assert "BRÅDSKANDE" not in text and "RÄTTELSE" not in text
+    assert text.endswith("\n") and "\n\n\n" not in text and "\r" not in text
+    assert "Beskrivning av händelsen" in out.html and "Patientsäkerheten går först." in out.html
+    headings = re.findall(r"<h2 [^>]*>Beskrivning av händelsen</h2>", out.html)
+    assert headings and "font-size:" in headings[0], "the stylesheet is inlined into the elements"
+
+
+def test_the_text_part_of_a_correction_and_of_an_urgent_message_says_so_first() -> None:
+    correction = rendered(edition(EDITION.replace("status: approved\n", "status: approved\nrevision: 2\ncorrection: Ny tid.\n")))
+    assert correction.text.index("RÄTTELSE: Ny tid.") < correction.text.index("Beskrivning av händelsen")
+    urgent = rendered(edition("---\nsubject: Akuten stänger\n---\n\nAkuten stänger i dag.\n", name="akut.md", urgent=True))
+    assert urgent.text.lstrip().startswith("BRÅDSKANDE MEDDELANDE")
+    assert urgent.text.index("Akuten stänger i dag.") < urgent.text.index("Talespersoner")
+    assert "Lång bakgrund" not in urgent.text
+
+
+# -- message: prepare, to_header, encode_words, for_recipients --------------------------------------
+
+ENVELOPE = Envelope(sender="rapport@example.org", from_header="Regional rapport <rapport@example.org>",
+                    reply_to="kommunikation@example.org", list_id="Regional rapport <regional-rapport.example.org>")
+RENDERED = Rendered(subject="Regional rapport, söndag 17 november 2024",
+                    html="<html><body><p>Läget " + "mycket långt " * 200 + "</p></body></html>",
+                    text="Läget i dag\n" + "en mycket lång rad " * 100 + "\n")
+
+
+def prepared(*, urgent: bool = False) -> PreparedMessage:
+    return prepare(RENDERED, ENVELOPE, NOW, urgent=urgent)
+
+
+def test_prepare_serialises_the_common_headers_with_crlf_and_ascii_only() -> None:
+    made = prepared()
+    head = made.head
+    assert head.endswith(b"\r\n") and not head.endswith(b"\r\n\r\n")
+    assert made.body.startswith(b"\r\n"), "the blank line between head and body"
+    whole = made.head + made.body
+    assert b"\n" not in whole.replace(b"\r\n", b""), "every line ends in CRLF"
+    assert all(len(line) <= 998 for line in whole.split(b"\r\n"))
+    assert head.isascii()
+    assert b"=?utf-8?" in head.lower(), "the Swedish subject as an encoded-word"
+    assert made.domain == "example.org"
+    message = message_from_bytes(made.for_recipients("a@example.org", "<x@example.org>"), policy=policy.default)
+    assert message["Subject"] == RENDERED.subject
+    assert message["From"] == ENVELOPE.from_header and message["Reply-To"] == ENVELOPE.reply_to
+    assert message["List-Id"] == ENVELOPE.list_id
+    assert message["Date"].datetime == NOW
+    assert (message["Auto-Submitted"], message["X-Auto-Response-Suppress"], message["Precedence"]) == (
+        "auto-generated", "OOF, AutoReply", "bulk")
+    assert message["Importance"] is None and message["X-Priority"] is None
+    assert message.get_content_type() == "multipart/alternative"
+    parts = list(message.iter_parts())
+    assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
+    assert all(p["Content-Transfer-Encoding"] == "quoted-printable" for p in parts)
+    assert parts[0].get_content().replace("\r\n", "\n") == RENDERED.text
+    assert parts[1].get_content().replace("\r\n", "\n").rstrip("\n") == RENDERED.html
+
+
+def test_an_urgent_message_is_marked_important() -> None:
+    message = message_from_bytes(prepared(urgent=True).for_recipients("a@example.org", "<x@example.org>"), policy=policy.default)
+    assert message["Importance"] == "High" and message["X-Priority"] == "1"
+
+
+def test_without_reply_to_there_is_no_reply_to_header() -> None:
+    envelope = Envelope(ENVELOPE.sender, ENVELOPE.from_header, None, ENVELOPE.list_id)
+    assert b"Reply-To:" not in prepare(RENDERED, envelope, NOW, urgent=False).head
+
+
+def test_for_recipients_puts_to_and_message_id_first_and_keeps_the_rest() -> None:
+    made = prepared()
+    data = made.for_recipients("Anna <anna@example.org>", "<abc.123@example.org>")
+    assert data.startswith(b"To: Anna <anna@example.org>\r\nMessage-ID: <abc.123@example.org>\r\n")
+    assert data.endswith(made.head + made.body)
+    message = message_from_bytes(data, policy=policy.default)
+    assert message["To"] == "Anna <anna@example.org>" and message["Message-ID"] == "<abc.123@example.org>"
+
+
+@pytest.mark.parametrize(("to", "message_id"), [
+    ("anna@example.org\r\nBcc: everyone@example.org", "<a@example.org>"),
+    ("anna@example.org\nBcc: everyone@example.org", "<a@example.org>"),
+    ("anna@example.org\rBcc: everyone@example.org", "<a@example.org>"),
+    ("anna@example.org", "<a@example.org>\r\nBcc: everyone@example.org"),
+    ("anna@example.org", "<a@example.org>\nX-Evil: 1"),
+], ids=["crlf in to", "lf in to", "cr in to", "crlf in message-id", "lf in message-id"])
+def test_for_recipients_refuses_a_line_break_in_either_header(to: str, message_id: str) -> None:
+    with pytest.raises(DispatchError, match="header injection"):
+        prepared().for_recipients(to, message_id)
+
+
+def person(name: str, address: str = "anna@example.org") -> Recipient:
+    return Recipient(address=address, name=name, key=address.lower())
+
+
+def decoded(header_value: str) -> str:
+    return str(make_header(decode_header(header_value)))
+
+
+def test_to_header_for_one_person() -> None:
+    assert to_header([person("")]) == "anna@example.org"
+    assert to_header([person("Anna  Johansson ")]) == "Anna Johansson <anna@example.org>", "whitespace folded"
+    assert to_header([person("Johansson, Anna")]) == '"Johansson, Anna" <anna@example.org>', "specials quoted"
+    assert to_header([person('Anna "AJ" J')]) == '"Anna \\"AJ\\" J" <anna@example.org>'
+    swedish = to_header([person("Åke Häggström")])
+    assert swedish.isascii() and swedish.endswith(" <anna@example.org>")
+    assert decoded(swedish.rsplit(" <", 1)[0]) == "Åke Häggström"
+
+
+def test_to_header_for_a_bcc_batch_is_an_empty_group() -> None:
+    batch = [person("Anna"), person("Erik", "erik@example.org")]
+    assert to_header(batch) == "Mottagare:;"
+    assert to_header(batch, "Chefer: <alla> (VGR)") == "Chefer   alla   VGR:;", "no specials left to break the group"
+    assert "anna@example.org" not in to_header(batch, "Chefer")
+    swedish = to_header(batch, "Politisk ledning, Västra Götaland")
+    assert swedish.isascii() and swedish.endswith(":;")
+    assert decoded(swedish[:-2]) == "Politisk ledning, Västra Götaland"
+    assert to_header([person("Anna")], "Chefer") == "Chefer:;", "a group name makes a group even of one"
+
+
+@pytest.mark.parametrize("text", [
+    "Åke",
+    "Häggström, Åke \"Åke H\"",
+    "Å" * 200,
+    "Ångström " * 40,
+    "Akut 🚑 " * 30,  # the ambulance is four bytes
+], ids=["short", "specials", "long-2-byte", "long-mixed", "long-4-byte"])
+def test_encode_words_are_at_most_75_characters_on_one_line_and_decode_to_the_text(text: str) -> None:
+    encoded = encode_words(text)
+    assert "\r" not in encoded and "\n" not in encoded and encoded.isascii()
+    words = encoded.split(" ")
+    assert all(len(word) <= 75 for word in words), max(len(w) for w in words)
+    assert all(re.fullmatch(r"=\?utf-8\?b\?[A-Za-z0-9+/=]+\?=", word) for word in words)
+    for word in words:  # no character split across two words: each decodes on its own
+        base64.b64decode(word[len("=?utf-8?b?"):-2]).decode("utf-8")
+    assert decoded(encoded) == text
+    if len(text.encode()) > 45:
+        assert len(words) > 1, "a long text takes several words"
+    if len(text.encode()) <= 45:
+        assert len(words) == 1, "a short one fits in one"
