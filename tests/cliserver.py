@@ -24,6 +24,8 @@ import pkgutil
 import resource
 import runpy
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
 
 
 def preload() -> None:
@@ -38,6 +40,22 @@ def preload() -> None:
     for name in names:
         with contextlib.suppress(Exception):
             importlib.import_module(name)
+
+
+def warm() -> None:
+    """Render the sample edition once, so that what the libraries memoise of it (premailer
+    keeps the parsed stylesheet and style attributes, keyed by their text) is there in
+    every child, as in a long-running process. Best effort, like preload()."""
+    root = Path(__file__).resolve().parents[1]
+    with contextlib.suppress(Exception):
+        from dispatch.config import load_settings
+        from dispatch.edition import assemble
+        from dispatch.render import render
+
+        settings = load_settings(root / "config.yaml")
+        path = root / "reports" / "2024-11-17.md"
+        edition = assemble(path, path.read_text(encoding="utf-8"), settings.report, datetime(2024, 11, 17, 13, 0, tzinfo=UTC))
+        render(edition, root / "templates" / "email", footer="")
 
 
 def child(request: dict) -> None:  # type: ignore[type-arg]
@@ -82,7 +100,9 @@ def serve() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.remove(os.path.dirname(os.path.abspath(__file__)))  # as for `python -m`: tests/ is not on the path
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or ".") != here]  # as for -m: tests/ is not on the path
     preload()
+    warm()
     gc.freeze()  # the preloaded objects stay out of the children's collections: fewer copied pages
     serve()

@@ -243,11 +243,12 @@ class CLIServer:
             return False
         if self.process is None or self.process.poll() is not None:
             try:
-                self.process = subprocess.Popen(
-                    [sys.executable, str(ROOT / "tests" / "cliserver.py")],
-                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=(self.outputs / "server.log").open("ab"),
-                    cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                )
+                with (self.outputs / "server.log").open("ab") as log:
+                    self.process = subprocess.Popen(
+                        [sys.executable, str(ROOT / "tests" / "cliserver.py")],
+                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                        cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                    )
             except OSError:
                 self.failed = True
                 return False
@@ -334,7 +335,43 @@ def _read_text(path: Path) -> str:
 CLI = CLIServer()
 
 
+# -- things started before the first test ------------------------------------------------------
+#
+# A fixture whose value takes wall-clock time to become useful (a `dispatch serve` waiting for
+# its cron minute) registers a starter with @early("fixture name"). When the selected tests use
+# that fixture, it is started as soon as collection is done, so the wait overlaps every test
+# that runs before the ones that need it; the fixture then asks started("fixture name").
+
+_STARTERS: dict[str, Callable[[], tuple[Any, Callable[[], None]]]] = {}
+_STARTED: dict[str, tuple[Any, Callable[[], None]]] = {}
+
+
+def early(name: str) -> Callable[[Callable[[], tuple[Any, Callable[[], None]]]], Callable[[], tuple[Any, Callable[[], None]]]]:
+    """Register a starter: a function returning (value, stop)."""
+    def register(starter: Callable[[], tuple[Any, Callable[[], None]]]) -> Callable[[], tuple[Any, Callable[[], None]]]:
+        _STARTERS[name] = starter
+        return starter
+    return register
+
+
+def started(name: str) -> Any:
+    """The value of an early starter, started now if collection did not start it."""
+    if name not in _STARTED:
+        _STARTED[name] = _STARTERS[name]()
+    return _STARTED[name][0]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    wanted = {fixture for item in session.items for fixture in getattr(item, "fixturenames", ())}
+    for name in _STARTERS:
+        if name in wanted and name not in _STARTED:
+            _STARTED[name] = _STARTERS[name]()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    for _, stop in _STARTED.values():
+        stop()
+    _STARTED.clear()
     CLI.stop()
 
 

@@ -50,6 +50,12 @@ class _Loop:
         async def close() -> None:
             if self.server is not None:
                 self.server.close()
+            # Sessions still open (a client that gave up on a dripping reply) end here,
+            # not later as coroutines destroyed with the loop.
+            sessions = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in sessions:
+                task.cancel()
+            await asyncio.gather(*sessions, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(close(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from conftest import ROOT, FakeClock, Project, SMTPServer
+from conftest import ROOT, FakeClock, Project, SMTPServer, addresses, big_list
 from dispatch.config import load_settings
 from dispatch.eventlog import EventFormatter
 from dispatch.serve import Service
@@ -63,6 +63,7 @@ Omdirigeringen av ambulanser till NÄL upphör klockan 20:00; SÄS tar emot ambu
 """
 
 
+@pytest.mark.slow  # several CLI runs; fast twin: test_urgent_files_can_be_checked_and_previewed
 def test_a_changed_urgent_file_is_a_new_dispatch_and_unchanged_it_sends_nothing(project: Project, smtp_server: SMTPServer) -> None:
     project.use_smtp(smtp_server)
     path = project.root / "bradskande-ambulans.md"
@@ -111,6 +112,7 @@ def test_urgent_files_can_be_checked_and_previewed(project: Project) -> None:
 # -- 2. sent content is final ----------------------------------------------------------------------
 
 
+@pytest.mark.slow  # several CLI runs; fast twin: test_publish_after_sending_builds_the_page_from_what_was_sent_not_from_a_newer_revision
 def test_an_edit_after_sending_is_refused_with_a_diff_and_the_intranet_keeps_what_was_sent(
         project: Project, smtp_server: SMTPServer) -> None:
     project.use_smtp(smtp_server)
@@ -153,6 +155,7 @@ def test_publish_after_sending_builds_the_page_from_what_was_sent_not_from_a_new
     assert "Prognos är att vidtagna" in page and "Ny prognos: vidtagna" not in page
 
 
+@pytest.mark.slow  # several CLI runs; fast twin: test_publish_after_sending_builds_the_page_from_what_was_sent_not_from_a_newer_revision
 def test_a_config_change_after_sending_is_named_even_when_the_file_is_unchanged(project: Project) -> None:
     run_ok(project, "send", "--date", "2024-11-17")
     config = project.config_path.read_text(encoding="utf-8")
@@ -179,6 +182,7 @@ def local(hm: str) -> datetime:
     return datetime(DAY.year, DAY.month, DAY.day, hour, minute, tzinfo=STOCKHOLM)
 
 
+@pytest.mark.slow  # several CLI runs; fast twin: test_changing_by_does_not_let_the_editor_approve_their_own_text
 def test_four_eyes_an_approval_is_void_after_an_edit_and_the_editor_cannot_approve(project: Project, smtp_server: SMTPServer) -> None:
     project.use_smtp(smtp_server)
     project.set_config(approval="four_eyes")
@@ -247,6 +251,7 @@ def test_revoking_an_approval_stops_the_edition(project: Project) -> None:
     assert nothing.returncode == 1 and "no standing approval" in nothing.stderr
 
 
+@pytest.mark.slow  # several CLI runs; fast twin: test_changing_by_does_not_let_the_editor_approve_their_own_text
 def test_without_by_the_os_user_who_checked_is_the_author(project: Project) -> None:
     import getpass
 
@@ -276,17 +281,12 @@ class _capture(logging.Handler):
 # -- 4. Ctrl-C stops a send --------------------------------------------------------------------------
 
 
-def _big_list(project: Project, count: int) -> None:
-    rows = "\n".join(f"person{i:05d}@example.org,Person {i}" for i in range(count))
-    (project.root / "recipients" / "stor.csv").write_text("email,name\n" + rows + "\n", encoding="utf-8")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_stops_a_rate_limited_send_within_2_s_and_the_rerun_completes_it(
         sig: signal.Signals, project: Project, smtp_server: SMTPServer) -> None:
     count = 500
-    _big_list(project, count)
+    big_list(project, count)
     project.use_smtp(smtp_server, connections=2, rate_per_minute=2400)  # 40/s: 12.5 s in all
     process = subprocess.Popen(
         [sys.executable, "-m", "dispatch", "--config", str(project.config_path), "send", "--date", "2024-11-17", "--list", "stor"],
@@ -309,7 +309,7 @@ def test_a_signal_stops_a_rate_limited_send_within_2_s_and_the_rerun_completes_i
     project.use_smtp(smtp_server, connections=2)  # the rerun need not wait for the rate
     run_ok(project, "send", "--date", "2024-11-17", "--list", "stor")
     received = smtp_server.handler.recipients()
-    assert len(received) == count and set(received) == {f"person{i:05d}@example.org" for i in range(count)}
+    assert len(received) == count and set(received) == set(addresses(count))
 
 
 # -- 5. editor mistakes that only the edition's front matter shows ------------------------------
@@ -333,6 +333,7 @@ def test_front_matter_mistakes_are_found_at_their_line_and_nothing_is_sent(
 # -- 6. finding past dispatches; a dry run that exits as the send would --------------------------
 
 
+@pytest.mark.slow  # several CLI runs; fast twin: test_revoking_an_approval_stops_the_edition
 def test_history_status_and_export_by_date(project: Project) -> None:
     run_ok(project, "send", "--date", "2024-11-17")
     run_ok(project, "send", "--date", "2024-11-17", "--to", "test@example.org")
@@ -396,6 +397,7 @@ def test_log_lines_and_mail_dates_carry_the_configured_zone(project: Project, sm
 # -- what the first walk through found (a fresh clone, used as its users would) -------------------
 
 
+@pytest.mark.slow  # several CLI runs; fast twin: test_dry_run_exits_as_the_send_would_and_lists_what_else_it_does
 def test_a_dry_run_names_exactly_whom_the_send_would_reach(project: Project, smtp_server: SMTPServer) -> None:
     project.use_smtp(smtp_server)
     run_ok(project, "send", "--date", "2024-11-17", "--list", "politisk-ledning")  # 11
@@ -435,7 +437,7 @@ def test_changing_by_does_not_let_the_editor_approve_their_own_text(project: Pro
 @pytest.mark.slow
 def test_revoking_the_approval_stops_a_send_under_way(project: Project, smtp_server: SMTPServer) -> None:
     count = 300
-    _big_list(project, count)
+    big_list(project, count)
     project.set_config(approval="four_eyes")
     edit(project.root / "reports" / "2024-11-17.md", "status: approved", "status: approved\nby: Erik")
     project.use_smtp(smtp_server, connections=1, rate_per_minute=1200)  # 20/s: 15 s in all

@@ -9,6 +9,8 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
+
 from conftest import FakeClock
 from dispatch.errors import TransportError
 from dispatch.memory_ledger import MemoryLedger
@@ -103,6 +105,7 @@ def test_a_5xx_fails_that_recipient_only_and_at_once() -> None:
     assert transport.attempts["p1@example.org"] == 1
 
 
+@pytest.mark.slow  # the sender's reconnect backoff waits in real time (about 5 s), not on the injected clock
 def test_refused_connections_cost_no_attempt_and_the_run_waits_for_the_relay() -> None:
     ledger = MemoryLedger()
     down = [TransportError("scripted:25", "cannot connect: ConnectionRefusedError") for _ in range(6)]

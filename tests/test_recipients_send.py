@@ -172,6 +172,7 @@ def test_include_cycle_stops_the_send_and_names_the_files(project: Project, smtp
     assert listing.returncode == 1 and "include cycle" in json.loads(listing.stdout)["problems"][0]["message"]
 
 
+@pytest.mark.slow  # several CLI runs; fast twin: test_test_send_to_an_invalid_address_sends_nothing
 def test_test_send_reaches_only_the_given_addresses_and_the_real_send_still_reaches_everyone(
     project: Project, smtp_server: SMTPServer,
 ) -> None:

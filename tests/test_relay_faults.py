@@ -93,6 +93,7 @@ def test_serve_delivers_all_2000_after_the_relay_was_down_for_5_seconds(project:
     assert sorted(smtp_server.handler.recipients()) == addresses(COUNT)
 
 
+@pytest.mark.slow  # the sender's reconnect backoff waits in real time (1, 2, 4 ... s), not on the injected clock
 def test_a_relay_down_past_the_deadline_gives_exactly_one_alert(project: Project) -> None:
     big_list(project, 20)
     handler = RecordingHandler()
@@ -197,7 +198,7 @@ def test_serve_pauses_on_530_alerts_once_naming_the_reply_and_delivers_when_fixe
 # -- replies not to be trusted: nothing recorded as sent that the server did not take --------------
 
 
-@pytest.mark.parametrize("fault", ["data-250", "greet-twice"])
+@pytest.mark.parametrize("fault", ["data-250", pytest.param("greet-twice", marks=pytest.mark.slow)])  # one of each kind fast
 def test_a_relay_that_does_not_take_the_message_records_nobody_as_sent(fault: str, project: Project, smtp_server: SMTPServer) -> None:
     big_list(project, 10)
     if fault == "greet-twice":
@@ -218,7 +219,7 @@ def test_a_relay_that_does_not_take_the_message_records_nobody_as_sent(fault: st
     assert counts["sent"] == 0 and counts["failed"] == 0, counts
 
 
-@pytest.mark.parametrize("fault", ["mixed-after-dot", "600-after-dot"])
+@pytest.mark.parametrize("fault", ["mixed-after-dot", pytest.param("600-after-dot", marks=pytest.mark.slow)])
 def test_an_untrustworthy_reply_after_the_dot_is_unknown_and_resent_with_the_same_message_id(
         fault: str, project: Project, smtp_server: SMTPServer) -> None:
     big_list(project, 10)
@@ -243,6 +244,7 @@ def test_an_untrustworthy_reply_after_the_dot_is_unknown_and_resent_with_the_sam
     assert project.status()["counts"]["sent"] == 10
 
 
+@pytest.mark.slow  # waits out a real 2 s reply deadline (the relay drips its greeting)
 def test_a_server_that_drips_a_byte_a_second_cannot_hold_a_send(project: Project) -> None:
     big_list(project, 10)
     relay = ScriptedRelay(fault="drip")
@@ -274,6 +276,7 @@ def _start_send(project: Project) -> subprocess.Popen[str]:
     )
 
 
+@pytest.mark.slow  # a send process hit part-way; fast twin: test_ledger_faults.py
 def test_a_ledger_deleted_mid_send_stops_the_send_and_a_rerun_does_not_start_afresh(project: Project, smtp_server: SMTPServer) -> None:
     count = 400  # what matters is a send under way, not its size
     big_list(project, count)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Project, SMTPServer, addresses, big_list, seed_bullets, seed_headings
+from conftest import Project, SMTPServer, addresses, big_list, run_cli, seed_bullets, seed_headings
 
 SUBJECT = "Regional rapport Millennium 2024, söndag 17 november 2024"
 REQUIRED_HEADERS = (
@@ -204,16 +204,16 @@ def test_raw_html_in_markdown_is_shown_as_text_and_the_edition_still_goes(projec
     assert "<script>alert(1)</script>" in text
 
 
-def test_help_describes_every_option() -> None:
+def test_help_describes_every_option(tmp_path: Path) -> None:
     from dispatch.cli import main
 
-    top = subprocess.run([sys.executable, "-m", "dispatch", "--help"], capture_output=True, text=True)
+    top = run_cli(["--help"], cwd=tmp_path)
     assert top.returncode == 0
     for option in ("--config", "--version", "--help"):
         assert option in top.stdout
     for name, command in main.commands.items():
         assert name in top.stdout
-        output = subprocess.run([sys.executable, "-m", "dispatch", name, "--help"], capture_output=True, text=True)
+        output = run_cli([name, "--help"], cwd=tmp_path)
         assert output.returncode == 0, name
         for param in command.params:
             for opt in getattr(param, "opts", []):
@@ -224,6 +224,8 @@ def test_help_describes_every_option() -> None:
 
 
 def test_config_relative_paths_work_from_any_directory(project: Project, tmp_path: Path) -> None:
+    # Also the fast lane's check that `python -m dispatch` starts in a fresh interpreter
+    # (elsewhere the tests' CLI server forks one that has imported the package).
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     result = subprocess.run(

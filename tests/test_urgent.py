@@ -148,6 +148,7 @@ def test_urgent_overtakes_a_draining_scheduled_dispatch(project: Project, smtp_s
         assert start - starts[0] >= k * interval - 0.25, f"transaction {k} at +{start - starts[0]:.2f} s"
 
 
+@pytest.mark.slow  # several CLI runs; fast twin: test_change_control.py's test_a_correction_goes_to_the_lists_the_mistake_went_to
 def test_revision_2_reaches_revision_1_recipients_plus_new_members_once(project: Project, smtp_server: SMTPServer) -> None:
     project.use_smtp(smtp_server)
     assert project.run("send", "--date", "2024-11-17").returncode == 0
