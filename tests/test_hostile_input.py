@@ -256,6 +256,7 @@ def test_a_yaml_list_over_its_limit_is_refused_and_pointed_to_csv(project: Proje
                            "the file is 10,485,761 bytes, over the 10 MB limit for a YAML recipient list; save a list this large as CSV")
 
 
+@pytest.mark.slow  # 100,000 recipients; fast twin: test_a_60_mb_list_is_refused
 def test_a_100000_row_csv_list_still_loads(project: Project) -> None:
     rows = "".join(f"person{i:06d}@example.org,Person {i}\n" for i in range(100_000))
     (project.root / "recipients/stor.csv").write_text("email,name\n" + rows, encoding="utf-8")

@@ -209,6 +209,7 @@ def test_only_a_valid_token_is_accepted(tls_relay: TLSRelay, tmp_path: Path) -> 
     assert outcome["someone@example.org"].state.value == "sent"
 
 
+@pytest.mark.slow  # a CLI send; fast twin: test_rejected_token_is_forgotten_once
 def test_stale_token_is_fetched_again_exactly_once(project: Project, tls_relay: TLSRelay, tmp_path: Path) -> None:
     # The first token claims an hour of life but the server no longer takes it (revoked,
     # or the clocks disagree): only the 535 tells. Two connections see it at once.
@@ -223,6 +224,7 @@ def test_stale_token_is_fetched_again_exactly_once(project: Project, tls_relay: 
     _assert_token_nowhere(project, result.stdout, result.stderr)
 
 
+@pytest.mark.slow  # a CLI send; fast twin: test_454_is_retried_with_a_fresh_token
 def test_expired_token_is_replaced_after_one_refetch(project: Project, tls_relay: TLSRelay, tmp_path: Path) -> None:
     # The command hands out a token that has already expired (a stale cache in the
     # operator's script): it is tried once, refused, and replaced by one new fetch.

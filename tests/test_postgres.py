@@ -216,6 +216,7 @@ def test_every_node_opens_the_dispatch_and_exactly_one_creates_it(pg: PgSchema, 
     assert pg.execute("SELECT count(*) FROM dispatches") == [(1,)]
 
 
+@pytest.mark.slow  # 3,000 rows twice; fast twin: test_claims_from_many_connections_at_once_are_disjoint_and_cover_every_row
 def test_add_recipients_inserts_only_the_new_ones_even_from_two_nodes_at_once(pg: PgSchema, ledgers: list[Ledger]) -> None:
     first, second = open_ledger(pg.url, ledgers), open_ledger(pg.url, ledgers)
     dispatch_id = with_rows(first, 10)

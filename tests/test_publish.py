@@ -311,6 +311,7 @@ def _same(received: str, stored: str) -> bool:
     return received.replace("\r\n", "\n").rstrip("\n") == stored.replace("\r\n", "\n").rstrip("\n")
 
 
+@pytest.mark.slow  # a send and three exports; fast twin: test_exports_and_the_ledger_are_private_and_pages_stay_readable
 def test_export_holds_every_recipient_with_state_and_message_id(project: Project, smtp_server: SMTPServer, tmp_path: Path) -> None:
     refused = "anna.johansson@example.org"
     smtp_server.handler.rcpt_reply = lambda address: "550 5.1.1 Mailbox unavailable" if address.lower() == refused else None

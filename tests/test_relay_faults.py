@@ -152,6 +152,7 @@ class RefuseMail(RecordingHandler):
         return await super().handle_MAIL(server, session, envelope, address, mail_options)
 
 
+@pytest.mark.slow  # two CLI sends; fast twin: test_serve_pauses_on_530_alerts_once_naming_the_reply_and_delivers_when_fixed
 def test_530_at_mail_from_fails_nobody_and_the_next_run_delivers_all(project: Project) -> None:
     handler = RefuseMail(refusals=10**6)
     controller, server = start_server(handler)
