@@ -24,7 +24,6 @@ from dispatch.app import Due, ServeClock, Service, check_schedules, configure_lo
 from dispatch.config import Settings, load_settings
 from dispatch.errors import DispatchError, InputError, display_path
 
-UTC = UTC
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 __all__ = ["ServeClock", "Service", "install_jobs", "main"]

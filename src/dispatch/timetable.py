@@ -19,7 +19,6 @@ from dispatch.config import Schedule, Settings
 from dispatch.errors import InputError, Problem, display_path
 from dispatch.models import DispatchRecord
 
-UTC = UTC
 DEFAULT_GRACE = timedelta(hours=1)  # a schedule without 'deadline' may run at most this late
 LOOKBACK = timedelta(hours=25)  # one day, DST days included
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
