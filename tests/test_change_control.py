@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from conftest import ROOT, FakeClock, Project, SMTPServer, addresses, big_list
+from dispatch.app.service import Service
 from dispatch.config import load_settings
 from dispatch.eventlog import EventFormatter
-from dispatch.serve import Service
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 DAY = date(2024, 11, 17)

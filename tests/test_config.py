@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -228,6 +229,42 @@ def test_lease_seconds_must_be_finite_and_at_least_3(tmp_path: Path, value: str)
     path = write(tmp_path, f"timezone: Europe/Stockholm\nlease_seconds: {value}\n")
     [problem] = problems_of(path)
     assert problem.line == 2 and problem.message.startswith("'lease_seconds' must be a number of seconds, at least 3")
+
+
+@pytest.mark.parametrize(("option", "expected"), [
+    ("timeout=0", "?timeout= takes seconds between 0 and 3600, not '0'"),
+    ("timeout=soon", "?timeout= takes seconds between 0 and 3600, not 'soon'"),
+    ("mode=ro", "unknown SQLite option 'mode'; the one option is ?timeout=SECONDS"),
+])
+def test_a_sqlite_ledger_option_is_checked_at_its_line(tmp_path: Path, option: str, expected: str) -> None:
+    path = write(tmp_path, f"timezone: Europe/Stockholm\nledger: sqlite:///var/l.db?{option}\n")
+    [problem] = problems_of(path)
+    assert problem.line == 2 and problem.message == f"'ledger': {expected}"
+
+
+def test_a_sqlite_ledger_waits_for_a_lock_as_long_as_its_timeout_says(tmp_path: Path) -> None:
+    import sqlite3
+    import time
+
+    from dispatch.errors import LedgerError
+    from dispatch.ledger import Ledger
+
+    settings = load_settings(write(tmp_path, "timezone: Europe/Stockholm\nledger: sqlite:///var/l.db?timeout=0.2\n"))
+    assert settings.ledger_url.endswith("/var/l.db?timeout=0.2")
+    ledger = Ledger(settings.ledger_url, allow_new=True)
+    try:
+        assert ledger.shown.endswith("var/l.db"), "the option is not part of the ledger's name"
+        lock = sqlite3.connect(tmp_path / "var" / "l.db", isolation_level=None)
+        lock.execute("BEGIN EXCLUSIVE")
+        started = time.monotonic()
+        with pytest.raises(LedgerError, match="database is locked"):
+            ledger.approve(date(2024, 11, 17), 1, "a" * 64, "Anna", datetime.now(UTC))
+        # The 30 s default would hold the test for 30 s: the option is what made it give up.
+        assert time.monotonic() - started < 20
+        lock.execute("ROLLBACK")
+        lock.close()
+    finally:
+        ledger.close()
 
 
 def test_numbers_at_the_edges_of_their_ranges_are_accepted(tmp_path: Path) -> None:

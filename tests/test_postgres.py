@@ -41,7 +41,6 @@ from dispatch.ledger import SCHEMA_1, SCHEMA_VERSION, Ledger, NewRecipient
 from dispatch.models import Outcome, State
 
 ADMIN_URL = os.environ.get("DISPATCH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-UTC = UTC
 NOW = datetime(2024, 11, 17, 13, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
 

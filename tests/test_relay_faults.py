@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from conftest import IN_CI, FakeClock, Project, RecordingHandler, SMTPServer, addresses, big_list, start_server
+from dispatch.app.service import Service
 from dispatch.config import load_settings
-from dispatch.serve import Service
 from faultrelay import Gate, ScriptedRelay, wait_until
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
@@ -303,6 +303,8 @@ def test_a_locked_ledger_stops_the_send_cleanly_and_the_rerun_delivers_the_rest(
     big_list(project, COUNT)
     connections = 2
     use_relay(project, smtp_server.host, smtp_server.port, connections=connections)
+    # The operator's lock wait (default 30 s), shortened so the test waits 3 s for it.
+    project.set_config(ledger="sqlite:///var/ledger.db?timeout=3")
     _slow_accept(smtp_server)
     process = _start_send(project)
     wait_until(lambda: len(smtp_server.handler.received) >= COUNT // 4, 60, "a quarter sent")

@@ -37,11 +37,10 @@ from conftest import (
     started,
     write_edition,
 )
+from dispatch.app.service import Service, install_jobs
 from dispatch.config import Schedule, load_settings
-from dispatch.serve import Service, install_jobs
 from dispatch.timetable import Action, cron_weekdays, due_runs, send_trigger
 
-UTC = UTC
 DISTINCT_SAMPLE_RECIPIENTS = 49
 DAY = date(2024, 11, 17)
 

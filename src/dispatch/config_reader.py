@@ -138,6 +138,8 @@ def _parse_address(reader: _Reader, line: int, key: str, value: str) -> tuple[st
 
 
 def _ledger_url(reader: _Reader, value: str, line: int) -> str:
+    if value.startswith("sqlite:"):
+        _sqlite_options(reader, value, line)
     if value.startswith("sqlite:///") and not value.startswith("sqlite:////"):
         relative = value[len("sqlite:///"):]
         if relative and relative != ":memory:":
@@ -147,3 +149,20 @@ def _ledger_url(reader: _Reader, value: str, line: int) -> str:
         return value
     reader.problem(line, f"'ledger' must be sqlite:///PATH or postgresql://HOST/DB, not {value!r}")
     return "sqlite:///:memory:"
+
+
+def _sqlite_options(reader: _Reader, value: str, line: int) -> None:
+    """A SQLite ledger takes one option, ``?timeout=SECONDS``: how long a write waits for a lock
+    another program holds before the send stops (and says so)."""
+    _, _, query = value.partition("?")
+    for option in filter(None, query.split("&")):
+        name, _, number = option.partition("=")
+        if name != "timeout":
+            reader.problem(line, f"'ledger': unknown SQLite option {name!r}; the one option is ?timeout=SECONDS")
+            continue
+        try:
+            seconds = float(number)
+        except ValueError:
+            seconds = -1.0
+        if not 0 < seconds <= 3600:
+            reader.problem(line, f"'ledger': ?timeout= takes seconds between 0 and 3600, not {number!r}")

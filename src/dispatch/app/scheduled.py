@@ -1,6 +1,6 @@
 """The scheduled runs: what each of serve's jobs does, decided from the ledger.
 
-APScheduler only says *when* (serve.py); the ledger says *whether*. A job that fires looks
+APScheduler only says *when* (app.service); the ledger says *whether*. A job that fires looks
 in the ledger for the day's dispatch and creates it only if it is not there, so a double
 fire, a restart or a second service on the same ledger cannot send twice (the pipeline's
 leases split the recipients between services that fire together). On start-up (and on

@@ -1,8 +1,4 @@
-"""The serve command: runs the scheduler service (dispatch.serve) in the foreground.
-
-The one command that starts another driver rather than calling app: serve is the
-process around app's scheduled jobs, as this CLI is around app's commands.
-"""
+"""The serve command: runs the scheduler service (app.service) in the foreground."""
 
 from __future__ import annotations
 
@@ -25,7 +21,8 @@ def serve_command(app: Context, log_json: bool) -> None:
     config; an invalid one is rejected and the service keeps running. Exits 0 on a clean
     stop, 1 if it cannot start.
     """
-    from dispatch import serve as service
+    # Imported here: APScheduler's scheduler and executors are needed by this command only.
+    from dispatch.app.service import run_service
 
     settings = app.settings
-    sys.exit(service.main(app.config_path, settings, log_json=log_json))
+    sys.exit(run_service(app.config_path, settings, log_json=log_json))

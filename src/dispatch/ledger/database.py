@@ -40,7 +40,7 @@ def shown_url(url: str) -> str:
     """The ledger as messages name it: host, port and database, never a user's password
     (which may sit in the URL or its query; we show neither the query nor the password)."""
     if not url.startswith("postgresql"):
-        return url.replace("sqlite:///", "")
+        return url.split("?", 1)[0].replace("sqlite:///", "")
     try:
         parsed = sa.engine.make_url(url)
     except sa.exc.ArgumentError:
@@ -62,7 +62,8 @@ def _engine(url: str, synchronous: str = "FULL") -> Engine:
             # mode its owner chose; O_NOFOLLOW: a planted link is not created through.
             with suppress(FileExistsError):
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
-        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        lock_wait = _lock_wait_seconds(url)
+        engine = sa.create_engine(url.split("?", 1)[0], connect_args={"timeout": lock_wait, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -72,7 +73,7 @@ def _engine(url: str, synchronous: str = "FULL") -> Engine:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA synchronous={synchronous}")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={int(lock_wait * 1000)}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
@@ -99,6 +100,21 @@ def _describe(exc: BaseException) -> str:
     text = " ".join(str(detail).split())
     return f"{detail.__class__.__name__}: {text[:300]}"
 
+def _identity_url(url: str) -> str:
+    """The same SQLite file is the same ledger whatever its options."""
+    return url.split("?", 1)[0] if url.startswith("sqlite") else url
+
+
+def _lock_wait_seconds(url: str) -> float:
+    """``sqlite:///PATH?timeout=SECONDS`` (checked by the config reader); 30 s by default: long
+    enough for a backup or a reader's transaction, short enough that a stuck lock is reported."""
+    for option in url.partition("?")[2].split("&"):
+        name, _, value = option.partition("=")
+        if name == "timeout":
+            return float(value)
+    return 30.0
+
+
 def _sqlite_path(url: str) -> str | None:
     if not url.startswith("sqlite") or "///" not in url:
         return None
@@ -118,7 +134,7 @@ class Database:
         self._writers = threading.local()
         self._writers_lock = threading.Lock()
         self._open_writers: list[sa.Connection] = []
-        self._marker = state_dir() / "ledgers" / hashlib.sha256(url.encode("utf-8")).hexdigest()[:32]
+        self._marker = state_dir() / "ledgers" / hashlib.sha256(_identity_url(url).encode("utf-8")).hexdigest()[:32]
         self._path = _sqlite_path(url)
         if self._path is not None and not os.path.exists(self._path) and self._marker.exists() and not allow_new:
             raise self._gone("does not exist any more")

@@ -1,5 +1,8 @@
 """The scheduler service process (`dispatch serve`): APScheduler, signals and reloads.
 
+Part of app, the composition root: the CLI's `serve` command calls ``run_service``, as its
+other commands call app's functions, so the command line stays the only driver.
+
 APScheduler only says *when*; what a job does, and *whether*, is app's ``Service``
 (dispatch.app.scheduled), decided from the ledger, so a double fire, a restart or a second
 service on the same ledger cannot send twice. The job store is in memory: on start-up
@@ -20,13 +23,16 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from dispatch.app import Due, ServeClock, Service, check_schedules, configure_log, event, schedule_jobs
+from dispatch.app.scheduled import ServeClock, Service, schedule_jobs
 from dispatch.config import Settings, load_settings
 from dispatch.errors import DispatchError, InputError, display_path
+from dispatch.eventlog import configure as configure_log
+from dispatch.eventlog import event
+from dispatch.timetable import Due, check_schedules
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
-__all__ = ["ServeClock", "Service", "install_jobs", "main"]
+__all__ = ["ServeClock", "Service", "install_jobs", "run_service"]
 
 
 def install_jobs(scheduler: BackgroundScheduler, service: Service, settings: Settings, now: datetime) -> None:
@@ -63,7 +69,6 @@ def watch_seconds(settings: Settings) -> float:
     return min(60.0, max(1.0, settings.lease_seconds / 4))
 
 
-
 def watch(scheduler: BackgroundScheduler, service: Service) -> None:
     """The watch job: through the schedule's own send job, resume a send left by a dead node,
     and start one held at its slot whose edition has been approved since."""
@@ -76,7 +81,6 @@ def watch(scheduler: BackgroundScheduler, service: Service) -> None:
         event("watch_failed", logging.ERROR, exc_info=True)  # e.g. the ledger briefly down; next time
 
 
-
 def start_due(scheduler: BackgroundScheduler, dues: list[Due]) -> None:
     # Bring the schedule's own job forward rather than adding another: max_instances then
     # keeps the start-up run and a regular fire from overlapping.
@@ -84,7 +88,6 @@ def start_due(scheduler: BackgroundScheduler, dues: list[Due]) -> None:
         scheduler.modify_job(f"send:{due.occurrence.schedule.name}", next_run_time=datetime.now(UTC))
         event("run_at_start", schedule=due.occurrence.schedule.name, edition=due.occurrence.day.isoformat(),
               dispatch=due.dispatch.name if due.dispatch else None)
-
 
 
 def _catch_up(scheduler: BackgroundScheduler, service: Service, now: datetime) -> None:
@@ -95,12 +98,10 @@ def _catch_up(scheduler: BackgroundScheduler, service: Service, now: datetime) -
         event("reconcile_failed", logging.ERROR, exc_info=True)
 
 
-
 def _log_jobs(scheduler: BackgroundScheduler) -> None:
     for job in scheduler.get_jobs():
         next_run = job.next_run_time.isoformat() if job.next_run_time else "never"
         event("scheduled", job=job.id, next=next_run, grace_s=job.misfire_grace_time)
-
 
 
 def _reload(config_path: Path, scheduler: BackgroundScheduler, service: Service) -> None:
@@ -119,8 +120,7 @@ def _reload(config_path: Path, scheduler: BackgroundScheduler, service: Service)
     _log_jobs(scheduler)
 
 
-
-def main(config_path: Path, settings: Settings, *, log_json: bool = False) -> int:
+def run_service(config_path: Path, settings: Settings, *, log_json: bool = False) -> int:
     """Run until SIGTERM/SIGINT; 0 after a clean stop, 1 if the service cannot start."""
     configure_log(log_json, zone=settings.timezone)
     # Block the signals in every thread (threads inherit the mask) and take them one at a
@@ -156,7 +156,6 @@ def main(config_path: Path, settings: Settings, *, log_json: bool = False) -> in
         return 0
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
-
 
 
 def _wait_for_stop(config_path: Path, scheduler: BackgroundScheduler, service: Service) -> str:
