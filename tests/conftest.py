@@ -12,13 +12,15 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -536,3 +538,54 @@ class ServeProcess:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+# -- PostgreSQL: a schema of its own per test ------------------------------------------------------
+ADMIN_URL = os.environ.get("DISPATCH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _admin() -> Any:
+    import psycopg
+
+    try:
+        return psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        message = f"PostgreSQL at {ADMIN_URL} is not reachable ({str(exc).strip().splitlines()[0]})"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def _with_schema(url: str, schema: str, **extra: str) -> str:
+    options = " ".join([f"-csearch_path={schema}", *(f"-c{k}={v}" for k, v in extra.items())])
+    return f"{url}{'&' if '?' in url else '?'}options={quote(options)}"
+
+
+@dataclass
+class PgSchema:
+    name: str
+    url: str  # a ledger URL whose tables live in this schema only
+    admin: Any = field(repr=False)
+
+    def url_with(self, **settings: str) -> str:
+        return _with_schema(ADMIN_URL, self.name, **settings)
+
+    def execute(self, sql: str) -> list[tuple[Any, ...]]:
+        with self.admin.cursor() as cursor:
+            cursor.execute(f"SET search_path TO {self.name}")
+            cursor.execute(sql)
+            return cursor.fetchall() if cursor.description else []
+
+
+@pytest.fixture
+def pg() -> Iterator[PgSchema]:
+    admin = _admin()
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin.execute(f"CREATE SCHEMA {name}")
+    try:
+        yield PgSchema(name, _with_schema(ADMIN_URL, name), admin)
+    finally:
+        admin.execute(f"DROP SCHEMA {name} CASCADE")
+        admin.close()
+
+

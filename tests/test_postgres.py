@@ -10,23 +10,20 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
 
 from conftest import (
-    IN_CI,
     STOCKHOLM,
+    PgSchema,
     Project,
     ServeProcess,
     SMTPServer,
@@ -40,54 +37,8 @@ from dispatch.errors import LedgerError
 from dispatch.ledger import SCHEMA_1, SCHEMA_VERSION, Ledger, NewRecipient
 from dispatch.models import Outcome, State
 
-ADMIN_URL = os.environ.get("DISPATCH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 NOW = datetime(2024, 11, 17, 13, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
-
-
-def _admin() -> Any:
-    import psycopg
-
-    try:
-        return psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        message = f"PostgreSQL at {ADMIN_URL} is not reachable ({str(exc).strip().splitlines()[0]})"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-
-
-def _with_schema(url: str, schema: str, **extra: str) -> str:
-    options = " ".join([f"-csearch_path={schema}", *(f"-c{k}={v}" for k, v in extra.items())])
-    return f"{url}{'&' if '?' in url else '?'}options={quote(options)}"
-
-
-@dataclass
-class PgSchema:
-    name: str
-    url: str  # a ledger URL whose tables live in this schema only
-    admin: Any = field(repr=False)
-
-    def url_with(self, **settings: str) -> str:
-        return _with_schema(ADMIN_URL, self.name, **settings)
-
-    def execute(self, sql: str) -> list[tuple[Any, ...]]:
-        with self.admin.cursor() as cursor:
-            cursor.execute(f"SET search_path TO {self.name}")
-            cursor.execute(sql)
-            return cursor.fetchall() if cursor.description else []
-
-
-@pytest.fixture
-def pg() -> Iterator[PgSchema]:
-    admin = _admin()
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin.execute(f"CREATE SCHEMA {name}")
-    try:
-        yield PgSchema(name, _with_schema(ADMIN_URL, name), admin)
-    finally:
-        admin.execute(f"DROP SCHEMA {name} CASCADE")
-        admin.close()
 
 
 @pytest.fixture
@@ -124,7 +75,7 @@ def test_the_program_creates_the_schema_and_records_its_version(pg: PgSchema, le
     tables = {row[0] for row in pg.execute(
         f"SELECT table_name FROM information_schema.tables WHERE table_schema = '{pg.name}'")}
     assert tables == {"dispatch_schema", "dispatches", "deliveries", "dispatch_contents", "relay_slots", "approvals", "edits",
-                      "ledger_identity"}
+                      "ledger_identity", "users", "audit", "kept_texts"}
     open_ledger(pg.url, ledgers)  # a second start changes nothing
     assert pg.execute("SELECT version FROM dispatch_schema") == [(SCHEMA_VERSION,)]
 

@@ -248,4 +248,15 @@ def _read_web(reader: _Reader, raw: LineDict) -> WebSettings | None:
     if not (colon and host and port.isdigit() and 1 <= int(port) <= 65535):
         reader.problem(section.line_of("listen"), f"'web.listen' must be HOST:PORT with a port from 1 to 65535, not {listen!r}")
         listen = "127.0.0.1:8025"
-    return WebSettings(listen=listen, base_url=reader.text(section, "base_url", None, "web."))
+    base_url = reader.text(section, "base_url", None, "web.")
+    if base_url is not None and not base_url.startswith(("https://", "http://")):
+        reader.problem(section.line_of("base_url"), f"'web.base_url' must start with https:// (or http://), not {base_url!r}")
+    idle = reader.number(section, "idle_minutes", (int, float), 30.0, "web.", low=1, high=24 * 60, rule="minutes from 1 to 1440")
+    absolute = reader.number(section, "absolute_hours", (int, float), 10.0, "web.", low=1, high=72, rule="hours from 1 to 72")
+    return WebSettings(
+        listen=listen, base_url=base_url, idle_minutes=float(idle), absolute_hours=float(absolute),
+        session_secret_env=reader.text(section, "session_secret_env", None, "web."),
+        session_secret_file=reader.relative(reader.text(section, "session_secret_file", None, "web.")),
+        forwarded_allow_ips=reader.text(section, "forwarded_allow_ips", None, "web."),
+        local_accounts=bool(reader.get(section, "local_accounts", bool, True, "web.")),
+    )

@@ -79,3 +79,7 @@ class ChangeControlError(InputError):
     def __init__(self, problems: list[Problem] | tuple[Problem, ...], details: str = "") -> None:
         super().__init__(problems)
         self.details = details
+
+
+class ConsoleError(DispatchError):
+    """The editor console cannot start (its session key, its listen address)."""

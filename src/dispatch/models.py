@@ -154,3 +154,48 @@ class DispatchRecord:
     approved_at: datetime | None = None
     approval_id: int | None = None
     lists: tuple[str, ...] = ()
+
+
+ROLES = ("editor", "approver", "operator")
+
+
+@dataclass(frozen=True)
+class User:
+    """A console account. ``password_hash`` is an argon2id hash (None: single sign-on only)."""
+
+    name: str
+    email: str
+    role: str
+    password_hash: str | None
+    disabled: bool
+    failed_sign_ins: int
+    locked_until: datetime | None
+    created_at: datetime
+
+    def may(self, right: str) -> bool:
+        """Roles nest: an approver may write, an operator may do everything."""
+        needed = {"write": 0, "approve": 1, "operate": 2}[right]
+        return not self.disabled and ROLES.index(self.role) >= needed
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    at: datetime
+    user: str
+    action: str
+    target: str
+    content_hash: str | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class KeptText:
+    """A text kept aside when its save was refused (a conflict): nobody's words are lost."""
+
+    id: int
+    edition_date: str
+    user: str
+    kept_at: datetime
+    text: str
+    reason: str

@@ -33,7 +33,8 @@ _BOUNCES_KEYS = (
     "host", "port", "security", "username", "password_env", "password_file", "auth", "token_command",
     "ca_file", "folder", "processed_folder",
 )
-_WEB_KEYS = ("listen", "base_url")
+_WEB_KEYS = ("listen", "base_url", "idle_minutes", "absolute_hours", "session_secret_env", "session_secret_file",
+             "forwarded_allow_ips", "local_accounts")
 
 
 @dataclass(frozen=True)
@@ -126,10 +127,20 @@ class BounceSettings:
 
 @dataclass(frozen=True)
 class WebSettings:
-    """The editor console; parsed loosely until the console exists."""
+    """The editor console (``dispatch web``, or hosted by ``serve``)."""
 
     listen: str = "127.0.0.1:8025"
-    base_url: str | None = None
+    base_url: str | None = None  # https://... makes the session cookie Secure
+    idle_minutes: float = 30  # a session unused this long ends (the page warns before)
+    absolute_hours: float = 10  # and any session ends this long after sign-in
+    session_secret_env: str | None = None  # the key that signs sessions; shared by every node
+    session_secret_file: Path | None = None  # (neither: one is made in the state directory)
+    forwarded_allow_ips: str | None = None  # the reverse proxy whose X-Forwarded-* headers are trusted
+    local_accounts: bool = True  # sign-in with the console's own accounts (break-glass beside SSO)
+
+    @property
+    def secure(self) -> bool:
+        return bool(self.base_url and self.base_url.startswith("https://"))
 
 
 @dataclass(frozen=True)

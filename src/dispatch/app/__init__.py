@@ -9,8 +9,23 @@ below reads the time by itself.
 - ``sending``: plan, send, the completion summary
 - ``records``: find a dispatch, status, history, export
 - ``scheduled``: what the service's jobs do, decided from the ledger
+- ``service``: the scheduler process (APScheduler) that runs them, for ``dispatch serve``
+- ``accounts``, ``drafting``, ``overview``: the console's people and audit log, editing an
+  edition as a form with a live preview, and where things stand
 """
 
+from dispatch.app.accounts import (
+    LOCK_AFTER,
+    LOCK_FOR,
+    SignInRefused,
+    active_user,
+    add_user,
+    audit,
+    audit_log,
+    disable_user,
+    list_users,
+    sign_in,
+)
 from dispatch.app.changes import (
     Review,
     SentVersion,
@@ -33,11 +48,13 @@ from dispatch.app.control import (
     revoke,
     scheduled_edition,
 )
+from dispatch.app.drafting import NEW_FILE, Draft, DraftPreview, Saved, compose, open_draft, preview_draft, save_draft
 from dispatch.app.editions import (
     FOOTER,
     MAX_TO_LINE,
     ListsReport,
     Prepared,
+    all_lists,
     check_edition,
     choose_lists,
     first_message,
@@ -50,7 +67,8 @@ from dispatch.app.editions import (
     web_url,
     write_preview,
 )
-from dispatch.app.records import Status, edition_note, export, find_dispatch, history, status
+from dispatch.app.overview import EditionState, ScheduleDay, approvals_of, edition_state, today
+from dispatch.app.records import Status, approval_history, edition_note, export, find_dispatch, history, status
 from dispatch.app.scheduled import Job, ServeClock, Service, schedule_jobs
 from dispatch.app.sending import mail_notice, notify_summary, plan_for, send
 from dispatch.app.wiring import (
@@ -67,37 +85,62 @@ from dispatch.content import short
 from dispatch.eventlog import configure as configure_log
 from dispatch.eventlog import event
 from dispatch.export import export_csv, export_files
-from dispatch.ledger import dispatch_name
+from dispatch.ledger import Ledger, dispatch_name, state_dir
+from dispatch.models import ROLES, AuditEntry, KeptText, User
 from dispatch.pipeline import Clock, Result, StoppableClock
 from dispatch.timetable import Due, check_schedules
 
 __all__ = [
     "FOOTER",
+    "LOCK_AFTER",
+    "LOCK_FOR",
     "MAX_TO_LINE",
+    "NEW_FILE",
+    "ROLES",
+    "AuditEntry",
     "Clock",
     "Decision",
+    "Draft",
+    "DraftPreview",
     "Due",
+    "EditionState",
     "Job",
+    "KeptText",
+    "Ledger",
     "ListsReport",
     "Prepared",
     "Result",
     "Review",
+    "Saved",
+    "ScheduleDay",
     "SentVersion",
     "ServeClock",
     "Service",
+    "SignInRefused",
     "Status",
     "StoppableClock",
+    "User",
+    "active_user",
+    "add_user",
+    "all_lists",
+    "approval_history",
+    "approvals_of",
     "approve",
+    "audit",
+    "audit_log",
     "changed_after_send",
     "check_edition",
     "check_schedules",
     "choose_lists",
+    "compose",
     "configure_log",
     "current_user",
     "decide",
     "decide_now",
+    "disable_user",
     "dispatch_name",
     "edition_note",
+    "edition_state",
     "envelope",
     "event",
     "export",
@@ -108,15 +151,18 @@ __all__ = [
     "history",
     "identify",
     "latest_sent_edition",
+    "list_users",
     "lists_report",
     "lists_sent_before",
     "looks_urgent",
     "mail_notice",
     "notify_summary",
+    "open_draft",
     "open_ledger",
     "open_transport",
     "plan_for",
     "prepare_edition",
+    "preview_draft",
     "publish",
     "publish_checked",
     "publishes_on_send",
@@ -126,6 +172,7 @@ __all__ = [
     "review_now",
     "revocation_notes",
     "revoke",
+    "save_draft",
     "schedule_jobs",
     "scheduled_edition",
     "secrets_ready",
@@ -134,8 +181,11 @@ __all__ = [
     "sent_edition",
     "sent_version",
     "short",
+    "sign_in",
     "start_new_ledger",
+    "state_dir",
     "status",
+    "today",
     "web_url",
     "write_preview",
 ]

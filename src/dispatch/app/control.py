@@ -105,18 +105,28 @@ def _urgent_kind(ledger: Ledger, edition: Edition, current: Content) -> tuple[st
     return kind, notes
 
 
-def approve(settings: Settings, ready: Prepared, by: str, now: datetime) -> Approval:
-    """Record an approval of the edition's current content by ``by``; refuse the author."""
+def approve(settings: Settings, ready: Prepared, by: str, now: datetime, *, seen: str | None = None) -> Approval:
+    """Record an approval of the edition's current content by ``by``; refuse the author.
+
+    ``seen``: the content hash the approver was shown (the console); if the edition has
+    changed since, the approval is refused: nobody approves what they did not see."""
     edition = ready.edition
     ledger = open_ledger(settings)
     try:
         found = review(settings, ledger, edition, now)
         if found.conflict is not None:
             raise found.conflict
+        if seen is not None and seen != found.content.hash:
+            raise ChangeControlError([Problem(display_path(edition.source), 1,
+                                              f"the edition changed while {by} was reading it (content "
+                                              f"{content_id.short(seen)} then, {found.content.short} now); "
+                                              "read it again and approve what is there now")])
         refusal = gate.refuse_approver(by, found.authors or (current_user(),))
         if refusal:
             raise ChangeControlError([Problem(display_path(edition.source), edition.line_of.get("by", 1), refusal)])
-        return ledger.approve(edition.date, edition.revision, found.content.hash, by, now)
+        approval = ledger.approve(edition.date, edition.revision, found.content.hash, by, now)
+        ledger.record_audit(now, by, "approve", edition.date.isoformat(), approval.content_hash, f"revision {approval.revision}")
+        return approval
     finally:
         ledger.close()
 
@@ -124,7 +134,10 @@ def approve(settings: Settings, ready: Prepared, by: str, now: datetime) -> Appr
 def revoke(settings: Settings, day: date, by: str, now: datetime) -> int:
     ledger = open_ledger(settings)
     try:
-        return ledger.revoke_approvals(day, by, now)
+        count = ledger.revoke_approvals(day, by, now)
+        if count:
+            ledger.record_audit(now, by, "revoke", day.isoformat(), None, f"{count} approval(s)")
+        return count
     finally:
         ledger.close()
 

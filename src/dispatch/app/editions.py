@@ -130,6 +130,19 @@ def prepare_edition(
     lists: tuple[str, ...] = (), to: tuple[str, ...] = (), default_lists: tuple[str, ...] = (),
 ) -> Prepared:
     """Resolve, render, serialise, pre-flight. Raises InputError/PreflightError; sends nothing."""
+    ready = render_edition(settings, edition, now, lists=lists, to=to, default_lists=default_lists)
+    problems = check_problems(settings, ready)
+    if problems:
+        raise PreflightError(problems)
+    return ready
+
+
+def render_edition(
+    settings: Settings, edition: Edition, now: datetime, *,
+    lists: tuple[str, ...] = (), to: tuple[str, ...] = (), default_lists: tuple[str, ...] = (),
+) -> Prepared:
+    """Resolve, render and serialise, without the pre-flight checks (the console's preview
+    shows the message beside its problems). Raises InputError for lists that cannot be read."""
     test = bool(to)
     if test:
         resolution = _resolve_addresses(to)
@@ -145,20 +158,23 @@ def prepare_edition(
     rendered = render(edition, settings.templates_dir, footer=footer, web_url=link, test=test)
     # Date in the office's zone: what a reader's client shows beside the sending time.
     prepared = prepare(rendered, envelope(settings), now.astimezone(settings.timezone), urgent=edition.urgent)
-    # The message is checked as the recipient with the longest name and address would get
-    # it: only the To line differs between recipients, so that one shows the longest line.
+    return Prepared(edition, resolution, rendered, prepared, names, test)
+
+
+def check_problems(settings: Settings, ready: Prepared) -> list[Problem]:
+    """The pre-flight checks on the rendered message, as the recipient with the longest name
+    and address would get it: only the To line differs between recipients, so that one
+    shows the longest line."""
     longest = max(
-        resolution.recipients.values(), key=lambda r: len(r.name.encode()) + len(r.address),
+        ready.resolution.recipients.values(), key=lambda r: len(r.name.encode()) + len(r.address),
         default=Recipient("first@example.org", "", "first@example.org"),
     )
-    sample = prepared.for_recipients(to_header([longest]), message_id("preflight", longest.key, prepared.domain))
-    problems = preflight.check(
+    edition, rendered = ready.edition, ready.rendered
+    sample = ready.prepared.for_recipients(to_header([longest]), message_id("preflight", longest.key, ready.prepared.domain))
+    return preflight.check(
         rendered.subject, rendered.html, rendered.text, sample, f"{display_path(edition.source)}:1",
         sources=_preflight_sources(settings, edition), header_sources={"To": longest.source},
     )
-    if problems:
-        raise PreflightError(problems)
-    return Prepared(edition, resolution, rendered, prepared, names, test)
 
 
 def _read(path: Path) -> str:
@@ -269,6 +285,11 @@ class ListsReport:
     names: tuple[str, ...]
     resolution: Resolution | None
     problems: list[Problem]
+
+
+def all_lists(settings: Settings) -> tuple[str, ...]:
+    """Every recipient list file's name."""
+    return tuple(available_lists(settings.recipients_dir))
 
 
 def lists_report(settings: Settings, names: tuple[str, ...]) -> ListsReport:

@@ -77,6 +77,20 @@ def history(settings: Settings, since: date | None) -> list[dict[str, Any]]:
         ledger.close()
 
 
+def approval_history(settings: Settings, since: date | None) -> list[dict[str, Any]]:
+    """Every recorded approval (revoked ones too), oldest first: `history --json`'s "approvals"."""
+    ledger = open_ledger(settings)
+    try:
+        return [
+            {"edition": a.edition_date, "revision": a.revision, "content_hash": a.content_hash,
+             "approved_by": a.approved_by, "approved_at": iso(a.approved_at), "revoked_by": a.revoked_by,
+             "revoked_at": iso(a.revoked_at)}
+            for a in reversed(ledger.all_approvals(since))
+        ]
+    finally:
+        ledger.close()
+
+
 @dataclass(frozen=True)
 class Status:
     """One dispatch as `status` shows it."""

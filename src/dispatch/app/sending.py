@@ -63,6 +63,9 @@ def send(settings: Settings, ready: Prepared, clock: Clock, *, created_by: str |
             requeued = ledger.requeue_failed(decision.existing.id, clock.now())
             decision = dataclasses.replace(decision, notes=(*decision.notes, f"{requeued} failed recipient(s) queued again"))
         plan = plan_for(settings, ready, clock.now(), created_by or ready.edition.author or current_user(), decision)
+        if decision.to_send:  # the audit log: who sent what, whichever door they came through
+            ledger.record_audit(clock.now(), plan.created_by, "send", plan.name, decision.content.hash,
+                                f"{decision.to_send} recipient(s)" + (" (test)" if ready.test else ""))
         # The record of what is sent, and the page the email links to, exist before the
         # first message goes out; a failure here stops the send with nothing sent.
         ledger.keep_content(plan.name, ready.rendered.subject, plan.source, ready.edition.source_text,

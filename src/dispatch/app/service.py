@@ -16,7 +16,7 @@ import logging
 import signal
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -120,8 +120,19 @@ def _reload(config_path: Path, scheduler: BackgroundScheduler, service: Service)
     _log_jobs(scheduler)
 
 
-def run_service(config_path: Path, settings: Settings, *, log_json: bool = False) -> int:
-    """Run until SIGTERM/SIGINT; 0 after a clean stop, 1 if the service cannot start."""
+class Hosted(Protocol):
+    """Something else the service process runs beside the scheduler (the editor console)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def run_service(config_path: Path, settings: Settings, *, log_json: bool = False, hosted: Hosted | None = None) -> int:
+    """Run until SIGTERM/SIGINT; 0 after a clean stop, 1 if the service cannot start.
+
+    ``hosted`` (the console, when ``web:`` is configured) starts after the scheduler and
+    stops before it, so no console request meets a stopped service."""
     configure_log(log_json, zone=settings.timezone)
     # Block the signals in every thread (threads inherit the mask) and take them one at a
     # time in this loop: no handler runs in the middle of a ledger write or a lock.
@@ -147,8 +158,13 @@ def run_service(config_path: Path, settings: Settings, *, log_json: bool = False
               ledger=service.ledger.shown)
         _log_jobs(scheduler)
         _catch_up(scheduler, service, now)
+        if hosted is not None:
+            hosted.start()
+            event("console_started", listen=settings.web.listen if settings.web else "")
         received = _wait_for_stop(config_path, scheduler, service)
         event("stopping", signal=received)
+        if hosted is not None:
+            hosted.stop()
         service.stop.set()  # the pipeline sends no new message; those in flight finish and are recorded
         scheduler.shutdown(wait=True)
         service.close()

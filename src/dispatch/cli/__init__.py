@@ -6,9 +6,10 @@
 - ``sending``: send
 - ``records``: status, history, export, recipients
 - ``serving``: serve
+- ``console``: web (the editor console), users (its accounts)
 """
 
-from dispatch.cli import editions, records, sending, serving
+from dispatch.cli import console, editions, records, sending, serving
 from dispatch.cli.base import main
 
-__all__ = ["editions", "main", "records", "sending", "serving"]
+__all__ = ["console", "editions", "main", "records", "sending", "serving"]

@@ -71,17 +71,24 @@ def status(app: Context, dispatch: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @pass_context
 def history(app: Context, since: date | None, as_json: bool) -> None:
-    """Every dispatch, oldest first: kind, date, revision, subject, content hash, created by,
-    approved by, counts, started and finished times. Exits 0."""
+    """Every approval, then every dispatch, oldest first: kind, date, revision, subject,
+    content hash, created by, approved by, counts, started and finished times. With --json,
+    {"dispatches": [...], "approvals": [...]}. Exits 0."""
     from dispatch import app as application
 
     try:
         entries = application.history(app.settings, since)
+        approvals = application.approval_history(app.settings, since)
     except DispatchError as exc:
         fail(exc)
     if as_json:
-        click.echo(json.dumps({"dispatches": entries}, ensure_ascii=False, indent=2))
+        click.echo(json.dumps({"dispatches": entries, "approvals": approvals}, ensure_ascii=False, indent=2))
         return
+    for approval in approvals:
+        revoked = (f", revoked by {approval['revoked_by']} {local(parse_time(approval['revoked_at']), app)}"
+                   if approval["revoked_at"] else "")
+        click.echo(f"approval of {approval['edition']} r{approval['revision']} (content {short(approval['content_hash'])}) "
+                   f"by {approval['approved_by']} {local(parse_time(approval['approved_at']), app)}{revoked}")
     if not entries:
         click.echo("no dispatches" + (f" since {since.isoformat()}" if since else ""), err=True)
         return

@@ -6,14 +6,16 @@ import sys
 
 import click
 
-from dispatch.cli.base import Context, main, pass_context
+from dispatch.cli.base import Context, fail, main, pass_context
+from dispatch.errors import DispatchError
 
 
 @main.command("serve")
 @click.option("--log-json", is_flag=True, help="Log one JSON object per line (time, level, event, dispatch, counts) instead of text.")
 @pass_context
 def serve_command(app: Context, log_json: bool) -> None:
-    """Run the scheduler service in the foreground until SIGTERM/SIGINT.
+    """Run the scheduler service in the foreground until SIGTERM/SIGINT (and the editor
+    console too, when the config has a 'web:' section).
 
     Sends each schedule's approved edition at its cron time (once: the ledger decides),
     catches up a run missed while down until the schedule's deadline, and alerts the
@@ -25,4 +27,12 @@ def serve_command(app: Context, log_json: bool) -> None:
     from dispatch.app.service import run_service
 
     settings = app.settings
-    sys.exit(run_service(app.config_path, settings, log_json=log_json))
+    hosted = None
+    if settings.web is not None:
+        from dispatch.web import HostedConsole  # the editor console, served by this process too
+
+        try:
+            hosted = HostedConsole(settings, settings.web.listen)
+        except DispatchError as exc:
+            fail(exc, summary="the service did not start")
+    sys.exit(run_service(app.config_path, settings, log_json=log_json, hosted=hosted))

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from dispatch.errors import LedgerError
-from dispatch.ledger import coordination, queue, records
+from dispatch.ledger import accounts, coordination, queue, records
 from dispatch.ledger.database import Database, _describe, shown_url, state_dir
 from dispatch.ledger.records import dispatch_name
 from dispatch.ledger.schema import (
@@ -41,7 +41,7 @@ from dispatch.ledger.schema import (
     relay_slots,
     schema_info,
 )
-from dispatch.models import Approval, Delivery, DispatchRecord, NewRecipient, Outcome
+from dispatch.models import Approval, AuditEntry, Delivery, DispatchRecord, KeptText, NewRecipient, Outcome, User
 
 
 class Ledger:
@@ -122,6 +122,10 @@ class Ledger:
         """Every approval of the edition, revoked ones included, newest first."""
         return records.approvals(self.db, edition_date)
 
+    def all_approvals(self, since: date | None = None) -> list[Approval]:
+        """Every approval of every edition (from ``since``), newest first."""
+        return records.approvals(self.db, None, since)
+
     def add_recipients(self, dispatch_id: int, recipients: Iterable[NewRecipient], now: datetime, chunk: int = 2000) -> int:
         """Insert rows that do not exist yet; existing rows (already sent or not) are left alone."""
         return queue.add_recipients(self.db, dispatch_id, recipients, now, chunk)
@@ -191,6 +195,41 @@ class Ledger:
         """The moment this process may start its next message through ``relay``."""
         return coordination.reserve_slot(self.db, relay, interval, clock)
 
+
+    # -- the console: accounts, audit log, kept texts (accounts.py) --------------------------
+
+    def add_user(self, name: str, email: str, role: str, password_hash: str | None, now: datetime) -> User:
+        return accounts.add_user(self.db, name, email, role, password_hash, now)
+
+    def user(self, name: str) -> User | None:
+        return accounts.user(self.db, name)
+
+    def user_by_email(self, email: str) -> User | None:
+        return accounts.user_by_email(self.db, email)
+
+    def users(self) -> list[User]:
+        return accounts.list_users(self.db)
+
+    def update_user(self, name: str, **values: Any) -> bool:
+        return accounts.update_user(self.db, name, **values)
+
+    def count_failed_sign_in(self, name: str, limit: int, lock_until: datetime) -> int:
+        """One more failed sign-in; at ``limit`` the account locks until ``lock_until``."""
+        return accounts.count_failed_sign_in(self.db, name, limit, lock_until)
+
+    def record_audit(self, at: datetime, user: str, action: str, target: str = "",
+                     content_hash: str | None = None, detail: str = "") -> None:
+        accounts.record_audit(self.db, at, user, action, target, content_hash, detail)
+
+    def audit_log(self, limit: int = 500, *, action: str | None = None, target: str | None = None) -> list[AuditEntry]:
+        """The newest entries first."""
+        return accounts.audit_log(self.db, limit, action=action, target=target)
+
+    def keep_text(self, edition_date: date, user: str, text: str, reason: str, now: datetime) -> int:
+        return accounts.keep_text(self.db, edition_date, user, text, reason, now)
+
+    def kept_texts(self, edition_date: date) -> list[KeptText]:
+        return accounts.kept(self.db, edition_date)
 
 def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)

@@ -192,13 +192,16 @@ def approval_revoked(db: Database, approval_id: int) -> bool:
         ).scalar() is not None
 
 
-def approvals(db: Database, edition_date: date) -> list[Approval]:
-    """Every approval of the edition, revoked ones included, newest first."""
+def approvals(db: Database, edition_date: date | None, since: date | None = None) -> list[Approval]:
+    """Every approval of the edition (None: of every edition, from ``since``), revoked ones
+    included, newest first."""
+    query = sa.select(approvals_table).order_by(approvals_table.c.id.desc())
+    if edition_date is not None:
+        query = query.where(approvals_table.c.edition_date == edition_date.isoformat())
+    elif since is not None:
+        query = query.where(approvals_table.c.edition_date >= since.isoformat())
     with db.read() as conn:
-        rows = conn.execute(
-            sa.select(approvals_table).where(approvals_table.c.edition_date == edition_date.isoformat())
-            .order_by(approvals_table.c.id.desc())
-        ).mappings().all()
+        rows = conn.execute(query).mappings().all()
     return [
         Approval(id=r["id"], edition_date=r["edition_date"], revision=r["revision"],
                  content_hash=r["content_hash"], approved_by=r["approved_by"],

@@ -15,7 +15,7 @@ from dispatch.models import State
 # The schema this program reads and writes. An older program refuses a ledger whose
 # recorded version is higher than its own (``Ledger._migrate``); MIGRATIONS bring an older
 # ledger up to this one.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 metadata = sa.MetaData()
 
@@ -137,6 +137,43 @@ relay_slots = sa.Table(
     sa.Column("next_slot", sa.DateTime(timezone=True), nullable=False),
 )
 
+# Schema 4: the console's accounts, its audit log, and texts kept aside when a save was
+# refused (so that nobody's words are lost to a conflict). Passwords only as argon2id hashes.
+users = sa.Table(
+    "users", metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("password_hash", sa.Text, nullable=True),  # NULL: signs in only through single sign-on
+    sa.Column("disabled", sa.Boolean, nullable=False, default=False),
+    sa.Column("failed_sign_ins", sa.Integer, nullable=False, default=0),
+    sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+audit = sa.Table(
+    "audit", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("user_name", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("target", sa.String(200), nullable=False, default=""),
+    sa.Column("content_hash", sa.String(64), nullable=True),
+    sa.Column("detail", sa.Text, nullable=False, default=""),
+    sa.Index("ix_audit_at", "at"),
+)
+
+kept_texts = sa.Table(
+    "kept_texts", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("edition_date", sa.String(10), nullable=False),
+    sa.Column("user_name", sa.String(200), nullable=False),
+    sa.Column("kept_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Index("ix_kept_texts_edition", "edition_date"),
+)
+
 SENDABLE = (State.PENDING.value, State.DEFERRED.value, State.UNKNOWN.value)
 
 # The tables of schema 1, the first recorded version: what a ledger of that version has
@@ -167,6 +204,10 @@ def _schema_3(conn: sa.Connection) -> None:
     metadata.create_all(conn, tables=[approvals, edits, identity], checkfirst=True)
 
 
+def _schema_4(conn: sa.Connection) -> None:
+    metadata.create_all(conn, tables=[users, audit, kept_texts], checkfirst=True)
+
+
 # (version, what it adds, step), in order. A step runs in the transaction that records
 # its version, so a ledger is never left between two versions. Add a step for every
 # schema change and raise SCHEMA_VERSION with it; a step must be safe on a ledger that
@@ -174,5 +215,6 @@ def _schema_3(conn: sa.Connection) -> None:
 MIGRATIONS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (2, "dispatch_contents and relay_slots", _schema_2),
     (3, "content hashes, approvals and edits", _schema_3),
+    (4, "console accounts, audit log and kept texts", _schema_4),
 )
 assert MIGRATIONS[-1][0] == SCHEMA_VERSION

@@ -1,0 +1,125 @@
+"""The console's people: accounts and roles, signing in (with a lock after repeated
+failures), and the audit log of what they did.
+
+Passwords are kept only as argon2id hashes (argon2-cffi's defaults, RFC 9106's second
+recommended profile). A failed sign-in says the same whatever was wrong (unknown name,
+wrong password, disabled or locked account), so the page gives nothing away; the audit
+log, which only operators read, says which.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from dispatch.addresses import AddressError, normalise
+from dispatch.errors import DispatchError, InputError, Problem
+from dispatch.ledger import Ledger
+from dispatch.models import ROLES, AuditEntry, User
+
+LOCK_AFTER = 5  # failed sign-ins in a row
+LOCK_FOR = timedelta(minutes=15)
+MIN_PASSWORD = 12
+_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$")
+_HASHER = PasswordHasher()
+# Verified against when the name is unknown, so that an unknown name takes as long as a
+# wrong password (the time would otherwise tell which names exist).
+_DUMMY_HASH = _HASHER.hash("not a password anyone has")
+
+
+class SignInRefused(DispatchError):
+    """Wrong name or password, or the account is disabled or locked: one message for all."""
+
+
+def add_user(ledger: Ledger, name: str, email: str, role: str, password: str | None, now: datetime, *, by: str) -> User:
+    """Create an account; ``password`` None makes a single-sign-on-only account."""
+    problems = []
+    if not _NAME.match(name):
+        problems.append(Problem("users add", 0, f"the name {name!r} must be 1-64 letters, digits, '.', '_' or '-' "
+                                                "(no spaces): people sign in with it"))
+    try:
+        address, _ = normalise(email)
+    except AddressError as exc:
+        problems.append(Problem("--email", 0, f"invalid address {email!r}: {exc}"))
+        address = email
+    if role not in ROLES:
+        problems.append(Problem("--role", 0, f"the role must be one of {', '.join(ROLES)}, not {role!r}"))
+    if password is not None and len(password) < MIN_PASSWORD:
+        problems.append(Problem("password", 0, f"the password must be at least {MIN_PASSWORD} characters "
+                                               "(a few words are easier to remember than symbols)"))
+    if problems:
+        raise InputError(problems)
+    user = ledger.add_user(name, address, role, _HASHER.hash(password) if password is not None else None, now)
+    ledger.record_audit(now, by, "user_added", name, None, f"role {role}, {address}")
+    return user
+
+
+def list_users(ledger: Ledger) -> list[User]:
+    return ledger.users()
+
+
+def disable_user(ledger: Ledger, name: str, now: datetime, *, by: str) -> bool:
+    if not ledger.update_user(name, disabled=True):
+        return False
+    ledger.record_audit(now, by, "user_disabled", name)
+    return True
+
+
+def sign_in(ledger: Ledger, name: str, password: str, now: datetime, *, remote: str = "") -> User:
+    """The account, if the name and password are right and it is neither disabled nor locked;
+    every attempt is in the audit log. Raises SignInRefused."""
+    user = ledger.user(name) if _NAME.match(name) else None
+    shown = name if user is not None else (name[:64] or "?")
+    if user is None or user.password_hash is None:
+        _verify(_DUMMY_HASH, password)
+        ledger.record_audit(now, shown, "sign_in_failed", name[:64], None, _where(remote, "unknown user or no password"))
+        raise SignInRefused("wrong user name or password")
+    if user.locked_until is not None and user.locked_until > now:
+        _verify(_DUMMY_HASH, password)
+        ledger.record_audit(now, user.name, "sign_in_failed", user.name, None,
+                            _where(remote, f"account locked until {user.locked_until.isoformat(timespec='minutes')}"))
+        raise SignInRefused("wrong user name or password")
+    if not _verify(user.password_hash, password):
+        failures = ledger.count_failed_sign_in(user.name, LOCK_AFTER, now + LOCK_FOR)
+        ledger.record_audit(now, user.name, "sign_in_failed", user.name, None, _where(remote, f"wrong password ({failures})"))
+        if failures >= LOCK_AFTER:
+            ledger.record_audit(now, user.name, "locked", user.name, None,
+                                f"{LOCK_AFTER} failed sign-ins: locked for {int(LOCK_FOR.total_seconds() // 60)} minutes")
+        raise SignInRefused("wrong user name or password")
+    if user.disabled:
+        ledger.record_audit(now, user.name, "sign_in_failed", user.name, None, _where(remote, "account disabled"))
+        raise SignInRefused("wrong user name or password")
+    ledger.update_user(user.name, failed_sign_ins=0, locked_until=None)
+    if _HASHER.check_needs_rehash(user.password_hash):
+        ledger.update_user(user.name, password_hash=_HASHER.hash(password))
+    ledger.record_audit(now, user.name, "sign_in", user.name, None, _where(remote, ""))
+    return user
+
+
+def active_user(ledger: Ledger, name: str) -> User | None:
+    """The account behind a session, if it may still act (not disabled since it signed in)."""
+    user = ledger.user(name)
+    return user if user is not None and not user.disabled else None
+
+
+def audit(ledger: Ledger, now: datetime, user: str, action: str, target: str = "", content_hash: str | None = None,
+          detail: str = "") -> None:
+    ledger.record_audit(now, user, action, target, content_hash, detail)
+
+
+def audit_log(ledger: Ledger, limit: int = 500) -> list[AuditEntry]:
+    return ledger.audit_log(limit)
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return _HASHER.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def _where(remote: str, detail: str) -> str:
+    return "; ".join(part for part in (f"from {remote}" if remote else "", detail) if part)

@@ -1,0 +1,220 @@
+"""Editing an edition from the console: open it as form fields and a Markdown body, preview
+exactly what would be sent, and save it without losing anybody's words.
+
+The console composes the file (front matter from its fields, then the body as typed) and
+hands it to the same reading, rendering and checking as ``check``: there is one idea of a
+valid edition. A save is refused when the file changed since the editor opened it (another
+editor, or someone on the server); the refused text is kept in the ledger, so both texts
+remain: one in the file, one kept aside, shown on the edition's page.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+from dispatch.app.changes import identify, review
+from dispatch.app.editions import Prepared, check_problems, render_edition
+from dispatch.atomic import write_atomic
+from dispatch.config import Settings, secret_problems
+from dispatch.edition import assemble, edition_path, split_front_matter
+from dispatch.errors import InputError, Problem
+from dispatch.ledger import Ledger
+from dispatch.models import KeptText
+from dispatch.yamlsource import LineDict, parse_yaml
+
+# The front matter the console shows as fields, in the order it writes them.
+FIELDS = ("compiled", "status", "revision", "correction", "lists", "subject", "preheader", "by")
+_COMPILED = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}$")
+_SAVE_LOCK = threading.Lock()  # read-compare-write of one process's saves, one at a time
+NEW_FILE = "new"  # the base of an edition that did not exist when it was opened
+
+
+@dataclass(frozen=True)
+class Draft:
+    """An edition as the console edits it."""
+
+    day: date
+    fields: dict[str, str]
+    body: str
+    base: str  # file_hash of the file as opened, or NEW_FILE
+    exists: bool
+    kept: tuple[KeptText, ...] = ()
+
+
+@dataclass(frozen=True)
+class DraftPreview:
+    """What the preview shows: the message as it would be sent (None when the edition cannot
+    be read at all) and every problem, each with where it is in the form."""
+
+    html: str | None
+    text: str | None
+    subject: str | None
+    content_short: str | None
+    problems: tuple[Problem, ...]
+    body_line: int  # the file line where the body starts: problem line - body_line + 1 = editor line
+    field_lines: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Saved:
+    saved: bool
+    base: str  # the file's hash now (the new base for the next save)
+    content_hash: str | None = None
+    conflict_by: str | None = None  # who saved the version that is in the file
+    kept_id: int | None = None
+    problems: tuple[Problem, ...] = ()
+
+
+def file_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def open_draft(settings: Settings, ledger: Ledger, day: date, now: datetime) -> Draft:
+    """The edition of ``day`` as fields and body; a new one prefilled with the time and the
+    section headings of the latest edition, without its text (check refuses an empty
+    section, so each must be written anew: yesterday's text cannot go out by mistake)."""
+    path = edition_path(settings.reports_dir, day)
+    kept = tuple(ledger.kept_texts(day))
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        # Compiled on the edition's own day (check refuses another), at the time it is now.
+        fields = {"compiled": f"{day.isoformat()} {now.astimezone(settings.timezone):%H:%M}", "status": "draft"}
+        return Draft(day, fields, _headings_of_latest(settings, day), NEW_FILE, False, kept)
+    text = data.decode("utf-8", errors="replace")
+    fields, body = split_fields(text)
+    return Draft(day, fields, body, file_hash(data), True, kept)
+
+
+def split_fields(text: str) -> tuple[dict[str, str], str]:
+    """Front matter values as form text (lists comma-separated), and the body as written."""
+    try:
+        front, body, _ = split_front_matter(text)
+    except ValueError:
+        return {}, text
+    fields: dict[str, str] = {}
+    try:
+        meta = parse_yaml(front, "front matter") if front.strip() else None
+    except InputError:
+        meta = None
+    if isinstance(meta, LineDict):
+        for key in FIELDS:
+            value = meta.get(key)
+            if value is None:
+                continue
+            fields[key] = ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
+    return fields, body.removeprefix("\n")
+
+
+def compose(fields: dict[str, str], body: str) -> tuple[str, dict[str, int]]:
+    """The file text for these fields and this body, and the line of each field written.
+
+    Text values are written as YAML double-quoted strings (JSON's escaping), so a colon, a
+    quote or a '#' in a subject is text, never YAML syntax. Line breaks are normalised to \\n."""
+    lines = ["---"]
+    where: dict[str, int] = {}
+    for key in FIELDS:
+        value = (fields.get(key) or "").strip()
+        if not value:
+            continue
+        where[key] = len(lines) + 1
+        if (key == "compiled" and _COMPILED.match(value)) or (key == "status" and value in ("draft", "approved")):
+            lines.append(f"{key}: {value}")
+        elif key == "revision" and value.isdigit():
+            lines.append(f"{key}: {int(value)}")
+        elif key == "lists":
+            names = [json.dumps(name.strip(), ensure_ascii=False) for name in value.split(",") if name.strip()]
+            lines.append(f"{key}: [{', '.join(names)}]")
+        else:
+            lines.append(f"{key}: {json.dumps(' '.join(value.split()) if key != 'correction' else value, ensure_ascii=False)}")
+    lines += ["---", "", ""]  # a blank line between the front matter and the body, as people write it
+    body = body.replace("\r\n", "\n").replace("\r", "\n")
+    return "\n".join(lines) + body, where
+
+
+def body_start(text: str) -> int:
+    """The file line of the editor's first line (``compose`` puts a blank line before it)."""
+    try:
+        _, _, line = split_front_matter(text)
+    except ValueError:
+        return 1
+    return line + 1 if line > 1 else 1
+
+
+def preview_draft(settings: Settings, day: date, fields: dict[str, str], body: str, now: datetime) -> DraftPreview:
+    """Render the draft as the send would, and check it as ``check`` would; nothing is
+    written. The message is shown even when pre-flight finds problems."""
+    text, where = compose(fields, body)
+    body_line = body_start(text)
+    path = edition_path(settings.reports_dir, day)
+    try:
+        edition = assemble(path, text, settings.report, now)
+    except InputError as exc:
+        return DraftPreview(None, None, None, None, exc.problems, body_line, where)
+    try:
+        ready: Prepared = render_edition(settings, edition, now)
+    except InputError as exc:  # unknown lists, a broken recipient file
+        return DraftPreview(None, None, None, None, exc.problems, body_line, where)
+    problems = (*check_problems(settings, ready), *ready.resolution.problems, *secret_problems(settings))
+    content = identify(settings, edition)
+    return DraftPreview(ready.rendered.html, ready.rendered.text, ready.rendered.subject, content.short,
+                        tuple(dict.fromkeys(problems)), body_line, where)
+
+
+def save_draft(settings: Settings, ledger: Ledger, day: date, fields: dict[str, str], body: str, base: str,
+               user: str, now: datetime) -> Saved:
+    """Write ``reports/DAY.md`` atomically unless it changed since ``base``; a refused text is
+    kept in the ledger. The saver is recorded as the author of the content saved (so they
+    cannot approve it) and the save is in the audit log."""
+    fields = {**fields, "by": user}  # the last editor, by name: the approval rule reads it
+    text, _ = compose(fields, body)
+    path = edition_path(settings.reports_dir, day)
+    data = text.encode("utf-8")
+    with _SAVE_LOCK:
+        try:
+            current = file_hash(path.read_bytes())
+        except FileNotFoundError:
+            current = NEW_FILE
+        if current != base:
+            by = _saved_by(ledger, day, current)
+            kept_id = ledger.keep_text(day, user, text, f"refused: the file was changed by {by} after it was opened", now)
+            ledger.record_audit(now, user, "save_refused", day.isoformat(), None, f"kept text {kept_id}; file {current[:12]}")
+            return Saved(False, current, conflict_by=by, kept_id=kept_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, data, mode=0o644)
+    new_base = file_hash(data)
+    content_hash = None
+    try:
+        edition = assemble(path, text, settings.report, now)
+        content_hash = review(settings, ledger, edition, now, record_author=user).content.hash
+    except InputError:
+        pass  # a draft with problems is saved all the same; it cannot be approved or sent
+    ledger.record_audit(now, user, "save", day.isoformat(), content_hash, f"file {new_base}")
+    return Saved(True, new_base, content_hash)
+
+
+def _saved_by(ledger: Ledger, day: date, current: str) -> str:
+    if current == NEW_FILE:
+        return "någon som tog bort filen"
+    for entry in ledger.audit_log(200, action="save", target=day.isoformat()):
+        if entry.detail == f"file {current}":
+            return entry.user
+    return "någon utanför konsolen (filen ändrades på servern)"
+
+
+def _headings_of_latest(settings: Settings, day: date) -> str:
+    earlier = sorted(p for p in Path(settings.reports_dir).glob("????-??-??.md") if p.stem < day.isoformat())
+    if not earlier:
+        return "## Beskrivning av händelsen\n\n"
+    try:
+        _, body = split_fields(earlier[-1].read_text(encoding="utf-8"))
+    except OSError:
+        return ""
+    headings = [line for line in body.splitlines() if line.startswith("## ")]
+    return "".join(f"{heading}\n\n" for heading in headings)

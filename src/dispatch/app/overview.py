@@ -1,0 +1,90 @@
+"""Where things stand, for the console's home page ("Idag") and an edition's page: each
+schedule's next slot and approval deadline, and each day's edition state, in Swedish."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from dispatch.app.changes import review
+from dispatch.app.editions import read_edition
+from dispatch.config import Schedule, Settings
+from dispatch.edition import edition_path
+from dispatch.errors import InputError
+from dispatch.ledger import Ledger
+from dispatch.models import Approval, DispatchRecord
+from dispatch.timetable import approval_moment, next_occurrence
+
+
+@dataclass(frozen=True)
+class EditionState:
+    """One day's edition: ``key`` is missing, problems, draft, approved, sending or sent."""
+
+    day: date
+    key: str
+    text: str  # one Swedish sentence for the page
+    approval: Approval | None = None
+    authors: tuple[str, ...] = ()
+    content_hash: str | None = None
+    dispatch: DispatchRecord | None = None
+    counts: dict[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class ScheduleDay:
+    schedule: Schedule
+    next_at: datetime | None
+    approval_deadline: datetime | None
+    edition: EditionState
+
+
+def today(settings: Settings, ledger: Ledger, now: datetime) -> list[ScheduleDay]:
+    """Each schedule's next slot, its approval deadline, and the state of that day's edition."""
+    zone = settings.timezone
+    days = []
+    for schedule in settings.schedules:
+        occurrence = next_occurrence(schedule, zone, now)
+        day = occurrence.day if occurrence else now.astimezone(zone).date()
+        days.append(ScheduleDay(schedule, occurrence.at if occurrence else None,
+                                approval_moment(occurrence) if occurrence else None,
+                                edition_state(settings, ledger, day, now)))
+    return days
+
+
+def edition_state(settings: Settings, ledger: Ledger, day: date, now: datetime) -> EditionState:
+    zone = settings.timezone
+    sent = [d for d in ledger.list_dispatches(day) if d.kind == "edition"]
+    if sent:
+        record = sent[-1]
+        counts = ledger.counts(record.id)
+        total = sum(counts.values())
+        waiting = counts.get("pending", 0) + counts.get("deferred", 0) + counts.get("unknown", 0)
+        failed = counts.get("failed", 0)
+        tail = f", {failed} misslyckade" if failed else ""
+        if waiting and record.finished_at is None:
+            return EditionState(day, "sending", f"Skickas: {counts.get('sent', 0)} av {total}{tail}",
+                                dispatch=record, counts=counts, content_hash=record.content_hash)
+        finished = record.finished_at or record.created_at
+        return EditionState(day, "sent", f"Skickad {finished.astimezone(zone):%Y-%m-%d %H:%M} till "
+                                         f"{counts.get('sent', 0)} mottagare{tail}",
+                            dispatch=record, counts=counts, content_hash=record.content_hash)
+    if not edition_path(settings.reports_dir, day).exists():
+        return EditionState(day, "missing", "Saknas: ingen rapport är skriven för dagen")
+    try:
+        edition = read_edition(settings, day, None, now)
+        found = review(settings, ledger, edition, now)
+    except InputError as exc:
+        return EditionState(day, "problems", f"Utkast med {len(exc.problems)} fel som måste rättas")
+    verdict = found.verdict
+    assert verdict is not None
+    if verdict.sendable:
+        approval = verdict.approval
+        text = (f"Godkänd av {approval.approved_by} {approval.approved_at.astimezone(zone):%Y-%m-%d %H:%M}"
+                if approval else "Godkänd ('status: approved' i filen)")
+        return EditionState(day, "approved", text, approval, found.authors, found.content.hash)
+    return EditionState(day, "draft", f"Utkast: {verdict.reason_sv}", None, found.authors, found.content.hash)
+
+
+def approvals_of(ledger: Ledger, day: date) -> list[Approval]:
+    """Every approval of the day's edition, revoked ones included, newest first."""
+    return ledger.approvals(day)

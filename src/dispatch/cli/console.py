@@ -1,0 +1,119 @@
+"""The editor console's commands: ``web`` (serve the console) and ``users`` (its accounts)."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from pathlib import Path
+
+import click
+
+from dispatch.cli.base import EXIT_INPUT, Context, fail, main, pass_context
+from dispatch.errors import DispatchError, InputError, Problem
+
+
+@main.command("web")
+@click.option("--listen", metavar="HOST:PORT", default=None,
+              help="Address to listen on (default: web.listen in the config, else 127.0.0.1:8025).")
+@pass_context
+def web_command(app: Context, listen: str | None) -> None:
+    """Serve the editor console in the foreground until SIGINT/SIGTERM.
+
+    Put it behind the intranet's TLS reverse proxy (see the README); it listens on
+    127.0.0.1 by default. Exits 0 after a clean stop, 1 if it cannot start.
+    """
+    from dispatch.web import run_console  # Starlette and uvicorn: only for this command
+
+    settings = app.settings
+    address = listen or (settings.web.listen if settings.web else "127.0.0.1:8025")
+    try:
+        sys.exit(run_console(settings, address))
+    except DispatchError as exc:
+        fail(exc, summary="the console did not start")
+
+
+@main.group("users")
+def users() -> None:
+    """Console accounts: add, list, disable."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--email", required=True, metavar="ADDR", help="The person's address (test sends go here).")
+@click.option("--role", required=True, type=click.Choice(["editor", "approver", "operator"]),
+              help="editor writes; approver approves and writes; operator sends, stops and reads the audit log, and may do everything.")
+@click.option("--password-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Read the password from this file (one trailing newline is dropped); else from standard input.")
+@pass_context
+def users_add(app: Context, name: str, email: str, role: str, password_file: Path | None) -> None:
+    """Add a console account NAME (the name people sign in with)."""
+    from dispatch import app as application
+
+    password = _password(password_file)
+    ledger = application.open_ledger(app.settings)
+    try:
+        user = application.add_user(ledger, name, email, role, password, app.now(), by=application.current_user())
+    except DispatchError as exc:
+        fail(exc, summary="no account was added")
+    finally:
+        ledger.close()
+    click.echo(f"added {user.name} <{user.email}> as {user.role}", err=True)
+
+
+@users.command("list")
+@pass_context
+def users_list(app: Context) -> None:
+    """Every account: name, role, address, and whether it is disabled or locked."""
+    from dispatch import app as application
+
+    ledger = application.open_ledger(app.settings)
+    try:
+        accounts = application.list_users(ledger)
+    except DispatchError as exc:
+        fail(exc)
+    finally:
+        ledger.close()
+    now = app.now()
+    for user in accounts:
+        notes = ["disabled"] if user.disabled else []
+        if user.locked_until and user.locked_until > now:
+            notes.append(f"locked until {user.locked_until.astimezone(app.settings.timezone):%Y-%m-%d %H:%M}")
+        if user.password_hash is None:
+            notes.append("single sign-on only")
+        click.echo("\t".join([user.name, user.role, user.email, ", ".join(notes)]).rstrip())
+
+
+@users.command("disable")
+@click.argument("name")
+@pass_context
+def users_disable(app: Context, name: str) -> None:
+    """Disable account NAME: it can no longer sign in, and its open sessions end."""
+    from dispatch import app as application
+
+    ledger = application.open_ledger(app.settings)
+    try:
+        done = application.disable_user(ledger, name, app.now(), by=application.current_user())
+    except DispatchError as exc:
+        fail(exc)
+    finally:
+        ledger.close()
+    if not done:
+        click.echo(f"error: no account named {name!r} (see dispatch users list)", err=True)
+        sys.exit(EXIT_INPUT)
+    click.echo(f"disabled {name}", err=True)
+
+
+def _password(path: Path | None) -> str:
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            fail(InputError([Problem(str(path), 1, f"cannot read the password file: {exc.strerror}")]), summary="no account was added")
+        return text[:-1] if text.endswith("\n") else text
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != first:
+            fail(InputError([Problem("password", 0, "the two passwords differ; try again")]), summary="no account was added")
+        return first
+    line = sys.stdin.readline()
+    return line[:-1] if line.endswith("\n") else line

@@ -1,0 +1,109 @@
+"""The console's records: accounts (with sign-in failures and locks), the audit log, and
+texts kept aside when a save was refused."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from dispatch.errors import LedgerError
+from dispatch.ledger.database import Database, _utc
+from dispatch.ledger.schema import audit, kept_texts, users
+from dispatch.models import AuditEntry, KeptText, User
+
+
+def add_user(db: Database, name: str, email: str, role: str, password_hash: str | None, now: datetime) -> User:
+    try:
+        with db.engine.begin() as conn:
+            conn.execute(users.insert().values(name=name, email=email, role=role, password_hash=password_hash,
+                                               disabled=False, failed_sign_ins=0, created_at=_utc(now)))
+    except IntegrityError:
+        raise LedgerError(f"a user named {name!r} exists already; choose another name or disable that one") from None
+    found = user(db, name)
+    assert found is not None
+    return found
+
+
+def user(db: Database, name: str) -> User | None:
+    with db.read() as conn:
+        row = conn.execute(users.select().where(users.c.name == name)).mappings().first()
+    return _user(row) if row else None
+
+
+def user_by_email(db: Database, email: str) -> User | None:
+    with db.read() as conn:
+        row = conn.execute(users.select().where(sa.func.lower(users.c.email) == email.lower())
+                           .order_by(users.c.name)).mappings().first()
+    return _user(row) if row else None
+
+
+def list_users(db: Database) -> list[User]:
+    with db.read() as conn:
+        return [_user(row) for row in conn.execute(users.select().order_by(users.c.name)).mappings()]
+
+
+def update_user(db: Database, name: str, **values: Any) -> bool:
+    if "locked_until" in values:
+        values["locked_until"] = _utc(values["locked_until"])
+    with db.engine.begin() as conn:
+        return bool(conn.execute(users.update().where(users.c.name == name).values(**values)).rowcount)
+
+
+def count_failed_sign_in(db: Database, name: str, limit: int, lock_until: datetime) -> int:
+    """One more failed sign-in; at ``limit`` failures the account locks until ``lock_until``
+    (and the count starts again). Returns the failures counted so far (``limit`` when locked)."""
+    with db.engine.begin() as conn:
+        conn.execute(users.update().where(users.c.name == name)
+                     .values(failed_sign_ins=users.c.failed_sign_ins + 1))
+        failed = conn.execute(sa.select(users.c.failed_sign_ins).where(users.c.name == name)).scalar() or 0
+        if failed >= limit:
+            conn.execute(users.update().where(users.c.name == name)
+                         .values(failed_sign_ins=0, locked_until=_utc(lock_until)))
+            return limit
+    return int(failed)
+
+
+def record_audit(db: Database, at: datetime, user_name: str, action: str, target: str = "",
+                 content_hash: str | None = None, detail: str = "") -> None:
+    with db.engine.begin() as conn:
+        conn.execute(audit.insert().values(at=_utc(at), user_name=user_name, action=action, target=target,
+                                           content_hash=content_hash, detail=detail))
+
+
+def audit_log(db: Database, limit: int = 500, *, action: str | None = None, target: str | None = None) -> list[AuditEntry]:
+    """The newest entries first."""
+    query = audit.select().order_by(audit.c.id.desc()).limit(limit)
+    if action is not None:
+        query = query.where(audit.c.action == action)
+    if target is not None:
+        query = query.where(audit.c.target == target)
+    with db.read() as conn:
+        return [AuditEntry(id=row["id"], at=_utc(row["at"]), user=row["user_name"], action=row["action"],  # type: ignore[arg-type]
+                           target=row["target"], content_hash=row["content_hash"], detail=row["detail"])
+                for row in conn.execute(query).mappings()]
+
+
+def keep_text(db: Database, edition_date: date, user_name: str, text: str, reason: str, now: datetime) -> int:
+    with db.engine.begin() as conn:
+        inserted = conn.execute(kept_texts.insert().values(
+            edition_date=edition_date.isoformat(), user_name=user_name, kept_at=_utc(now), text=text, reason=reason
+        ).returning(kept_texts.c.id)).scalar_one()
+        return int(inserted)
+
+
+def kept(db: Database, edition_date: date) -> list[KeptText]:
+    with db.read() as conn:
+        rows = conn.execute(kept_texts.select().where(kept_texts.c.edition_date == edition_date.isoformat())
+                            .order_by(kept_texts.c.id.desc())).mappings()
+        return [KeptText(id=row["id"], edition_date=row["edition_date"], user=row["user_name"],
+                         kept_at=_utc(row["kept_at"]), text=row["text"], reason=row["reason"])  # type: ignore[arg-type]
+                for row in rows]
+
+
+def _user(row: Any) -> User:
+    return User(name=row["name"], email=row["email"], role=row["role"], password_hash=row["password_hash"],
+                disabled=bool(row["disabled"]), failed_sign_ins=row["failed_sign_ins"],
+                locked_until=_utc(row["locked_until"]), created_at=_utc(row["created_at"]))  # type: ignore[arg-type]

@@ -1,0 +1,126 @@
+"""The editor console: a second front door (beside the command line) to the same ``app``
+functions. Server-rendered Swedish pages (Starlette, Jinja2), htmx for the live preview,
+served by uvicorn: ``dispatch web`` on its own, or inside ``dispatch serve``.
+
+- ``console``: what every page shares (sign-in, roles, CSRF, headers, templates)
+- ``sessions``: signed session cookies and the sign-in form's token
+- ``pages``: sign-in, today, history, recipients, audit log, health check
+- ``editor``: the edition page, live preview, save, approve, revoke, test send
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
+from starlette.middleware import Middleware
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from dispatch import app
+from dispatch.config import Settings, WebSettings
+from dispatch.errors import ConsoleError
+from dispatch.web import editor, pages
+from dispatch.web.console import HERE, Console, security_header_values, templates
+from dispatch.web.sessions import Sessions, load_secret
+
+LOG = logging.getLogger("dispatch.web")
+
+
+def create_console(settings: Settings, *, clock: app.Clock | None = None, ledger: app.Ledger | None = None) -> Starlette:
+    """The console as an ASGI application (the tests and ``bench/console.py`` serve it too)."""
+    web = settings.web or WebSettings()
+    console = Console(settings, web, ledger or app.open_ledger(settings), clock or app.Clock(),
+                      Sessions(web, load_secret(web)), templates())
+    routes = [
+        Route("/healthz", pages.healthz),
+        Route("/login", pages.login, methods=["GET", "POST"]),
+        Route("/logout", pages.logout, methods=["POST"]),
+        Route("/", pages.home),
+        Route("/open", pages.edition_redirect),
+        Route("/editions/{day}", editor.edition_page),
+        Route("/editions/{day}/preview", editor.preview, methods=["POST"]),
+        Route("/editions/{day}/save", editor.save, methods=["POST"]),
+        Route("/editions/{day}/approve", editor.approve, methods=["POST"]),
+        Route("/editions/{day}/revoke", editor.revoke, methods=["POST"]),
+        Route("/editions/{day}/test", editor.send_test, methods=["POST"]),
+        Route("/editions/{day}/kept/{kept_id}", editor.kept_text),
+        Route("/preview/{preview_id}", editor.preview_frame),
+        Route("/history", pages.history),
+        Route("/history/{name}", pages.dispatch_page),
+        Route("/history/{name}/export.{kind}", pages.export),
+        Route("/recipients", pages.recipients),
+        Route("/audit", pages.audit_page),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    application = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
+    application.state.console = console
+    return application
+
+
+class SecurityHeaders:
+    """Every response carries the console's headers (CSP, nosniff, no caching of pages);
+    the preview frame has set its own policy first, and static files may be cached."""
+
+    def __init__(self, asgi: ASGIApp) -> None:
+        self.asgi = asgi
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.asgi(scope, receive, send)
+            return
+        static = str(scope.get("path", "")).startswith("/static/")
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                if static:
+                    headers["Cache-Control"] = "public, max-age=86400"
+                for name, value in security_header_values(headers.get("content-security-policy")):
+                    if name not in headers:
+                        headers[name] = value
+            await send(message)
+
+        await self.asgi(scope, receive, with_headers)
+
+
+def console_server(settings: Settings, listen: str, **options: Any) -> uvicorn.Server:
+    """A uvicorn server for the console on ``listen`` (HOST:PORT), not started."""
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConsoleError(f"--listen must be HOST:PORT, not {listen!r}")
+    web = settings.web or WebSettings()
+    config = uvicorn.Config(
+        create_console(settings, **options), host=host.strip("[]"), port=int(port), log_level="warning",
+        proxy_headers=bool(web.forwarded_allow_ips), forwarded_allow_ips=web.forwarded_allow_ips or "127.0.0.1",
+        server_header=False, access_log=False,
+    )
+    return uvicorn.Server(config)
+
+
+def run_console(settings: Settings, listen: str) -> int:
+    """``dispatch web``: serve the console in the foreground until SIGINT/SIGTERM."""
+    server = console_server(settings, listen)
+    LOG.warning("console listening on http://%s/", listen)
+    server.run()
+    return 0 if server.started else 1
+
+
+class HostedConsole:
+    """The console inside another process (``dispatch serve``): uvicorn in a thread."""
+
+    def __init__(self, settings: Settings, listen: str) -> None:
+        self.server = console_server(settings, listen)
+        self.thread = threading.Thread(target=self.server.run, name="console", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

@@ -1,0 +1,156 @@
+"""What every console page shares: the signed-in user, roles checked on the server, the
+CSRF token on every state-changing request, security headers, and Swedish pages rendered
+from autoescaped Jinja2 templates.
+
+Routes are written as ``async def handler(request, visit)``, wrapped by ``page(right)``:
+an anonymous request is sent to sign-in, a missing right is 403, a POST without the
+session's CSRF token is 403, all before the handler runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from dispatch.app import Clock, Ledger, User, active_user, audit
+from dispatch.config import Settings, WebSettings
+from dispatch.web.sessions import Session, Sessions, csrf_ok
+
+HERE = Path(__file__).parent
+STATIC_VERSION = "1"  # bump when static files change, so browsers fetch them again
+
+# The console's own pages: scripts and styles only from the console itself (no inline
+# script, no inline style), no plug-ins, not framed by other sites.
+CONSOLE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-src 'self'; "
+               "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'self'")
+# The message preview: the email's own inline styles apply, nothing else runs or loads from
+# elsewhere than what the message itself links (images); forms and scripts are dead.
+PREVIEW_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data: https: http:; font-src data:; "
+               "base-uri 'none'; form-action 'none'; frame-ancestors 'self'; sandbox")
+
+Handler = Callable[[Request, "Visit"], Awaitable[Response]]
+
+
+@dataclass
+class Console:
+    """The console's long-lived parts: settings, one ledger, the clock, sessions, templates."""
+
+    settings: Settings
+    web: WebSettings
+    ledger: Ledger
+    clock: Clock
+    sessions: Sessions
+    templates: Environment
+    previews: OrderedDict[str, tuple[str, str, str]] = field(default_factory=OrderedDict)  # id -> (user, html, day)
+
+    def keep_preview(self, user: str, html: str, day: str) -> str:
+        """Keep a rendered preview for the frames that show it (the newest 200)."""
+        preview_id = secrets.token_urlsafe(16)
+        self.previews[preview_id] = (user, html, day)
+        while len(self.previews) > 200:
+            self.previews.popitem(last=False)
+        return preview_id
+
+
+@dataclass
+class Visit:
+    """One request's view: the console, the user (None before sign-in) and their session."""
+
+    console: Console
+    user: User | None
+    session: Session | None
+    now: datetime
+    form: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def me(self) -> User:
+        assert self.user is not None
+        return self.user
+
+    def audit(self, action: str, target: str = "", content_hash: str | None = None, detail: str = "") -> None:
+        audit(self.console.ledger, self.now, self.me.name, action, target, content_hash, detail)
+
+    def render(self, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+        return render(self.console, template, status_code, user=self.user, session=self.session, now=self.now, **context)
+
+
+def templates() -> Environment:
+    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.globals["static_version"] = STATIC_VERSION
+    env.filters["local"] = lambda moment, zone, fmt="%Y-%m-%d %H:%M": moment.astimezone(zone).strftime(fmt) if moment else ""
+    env.filters["short"] = lambda value: (value or "")[:12]
+    return env
+
+
+def render(console: Console, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    context.setdefault("zone", console.settings.timezone)
+    context.setdefault("title_report", console.settings.report.title)
+    html = console.templates.get_template(template).render(**context)
+    return HTMLResponse(html, status_code=status_code)
+
+
+def page(right: str | None = "read") -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+    """Wrap a handler: sign-in, role and CSRF checked on the server for every request."""
+
+    def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        @functools.wraps(handler)
+        async def endpoint(request: Request) -> Response:
+            console: Console = request.app.state.console
+            now = console.clock.now()
+            session = console.sessions.read(request, now)
+            user = active_user(console.ledger, session.user) if session else None
+            if user is None:
+                if request.method == "GET":
+                    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                    return RedirectResponse(f"/login?next={quote(target, safe='/')}", status_code=303)
+                return forbidden(console, "Du är inte inloggad (eller sessionen har gått ut). Logga in igen.", 401)
+            assert session is not None
+            visit = Visit(console, user, session, now)
+            if request.method == "POST":
+                form = await request.form()
+                visit.form = {key: value for key, value in form.items() if isinstance(value, str)}
+                submitted = visit.form.get("csrf") or request.headers.get("x-csrf-token")
+                if not csrf_ok(session, submitted):
+                    return forbidden(console, "Formuläret saknar giltig säkerhetstoken. Ladda om sidan och försök igen.")
+            if right not in ("read", None) and not user.may(right):
+                return forbidden(console, "Din roll får inte göra detta.", user=user, session=session, now=now)
+            response = await handler(request, visit)
+            console.sessions.touch(response, session, now)
+            return response
+
+        return endpoint
+
+    return wrap
+
+
+def forbidden(console: Console, message: str, status_code: int = 403, **context: Any) -> HTMLResponse:
+    context.setdefault("user", None)
+    context.setdefault("session", None)
+    context.setdefault("now", console.clock.now())
+    return render(console, "error.html", status_code, heading="Inte tillåtet", message=message, **context)
+
+
+def not_found(visit: Visit, message: str = "Sidan finns inte.") -> HTMLResponse:
+    return visit.render("error.html", 404, heading="Hittades inte", message=message)
+
+
+def security_header_values(csp: str | None = None) -> list[tuple[str, str]]:
+    return [("content-security-policy", csp or CONSOLE_CSP), ("x-content-type-options", "nosniff"),
+            ("referrer-policy", "same-origin"), ("x-frame-options", "SAMEORIGIN"), ("cache-control", "no-store")]
+
+
+def security_headers(response: Response, csp: str = CONSOLE_CSP) -> None:
+    for name, value in security_header_values(csp):
+        response.headers.setdefault(name, value)

@@ -1,0 +1,203 @@
+"""The edition page: the front matter as fields, the Markdown body with line numbers, a live
+preview of exactly the message that would be sent, save, approve, revoke, a test to me.
+
+Every action calls the same ``app`` function the command line calls; this module turns
+forms into arguments and results into Swedish pages.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import date
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from dispatch import app
+from dispatch.errors import DispatchError, InputError, Problem
+from dispatch.web.console import PREVIEW_CSP, Visit, not_found, page, security_headers
+
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+FORM_FIELDS = ("compiled", "status", "revision", "correction", "lists", "subject", "preheader")
+
+
+def edition_day(request: Request) -> date | None:
+    value = str(request.path_params.get("day", ""))
+    if not _DAY.match(value):
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def form_fields(visit: Visit) -> tuple[dict[str, str], str]:
+    fields = {key: visit.form.get(key, "") for key in FORM_FIELDS}
+    return fields, visit.form.get("body", "")
+
+
+@page("read")
+async def edition_page(request: Request, visit: Visit) -> Response:
+    day = edition_day(request)
+    if day is None:
+        return not_found(visit)
+    return await run_in_threadpool(_edition_page, visit, day)
+
+
+def _edition_page(visit: Visit, day: date, *, draft: app.Draft | None = None, message: str = "", error: str = "",
+                  status_code: int = 200) -> HTMLResponse:
+    console = visit.console
+    draft = draft or app.open_draft(console.settings, console.ledger, day, visit.now)
+    state = app.edition_state(console.settings, console.ledger, day, visit.now)
+    approvals = app.approvals_of(console.ledger, day)
+    me = visit.me
+    is_author = any(" ".join(a.split()).casefold() == me.name.casefold() for a in state.authors)
+    return visit.render(
+        "edition.html", status_code, day=day, draft=draft, state=state, approvals=approvals, message=message, error=error,
+        four_eyes=console.settings.approval == "four_eyes", may_write=me.may("write"),
+        may_approve=me.may("approve") and not is_author and state.key == "draft" and state.content_hash is not None,
+        is_author=is_author, lists=app.all_lists(console.settings),
+    )
+
+
+@page("read")
+async def preview(request: Request, visit: Visit) -> Response:
+    """The live preview (a fragment for htmx): the message's frames, its text part and problems."""
+    day = edition_day(request)
+    if day is None:
+        return not_found(visit)
+    fields, body = form_fields(visit)
+    console = visit.console
+    result = await run_in_threadpool(app.preview_draft, console.settings, day, fields, body, visit.now)
+    preview_id = console.keep_preview(visit.me.name, result.html, day.isoformat()) if result.html else None
+    problems = [_located(problem, result) for problem in result.problems]
+    return visit.render("preview.html", result=result, preview_id=preview_id, problems=problems, day=day)
+
+
+def _located(problem: Problem, result: app.DraftPreview) -> dict[str, object]:
+    """Where a problem is in the form: a line of the body, or a field."""
+    line = problem.line
+    anchor, label = "", ""
+    if line >= result.body_line:
+        editor_line = line - result.body_line + 1
+        anchor, label = f"line-{editor_line}", f"Rad {editor_line}"
+        return {"message": problem.message, "anchor": anchor, "label": label, "line": editor_line}
+    for key, field_line in result.field_lines.items():
+        if field_line == line:
+            return {"message": problem.message, "anchor": f"f-{key}", "label": FIELD_LABELS.get(key, key), "line": None}
+    where = "" if problem.path.endswith(".md") else f"{problem.path}:{line}: "
+    return {"message": where + problem.message, "anchor": "", "label": "", "line": None}
+
+
+FIELD_LABELS = {"compiled": "Sammanställd", "status": "Status", "revision": "Version", "correction": "Rättelse",
+                "lists": "Mottagarlistor", "subject": "Rubrik i inkorgen", "preheader": "Förhandstext"}
+
+
+@page("read")
+async def preview_frame(request: Request, visit: Visit) -> Response:
+    """The message HTML for a preview frame, under its own policy: its inline styles apply,
+    nothing runs. ``?mode=dark`` applies the message's dark-mode rules as a dark client would."""
+    kept = visit.console.previews.get(str(request.path_params["preview_id"]))
+    if kept is None or kept[0] != visit.me.name:
+        return not_found(visit, "Förhandsvisningen finns inte längre; skriv något för att skapa en ny.")
+    html = kept[1]
+    if request.query_params.get("mode") == "dark":
+        html = html.replace("(prefers-color-scheme: dark)", "all").replace("<html", '<html style="color-scheme:dark"', 1)
+    response = HTMLResponse(html)
+    security_headers(response, PREVIEW_CSP)
+    return response
+
+
+@page("write")
+async def save(request: Request, visit: Visit) -> Response:
+    day = edition_day(request)
+    if day is None:
+        return not_found(visit)
+    fields, body = form_fields(visit)
+    console = visit.console
+    saved = await run_in_threadpool(app.save_draft, console.settings, console.ledger, day, fields, body,
+                                    visit.form.get("base", ""), visit.me.name, visit.now)
+    if not saved.saved:
+        kept = app.open_draft(console.settings, console.ledger, day, visit.now).kept
+        draft = app.Draft(day, {**fields, "by": visit.me.name}, body, visit.form.get("base", ""), True, kept)
+        error = (f"Inte sparad: {saved.conflict_by} sparade rapporten efter att du öppnade den. Din text finns kvar "
+                 "här nedan och är sparad undan (se 'Undansparade texter'). Öppna sidan igen för att se den nya "
+                 "versionen, och för in dina ändringar i den.")
+        return await run_in_threadpool(lambda: _edition_page(visit, day, draft=draft, error=error, status_code=409))
+    return RedirectResponse(f"/editions/{day.isoformat()}?saved=1", status_code=303)
+
+
+@page("approve")
+async def approve(request: Request, visit: Visit) -> Response:
+    day = edition_day(request)
+    if day is None:
+        return not_found(visit)
+    seen = visit.form.get("seen") or None
+
+    def work() -> str:
+        settings = visit.console.settings
+        edition = app.read_edition(settings, day, None, visit.now)
+        ready = app.prepare_edition(settings, edition, visit.now)
+        app.approve(settings, ready, visit.me.name, visit.now, seen=seen)  # recorded in the audit log by app
+        return "Godkänd."
+
+    return await _act(visit, day, work)
+
+
+@page("approve")
+async def revoke(request: Request, visit: Visit) -> Response:
+    day = edition_day(request)
+    if day is None:
+        return not_found(visit)
+
+    def work() -> str:
+        count = app.revoke(visit.console.settings, day, visit.me.name, visit.now)
+        if not count:
+            raise InputError([Problem(day.isoformat(), 0, "Det finns inget godkännande att återkalla.")])
+        return "Godkännandet är återkallat; rapporten skickas inte förrän den godkänts igen."
+
+    return await _act(visit, day, work)
+
+
+@page("write")
+async def send_test(request: Request, visit: Visit) -> Response:
+    day = edition_day(request)
+    if day is None:
+        return not_found(visit)
+
+    def work() -> str:
+        settings = visit.console.settings
+        edition = app.read_edition(settings, day, None, visit.now)
+        ready = app.prepare_edition(settings, edition, visit.now, to=(visit.me.email,))
+        result = app.send(settings, ready, visit.console.clock, created_by=visit.me.name)  # audited by app
+        if not result.complete:
+            return f"Testet kunde inte skickas ännu till {visit.me.email} (se historiken för {result.dispatch})."
+        return f"Ett [TEST] är skickat till {visit.me.email}."
+
+    return await _act(visit, day, work)
+
+
+async def _act(visit: Visit, day: date, work: Callable[[], str]) -> Response:
+    """Run an action; on success back to the page with its message, on refusal the page
+    with the reason (an app error says exactly what is wrong)."""
+    try:
+        message = await run_in_threadpool(work)
+    except DispatchError as exc:
+        problems = getattr(exc, "problems", ())
+        reason = "; ".join(p.message for p in problems) if problems else str(exc)
+        return await run_in_threadpool(lambda: _edition_page(visit, day, error=f"Inte utfört: {reason}", status_code=409))
+    return await run_in_threadpool(lambda: _edition_page(visit, day, message=str(message)))
+
+
+@page("read")
+async def kept_text(request: Request, visit: Visit) -> Response:
+    day = edition_day(request)
+    if day is None:
+        return not_found(visit)
+    wanted = str(request.path_params.get("kept_id", ""))
+    for kept in app.open_draft(visit.console.settings, visit.console.ledger, day, visit.now).kept:
+        if str(kept.id) == wanted:
+            return visit.render("kept.html", day=day, kept=kept)
+    return not_found(visit)

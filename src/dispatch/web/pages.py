@@ -1,0 +1,140 @@
+"""The console's other pages: sign-in, today ("Idag"), history and one dispatch with its
+exports, recipient lists, the audit log, and the health check."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+
+from dispatch import app
+from dispatch.web.console import Console, Visit, forbidden, not_found, page, render
+
+
+async def healthz(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+def _safe_next(target: str | None) -> str:
+    # Only a path on this console: never an open redirect to another site.
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+async def login(request: Request) -> Response:
+    console: Console = request.app.state.console
+    now = console.clock.now()
+    token = console.sessions.sign_in_token(request)
+    target = _safe_next(request.query_params.get("next"))
+    if request.method == "GET":
+        response = render(console, "login.html", user=None, session=None, now=now, csrf=token, next=target,
+                          error="", local=console.web.local_accounts)
+        console.sessions.keep_sign_in_token(response, token)
+        return response
+    form = await request.form()
+    values = {key: value for key, value in form.items() if isinstance(value, str)}
+    if not console.sessions.sign_in_token_ok(request, values.get("csrf", "")):
+        return forbidden(console, "Inloggningsformuläret saknar giltig säkerhetstoken. Ladda om sidan och försök igen.")
+    if not console.web.local_accounts:
+        return forbidden(console, "Inloggning med lokala konton är avstängd.")
+    target = _safe_next(values.get("next"))
+    remote = request.client.host if request.client else ""
+    try:
+        user = await run_in_threadpool(app.sign_in, console.ledger, values.get("username", "").strip(),
+                                       values.get("password", ""), now, remote=remote)
+    except app.SignInRefused:
+        response = render(console, "login.html", 401, user=None, session=None, now=now, csrf=token, next=target,
+                          error="Fel användarnamn eller lösenord, eller så är kontot spärrat en stund.", local=True)
+        console.sessions.keep_sign_in_token(response, token)
+        return response
+    redirect = RedirectResponse(target, status_code=303)
+    console.sessions.start(redirect, user.name, now)
+    return redirect
+
+
+@page("read")
+async def logout(request: Request, visit: Visit) -> Response:
+    visit.audit("sign_out", visit.me.name)
+    response = RedirectResponse("/login", status_code=303)
+    visit.console.sessions.end(response)
+    return response
+
+
+@page("read")
+async def home(request: Request, visit: Visit) -> Response:
+    console = visit.console
+
+    def work() -> Response:
+        days = app.today(console.settings, console.ledger, visit.now)
+        local_today = visit.now.astimezone(console.settings.timezone).date()
+        tomorrow = local_today + timedelta(days=1)
+        extra = [d for d in (local_today, tomorrow) if all(s.edition.day != d for s in days)]
+        states = [app.edition_state(console.settings, console.ledger, d, visit.now) for d in extra]
+        return visit.render("home.html", days=days, states=states, today=local_today)
+
+    return await run_in_threadpool(work)
+
+
+@page("read")
+async def history(request: Request, visit: Visit) -> Response:
+    entries = await run_in_threadpool(app.history, visit.console.settings, None)
+    return visit.render("history.html", entries=list(reversed(entries)))
+
+
+@page("read")
+async def dispatch_page(request: Request, visit: Visit) -> Response:
+    name = str(request.path_params["name"])
+    found = await run_in_threadpool(app.status, visit.console.settings, name, visit.now)
+    if found is None or found.record.name != name:
+        return not_found(visit, "Det finns inget utskick med det namnet.")
+    settings = visit.console.settings
+    intranet = None
+    if settings.publish.base_url and found.record.kind == "edition":
+        intranet = settings.publish.base_url.rstrip("/") + f"/{found.record.edition_date}.html"
+    return visit.render("dispatch.html", status=found, intranet=intranet)
+
+
+@page("read")
+async def export(request: Request, visit: Visit) -> Response:
+    name, kind = str(request.path_params["name"]), str(request.path_params["kind"])
+    document = await run_in_threadpool(app.export, visit.console.settings, name)
+    if document is None or document.get("dispatch") != name or kind not in ("csv", "json"):
+        return not_found(visit)
+    visit.audit("export", name, None, kind)
+    if kind == "json":
+        body = json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+        media = "application/json"
+    else:
+        body = app.export_csv(document)
+        media = "text/csv; charset=utf-8"
+    return Response(body, media_type=media,
+                    headers={"Content-Disposition": f'attachment; filename="{name}.{kind}"'})
+
+
+@page("read")
+async def recipients(request: Request, visit: Visit) -> Response:
+    settings = visit.console.settings
+    report = await run_in_threadpool(app.lists_report, settings, app.all_lists(settings))
+    overlaps = report.resolution.overlaps() if report.resolution else {}
+    return visit.render("recipients.html", report=report, overlaps=overlaps)
+
+
+@page("operate")
+async def audit_page(request: Request, visit: Visit) -> Response:
+    entries = await run_in_threadpool(app.audit_log, visit.console.ledger, 500)
+    return visit.render("audit.html", entries=entries)
+
+
+@page("read")
+async def edition_redirect(request: Request, visit: Visit) -> Response:
+    """The form on the home page: open (or start) the edition of a chosen day."""
+    value = request.query_params.get("day", "")
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        return not_found(visit, "Ange ett datum som ÅÅÅÅ-MM-DD.")
+    return RedirectResponse(f"/editions/{day.isoformat()}", status_code=303)

@@ -1,0 +1,79 @@
+// The console's own script (served from here; no inline scripts under the page's policy):
+// line numbers beside the Markdown, problems that jump to their line, the preview frames
+// scaled to fit a narrow screen, and the preview's dark-mode switch.
+(function () {
+  "use strict";
+
+  function numberLines(textarea) {
+    var gutter = textarea.parentElement.querySelector(".gutter");
+    if (!gutter) return;
+    var count = textarea.value.split("\n").length;
+    var lines = [];
+    for (var i = 1; i <= count; i++) lines.push(i);
+    gutter.textContent = lines.join("\n");
+    gutter.scrollTop = textarea.scrollTop;
+  }
+
+  function goToLine(textarea, line) {
+    var lines = textarea.value.split("\n");
+    var start = 0;
+    for (var i = 0; i < line - 1 && i < lines.length; i++) start += lines[i].length + 1;
+    var end = start + (lines[line - 1] || "").length;
+    textarea.focus();
+    textarea.setSelectionRange(start, end);
+    var lineHeight = parseFloat(getComputedStyle(textarea).lineHeight) || 21;
+    textarea.scrollTop = Math.max(0, (line - 3) * lineHeight);
+    numberLines(textarea);
+  }
+
+  function fitFrames(root) {
+    root.querySelectorAll(".frame .scaler").forEach(function (box) {
+      var frame = box.querySelector("iframe");
+      var natural = parseInt(frame.getAttribute("width"), 10);
+      var available = box.parentElement.parentElement.clientWidth;
+      var scale = Math.min(1, available / natural);
+      frame.style.transform = scale < 1 ? "scale(" + scale + ")" : "";
+      box.style.width = Math.round(natural * scale) + "px";
+      box.style.height = Math.round(parseInt(frame.getAttribute("height"), 10) * scale) + "px";
+    });
+  }
+
+  function setDark(root, dark) {
+    root.querySelectorAll("iframe[data-src]").forEach(function (frame) {
+      frame.src = frame.getAttribute("data-src") + (dark ? "?mode=dark" : "");
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var body = document.getElementById("f-body");
+    if (body) {
+      numberLines(body);
+      body.addEventListener("input", function () { numberLines(body); });
+      body.addEventListener("scroll", function () { numberLines(body); });
+    }
+    document.addEventListener("click", function (event) {
+      var link = event.target.closest && event.target.closest("a[data-line], a[data-field]");
+      if (!link) return;
+      var line = parseInt(link.getAttribute("data-line"), 10);
+      if (line && body) { event.preventDefault(); goToLine(body, line); return; }
+      var field = document.getElementById(link.getAttribute("data-field"));
+      if (field) { event.preventDefault(); field.focus(); }
+    });
+    document.addEventListener("change", function (event) {
+      if (event.target.classList && event.target.classList.contains("dark-toggle")) {
+        setDark(document, event.target.checked);
+      }
+    });
+    document.body.addEventListener("htmx:afterSwap", function (event) {
+      var toggle = document.querySelector(".dark-toggle");
+      window.__darkPreview = window.__darkPreview || false;
+      if (toggle) { toggle.checked = window.__darkPreview; if (toggle.checked) setDark(document, true); }
+      fitFrames(document);
+    });
+    document.addEventListener("change", function (event) {
+      if (event.target.classList && event.target.classList.contains("dark-toggle")) window.__darkPreview = event.target.checked;
+    });
+    window.addEventListener("resize", function () { fitFrames(document); });
+    fitFrames(document);
+  });
+})();

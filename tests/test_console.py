@@ -1,0 +1,430 @@
+"""Issue 17: the editor console, part 1. A real `dispatch web` process (or uvicorn in a
+thread where time must move), real headless Chromium driven by Playwright on the system
+Chromium, SQLite and PostgreSQL ledgers.
+
+Acceptance 1-3 walk the console as its users do (an editor, a second editor, an
+approver in another browser context); 4 and 5 attack it over plain HTTP."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+
+import httpx
+import pytest
+
+from conftest import STOCKHOLM, FakeClock, Project, SMTPServer, copy_project
+from consolekit import (
+    PASSWORDS,
+    WebProcess,
+    add_users,
+    browser_or_skip,
+    browser_sign_in,
+    console_in_thread,
+    csrf_of,
+    sign_in,
+    try_sign_in,
+)
+from dispatch.app.drafting import compose, split_fields
+from dispatch.app.service import Service
+from dispatch.config import load_settings
+
+TOMORROW = (datetime.now(STOCKHOLM) + timedelta(days=1)).date()
+BODY_WITH_EMPTY_LINK = ("## Beskrivning av händelsen\n\n"
+                        "- Återstarten av journalsystemet på SÄS går enligt plan.\n"
+                        "- Läs mer i [den samlade informationen]().\n")
+FIXED_BODY = BODY_WITH_EMPTY_LINK.replace("]()", "](https://insidan.example.org/millennium)")
+
+
+@pytest.fixture
+def console(project: Project, request: pytest.FixtureRequest) -> Iterator[WebProcess]:
+    """A console of its own (the browser tests, which look at the files and the history)."""
+    if getattr(request, "param", "sqlite") == "postgresql":
+        pg = request.getfixturevalue("pg")
+        project.set_config(ledger=pg.url)
+    project.set_config(approval="four_eyes")
+    add_users(project)
+    web = WebProcess(project)
+    try:
+        yield web
+    finally:
+        web.stop()
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WebProcess, Project]]:
+    """One console for the HTTP tests of this module; each test works on a day of its own."""
+    project = copy_project(tmp_path_factory.mktemp("console") / "project")
+    project.set_config(approval="four_eyes")
+    add_users(project)
+    web = WebProcess(project)
+    try:
+        yield web, project
+    finally:
+        web.stop()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = browser_or_skip(playwright)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def phone_page(chromium: object) -> object:
+    context = chromium.new_context(viewport={"width": 375, "height": 800})  # type: ignore[attr-defined]
+    return context.new_page()
+
+
+def edition_file(project: Project, day: date = TOMORROW) -> str:
+    return (project.root / "reports" / f"{day.isoformat()}.md").read_text(encoding="utf-8")
+
+
+def write_in_browser(page: object, body: str) -> None:
+    from playwright.sync_api import expect
+
+    page.get_by_label("Innehåll").fill(body)  # type: ignore[attr-defined]
+    expect(page.locator("#problems")).to_contain_text("Inga problem hittades", timeout=10_000)  # type: ignore[attr-defined]
+
+
+# -- 1. an editor writes tomorrow's edition with a live preview ------------------------------------
+
+
+@pytest.mark.slow  # Chromium; fast twins: test_compose_* and test_the_security_rules_hold_for_every_route
+@pytest.mark.parametrize("console", ["sqlite", "postgresql"], indirect=True)
+def test_an_editor_writes_tomorrows_edition_with_a_live_preview(console: WebProcess, project: Project, chromium: object) -> None:
+    from playwright.sync_api import expect
+
+    page = phone_page(chromium)
+    browser_sign_in(page, console.base, "anna", f"/editions/{TOMORROW.isoformat()}")
+    expect(page.locator("h1")).to_have_text(f"Rapporten {TOMORROW.isoformat()}")
+    expect(page.locator("#problems")).to_contain_text("is empty", timeout=10_000)  # the prefilled headings need text
+
+    page.get_by_label("Innehåll").fill(BODY_WITH_EMPTY_LINK)
+    # The preview follows the typing (no button): the problem at its line, the message in the frames.
+    expect(page.locator("#problems")).to_contain_text("Rad 4", timeout=5_000)
+    expect(page.locator("#problems")).to_contain_text("empty link")
+    phone = page.frame_locator("iframe[title='Förhandsvisning, mobil']")
+    expect(phone.locator("body")).to_contain_text("Återstarten av journalsystemet på SÄS", timeout=5_000)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375, "no sideways scrolling at 375 px"
+
+    page.get_by_role("link", name="Rad 4").click()  # the problem's link selects that line in the editor
+    selected = page.evaluate("(() => { const t = document.getElementById('f-body');"
+                             " return t.value.slice(t.selectionStart, t.selectionEnd); })()")
+    assert selected == "- Läs mer i [den samlade informationen]()."
+
+    write_in_browser(page, FIXED_BODY)
+    page.get_by_role("button", name="Spara").click()
+    expect(page.locator("#state-heading")).to_be_visible()
+    fields, body = split_fields(edition_file(project))
+    assert body == FIXED_BODY, "the file holds exactly what was typed"
+    assert fields["by"] == "anna" and fields["compiled"].startswith(TOMORROW.isoformat())
+    check = project.run("check", "--date", TOMORROW.isoformat())
+    assert check.returncode == 0, check.stderr
+    assert "not approved yet" in check.stderr
+
+
+# -- 2. four eyes: the editor cannot approve, an approver can, an edit voids it ----------------------
+
+
+@pytest.mark.slow  # Chromium and a scheduled run; fast twin: test_an_editors_forged_approval_is_refused
+@pytest.mark.parametrize("console", ["sqlite", "postgresql"], indirect=True)
+def test_an_approver_approves_and_a_later_edit_voids_it_until_approved_again(
+        console: WebProcess, project: Project, chromium: object, smtp_server: SMTPServer) -> None:
+    from playwright.sync_api import expect
+
+    editor = phone_page(chromium)
+    browser_sign_in(editor, console.base, "anna", f"/editions/{TOMORROW.isoformat()}")
+    write_in_browser(editor, FIXED_BODY)
+    editor.get_by_role("button", name="Spara").click()
+    expect(editor.locator(".standing")).to_contain_text("Utkast")
+    expect(editor.get_by_role("button", name="Godkänn", exact=True)).to_have_count(0)
+    forged = editor.request.post(f"{console.base}/editions/{TOMORROW.isoformat()}/approve",
+                                 form={"csrf": csrf_of(editor.content()), "seen": "x"}, max_redirects=0)
+    assert forged.status == 403, "roles are checked on the server, not only by hiding the button"
+
+    approver = phone_page(chromium)  # a second browser context: another person
+    browser_sign_in(approver, console.base, "bo", f"/editions/{TOMORROW.isoformat()}")
+    shown_hash = approver.locator(".standing .hash").inner_text().strip("()").split()[-1]
+    approver.get_by_role("button", name="Godkänn", exact=True).click()
+    expect(approver.locator(".standing .state")).to_contain_text("Godkänd av bo")
+    history = json.loads(project.run("history", "--json").stdout)
+    [approval] = [a for a in history["approvals"] if a["edition"] == TOMORROW.isoformat()]
+    assert approval["approved_by"] == "bo" and approval["content_hash"].startswith(shown_hash) and not approval["revoked_at"]
+
+    editor.reload()
+    editor.get_by_label("Innehåll").fill(FIXED_BODY + "- Ny uppgift efter godkännandet.\n")
+    expect(editor.locator("#problems")).to_contain_text("Inga problem hittades", timeout=10_000)
+    editor.get_by_role("button", name="Spara").click()
+    approver.reload()
+    expect(approver.locator(".approvals")).to_contain_text("ogiltigt: rapporten har ändrats sedan")
+    expect(approver.locator(".standing .state")).to_contain_text("ändrades efter godkännandet av bo")
+
+    # At the slot the service sends nothing: the content now is not what bo approved.
+    project.use_smtp(smtp_server)
+    slot = datetime(TOMORROW.year, TOMORROW.month, TOMORROW.day, 14, 0, tzinfo=STOCKHOLM)
+    service = Service(load_settings(project.config_path), clock=FakeClock(slot.astimezone(UTC)))
+    try:
+        assert service.fire("daily", slot) is None
+        assert smtp_server.handler.reports() == [], "nothing is sent until it is approved again"
+        approver.get_by_role("button", name="Godkänn", exact=True).click()
+        expect(approver.locator(".standing .state")).to_contain_text("Godkänd av bo")
+        assert service.approved_late(slot + timedelta(minutes=5)) == ["daily"], "approved again: the held send goes"
+    finally:
+        service.close()
+
+
+def test_an_editors_forged_approval_is_refused_and_an_approver_of_their_own_text_too(shared: tuple[WebProcess, Project]) -> None:
+    console, _ = shared
+    day = (TOMORROW + timedelta(days=2)).isoformat()
+    anna = sign_in(console.base, "anna")
+    page = anna.get(f"/editions/{day}")
+    assert "Godkänn</button>" not in page.text
+    fields = {"compiled": f"{day} 13:00", "status": "draft", "body": FIXED_BODY, "base": "new",
+              "csrf": csrf_of(page.text)}
+    assert anna.post(f"/editions/{day}/save", data=fields).status_code == 303
+    assert anna.post(f"/editions/{day}/approve", data={"csrf": csrf_of(page.text)}).status_code == 403
+
+    bo = sign_in(console.base, "bo")
+    page = bo.get(f"/editions/{day}")
+    seen = re.search(r'name="seen" value="([0-9a-f]{64})"', page.text)
+    assert seen, "bo may approve anna's text"
+    # bo edits it himself: now he is its last editor and may not approve it.
+    saved = bo.post(f"/editions/{day}/save", data={**fields, "body": FIXED_BODY + "- Tillägg.\n",
+                                                                    "base": _base(page.text), "csrf": csrf_of(page.text)})
+    assert saved.status_code == 303
+    page = bo.get(f"/editions/{day}")
+    assert "Godkänn</button>" not in page.text and "en annan person måste godkänna" in page.text
+    stale = bo.post(f"/editions/{day}/approve", data={"csrf": csrf_of(page.text), "seen": seen.group(1)})
+    assert stale.status_code == 409 and "the edition changed while bo was reading it" in stale.text, "approve what you saw"
+    refused = bo.post(f"/editions/{day}/approve", data={"csrf": csrf_of(page.text)})
+    assert refused.status_code == 409, refused.text
+    assert "Inte utfört" in refused.text and "cannot also approve it" in refused.text, re.findall(r"class=.error.*", refused.text)
+
+
+def _base(html: str) -> str:
+    found = re.search(r'name="base" value="([^"]*)"', html)
+    assert found
+    return found.group(1)
+
+
+# -- 3. two editors at once: the second save is refused, both texts remain ---------------------------
+
+
+@pytest.mark.slow  # Chromium; fast twin: test_a_save_over_a_changed_file_is_refused_and_the_text_kept
+def test_two_editors_the_second_save_is_refused_naming_the_first_and_both_texts_remain(
+        console: WebProcess, project: Project, chromium: object) -> None:
+    from playwright.sync_api import expect
+
+    seed = sign_in(console.base, "olle")
+    page = seed.get(f"/editions/{TOMORROW.isoformat()}")
+    seed.post(f"/editions/{TOMORROW.isoformat()}/save", data={"compiled": f"{TOMORROW.isoformat()} 13:00", "status": "draft",
+                                                             "body": FIXED_BODY, "base": "new", "csrf": csrf_of(page.text)})
+    anna, cara = phone_page(chromium), phone_page(chromium)
+    browser_sign_in(anna, console.base, "anna", f"/editions/{TOMORROW.isoformat()}")
+    browser_sign_in(cara, console.base, "cara", f"/editions/{TOMORROW.isoformat()}")
+    annas = FIXED_BODY + "- Annas tillägg om Närhälsan.\n"
+    caras = FIXED_BODY + "- Caras tillägg om Regionhälsan.\n"
+    write_in_browser(anna, annas)
+    write_in_browser(cara, caras)
+    anna.get_by_role("button", name="Spara").click()
+    expect(anna.locator(".standing")).to_be_visible()
+    cara.get_by_role("button", name="Spara").click()
+    expect(cara.get_by_role("alert")).to_contain_text("anna sparade rapporten efter att du öppnade den")
+    assert cara.get_by_label("Innehåll").input_value() == caras, "the refused text is still in the editor"
+    assert split_fields(edition_file(project))[1] == annas, "the first save is in the file"
+    cara.get_by_role("link", name=re.compile("^cara ")).click()
+    expect(cara.locator("pre.kept")).to_contain_text("Caras tillägg om Regionhälsan")
+
+
+def test_a_save_over_a_changed_file_is_refused_and_the_text_kept(shared: tuple[WebProcess, Project]) -> None:
+    console, project = shared
+    day = TOMORROW + timedelta(days=3)
+    anna, cara = sign_in(console.base, "anna"), sign_in(console.base, "cara")
+    page_a, page_c = anna.get(f"/editions/{day.isoformat()}"), cara.get(f"/editions/{day.isoformat()}")
+    form = {"compiled": f"{day.isoformat()} 13:00", "status": "draft"}
+    first = anna.post(f"/editions/{day.isoformat()}/save",
+                      data={**form, "body": FIXED_BODY, "base": _base(page_a.text), "csrf": csrf_of(page_a.text)})
+    assert first.status_code == 303
+    second = cara.post(f"/editions/{day.isoformat()}/save",
+                       data={**form, "body": "## Beskrivning av händelsen\n\n- Caras version.\n", "base": _base(page_c.text),
+                             "csrf": csrf_of(page_c.text)})
+    assert second.status_code == 409 and "anna sparade rapporten" in second.text
+    assert "Caras version." in second.text, "the refused text is shown back"
+    assert split_fields(edition_file(project, day))[1] == FIXED_BODY
+    kept = re.search(r'href="(/editions/[^"]+/kept/\d+)"', second.text)
+    assert kept and "Caras version." in cara.get(kept.group(1)).text
+
+
+# -- 4. the rules every route keeps -----------------------------------------------------------------
+
+PAGES = ["/", "/history", "/recipients", "/audit", f"/editions/{TOMORROW.isoformat()}", "/history/x",
+         "/history/x/export.csv", "/preview/abc", f"/editions/{TOMORROW.isoformat()}/kept/1", "/open?day=2024-11-17"]
+ACTIONS = ["/logout", f"/editions/{TOMORROW.isoformat()}/preview", f"/editions/{TOMORROW.isoformat()}/save",
+           f"/editions/{TOMORROW.isoformat()}/approve", f"/editions/{TOMORROW.isoformat()}/revoke",
+           f"/editions/{TOMORROW.isoformat()}/test"]
+
+
+def test_the_security_rules_hold_for_every_route(shared: tuple[WebProcess, Project]) -> None:
+    console, _ = shared
+    anonymous = httpx.Client(base_url=console.base, follow_redirects=False)
+    for path in PAGES:
+        response = anonymous.get(path)
+        assert response.status_code == 303 and response.headers["location"].startswith("/login?next="), path
+        assert "content-security-policy" in response.headers
+    for path in ACTIONS:
+        assert anonymous.post(path, data={"csrf": "x"}).status_code == 401, path
+    assert anonymous.get("/healthz").status_code == 200
+    login = anonymous.get("/login")
+    assert login.status_code == 200 and "script-src 'self'" in login.headers["content-security-policy"]
+    assert "'unsafe-inline'" not in login.headers["content-security-policy"]
+    assert anonymous.post("/login", data={"username": "anna", "password": PASSWORDS["anna"]}).status_code == 403, "no token"
+
+    olle = sign_in(console.base, "olle")
+    cookie = olle.cookies.get("dispatch_session")
+    assert cookie
+    set_cookie = olle.get("/login").headers.get("set-cookie", "")
+    assert "samesite=strict" in set_cookie.lower() and "httponly" in set_cookie.lower()
+    for path in ACTIONS:
+        assert olle.post(path, data={"body": "x"}).status_code == 403, f"{path} without a CSRF token"
+        assert olle.post(path, data={"csrf": "forged"}).status_code == 403, f"{path} with a wrong token"
+    for path in ("/editions/..%2F..%2Fetc%2Fpasswd", "/editions/../../etc/passwd", "/editions/2024-13-45",
+                 "/editions/2024-11-17.md", "/preview/..%2F..%2Fconfig.yaml"):
+        response = olle.get(path)
+        assert response.status_code == 404, path
+        assert "root:" not in response.text
+    for path in ("/", "/history", "/recipients", "/audit", f"/editions/{TOMORROW.isoformat()}"):
+        response = olle.get(path)
+        assert response.status_code == 200, path
+        assert response.headers["content-security-policy"].startswith("default-src 'self'"), path
+        assert '<html lang="sv">' in response.text
+
+    page = olle.get(f"/editions/{TOMORROW.isoformat()}")
+    preview = olle.post(f"/editions/{TOMORROW.isoformat()}/preview", data={
+        "csrf": csrf_of(page.text), "compiled": f"{TOMORROW.isoformat()} 13:00", "status": "draft",
+        "body": "## Beskrivning av händelsen\n\n- Se <script>alert('x')</script> och <img src=x onerror=alert(1)>.\n"})
+    assert preview.status_code == 200
+    frame = re.search(r'src="(/preview/[^"?]+)"', preview.text)
+    assert frame, preview.text
+    html = olle.get(frame.group(1))
+    assert "<script>alert" not in html.text and "&lt;script&gt;" in html.text and "<img src=x" not in html.text
+    assert "sandbox" in html.headers["content-security-policy"] and "'unsafe-inline'" in html.headers["content-security-policy"]
+    assert 'sandbox src="/preview/' in preview.text, "the frame is sandboxed, without scripts"
+    # Another user cannot open someone's preview.
+    assert sign_in(console.base, "anna").get(frame.group(1)).status_code == 404
+
+
+def test_an_editor_is_refused_the_audit_log(shared: tuple[WebProcess, Project]) -> None:
+    console, _ = shared
+    assert sign_in(console.base, "anna").get("/audit").status_code == 403
+    assert sign_in(console.base, "bo").get("/audit").status_code == 403
+    log = sign_in(console.base, "olle").get("/audit")
+    assert log.status_code == 200 and "sign_in" in log.text
+
+
+def test_an_open_redirect_after_sign_in_is_not_followed(shared: tuple[WebProcess, Project]) -> None:
+    console, _ = shared
+    client = httpx.Client(base_url=console.base, follow_redirects=False)
+    page = client.get("/login")
+    response = client.post("/login", data={"username": "anna", "password": PASSWORDS["anna"], "csrf": csrf_of(page.text),
+                                           "next": "//evil.example.org/"})
+    assert response.status_code == 303 and response.headers["location"] == "/"
+
+
+# -- 5. six wrong passwords lock the account for 15 minutes -----------------------------------------
+
+
+def test_six_wrong_passwords_lock_the_account_until_the_lock_ends(project: Project) -> None:
+    add_users(project, ("anna", "olle"))
+    clock = FakeClock(datetime(2024, 11, 18, 9, 0, tzinfo=UTC))
+    with console_in_thread(load_settings(project.config_path), clock) as base:
+        client = httpx.Client(base_url=base, follow_redirects=False)
+        for _ in range(6):
+            refused = try_sign_in(client, "anna", "fel-losenord-igen")
+            assert refused.status_code == 401
+            assert "Fel användarnamn eller lösenord" in refused.text
+        right = try_sign_in(client, "anna", PASSWORDS["anna"])
+        assert right.status_code == 401, "locked: the right password is refused"
+        assert refused.text.count("Fel") == right.text.count("Fel"), "one message, whatever the cause"
+        clock.moment += timedelta(minutes=14)
+        assert try_sign_in(client, "anna", PASSWORDS["anna"]).status_code == 401, "still locked after 14 minutes"
+        clock.moment += timedelta(minutes=2)
+        assert try_sign_in(client, "anna", PASSWORDS["anna"]).status_code == 303, "the lock has ended"
+        log = sign_in(base, "olle").get("/audit").text
+    failed = log.count(">sign_in_failed<")
+    assert failed == 8, f"each attempt is in the audit log ({failed})"
+    assert log.count(">locked<") == 1 and "wrong password (5)" in log and "account locked until" in log
+
+
+def test_a_session_ends_after_the_idle_time_and_a_disabled_account_at_once(project: Project) -> None:
+    add_users(project, ("anna", "olle"))
+    clock = FakeClock(datetime(2024, 11, 18, 9, 0, tzinfo=UTC))
+    with console_in_thread(load_settings(project.config_path), clock) as base:
+        anna = sign_in(base, "anna")
+        clock.moment += timedelta(minutes=29)
+        assert anna.get("/").status_code == 200, "used within 30 minutes: still signed in"
+        clock.moment += timedelta(minutes=31)
+        assert anna.get("/").status_code == 303, "unused for 31 minutes: signed out"
+        anna = sign_in(base, "anna")
+        assert anna.get("/").status_code == 200
+        assert project.run("users", "disable", "anna").returncode == 0
+        assert anna.get("/").status_code == 303, "a disabled account's session ends at once"
+
+
+# -- the pure parts: the file the console writes ------------------------------------------------------
+
+
+def test_compose_writes_text_fields_as_quoted_yaml_and_reads_back_the_same() -> None:
+    fields = {"compiled": "2024-11-18 13:00", "status": "draft", "subject": 'Läget: "pausat" # inte en kommentar',
+              "lists": "chefer, politisk-ledning", "revision": "2", "correction": "Fel tid: 14 ska vara 15."}
+    text, where = compose(fields, "## A\n\n- b\n")
+    again, body = split_fields(text)
+    assert body == "## A\n\n- b\n"
+    assert again == {**fields, "lists": "chefer, politisk-ledning"}
+    assert where["compiled"] == 2 and text.startswith("---\ncompiled: 2024-11-18 13:00\n")
+
+
+def test_compose_keeps_a_line_break_out_of_a_one_line_field() -> None:
+    text, _ = compose({"subject": "Rad ett\nBcc: x@example.org"}, "")
+    assert "\nBcc:" not in text and split_fields(text)[0]["subject"] == "Rad ett Bcc: x@example.org"
+
+
+def test_users_add_list_and_disable_from_the_command_line(project: Project) -> None:
+    add_users(project, ("anna",), cli=True)  # --password-file
+    from_stdin = project.run("users", "add", "bo", "--email", "Bo.Berg@Example.org", "--role", "approver")
+    assert from_stdin.returncode == 1 and "at least 12 characters" in from_stdin.stderr, "no password given: too short"
+    import subprocess
+    import sys
+
+    piped = subprocess.run([sys.executable, "-m", "dispatch", "--config", str(project.config_path), "users", "add", "bo",
+                            "--email", "Bo.Berg@Example.org", "--role", "approver"], input=PASSWORDS["bo"] + "\n",
+                           capture_output=True, text=True, cwd=project.root, timeout=60)
+    assert piped.returncode == 0, piped.stderr
+    again = project.run("users", "add", "anna", "--email", "a@example.org", "--role", "operator", "--password-file",
+                        str(project.root / ".anna.pw"))
+    assert again.returncode == 1 and "a user named 'anna' exists already" in again.stderr
+    wrong = project.run("users", "add", "Anna Andersson", "--email", "not-an-address", "--role", "editor",
+                        "--password-file", str(project.root / ".anna.pw"))
+    assert wrong.returncode == 1 and "no spaces" in wrong.stderr and "invalid address" in wrong.stderr
+    assert project.run("users", "disable", "anna").returncode == 0
+    assert project.run("users", "disable", "nobody").returncode == 1
+    listed = project.run("users", "list").stdout.splitlines()
+    assert listed == ["anna\teditor\tanna@example.org\tdisabled", "bo\tapprover\tBo.Berg@example.org"]
+    from dispatch.ledger import Ledger
+
+    ledger = Ledger(load_settings(project.config_path).ledger_url)
+    try:
+        stored = ledger.user("bo")
+        assert stored is not None and stored.password_hash is not None
+        assert stored.password_hash.startswith("$argon2id$") and PASSWORDS["bo"] not in stored.password_hash
+        actions = [(e.action, e.target) for e in ledger.audit_log()]
+        assert ("user_added", "bo") in actions and ("user_disabled", "anna") in actions
+    finally:
+        ledger.close()
