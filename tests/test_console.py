@@ -400,13 +400,14 @@ def test_users_add_list_and_disable_from_the_command_line(project: Project) -> N
     add_users(project, ("anna",), cli=True)  # --password-file
     from_stdin = project.run("users", "add", "bo", "--email", "Bo.Berg@Example.org", "--role", "approver")
     assert from_stdin.returncode == 1 and "at least 12 characters" in from_stdin.stderr, "no password given: too short"
-    import subprocess
-    import sys
+    from click.testing import CliRunner
 
-    piped = subprocess.run([sys.executable, "-m", "dispatch", "--config", str(project.config_path), "users", "add", "bo",
-                            "--email", "Bo.Berg@Example.org", "--role", "approver"], input=PASSWORDS["bo"] + "\n",
-                           capture_output=True, text=True, cwd=project.root, timeout=60)
-    assert piped.returncode == 0, piped.stderr
+    from dispatch.cli import main
+
+    # The password on standard input (a pipe): the real command, run in this process.
+    piped = CliRunner().invoke(main, ["--config", str(project.config_path), "users", "add", "bo",
+                                      "--email", "Bo.Berg@Example.org", "--role", "approver"], input=PASSWORDS["bo"] + "\n")
+    assert piped.exit_code == 0, piped.output
     again = project.run("users", "add", "anna", "--email", "a@example.org", "--role", "operator", "--password-file",
                         str(project.root / ".anna.pw"))
     assert again.returncode == 1 and "a user named 'anna' exists already" in again.stderr
@@ -428,3 +429,24 @@ def test_users_add_list_and_disable_from_the_command_line(project: Project) -> N
         assert ("user_added", "bo") in actions and ("user_disabled", "anna") in actions
     finally:
         ledger.close()
+
+
+@pytest.mark.slow  # a serve process; fast twin: the shared `dispatch web` process of this module
+def test_serve_also_serves_the_console_when_web_is_configured_and_stops_both(project: Project) -> None:
+    from conftest import ServeProcess, free_port
+    from consolekit import wait_healthy
+
+    port = free_port()
+    project.set_config(web={"listen": f"127.0.0.1:{port}"})
+    add_users(project, ("anna",))
+    serve = ServeProcess(project)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", timeout=30)
+        serve.wait_for(lambda: serve.logged("console_started"), 10, "the console started")
+        assert sign_in(f"http://127.0.0.1:{port}", "anna").get("/").status_code == 200
+        code, _ = serve.stop()
+        assert code == 0, serve.log()
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+    finally:
+        serve.kill()

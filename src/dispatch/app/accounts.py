@@ -9,6 +9,7 @@ log, which only operators read, says which.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime, timedelta
 
@@ -25,9 +26,14 @@ LOCK_FOR = timedelta(minutes=15)
 MIN_PASSWORD = 12
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$")
 _HASHER = PasswordHasher()
-# Verified against when the name is unknown, so that an unknown name takes as long as a
-# wrong password (the time would otherwise tell which names exist).
-_DUMMY_HASH = _HASHER.hash("not a password anyone has")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the name is unknown, so that an unknown name takes as long as
+    a wrong password (the time would otherwise tell which names exist). Made on first use:
+    hashing takes a tenth of a second, which every command would pay at import."""
+    return _HASHER.hash("not a password anyone has")
 
 
 class SignInRefused(DispatchError):
@@ -74,11 +80,11 @@ def sign_in(ledger: Ledger, name: str, password: str, now: datetime, *, remote: 
     user = ledger.user(name) if _NAME.match(name) else None
     shown = name if user is not None else (name[:64] or "?")
     if user is None or user.password_hash is None:
-        _verify(_DUMMY_HASH, password)
+        _verify(_dummy_hash(), password)
         ledger.record_audit(now, shown, "sign_in_failed", name[:64], None, _where(remote, "unknown user or no password"))
         raise SignInRefused("wrong user name or password")
     if user.locked_until is not None and user.locked_until > now:
-        _verify(_DUMMY_HASH, password)
+        _verify(_dummy_hash(), password)
         ledger.record_audit(now, user.name, "sign_in_failed", user.name, None,
                             _where(remote, f"account locked until {user.locked_until.isoformat(timespec='minutes')}"))
         raise SignInRefused("wrong user name or password")
