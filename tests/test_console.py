@@ -450,3 +450,57 @@ def test_serve_also_serves_the_console_when_web_is_configured_and_stops_both(pro
             httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
     finally:
         serve.kill()
+
+
+def test_a_test_to_me_then_history_exports_recipients_and_revoking(shared: tuple[WebProcess, Project]) -> None:
+    console, project = shared
+    day = (TOMORROW + timedelta(days=4)).isoformat()
+    anna = sign_in(console.base, "anna")
+    page = anna.get(f"/editions/{day}")
+    saved = anna.post(f"/editions/{day}/save", data={"compiled": f"{day} 13:00", "status": "draft", "body": FIXED_BODY,
+                                                    "base": "new", "csrf": csrf_of(page.text)})
+    assert saved.status_code == 303
+    page = anna.get(f"/editions/{day}")
+    sent = anna.post(f"/editions/{day}/test", data={"csrf": csrf_of(page.text)})
+    assert sent.status_code == 200 and "Ett [TEST] är skickat till anna@example.org" in sent.text
+    import email
+    from email import policy
+
+    outbox = [email.message_from_bytes(p.read_bytes(), policy=policy.default)
+              for p in (project.root / "var" / "outbox" / "new").iterdir()]
+    mine = [m for m in outbox if m["To"] == "anna@example.org" and str(m["Subject"]).startswith("[TEST]")
+            and "Återstarten av journalsystemet" in m.get_body(("plain",)).get_content()]
+    assert len(mine) == 1, "one test message to the signed-in editor, nobody else"
+
+    history = anna.get("/history")
+    name = re.search(rf'href="/history/({re.escape(day)}\.r1\.test-[^"]+)"', history.text)
+    assert name, "the test dispatch is in the history"
+    dispatch = anna.get(f"/history/{name.group(1)}")
+    assert dispatch.status_code == 200 and "anna@example.org" in dispatch.text and ">sent<" in dispatch.text
+    exported = anna.get(f"/history/{name.group(1)}/export.json")
+    assert exported.status_code == 200 and "attachment" in exported.headers["content-disposition"]
+    assert json.loads(exported.text)["recipients"][0]["email"] == "anna@example.org"
+    csv = anna.get(f"/history/{name.group(1)}/export.csv")
+    assert csv.headers["content-type"].startswith("text/csv") and "anna@example.org" in csv.text
+
+    recipients = anna.get("/recipients")
+    assert recipients.status_code == 200
+    assert "politisk-ledning" in recipients.text and "chefer" in recipients.text and "49 unika mottagare" in recipients.text
+
+    bo = sign_in(console.base, "bo")
+    page = bo.get(f"/editions/{day}")
+    assert bo.post(f"/editions/{day}/approve", data={"csrf": csrf_of(page.text), "seen": _seen(page.text)}).status_code == 200
+    page = bo.get(f"/editions/{day}")
+    assert "Godkänd av bo" in page.text
+    revoked = bo.post(f"/editions/{day}/revoke", data={"csrf": csrf_of(page.text)})
+    assert revoked.status_code == 200 and "Godkännandet är återkallat" in revoked.text
+    assert "återkallat av bo" in revoked.text and "Godkänd av bo" not in revoked.text
+    log = sign_in(console.base, "olle").get("/audit").text
+    for action in ("save", "send", "approve", "revoke", "export", "sign_in"):
+        assert f">{action}<" in log, action
+
+
+def _seen(html: str) -> str:
+    found = re.search(r'name="seen" value="([0-9a-f]{64})"', html)
+    assert found, "the approve form carries the content shown"
+    return found.group(1)
