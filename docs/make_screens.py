@@ -108,15 +108,17 @@ def wait_healthy(base: str, server: subprocess.Popen[bytes], seconds: float = 30
 
 
 def stop(server: subprocess.Popen[bytes]) -> None:
+    """SIGTERM: uvicorn shuts down gracefully, then re-raises the signal (uvicorn >= 0.29), so
+    a clean stop ends with -SIGTERM (SIGINT would end in click's "Aborted!" and exit 1)."""
     if server.poll() is not None:
         return
-    server.send_signal(signal.SIGINT)
+    server.send_signal(signal.SIGTERM)
     try:
         server.wait(timeout=15)
     except subprocess.TimeoutExpired:
         server.kill()
         server.wait()
-        log("the console did not stop on SIGINT; killed it")
+        log("the console did not stop on SIGTERM; killed it")
 
 
 def sign_in(browser: Browser, base: str, name: str) -> tuple[BrowserContext, Page]:
@@ -239,7 +241,7 @@ def main() -> int:
             written = flow_and_screens(base, day)
         finally:
             stop(server)
-        if server.returncode not in (0, -signal.SIGINT):
+        if server.returncode not in (0, -signal.SIGTERM):
             log(f"the console exited with {server.returncode}")
             return 1
     log(f"{len(written)} screenshots in {DOCS.relative_to(ROOT)}/")

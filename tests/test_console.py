@@ -391,6 +391,16 @@ def test_compose_writes_text_fields_as_quoted_yaml_and_reads_back_the_same() -> 
     assert where["compiled"] == 2 and text.startswith("---\ncompiled: 2024-11-18 13:00\n")
 
 
+def test_every_front_matter_key_survives_a_save_unchanged() -> None:
+    from dispatch.edition import KNOWN_KEYS
+
+    original = ("---\ncompiled: 2024-11-18 13:00\nstatus: approved\nurgent: false\nrevision: 2\ncorrection: \"Fel tid.\"\n"
+                "lists: [\"chefer\"]\nsubject: \"Ämne\"\npreheader: \"Kort\"\nby: \"anna\"\n---\n\n## A\n\n- b\n")
+    fields, body = split_fields(original)
+    assert set(fields) == KNOWN_KEYS, "the console shows or carries every key an edition may have"
+    assert compose(fields, body)[0] == original
+
+
 def test_compose_keeps_a_line_break_out_of_a_one_line_field() -> None:
     text, _ = compose({"subject": "Rad ett\nBcc: x@example.org"}, "")
     assert "\nBcc:" not in text and split_fields(text)[0]["subject"] == "Rad ett Bcc: x@example.org"

@@ -29,7 +29,7 @@ from dispatch.models import KeptText
 from dispatch.yamlsource import LineDict, parse_yaml
 
 # The front matter the console shows as fields, in the order it writes them.
-FIELDS = ("compiled", "status", "revision", "correction", "lists", "subject", "preheader", "by")
+FIELDS = ("compiled", "status", "urgent", "revision", "correction", "lists", "subject", "preheader", "by")
 _COMPILED = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}$")
 _SAVE_LOCK = threading.Lock()  # read-compare-write of one process's saves, one at a time
 NEW_FILE = "new"  # the base of an edition that did not exist when it was opened
@@ -108,7 +108,10 @@ def split_fields(text: str) -> tuple[dict[str, str], str]:
             value = meta.get(key)
             if value is None:
                 continue
-            fields[key] = ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
+            if isinstance(value, bool):
+                fields[key] = "true" if value else "false"
+            else:
+                fields[key] = ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
     return fields, body.removeprefix("\n")
 
 
@@ -124,7 +127,8 @@ def compose(fields: dict[str, str], body: str) -> tuple[str, dict[str, int]]:
         if not value:
             continue
         where[key] = len(lines) + 1
-        if (key == "compiled" and _COMPILED.match(value)) or (key == "status" and value in ("draft", "approved")):
+        if ((key == "compiled" and _COMPILED.match(value)) or (key == "status" and value in ("draft", "approved"))
+                or (key == "urgent" and value in ("true", "false"))):
             lines.append(f"{key}: {value}")
         elif key == "revision" and value.isdigit():
             lines.append(f"{key}: {int(value)}")

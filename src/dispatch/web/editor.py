@@ -20,7 +20,7 @@ from dispatch.errors import DispatchError, InputError, Problem
 from dispatch.web.console import PREVIEW_CSP, Visit, not_found, page, security_headers
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-FORM_FIELDS = ("compiled", "status", "revision", "correction", "lists", "subject", "preheader")
+FORM_FIELDS = ("compiled", "status", "urgent", "revision", "correction", "lists", "subject", "preheader")
 
 
 def edition_day(request: Request) -> date | None:
