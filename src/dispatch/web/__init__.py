@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dispatch import app
 from dispatch.config import Settings, WebSettings
 from dispatch.errors import ConsoleError
-from dispatch.web import editor, pages
+from dispatch.web import editor, operations, pages, sso
 from dispatch.web.console import HERE, Console, security_header_values, templates
 from dispatch.web.sessions import Sessions, load_secret
 
@@ -57,8 +57,10 @@ def create_console(settings: Settings, *, clock: app.Clock | None = None, ledger
         Route("/recipients", pages.recipients),
         Route("/audit", pages.audit_page),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+        *operations.routes(),  # part 2: send and watch, stop, urgent messages, corrections
+        *sso.routes(web),  # single sign-on, when web.oidc is configured
     ]
-    application = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
+    application = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders), *sso.middleware(web)])
     application.state.console = console
     return application
 
