@@ -48,7 +48,19 @@ from dispatch.app.control import (
     revoke,
     scheduled_edition,
 )
-from dispatch.app.drafting import NEW_FILE, Draft, DraftPreview, Saved, compose, open_draft, preview_draft, save_draft
+from dispatch.app.drafting import (
+    NEW_FILE,
+    Draft,
+    DraftPreview,
+    Saved,
+    SentDiff,
+    compose,
+    open_draft,
+    preview_draft,
+    save_draft,
+    sent_diff,
+    start_correction,
+)
 from dispatch.app.editions import (
     FOOTER,
     MAX_TO_LINE,
@@ -69,8 +81,10 @@ from dispatch.app.editions import (
 )
 from dispatch.app.overview import EditionState, ScheduleDay, approvals_of, edition_state, today
 from dispatch.app.records import Status, approval_history, edition_note, export, find_dispatch, history, status
+from dispatch.app.runs import Confirmation, Recipe, Run, Runs, confirm, recipe_for, retry_deferred_now
 from dispatch.app.scheduled import Job, ServeClock, Service, schedule_jobs
-from dispatch.app.sending import mail_notice, notify_summary, plan_for, send
+from dispatch.app.sending import duration, mail_notice, notify_summary, plan_for, plan_line, send
+from dispatch.app.urgent import urgent_fields, urgent_path, write_urgent
 from dispatch.app.wiring import (
     current_user,
     envelope,
@@ -99,6 +113,7 @@ __all__ = [
     "ROLES",
     "AuditEntry",
     "Clock",
+    "Confirmation",
     "Decision",
     "Draft",
     "DraftPreview",
@@ -109,10 +124,14 @@ __all__ = [
     "Ledger",
     "ListsReport",
     "Prepared",
+    "Recipe",
     "Result",
     "Review",
+    "Run",
+    "Runs",
     "Saved",
     "ScheduleDay",
+    "SentDiff",
     "SentVersion",
     "ServeClock",
     "Service",
@@ -134,11 +153,13 @@ __all__ = [
     "choose_lists",
     "compose",
     "configure_log",
+    "confirm",
     "current_user",
     "decide",
     "decide_now",
     "disable_user",
     "dispatch_name",
+    "duration",
     "edition_note",
     "edition_state",
     "envelope",
@@ -161,6 +182,7 @@ __all__ = [
     "open_ledger",
     "open_transport",
     "plan_for",
+    "plan_line",
     "prepare_edition",
     "preview_draft",
     "publish",
@@ -168,6 +190,8 @@ __all__ = [
     "publishes_on_send",
     "read_edition",
     "read_secret",
+    "recipe_for",
+    "retry_deferred_now",
     "review",
     "review_now",
     "revocation_notes",
@@ -178,14 +202,19 @@ __all__ = [
     "secrets_ready",
     "send",
     "send_policy",
+    "sent_diff",
     "sent_edition",
     "sent_version",
     "short",
     "sign_in",
+    "start_correction",
     "start_new_ledger",
     "state_dir",
     "status",
     "today",
+    "urgent_fields",
+    "urgent_path",
     "web_url",
     "write_preview",
+    "write_urgent",
 ]

@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
-from dispatch.app.changes import identify, review
+from dispatch.app.changes import identify, latest_sent_edition, review
 from dispatch.app.editions import Prepared, check_problems, render_edition
 from dispatch.atomic import write_atomic
 from dispatch.config import Settings, secret_problems
+from dispatch.content import source_diff
 from dispatch.edition import assemble, edition_path, split_front_matter
-from dispatch.errors import InputError, Problem
+from dispatch.errors import ChangeControlError, InputError, Problem
 from dispatch.ledger import Ledger
 from dispatch.models import KeptText
 from dispatch.yamlsource import LineDict, parse_yaml
@@ -151,14 +152,16 @@ def body_start(text: str) -> int:
     return line + 1 if line > 1 else 1
 
 
-def preview_draft(settings: Settings, day: date, fields: dict[str, str], body: str, now: datetime) -> DraftPreview:
+def preview_draft(settings: Settings, day: date, fields: dict[str, str], body: str, now: datetime, *,
+                  urgent_file: Path | None = None) -> DraftPreview:
     """Render the draft as the send would, and check it as ``check`` would; nothing is
-    written. The message is shown even when pre-flight finds problems."""
+    written. The message is shown even when pre-flight finds problems. ``urgent_file``: an
+    urgent message to be written there (the urgent layout, no approval)."""
     text, where = compose(fields, body)
     body_line = body_start(text)
-    path = edition_path(settings.reports_dir, day)
+    path = urgent_file or edition_path(settings.reports_dir, day)
     try:
-        edition = assemble(path, text, settings.report, now)
+        edition = assemble(path, text, settings.report, now, urgent=urgent_file is not None)
     except InputError as exc:
         return DraftPreview(None, None, None, None, exc.problems, body_line, where)
     try:
@@ -222,3 +225,46 @@ def _headings_of_latest(settings: Settings, day: date) -> str:
         return ""
     headings = [line for line in body.splitlines() if line.startswith("## ")]
     return "".join(f"{heading}\n\n" for heading in headings)
+
+
+@dataclass(frozen=True)
+class SentDiff:
+    """The edition as it is now against the revision that was sent."""
+
+    name: str  # the dispatch that sent it
+    revision: int
+    reached: int
+    diff: str  # unified diff of the source; "" when unchanged
+
+
+def sent_diff(ledger: Ledger, day: date, text: str) -> SentDiff | None:
+    """None when nothing of the day's edition has reached anybody yet."""
+    sent = latest_sent_edition(ledger, day)
+    if sent is None:
+        return None
+    diff = source_diff(sent.source_text, text, f"{sent.record.name} (skickad)", "nu")
+    return SentDiff(sent.record.name, sent.record.revision, sent.reached, diff)
+
+
+def start_correction(settings: Settings, ledger: Ledger, day: date, user: str, now: datetime) -> Saved:
+    """Make the sent edition revision N+1, with an empty correction text for the editor to
+    write (check refuses a revision 2 or later without one, so it cannot go out without it).
+    The text stays as it was sent: the editor changes what was wrong, and approval follows."""
+    sent = latest_sent_edition(ledger, day)
+    if sent is None:
+        raise ChangeControlError([Problem(day.isoformat(), 0, "nothing of this edition has been sent: edit it instead")])
+    path = edition_path(settings.reports_dir, day)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        data = sent.source_text.encode("utf-8")  # the file is gone: start from what was sent
+    fields, body = split_fields(data.decode("utf-8", errors="replace"))
+    if int(fields.get("revision") or 1) > sent.record.revision:
+        return Saved(True, file_hash(data))  # a correction is already being written
+    fields.update(revision=str(sent.record.revision + 1), correction="", status="draft")
+    base = file_hash(data) if path.exists() else NEW_FILE
+    saved = save_draft(settings, ledger, day, fields, body, base, user, now)
+    if saved.saved:
+        ledger.record_audit(now, user, "correction_started", day.isoformat(), None,
+                            f"revision {sent.record.revision + 1} of {sent.record.name}")
+    return saved

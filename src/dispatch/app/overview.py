@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from dispatch.app.changes import review
+from dispatch.app.drafting import split_fields
 from dispatch.app.editions import read_edition
 from dispatch.config import Schedule, Settings
 from dispatch.edition import edition_path
@@ -28,6 +29,7 @@ class EditionState:
     content_hash: str | None = None
     dispatch: DispatchRecord | None = None
     counts: dict[str, int] | None = None
+    revision: int = 1
 
 
 @dataclass(frozen=True)
@@ -52,37 +54,66 @@ def today(settings: Settings, ledger: Ledger, now: datetime) -> list[ScheduleDay
 
 
 def edition_state(settings: Settings, ledger: Ledger, day: date, now: datetime) -> EditionState:
-    zone = settings.timezone
+    """The day's edition: its dispatch while it sends and once sent, unless the file is a
+    later revision (a correction being written), which is judged like any draft."""
     sent = [d for d in ledger.list_dispatches(day) if d.kind == "edition"]
-    if sent:
-        record = sent[-1]
-        counts = ledger.counts(record.id)
-        total = sum(counts.values())
-        waiting = counts.get("pending", 0) + counts.get("deferred", 0) + counts.get("unknown", 0)
-        failed = counts.get("failed", 0)
-        tail = f", {failed} misslyckade" if failed else ""
-        if waiting and record.finished_at is None:
-            return EditionState(day, "sending", f"Skickas: {counts.get('sent', 0)} av {total}{tail}",
-                                dispatch=record, counts=counts, content_hash=record.content_hash)
-        finished = record.finished_at or record.created_at
-        return EditionState(day, "sent", f"Skickad {finished.astimezone(zone):%Y-%m-%d %H:%M} till "
-                                         f"{counts.get('sent', 0)} mottagare{tail}",
-                            dispatch=record, counts=counts, content_hash=record.content_hash)
-    if not edition_path(settings.reports_dir, day).exists():
+    exists = edition_path(settings.reports_dir, day).exists()
+    edition = None
+    problems: InputError | None = None
+    if exists:
+        try:
+            edition = read_edition(settings, day, None, now)
+        except InputError as exc:
+            problems = exc
+    revision = edition.revision if edition is not None else _revision_written(settings, day) if exists else 1
+    if sent and revision <= max(d.revision for d in sent):
+        return _dispatch_state(settings, ledger, day, sent[-1])
+    prefix = f"Rättelse (version {revision}): " if sent else ""
+    if not exists:
         return EditionState(day, "missing", "Saknas: ingen rapport är skriven för dagen")
+    if edition is None:
+        count = len(problems.problems) if problems else 0
+        return EditionState(day, "problems", f"{prefix}Utkast med {count} fel som måste rättas")
     try:
-        edition = read_edition(settings, day, None, now)
         found = review(settings, ledger, edition, now)
     except InputError as exc:
-        return EditionState(day, "problems", f"Utkast med {len(exc.problems)} fel som måste rättas")
+        return EditionState(day, "problems", f"{prefix}Utkast med {len(exc.problems)} fel som måste rättas")
     verdict = found.verdict
     assert verdict is not None
+    zone = settings.timezone
     if verdict.sendable:
         approval = verdict.approval
         text = (f"Godkänd av {approval.approved_by} {approval.approved_at.astimezone(zone):%Y-%m-%d %H:%M}"
                 if approval else "Godkänd ('status: approved' i filen)")
-        return EditionState(day, "approved", text, approval, found.authors, found.content.hash)
-    return EditionState(day, "draft", f"Utkast: {verdict.reason_sv}", None, found.authors, found.content.hash)
+        return EditionState(day, "approved", prefix + text, approval, found.authors, found.content.hash,
+                            revision=edition.revision)
+    return EditionState(day, "draft", f"{prefix}Utkast: {verdict.reason_sv}", None, found.authors, found.content.hash,
+                        revision=edition.revision)
+
+
+def _revision_written(settings: Settings, day: date) -> int:
+    """The revision the file says, even when the edition has problems (a correction whose
+    text is not written yet is still a correction)."""
+    try:
+        fields, _ = split_fields(edition_path(settings.reports_dir, day).read_text(encoding="utf-8"))
+        return int(fields.get("revision") or 1)
+    except (OSError, ValueError):
+        return 1
+
+
+def _dispatch_state(settings: Settings, ledger: Ledger, day: date, record: DispatchRecord) -> EditionState:
+    counts = ledger.counts(record.id)
+    total = sum(counts.values())
+    waiting = counts.get("pending", 0) + counts.get("deferred", 0) + counts.get("unknown", 0)
+    failed = counts.get("failed", 0)
+    tail = f", {failed} misslyckade" if failed else ""
+    if waiting and record.finished_at is None:
+        return EditionState(day, "sending", f"Skickas: {counts.get('sent', 0)} av {total}{tail}",
+                            dispatch=record, counts=counts, content_hash=record.content_hash, revision=record.revision)
+    finished = record.finished_at or record.created_at
+    return EditionState(day, "sent", f"Skickad {finished.astimezone(settings.timezone):%Y-%m-%d %H:%M} till "
+                                     f"{counts.get('sent', 0)} mottagare{tail}",
+                        dispatch=record, counts=counts, content_hash=record.content_hash, revision=record.revision)
 
 
 def approvals_of(ledger: Ledger, day: date) -> list[Approval]:

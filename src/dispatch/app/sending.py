@@ -12,7 +12,7 @@ from dispatch import notify
 from dispatch.app.control import Decision, decide, publish
 from dispatch.app.editions import MAX_TO_LINE, Prepared, publishes_on_send
 from dispatch.app.wiring import current_user, envelope, open_ledger, open_transport, secrets_ready, send_policy
-from dispatch.config import Settings
+from dispatch.config import Settings, TransportSettings
 from dispatch.errors import DispatchError, InputError, Problem, display_path
 from dispatch.ledger import Ledger
 from dispatch.message import to_header
@@ -118,3 +118,27 @@ def mail_notice(settings: Settings, transport: Transport, subject: str, body: st
     sender; returns the refusals ("address: reply"), raises DispatchError if not delivered."""
     return notify.deliver(transport, envelope(settings).from_header, settings.sender.address, settings.notify,
                           subject, body, now.astimezone(settings.timezone))
+
+
+def plan_line(recipients: int, transport: TransportSettings, already: int = 0) -> str:
+    """What is about to happen and how long it should take, before the first message."""
+    skipped = f"; {already} already have it" if already else ""
+    if transport.kind == "maildir":
+        return f"plan: {recipients} recipients into the Maildir {transport.path}{skipped}"
+    per_message = transport.recipients_per_message
+    messages = -(-recipients // per_message)
+    line = (f"plan: {recipients} recipients in {messages} messages"
+            f"{f' of up to {per_message} recipients (Bcc)' if per_message > 1 else ''}"
+            f" over {transport.connections} connection(s) to {transport.host}:{transport.port}")
+    if transport.rate_per_minute:
+        minutes = messages / transport.rate_per_minute
+        line += f" at {transport.rate_per_minute:g}/min: about {duration(minutes * 60)}"
+    return line + (skipped or " (recipients already accepted are skipped)")
+
+
+def duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -17,7 +17,7 @@ from dispatch.errors import DispatchError, InputError, LedgerError
 
 if TYPE_CHECKING:
     from dispatch.app import Decision, Prepared
-    from dispatch.config import Settings, TransportSettings
+    from dispatch.config import Settings
 
 
 @main.command()
@@ -95,7 +95,7 @@ def send(app: Context, day: date | None, file: Path | None, lists: tuple[str, ..
                + (f", {decision.verdict.reason}" if decision.verdict else ""), err=True)
     if ready.lists and not lists and ready.edition.revision > 1 and ready.edition.lists is None:
         click.echo(f"correction: to the lists the earlier revision went to: {', '.join(ready.lists)}", err=True)
-    click.echo(_plan_line(decision.to_send, settings.transport, decision.already_accepted), err=True)
+    click.echo(application.plan_line(decision.to_send, settings.transport, decision.already_accepted), err=True)
     progress, finish = _progress(decision.to_send)
     try:
         result = application.send(settings, ready, application.StoppableClock(stop), created_by=by, progress=progress,
@@ -192,30 +192,6 @@ def _dry_run_lines(settings: Settings, ready: Prepared, decision: Decision, tota
         lines.append(f"would mail a completion summary to {', '.join(settings.notify)}")
     lines.append("nothing sent")
     return lines
-
-
-def _plan_line(recipients: int, transport: TransportSettings, already: int = 0) -> str:
-    """What is about to happen and how long it should take, before the first message."""
-    skipped = f"; {already} already have it" if already else ""
-    if transport.kind == "maildir":
-        return f"plan: {recipients} recipients into the Maildir {transport.path}{skipped}"
-    per_message = transport.recipients_per_message
-    messages = -(-recipients // per_message)
-    line = (f"plan: {recipients} recipients in {messages} messages"
-            f"{f' of up to {per_message} recipients (Bcc)' if per_message > 1 else ''}"
-            f" over {transport.connections} connection(s) to {transport.host}:{transport.port}")
-    if transport.rate_per_minute:
-        minutes = messages / transport.rate_per_minute
-        line += f" at {transport.rate_per_minute:g}/min: about {_duration(minutes * 60)}"
-    return line + (skipped or " (recipients already accepted are skipped)")
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def _progress(total: int) -> tuple[Callable[[int], None], Callable[[], None]]:

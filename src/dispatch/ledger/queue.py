@@ -199,6 +199,17 @@ def requeue_failed(db: Database, dispatch_id: int, now: datetime) -> int:
     return result.rowcount or 0
 
 
+def retry_deferred_now(db: Database, dispatch_id: int, now: datetime) -> int:
+    """Deferred rows due now instead of at their backoff time (an operator's "try again now")."""
+    with db.engine.begin() as conn:
+        result = conn.execute(
+            deliveries.update()
+            .where(deliveries.c.dispatch_id == dispatch_id, deliveries.c.state == State.DEFERRED.value)
+            .values(next_attempt_at=_utc(now), updated_at=_utc(now))
+        )
+    return result.rowcount or 0
+
+
 def states_by_key(db: Database, dispatch_id: int) -> dict[str, str]:
     """Each recipient key of the dispatch and its state (for a dry run's exact plan)."""
     with db.read() as conn:

@@ -36,7 +36,7 @@ def create_console(settings: Settings, *, clock: app.Clock | None = None, ledger
     """The console as an ASGI application (the tests and ``bench/console.py`` serve it too)."""
     web = settings.web or WebSettings()
     console = Console(settings, web, ledger or app.open_ledger(settings), clock or app.Clock(),
-                      Sessions(web, load_secret(web)), templates())
+                      Sessions(web, load_secret(web)), templates(), app.Runs(settings))
     routes = [
         Route("/healthz", pages.healthz),
         Route("/login", pages.login, methods=["GET", "POST"]),

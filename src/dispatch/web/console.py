@@ -23,7 +23,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from dispatch.app import Clock, Ledger, User, active_user, audit
+from dispatch.app import Clock, Ledger, Runs, User, active_user, audit
 from dispatch.config import Settings, WebSettings
 from dispatch.web.sessions import Session, Sessions, csrf_ok
 
@@ -52,6 +52,7 @@ class Console:
     clock: Clock
     sessions: Sessions
     templates: Environment
+    runs: Runs
     previews: OrderedDict[str, tuple[str, str, str]] = field(default_factory=OrderedDict)  # id -> (user, html, day)
 
     def keep_preview(self, user: str, html: str, day: str) -> str:

@@ -54,8 +54,11 @@ def _edition_page(visit: Visit, day: date, *, draft: app.Draft | None = None, me
     approvals = app.approvals_of(console.ledger, day)
     me = visit.me
     is_author = any(" ".join(a.split()).casefold() == me.name.casefold() for a in state.authors)
+    current = app.compose(draft.fields, draft.body)[0] if draft.exists else ""
+    sent = app.sent_diff(console.ledger, day, current) if state.dispatch or draft.fields.get("revision", "1") != "1" else None
     return visit.render(
         "edition.html", status_code, day=day, draft=draft, state=state, approvals=approvals, message=message, error=error,
+        sent=sent,
         four_eyes=console.settings.approval == "four_eyes", may_write=me.may("write"),
         may_approve=me.may("approve") and not is_author and state.key == "draft" and state.content_hash is not None,
         is_author=is_author, lists=app.all_lists(console.settings),

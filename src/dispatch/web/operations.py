@@ -1,9 +1,224 @@
-"""The operator's actions: send and watch, stop and resume, urgent messages, corrections."""
+"""The operator's actions: send and watch ("Skicka nu", live progress), stop and resume,
+"Försök igen nu", urgent messages ("Skicka brådskande"), and corrections ("Skapa rättelse").
+
+Sends run in this process (app.Runs), the one that serves the console; the progress page
+reads the ledger through server-sent events, so every watcher sees the same numbers.
+"""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import date
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from dispatch import app
+from dispatch.errors import DispatchError
+from dispatch.web.console import Visit, not_found, page
+from dispatch.web.editor import _located, edition_day
+
+FINAL = ("stopped", "finished", "incomplete", "failed", "idle")
 
 
 def routes() -> list[BaseRoute]:
-    return []
+    return [
+        Route("/editions/{day}/send", confirm_send, methods=["GET"]),
+        Route("/editions/{day}/send", start_send, methods=["POST"]),
+        Route("/editions/{day}/correction", start_correction, methods=["POST"]),
+        Route("/runs/{name}", run_page),
+        Route("/runs/{name}/events", run_events),
+        Route("/runs/{name}/stop", stop_run, methods=["POST"]),
+        Route("/runs/{name}/resume", resume_run, methods=["POST"]),
+        Route("/runs/{name}/retry", retry_now, methods=["POST"]),
+        Route("/urgent", urgent_form, methods=["GET"]),
+        Route("/urgent/preview", urgent_preview, methods=["POST"]),
+        Route("/urgent", urgent_confirm, methods=["POST"]),
+        Route("/urgent/send", urgent_send, methods=["POST"]),
+    ]
+
+
+def _refusal(exc: DispatchError) -> str:
+    problems = getattr(exc, "problems", ())
+    return "; ".join(p.message for p in problems) if problems else str(exc)
+
+
+# -- an edition: confirm, send, watch -----------------------------------------------------------------
+
+
+@page("operate")
+async def confirm_send(request: Request, visit: Visit) -> Response:
+    day = edition_day(request)
+    if day is None:
+        return not_found(visit)
+    try:
+        confirmation, _ = await run_in_threadpool(app.confirm, visit.console.settings, app.Recipe(day), visit.now)
+    except DispatchError as exc:
+        return visit.render("send_confirm.html", 409, day=day, confirmation=None, error=_refusal(exc))
+    return visit.render("send_confirm.html", day=day, confirmation=confirmation, error="")
+
+
+@page("operate")
+async def start_send(request: Request, visit: Visit) -> Response:
+    day = edition_day(request)
+    if day is None:
+        return not_found(visit)
+    return await _start(visit, app.Recipe(day), visit.form.get("expected") or None, day=day)
+
+
+async def _start(visit: Visit, recipe: app.Recipe, expected: str | None, *, day: date | None = None) -> Response:
+    console = visit.console
+    try:
+        run = await run_in_threadpool(console.runs.start, recipe, visit.me.name, visit.now, expected=expected)
+    except DispatchError as exc:
+        return visit.render("send_confirm.html", 409, day=day, confirmation=None, error=_refusal(exc))
+    return RedirectResponse(f"/runs/{run.name}", status_code=303)
+
+
+@page("read")
+async def run_page(request: Request, visit: Visit) -> Response:
+    name = str(request.path_params["name"])
+    console = visit.console
+    progress = await run_in_threadpool(console.runs.progress, console.ledger, name)
+    if progress is None:
+        return not_found(visit, "Det finns inget sådant utskick.")
+    status = await run_in_threadpool(app.status, console.settings, name, visit.now)
+    waiting = [row for row in (status.rows if status else []) if row["state"] in ("deferred", "failed", "unknown")]
+    return visit.render("run.html", name=name, progress=progress, waiting=waiting, final=FINAL)
+
+
+@page("read")
+async def run_events(request: Request, visit: Visit) -> Response:
+    """Server-sent events: the progress twice a second until the run ends (then once more)."""
+    name = str(request.path_params["name"])
+    console = visit.console
+
+    async def events() -> AsyncIterator[str]:
+        last = None
+        while True:
+            progress = await run_in_threadpool(console.runs.progress, console.ledger, name)
+            if progress is None:
+                return
+            data = json.dumps(progress, ensure_ascii=False)
+            if data != last:
+                yield f"event: progress\ndata: {data}\n\n"
+                last = data
+            if progress["state"] in FINAL or await request.is_disconnected():
+                yield f"event: end\ndata: {data}\n\n"
+                return
+            await asyncio.sleep(0.5)
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store",
+                                                                                 "X-Accel-Buffering": "no"})
+
+
+@page("operate")
+async def stop_run(request: Request, visit: Visit) -> Response:
+    name = str(request.path_params["name"])
+    run = visit.console.runs.stop(name)
+    if run is None:
+        return not_found(visit, "Utskicket körs inte här.")
+    visit.audit("stop", name)
+    return RedirectResponse(f"/runs/{name}", status_code=303)
+
+
+@page("operate")
+async def resume_run(request: Request, visit: Visit) -> Response:
+    name = str(request.path_params["name"])
+    recipe = app.recipe_for(visit.console.settings, name)
+    if recipe is None:
+        return not_found(visit, "Det här utskicket kan inte återupptas härifrån.")
+    visit.audit("resume", name)
+    return await _start(visit, recipe, name, day=recipe.day)
+
+
+@page("operate")
+async def retry_now(request: Request, visit: Visit) -> Response:
+    name = str(request.path_params["name"])
+    recipe = app.recipe_for(visit.console.settings, name)
+    if recipe is None:
+        return not_found(visit, "Det här utskicket kan inte skickas igen härifrån.")
+    count = await run_in_threadpool(app.retry_deferred_now, visit.console.settings, name, visit.now)
+    visit.audit("retry_now", name, None, f"{count} deferred recipient(s)")
+    return await _start(visit, recipe, name, day=recipe.day)
+
+
+# -- corrections -----------------------------------------------------------------------------------
+
+
+@page("write")
+async def start_correction(request: Request, visit: Visit) -> Response:
+    day = edition_day(request)
+    if day is None:
+        return not_found(visit)
+    console = visit.console
+    try:
+        await run_in_threadpool(app.start_correction, console.settings, console.ledger, day, visit.me.name, visit.now)
+    except DispatchError as exc:
+        return visit.render("error.html", 409, heading="Ingen rättelse skapad", message=_refusal(exc))
+    return RedirectResponse(f"/editions/{day.isoformat()}?rattelse=1", status_code=303)
+
+
+# -- urgent messages -------------------------------------------------------------------------------
+
+
+def _urgent_form(visit: Visit) -> tuple[str, tuple[str, ...], str]:
+    lists = tuple(name for name in app.all_lists(visit.console.settings) if visit.form.get(f"list-{name}"))
+    return visit.form.get("subject", "").strip(), lists, visit.form.get("body", "")
+
+
+@page("operate")
+async def urgent_form(request: Request, visit: Visit) -> Response:
+    settings = visit.console.settings
+    return visit.render("urgent.html", subject="", body="", chosen=settings.scheduled_lists(),
+                        lists=app.all_lists(settings), error="")
+
+
+@page("operate")
+async def urgent_preview(request: Request, visit: Visit) -> Response:
+    subject, lists, body = _urgent_form(visit)
+    console = visit.console
+    path = app.urgent_path(console.settings, subject or "meddelande", visit.now)
+    result = await run_in_threadpool(app.preview_draft, console.settings, visit.now.date(),
+                                     app.urgent_fields(subject, lists, visit.me.name), body, visit.now, urgent_file=path)
+    problems = [_located(problem, result) for problem in result.problems]
+    if not lists:
+        problems.insert(0, {"message": "Välj minst en mottagarlista.", "anchor": "", "label": "", "line": None})
+    preview_id = console.keep_preview(visit.me.name, result.html, "urgent") if result.html else None
+    return visit.render("preview.html", result=result, preview_id=preview_id, problems=problems, day=visit.now.date())
+
+
+@page("operate")
+async def urgent_confirm(request: Request, visit: Visit) -> Response:
+    """The confirmation: the count and the lists, before anything is written or sent."""
+    subject, lists, body = _urgent_form(visit)
+    settings = visit.console.settings
+    error = "" if subject and lists and body.strip() else "Skriv ett ämne och ett meddelande, och välj minst en lista."
+    count = 0
+    if not error:
+        report = await run_in_threadpool(app.lists_report, settings, lists)
+        count = len(report.resolution.recipients) if report.resolution else 0
+    return visit.render("urgent.html", 409 if error else 200, subject=subject, body=body, chosen=lists,
+                        lists=app.all_lists(settings), error=error, confirm_count=count)
+
+
+@page("operate")
+async def urgent_send(request: Request, visit: Visit) -> Response:
+    subject, lists, body = _urgent_form(visit)
+    settings = visit.console.settings
+    if not (subject and lists and body.strip()):
+        return visit.render("urgent.html", 409, subject=subject, body=body, chosen=lists, lists=app.all_lists(settings),
+                            error="Skriv ett ämne och ett meddelande, och välj minst en lista.")
+    path = app.urgent_path(settings, subject, visit.now)
+    await run_in_threadpool(app.write_urgent, path, subject, lists, body, visit.me.name)
+    recipe = app.Recipe(None, path, urgent=True)
+    try:
+        run = await run_in_threadpool(visit.console.runs.start, recipe, visit.me.name, visit.now)
+    except DispatchError as exc:
+        return visit.render("urgent.html", 409, subject=subject, body=body, chosen=lists, lists=app.all_lists(settings),
+                            error="Inte skickat: " + _refusal(exc))
+    return RedirectResponse(f"/runs/{run.name}", status_code=303)

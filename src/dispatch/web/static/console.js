@@ -44,7 +44,39 @@
     });
   }
 
+  var STATES = {running: "Skickar", stopping: "Stoppar", stopped: "Stoppad", finished: "Klar",
+                incomplete: "Klar, men alla har inte fått den", failed: "Misslyckades", idle: "Väntar"};
+
+  function watchRun(section) {
+    // Live progress from the server (server-sent events): the same ledger counts for every
+    // watcher. Only a change of state is announced (the status element is a live region).
+    var source = new EventSource(section.getAttribute("data-events"));
+    function show(data) {
+      ["sent", "pending", "deferred", "unknown", "failed"].forEach(function (key) {
+        var cell = document.getElementById("c-" + key);
+        if (cell) cell.textContent = data.counts[key] || 0;
+      });
+      document.getElementById("c-total").textContent = data.total;
+      document.getElementById("c-rate").textContent = data.rate_per_minute + " per minut";
+      document.getElementById("c-eta").textContent = data.eta_seconds === null ? "–" : data.eta_seconds + " s";
+      var bar = document.getElementById("run-bar");
+      bar.max = data.total || 1; bar.value = data.sent; bar.textContent = data.sent + " av " + data.total;
+      var state = document.getElementById("run-state");
+      if (state.getAttribute("data-state") !== data.state) {
+        state.setAttribute("data-state", data.state);
+        state.textContent = STATES[data.state] || data.state;
+      }
+      document.getElementById("run-error").textContent = data.error || "";
+      var final = ["stopped", "finished", "incomplete", "failed", "idle"].indexOf(data.state) >= 0;
+      section.querySelectorAll(".when-running").forEach(function (f) { f.hidden = final; });
+      section.querySelectorAll(".when-stopped").forEach(function (f) { f.hidden = !final || data.waiting === 0; });
+    }
+    source.addEventListener("progress", function (event) { show(JSON.parse(event.data)); });
+    source.addEventListener("end", function (event) { show(JSON.parse(event.data)); source.close(); });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("section.run[data-events]").forEach(watchRun);
     var body = document.getElementById("f-body");
     if (body) {
       numberLines(body);

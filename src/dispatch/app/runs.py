@@ -1,0 +1,198 @@
+"""Sends started from the console, run inside the process that serves it (``dispatch web``,
+or ``serve`` hosting the console): started, watched, stopped and resumed there.
+
+A run is the same ``send`` the command line makes, in a thread of its own with a stop
+event: stopping claims nothing more, and the messages in flight finish and are recorded.
+What a watcher sees is read from the ledger (the counts ``status --json`` gives), so
+everyone watching sees the same numbers, whichever process sends.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from dispatch.app.control import decide_now
+from dispatch.app.editions import Prepared, prepare_edition, read_edition
+from dispatch.app.sending import plan_line, send
+from dispatch.app.wiring import open_ledger, secrets_ready
+from dispatch.config import Settings
+from dispatch.errors import DispatchError, InputError, Problem
+from dispatch.ledger import Ledger
+from dispatch.pipeline import Result, StoppableClock
+
+LINGER = timedelta(minutes=10)  # as the command line: stay for due retries, then leave them to serve
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to prepare a dispatch's content again (to start, resume or retry it)."""
+
+    day: date | None
+    file: Path | None = None
+    urgent: bool = False
+
+    def prepare(self, settings: Settings, now: datetime) -> Prepared:
+        edition = read_edition(settings, self.day, self.file, now, urgent=self.urgent)
+        return prepare_edition(settings, edition, now)
+
+
+@dataclass
+class Run:
+    name: str
+    subject: str
+    recipe: Recipe
+    started_by: str
+    started_at: datetime
+    plan: str
+    stop: threading.Event = field(default_factory=threading.Event)
+    state: str = "running"  # running, stopping, stopped, finished, incomplete, failed
+    error: str = ""
+    result: Result | None = None
+    thread: threading.Thread | None = None
+    samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=120))
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """What the operator confirms before a send: what, to whom, how many, how."""
+
+    name: str
+    subject: str
+    lists: tuple[str, ...]
+    recipients: int  # who would get it now
+    already: int  # already accepted earlier
+    plan: str
+    relay: str
+    reason: str  # why it may go (the gate's verdict), or "" for an urgent message
+
+
+def confirm(settings: Settings, recipe: Recipe, now: datetime) -> tuple[Confirmation, Prepared]:
+    """Prepare and decide as the send would (change control included); raises if it may not go."""
+    ready = recipe.prepare(settings, now)
+    secrets_ready(settings)
+    decision = decide_now(settings, ready, now)
+    transport = settings.transport
+    relay = str(transport.path) if transport.kind == "maildir" else f"{transport.host}:{transport.port}"
+    return Confirmation(decision.name, ready.rendered.subject, ready.lists, decision.to_send, decision.already_accepted,
+                        plan_line(decision.to_send, transport, decision.already_accepted), relay,
+                        decision.verdict.reason if decision.verdict else ""), ready
+
+
+class Runs:
+    """The runs of this process, by dispatch name (one at a time per dispatch)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._runs: dict[str, Run] = {}
+        self._lock = threading.Lock()
+
+    def start(self, recipe: Recipe, by: str, now: datetime, *, expected: str | None = None) -> Run:
+        """Start the send (or resume it). ``expected``: the dispatch the operator confirmed;
+        if the content now makes another, nothing is started (they confirmed something else)."""
+        confirmation, ready = confirm(self.settings, recipe, now)
+        if expected is not None and confirmation.name != expected:
+            raise InputError([Problem(confirmation.name, 0, f"the content changed after the confirmation ({expected} "
+                                      f"then, {confirmation.name} now); confirm again")])
+        with self._lock:
+            current = self._runs.get(confirmation.name)
+            if current is not None and current.state in ("running", "stopping"):
+                return current  # a second click, or a second operator: one run, watched by both
+            run = Run(confirmation.name, confirmation.subject, recipe, by, now, confirmation.plan)
+            self._runs[run.name] = run
+        run.thread = threading.Thread(target=self._send, args=(run, ready), name=f"send {run.name}", daemon=True)
+        run.thread.start()
+        return run
+
+    def _send(self, run: Run, ready: Prepared) -> None:
+        try:
+            run.result = send(self.settings, ready, StoppableClock(run.stop), created_by=run.started_by,
+                              progress=lambda n: None, linger=LINGER, stop=run.stop, by_hand=True)
+        except DispatchError as exc:
+            run.state, run.error = "failed", str(exc)
+            return
+        except Exception as exc:  # a bug must not take the console with it; it is shown and logged
+            run.state, run.error = "failed", f"{type(exc).__name__}: {exc}"
+            raise
+        if run.stop.is_set():
+            run.state = "stopped"
+        else:
+            run.state = "finished" if run.result.complete else "incomplete"
+            if run.result.revoked:
+                run.state, run.error = "stopped", "godkännandet återkallades under utskicket"
+
+    def stop(self, name: str) -> Run | None:
+        run = self._runs.get(name)
+        if run is not None and run.state == "running":
+            run.state = "stopping"
+            run.stop.set()
+        return run
+
+    def get(self, name: str) -> Run | None:
+        return self._runs.get(name)
+
+    def wait(self, name: str, timeout: float) -> bool:
+        run = self._runs.get(name)
+        if run is None or run.thread is None:
+            return True
+        run.thread.join(timeout)
+        return not run.thread.is_alive()
+
+    def progress(self, ledger: Ledger, name: str) -> dict[str, Any] | None:
+        """The dispatch's counts from the ledger, and this process's run of it if any: state,
+        rate (messages accepted per minute, over the last 30 s) and the time left."""
+        record = ledger.find_dispatch(name)
+        run = self._runs.get(name)
+        if record is None and run is None:
+            return None
+        counts = ledger.counts(record.id) if record else {}
+        total = sum(counts.values())
+        sent = counts.get("sent", 0)
+        waiting = counts.get("pending", 0) + counts.get("deferred", 0) + counts.get("unknown", 0)
+        rate = 0.0
+        if run is not None:
+            moment = time.monotonic()
+            run.samples.append((moment, sent))
+            old = next((s for s in run.samples if moment - s[0] <= 30), run.samples[0])
+            if moment - old[0] > 0.5:
+                rate = (sent - old[1]) / (moment - old[0]) * 60
+        if run is not None:
+            state = run.state
+        elif record is not None and record.finished_at is not None:
+            state = "finished"
+        else:
+            state = "idle" if waiting else "finished"
+        eta = waiting / rate * 60 if rate > 0 and waiting else None
+        return {"dispatch": name, "state": state, "counts": counts, "total": total, "sent": sent, "waiting": waiting,
+                "rate_per_minute": round(rate, 1), "eta_seconds": round(eta) if eta is not None else None,
+                "plan": run.plan if run else "", "error": run.error if run else "",
+                "started_by": run.started_by if run else (record.created_by if record else "")}
+
+
+def recipe_for(settings: Settings, name: str) -> Recipe | None:
+    """How to prepare an existing dispatch's content again (to resume or retry it)."""
+    ledger = open_ledger(settings)
+    try:
+        record = ledger.find_dispatch(name)
+    finally:
+        ledger.close()
+    if record is None or record.kind.startswith("test-"):
+        return None
+    if record.kind.startswith("urgent-"):
+        return Recipe(None, settings.path.parent / record.source, urgent=True)
+    return Recipe(date.fromisoformat(record.edition_date))
+
+
+def retry_deferred_now(settings: Settings, name: str, now: datetime) -> int:
+    """Deferred recipients of the dispatch become due now ("Försök igen nu")."""
+    ledger = open_ledger(settings)
+    try:
+        record = ledger.find_dispatch(name)
+        return ledger.retry_deferred_now(record.id, now) if record else 0
+    finally:
+        ledger.close()
