@@ -1,0 +1,344 @@
+"""Issue 18: the console, part 2. The operator sends from the browser and watches it go,
+stops and resumes it, sends an urgent message ahead of a draining dispatch, and corrects a
+sent edition. A real `dispatch web` process, a real SMTP server (aiosmtpd), Playwright on
+the system Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+
+import httpx
+import pytest
+
+from conftest import STOCKHOLM, Project, SMTPServer, addresses, big_list
+from consolekit import WebProcess, add_users, browser_or_skip, browser_sign_in, csrf_of, sign_in
+
+DAY = (datetime.now(STOCKHOLM) + timedelta(days=1)).date()
+BODY = "## Beskrivning av händelsen\n\n- Återstarten av journalsystemet på SÄS går enligt plan.\n"
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = browser_or_skip(playwright)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def page_at(chromium: object, width: int = 1280) -> object:
+    return chromium.new_context(viewport={"width": width, "height": 900}).new_page()  # type: ignore[attr-defined]
+
+
+def console_for(project: Project, smtp: SMTPServer, count: int, rate: float, connections: int = 4) -> WebProcess:
+    project.use_smtp(smtp, rate_per_minute=rate, connections=connections)
+    project.set_config(approval="four_eyes", notify=[])
+    big_list(project, count)
+    add_users(project, ("anna", "bo", "olle"))
+    return WebProcess(project)
+
+
+def approved_edition(base: str, day: date, body: str = BODY, lists: str = "stor") -> None:
+    """anna writes it, bo approves it: through the console, over HTTP."""
+    anna = sign_in(base, "anna")
+    page = anna.get(f"/editions/{day.isoformat()}")
+    base_hash = re.search(r'name="base" value="([^"]*)"', page.text)
+    assert base_hash
+    saved = anna.post(f"/editions/{day.isoformat()}/save", data={
+        "compiled": f"{day.isoformat()} 13:00", "status": "draft", "lists": lists, "body": body,
+        "base": base_hash.group(1), "csrf": csrf_of(page.text)})
+    assert saved.status_code == 303
+    bo = sign_in(base, "bo")
+    page = bo.get(f"/editions/{day.isoformat()}")
+    seen = re.search(r'name="seen" value="([0-9a-f]{64})"', page.text)
+    assert seen, page.text
+    assert bo.post(f"/editions/{day.isoformat()}/approve", data={"csrf": csrf_of(page.text), "seen": seen.group(1)}).status_code == 200
+
+
+def counts_on(page: object) -> dict[str, int]:
+    return {key: int(page.locator(f"#c-{key}").inner_text()) for key in ("sent", "pending", "deferred", "unknown", "failed")}  # type: ignore[attr-defined]
+
+
+def send_from_browser(page: object, base: str, day: date) -> str:
+    from playwright.sync_api import expect
+
+    browser_sign_in(page, base, "olle", f"/editions/{day.isoformat()}")
+    page.get_by_role("link", name="Skicka nu").click()  # type: ignore[attr-defined]
+    expect(page.locator("dl.facts")).to_contain_text("stor")  # type: ignore[attr-defined]
+    page.get_by_role("button", name="Bekräfta").click()  # type: ignore[attr-defined]
+    page.wait_for_url(re.compile(r".*/runs/.+"))  # type: ignore[attr-defined]
+    return str(page.url).rsplit("/", 1)[1]  # type: ignore[attr-defined]
+
+
+# -- 1. send from the browser, watched by two -------------------------------------------------------
+
+
+@pytest.mark.slow  # 2,000 recipients through a browser; fast twin: test_the_confirmation_and_the_rules_of_sending
+def test_an_operator_sends_2000_from_the_browser_and_two_watchers_see_the_ledgers_numbers(
+        project: Project, smtp_server: SMTPServer, chromium: object) -> None:
+    from playwright.sync_api import expect
+
+    console = console_for(project, smtp_server, 2000, rate=12_000)
+    try:
+        approved_edition(console.base, DAY)
+        operator = page_at(chromium)
+        name = send_from_browser(operator, console.base, DAY)
+        watcher = page_at(chromium, 375)
+        browser_sign_in(watcher, console.base, "bo", f"/runs/{name}")
+        expect(watcher.locator("#run-plan")).to_contain_text("2000 recipients")
+        for page in (operator, watcher):
+            expect(page.locator("#c-sent")).to_have_text("2000", timeout=60_000)
+            expect(page.locator("#run-state")).to_have_text("Klar")
+        status = project.status(name)
+        assert counts_on(operator) == counts_on(watcher) == {k: status["counts"][k] for k in counts_on(operator)}
+        assert status["counts"]["sent"] == 2000 and status["created_by"] == "olle"
+        assert sorted(smtp_server.handler.recipients()) == sorted(addresses(2000))
+    finally:
+        console.stop()
+
+
+# -- 2. stop at about 30 %, resume -----------------------------------------------------------------
+
+
+@pytest.mark.slow  # a rate-limited send of 2,000; fast twin: test_the_confirmation_and_the_rules_of_sending
+def test_stop_at_a_third_then_resume_loses_nobody(project: Project, smtp_server: SMTPServer, chromium: object) -> None:
+    from playwright.sync_api import expect
+
+    connections = 4
+    console = console_for(project, smtp_server, 2000, rate=3000, connections=connections)  # 50 a second
+    try:
+        approved_edition(console.base, DAY)
+        operator = page_at(chromium)
+        name = send_from_browser(operator, console.base, DAY)
+        deadline = time.monotonic() + 60
+        while len(smtp_server.handler.reports()) < 600:
+            assert time.monotonic() < deadline, "the send did not get going"
+            time.sleep(0.05)
+        operator.get_by_role("button", name="Stoppa").click()
+        at_stop = len(smtp_server.handler.reports())
+        expect(operator.locator("#run-state")).to_have_text("Stoppad", timeout=10_000)
+        stopped = len(smtp_server.handler.reports())
+        time.sleep(1.5)
+        assert len(smtp_server.handler.reports()) == stopped, "nothing more is sent once stopped"
+        # Claiming stopped at once: what went out after the click is what was in flight (plus
+        # the slot each connection held at a 50/s rate), not the next batches.
+        assert stopped - at_stop <= 2 * connections, (at_stop, stopped)
+        assert 500 < stopped < 1200
+        expect(operator.locator("#c-sent")).to_have_text(str(project.status(name)["counts"]["sent"]))
+        operator.get_by_role("button", name="Återuppta").click()
+        expect(operator.locator("#run-state")).to_have_text("Klar", timeout=90_000)
+        received = smtp_server.handler.recipients()
+        assert set(received) == set(addresses(2000)), "0 lost"
+        assert len(received) - 2000 <= connections, "duplicates at most the messages in flight"
+        log = sign_in(console.base, "olle").get("/audit").text
+        assert ">stop<" in log and ">resume<" in log
+    finally:
+        console.stop()
+
+
+# -- 3. an urgent message overtakes 5,000 draining -------------------------------------------------
+
+
+@pytest.mark.slow  # 5,000 recipients at a limited rate; fast twin: test_an_urgent_message_needs_a_subject_a_list_and_a_confirmation
+def test_an_urgent_message_from_the_console_overtakes_a_draining_dispatch(
+        project: Project, smtp_server: SMTPServer, chromium: object) -> None:
+    from playwright.sync_api import expect
+
+    console = console_for(project, smtp_server, 5000, rate=6000)  # 100 a second: 50 s to drain
+    try:
+        approved_edition(console.base, DAY)
+        operator = page_at(chromium)
+        scheduled = send_from_browser(operator, console.base, DAY)
+        while len(smtp_server.handler.reports()) < 300:
+            time.sleep(0.05)
+        urgent = page_at(chromium)
+        browser_sign_in(urgent, console.base, "olle", "/urgent")
+        urgent.get_by_label("Ämne").fill("Akutmottagningen på SÄS stänger klockan 16")
+        for name in ("politisk-ledning", "chefer", "stor"):
+            urgent.get_by_label(name, exact=True).set_checked(name == "chefer")
+        urgent.get_by_label("Innehåll").fill("Akutmottagningen tar inte emot nya patienter från **klockan 16:00**.\n")
+        expect(urgent.locator("#problems")).to_contain_text("Inga problem hittades", timeout=10_000)
+        urgent.get_by_role("button", name="Skicka brådskande").click()
+        expect(urgent.get_by_role("status").filter(has_text="Skickas nu till")).to_contain_text("40 mottagare")
+        confirmed = time.monotonic()
+        urgent.get_by_role("button", name="Bekräfta").click()
+
+        def first_urgent() -> float | None:
+            with smtp_server.handler.lock:
+                for moment, message in zip(smtp_server.handler.data_times, smtp_server.handler.received, strict=False):
+                    if b"BR=C3=85DSKANDE" in message.data or "BRÅDSKANDE".encode() in message.data:
+                        return moment
+            return None
+
+        deadline = time.monotonic() + 30
+        while first_urgent() is None:
+            assert time.monotonic() < deadline, "the urgent message never arrived"
+            time.sleep(0.01)
+        latency = (first_urgent() or 0) - confirmed
+        print(f"first urgent message accepted {latency:.2f} s after the confirmation")
+        assert latency < 10, "a generous bound; bench/console_urgent.py measures it (target 1 s)"
+        expect(urgent.locator("#run-state")).to_have_text("Klar", timeout=30_000)
+        assert sign_in(console.base, "olle").get(f"/runs/{scheduled}").status_code == 200
+        deadline = time.monotonic() + 120
+        while project.status(scheduled)["counts"]["sent"] < 5000:
+            assert time.monotonic() < deadline, "the scheduled dispatch did not complete"
+            time.sleep(0.5)
+        stor = [r for r in smtp_server.handler.recipients() if r.startswith("person")]
+        assert len(stor) == 5000 and set(stor) == set(addresses(5000)), "everyone once"
+        kept = sorted((project.root / "reports" / "urgent").glob("*-akutmottagningen-pa-sas-stanger*.md"))
+        assert len(kept) == 1 and "klockan 16:00" in kept[0].read_text(encoding="utf-8"), "the message is kept as a file"
+    finally:
+        console.stop()
+
+
+# -- 4. a correction: diff, correction text, approval, the same people ------------------------------
+
+
+@pytest.mark.slow  # two sends and a browser; fast twin: test_the_confirmation_and_the_rules_of_sending
+def test_a_correction_shows_the_diff_needs_text_and_approval_and_reaches_revision_1s_people(
+        project: Project, smtp_server: SMTPServer, chromium: object) -> None:
+    from playwright.sync_api import expect
+
+    console = console_for(project, smtp_server, 30, rate=0)
+    try:
+        approved_edition(console.base, DAY)
+        olle = sign_in(console.base, "olle")
+        confirm = olle.get(f"/editions/{DAY.isoformat()}/send")
+        expected = re.search(r'name="expected" value="([^"]+)"', confirm.text)
+        assert expected
+        olle.post(f"/editions/{DAY.isoformat()}/send", data={"csrf": csrf_of(confirm.text), "expected": expected.group(1)})
+        _wait_sent(project, expected.group(1), 30)
+        # Between the revisions: one person leaves the list, one joins.
+        lines = (project.root / "recipients" / "stor.csv").read_text(encoding="utf-8").splitlines()
+        lines = [line for line in lines if not line.startswith("person00007@")] + ["ny.person@example.org,Ny Person"]
+        (project.root / "recipients" / "stor.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+        editor = page_at(chromium, 375)
+        browser_sign_in(editor, console.base, "anna", f"/editions/{DAY.isoformat()}")
+        editor.get_by_role("button", name="Skapa rättelse").click()
+        expect(editor.get_by_label("Version")).to_have_value("2")
+        expect(editor.locator(".standing .state")).to_contain_text("Rättelse (version 2)")
+        editor.get_by_label("Innehåll").fill(BODY.replace("går enligt plan", "är försenad till onsdag"))
+        expect(editor.locator("#problems")).to_contain_text("correction", timeout=10_000)  # the text is required
+        editor.get_by_role("button", name="Spara").click()
+        expect(editor.locator("details.diff")).to_contain_text("-- Återstarten av journalsystemet på SÄS går enligt plan.")
+        expect(editor.locator("details.diff")).to_contain_text("+- Återstarten av journalsystemet på SÄS är försenad till onsdag.")
+        refused = olle.get(f"/editions/{DAY.isoformat()}/send")
+        assert refused.status_code == 409, "no correction text, no approval: it cannot be sent"
+
+        editor.get_by_label("Rättelse", exact=True).fill("Återstarten är försenad, inte enligt plan.")
+        expect(editor.locator("#problems")).to_contain_text("Inga problem hittades", timeout=10_000)
+        editor.get_by_role("button", name="Spara").click()
+        assert olle.get(f"/editions/{DAY.isoformat()}/send").status_code == 409, "not approved yet"
+        approver = page_at(chromium)
+        browser_sign_in(approver, console.base, "bo", f"/editions/{DAY.isoformat()}")
+        approver.get_by_role("button", name="Godkänn", exact=True).click()
+        expect(approver.locator(".standing .state")).to_contain_text("Godkänd av bo")
+
+        before = len(smtp_server.handler.reports())
+        name = send_from_browser(page_at(chromium), console.base, DAY)
+        assert name == f"{DAY.isoformat()}.r2.edition"
+        _wait_sent(project, name, 30)
+        second = [m for m in smtp_server.handler.reports()[before:]]
+        reached = sorted(r.lower() for m in second for r in m.rcpt_tos)
+        expected_people = sorted([a for a in addresses(30) if a != "person00007@example.org"] + ["ny.person@example.org"])
+        assert reached == expected_people, "revision 1's lists now: minus the one removed, plus the one added, once each"
+        assert all(str(m.message["Subject"]).startswith("Rättelse:") for m in second)
+    finally:
+        console.stop()
+
+
+def _wait_sent(project: Project, name: str, count: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = project.run("status", name, "--json")
+        if result.returncode == 0 and json.loads(result.stdout)["counts"]["sent"] == count:
+            return
+        assert time.monotonic() < deadline, f"{name} did not reach {count}"
+        time.sleep(0.3)
+
+
+# -- the fast twins ---------------------------------------------------------------------------------
+
+
+def test_the_confirmation_and_the_rules_of_sending(project: Project, smtp_server: SMTPServer) -> None:
+    console = console_for(project, smtp_server, 20, rate=0)
+    try:
+        anna, olle = sign_in(console.base, "anna"), sign_in(console.base, "olle")
+        assert olle.get(f"/editions/{DAY.isoformat()}/send").status_code == 409, "nothing written: nothing to send"
+        approved_edition(console.base, DAY)
+        assert anna.get(f"/editions/{DAY.isoformat()}/send").status_code == 403, "editors do not send"
+        page = anna.get(f"/editions/{DAY.isoformat()}")
+        assert anna.post(f"/editions/{DAY.isoformat()}/send", data={"csrf": csrf_of(page.text)}).status_code == 403
+        confirm = olle.get(f"/editions/{DAY.isoformat()}/send")
+        assert confirm.status_code == 200
+        assert "20" in confirm.text and "stor" in confirm.text and f"{smtp_server.host}:{smtp_server.port}" in confirm.text
+        assert "plan: 20 recipients in 20 messages over 4 connection(s)" in confirm.text
+        assert "Bekräfta" in confirm.text and "approved by bo" in confirm.text
+        assert smtp_server.handler.reports() == [], "confirming sends nothing"
+        started = olle.post(f"/editions/{DAY.isoformat()}/send", data={"csrf": csrf_of(confirm.text), "expected": "other.r1.edition"})
+        assert started.status_code == 409 and "confirm again" in started.text, "a send of something else than was confirmed"
+        expected = re.search(r'name="expected" value="([^"]+)"', confirm.text)
+        assert expected
+        started = olle.post(f"/editions/{DAY.isoformat()}/send", data={"csrf": csrf_of(confirm.text), "expected": expected.group(1)})
+        assert started.status_code == 303 and started.headers["location"] == f"/runs/{expected.group(1)}"
+        with olle.stream("GET", f"/runs/{expected.group(1)}/events") as events:
+            last = None
+            for line in events.iter_lines():
+                if line.startswith("data:"):
+                    last = json.loads(line[5:])
+        assert last is not None and last["state"] == "finished" and last["counts"]["sent"] == 20
+        assert len(smtp_server.handler.reports()) == 20
+        again = olle.get(f"/editions/{DAY.isoformat()}/send")
+        assert "Alla mottagare har redan fått den" in again.text or again.status_code == 409
+    finally:
+        console.stop()
+
+
+def test_an_urgent_message_needs_a_subject_a_list_and_a_confirmation(project: Project, smtp_server: SMTPServer) -> None:
+    console = console_for(project, smtp_server, 5, rate=0)
+    try:
+        assert sign_in(console.base, "anna").get("/urgent").status_code == 403, "operators send urgent messages"
+        olle = sign_in(console.base, "olle")
+        page = olle.get("/urgent")
+        assert 'name="list-politisk-ledning"' in page.text and "Brådskande meddelande" in page.text
+        form = {"csrf": csrf_of(page.text), "subject": "Akutmottagningen stänger", "body": "Stänger **klockan 16:00**.\n"}
+        refused = olle.post("/urgent", data=form)
+        assert refused.status_code == 409 and "välj minst en lista" in refused.text
+        preview = olle.post("/urgent/preview", data={**form, "list-chefer": "1"})
+        frame = re.search(r'src="(/preview/[^"?]+)"', preview.text)
+        assert frame and "BRÅDSKANDE" in olle.get(frame.group(1)).text
+        confirm = olle.post("/urgent", data={**form, "list-chefer": "1"})
+        assert "Skickas nu till 40 mottagare på chefer" in confirm.text and 'formaction="/urgent/send"' in confirm.text
+        assert smtp_server.handler.reports() == [], "the confirmation sends nothing"
+        sent = olle.post("/urgent/send", data={**form, "list-chefer": "1"})
+        assert sent.status_code == 303
+        deadline = time.monotonic() + 30
+        while len(smtp_server.handler.reports()) < 40:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        message = smtp_server.handler.reports()[0].message
+        assert str(message["Subject"]).startswith("BRÅDSKANDE") and message["Importance"] == "High"
+    finally:
+        console.stop()
+
+
+def test_a_stopped_or_unknown_run_and_retry_now_are_operators_only(project: Project, smtp_server: SMTPServer) -> None:
+    console = console_for(project, smtp_server, 3, rate=0)
+    try:
+        anna, olle = sign_in(console.base, "anna"), sign_in(console.base, "olle")
+        page = olle.get("/")
+        assert olle.get("/runs/2024-11-17.r1.edition").status_code == 404
+        assert anna.post("/runs/x/stop", data={"csrf": csrf_of(anna.get('/').text)}).status_code == 403
+        assert olle.post("/runs/x/stop", data={"csrf": csrf_of(page.text)}).status_code == 404
+        assert olle.post("/runs/x/retry", data={"csrf": csrf_of(page.text)}).status_code == 404
+        assert httpx.get(f"{console.base}/runs/x/events", follow_redirects=False).status_code == 303
+    finally:
+        console.stop()
