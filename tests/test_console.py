@@ -105,12 +105,12 @@ def test_an_editor_writes_tomorrows_edition_with_a_live_preview(console: WebProc
     page = phone_page(chromium)
     browser_sign_in(page, console.base, "anna", f"/editions/{TOMORROW.isoformat()}")
     expect(page.locator("h1")).to_have_text(f"Rapporten {TOMORROW.isoformat()}")
-    expect(page.locator("#problems")).to_contain_text("is empty", timeout=10_000)  # the prefilled headings need text
+    expect(page.locator("#problems")).to_contain_text("är tomt", timeout=10_000)  # the prefilled headings need text
 
     page.get_by_label("Innehåll").fill(BODY_WITH_EMPTY_LINK)
     # The preview follows the typing (no button): the problem at its line, the message in the frames.
     expect(page.locator("#problems")).to_contain_text("Rad 4", timeout=5_000)
-    expect(page.locator("#problems")).to_contain_text("empty link")
+    expect(page.locator("#problems")).to_contain_text("en länk saknar adress")  # in Swedish, as the office reads it
     phone = page.frame_locator("iframe[title='Förhandsvisning, mobil']")
     expect(phone.locator("body")).to_contain_text("Återstarten av journalsystemet på SÄS", timeout=5_000)
     assert page.evaluate("document.documentElement.scrollWidth") <= 375, "no sideways scrolling at 375 px"
@@ -203,10 +203,21 @@ def test_an_editors_forged_approval_is_refused_and_an_approver_of_their_own_text
     page = bo.get(f"/editions/{day}")
     assert "Godkänn</button>" not in page.text and "en annan person måste godkänna" in page.text
     stale = bo.post(f"/editions/{day}/approve", data={"csrf": csrf_of(page.text), "seen": seen.group(1)})
-    assert stale.status_code == 409 and "the edition changed while bo was reading it" in stale.text, "approve what you saw"
+    assert stale.status_code == 409 and "rapporten ändrades medan bo läste den" in stale.text, "approve what you saw"
     refused = bo.post(f"/editions/{day}/approve", data={"csrf": csrf_of(page.text)})
     assert refused.status_code == 409, refused.text
-    assert "Inte utfört" in refused.text and "cannot also approve it" in refused.text, re.findall(r"class=.error.*", refused.text)
+    assert "Inte utfört: bo har själv skrivit den här versionen och kan inte också godkänna den" in refused.text, \
+        re.findall(r"class=.error.*", refused.text)
+    # Pressing "Spara" on a text as it is changes nothing: it does not make the reader its author.
+    cara = sign_in(console.base, "cara")
+    page = cara.get(f"/editions/{day}")
+    fields_now = {key: value for key, value in re.findall(r'<input id="f-(\w+)" name="\w+" value="([^"]*)"', page.text)}
+    body_now = re.search(r'<textarea id="f-body"[^>]*>(.*?)</textarea>', page.text, re.DOTALL)
+    assert body_now
+    unchanged = cara.post(f"/editions/{day}/save", data={**fields_now, "status": "draft", "body": body_now.group(1),
+                                                       "base": _base(page.text), "csrf": csrf_of(page.text)})
+    assert unchanged.status_code == 303 and unchanged.headers["location"].endswith("?klart=oforandrad")
+    assert "Senast sparad av bo" in cara.get(f"/editions/{day}").text
 
 
 def _base(html: str) -> str:
@@ -472,7 +483,9 @@ def test_a_test_to_me_then_history_exports_recipients_and_revoking(shared: tuple
     assert saved.status_code == 303
     page = anna.get(f"/editions/{day}")
     sent = anna.post(f"/editions/{day}/test", data={"csrf": csrf_of(page.text)})
-    assert sent.status_code == 200 and "Ett [TEST] är skickat till anna@example.org" in sent.text
+    assert sent.status_code == 303, "back to the edition's page: a reload does not send again"
+    assert "Ett [TEST] är skickat till anna@example.org" in anna.get(sent.headers["location"]).text
+    assert anna.get(f"/editions/{day}/test").headers["location"] == f"/editions/{day}", "a GET of the action sends nothing"
     import email
     from email import policy
 
@@ -499,11 +512,13 @@ def test_a_test_to_me_then_history_exports_recipients_and_revoking(shared: tuple
 
     bo = sign_in(console.base, "bo")
     page = bo.get(f"/editions/{day}")
-    assert bo.post(f"/editions/{day}/approve", data={"csrf": csrf_of(page.text), "seen": _seen(page.text)}).status_code == 200
+    assert bo.post(f"/editions/{day}/approve", data={"csrf": csrf_of(page.text), "seen": _seen(page.text)}).status_code == 303
     page = bo.get(f"/editions/{day}")
     assert "Godkänd av bo" in page.text
     revoked = bo.post(f"/editions/{day}/revoke", data={"csrf": csrf_of(page.text)})
-    assert revoked.status_code == 200 and "Godkännandet är återkallat" in revoked.text
+    assert revoked.status_code == 303
+    revoked = bo.get(revoked.headers["location"])
+    assert "Godkännandet är återkallat" in revoked.text
     assert "återkallat av bo" in revoked.text and "Godkänd av bo" not in revoked.text
     log = sign_in(console.base, "olle").get("/audit").text
     for action in ("save", "send", "approve", "revoke", "export", "sign_in"):

@@ -59,7 +59,7 @@ def approved_edition(base: str, day: date, body: str = BODY, lists: str = "stor"
     page = bo.get(f"/editions/{day.isoformat()}")
     seen = re.search(r'name="seen" value="([0-9a-f]{64})"', page.text)
     assert seen, page.text
-    assert bo.post(f"/editions/{day.isoformat()}/approve", data={"csrf": csrf_of(page.text), "seen": seen.group(1)}).status_code == 200
+    assert bo.post(f"/editions/{day.isoformat()}/approve", data={"csrf": csrf_of(page.text), "seen": seen.group(1)}).status_code == 303
 
 
 def counts_on(page: object) -> dict[str, int]:
@@ -226,7 +226,7 @@ def test_a_correction_shows_the_diff_needs_text_and_approval_and_reaches_revisio
         expect(editor.get_by_label("Version")).to_have_value("2")
         expect(editor.locator(".standing .state")).to_contain_text("Rättelse (version 2)")
         editor.get_by_label("Innehåll").fill(BODY.replace("går enligt plan", "är försenad till onsdag"))
-        expect(editor.locator("#problems")).to_contain_text("correction", timeout=10_000)  # the text is required
+        expect(editor.locator("#problems")).to_contain_text("skriv i fältet Rättelse", timeout=10_000)  # required
         editor.get_by_role("button", name="Spara").click()
         expect(editor.locator("details.diff")).to_contain_text("-- Återstarten av journalsystemet på SÄS går enligt plan.")
         expect(editor.locator("details.diff")).to_contain_text("+- Återstarten av journalsystemet på SÄS är försenad till onsdag.")
@@ -284,7 +284,7 @@ def test_the_confirmation_and_the_rules_of_sending(project: Project, smtp_server
         assert "Bekräfta" in confirm.text and "approved by bo" in confirm.text
         assert smtp_server.handler.reports() == [], "confirming sends nothing"
         started = olle.post(f"/editions/{DAY.isoformat()}/send", data={"csrf": csrf_of(confirm.text), "expected": "other.r1.edition"})
-        assert started.status_code == 409 and "confirm again" in started.text, "a send of something else than was confirmed"
+        assert started.status_code == 409 and "bekräfta igen" in started.text, "a send of something else than was confirmed"
         expected = re.search(r'name="expected" value="([^"]+)"', confirm.text)
         assert expected
         started = olle.post(f"/editions/{DAY.isoformat()}/send", data={"csrf": csrf_of(confirm.text), "expected": expected.group(1)})

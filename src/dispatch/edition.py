@@ -75,8 +75,13 @@ def assemble(
     now: datetime,
     *,
     urgent: bool = False,
+    lenient: list[Problem] | None = None,
 ) -> Edition:
-    """Parse an edition file's text. Raises InputError with every problem found."""
+    """Parse an edition file's text. Raises InputError with every problem found.
+
+    ``lenient``: collect into it the problems that still leave an edition to show (an empty
+    section, a broken link, a missing correction text) and return it anyway: the console's
+    preview shows the message beside its problems. Nothing is sent from such an edition."""
     shown = display_path(path)
     problems: list[Problem] = []
     try:
@@ -156,8 +161,7 @@ def assemble(
         # broken link, text outside any section): found here, before anyone reads them.
         problems.extend(editorial.check(body, body_line, shown, urgent=urgent))
 
-    if problems:
-        raise InputError(problems)
+    _raise_or_collect(problems, lenient)
 
     variables = {
         "title": report.title,
@@ -176,8 +180,7 @@ def assemble(
         preheader = _shorten(first_text) if first_text else _fill(report.preheader, variables, shown, None, "preheader", problems)
     else:
         preheader = _fill(preheader_template, variables, shown, meta.line_of("preheader"), "preheader", problems)
-    if problems:
-        raise InputError(problems)
+    _raise_or_collect(problems, lenient)
 
     daily = tuple(_section(heading, md, line) for heading, line, md in sections)
     if urgent:
@@ -210,6 +213,14 @@ def assemble(
         author=(meta.get("by") or "").strip() or None,
         line_of=dict(meta.key_lines) | {"": meta.line},
     )
+
+
+def _raise_or_collect(problems: list[Problem], lenient: list[Problem] | None) -> None:
+    if problems and lenient is None:
+        raise InputError(problems)
+    if lenient is not None:
+        lenient.extend(problems)
+        problems.clear()
 
 
 def _date_from_name(path: Path) -> date | None:

@@ -70,6 +70,7 @@ class Saved:
     conflict_by: str | None = None  # who saved the version that is in the file
     kept_id: int | None = None
     problems: tuple[Problem, ...] = ()
+    unchanged: bool = False  # nothing differed from the file: not written, authorship kept
 
 
 def file_hash(data: bytes) -> str:
@@ -160,15 +161,16 @@ def preview_draft(settings: Settings, day: date, fields: dict[str, str], body: s
     text, where = compose(fields, body)
     body_line = body_start(text)
     path = urgent_file or edition_path(settings.reports_dir, day)
+    found: list[Problem] = []  # problems that leave a message to show: shown beside it
     try:
-        edition = assemble(path, text, settings.report, now, urgent=urgent_file is not None)
+        edition = assemble(path, text, settings.report, now, urgent=urgent_file is not None, lenient=found)
     except InputError as exc:
         return DraftPreview(None, None, None, None, exc.problems, body_line, where)
     try:
         ready: Prepared = render_edition(settings, edition, now)
     except InputError as exc:  # unknown lists, a broken recipient file
-        return DraftPreview(None, None, None, None, exc.problems, body_line, where)
-    problems = (*check_problems(settings, ready), *ready.resolution.problems, *secret_problems(settings))
+        return DraftPreview(None, None, None, None, (*found, *exc.problems), body_line, where)
+    problems = (*found, *check_problems(settings, ready), *ready.resolution.problems, *secret_problems(settings))
     content = identify(settings, edition)
     return DraftPreview(ready.rendered.html, ready.rendered.text, ready.rendered.subject, content.short,
                         tuple(dict.fromkeys(problems)), body_line, where)
@@ -188,9 +190,15 @@ def save_draft(settings: Settings, ledger: Ledger, day: date, fields: dict[str, 
             current = file_hash(path.read_bytes())
         except FileNotFoundError:
             current = NEW_FILE
+        if current == base and current != NEW_FILE:
+            # Saving what is already there changes nothing, and must not make the person who
+            # pressed "Spara" its author (they could no longer approve what they only read).
+            earlier_by = split_fields(path.read_text(encoding="utf-8"))[0].get("by", "")
+            if compose({**fields, "by": earlier_by}, body)[0].encode("utf-8") == path.read_bytes():
+                return Saved(True, current, unchanged=True)
         if current != base:
             by = _saved_by(ledger, day, current)
-            kept_id = ledger.keep_text(day, user, text, f"refused: the file was changed by {by} after it was opened", now)
+            kept_id = ledger.keep_text(day, user, text, f"Inte sparad: {by} sparade rapporten efter att {user} öppnade den", now)
             ledger.record_audit(now, user, "save_refused", day.isoformat(), None, f"kept text {kept_id}; file {current[:12]}")
             return Saved(False, current, conflict_by=by, kept_id=kept_id)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from dispatch import app
 from dispatch.errors import DispatchError, InputError, Problem
 from dispatch.web.console import PREVIEW_CSP, Visit, not_found, page, security_headers
+from dispatch.web.swedish import swedish
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 FORM_FIELDS = ("compiled", "status", "urgent", "revision", "correction", "lists", "subject", "preheader")
@@ -38,16 +39,40 @@ def form_fields(visit: Visit) -> tuple[dict[str, str], str]:
     return fields, visit.form.get("body", "")
 
 
+# What a finished action says on the page it returns to (post, redirect, get: a reload does
+# not repeat the action).
+DONE = {
+    "sparad": "Sparad {time}.",
+    "oforandrad": "Inget att spara: texten är densamma som i den sparade rapporten.",
+    "godkand": "Godkänd {time}.",
+    "aterkallad": "Godkännandet är återkallat; rapporten skickas inte förrän den godkänts igen.",
+    "test": "Ett [TEST] är skickat till {email}.",
+    "test-vantar": "Testet kunde inte skickas ännu till {email}; se Historik.",
+    "rattelse": "Rättelsen är skapad som ny version. Skriv vad som är rättat i fältet Rättelse, spara, och låt någon annan godkänna.",
+}
+
+
 @page("read")
 async def edition_page(request: Request, visit: Visit) -> Response:
     day = edition_day(request)
     if day is None:
         return not_found(visit)
-    return await run_in_threadpool(_edition_page, visit, day)
+    done = DONE.get(request.query_params.get("klart", ""), "")
+    message = done.format(time=visit.now.astimezone(visit.console.settings.timezone).strftime("%H:%M"), email=visit.me.email)
+    return await run_in_threadpool(lambda: _edition_page(visit, day, message=message))
+
+
+@page("read")
+async def back_to_edition(request: Request, visit: Visit) -> Response:
+    """A GET of an action's address (a reload or Back after it): the edition's page."""
+    day = edition_day(request)
+    if day is None:
+        return not_found(visit)
+    return RedirectResponse(f"/editions/{day.isoformat()}", status_code=303)
 
 
 def _edition_page(visit: Visit, day: date, *, draft: app.Draft | None = None, message: str = "", error: str = "",
-                  status_code: int = 200) -> HTMLResponse:
+                  status_code: int = 200, conflict: bool = False) -> HTMLResponse:
     console = visit.console
     draft = draft or app.open_draft(console.settings, console.ledger, day, visit.now)
     state = app.edition_state(console.settings, console.ledger, day, visit.now)
@@ -58,7 +83,7 @@ def _edition_page(visit: Visit, day: date, *, draft: app.Draft | None = None, me
     sent = app.sent_diff(console.ledger, day, current) if state.dispatch or draft.fields.get("revision", "1") != "1" else None
     return visit.render(
         "edition.html", status_code, day=day, draft=draft, state=state, approvals=approvals, message=message, error=error,
-        sent=sent,
+        sent=sent, conflict=conflict,
         four_eyes=console.settings.approval == "four_eyes", may_write=me.may("write"),
         may_approve=me.may("approve") and not is_author and state.key == "draft" and state.content_hash is not None,
         is_author=is_author, lists=app.all_lists(console.settings),
@@ -86,12 +111,12 @@ def _located(problem: Problem, result: app.DraftPreview) -> dict[str, object]:
     if line >= result.body_line:
         editor_line = line - result.body_line + 1
         anchor, label = f"line-{editor_line}", f"Rad {editor_line}"
-        return {"message": problem.message, "anchor": anchor, "label": label, "line": editor_line}
+        return {"message": swedish(problem.message), "anchor": anchor, "label": label, "line": editor_line}
     for key, field_line in result.field_lines.items():
         if field_line == line:
-            return {"message": problem.message, "anchor": f"f-{key}", "label": FIELD_LABELS.get(key, key), "line": None}
+            return {"message": swedish(problem.message), "anchor": f"f-{key}", "label": FIELD_LABELS.get(key, key), "line": None}
     where = "" if problem.path.endswith(".md") else f"{problem.path}:{line}: "
-    return {"message": where + problem.message, "anchor": "", "label": "", "line": None}
+    return {"message": where + swedish(problem.message), "anchor": "", "label": "", "line": None}
 
 
 FIELD_LABELS = {"compiled": "Sammanställd", "status": "Status", "revision": "Version", "correction": "Rättelse",
@@ -124,12 +149,14 @@ async def save(request: Request, visit: Visit) -> Response:
                                     visit.form.get("base", ""), visit.me.name, visit.now)
     if not saved.saved:
         kept = app.open_draft(console.settings, console.ledger, day, visit.now).kept
-        draft = app.Draft(day, {**fields, "by": visit.me.name}, body, visit.form.get("base", ""), True, kept)
+        draft = app.Draft(day, {**fields, "by": saved.conflict_by or ""}, body, visit.form.get("base", ""), True, kept)
         error = (f"Inte sparad: {saved.conflict_by} sparade rapporten efter att du öppnade den. Din text finns kvar "
-                 "här nedan och är sparad undan (se 'Undansparade texter'). Öppna sidan igen för att se den nya "
-                 "versionen, och för in dina ändringar i den.")
-        return await run_in_threadpool(lambda: _edition_page(visit, day, draft=draft, error=error, status_code=409))
-    return RedirectResponse(f"/editions/{day.isoformat()}?saved=1", status_code=303)
+                 "här nedan och är sparad undan (se 'Undansparade texter'). Öppna den sparade versionen och för in "
+                 "dina ändringar i den.")
+        return await run_in_threadpool(lambda: _edition_page(visit, day, draft=draft, error=error, status_code=409,
+                                                             conflict=True))
+    return RedirectResponse(f"/editions/{day.isoformat()}?klart={'oforandrad' if saved.unchanged else 'sparad'}",
+                            status_code=303)
 
 
 @page("approve")
@@ -144,7 +171,7 @@ async def approve(request: Request, visit: Visit) -> Response:
         edition = app.read_edition(settings, day, None, visit.now)
         ready = app.prepare_edition(settings, edition, visit.now)
         app.approve(settings, ready, visit.me.name, visit.now, seen=seen)  # recorded in the audit log by app
-        return "Godkänd."
+        return "godkand"
 
     return await _act(visit, day, work)
 
@@ -159,7 +186,7 @@ async def revoke(request: Request, visit: Visit) -> Response:
         count = app.revoke(visit.console.settings, day, visit.me.name, visit.now)
         if not count:
             raise InputError([Problem(day.isoformat(), 0, "Det finns inget godkännande att återkalla.")])
-        return "Godkännandet är återkallat; rapporten skickas inte förrän den godkänts igen."
+        return "aterkallad"
 
     return await _act(visit, day, work)
 
@@ -175,23 +202,21 @@ async def send_test(request: Request, visit: Visit) -> Response:
         edition = app.read_edition(settings, day, None, visit.now)
         ready = app.prepare_edition(settings, edition, visit.now, to=(visit.me.email,))
         result = app.send(settings, ready, visit.console.clock, created_by=visit.me.name)  # audited by app
-        if not result.complete:
-            return f"Testet kunde inte skickas ännu till {visit.me.email} (se historiken för {result.dispatch})."
-        return f"Ett [TEST] är skickat till {visit.me.email}."
+        return "test" if result.complete else "test-vantar"
 
     return await _act(visit, day, work)
 
 
 async def _act(visit: Visit, day: date, work: Callable[[], str]) -> Response:
-    """Run an action; on success back to the page with its message, on refusal the page
-    with the reason (an app error says exactly what is wrong)."""
+    """Run an action; on success back to the edition's page with what was done (a reload does
+    not repeat it), on refusal the page with the reason, in Swedish where it is known."""
     try:
-        message = await run_in_threadpool(work)
+        done = await run_in_threadpool(work)
     except DispatchError as exc:
         problems = getattr(exc, "problems", ())
-        reason = "; ".join(p.message for p in problems) if problems else str(exc)
+        reason = "; ".join(swedish(p.message) for p in problems) if problems else swedish(str(exc))
         return await run_in_threadpool(lambda: _edition_page(visit, day, error=f"Inte utfört: {reason}", status_code=409))
-    return await run_in_threadpool(lambda: _edition_page(visit, day, message=str(message)))
+    return RedirectResponse(f"/editions/{day.isoformat()}?klart={done}", status_code=303)
 
 
 @page("read")

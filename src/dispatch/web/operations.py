@@ -21,6 +21,7 @@ from dispatch import app
 from dispatch.errors import DispatchError
 from dispatch.web.console import Visit, not_found, page
 from dispatch.web.editor import _located, edition_day
+from dispatch.web.swedish import swedish
 
 FINAL = ("stopped", "finished", "incomplete", "failed", "idle")
 
@@ -44,7 +45,7 @@ def routes() -> list[BaseRoute]:
 
 def _refusal(exc: DispatchError) -> str:
     problems = getattr(exc, "problems", ())
-    return "; ".join(p.message for p in problems) if problems else str(exc)
+    return "; ".join(swedish(p.message) for p in problems) if problems else swedish(str(exc))
 
 
 # -- an edition: confirm, send, watch -----------------------------------------------------------------
