@@ -92,7 +92,23 @@ def templates() -> Environment:
     env.globals["static_version"] = STATIC_VERSION
     env.filters["local"] = lambda moment, zone, fmt="%Y-%m-%d %H:%M": moment.astimezone(zone).strftime(fmt) if moment else ""
     env.filters["short"] = lambda value: (value or "")[:12]
+    env.filters["iso_local"] = lambda value, zone: (datetime.fromisoformat(value).astimezone(zone).strftime("%Y-%m-%d %H:%M")
+                                                    if value else "")
+    env.globals.update(state_names=STATE_NAMES, count_names=COUNT_NAMES, action_names=ACTION_NAMES)
     return env
+
+
+# Swedish names for what the ledger and the audit log record in English.
+STATE_NAMES = {"pending": "väntar", "sent": "skickad", "deferred": "försenad", "unknown": "okänd", "failed": "misslyckad",
+               "bounced": "studsad"}
+COUNT_NAMES = {"pending": "väntar", "sent": "skickade", "deferred": "försenade", "unknown": "okända",
+               "failed": "misslyckade", "bounced": "studsade"}
+ACTION_NAMES = {"sign_in": "inloggning", "sign_in_failed": "misslyckad inloggning", "sign_out": "utloggning",
+                "locked": "kontot spärrat", "save": "sparad", "save_refused": "sparning nekad", "approve": "godkänd",
+                "revoke": "godkännande återkallat", "send": "utskick", "stop": "stoppad", "resume": "återupptagen",
+                "retry_now": "försök igen nu", "export": "nedladdning", "user_added": "konto skapat",
+                "user_disabled": "konto avstängt", "correction_started": "rättelse skapad", "sso_refused": "SSO nekad",
+                "sso_failed": "SSO misslyckades"}
 
 
 def render(console: Console, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -116,7 +132,12 @@ def page(right: str | None = "read") -> Callable[[Handler], Callable[[Request], 
                 if request.method == "GET":
                     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                     return RedirectResponse(f"/login?next={quote(target, safe='/')}", status_code=303)
-                return forbidden(console, "Du är inte inloggad (eller sessionen har gått ut). Logga in igen.", 401)
+                # A save after the session ended: the text is not lost, it is shown to copy.
+                form = await request.form()
+                text = form.get("body")
+                return forbidden(console, "Du är inte inloggad (sessionen har gått ut). Inget är sparat. Kopiera din text "
+                                 "nedan, logga in igen och spara den.", 401,
+                                 kept_text=text if isinstance(text, str) else "")
             assert session is not None
             visit = Visit(console, user, session, now)
             if request.method == "POST":
@@ -140,11 +161,12 @@ def forbidden(console: Console, message: str, status_code: int = 403, **context:
     context.setdefault("user", None)
     context.setdefault("session", None)
     context.setdefault("now", console.clock.now())
+    context.setdefault("kept_text", "")
     return render(console, "error.html", status_code, heading="Inte tillåtet", message=message, **context)
 
 
 def not_found(visit: Visit, message: str = "Sidan finns inte.") -> HTMLResponse:
-    return visit.render("error.html", 404, heading="Hittades inte", message=message)
+    return visit.render("error.html", 404, heading="Hittades inte", message=message, kept_text="")
 
 
 def security_header_values(csp: str | None = None) -> list[tuple[str, str]]:

@@ -19,11 +19,35 @@
     var start = 0;
     for (var i = 0; i < line - 1 && i < lines.length; i++) start += lines[i].length + 1;
     var end = start + (lines[line - 1] || "").length;
+    // Select the line, then let the browser bring the selection into view (blur and focus
+    // scroll to it, wrapped lines included), and the box itself into the window.
+    textarea.blur();
+    textarea.setSelectionRange(start, start);
     textarea.focus();
     textarea.setSelectionRange(start, end);
-    var lineHeight = parseFloat(getComputedStyle(textarea).lineHeight) || 21;
-    textarea.scrollTop = Math.max(0, (line - 3) * lineHeight);
+    textarea.scrollIntoView({block: "center"});
     numberLines(textarea);
+    showCaret(textarea);
+  }
+
+  function showCaret(textarea) {
+    var note = textarea.closest(".body-editor") && textarea.closest(".body-editor").querySelector(".caret");
+    if (!note) return;
+    var line = textarea.value.slice(0, textarea.selectionStart).split("\n").length;
+    note.textContent = "Rad " + line + " av " + textarea.value.split("\n").length;
+  }
+
+  function warnExpired() {
+    // The session ended (idle too long, or signed out elsewhere): say so, keep the text.
+    if (document.getElementById("expired")) return;
+    var banner = document.createElement("p");
+    banner.id = "expired";
+    banner.className = "banner";
+    banner.setAttribute("role", "alert");
+    banner.textContent = "Du är inte längre inloggad (sessionen har gått ut). Din text finns kvar här: logga in i en ny flik, " +
+      "kom sedan tillbaka hit och tryck Spara.";
+    var main = document.getElementById("main");
+    main.insertBefore(banner, main.firstChild);
   }
 
   function fitFrames(root) {
@@ -82,6 +106,7 @@
       numberLines(body);
       body.addEventListener("input", function () { numberLines(body); });
       body.addEventListener("scroll", function () { numberLines(body); });
+      ["keyup", "click", "input"].forEach(function (name) { body.addEventListener(name, function () { showCaret(body); }); });
     }
     document.addEventListener("click", function (event) {
       var link = event.target.closest && event.target.closest("a[data-line], a[data-field]");
@@ -106,6 +131,24 @@
       if (event.target.classList && event.target.classList.contains("dark-toggle")) window.__darkPreview = event.target.checked;
     });
     window.addEventListener("resize", function () { fitFrames(document); });
+    document.body.addEventListener("htmx:responseError", function (event) {
+      if (event.detail.xhr && event.detail.xhr.status === 401) warnExpired();
+    });
+    // A confirmation before what cannot be taken back by the same person at once.
+    document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+      form.addEventListener("submit", function (event) {
+        if (!window.confirm(form.getAttribute("data-confirm"))) event.preventDefault();
+      });
+    });
+    // Leaving with unsaved text asks first; saving does not.
+    document.querySelectorAll("form[data-unsaved]").forEach(function (form) {
+      var dirty = false;
+      form.addEventListener("input", function () { dirty = true; });
+      form.addEventListener("submit", function () { dirty = false; });
+      window.addEventListener("beforeunload", function (event) {
+        if (dirty) { event.preventDefault(); event.returnValue = ""; }
+      });
+    });
     fitFrames(document);
   });
 })();
