@@ -58,6 +58,11 @@ REPORT = """\
 - Inga allvarliga vårdskador har rapporterats under dygnet.
 """
 
+URGENT = """\
+Akutmottagningen på SÄS tar inte emot nya patienter från **klockan 16:00** i dag.
+Hänvisa till Sahlgrenska Universitetssjukhuset eller Skaraborgs sjukhus.
+"""
+
 
 def log(message: str) -> None:
     print(f"make_screens: {message}", flush=True)
@@ -143,7 +148,11 @@ def wait_for_preview(page: Page) -> None:
 
 
 def shoot(page: Page, path: str, name: str, ready=None) -> list[Path]:
-    """Both widths of one page; returns the files written."""
+    """Both widths of one page; returns the files written.
+
+    The viewport is made as tall as the page (at most MAX_HEIGHT) and then shot, rather than
+    using Playwright's full_page: the preview frames are sandboxed iframes, which Chromium
+    renders in their own process, and full_page often captures them blank."""
     written = []
     for width in WIDTHS:
         page.set_viewport_size({"width": width, "height": HEIGHT})
@@ -152,13 +161,15 @@ def shoot(page: Page, path: str, name: str, ready=None) -> list[Path]:
         if ready:
             ready(page)
         height = page.evaluate("Math.max(document.documentElement.scrollHeight, document.body.scrollHeight)")
+        page.set_viewport_size({"width": width, "height": max(HEIGHT, min(height, MAX_HEIGHT))})
+        page.wait_for_timeout(500)
+        if ready:
+            ready(page)
         out = DOCS / f"console-{name}-{width}.png"
-        if height > MAX_HEIGHT:
-            page.screenshot(path=out, full_page=True, clip={"x": 0, "y": 0, "width": width, "height": MAX_HEIGHT})
-        else:
-            page.screenshot(path=out, full_page=True)
+        page.screenshot(path=out)
         written.append(out)
         log(f"wrote {out.relative_to(ROOT)} ({height} px tall{', clipped' if height > MAX_HEIGHT else ''})")
+    page.set_viewport_size({"width": WIDTHS[-1], "height": HEIGHT})
     return written
 
 
@@ -180,8 +191,9 @@ def flow_and_screens(base: str, day: str) -> list[Path]:
             body.fill(REPORT)
             expect(anna.locator("#problems")).to_contain_text("Inga problem hittades", timeout=20_000)
             log("anna: the preview says no problems")
-            anna.get_by_role("button", name="Spara", exact=True).click()
-            anna.wait_for_url(re.compile(rf"/editions/{day}\?saved=1$"))
+            with anna.expect_navigation():
+                anna.get_by_role("button", name="Spara", exact=True).click()
+            expect(anna.locator(".error")).to_have_count(0)
             log("anna: saved")
             anna.get_by_role("button", name="Skicka test till mig").click()
             expect(anna.locator("#status")).to_contain_text("TEST", timeout=30_000)
@@ -207,10 +219,39 @@ def flow_and_screens(base: str, day: str) -> list[Path]:
             written += shoot(anna, "/recipients", "recipients")
             anna_context.close()
 
-            # The audit log, which only an operator may read.
+            # olle (operator) confirms the send, and watches it; then the urgent composer.
             olle_context, olle = sign_in(browser, base, "olle")
+            written += shoot(olle, f"/editions/{day}/send", "send")
+            olle.goto(f"/editions/{day}/send")
+            with olle.expect_navigation():
+                olle.get_by_role("button", name="Bekräfta").click()
+            expect(olle.locator("#run-state")).to_have_text("Klar", timeout=60_000)
+            written += shoot(olle, olle.url.replace(base, ""), "progress")
+            log("olle: sent")
+
+            def urgent_ready(page: Page) -> None:
+                if not page.get_by_label("Ämne").input_value():
+                    page.get_by_label("Ämne").fill("Akutmottagningen på SÄS stänger klockan 16")
+                    page.get_by_label("Innehåll", exact=True).fill(URGENT)
+                    expect(page.locator("#problems")).to_contain_text("Inga problem hittades", timeout=20_000)
+                    page.get_by_role("button", name="Skicka brådskande").click()
+                    page.wait_for_load_state("networkidle")
+                wait_for_preview(page)
+            written += shoot(olle, "/urgent", "urgent", ready=urgent_ready)
             written += shoot(olle, "/audit", "audit")
             olle_context.close()
+
+            # anna corrects the sent edition: a new revision, the diff against what was sent.
+            anna_context, anna = sign_in(browser, base, "anna")
+            anna.goto(f"/editions/{day}")
+            anna.get_by_role("button", name="Skapa rättelse").click()
+            anna.get_by_label("Innehåll", exact=True).fill(REPORT.replace("sedan klockan 07.00", "sedan klockan 09.00", 1))
+            anna.get_by_label("Rättelse", exact=True).fill("Återstarten är flyttad till onsdag.")
+            expect(anna.locator("#problems")).to_contain_text("Inga problem hittades", timeout=20_000)
+            with anna.expect_navigation():
+                anna.get_by_role("button", name="Spara", exact=True).click()
+            written += shoot(anna, f"/editions/{day}", "correction", ready=wait_for_preview)
+            anna_context.close()
         finally:
             browser.close()
     return written
