@@ -432,3 +432,69 @@ def test_a_token_command_must_name_a_program_that_exists(tmp_path: Path) -> None
     assert problems(str(script)) == []
     [absent] = problems(str(tmp_path / "absent"))
     assert "which does not exist" in absent.message
+
+
+# -- web.oidc: single sign-on (issue 18) ---------------------------------------------------------
+
+OIDC = """\
+timezone: Europe/Stockholm
+web:
+  oidc:
+    issuer: https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000/v2.0
+    client_id: 11111111-2222-3333-4444-555555555555
+    client_secret_env: DISPATCH_OIDC_SECRET
+    claim: roles
+    roles:
+      Rapport.Redaktor: editor
+      Rapport.Godkannare: approver
+      Rapport.Drift: operator
+"""
+
+
+def test_single_sign_on_settings_load(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, OIDC + "    ca_file: certs/region-ca.pem\n    label: Logga in med SITHS\n"))
+    assert settings.web is not None and settings.web.oidc is not None
+    oidc = settings.web.oidc
+    assert oidc.issuer.endswith("/v2.0") and oidc.claim == "roles" and oidc.client_secret_env == "DISPATCH_OIDC_SECRET"
+    assert dict(oidc.roles) == {"Rapport.Redaktor": "editor", "Rapport.Godkannare": "approver", "Rapport.Drift": "operator"}
+    assert oidc.scopes == "openid profile email" and oidc.label == "Logga in med SITHS"
+    assert oidc.ca_file == tmp_path / "certs" / "region-ca.pem", "relative to the config file"
+    assert settings.where("web.oidc.claim") == f"{tmp_path / 'config.yaml'}:7"
+    assert load_settings(write(tmp_path, "web: {listen: '127.0.0.1:8025'}\n")).web.oidc is None  # type: ignore[union-attr]
+
+
+def test_a_client_secret_in_the_config_is_a_problem_at_its_line_and_never_shown(tmp_path: Path) -> None:
+    path = write(tmp_path, OIDC + f"    client_secret: {SECRET}\n")
+    [problem] = problems_of(path)
+    assert problem.line == line_of(path.read_text(encoding="utf-8"), "client_secret:")
+    assert problem.message.startswith("secrets do not belong in the config file: remove 'client_secret'")
+    assert SECRET not in str(problem)
+
+
+def test_an_unknown_role_is_a_problem_at_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, OIDC.replace("Rapport.Drift: operator", "Rapport.Drift: admin"))
+    assert [(p.line, p.message) for p in problems_of(path)] == [
+        (11, "'web.oidc.roles': 'Rapport.Drift' maps to 'admin', which is not a role; use one of editor, approver, operator"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "message"),
+    [
+        ("issuer: https://", "issuer: http://", 4, "'web.oidc.issuer' must start with https://, not 'http://login"),
+        ("    client_id: 11111111-2222-3333-4444-555555555555\n", "", 3, "'web.oidc' needs 'client_id'"),
+        ("client_secret_env: DISPATCH_OIDC_SECRET", "client_secret_env: A\n    client_secret_file: f", 7,
+         "'web.oidc': set client_secret_env or client_secret_file, not both"),
+        ("    client_secret_env: DISPATCH_OIDC_SECRET\n", "", 3, "'web.oidc' needs 'client_secret_env'"),
+        ("    claim: roles\n", "    claim: roles\n    scopes: profile email\n", 8, "'web.oidc.scopes' must include openid"),
+        ("      Rapport.Drift: operator\n", "      7: operator\n", 11, "'web.oidc.roles': the claim value 7 must be text"),
+        ("    roles:\n      Rapport.Redaktor: editor\n      Rapport.Godkannare: approver\n      Rapport.Drift: operator\n", "",
+         3, "'web.oidc.roles' must map claim values to roles"),
+        ("    claim: roles", "    clam: roles", 7, "unknown key 'clam' in web.oidc; did you mean 'claim'?"),
+    ],
+)
+def test_single_sign_on_problems_are_at_their_lines(tmp_path: Path, old: str, new: str, line: int, message: str) -> None:
+    text = OIDC.replace(old, new)
+    assert text != OIDC
+    [problem] = problems_of(write(tmp_path, text))
+    assert (problem.line, problem.message[:len(message)]) == (line, message), problem

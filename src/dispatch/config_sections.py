@@ -7,9 +7,11 @@ import re
 from pathlib import Path
 
 from dispatch.config_reader import _finite, _parse_address, _Reader, _shown_number
+from dispatch.models import ROLES
 from dispatch.settings import (
     _BOUNCES_KEYS,
     _CONTROL,
+    _OIDC_KEYS,
     _PUBLISH_KEYS,
     _REPORT_KEYS,
     _SCHEDULE_KEYS,
@@ -19,6 +21,7 @@ from dispatch.settings import (
     _WEB_KEYS,
     DEFAULT_RETRY_MINUTES,
     BounceSettings,
+    OidcSettings,
     PublishSettings,
     ReportSettings,
     Schedule,
@@ -259,4 +262,65 @@ def _read_web(reader: _Reader, raw: LineDict) -> WebSettings | None:
         session_secret_file=reader.relative(reader.text(section, "session_secret_file", None, "web.")),
         forwarded_allow_ips=reader.text(section, "forwarded_allow_ips", None, "web."),
         local_accounts=bool(reader.get(section, "local_accounts", bool, True, "web.")),
+        oidc=_read_oidc(reader, section),
     )
+
+
+def _read_oidc(reader: _Reader, web: LineDict) -> OidcSettings | None:
+    """web.oidc, single sign-on: where the provider is, who the console is to it, where its
+    secret is kept (never the secret itself), and which claim values give which role."""
+    section = reader.section(web, "oidc", _OIDC_KEYS, "web.", reported=("client_secret",))
+    if not isinstance(web.get("oidc"), LineDict):
+        return None
+    p = "web.oidc."
+    at = web.line_of("oidc")  # where a missing key would go
+    if "client_secret" in section:  # the value is never read, so no message can show it
+        reader.problem(section.line_of("client_secret"),
+                       "secrets do not belong in the config file: remove 'client_secret' and set 'client_secret_env' "
+                       "(the name of an environment variable) or 'client_secret_file' instead")
+    issuer = reader.text(section, "issuer", None, p)
+    if issuer is None:
+        reader.problem(at, "'web.oidc' needs 'issuer', e.g. https://login.microsoftonline.com/TENANT/v2.0")
+    elif not issuer.startswith("https://"):
+        # The provider's answers decide who may approve what goes out: only over verified TLS.
+        reader.problem(section.line_of("issuer"), f"'web.oidc.issuer' must start with https://, not {issuer!r}")
+    client_id = reader.text(section, "client_id", None, p)
+    if client_id is None:
+        reader.problem(at, "'web.oidc' needs 'client_id' (the console's application id at the provider)")
+    secret_env = reader.text(section, "client_secret_env", None, p)
+    secret_file = reader.relative(reader.text(section, "client_secret_file", None, p))
+    if secret_env is not None and secret_file is not None:
+        reader.problem(section.line_of("client_secret_file"), "'web.oidc': set client_secret_env or client_secret_file, not both")
+    elif secret_env is None and secret_file is None and "client_secret" not in section:
+        reader.problem(at, "'web.oidc' needs 'client_secret_env' (the name of an environment variable) or 'client_secret_file'")
+    scopes = reader.text(section, "scopes", "openid profile email", p)
+    if "openid" not in scopes.split():
+        reader.problem(section.line_of("scopes"), f"'web.oidc.scopes' must include openid, not {scopes!r}")
+    return OidcSettings(
+        issuer=issuer or "", client_id=client_id or "", client_secret_env=secret_env, client_secret_file=secret_file,
+        claim=reader.text(section, "claim", "groups", p), roles=_oidc_roles(reader, section, at), scopes=scopes,
+        ca_file=reader.relative(reader.text(section, "ca_file", None, p)),
+        label=reader.text(section, "label", "Logga in med organisationens konto", p),
+    )
+
+
+def _oidc_roles(reader: _Reader, section: LineDict, at: int) -> tuple[tuple[str, str], ...]:
+    """web.oidc.roles: claim value -> editor, approver or operator, each problem at its line."""
+    roles = reader.get(section, "roles", dict, None, "web.oidc.")
+    if not roles:
+        if roles is not None or section.get("roles") is None:  # (not a mapping at all: reader.get said so)
+            reader.problem(section.line_of("roles") if "roles" in section else at,
+                           "'web.oidc.roles' must map claim values to roles, e.g. "
+                           "{rapport-redaktorer: editor, rapport-godkannare: approver}")
+        return ()
+    mapped = []
+    for value, role in roles.items():
+        line = roles.line_of(value) if isinstance(roles, LineDict) else section.line_of("roles")
+        if not isinstance(value, str):
+            reader.problem(line, f"'web.oidc.roles': the claim value {value!r} must be text; quote it")
+        elif role not in ROLES:
+            reader.problem(line, f"'web.oidc.roles': {value!r} maps to {role!r}, which is not a role; "
+                                 f"use one of {', '.join(ROLES)}")
+        else:
+            mapped.append((value, str(role)))
+    return tuple(mapped)

@@ -171,6 +171,7 @@ class User:
     failed_sign_ins: int
     locked_until: datetime | None
     created_at: datetime
+    sso_subject: str | None = None
 
     def may(self, right: str) -> bool:
         """Roles nest: an approver may write, an operator may do everything."""

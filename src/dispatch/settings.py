@@ -34,7 +34,9 @@ _BOUNCES_KEYS = (
     "ca_file", "folder", "processed_folder",
 )
 _WEB_KEYS = ("listen", "base_url", "idle_minutes", "absolute_hours", "session_secret_env", "session_secret_file",
-             "forwarded_allow_ips", "local_accounts")
+             "forwarded_allow_ips", "local_accounts", "oidc")
+_OIDC_KEYS = ("issuer", "client_id", "client_secret_env", "client_secret_file", "claim", "roles", "scopes", "ca_file",
+              "label")
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,22 @@ class BounceSettings:
 
 
 @dataclass(frozen=True)
+class OidcSettings:
+    """Single sign-on with OpenID Connect (the organisation's identity provider, e.g. Entra ID).
+    The client secret itself is never here: only where to read it (environment or file)."""
+
+    issuer: str  # discovery at ISSUER/.well-known/openid-configuration
+    client_id: str
+    client_secret_env: str | None = None
+    client_secret_file: Path | None = None
+    claim: str = "groups"  # the claim that holds the user's groups or roles
+    roles: tuple[tuple[str, str], ...] = ()  # (claim value, console role); a tuple keeps the settings immutable
+    scopes: str = "openid profile email"
+    ca_file: Path | None = None  # a private CA for the provider's TLS (added to the system's; TLS is always verified)
+    label: str = "Logga in med organisationens konto"  # the sign-in page's button
+
+
+@dataclass(frozen=True)
 class WebSettings:
     """The editor console (``dispatch web``, or hosted by ``serve``)."""
 
@@ -137,6 +155,7 @@ class WebSettings:
     session_secret_file: Path | None = None  # (neither: one is made in the state directory)
     forwarded_allow_ips: str | None = None  # the reverse proxy whose X-Forwarded-* headers are trusted
     local_accounts: bool = True  # sign-in with the console's own accounts (break-glass beside SSO)
+    oidc: OidcSettings | None = None  # None: no single sign-on
 
     @property
     def secure(self) -> bool:

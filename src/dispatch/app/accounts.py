@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from dispatch.addresses import AddressError, normalise
-from dispatch.errors import DispatchError, InputError, Problem
+from dispatch.errors import DispatchError, InputError, LedgerError, Problem
 from dispatch.ledger import Ledger
 from dispatch.models import ROLES, AuditEntry, User
 
@@ -38,6 +40,11 @@ def _dummy_hash() -> str:
 
 class SignInRefused(DispatchError):
     """Wrong name or password, or the account is disabled or locked: one message for all."""
+
+
+class SSORefused(DispatchError):
+    """A person the identity provider vouched for who may not use the console (the audit log
+    says why; the message is for the log)."""
 
 
 def add_user(ledger: Ledger, name: str, email: str, role: str, password: str | None, now: datetime, *, by: str) -> User:
@@ -118,6 +125,102 @@ def audit(ledger: Ledger, now: datetime, user: str, action: str, target: str = "
 
 def audit_log(ledger: Ledger, limit: int = 500) -> list[AuditEntry]:
     return ledger.audit_log(limit)
+
+
+# -- single sign-on -----------------------------------------------------------------------------
+# The identity provider says who someone is and which groups (or app roles) they have; the
+# console keeps them as an ordinary row in ``users`` (no password), so roles, the audit log and
+# the four-eyes rule (by user name) work as for local accounts.
+
+
+def sso_name(claims: Mapping[str, object]) -> str:
+    """The console's name for a person: ``preferred_username``, else ``email``, else ``sub``,
+    made to fit the account names (lower case, ASCII: "Åsa.Öberg@x.se" is "asa.oberg_x.se").
+    SSORefused when none of them gives a usable name."""
+    for key in ("preferred_username", "email", "sub"):
+        value = claims.get(key)
+        if isinstance(value, str):
+            # å, ä, ö lose their marks rather than the letter; anything else outside the pattern is '_'.
+            plain = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode().lower()
+            name = re.sub(r"[^a-z0-9._-]+", "_", plain).lstrip("._-")[:64]
+            if _NAME.match(name):
+                return name
+    raise SSORefused("the identity provider gave no preferred_username, email or sub to name the user by")
+
+
+def claim_values(claims: Mapping[str, object], claim: str) -> list[str]:
+    """The values of a groups/roles claim: a list (Entra ID, Keycloak) or a single value."""
+    value = claims.get(claim)
+    if value is None:
+        return []
+    items = value if isinstance(value, list | tuple) else [value]
+    return [str(item) for item in items if isinstance(item, str | int)]
+
+
+def sso_role(values: Iterable[str], roles: Iterable[tuple[str, str]]) -> str | None:
+    """The highest role any of the values maps to (None: no value maps to a role)."""
+    have = set(values)
+    found = [role for value, role in roles if value in have and role in ROLES]
+    return max(found, key=ROLES.index) if found else None
+
+
+def sso_user(ledger: Ledger, name: str, email: str, role: str, now: datetime, *, remote: str = "",
+             subject: str = "") -> User:
+    """The account of a person who signed in through the identity provider: made on first
+    sign-in, its role and address brought up to date on every later one (the provider is the
+    source of truth for them). Refused (SSORefused, in the audit log) when the name belongs to a
+    local account (a provider's user must not take over a break-glass account) or the account
+    has been disabled in the console (a decision the provider cannot undo)."""
+    if role not in ROLES:
+        raise SSORefused(f"{role!r} is not a console role")
+    try:
+        address = normalise(email)[0] if email else ""
+    except AddressError:
+        address = ""  # no usable address: the account works, only "a test to me" has nowhere to go
+    user = ledger.user(name)
+    if user is None:
+        try:
+            user = ledger.add_user(name, address, role, None, now)
+        except LedgerError:  # the same person's first sign-in in another tab, a moment earlier
+            user = ledger.user(name)
+            if user is None:
+                raise
+        else:
+            ledger.update_user(name, sso_subject=subject or None)
+            ledger.record_audit(now, name, "user_added", name, None, f"role {role}, {address or 'no address'}; single sign-on")
+            user = ledger.user(name) or user
+    if user.password_hash is not None:
+        sso_refused(ledger, name, "the name belongs to a local account", now, remote=remote)
+        raise SSORefused(f"{name!r} is a local account; single sign-on does not sign in as it")
+    if subject and user.sso_subject not in (None, subject):
+        # Another person at the provider has this console name (names are cleaned up to
+        # letters, digits and . _ -): never sign them in as each other.
+        sso_refused(ledger, name, "the name belongs to another person at the identity provider", now, remote=remote)
+        raise SSORefused(f"{name!r} belongs to another identity provider account")
+    if subject and user.sso_subject is None:
+        ledger.update_user(name, sso_subject=subject)
+    if user.disabled:
+        sso_refused(ledger, name, "the account is disabled in the console", now, remote=remote)
+        raise SSORefused(f"the account {name!r} is disabled")
+    if (user.role, user.email) != (role, address):
+        ledger.update_user(name, role=role, email=address)
+        changes = [f"{what} {old or '-'} -> {new or '-'}" for what, old, new in
+                   (("role", user.role, role), ("email", user.email, address)) if old != new]
+        ledger.record_audit(now, name, "user_updated", name, None, "; ".join(changes) + " (from the identity provider)")
+        user = ledger.user(name) or user
+    ledger.record_audit(now, name, "sign_in", name, None, _where(remote, "single sign-on"))
+    return user
+
+
+def sso_refused(ledger: Ledger, name: str, detail: str, now: datetime, *, remote: str = "") -> None:
+    """The provider signed someone in whom the console does not let in."""
+    ledger.record_audit(now, name, "sso_refused", name, None, _where(remote, detail))
+
+
+def sso_failed(ledger: Ledger, reason: str, now: datetime, *, remote: str = "") -> None:
+    """A sign-in through the provider that did not complete (a wrong state, a reused code, an
+    invalid token): nobody is known yet, so the entry is under '?'."""
+    ledger.record_audit(now, "?", "sso_failed", "", None, _where(remote, reason))
 
 
 def _verify(password_hash: str, password: str) -> bool:

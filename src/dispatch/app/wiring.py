@@ -8,10 +8,11 @@ import os
 from datetime import timedelta
 
 from dispatch.config import Settings
-from dispatch.errors import AuthenticationError, InputError
+from dispatch.errors import AuthenticationError, ConsoleError, InputError
 from dispatch.ledger import Ledger
 from dispatch.message import Envelope, list_id
 from dispatch.pipeline import SendPolicy, Transport
+from dispatch.settings import OidcSettings
 from dispatch.transport import MaildirTransport, SMTPTransport
 
 
@@ -47,6 +48,27 @@ def read_secret(settings: Settings) -> str | None:
         except OSError as exc:
             raise AuthenticationError(t.endpoint, f"cannot read transport.password_file: {exc.strerror}") from None
     return None
+
+
+def read_oidc_secret(oidc: OidcSettings) -> str:
+    """The console's client secret at the identity provider, from web.oidc.client_secret_env or
+    _file. Read when the console starts, so a missing one stops it there with a message that
+    names where it was looked for (never any part of the value)."""
+    if oidc.client_secret_env:
+        value = os.environ.get(oidc.client_secret_env, "").strip()
+        if not value:
+            raise ConsoleError(f"${oidc.client_secret_env} (web.oidc.client_secret_env) is not set or empty; "
+                               "export the client secret from the identity provider in it")
+        return value
+    if oidc.client_secret_file:
+        try:
+            value = oidc.client_secret_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConsoleError(f"{oidc.client_secret_file}: cannot read web.oidc.client_secret_file: {exc.strerror}") from None
+        if not value:
+            raise ConsoleError(f"{oidc.client_secret_file} (web.oidc.client_secret_file) is empty; put the client secret in it")
+        return value
+    raise ConsoleError("web.oidc needs client_secret_env or client_secret_file")
 
 
 def open_transport(settings: Settings) -> Transport:

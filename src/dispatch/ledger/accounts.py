@@ -106,4 +106,5 @@ def kept(db: Database, edition_date: date) -> list[KeptText]:
 def _user(row: Any) -> User:
     return User(name=row["name"], email=row["email"], role=row["role"], password_hash=row["password_hash"],
                 disabled=bool(row["disabled"]), failed_sign_ins=row["failed_sign_ins"],
-                locked_until=_utc(row["locked_until"]), created_at=_utc(row["created_at"]))  # type: ignore[arg-type]
+                locked_until=_utc(row["locked_until"]), created_at=_utc(row["created_at"]),  # type: ignore[arg-type]
+                sso_subject=row["sso_subject"])

@@ -149,6 +149,9 @@ users = sa.Table(
     sa.Column("failed_sign_ins", sa.Integer, nullable=False, default=0),
     sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # Single sign-on: the provider's issuer and subject this account belongs to, so that two
+    # provider users whose names clean up alike can never share one account.
+    sa.Column("sso_subject", sa.String(400), nullable=True),
 )
 
 audit = sa.Table(

@@ -50,6 +50,9 @@ def create_console(settings: Settings, *, clock: app.Clock | None = None, ledger
         Route("/editions/{day}/revoke", editor.revoke, methods=["POST"]),
         Route("/editions/{day}/test", editor.send_test, methods=["POST"]),
         Route("/editions/{day}/kept/{kept_id}", editor.kept_text),
+        # A reload or Back after an action: to the edition's page, never the action again.
+        *(Route(f"/editions/{{day}}/{action}", editor.back_to_edition, methods=["GET"])
+          for action in ("save", "approve", "revoke", "test", "correction", "preview")),
         Route("/preview/{preview_id}", editor.preview_frame),
         Route("/history", pages.history),
         Route("/history/{name}", pages.dispatch_page),
@@ -58,7 +61,7 @@ def create_console(settings: Settings, *, clock: app.Clock | None = None, ledger
         Route("/audit", pages.audit_page),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         *operations.routes(),  # part 2: send and watch, stop, urgent messages, corrections
-        *sso.routes(web),  # single sign-on, when web.oidc is configured
+        *sso.routes(console),  # single sign-on, when web.oidc is configured
     ]
     application = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders), *sso.middleware(web)])
     application.state.console = console

@@ -1,18 +1,207 @@
 """Single sign-on (OpenID Connect) for the console: the routes and middleware it adds.
 
-Nothing is added until ``web.oidc`` is configured (see README, "Single sign-on")."""
+Nothing is added until ``web.oidc`` is configured (see README, "Single sign-on"). Then
+``/auth/login`` sends the browser to the organisation's identity provider (authorization code
+flow with PKCE S256, a state and a nonce, through authlib) and ``/auth/callback`` takes it
+back: the code is exchanged for tokens, the ID token is verified (signature, issuer,
+audience, nonce, expiry), and the person's claims decide their role. From there on they have
+the console's ordinary signed session, like a local account. The protocol is here; who gets
+in, and the audit log, are ``app``'s (``app.sso_user``).
+"""
 
 from __future__ import annotations
 
+import html
+import logging
+import re
+import ssl
+from datetime import datetime
+from typing import Any
+
+import httpx2
+from authlib.integrations.starlette_client import OAuth, OAuthError  # type: ignore[import-untyped]
+from joserfc.errors import JoseError
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
-from starlette.routing import BaseRoute
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Route
 
+from dispatch import app
 from dispatch.config import WebSettings
+from dispatch.errors import ConsoleError
+from dispatch.settings import OidcSettings
+from dispatch.web.console import Console, forbidden, render
+from dispatch.web.pages import _safe_next
+from dispatch.web.sessions import load_secret
 
-
-def routes(web: WebSettings) -> list[BaseRoute]:
-    return []
+LOG = logging.getLogger("dispatch.web.sso")
+CALLBACK = "/auth/callback"
+COOKIE = "dispatch_sso"  # the flow's state; the console's own session stays in dispatch_session
+FLOW_SECONDS = 15 * 60  # time to sign in at the provider (MFA included) before the state expires
+MAX_DETAIL = 400  # claim values in the audit log: Entra ID can send a couple of hundred groups
 
 
 def middleware(web: WebSettings) -> list[Middleware]:
-    return []
+    """authlib keeps the flow's state, nonce and PKCE verifier in ``request.session``: a cookie of
+    its own, signed with the console's key (Starlette's salt is not the console sessions', so one
+    cookie can never pass for the other), sent only to /auth/*, and SameSite=Lax because the
+    provider's redirect back to the callback is a cross-site navigation, which a Strict cookie
+    would miss."""
+    if web.oidc is None:
+        return []
+    return [Middleware(SessionMiddleware, secret_key=load_secret(web).decode(), session_cookie=COOKIE,
+                       max_age=FLOW_SECONDS, path="/auth", same_site="lax", https_only=web.secure)]
+
+
+def routes(console: Console) -> list[BaseRoute]:
+    if console.web.oidc is None:
+        return []
+    sso = SingleSignOn(console.web, console.web.oidc)
+    console.templates.globals["sso_label"] = console.web.oidc.label  # login.html shows the button
+    return [Route("/auth/login", sso.start, name="sso_login"), Route(CALLBACK, sso.callback, name="sso_callback")]
+
+
+class SingleSignOn:
+    """One provider, one client registration, for the life of the console."""
+
+    def __init__(self, web: WebSettings, oidc: OidcSettings) -> None:
+        self.web = web
+        self.oidc = oidc
+        self._secret = app.read_oidc_secret(oidc)  # at start-up: a missing secret stops `dispatch web` there
+        context = ssl.create_default_context()  # TLS to the provider is always verified
+        if oidc.ca_file:
+            try:
+                context.load_verify_locations(cafile=str(oidc.ca_file))
+            except (OSError, ssl.SSLError) as exc:
+                raise ConsoleError(f"cannot load web.oidc.ca_file {oidc.ca_file}: {exc}") from None
+        self.client: Any = OAuth().register(
+            name="dispatch", client_id=oidc.client_id, client_secret=self._secret,
+            server_metadata_url=oidc.issuer.rstrip("/") + "/.well-known/openid-configuration",
+            client_kwargs={"scope": oidc.scopes, "code_challenge_method": "S256", "verify": context, "timeout": 15.0},
+        )
+
+    def callback_url(self, request: Request) -> str:
+        if self.web.base_url:
+            return self.web.base_url.rstrip("/") + CALLBACK
+        return str(request.url_for("sso_callback"))
+
+    async def start(self, request: Request) -> Response:
+        """``/auth/login?next=PATH``: a link, not a form: the console's CSP (form-action 'self')
+        would stop a form whose answer redirects to the provider."""
+        console: Console = request.app.state.console
+        request.session.clear()  # one flow at a time per browser: an abandoned one is forgotten
+        request.session["next"] = _safe_next(request.query_params.get("next"))
+        try:
+            metadata = await self.client.load_server_metadata()
+            issuer = str(metadata.get("issuer", ""))
+            if issuer.rstrip("/") != self.oidc.issuer.rstrip("/"):
+                # OpenID Connect Discovery 4.3: the document must be the issuer's own.
+                raise ValueError(f"its discovery document names the issuer {issuer!r}")
+            response: Response = await self.client.authorize_redirect(request, self.callback_url(request))
+            return response
+        except (httpx2.HTTPError, ValueError, KeyError) as exc:
+            self.client.server_metadata.pop("_loaded_at", None)  # ask again next time
+            LOG.error("single sign-on unavailable: the identity provider %s: %s", self.oidc.issuer, self._scrub(_said(exc)))
+            return render(console, "error.html", 503, user=None, session=None, now=console.clock.now(), kept_text="",
+                          heading="Inloggningen fungerar inte just nu",
+                          message="Organisationens inloggningstjänst svarar inte. Försök igen om en stund"
+                                  + (", eller logga in med ett lokalt konto." if self.web.local_accounts else "."))
+
+    async def callback(self, request: Request) -> Response:
+        console: Console = request.app.state.console
+        now = console.clock.now()
+        remote = request.client.host if request.client else ""
+        target = _safe_next(request.session.get("next"))
+        try:
+            token = await self.client.authorize_access_token(request)
+            claims = await self._claims(token)
+        except OAuthError as exc:  # also the state that matches no flow of this browser (MismatchingStateError)
+            reason = f"{exc.error}: {exc.description}" if exc.description else str(exc.error)
+            return await self._failed(console, now, remote, reason)
+        except JoseError as exc:
+            return await self._failed(console, now, remote, f"the ID token is not valid: {exc}")
+        except (httpx2.HTTPError, ValueError) as exc:
+            return await self._failed(console, now, remote, f"the identity provider did not answer: {_said(exc)}")
+        finally:
+            request.session.clear()  # the flow is over, whatever happened: the cookie goes
+        return await self._admit(console, claims, target, now, remote)
+
+    async def _claims(self, token: dict[str, Any]) -> dict[str, Any]:
+        """The ID token's claims, with what it lacks from the UserInfo endpoint: some providers
+        put profile, email and group claims only there (OpenID Connect Core 5.4)."""
+        claims = dict(token.get("userinfo") or {})
+        if not claims.get("sub"):
+            raise OAuthError(error="invalid_token", description="the provider sent no ID token")
+        wanted = (self.oidc.claim, "email", "preferred_username")
+        metadata = await self.client.load_server_metadata()
+        if any(key not in claims for key in wanted) and metadata.get("userinfo_endpoint"):
+            info = await self.client.userinfo(token=token)
+            if info.get("sub") == claims["sub"]:  # Core 5.3.4: otherwise the answer is not about this person
+                for key, value in info.items():
+                    claims.setdefault(key, value)
+        return claims
+
+    async def _admit(self, console: Console, claims: dict[str, Any], target: str, now: datetime, remote: str) -> Response:
+        claim = self.oidc.claim
+        values = app.claim_values(claims, claim)
+        try:
+            name = app.sso_name(claims)
+        except app.SSORefused as exc:
+            return await self._failed(console, now, remote, str(exc))
+        role = app.sso_role(values, self.oidc.roles)
+        if role is None:
+            detail = _clean(f"no console role for {claim} {values}")
+            await run_in_threadpool(app.sso_refused, console.ledger, name, detail, now, remote=remote)
+            LOG.warning("single sign-on refused for %s: none of the %s values %s maps to a role in web.oidc.roles",
+                        name, claim, _clean(str(values)))
+            return forbidden(console, "Du är inloggad hos organisationen, men ditt konto har ingen roll i rapportkonsolen "
+                                      "(du finns inte i någon av de grupper som ger åtkomst). Be den som förvaltar konsolen "
+                                      "om åtkomst.")
+        email = claims.get("email") if isinstance(claims.get("email"), str) else ""
+        if not email and "@" in str(claims.get("preferred_username", "")):
+            email = str(claims["preferred_username"])  # Entra ID: the UPN is usually the address
+        try:
+            user = await run_in_threadpool(lambda: app.sso_user(console.ledger, name, str(email), role, now, remote=remote,
+                                                                subject=f"{self.oidc.issuer}|{claims['sub']}"))
+        except app.SSORefused as exc:
+            LOG.warning("single sign-on refused for %s: %s", name, exc)
+            return forbidden(console, "Ditt konto får inte logga in i rapportkonsolen med organisationens inloggning "
+                                      "(kontot är spärrat, eller namnet hör till ett lokalt konto). Kontakta den som "
+                                      "förvaltar konsolen.")
+        response = _continue_to(target)
+        console.sessions.start(response, user.name, now)
+        return response
+
+    async def _failed(self, console: Console, now: datetime, remote: str, reason: str) -> Response:
+        reason = _clean(self._scrub(reason))
+        await run_in_threadpool(app.sso_failed, console.ledger, reason, now, remote=remote)
+        LOG.warning("single sign-on failed%s: %s", f" from {remote}" if remote else "", reason)
+        return forbidden(console, "Inloggningen med organisationens konto kunde inte slutföras (den var för gammal, "
+                                  "redan använd eller ändrad på vägen). Börja om från inloggningssidan.")
+
+    def _scrub(self, text: str) -> str:
+        """Nothing a provider or library says ends up showing the client secret."""
+        return text.replace(self._secret, "[client secret]") if self._secret else text
+
+
+def _continue_to(target: str) -> HTMLResponse:
+    """A page that moves on to ``target`` by itself. Not a redirect: the browser arrived here
+    from the provider (a cross-site navigation), and a redirect would keep it cross-site, so
+    the SameSite=Strict session cookie set here would not be sent with it and the person would
+    land on the sign-in page again. A meta refresh is a navigation of this site's own."""
+    shown = html.escape(target, quote=True)
+    body = (f'<!doctype html><html lang="sv"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0; url={shown}">'
+            f'<title>Inloggad</title></head><body><p>Du är inloggad. <a href="{shown}">Fortsätt</a></p></body></html>')
+    return HTMLResponse(body)
+
+
+def _clean(text: str) -> str:
+    """One line, of bounded length: an error description in the callback's query is anyone's
+    text, and must not forge lines in the log."""
+    return re.sub(r"[\x00-\x1f\x7f]+", " ", text)[:MAX_DETAIL]
+
+
+def _said(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

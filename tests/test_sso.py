@@ -1,0 +1,479 @@
+"""Issue 18: single sign-on with OpenID Connect. A real provider (node-oidc-provider over
+HTTPS with a test CA, tests/oidc/provider.mjs) and the console as a real `dispatch web`
+process; the flow driven over plain HTTP (httpx, as a browser would follow it) and once in
+headless Chromium. No part of the provider is mocked.
+
+1. a user in a mapped group signs in with the right role; 2. a user in no mapped group is
+refused, visibly and in the audit log; 3. a tampered state and a reused code are refused;
+4. the client secret shows nowhere; 5. config errors (in test_config.py, and the fast twins
+below). The app-level rules (names, roles, local accounts) are tested in-process."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sqlite3
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+
+import httpx
+import pytest
+
+from conftest import ROOT, Project, copy_project, free_port, require_tool
+from consolekit import PASSWORDS, WebProcess, add_users, browser_or_skip, csrf_of, sign_in
+from dispatch import app
+from dispatch.config import Settings, load_settings
+from dispatch.errors import ConsoleError
+
+OIDC = ROOT / "tests" / "oidc"
+CLIENT_ID = "dispatch-console"
+CLIENT_SECRET = "oidc-Client-Secret-never-shown-7Kq2"
+CALLBACK = "/auth/callback"
+ROLE_MAP = {"rapport-redaktorer": "editor", "rapport-godkannare": "approver", "rapport-drift": "operator"}
+# Accounts at the provider, found by login name. preferred_username is an Entra-style UPN.
+ACCOUNTS = {
+    "bodil": {"preferred_username": "Bodil.Berg@region.example.se", "email": "bodil.berg@region.example.se",
+              "name": "Bodil Berg", "groups": ["alla-anstallda", "rapport-godkannare"]},
+    "erik": {"preferred_username": "erik@region.example.se", "email": "erik@region.example.se",
+             "groups": ["rapport-redaktorer", "rapport-godkannare"]},
+    "olga": {"preferred_username": "olga@region.example.se", "email": "olga@region.example.se", "groups": ["rapport-drift"]},
+    "nils": {"preferred_username": "nils@region.example.se", "email": "nils@region.example.se", "groups": ["ekonomi", "alla-anstallda"]},
+    "anna": {"preferred_username": "anna", "email": "anna.andersson@region.example.se", "groups": ["rapport-drift"]},
+}
+NAMES = {"bodil": "bodil.berg_region.example.se", "erik": "erik_region.example.se", "olga": "olga_region.example.se",
+         "nils": "nils_region.example.se"}
+TOMORROW = (datetime.now(UTC) + timedelta(days=2)).date()
+
+
+@dataclass
+class Provider:
+    issuer: str
+    ca_file: Path
+    ports: list[int]  # the consoles' ports: their callbacks are the client's registered redirect URIs
+    tls: ssl.SSLContext
+
+
+@pytest.fixture(scope="module")
+def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provider]:
+    """node-oidc-provider on 127.0.0.2 (its cookies are not the console's, on 127.0.0.1) over HTTPS
+    with a certificate from a test CA, which the console trusts through web.oidc.ca_file."""
+    node = shutil.which("node") or "/usr/bin/node"
+    require_tool(node, "the single sign-on tests run a real OpenID Connect provider under node")
+    require_tool(str(OIDC / "node_modules" / "oidc-provider" / "package.json"),
+                 "the provider package (npm ci --prefix tests/oidc)")
+    import trustme
+
+    here = tmp_path_factory.mktemp("oidc")
+    authority = trustme.CA()
+    leaf = authority.issue_cert("127.0.0.2")
+    leaf.private_key_pem.write_to_path(str(here / "key.pem"))
+    (here / "cert.pem").write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+    authority.cert_pem.write_to_path(str(here / "ca.pem"))
+    port, ports = free_port(), [free_port() for _ in range(4)]
+    issuer = f"https://127.0.0.2:{port}"
+    config = {"port": port, "issuer": issuer, "cert": str(here / "cert.pem"), "key": str(here / "key.pem"),
+              "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+              "redirect_uris": [f"http://127.0.0.1:{p}{CALLBACK}" for p in ports], "accounts": ACCOUNTS}
+    (here / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    log = (here / "provider.log").open("w")
+    process = subprocess.Popen([node, str(OIDC / "provider.mjs"), str(here / "config.json")], cwd=OIDC,
+                               stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while "ready" not in (here / "provider.log").read_text():
+            assert process.poll() is None, (here / "provider.log").read_text()
+            assert time.monotonic() < deadline, "the provider did not start"
+            time.sleep(0.02)
+        tls = ssl.create_default_context(cafile=str(here / "ca.pem"))
+        yield Provider(issuer, here / "ca.pem", ports, tls)
+    finally:
+        process.terminate()
+        process.wait(10)
+        log.close()
+
+
+def configure(project: Project, provider: Provider, port: int, **oidc: object) -> None:
+    secret = project.root / "oidc-client-secret"
+    secret.write_text(CLIENT_SECRET + "\n", encoding="utf-8")
+    settings = {"issuer": provider.issuer, "client_id": CLIENT_ID, "client_secret_file": str(secret), "claim": "groups",
+                "roles": ROLE_MAP, "ca_file": str(provider.ca_file), **oidc}
+    project.set_config(approval="four_eyes", web={"listen": f"127.0.0.1:{port}", "oidc": settings})
+
+
+@pytest.fixture(scope="module")
+def console(provider: Provider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WebProcess, Project]]:
+    """One console with single sign-on for the HTTP tests; local accounts (anna, bo) beside it."""
+    project = copy_project(tmp_path_factory.mktemp("sso") / "project")
+    configure(project, provider, provider.ports[0])
+    add_users(project, ("anna", "bo"))
+    web = WebProcess(project, provider.ports[0])
+    try:
+        yield web, project
+    finally:
+        web.stop()
+
+
+def browser(provider: Provider) -> httpx.Client:
+    """A client that follows nothing by itself (the tests look at every step) and trusts the test CA."""
+    return httpx.Client(verify=provider.tls, follow_redirects=False, timeout=30)
+
+
+def to_callback(client: httpx.Client, base: str, login: str, next_path: str = "/") -> str:
+    """From the console's "Logga in med organisationens konto" through the provider's sign-in form:
+    the callback URL (with code and state) the provider sends the browser back to, not yet visited."""
+    response = client.get(f"{base}/auth/login", params={"next": next_path})
+    assert response.status_code == 302, response.text
+    url = response.headers["location"]
+    assert "code_challenge_method=S256" in url and "nonce=" in url and "state=" in url, "PKCE, a nonce and a state"
+    for _ in range(10):
+        if url.startswith(base + CALLBACK):
+            return url
+        response = client.get(url)
+        if response.status_code == 200 and 'name="login"' in response.text:
+            response = client.post(url, data={"login": login})
+        assert response.status_code in (302, 303), (url, response.status_code, response.text[:500])
+        url = urljoin(url, response.headers["location"])
+    raise AssertionError("the provider never sent the browser back")
+
+
+def sso_sign_in(provider: Provider, base: str, login: str, next_path: str = "/") -> httpx.Client:
+    client = browser(provider)
+    done = client.get(to_callback(client, base, login, next_path))
+    assert done.status_code == 200 and f'url={next_path}"' in done.text, done.text
+    return client
+
+
+def with_state(url: str, state: str) -> str:
+    parts = urlsplit(url)
+    query = [(key, state if key == "state" else value) for key, value in parse_qsl(parts.query)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def audit_entries(project: Project, action: str) -> list[app.AuditEntry]:
+    ledger = app.open_ledger(load_settings(project.config_path))
+    try:
+        return [entry for entry in app.audit_log(ledger) if entry.action == action]
+    finally:
+        ledger.close()
+
+
+def user_row(project: Project, name: str) -> app.User | None:
+    ledger = app.open_ledger(load_settings(project.config_path))
+    try:
+        return ledger.user(name)
+    finally:
+        ledger.close()
+
+
+# -- 1. a user in a mapped group signs in with the role it maps to ----------------------------------
+
+
+def test_an_approver_signs_in_through_the_provider_with_the_role_of_their_group(
+        provider: Provider, console: tuple[WebProcess, Project]) -> None:
+    web, project = console
+    bodil = sso_sign_in(provider, web.base, "bodil", "/history")
+    home = bodil.get(f"{web.base}/")
+    assert home.status_code == 200 and NAMES["bodil"] in home.text
+    assert bodil.get(f"{web.base}/audit").status_code == 403, "an approver is no operator"
+    user = user_row(project, NAMES["bodil"])
+    assert user is not None and (user.role, user.email, user.password_hash) == ("approver", "bodil.berg@region.example.se", None)
+    sign_ins = [e for e in audit_entries(project, "sign_in") if e.user == NAMES["bodil"]]
+    assert sign_ins and "single sign-on" in sign_ins[0].detail and "from 127.0.0.1" in sign_ins[0].detail
+    assert "dispatch_sso" not in bodil.cookies, "the flow's cookie is gone once it is over"
+
+
+@pytest.mark.slow  # the edition page and a save (rendering); fast twins: the test above and test_an_sso_account_follows_*
+def test_an_sso_approver_approves_a_local_editors_text_and_the_approval_is_under_their_name(
+        provider: Provider, console: tuple[WebProcess, Project]) -> None:
+    web, project = console
+    day = TOMORROW.isoformat()
+    anna = sign_in(web.base, "anna")  # a local account writes the text
+    page = anna.get(f"/editions/{day}")
+    assert anna.post(f"/editions/{day}/save", data={
+        "compiled": f"{day} 13:00", "status": "draft", "base": "new", "csrf": csrf_of(page.text),
+        "body": "## Beskrivning av händelsen\n\n- Läget är stabilt.\n"}).status_code == 303
+
+    bodil = sso_sign_in(provider, web.base, "bodil", f"/editions/{day}")
+    page = bodil.get(f"{web.base}/editions/{day}")
+    seen = re.search(r'name="seen" value="([0-9a-f]{64})"', page.text)
+    assert seen, "an approver may approve the local editor's text"
+    approved = bodil.post(f"{web.base}/editions/{day}/approve", data={"csrf": csrf_of(page.text), "seen": seen.group(1)})
+    assert approved.status_code in (200, 303), approved.text
+    history = json.loads(project.run("history", "--json").stdout)
+    [approval] = [a for a in history["approvals"] if a["edition"] == day]
+    assert approval["approved_by"] == NAMES["bodil"] and not approval["revoked_at"], "four eyes by name: anna wrote, bodil approved"
+
+
+def test_several_mapped_groups_give_the_highest_role_and_an_operator_reads_the_audit_log(
+        provider: Provider, console: tuple[WebProcess, Project]) -> None:
+    web, project = console
+    erik = sso_sign_in(provider, web.base, "erik")
+    user = user_row(project, NAMES["erik"])
+    assert user is not None and user.role == "approver", "editor and approver: approver"
+    assert erik.get(f"{web.base}/audit").status_code == 403
+    olga = sso_sign_in(provider, web.base, "olga")
+    log = olga.get(f"{web.base}/audit")
+    assert log.status_code == 200 and "user_added" in log.text and NAMES["olga"] in log.text
+
+
+def test_a_provider_user_cannot_take_over_a_local_account_of_the_same_name(
+        provider: Provider, console: tuple[WebProcess, Project]) -> None:
+    web, project = console
+    client = browser(provider)
+    refused = client.get(to_callback(client, web.base, "anna"))  # preferred_username "anna": the local editor's name
+    assert refused.status_code == 403 and "lokalt konto" in refused.text
+    assert "dispatch_session" not in client.cookies
+    anna = user_row(project, "anna")
+    assert anna is not None and anna.role == "editor" and anna.password_hash is not None, "the local account is untouched"
+    assert any("local account" in e.detail for e in audit_entries(project, "sso_refused") if e.user == "anna")
+
+
+# -- 2. a user in no mapped group is refused -------------------------------------------------------
+
+
+def test_a_user_in_no_mapped_group_is_refused_with_a_page_and_an_audit_entry(
+        provider: Provider, console: tuple[WebProcess, Project]) -> None:
+    web, project = console
+    client = browser(provider)
+    refused = client.get(to_callback(client, web.base, "nils"))
+    assert refused.status_code == 403
+    assert "ingen roll i rapportkonsolen" in refused.text and 'lang="sv"' in refused.text
+    assert "dispatch_session" not in client.cookies and client.get(f"{web.base}/").status_code == 303
+    assert user_row(project, NAMES["nils"]) is None, "no account is made for someone without a role"
+    [entry] = [e for e in audit_entries(project, "sso_refused") if e.user == NAMES["nils"]]
+    assert "ekonomi" in entry.detail and "alla-anstallda" in entry.detail and "from 127.0.0.1" in entry.detail
+
+
+# -- 3. a tampered state, a reused code ---------------------------------------------------------
+
+
+def test_a_tampered_state_is_refused(provider: Provider, console: tuple[WebProcess, Project]) -> None:
+    web, project = console
+    before = len(audit_entries(project, "sso_failed"))
+    client = browser(provider)
+    callback = to_callback(client, web.base, "bodil")
+    state = dict(parse_qsl(urlsplit(callback).query))["state"]
+    tampered = client.get(with_state(callback, state[:-2] + ("AA" if not state.endswith("AA") else "BB")))
+    assert tampered.status_code == 403 and "kunde inte slutföras" in tampered.text
+    assert "dispatch_session" not in client.cookies
+    failed = audit_entries(project, "sso_failed")
+    assert len(failed) == before + 1 and "mismatching_state" in failed[0].detail
+    # The flow it belonged to is over: the genuine callback now fails too (fail closed).
+    assert client.get(callback).status_code == 403
+
+
+def test_a_reused_code_is_refused_by_the_console_and_by_the_provider(
+        provider: Provider, console: tuple[WebProcess, Project]) -> None:
+    web, project = console
+    client = browser(provider)
+    callback = to_callback(client, web.base, "bodil")
+    flow_cookie = client.cookies.get("dispatch_sso")
+    assert flow_cookie, "the flow's state is in a cookie of its own"
+    assert client.get(callback).status_code == 200, "the first use signs in"
+    assert client.get(callback).status_code == 403, "the same browser again: its flow is over"
+
+    # An attacker who replays the callback with the flow's cookie as it was: the console
+    # exchanges the code again, and the provider refuses it (codes are single use).
+    replay = browser(provider)
+    replay.cookies.set("dispatch_sso", flow_cookie, domain="127.0.0.1", path="/auth")
+    refused = replay.get(callback)
+    assert refused.status_code == 403 and "dispatch_session" not in replay.cookies
+    assert "invalid_grant" in audit_entries(project, "sso_failed")[0].detail
+
+
+# -- 4. the client secret shows nowhere ------------------------------------------------------------
+
+
+@pytest.mark.slow  # a console process of its own; fast twins: test_the_sign_in_page_offers_the_provider_and_a_dead_*,
+# test_a_client_secret_in_the_config_is_a_problem_at_its_line_and_never_shown (test_config.py)
+def test_the_client_secret_appears_in_no_log_page_cookie_or_ledger_table(provider: Provider, tmp_path: Path) -> None:
+    """The console of its own (its whole stderr is looked at), with base_url set: every kind of
+    outcome (signed in, refused, tampered, replayed, the provider's own error), then the stderr,
+    every page and cookie, and every table of the ledger are searched for the secret."""
+    project = copy_project(tmp_path / "project")
+    port = provider.ports[1]
+    configure(project, provider, port)
+    project.set_config(web__base_url=f"http://127.0.0.1:{port}")
+    web = WebProcess(project, port)
+    seen: list[str] = []
+    try:
+        ok = browser(provider)
+        seen.append(ok.get(f"{web.base}/login").text)
+        callback = to_callback(ok, web.base, "olga")
+        seen.append(str(ok.cookies.get("dispatch_sso")))
+        seen.append(ok.get(callback).text)
+        seen += [ok.get(f"{web.base}{path}").text for path in ("/", "/audit", "/history", "/recipients")]
+        seen.append(json.dumps(dict(ok.cookies)))
+        seen.append(ok.get(callback).text)  # reused
+        refused = browser(provider)
+        seen.append(refused.get(to_callback(refused, web.base, "nils")).text)
+        tampered = browser(provider)
+        seen.append(tampered.get(with_state(to_callback(tampered, web.base, "bodil"), "forged")).text)
+        forged = tampered.get(f"{web.base}{CALLBACK}", params={"error": "access_denied", "error_description": "nej\nFAKE line"})
+        seen.append(forged.text)
+    finally:
+        stderr = web.stop()
+    assert "single sign-on refused for nils_region.example.se" in stderr and "ekonomi" in stderr, stderr
+    assert "single sign-on failed" in stderr and "nej FAKE line" in stderr, "anyone's text stays on one line"
+    for text in [stderr, *seen]:
+        assert CLIENT_SECRET not in text
+    ledger_path = load_settings(project.config_path).ledger_url.removeprefix("sqlite:///")
+    with sqlite3.connect(ledger_path) as db:
+        tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        assert "users" in tables and "audit" in tables
+        for table in tables:
+            dump = repr(db.execute(f'SELECT * FROM "{table}"').fetchall())  # table names from sqlite_master
+            assert CLIENT_SECRET not in dump, table
+
+
+# -- the browser: the button, the provider's page, back signed in ---------------------------------
+
+
+@pytest.mark.slow  # Chromium; fast twin: test_an_approver_signs_in_through_the_provider_with_the_role_of_their_group
+def test_in_chromium_the_button_leads_through_the_provider_and_back_signed_in(provider: Provider, tmp_path: Path) -> None:
+    """The real browser matters here: the session cookie is SameSite=Strict and the way back from
+    the provider is a cross-site navigation, which httpx would not tell from any other."""
+    from playwright.sync_api import expect, sync_playwright
+
+    project = copy_project(tmp_path / "project")
+    port = provider.ports[2]
+    configure(project, provider, port, label="Logga in med Region Exempels konto")
+    web = WebProcess(project, port)
+    try:
+        with sync_playwright() as playwright:
+            chromium = browser_or_skip(playwright)
+            try:
+                # Chromium does not know the test CA; the console, which checks the provider's
+                # certificate for itself (web.oidc.ca_file), does.
+                page = chromium.new_context(ignore_https_errors=True).new_page()
+                page.goto(f"{web.base}/history")
+                page.get_by_role("link", name="Logga in med Region Exempels konto").click()
+                page.get_by_label("Username").fill("bodil")
+                page.get_by_role("button", name="Sign in").click()
+                page.wait_for_url(f"{web.base}/history")
+                expect(page.locator("body")).to_contain_text(NAMES["bodil"])
+            finally:
+                chromium.close()
+    finally:
+        web.stop()
+
+
+# -- fast twins: the console without a provider, and the rules in app ------------------------------
+
+
+def sso_settings(tmp_path: Path, **oidc: object) -> Settings:
+    project = copy_project(tmp_path / "project")
+    secret = tmp_path / "secret"
+    secret.write_text(CLIENT_SECRET, encoding="utf-8")
+    settings = {"issuer": f"https://127.0.0.1:{free_port()}", "client_id": CLIENT_ID, "client_secret_file": str(secret),
+                "roles": ROLE_MAP, **oidc}
+    project.set_config(web={"oidc": settings})
+    return load_settings(project.config_path)
+
+
+def test_the_sign_in_page_offers_the_provider_and_a_dead_provider_is_a_clear_page(tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+
+    from dispatch.web import create_console
+
+    client = TestClient(create_console(sso_settings(tmp_path)), follow_redirects=False)
+    page = client.get("/login?next=/history")
+    assert 'href="/auth/login?next=/history"' in page.text and "Logga in med organisationens konto" in page.text
+    assert 'name="password"' in page.text, "local accounts stay for break-glass"
+    down = client.get("/auth/login?next=/history")  # nobody listens at the issuer
+    assert down.status_code == 503 and "inloggningstjänst svarar inte" in down.text and CLIENT_SECRET not in down.text
+    cookie = down.headers.get("set-cookie", "")
+    assert cookie.startswith("dispatch_sso=") and "path=/auth" in cookie and "samesite=lax" in cookie.lower()
+    assert "httponly" in cookie.lower()
+
+
+def test_without_local_accounts_only_the_provider_is_offered(tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+
+    from dispatch.web import create_console
+
+    settings = sso_settings(tmp_path, label="Logga in med SITHS-kort")
+    project = Project(settings.path.parent)
+    project.set_config(web__local_accounts=False)
+    page = TestClient(create_console(load_settings(project.config_path))).get("/login")
+    assert "Logga in med SITHS-kort" in page.text and 'name="password"' not in page.text
+    assert "avstängd" not in page.text
+
+
+def test_a_missing_client_secret_stops_the_console_naming_where_it_was_looked_for(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dispatch.web import create_console
+
+    monkeypatch.delenv("DISPATCH_TEST_OIDC_SECRET", raising=False)
+    settings = sso_settings(tmp_path, client_secret_file=None, client_secret_env="DISPATCH_TEST_OIDC_SECRET")
+    with pytest.raises(ConsoleError, match=r"\$DISPATCH_TEST_OIDC_SECRET \(web.oidc.client_secret_env\) is not set"):
+        create_console(settings)
+    monkeypatch.setenv("DISPATCH_TEST_OIDC_SECRET", CLIENT_SECRET)
+    create_console(settings)
+
+
+def test_names_from_the_providers_claims_fit_the_account_names() -> None:
+    assert app.sso_name({"preferred_username": "Åsa.Öberg@Region.Example.se", "sub": "x"}) == "asa.oberg_region.example.se"
+    assert app.sso_name({"email": "bo@example.org", "sub": "x"}) == "bo_example.org"
+    assert app.sso_name({"preferred_username": "  ", "sub": "AbC-123_x"}) == "abc-123_x"
+    assert app.sso_name({"preferred_username": "-x" * 50, "sub": "s"}) == "x-" * 32
+    with pytest.raises(app.SSORefused):
+        app.sso_name({"preferred_username": "@@@"})
+
+
+def test_the_highest_mapped_role_wins_and_no_mapped_value_is_no_role() -> None:
+    roles = tuple(ROLE_MAP.items())
+    assert app.sso_role(["rapport-redaktorer", "x"], roles) == "editor"
+    assert app.sso_role(["rapport-drift", "rapport-redaktorer", "rapport-godkannare"], roles) == "operator"
+    assert app.sso_role(["ekonomi"], roles) is None and app.sso_role([], roles) is None
+    assert app.claim_values({"groups": "rapport-drift"}, "groups") == ["rapport-drift"]
+    assert app.claim_values({"roles": ["a", 7, {"x": 1}]}, "roles") == ["a", "7"]
+    assert app.claim_values({}, "groups") == []
+
+
+def test_an_sso_account_follows_the_provider_but_a_disabled_one_stays_out(tmp_path: Path) -> None:
+    project = copy_project(tmp_path / "project")
+    ledger = app.open_ledger(load_settings(project.config_path))
+    now = datetime.now(UTC)
+    try:
+        user = app.sso_user(ledger, "bodil", "Bodil@Example.org", "editor", now, remote="10.0.0.1")
+        assert (user.role, user.email, user.password_hash) == ("editor", "Bodil@example.org", None)
+        user = app.sso_user(ledger, "bodil", "bodil@example.org", "approver", now)
+        assert user.role == "approver" and user.email == "bodil@example.org"
+        actions = [(e.action, e.detail) for e in reversed(app.audit_log(ledger))]
+        assert actions[0] == ("user_added", "role editor, Bodil@example.org; single sign-on")
+        assert actions[1] == ("sign_in", "from 10.0.0.1; single sign-on")
+        assert actions[2][0] == "user_updated" and "role editor -> approver" in actions[2][1]
+        app.disable_user(ledger, "bodil", now, by="olle")
+        with pytest.raises(app.SSORefused):
+            app.sso_user(ledger, "bodil", "bodil@example.org", "approver", now)
+        app.add_user(ledger, "olle", "olle@example.org", "operator", PASSWORDS["olle"], now, by="test")
+        with pytest.raises(app.SSORefused, match="local account"):
+            app.sso_user(ledger, "olle", "olle@example.org", "operator", now)
+        assert [e.action for e in app.audit_log(ledger, 2)] == ["sso_refused", "user_added"]
+    finally:
+        ledger.close()
+
+
+def test_two_provider_accounts_whose_names_clean_up_alike_never_share_one_console_account(tmp_path: Path) -> None:
+    project = copy_project(tmp_path / "project")
+    ledger = app.open_ledger(load_settings(project.config_path))
+    now = datetime.now(UTC)
+    issuer = "https://login.example.org"
+    try:
+        first = app.sso_user(ledger, "anna.b", "anna.b@example.org", "editor", now, subject=f"{issuer}|sub-1")
+        assert first.sso_subject == f"{issuer}|sub-1"
+        assert app.sso_user(ledger, "anna.b", "anna.b@example.org", "editor", now, subject=f"{issuer}|sub-1").name == "anna.b"
+        with pytest.raises(app.SSORefused, match="another identity provider account"):
+            app.sso_user(ledger, "anna.b", "anna.b@example.org", "operator", now, subject=f"{issuer}|sub-2")
+        assert app.audit_log(ledger, 1)[0].action == "sso_refused"
+        assert [u.role for u in app.list_users(ledger)] == ["editor"], "the second person got nothing"
+    finally:
+        ledger.close()
