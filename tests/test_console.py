@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
@@ -301,8 +302,13 @@ def test_the_security_rules_hold_for_every_route(shared: tuple[WebProcess, Proje
     olle = sign_in(console.base, "olle")
     cookie = olle.cookies.get("dispatch_session")
     assert cookie
-    set_cookie = olle.get("/login").headers.get("set-cookie", "")
-    assert "samesite=strict" in set_cookie.lower() and "httponly" in set_cookie.lower()
+    fresh = httpx.Client(base_url=console.base, follow_redirects=False)
+    signed = fresh.post("/login", data={"username": "olle", "password": PASSWORDS["olle"],
+                                        "csrf": csrf_of(fresh.get("/login").text), "next": "/"})
+    set_cookie = signed.headers.get("set-cookie", "")
+    assert "dispatch_session=" in set_cookie and "samesite=strict" in set_cookie.lower() and "httponly" in set_cookie.lower()
+    assert fresh.get("/login?next=/history").headers["location"] == "/history", "signed in already: on to the page"
+    assert "Sidan finns inte" in olle.get("/no-such-page").text, "an unknown address is a Swedish page"
     for path in ACTIONS:
         assert olle.post(path, data={"body": "x"}).status_code == 403, f"{path} without a CSRF token"
         assert olle.post(path, data={"csrf": "forged"}).status_code == 403, f"{path} with a wrong token"
@@ -529,3 +535,10 @@ def _seen(html: str) -> str:
     found = re.search(r'name="seen" value="([0-9a-f]{64})"', html)
     assert found, "the approve form carries the content shown"
     return found.group(1)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_dispatch_web_stops_cleanly_with_exit_0_on_a_signal(project: Project, sig: int) -> None:
+    web = WebProcess(project)
+    web.process.send_signal(sig)
+    assert web.process.wait(20) == 0, web.process.stderr.read() if web.process.stderr else ""

@@ -133,6 +133,13 @@ class Runs:
             run.stop.set()
         return run
 
+    def stop_all(self, timeout: float = 20) -> None:
+        """Stop every run of this process and wait for them to record what was in flight."""
+        for name in list(self._runs):
+            self.stop(name)
+        for name in list(self._runs):
+            self.wait(name, timeout)
+
     def get(self, name: str) -> Run | None:
         return self._runs.get(name)
 

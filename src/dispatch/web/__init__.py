@@ -11,7 +11,9 @@ served by uvicorn: ``dispatch web`` on its own, or inside ``dispatch serve``.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
+import time
 from typing import Any
 
 import uvicorn
@@ -63,7 +65,8 @@ def create_console(settings: Settings, *, clock: app.Clock | None = None, ledger
         *operations.routes(),  # part 2: send and watch, stop, urgent messages, corrections
         *sso.routes(console),  # single sign-on, when web.oidc is configured
     ]
-    application = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders), *sso.middleware(web)])
+    application = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders), *sso.middleware(web)],
+                            exception_handlers={404: pages.unknown_address, 405: pages.unknown_address})
     application.state.console = console
     return application
 
@@ -96,12 +99,16 @@ class SecurityHeaders:
 
 def console_server(settings: Settings, listen: str, **options: Any) -> uvicorn.Server:
     """A uvicorn server for the console on ``listen`` (HOST:PORT), not started."""
+    return _server(create_console(settings, **options), settings, listen)
+
+
+def _server(application: Starlette, settings: Settings, listen: str) -> uvicorn.Server:
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
         raise ConsoleError(f"--listen must be HOST:PORT, not {listen!r}")
     web = settings.web or WebSettings()
     config = uvicorn.Config(
-        create_console(settings, **options), host=host.strip("[]"), port=int(port), log_level="warning",
+        application, host=host.strip("[]"), port=int(port), log_level="warning",
         proxy_headers=bool(web.forwarded_allow_ips), forwarded_allow_ips=web.forwarded_allow_ips or "127.0.0.1",
         server_header=False, access_log=False,
     )
@@ -109,23 +116,44 @@ def console_server(settings: Settings, listen: str, **options: Any) -> uvicorn.S
 
 
 def run_console(settings: Settings, listen: str) -> int:
-    """``dispatch web``: serve the console in the foreground until SIGINT/SIGTERM."""
-    server = console_server(settings, listen)
-    LOG.warning("console listening on http://%s/", listen)
-    server.run()
-    return 0 if server.started else 1
+    """``dispatch web``: serve the console in the foreground until SIGINT/SIGTERM; 0 after a
+    clean stop (the sends it runs stop as a stopped send does), 1 if it cannot start.
+
+    uvicorn runs in a thread and this thread takes the signals: uvicorn, run in the main
+    thread, raises a signal again after its own shutdown, which would end the process with
+    143 (or "Aborted!") instead of 0."""
+    hosted = HostedConsole(settings, listen)
+    signals = (signal.SIGINT, signal.SIGTERM)
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)  # before the thread starts: it inherits the mask
+    try:
+        hosted.start()
+        while not hosted.server.started:
+            if not hosted.thread.is_alive():
+                return 1
+            time.sleep(0.05)
+        LOG.warning("console listening on http://%s/", listen)
+        while hosted.thread.is_alive():
+            if signal.sigtimedwait(signals, 0.5) is not None:
+                break
+        hosted.stop()
+        return 0
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
 
 
 class HostedConsole:
     """The console inside another process (``dispatch serve``): uvicorn in a thread."""
 
     def __init__(self, settings: Settings, listen: str) -> None:
-        self.server = console_server(settings, listen)
+        application = create_console(settings)
+        self.console: Console = application.state.console
+        self.server = _server(application, settings, listen)
         self.thread = threading.Thread(target=self.server.run, name="console", daemon=True)
 
     def start(self) -> None:
         self.thread.start()
 
     def stop(self) -> None:
+        self.console.runs.stop_all()  # sends started here stop as a stopped send does, and are recorded
         self.server.should_exit = True
-        self.thread.join(timeout=10)
+        self.thread.join(timeout=30)

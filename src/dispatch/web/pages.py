@@ -14,6 +14,13 @@ from dispatch import app
 from dispatch.web.console import Console, Visit, forbidden, not_found, page, render
 
 
+async def unknown_address(request: Request, exc: Exception) -> Response:
+    """An address the console does not have (or not for this method), in Swedish."""
+    console: Console = request.app.state.console
+    return render(console, "error.html", 404, user=None, session=None, now=console.clock.now(), heading="Hittades inte",
+                  message="Sidan finns inte. Kontrollera adressen, eller gå till startsidan.")
+
+
 async def healthz(request: Request) -> Response:
     return PlainTextResponse("ok")
 
@@ -31,8 +38,11 @@ async def login(request: Request) -> Response:
     token = console.sessions.sign_in_token(request)
     target = _safe_next(request.query_params.get("next"))
     if request.method == "GET":
+        session = console.sessions.read(request, now)
+        if session is not None and app.active_user(console.ledger, session.user) is not None:
+            return RedirectResponse(target, status_code=303)  # signed in already: on to where they were going
         response = render(console, "login.html", user=None, session=None, now=now, csrf=token, next=target,
-                          error="", local=console.web.local_accounts)
+                          error="", local=console.web.local_accounts, username="")
         console.sessions.keep_sign_in_token(response, token)
         return response
     form = await request.form()
@@ -48,7 +58,8 @@ async def login(request: Request) -> Response:
                                        values.get("password", ""), now, remote=remote)
     except app.SignInRefused:
         response = render(console, "login.html", 401, user=None, session=None, now=now, csrf=token, next=target,
-                          error="Fel användarnamn eller lösenord, eller så är kontot spärrat en stund.", local=True)
+                          error="Fel användarnamn eller lösenord, eller så är kontot spärrat en stund.", local=True,
+                          username=values.get("username", "").strip()[:64])
         console.sessions.keep_sign_in_token(response, token)
         return response
     redirect = RedirectResponse(target, status_code=303)
