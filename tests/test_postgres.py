@@ -75,7 +75,7 @@ def test_the_program_creates_the_schema_and_records_its_version(pg: PgSchema, le
     tables = {row[0] for row in pg.execute(
         f"SELECT table_name FROM information_schema.tables WHERE table_schema = '{pg.name}'")}
     assert tables == {"dispatch_schema", "dispatches", "deliveries", "dispatch_contents", "relay_slots", "approvals", "edits",
-                      "ledger_identity", "users", "audit", "kept_texts"}
+                      "ledger_identity", "users", "audit", "kept_texts", "bounce_events"}
     open_ledger(pg.url, ledgers)  # a second start changes nothing
     assert pg.execute("SELECT version FROM dispatch_schema") == [(SCHEMA_VERSION,)]
 
@@ -399,7 +399,7 @@ def test_a_node_killed_half_way_is_taken_over_after_its_lease_expires(
     duplicates = sum(received.values()) - count
     assert duplicates <= connections, f"{duplicates} duplicates from a node with {connections} connections"
     status = project.status()
-    assert status["counts"] == {"pending": 0, "sent": count, "deferred": 0, "unknown": 0, "failed": 0}
+    assert status["counts"] == {"pending": 0, "sent": count, "deferred": 0, "unknown": 0, "failed": 0, "bounced": 0}
     assert status["finished_at"], "the survivor finished the dispatch"
     by_process = sent_by_process(project)
     assert by_process[victim.process.pid] > 0 and by_process[survivor.process.pid] > 0

@@ -420,7 +420,7 @@ def test_retry_failed_sends_again_to_the_failed_recipients_after_a_fix(project: 
     assert again.returncode == 0, again.stderr
     assert "5 failed recipient(s) queued again" in again.stderr
     assert sorted(smtp_server.handler.recipients()) == addresses(20), "each once"
-    assert project.status()["counts"] == {"pending": 0, "sent": 20, "deferred": 0, "unknown": 0, "failed": 0}
+    assert project.status()["counts"] == {"pending": 0, "sent": 20, "deferred": 0, "unknown": 0, "failed": 0, "bounced": 0}
 
 
 def test_a_bcc_batch_to_line_stays_within_998_octets_whatever_the_list_names(project: Project, smtp_server: SMTPServer) -> None:

@@ -83,6 +83,10 @@ def load_settings(path: Path) -> Settings:
     schedules = _read_schedules(reader, raw)
     bounces = _read_bounces(reader, raw)
     web = _read_web(reader, raw)
+    if sender.verp and transport.recipients_per_message > 1:
+        # One envelope sender per message: a Bcc batch cannot carry one token per person.
+        reader.problem(reader.lines.get("sender.verp", 1), "'sender.verp' needs one message per recipient: set "
+                       "transport.recipients_per_message to 1, or turn verp off (bounces then match by Message-ID)")
 
     if reader.problems:
         raise InputError(sorted(reader.problems, key=lambda problem: problem.line))

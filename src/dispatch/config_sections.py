@@ -226,6 +226,14 @@ def _read_bounces(reader: _Reader, raw: LineDict) -> BounceSettings | None:
     p = "bounces."
     _refuse_password(reader, section)
     security = reader.text(section, "security", "tls", p)
+    if security not in ("tls", "starttls"):
+        reader.problem(section.line_of("security"), f"'bounces.security' must be tls or starttls, not {security!r}: "
+                                                    "the mailbox password must not cross the network unencrypted")
+    auth = reader.text(section, "auth", "password", p)
+    if auth not in ("password", "xoauth2"):
+        reader.problem(section.line_of("auth"), f"'bounces.auth' must be password or xoauth2, not {auth!r}")
+    if not reader.text(section, "host", None, p):
+        reader.problem(section.line or 1, "'bounces' needs 'host' (the IMAP server of the bounce mailbox)")
     return BounceSettings(
         host=reader.text(section, "host", None, p),
         port=reader.number(section, "port", int, 993 if security == "tls" else 143, p, low=1, high=65535, rule=_PORT_RULE),
@@ -238,6 +246,8 @@ def _read_bounces(reader: _Reader, raw: LineDict) -> BounceSettings | None:
         ca_file=reader.relative(reader.text(section, "ca_file", None, p)),
         folder=reader.text(section, "folder", "INBOX", p),
         processed_folder=reader.text(section, "processed_folder", None, p),
+        interval_minutes=float(reader.number(section, "interval_minutes", (int, float), 15.0, p, low=1, high=1440,
+                                             rule="minutes from 1 to 1440")),
     )
 
 

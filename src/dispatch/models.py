@@ -74,6 +74,9 @@ class State(StrEnum):
     DEFERRED = "deferred"
     UNKNOWN = "unknown"
     FAILED = "failed"
+    # Accepted by the relay, then returned by the recipient's server (a hard bounce read from
+    # the bounce mailbox): delivered as far as sending goes, but the person did not get it.
+    BOUNCED = "bounced"
 
 
 @dataclass(frozen=True)

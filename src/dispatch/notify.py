@@ -56,11 +56,14 @@ def summary(dispatch: str, subject: str, counts: dict[str, int], rows: list[dict
         f"Misslyckade: {failed}",
         f"Väntar på nytt försök: {waiting}",
     ]
+    if counts.get("bounced", 0):
+        lines.append(f"Studsade efter leverans: {counts['bounced']}")
     if next_attempt is not None and waiting:
         lines.append(f"Nästa försök: {next_attempt.astimezone(zone):%Y-%m-%d %H:%M}")
     for state, heading in (("failed", "Misslyckade mottagare (serverns svar):"),
                            ("deferred", "Mottagare som väntar (senaste svar):"),
-                           ("unknown", "Mottagare med okänt utfall (skickas igen):")):
+                           ("unknown", "Mottagare med okänt utfall (skickas igen):"),
+                           ("bounced", "Studsade (mottagarens server skickade tillbaka rapporten):")):
         listed = [r for r in rows if r["state"] == state]
         if not listed:
             continue

@@ -128,6 +128,7 @@ class Plan:
     approved_at: datetime | None = None
     approval_id: int | None = None  # a recorded approval: revoking it stops the sending
     lists: tuple[str, ...] = ()
+    verp_key: str | None = None  # set: each message's envelope sender carries a VERP token (verp.py)
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ class Result:
 
     @property
     def complete(self) -> bool:
-        return all(self.counts.get(s.value, 0) == 0 for s in State if s is not State.SENT)
+        return all(self.counts.get(s.value, 0) == 0 for s in State if s not in (State.SENT, State.BOUNCED))
 
 
 def open_plan(plan: Plan, ledger: Ledger, clock: Clock) -> tuple[DispatchRow, bool, int]:

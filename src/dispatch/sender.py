@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from dispatch import verp
 from dispatch.errors import LedgerError, TransportError
 from dispatch.message import message_id, to_header
 from dispatch.models import Delivery, Outcome, Recipient, State
@@ -342,7 +343,10 @@ class Sender:
             header = to_header([], group_name=plan.group_name)
             mid = message_id(plan.name, "|".join(sorted(d.key for d in batch)), plan.prepared.domain)
         data = plan.prepared.for_recipients(header, mid)
-        outcomes = connection.send(plan.envelope_sender, [d.address for d in batch], data)
+        envelope = plan.envelope_sender
+        if plan.verp_key is not None and len(batch) == 1:
+            envelope = verp.address(envelope, self.dispatch_id, batch[0].id, plan.verp_key)
+        outcomes = connection.send(envelope, [d.address for d in batch], data)
         now = self.clock.now()
         results = []
         for delivery in batch:

@@ -31,7 +31,7 @@ _PUBLISH_KEYS = ("dir", "base_url", "on_send")
 _SCHEDULE_KEYS = ("name", "cron", "lists", "deadline", "approval_deadline")
 _BOUNCES_KEYS = (
     "host", "port", "security", "username", "password_env", "password_file", "auth", "token_command",
-    "ca_file", "folder", "processed_folder",
+    "ca_file", "folder", "processed_folder", "interval_minutes",
 )
 _WEB_KEYS = ("listen", "base_url", "idle_minutes", "absolute_hours", "session_secret_env", "session_secret_file",
              "forwarded_allow_ips", "local_accounts", "oidc")
@@ -112,7 +112,8 @@ class PublishSettings:
 
 @dataclass(frozen=True)
 class BounceSettings:
-    """The bounce mailbox (read over IMAP); parsed loosely until bounce reading exists."""
+    """The bounce mailbox, read over IMAP by `dispatch bounces` and every ``interval_minutes``
+    by `serve`. The password itself is never here (password_env, password_file or a token)."""
 
     host: str | None = None
     port: int = 993
@@ -124,7 +125,8 @@ class BounceSettings:
     token_command: str | None = None
     ca_file: Path | None = None
     folder: str = "INBOX"
-    processed_folder: str | None = None
+    processed_folder: str | None = None  # None: "Processed"
+    interval_minutes: float = 15
 
 
 @dataclass(frozen=True)

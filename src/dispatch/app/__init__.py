@@ -33,6 +33,7 @@ from dispatch.app.accounts import (
     sso_role,
     sso_user,
 )
+from dispatch.app.bounces import BounceRun, MailboxError, Repeat, process_bounces, repeat_bouncers
 from dispatch.app.changes import (
     Review,
     SentVersion,
@@ -120,6 +121,7 @@ __all__ = [
     "NEW_FILE",
     "ROLES",
     "AuditEntry",
+    "BounceRun",
     "Clock",
     "Confirmation",
     "Decision",
@@ -131,8 +133,10 @@ __all__ = [
     "KeptText",
     "Ledger",
     "ListsReport",
+    "MailboxError",
     "Prepared",
     "Recipe",
+    "Repeat",
     "Result",
     "Review",
     "Run",
@@ -195,6 +199,7 @@ __all__ = [
     "plan_line",
     "prepare_edition",
     "preview_draft",
+    "process_bounces",
     "publish",
     "publish_checked",
     "publishes_on_send",
@@ -202,6 +207,7 @@ __all__ = [
     "read_oidc_secret",
     "read_secret",
     "recipe_for",
+    "repeat_bouncers",
     "retry_deferred_now",
     "review",
     "review_now",

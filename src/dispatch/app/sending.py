@@ -36,7 +36,7 @@ def plan_for(settings: Settings, ready: Prepared, now: datetime, created_by: str
         name=decision.name, edition_date=decision.edition_date, revision=decision.revision, kind=decision.kind,
         subject=ready.rendered.subject, source=display_path(edition.source), created_by=created_by,
         recipients=tuple(ready.resolution.recipients.values()), failed_inputs=failed,
-        prepared=ready.prepared, envelope_sender=settings.sender.address, group_name=group,
+        prepared=ready.prepared, envelope_sender=settings.sender.return_path or settings.sender.address, group_name=group,
         content_hash=decision.content.hash, approved_by=approved_by,
         approved_at=approval.approved_at if approval else None,
         approval_id=approval.id if approval else None, lists=ready.lists,
@@ -63,6 +63,8 @@ def send(settings: Settings, ready: Prepared, clock: Clock, *, created_by: str |
             requeued = ledger.requeue_failed(decision.existing.id, clock.now())
             decision = dataclasses.replace(decision, notes=(*decision.notes, f"{requeued} failed recipient(s) queued again"))
         plan = plan_for(settings, ready, clock.now(), created_by or ready.edition.author or current_user(), decision)
+        if settings.sender.verp:
+            plan = dataclasses.replace(plan, verp_key=ledger.identity)  # the ledger's identity: the same on every node
         if decision.to_send:  # the audit log: who sent what, whichever door they came through
             ledger.record_audit(clock.now(), plan.created_by, "send", plan.name, decision.content.hash,
                                 f"{decision.to_send} recipient(s)" + (" (test)" if ready.test else ""))

@@ -23,6 +23,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from dispatch.app.bounces import process_bounces
 from dispatch.app.scheduled import ServeClock, Service, schedule_jobs
 from dispatch.config import Settings, load_settings
 from dispatch.errors import DispatchError, InputError, display_path
@@ -44,6 +45,11 @@ def install_jobs(scheduler: BackgroundScheduler, service: Service, settings: Set
         scheduler.add_job(
             service.run_job, job.trigger, args=(job.kind, job.schedule), id=job.id, name=f"{job.kind} {job.schedule}",
             coalesce=True, max_instances=1, misfire_grace_time=job.grace_seconds, replace_existing=True,
+        )
+    if settings.bounces is not None and settings.bounces.host:
+        scheduler.add_job(
+            read_bounces, "interval", minutes=settings.bounces.interval_minutes, args=(service,), id="bounces",
+            name="read the bounce mailbox", coalesce=True, max_instances=1, replace_existing=True,
         )
     if settings.schedules:
         scheduler.add_job(
@@ -79,6 +85,19 @@ def watch(scheduler: BackgroundScheduler, service: Service) -> None:
         service.retry_alerts(now)
     except Exception:
         event("watch_failed", logging.ERROR, exc_info=True)  # e.g. the ledger briefly down; next time
+
+
+def read_bounces(service: Service) -> None:
+    """The bounce job: what came back since the last run, recorded (a failure is logged and
+    the next run tries again; nothing is lost meanwhile, the messages wait in the mailbox)."""
+    try:
+        run = process_bounces(service.settings, service.clock.now())
+    except DispatchError as exc:
+        event("bounces_failed", logging.ERROR, error=str(exc))
+        return
+    if run.read:
+        event("bounces_read", read=run.read, hard=run.hard, soft=run.soft, auto_replies=run.auto_replies,
+              unmatched=run.unmatched, human=run.human, moved=run.moved)
 
 
 def start_due(scheduler: BackgroundScheduler, dues: list[Due]) -> None:

@@ -7,9 +7,10 @@
 - ``records``: status, history, export, recipients
 - ``serving``: serve
 - ``console``: web (the editor console), users (its accounts)
+- ``bounces``: bounces (read the bounce mailbox, report who keeps bouncing)
 """
 
-from dispatch.cli import console, editions, records, sending, serving
+from dispatch.cli import bounces, console, editions, records, sending, serving
 from dispatch.cli.base import main
 
-__all__ = ["console", "editions", "main", "records", "sending", "serving"]
+__all__ = ["bounces", "console", "editions", "main", "records", "sending", "serving"]

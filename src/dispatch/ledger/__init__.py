@@ -23,7 +23,8 @@ from typing import Any
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from dispatch.errors import LedgerError
-from dispatch.ledger import accounts, coordination, queue, records
+from dispatch.ledger import accounts, bounces, coordination, queue, records
+from dispatch.ledger.bounces import DeliveryRef
 from dispatch.ledger.database import Database, _describe, shown_url, state_dir
 from dispatch.ledger.records import dispatch_name
 from dispatch.ledger.schema import (
@@ -235,6 +236,27 @@ class Ledger:
     def kept_texts(self, edition_date: date) -> list[KeptText]:
         return accounts.kept(self.db, edition_date)
 
+    # -- what came back (bounces.py) --------------------------------------------------------------
+
+    def delivery(self, delivery_id: int) -> DeliveryRef | None:
+        return bounces.delivery(self.db, delivery_id)
+
+    def delivery_by_message_id(self, message_id: str) -> DeliveryRef | None:
+        return bounces.by_message_id(self.db, message_id)
+
+    def delivery_by_key(self, dispatch_name: str, key: str) -> DeliveryRef | None:
+        return bounces.by_address(self.db, dispatch_name, key)
+
+    def record_bounce(self, ref: DeliveryRef, kind: str, status: str, diagnostic: str, source: str, now: datetime) -> bool:
+        """True only the first time for this returned message and delivery."""
+        return bounces.record(self.db, ref, kind, status, diagnostic, source, now)
+
+    def soft_bounce_notes(self, dispatch_id: int) -> dict[int, str]:
+        return bounces.soft_notes(self.db, dispatch_id)
+
+    def repeat_bouncers(self, last: int, at_least: int = 2) -> list[tuple[str, str, list[str]]]:
+        return bounces.repeat_bouncers(self.db, last, at_least)
+
 def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     def guarded(self: Ledger, *args: Any, **kwargs: Any) -> Any:
@@ -256,8 +278,29 @@ for _name, _member in list(vars(Ledger).items()):
 
 
 __all__ = [
-    "MIGRATIONS", "SCHEMA_1", "SCHEMA_VERSION", "SENDABLE", "Approval", "Delivery", "DispatchRecord", "Ledger",
-    "LedgerError", "NewRecipient", "OperationalError", "Outcome", "approvals", "contents", "deliveries",
-    "dispatch_name", "dispatches", "edits", "identity", "metadata", "relay_slots", "schema_info", "shown_url",
+    "MIGRATIONS",
+    "SCHEMA_1",
+    "SCHEMA_VERSION",
+    "SENDABLE",
+    "Approval",
+    "Delivery",
+    "DeliveryRef",
+    "DispatchRecord",
+    "Ledger",
+    "LedgerError",
+    "NewRecipient",
+    "OperationalError",
+    "Outcome",
+    "approvals",
+    "contents",
+    "deliveries",
+    "dispatch_name",
+    "dispatches",
+    "edits",
+    "identity",
+    "metadata",
+    "relay_slots",
+    "schema_info",
+    "shown_url",
     "state_dir",
 ]

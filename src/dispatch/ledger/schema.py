@@ -67,6 +67,7 @@ deliveries = sa.Table(
     sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True),
     sa.UniqueConstraint("dispatch_id", "key", name="uq_delivery_recipient"),
     sa.Index("ix_deliveries_dispatch_state", "dispatch_id", "state"),
+    sa.Index("ix_deliveries_message_id", "message_id"),  # schema 4: returned messages quote it
 )
 
 # What a dispatch sent: the edition source and the rendered subject, HTML and text, kept
@@ -177,6 +178,22 @@ kept_texts = sa.Table(
     sa.Index("ix_kept_texts_edition", "edition_date"),
 )
 
+# Schema 4: what the bounce mailbox said about a delivery. One row per (returned message,
+# delivery): reading the mailbox twice, or again after a crash, records nothing twice.
+bounce_events = sa.Table(
+    "bounce_events", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("delivery_id", sa.Integer, sa.ForeignKey("deliveries.id"), nullable=False),
+    sa.Column("dispatch_id", sa.Integer, sa.ForeignKey("dispatches.id"), nullable=False),
+    sa.Column("kind", sa.String(10), nullable=False),  # hard, soft
+    sa.Column("status", sa.String(20), nullable=False, default=""),  # the DSN's Status, e.g. 5.1.1
+    sa.Column("diagnostic", sa.Text, nullable=False, default=""),
+    sa.Column("source", sa.String(200), nullable=False),  # the returned message's identity (Message-ID or digest)
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("source", "delivery_id", name="uq_bounce_event"),
+    sa.Index("ix_bounce_events_dispatch", "dispatch_id"),
+)
+
 SENDABLE = (State.PENDING.value, State.DEFERRED.value, State.UNKNOWN.value)
 
 # The tables of schema 1, the first recorded version: what a ledger of that version has
@@ -208,7 +225,9 @@ def _schema_3(conn: sa.Connection) -> None:
 
 
 def _schema_4(conn: sa.Connection) -> None:
-    metadata.create_all(conn, tables=[users, audit, kept_texts], checkfirst=True)
+    metadata.create_all(conn, tables=[users, audit, kept_texts, bounce_events], checkfirst=True)
+    # A returned message is matched to its row by the Message-ID it quotes.
+    conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_deliveries_message_id ON deliveries (message_id)"))
 
 
 # (version, what it adds, step), in order. A step runs in the transaction that records
@@ -218,6 +237,6 @@ def _schema_4(conn: sa.Connection) -> None:
 MIGRATIONS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (2, "dispatch_contents and relay_slots", _schema_2),
     (3, "content hashes, approvals and edits", _schema_3),
-    (4, "console accounts, audit log and kept texts", _schema_4),
+    (4, "console accounts, audit log, kept texts and bounce events", _schema_4),
 )
 assert MIGRATIONS[-1][0] == SCHEMA_VERSION

@@ -88,7 +88,7 @@ async def run_page(request: Request, visit: Visit) -> Response:
     if progress is None:
         return not_found(visit, "Det finns inget sådant utskick.")
     status = await run_in_threadpool(app.status, console.settings, name, visit.now)
-    waiting = [row for row in (status.rows if status else []) if row["state"] in ("deferred", "failed", "unknown")]
+    waiting = [row for row in (status.rows if status else []) if row["state"] in ("deferred", "failed", "unknown", "bounced")]
     return visit.render("run.html", name=name, progress=progress, waiting=waiting, final=FINAL)
 
 

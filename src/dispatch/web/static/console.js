@@ -76,7 +76,7 @@
     // watcher. Only a change of state is announced (the status element is a live region).
     var source = new EventSource(section.getAttribute("data-events"));
     function show(data) {
-      ["sent", "pending", "deferred", "unknown", "failed"].forEach(function (key) {
+      ["sent", "pending", "deferred", "unknown", "failed", "bounced"].forEach(function (key) {
         var cell = document.getElementById("c-" + key);
         if (cell) cell.textContent = data.counts[key] || 0;
       });
