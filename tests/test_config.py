@@ -157,7 +157,23 @@ web: {listen: "127.0.0.1:8025", base_url: "https://rapport.intranet.example.org/
     assert settings.web is not None and settings.web.listen == "127.0.0.1:8025"
 
 
-def test_the_contract_sections_are_validated_loosely(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("text", "line", "message"), [
+    ("bounces:\n  host: imap.example.org\n  security: none\n", 3,
+     "'bounces.security' must be tls or starttls, not 'none': the mailbox password must not cross the network unencrypted"),
+    ("bounces:\n  port: 993\n", 2, "'bounces' needs 'host' (the IMAP server of the bounce mailbox)"),
+    ("bounces:\n  host: imap.example.org\n  auth: kerberos\n", 3, "'bounces.auth' must be password or xoauth2, not 'kerberos'"),
+    ("bounces:\n  host: imap.example.org\n  interval_minutes: 0\n", 3,
+     "'bounces.interval_minutes' must be minutes from 1 to 1440, not 0"),
+    ("sender:\n  from: r@example.org\n  verp: true\ntransport:\n  kind: smtp\n  recipients_per_message: 50\n", 3,
+     "'sender.verp' needs one message per recipient: set transport.recipients_per_message to 1, or turn verp off "
+     "(bounces then match by Message-ID)"),
+])
+def test_bounce_settings_are_checked_at_their_lines(tmp_path: Path, text: str, line: int, message: str) -> None:
+    problems = [(p.line, p.message) for p in problems_of(write(tmp_path, text))]
+    assert (line, message) in problems, problems
+
+
+def test_the_contract_sections_are_validated(tmp_path: Path) -> None:
     path = write(tmp_path, "bounces:\n  host: [a, b]\n  port: 0\nweb: 8025\n")
     assert [(p.line, p.message) for p in problems_of(path)] == [
         (2, "'bounces.host' must be a str, not ['a', 'b']"),

@@ -232,7 +232,7 @@ def _read_bounces(reader: _Reader, raw: LineDict) -> BounceSettings | None:
     auth = reader.text(section, "auth", "password", p)
     if auth not in ("password", "xoauth2"):
         reader.problem(section.line_of("auth"), f"'bounces.auth' must be password or xoauth2, not {auth!r}")
-    if not reader.text(section, "host", None, p):
+    if "host" not in section:
         reader.problem(section.line or 1, "'bounces' needs 'host' (the IMAP server of the bounce mailbox)")
     return BounceSettings(
         host=reader.text(section, "host", None, p),
