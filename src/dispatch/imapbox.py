@@ -100,6 +100,8 @@ def _said(exc: BaseException) -> str:
         return f"the server's certificate is not trusted ({exc.verify_message}); set bounces.ca_file for a private CA"
     if isinstance(exc, socket.timeout | TimeoutError):
         return "no answer within 30 s"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
     text: Any = exc.args[0] if exc.args else exc
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
