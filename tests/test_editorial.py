@@ -46,6 +46,16 @@ MISTAKES: dict[str, tuple[str, str, int, str]] = {
         "---\n\n## Beskrivning av händelsen", "---\nLäget i korthet.\n## Beskrivning av händelsen",
         5, "move 'Läget i korthet.' into a section or delete it",
     ),
+    "a link text that says nothing (här)": (
+        "- Fortsatta kommunikationsinsatser",
+        "- Fortsatta kommunikationsinsatser, läs om dem [här](https://insidan.example.org/kommunikation)",
+        36, "the link text 'här' says nothing on its own",
+    ),
+    "a link text that says nothing (klicka här)": (
+        "- Intern och extern kommunikation under söndagen",
+        "- Intern och extern kommunikation under söndagen: [Klicka här!](https://insidan.example.org/sida)",
+        35, "the link text 'Klicka här!' says nothing on its own",
+    ),
     "empty section": (
         SAMPLE[SAMPLE.index("- En återstart"):SAMPLE.index("## Kommunikativa")], "\n" * 6,
         25, "section 'Verksamhetens kommentar' is empty: add content under it or remove the heading",

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dispatch.config_reader import _ledger_url, _Reader
 from dispatch.config_sections import (
+    _read_accessibility,
     _read_bounces,
     _read_notify,
     _read_publish,
@@ -27,6 +28,7 @@ from dispatch.errors import InputError, Problem
 from dispatch.settings import (
     _TOP_KEYS,
     DEFAULT_RETRY_MINUTES,
+    AccessibilitySettings,
     BounceSettings,
     PublishSettings,
     ReportSettings,
@@ -83,6 +85,7 @@ def load_settings(path: Path) -> Settings:
     schedules = _read_schedules(reader, raw)
     bounces = _read_bounces(reader, raw)
     web = _read_web(reader, raw)
+    accessibility = _read_accessibility(reader, raw)
     if sender.verp and transport.recipients_per_message > 1:
         # One envelope sender per message: a Bcc batch cannot carry one token per person.
         reader.problem(reader.lines.get("sender.verp", 1), "'sender.verp' needs one message per recipient: set "
@@ -108,6 +111,7 @@ def load_settings(path: Path) -> Settings:
         approval=approval,
         bounces=bounces,
         web=web,
+        accessibility=accessibility,
         line_of=reader.lines,
     )
 
@@ -115,6 +119,7 @@ def load_settings(path: Path) -> Settings:
 # The settings types live in settings.py; the config module is where callers find them
 # beside load_settings (and the architecture allows cli/serve to import only this).
 __all__ = [
-    "DEFAULT_RETRY_MINUTES", "BounceSettings", "PublishSettings", "ReportSettings", "Schedule", "Sender", "Settings",
+    "DEFAULT_RETRY_MINUTES", "AccessibilitySettings", "BounceSettings", "PublishSettings", "ReportSettings", "Schedule",
+    "Sender", "Settings",
     "StandingSection", "TransportSettings", "WebSettings", "default_templates_dir", "load_settings", "secret_problems",
 ]

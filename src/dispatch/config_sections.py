@@ -4,11 +4,13 @@ schedules, bounces, web): each checks its keys, kinds and ranges, with line numb
 from __future__ import annotations
 
 import re
+from datetime import date
 from pathlib import Path
 
 from dispatch.config_reader import _finite, _parse_address, _Reader, _shown_number
 from dispatch.models import ROLES
 from dispatch.settings import (
+    _ACCESSIBILITY_KEYS,
     _BOUNCES_KEYS,
     _CONTROL,
     _OIDC_KEYS,
@@ -20,6 +22,7 @@ from dispatch.settings import (
     _TRANSPORT_KEYS,
     _WEB_KEYS,
     DEFAULT_RETRY_MINUTES,
+    AccessibilitySettings,
     BounceSettings,
     OidcSettings,
     PublishSettings,
@@ -334,3 +337,30 @@ def _oidc_roles(reader: _Reader, section: LineDict, at: int) -> tuple[tuple[str,
         else:
             mapped.append((value, str(role)))
     return tuple(mapped)
+
+
+def _read_accessibility(reader: _Reader, raw: LineDict) -> AccessibilitySettings:
+    """The organisation's details for the accessibility statement."""
+    section = reader.section(raw, "accessibility", _ACCESSIBILITY_KEYS)
+    p = "accessibility."
+    gaps = reader.get(section, "known_gaps", list, [], p)
+    if not all(isinstance(gap, str) and gap.strip() for gap in gaps):
+        reader.problem(section.line_of("known_gaps"), "'accessibility.known_gaps' must be a list of sentences (what is not "
+                                                      "accessible yet, and why)")
+        gaps = []
+    assessed = reader.get(section, "assessed", (date, str), None, p)
+    if isinstance(assessed, str):
+        try:
+            assessed = date.fromisoformat(assessed)
+        except ValueError:
+            reader.problem(section.line_of("assessed"), f"'accessibility.assessed' must be a date like 2026-12-01, not {assessed!r}")
+            assessed = None
+    email = reader.text(section, "contact_email", None, p)
+    if email is not None and "@" not in email:
+        reader.problem(section.line_of("contact_email"), f"'accessibility.contact_email' must be an address, not {email!r}")
+    return AccessibilitySettings(
+        organisation=reader.text(section, "organisation", "Regionen", p), contact_email=email,
+        contact_phone=reader.text(section, "contact_phone", None, p),
+        response_days=int(reader.number(section, "response_days", int, 10, p, low=1, high=90, rule="working days from 1 to 90")),
+        known_gaps=tuple(g.strip() for g in gaps), assessed=assessed,
+    )

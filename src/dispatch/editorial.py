@@ -91,7 +91,8 @@ def _inline_problems(inline: Token, lines: list[str]) -> Iterator[tuple[int, str
     assert inline.map is not None
     line, end = inline.map
     at_line_start = True
-    for child in inline.children or []:
+    children = inline.children or []
+    for index, child in enumerate(children):
         # A code span or an image's alt text may span lines without a softbreak token,
         # so 'line' can lag behind the truth; every search below goes forward from it
         # to the end of the block.
@@ -108,10 +109,31 @@ def _inline_problems(inline: Token, lines: list[str]) -> Iterator[tuple[int, str
                 written = re.compile("|".join(re.escape(f"{bracket}{h}") for bracket in "(<" for h in {href, _display(href)}))
                 where = _find(lines, line, end, written)
                 yield (line if where is None else where), f"scheme {href}", message
+            label = _link_label(children[index + 1:])
+            if " ".join(re.sub(r"[^\w ]", "", label.casefold()).split()) in _VAGUE_LINK_TEXTS:
+                where = _find(lines, line, end, re.compile(re.escape(f"[{label}]")))
+                yield (line if where is None else where), f"vague {label}", (
+                    f"the link text '{label}' says nothing on its own (screen readers list links without the text "
+                    "around them): name what it leads to, e.g. '[Samlad information om Millennium](...)'")
         elif child.type == "image":
             where = _find(lines, line, end, _IMAGE)
             yield (line if where is None else where), f"image {child.attrs.get('src')}", _image(child)
         at_line_start = False
+
+
+# Link texts that only make sense with the sentence around them (WCAG 2.4.4).
+_VAGUE_LINK_TEXTS = {"här", "klicka här", "klicka", "tryck här", "läs här", "here", "click here"}
+
+
+def _link_label(rest: list[Token]) -> str:
+    """The text of a link, from the tokens after its link_open up to its link_close."""
+    parts = []
+    for token in rest:
+        if token.type == "link_close":
+            break
+        if token.type in ("text", "code_inline"):
+            parts.append(token.content)
+    return "".join(parts).strip()
 
 
 def _text_problems(text: str, line: int, end: int, lines: list[str], at_line_start: bool) -> Iterator[tuple[int, str, str]]:

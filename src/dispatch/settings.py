@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -17,7 +18,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # design contract's (docs: ../shared/DESIGN.md), known here before their features exist.
 _TOP_KEYS = (
     "timezone", "reports_dir", "recipients_dir", "templates_dir", "ledger", "lease_seconds", "approval",
-    "sender", "transport", "notify", "publish", "schedules", "report", "bounces", "web",
+    "sender", "transport", "notify", "publish", "schedules", "report", "bounces", "web", "accessibility",
 )
 _SENDER_KEYS = ("from", "reply_to", "return_path", "verp")
 _TRANSPORT_KEYS = (
@@ -164,6 +165,22 @@ class WebSettings:
         return bool(self.base_url and self.base_url.startswith("https://"))
 
 
+_ACCESSIBILITY_KEYS = ("organisation", "contact_email", "contact_phone", "response_days", "known_gaps", "assessed")
+
+
+@dataclass(frozen=True)
+class AccessibilitySettings:
+    """The organisation's details for the accessibility statement ("tillgänglighetsredogörelse")
+    the console and the intranet copy publish; the statement's structure is the program's."""
+
+    organisation: str = "Regionen"
+    contact_email: str | None = None
+    contact_phone: str | None = None
+    response_days: int = 10  # working days to answer a report of a problem
+    known_gaps: tuple[str, ...] = ()
+    assessed: date | None = None  # when the service was last assessed
+
+
 @dataclass(frozen=True)
 class Settings:
     path: Path
@@ -182,6 +199,7 @@ class Settings:
     approval: str = "front_matter"  # or "four_eyes": a recorded approval of the current content by another person
     bounces: BounceSettings | None = None  # None: no bounces: section
     web: WebSettings | None = None  # None: no web: section
+    accessibility: AccessibilitySettings = field(default_factory=AccessibilitySettings)
     line_of: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def scheduled_lists(self) -> tuple[str, ...]:

@@ -47,6 +47,7 @@ from dispatch.app.changes import (
 )
 from dispatch.app.control import (
     Decision,
+    accessibility_statement,
     approve,
     decide,
     decide_now,
@@ -152,6 +153,7 @@ __all__ = [
     "Status",
     "StoppableClock",
     "User",
+    "accessibility_statement",
     "active_user",
     "add_user",
     "all_lists",

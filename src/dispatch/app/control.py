@@ -19,6 +19,7 @@ from dispatch.errors import ChangeControlError, InputError, Problem, display_pat
 from dispatch.ledger import DispatchRecord, Ledger, dispatch_name
 from dispatch.models import Approval, Edition
 from dispatch.publish import Published, publish_edition
+from dispatch.statement import statement_body, write_statement
 
 
 @dataclass(frozen=True)
@@ -164,8 +165,18 @@ def revocation_notes(settings: Settings, day: date) -> list[str]:
 
 
 def publish(settings: Settings, edition: Edition, now: datetime) -> Published:
-    """Write the edition's web page and the archive index into publish.dir."""
-    return publish_edition(edition, settings.publish.dir, settings.templates_dir, now.astimezone(settings.timezone))
+    """Write the edition's web page and the archive index into publish.dir, and the
+    accessibility statement beside them."""
+    local = now.astimezone(settings.timezone)
+    published = publish_edition(edition, settings.publish.dir, settings.templates_dir, local)
+    write_statement(settings.accessibility, settings.report.title, settings.templates_dir, settings.publish.dir, local.date())
+    return published
+
+
+def accessibility_statement(settings: Settings, now: datetime) -> str:
+    """The accessibility statement's text (HTML), as the intranet copy has it."""
+    return statement_body(settings.accessibility, settings.report.title, settings.templates_dir,
+                          now.astimezone(settings.timezone).date())
 
 
 def publish_checked(settings: Settings, edition: Edition, now: datetime) -> tuple[Published, str]:

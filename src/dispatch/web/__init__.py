@@ -41,8 +41,10 @@ def create_console(settings: Settings, *, clock: app.Clock | None = None, ledger
                       Sessions(web, load_secret(web)), templates(), app.Runs(settings))
     routes = [
         Route("/healthz", pages.healthz),
+        Route("/tillganglighet", pages.statement),
         Route("/login", pages.login, methods=["GET", "POST"]),
         Route("/logout", pages.logout, methods=["POST"]),
+        Route("/session/extend", pages.extend_session, methods=["POST"]),
         Route("/", pages.home),
         Route("/open", pages.edition_redirect),
         Route("/editions/{day}", editor.edition_page),

@@ -115,6 +115,11 @@ ACTION_NAMES = {"sign_in": "inloggning", "sign_in_failed": "misslyckad inloggnin
 def render(console: Console, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     context.setdefault("zone", console.settings.timezone)
     context.setdefault("title_report", console.settings.report.title)
+    session = context.get("session")
+    # For the page's idle warning (console.js): how long a quiet session lasts, and when it
+    # ends in any case (the absolute limit cannot be extended).
+    context.setdefault("idle_seconds", int(console.sessions.idle.total_seconds()))
+    context.setdefault("session_ends", console.sessions.expires_at(session)[1].isoformat() if session else "")
     html = console.templates.get_template(template).render(**context)
     return HTMLResponse(html, status_code=status_code)
 

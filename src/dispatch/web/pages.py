@@ -21,6 +21,16 @@ async def unknown_address(request: Request, exc: Exception) -> Response:
                   message="Sidan finns inte. Kontrollera adressen, eller gå till startsidan.")
 
 
+async def statement(request: Request) -> Response:
+    """The accessibility statement: readable without signing in (the law asks for it)."""
+    console: Console = request.app.state.console
+    now = console.clock.now()
+    body = await run_in_threadpool(app.accessibility_statement, console.settings, now)
+    session = console.sessions.read(request, now)
+    user = app.active_user(console.ledger, session.user) if session else None
+    return render(console, "tillganglighet.html", user=user, session=session if user else None, now=now, body=body)
+
+
 async def healthz(request: Request) -> Response:
     return PlainTextResponse("ok")
 
@@ -65,6 +75,15 @@ async def login(request: Request) -> Response:
     redirect = RedirectResponse(target, status_code=303)
     console.sessions.start(redirect, user.name, now)
     return redirect
+
+
+@page("read")
+async def extend_session(request: Request, visit: Visit) -> Response:
+    """"Fortsätt arbeta": the idle time starts again (the absolute limit stays)."""
+    response = Response(status_code=204)
+    assert visit.session is not None
+    visit.console.sessions.touch(response, visit.session, visit.now, force=True)
+    return response
 
 
 @page("read")

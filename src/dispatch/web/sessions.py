@@ -92,8 +92,8 @@ class Sessions:
         response.delete_cookie(SIGN_IN_COOKIE, path="/")
         return session
 
-    def touch(self, response: Response, session: Session, now: datetime) -> None:
-        if now - session.seen >= REFRESH_AFTER:
+    def touch(self, response: Response, session: Session, now: datetime, *, force: bool = False) -> None:
+        if force or now - session.seen >= REFRESH_AFTER:
             self.write(response, Session(session.user, session.issued, now, session.csrf))
 
     def write(self, response: Response, session: Session) -> None:

@@ -33,6 +33,9 @@ _CATALOGUE: list[tuple[re.Pattern[str], str]] = [(re.compile(pattern, re.DOTALL)
      "länkadressen '{a}' saknar https:// och leder ingenstans i ett mejl: skriv {f}"),
     (r"^image .*: images are not sent with the report .*link to it instead: (?P<f>'.*')$",
      "bilder skickas inte med rapporten (Outlook blockerar bilder från nätet); länka till bilden i stället: {f}"),
+    (r"^the link text '(?P<t>.*)' says nothing on its own .*$",
+     "länktexten '{t}' säger inget för sig själv (skärmläsare listar länkar utan texten runt dem): skriv vad länken "
+     "leder till, till exempel '[Samlad information om Millennium](...)'"),
     # preflight.py: the message as it would be sent
     (r"^an empty link in the HTML; give every link a real https:// address$",
      "en länk saknar adress: ge varje länk en riktig adress som börjar med https://"),

@@ -99,7 +99,41 @@
     source.addEventListener("end", function (event) { show(JSON.parse(event.data)); source.close(); });
   }
 
+  function idleWarning() {
+    // The session ends after a quiet while: warn two minutes before, and let the person go
+    // on with one button (WCAG 2.2.1). The absolute limit is said, not extended.
+    var body = document.body;
+    var idle = parseInt(body.getAttribute("data-idle-seconds"), 10);
+    if (!idle || !body.getAttribute("data-csrf")) return;
+    var ends = Date.parse(body.getAttribute("data-session-ends") || "");
+    var box = document.getElementById("idle-warning");
+    var text = document.getElementById("idle-text");
+    var timer = null;
+    function schedule() {
+      if (timer) clearTimeout(timer);
+      box.hidden = true;
+      timer = setTimeout(warn, Math.max(10, idle - 120) * 1000);
+    }
+    function warn() {
+      var last = !isNaN(ends) && ends - Date.now() < idle * 1000;
+      text.textContent = last
+        ? "Du loggas ut om en stund: en inloggning gäller högst " + Math.round((ends - Date.now()) / 60000) +
+          " minuter till. Spara det du skriver."
+        : "Du loggas ut om två minuter eftersom inget har hänt på en stund. Spara det du skriver, eller fortsätt arbeta.";
+      box.hidden = false;
+    }
+    document.getElementById("idle-extend").addEventListener("click", function () {
+      fetch("/session/extend", {method: "POST", headers: {"X-CSRF-Token": body.getAttribute("data-csrf")},
+                                credentials: "same-origin"}).then(function (response) {
+        if (response.ok) schedule(); else warnExpired();
+      });
+    });
+    document.body.addEventListener("htmx:afterRequest", schedule);
+    schedule();
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    idleWarning();
     document.querySelectorAll("section.run[data-events]").forEach(watchRun);
     var body = document.getElementById("f-body");
     if (body) {

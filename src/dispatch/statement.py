@@ -1,0 +1,32 @@
+"""The accessibility statement ("tillgänglighetsredogörelse"): one text, from the config's
+``accessibility`` section, shown by the console (``/tillganglighet``, no sign-in) and written
+beside the intranet copy (``tillganglighet.html``)."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+from dispatch.atomic import write_atomic
+from dispatch.publish import INDEX, _render, web_templates_dir
+from dispatch.settings import AccessibilitySettings
+
+PAGE = "tillganglighet.html"
+
+
+def statement_body(accessibility: AccessibilitySettings, service: str, email_templates_dir: Path, today: date) -> str:
+    """The statement's text (HTML, escaped), without a page around it."""
+    return _render(web_templates_dir(email_templates_dir), "statement.html",
+                   {"a": accessibility, "service": service, "updated": today.isoformat()})
+
+
+def write_statement(accessibility: AccessibilitySettings, service: str, email_templates_dir: Path, directory: Path,
+                    today: date) -> Path:
+    """``tillganglighet.html`` in the intranet copy's directory."""
+    templates = web_templates_dir(email_templates_dir)
+    body = statement_body(accessibility, service, email_templates_dir, today)
+    page = _render(templates, PAGE, {"service": service, "body": body, "index_href": INDEX})
+    path = directory / PAGE
+    directory.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, page.encode("utf-8"))
+    return path
