@@ -28,7 +28,7 @@ from dispatch.config import Settings, WebSettings
 from dispatch.web.sessions import Session, Sessions, csrf_ok
 
 HERE = Path(__file__).parent
-STATIC_VERSION = "1"  # bump when static files change, so browsers fetch them again
+STATIC_VERSION = "2"  # bump when static files change, so browsers fetch them again
 
 # The console's own pages: scripts and styles only from the console itself (no inline
 # script, no inline style), no plug-ins, not framed by other sites.
