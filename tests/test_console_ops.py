@@ -112,7 +112,7 @@ def test_stop_at_a_third_then_resume_loses_nobody(project: Project, smtp_server:
     from playwright.sync_api import expect
 
     connections = 4
-    console = console_for(project, smtp_server, 2000, rate=3000, connections=connections)  # 50 a second
+    console = console_for(project, smtp_server, 2000, rate=6000, connections=connections)  # 100 a second
     try:
         approved_edition(console.base, DAY)
         operator = page_at(chromium)
@@ -128,7 +128,7 @@ def test_stop_at_a_third_then_resume_loses_nobody(project: Project, smtp_server:
         time.sleep(1.5)
         assert len(smtp_server.handler.reports()) == stopped, "nothing more is sent once stopped"
         # Claiming stopped at once: what went out after the click is what was in flight (plus
-        # the slot each connection held at a 50/s rate), not the next batches.
+        # the slot each connection held at a 100/s rate), not the next batches.
         assert stopped - at_stop <= 2 * connections, (at_stop, stopped)
         assert 500 < stopped < 1200
         expect(operator.locator("#c-sent")).to_have_text(str(project.status(name)["counts"]["sent"]))
@@ -151,7 +151,7 @@ def test_an_urgent_message_from_the_console_overtakes_a_draining_dispatch(
         project: Project, smtp_server: SMTPServer, chromium: object) -> None:
     from playwright.sync_api import expect
 
-    console = console_for(project, smtp_server, 5000, rate=6000)  # 100 a second: 50 s to drain
+    console = console_for(project, smtp_server, 5000, rate=15000)  # 250 a second: 20 s to drain
     try:
         approved_edition(console.base, DAY)
         operator = page_at(chromium)
