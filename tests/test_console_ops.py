@@ -280,8 +280,8 @@ def test_the_confirmation_and_the_rules_of_sending(project: Project, smtp_server
         confirm = olle.get(f"/editions/{DAY.isoformat()}/send")
         assert confirm.status_code == 200
         assert "20" in confirm.text and "stor" in confirm.text and f"{smtp_server.host}:{smtp_server.port}" in confirm.text
-        assert "plan: 20 recipients in 20 messages over 4 connection(s)" in confirm.text
-        assert "Bekräfta" in confirm.text and "approved by bo" in confirm.text
+        assert "20 mottagare i 20 meddelanden över 4 anslutning(ar) till" in confirm.text, "the plan, in Swedish"
+        assert "Bekräfta" in confirm.text and "Godkänd av bo" in confirm.text
         assert smtp_server.handler.reports() == [], "confirming sends nothing"
         started = olle.post(f"/editions/{DAY.isoformat()}/send", data={"csrf": csrf_of(confirm.text), "expected": "other.r1.edition"})
         assert started.status_code == 409 and "bekräfta igen" in started.text, "a send of something else than was confirmed"
@@ -318,7 +318,11 @@ def test_an_urgent_message_needs_a_subject_a_list_and_a_confirmation(project: Pr
         confirm = olle.post("/urgent", data={**form, "list-chefer": "1"})
         assert "Skickas nu till 40 mottagare på chefer" in confirm.text and 'formaction="/urgent/send"' in confirm.text
         assert smtp_server.handler.reports() == [], "the confirmation sends nothing"
-        sent = olle.post("/urgent/send", data={**form, "list-chefer": "1"})
+        stale = olle.post("/urgent/send", data={**form, "list-chefer": "1", "list-politisk-ledning": "1",
+                                                "confirmed_lists": "chefer"})
+        assert stale.status_code == 409 and "ändrades efter bekräftelsen" in stale.text and "49 mottagare" in stale.text
+        assert smtp_server.handler.reports() == [], "a confirmation of other lists sends nothing"
+        sent = olle.post("/urgent/send", data={**form, "list-chefer": "1", "confirmed_lists": "chefer"})
         assert sent.status_code == 303
         deadline = time.monotonic() + 30
         while len(smtp_server.handler.reports()) < 40:

@@ -11,7 +11,7 @@ from dispatch.errors import Problem, display_path
 from dispatch.settings import BounceSettings, Settings, TransportSettings
 
 
-def secret_problems(settings: Settings) -> list[Problem]:
+def secret_problems(settings: Settings, *, for_send: bool = False) -> list[Problem]:
     """What the environment lacks for the secrets the config names: a password's environment
     variable or file, an OAuth2 token command. Checks that they can be had; never shows a value.
 
@@ -21,7 +21,7 @@ def secret_problems(settings: Settings) -> list[Problem]:
     problems: list[Problem] = []
     if settings.transport.kind == "smtp":
         problems += _credential_problems(settings, "transport", settings.transport)
-    if settings.bounces is not None:
+    if settings.bounces is not None and not for_send:  # reading bounces is not sending: check names it, send goes on
         problems += _credential_problems(settings, "bounces", settings.bounces)
     return problems
 

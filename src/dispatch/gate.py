@@ -76,7 +76,7 @@ def judge(mode: str, edition: Edition, content_hash: str, approvals: list[Approv
             f"changed after approval by {latest.approved_by} at {when} (approved content "
             f"{short(latest.content_hash)}, now {short(content_hash)}); the new content needs a new approval: "
             f"dispatch approve --date {edition.date.isoformat()} --by NAME",
-            f"rapporten ändrades efter godkännandet av {latest.approved_by} {when}; "
+            f"rapporten (texten eller mejlets mallar) ändrades efter godkännandet av {latest.approved_by} {when}; "
             "den nya versionen måste godkännas på nytt",
         )
     revoked = [a for a in approvals if a.revoked_at is not None]

@@ -51,6 +51,7 @@ class Run:
     started_at: datetime
     plan: str
     stop: threading.Event = field(default_factory=threading.Event)
+    wake: threading.Event = field(default_factory=threading.Event)
     state: str = "running"  # running, stopping, stopped, finished, incomplete, failed
     error: str = ""
     result: Result | None = None
@@ -70,6 +71,7 @@ class Confirmation:
     plan: str
     relay: str
     reason: str  # why it may go (the gate's verdict), or "" for an urgent message
+    reason_sv: str = ""  # the same in Swedish, for the console
 
 
 def confirm(settings: Settings, recipe: Recipe, now: datetime) -> tuple[Confirmation, Prepared]:
@@ -81,7 +83,26 @@ def confirm(settings: Settings, recipe: Recipe, now: datetime) -> tuple[Confirma
     relay = str(transport.path) if transport.kind == "maildir" else f"{transport.host}:{transport.port}"
     return Confirmation(decision.name, ready.rendered.subject, ready.lists, decision.to_send, decision.already_accepted,
                         plan_line(decision.to_send, transport, decision.already_accepted), relay,
-                        decision.verdict.reason if decision.verdict else ""), ready
+                        decision.verdict.reason if decision.verdict else "",
+                        decision.verdict.reason_sv if decision.verdict else ""), ready
+
+
+class WakeableClock(StoppableClock):
+    """A stopped send's clock (its waits end at once on stop), whose wait for the next retry
+    also ends when an operator asks to try again now."""
+
+    def __init__(self, stop: threading.Event, wake: threading.Event) -> None:
+        super().__init__(stop)
+        self.wake = wake
+
+    def sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.stop.is_set() and not self.wake.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self.stop.wait(min(0.2, remaining))
+        self.wake.clear()
 
 
 class Runs:
@@ -111,7 +132,7 @@ class Runs:
 
     def _send(self, run: Run, ready: Prepared) -> None:
         try:
-            run.result = send(self.settings, ready, StoppableClock(run.stop), created_by=run.started_by,
+            run.result = send(self.settings, ready, WakeableClock(run.stop, run.wake), created_by=run.started_by,
                               progress=lambda n: None, linger=LINGER, stop=run.stop, by_hand=True)
         except DispatchError as exc:
             run.state, run.error = "failed", str(exc)
@@ -125,6 +146,15 @@ class Runs:
             run.state = "finished" if run.result.complete else "incomplete"
             if run.result.revoked:
                 run.state, run.error = "stopped", "godkännandet återkallades under utskicket"
+
+    def wake(self, name: str) -> bool:
+        """End the running send's wait for its next retry now ("Försök igen nu"); False when
+        no send of it runs here."""
+        run = self._runs.get(name)
+        if run is None or run.state not in ("running", "stopping"):
+            return False
+        run.wake.set()
+        return True
 
     def stop(self, name: str) -> Run | None:
         run = self._runs.get(name)
@@ -175,9 +205,12 @@ class Runs:
         else:
             state = "idle" if waiting else "finished"
         eta = waiting / rate * 60 if rate > 0 and waiting else None
+        next_due = ledger.next_due(record.id) if record is not None and counts.get("deferred", 0) else None
         return {"dispatch": name, "state": state, "counts": counts, "total": total, "sent": sent, "waiting": waiting,
-                "rate_per_minute": round(rate, 1), "eta_seconds": round(eta) if eta is not None else None,
+                "rate_per_minute": round(rate), "eta_seconds": round(eta) if eta is not None else None,
                 "plan": run.plan if run else "", "error": run.error if run else "",
+                "subject": record.subject if record else (run.subject if run else ""),
+                "next_attempt": next_due.astimezone(self.settings.timezone).strftime("%H:%M") if next_due else None,
                 "started_by": run.started_by if run else (record.created_by if record else "")}
 
 

@@ -30,7 +30,7 @@ def secrets_ready(settings: Settings) -> None:
     that nothing is published or sent that could not be finished."""
     from dispatch.config import secret_problems
 
-    problems = secret_problems(settings)
+    problems = secret_problems(settings, for_send=True)
     if problems:
         raise InputError(problems)
 

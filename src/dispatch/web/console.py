@@ -26,9 +26,10 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from dispatch.app import Clock, Ledger, Runs, User, active_user, audit
 from dispatch.config import Settings, WebSettings
 from dispatch.web.sessions import Session, Sessions, csrf_ok
+from dispatch.web.swedish import swedish_plan
 
 HERE = Path(__file__).parent
-STATIC_VERSION = "2"  # bump when static files change, so browsers fetch them again
+STATIC_VERSION = "3"  # bump when static files change, so browsers fetch them again
 
 # The console's own pages: scripts and styles only from the console itself (no inline
 # script, no inline style), no plug-ins, not framed by other sites.
@@ -54,6 +55,11 @@ class Console:
     templates: Environment
     runs: Runs
     previews: OrderedDict[str, tuple[str, str, str]] = field(default_factory=OrderedDict)  # id -> (user, html, day)
+
+    def now(self) -> datetime:
+        """The time in the office's zone, as the command line has it: an urgent message's
+        'compiled', and every date a page shows, are local times."""
+        return self.clock.now().astimezone(self.settings.timezone)
 
     def keep_preview(self, user: str, html: str, day: str) -> str:
         """Keep a rendered preview for the frames that show it (the newest 200)."""
@@ -95,6 +101,7 @@ def templates() -> Environment:
     env.filters["iso_local"] = lambda value, zone: (datetime.fromisoformat(value).astimezone(zone).strftime("%Y-%m-%d %H:%M")
                                                     if value else "")
     env.globals.update(state_names=STATE_NAMES, count_names=COUNT_NAMES, action_names=ACTION_NAMES)
+    env.filters["swedish_plan"] = swedish_plan
     return env
 
 
@@ -131,7 +138,7 @@ def page(right: str | None = "read") -> Callable[[Handler], Callable[[Request], 
         @functools.wraps(handler)
         async def endpoint(request: Request) -> Response:
             console: Console = request.app.state.console
-            now = console.clock.now()
+            now = console.now()
             session = console.sessions.read(request, now)
             user = active_user(console.ledger, session.user) if session else None
             if user is None:
@@ -166,7 +173,7 @@ def page(right: str | None = "read") -> Callable[[Handler], Callable[[Request], 
 def forbidden(console: Console, message: str, status_code: int = 403, **context: Any) -> HTMLResponse:
     context.setdefault("user", None)
     context.setdefault("session", None)
-    context.setdefault("now", console.clock.now())
+    context.setdefault("now", console.now())
     context.setdefault("kept_text", "")
     return render(console, "error.html", status_code, heading="Inte tillåtet", message=message, **context)
 

@@ -145,6 +145,8 @@ async def retry_now(request: Request, visit: Visit) -> Response:
         return not_found(visit, "Det här utskicket kan inte skickas igen härifrån.")
     count = await run_in_threadpool(app.retry_deferred_now, visit.console.settings, name, visit.now)
     visit.audit("retry_now", name, None, f"{count} deferred recipient(s)")
+    if visit.console.runs.wake(name):  # a send of it runs here: it tries them now instead of after its wait
+        return RedirectResponse(f"/runs/{name}", status_code=303)
     return await _start(visit, recipe, name, day=recipe.day)
 
 
@@ -161,7 +163,7 @@ async def start_correction(request: Request, visit: Visit) -> Response:
         await run_in_threadpool(app.start_correction, console.settings, console.ledger, day, visit.me.name, visit.now)
     except DispatchError as exc:
         return visit.render("error.html", 409, heading="Ingen rättelse skapad", message=_refusal(exc))
-    return RedirectResponse(f"/editions/{day.isoformat()}?rattelse=1", status_code=303)
+    return RedirectResponse(f"/editions/{day.isoformat()}?klart=rattelse", status_code=303)
 
 
 # -- urgent messages -------------------------------------------------------------------------------
@@ -214,6 +216,14 @@ async def urgent_send(request: Request, visit: Visit) -> Response:
     if not (subject and lists and body.strip()):
         return visit.render("urgent.html", 409, subject=subject, body=body, chosen=lists, lists=app.all_lists(settings),
                             error="Skriv ett ämne och ett meddelande, och välj minst en lista.")
+    confirmed = tuple(sorted(filter(None, visit.form.get("confirmed_lists", "").split(","))))
+    if confirmed != tuple(sorted(lists)):
+        # The lists were changed after the count was shown: show the new count first.
+        report = await run_in_threadpool(app.lists_report, settings, lists)
+        count = len(report.resolution.recipients) if report.resolution else 0
+        return visit.render("urgent.html", 409, subject=subject, body=body, chosen=lists, lists=app.all_lists(settings),
+                            error="Mottagarlistorna ändrades efter bekräftelsen: kontrollera antalet och bekräfta igen.",
+                            confirm_count=count, confirm_again=True)
     path = app.urgent_path(settings, subject, visit.now)
     await run_in_threadpool(app.write_urgent, path, subject, lists, body, visit.me.name)
     recipe = app.Recipe(None, path, urgent=True)

@@ -17,14 +17,14 @@ from dispatch.web.console import Console, Visit, forbidden, not_found, page, ren
 async def unknown_address(request: Request, exc: Exception) -> Response:
     """An address the console does not have (or not for this method), in Swedish."""
     console: Console = request.app.state.console
-    return render(console, "error.html", 404, user=None, session=None, now=console.clock.now(), heading="Hittades inte",
+    return render(console, "error.html", 404, user=None, session=None, now=console.now(), heading="Hittades inte",
                   message="Sidan finns inte. Kontrollera adressen, eller gå till startsidan.")
 
 
 async def statement(request: Request) -> Response:
     """The accessibility statement: readable without signing in (the law asks for it)."""
     console: Console = request.app.state.console
-    now = console.clock.now()
+    now = console.now()
     body = await run_in_threadpool(app.accessibility_statement, console.settings, now)
     session = console.sessions.read(request, now)
     user = app.active_user(console.ledger, session.user) if session else None
@@ -44,7 +44,7 @@ def _safe_next(target: str | None) -> str:
 
 async def login(request: Request) -> Response:
     console: Console = request.app.state.console
-    now = console.clock.now()
+    now = console.now()
     token = console.sessions.sign_in_token(request)
     target = _safe_next(request.query_params.get("next"))
     if request.method == "GET":

@@ -104,14 +104,14 @@ class SingleSignOn:
         except (httpx2.HTTPError, ValueError, KeyError) as exc:
             self.client.server_metadata.pop("_loaded_at", None)  # ask again next time
             LOG.error("single sign-on unavailable: the identity provider %s: %s", self.oidc.issuer, self._scrub(_said(exc)))
-            return render(console, "error.html", 503, user=None, session=None, now=console.clock.now(), kept_text="",
+            return render(console, "error.html", 503, user=None, session=None, now=console.now(), kept_text="",
                           heading="Inloggningen fungerar inte just nu",
                           message="Organisationens inloggningstjänst svarar inte. Försök igen om en stund"
                                   + (", eller logga in med ett lokalt konto." if self.web.local_accounts else "."))
 
     async def callback(self, request: Request) -> Response:
         console: Console = request.app.state.console
-        now = console.clock.now()
+        now = console.now()
         remote = request.client.host if request.client else ""
         target = _safe_next(request.session.get("next"))
         try:

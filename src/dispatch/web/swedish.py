@@ -68,6 +68,8 @@ _CATALOGUE: list[tuple[re.Pattern[str], str]] = [(re.compile(pattern, re.DOTALL)
      "rapporten ändrades medan {p} läste den; läs den nya versionen och godkänn den som den är nu"),
     (r"^not sendable: (?P<r>.*)$", "kan inte skickas: {r}"),
     (r"^not approved yet: .*$", "rapporten är inte godkänd av en andra person ännu"),
+    (r"^the approval by (?P<a>.*?) was revoked by (?P<b>.*?) at (?P<t>.*?); approve it again to send it$",
+     "godkännandet av {a} återkallades av {b} {t}; den måste godkännas igen innan den kan skickas"),
     (r"^changed after approval by (?P<p>.*?) at (?P<t>.*?) \(.*$",
      "rapporten ändrades efter godkännandet av {p} {t}; den nya versionen måste godkännas på nytt"),
     (r"^the edition is a draft \('status: (?P<s>\w+)'\).*$", "rapporten är ett utkast: ange status Godkänd för att skicka den"),
@@ -79,6 +81,32 @@ _CATALOGUE: list[tuple[re.Pattern[str], str]] = [(re.compile(pattern, re.DOTALL)
      "den här versionen är redan skickad till {n} mottagare och kan inte ändras; en ändring görs som rättelse "
      "('Skapa rättelse')"),
 ]]
+
+
+_PLAN_MAILDIR = re.compile(r"^plan: (?P<n>\d+) recipients into the Maildir (?P<p>\S+)(?P<rest>.*)$")
+_PLAN_SMTP = re.compile(r"^plan: (?P<n>\d+) recipients in (?P<m>\d+) messages(?P<bcc> of up to (?P<b>\d+) recipients \(Bcc\))?"
+                        r" over (?P<c>\d+) connection\(s\) to (?P<h>\S+?)(?: at (?P<r>[\d.]+)/min: about (?P<d>[^;(]+))?"
+                        r"(?:; (?P<have>\d+) already have it| \(recipients already accepted are skipped\))$")
+
+
+def swedish_plan(line: str) -> str:
+    """The plan line `send` prints, as the console shows it."""
+    found = _PLAN_SMTP.match(line)
+    if found:
+        text = (f"{found['n']} mottagare i {found['m']} meddelanden"
+                + (f" (högst {found['b']} mottagare per meddelande, som dold kopia)" if found["bcc"] else "")
+                + f" över {found['c']} anslutning(ar) till {found['h']}")
+        if found["r"]:
+            text += f", {found['r']} per minut: cirka {_swedish_duration(found['d'].strip())}"
+        return text + (f"; {found['have']} har den redan" if found["have"] else "; de som redan har fått den hoppas över")
+    found = _PLAN_MAILDIR.match(line)
+    if found:
+        return f"{found['n']} mottagare till Maildir-katalogen {found['p']}"
+    return line
+
+
+def _swedish_duration(text: str) -> str:
+    return text.replace(" min", " minuter").replace(" h", " timmar").replace(" s", " sekunder")
 
 
 def swedish(message: str) -> str:

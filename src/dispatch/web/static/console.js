@@ -71,18 +71,30 @@
   var STATES = {running: "Skickar", stopping: "Stoppar", stopped: "Stoppad", finished: "Klar",
                 incomplete: "Klar, men alla har inte fått den", failed: "Misslyckades", idle: "Väntar"};
 
+  function minutesLeft(seconds) {
+    if (seconds === null || seconds === undefined) return "–";
+    var done = new Date(Date.now() + seconds * 1000);
+    var clock = ("0" + done.getHours()).slice(-2) + ":" + ("0" + done.getMinutes()).slice(-2);
+    var about = seconds < 90 ? "under 2 minuter" : "cirka " + Math.round(seconds / 60) + " minuter";
+    return about + " (klart cirka " + clock + ")";
+  }
+
   function watchRun(section) {
     // Live progress from the server (server-sent events): the same ledger counts for every
     // watcher. Only a change of state is announced (the status element is a live region).
-    var source = new EventSource(section.getAttribute("data-events"));
+    // When the send stops or ends the stream closes; the page keeps asking every few seconds,
+    // so that a resume by someone else shows here too.
+    var url = section.getAttribute("data-events");
     function show(data) {
       ["sent", "pending", "deferred", "unknown", "failed", "bounced"].forEach(function (key) {
         var cell = document.getElementById("c-" + key);
         if (cell) cell.textContent = data.counts[key] || 0;
       });
+      var final = ["stopped", "finished", "incomplete", "failed", "idle"].indexOf(data.state) >= 0;
       document.getElementById("c-total").textContent = data.total;
-      document.getElementById("c-rate").textContent = data.rate_per_minute + " per minut";
-      document.getElementById("c-eta").textContent = data.eta_seconds === null ? "–" : data.eta_seconds + " s";
+      document.getElementById("c-rate").textContent = final ? "–" : data.rate_per_minute + " per minut";
+      document.getElementById("c-eta").textContent = final ? "–" : minutesLeft(data.eta_seconds);
+      document.getElementById("c-next").textContent = data.next_attempt || "–";
       var bar = document.getElementById("run-bar");
       bar.max = data.total || 1; bar.value = data.sent; bar.textContent = data.sent + " av " + data.total;
       var state = document.getElementById("run-state");
@@ -91,12 +103,34 @@
         state.textContent = STATES[data.state] || data.state;
       }
       document.getElementById("run-error").textContent = data.error || "";
-      var final = ["stopped", "finished", "incomplete", "failed", "idle"].indexOf(data.state) >= 0;
+      var advice = document.getElementById("run-advice");
+      if (advice) {
+        advice.textContent = final && data.waiting
+          ? data.sent + " har fått den och " + data.waiting + " återstår. Tryck Återuppta för att skicka till dem."
+          : (data.counts.deferred && data.next_attempt ? data.counts.deferred + " väntar på nytt försök klockan " +
+             data.next_attempt + " (Försök igen nu skickar till dem direkt)." : "");
+      }
+      var focused = document.activeElement;
       section.querySelectorAll(".when-running").forEach(function (f) { f.hidden = final; });
       section.querySelectorAll(".when-stopped").forEach(function (f) { f.hidden = !final || data.waiting === 0; });
+      if (focused && focused !== document.body && focused.offsetParent === null) {
+        // The button that had focus went away (the send stopped or ended): keep the place.
+        var next = section.querySelector(".when-stopped:not([hidden]) button") || state;
+        next.focus();
+      }
+      return final;
     }
-    source.addEventListener("progress", function (event) { show(JSON.parse(event.data)); });
-    source.addEventListener("end", function (event) { show(JSON.parse(event.data)); source.close(); });
+    function connect() {
+      var source = new EventSource(url);
+      source.addEventListener("progress", function (event) { show(JSON.parse(event.data)); });
+      source.addEventListener("end", function (event) {
+        show(JSON.parse(event.data));
+        source.close();
+        setTimeout(connect, 3000);
+      });
+      source.onerror = function () { source.close(); setTimeout(connect, 5000); };
+    }
+    connect();
   }
 
   function idleWarning() {
@@ -165,6 +199,18 @@
       if (event.target.classList && event.target.classList.contains("dark-toggle")) window.__darkPreview = event.target.checked;
     });
     window.addEventListener("resize", function () { fitFrames(document); });
+    // The urgent confirmation counts the lists ticked then: a change of lists withdraws it
+    // (the server refuses a confirmation for other lists too).
+    var urgentForm = document.getElementById("urgent-form");
+    if (urgentForm && document.getElementById("urgent-confirm")) {
+      urgentForm.addEventListener("change", function (event) {
+        if (event.target.type === "checkbox") {
+          var confirm = document.getElementById("urgent-confirm");
+          if (confirm) confirm.querySelector("button").disabled = true;
+          if (confirm) confirm.querySelector("p").textContent = "Listorna ändrades: tryck Skicka brådskande igen för att se det nya antalet.";
+        }
+      });
+    }
     document.body.addEventListener("htmx:responseError", function (event) {
       if (event.detail.xhr && event.detail.xhr.status === 401) warnExpired();
     });
