@@ -92,7 +92,7 @@ def test_an_operator_sends_2000_from_the_browser_and_two_watchers_see_the_ledger
         name = send_from_browser(operator, console.base, DAY)
         watcher = page_at(chromium, 375)
         browser_sign_in(watcher, console.base, "bo", f"/runs/{name}")
-        expect(watcher.locator("#run-plan")).to_contain_text("2000 recipients")
+        expect(watcher.locator("#run-plan")).to_contain_text("2000 mottagare")
         for page in (operator, watcher):
             expect(page.locator("#c-sent")).to_have_text("2000", timeout=60_000)
             expect(page.locator("#run-state")).to_have_text("Klar")

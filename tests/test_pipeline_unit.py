@@ -101,7 +101,7 @@ def test_a_5xx_fails_that_recipient_only_and_at_once() -> None:
     transport = ScriptedTransport(lambda address, attempt: Outcome(State.FAILED, "550 5.1.1 No such user")
                                   if address == "p1@example.org" else Outcome(State.SENT, "250 OK"))
     result = run(plan(4), ledger, transport, policy(), FakeClock(START))
-    assert result.counts == {"pending": 0, "sent": 3, "deferred": 0, "unknown": 0, "failed": 1}
+    assert result.counts == {"pending": 0, "sent": 3, "deferred": 0, "unknown": 0, "failed": 1, "bounced": 0}
     assert transport.attempts["p1@example.org"] == 1
 
 

@@ -86,7 +86,10 @@ def test_front_matter_overrides_and_a_correction() -> None:
     assert made.status == "draft" and not made.approved
     assert made.revision == 2 and made.correction == "Återstart flyttad."
     assert made.subject == "Rapport 2024-11-17"
-    assert made.preheader == "Kort om läget"
+    # A correction's inbox preview is the correction, even over a preheader carried over from
+    # revision 1 (the console's "Skapa rättelse" keeps the fields): it must not look like the original.
+    assert made.preheader == "Återstart flyttad."
+    assert edition(text.replace("revision: 2\n", "").replace("correction: Återstart flyttad.\n", "")).preheader == "Kort om läget"
 
 
 def test_sections_in_order_with_their_text_html_anchor_and_line() -> None:
@@ -95,7 +98,8 @@ def test_sections_in_order_with_their_text_html_anchor_and_line() -> None:
     first, second = made.sections
     assert (first.line, second.line) == (8, 13)  # the heading lines in the file
     assert first.anchor == "beskrivning-av-handelsen"
-    assert "VGR har pausat breddinförandet." in first.text and "Återstart planeras till tisdag." in first.text
+    # The editor's **emphasis** stays in the text part as *emphasis*, the plain-text convention.
+    assert "VGR har pausat breddinförandet." in first.text and "Återstart planeras till *tisdag*." in first.text
     assert first.text.index("pausat") < first.text.index("Återstart")
     assert "<li>" in first.html and "<strong>tisdag</strong>" in first.html
     assert "Patientsäkerheten går först." in second.text and "Patientsäkerheten" not in first.text
@@ -116,7 +120,7 @@ def test_an_urgent_message_has_its_subject_and_only_the_short_standing_part() ->
     assert made.urgent and made.kind == "urgent"
     assert made.status == "approved", "an urgent message needs no status line"
     assert made.subject == "SÄS stänger akuten 16:00"
-    assert made.sections == () and "Akuten i Borås stänger 16:00." in made.lead_text
+    assert made.sections == () and "Akuten i Borås stänger *16:00*." in made.lead_text, "the emphasis is kept"
     assert "<strong>16:00</strong>" in made.lead_html
     assert made.date == NOW.date(), "no date in the name: the day it is sent"
     assert [s.heading for s in made.standing] == ["Talespersoner", "Om rapporten"]
@@ -173,10 +177,10 @@ def test_the_text_part_carries_every_section_in_order_then_the_standing_part_and
     out = rendered(edition(), web_url="https://intranat.example.org/2024-11-17.html")
     text = out.text
     order = ["Regional rapport Millennium 2024", "Söndag 17 november 2024", "Sammanställd: 2024-11-17 klockan 14:00",
-             "Beskrivning av händelsen", "VGR har pausat breddinförandet.", "Återstart planeras till tisdag.",
+             "Beskrivning av händelsen", "VGR har pausat breddinförandet.", "Återstart planeras till *tisdag*.",
              "Verksamhetens kommentar", "Patientsäkerheten går först.",
              "Dagligen", "Talespersoner", "Håkan Sandahl", "Om rapporten", FOOTER,
-             "Visa i webbläsare: https://intranat.example.org/2024-11-17.html"]
+             "Visa i webbläsare:\nhttps://intranat.example.org/2024-11-17.html"]
     positions = [text.find(item) for item in order]
     assert -1 not in positions, [item for item, at in zip(order, positions, strict=True) if at < 0]
     assert positions == sorted(positions), "in this order"

@@ -7,7 +7,7 @@ import re
 from datetime import date
 from pathlib import Path
 
-from dispatch.config_reader import _finite, _parse_address, _Reader, _shown_number
+from dispatch.config_reader import _FQDN, _finite, _parse_address, _Reader, _sender_domain, _shown_number, default_ehlo_name
 from dispatch.models import ROLES
 from dispatch.settings import (
     _ACCESSIBILITY_KEYS,
@@ -78,6 +78,13 @@ def _read_transport(reader: _Reader, raw: LineDict) -> TransportSettings:
                                 rule="a whole number from 1 to 1000")
     rate = reader.number(section, "rate_per_minute", (int, float), 0, p, low=0, rule="0 (no limit) or a finite number above 0")
     retry = _retry_minutes(reader, section)
+    ehlo = reader.text(section, "ehlo_name", None, p)
+    if ehlo is not None and not _FQDN.match(ehlo):
+        reader.problem(section.line_of("ehlo_name"), "'transport.ehlo_name' must be a fully qualified domain name like "
+                       f"mail.example.org, or an address literal like [192.0.2.1], not {ehlo!r}")
+        ehlo = None
+    if ehlo is None and kind == "smtp":
+        ehlo = default_ehlo_name(_sender_domain(raw))
     return TransportSettings(
         kind=kind,
         path=reader.relative(reader.text(section, "path", "var/outbox", p)) or Path("var/outbox"),
@@ -98,6 +105,7 @@ def _read_transport(reader: _Reader, raw: LineDict) -> TransportSettings:
         retry_minutes=retry,
         retry_window_hours=reader.number(section, "retry_window_hours", float, 24.0, p, above=0,
                                          rule="a finite number of hours above 0"),
+        ehlo_name=ehlo or "",
     )
 
 
@@ -144,7 +152,8 @@ def _read_report(reader: _Reader, raw: LineDict) -> ReportSettings:
         standing.append(StandingSection(heading=item["heading"].strip(), markdown=item["markdown"], urgent_markdown=urgent_markdown))
     return ReportSettings(
         title=title,
-        subject=reader.text(section, "subject", "{{ title }} {{ date_label }}", p),
+        # What changes every day first: an inbox list on a phone cuts the subject after about 35 characters.
+        subject=reader.text(section, "subject", "{{ date_short }}: {{ title }}", p),
         preheader=reader.text(section, "preheader", "{{ compiled_label }}", p, multiline=True),  # whitespace is folded
         list_id=reader.text(section, "list_id", "rapport", p),
         standing_sections=tuple(standing),

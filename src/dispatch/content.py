@@ -9,7 +9,9 @@ over the assembled edition, not over the bytes of one message:
 - the subject and preheader as resolved (before the prefixes derived from the kind and
   revision), the report title and the edition's own ``lists``;
 - the Markdown of the lead and of each section, as HTML fragments (the same parse
-  gives the text part);
+  gives the text part), with their "Nytt"/"Ändrat" markers, and the line that counts
+  them: what is new is decided against the ledger at approval time, and an approval binds
+  it like any other part of what the reader sees;
 - the standing sections as they are added (heading and HTML);
 - the version of the email templates: a SHA-256 over their files.
 
@@ -47,6 +49,7 @@ PART_NAMES = {
     "title": "the report title (report.title in the config)",
     "lists": "the front matter's lists",
     "lead": "the text before the first section",
+    "news": "what is marked new since the previous edition sent (its line at the top)",
     "sections": "the sections",
     "standing": "the standing sections (report.standing_sections in the config)",
     "templates": "the email templates",
@@ -101,6 +104,8 @@ def canonical(edition: Edition, templates: str) -> dict[str, Any]:
         "standing": [[s.heading, s.html] for s in edition.standing],
         "templates": templates,
     }
+    if edition.news:  # only when something is marked: an edition with nothing new keeps its identity
+        document["news"] = edition.news
     if not edition.urgent:
         document |= {
             "date": edition.date.isoformat(),

@@ -22,7 +22,7 @@ from dispatch.models import Edition, Section
 from dispatch.yamlsource import LineDict, parse_yaml, shorten
 
 KNOWN_KEYS = {
-    "compiled", "status", "subject", "preheader", "lists", "urgent", "revision", "correction", "by",
+    "compiled", "status", "subject", "preheader", "lists", "urgent", "revision", "correction", "by", "markers",
 }
 STATUSES = ("draft", "approved")
 _HEADING = re.compile(r"^##\s+(.+?)\s*#*\s*$")
@@ -51,6 +51,11 @@ def edition_path(reports_dir: Path, day: date) -> Path:
 def swedish_date(day: date) -> str:
     """'söndag 17 november 2024'."""
     return format_date(day, "EEEE d MMMM y", locale="sv_SE")
+
+
+def short_date(day: date) -> str:
+    """'sön 17 nov': what an inbox list shows of a subject that starts with it (CLDR's 'nov.' without the dot)."""
+    return format_date(day, "EEE d MMM", locale="sv_SE").replace(".", "")
 
 
 def compiled_label(compiled: datetime) -> str:
@@ -104,8 +109,11 @@ def assemble(
             problems.append(Problem(shown, meta.line_of(key), f"unknown front matter key {key!r}; known keys: {known}"))
 
     urgent = urgent or meta.get("urgent") is True
-    if "urgent" in meta and not isinstance(meta["urgent"], bool):
-        problems.append(Problem(shown, meta.line_of("urgent"), "'urgent' must be true or false"))
+    if str(meta.get("markers")).lower() in ("true", "false"):  # the console writes its text fields quoted
+        meta["markers"] = str(meta["markers"]).lower() == "true"
+    for flag in ("urgent", "markers"):
+        if flag in meta and not isinstance(meta[flag], bool):
+            problems.append(Problem(shown, meta.line_of(flag), f"'{flag}' must be true or false"))
 
     day = _date_from_name(path)
     compiled = _compiled(meta, shown, problems, now, required=not urgent)
@@ -167,16 +175,20 @@ def assemble(
         "title": report.title,
         "date": day.isoformat(),
         "date_label": swedish_date(day),
+        "date_short": short_date(day),
         "compiled_label": compiled_label(compiled),
         "revision": revision,
     }
-    first_text = markup.to_text(lead_md) if lead_md.strip() else (
+    first_text = markup.to_text(lead_md, emphasis=False) if lead_md.strip() else (
         _first_item(sections[0][2]) if sections else ""
     )
     subject_line = meta.line_of("subject") if "subject" in meta else None
     subject = _fill(meta.get("subject", report.subject), variables, shown, subject_line, "subject", problems)
     preheader_template = meta.get("preheader")
-    if preheader_template is None:
+    correction_text = str(meta.get("correction") or "").strip()
+    if not urgent and revision > 1 and correction_text:
+        preheader = _shorten(correction_text)  # what a correction's inbox preview must say, whatever rev 1 said
+    elif preheader_template is None:
         preheader = _shorten(first_text) if first_text else _fill(report.preheader, variables, shown, None, "preheader", problems)
     else:
         preheader = _fill(preheader_template, variables, shown, meta.line_of("preheader"), "preheader", problems)
@@ -211,6 +223,7 @@ def assemble(
         source_text=text,
         correction=meta.get("correction"),
         author=(meta.get("by") or "").strip() or None,
+        markers=meta.get("markers") is not False,
         line_of=dict(meta.key_lines) | {"": meta.line},
     )
 
@@ -272,6 +285,7 @@ def _section(heading: str, markdown: str, line: int) -> Section:
         text=markup.to_text(markdown),
         anchor=section_anchor(heading),
         line=line,
+        markdown=markdown,
     )
 
 
@@ -281,7 +295,7 @@ def section_anchor(heading: str) -> str:
 
 
 def _first_item(markdown: str) -> str:
-    text = markup.to_text(markdown)
+    text = markup.to_text(markdown, emphasis=False)  # an inbox preview shows no '*'
     first = text.split("\n\n", 1)[0].split("\n- ", 1)[0]
     return first.removeprefix("- ")
 

@@ -1,57 +1,149 @@
 """Editors' Markdown -> safe HTML and readable plain text, from the same parse.
 
 Raw HTML in the Markdown is escaped, never interpreted: a pasted ``<script>`` shows
-as text and the edition still goes out.
+as text and the edition still goes out. Bare addresses (``https://…``, ``www.…``, an
+e-mail address) become links; a long one is shown shortened in the HTML (the text part
+keeps it whole, since there it is what the reader copies). A list item may carry a
+marker ("Nytt", "Ändrat"), given by its index in document order (see ``bullets``).
 """
 
 from __future__ import annotations
 
+import itertools
+import re
 import textwrap
+from collections.abc import Sequence
 from functools import lru_cache
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 TEXT_WIDTH = 76
+LINK_LABEL_MAX = 40  # characters of a bare address shown in the HTML; about 320 px at 16 px Arial
+MARKS = {"new": "Nytt", "changed": "Ändrat"}
 
 
 @lru_cache(maxsize=1)
 def _parser() -> MarkdownIt:
+    """What the editor wrote, without linkify: the editorial checks read the source through
+    this one, so a bare address inside a broken link does not split the text they quote."""
     # "commonmark" with html off: raw HTML becomes escaped text. Tables are not
     # enabled: they render badly in Outlook and editors have not needed them.
     return MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
 
 
-def to_html(markdown: str) -> str:
-    return str(_parser().render(markdown))
+@lru_cache(maxsize=1)
+def _renderer() -> MarkdownIt:
+    """What the reader gets: the same, with bare addresses made into links (linkify-it-py)."""
+    md = MarkdownIt("commonmark", {"html": False, "linkify": True, "typographer": False}).enable("linkify")
+    md.core.ruler.push("https_for_www", _https_for_www)
+    return md
 
 
-def to_text(markdown: str) -> str:
-    """Plain text for the text/plain part: bullets as '- ', links as 'label <url>'."""
-    return _TextWriter().write(_parser().parse(markdown)).strip("\n")
+def _https_for_www(state: object) -> None:
+    """linkify turns 'www.1177.se' (an address written without its scheme) into http://; the
+    region's sites are https, and an http link in a report is a redirect slower and looks careless."""
+    for block in getattr(state, "tokens", []):
+        children = block.children or []
+        for child, label in itertools.pairwise(children):
+            href = str(child.attrs.get("href", ""))
+            if (child.type == "link_open" and child.markup == "linkify" and href.startswith("http://")
+                    and not label.content.lower().startswith("http://")):
+                child.attrs["href"] = "https://" + href[len("http://"):]
 
 
-def links(markdown: str) -> list[tuple[str, str]]:
-    """(label, href) of every link, in order."""
-    found: list[tuple[str, str]] = []
-    for token in _parser().parse(markdown):
-        children = token.children or []
-        href: str | None = None
-        label: list[str] = []
-        for child in children:
-            if child.type == "link_open":
-                href, label = str(child.attrs.get("href", "")), []
-            elif child.type == "link_close" and href is not None:
-                found.append(("".join(label), href))
-                href = None
-            elif href is not None and child.type in ("text", "code_inline"):
-                label.append(child.content)
+def _parse(markdown: str) -> list[Token]:
+    return _renderer().parse(markdown)
+
+
+def to_html(markdown: str, marks: Sequence[str | None] = ()) -> str:
+    """HTML for the email and the intranet page; ``marks[i]`` ("new"/"changed") marks the
+    i-th list item (``bullets`` order)."""
+    tokens = _parse(markdown)
+    _mark_items(tokens, marks, html=True)
+    for token in tokens:
+        _shorten_bare_links(token)
+    md = _renderer()
+    return str(md.renderer.render(tokens, md.options, {}))
+
+
+def to_text(markdown: str, marks: Sequence[str | None] = (), *, emphasis: bool = True) -> str:
+    """Plain text for the text/plain part: bullets as '- ', links as 'label <url>',
+    quotes as '> ', strong emphasis as '*text*' (``emphasis``), a marker as '[Nytt] '."""
+    tokens = _parse(markdown)
+    _mark_items(tokens, marks, html=False)
+    return _TextWriter(emphasis).write(tokens).strip("\n")
+
+
+def bullets(markdown: str) -> list[str]:
+    """The text of each list item's own first paragraph, in document order (nested items
+    included): what the markers compare between editions, and what ``marks`` index."""
+    found: list[str] = []
+    tokens = _parse(markdown)
+    for index, token in enumerate(tokens):
+        if token.type == "list_item_open":
+            inline = _item_inline(tokens, index)
+            # Without emphasis marks: making a word bold is not news.
+            found.append(" ".join(inline_text(inline, emphasis=False).split()) if inline is not None else "")
     return found
 
 
-def inline_text(token: Token) -> str:
+def short_link_label(url: str, limit: int = LINK_LABEL_MAX) -> str:
+    """'https://example.org/a/very/long/path?x=1' -> 'example.org/a/very…path?x=1' within ``limit``."""
+    shown = re.sub(r"^(https?://|mailto:)", "", url)
+    if len(shown) <= limit:
+        return shown
+    tail = max(limit // 3, 8)
+    return shown[: limit - tail - 1] + "…" + shown[-tail:]
+
+
+def _item_inline(tokens: list[Token], start: int) -> Token | None:
+    """The inline token of the list item opening at ``start`` (None for an item that opens
+    straight into a nested list)."""
+    for token in tokens[start + 1:]:
+        if token.type == "inline":
+            return token
+        if token.type in ("list_item_open", "list_item_close"):
+            return None
+    return None
+
+
+def _mark_items(tokens: list[Token], marks: Sequence[str | None], *, html: bool) -> None:
+    if not any(marks):
+        return
+    number = 0
+    for index, token in enumerate(tokens):
+        if token.type != "list_item_open":
+            continue
+        mark = marks[number] if number < len(marks) else None
+        number += 1
+        inline = _item_inline(tokens, index) if mark else None
+        if inline is None or mark not in MARKS:
+            continue
+        word = MARKS[mark]
+        if html:
+            # <strong>: bold even where the stylesheet is lost; the no-break spaces give
+            # the badge its sides in Outlook, which ignores padding on inline elements.
+            marker = Token("html_inline", "", 0, content=f'<strong class="mark mark-{mark}">&#160;{word}&#160;</strong> ')
+        else:
+            marker = Token("text", "", 0, content=f"[{word}] ")
+        inline.children = [marker, *(inline.children or [])]
+
+
+def _shorten_bare_links(token: Token) -> None:
+    """A bare address is its own label: shorten a long one, so that it does not dominate
+    the bullet on a phone (the href stays whole)."""
+    children = token.children or []
+    for index, child in enumerate(children[:-1]):
+        label = children[index + 1]
+        if child.type == "link_open" and child.info == "auto" and label.type == "text" and len(label.content) > LINK_LABEL_MAX:
+            label.content = short_link_label(label.content)
+
+
+def inline_text(token: Token, *, emphasis: bool = True) -> str:
     parts: list[str] = []
     href: str | None = None
+    auto = False
     label_start = 0
     for child in token.children or []:
         if child.type in ("text", "code_inline", "html_inline"):
@@ -60,35 +152,53 @@ def inline_text(token: Token) -> str:
             parts.append(" ")
         elif child.type == "image":
             parts.append(str(child.attrs.get("alt", "")) or child.content)
+        elif child.type in ("strong_open", "strong_close") and emphasis:
+            parts.append("*")  # the plain-text convention for bold: the editor's emphasis survives
         elif child.type == "link_open":
             href = str(child.attrs.get("href", ""))
+            auto = child.info == "auto"  # a bare address: its label is the address
             label_start = len(parts)
         elif child.type == "link_close" and href is not None:
             label = "".join(parts[label_start:]).strip()
-            if href and href != label:
+            if href and href != label and not auto:
                 parts.append(f" <{href}>")
             href = None
     return "".join(parts)
 
 
 class _TextWriter:
-    def __init__(self) -> None:
+    """Blocks as plain text. ``containers`` is the nesting ("list" or "quote", outermost
+    first): each adds its indent, '  ' or '> ', to the lines inside it."""
+
+    def __init__(self, emphasis: bool = True) -> None:
+        self.emphasis = emphasis
         self.out: list[str] = []
-        self.list_depth = 0
+        self.containers: list[str] = []
         self.ordered: list[int | None] = []
         self.prefix_next: str | None = None
+
+    @property
+    def list_depth(self) -> int:
+        return self.containers.count("list")
 
     def write(self, tokens: list[Token]) -> str:
         for token in tokens:
             kind = token.type
             if kind in ("bullet_list_open", "ordered_list_open"):
-                self.list_depth += 1
+                self.containers.append("list")
                 self.ordered.append(int(token.attrs.get("start", 1) or 1) if kind == "ordered_list_open" else None)
             elif kind in ("bullet_list_close", "ordered_list_close"):
-                self.list_depth -= 1
+                self.containers.pop()
                 self.ordered.pop()
                 if self.list_depth == 0:
-                    self.out.append("")
+                    self._blank()
+            elif kind == "blockquote_open":
+                self.containers.append("quote")
+            elif kind == "blockquote_close":
+                if self.out and self.out[-1] == self._prefix().rstrip():
+                    self.out.pop()  # the quote's own trailing '>' line: the quote ends here
+                self.containers.pop()
+                self._blank()
             elif kind == "list_item_open":
                 number = self.ordered[-1]
                 if number is None:
@@ -97,24 +207,36 @@ class _TextWriter:
                     self.prefix_next = f"{number}. "
                     self.ordered[-1] = number + 1
             elif kind == "inline":
-                self._paragraph(inline_text(token))
+                self._paragraph(inline_text(token, emphasis=self.emphasis))
             elif kind == "heading_close" or (kind == "paragraph_close" and self.list_depth == 0):
-                self.out.append("")
+                self._blank()
             elif kind in ("fence", "code_block"):
-                self.out.extend(token.content.rstrip("\n").splitlines())
-                self.out.append("")
+                self.out.extend(self._prefix() + line for line in token.content.rstrip("\n").splitlines())
+                self._blank()
             elif kind == "hr":
-                self.out.extend(["-" * 20, ""])
+                self.out.append(self._prefix() + "-" * 20)
+                self._blank()
         return "\n".join(self.out)
 
+    def _prefix(self, item: str | None = None) -> str:
+        """The indent of a line here; ``item`` takes the place of the innermost list's indent
+        (the first line of an item, '- ' or '2. ', and the lines that follow it)."""
+        parts = ["> " if kind == "quote" else "  " for kind in self.containers]
+        if item is not None and "list" in self.containers:
+            parts[len(parts) - 1 - self.containers[::-1].index("list")] = item
+        return "".join(parts)
+
+    def _blank(self) -> None:
+        # Inside a quote a blank line keeps its '>', so the quote reads as one block.
+        self.out.append(self._prefix().rstrip())
+
     def _paragraph(self, text: str) -> None:
-        indent = "  " * max(self.list_depth - 1, 0)
         if self.prefix_next is not None:
-            first = indent + self.prefix_next
-            rest = indent + " " * len(self.prefix_next)
+            first = self._prefix(self.prefix_next)
+            rest = self._prefix(" " * len(self.prefix_next))
             self.prefix_next = None
         else:
-            first = rest = indent + ("  " if self.list_depth else "")
+            first = rest = self._prefix()
         wrapped = textwrap.fill(
             text, width=TEXT_WIDTH, initial_indent=first, subsequent_indent=rest,
             break_long_words=False, break_on_hyphens=False,

@@ -15,6 +15,7 @@ class Section:
     text: str
     anchor: str
     line: int = 0
+    markdown: str = ""  # the section as written: re-rendered when its bullets are marked new or changed
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,10 @@ class Edition:
     source_text: str
     correction: str | None = None
     author: str | None = None  # the front matter's 'by': who wrote this content
+    markers: bool = True  # the front matter's 'markers': mark what is new since the previous edition
+    # The line that says what is new ("3 nya punkter sedan …"), "" for none; None until the
+    # previous edition has been compared (app.changes.with_news: it needs the ledger).
+    news: str | None = None
     line_of: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     @property

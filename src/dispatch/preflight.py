@@ -28,6 +28,7 @@ class _Scan(HTMLParser):
         self.text: list[str] = []
         self.hidden_depth = 0
         self.skip: list[str] = []
+        self.link: tuple[str, list[str]] | None = None  # the open <a>: its href and its text so far
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = dict(attrs)
@@ -37,12 +38,20 @@ class _Scan(HTMLParser):
             self.skip.append(tag)
         elif tag == "a":
             self.links.append((values.get("href") or "").strip())
+            self.link = (self.links[-1], [])
         elif tag == "img" and "alt" not in values:
             self.images_without_alt.append(values.get("src") or "")
         if (tag == "div" and "display:none" in (values.get("style") or "").replace(" ", "")) or (self.hidden_depth and tag == "div"):
             self.hidden_depth += 1
 
     def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self.link is not None:
+            href, label = self.link[0], "".join(self.link[1])
+            self.link = None
+            # A long address shown shortened ('example.org/lag…/sida'): its words are cut, and
+            # the text part gives the address whole. Any other label counts as text.
+            if not _shortened(label, href):
+                self.text.append(label)
         if tag == "title":
             self.in_title = False
         elif self.skip and tag == self.skip[-1]:
@@ -54,7 +63,15 @@ class _Scan(HTMLParser):
         if self.in_title:
             self.title.append(data)
         elif not self.skip and not self.hidden_depth:
-            self.text.append(data)
+            if self.link is not None:
+                self.link[1].append(data)
+            else:
+                self.text.append(data)
+
+
+def _shortened(label: str, href: str) -> bool:
+    parts = [part.strip() for part in label.split("…")]
+    return len(parts) > 1 and all(part in href for part in parts)
 
 
 def bad_link(href: str) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import textwrap
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -17,6 +18,8 @@ from dispatch.models import Edition, Rendered
 
 HTML_TEMPLATE = "edition.html"
 TEXT_TEMPLATE = "edition.txt"
+TEXT_WIDTH = 76  # RFC 5322 asks for lines of at most 78 characters; quoting adds '> '
+SIGNATURE_SEPARATOR = "-- "  # RFC 3676 4.3: clients fold or dim what follows it
 URGENT_PREFIX = "BRÅDSKANDE: "
 CORRECTION_PREFIX = "Rättelse: "
 
@@ -42,7 +45,13 @@ def environment(templates_dir: Path) -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters["wrap"] = _wrap
     return env
+
+
+def _wrap(value: object, indent: str = "") -> str:
+    """A line of the text part folded at spaces to TEXT_WIDTH (an address is never split)."""
+    return textwrap.fill(str(value), TEXT_WIDTH, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
 
 
 def subject_for(edition: Edition, test: bool = False) -> str:
@@ -68,6 +77,7 @@ def context(edition: Edition, subject: str, footer: str, web_url: str | None) ->
         "revision": edition.revision,
         "urgent": edition.urgent,
         "correction": edition.correction,
+        "news": edition.news or "",
         "lead_html": edition.lead_html,
         "lead_text": edition.lead_text,
         "sections": edition.sections,
@@ -116,8 +126,9 @@ def inline_css(html: str) -> str:
 
 
 def _tidy_text(text: str) -> str:
-    """At most one blank line in a row, no trailing spaces, CRLF-free, ends with a newline."""
-    lines = [line.rstrip() for line in text.splitlines()]
+    """At most one blank line in a row, no trailing spaces (but the signature separator's),
+    CRLF-free, ends with a newline."""
+    lines = [line if line == SIGNATURE_SEPARATOR else line.rstrip() for line in text.splitlines()]
     out: list[str] = []
     for line in lines:
         if not line and (not out or not out[-1]):

@@ -267,6 +267,57 @@ class Page:
         self.browser.call("Target.closeTarget", {"targetId": self.target})
 
 
+PHONE_WIDTH = 375  # an iPhone's CSS width, the narrowest screen the report is read on
+
+# The page's width, and what makes it wider than the screen: of the elements that reach past
+# its right edge, the ones whose absence would narrow the page most (each is hidden in turn
+# and the page measured again), the deepest first. So a card stretched by a long word in
+# another does not count, nor does the table that holds both. Hidden parts have no box.
+_OVERFLOW = """((limit) => {
+  const measure = () => Math.max(document.documentElement.scrollWidth, document.body.scrollWidth);
+  const width = measure();
+  const over = width <= limit ? [] :
+    [...document.body.querySelectorAll('*')].filter(e => e.getBoundingClientRect().right > limit + 0.5);
+  const depth = e => { let n = 0; for (let p = e; p; p = p.parentElement) n++; return n; };
+  const scored = over.map(e => {
+    const shown = e.style.display;
+    e.style.display = 'none';
+    const without = measure();
+    e.style.display = shown;
+    return {e: e, without: without, depth: depth(e)};
+  }).sort((a, b) => a.without - b.without || b.depth - a.depth);
+  return {width: width, limit: limit, culprits: scored.slice(0, 3).map(({e}) => ({
+    tag: e.tagName.toLowerCase(), width: Math.round(e.getBoundingClientRect().width),
+    text: (e.textContent || '').replace(/\\s+/g, ' ').trim(),
+    hrefs: [e, ...e.querySelectorAll('a')].map(a => a.getAttribute('href')).filter(h => h),
+    attributes: [e, e.parentElement, e.parentElement && e.parentElement.parentElement].filter(a => a)
+      .flatMap(a => [...a.attributes]).filter(a => a.name !== 'style').map(a => `${a.name}="${a.value}"`)}))};
+})"""
+
+
+@dataclass(frozen=True)
+class Overflow:
+    """A page wider than the screen: its width, and what sticks out (tag, text, hrefs, attributes)."""
+
+    width: int
+    limit: int
+    culprits: list[dict[str, Any]]
+
+
+def overflow(html_path: Path, browser: Chromium, width: int = PHONE_WIDTH) -> Overflow | None:
+    """None when ``html_path`` fits ``width`` CSS pixels without scrolling sideways."""
+    page = browser.open(html_path, width)
+    try:
+        # The screen's width, not window.innerWidth: an emulated phone zooms out to show a page
+        # wider than itself, and innerWidth grows with it.
+        found = page.evaluate(f"{_OVERFLOW}({int(width)})")
+    finally:
+        page.close()
+    if int(found["width"]) <= int(found["limit"]):
+        return None
+    return Overflow(int(found["width"]), int(found["limit"]), list(found["culprits"]))
+
+
 def take_screenshots(html_path: Path, out_dir: Path, *, browser: Chromium | None = None) -> list[Path]:
     """Write mobile.png (375 px), desktop.png (800 px) and mobile-dark.png (375 px, dark
     colour scheme) of ``html_path`` into ``out_dir``; return their paths.

@@ -336,13 +336,14 @@ class Sender:
 
     def _send(self, connection: Connection, batch: list[Delivery]) -> list[tuple[int, Outcome, datetime | None]]:
         plan = self.plan
+        key = None  # a Bcc batch has no one person's earlier Message-ID to refer to
         if len(batch) == 1:
             recipient = Recipient(address=batch[0].address, name=batch[0].name, key=batch[0].key)
-            header, mid = to_header([recipient]), batch[0].message_id
+            header, mid, key = to_header([recipient]), batch[0].message_id, batch[0].key
         else:
             header = to_header([], group_name=plan.group_name)
             mid = message_id(plan.name, "|".join(sorted(d.key for d in batch)), plan.prepared.domain)
-        data = plan.prepared.for_recipients(header, mid)
+        data = plan.prepared.for_recipients(header, mid, key)
         envelope = plan.envelope_sender
         if plan.verp_key is not None and len(batch) == 1:
             envelope = verp.address(envelope, self.dispatch_id, batch[0].id, plan.verp_key)

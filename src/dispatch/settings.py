@@ -24,7 +24,7 @@ _SENDER_KEYS = ("from", "reply_to", "return_path", "verp")
 _TRANSPORT_KEYS = (
     "kind", "path", "host", "port", "security", "username", "password_env", "password_file", "auth",
     "token_command", "ca_file", "connections", "rate_per_minute", "recipients_per_message",
-    "timeout_seconds", "retry_minutes", "retry_window_hours",
+    "timeout_seconds", "retry_minutes", "retry_window_hours", "ehlo_name",
 )
 _REPORT_KEYS = ("title", "subject", "preheader", "list_id", "standing_sections")
 _STANDING_KEYS = ("heading", "markdown", "urgent")
@@ -72,6 +72,9 @@ class TransportSettings:
     timeout_seconds: float = 60.0
     retry_minutes: tuple[float, ...] = DEFAULT_RETRY_MINUTES
     retry_window_hours: float = 24.0
+    # The name given in EHLO: a fully qualified one (RFC 5321 4.1.1.1), set from the config
+    # or the system; "" only for settings made in code (the transport then uses the host name).
+    ehlo_name: str = ""
 
     @property
     def endpoint(self) -> str:

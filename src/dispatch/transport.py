@@ -67,7 +67,9 @@ class SMTPTransport:
         self.endpoint = settings.endpoint
         self._password = password
         self._token_source = token_source
-        self._helo = socket.gethostname()  # once: no host name lookup per connection
+        # Chosen once, in the config (transport.ehlo_name, else a fully qualified default): no
+        # lookup per connection. Settings made in code may leave it empty.
+        self._helo = settings.ehlo_name or socket.gethostname()
         self._context: ssl.SSLContext | None = None
         if settings.security != "none":
             context = ssl.create_default_context()

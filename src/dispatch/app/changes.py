@@ -1,5 +1,6 @@
 """Change control, the facts: what an edition's content is (its hash), what its dispatch
-already sent, whether it has changed since, and what the approval rule (gate) says."""
+already sent, whether it has changed since, and what the approval rule (gate) says; and,
+from the same records, what is new in it since the edition its readers got before."""
 
 from __future__ import annotations
 
@@ -11,18 +12,20 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from dispatch import content as content_id
-from dispatch import gate
+from dispatch import gate, news
 from dispatch.app.wiring import open_ledger
 from dispatch.config import Settings
 from dispatch.content import Content
-from dispatch.edition import assemble, edition_path, section_anchor
+from dispatch.edition import assemble, edition_path, section_anchor, swedish_date
 from dispatch.errors import ChangeControlError, InputError, Problem, display_path
 from dispatch.ledger import DispatchRecord, Ledger, dispatch_name
 from dispatch.models import Edition, Section
 
 
-def identify(settings: Settings, edition: Edition) -> Content:
-    """The content hash of an edition as it would be sent with these templates."""
+def identify(settings: Settings, edition: Edition, ledger: Ledger | None = None) -> Content:
+    """The content hash of an edition as it would be sent with these templates (its
+    "Nytt" markers included, computed here if the caller has not: see with_news)."""
+    edition = with_news(settings, edition, ledger)
     try:
         files = content_id.read_templates(settings.templates_dir)
     except OSError as exc:
@@ -147,7 +150,7 @@ def review(settings: Settings, ledger: Ledger, edition: Edition, now: datetime, 
 
     ``record_author``: remember this person as the author of the current content if
     nobody was recorded for it yet (``check`` and the console's save do this)."""
-    current = identify(settings, edition)
+    current = identify(settings, edition, ledger)
     if edition.urgent or test:
         return Review(current, (edition.author,) if edition.author else (), None, None, None)
     recorded = (ledger.record_edit(edition.date, current.hash, edition.author or record_author, now)
@@ -181,6 +184,75 @@ def sent_edition(settings: Settings, sent: SentVersion, now: datetime) -> Editio
         return edition
     standing = tuple(Section(heading=heading, html=html, text="", anchor=section_anchor(heading))
                      for heading, html in doc.get("standing", []))
+    # The sections as sent, "Nytt" markers included: they were decided against the ledger then.
+    sections = tuple(dataclasses.replace(section, html=html) if section.heading == heading else section
+                     for section, (heading, html) in zip(edition.sections, doc.get("sections", []), strict=False))
+    if len(sections) != len(edition.sections):
+        sections = edition.sections
     return dataclasses.replace(edition, subject=doc.get("subject", edition.subject),
-                               preheader=doc.get("preheader", edition.preheader),
-                               title=doc.get("title", edition.title), standing=standing)
+                               preheader=doc.get("preheader", edition.preheader), sections=sections,
+                               news=doc.get("news", ""), title=doc.get("title", edition.title), standing=standing)
+
+
+def with_news(settings: Settings, edition: Edition, ledger: Ledger | None = None) -> Edition:
+    """The edition with what is new since the previous edition sent to its readers marked
+    (see news.py and previous_sent); the same edition when that was done already."""
+    if edition.news is not None:
+        return edition
+    if edition.urgent or not edition.markers:
+        return dataclasses.replace(edition, news="")
+    own = ledger is None
+    ledger = ledger or open_ledger(settings)
+    try:
+        previous, since = previous_sent(settings, ledger, edition)
+    finally:
+        if own:
+            ledger.close()
+    return news.marked(edition, previous.source_text if previous is not None else None, since)
+
+
+def previous_sent(settings: Settings, ledger: Ledger, edition: Edition) -> tuple[SentVersion | None, str]:
+    """What this edition's readers got before it, as the ledger kept it (never a file, which
+    may have changed since), and how the line at the top names it:
+
+    - a correction (revision N): the highest revision below N of the same date that reached
+      anybody ("version 1");
+    - any other edition: the latest edition of an earlier date that reached anybody on one
+      of the lists this one goes to (its 'lists', else the schedules' lists).
+
+    Once this revision's own dispatch exists, only dispatches created before it count: a
+    resumed send, or a check after the send, finds the same markers (and so the same content
+    hash) whatever went out since. Before that, an approval binds the markers like the
+    rest: an earlier edition corrected meanwhile changes them, and they need approving again."""
+    mine = ledger.find_dispatch(dispatch_name(edition.date, edition.revision, edition.kind))
+    if edition.revision > 1:
+        candidates = [r for r in ledger.list_dispatches(edition.date) if r.kind == "edition" and r.revision < edition.revision]
+    else:
+        lists = set(edition.lists if edition.lists is not None else settings.scheduled_lists())
+        day = edition.date.isoformat()
+        candidates = [r for r in ledger.list_dispatches() if r.kind == "edition" and r.edition_date < day
+                      and (not r.lists or lists & set(r.lists))]  # a dispatch from before lists were kept: assume so
+    if mine is not None:
+        candidates = [r for r in candidates if r.created_at < mine.created_at]
+    for record in sorted(candidates, key=lambda r: (r.edition_date, r.revision), reverse=True):
+        sent = sent_version(ledger, record.name)
+        if sent is not None:
+            if record.edition_date == edition.date.isoformat():
+                return sent, f"version {record.revision}"
+            return sent, f"rapporten {swedish_date(date.fromisoformat(record.edition_date))}"
+    return None, ""
+
+
+def earlier_message_ids(ledger: Ledger, edition: Edition) -> dict[str, list[str]]:
+    """Per recipient key, the Message-IDs that person got for the earlier revisions of this
+    edition (oldest first): a correction's In-Reply-To and References. (A revision sent in
+    Bcc batches had one Message-ID per batch, not the row's: such a reference leads nowhere,
+    and harms nothing.)"""
+    found: dict[str, list[str]] = {}
+    records = sorted((r for r in ledger.list_dispatches(edition.date) if r.kind == "edition" and r.revision < edition.revision),
+                     key=lambda r: r.revision)
+    for record in records:
+        for row in ledger.deliveries(record.id):
+            if row.state in ("sent", "unknown") and row.message_id:
+                found.setdefault(row.key, []).append(row.message_id)
+    return found

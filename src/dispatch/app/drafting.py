@@ -30,7 +30,7 @@ from dispatch.models import KeptText
 from dispatch.yamlsource import LineDict, parse_yaml
 
 # The front matter the console shows as fields, in the order it writes them.
-FIELDS = ("compiled", "status", "urgent", "revision", "correction", "lists", "subject", "preheader", "by")
+FIELDS = ("compiled", "status", "urgent", "revision", "correction", "lists", "subject", "preheader", "markers", "by")
 _COMPILED = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}$")
 _SAVE_LOCK = threading.Lock()  # read-compare-write of one process's saves, one at a time
 NEW_FILE = "new"  # the base of an edition that did not exist when it was opened

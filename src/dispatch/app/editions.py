@@ -4,21 +4,28 @@ pre-flight) without sending anything; what check and preview make of it."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import tempfile
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dispatch import preflight
+from dispatch.app.changes import earlier_message_ids, with_news
 from dispatch.app.wiring import envelope, open_ledger
 from dispatch.config import Settings, secret_problems
 from dispatch.edition import assemble, edition_path
 from dispatch.errors import InputError, PreflightError, Problem, display_path
-from dispatch.ledger import dispatch_name
-from dispatch.message import PreparedMessage, message_id, prepare, to_header
+from dispatch.ledger import Ledger, dispatch_name
+from dispatch.message import PreparedMessage, message_id, prepare, thread_headers, to_header
 from dispatch.models import Edition, Recipient, Rendered
 from dispatch.recipients import Resolution, available_lists, resolve
 from dispatch.render import render
 from dispatch.timetable import check_schedules
+
+if TYPE_CHECKING:
+    from dispatch.screenshots import Chromium
 
 FOOTER = "Automatiskt utskick från {sender}. Svara på detta mejl för att nå redaktionen."
 
@@ -64,7 +71,9 @@ def read_edition(settings: Settings, day: date | None, file: Path | None, now: d
     except FileNotFoundError:
         hint = f"write {display_path(path)}" if file is None else "check the path"
         raise InputError([Problem(display_path(path), 1, f"no edition file; {hint}")]) from None
-    return assemble(path, text, settings.report, now, urgent=urgent)
+    # What is new since the edition its readers got before, from the ledger: every reader of
+    # an edition file (check, approve, send, serve, the console) sees the same markers.
+    return with_news(settings, assemble(path, text, settings.report, now, urgent=urgent))
 
 
 def choose_lists(settings: Settings, edition: Edition, requested: tuple[str, ...],
@@ -97,9 +106,10 @@ def choose_lists(settings: Settings, edition: Edition, requested: tuple[str, ...
     return tuple(names)
 
 
-def lists_sent_before(settings: Settings, edition: Edition) -> tuple[str, ...]:
+def lists_sent_before(settings: Settings, edition: Edition, ledger: Ledger | None = None) -> tuple[str, ...]:
     """The lists the edition's earlier revisions went to, in first-sent order."""
-    ledger = open_ledger(settings)
+    own = ledger is None
+    ledger = ledger or open_ledger(settings)
     try:
         seen: dict[str, None] = {}
         for record in ledger.list_dispatches(edition.date):
@@ -107,6 +117,18 @@ def lists_sent_before(settings: Settings, edition: Edition) -> tuple[str, ...]:
                 for name in record.lists:
                     seen.setdefault(name)
         return tuple(seen)
+    finally:
+        if own:
+            ledger.close()
+
+
+def _earlier_revisions(settings: Settings, edition: Edition) -> tuple[tuple[str, ...], dict[str, bytes]]:
+    """For a correction, in one read of the ledger: the lists its earlier revisions went to,
+    and per recipient key the In-Reply-To/References lines of what that person got."""
+    ledger = open_ledger(settings)
+    try:
+        threads = {key: thread_headers(ids) for key, ids in earlier_message_ids(ledger, edition).items()}
+        return lists_sent_before(settings, edition, ledger), threads
     finally:
         ledger.close()
 
@@ -144,11 +166,15 @@ def render_edition(
     """Resolve, render and serialise, without the pre-flight checks (the console's preview
     shows the message beside its problems). Raises InputError for lists that cannot be read."""
     test = bool(to)
+    edition = with_news(settings, edition)  # a no-op for an edition read by read_edition
+    threads: dict[str, bytes] = {}
     if test:
         resolution = _resolve_addresses(to)
         names: tuple[str, ...] = ()
     else:
-        earlier = lists_sent_before(settings, edition) if edition.revision > 1 and not edition.urgent else ()
+        earlier: tuple[str, ...] = ()
+        if edition.revision > 1 and not edition.urgent:
+            earlier, threads = _earlier_revisions(settings, edition)
         names = choose_lists(settings, edition, lists, earlier, default_lists)
         resolution = resolve(settings.recipients_dir, names)
     _reject_overlong_to(resolution)
@@ -158,7 +184,7 @@ def render_edition(
     rendered = render(edition, settings.templates_dir, footer=footer, web_url=link, test=test)
     # Date in the office's zone: what a reader's client shows beside the sending time.
     prepared = prepare(rendered, envelope(settings), now.astimezone(settings.timezone), urgent=edition.urgent)
-    return Prepared(edition, resolution, rendered, prepared, names, test)
+    return Prepared(edition, resolution, rendered, dataclasses.replace(prepared, threads=threads), names, test)
 
 
 def check_problems(settings: Settings, ready: Prepared) -> list[Problem]:
@@ -170,7 +196,8 @@ def check_problems(settings: Settings, ready: Prepared) -> list[Problem]:
         default=Recipient("first@example.org", "", "first@example.org"),
     )
     edition, rendered = ready.edition, ready.rendered
-    sample = ready.prepared.for_recipients(to_header([longest]), message_id("preflight", longest.key, ready.prepared.domain))
+    sample = ready.prepared.for_recipients(to_header([longest]), message_id("preflight", longest.key, ready.prepared.domain),
+                                           longest.key)
     return preflight.check(
         rendered.subject, rendered.html, rendered.text, sample, f"{display_path(edition.source)}:1",
         sources=_preflight_sources(settings, edition), header_sources={"To": longest.source},
@@ -241,7 +268,7 @@ def first_message(ready: Prepared) -> bytes | None:
         return None
     first = recipients[0]
     name = dispatch_name(ready.edition.date, ready.edition.revision, ready.edition.kind)
-    return ready.prepared.for_recipients(to_header([first]), message_id(name, first.key, ready.prepared.domain))
+    return ready.prepared.for_recipients(to_header([first]), message_id(name, first.key, ready.prepared.domain), first.key)
 
 
 def check_edition(settings: Settings, day: date | None, file: Path | None, now: datetime, *,
@@ -252,7 +279,39 @@ def check_edition(settings: Settings, day: date | None, file: Path | None, now: 
     check_schedules(settings)
     edition = read_edition(settings, day, file, now, urgent=urgent)
     ready = prepare_edition(settings, edition, now)
-    return ready, list(ready.resolution.problems) + secret_problems(settings)
+    return ready, phone_problems(settings, ready) + list(ready.resolution.problems) + secret_problems(settings)
+
+
+def phone_problems(settings: Settings, ready: Prepared, html_path: Path | None = None,
+                   browser: Chromium | None = None) -> list[Problem]:
+    """The message at a phone's width in headless Chromium: a page wider than the screen makes
+    every line scroll sideways, and iOS will not shrink it (the message asks it not to). Nothing
+    without Chromium, as on a developer's machine (CI has it); a browser that fails is an error."""
+    from dispatch.screenshots import Chromium, ChromiumMissing, find_chromium, overflow
+
+    if browser is None:
+        try:
+            find_chromium()
+        except ChromiumMissing:
+            return []
+    with contextlib.ExitStack() as stack:
+        if html_path is None:
+            html_path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dispatch-phone-"))) / "message.html"
+            html_path.write_text(ready.rendered.html, encoding="utf-8")
+        found = overflow(html_path, browser or stack.enter_context(Chromium()))
+    if found is None:
+        return []
+    culprit = found.culprits[0] if found.culprits else {}
+    longest = max(str(culprit.get("text", "")).split(), key=len, default="")
+    # The widest word, then the addresses, then the element's own attributes and its parents':
+    # each alone, so that a common one (class="section") does not win over the telling one.
+    needles = [longest, *culprit.get("hrefs", []), *culprit.get("attributes", [])]
+    sources = _preflight_sources(settings, ready.edition)
+    where = next((at for needle in needles if len(needle) >= 4 and (at := preflight.locate([needle], sources))), None)
+    what = f"'{longest[:50]}'" if len(longest) >= 4 else f"a <{culprit.get('tag', 'element')}> {culprit.get('width', '?')} px wide"
+    path, line = where or (display_path(ready.edition.source), 1)
+    return [Problem(path, line, f"on a phone ({found.limit} px) the message is {found.width} px wide, so every line scrolls "
+                                f"sideways: {what} does not fit the screen; shorten or break it up")]
 
 
 def write_preview(settings: Settings, ready: Prepared, out: Path | None, *, screenshots: bool = False) -> list[Path]:
@@ -271,10 +330,16 @@ def write_preview(settings: Settings, ready: Prepared, out: Path | None, *, scre
         paths[2].write_bytes(data)
     else:
         paths.pop()
-    if screenshots:
-        from dispatch.screenshots import take_screenshots  # headless Chromium: only when asked for
+    if not screenshots:
+        problems = phone_problems(settings, ready, paths[0])
+    else:
+        from dispatch.screenshots import Chromium, take_screenshots  # headless Chromium: only when asked for
 
-        paths += take_screenshots(paths[0], out)  # ChromiumMissing is a DispatchError with the fix in it
+        with Chromium() as browser:  # ChromiumMissing is a DispatchError with the fix in it
+            problems = phone_problems(settings, ready, paths[0], browser)
+            paths += take_screenshots(paths[0], out, browser=browser)
+    if problems:
+        raise PreflightError(problems)  # the files stay, to look at
     return paths
 
 

@@ -1,0 +1,218 @@
+"""Issue 19 in a real browser and a real email checker: long words and addresses on a phone,
+`check` and `preview` failing with the line of what is too wide (and `send` not waiting for a
+browser), tap targets, and the caniemail data (@jsx-email/doiuse-email under node) on the
+inlined HTML of each kind of message for Outlook on Windows and Gmail.
+
+Every test here takes seconds (Chromium starts, CLI processes, node); the fast twins of
+what they check are in test_reader.py and test_inbox.py (static checks of the same HTML).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import ROOT, Project, copy_project, require_tool
+from dispatch.screenshots import PHONE_WIDTH, Chromium
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CANIEMAIL = ROOT / "tests" / "caniemail"
+URL = "https://insidan.example.org/millennium/lagesbild/2024/11/17/" + "dokument-" * 8 + "bilaga-om-detaljer"  # 150
+WORD = "Journalsystemåterstartsplaneringsarbetsgruppsmötesprotokolle"  # 60 letters, no hyphen
+EDITION = "reports/2024-11-17.md"
+TEMPLATE = "templates/email/edition.html"
+
+pytestmark = pytest.mark.slow  # Chromium, CLI processes and node: see the module docstring for the fast twins
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Chromium]:
+    require_tool(CHROMIUM, "the phone-width tests need headless Chromium")
+    with Chromium() as browser:
+        yield browser
+
+
+def with_long_bullet(project: Project) -> int:
+    """A bullet with a 150-character bare address and a 60-character word; returns its line."""
+    assert len(URL) == 150 and len(WORD) == 60
+    path = project.root / EDITION
+    text = path.read_text(encoding="utf-8")
+    marker = "## Verksamhetens kommentar\n\n"
+    text = text.replace(marker, marker + f"- Läs mer: {URL} och {WORD} från i går.\n")
+    path.write_text(text, encoding="utf-8")
+    return text.splitlines().index(f"- Läs mer: {URL} och {WORD} från i går.") + 1
+
+
+def preview_html(project: Project, out: Path) -> Path:
+    result = project.run("preview", "--date", "2024-11-17", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out / "2024-11-17.html"
+
+
+# -- 1. nothing widens the message on a phone ------------------------------------------------------
+
+def test_a_long_address_and_a_long_word_fit_a_phone_and_the_address_is_a_link(
+        tmp_path: Path, chromium: Chromium) -> None:
+    project = copy_project(tmp_path / "project")
+    with_long_bullet(project)
+    checked = project.run("check", "--date", "2024-11-17")  # Chromium is installed: check measures the width
+    assert checked.returncode == 0, checked.stderr
+    page = chromium.open(preview_html(project, tmp_path / "out"), PHONE_WIDTH)
+    try:
+        width = page.evaluate("Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)")
+        link = page.evaluate(f"""(() => {{
+          const a = [...document.querySelectorAll('a')].find(a => a.getAttribute('href') === {json.dumps(URL)});
+          return a && {{right: a.getBoundingClientRect().right, label: a.textContent}};
+        }})()""")
+        word = page.evaluate(f"""(() => {{
+          const li = [...document.querySelectorAll('li')].find(li => li.textContent.includes({json.dumps(WORD)}));
+          return li && li.getBoundingClientRect().right;
+        }})()""")
+    finally:
+        page.close()
+    assert width == PHONE_WIDTH, f"the page is {width} px wide on a {PHONE_WIDTH} px phone"
+    assert link is not None, "the bare address is a link"
+    assert link["right"] <= PHONE_WIDTH and "…" in link["label"], link
+    assert word is not None and word <= PHONE_WIDTH
+
+
+def test_without_the_wrapping_rules_check_names_the_edition_line(tmp_path: Path) -> None:
+    """The same edition with word-break taken out of the stylesheet: the word sticks out, and
+    check says where it is (so the check, not only the stylesheet, is what protects a phone)."""
+    project = copy_project(tmp_path / "project")
+    line = with_long_bullet(project)
+    css = project.root / "templates/email/edition.css"
+    css.write_text(css.read_text(encoding="utf-8").replace(" word-wrap: break-word; word-break: break-word;", ""),
+                   encoding="utf-8")
+    require_tool(CHROMIUM, "check measures the width in headless Chromium")
+    checked = project.run("check", "--date", "2024-11-17")
+    assert checked.returncode == 1, checked.stderr
+    pattern = (rf"^{re.escape(EDITION)}:{line}: on a phone \(375 px\) the message is (\d+) px wide, "
+               rf"so every line scrolls sideways: '{WORD[:50]}'")
+    found = re.search(pattern, checked.stderr, re.M)
+    assert found and int(found.group(1)) > PHONE_WIDTH, checked.stderr
+
+
+def test_a_wide_element_fails_check_and_preview_with_its_line_but_send_does_not_wait_for_a_browser(tmp_path: Path) -> None:
+    project = copy_project(tmp_path / "project")
+    path = project.root / TEMPLATE
+    text = path.read_text(encoding="utf-8")
+    anchor = '<p class="footer-text">{{ footer }}</p>'
+    path.write_text(text.replace(anchor, anchor + '\n<div id="bred-testrad" style="width:900px;height:2px"></div>'),
+                    encoding="utf-8")
+    line = text[: text.index(anchor)].count("\n") + 2
+    require_tool(CHROMIUM, "check measures the width in headless Chromium")
+    expected = (rf"^{re.escape(TEMPLATE)}:{line}: on a phone \(375 px\) the message is 9\d\d px wide, so every line scrolls "
+                r"sideways: a <div> 900 px wide does not fit the screen")
+    checked = project.run("check", "--date", "2024-11-17")
+    assert checked.returncode == 1 and re.search(expected, checked.stderr, re.M), checked.stderr
+    previewed = project.run("preview", "--date", "2024-11-17", "--out", str(tmp_path / "out"))
+    assert previewed.returncode == 1 and re.search(expected, previewed.stderr, re.M), previewed.stderr
+    assert (tmp_path / "out/2024-11-17.html").exists(), "the files stay, to look at"
+    # send does not render in a browser (it must stay fast); the editors' check is the gate.
+    sent = project.run("send", "--date", "2024-11-17")
+    assert sent.returncode == 0, sent.stderr
+    assert "on a phone" not in sent.stderr
+
+
+def test_check_without_chromium_is_not_an_error(tmp_path: Path) -> None:
+    project = copy_project(tmp_path / "project")
+    checked = project.run("check", "--date", "2024-11-17", env={"DISPATCH_CHROMIUM": str(tmp_path / "no-browser")})
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_reference_links_are_44_px_tap_targets_and_a_quote_has_its_rule(tmp_path: Path, chromium: Chromium) -> None:
+    project = copy_project(tmp_path / "project")
+    path = project.root / EDITION
+    path.write_text(path.read_text(encoding="utf-8") + "\n> Citat från regiondirektören om **läget** i dag.\n",
+                    encoding="utf-8")
+    page = chromium.open(preview_html(project, tmp_path / "out"), PHONE_WIDTH)
+    try:
+        heights = page.evaluate("[...document.querySelectorAll('.standing-body a, .footer-link')]"
+                                ".map(a => a.getBoundingClientRect().height)")
+        quote = page.evaluate("""(() => { const q = document.querySelector('.section-body blockquote');
+          const s = getComputedStyle(q), p = q.querySelector('p').getBoundingClientRect();
+          return {rule: s.borderLeftWidth, style: s.borderLeftStyle, gap: p.left - q.getBoundingClientRect().left}; })()""")
+        indent = page.evaluate("""(() => { const li = document.querySelector('.section-body li');
+          return li.getBoundingClientRect().left - li.closest('td').getBoundingClientRect().left; })()""")
+    finally:
+        page.close()
+    assert len(heights) == 5 and min(heights) >= 44, f"tap targets: {heights}"
+    assert quote["rule"] == "4px" and quote["style"] == "solid" and quote["gap"] >= 12, quote
+    assert 30 <= indent <= 50, f"bullets are indented by the items' margin: {indent} px from the card's edge"
+
+
+# -- 4. the caniemail data on the inlined styles ------------------------------------------------------
+
+def caniemail(html: Path) -> dict[str, Any]:
+    node = shutil.which("node") or "/usr/bin/node"
+    require_tool(node, "the caniemail checker runs under node")
+    require_tool(str(CANIEMAIL / "node_modules" / "@jsx-email" / "doiuse-email" / "package.json"),
+                 "the caniemail checker (npm ci --prefix tests/caniemail)")
+    result = subprocess.run([node, str(CANIEMAIL / "check.mjs"), str(html)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+# What Outlook for Windows and Gmail are told that they do not support, and may ignore: the
+# preheader is hidden four ways because each client honours another one of them.
+ALLOWED_ERRORS = {"`opacity` is not supported by `outlook.windows`", "`overflow` is not supported by `outlook.windows`",
+                  "`opacity` is not supported by `gmail.mobile-webmail`", "`display:none` is not supported by `gmail.mobile-webmail`"}
+
+
+def problems(report: dict[str, Any]) -> dict[str, list[str]]:
+    """The two kinds of problem the issue names, and anything else the checker calls unsupported."""
+    found: dict[str, list[str]] = {"line-height without mso-line-height-rule": [], "padding off a table cell": [], "errors": []}
+    for element in report["elements"]:
+        style = element["style"].replace(" ", "").lower()
+        described = f"<{element['tag']} class={element['class']!r}>"
+        if any("`line-height` support for `outlook.windows`" in note for note in element["notes"]) and \
+                "mso-line-height-rule:exactly" not in style:
+            found["line-height without mso-line-height-rule"].append(described)
+        if any("`padding` support for `outlook.windows`" in note for note in element["notes"]) and \
+                element["tag"] not in ("td", "th"):
+            found["padding off a table cell"].append(described)
+        found["errors"] += [f"{described}: {error}" for error in element["errors"] if error not in ALLOWED_ERRORS]
+    return found
+
+
+@pytest.fixture(scope="module")
+def messages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The HTML of each kind of message: the sample edition, the next day's with its markers,
+    a correction and an urgent message."""
+    root = tmp_path_factory.mktemp("caniemail")
+    project = copy_project(root / "project")
+    found = {"edition": preview_html(project, root / "edition")}
+    assert project.run("send", "--date", "2024-11-17").returncode == 0
+    result = project.run("preview", "--date", "2024-11-18", "--out", str(root / "news"))
+    assert result.returncode == 0, result.stderr
+    found["news"] = root / "news/2024-11-18.html"
+    assert project.run("send", "--date", "2024-11-18").returncode == 0
+    path = project.root / "reports/2024-11-18.md"
+    text = path.read_text(encoding="utf-8").replace("status: approved\n", "status: approved\nrevision: 2\ncorrection: \"Klockan 08:00.\"\n")
+    path.write_text(text.replace("07:30", "08:00"), encoding="utf-8")
+    result = project.run("preview", "--date", "2024-11-18", "--out", str(root / "correction"))
+    assert result.returncode == 0, result.stderr
+    found["correction"] = root / "correction/2024-11-18.html"
+    result = project.run("preview", "--urgent", "--file", "reports/urgent/sas-akutmottagning.md", "--out", str(root / "urgent"))
+    assert result.returncode == 0, result.stderr
+    found["urgent"] = root / "urgent/sas-akutmottagning.html"
+    return found
+
+
+@pytest.mark.parametrize("kind", ["edition", "news", "correction", "urgent"])
+def test_caniemail_finds_no_outlook_problem_in_the_inlined_styles(messages: dict[str, Path], kind: str) -> None:
+    report = caniemail(messages[kind])
+    assert report["clients"] == ["outlook.windows", "gmail.*"]
+    assert len(report["elements"]) > 25, "every styled element was checked"
+    found = problems(report)
+    assert found == {"line-height without mso-line-height-rule": [], "padding off a table cell": [], "errors": []}, found
+    if kind == "news":
+        assert sum(e["class"].startswith("mark ") for e in report["elements"]) == 3, "the markers were checked too"
