@@ -216,3 +216,21 @@ def test_caniemail_finds_no_outlook_problem_in_the_inlined_styles(messages: dict
     assert found == {"line-height without mso-line-height-rule": [], "padding off a table cell": [], "errors": []}, found
     if kind == "news":
         assert sum(e["class"].startswith("mark ") for e in report["elements"]) == 3, "the markers were checked too"
+
+
+def test_a_message_that_fitted_once_is_not_measured_again(tmp_path: Path) -> None:
+    """Editors run check over and over: an unchanged message does not start the browser again."""
+    require_tool(CHROMIUM, "check measures the width in headless Chromium")
+    project = copy_project(tmp_path / "project")
+    launches = tmp_path / "launches"
+    wrapper = tmp_path / "chromium"
+    wrapper.write_text(f"#!/bin/sh\necho x >> {launches}\nexec {CHROMIUM} \"$@\"\n", encoding="utf-8")
+    wrapper.chmod(0o755)
+    env = {"DISPATCH_CHROMIUM": str(wrapper), "DISPATCH_STATE_DIR": str(tmp_path / "state")}
+    for _ in range(2):
+        checked = project.run("check", "--date", "2024-11-17", env=env)
+        assert checked.returncode == 0, checked.stderr
+    assert launches.read_text().count("x") == 1, "measured once, then known to fit"
+    with_long_bullet(project)  # another message: measured again
+    assert project.run("check", "--date", "2024-11-17", env=env).returncode == 0
+    assert launches.read_text().count("x") == 2

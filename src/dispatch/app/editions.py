@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import os
 import tempfile
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -289,17 +291,28 @@ def phone_problems(settings: Settings, ready: Prepared, html_path: Path | None =
     without Chromium, as on a developer's machine (CI has it); a browser that fails is an error."""
     from dispatch.screenshots import Chromium, ChromiumMissing, find_chromium, overflow
 
-    if browser is None:
-        try:
-            find_chromium()
-        except ChromiumMissing:
+    try:
+        executable = find_chromium()
+    except ChromiumMissing:
+        if browser is None:
             return []
+        executable = ""
+    # A message that fitted once fits again: editors run check over and over on the same text,
+    # and a browser start costs a second. Keyed by the HTML and the browser (path and version
+    # on disk), kept beside the ledgers' identities.
+    fitted = _fitted_marker(ready.rendered.html, executable)
+    if fitted is not None and fitted.exists():
+        return []
     with contextlib.ExitStack() as stack:
         if html_path is None:
             html_path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dispatch-phone-"))) / "message.html"
             html_path.write_text(ready.rendered.html, encoding="utf-8")
         found = overflow(html_path, browser or stack.enter_context(Chromium()))
     if found is None:
+        if fitted is not None:
+            with contextlib.suppress(OSError):
+                fitted.parent.mkdir(parents=True, exist_ok=True)
+                fitted.touch()
         return []
     culprit = found.culprits[0] if found.culprits else {}
     longest = max(str(culprit.get("text", "")).split(), key=len, default="")
@@ -312,6 +325,19 @@ def phone_problems(settings: Settings, ready: Prepared, html_path: Path | None =
     path, line = where or (display_path(ready.edition.source), 1)
     return [Problem(path, line, f"on a phone ({found.limit} px) the message is {found.width} px wide, so every line scrolls "
                                 f"sideways: {what} does not fit the screen; shorten or break it up")]
+
+
+def _fitted_marker(html: str, executable: str) -> Path | None:
+    if not executable:
+        return None
+    from dispatch.ledger import state_dir
+
+    try:
+        version = os.stat(executable).st_mtime_ns
+    except OSError:
+        return None
+    key = hashlib.sha256(f"{executable}\0{version}\0{html}".encode()).hexdigest()[:40]
+    return state_dir() / "phone-fits" / key
 
 
 def write_preview(settings: Settings, ready: Prepared, out: Path | None, *, screenshots: bool = False) -> list[Path]:
