@@ -32,7 +32,8 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # The program remembers every ledger it used (to notice one that vanished); the tests'
 # thousands of throw-away ledgers are remembered in a throw-away place, also by the CLI
 # processes the tests start (they inherit the environment).
-os.environ["DISPATCH_STATE_DIR"] = tempfile.mkdtemp(prefix="dispatch-state-")
+STATE_DIR = tempfile.mkdtemp(prefix="dispatch-state-")
+os.environ["DISPATCH_STATE_DIR"] = STATE_DIR
 
 
 def require_tool(path: str | None, why: str) -> None:
@@ -375,6 +376,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         stop()
     _STARTED.clear()
     CLI.stop()
+    shutil.rmtree(STATE_DIR, ignore_errors=True)  # the session's throw-away memory of ledgers
 
 
 def run_cli(args: list[str], *, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120,
