@@ -143,6 +143,20 @@ def browser_or_skip(playwright: Any) -> Any:
     return playwright.chromium.launch(executable_path=CHROMIUM)
 
 
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """The system's headless Chromium through Playwright, one per test module (in a module:
+    ``chromium = consolekit.chromium``)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = browser_or_skip(playwright)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 def browser_sign_in(page: Any, base: str, name: str, path: str = "/") -> None:
     page.goto(base + path)
     page.get_by_label("Användarnamn").fill(name)

@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
+import consolekit
 from conftest import IN_CI, ROOT, STOCKHOLM, Project, copy_project
-from consolekit import PASSWORDS, WebProcess, add_users, browser_or_skip, csrf_of, sign_in
+from consolekit import PASSWORDS, WebProcess, add_users, csrf_of, sign_in
 
 AXE = ROOT / "tests" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
 TODAY = datetime.now(STOCKHOLM).date()
@@ -82,16 +83,7 @@ def _previews(project: Project) -> dict[str, str]:
     return found
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = browser_or_skip(playwright)
-        try:
-            yield browser
-        finally:
-            browser.close()
+chromium = consolekit.chromium  # the shared module-scoped fixture
 
 
 def axe_violations(page: Any) -> list[str]:

@@ -16,12 +16,12 @@ from datetime import UTC, date, datetime, timedelta
 import httpx
 import pytest
 
+import consolekit
 from conftest import STOCKHOLM, FakeClock, Project, SMTPServer, copy_project
 from consolekit import (
     PASSWORDS,
     WebProcess,
     add_users,
-    browser_or_skip,
     browser_sign_in,
     console_in_thread,
     csrf_of,
@@ -67,16 +67,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WebProces
         web.stop()
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = browser_or_skip(playwright)
-        try:
-            yield browser
-        finally:
-            browser.close()
+chromium = consolekit.chromium  # the shared module-scoped fixture
 
 
 def phone_page(chromium: object) -> object:

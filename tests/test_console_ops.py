@@ -8,29 +8,20 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 
 import httpx
 import pytest
 
+import consolekit
 from conftest import STOCKHOLM, Project, SMTPServer, addresses, big_list
-from consolekit import WebProcess, add_users, browser_or_skip, browser_sign_in, csrf_of, sign_in
+from consolekit import WebProcess, add_users, browser_sign_in, csrf_of, sign_in
 
 DAY = (datetime.now(STOCKHOLM) + timedelta(days=1)).date()
 BODY = "## Beskrivning av händelsen\n\n- Återstarten av journalsystemet på SÄS går enligt plan.\n"
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = browser_or_skip(playwright)
-        try:
-            yield browser
-        finally:
-            browser.close()
+chromium = consolekit.chromium  # the shared module-scoped fixture
 
 
 def page_at(chromium: object, width: int = 1280) -> object:
