@@ -136,6 +136,24 @@ def test_second_send_delivers_nothing_and_says_so(project: Project, smtp_server:
     assert "everyone already has this message" in again.stderr and "nothing sent" in again.stderr
 
 
+def test_a_lost_ledger_is_refused_and_new_ledger_starts_over_on_purpose(project: Project, smtp_server: SMTPServer) -> None:
+    project.use_smtp(smtp_server)
+    assert project.run("send", "--date", "2024-11-17").returncode == 0
+    first = len(smtp_server.handler.reports())
+    for path in (project.root / "var").glob("ledger.db*"):
+        path.unlink()  # the ledger is lost (a disk replaced without its backup)
+    refused = project.run("send", "--date", "2024-11-17")
+    assert refused.returncode == 3 and "does not exist any more" in refused.stderr and "--new-ledger" in refused.stderr
+    assert len(smtp_server.handler.reports()) == first, "nobody is sent to again without being asked"
+    dry = project.run("send", "--date", "2024-11-17", "--new-ledger", "--dry-run")
+    assert dry.returncode == 3 and "does not exist any more" in dry.stderr, "a dry run accepts nothing"
+    again = project.run("send", "--date", "2024-11-17", "--new-ledger")
+    assert again.returncode == 0, again.stderr
+    assert len(smtp_server.handler.reports()) == 2 * first, "started over on purpose: everyone again"
+    assert project.run("send", "--date", "2024-11-17").returncode == 0, "the new ledger is remembered from now on"
+    assert len(smtp_server.handler.reports()) == 2 * first
+
+
 @pytest.mark.slow  # a process killed part-way through 1,500 recipients
 def test_sigkill_part_way_then_rerun_loses_nobody(project: Project, smtp_server: SMTPServer) -> None:
     count, connections = 1500, 4

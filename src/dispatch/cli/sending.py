@@ -69,9 +69,11 @@ def send(app: Context, day: date | None, file: Path | None, lists: tuple[str, ..
             raise click.BadParameter(f"{retry_failed!r} is not a dispatch name like 2024-11-17.r1.edition",
                                      param_hint="--retry-failed") from None
     try:
-        edition = application.read_edition(settings, app.day(day) if file is None else day, file, now, urgent=urgent)
         if new_ledger and not dry_run:
+            # First: reading the edition already opens the ledger (its Nytt/Ändrat markers
+            # compare with what was sent before), and would refuse the missing one.
             application.start_new_ledger(settings)
+        edition = application.read_edition(settings, app.day(day) if file is None else day, file, now, urgent=urgent)
         ready = application.prepare_edition(settings, edition, now, lists=lists, to=to)
         application.secrets_ready(settings)
         decision = application.decide_now(settings, ready, now)
