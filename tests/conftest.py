@@ -46,11 +46,22 @@ def require_tool(path: str | None, why: str) -> None:
     pytest.skip(message)
 
 
+def _is_report(data: bytes) -> bool:
+    """Report messages carry List-Id; completion summaries and alerts do not. Searched in the
+    header only, without copying the message (tests poll this while thousands arrive)."""
+    end = data.find(b"\r\n\r\n")
+    return data.find(b"\r\nList-Id:", 0, len(data) if end < 0 else end) >= 0
+
+
 @dataclass
 class Received:
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
+    is_report: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.is_report = _is_report(self.data)
 
     @property
     def message(self) -> EmailMessage:
@@ -127,11 +138,11 @@ class RecordingHandler:
     def reports(self) -> list[Received]:
         """Report messages (they carry List-Id), not completion summaries or alerts."""
         with self.lock:
-            return [m for m in self.received if b"\r\nList-Id:" in m.data.split(b"\r\n\r\n", 1)[0]]
+            return [m for m in self.received if m.is_report]
 
     def notices(self) -> list[Received]:
         with self.lock:
-            return [m for m in self.received if b"\r\nList-Id:" not in m.data.split(b"\r\n\r\n", 1)[0]]
+            return [m for m in self.received if not m.is_report]
 
     def recipients(self) -> list[str]:
         """Every RCPT of every report message, lower-cased, duplicates kept."""

@@ -42,7 +42,7 @@ SUPPRESSED = "# Left the region; HR ticket 4711\nLeft.Region@Example.org\n"
 
 def reports(server: SMTPServer) -> list[Received]:
     """Report messages (they carry List-Id), not the completion summary to `notify`."""
-    return [m for m in server.handler.received if b"\r\nList-Id:" in m.data.split(b"\r\n\r\n", 1)[0]]
+    return server.handler.reports()
 
 
 def rfc2047_to(message: Received) -> tuple[str, str]:
