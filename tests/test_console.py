@@ -528,7 +528,8 @@ def _seen(html: str) -> str:
     return found.group(1)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM,
+                                 pytest.param(signal.SIGINT, marks=pytest.mark.slow)])  # fast twin: SIGTERM, as systemd stops it
 def test_dispatch_web_stops_cleanly_with_exit_0_on_a_signal(project: Project, sig: int) -> None:
     web = WebProcess(project)
     web.process.send_signal(sig)

@@ -127,8 +127,10 @@ class CronServe:
 def start_cron_serve() -> tuple[CronServe, Callable[[], None]]:
     """A `dispatch serve --log-json` process whose cron fires at the next whole minute.
 
-    Started when collection is done (see early() in conftest.py) and checked by the last
-    test of this module, so the wait for the minute overlaps the tests that run before.
+    Started when collection is done (see early() in conftest.py) and checked by
+    test_serve_process_delivers_when_the_cron_fires, so the wait for the minute overlaps the
+    tests that run before. Each test worker (pytest-xdist) starts its own, and only that test
+    uses it: tests run in any order, on any worker.
     """
     root = Path(tempfile.mkdtemp(prefix="dispatch-cron-")) / "project"
     project = copy_project(root)
@@ -161,21 +163,27 @@ def cron_serve() -> CronServe:
     return started("cron_serve")  # type: ignore[no-any-return]
 
 
-def test_serve_process_starts_and_rejects_a_bad_reload_without_stopping(cron_serve: CronServe) -> None:
-    serve, project = cron_serve.serve, cron_serve.project
+def test_serve_process_starts_and_rejects_a_bad_reload_without_stopping(project: Project, smtp_server: SMTPServer,
+                                                                      processes: list[ServeProcess]) -> None:
+    project.use_smtp(smtp_server)
+    good = project.config_path.read_text(encoding="utf-8")
+    serve = ServeProcess(project, "--log-json")
+    processes.append(serve)
     serve.wait_for(lambda: serve.logged("started"), 30, "start-up")
 
     set_schedule(project, cron="99 14 * * *", lists=["politisk-ledning"], approval_deadline=None)  # no minute 99
     serve.process.send_signal(signal.SIGHUP)
     serve.wait_for(lambda: serve.logged("reload_rejected"), 10, "the bad config to be rejected")
     assert serve.process.poll() is None
+    rejected = next(e for e in map(json.loads, list(serve.lines)) if e["event"] == "reload_rejected")
+    assert "'99 14 * * *'" in rejected["problems"], "the rejection names what is wrong"
 
-    project.config_path.write_text(cron_serve.config, encoding="utf-8")
+    project.config_path.write_text(good, encoding="utf-8")
     serve.process.send_signal(signal.SIGHUP)
     serve.wait_for(lambda: serve.logged("reloaded"), 10, "the good config to be loaded")
     assert serve.process.poll() is None
-    if datetime.now(STOCKHOLM) < cron_serve.fire - timedelta(seconds=1):  # (the last test checks when it sent)
-        assert cron_serve.server.handler.reports() == [], "nothing before the cron fires"
+    code, _ = serve.stop()
+    assert code == 0, serve.log()
 
 
 # -- 1. DST days --------------------------------------------------------------------
@@ -435,7 +443,7 @@ def test_sigterm_during_a_2000_recipient_send_then_restart_loses_and_repeats_nob
     assert dispatches(project, due.date())[0].finished_at is not None
 
 
-# -- last: the cron process started by the first test has had its minute -------------------------------
+# -- the cron process started after collection has had its minute -------------------------------
 
 
 @pytest.mark.slow  # waits for the next whole minute (the cron's), up to 70 s
@@ -457,6 +465,4 @@ def test_serve_process_delivers_when_the_cron_fires(cron_serve: CronServe) -> No
     sent = next(e for e in events if e["event"] == "sent")
     assert sent["dispatch"] == f"{fire.date().isoformat()}.r1.edition"
     assert sent["counts"]["sent"] == 11
-    rejected = next(e for e in events if e["event"] == "reload_rejected")
-    assert "'99 14 * * *'" in rejected["problems"]
     assert events[-1]["event"] == "stopped"
