@@ -39,10 +39,10 @@ os.environ["DISPATCH_STATE_DIR"] = STATE_DIR
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """`-n auto` (pyproject.toml caps it with --maxprocesses). The whole suite: two workers per
     core, because its long tests mostly wait (rate limits, leases, relays down on purpose), so a
-    core runs a second test's work in the first one's waits; on the 2-core reference machine,
-    4 workers took it from 6:12 to 5:00 with another CPU-bound process beside it. The fast lane
-    (-m "not slow"): one per core, because its short tests do not wait (4 workers: 55-58 s,
-    2 workers: 44-51 s, the same machine)."""
+    core runs a second test's work in the first one's waits (on the 2-core reference machine,
+    with a CPU-bound process beside it: 2 workers 349-372 s, 4 workers 300-325 s). The fast lane
+    (-m "not slow"): one per core, because its short tests do not wait (the same machine:
+    2 workers 44-54 s, 4 workers 55-58 s)."""
     cores = len(os.sched_getaffinity(0))
     return cores if "not slow" in (config.getoption("markexpr") or "") else 2 * cores
 
