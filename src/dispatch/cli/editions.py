@@ -54,6 +54,9 @@ def check(app: Context, day: date | None, file: Path | None, urgent: bool) -> No
     edition = ready.edition
     for problem in problems:
         click.echo(str(problem), err=True)
+    unmeasured = application.phone_check_unavailable()
+    if unmeasured:
+        click.echo(f"note: not measured at a phone's width: {unmeasured}", err=True)
     try:
         found = application.review_now(settings, edition, now, record_author=application.current_user())
     except DispatchError as exc:
