@@ -25,10 +25,8 @@ from typing import Any
 from dispatch.errors import DispatchError
 
 CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
-INSTALL_HINT = (
-    "headless Chromium is needed for --screenshots but was not found; install it "
-    "(Debian/Ubuntu: 'sudo apt-get install chromium') or set DISPATCH_CHROMIUM to the browser's path"
-)
+INSTALL_FIX = "install it (Debian/Ubuntu: 'sudo apt-get install chromium') or set DISPATCH_CHROMIUM to the browser's path"
+INSTALL_HINT = f"headless Chromium is needed for --screenshots but was not found; {INSTALL_FIX}"
 TIMEOUT = 30.0  # seconds for any one protocol reply; a local file renders in well under one
 
 

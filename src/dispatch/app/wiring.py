@@ -123,12 +123,12 @@ def phone_check_unavailable() -> str | None:
     """Why the message cannot be measured at a phone's width here (no Chromium), or None.
     check says so rather than pass it over in silence: an editor must not take a skipped
     check for a passed one."""
-    from dispatch.screenshots import ChromiumMissing, find_chromium
+    from dispatch.screenshots import INSTALL_FIX, ChromiumMissing, find_chromium
 
     try:
         find_chromium()
     except ChromiumMissing:
         configured = os.environ.get("DISPATCH_CHROMIUM")
         where = f"DISPATCH_CHROMIUM={configured!r} is not an executable" if configured else "headless Chromium was not found"
-        return f"{where}; install it (Debian/Ubuntu: 'sudo apt-get install chromium') or set DISPATCH_CHROMIUM to its path"
+        return f"{where}; {INSTALL_FIX}"
     return None
