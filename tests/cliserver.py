@@ -10,7 +10,9 @@ uncaught exception, non-daemon threads joined, atexit handlers run). The server 
 single-threaded, so forking it is safe; it answers ``{"pid": ...}`` at once and
 ``{"status": ..., "rusage": ...}`` when the child has ended.
 
-The tests that start, signal or kill a send still start `python -m dispatch` themselves.
+A request with ``"status_file"`` is a command in the background (a `serve`, a `web`, a send
+that a test signals or kills part-way): the server answers with the pid only and goes on
+reading requests; when the child ends, it writes the exit status into that file.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import os
 import pkgutil
 import resource
 import runpy
+import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,6 +63,8 @@ def warm() -> None:
 
 def child(request: dict) -> None:  # type: ignore[type-arg]
     """In the forked process: become `python -m dispatch ARGS` and never return normally."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # as in a fresh interpreter
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
     stdin = os.open(os.devnull, os.O_RDONLY)
     stdout = os.open(request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     stderr = os.open(request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -78,19 +83,44 @@ def child(request: dict) -> None:  # type: ignore[type-arg]
     sys.exit(0)
 
 
+BACKGROUND: dict[int, str] = {}  # pid -> the file its exit status goes to
+
+
+def reap_background(_signum: int = 0, _frame: object = None) -> None:
+    """SIGCHLD: record how the background children that ended did so. Only those: a command
+    in the foreground is waited for by serve() itself."""
+    for pid, status_file in list(BACKGROUND.items()):
+        ended, status = os.waitpid(pid, os.WNOHANG)
+        if ended:
+            del BACKGROUND[pid]
+            partial = status_file + ".part"
+            with open(partial, "w", encoding="utf-8") as handle:
+                handle.write(str(os.waitstatus_to_exitcode(status)))
+            os.replace(partial, status_file)  # whole or not there
+
+
 def serve() -> None:
     requests = os.fdopen(0, "r", encoding="utf-8", closefd=False)
     replies = 1
+    signal.signal(signal.SIGCHLD, reap_background)
     while True:
         line = requests.readline()
         if not line:
             return
         request = json.loads(line)
+        # A background child that ended before it is in BACKGROUND would be missed: hold
+        # SIGCHLD until it is (the child unblocks it for itself).
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
         pid = os.fork()
         if pid == 0:
             child(request)  # raises SystemExit (or anything else) up to the interpreter
             return
+        if request.get("status_file"):
+            BACKGROUND[pid] = request["status_file"]
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
         os.write(replies, (json.dumps({"pid": pid}) + "\n").encode())
+        if request.get("status_file"):
+            continue
         _, status, usage = os.wait4(pid, 0)
         answer = {
             "status": os.waitstatus_to_exitcode(status),

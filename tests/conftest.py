@@ -339,6 +339,35 @@ class CLIServer:
         finally:
             self.lock.release()
 
+    def start_background(self, args: list[str], cwd: Path, env: dict[str, str], outputs: Path) -> int | None:
+        """Start the command without waiting for it: its pid, its stdout and stderr in
+        ``outputs``/stdout and /stderr, its exit status in ``outputs``/status when it ends.
+        None: run it the ordinary way (see run())."""
+        import json
+
+        if not self.lock.acquire(blocking=False):
+            return None
+        try:
+            if not self._start():
+                return None
+            assert self.process is not None and self.process.stdin is not None
+            request = {"args": args, "cwd": str(cwd), "env": env, "stdout": str(outputs / "stdout"),
+                       "stderr": str(outputs / "stderr"), "status_file": str(outputs / "status")}
+            try:
+                self.process.stdin.write((json.dumps(request) + "\n").encode())
+                self.process.stdin.flush()
+                started = self._reply(time.monotonic() + 30)
+            except (OSError, ConnectionError):
+                self.process.kill()
+                return None
+            if started is None:
+                self.process.kill()
+                self.failed = True
+                return None
+            return int(started["pid"])
+        finally:
+            self.lock.release()
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             assert self.process.stdin is not None
@@ -411,6 +440,89 @@ def run_cli(args: list[str], *, cwd: Path, env: dict[str, str] | None = None, ti
         return served[0]
     return subprocess.run([sys.executable, "-m", "dispatch", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=full_env)
+
+
+class Background:
+    """`python -m dispatch ARGS` running in the background (a `serve`, a `web`, a send that a
+    test signals or kills part-way), as much of subprocess.Popen as the tests use. Started
+    through the CLI server when it can (a real process with its own pid, signals and exit
+    status, without a second of start-up), else as a fresh interpreter. Its stdout and
+    stderr go to files, read as text."""
+
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+        self.args = [sys.executable, "-m", "dispatch", *args]
+        self.outputs = Path(tempfile.mkdtemp(prefix="background-", dir=CLI.outputs))  # removed with CLI.outputs
+        self.returncode: int | None = None
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.popen: subprocess.Popen[bytes] | None = None
+        for name in ("stdout", "stderr"):  # there to be read from the start
+            (self.outputs / name).touch()
+        pid = CLI.start_background(args, cwd, full_env, self.outputs)
+        if pid is None:
+            with (self.outputs / "stdout").open("wb") as out, (self.outputs / "stderr").open("wb") as err:
+                self.popen = subprocess.Popen(self.args, cwd=cwd, env=full_env, stdout=out, stderr=err)
+            pid = self.popen.pid
+        self.pid = pid
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            if self.popen is not None:
+                self.returncode = self.popen.poll()
+            elif (self.outputs / "status").exists():
+                self.returncode = int((self.outputs / "status").read_text())
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(self.args, timeout or 0)
+            time.sleep(0.01)
+        assert self.returncode is not None
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:  # not to a pid that may since be another process's
+            os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def stdout(self) -> str:
+        return _read_text(self.outputs / "stdout")
+
+    def stderr(self) -> str:
+        return _read_text(self.outputs / "stderr")
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        """Wait for the end; (stdout, stderr)."""
+        self.wait(timeout)
+        return self.stdout(), self.stderr()
+
+    def stderr_lines(self) -> Iterator[str]:
+        """stderr line by line as it is written, until the process has ended."""
+        with (self.outputs / "stderr").open(encoding="utf-8", errors="replace") as handle:
+            pending = ""
+            while True:
+                ended = self.poll() is not None
+                chunk = handle.read()
+                pending += chunk
+                *lines, pending = pending.split("\n")
+                yield from lines
+                if ended and not chunk:
+                    if pending:
+                        yield pending
+                    return
+                if not chunk:
+                    time.sleep(0.02)
+
+
+def start_dispatch(project: Project, *args: str, env: dict[str, str] | None = None) -> Background:
+    """`python -m dispatch --config CONFIG ARGS` in the background, in the project."""
+    return Background(["--config", str(project.config_path), *args], project.root, env)
 
 
 def copy_project(root: Path) -> Project:
@@ -522,19 +634,14 @@ class ServeProcess:
     """`dispatch serve` in the background, its stderr collected line by line."""
 
     def __init__(self, project: Project, *args: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "dispatch", "--config", str(project.config_path), "serve", *args],
-            cwd=project.root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+        self.process = start_dispatch(project, "serve", *args)
         self.lines: list[str] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
     def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.append(line.rstrip("\n"))
+        for line in self.process.stderr_lines():
+            self.lines.append(line)
 
     def wait_for(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout

@@ -4,11 +4,11 @@ client, and headless Chromium through Playwright on the system's Chromium."""
 
 from __future__ import annotations
 
-import os
+import functools
 import re
 import shutil
+import ssl
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import IN_CI, Project, free_port
+from conftest import IN_CI, Background, Project, free_port, start_dispatch
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PASSWORDS = {"anna": "anna-skriver-rapporten", "cara": "cara-skriver-ocksa", "bo": "bo-godkanner-rapporten",
@@ -57,11 +57,7 @@ class WebProcess:
     def __init__(self, project: Project, port: int | None = None) -> None:
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "dispatch", "--config", str(project.config_path), "web", "--listen", f"127.0.0.1:{self.port}"],
-            cwd=project.root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+        self.process = start_dispatch(project, "web", "--listen", f"127.0.0.1:{self.port}")
         wait_healthy(self.base, self.process)
 
     def stop(self) -> str:
@@ -74,17 +70,30 @@ class WebProcess:
         return stderr
 
 
-def wait_healthy(base: str, process: subprocess.Popen[str] | None = None, timeout: float = 30) -> None:
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    return ssl.create_default_context()
+
+
+def http_client(base: str = "", **options: Any) -> httpx.Client:
+    """An HTTP client (for the console on loopback, plain HTTP). httpx builds a TLS context
+    for each client it makes, loading the CA bundle (25 ms of CPU); the tests make hundreds
+    of clients, so they share one context."""
+    return httpx.Client(base_url=base, verify=_tls(), **options)
+
+
+def wait_healthy(base: str, process: Background | None = None, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f"the console exited ({process.returncode}): {process.stderr.read() if process.stderr else ''}")
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
+    with http_client(base, timeout=1) as client:
+        while time.monotonic() < deadline:
+            if process is not None and process.poll() is not None:
+                raise AssertionError(f"the console exited ({process.returncode}): {process.stderr()}")
+            try:
+                if client.get("/healthz").status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
     raise AssertionError(f"the console at {base} did not answer /healthz")
 
 
@@ -121,7 +130,7 @@ def csrf_of(html: str) -> str:
 
 def sign_in(base: str, name: str, password: str | None = None) -> httpx.Client:
     """An HTTP client signed in as ``name`` (follows no redirects: tests look at them)."""
-    client = httpx.Client(base_url=base, follow_redirects=False, timeout=30)
+    client = http_client(base, follow_redirects=False, timeout=30)
     page = client.get("/login")
     response = client.post("/login", data={"username": name, "password": password or PASSWORDS[name],
                                            "csrf": csrf_of(page.text), "next": "/"})

@@ -268,9 +268,8 @@ def test_the_statement_is_public_and_names_the_contact(tmp_path: Path) -> None:
                                       "assessed": "2026-11-30"})
     web = WebProcess(project)
     try:
-        import httpx
 
-        page = httpx.get(web.base + "/tillganglighet")
+        page = consolekit.http_client().get(web.base + "/tillganglighet")
         assert page.status_code == 200, "readable without signing in"
         for text in ("Tillgänglighetsredogörelse", "Västra Götalandsregionen", "tillganglighet@example.org", "010-441 00 00",
                      "Förhandsvisningen visas i en ram.", "delvis förenlig", "Tillsyn", "digg.se", "2026-11-30",

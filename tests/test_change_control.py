@@ -7,7 +7,6 @@ import json
 import logging
 import signal
 import subprocess
-import sys
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -16,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from conftest import ROOT, FakeClock, Project, SMTPServer, addresses, big_list
+from conftest import ROOT, FakeClock, Project, SMTPServer, addresses, big_list, start_dispatch
 from dispatch.app.service import Service
 from dispatch.config import load_settings
 from dispatch.eventlog import EventFormatter
@@ -288,10 +287,7 @@ def test_a_signal_stops_a_rate_limited_send_within_2_s_and_the_rerun_completes_i
     count = 500
     big_list(project, count)
     project.use_smtp(smtp_server, connections=2, rate_per_minute=2400)  # 40/s: 12.5 s in all
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dispatch", "--config", str(project.config_path), "send", "--date", "2024-11-17", "--list", "stor"],
-        cwd=project.root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
+    process = start_dispatch(project, "send", "--date", "2024-11-17", "--list", "stor")
     deadline = time.monotonic() + 60
     while len(smtp_server.handler.received) < 40 and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -442,10 +438,7 @@ def test_revoking_the_approval_stops_a_send_under_way(project: Project, smtp_ser
     edit(project.root / "reports" / "2024-11-17.md", "status: approved", "status: approved\nby: Erik")
     project.use_smtp(smtp_server, connections=1, rate_per_minute=1200)  # 20/s: 15 s in all
     run_ok(project, "approve", "--date", "2024-11-17", "--by", "Anna")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dispatch", "--config", str(project.config_path), "send", "--date", "2024-11-17", "--list", "stor"],
-        cwd=project.root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
+    process = start_dispatch(project, "send", "--date", "2024-11-17", "--list", "stor")
     deadline = time.monotonic() + 60
     while len(smtp_server.handler.received) < 20 and time.monotonic() < deadline:
         time.sleep(0.01)

@@ -277,7 +277,7 @@ ACTIONS = ["/logout", f"/editions/{TOMORROW.isoformat()}/preview", f"/editions/{
 
 def test_the_security_rules_hold_for_every_route(shared: tuple[WebProcess, Project]) -> None:
     console, _ = shared
-    anonymous = httpx.Client(base_url=console.base, follow_redirects=False)
+    anonymous = consolekit.http_client(console.base, follow_redirects=False)
     for path in PAGES:
         response = anonymous.get(path)
         assert response.status_code == 303 and response.headers["location"].startswith("/login?next="), path
@@ -293,7 +293,7 @@ def test_the_security_rules_hold_for_every_route(shared: tuple[WebProcess, Proje
     olle = sign_in(console.base, "olle")
     cookie = olle.cookies.get("dispatch_session")
     assert cookie
-    fresh = httpx.Client(base_url=console.base, follow_redirects=False)
+    fresh = consolekit.http_client(console.base, follow_redirects=False)
     signed = fresh.post("/login", data={"username": "olle", "password": PASSWORDS["olle"],
                                         "csrf": csrf_of(fresh.get("/login").text), "next": "/"})
     set_cookie = signed.headers.get("set-cookie", "")
@@ -339,7 +339,7 @@ def test_an_editor_is_refused_the_audit_log(shared: tuple[WebProcess, Project]) 
 
 def test_an_open_redirect_after_sign_in_is_not_followed(shared: tuple[WebProcess, Project]) -> None:
     console, _ = shared
-    client = httpx.Client(base_url=console.base, follow_redirects=False)
+    client = consolekit.http_client(console.base, follow_redirects=False)
     page = client.get("/login")
     response = client.post("/login", data={"username": "anna", "password": PASSWORDS["anna"], "csrf": csrf_of(page.text),
                                            "next": "//evil.example.org/"})
@@ -353,7 +353,7 @@ def test_six_wrong_passwords_lock_the_account_until_the_lock_ends(project: Proje
     add_users(project, ("anna", "olle"))
     clock = FakeClock(datetime(2024, 11, 18, 9, 0, tzinfo=UTC))
     with console_in_thread(load_settings(project.config_path), clock) as base:
-        client = httpx.Client(base_url=base, follow_redirects=False)
+        client = consolekit.http_client(base, follow_redirects=False)
         for _ in range(6):
             refused = try_sign_in(client, "anna", "fel-losenord-igen")
             assert refused.status_code == 401
@@ -465,7 +465,7 @@ def test_serve_also_serves_the_console_when_web_is_configured_and_stops_both(pro
         code, _ = serve.stop()
         assert code == 0, serve.log()
         with pytest.raises(httpx.ConnectError):
-            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+            consolekit.http_client(timeout=2).get(f"http://127.0.0.1:{port}/healthz")
     finally:
         serve.kill()
 
@@ -533,4 +533,4 @@ def _seen(html: str) -> str:
 def test_dispatch_web_stops_cleanly_with_exit_0_on_a_signal(project: Project, sig: int) -> None:
     web = WebProcess(project)
     web.process.send_signal(sig)
-    assert web.process.wait(20) == 0, web.process.stderr.read() if web.process.stderr else ""
+    assert web.process.wait(20) == 0, web.process.stderr()

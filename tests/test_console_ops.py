@@ -10,7 +10,6 @@ import re
 import time
 from datetime import date, datetime, timedelta
 
-import httpx
 import pytest
 
 import consolekit
@@ -339,6 +338,6 @@ def test_a_stopped_or_unknown_run_and_retry_now_are_operators_only(project: Proj
         assert anna.post("/runs/x/stop", data={"csrf": csrf_of(anna.get('/').text)}).status_code == 403
         assert olle.post("/runs/x/stop", data={"csrf": csrf_of(page.text)}).status_code == 404
         assert olle.post("/runs/x/retry", data={"csrf": csrf_of(page.text)}).status_code == 404
-        assert httpx.get(f"{console.base}/runs/x/events", follow_redirects=False).status_code == 303
+        assert consolekit.http_client(console.base).get("/runs/x/events", follow_redirects=False).status_code == 303
     finally:
         console.stop()

@@ -9,8 +9,6 @@ from __future__ import annotations
 import collections
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from datetime import date, datetime, timedelta
@@ -20,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from conftest import FakeClock, Project, RecordingHandler, SMTPServer, addresses, big_list, start_server
+from conftest import FakeClock, Project, RecordingHandler, SMTPServer, addresses, big_list, start_dispatch, start_server
 from dispatch import app
 from dispatch.config import load_settings
 from dispatch.pipeline import Clock, Result
@@ -179,11 +177,7 @@ def test_quota_reply_pauses_the_dispatch_instead_of_failing(project: Project, sm
 
 
 def _run_until(project: Project, server: SMTPServer, at_least: int) -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dispatch", "--config", str(project.config_path), "send", "--date", "2024-11-17",
-         "--list", "stor", "--wait", "0"],
-        cwd=project.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    process = start_dispatch(project, "send", "--date", "2024-11-17", "--list", "stor", "--wait", "0")
     deadline = time.monotonic() + 90
     while len(server.handler.reports()) < at_least and time.monotonic() < deadline:
         if process.poll() is not None:

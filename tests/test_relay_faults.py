@@ -7,7 +7,6 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from datetime import date, datetime, timedelta
@@ -17,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from conftest import IN_CI, FakeClock, Project, RecordingHandler, SMTPServer, addresses, big_list, start_server
+from conftest import IN_CI, Background, FakeClock, Project, RecordingHandler, SMTPServer, addresses, big_list, start_dispatch, start_server
 from dispatch.app.service import Service
 from dispatch.config import load_settings
 from faultrelay import Gate, ScriptedRelay, wait_until
@@ -270,11 +269,8 @@ def _slow_accept(server: SMTPServer, seconds: float = 0.004) -> None:
     server.handler.accept_delay = seconds  # keep the send going long enough to be hit part-way
 
 
-def _start_send(project: Project) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "dispatch", "--config", str(project.config_path), "send", "--date", "2024-11-17",
-         "--list", "stor"], cwd=project.root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
+def _start_send(project: Project) -> Background:
+    return start_dispatch(project, "send", "--date", "2024-11-17", "--list", "stor")
 
 
 @pytest.mark.slow  # a send process hit part-way; fast twin: test_ledger_faults.py

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Project, SMTPServer, addresses, big_list, run_cli, seed_bullets, seed_headings
+from conftest import Project, SMTPServer, addresses, big_list, run_cli, seed_bullets, seed_headings, start_dispatch
 
 SUBJECT = "sön 17 nov: Regional rapport Millennium 2024"  # what changes daily first (issue 19)
 REQUIRED_HEADERS = (
@@ -160,10 +160,7 @@ def test_sigkill_part_way_then_rerun_loses_nobody(project: Project, smtp_server:
     big_list(project, count)
     project.use_smtp(smtp_server, connections=connections)
     smtp_server.handler.accept_delay = 0.008  # keep the send running long enough to be killed part-way
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dispatch", "--config", str(project.config_path), "send", "--date", "2024-11-17", "--list", "stor"],
-        cwd=project.root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
+    process = start_dispatch(project, "send", "--date", "2024-11-17", "--list", "stor")
     deadline = time.monotonic() + 60
     while len(smtp_server.handler.received) < count // 3 and time.monotonic() < deadline:
         time.sleep(0.01)

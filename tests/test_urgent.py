@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import getpass
-import subprocess
-import sys
 import time
 from datetime import datetime
 from email import message_from_bytes, policy
@@ -13,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import Project, SMTPServer, addresses, big_list
+from conftest import Project, SMTPServer, addresses, big_list, start_dispatch
 
 URGENT = """---
 subject: SÄS stänger akutmottagningen 16:00
@@ -101,10 +99,7 @@ def test_urgent_overtakes_a_draining_scheduled_dispatch(project: Project, smtp_s
     project.set_config(notify=[])
     path = _write_urgent(project)
 
-    scheduled = subprocess.Popen(
-        [sys.executable, "-m", "dispatch", "--config", str(project.config_path), "send", "--date", "2024-11-17", "--list", "stor"],
-        cwd=project.root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
+    scheduled = start_dispatch(project, "send", "--date", "2024-11-17", "--list", "stor")
     deadline = time.monotonic() + 30
     while len(smtp_server.handler.reports()) < 20 and time.monotonic() < deadline:
         time.sleep(0.01)
