@@ -29,7 +29,10 @@ ROLES = {"anna": "editor", "cara": "editor", "bo": "approver", "olle": "operator
 
 def add_users(project: Project, names: tuple[str, ...] = ("anna", "cara", "bo", "olle"), *, cli: bool = False) -> None:
     """The test's accounts: through `dispatch users add` (``cli``), or the same app function
-    in this process (faster; the command itself is tested on its own)."""
+    in this process (faster; the command itself is tested on its own). Throw-away accounts:
+    hashed with the light profile (`web.password_hashing`, a fifth of the standard profile's
+    CPU at every hash and sign-in); test_console.py tests both profiles."""
+    project.set_config(web__password_hashing="light")
     if cli:
         for name in names:
             secret = project.root / f".{name}.pw"
@@ -46,7 +49,8 @@ def add_users(project: Project, names: tuple[str, ...] = ("anna", "cara", "bo", 
     ledger = app.open_ledger(load_settings(project.config_path))
     try:
         for name in names:
-            app.add_user(ledger, name, f"{name}@example.org", ROLES[name], PASSWORDS[name], datetime.now(UTC), by="test")
+            app.add_user(ledger, name, f"{name}@example.org", ROLES[name], PASSWORDS[name], datetime.now(UTC), by="test",
+                         hashing="light")
     finally:
         ledger.close()
 

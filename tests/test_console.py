@@ -371,6 +371,48 @@ def test_six_wrong_passwords_lock_the_account_until_the_lock_ends(project: Proje
     assert log.count('data-action="locked"') == 1 and "wrong password (5)" in log and "account locked until" in log
 
 
+STANDARD = (3, 64 * 1024, 4)  # passes, KiB, lanes: RFC 9106's second recommended profile
+LIGHT = (2, 19 * 1024, 1)  # OWASP's minimum for argon2id
+
+
+def _profile(password_hash: str) -> tuple[int, int, int]:
+    from argon2 import Type, extract_parameters
+
+    found = extract_parameters(password_hash)
+    assert found.type is Type.ID
+    return found.time_cost, found.memory_cost, found.parallelism
+
+
+def test_passwords_are_hashed_with_the_configured_profile_and_made_again_at_the_next_sign_in(project: Project) -> None:
+    from dispatch import app
+
+    now = datetime(2024, 11, 18, 9, 0, tzinfo=UTC)
+    ledger = app.open_ledger(load_settings(project.config_path))
+    try:
+        app.add_user(ledger, "anna", "anna@example.org", "editor", PASSWORDS["anna"], now, by="test")
+
+        def stored() -> tuple[int, int, int]:
+            user = ledger.user("anna")
+            assert user is not None and user.password_hash is not None
+            return _profile(user.password_hash)
+
+        assert stored() == STANDARD, "the default"
+        app.sign_in(ledger, "anna", PASSWORDS["anna"], now, hashing="light")
+        assert stored() == LIGHT, "made again with the profile now configured"
+        with pytest.raises(app.SignInRefused):
+            app.sign_in(ledger, "anna", "fel-losenord-igen", now, hashing="light")
+        assert stored() == LIGHT, "a wrong password changes nothing"
+        app.sign_in(ledger, "anna", PASSWORDS["anna"], now, hashing="standard")
+        assert stored() == STANDARD, "and back: the same password all along"
+    finally:
+        ledger.close()
+    project.set_config(web__password_hashing="fast")
+    line = project.config_path.read_text(encoding="utf-8").splitlines().index("  password_hashing: fast") + 1
+    refused = project.run("users", "list")
+    assert refused.returncode == 1
+    assert f"config.yaml:{line}: 'web.password_hashing' must be standard or light, not 'fast'" in refused.stderr
+
+
 def test_a_session_ends_after_the_idle_time_and_a_disabled_account_at_once(project: Project) -> None:
     add_users(project, ("anna", "olle"))
     clock = FakeClock(datetime(2024, 11, 18, 9, 0, tzinfo=UTC))
@@ -443,6 +485,7 @@ def test_users_add_list_and_disable_from_the_command_line(project: Project) -> N
         stored = ledger.user("bo")
         assert stored is not None and stored.password_hash is not None
         assert stored.password_hash.startswith("$argon2id$") and PASSWORDS["bo"] not in stored.password_hash
+        assert _profile(stored.password_hash) == LIGHT, "made with the configured web.password_hashing"
         actions = [(e.action, e.target) for e in ledger.audit_log()]
         assert ("user_added", "bo") in actions and ("user_disabled", "anna") in actions
     finally:
@@ -455,7 +498,7 @@ def test_serve_also_serves_the_console_when_web_is_configured_and_stops_both(pro
     from consolekit import wait_healthy
 
     port = free_port()
-    project.set_config(web={"listen": f"127.0.0.1:{port}"})
+    project.set_config(web__listen=f"127.0.0.1:{port}")
     add_users(project, ("anna",))
     serve = ServeProcess(project)
     try:

@@ -374,7 +374,7 @@ def sso_settings(tmp_path: Path, **oidc: object) -> Settings:
     secret.write_text(CLIENT_SECRET, encoding="utf-8")
     settings = {"issuer": f"https://127.0.0.1:{free_port()}", "client_id": CLIENT_ID, "client_secret_file": str(secret),
                 "roles": ROLE_MAP, **oidc}
-    project.set_config(web={"oidc": settings})
+    project.set_config(web__oidc=settings)
     return load_settings(project.config_path)
 
 

@@ -22,6 +22,7 @@ from dispatch.settings import (
     _TRANSPORT_KEYS,
     _WEB_KEYS,
     DEFAULT_RETRY_MINUTES,
+    PASSWORD_HASHING,
     AccessibilitySettings,
     BounceSettings,
     OidcSettings,
@@ -284,8 +285,18 @@ def _read_web(reader: _Reader, raw: LineDict) -> WebSettings | None:
         session_secret_file=reader.relative(reader.text(section, "session_secret_file", None, "web.")),
         forwarded_allow_ips=reader.text(section, "forwarded_allow_ips", None, "web."),
         local_accounts=bool(reader.get(section, "local_accounts", bool, True, "web.")),
+        password_hashing=_read_password_hashing(reader, section),
         oidc=_read_oidc(reader, section),
     )
+
+
+def _read_password_hashing(reader: _Reader, section: LineDict) -> str:
+    profile = reader.text(section, "password_hashing", "standard", "web.")
+    if profile not in PASSWORD_HASHING:
+        reader.problem(section.line_of("password_hashing"),
+                       f"'web.password_hashing' must be {' or '.join(PASSWORD_HASHING)}, not {profile!r}")
+        return "standard"
+    return str(profile)
 
 
 def _read_oidc(reader: _Reader, web: LineDict) -> OidcSettings | None:

@@ -1,10 +1,11 @@
 """The console's people: accounts and roles, signing in (with a lock after repeated
 failures), and the audit log of what they did.
 
-Passwords are kept only as argon2id hashes (argon2-cffi's defaults, RFC 9106's second
-recommended profile). A failed sign-in says the same whatever was wrong (unknown name,
-wrong password, disabled or locked account), so the page gives nothing away; the audit
-log, which only operators read, says which.
+Passwords are kept only as argon2id hashes, made with the profile `web.password_hashing`
+names (HASHING). A hash carries its own parameters, so every hash verifies whatever the
+profile is now, and a changed profile reaches each account at its next sign-in. A failed
+sign-in says the same whatever was wrong (unknown name, wrong password, disabled or locked
+account), so the page gives nothing away; the audit log, which only operators read, says which.
 """
 
 from __future__ import annotations
@@ -27,15 +28,22 @@ LOCK_AFTER = 5  # failed sign-ins in a row
 LOCK_FOR = timedelta(minutes=15)
 MIN_PASSWORD = 12
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$")
-_HASHER = PasswordHasher()
+# "standard" (the default): RFC 9106's second recommended profile, 3 passes over 64 MiB in 4
+# lanes (argon2-cffi's defaults), about 0.2 s of CPU per sign-in. "light": OWASP's minimum for
+# argon2id, 2 passes over 19 MiB in 1 lane, about a fifth of that, for a small host where many
+# people sign in at once (64 MiB each) and for throw-away accounts such as the tests'.
+HASHING = {
+    "standard": PasswordHasher(),
+    "light": PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1),
+}
 
 
 @functools.cache
-def _dummy_hash() -> str:
+def _dummy_hash(profile: str) -> str:
     """Verified against when the name is unknown, so that an unknown name takes as long as
     a wrong password (the time would otherwise tell which names exist). Made on first use:
     hashing takes a tenth of a second, which every command would pay at import."""
-    return _HASHER.hash("not a password anyone has")
+    return HASHING[profile].hash("not a password anyone has")
 
 
 class SignInRefused(DispatchError):
@@ -47,8 +55,10 @@ class SSORefused(DispatchError):
     says why; the message is for the log)."""
 
 
-def add_user(ledger: Ledger, name: str, email: str, role: str, password: str | None, now: datetime, *, by: str) -> User:
-    """Create an account; ``password`` None makes a single-sign-on-only account."""
+def add_user(ledger: Ledger, name: str, email: str, role: str, password: str | None, now: datetime, *, by: str,
+             hashing: str = "standard") -> User:
+    """Create an account; ``password`` None makes a single-sign-on-only account; ``hashing``
+    is the profile its hash is made with (`web.password_hashing`)."""
     problems = []
     if not _NAME.match(name):
         problems.append(Problem("users add", 0, f"the name {name!r} must be 1-64 letters, digits, '.', '_' or '-' "
@@ -65,7 +75,7 @@ def add_user(ledger: Ledger, name: str, email: str, role: str, password: str | N
                                                "(a few words are easier to remember than symbols)"))
     if problems:
         raise InputError(problems)
-    user = ledger.add_user(name, address, role, _HASHER.hash(password) if password is not None else None, now)
+    user = ledger.add_user(name, address, role, HASHING[hashing].hash(password) if password is not None else None, now)
     ledger.record_audit(now, by, "user_added", name, None, f"role {role}, {address}")
     return user
 
@@ -81,17 +91,19 @@ def disable_user(ledger: Ledger, name: str, now: datetime, *, by: str) -> bool:
     return True
 
 
-def sign_in(ledger: Ledger, name: str, password: str, now: datetime, *, remote: str = "") -> User:
+def sign_in(ledger: Ledger, name: str, password: str, now: datetime, *, remote: str = "",
+            hashing: str = "standard") -> User:
     """The account, if the name and password are right and it is neither disabled nor locked;
-    every attempt is in the audit log. Raises SignInRefused."""
+    every attempt is in the audit log. Raises SignInRefused. A hash made with another profile
+    than ``hashing`` is made again with it."""
     user = ledger.user(name) if _NAME.match(name) else None
     shown = name if user is not None else (name[:64] or "?")
     if user is None or user.password_hash is None:
-        _verify(_dummy_hash(), password)
+        _verify(_dummy_hash(hashing), password)
         ledger.record_audit(now, shown, "sign_in_failed", name[:64], None, _where(remote, "unknown user or no password"))
         raise SignInRefused("wrong user name or password")
     if user.locked_until is not None and user.locked_until > now:
-        _verify(_dummy_hash(), password)
+        _verify(_dummy_hash(hashing), password)
         ledger.record_audit(now, user.name, "sign_in_failed", user.name, None,
                             _where(remote, f"account locked until {user.locked_until.isoformat(timespec='minutes')}"))
         raise SignInRefused("wrong user name or password")
@@ -106,8 +118,8 @@ def sign_in(ledger: Ledger, name: str, password: str, now: datetime, *, remote: 
         ledger.record_audit(now, user.name, "sign_in_failed", user.name, None, _where(remote, "account disabled"))
         raise SignInRefused("wrong user name or password")
     ledger.update_user(user.name, failed_sign_ins=0, locked_until=None)
-    if _HASHER.check_needs_rehash(user.password_hash):
-        ledger.update_user(user.name, password_hash=_HASHER.hash(password))
+    if HASHING[hashing].check_needs_rehash(user.password_hash):
+        ledger.update_user(user.name, password_hash=HASHING[hashing].hash(password))
     ledger.record_audit(now, user.name, "sign_in", user.name, None, _where(remote, ""))
     return user
 
@@ -225,7 +237,7 @@ def sso_failed(ledger: Ledger, reason: str, now: datetime, *, remote: str = "") 
 
 def _verify(password_hash: str, password: str) -> bool:
     try:
-        return _HASHER.verify(password_hash, password)
+        return HASHING["standard"].verify(password_hash, password)  # the parameters are the hash's own
     except (VerificationError, InvalidHashError):
         return False
 

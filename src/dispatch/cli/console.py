@@ -52,7 +52,9 @@ def users_add(app: Context, name: str, email: str, role: str, password_file: Pat
     password = _password(password_file)
     ledger = application.open_ledger(app.settings)
     try:
-        user = application.add_user(ledger, name, email, role, password, app.now(), by=application.current_user())
+        hashing = app.settings.web.password_hashing if app.settings.web else "standard"
+        user = application.add_user(ledger, name, email, role, password, app.now(), by=application.current_user(),
+                                    hashing=hashing)
     except DispatchError as exc:
         fail(exc, summary="no account was added")
     finally:

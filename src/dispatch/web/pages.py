@@ -65,7 +65,8 @@ async def login(request: Request) -> Response:
     remote = request.client.host if request.client else ""
     try:
         user = await run_in_threadpool(app.sign_in, console.ledger, values.get("username", "").strip(),
-                                       values.get("password", ""), now, remote=remote)
+                                       values.get("password", ""), now, remote=remote,
+                                       hashing=console.web.password_hashing)
     except app.SignInRefused:
         response = render(console, "login.html", 401, user=None, session=None, now=now, csrf=token, next=target,
                           error="Fel användarnamn eller lösenord, eller så är kontot spärrat en stund.", local=True,
