@@ -404,6 +404,10 @@ def test_passwords_are_hashed_with_the_configured_profile_and_made_again_at_the_
         assert stored() == LIGHT, "a wrong password changes nothing"
         app.sign_in(ledger, "anna", PASSWORDS["anna"], now, hashing="standard")
         assert stored() == STANDARD, "and back: the same password all along"
+        from dispatch.settings import PASSWORD_HASHING
+
+        for profile in PASSWORD_HASHING:  # every profile the config accepts makes hashes
+            app.add_user(ledger, f"konto-{profile}", "x@example.org", "editor", PASSWORDS["bo"], now, by="test", hashing=profile)
     finally:
         ledger.close()
     project.set_config(web__password_hashing="fast")
