@@ -298,31 +298,38 @@ class CLIServer:
         line, self.buffer = self.buffer.split(b"\n", 1)
         return json.loads(line)  # type: ignore[no-any-return]
 
-    def run(self, args: list[str], cwd: Path, env: dict[str, str], timeout: float,
-            rlimit_as: int | None = None) -> tuple[subprocess.CompletedProcess[str], Usage] | None:
+    def _fork(self, request: dict[str, Any]) -> int | None:
+        """Have the server fork a child for ``request`` (the lock held): its pid, or None
+        when the server cannot (start it, or it is stuck or gone: do without it)."""
         import json
 
+        if not self._start():
+            return None
+        assert self.process is not None and self.process.stdin is not None
+        try:
+            self.process.stdin.write((json.dumps(request) + "\n").encode())
+            self.process.stdin.flush()
+            started = self._reply(time.monotonic() + 30)
+        except (OSError, ConnectionError):
+            self.process.kill()
+            return None
+        if started is None:  # the server is stuck
+            self.process.kill()
+            self.failed = True
+            return None
+        return int(started["pid"])
+
+    def run(self, args: list[str], cwd: Path, env: dict[str, str], timeout: float,
+            rlimit_as: int | None = None) -> tuple[subprocess.CompletedProcess[str], Usage] | None:
         if not self.lock.acquire(blocking=False):
             return None
         try:
-            if not self._start():
-                return None
-            assert self.process is not None and self.process.stdin is not None
             self.count += 1
             out, err = self.outputs / f"{self.count}.out", self.outputs / f"{self.count}.err"
-            request = {"args": args, "cwd": str(cwd), "env": env, "stdout": str(out), "stderr": str(err), "rlimit_as": rlimit_as}
-            try:
-                self.process.stdin.write((json.dumps(request) + "\n").encode())
-                self.process.stdin.flush()
-                started = self._reply(time.monotonic() + 30)
-            except (OSError, ConnectionError):
-                self.process.kill()
+            pid = self._fork({"args": args, "cwd": str(cwd), "env": env, "stdout": str(out), "stderr": str(err),
+                              "rlimit_as": rlimit_as})
+            if pid is None:
                 return None
-            if started is None:  # the server is stuck: do without it
-                self.process.kill()
-                self.failed = True
-                return None
-            pid = started["pid"]
             ended = self._reply(time.monotonic() + timeout)
             timed_out = ended is None
             if timed_out:
@@ -343,28 +350,11 @@ class CLIServer:
         """Start the command without waiting for it: its pid, its stdout and stderr in
         ``outputs``/stdout and /stderr, its exit status in ``outputs``/status when it ends.
         None: run it the ordinary way (see run())."""
-        import json
-
         if not self.lock.acquire(blocking=False):
             return None
         try:
-            if not self._start():
-                return None
-            assert self.process is not None and self.process.stdin is not None
-            request = {"args": args, "cwd": str(cwd), "env": env, "stdout": str(outputs / "stdout"),
-                       "stderr": str(outputs / "stderr"), "status_file": str(outputs / "status")}
-            try:
-                self.process.stdin.write((json.dumps(request) + "\n").encode())
-                self.process.stdin.flush()
-                started = self._reply(time.monotonic() + 30)
-            except (OSError, ConnectionError):
-                self.process.kill()
-                return None
-            if started is None:
-                self.process.kill()
-                self.failed = True
-                return None
-            return int(started["pid"])
+            return self._fork({"args": args, "cwd": str(cwd), "env": env, "stdout": str(outputs / "stdout"),
+                               "stderr": str(outputs / "stderr"), "status_file": str(outputs / "status")})
         finally:
             self.lock.release()
 
