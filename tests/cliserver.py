@@ -108,6 +108,7 @@ def serve() -> None:
         if not line:
             return
         request = json.loads(line)
+        status_file = request.get("status_file")  # set: a command in the background
         # A background child that ended before it is in BACKGROUND would be missed: hold
         # SIGCHLD until it is (the child unblocks it for itself).
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
@@ -115,11 +116,11 @@ def serve() -> None:
         if pid == 0:
             child(request)  # raises SystemExit (or anything else) up to the interpreter
             return
-        if request.get("status_file"):
-            BACKGROUND[pid] = request["status_file"]
+        if status_file:
+            BACKGROUND[pid] = status_file
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
         os.write(replies, (json.dumps({"pid": pid}) + "\n").encode())
-        if request.get("status_file"):
+        if status_file:
             continue
         _, status, usage = os.wait4(pid, 0)
         answer = {
