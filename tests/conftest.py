@@ -27,6 +27,8 @@ import pytest
 import yaml
 from aiosmtpd.controller import Controller
 
+from smtpserver import WholeDataController
+
 ROOT = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # The program remembers every ledger it used (to notice one that vanished); the tests'
@@ -184,7 +186,7 @@ def free_port() -> int:
 def start_server(handler: RecordingHandler, **options: Any) -> tuple[Controller, SMTPServer]:
     # aiosmtpd's readiness probe connects to the configured port, so port 0 cannot be used.
     port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port, decode_data=False, **options)
+    controller = WholeDataController(handler, hostname="127.0.0.1", port=port, decode_data=False, **options)
     controller.start()
     return controller, SMTPServer("127.0.0.1", port, handler)
 

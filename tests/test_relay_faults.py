@@ -129,9 +129,9 @@ def _free_port() -> int:
 
 
 def _start_on(handler: RecordingHandler, port: int) -> Any:
-    from aiosmtpd.controller import Controller
+    from smtpserver import WholeDataController
 
-    controller = Controller(handler, hostname="127.0.0.1", port=port, decode_data=False)
+    controller = WholeDataController(handler, hostname="127.0.0.1", port=port, decode_data=False)
     controller.start()
     return controller
 

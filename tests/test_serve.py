@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from conftest import (
     STOCKHOLM,
@@ -40,6 +39,7 @@ from conftest import (
 from dispatch.app.service import Service, install_jobs
 from dispatch.config import Schedule, load_settings
 from dispatch.timetable import Action, cron_weekdays, due_runs, send_trigger
+from smtpserver import WholeDataController
 
 DISTINCT_SAMPLE_RECIPIENTS = 49
 DAY = date(2024, 11, 17)
@@ -136,7 +136,7 @@ def start_cron_serve() -> tuple[CronServe, Callable[[], None]]:
     project = copy_project(root)
     handler = RecordingHandler()
     port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port, decode_data=False)
+    controller = WholeDataController(handler, hostname="127.0.0.1", port=port, decode_data=False)
     controller.start()
     server = SMTPServer("127.0.0.1", port, handler)
     project.use_smtp(server, connections=2)
