@@ -1,7 +1,7 @@
 """Issue 16, "one way in": the layering that DESIGN.md describes, checked on the source.
 
-X
-scheduler service) reaches the rest of the program only through ``dispatch.app`` (plus the error types and the
+cli -> app -> pipeline -> the stages. The command line (whose `serve` command runs app's
+scheduler service) and the console reach the rest of the program only through ``dispatch.app`` (plus the error types and the
 settings), so that the console, the CLI and the service share one set of functions and one
 approval rule. Imports are read with ``ast``: type-only imports (``if TYPE_CHECKING:``)
 and imports inside functions count too.
