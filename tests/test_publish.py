@@ -181,6 +181,46 @@ def _settings_and_edition(project: Project, day: str) -> tuple[Any, Any]:
     return settings, app.read_edition(settings, date.fromisoformat(day), None, now)
 
 
+def test_the_accessibility_statement_is_written_under_the_publish_lock(project: Project, tmp_path: Path) -> None:
+    """Two publishers at once (two `serve` nodes, or serve and an operator's publish): the one
+    holding the lock clears leftover temporary files, so a page written without the lock could
+    lose its temporary file before its rename (seen: FileNotFoundError from a service's send)."""
+    import fcntl
+    import os
+    from datetime import date, datetime
+
+    from dispatch.publish import PublishError, publish_edition
+    from dispatch.statement import write_statement
+
+    intranet = tmp_path / "intranet"
+    settings, edition = _settings_and_edition(project, "2024-11-17")
+    publish_edition(edition, intranet, settings.templates_dir, datetime(2024, 11, 17, 15, 0, tzinfo=settings.timezone))
+    renamed: list[str] = []
+
+    def replace_holding_the_lock(source: Any, target: Any) -> None:
+        other = os.open(intranet / ".publish.lock", os.O_RDWR)  # another open file: flock sees another owner
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(other)
+        renamed.append(Path(target).name)
+        os.replace(source, target)
+
+    today = date(2024, 11, 17)
+    write_statement(settings.accessibility, settings.report.title, settings.templates_dir, intranet, today,
+                    replace=replace_holding_the_lock)
+    assert renamed == ["tillganglighet.html"]
+    assert "Tillgänglighetsredogörelse" in (intranet / "tillganglighet.html").read_text(encoding="utf-8")
+
+    # Like the edition pages, the statement is never written through a symbolic link.
+    (intranet / "tillganglighet.html").unlink()
+    (intranet / "tillganglighet.html").symlink_to(tmp_path / "elsewhere.html")
+    with pytest.raises(PublishError, match="symbolic link"):
+        write_statement(settings.accessibility, settings.report.title, settings.templates_dir, intranet, today)
+    assert not (tmp_path / "elsewhere.html").exists()
+
+
 def test_interrupted_rename_leaves_the_previous_page_intact(project: Project, tmp_path: Path) -> None:
     from datetime import datetime
 

@@ -292,14 +292,7 @@ def publish_edition(
     """
     templates = web_templates_dir(email_templates_dir)
     page_html = render_page(edition, templates, now)
-    if directory.is_symlink():
-        raise PublishError(directory, (
-            f"the publish directory is a symbolic link (to {_link_target(directory)}); dispatch does not "
-            "follow links there; set publish.dir to the real directory"))
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise PublishError(directory, f"cannot create the publish directory: {exc.strerror}") from None
+    _make_directory(directory)
     page = directory / page_name(edition.date)
     try:
         with _Locked(directory):
@@ -320,3 +313,29 @@ def publish_edition(
     except OSError as exc:
         raise PublishError(Path(exc.filename) if exc.filename else directory, exc.strerror or str(exc)) from None
     return Published(page=page, index=directory / INDEX, manifest=directory / MANIFEST)
+
+
+def publish_page(directory: Path, name: str, data: bytes, what: str, *, replace: Replace = os.replace) -> Path:
+    """Write one more page (``what``, for messages) into the publish directory, under the
+    same lock as the editions: another publisher clears the temporary files it finds there
+    while it holds the lock, and would otherwise remove this page's before its rename."""
+    _make_directory(directory)
+    path = directory / name
+    try:
+        with _Locked(directory):
+            _refuse_link(path, what)
+            write_atomic(path, data, replace=replace)
+    except OSError as exc:
+        raise PublishError(Path(exc.filename) if exc.filename else directory, exc.strerror or str(exc)) from None
+    return path
+
+
+def _make_directory(directory: Path) -> None:
+    if directory.is_symlink():
+        raise PublishError(directory, (
+            f"the publish directory is a symbolic link (to {_link_target(directory)}); dispatch does not "
+            "follow links there; set publish.dir to the real directory"))
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PublishError(directory, f"cannot create the publish directory: {exc.strerror}") from None

@@ -4,11 +4,12 @@ beside the intranet copy (``tillganglighet.html``)."""
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from pathlib import Path
 
-from dispatch.atomic import write_atomic
-from dispatch.publish import INDEX, _render, web_templates_dir
+from dispatch.atomic import Replace
+from dispatch.publish import INDEX, _render, publish_page, web_templates_dir
 from dispatch.settings import AccessibilitySettings
 
 PAGE = "tillganglighet.html"
@@ -21,12 +22,9 @@ def statement_body(accessibility: AccessibilitySettings, service: str, email_tem
 
 
 def write_statement(accessibility: AccessibilitySettings, service: str, email_templates_dir: Path, directory: Path,
-                    today: date) -> Path:
+                    today: date, *, replace: Replace = os.replace) -> Path:
     """``tillganglighet.html`` in the intranet copy's directory."""
     templates = web_templates_dir(email_templates_dir)
     body = statement_body(accessibility, service, email_templates_dir, today)
     page = _render(templates, PAGE, {"service": service, "body": body, "index_href": INDEX})
-    path = directory / PAGE
-    directory.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, page.encode("utf-8"))
-    return path
+    return publish_page(directory, PAGE, page.encode("utf-8"), "the accessibility statement", replace=replace)
