@@ -327,6 +327,18 @@ def test_the_ehlo_name_is_fully_qualified_by_default_and_configurable(sample: Pr
     assert configured == "rapport.region.example.se"
 
 
+def test_reading_the_config_does_not_look_up_the_ehlo_name(sample: Project) -> None:
+    """The default needs the system's fully qualified name, which may ask DNS: only the transport,
+    made when something is sent, looks it up, so `status` or the console never wait for DNS."""
+    sample.set_config(transport={"kind": "smtp", "host": "127.0.0.1"})
+    transport = settings_of(sample).transport
+    assert (transport.ehlo_name, transport.ehlo_fallback) == ("", "example.org")
+    from dispatch.transport import default_ehlo_name
+
+    chosen = default_ehlo_name(transport.ehlo_fallback)  # what the transport uses (the test above sees it in EHLO)
+    assert "." in chosen and not chosen.startswith("localhost"), chosen
+
+
 def test_a_bare_host_name_as_ehlo_name_is_refused_at_its_line(sample: Project) -> None:
     sample.set_config(transport={"kind": "smtp", "host": "127.0.0.1", "ehlo_name": "vm"})
     with pytest.raises(InputError) as caught:

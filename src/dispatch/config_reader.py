@@ -5,8 +5,6 @@ from __future__ import annotations
 import difflib
 import math
 import os
-import re
-import socket
 from collections.abc import Sequence
 from email.headerregistry import Address
 from email.utils import parseaddr
@@ -14,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dispatch.errors import Problem, display_path
-from dispatch.settings import _CONTROL
+from dispatch.settings import _CONTROL, FQDN
 from dispatch.yamlsource import LineDict
 
 
@@ -170,25 +168,10 @@ def _sqlite_options(reader: _Reader, value: str, line: int) -> None:
             reader.problem(line, f"'ledger': ?timeout= takes seconds between 0 and 3600, not {number!r}")
 
 
-# A name with at least one dot, of labels that start and end with a letter or digit; or an
-# address literal. Relays (and spam filters) look for a dot: a bare host name ('vm') fails.
-_FQDN = re.compile(r"^(?=.{4,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9-]{2,63}$"
-                   r"|^\[(?:\d{1,3}(?:\.\d{1,3}){3}|IPv6:[0-9A-Fa-f:.]+)\]$")
-
-
-def default_ehlo_name(sender_domain: str) -> str:
-    """The system's fully qualified name when it has one (a dot, and not localhost's), else
-    the sender's domain. Only for SMTP: the lookup may ask DNS."""
-    fqdn = socket.getfqdn()
-    if _FQDN.match(fqdn) and not fqdn.lower().startswith("localhost"):
-        return fqdn
-    return sender_domain
-
-
 def _sender_domain(raw: LineDict) -> str:
     """The domain of sender.from as written (the sender reader checks and reports it)."""
     sender = raw.get("sender")
     value = sender.get("from") if isinstance(sender, dict) else None
     address = parseaddr(value)[1] if isinstance(value, str) else ""
     domain = address.rpartition("@")[2].strip()
-    return domain if _FQDN.match(domain) else "example.org"
+    return domain if FQDN.match(domain) else "example.org"

@@ -7,7 +7,7 @@ import re
 from datetime import date
 from pathlib import Path
 
-from dispatch.config_reader import _FQDN, _finite, _parse_address, _Reader, _sender_domain, _shown_number, default_ehlo_name
+from dispatch.config_reader import _finite, _parse_address, _Reader, _sender_domain, _shown_number
 from dispatch.models import ROLES
 from dispatch.settings import (
     _ACCESSIBILITY_KEYS,
@@ -22,6 +22,7 @@ from dispatch.settings import (
     _TRANSPORT_KEYS,
     _WEB_KEYS,
     DEFAULT_RETRY_MINUTES,
+    FQDN,
     PASSWORD_HASHING,
     AccessibilitySettings,
     BounceSettings,
@@ -80,12 +81,10 @@ def _read_transport(reader: _Reader, raw: LineDict) -> TransportSettings:
     rate = reader.number(section, "rate_per_minute", (int, float), 0, p, low=0, rule="0 (no limit) or a finite number above 0")
     retry = _retry_minutes(reader, section)
     ehlo = reader.text(section, "ehlo_name", None, p)
-    if ehlo is not None and not _FQDN.match(ehlo):
+    if ehlo is not None and not FQDN.match(ehlo):
         reader.problem(section.line_of("ehlo_name"), "'transport.ehlo_name' must be a fully qualified domain name like "
                        f"mail.example.org, or an address literal like [192.0.2.1], not {ehlo!r}")
         ehlo = None
-    if ehlo is None and kind == "smtp":
-        ehlo = default_ehlo_name(_sender_domain(raw))
     return TransportSettings(
         kind=kind,
         path=reader.relative(reader.text(section, "path", "var/outbox", p)) or Path("var/outbox"),
@@ -107,6 +106,7 @@ def _read_transport(reader: _Reader, raw: LineDict) -> TransportSettings:
         retry_window_hours=reader.number(section, "retry_window_hours", float, 24.0, p, above=0,
                                          rule="a finite number of hours above 0"),
         ehlo_name=ehlo or "",
+        ehlo_fallback=_sender_domain(raw) if kind == "smtp" else "",
     )
 
 

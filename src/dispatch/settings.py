@@ -12,6 +12,10 @@ from dispatch.errors import display_path
 
 DEFAULT_RETRY_MINUTES = (1, 2, 5, 10, 30)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# A name with at least one dot, of labels that start and end with a letter or digit; or an
+# address literal. Relays (and spam filters) look for a dot: a bare host name ('vm') fails.
+FQDN = re.compile(r"^(?=.{4,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9-]{2,63}$"
+                  r"|^\[(?:\d{1,3}(?:\.\d{1,3}){3}|IPv6:[0-9A-Fa-f:.]+)\]$")
 
 # The keys each mapping of the config may hold; any other key is reported with the
 # nearest of these as a hint. bounces, web, sender.return_path and sender.verp are the
@@ -75,9 +79,12 @@ class TransportSettings:
     timeout_seconds: float = 60.0
     retry_minutes: tuple[float, ...] = DEFAULT_RETRY_MINUTES
     retry_window_hours: float = 24.0
-    # The name given in EHLO: a fully qualified one (RFC 5321 4.1.1.1), set from the config
-    # or the system; "" only for settings made in code (the transport then uses the host name).
+    # The name given in EHLO (RFC 5321 4.1.1.1: fully qualified): the configured one, or ""
+    # for the transport to choose when it is made (the system's name, else ``ehlo_fallback``,
+    # the sender's domain). Not looked up here: the lookup may ask DNS, which every command
+    # would then wait for, `status` included.
     ehlo_name: str = ""
+    ehlo_fallback: str = ""
 
     @property
     def endpoint(self) -> str:

@@ -17,6 +17,7 @@ from dispatch.config import TransportSettings
 from dispatch.errors import AuthenticationError, TransportError
 from dispatch.maildir import MaildirTransport as MaildirTransport  # the other Transport; one import place
 from dispatch.models import QUOTA_EXCEEDED, Outcome, State
+from dispatch.settings import FQDN
 from dispatch.smtpreply import ReplyError, StrictSMTP, StrictSMTP_SSL
 
 
@@ -61,15 +62,23 @@ _BASE64_BLOB = re.compile(r"(?<![A-Za-z0-9+/])(?=[A-Za-z0-9+/]*[0-9+/])[A-Za-z0-
 # -- SMTP ----------------------------------------------------------------------
 
 
+def default_ehlo_name(fallback: str) -> str:
+    """The system's fully qualified name when it has one (a dot, and not localhost's), else
+    ``fallback`` (the sender's domain), else the host name. The lookup may ask DNS."""
+    fqdn = socket.getfqdn()
+    if FQDN.match(fqdn) and not fqdn.lower().startswith("localhost"):
+        return fqdn
+    return fallback or socket.gethostname()
+
+
 class SMTPTransport:
     def __init__(self, settings: TransportSettings, password: str | None = None, token_source: TokenSource | None = None) -> None:
         self.settings = settings
         self.endpoint = settings.endpoint
         self._password = password
         self._token_source = token_source
-        # Chosen once, in the config (transport.ehlo_name, else a fully qualified default): no
-        # lookup per connection. Settings made in code may leave it empty.
-        self._helo = settings.ehlo_name or socket.gethostname()
+        # Chosen once, when the transport is made (not per connection, not in every command).
+        self._helo = settings.ehlo_name or default_ehlo_name(settings.ehlo_fallback)
         self._context: ssl.SSLContext | None = None
         if settings.security != "none":
             context = ssl.create_default_context()
