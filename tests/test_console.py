@@ -368,7 +368,8 @@ def test_six_wrong_passwords_lock_the_account_until_the_lock_ends(project: Proje
         log = sign_in(base, "olle").get("/audit").text
     failed = log.count('data-action="sign_in_failed"')
     assert failed == 8, f"each attempt is in the audit log ({failed})"
-    assert log.count('data-action="locked"') == 1 and "wrong password (5)" in log and "account locked until" in log
+    assert log.count('data-action="locked"') == 1 and "fel lösenord (försök 5)" in log and "kontot spärrat till" in log
+    assert "wrong password" not in log, "the details are shown in Swedish"
 
 
 STANDARD = (3, 64 * 1024, 4)  # passes, KiB, lanes: RFC 9106's second recommended profile

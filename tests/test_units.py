@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, STOCKHOLM
 from dispatch.config import ReportSettings, StandingSection
 from dispatch.edition import assemble
 from dispatch.errors import DispatchError, InputError
@@ -321,3 +321,38 @@ def test_encode_words_are_at_most_75_characters_on_one_line_and_decode_to_the_te
         assert len(words) > 1, "a long text takes several words"
     if len(text.encode()) <= 45:
         assert len(words) == 1, "a short one fits in one"
+
+
+# -- the console's audit log in Swedish ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("recorded", "shown"), [
+    ("from 10.0.0.7; wrong password (2)", "från 10.0.0.7; fel lösenord (försök 2)"),
+    ("from 10.0.0.7; unknown user or no password", "från 10.0.0.7; okänd användare eller inget lösenord"),
+    ("account locked until 2024-11-18T09:15+00:00", "kontot spärrat till 2024-11-18 10:15"),  # Stockholm time
+    ("5 failed sign-ins: locked for 15 minutes", "5 misslyckade inloggningar: spärrat i 15 minuter"),
+    ("from 10.0.0.7; account disabled", "från 10.0.0.7; kontot är avstängt"),
+    ("from 10.0.0.7; single sign-on", "från 10.0.0.7; enkel inloggning"),
+    ("role approver, bo@region.example.se", "roll godkännare, bo@region.example.se"),
+    ("role editor, no address; single sign-on", "roll redaktör, ingen e-postadress; enkel inloggning"),
+    ("role editor -> approver; email - -> bo@example.org (from the identity provider)",
+     "roll redaktör -> godkännare; e-post - -> bo@example.org (från identitetsleverantören)"),
+    ("revision 2", "version 2"),
+    ("revision 2 of 2024-11-17.r1.edition", "version 2 av 2024-11-17.r1.edition"),
+    ("1 approval(s)", "1 godkännande"),
+    ("3 approval(s)", "3 godkännanden"),
+    ("kept text 7; file 826f0a291683", "texten sparad som 7; filen 826f0a291683"),
+    ("12 deferred recipient(s)", "12 försenade mottagare"),
+    ("49 recipient(s)", "49 mottagare"),
+    ("1 recipient(s) (test)", "1 mottagare (provutskick)"),
+    ("no console role for groups ['kommunikation']", "ingen roll i konsolen för groups ['kommunikation']"),
+    ("from 10.0.0.1; the name belongs to a local account", "från 10.0.0.1; namnet hör till ett lokalt konto"),
+    ("the name belongs to another person at the identity provider", "namnet hör till en annan person hos identitetsleverantören"),
+    ("the account is disabled in the console", "kontot är avstängt i konsolen"),
+    ("json", "json"),  # what has no Swedish wording stays as recorded
+    ("", ""),
+])
+def test_the_audit_logs_details_are_shown_in_swedish(recorded: str, shown: str) -> None:
+    from dispatch.web.swedish import swedish_audit_detail
+
+    assert swedish_audit_detail(recorded, STOCKHOLM) == shown

@@ -26,7 +26,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from dispatch.app import Clock, Ledger, Runs, User, active_user, audit
 from dispatch.config import Settings, WebSettings
 from dispatch.web.sessions import Session, Sessions, csrf_ok
-from dispatch.web.swedish import swedish_plan
+from dispatch.web.swedish import ROLE_NAMES, swedish_audit_detail, swedish_plan
 
 HERE = Path(__file__).parent
 STATIC_VERSION = "3"  # bump when static files change, so browsers fetch them again
@@ -102,6 +102,8 @@ def templates() -> Environment:
                                                     if value else "")
     env.globals.update(state_names=STATE_NAMES, count_names=COUNT_NAMES, action_names=ACTION_NAMES)
     env.filters["swedish_plan"] = swedish_plan
+    env.filters["audit_detail"] = swedish_audit_detail
+    env.globals["role_names"] = ROLE_NAMES
     return env
 
 

@@ -9,6 +9,8 @@ meets often: tests/test_console.py checks that the common ones are translated.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from datetime import UTC, datetime, tzinfo
 
 _CATALOGUE: list[tuple[re.Pattern[str], str]] = [(re.compile(pattern, re.DOTALL), swedish) for pattern, swedish in [
     # editorial.py: what editors write
@@ -117,3 +119,71 @@ def swedish(message: str) -> str:
             parts = {key: swedish(value) if key == "r" else value for key, value in found.groupdict().items()}
             return wording.format(**parts)
     return message
+
+
+# -- the audit log's details ---------------------------------------------------------------------
+# The ledger keeps them in English (the command line and the exports read them); the console's
+# log shows them in Swedish, part by part ("from 10.0.0.7; wrong password (2)").
+
+_MOMENT = re.compile(r"\b\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:[+-]\d\d:\d\d|Z)")
+
+
+def _local(moment: str, zone: tzinfo) -> str:
+    try:
+        return datetime.fromisoformat(moment).astimezone(zone).strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return moment
+
+
+ROLE_NAMES = {"editor": "redaktör", "approver": "godkännare", "operator": "operatör"}
+_FROM_PROVIDER = " (from the identity provider)"
+
+
+def _role(name: str) -> str:
+    return ROLE_NAMES.get(name, name)
+
+
+_DETAIL_PARTS: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [(re.compile(pattern), wording) for pattern, wording in [
+    (r"^from (?P<r>.+)$", lambda m: f"från {m['r']}"),
+    (r"^unknown user or no password$", lambda m: "okänd användare eller inget lösenord"),
+    (r"^account locked until (?P<t>.+)$", lambda m: f"kontot spärrat till {m['t']}"),
+    (r"^wrong password \((?P<n>\d+)\)$", lambda m: f"fel lösenord (försök {m['n']})"),
+    (r"^(?P<n>\d+) failed sign-ins: locked for (?P<m>\d+) minutes$",
+     lambda m: f"{m['n']} misslyckade inloggningar: spärrat i {m['m']} minuter"),
+    (r"^account disabled$", lambda m: "kontot är avstängt"),
+    (r"^single sign-on$", lambda m: "enkel inloggning"),
+    (r"^role (?P<r>\w+), no address$", lambda m: f"roll {_role(m['r'])}, ingen e-postadress"),
+    (r"^role (?P<r>\w+), (?P<a>.+)$", lambda m: f"roll {_role(m['r'])}, {m['a']}"),
+    (r"^role (?P<o>\S+) -> (?P<n>\S+)$", lambda m: f"roll {_role(m['o'])} -> {_role(m['n'])}"),
+    (r"^email (?P<c>.+)$", lambda m: f"e-post {m['c']}"),
+    (r"^revision (?P<n>\d+)$", lambda m: f"version {m['n']}"),
+    (r"^revision (?P<n>\d+) of (?P<d>.+)$", lambda m: f"version {m['n']} av {m['d']}"),
+    (r"^(?P<n>\d+) approval\(s\)$", lambda m: f"{m['n']} godkännande{'' if m['n'] == '1' else 'n'}"),
+    (r"^kept text (?P<k>\S+)$", lambda m: f"texten sparad som {m['k']}"),
+    (r"^file (?P<h>\S+)$", lambda m: f"filen {m['h']}"),
+    (r"^(?P<n>\d+) deferred recipient\(s\)$", lambda m: f"{m['n']} försenade mottagare"),
+    (r"^(?P<n>\d+) recipient\(s\)(?P<t> \(test\))?$", lambda m: f"{m['n']} mottagare" + (" (provutskick)" if m["t"] else "")),
+    (r"^no console role for (?P<c>.+)$", lambda m: f"ingen roll i konsolen för {m['c']}"),
+    (r"^the name belongs to a local account$", lambda m: "namnet hör till ett lokalt konto"),
+    (r"^the name belongs to another person at the identity provider$",
+     lambda m: "namnet hör till en annan person hos identitetsleverantören"),
+    (r"^the account is disabled in the console$", lambda m: "kontot är avstängt i konsolen"),
+]]
+
+
+def swedish_audit_detail(detail: str, zone: tzinfo = UTC) -> str:
+    """An audit entry's detail as the console shows it; a part without an entry stays as written.
+    Moments in it (recorded in UTC) are shown in ``zone``, as the log's own times are."""
+    detail = _MOMENT.sub(lambda m: _local(m[0], zone), detail)
+    shown = []
+    for part in detail.split("; "):
+        suffix = ""
+        if part.endswith(_FROM_PROVIDER):
+            part, suffix = part[: -len(_FROM_PROVIDER)], " (från identitetsleverantören)"
+        for pattern, wording in _DETAIL_PARTS:
+            found = pattern.match(part)
+            if found:
+                part = wording(found)
+                break
+        shown.append(part + suffix)
+    return "; ".join(shown)
