@@ -329,6 +329,80 @@ def test_an_urgent_message_needs_a_subject_a_list_and_a_confirmation(project: Pr
         console.stop()
 
 
+def test_retry_now_sends_the_deferred_and_the_unknown_at_once_while_the_send_waits(
+        project: Project, smtp_server: SMTPServer) -> None:
+    """A relay refuses two recipients for now (451) and loses the reply to two messages after
+    their final dot (unknown: it may have them). The console's send waits a minute for them;
+    "Försök igen nu" makes all four due at once, as a person's rerun on the command line would,
+    and the waiting send takes them (the unknown ones with the same Message-ID)."""
+    from datetime import UTC
+
+    from dispatch import app
+    from dispatch.config import load_settings
+    from dispatch.models import State
+
+    project.use_smtp(smtp_server, connections=1, retry_minutes=[1])
+    project.set_config(approval="four_eyes", notify=[])
+    big_list(project, 12)
+    add_users(project, ("anna", "bo", "olle"))
+    everyone = addresses(12)
+    refused, lost = set(everyone[2:4]), set(everyone[6:8])
+    relay_trouble = True
+    handler = smtp_server.handler
+    handler.rcpt_reply = lambda address: "451 4.3.0 Try again later" if relay_trouble and address in refused else None
+    handler.drop_after_data = lambda envelope: relay_trouble and envelope.rcpt_tos[0] in lost
+    console = WebProcess(project)
+    try:
+        approved_edition(console.base, DAY)
+        olle = sign_in(console.base, "olle")
+        confirm = olle.get(f"/editions/{DAY.isoformat()}/send")
+        expected = re.search(r'name="expected" value="([^"]+)"', confirm.text)
+        assert expected
+        name = expected.group(1)
+        assert olle.post(f"/editions/{DAY.isoformat()}/send",
+                         data={"csrf": csrf_of(confirm.text), "expected": name}).status_code == 303
+        ledger = app.open_ledger(load_settings(project.config_path))
+        try:
+            deadline = time.monotonic() + 60
+            while (record := ledger.find_dispatch(name)) is None:  # the run opens it in its own thread
+                assert time.monotonic() < deadline, "the send did not start"
+                time.sleep(0.05)
+
+            def waiting() -> dict[str, State]:
+                return {d.address: d.state for d in ledger.deliveries(record.id) if d.state is not State.SENT}
+
+            deadline = time.monotonic() + 60
+            while waiting() != {**dict.fromkeys(refused, State.DEFERRED), **dict.fromkeys(lost, State.UNKNOWN)}:
+                assert time.monotonic() < deadline, waiting()
+                time.sleep(0.05)
+            run_page = olle.get(f"/runs/{name}")
+            assert "Försök igen nu" in run_page.text
+            first_ids = {d.address: d.message_id for d in ledger.deliveries(record.id) if d.address in lost}
+            relay_trouble = False
+            clicked = datetime.now(UTC)
+            assert olle.post(f"/runs/{name}/retry", data={"csrf": csrf_of(run_page.text)}).status_code == 303
+            # Due at once (or already sent again): none of the four is left for the minute's retry.
+            for delivery in ledger.deliveries(record.id):
+                if delivery.state is not State.SENT:
+                    assert delivery.next_attempt_at is not None and delivery.next_attempt_at <= clicked + timedelta(seconds=5), delivery
+            with olle.stream("GET", f"/runs/{name}/events") as events:
+                last = None
+                for line in events.iter_lines():
+                    if line.startswith("data:"):
+                        last = json.loads(line[5:])
+            assert last is not None and last["state"] == "finished" and last["counts"]["sent"] == 12, last
+            resent = {d.address: d.message_id for d in ledger.deliveries(record.id) if d.address in lost}
+            assert resent == first_ids, "an unknown one goes again with the Message-ID it may already have"
+        finally:
+            ledger.close()
+        got = handler.recipients()
+        assert set(got) == set(everyone) and sorted(got).count(everyone[6]) == 2, "the lost ones twice, the rest once"
+        log = sign_in(console.base, "olle").get("/audit").text
+        assert 'data-action="retry_now"' in log and "4 väntande mottagare" in log
+    finally:
+        console.stop()
+
+
 def test_a_stopped_or_unknown_run_and_retry_now_are_operators_only(project: Project, smtp_server: SMTPServer) -> None:
     console = console_for(project, smtp_server, 3, rate=0)
     try:

@@ -342,7 +342,8 @@ def test_encode_words_are_at_most_75_characters_on_one_line_and_decode_to_the_te
     ("1 approval(s)", "1 godkännande"),
     ("3 approval(s)", "3 godkännanden"),
     ("kept text 7; file 826f0a291683", "texten sparad som 7; filen 826f0a291683"),
-    ("12 deferred recipient(s)", "12 försenade mottagare"),
+    ("12 deferred recipient(s)", "12 väntande mottagare"),  # as recorded before unknown ones were retried too
+    ("12 waiting recipient(s)", "12 väntande mottagare"),
     ("49 recipient(s)", "49 mottagare"),
     ("1 recipient(s) (test)", "1 mottagare (provutskick)"),
     ("no console role for groups ['kommunikation']", "ingen roll i konsolen för groups ['kommunikation']"),

@@ -90,7 +90,7 @@ from dispatch.app.editions import (
 )
 from dispatch.app.overview import EditionState, ScheduleDay, approvals_of, edition_state, today
 from dispatch.app.records import Status, approval_history, edition_note, export, find_dispatch, history, status
-from dispatch.app.runs import Confirmation, Recipe, Run, Runs, confirm, recipe_for, retry_deferred_now
+from dispatch.app.runs import Confirmation, Recipe, Run, Runs, confirm, recipe_for, retry_waiting_now
 from dispatch.app.scheduled import Job, ServeClock, Service, schedule_jobs
 from dispatch.app.sending import duration, mail_notice, notify_summary, plan_for, plan_line, send
 from dispatch.app.urgent import urgent_fields, urgent_path, write_urgent
@@ -212,7 +212,7 @@ __all__ = [
     "read_secret",
     "recipe_for",
     "repeat_bouncers",
-    "retry_deferred_now",
+    "retry_waiting_now",
     "review",
     "review_now",
     "revocation_notes",

@@ -228,11 +228,12 @@ def recipe_for(settings: Settings, name: str) -> Recipe | None:
     return Recipe(date.fromisoformat(record.edition_date))
 
 
-def retry_deferred_now(settings: Settings, name: str, now: datetime) -> int:
-    """Deferred recipients of the dispatch become due now ("Försök igen nu")."""
+def retry_waiting_now(settings: Settings, name: str, now: datetime) -> int:
+    """The dispatch's recipients waiting for a later attempt (deferred, unknown) become due now
+    ("Försök igen nu")."""
     ledger = open_ledger(settings)
     try:
         record = ledger.find_dispatch(name)
-        return ledger.retry_deferred_now(record.id, now) if record else 0
+        return ledger.retry_waiting_now(record.id, now) if record else 0
     finally:
         ledger.close()

@@ -154,9 +154,9 @@ class Ledger:
         """Failed rows back to pending, on purpose (after the cause was fixed). Entries that"""
         return queue.requeue_failed(self.db, dispatch_id, now)
 
-    def retry_deferred_now(self, dispatch_id: int, now: datetime) -> int:
-        """Deferred rows due now (an operator's "try again now")."""
-        return queue.retry_deferred_now(self.db, dispatch_id, now)
+    def retry_waiting_now(self, dispatch_id: int, now: datetime) -> int:
+        """Deferred and unknown rows due now (an operator's "try again now")."""
+        return queue.retry_waiting_now(self.db, dispatch_id, now)
 
     def states_by_key(self, dispatch_id: int) -> dict[str, str]:
         """Each recipient key of the dispatch and its state (for a dry run's exact plan)."""

@@ -199,12 +199,15 @@ def requeue_failed(db: Database, dispatch_id: int, now: datetime) -> int:
     return result.rowcount or 0
 
 
-def retry_deferred_now(db: Database, dispatch_id: int, now: datetime) -> int:
-    """Deferred rows due now instead of at their backoff time (an operator's "try again now")."""
+def retry_waiting_now(db: Database, dispatch_id: int, now: datetime) -> int:
+    """Rows waiting for a later attempt (deferred, and unknown: the relay may have the message,
+    which goes again with the same Message-ID) due now instead of at their backoff time (an
+    operator's "try again now", as a person's rerun on the command line retries them)."""
     with db.engine.begin() as conn:
         result = conn.execute(
             deliveries.update()
-            .where(deliveries.c.dispatch_id == dispatch_id, deliveries.c.state == State.DEFERRED.value)
+            .where(deliveries.c.dispatch_id == dispatch_id,
+                   deliveries.c.state.in_([State.DEFERRED.value, State.UNKNOWN.value]))
             .values(next_attempt_at=_utc(now), updated_at=_utc(now))
         )
     return result.rowcount or 0

@@ -143,8 +143,8 @@ async def retry_now(request: Request, visit: Visit) -> Response:
     recipe = app.recipe_for(visit.console.settings, name)
     if recipe is None:
         return not_found(visit, "Det här utskicket kan inte skickas igen härifrån.")
-    count = await run_in_threadpool(app.retry_deferred_now, visit.console.settings, name, visit.now)
-    visit.audit("retry_now", name, None, f"{count} deferred recipient(s)")
+    count = await run_in_threadpool(app.retry_waiting_now, visit.console.settings, name, visit.now)
+    visit.audit("retry_now", name, None, f"{count} waiting recipient(s)")
     if visit.console.runs.wake(name):  # a send of it runs here: it tries them now instead of after its wait
         return RedirectResponse(f"/runs/{name}", status_code=303)
     return await _start(visit, recipe, name, day=recipe.day)

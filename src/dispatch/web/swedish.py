@@ -161,7 +161,7 @@ _DETAIL_PARTS: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [(
     (r"^(?P<n>\d+) approval\(s\)$", lambda m: f"{m['n']} godkännande{'' if m['n'] == '1' else 'n'}"),
     (r"^kept text (?P<k>\S+)$", lambda m: f"texten sparad som {m['k']}"),
     (r"^file (?P<h>\S+)$", lambda m: f"filen {m['h']}"),
-    (r"^(?P<n>\d+) deferred recipient\(s\)$", lambda m: f"{m['n']} försenade mottagare"),
+    (r"^(?P<n>\d+) (?:deferred|waiting) recipient\(s\)$", lambda m: f"{m['n']} väntande mottagare"),
     (r"^(?P<n>\d+) recipient\(s\)(?P<t> \(test\))?$", lambda m: f"{m['n']} mottagare" + (" (provutskick)" if m["t"] else "")),
     (r"^no console role for (?P<c>.+)$", lambda m: f"ingen roll i konsolen för {m['c']}"),
     (r"^the name belongs to a local account$", lambda m: "namnet hör till ett lokalt konto"),
