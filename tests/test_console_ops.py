@@ -403,6 +403,42 @@ def test_retry_now_sends_the_deferred_and_the_unknown_at_once_while_the_send_wai
         console.stop()
 
 
+@pytest.mark.slow  # Chromium; the fast twin: test_retry_now_sends_the_deferred_and_the_unknown_at_once_while_the_send_waits
+def test_the_run_page_at_phone_width_says_who_waits_and_clears_the_list_when_they_have_it(
+        project: Project, smtp_server: SMTPServer, chromium: object) -> None:
+    """What the operator sees: the four waiting counted in the advice, "Försök igen nu" on the
+    list of those not delivered, and, once they have it, no list that still shows them waiting."""
+    from playwright.sync_api import expect
+
+    project.use_smtp(smtp_server, connections=1, retry_minutes=[1])
+    project.set_config(approval="four_eyes", notify=[])
+    big_list(project, 12)
+    add_users(project, ("anna", "bo", "olle"))
+    everyone = addresses(12)
+    refused, lost = set(everyone[2:4]), set(everyone[6:8])
+    relay_trouble = True
+    smtp_server.handler.rcpt_reply = lambda address: "451 4.3.0 Try again later" if relay_trouble and address in refused else None
+    smtp_server.handler.drop_after_data = lambda envelope: relay_trouble and envelope.rcpt_tos[0] in lost
+    console = WebProcess(project)
+    try:
+        approved_edition(console.base, DAY)
+        operator = page_at(chromium, 390)
+        send_from_browser(operator, console.base, DAY)
+        expect(operator.locator("#c-unknown")).to_have_text("2", timeout=30_000)
+        expect(operator.locator("#c-deferred")).to_have_text("2", timeout=30_000)
+        expect(operator.locator("#run-advice")).to_contain_text("4 väntar på nytt försök klockan")
+        waiting = operator.locator("#waiting")
+        expect(waiting.locator("tbody tr")).to_have_count(4, timeout=10_000)  # fetched again as they came
+        relay_trouble = False
+        waiting.get_by_role("button", name="Försök igen nu").click()
+        expect(operator.locator("#run-state")).to_have_text("Klar", timeout=30_000)
+        expect(operator.locator("#c-sent")).to_have_text("12")
+        expect(waiting).to_be_hidden(timeout=10_000)
+        expect(operator.locator("#run-advice")).to_have_text("")
+    finally:
+        console.stop()
+
+
 def test_a_stopped_or_unknown_run_and_retry_now_are_operators_only(project: Project, smtp_server: SMTPServer) -> None:
     console = console_for(project, smtp_server, 3, rate=0)
     try:

@@ -104,12 +104,15 @@
       }
       document.getElementById("run-error").textContent = data.error || "";
       var advice = document.getElementById("run-advice");
+      var later = (data.counts.deferred || 0) + (data.counts.unknown || 0);
       if (advice) {
         advice.textContent = final && data.waiting
           ? data.sent + " har fått den och " + data.waiting + " återstår. Tryck Återuppta för att skicka till dem."
-          : (data.counts.deferred && data.next_attempt ? data.counts.deferred + " väntar på nytt försök klockan " +
+          : (later && data.next_attempt ? later + " väntar på nytt försök klockan " +
              data.next_attempt + " (Försök igen nu skickar till dem direkt)." : "");
       }
+      var notDelivered = later + (data.counts.failed || 0) + (data.counts.bounced || 0);
+      refreshWaiting(notDelivered, final);
       var focused = document.activeElement;
       section.querySelectorAll(".when-running").forEach(function (f) { f.hidden = final; });
       section.querySelectorAll(".when-stopped").forEach(function (f) { f.hidden = !final || data.waiting === 0; });
@@ -119,6 +122,32 @@
         next.focus();
       }
       return final;
+    }
+    // The list of recipients not delivered: fetched again when their number changes, so that
+    // it never shows people as waiting whom the counts above show as sent (at most every
+    // 5 seconds while sending; at once when the send stops or ends).
+    var waitingShown = null, fetching = false, lastFetch = 0, endedShown = false;
+    function refreshWaiting(notDelivered, final) {
+      var list = document.getElementById("waiting");
+      if (!list || fetching) return;
+      if (waitingShown === null) waitingShown = parseInt(list.getAttribute("data-rows"), 10) || 0;
+      var justEnded = final && !endedShown;
+      endedShown = final;
+      if (notDelivered === waitingShown || (!justEnded && Date.now() - lastFetch < 5000)) return;
+      fetching = true;
+      lastFetch = Date.now();
+      fetch(window.location.href, {credentials: "same-origin"}).then(function (response) {
+        return response.ok ? response.text() : null;
+      }).then(function (html) {
+        var fresh = html && new DOMParser().parseFromString(html, "text/html").getElementById("waiting");
+        if (!fresh) return;
+        var focused = document.activeElement, hadFocus = focused && list.contains(focused);
+        list.innerHTML = fresh.innerHTML;
+        list.hidden = fresh.hidden;
+        list.setAttribute("data-rows", fresh.getAttribute("data-rows"));
+        waitingShown = parseInt(fresh.getAttribute("data-rows"), 10) || 0;
+        if (hadFocus) document.getElementById("run-state").focus();  // the focused button was replaced
+      }).catch(function () { /* the next update tries again */ }).then(function () { fetching = false; });
     }
     function connect() {
       var source = new EventSource(url);
