@@ -186,9 +186,14 @@ def free_port() -> int:
 def start_server(handler: RecordingHandler, **options: Any) -> tuple[Controller, SMTPServer]:
     # aiosmtpd's readiness probe connects to the configured port, so port 0 cannot be used.
     port = free_port()
+    return start_server_on(handler, port, **options), SMTPServer("127.0.0.1", port, handler)
+
+
+def start_server_on(handler: RecordingHandler, port: int, **options: Any) -> Controller:
+    """A server on a given port: a relay that comes back where it was down."""
     controller = WholeDataController(handler, hostname="127.0.0.1", port=port, decode_data=False, **options)
     controller.start()
-    return controller, SMTPServer("127.0.0.1", port, handler)
+    return controller
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 import pytest
 
 import consolekit
-from conftest import STOCKHOLM, Project, SMTPServer, addresses, big_list
+from conftest import STOCKHOLM, Project, RecordingHandler, SMTPServer, addresses, big_list, free_port, start_server_on
 from consolekit import WebProcess, add_users, browser_sign_in, csrf_of, sign_in
 
 DAY = (datetime.now(STOCKHOLM) + timedelta(days=1)).date()
@@ -401,6 +401,54 @@ def test_retry_now_sends_the_deferred_and_the_unknown_at_once_while_the_send_wai
         assert 'data-action="retry_now"' in log and "4 väntande mottagare" in log
     finally:
         console.stop()
+
+
+def test_a_relay_that_cannot_be_reached_is_said_in_swedish_until_the_messages_go_through(project: Project) -> None:
+    """The relay is down when the operator sends: the run's page says which server, why, and that
+    nobody is counted as failed; when it is up and they press "Försök igen nu", everyone gets it and
+    the page no longer speaks of it."""
+    port = free_port()  # nothing listens here yet
+    project.use_smtp(SMTPServer("127.0.0.1", port, RecordingHandler()), connections=1)
+    project.set_config(approval="four_eyes", notify=[])
+    big_list(project, 5)
+    add_users(project, ("anna", "bo", "olle"))
+    console = WebProcess(project)
+    controller = None
+    try:
+        approved_edition(console.base, DAY)
+        olle = sign_in(console.base, "olle")
+        confirm = olle.get(f"/editions/{DAY.isoformat()}/send")
+        expected = re.search(r'name="expected" value="([^"]+)"', confirm.text)
+        assert expected
+        name = expected.group(1)
+        assert olle.post(f"/editions/{DAY.isoformat()}/send",
+                         data={"csrf": csrf_of(confirm.text), "expected": name}).status_code == 303
+        with olle.stream("GET", f"/runs/{name}/events", timeout=60) as events:  # the stream is quiet while nothing changes
+            for line in events.iter_lines():
+                if line.startswith("data:") and json.loads(line[5:])["relay_sv"]:
+                    said = json.loads(line[5:])
+                    break
+        assert said["state"] == "running" and said["counts"]["failed"] == 0
+        assert said["relay_sv"].startswith(f"Servern 127.0.0.1:{port} går inte att nå just nu: anslutningen nekades")
+        assert "Ingen mottagare räknas som misslyckad" in said["relay_sv"]
+        page = olle.get(f"/runs/{name}")
+        assert "går inte att nå just nu" in page.text, "said on the page as it is first shown too"
+
+        handler = RecordingHandler()
+        controller = start_server_on(handler, port)
+        assert olle.post(f"/runs/{name}/retry", data={"csrf": csrf_of(page.text)}).status_code == 303
+        with olle.stream("GET", f"/runs/{name}/events", timeout=60) as events:
+            last = None
+            for line in events.iter_lines():
+                if line.startswith("data:"):
+                    last = json.loads(line[5:])
+        assert last is not None and last["state"] == "finished" and last["counts"]["sent"] == 5, last
+        assert last["relay_sv"] == "", "the relay took them: nothing more to say of it"
+        assert sorted(handler.recipients()) == addresses(5)
+    finally:
+        console.stop()
+        if controller is not None:
+            controller.stop()
 
 
 @pytest.mark.slow  # Chromium; the fast twin: test_retry_now_sends_the_deferred_and_the_unknown_at_once_while_the_send_waits

@@ -16,7 +16,20 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from conftest import IN_CI, Background, FakeClock, Project, RecordingHandler, SMTPServer, addresses, big_list, start_dispatch, start_server
+from conftest import (
+    IN_CI,
+    Background,
+    FakeClock,
+    Project,
+    RecordingHandler,
+    SMTPServer,
+    addresses,
+    big_list,
+    free_port,
+    start_dispatch,
+    start_server,
+    start_server_on,
+)
 from dispatch.app.service import Service
 from dispatch.config import load_settings
 from faultrelay import Gate, ScriptedRelay, wait_until
@@ -96,7 +109,7 @@ def test_serve_delivers_all_2000_after_the_relay_was_down_for_5_seconds(project:
 def test_a_relay_down_past_the_deadline_gives_exactly_one_alert(project: Project) -> None:
     big_list(project, 20)
     handler = RecordingHandler()
-    settings_port = _free_port()
+    settings_port = free_port()
     use_relay(project, "127.0.0.1", settings_port)  # nothing listens there yet
     day = date(2024, 11, 17)
     project.set_config(schedules=[{"name": "daily", "cron": "0 14 * * *", "lists": ["stor"], "deadline": "14:30"}])
@@ -107,7 +120,7 @@ def test_a_relay_down_past_the_deadline_gives_exactly_one_alert(project: Project
         assert result is not None and not result.complete
         assert result.counts["failed"] == 0 and result.counts["sent"] == 0
         assert clock.now() >= datetime(2024, 11, 17, 14, 30, tzinfo=STOCKHOLM), "it kept trying until the deadline"
-        controller = _start_on(handler, settings_port)  # the relay is back
+        controller = start_server_on(handler, settings_port)  # the relay is back
         try:
             service.retry_alerts(clock.now())  # the watch job's retry, now that the relay is back
             assert service.fire("daily", clock.now() + timedelta(minutes=1)) is None  # a late fire: no second alert
@@ -120,20 +133,6 @@ def test_a_relay_down_past_the_deadline_gives_exactly_one_alert(project: Project
     assert subjects == [f"Utskicket {day.isoformat()}.r1.edition är ofullständigt: 20 mottagare väntar"], subjects
     assert "Connection refused" in handler.notices()[0].message.get_content()
     assert handler.reports() == []
-
-
-def _free_port() -> int:
-    from conftest import free_port
-
-    return free_port()
-
-
-def _start_on(handler: RecordingHandler, port: int) -> Any:
-    from smtpserver import WholeDataController
-
-    controller = WholeDataController(handler, hostname="127.0.0.1", port=port, decode_data=False)
-    controller.start()
-    return controller
 
 
 class RefuseMail(RecordingHandler):

@@ -357,3 +357,25 @@ def test_the_audit_logs_details_are_shown_in_swedish(recorded: str, shown: str) 
     from dispatch.web.swedish import swedish_audit_detail
 
     assert swedish_audit_detail(recorded, STOCKHOLM) == shown
+
+
+@pytest.mark.parametrize(("reason", "permanent", "said"), [
+    ("relay.region.se:587: cannot connect: TimeoutError: timed out", False,
+     "Servern relay.region.se:587 går inte att nå just nu: inget svar inom tidsgränsen. Ingen mottagare räknas som "
+     "misslyckad för det; utskicket försöker igen klockan 14:05 (eller tryck Försök igen nu när felet är åtgärdat)."),
+    ("relay.region.se:587: TLS certificate not trusted: self-signed certificate; set transport.ca_file if the relay "
+     "uses a private CA", True,
+     "Servern relay.region.se:587 tar inte emot utskicket: serverns TLS-certifikat är inte betrott (transport.ca_file). "
+     "Det måste åtgärdas; ingen mottagare räknas som misslyckad för det. Tryck Försök igen nu när det är åtgärdat."),
+    ("relay.region.se:25: server refused the session: 554 5.7.1 Access denied", True,
+     "Servern relay.region.se:25 tar inte emot utskicket: servern nekade sessionen: 554 5.7.1 Access denied. Det måste "
+     "åtgärdas; ingen mottagare räknas som misslyckad för det. Tryck Försök igen nu när det är åtgärdat."),
+    ("relay.region.se:25: something new", False,  # a cause without a Swedish wording is shown as it was said
+     "Servern relay.region.se:25 går inte att nå just nu: something new. Ingen mottagare räknas som misslyckad för "
+     "det; utskicket försöker igen klockan 14:05 (eller tryck Försök igen nu när felet är åtgärdat)."),
+    ("", False, ""),
+])
+def test_the_relays_trouble_is_said_in_swedish(reason: str, permanent: bool, said: str) -> None:
+    from dispatch.web.swedish import swedish_relay
+
+    assert swedish_relay(reason, permanent, "14:05") == said

@@ -57,6 +57,10 @@ class Run:
     result: Result | None = None
     thread: threading.Thread | None = None
     samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=120))
+    # Why the relay is not taking messages (the session's error, not a recipient's), from the
+    # pause until a message goes through again; ``relay_permanent``: someone must fix it.
+    relay_trouble: str = ""
+    relay_permanent: bool = False
 
 
 @dataclass(frozen=True)
@@ -131,9 +135,17 @@ class Runs:
         return run
 
     def _send(self, run: Run, ready: Prepared) -> None:
+        def paused(reason: str, permanent: bool, _until: datetime) -> None:
+            run.relay_trouble, run.relay_permanent = reason, permanent
+
+        def went_through(_count: int) -> None:
+            run.relay_trouble, run.relay_permanent = "", False
+
         try:
             run.result = send(self.settings, ready, WakeableClock(run.stop, run.wake), created_by=run.started_by,
-                              progress=lambda n: None, linger=LINGER, stop=run.stop, by_hand=True)
+                              progress=went_through, linger=LINGER, stop=run.stop, by_hand=True, on_pause=paused)
+            if run.result.session_error:  # it ended with the relay still in trouble
+                run.relay_trouble, run.relay_permanent = run.result.session_error, run.result.session_permanent
         except DispatchError as exc:
             run.state, run.error = "failed", str(exc)
             return
@@ -209,6 +221,7 @@ class Runs:
         return {"dispatch": name, "state": state, "counts": counts, "total": total, "sent": sent, "waiting": waiting,
                 "rate_per_minute": round(rate), "eta_seconds": round(eta) if eta is not None else None,
                 "plan": run.plan if run else "", "error": run.error if run else "",
+                "relay": run.relay_trouble if run else "", "relay_permanent": run.relay_permanent if run else False,
                 "subject": record.subject if record else (run.subject if run else ""),
                 "next_attempt": next_due.astimezone(self.settings.timezone).strftime("%H:%M") if next_due else None,
                 "started_by": run.started_by if run else (record.created_by if record else "")}

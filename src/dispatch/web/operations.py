@@ -11,6 +11,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import date
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -21,7 +22,7 @@ from dispatch import app
 from dispatch.errors import DispatchError
 from dispatch.web.console import Visit, not_found, page
 from dispatch.web.editor import _located, edition_day
-from dispatch.web.swedish import swedish
+from dispatch.web.swedish import swedish, swedish_relay
 
 FINAL = ("stopped", "finished", "incomplete", "failed", "idle")
 
@@ -80,6 +81,13 @@ async def _start(visit: Visit, recipe: app.Recipe, expected: str | None, *, day:
     return RedirectResponse(f"/runs/{run.name}", status_code=303)
 
 
+def _in_swedish(progress: dict[str, Any]) -> dict[str, Any]:
+    """The progress with what the page says of the relay's trouble, in Swedish."""
+    progress["relay_sv"] = swedish_relay(progress.get("relay", ""), bool(progress.get("relay_permanent")),
+                                         progress.get("next_attempt"))
+    return progress
+
+
 @page("read")
 async def run_page(request: Request, visit: Visit) -> Response:
     name = str(request.path_params["name"])
@@ -87,6 +95,7 @@ async def run_page(request: Request, visit: Visit) -> Response:
     progress = await run_in_threadpool(console.runs.progress, console.ledger, name)
     if progress is None:
         return not_found(visit, "Det finns inget sådant utskick.")
+    _in_swedish(progress)
     status = await run_in_threadpool(app.status, console.settings, name, visit.now)
     waiting = [row for row in (status.rows if status else []) if row["state"] in ("deferred", "failed", "unknown", "bounced")]
     return visit.render("run.html", name=name, progress=progress, waiting=waiting, final=FINAL)
@@ -104,7 +113,7 @@ async def run_events(request: Request, visit: Visit) -> Response:
             progress = await run_in_threadpool(console.runs.progress, console.ledger, name)
             if progress is None:
                 return
-            data = json.dumps(progress, ensure_ascii=False)
+            data = json.dumps(_in_swedish(progress), ensure_ascii=False)
             if data != last:
                 yield f"event: progress\ndata: {data}\n\n"
                 last = data

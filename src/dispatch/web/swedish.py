@@ -187,3 +187,40 @@ def swedish_audit_detail(detail: str, zone: tzinfo = UTC) -> str:
                 break
         shown.append(part + suffix)
     return "; ".join(shown)
+
+
+# -- the relay's trouble, on a send's page -------------------------------------------------------
+
+_RELAY_CAUSES: list[tuple[re.Pattern[str], str]] = [(re.compile(pattern), wording) for pattern, wording in [
+    (r"^cannot connect: ConnectionRefusedError", "anslutningen nekades (ingen server svarar på den adressen och porten)"),
+    (r"^cannot connect: (?:TimeoutError|timeout|socket\.timeout)|timed out", "inget svar inom tidsgränsen"),
+    (r"^cannot connect: gaierror", "servernamnet går inte att slå upp (DNS)"),
+    (r"^cannot connect: (?:ConnectionResetError|SMTPServerDisconnected|BrokenPipeError)", "servern stängde anslutningen"),
+    (r"^TLS certificate not trusted", "serverns TLS-certifikat är inte betrott (transport.ca_file)"),
+    (r"^TLS failed", "TLS-förhandlingen misslyckades"),
+    (r"^server refused the session: (?P<r>.*)$", "servern nekade sessionen: {r}"),
+    (r"^authentication failed|^the server refused our credentials|^AUTH", "inloggningen hos servern nekades"),
+]]
+
+
+def swedish_relay(reason: str, permanent: bool, next_attempt: str | None) -> str:
+    """What the operator reads when the relay is not taking messages: which server, why (in
+    Swedish where the cause is a common one, else as the server or the system said it), and
+    that nobody has been counted as failed for it."""
+    if not reason:
+        return ""
+    endpoint, _, cause = reason.partition(": ")
+    if not cause:
+        endpoint, cause = "", reason
+    for pattern, wording in _RELAY_CAUSES:
+        found = pattern.search(cause)
+        if found:
+            cause = wording.format(**found.groupdict())
+            break
+    server = f"Servern {endpoint}" if endpoint else "Servern"
+    if permanent:
+        return (f"{server} tar inte emot utskicket: {cause}. Det måste åtgärdas; ingen mottagare räknas som "
+                "misslyckad för det. Tryck Försök igen nu när det är åtgärdat.")
+    when = f"klockan {next_attempt}" if next_attempt else "om en stund"
+    return (f"{server} går inte att nå just nu: {cause}. Ingen mottagare räknas som misslyckad för det; "
+            f"utskicket försöker igen {when} (eller tryck Försök igen nu när felet är åtgärdat).")

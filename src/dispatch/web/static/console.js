@@ -103,6 +103,8 @@
         state.textContent = STATES[data.state] || data.state;
       }
       document.getElementById("run-error").textContent = data.error || "";
+      var relay = document.getElementById("run-relay");
+      if (relay) relay.textContent = data.relay_sv || "";
       var advice = document.getElementById("run-advice");
       var later = (data.counts.deferred || 0) + (data.counts.unknown || 0);
       if (advice) {
