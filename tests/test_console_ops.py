@@ -451,6 +451,28 @@ def test_a_relay_that_cannot_be_reached_is_said_in_swedish_until_the_messages_go
             controller.stop()
 
 
+def test_recipients_held_back_by_a_send_elsewhere_are_explained_from_the_ledger(project: Project) -> None:
+    """The scheduled send (serve) or a send on the command line met a relay that was down: the
+    console, which did not run it, reads from the ledger why they wait and says it."""
+    port = free_port()  # nothing listens here
+    project.use_smtp(SMTPServer("127.0.0.1", port, RecordingHandler()), connections=1)
+    project.set_config(notify=[])
+    sent = project.run("send", "--date", "2024-11-17", "--list", "chefer", "--wait", "0")
+    assert sent.returncode == 3, sent.stderr
+    add_users(project, ("olle",))
+    console = WebProcess(project)
+    try:
+        page = sign_in(console.base, "olle").get("/runs/2024-11-17.r1.edition")
+        assert page.status_code == 200
+        said = re.search(r'<p class="error" id="run-relay">([^<]*)</p>', page.text)
+        assert said, page.text
+        assert said.group(1).startswith(
+            f"40 mottagare väntar eftersom servern 127.0.0.1:{port} inte tog emot utskicket: anslutningen nekades"), said.group(1)
+        assert "räknas som misslyckad" in said.group(1)
+    finally:
+        console.stop()
+
+
 @pytest.mark.slow  # Chromium; the fast twin: test_retry_now_sends_the_deferred_and_the_unknown_at_once_while_the_send_waits
 def test_the_run_page_at_phone_width_says_who_waits_and_clears_the_list_when_they_have_it(
         project: Project, smtp_server: SMTPServer, chromium: object) -> None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from dispatch import verp
 from dispatch.errors import LedgerError, TransportError
 from dispatch.message import message_id, to_header
-from dispatch.models import Delivery, Outcome, Recipient, State
+from dispatch.models import HELD_BY_RELAY, Delivery, Outcome, Recipient, State
 
 if TYPE_CHECKING:
     from dispatch.pipeline import Clock, Connection, Ledger, Plan, SendPolicy, Transport
@@ -213,7 +213,7 @@ class Sender:
             elif held is not None and reason is not None:
                 # The relay, not these recipients, is the trouble: they wait, unharmed, with
                 # the reason, until the pause ends (a person's rerun takes them at once).
-                self.ledger.hold(self.owner, unrecorded, held, f"not sent yet: {reason}", self.clock.now())
+                self.ledger.hold(self.owner, unrecorded, held, HELD_BY_RELAY + reason, self.clock.now())
             else:
                 self.ledger.release(self.owner, unrecorded)  # stopped or failed: back to the queue
         if self.errors:
@@ -328,7 +328,7 @@ class Sender:
         if poisoned:
             # The same rows broke three sessions: hold them a while instead of breaking more.
             backoff = self.policy.session_backoff or (5,)
-            self.ledger.hold(self.owner, ids, now + timedelta(seconds=backoff[-1]), f"not sent yet: {exc}", now)
+            self.ledger.hold(self.owner, ids, now + timedelta(seconds=backoff[-1]), HELD_BY_RELAY + str(exc), now)
             with self.lock:
                 self.outstanding.difference_update(ids)
             return

@@ -218,10 +218,14 @@ class Runs:
             state = "idle" if waiting else "finished"
         eta = waiting / rate * 60 if rate > 0 and waiting else None
         next_due = ledger.next_due(record.id) if record is not None and counts.get("deferred", 0) else None
+        # A send elsewhere (serve, another node) records the relay's trouble with those it held back.
+        held = (ledger.held_by_relay(record.id) if record is not None and counts.get("deferred", 0)
+                and not (run is not None and run.relay_trouble) else None)
         return {"dispatch": name, "state": state, "counts": counts, "total": total, "sent": sent, "waiting": waiting,
                 "rate_per_minute": round(rate), "eta_seconds": round(eta) if eta is not None else None,
                 "plan": run.plan if run else "", "error": run.error if run else "",
                 "relay": run.relay_trouble if run else "", "relay_permanent": run.relay_permanent if run else False,
+                "held_by_relay": held[0] if held else "", "held_count": held[1] if held else 0,
                 "subject": record.subject if record else (run.subject if run else ""),
                 "next_attempt": next_due.astimezone(self.settings.timezone).strftime("%H:%M") if next_due else None,
                 "started_by": run.started_by if run else (record.created_by if record else "")}

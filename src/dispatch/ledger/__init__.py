@@ -172,6 +172,10 @@ class Ledger:
         """Every column of every row, for status --json and export."""
         return queue.rows(self.db, dispatch_id)
 
+    def held_by_relay(self, dispatch_id: int) -> tuple[str, int] | None:
+        """Why deferred recipients were last held back for the relay's sake, and how many; or None."""
+        return queue.held_by_relay(self.db, dispatch_id)
+
     def next_due(self, dispatch_id: int) -> datetime | None:
         """When the earliest deferred row may be retried (None: nothing waits)."""
         return queue.next_due(self.db, dispatch_id)

@@ -14,7 +14,7 @@ from dispatch.ledger.schema import (
     deliveries,
     dispatches,
 )
-from dispatch.models import Delivery, NewRecipient, Outcome, State
+from dispatch.models import HELD_BY_RELAY, Delivery, NewRecipient, Outcome, State
 
 _TIME = sa.DateTime(timezone=True)
 # The outcome of one attempt, fenced by the lease owner. Built once: every value is a
@@ -249,6 +249,20 @@ def rows(db: Database, dispatch_id: int) -> list[dict[str, Any]]:
             sa.select(deliveries).where(deliveries.c.dispatch_id == dispatch_id).order_by(deliveries.c.id)
         ).mappings().all()
     return [dict(r) for r in rows]
+
+
+def held_by_relay(db: Database, dispatch_id: int) -> tuple[str, int] | None:
+    """Why the dispatch's deferred recipients were last held back for the relay's sake (the
+    relay's error, as sender.py recorded it) and how many wait for that; None when none does."""
+    held = sa.and_(deliveries.c.dispatch_id == dispatch_id, deliveries.c.state == State.DEFERRED.value,
+                   deliveries.c.reply.startswith(HELD_BY_RELAY, autoescape=True))
+    with db.read() as conn:
+        count = conn.execute(sa.select(sa.func.count()).select_from(deliveries).where(held)).scalar() or 0
+        if not count:
+            return None
+        reply = conn.execute(sa.select(deliveries.c.reply).where(held)
+                             .order_by(deliveries.c.updated_at.desc()).limit(1)).scalar()
+    return str(reply or "")[len(HELD_BY_RELAY):], int(count)
 
 
 def next_due(db: Database, dispatch_id: int) -> datetime | None:

@@ -22,7 +22,7 @@ from dispatch import app
 from dispatch.errors import DispatchError
 from dispatch.web.console import Visit, not_found, page
 from dispatch.web.editor import _located, edition_day
-from dispatch.web.swedish import swedish, swedish_relay
+from dispatch.web.swedish import swedish, swedish_held, swedish_relay
 
 FINAL = ("stopped", "finished", "incomplete", "failed", "idle")
 
@@ -83,8 +83,10 @@ async def _start(visit: Visit, recipe: app.Recipe, expected: str | None, *, day:
 
 def _in_swedish(progress: dict[str, Any]) -> dict[str, Any]:
     """The progress with what the page says of the relay's trouble, in Swedish."""
-    progress["relay_sv"] = swedish_relay(progress.get("relay", ""), bool(progress.get("relay_permanent")),
-                                         progress.get("next_attempt"))
+    progress["relay_sv"] = (swedish_relay(progress.get("relay", ""), bool(progress.get("relay_permanent")),
+                                          progress.get("next_attempt"))
+                            or swedish_held(progress.get("held_by_relay", ""), int(progress.get("held_count", 0)),
+                                            progress.get("next_attempt")))
     return progress
 
 

@@ -203,20 +203,37 @@ _RELAY_CAUSES: list[tuple[re.Pattern[str], str]] = [(re.compile(pattern), wordin
 ]]
 
 
-def swedish_relay(reason: str, permanent: bool, next_attempt: str | None) -> str:
-    """What the operator reads when the relay is not taking messages: which server, why (in
-    Swedish where the cause is a common one, else as the server or the system said it), and
-    that nobody has been counted as failed for it."""
-    if not reason:
-        return ""
+def _relay_cause(reason: str) -> tuple[str, str]:
+    """The server and the cause, in Swedish where it is a common one."""
     endpoint, _, cause = reason.partition(": ")
     if not cause:
         endpoint, cause = "", reason
     for pattern, wording in _RELAY_CAUSES:
         found = pattern.search(cause)
         if found:
-            cause = wording.format(**found.groupdict())
-            break
+            return endpoint, wording.format(**found.groupdict())
+    return endpoint, cause
+
+
+def swedish_held(reason: str, held: int, next_attempt: str | None) -> str:
+    """What the ledger says of recipients held back for the relay's sake by a send that runs
+    elsewhere (serve, another node): past tense, since this page cannot know how it is now."""
+    if not reason:
+        return ""
+    endpoint, cause = _relay_cause(reason)
+    server = f"servern {endpoint}" if endpoint else "servern"
+    when = f" klockan {next_attempt}" if next_attempt else ""
+    return (f"{held} mottagare väntar eftersom {server} inte tog emot utskicket: {cause}. Ingen av dem räknas som "
+            f"misslyckad för det; de får ett nytt försök{when} (Försök igen nu skickar till dem direkt).")
+
+
+def swedish_relay(reason: str, permanent: bool, next_attempt: str | None) -> str:
+    """What the operator reads when the relay is not taking messages: which server, why (in
+    Swedish where the cause is a common one, else as the server or the system said it), and
+    that nobody has been counted as failed for it."""
+    if not reason:
+        return ""
+    endpoint, cause = _relay_cause(reason)
     server = f"Servern {endpoint}" if endpoint else "Servern"
     if permanent:
         return (f"{server} tar inte emot utskicket: {cause}. Det måste åtgärdas; ingen mottagare räknas som "
