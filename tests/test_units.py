@@ -370,6 +370,10 @@ def test_the_audit_logs_details_are_shown_in_swedish(recorded: str, shown: str) 
     ("relay.region.se:25: server refused the session: 554 5.7.1 Access denied", True,
      "Servern relay.region.se:25 tar inte emot utskicket: servern nekade sessionen: 554 5.7.1 Access denied. Det måste "
      "åtgärdas; ingen mottagare räknas som misslyckad för det. Tryck Försök igen nu när det är åtgärdat."),
+    ("relay.region.se:587: authentication failed: 535 5.7.8 Authentication credentials invalid", True,
+     "Servern relay.region.se:587 tar inte emot utskicket: inloggningen hos servern nekades: 535 5.7.8 Authentication "
+     "credentials invalid. Det måste åtgärdas; ingen mottagare räknas som misslyckad för det. Tryck Försök igen nu när "
+     "det är åtgärdat."),
     ("relay.region.se:25: something new", False,  # a cause without a Swedish wording is shown as it was said
      "Servern relay.region.se:25 går inte att nå just nu: something new. Ingen mottagare räknas som misslyckad för "
      "det; utskicket försöker igen klockan 14:05 (eller tryck Försök igen nu när felet är åtgärdat)."),

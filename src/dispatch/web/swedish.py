@@ -199,7 +199,9 @@ _RELAY_CAUSES: list[tuple[re.Pattern[str], str]] = [(re.compile(pattern), wordin
     (r"^TLS certificate not trusted", "serverns TLS-certifikat är inte betrott (transport.ca_file)"),
     (r"^TLS failed", "TLS-förhandlingen misslyckades"),
     (r"^server refused the session: (?P<r>.*)$", "servern nekade sessionen: {r}"),
-    (r"^authentication failed|^the server refused our credentials|^AUTH", "inloggningen hos servern nekades"),
+    (r"^(?:XOAUTH2 )?authentication failed: (?P<r>.*)$", "inloggningen hos servern nekades: {r}"),
+    (r"^refusing to send credentials over an unencrypted connection",
+     "inloggningsuppgifterna skickas inte över en okrypterad anslutning (transport.security)"),
 ]]
 
 
