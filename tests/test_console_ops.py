@@ -8,8 +8,11 @@ from __future__ import annotations
 import json
 import re
 import time
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
+import httpx
 import pytest
 
 import consolekit
@@ -50,6 +53,53 @@ def approved_edition(base: str, day: date, body: str = BODY, lists: str = "stor"
     seen = re.search(r'name="seen" value="([0-9a-f]{64})"', page.text)
     assert seen, page.text
     assert bo.post(f"/editions/{day.isoformat()}/approve", data={"csrf": csrf_of(page.text), "seen": seen.group(1)}).status_code == 303
+
+
+@dataclass
+class FlakyRelay:
+    """The test relay's trouble: ``refused`` get 451 at RCPT (deferred), the messages to ``lost``
+    are taken but their reply is lost (unknown); until ``trouble`` is set False."""
+
+    everyone: list[str]
+    refused: set[str]
+    lost: set[str]
+    trouble: bool = True
+
+
+def flaky_relay(project: Project, smtp_server: SMTPServer) -> FlakyRelay:
+    """12 recipients on list 'stor' through a relay that defers two and loses the reply to two,
+    retried after a minute; anna writes, bo approves, olle operates."""
+    project.use_smtp(smtp_server, connections=1, retry_minutes=[1])
+    project.set_config(approval="four_eyes", notify=[])
+    big_list(project, 12)
+    add_users(project, ("anna", "bo", "olle"))
+    everyone = addresses(12)
+    relay = FlakyRelay(everyone, set(everyone[2:4]), set(everyone[6:8]))
+    smtp_server.handler.rcpt_reply = lambda address: "451 4.3.0 Try again later" if relay.trouble and address in relay.refused else None
+    smtp_server.handler.drop_after_data = lambda envelope: relay.trouble and envelope.rcpt_tos[0] in relay.lost
+    return relay
+
+
+def send_over_http(base: str, day: date) -> tuple[httpx.Client, str]:
+    """olle confirms and starts the send of ``day`` over HTTP: his client and the dispatch's name."""
+    olle = sign_in(base, "olle")
+    confirm = olle.get(f"/editions/{day.isoformat()}/send")
+    expected = re.search(r'name="expected" value="([^"]+)"', confirm.text)
+    assert expected
+    name = expected.group(1)
+    assert olle.post(f"/editions/{day.isoformat()}/send",
+                     data={"csrf": csrf_of(confirm.text), "expected": name}).status_code == 303
+    return olle, name
+
+
+def progress_at_end(client: httpx.Client, name: str) -> dict[str, Any] | None:
+    """The run's last progress event: its stream ends when the run does."""
+    last = None
+    with client.stream("GET", f"/runs/{name}/events", timeout=60) as events:  # quiet while nothing changes
+        for line in events.iter_lines():
+            if line.startswith("data:"):
+                last = json.loads(line[5:])
+    return last
 
 
 def counts_on(page: object) -> dict[str, int]:
@@ -284,11 +334,7 @@ def test_the_confirmation_and_the_rules_of_sending(project: Project, smtp_server
         assert expected
         started = olle.post(f"/editions/{DAY.isoformat()}/send", data={"csrf": csrf_of(confirm.text), "expected": expected.group(1)})
         assert started.status_code == 303 and started.headers["location"] == f"/runs/{expected.group(1)}"
-        with olle.stream("GET", f"/runs/{expected.group(1)}/events") as events:
-            last = None
-            for line in events.iter_lines():
-                if line.startswith("data:"):
-                    last = json.loads(line[5:])
+        last = progress_at_end(olle, expected.group(1))
         assert last is not None and last["state"] == "finished" and last["counts"]["sent"] == 20
         assert len(smtp_server.handler.reports()) == 20
         again = olle.get(f"/editions/{DAY.isoformat()}/send")
@@ -341,26 +387,12 @@ def test_retry_now_sends_the_deferred_and_the_unknown_at_once_while_the_send_wai
     from dispatch.config import load_settings
     from dispatch.models import State
 
-    project.use_smtp(smtp_server, connections=1, retry_minutes=[1])
-    project.set_config(approval="four_eyes", notify=[])
-    big_list(project, 12)
-    add_users(project, ("anna", "bo", "olle"))
-    everyone = addresses(12)
-    refused, lost = set(everyone[2:4]), set(everyone[6:8])
-    relay_trouble = True
-    handler = smtp_server.handler
-    handler.rcpt_reply = lambda address: "451 4.3.0 Try again later" if relay_trouble and address in refused else None
-    handler.drop_after_data = lambda envelope: relay_trouble and envelope.rcpt_tos[0] in lost
+    relay = flaky_relay(project, smtp_server)
+    refused, lost, everyone = relay.refused, relay.lost, relay.everyone
     console = WebProcess(project)
     try:
         approved_edition(console.base, DAY)
-        olle = sign_in(console.base, "olle")
-        confirm = olle.get(f"/editions/{DAY.isoformat()}/send")
-        expected = re.search(r'name="expected" value="([^"]+)"', confirm.text)
-        assert expected
-        name = expected.group(1)
-        assert olle.post(f"/editions/{DAY.isoformat()}/send",
-                         data={"csrf": csrf_of(confirm.text), "expected": name}).status_code == 303
+        olle, name = send_over_http(console.base, DAY)
         ledger = app.open_ledger(load_settings(project.config_path))
         try:
             deadline = time.monotonic() + 60
@@ -378,24 +410,20 @@ def test_retry_now_sends_the_deferred_and_the_unknown_at_once_while_the_send_wai
             run_page = olle.get(f"/runs/{name}")
             assert "Försök igen nu" in run_page.text
             first_ids = {d.address: d.message_id for d in ledger.deliveries(record.id) if d.address in lost}
-            relay_trouble = False
+            relay.trouble = False
             clicked = datetime.now(UTC)
             assert olle.post(f"/runs/{name}/retry", data={"csrf": csrf_of(run_page.text)}).status_code == 303
             # Due at once (or already sent again): none of the four is left for the minute's retry.
             for delivery in ledger.deliveries(record.id):
                 if delivery.state is not State.SENT:
                     assert delivery.next_attempt_at is not None and delivery.next_attempt_at <= clicked + timedelta(seconds=5), delivery
-            with olle.stream("GET", f"/runs/{name}/events") as events:
-                last = None
-                for line in events.iter_lines():
-                    if line.startswith("data:"):
-                        last = json.loads(line[5:])
+            last = progress_at_end(olle, name)
             assert last is not None and last["state"] == "finished" and last["counts"]["sent"] == 12, last
             resent = {d.address: d.message_id for d in ledger.deliveries(record.id) if d.address in lost}
             assert resent == first_ids, "an unknown one goes again with the Message-ID it may already have"
         finally:
             ledger.close()
-        got = handler.recipients()
+        got = smtp_server.handler.recipients()
         assert set(got) == set(everyone) and sorted(got).count(everyone[6]) == 2, "the lost ones twice, the rest once"
         log = sign_in(console.base, "olle").get("/audit").text
         assert 'data-action="retry_now"' in log and "4 väntande mottagare" in log
@@ -416,13 +444,7 @@ def test_a_relay_that_cannot_be_reached_is_said_in_swedish_until_the_messages_go
     controller = None
     try:
         approved_edition(console.base, DAY)
-        olle = sign_in(console.base, "olle")
-        confirm = olle.get(f"/editions/{DAY.isoformat()}/send")
-        expected = re.search(r'name="expected" value="([^"]+)"', confirm.text)
-        assert expected
-        name = expected.group(1)
-        assert olle.post(f"/editions/{DAY.isoformat()}/send",
-                         data={"csrf": csrf_of(confirm.text), "expected": name}).status_code == 303
+        olle, name = send_over_http(console.base, DAY)
         with olle.stream("GET", f"/runs/{name}/events", timeout=60) as events:  # the stream is quiet while nothing changes
             for line in events.iter_lines():
                 if line.startswith("data:") and json.loads(line[5:])["relay_sv"]:
@@ -437,11 +459,7 @@ def test_a_relay_that_cannot_be_reached_is_said_in_swedish_until_the_messages_go
         handler = RecordingHandler()
         controller = start_server_on(handler, port)
         assert olle.post(f"/runs/{name}/retry", data={"csrf": csrf_of(page.text)}).status_code == 303
-        with olle.stream("GET", f"/runs/{name}/events", timeout=60) as events:
-            last = None
-            for line in events.iter_lines():
-                if line.startswith("data:"):
-                    last = json.loads(line[5:])
+        last = progress_at_end(olle, name)
         assert last is not None and last["state"] == "finished" and last["counts"]["sent"] == 5, last
         assert last["relay_sv"] == "", "the relay took them: nothing more to say of it"
         assert sorted(handler.recipients()) == addresses(5)
@@ -480,15 +498,7 @@ def test_the_run_page_at_phone_width_says_who_waits_and_clears_the_list_when_the
     list of those not delivered, and, once they have it, no list that still shows them waiting."""
     from playwright.sync_api import expect
 
-    project.use_smtp(smtp_server, connections=1, retry_minutes=[1])
-    project.set_config(approval="four_eyes", notify=[])
-    big_list(project, 12)
-    add_users(project, ("anna", "bo", "olle"))
-    everyone = addresses(12)
-    refused, lost = set(everyone[2:4]), set(everyone[6:8])
-    relay_trouble = True
-    smtp_server.handler.rcpt_reply = lambda address: "451 4.3.0 Try again later" if relay_trouble and address in refused else None
-    smtp_server.handler.drop_after_data = lambda envelope: relay_trouble and envelope.rcpt_tos[0] in lost
+    relay = flaky_relay(project, smtp_server)
     console = WebProcess(project)
     try:
         approved_edition(console.base, DAY)
@@ -499,7 +509,7 @@ def test_the_run_page_at_phone_width_says_who_waits_and_clears_the_list_when_the
         expect(operator.locator("#run-advice")).to_contain_text("4 väntar på nytt försök klockan")
         waiting = operator.locator("#waiting")
         expect(waiting.locator("tbody tr")).to_have_count(4, timeout=10_000)  # fetched again as they came
-        relay_trouble = False
+        relay.trouble = False
         waiting.get_by_role("button", name="Försök igen nu").click()
         expect(operator.locator("#run-state")).to_have_text("Klar", timeout=30_000)
         expect(operator.locator("#c-sent")).to_have_text("12")

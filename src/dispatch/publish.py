@@ -311,7 +311,7 @@ def publish_edition(
             index_html = render_index(edition.title, ordered, templates, now)
             write_atomic(directory / INDEX, index_html.encode("utf-8"), replace=replace)
     except OSError as exc:
-        raise PublishError(Path(exc.filename) if exc.filename else directory, exc.strerror or str(exc)) from None
+        raise _failed(exc, directory) from None
     return Published(page=page, index=directory / INDEX, manifest=directory / MANIFEST)
 
 
@@ -326,8 +326,13 @@ def publish_page(directory: Path, name: str, data: bytes, what: str, *, replace:
             _refuse_link(path, what)
             write_atomic(path, data, replace=replace)
     except OSError as exc:
-        raise PublishError(Path(exc.filename) if exc.filename else directory, exc.strerror or str(exc)) from None
+        raise _failed(exc, directory) from None
     return path
+
+
+def _failed(exc: OSError, directory: Path) -> PublishError:
+    """A file system error while publishing, named by the file it concerned."""
+    return PublishError(Path(exc.filename) if exc.filename else directory, exc.strerror or str(exc))
 
 
 def _make_directory(directory: Path) -> None:

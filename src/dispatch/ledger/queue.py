@@ -254,15 +254,14 @@ def rows(db: Database, dispatch_id: int) -> list[dict[str, Any]]:
 def held_by_relay(db: Database, dispatch_id: int) -> tuple[str, int] | None:
     """Why the dispatch's deferred recipients were last held back for the relay's sake (the
     relay's error, as sender.py recorded it) and how many wait for that; None when none does."""
-    held = sa.and_(deliveries.c.dispatch_id == dispatch_id, deliveries.c.state == State.DEFERRED.value,
-                   deliveries.c.reply.startswith(HELD_BY_RELAY, autoescape=True))
     with db.read() as conn:
-        count = conn.execute(sa.select(sa.func.count()).select_from(deliveries).where(held)).scalar() or 0
-        if not count:
-            return None
-        reply = conn.execute(sa.select(deliveries.c.reply).where(held)
-                             .order_by(deliveries.c.updated_at.desc()).limit(1)).scalar()
-    return str(reply or "")[len(HELD_BY_RELAY):], int(count)
+        latest = conn.execute(
+            sa.select(deliveries.c.reply, sa.func.count().over())  # the count of every such row, before LIMIT
+            .where(deliveries.c.dispatch_id == dispatch_id, deliveries.c.state == State.DEFERRED.value,
+                   deliveries.c.reply.startswith(HELD_BY_RELAY, autoescape=True))
+            .order_by(deliveries.c.updated_at.desc()).limit(1)
+        ).first()
+    return (str(latest[0])[len(HELD_BY_RELAY):], int(latest[1])) if latest else None
 
 
 def next_due(db: Database, dispatch_id: int) -> datetime | None:

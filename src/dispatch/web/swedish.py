@@ -12,7 +12,10 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
 
-_CATALOGUE: list[tuple[re.Pattern[str], str]] = [(re.compile(pattern, re.DOTALL), swedish) for pattern, swedish in [
+# A catalogue: patterns for English messages, each with its Swedish wording ({group} filled in).
+Catalogue = list[tuple[re.Pattern[str], str]]
+
+_CATALOGUE: Catalogue = [(re.compile(pattern, re.DOTALL), swedish) for pattern, swedish in [
     # editorial.py: what editors write
     (r"^section '(?P<h>.*)' is empty: add content under it or remove the heading$",
      "avsnittet '{h}' är tomt: skriv något under rubriken eller ta bort den"),
@@ -111,14 +114,19 @@ def _swedish_duration(text: str) -> str:
     return text.replace(" min", " minuter").replace(" h", " timmar").replace(" s", " sekunder")
 
 
+def _reworded(catalogue: Catalogue, text: str, value: Callable[[str, str], str] = lambda key, value: value) -> str | None:
+    """The wording of the first entry whose pattern matches ``text``, its groups filled in
+    (each passed through ``value(name, text)``); None when no entry matches."""
+    for pattern, wording in catalogue:
+        found = pattern.match(text)
+        if found:
+            return wording.format(**{key: value(key, group or "") for key, group in found.groupdict().items()})
+    return None
+
+
 def swedish(message: str) -> str:
     """The Swedish wording of a known message (nested: "not sendable: <reason>" too)."""
-    for pattern, wording in _CATALOGUE:
-        found = pattern.match(message)
-        if found:
-            parts = {key: swedish(value) if key == "r" else value for key, value in found.groupdict().items()}
-            return wording.format(**parts)
-    return message
+    return _reworded(_CATALOGUE, message, lambda key, value: swedish(value) if key == "r" else value) or message
 
 
 # -- the audit log's details ---------------------------------------------------------------------
@@ -138,37 +146,37 @@ def _local(moment: str, zone: tzinfo) -> str:
 ROLE_NAMES = {"editor": "redaktör", "approver": "godkännare", "operator": "operatör"}
 _FROM_PROVIDER = " (from the identity provider)"
 
-
-def _role(name: str) -> str:
-    return ROLE_NAMES.get(name, name)
-
-
-_DETAIL_PARTS: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [(re.compile(pattern), wording) for pattern, wording in [
-    (r"^from (?P<r>.+)$", lambda m: f"från {m['r']}"),
-    (r"^unknown user or no password$", lambda m: "okänd användare eller inget lösenord"),
-    (r"^account locked until (?P<t>.+)$", lambda m: f"kontot spärrat till {m['t']}"),
-    (r"^wrong password \((?P<n>\d+)\)$", lambda m: f"fel lösenord (försök {m['n']})"),
-    (r"^(?P<n>\d+) failed sign-ins: locked for (?P<m>\d+) minutes$",
-     lambda m: f"{m['n']} misslyckade inloggningar: spärrat i {m['m']} minuter"),
-    (r"^account disabled$", lambda m: "kontot är avstängt"),
-    (r"^single sign-on$", lambda m: "enkel inloggning"),
-    (r"^role (?P<r>\w+), no address$", lambda m: f"roll {_role(m['r'])}, ingen e-postadress"),
-    (r"^role (?P<r>\w+), (?P<a>.+)$", lambda m: f"roll {_role(m['r'])}, {m['a']}"),
-    (r"^role (?P<o>\S+) -> (?P<n>\S+)$", lambda m: f"roll {_role(m['o'])} -> {_role(m['n'])}"),
-    (r"^email (?P<c>.+)$", lambda m: f"e-post {m['c']}"),
-    (r"^revision (?P<n>\d+)$", lambda m: f"version {m['n']}"),
-    (r"^revision (?P<n>\d+) of (?P<d>.+)$", lambda m: f"version {m['n']} av {m['d']}"),
-    (r"^(?P<n>\d+) approval\(s\)$", lambda m: f"{m['n']} godkännande{'' if m['n'] == '1' else 'n'}"),
-    (r"^kept text (?P<k>\S+)$", lambda m: f"texten sparad som {m['k']}"),
-    (r"^file (?P<h>\S+)$", lambda m: f"filen {m['h']}"),
-    (r"^(?P<n>\d+) (?:deferred|waiting) recipient\(s\)$", lambda m: f"{m['n']} väntande mottagare"),
-    (r"^(?P<n>\d+) recipient\(s\)(?P<t> \(test\))?$", lambda m: f"{m['n']} mottagare" + (" (provutskick)" if m["t"] else "")),
-    (r"^no console role for (?P<c>.+)$", lambda m: f"ingen roll i konsolen för {m['c']}"),
-    (r"^the name belongs to a local account$", lambda m: "namnet hör till ett lokalt konto"),
-    (r"^the name belongs to another person at the identity provider$",
-     lambda m: "namnet hör till en annan person hos identitetsleverantören"),
-    (r"^the account is disabled in the console$", lambda m: "kontot är avstängt i konsolen"),
+# Groups named ...role are role names, shown in Swedish.
+_DETAIL_PARTS: Catalogue = [(re.compile(pattern), wording) for pattern, wording in [
+    (r"^from (?P<r>.+)$", "från {r}"),
+    (r"^unknown user or no password$", "okänd användare eller inget lösenord"),
+    (r"^account locked until (?P<t>.+)$", "kontot spärrat till {t}"),
+    (r"^wrong password \((?P<n>\d+)\)$", "fel lösenord (försök {n})"),
+    (r"^(?P<n>\d+) failed sign-ins: locked for (?P<m>\d+) minutes$", "{n} misslyckade inloggningar: spärrat i {m} minuter"),
+    (r"^account disabled$", "kontot är avstängt"),
+    (r"^single sign-on$", "enkel inloggning"),
+    (r"^role (?P<role>\w+), no address$", "roll {role}, ingen e-postadress"),
+    (r"^role (?P<role>\w+), (?P<a>.+)$", "roll {role}, {a}"),
+    (r"^role (?P<old_role>\S+) -> (?P<new_role>\S+)$", "roll {old_role} -> {new_role}"),
+    (r"^email (?P<c>.+)$", "e-post {c}"),
+    (r"^revision (?P<n>\d+)$", "version {n}"),
+    (r"^revision (?P<n>\d+) of (?P<d>.+)$", "version {n} av {d}"),
+    (r"^1 approval\(s\)$", "1 godkännande"),
+    (r"^(?P<n>\d+) approval\(s\)$", "{n} godkännanden"),
+    (r"^kept text (?P<k>\S+)$", "texten sparad som {k}"),
+    (r"^file (?P<h>\S+)$", "filen {h}"),
+    (r"^(?P<n>\d+) (?:deferred|waiting) recipient\(s\)$", "{n} väntande mottagare"),
+    (r"^(?P<n>\d+) recipient\(s\) \(test\)$", "{n} mottagare (provutskick)"),
+    (r"^(?P<n>\d+) recipient\(s\)$", "{n} mottagare"),
+    (r"^no console role for (?P<c>.+)$", "ingen roll i konsolen för {c}"),
+    (r"^the name belongs to a local account$", "namnet hör till ett lokalt konto"),
+    (r"^the name belongs to another person at the identity provider$", "namnet hör till en annan person hos identitetsleverantören"),
+    (r"^the account is disabled in the console$", "kontot är avstängt i konsolen"),
 ]]
+
+
+def _role_in_swedish(key: str, value: str) -> str:
+    return ROLE_NAMES.get(value, value) if key.endswith("role") else value
 
 
 def swedish_audit_detail(detail: str, zone: tzinfo = UTC) -> str:
@@ -180,20 +188,15 @@ def swedish_audit_detail(detail: str, zone: tzinfo = UTC) -> str:
         suffix = ""
         if part.endswith(_FROM_PROVIDER):
             part, suffix = part[: -len(_FROM_PROVIDER)], " (från identitetsleverantören)"
-        for pattern, wording in _DETAIL_PARTS:
-            found = pattern.match(part)
-            if found:
-                part = wording(found)
-                break
-        shown.append(part + suffix)
+        shown.append((_reworded(_DETAIL_PARTS, part, _role_in_swedish) or part) + suffix)
     return "; ".join(shown)
 
 
 # -- the relay's trouble, on a send's page -------------------------------------------------------
 
-_RELAY_CAUSES: list[tuple[re.Pattern[str], str]] = [(re.compile(pattern), wording) for pattern, wording in [
+_RELAY_CAUSES: Catalogue = [(re.compile(pattern), wording) for pattern, wording in [
     (r"^cannot connect: ConnectionRefusedError", "anslutningen nekades (ingen server svarar på den adressen och porten)"),
-    (r"^cannot connect: (?:TimeoutError|timeout|socket\.timeout)|timed out", "inget svar inom tidsgränsen"),
+    (r"^(?:cannot connect: (?:TimeoutError|timeout|socket\.timeout)|.*timed out)", "inget svar inom tidsgränsen"),
     (r"^cannot connect: gaierror", "servernamnet går inte att slå upp (DNS)"),
     (r"^cannot connect: (?:ConnectionResetError|SMTPServerDisconnected|BrokenPipeError)", "servern stängde anslutningen"),
     (r"^TLS certificate not trusted", "serverns TLS-certifikat är inte betrott (transport.ca_file)"),
@@ -210,11 +213,7 @@ def _relay_cause(reason: str) -> tuple[str, str]:
     endpoint, _, cause = reason.partition(": ")
     if not cause:
         endpoint, cause = "", reason
-    for pattern, wording in _RELAY_CAUSES:
-        found = pattern.search(cause)
-        if found:
-            return endpoint, wording.format(**found.groupdict())
-    return endpoint, cause
+    return endpoint, _reworded(_RELAY_CAUSES, cause) or cause
 
 
 def swedish_held(reason: str, held: int, next_attempt: str | None) -> str:
