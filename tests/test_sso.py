@@ -89,7 +89,7 @@ def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provider]:
         deadline = time.monotonic() + 30
         while "ready" not in (here / "provider.log").read_text():
             assert process.poll() is None, (here / "provider.log").read_text()
-            assert time.monotonic() < deadline, "the provider did not start"
+            assert time.monotonic() < deadline, f"the provider did not start in 30 s; its output: {(here / 'provider.log').read_text()!r}"
             time.sleep(0.02)
         tls = ssl.create_default_context(cafile=str(here / "ca.pem"))
         yield Provider(issuer, here / "ca.pem", ports, tls)
