@@ -62,7 +62,7 @@ class ScriptedTransport:
 def plan(count: int, approval_id: int | None = None) -> Plan:
     people = tuple(Recipient(f"p{i}@example.org", "", f"p{i}@example.org") for i in range(count))
     prepared = prepare(Rendered("Ämne", "<p>hej</p>", "hej\n"),
-                       Envelope("r@example.org", "R <r@example.org>", None, "R <r.example.org>"), START, urgent=False)
+                       Envelope("r@example.org", "R", "r@example.org", None, "R", "r.example.org"), START, urgent=False)
     return Plan(name="2024-11-17.r1.edition", edition_date=date(2024, 11, 17), revision=1, kind="edition",
                 subject="Ämne", source="reports/2024-11-17.md", created_by="test", recipients=people,
                 failed_inputs=(), prepared=prepared, envelope_sender="r@example.org", group_name="Mottagare",

@@ -260,7 +260,7 @@ def prepared_message(urgent: bool = False) -> Any:
     from dispatch.message import Envelope, prepare
     from dispatch.models import Rendered
 
-    envelope = Envelope("rapport@example.org", "Regional rapport <rapport@example.org>", None, "R <r.example.org>")
+    envelope = Envelope("rapport@example.org", "Regional rapport", "rapport@example.org", None, "R", "r.example.org")
     return prepare(Rendered("Ämne", "<p>Hej</p>", "Hej\n"), envelope, NOW, urgent=urgent)
 
 

@@ -13,11 +13,12 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr
+from email.utils import format_datetime
 
+from dispatch import headers
 from dispatch.errors import DispatchError
 from dispatch.models import Recipient, Rendered
 
@@ -26,10 +27,52 @@ _LINE_BREAK = re.compile(r"[\r\n]")
 
 @dataclass(frozen=True)
 class Envelope:
-    sender: str
-    from_header: str
+    sender: str  # the envelope sender (MAIL FROM)
+    from_name: str
+    from_address: str
     reply_to: str | None
-    list_id: str  # "Name <id.domain>"
+    list_name: str  # List-Id's phrase (RFC 2919), e.g. the report's title
+    list_address: str  # List-Id's identifier, e.g. "regional-rapport.example.org"
+
+
+@dataclass(frozen=True)
+class Thread:
+    """Outlook's conversation headers (MS-OXOMSG 2.2.1.3, MS-OXCMAIL 2.2.3.2.10): Outlook
+    threads by Thread-Topic and Thread-Index, not by References."""
+
+    topic: str  # the subject without prefixes ("Rättelse: ", "BRÅDSKANDE: ")
+    index: bytes  # 22 bytes for a message that starts a conversation, + 5 per reply level
+
+
+FILETIME_EPOCH = datetime(1601, 1, 1, tzinfo=UTC)
+
+
+def _filetime(moment: datetime) -> int:
+    """100-nanosecond intervals since 1601-01-01 UTC (Windows' FILETIME)."""
+    delta = moment.astimezone(UTC) - FILETIME_EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 10_000_000 + delta.microseconds * 10
+
+
+def thread_index(started: datetime, conversation: str) -> bytes:
+    """The 22-byte header block: 0x01, the 40 high bits of the FILETIME after its first
+    byte, then a GUID. Derived from ``conversation`` (not random), so that every revision
+    and every resumed send of one edition computes the same conversation."""
+    time = (_filetime(started) >> 24).to_bytes(5, "big")
+    guid = hashlib.sha256(conversation.encode()).digest()[:16]
+    return b"\x01" + time + guid
+
+
+def reply_index(parent: bytes, started: datetime, now: datetime, sequence: int) -> bytes:
+    """``parent`` plus one 5-byte child block: a flag bit (0: the delta is of bits 18-48),
+    31 bits of time since the conversation started, 4 bits of 'random', 4 of sequence."""
+    delta = max(0, _filetime(now) - _filetime(started))
+    code = 0
+    if delta >> 49:  # more than about 1.7 years: the coarser scale (bits 23-53)
+        code, delta = 1, delta >> 23
+    else:
+        delta >>= 18
+    block = (code << 39) | ((delta & 0x7FFFFFFF) << 8) | ((sequence * 7 & 0xF) << 4) | (sequence & 0xF)
+    return parent + block.to_bytes(5, "big")
 
 
 @dataclass(frozen=True)
@@ -44,8 +87,9 @@ class PreparedMessage:
 
     def for_recipients(self, to_header: str, message_id: str, key: str | None = None) -> bytes:
         """The bytes one SMTP transaction sends: patch two headers onto the prepared message
-        (four for a correction to someone who got an earlier revision: ``key`` is theirs)."""
-        if _LINE_BREAK.search(to_header) or _LINE_BREAK.search(message_id):
+        (four for a correction to someone who got an earlier revision: ``key`` is theirs).
+        ``to_header`` is to_header()'s value: folded lines, never a bare line break."""
+        if headers.has_bare_break(to_header) or _LINE_BREAK.search(message_id):
             raise DispatchError("refusing a header with a line break (possible header injection)")
         return b"".join((
             b"To: ", to_header.encode("ascii"), b"\r\n",
@@ -64,82 +108,62 @@ def thread_headers(earlier: Sequence[str]) -> bytes:
     ids = [mid for mid in earlier if mid and not _LINE_BREAK.search(mid) and mid.isascii()][-MAX_REFERENCES:]
     if not ids:
         return b""
-    return b"In-Reply-To: " + ids[-1].encode("ascii") + b"\r\nReferences: " + " ".join(ids).encode("ascii") + b"\r\n"
+    return b"In-Reply-To: " + ids[-1].encode("ascii") + b"\r\n" + headers.fold("References", ids)
 
 
-def list_id(name: str, identifier: str, domain: str) -> str:
+def list_address(identifier: str, domain: str) -> str:
     safe = re.sub(r"[^A-Za-z0-9-]+", "-", identifier).strip("-") or "rapport"
-    return formataddr((name, f"{safe}.{domain}"))
+    return f"{safe}.{domain}"
 
 
-def prepare(rendered: Rendered, envelope: Envelope, date: datetime, *, urgent: bool) -> PreparedMessage:
-    """Serialise the common part of the message. policy.SMTP gives CRLF line ends and
-    RFC 2047 encoded-words for every non-ASCII header; both parts are quoted-printable
-    so no line exceeds 998 octets whatever the editors wrote."""
-    message = EmailMessage(policy=policy.SMTP)
-    message["From"] = envelope.from_header
+def prepare(rendered: Rendered, envelope: Envelope, date: datetime, *, urgent: bool,
+            thread: Thread | None = None) -> PreparedMessage:
+    """Serialise the common part of the message. The header fields with text in them are
+    written by dispatch.headers (encoded-words that keep their spaces, folded at 78); the
+    MIME body by the standard library with CRLF line ends, both parts quoted-printable so
+    no line exceeds 998 octets whatever the editors wrote."""
+    lines = [headers.mailbox("From", envelope.from_name, envelope.from_address)]
     if envelope.reply_to:
-        message["Reply-To"] = envelope.reply_to
-    message["Subject"] = rendered.subject
-    message["Date"] = format_datetime(date)
-    message["List-Id"] = envelope.list_id
+        lines.append(headers.mailbox("Reply-To", "", envelope.reply_to))
+    lines.append(headers.unstructured("Subject", rendered.subject))
+    lines.append(b"Date: " + format_datetime(date).encode("ascii") + b"\r\n")
+    lines.append(headers.fold("List-Id", headers.mailbox_atoms(len("List-Id: "), envelope.list_name, envelope.list_address)))
+    if thread is not None:
+        lines.append(headers.unstructured("Thread-Topic", thread.topic))
+        lines.append(b"Thread-Index: " + base64.b64encode(thread.index) + b"\r\n")
     # RFC 3834: auto-responders must not answer; MS-OXCMAIL: Exchange suppresses
     # out-of-office and auto-replies (not NDRs: bounces are wanted).
-    message["Auto-Submitted"] = "auto-generated"
-    message["X-Auto-Response-Suppress"] = "OOF, AutoReply"
-    if not urgent:
+    lines.append(b"Auto-Submitted: auto-generated\r\n")
+    lines.append(b"X-Auto-Response-Suppress: OOF, AutoReply\r\n")
+    if urgent:
+        lines.append(b"Importance: High\r\nX-Priority: 1\r\n")
+    else:
         # "bulk" tells some servers and filters the message may wait or go to a lower-priority
         # folder: right for the daily report, wrong for a message that must be read now.
-        message["Precedence"] = "bulk"
-    if urgent:
-        message["Importance"] = "High"
-        message["X-Priority"] = "1"
+        lines.append(b"Precedence: bulk\r\n")
+    message = EmailMessage(policy=policy.SMTP)
     message.set_content(rendered.text, subtype="plain", charset="utf-8", cte="quoted-printable")
     message.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="quoted-printable")
     # RFC 3282: screen readers and translation offers pick the language from here too. Set
     # after the parts: set_content() clears every Content-* header of the message.
     message["Content-Language"] = "sv"
-    data = message.as_bytes(policy=policy.SMTP)
-    split = data.index(b"\r\n\r\n") + 2
+    data = message.as_bytes(policy=policy.SMTP)  # only ASCII MIME headers: nothing to fold wrongly
     domain = envelope.sender.rpartition("@")[2]
-    return PreparedMessage(head=data[:split], body=data[split:], domain=domain)
+    return PreparedMessage(head=b"".join(lines) + data[:data.index(b"\r\n\r\n") + 2],
+                           body=data[data.index(b"\r\n\r\n") + 2:], domain=domain)
 
 
 def to_header(recipients: list[Recipient] | tuple[Recipient, ...], group_name: str | None = None) -> str:
-    """One recipient: 'Name <addr>' (name encoded when non-ASCII, quoted when it has
-    specials; the address always plain). Several (a Bcc batch): an empty group, so
-    nobody sees the others. Always one line: the prepared message is patched, not folded."""
+    """The To value: one recipient 'Name <addr>' (name as encoded-words when non-ASCII,
+    quoted when it has specials; the address always plain); several (a Bcc batch) an
+    empty group, so nobody sees the others. Folded at 78 octets (CRLF SP) when long."""
+    used = len("To: ")
     if len(recipients) == 1 and group_name is None:
         recipient = recipients[0]
-        name = " ".join(recipient.name.split())
-        if not name:
-            return recipient.address
-        if name.isascii():
-            return formataddr((name, recipient.address))  # quotes and escapes specials
-        return f"{encode_words(name)} <{recipient.address}>"
-    name = " ".join((group_name or "Mottagare").split())
-    if not name.isascii():
-        return f"{encode_words(name)}:;"
-    return re.sub(r'[:;,"<>@()\\\[\]]', " ", name).strip() + ":;"
-
-
-def encode_words(text: str) -> str:
-    """RFC 2047 'B' encoded-words of at most 75 characters each, separated by spaces on
-    one line (a decoder joins adjacent encoded-words and drops the space between them).
-    email.utils.formataddr makes one word of any length, and email.header folds with
-    line breaks, which a patched header line cannot carry. A multi-byte character is
-    never split across words."""
-    words: list[str] = []
-    chunk = ""
-    for char in text:
-        # 12 = len("=?utf-8?b?") + len("?="); base64 turns 3 bytes into 4 characters.
-        if chunk and 12 + 4 * -(-len((chunk + char).encode()) // 3) > 75:
-            words.append(chunk)
-            chunk = ""
-        chunk += char
-    if chunk:
-        words.append(chunk)
-    return " ".join(f"=?utf-8?b?{base64.b64encode(w.encode()).decode('ascii')}?=" for w in words)
+        atoms = headers.mailbox_atoms(used, " ".join(recipient.name.split()), recipient.address)
+    else:
+        atoms = headers.group_atoms(used, " ".join((group_name or "Mottagare").split()))
+    return headers.fold_value(used, atoms)
 
 
 def message_id(dispatch_name: str, key: str, domain: str) -> str:

@@ -18,6 +18,7 @@ from email.utils import format_datetime, make_msgid
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from dispatch import headers
 from dispatch.models import State
 
 if TYPE_CHECKING:
@@ -26,17 +27,23 @@ if TYPE_CHECKING:
 MAX_LISTED = 200  # beyond this the summary points to `dispatch status`
 
 
-def compose(sender: str, recipients: Iterable[str], subject: str, body: str, now: datetime) -> bytes:
+def compose(sender: tuple[str, str], recipients: Iterable[str], subject: str, body: str, now: datetime) -> bytes:
+    """A notice to the office. ``sender`` is (display name, address); the header fields with
+    text are written by dispatch.headers, which keeps the spaces a Swedish subject has."""
+    name, address = sender
+    addresses = list(recipients)
     message = EmailMessage(policy=policy.SMTP)
-    message["From"] = sender
-    message["To"] = ", ".join(recipients)
-    message["Subject"] = subject
-    message["Date"] = format_datetime(now)
-    message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2].strip(">") or None)
-    message["Auto-Submitted"] = "auto-generated"
-    message["X-Auto-Response-Suppress"] = "OOF, AutoReply"
     message.set_content(body, charset="utf-8", cte="quoted-printable")
-    return message.as_bytes()
+    data = message.as_bytes()
+    return b"".join((
+        headers.mailbox("From", name, address),
+        headers.fold("To", [f"{a}," for a in addresses[:-1]] + addresses[-1:]),
+        headers.unstructured("Subject", " ".join(subject.split())),
+        b"Date: " + format_datetime(now).encode("ascii") + b"\r\n",
+        b"Message-ID: " + make_msgid(domain=address.rpartition("@")[2] or None).encode("ascii") + b"\r\n",
+        b"Auto-Submitted: auto-generated\r\nX-Auto-Response-Suppress: OOF, AutoReply\r\n",
+        data,
+    ))
 
 
 def summary(dispatch: str, subject: str, counts: dict[str, int], rows: list[dict[str, Any]],
@@ -205,7 +212,7 @@ def job_failed(job: str, error: BaseException, now: datetime) -> Alert:
 # -- delivery -------------------------------------------------------------------------
 
 
-def deliver(transport: Transport, from_header: str, sender: str, to: tuple[str, ...], subject: str, body: str,
+def deliver(transport: Transport, from_header: tuple[str, str], sender: str, to: tuple[str, ...], subject: str, body: str,
             now: datetime) -> list[str]:
     """Mail one notice to every address in ``to`` over one connection of ``transport``.
 

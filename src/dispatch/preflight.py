@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
 from html.parser import HTMLParser
 
 from dispatch.errors import Problem
@@ -180,3 +184,124 @@ def _split_where(where: str | None) -> tuple[str, int] | None:
         return None
     path, _, line = where.rpartition(":")
     return (path, int(line)) if path and line.isdigit() else None
+
+
+# -- reading back what would be sent --------------------------------------------------------
+
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What two people approved and the message must say, header by header and part by part.
+    Mailboxes are (display name, address); None: the header must be absent."""
+
+    subject: str
+    sender: tuple[str, str]
+    to: tuple[str, str] | None  # None: a Bcc batch's empty group, named by ``group``
+    reply_to: tuple[str, str] | None
+    list_id: tuple[str, str]
+    text: str
+    html: str
+    thread_topic: str | None = None
+    group: str | None = None
+
+
+def mailbox_reads_back(header: str, raw_value: str, expected: tuple[str, str]) -> str | None:
+    """Why the mailbox header ``raw_value`` (as written, folded) does not parse to
+    ``expected`` (display name, address) the way a reader's program shows it, or None."""
+    try:
+        parsed = policy.default.header_factory(header, _FOLD.sub("", raw_value))
+        addresses = parsed.addresses
+    except (ValueError, IndexError, AttributeError) as exc:
+        return f"does not parse ({exc})"
+    if len(addresses) != 1:
+        return f"holds {len(addresses)} addresses, not one"
+    got = (addresses[0].display_name, addresses[0].addr_spec)
+    return None if got == expected else f"reads {_mailbox(got)!r}, not {_mailbox(expected)!r}"
+
+
+def _mailbox(pair: tuple[str, str]) -> str:
+    return f"{pair[0]} <{pair[1]}>" if pair[0] else pair[1]
+
+
+def read_back(message: bytes, expected: Expected) -> list[tuple[str, str]]:
+    """Parse the bytes as a reader's program would (policy.default, RFC 2047 decoding) and
+    compare every header with text in it and both parts with what was rendered. Returns
+    (header or part, what differs) for each difference: a header folded so that a space
+    is lost, a display name that decodes to something else, a part that does not decode
+    to the rendered text."""
+    found: list[tuple[str, str]] = []
+    try:
+        parsed = BytesParser(policy=policy.default).parsebytes(message)
+    except Exception as exc:  # any failure to parse is the finding itself
+        return [("message", f"cannot be parsed back ({type(exc).__name__}: {exc})")]
+    if not isinstance(parsed, EmailMessage):  # policy.default always makes one; narrowed for the types
+        return [("message", "cannot be parsed back as a message")]
+
+    def unstructured(name: str, want: str | None) -> None:
+        values = parsed.get_all(name) or []
+        if want is None:
+            if values:
+                found.append((name, f"is present ({str(values[0])[:80]!r}) but should not be"))
+            return
+        if len(values) != 1:
+            found.append((name, f"appears {len(values)} times, not once"))
+        elif str(values[0]) != want:
+            found.append((name, f"reads {str(values[0])!r}, not {want!r}"))
+
+    def mailbox(name: str, want: tuple[str, str] | None) -> None:
+        raw = _raw(message, name)
+        if want is None:
+            if raw is not None:
+                found.append((name, "is present but should not be"))
+            return
+        why = "is missing" if raw is None else mailbox_reads_back(name, raw, want)
+        if why:
+            found.append((name, why))
+
+    unstructured("Subject", expected.subject)
+    mailbox("From", expected.sender)
+    mailbox("Reply-To", expected.reply_to)
+    if expected.to is not None:
+        mailbox("To", expected.to)
+    else:
+        raw = _raw(message, "To")
+        group = parsed["To"].groups[0].display_name if raw is not None and parsed["To"].groups else None
+        if group != (expected.group or "Mottagare"):
+            found.append(("To", f"names the group {group!r}, not {expected.group!r}"))
+    raw_list_id = _raw(message, "List-Id")
+    list_problem = "is missing" if raw_list_id is None else mailbox_reads_back("To", raw_list_id, expected.list_id)
+    if list_problem:
+        found.append(("List-Id", list_problem))
+    unstructured("Thread-Topic", expected.thread_topic)
+
+    for subtype, want in (("plain", expected.text), ("html", expected.html)):
+        part = parsed.get_body((subtype,))
+        what = "text part" if subtype == "plain" else "HTML part"
+        if part is None:
+            found.append((what, "is missing"))
+            continue
+        try:
+            got = part.get_content()
+        except (LookupError, ValueError) as exc:
+            found.append((what, f"cannot be decoded ({exc})"))
+            continue
+        if _lines(got) != _lines(want):
+            at = next((i for i, (a, b) in enumerate(zip(_lines(got), _lines(want), strict=False)) if a != b),
+                      min(len(_lines(got)), len(_lines(want))))
+            found.append((what, f"differs from what was rendered from line {at + 1}"))
+    return found
+
+
+def _lines(text: str) -> list[str]:
+    """A part's lines as a reader's program shows them: line ends and the final newline
+    that MIME serialisation adds are not content."""
+    return text.replace("\r\n", "\n").rstrip("\n").split("\n")
+
+
+def _raw(message: bytes, name: str) -> str | None:
+    """The first ``name`` header's raw value in the message's head, folds kept; None if absent."""
+    head = message.split(b"\r\n\r\n", 1)[0].decode("ascii", "replace")
+    match = re.search(rf"(?im)^{re.escape(name)}:[ \t]?([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)", head)
+    return match.group(1) if match else None

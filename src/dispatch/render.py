@@ -22,6 +22,7 @@ TEXT_WIDTH = 76  # RFC 5322 asks for lines of at most 78 characters; quoting add
 SIGNATURE_SEPARATOR = "-- "  # RFC 3676 4.3: clients fold or dim what follows it
 URGENT_PREFIX = "BRÅDSKANDE: "
 CORRECTION_PREFIX = "Rättelse: "
+TEST_PREFIX = "[TEST] "
 
 # cssutils reports every mso-* and -webkit-* property as "Unknown Property" at WARNING
 # and shortens #333333 to #333, which some Outlook versions misread. Keep both out.
@@ -61,7 +62,7 @@ def subject_for(edition: Edition, test: bool = False) -> str:
     if edition.urgent:
         subject = URGENT_PREFIX + subject
     if test:
-        subject = "[TEST] " + subject
+        subject = TEST_PREFIX + subject
     return subject
 
 

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from dispatch import notify
 from dispatch.app.control import Decision, decide, publish
 from dispatch.app.editions import MAX_TO_LINE, Prepared, publishes_on_send
-from dispatch.app.wiring import current_user, envelope, open_ledger, open_transport, secrets_ready, send_policy
+from dispatch.app.wiring import current_user, open_ledger, open_transport, secrets_ready, send_policy
 from dispatch.config import Settings, TransportSettings
 from dispatch.errors import DispatchError, InputError, Problem, display_path
 from dispatch.ledger import Ledger
@@ -118,7 +118,7 @@ def notify_summary(settings: Settings, ledger: Ledger, transport: Transport, res
 def mail_notice(settings: Settings, transport: Transport, subject: str, body: str, now: datetime) -> list[str]:
     """Mail a completion summary or an alert to the `notify` addresses, from the configured
     sender; returns the refusals ("address: reply"), raises DispatchError if not delivered."""
-    return notify.deliver(transport, envelope(settings).from_header, settings.sender.address, settings.notify,
+    return notify.deliver(transport, (settings.sender.name, settings.sender.address), settings.sender.address, settings.notify,
                           subject, body, now.astimezone(settings.timezone))
 
 

@@ -10,7 +10,7 @@ from datetime import timedelta
 from dispatch.config import Settings
 from dispatch.errors import AuthenticationError, ConsoleError, InputError
 from dispatch.ledger import Ledger
-from dispatch.message import Envelope, list_id
+from dispatch.message import Envelope, list_address
 from dispatch.pipeline import SendPolicy, Transport
 from dispatch.settings import OidcSettings
 from dispatch.transport import MaildirTransport, SMTPTransport
@@ -101,14 +101,14 @@ def send_policy(settings: Settings, linger: timedelta = timedelta(0), *, by_hand
 
 
 def envelope(settings: Settings) -> Envelope:
-    from email.utils import formataddr
-
     sender = settings.sender
     return Envelope(
         sender=sender.address,
-        from_header=formataddr((sender.name, sender.address)),
+        from_name=sender.name,
+        from_address=sender.address,
         reply_to=sender.reply_to,
-        list_id=list_id(settings.report.title, settings.report.list_id, sender.domain),
+        list_name=settings.report.title,
+        list_address=list_address(settings.report.list_id, sender.domain),
     )
 
 
