@@ -29,8 +29,9 @@ from hypothesis import strategies as st
 from conftest import Project, RecordingHandler, SMTPServer, start_server
 from dispatch import headers
 from dispatch.config import TransportSettings, load_settings
+from dispatch.conversation import Thread, reply_index, thread_index
 from dispatch.maildir import MaildirTransport
-from dispatch.message import Envelope, Thread, prepare, reply_index, thread_index, to_header
+from dispatch.message import Envelope, prepare, to_header
 from dispatch.models import Recipient, Rendered, State
 from dispatch.transport import SMTPTransport
 
@@ -268,3 +269,43 @@ def test_the_preview_eml_reads_back_with_its_thread_headers(project: Project) ->
     import base64
 
     assert len(base64.b64decode(message["Thread-Index"])) == 22
+
+
+# -- a headline in the subject ------------------------------------------------------------
+
+
+def with_front_matter(project: Project, day: str, extra: str) -> None:
+    path = project.root / f"reports/{day}.md"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("---\n", "---\n" + extra, 1), encoding="utf-8")
+
+
+def test_a_headline_puts_the_news_in_the_subject_and_the_message_carries_it(project: Project) -> None:
+    with_front_matter(project, "2024-11-18", "headline: Närhälsan tillbaka i Asynja\n")
+    result = project.run("preview", "--date", "2024-11-18", "--out", str(project.root / "preview"))
+    assert result.returncode == 0, result.stderr
+    message = parse((project.root / "preview/2024-11-18.eml").read_bytes())
+    assert message["Subject"] == "mån 18 nov: Närhälsan tillbaka i Asynja"
+    assert message["Thread-Topic"] == "mån 18 nov: Närhälsan tillbaka i Asynja"
+    html = message.get_body(("html",))
+    assert html is not None and "<title>mån 18 nov: Närhälsan tillbaka i Asynja</title>" in html.get_content()
+    checked = project.run("check", "--date", "2024-11-18")
+    assert "warning:" not in checked.stderr, "a short subject is not warned about"
+
+
+def test_check_warns_about_a_subject_longer_than_an_inbox_shows_but_passes(project: Project) -> None:
+    headline = "Närhälsan tillbaka i Asynja efter avbrottet, men inte på Östra sjukhuset"
+    with_front_matter(project, "2024-11-18", f"headline: {headline}\n")
+    checked = project.run("check", "--date", "2024-11-18")
+    line = next(n for n, text in enumerate((project.root / "reports/2024-11-18.md").read_text().splitlines(), 1)
+                if text.startswith("headline:"))
+    assert re.search(rf"^warning: reports/2024-11-18\.md:{line}: the subject 'mån 18 nov: {headline}' is {len("mån 18 nov: " + headline)} characters",
+                     checked.stderr, re.M), checked.stderr
+    assert "problem" not in checked.stderr.split("warning:")[0]
+
+
+def test_a_headline_must_be_one_line_of_text(project: Project) -> None:
+    with_front_matter(project, "2024-11-18", "headline: [en, lista]\n")
+    checked = project.run("check", "--date", "2024-11-18")
+    assert checked.returncode == 1
+    assert re.search(r"^reports/2024-11-18\.md:2: 'headline' must be text", checked.stderr, re.M), checked.stderr

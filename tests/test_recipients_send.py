@@ -48,9 +48,9 @@ def reports(server: SMTPServer) -> list[Received]:
 def rfc2047_to(message: Received) -> tuple[str, str]:
     """(display name, address) of the To header, decoded as RFC 2047 says."""
     raw = message.data.split(b"\r\n\r\n", 1)[0].decode("ascii")
-    to = re.search(r"^To: (.*(?:\r\n[ \t].*)*)", raw, re.M | re.I)
+    to = re.search(r"^To: ([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)", raw, re.M | re.I)
     assert to is not None
-    ((name, address),) = getaddresses([to.group(1)])
+    ((name, address),) = getaddresses([re.sub(r"\r\n(?=[ \t])", "", to.group(1))])  # unfolded: RFC 5322 2.2.3
     return str(make_header(decode_header(name))), address
 
 

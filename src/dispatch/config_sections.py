@@ -155,6 +155,8 @@ def _read_report(reader: _Reader, raw: LineDict) -> ReportSettings:
         title=title,
         # What changes every day first: an inbox list on a phone cuts the subject after about 35 characters.
         subject=reader.text(section, "subject", "{{ date_short }}: {{ title }}", p),
+        # An edition with a 'headline' puts the news in the subject; the sender's name already says "Regional rapport".
+        headline_subject=reader.text(section, "headline_subject", "{{ date_short }}: {{ headline }}", p),
         preheader=reader.text(section, "preheader", "{{ compiled_label }}", p, multiline=True),  # whitespace is folded
         list_id=reader.text(section, "list_id", "rapport", p),
         standing_sections=tuple(standing),

@@ -22,8 +22,10 @@ from dispatch.models import Edition, Section
 from dispatch.yamlsource import LineDict, parse_yaml, shorten
 
 KNOWN_KEYS = {
-    "compiled", "status", "subject", "preheader", "lists", "urgent", "revision", "correction", "by", "markers",
+    "compiled", "status", "subject", "headline", "preheader", "lists", "urgent", "revision", "correction", "by", "markers",
 }
+# A phone's inbox list shows about 35 characters of a subject; beyond 60 even a desktop cuts it.
+SUBJECT_WARN_CHARS = 60
 STATUSES = ("draft", "approved")
 _HEADING = re.compile(r"^##\s+(.+?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s{0,3}(```|~~~)")
@@ -141,7 +143,7 @@ def assemble(
             problems.append(Problem(shown, meta.line_of("lists"), "'lists' must be a list of recipient list names"))
             lists = None
 
-    for key in ("subject", "preheader", "correction", "by"):
+    for key in ("subject", "headline", "preheader", "correction", "by"):
         if key in meta and not isinstance(meta[key], str):
             problems.append(Problem(shown, meta.line_of(key), f"'{key}' must be text"))
         elif key in meta and _CONTROL.search(meta[key].replace("\n", " ") if key == "correction" else meta[key]):
@@ -178,12 +180,15 @@ def assemble(
         "date_short": short_date(day),
         "compiled_label": compiled_label(compiled),
         "revision": revision,
+        "headline": " ".join(str(meta.get("headline") or "").split()),
     }
     first_text = markup.to_text(lead_md, emphasis=False) if lead_md.strip() else (
         _first_item(sections[0][2]) if sections else ""
     )
     subject_line = meta.line_of("subject") if "subject" in meta else None
-    subject = _fill(meta.get("subject", report.subject), variables, shown, subject_line, "subject", problems)
+    # The front matter's own subject wins; else a headline puts the day's news in the subject.
+    default_subject = report.headline_subject if variables["headline"] and not urgent else report.subject
+    subject = _fill(meta.get("subject", default_subject), variables, shown, subject_line, "subject", problems)
     preheader_template = meta.get("preheader")
     correction_text = str(meta.get("correction") or "").strip()
     if not urgent and revision > 1 and correction_text:
@@ -224,6 +229,7 @@ def assemble(
         correction=meta.get("correction"),
         author=(meta.get("by") or "").strip() or None,
         markers=meta.get("markers") is not False,
+        headline=str(variables["headline"]) or None,
         line_of=dict(meta.key_lines) | {"": meta.line},
     )
 

@@ -13,12 +13,13 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime
 
 from dispatch import headers
+from dispatch.conversation import Thread
 from dispatch.errors import DispatchError
 from dispatch.models import Recipient, Rendered
 
@@ -33,46 +34,6 @@ class Envelope:
     reply_to: str | None
     list_name: str  # List-Id's phrase (RFC 2919), e.g. the report's title
     list_address: str  # List-Id's identifier, e.g. "regional-rapport.example.org"
-
-
-@dataclass(frozen=True)
-class Thread:
-    """Outlook's conversation headers (MS-OXOMSG 2.2.1.3, MS-OXCMAIL 2.2.3.2.10): Outlook
-    threads by Thread-Topic and Thread-Index, not by References."""
-
-    topic: str  # the subject without prefixes ("Rättelse: ", "BRÅDSKANDE: ")
-    index: bytes  # 22 bytes for a message that starts a conversation, + 5 per reply level
-
-
-FILETIME_EPOCH = datetime(1601, 1, 1, tzinfo=UTC)
-
-
-def _filetime(moment: datetime) -> int:
-    """100-nanosecond intervals since 1601-01-01 UTC (Windows' FILETIME)."""
-    delta = moment.astimezone(UTC) - FILETIME_EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 10_000_000 + delta.microseconds * 10
-
-
-def thread_index(started: datetime, conversation: str) -> bytes:
-    """The 22-byte header block: 0x01, the 40 high bits of the FILETIME after its first
-    byte, then a GUID. Derived from ``conversation`` (not random), so that every revision
-    and every resumed send of one edition computes the same conversation."""
-    time = (_filetime(started) >> 24).to_bytes(5, "big")
-    guid = hashlib.sha256(conversation.encode()).digest()[:16]
-    return b"\x01" + time + guid
-
-
-def reply_index(parent: bytes, started: datetime, now: datetime, sequence: int) -> bytes:
-    """``parent`` plus one 5-byte child block: a flag bit (0: the delta is of bits 18-48),
-    31 bits of time since the conversation started, 4 bits of 'random', 4 of sequence."""
-    delta = max(0, _filetime(now) - _filetime(started))
-    code = 0
-    if delta >> 49:  # more than about 1.7 years: the coarser scale (bits 23-53)
-        code, delta = 1, delta >> 23
-    else:
-        delta >>= 18
-    block = (code << 39) | ((delta & 0x7FFFFFFF) << 8) | ((sequence * 7 & 0xF) << 4) | (sequence & 0xF)
-    return parent + block.to_bytes(5, "big")
 
 
 @dataclass(frozen=True)

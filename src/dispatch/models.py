@@ -42,6 +42,7 @@ class Edition:
     correction: str | None = None
     author: str | None = None  # the front matter's 'by': who wrote this content
     markers: bool = True  # the front matter's 'markers': mark what is new since the previous edition
+    headline: str | None = None  # the front matter's 'headline': the day's news, for the subject
     # The line that says what is new ("3 nya punkter sedan …"), "" for none; None until the
     # previous edition has been compared (app.changes.with_news: it needs the ledger).
     news: str | None = None

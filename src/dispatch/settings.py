@@ -30,7 +30,7 @@ _TRANSPORT_KEYS = (
     "token_command", "ca_file", "connections", "rate_per_minute", "recipients_per_message",
     "timeout_seconds", "retry_minutes", "retry_window_hours", "ehlo_name",
 )
-_REPORT_KEYS = ("title", "subject", "preheader", "list_id", "standing_sections")
+_REPORT_KEYS = ("title", "subject", "headline_subject", "preheader", "list_id", "standing_sections")
 _STANDING_KEYS = ("heading", "markdown", "urgent")
 _PUBLISH_KEYS = ("dir", "base_url", "on_send")
 _SCHEDULE_KEYS = ("name", "cron", "lists", "deadline", "approval_deadline")
@@ -115,6 +115,8 @@ class ReportSettings:
     preheader: str
     list_id: str
     standing_sections: tuple[StandingSection, ...]
+    # The subject of an edition whose front matter has a 'headline' (the day's news).
+    headline_subject: str = "{{ date_short }}: {{ headline }}"
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,6 @@ from dispatch.app.drafting import (
 )
 from dispatch.app.editions import (
     FOOTER,
-    MAX_TO_LINE,
     ListsReport,
     Prepared,
     all_lists,
@@ -89,6 +88,7 @@ from dispatch.app.editions import (
     write_preview,
 )
 from dispatch.app.overview import EditionState, ScheduleDay, approvals_of, edition_state, today
+from dispatch.app.readback import MAX_TO_LINE, LongSubject, long_subject
 from dispatch.app.records import Status, approval_history, edition_note, export, find_dispatch, history, status
 from dispatch.app.runs import Confirmation, Recipe, Run, Runs, confirm, recipe_for, retry_waiting_now
 from dispatch.app.scheduled import Job, ServeClock, Service, schedule_jobs
@@ -135,6 +135,7 @@ __all__ = [
     "KeptText",
     "Ledger",
     "ListsReport",
+    "LongSubject",
     "MailboxError",
     "Prepared",
     "Recipe",
@@ -192,6 +193,7 @@ __all__ = [
     "list_users",
     "lists_report",
     "lists_sent_before",
+    "long_subject",
     "looks_urgent",
     "mail_notice",
     "notify_summary",

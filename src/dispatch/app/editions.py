@@ -15,22 +15,14 @@ from typing import TYPE_CHECKING
 
 from dispatch import preflight
 from dispatch.app.changes import earlier_message_ids, with_news
+from dispatch.app.readback import read_back_problems, reject_unwritable_to
 from dispatch.app.wiring import envelope, open_ledger
 from dispatch.config import Settings, secret_problems
+from dispatch.conversation import Thread, conversation
 from dispatch.edition import assemble, edition_path
 from dispatch.errors import InputError, PreflightError, Problem, display_path
 from dispatch.ledger import Ledger, dispatch_name
-from dispatch.message import (
-    PreparedMessage,
-    Thread,
-    list_address,
-    message_id,
-    prepare,
-    reply_index,
-    thread_headers,
-    thread_index,
-    to_header,
-)
+from dispatch.message import PreparedMessage, message_id, prepare, thread_headers, to_header
 from dispatch.models import Edition, Recipient, Rendered
 from dispatch.recipients import Resolution, available_lists, resolve
 from dispatch.render import render
@@ -66,7 +58,7 @@ def read_edition(settings: Settings, day: date | None, file: Path | None, now: d
     # (assemble() only knows the edition file); checked, not rendered.
     config_problems = [
         problem
-        for key in ("subject", "preheader")
+        for key in ("subject", "headline_subject", "preheader")
         for problem in check_template(
             getattr(settings.report, key), display_path(settings.path),
             settings.line_of.get(f"report.{key}", 1), f"report.{key}",
@@ -150,35 +142,6 @@ def _earlier_revisions(settings: Settings, edition: Edition) -> tuple[tuple[str,
         ledger.close()
 
 
-def topic(subject: str) -> str:
-    """A subject without the prefixes dispatch puts in front of it: Outlook's conversation
-    topic (PidTagConversationTopic is the subject without prefixes)."""
-    from dispatch.render import CORRECTION_PREFIX, TEST_PREFIX, URGENT_PREFIX
-
-    changed = True
-    while changed:
-        changed = False
-        for prefix in (TEST_PREFIX, URGENT_PREFIX, CORRECTION_PREFIX):
-            if subject.startswith(prefix):
-                subject, changed = subject[len(prefix):], True
-    return subject
-
-
-def conversation(settings: Settings, edition: Edition, now: datetime, first_subject: str | None) -> Thread:
-    """Thread-Topic and Thread-Index: every revision of one day's edition is one conversation
-    (the same 22-byte header, a correction one 5-byte reply level more, its topic the
-    first revision's); an urgent message is a conversation of its own."""
-    start = datetime.combine(edition.date, datetime.min.time(), settings.timezone)
-    ident = f"{settings.report.list_id}\0{settings.sender.domain}\0{edition.date.isoformat()}"
-    if edition.urgent:
-        ident += f"\0urgent\0{edition.revision}\0{edition.subject}"
-        start = now
-    header = thread_index(start, ident)
-    if edition.revision > 1 and not edition.urgent:
-        return Thread(topic(first_subject) if first_subject else edition.subject, reply_index(header, start, now, edition.revision - 1))
-    return Thread(edition.subject, header)
-
-
 def web_url(settings: Settings, edition: Edition) -> str | None:
     # Only link to a web copy that this send publishes: a dead link is worse than none.
     if not settings.publish.base_url or not publishes_on_send(settings, edition):
@@ -224,13 +187,17 @@ def render_edition(
             earlier, threads, first_subject = _earlier_revisions(settings, edition)
         names = choose_lists(settings, edition, lists, earlier, default_lists)
         resolution = resolve(settings.recipients_dir, names)
-    _reject_overlong_to(resolution)
+    reject_unwritable_to(resolution)
     footer = FOOTER.format(sender=settings.sender.name or settings.sender.address)
     # A test send does not publish, so it carries no link to a page that does not exist yet.
     link = None if test else web_url(settings, edition)
     rendered = render(edition, settings.templates_dir, footer=footer, web_url=link, test=test)
     # Date in the office's zone: what a reader's client shows beside the sending time.
-    thread = conversation(settings, edition, now, first_subject)
+    from dispatch.render import CORRECTION_PREFIX, TEST_PREFIX, URGENT_PREFIX
+
+    thread = conversation(settings.report.list_id, settings.sender.domain, edition.date, settings.timezone,
+                          subject=edition.subject, urgent=edition.urgent, revision=edition.revision, now=now,
+                          first_subject=first_subject, prefixes=(TEST_PREFIX, URGENT_PREFIX, CORRECTION_PREFIX))
     prepared = prepare(rendered, envelope(settings), now.astimezone(settings.timezone), urgent=edition.urgent, thread=thread)
     return Prepared(edition, resolution, rendered, dataclasses.replace(prepared, threads=threads), names, test, thread)
 
@@ -253,45 +220,6 @@ def check_problems(settings: Settings, ready: Prepared) -> list[Problem]:
     return problems + read_back_problems(settings, ready, sample, longest)
 
 
-def read_back_problems(settings: Settings, ready: Prepared, sample: bytes, longest: Recipient) -> list[Problem]:
-    """The message parsed back as a reader's program parses it must say exactly what was
-    rendered and approved: each header with text in it, and both parts. A difference is a
-    fault in dispatch, not in the edition, and nothing is sent."""
-    edition, rendered, sender = ready.edition, ready.rendered, settings.sender
-    expected = preflight.Expected(
-        subject=rendered.subject,
-        sender=(" ".join(sender.name.split()), sender.address),
-        to=(" ".join(longest.name.split()), longest.address),
-        reply_to=("", sender.reply_to) if sender.reply_to else None,
-        list_id=(" ".join(settings.report.title.split()), list_address(settings.report.list_id, sender.domain)),
-        text=rendered.text,
-        html=rendered.html,
-        thread_topic=ready.thread.topic if ready.thread is not None else None,
-    )
-    where = {
-        "Subject": (display_path(edition.source), edition.line_of.get("subject", 1)) if "subject" in edition.line_of
-        else (display_path(settings.path), settings.line_of.get("report.subject", 1)),
-        "From": (display_path(settings.path), settings.line_of.get("sender", 1)),
-        "Reply-To": (display_path(settings.path), settings.line_of.get("sender", 1)),
-        "List-Id": (display_path(settings.path), settings.line_of.get("report", 1)),
-    }
-    problems = []
-    for header, difference in preflight.read_back(sample, expected):
-        path, line = where.get(header, (display_path(edition.source), 1))
-        if header == "To":
-            source = _split_source(longest.source)
-            path, line = source or (path, line)
-        problems.append(Problem(path, line, (
-            f"the {header} of the message as it would be sent {difference} when parsed back; nothing was sent. "
-            "This is a fault in dispatch, not in the text: report it with this line")))
-    return problems
-
-
-def _split_source(source: str) -> tuple[str, int] | None:
-    path, _, line = source.rpartition(":")
-    return (path, int(line)) if path and line.isdigit() else None
-
-
 def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
@@ -307,34 +235,6 @@ def _preflight_sources(settings: Settings, edition: Edition) -> list[tuple[str, 
     with contextlib.suppress(OSError):
         sources.append((display_path(template), template.read_text(encoding="utf-8")))
     return sources
-
-
-MAX_TO_LINE = 998 - len("To: ")  # RFC 5322's line limit, for the header lines we patch in
-
-
-def _reject_overlong_to(resolution: Resolution) -> None:
-    """A recipient whose To header cannot be written as their list says (a line over the
-    998-octet limit, or a name that would not read back as written) fails that one
-    recipient (a failed row, with the list's path:line), not the whole send. Only names
-    that are encoded or quoted are parsed back: a plain ASCII name is written as it is."""
-    from dispatch.headers import needs_encoding
-    from dispatch.recipients import Invalid
-
-    for key, recipient in list(resolution.recipients.items()):
-        value = to_header([recipient])
-        name = " ".join(recipient.name.split())
-        problem_text = None
-        if max(len(line) for line in value.split("\r\n")) > MAX_TO_LINE:
-            problem_text = f"the name of {recipient.address} makes its To line longer than 998 octets; shorten the name"
-        elif name and (needs_encoding(name) or '"' in value) and (
-                why := preflight.mailbox_reads_back("To", value, (name, recipient.address))):
-            problem_text = f"the To header of {recipient.address} {why} when parsed back; check the name for unusual characters"
-        if problem_text:
-            path, _, line = recipient.source.rpartition(":")
-            problem = Problem(path or "recipients", int(line) if line.isdigit() else 1, problem_text)
-            del resolution.recipients[key]
-            resolution.invalid.append(Invalid(email=recipient.address, name=recipient.name[:80], problem=problem))
-            resolution.problems.append(problem)
 
 
 def _resolve_addresses(addresses: tuple[str, ...]) -> Resolution:

@@ -10,7 +10,8 @@ from datetime import datetime, timedelta
 
 from dispatch import notify
 from dispatch.app.control import Decision, decide, publish
-from dispatch.app.editions import MAX_TO_LINE, Prepared, publishes_on_send
+from dispatch.app.editions import Prepared, publishes_on_send
+from dispatch.app.readback import MAX_TO_LINE
 from dispatch.app.wiring import current_user, open_ledger, open_transport, secrets_ready, send_policy
 from dispatch.config import Settings, TransportSettings
 from dispatch.errors import DispatchError, InputError, Problem, display_path

@@ -54,6 +54,10 @@ def check(app: Context, day: date | None, file: Path | None, urgent: bool) -> No
     edition = ready.edition
     for problem in problems:
         click.echo(str(problem), err=True)
+    too_long = application.long_subject(settings, ready)
+    if too_long is not None:
+        click.echo(f"warning: {too_long.path}:{too_long.line}: the subject {too_long.subject!r} is {too_long.length} characters; "
+                   f"an inbox shows about {too_long.limit} (a phone about 35): put the news first, e.g. with 'headline:'", err=True)
     unmeasured = application.phone_check_unavailable()
     if unmeasured:
         click.echo(f"note: not measured at a phone's width: {unmeasured}", err=True)
