@@ -299,7 +299,8 @@ def test_check_warns_about_a_subject_longer_than_an_inbox_shows_but_passes(proje
     checked = project.run("check", "--date", "2024-11-18")
     line = next(n for n, text in enumerate((project.root / "reports/2024-11-18.md").read_text().splitlines(), 1)
                 if text.startswith("headline:"))
-    assert re.search(rf"^warning: reports/2024-11-18\.md:{line}: the subject 'mån 18 nov: {headline}' is {len("mån 18 nov: " + headline)} characters",
+    length = len("mån 18 nov: " + headline)
+    assert re.search(rf"^warning: reports/2024-11-18\.md:{line}: the subject 'mån 18 nov: {headline}' is {length} characters",
                      checked.stderr, re.M), checked.stderr
     assert "problem" not in checked.stderr.split("warning:")[0]
 
