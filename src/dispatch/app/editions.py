@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from dispatch import preflight
 from dispatch.app.changes import earlier_message_ids, with_news
-from dispatch.app.wiring import envelope, open_ledger
+from dispatch.app.wiring import envelope, open_ledger, signer
 from dispatch.config import Settings, secret_problems
 from dispatch.edition import assemble, edition_path
 from dispatch.errors import InputError, PreflightError, Problem, display_path
@@ -186,7 +186,8 @@ def render_edition(
     rendered = render(edition, settings.templates_dir, footer=footer, web_url=link, test=test)
     # Date in the office's zone: what a reader's client shows beside the sending time.
     prepared = prepare(rendered, envelope(settings), now.astimezone(settings.timezone), urgent=edition.urgent)
-    return Prepared(edition, resolution, rendered, dataclasses.replace(prepared, threads=threads), names, test)
+    prepared = dataclasses.replace(prepared, threads=threads, signer=signer(settings))  # (signs the preview too)
+    return Prepared(edition, resolution, rendered, prepared, names, test)
 
 
 def check_problems(settings: Settings, ready: Prepared) -> list[Problem]:
