@@ -18,7 +18,7 @@ from dkim.crypto import UnparsableKeyError, parse_pem_private_key
 from dispatch.errors import SigningError, display_path
 
 # The headers h= names, each only when the message has it: naming an absent header in h=
-# would break the signature when a relay adds it (Exchange adds Thread-Topic and Thread-Index
+# would break the signature when a relay adds it (Exchange may add Thread-Topic and Thread-Index
 # to messages without them). Lower case, as dkimpy compares them.
 SIGNED_HEADERS = (
     b"from", b"to", b"subject", b"date", b"message-id", b"in-reply-to", b"references",
