@@ -274,3 +274,17 @@ def test_a_dkim_section_that_is_incomplete_is_a_config_problem(project: Project,
         assert f"config.yaml:{line}: {message}" in result.stderr
     assert "BEGIN PRIVATE KEY" not in result.stderr
     assert maildir_reports(project) == []
+
+
+def test_the_signer_keeps_its_key_out_of_sight_and_wraps_dkimpys_errors(key: Key) -> None:
+    from dispatch.errors import DispatchError
+    from dispatch.signing import Signer
+
+    signer = Signer(domain=DOMAIN, selector=SELECTOR, key=key.pem)
+    secret = key.pem.splitlines()[1].decode()
+    assert secret not in repr(signer) and secret not in str(signer)
+
+    broken = Signer(domain=DOMAIN, selector=SELECTOR, key=b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+    with pytest.raises(DispatchError, match=r"cannot sign for rapport\._domainkey\.example\.org") as raised:
+        broken.sign(b"From: a@example.org\r\nTo: b@example.org\r\nSubject: x\r\n\r\nbody\r\n")
+    assert isinstance(raised.value.__cause__, dkim.DKIMException)
