@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from dispatch.config_dkim import _read_dkim
 from dispatch.config_reader import _ledger_url, _Reader
 from dispatch.config_sections import (
     _read_accessibility,
@@ -30,6 +31,7 @@ from dispatch.settings import (
     DEFAULT_RETRY_MINUTES,
     AccessibilitySettings,
     BounceSettings,
+    DkimSettings,
     PublishSettings,
     ReportSettings,
     Schedule,
@@ -86,6 +88,7 @@ def load_settings(path: Path) -> Settings:
     bounces = _read_bounces(reader, raw)
     web = _read_web(reader, raw)
     accessibility = _read_accessibility(reader, raw)
+    dkim = _read_dkim(reader, raw)
     if sender.verp and transport.recipients_per_message > 1:
         # One envelope sender per message: a Bcc batch cannot carry one token per person.
         reader.problem(reader.lines.get("sender.verp", 1), "'sender.verp' needs one message per recipient: set "
@@ -112,6 +115,7 @@ def load_settings(path: Path) -> Settings:
         bounces=bounces,
         web=web,
         accessibility=accessibility,
+        dkim=dkim,
         line_of=reader.lines,
     )
 
@@ -119,7 +123,7 @@ def load_settings(path: Path) -> Settings:
 # The settings types live in settings.py; the config module is where callers find them
 # beside load_settings (and the architecture allows cli/serve to import only this).
 __all__ = [
-    "DEFAULT_RETRY_MINUTES", "AccessibilitySettings", "BounceSettings", "PublishSettings", "ReportSettings", "Schedule",
+    "DEFAULT_RETRY_MINUTES", "AccessibilitySettings", "BounceSettings", "DkimSettings", "PublishSettings", "ReportSettings", "Schedule",
     "Sender", "Settings",
     "StandingSection", "TransportSettings", "WebSettings", "default_templates_dir", "load_settings", "secret_problems",
 ]

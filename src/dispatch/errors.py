@@ -83,3 +83,8 @@ class ChangeControlError(InputError):
 
 class ConsoleError(DispatchError):
     """The editor console cannot start (its session key, its listen address)."""
+
+
+class SigningError(DispatchError):
+    """A message cannot be DKIM-signed (the key file, or dkimpy refusing); nothing is sent
+    unsigned when signing is configured."""

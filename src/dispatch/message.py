@@ -22,6 +22,7 @@ from dispatch import headers
 from dispatch.conversation import Thread
 from dispatch.errors import DispatchError
 from dispatch.models import Recipient, Rendered
+from dispatch.signing import Signer
 
 _LINE_BREAK = re.compile(r"[\r\n]")
 
@@ -45,19 +46,24 @@ class PreparedMessage:
     domain: str
     # A correction: recipient key -> its In-Reply-To and References lines (thread_headers).
     threads: Mapping[str, bytes] = field(default_factory=dict, compare=False)
+    # DKIM (config dkim:): every message is signed as patched, so the signature covers the
+    # To and Message-ID that recipient gets. None: unsigned.
+    signer: Signer | None = field(default=None, compare=False)
 
     def for_recipients(self, to_header: str, message_id: str, key: str | None = None) -> bytes:
         """The bytes one SMTP transaction sends: patch two headers onto the prepared message
-        (four for a correction to someone who got an earlier revision: ``key`` is theirs).
-        ``to_header`` is to_header()'s value: folded lines, never a bare line break."""
+        (four for a correction to someone who got an earlier revision: ``key`` is theirs),
+        then sign it when DKIM is configured. ``to_header`` is to_header()'s value: folded
+        lines, never a bare line break."""
         if headers.has_bare_break(to_header) or _LINE_BREAK.search(message_id):
             raise DispatchError("refusing a header with a line break (possible header injection)")
-        return b"".join((
+        data = b"".join((
             b"To: ", to_header.encode("ascii"), b"\r\n",
             b"Message-ID: ", message_id.encode("ascii"), b"\r\n",
             self.threads.get(key, b"") if key is not None else b"",
             self.head, self.body,
         ))
+        return self.signer.sign(data) if self.signer is not None else data
 
 
 MAX_REFERENCES = 10  # the latest few keep a thread together; a line stays far below 998 octets

@@ -22,7 +22,7 @@ FQDN = re.compile(r"^(?=.{4,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9]
 # design contract's (docs: ../shared/DESIGN.md), known here before their features exist.
 _TOP_KEYS = (
     "timezone", "reports_dir", "recipients_dir", "templates_dir", "ledger", "lease_seconds", "approval",
-    "sender", "transport", "notify", "publish", "schedules", "report", "bounces", "web", "accessibility",
+    "sender", "transport", "notify", "publish", "schedules", "report", "bounces", "web", "accessibility", "dkim",
 )
 _SENDER_KEYS = ("from", "reply_to", "return_path", "verp")
 _TRANSPORT_KEYS = (
@@ -33,6 +33,7 @@ _TRANSPORT_KEYS = (
 _REPORT_KEYS = ("title", "subject", "headline_subject", "preheader", "list_id", "standing_sections")
 _STANDING_KEYS = ("heading", "markdown", "urgent")
 _PUBLISH_KEYS = ("dir", "base_url", "on_send")
+_DKIM_KEYS = ("domain", "selector", "key_file")
 _SCHEDULE_KEYS = ("name", "cron", "lists", "deadline", "approval_deadline")
 _BOUNCES_KEYS = (
     "host", "port", "security", "username", "password_env", "password_file", "auth", "token_command",
@@ -127,6 +128,16 @@ class PublishSettings:
 
 
 @dataclass(frozen=True)
+class DkimSettings:
+    """DKIM signing of every report message (off without a dkim: section). The private key
+    itself is never here: only the file that holds it, read when a message is prepared."""
+
+    domain: str  # d=: the TXT record is at SELECTOR._domainkey.DOMAIN
+    selector: str  # s=
+    key_file: Path  # PEM, PKCS#1 or PKCS#8, the owner's only (0600)
+
+
+@dataclass(frozen=True)
 class BounceSettings:
     """The bounce mailbox, read over IMAP by `dispatch bounces` and every ``interval_minutes``
     by `serve`. The password itself is never here (password_env, password_file or a token)."""
@@ -215,6 +226,7 @@ class Settings:
     approval: str = "front_matter"  # or "four_eyes": a recorded approval of the current content by another person
     bounces: BounceSettings | None = None  # None: no bounces: section
     web: WebSettings | None = None  # None: no web: section
+    dkim: DkimSettings | None = None  # None: no dkim: section, messages go out unsigned
     accessibility: AccessibilitySettings = field(default_factory=AccessibilitySettings)
     line_of: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from dispatch import preflight
 from dispatch.app.changes import earlier_message_ids, with_news
 from dispatch.app.readback import read_back_problems, reject_unwritable_to
-from dispatch.app.wiring import envelope, open_ledger
+from dispatch.app.wiring import envelope, open_ledger, signer
 from dispatch.config import Settings, secret_problems
 from dispatch.conversation import Thread, conversation
 from dispatch.edition import assemble, edition_path
@@ -199,7 +199,8 @@ def render_edition(
                           subject=edition.subject, urgent=edition.urgent, revision=edition.revision, now=now,
                           first_subject=first_subject, prefixes=(TEST_PREFIX, URGENT_PREFIX, CORRECTION_PREFIX))
     prepared = prepare(rendered, envelope(settings), now.astimezone(settings.timezone), urgent=edition.urgent, thread=thread)
-    return Prepared(edition, resolution, rendered, dataclasses.replace(prepared, threads=threads), names, test, thread)
+    prepared = dataclasses.replace(prepared, threads=threads, signer=signer(settings))  # (signs the preview too)
+    return Prepared(edition, resolution, rendered, prepared, names, test, thread)
 
 
 def check_problems(settings: Settings, ready: Prepared) -> list[Problem]:

@@ -8,11 +8,12 @@ import os
 from datetime import timedelta
 
 from dispatch.config import Settings
-from dispatch.errors import AuthenticationError, ConsoleError, InputError
+from dispatch.errors import AuthenticationError, ConsoleError, InputError, Problem, display_path
 from dispatch.ledger import Ledger
 from dispatch.message import Envelope, list_address
 from dispatch.pipeline import SendPolicy, Transport
 from dispatch.settings import OidcSettings
+from dispatch.signing import KeyFileError, Signer, read_key
 from dispatch.transport import MaildirTransport, SMTPTransport
 
 
@@ -33,6 +34,21 @@ def secrets_ready(settings: Settings) -> None:
     problems = secret_problems(settings, for_send=True)
     if problems:
         raise InputError(problems)
+
+
+def signer(settings: Settings) -> Signer | None:
+    """The DKIM signer the config asks for (None without dkim:). The key file is read now,
+    each time an edition is prepared, so that a key replaced on disk is used from the next
+    send on, and a key file that cannot serve stops the send (InputError at dkim.key_file's
+    line) before anything goes out."""
+    if settings.dkim is None:
+        return None
+    try:
+        key = read_key(settings.dkim.key_file)
+    except KeyFileError as exc:
+        line = settings.line_of.get("dkim.key_file", 1)
+        raise InputError([Problem(display_path(settings.path), line, f"dkim.key_file {exc}")]) from exc
+    return Signer(domain=settings.dkim.domain, selector=settings.dkim.selector, key=key)
 
 
 def read_secret(settings: Settings) -> str | None:
