@@ -195,7 +195,7 @@ def assemble(
         preheader = _fill(preheader_template, variables, shown, meta.line_of("preheader"), "preheader", problems)
     _raise_or_collect(problems, lenient)
 
-    daily = unique_anchors(tuple(_section(heading, md, line) for heading, line, md in sections))
+    daily = tuple(_section(heading, md, line) for heading, line, md in sections)
     if urgent:
         standing = tuple(
             _section(s.heading, s.urgent_markdown, 0) for s in report.standing_sections if s.urgent_markdown
@@ -204,7 +204,10 @@ def assemble(
         standing = tuple(_section(s.heading, s.markdown, 0) for s in report.standing_sections)
     used = {s.anchor for s in daily}
     standing = tuple(s for s in standing if s.anchor not in used)
-    standing = unique_anchors(daily + standing)[len(daily):]
+    # Ids unique in the message, never the box's ("nytt"): the box at the top links to sections by them.
+    ids = iter(markup.unique_ids([s.anchor for s in (*daily, *standing)], reserved={"nytt"}))
+    daily = tuple(dataclasses.replace(s, anchor=next(ids)) for s in daily)
+    standing = tuple(dataclasses.replace(s, anchor=next(ids)) for s in standing)
     return Edition(
         date=day,
         revision=revision,
@@ -294,25 +297,6 @@ def _section(heading: str, markdown: str, line: int) -> Section:
 def section_anchor(heading: str) -> str:
     folded = heading.lower().translate(str.maketrans("åäöé", "aaoe"))
     return re.sub(r"[^a-z0-9]+", "-", folded).strip("-") or "avsnitt"
-
-
-# Ids the message itself uses: a section may not take them ("nytt": the box at the top).
-RESERVED_ANCHORS = frozenset({"nytt"})
-
-
-def unique_anchors(sections: tuple[Section, ...]) -> tuple[Section, ...]:
-    """The sections with ids unique in the message ('lagesbild', 'lagesbild-2'), none of
-    them reserved: the box at the top links to them, and a link must land on its own section."""
-    taken = set(RESERVED_ANCHORS)
-    out = []
-    for section in sections:
-        anchor, number = section.anchor, 1
-        while anchor in taken:
-            number += 1
-            anchor = f"{section.anchor}-{number}"
-        taken.add(anchor)
-        out.append(section if anchor == section.anchor else dataclasses.replace(section, anchor=anchor))
-    return tuple(out)
 
 
 def _first_item(markdown: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import re
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from functools import lru_cache
 from typing import TypeAlias
 
@@ -98,6 +98,21 @@ def mark_words(mark: Mark) -> tuple[str, ...]:
     """The markers' kinds of one bullet, known ones only, in the order given."""
     kinds = (mark,) if isinstance(mark, str) else mark or ()
     return tuple(kind for kind in kinds if kind in MARKS)
+
+
+def unique_ids(names: Sequence[str], reserved: Set[str] = frozenset()) -> list[str]:
+    """The names as ids unique in one document, none of them reserved: a repeated one gets
+    '-2', '-3' ('lagesbild', 'lagesbild-2'), so that a link to it lands on its own element."""
+    taken = set(reserved)
+    ids = []
+    for name in names:
+        found, number = name, 1
+        while found in taken:
+            number += 1
+            found = f"{name}-{number}"
+        taken.add(found)
+        ids.append(found)
+    return ids
 
 
 def short_link_label(url: str, limit: int = LINK_LABEL_MAX) -> str:
