@@ -259,8 +259,18 @@ PAIRS = [
     ("correction", ".notice-text", "color", ".notice"),
     ("urgent banner", ".banner", "color", ".banner"),
     ("what is new, the line", ".news", "color", ".news"),  # issue 19
-    ("the Nytt marker", ".mark-new", "color", ".mark-new"),
-    ("the Ändrat marker", ".mark-changed", "color", ".mark-changed"),
+    ("the Nytt marker", ".mark-new", "color", ".section-body li.marked-new"),  # issue 29: on its tinted bullet
+    ("the Ändrat marker", ".mark-changed", "color", ".section-body li.marked-changed"),
+    ("the Rättat marker", ".mark-corrected", "color", ".section-body li.marked-corrected"),
+    ("a bullet tinted new", ".section-body li", "color", ".section-body li.marked-new"),
+    ("a bullet tinted changed", ".section-body li", "color", ".section-body li.marked-changed"),
+    ("a bullet tinted corrected", ".section-body li", "color", ".section-body li.marked-corrected"),
+    ("a link in a tinted bullet", "a", "color", ".section-body li.marked-corrected"),
+    ("what is new, a point", ".news-point", "color", ".news"),
+    ("what is new, its link", ".news-link", "color", ".news"),
+    ("what is new, Nytt", ".news-mark-new", "color", ".news"),
+    ("what is new, Ändrat", ".news-mark-changed", "color", ".news"),
+    ("what is new, Rättat", ".news-mark-corrected", "color", ".news"),
     ("a quote", ".section-body blockquote p", "color", ".section"),
 ]
 

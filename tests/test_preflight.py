@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pytest
 
 from conftest import Project, SMTPServer
+from dispatch import preflight
 
 DATE = "2024-11-17"
 EDITION = f"reports/{DATE}.md"
@@ -55,6 +56,10 @@ def _placeholder_link(project: Project) -> tuple[str, int]:
     return EDITION, _append_to_edition(project, "\n- [Läs mer om läget](#)\n")
 
 
+def _anchor_to_a_missing_id(project: Project) -> tuple[str, int]:
+    return EDITION, _append_to_edition(project, "\n- [Se nedan](#finns-inte)\n")
+
+
 def _empty_link(project: Project) -> tuple[str, int]:
     return EDITION, _append_to_edition(project, "\n- [Läs mer om läget]()\n")
 
@@ -86,12 +91,28 @@ def _text_part_incomplete(project: Project) -> tuple[str, int]:
 CASES = {
     "html-over-90-kb": Case(_too_big, r"the HTML part is \d+ KB, over the 90 KB limit"),
     "placeholder-link": Case(_placeholder_link, r"a placeholder link '#' in the HTML"),
+    "anchor-to-a-missing-id": Case(_anchor_to_a_missing_id, r"a link to '#finns-inte', an id the message does not have"),
     "empty-link": Case(_empty_link, r"an empty link in the HTML"),
     "javascript-link": Case(_script_link, r"a script link 'javascript:alert\(1\)' in the HTML"),
     "image-without-alt": Case(_image_without_alt, r"image 'https://intranat.example.org/logo.png' has no alt text"),
     "title-differs-from-subject": Case(_title_differs, r"the HTML <title> 'Regional rapport' differs from the Subject"),
     "text-part-missing-content": Case(_text_part_incomplete, r"the text part lacks words the HTML has \(.*sekretessklassning"),
 }
+
+
+def test_a_link_within_the_message_passes_only_to_an_id_it_has() -> None:
+    """The box at the top links to its sections ('#kanda-omstandigheter'): an in-message anchor
+    is a link when its id is in the message, a placeholder when bare, dead when the id is not."""
+    html = ('<html><head><title>Ämne</title></head><body><p id="nytt"><a href="#kanda">Kända omständigheter</a> '
+            '<a href="{href}">Mer om läget</a></p><h2 id="kanda">Kända omständigheter</h2></body></html>')
+    text = "Kända omständigheter Mer om läget\n"
+    def links(href: str) -> list[str]:
+        return [p.message for p in preflight.check("Ämne", html.format(href=href), text, b"", "e.md:1")]
+    assert links("#nytt") == [], "an id the message has"
+    assert links("#") == ["a placeholder link '#' in the HTML; give every link a real https:// address"]
+    assert links("#saknas") == ["a link to '#saknas', an id the message does not have in the HTML; "
+                                "link to the id of a section of the message, or give a real https:// address"]
+    assert preflight.bad_link("#kanda") is not None, "without the message's ids, no anchor is known"
 
 
 def test_the_sample_passes_every_check(project: Project) -> None:

@@ -13,9 +13,11 @@ import re
 from datetime import UTC, date, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
+import lxml.html
 import pytest
 
 from conftest import ROOT, Project, RecordingHandler, copy_project, start_server
@@ -66,8 +68,8 @@ def parts(message: EmailMessage) -> tuple[str, str]:
 
 def marks_in(ready: app.Prepared) -> tuple[list[str], list[str]]:
     """(the HTML markers, the text markers) of a rendered message, in order."""
-    html = re.findall(r'<strong class="mark mark-\w+"[^>]*>\s*(?:&#160;|\xa0)?(Nytt|Ändrat)', ready.rendered.html)
-    text = re.findall(r"\[(Nytt|Ändrat)\] ", ready.rendered.text)
+    html = re.findall(r'<strong class="mark mark-\w+"[^>]*>\s*(Nytt|Ändrat|Rättat)', ready.rendered.html)
+    text = re.findall(r"\[(Nytt|Ändrat|Rättat)\] ", ready.rendered.text)
     return html, text
 
 
@@ -107,10 +109,18 @@ def test_markers_go_inside_their_bullet_in_html_and_text() -> None:
     source = "- Första.\n- Andra med [länk](https://example.org/a).\n  - Inre.\n"
     assert markup.bullets(source) == ["Första.", "Andra med länk <https://example.org/a>.", "Inre."]
     html = markup.to_html(source, ["new", None, "changed"])
-    assert re.search(r'<li><strong class="mark mark-new">&#160;Nytt&#160;</strong> Första\.</li>', html)
-    assert re.search(r'<li><strong class="mark mark-changed">&#160;Ändrat&#160;</strong> Inre\.</li>', html)
+    # The whole bullet is tinted (its class), the word is bold at body size (the stylesheet).
+    assert re.search(r'<li class="marked marked-new"><strong class="mark mark-new">Nytt</strong> Första\.</li>', html)
+    assert re.search(r'<li class="marked marked-changed"><strong class="mark mark-changed">Ändrat</strong> Inre\.</li>', html)
+    assert "<li>Andra med" in html, "an unmarked bullet is not tinted"
     assert markup.to_text(source, ["new", None, "changed"]).splitlines() == [
         "- [Nytt] Första.", "- Andra med länk <https://example.org/a>.", "  - [Ändrat] Inre."]
+    # A bullet new since the day before and changed again by a correction says both, tinted as corrected.
+    both = markup.to_html(source, [("new", "corrected")])
+    assert re.search(r'<li class="marked marked-corrected"><strong class="mark mark-new">Nytt</strong> '
+                     r'<strong class="mark mark-corrected">Rättat</strong> Första\.</li>', both)
+    assert markup.to_text(source, [("new", "corrected")]).splitlines()[0] == "- [Nytt] [Rättat] Första."
+    assert markup.bullets(source, addresses=False)[1] == "Andra med länk.", "the box quotes a link by its label"
 
 
 def test_compare_tells_new_from_changed_and_ignores_moved_and_bolded_bullets() -> None:
@@ -125,12 +135,32 @@ def test_compare_tells_new_from_changed_and_ignores_moved_and_bolded_bullets() -
 
 
 def test_the_line_at_the_top_counts_in_swedish() -> None:
-    since = "rapporten söndag 17 november 2024"
-    assert news.summary(3, 0, since) == "3 nya punkter sedan rapporten söndag 17 november 2024"
-    assert news.summary(2, 1, since) == "3 nya punkter sedan rapporten söndag 17 november 2024, varav 1 ändrad"
-    assert news.summary(1, 0, "version 1") == "1 ny punkt sedan version 1"
-    assert news.summary(0, 2, "version 1") == "2 ändrade punkter sedan version 1"
+    since = "söndag 17 november"
+    # The adjective agrees with its own count, the noun with the count nearest it.
+    expected = {
+        (1, 0): "1 ny punkt", (2, 0): "2 nya punkter", (0, 1): "1 ändrad punkt", (0, 2): "2 ändrade punkter",
+        (1, 1): "1 ny och 1 ändrad punkt", (2, 1): "2 nya och 1 ändrad punkt", (1, 2): "1 ny och 2 ändrade punkter",
+        (2, 3): "2 nya och 3 ändrade punkter",
+    }
+    for (new, changed), words in expected.items():
+        assert news.summary(new, changed, since) == f"{words} sedan söndag 17 november", (new, changed)
     assert news.summary(0, 0, since) == ""
+    assert news.summary(0, 0, since, 1, "version 1") == "1 rättad punkt sedan version 1"
+    assert news.summary(2, 1, since, 2, "version 1") == (
+        "2 nya och 1 ändrad punkt sedan söndag 17 november, 2 rättade punkter sedan version 1")
+
+
+def test_the_box_quotes_the_first_words_of_a_point_sensibly() -> None:
+    short = "Akuten i Borås öppnar igen klockan 08:00."
+    assert news.box_text(short) == short, "a short point whole"
+    assert news.box_text("För Närhälsan skedde återgången till Asynja när verksamheten gick igång måndag morgon, "
+                         "utan att något oförutsett inträffade.") == (
+        "För Närhälsan skedde återgången till Asynja när verksamheten gick igång måndag morgon…"), "to a clause break"
+    assert news.box_text("Information till invånare om återgången till Asynja publicerades på 1177 och vgregion.se "
+                         "under måndagen.") == (
+        "Information till invånare om återgången till Asynja publicerades på 1177…"), "whole words, not on 'och'"
+    long_word = "Journalsystemåterstartsplaneringsarbetsgruppsmötesprotokollet" * 2
+    assert news.box_text(long_word) == long_word[: news.BOX_WORDS] + "…"
 
 
 # -- markers against what the ledger says was sent -------------------------------------------------
@@ -148,10 +178,11 @@ def test_the_second_sample_edition_marks_exactly_its_three_new_or_changed_bullet
     assert html_marks == text_marks == ["Ändrat", "Nytt", "Nytt"]
     for start in THREE:  # exactly these three, each with its marker in the same bullet
         assert re.search(rf"\[(Nytt|Ändrat)\] {start}", ready.rendered.text), start
-        assert re.search(r"(Nytt|Ändrat)(&#160;|\xa0)</strong> " + re.escape(start), ready.rendered.html), start
-    line = "3 nya punkter sedan rapporten söndag 17 november 2024, varav 1 ändrad"
+        assert re.search(r'<li class="marked marked-\w+"[^>]*><strong class="mark mark-\w+"[^>]*>(Nytt|Ändrat)</strong> '
+                         + re.escape(start), ready.rendered.html), start
+    line = "2 nya och 1 ändrad punkt sedan söndag 17 november"
     assert ready.edition.news == line
-    assert re.search(r'<td class="news"[^>]*>' + line + "</td>", ready.rendered.html), "the line is at the top of the HTML"
+    assert re.search(r'<p class="news-line"[^>]*>' + line + "</p>", ready.rendered.html), "the line is at the top of the HTML"
     text = ready.rendered.text
     assert text.index(line) < text.index("Beskrivning av händelsen"), "and of the text part"
     # The inbox preview: the first new point, not the first bullet.
@@ -237,9 +268,126 @@ def test_a_correction_replies_per_recipient_to_the_message_they_got(sample: Proj
         assert str(message["References"]) == first[to], to
     text, html = parts(second[0])
     assert re.search(r'<div class="preheader"[^>]*>Återstarten för SÄS är onsdag, inte tisdag\.', html), "preview = the correction"
-    assert re.findall(r"\[(Nytt|Ändrat)\]", text) == ["Ändrat"], "the changed bullet, and only it"
-    assert "[Ändrat] Återstart för SÄS och större delen av Regionhälsan planeras till onsdag" in " ".join(text.split())
-    assert "1 ändrad punkt sedan version 1" in text
+    # The first edition had no markers to keep: the corrected bullet, and only it, says so.
+    assert re.findall(r"\[(Nytt|Ändrat|Rättat)\]", text) == ["Rättat"], "the corrected bullet, and only it"
+    assert "[Rättat] Återstart för SÄS och större delen av Regionhälsan planeras till onsdag" in " ".join(text.split())
+    assert "1 rättad punkt sedan version 1" in text
+
+
+# -- issue 29: the box at the top ("Nytt sedan …") and a correction's markers, in the delivered bytes ------
+
+SECTION_IDS = ("beskrivning-av-handelsen", "kanda-omstandigheter-och-vidtagna-atgarder", "kommunikativa-atgarder-urval")
+
+
+def send_and_read(project: Project, day: date) -> tuple[str, str]:
+    """Send the edition of ``day``; (text, HTML) of a message it delivered to the Maildir, parsed
+    from its bytes as a reader's client would (every recipient gets the same parts)."""
+    maildir = project.root / "var/outbox/new"
+    before = set(maildir.iterdir()) if maildir.exists() else set()
+    send(project, day)
+    parser = BytesParser(policy=policy.default)
+    messages = [parser.parsebytes(path.read_bytes()) for path in sorted(set(maildir.iterdir()) - before)]
+    reports = [m for m in messages if m["List-Id"]]
+    assert reports
+    text, html = (part.get_content() for part in reports[0].iter_parts())  # type: ignore[attr-defined]
+    return text.replace("\r\n", "\n"), html
+
+
+def html_box(html: str) -> tuple[str, list[tuple[str, str, str]]]:
+    """(its first line, [(marker words, quoted words, href)]) of the box id="nytt", checked to
+    stand before the first daily section and to link to sections the message has."""
+    document = lxml.html.document_fromstring(html)
+    order = {element: index for index, element in enumerate(document.iter())}
+    box = document.get_element_by_id("nytt")
+    sections = [td for td in document.iter("td") if "section" in (td.get("class") or "").split()]
+    assert order[box] < order[sections[0]], "the box stands before the first daily section"
+    points = []
+    for link in box.iter("a"):
+        href = link.get("href") or ""
+        target = document.get_element_by_id(href.removeprefix("#"), None)
+        assert href.startswith("#") and target is not None and target in sections, f"{href} is no section of the message"
+        words = link.getprevious().text_content()  # the <strong> before the link
+        quoted = " ".join(link.text_content().split())
+        # The point is in the section it links to, with the same marker words at its start.
+        bullets = [" ".join(li.text_content().split()) for li in target.iter("li")]
+        assert any(b.startswith(f"{words.replace(' · ', ' ')} {quoted.removesuffix('…')}") for b in bullets), (quoted, href)
+        points.append((words, quoted, href))
+    return " ".join(box.find_class("news-line")[0].text_content().split()), points
+
+
+def text_box(text: str, line: str) -> list[tuple[str, str]]:
+    """[(marker words, quoted words)] listed under ``line`` in the text part, checked to come
+    before the first section's heading."""
+    found = re.search(r"\s+".join(map(re.escape, line.split())) + "\n", text)  # the line may be wrapped
+    assert found and found.start() < text.index("Beskrivning av händelsen\n===="), "the list is before the first section"
+    items: list[str] = []
+    for row in text[found.end():].splitlines():
+        if not row:
+            break
+        if row.startswith("  "):
+            items[-1] += " " + row.strip()
+        else:
+            assert row.startswith("- "), row
+            items.append(row[2:])
+    return [(item.split(": ", 1)[0], item.split(": ", 1)[1]) for item in items]
+
+
+def test_every_section_has_an_id_of_its_own_and_none_takes_the_boxs(sample: Project) -> None:
+    path = sample.root / "reports/2024-11-17.md"
+    path.write_text(path.read_text(encoding="utf-8") + "\n## Nytt\n\n- Ett.\n\n## Beskrivning av händelsen\n\n- Två.\n",
+                    encoding="utf-8")
+    edition = prepared(sample, DAY).edition
+    anchors = [section.anchor for section in (*edition.sections, *edition.standing)]
+    assert len(set(anchors)) == len(anchors) and "nytt" not in anchors, anchors
+    assert anchors[0] == "beskrivning-av-handelsen" and anchors[4:6] == ["nytt-2", "beskrivning-av-handelsen-2"]
+
+
+@pytest.mark.slow  # two sends of 49 messages; fast twins: test_the_second_sample_edition_marks_..., test_the_box_quotes_...
+def test_after_an_edition_is_sent_the_next_leads_with_exactly_its_new_and_changed_points(sample: Project) -> None:
+    text, html = send_and_read(sample, DAY)
+    assert 'id="nytt"' not in html and "punkt sedan" not in text, "a first edition has no box"
+    text, html = send_and_read(sample, NEXT)
+    line = "2 nya och 1 ändrad punkt sedan söndag 17 november"
+    shown, points = html_box(html)
+    assert shown == line
+    assert [(words, href) for words, _, href in points] == [
+        ("Ändrat", f"#{SECTION_IDS[0]}"), ("Nytt", f"#{SECTION_IDS[1]}"), ("Nytt", f"#{SECTION_IDS[2]}")]
+    for (_, quoted, _), start in zip(points, THREE, strict=True):
+        assert quoted.startswith(start) and len(quoted) <= news.BOX_CLAUSE + 1, quoted
+    assert text_box(text, line) == [(words, quoted) for words, quoted, _ in points], "the text part lists the same"
+    # The markers in the report: one per point, at body size in a tinted bullet (the box's are not counted).
+    assert re.findall(r"\[(Nytt|Ändrat|Rättat)\] ", text) == ["Ändrat", "Nytt", "Nytt"]
+    assert re.findall(r'<li class="marked marked-(\w+)"', html) == ["changed", "new", "new"]
+    assert "font-size:16px" in re.search(r'<strong class="mark mark-new"[^>]*>', html).group(0).replace(" ", "")  # type: ignore[union-attr]
+    assert 'href="#"' not in html
+
+
+@pytest.mark.slow  # three sends of 49 messages; fast twin: test_markers_go_inside_their_bullet_in_html_and_text
+def test_a_correction_keeps_the_markers_it_corrects_and_marks_what_it_corrected(sample: Project) -> None:
+    send(sample, DAY)
+    first_text, _ = send_and_read(sample, NEXT)
+    before = re.findall(r"\[(Nytt|Ändrat)\] (\S+ \S+)", first_text)
+    assert [mark for mark, _ in before] == ["Ändrat", "Nytt", "Nytt"]
+    # The correction changes a bullet revision 1 did not mark, and one it marked "Nytt".
+    correct(sample, NEXT, "planeras till tisdag morgon", "planeras till onsdag morgon", "Onsdag, och klockan 08:00.")
+    path = sample.root / "reports/2024-11-18.md"
+    path.write_text(path.read_text(encoding="utf-8").replace("klockan 07:30 måndag", "klockan 08:00 måndag"), encoding="utf-8")
+    text, html = send_and_read(sample, NEXT)
+    flat = " ".join(text.split())
+    assert re.findall(r"\[(Nytt|Ändrat|Rättat)\] ", text) == ["Ändrat", "Rättat", "Nytt", "Rättat", "Nytt"]
+    assert "[Ändrat] För Närhälsan skedde återgången" in flat, "revision 1's markers stay, against the day before"
+    assert "[Nytt] Information till invånare om återgången" in flat
+    assert "[Rättat] Återstart för SÄS och större delen av Regionhälsan planeras till onsdag" in flat, "not also 'Ändrat'"
+    assert "[Nytt] [Rättat] Närhälsans vårdcentraler arbetar i Asynja sedan klockan 08:00" in flat, "its own and the correction's"
+    for mark, start in before:  # every marker revision 1 had, on the same bullet
+        assert re.search(rf"\[{mark}\] (\[Rättat\] )?{re.escape(start)}", text), (mark, start)
+    assert re.findall(r'<li class="marked marked-(\w+)"', html) == ["changed", "corrected", "corrected", "new"]
+    assert re.search(r'<strong class="mark mark-corrected"[^>]*>Rättat</strong> Återstart för SÄS', html)
+    line = "2 nya och 1 ändrad punkt sedan söndag 17 november, 2 rättade punkter sedan version 1"
+    shown, points = html_box(html)
+    assert shown == line
+    assert [words for words, _, _ in points] == ["Ändrat", "Rättat", "Nytt · Rättat", "Nytt"]
+    assert text_box(text, line) == [(words, quoted) for words, quoted, _ in points]
 
 
 def test_for_recipients_adds_the_thread_headers_only_for_its_recipient() -> None:

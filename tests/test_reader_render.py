@@ -14,6 +14,8 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
+from email import policy
+from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +153,50 @@ def test_reference_links_are_44_px_tap_targets_and_a_quote_has_its_rule(tmp_path
     assert len(heights) == 5 and min(heights) >= 44, f"tap targets: {heights}"
     assert quote["rule"] == "4px" and quote["style"] == "solid" and quote["gap"] >= 12, quote
     assert 30 <= indent <= 50, f"bullets are indented by the items' margin: {indent} px from the card's edge"
+
+
+def test_the_boxs_links_jump_to_their_sections_and_a_marked_bullet_lines_up(tmp_path: Path, chromium: Chromium) -> None:
+    """Issue 29: the 18 November edition, as delivered after the 17th, in a browser: each link
+    of the box at the top lands on its section, and a tinted bullet's text starts where the others' do."""
+    project = copy_project(tmp_path / "project")
+    maildir = project.root / "var/outbox/new"
+    assert project.run("send", "--date", "2024-11-17").returncode == 0
+    before = set(maildir.iterdir())
+    sent = project.run("send", "--date", "2024-11-18")
+    assert sent.returncode == 0, sent.stderr
+    parser = BytesParser(policy=policy.default)
+    message = next(m for m in (parser.parsebytes(p.read_bytes()) for p in sorted(set(maildir.iterdir()) - before)) if m["List-Id"])
+    html = tmp_path / "2024-11-18.html"
+    html.write_text(message.get_body(("html",)).get_content(), encoding="utf-8")  # type: ignore[union-attr]
+    page = chromium.open(html, PHONE_WIDTH)
+    try:
+        hrefs = page.evaluate("[...document.querySelectorAll('#nytt a')].map(a => a.getAttribute('href'))")
+        landed = []
+        for index in range(len(hrefs)):
+            landed.append(page.evaluate(f"""(() => {{
+              window.scrollTo(0, 0);
+              const a = document.querySelectorAll('#nytt a')[{index}];
+              const target = document.getElementById(a.getAttribute('href').slice(1));
+              if (!target) return null;
+              a.click();
+              return {{id: target.id, section: target.classList.contains('section'), scrolled: window.scrollY,
+                       top: Math.round(target.getBoundingClientRect().top)}};
+            }})()"""))
+        lines_up = page.evaluate("""(() => {
+          const start = li => li.getBoundingClientRect().left + parseFloat(getComputedStyle(li).paddingLeft);
+          const marked = document.querySelector('.section-body li.marked'), plain = document.querySelector('.section-body li:not(.marked)');
+          return {marked: start(marked), plain: start(plain),
+                  size: getComputedStyle(marked.querySelector('.mark')).fontSize,
+                  tint: getComputedStyle(marked).backgroundColor, card: getComputedStyle(plain).backgroundColor};
+        })()""")
+    finally:
+        page.close()
+    assert len(hrefs) == 3 and all(h.startswith("#") and len(h) > 1 for h in hrefs), hrefs
+    for href, where in zip(hrefs, landed, strict=True):
+        assert where is not None and where["section"], f"{href} points at no section"
+        assert where["scrolled"] > 0 and abs(where["top"]) <= 1, f"{href} did not jump to its section: {where}"
+    assert lines_up["marked"] == lines_up["plain"], lines_up
+    assert lines_up["size"] == "16px" and lines_up["tint"] != lines_up["card"], lines_up
 
 
 # -- 4. the caniemail data on the inlined styles ------------------------------------------------------

@@ -3,8 +3,8 @@
 Raw HTML in the Markdown is escaped, never interpreted: a pasted ``<script>`` shows
 as text and the edition still goes out. Bare addresses (``https://…``, ``www.…``, an
 e-mail address) become links; a long one is shown shortened in the HTML (the text part
-keeps it whole, since there it is what the reader copies). A list item may carry a
-marker ("Nytt", "Ändrat"), given by its index in document order (see ``bullets``).
+keeps it whole, since there it is what the reader copies). A list item may carry
+markers ("Nytt", "Ändrat", "Rättat"), given by its index in document order (see ``bullets``).
 """
 
 from __future__ import annotations
@@ -12,15 +12,19 @@ from __future__ import annotations
 import itertools
 import re
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from functools import lru_cache
+from typing import TypeAlias
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 TEXT_WIDTH = 76
 LINK_LABEL_MAX = 40  # characters of a bare address shown in the HTML; about 320 px at 16 px Arial
-MARKS = {"new": "Nytt", "changed": "Ändrat"}
+MARKS = {"new": "Nytt", "changed": "Ändrat", "corrected": "Rättat"}
+# A bullet's markers: none, one ("new"), or several (("changed", "corrected"): changed since
+# the day before, and changed again by this correction).
+Mark: TypeAlias = str | tuple[str, ...] | None
 
 
 @lru_cache(maxsize=1)
@@ -56,9 +60,9 @@ def _parse(markdown: str) -> list[Token]:
     return _renderer().parse(markdown)
 
 
-def to_html(markdown: str, marks: Sequence[str | None] = ()) -> str:
-    """HTML for the email and the intranet page; ``marks[i]`` ("new"/"changed") marks the
-    i-th list item (``bullets`` order)."""
+def to_html(markdown: str, marks: Sequence[Mark] = ()) -> str:
+    """HTML for the email and the intranet page; ``marks[i]`` ("new", "changed", "corrected",
+    or several) marks the i-th list item (``bullets`` order)."""
     tokens = _parse(markdown)
     _mark_items(tokens, marks, html=True)
     for token in tokens:
@@ -67,7 +71,7 @@ def to_html(markdown: str, marks: Sequence[str | None] = ()) -> str:
     return str(md.renderer.render(tokens, md.options, {}))
 
 
-def to_text(markdown: str, marks: Sequence[str | None] = (), *, emphasis: bool = True) -> str:
+def to_text(markdown: str, marks: Sequence[Mark] = (), *, emphasis: bool = True) -> str:
     """Plain text for the text/plain part: bullets as '- ', links as 'label <url>',
     quotes as '> ', strong emphasis as '*text*' (``emphasis``), a marker as '[Nytt] '."""
     tokens = _parse(markdown)
@@ -75,17 +79,40 @@ def to_text(markdown: str, marks: Sequence[str | None] = (), *, emphasis: bool =
     return _TextWriter(emphasis).write(tokens).strip("\n")
 
 
-def bullets(markdown: str) -> list[str]:
+def bullets(markdown: str, *, addresses: bool = True) -> list[str]:
     """The text of each list item's own first paragraph, in document order (nested items
-    included): what the markers compare between editions, and what ``marks`` index."""
+    included): what the markers compare between editions, and what ``marks`` index.
+    Without ``addresses`` a link is its label alone (what the "what is new" box quotes)."""
     found: list[str] = []
     tokens = _parse(markdown)
     for index, token in enumerate(tokens):
         if token.type == "list_item_open":
             inline = _item_inline(tokens, index)
             # Without emphasis marks: making a word bold is not news.
-            found.append(" ".join(inline_text(inline, emphasis=False).split()) if inline is not None else "")
+            text = inline_text(inline, emphasis=False, addresses=addresses) if inline is not None else ""
+            found.append(" ".join(text.split()))
     return found
+
+
+def mark_words(mark: Mark) -> tuple[str, ...]:
+    """The markers' kinds of one bullet, known ones only, in the order given."""
+    kinds = (mark,) if isinstance(mark, str) else mark or ()
+    return tuple(kind for kind in kinds if kind in MARKS)
+
+
+def unique_ids(names: Sequence[str], reserved: Set[str] = frozenset()) -> list[str]:
+    """The names as ids unique in one document, none of them reserved: a repeated one gets
+    '-2', '-3' ('lagesbild', 'lagesbild-2'), so that a link to it lands on its own element."""
+    taken = set(reserved)
+    ids = []
+    for name in names:
+        found, number = name, 1
+        while found in taken:
+            number += 1
+            found = f"{name}-{number}"
+        taken.add(found)
+        ids.append(found)
+    return ids
 
 
 def short_link_label(url: str, limit: int = LINK_LABEL_MAX) -> str:
@@ -108,26 +135,32 @@ def _item_inline(tokens: list[Token], start: int) -> Token | None:
     return None
 
 
-def _mark_items(tokens: list[Token], marks: Sequence[str | None], *, html: bool) -> None:
+def _mark_items(tokens: list[Token], marks: Sequence[Mark], *, html: bool) -> None:
     if not any(marks):
         return
     number = 0
     for index, token in enumerate(tokens):
         if token.type != "list_item_open":
             continue
-        mark = marks[number] if number < len(marks) else None
+        kinds = mark_words(marks[number]) if number < len(marks) else ()
         number += 1
-        inline = _item_inline(tokens, index) if mark else None
-        if inline is None or mark not in MARKS:
+        inline = _item_inline(tokens, index) if kinds else None
+        if inline is None:
             continue
-        word = MARKS[mark]
         if html:
-            # <strong>: bold even where the stylesheet is lost; the no-break spaces give
-            # the badge its sides in Outlook, which ignores padding on inline elements.
-            marker = Token("html_inline", "", 0, content=f'<strong class="mark mark-{mark}">&#160;{word}&#160;</strong> ')
+            # The whole bullet is tinted (by its weightiest marker: a correction over a change
+            # over a new point) and the words are bold at body size, so that a skim finds it;
+            # <strong>: bold even where the stylesheet is lost.
+            tint = max(kinds, key=_WEIGHT.index)
+            token.attrs["class"] = f"marked marked-{tint}"
+            words = " ".join(f'<strong class="mark mark-{kind}">{MARKS[kind]}</strong>' for kind in kinds)
+            marker = Token("html_inline", "", 0, content=words + " ")
         else:
-            marker = Token("text", "", 0, content=f"[{word}] ")
+            marker = Token("text", "", 0, content="".join(f"[{MARKS[kind]}] " for kind in kinds))
         inline.children = [marker, *(inline.children or [])]
+
+
+_WEIGHT = ("new", "changed", "corrected")
 
 
 def _shorten_bare_links(token: Token) -> None:
@@ -140,7 +173,7 @@ def _shorten_bare_links(token: Token) -> None:
             label.content = short_link_label(label.content)
 
 
-def inline_text(token: Token, *, emphasis: bool = True) -> str:
+def inline_text(token: Token, *, emphasis: bool = True, addresses: bool = True) -> str:
     parts: list[str] = []
     href: str | None = None
     auto = False
@@ -160,7 +193,7 @@ def inline_text(token: Token, *, emphasis: bool = True) -> str:
             label_start = len(parts)
         elif child.type == "link_close" and href is not None:
             label = "".join(parts[label_start:]).strip()
-            if href and href != label and not auto:
+            if href and href != label and not auto and addresses:
                 parts.append(f" <{href}>")
             href = None
     return "".join(parts)

@@ -19,6 +19,16 @@ class Section:
 
 
 @dataclass(frozen=True)
+class NewsPoint:
+    """One point of the "what is new" box at the top: a marked bullet's first words, and the
+    id of the section it is in (the box links there)."""
+
+    marks: tuple[str, ...]  # "new" or "changed" (since the day before), and/or "corrected"
+    text: str
+    anchor: str
+
+
+@dataclass(frozen=True)
 class Edition:
     """One day's report (or an urgent message), fully assembled and ready to render."""
 
@@ -46,6 +56,8 @@ class Edition:
     # The line that says what is new ("3 nya punkter sedan …"), "" for none; None until the
     # previous edition has been compared (app.changes.with_news: it needs the ledger).
     news: str | None = None
+    # The marked bullets, in document order, for that box ("news" is its first line).
+    news_points: tuple[NewsPoint, ...] = ()
     line_of: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     @property

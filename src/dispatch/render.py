@@ -14,7 +14,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
 from premailer import Premailer
 
 from dispatch.errors import InputError, Problem, display_path
-from dispatch.models import Edition, Rendered
+from dispatch.markup import MARKS
+from dispatch.models import Edition, NewsPoint, Rendered
 
 HTML_TEMPLATE = "edition.html"
 TEXT_TEMPLATE = "edition.txt"
@@ -79,6 +80,7 @@ def context(edition: Edition, subject: str, footer: str, web_url: str | None) ->
         "urgent": edition.urgent,
         "correction": edition.correction,
         "news": edition.news or "",
+        "news_points": [_news_point(point) for point in edition.news_points],
         "lead_html": edition.lead_html,
         "lead_text": edition.lead_text,
         "sections": edition.sections,
@@ -86,6 +88,13 @@ def context(edition: Edition, subject: str, footer: str, web_url: str | None) ->
         "footer": footer,
         "web_url": web_url,
     }
+
+
+def _news_point(point: NewsPoint) -> dict[str, str]:
+    """A point of the box at the top as the templates show it: its marker words ('Nytt',
+    'Nytt · Rättat'), the kind that colours them, its first words and its section's id."""
+    return {"words": " · ".join(MARKS[kind] for kind in point.marks),
+            "kind": point.marks[-1] if point.marks else "new", "text": point.text, "anchor": point.anchor}
 
 
 def render(

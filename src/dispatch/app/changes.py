@@ -196,7 +196,7 @@ def sent_edition(settings: Settings, sent: SentVersion, now: datetime) -> Editio
 
 def with_news(settings: Settings, edition: Edition, ledger: Ledger | None = None) -> Edition:
     """The edition with what is new since the previous edition sent to its readers marked
-    (see news.py and previous_sent); the same edition when that was done already."""
+    (see news.py, previous_sent and corrected_revision); the same edition when that was done already."""
     if edition.news is not None:
         return edition
     if edition.urgent or not edition.markers:
@@ -205,42 +205,61 @@ def with_news(settings: Settings, edition: Edition, ledger: Ledger | None = None
     ledger = ledger or open_ledger(settings)
     try:
         previous, since = previous_sent(settings, ledger, edition)
+        corrected, revision_since = corrected_revision(ledger, edition)
     finally:
         if own:
             ledger.close()
-    return news.marked(edition, previous.source_text if previous is not None else None, since)
+    return news.marked(edition, previous.source_text if previous is not None else None, since,
+                       corrected.source_text if corrected is not None else None, revision_since)
 
 
 def previous_sent(settings: Settings, ledger: Ledger, edition: Edition) -> tuple[SentVersion | None, str]:
-    """What this edition's readers got before it, as the ledger kept it (never a file, which
-    may have changed since), and how the line at the top names it:
+    """The edition before this day's that its readers got, as the ledger kept it (never a
+    file, which may have changed since), and how the box at the top names it ('söndag 17
+    november'; with the year when that was another year): the latest edition of an earlier
+    date that reached anybody on one of the lists this one goes to (its 'lists', else the
+    schedules' lists). The same for every revision of the day, so that a correction keeps
+    the markers of the revision it corrects.
 
-    - a correction (revision N): the highest revision below N of the same date that reached
-      anybody ("version 1");
-    - any other edition: the latest edition of an earlier date that reached anybody on one
-      of the lists this one goes to (its 'lists', else the schedules' lists).
-
-    Once this revision's own dispatch exists, only dispatches created before it count: a
-    resumed send, or a check after the send, finds the same markers (and so the same content
-    hash) whatever went out since. Before that, an approval binds the markers like the
-    rest: an earlier edition corrected meanwhile changes them, and they need approving again."""
-    mine = ledger.find_dispatch(dispatch_name(edition.date, edition.revision, edition.kind))
-    if edition.revision > 1:
-        candidates = [r for r in ledger.list_dispatches(edition.date) if r.kind == "edition" and r.revision < edition.revision]
-    else:
-        lists = set(edition.lists if edition.lists is not None else settings.scheduled_lists())
-        day = edition.date.isoformat()
-        candidates = [r for r in ledger.list_dispatches() if r.kind == "edition" and r.edition_date < day
-                      and (not r.lists or lists & set(r.lists))]  # a dispatch from before lists were kept: assume so
-    if mine is not None:
-        candidates = [r for r in candidates if r.created_at < mine.created_at]
+    Once the day's first dispatch exists, only dispatches created before it count: a resumed
+    send, a check after the send, or a correction finds the same markers (and so the same
+    content hash) whatever went out since. Before that, an approval binds the markers like
+    the rest: an earlier edition corrected meanwhile changes them, and they need approving again."""
+    lists = set(edition.lists if edition.lists is not None else settings.scheduled_lists())
+    day = edition.date.isoformat()
+    candidates = [r for r in ledger.list_dispatches() if r.kind == "edition" and r.edition_date < day
+                  and (not r.lists or lists & set(r.lists))]  # a dispatch from before lists were kept: assume so
+    todays = [r.created_at for r in ledger.list_dispatches(edition.date)
+              if r.kind == "edition" and r.revision <= edition.revision]
+    if todays:
+        candidates = [r for r in candidates if r.created_at < min(todays)]
     for record in sorted(candidates, key=lambda r: (r.edition_date, r.revision), reverse=True):
         sent = sent_version(ledger, record.name)
         if sent is not None:
-            if record.edition_date == edition.date.isoformat():
-                return sent, f"version {record.revision}"
-            return sent, f"rapporten {swedish_date(date.fromisoformat(record.edition_date))}"
+            return sent, _day_label(date.fromisoformat(record.edition_date), edition.date)
     return None, ""
+
+
+def corrected_revision(ledger: Ledger, edition: Edition) -> tuple[SentVersion | None, str]:
+    """For a correction (revision N), what its readers got before: the highest revision below
+    N of the same date that reached anybody (created before this revision's own dispatch, if
+    that exists), and its name in the box ('version 1'). (None, "") for a first revision."""
+    if edition.revision <= 1:
+        return None, ""
+    mine = ledger.find_dispatch(dispatch_name(edition.date, edition.revision, edition.kind))
+    candidates = [r for r in ledger.list_dispatches(edition.date) if r.kind == "edition" and r.revision < edition.revision
+                  and (mine is None or r.created_at < mine.created_at)]
+    for record in sorted(candidates, key=lambda r: r.revision, reverse=True):
+        sent = sent_version(ledger, record.name)
+        if sent is not None:
+            return sent, f"version {record.revision}"
+    return None, ""
+
+
+def _day_label(day: date, today: date) -> str:
+    """'söndag 17 november', with the year when it is not this edition's year."""
+    label = swedish_date(day)
+    return label.removesuffix(f" {day.year}") if day.year == today.year else label
 
 
 def earlier_message_ids(ledger: Ledger, edition: Edition) -> dict[str, list[str]]:

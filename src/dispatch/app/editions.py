@@ -50,7 +50,7 @@ class Prepared:
 def read_edition(settings: Settings, day: date | None, file: Path | None, now: datetime, urgent: bool = False) -> Edition:
     # Imported here: this function is the one reader of edition files (and of the config's
     # templates on their way into one), and the only part of this module that needs these.
-    from dispatch.edition import check_template
+    from dispatch.subject_template import check_template
     from dispatch.yamlsource import EDITION_MAX_BYTES, read_input
 
     path = file if file is not None else edition_path(settings.reports_dir, day or now.date())
