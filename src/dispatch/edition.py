@@ -5,6 +5,7 @@ Pure: the clock is an argument (``now``), files are read by the caller.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import date, datetime
 from pathlib import Path
@@ -60,6 +61,12 @@ def short_date(day: date) -> str:
 
 def compiled_label(compiled: datetime) -> str:
     return f"Sammanställd: {compiled:%Y-%m-%d} klockan {compiled:%H:%M}"
+
+
+def sent_label(sent: datetime) -> str:
+    """'Skickat mån 7 dec 14:13': an alert says when it went out, in words a reader skims
+    (an urgent message's ``compiled`` is the time it is sent unless the file says otherwise)."""
+    return f"Skickat {short_date(sent.date())} {sent:%H:%M}"
 
 
 def split_front_matter(text: str) -> tuple[str, str, int]:
@@ -176,7 +183,7 @@ def assemble(
         "date": day.isoformat(),
         "date_label": swedish_date(day),
         "date_short": short_date(day),
-        "compiled_label": compiled_label(compiled),
+        "compiled_label": sent_label(compiled) if urgent else compiled_label(compiled),
         "revision": revision,
     }
     first_text = markup.to_text(lead_md, emphasis=False) if lead_md.strip() else (
@@ -200,7 +207,8 @@ def assemble(
             _section(s.heading, s.urgent_markdown, 0) for s in report.standing_sections if s.urgent_markdown
         )
     else:
-        standing = tuple(_section(s.heading, s.markdown, 0) for s in report.standing_sections)
+        standing = tuple(dataclasses.replace(_section(s.heading, s.markdown, 0), in_email=s.in_email)
+                         for s in report.standing_sections)
     used = {s.anchor for s in daily}
     standing = tuple(s for s in standing if s.anchor not in used)
     return Edition(
