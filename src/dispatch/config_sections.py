@@ -150,9 +150,8 @@ def _read_report(reader: _Reader, raw: LineDict) -> ReportSettings:
             reader.problem(line, "a standing section's 'urgent' must be true, false, or the Markdown to show in urgent messages")
             urgent = False
         urgent_markdown = urgent if isinstance(urgent, str) else (item["markdown"] if urgent else None)
-        in_email = _in_email(reader, item, line, urgent_markdown is not None)
         standing.append(StandingSection(heading=item["heading"].strip(), markdown=item["markdown"],
-                                        urgent_markdown=urgent_markdown if in_email else None, in_email=in_email))
+                                        urgent_markdown=urgent_markdown, in_email=_in_email(reader, item, line)))
     return ReportSettings(
         title=title,
         # What changes every day first: an inbox list on a phone cuts the subject after about 35 characters.
@@ -163,18 +162,16 @@ def _read_report(reader: _Reader, raw: LineDict) -> ReportSettings:
     )
 
 
-def _in_email(reader: _Reader, item: dict[str, object], line: int, urgent: bool) -> bool:
-    """A standing section's ``in_email``: true (the default) or false (on the intranet page only).
-    Urgent messages are email too: a section kept out of the email cannot also be in them."""
+def _in_email(reader: _Reader, item: dict[str, object], line: int) -> bool:
+    """A standing section's ``in_email``: true (the default) or false (on the intranet page only,
+    not in the edition's email). Urgent messages go by their own key, ``urgent``: what they carry
+    of a section is said there, whatever the daily email does."""
     value = item.get("in_email", True)
     at = item.line_of("in_email") if isinstance(item, LineDict) else line
     if not isinstance(value, bool):
-        reader.problem(at, f"a standing section's 'in_email' must be true or false (false: on the intranet page only, "
+        reader.problem(at, "a standing section's 'in_email' must be true or false (false: on the intranet page only, "
                            f"not in the email), not {value!r}")
         return True
-    if not value and urgent:
-        reader.problem(at, "a standing section with 'in_email: false' is in no email, urgent messages included; "
-                           "remove 'urgent' from it, or remove 'in_email: false'")
     return value
 
 
