@@ -537,13 +537,27 @@ def project(tmp_path: Path) -> Project:
     return copy_project(tmp_path / "project")
 
 
+# The shipped config's standing sections as the email carries them (issue 29: one compact
+# block; "Om Regional rapport ..." is on the intranet page only): what they say, in order.
+STANDING_IN_EMAIL = [
+    "Regional rapport dagligen, alla utgåvor", "Insidan: samlad information", "Vårdskiftets webbplats",
+    "Artiklar i VGRfokus", "Håkan Sandahl, regiondirektör", "Kaarina Sundelin, hälso- och sjukvårdsproduktionsdirektör",
+    "Karin Looström Muth, hälso- och sjukvårdsutvecklingsdirektör",
+]
+STANDING_HEADINGS = ["Samlad information", "Talespersoner VGR"]
+PAGE_ONLY_HEADINGS = ["Om Regional rapport Millennium 2024"]  # in_email: false in the shipped config
+
+
 def seed_bullets() -> list[str]:
-    """Every bullet of the real edition, in order, from shared/seed (the source of truth)."""
+    """Every bullet of the real edition's daily sections, in order, from shared/seed (the source
+    of truth), then what the shipped standing sections say in the email."""
     seed = ROOT.parent / "shared" / "seed" / "regional-rapport-2024-11-17.txt"
     if not seed.exists():
         seed = ROOT / "tests" / "data" / "regional-rapport-2024-11-17.txt"
     bullets = []
     for line in seed.read_text(encoding="utf-8").splitlines():
+        if line.strip() == "Dagligen":  # the standing sections: the config's, as it is now
+            return bullets + STANDING_IN_EMAIL
         if line.startswith("- "):
             text = line[2:].strip()
             if text.startswith("[") and "](" in text:
@@ -553,10 +567,11 @@ def seed_bullets() -> list[str]:
 
 
 def seed_headings() -> list[str]:
+    """The sample's headings in the email: the daily sections, then the standing ones it carries
+    (the intranet page adds PAGE_ONLY_HEADINGS)."""
     return [
         "Beskrivning av händelsen", "Kända omständigheter och vidtagna åtgärder", "Verksamhetens kommentar",
-        "Kommunikativa åtgärder, urval", "Dagligen", "Samlad information", "Talespersoner VGR",
-        "Om Regional rapport Millennium 2024",
+        "Kommunikativa åtgärder, urval", *STANDING_HEADINGS,
     ]
 
 

@@ -122,6 +122,23 @@ def test_every_mapping_rejects_unknown_keys(tmp_path: Path, text: str, line: int
     assert problems_of(write(tmp_path, text)) == [Problem(str(tmp_path / "config.yaml"), line, message)]
 
 
+@pytest.mark.parametrize("value", ["nej", "0", "[]"])
+def test_a_standing_sections_in_email_must_be_true_or_false(tmp_path: Path, value: str) -> None:
+    path = write(tmp_path, f"report:\n  standing_sections:\n    - heading: H\n      markdown: M\n      in_email: {value}\n")
+    [problem] = problems_of(path)
+    assert (problem.line, problem.message) == (
+        5, f"a standing section's 'in_email' must be true or false (false: on the intranet page only, not in the email), "
+           f"not {problem.message.rpartition(', not ')[2]}")
+    assert problem.message.endswith(("'nej'", "0", "[]"))
+
+
+def test_in_email_false_keeps_a_section_for_the_page_and_urgent_keeps_its_own_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "report:\n  standing_sections:\n    - {heading: A, markdown: a}\n"
+                           "    - {heading: B, markdown: b, in_email: false, urgent: kort}\n")
+    a, b = load_settings(path).report.standing_sections
+    assert (a.in_email, b.in_email, b.urgent_markdown) == (True, False, "kort")
+
+
 def test_a_misspelt_key_is_named_even_where_it_leaves_a_required_key_missing(tmp_path: Path) -> None:
     path = write(tmp_path, "report:\n  standing_sections:\n    - heding: H\n      markdown: M\n")
     assert [(p.line, p.message) for p in problems_of(path)] == [

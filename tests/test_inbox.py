@@ -316,7 +316,7 @@ def test_media_queries_and_their_important_survive_inlining(html: str) -> None:
     assert "@media screen and (max-width: 480px)" in media
     assert "@media (prefers-color-scheme: dark)" in media
     phone = media.split("@media screen and (max-width: 480px)", 1)[1].split("@media", 1)[0]
-    assert phone.count("!important") >= 5 and "padding: 0 0 16px 0 !important" in " ".join(phone.split())
+    assert phone.count("!important") >= 5 and "padding: 0 !important" in " ".join(phone.split())
     assert "!important" in media.split("prefers-color-scheme: dark", 1)[1]
     body = html.split("<body", 1)[1]
     assert "<style" not in body, "<style> belongs in <head> only"
@@ -413,22 +413,29 @@ def _styled(html: str) -> list[lxml.html.HtmlElement]:
 def test_every_inlined_line_height_has_outlooks_exactly_rule(html: str) -> None:
     # Without it Word takes line-height as "at least" and spaces lines unevenly.
     with_line_height = [e for e in _styled(html) if "line-height" in _style(e)]
-    assert len(with_line_height) > 60
+    assert len(with_line_height) > 50  # (the standing block is compact since issue 29: fewer items)
     missing = [f"<{e.tag} class={e.get('class')!r}>" for e in with_line_height
                if _style(e).get("mso-line-height-rule") != "exactly"]
     assert not missing, f"line-height without mso-line-height-rule:exactly: {missing}"
 
 
 def test_padding_is_inlined_only_on_table_cells_and_lists_indent_by_their_items(html: str) -> None:
-    # Word ignores padding on anything but a cell: lists would lose their indent.
+    # Word ignores padding on anything but a cell: lists would lose their indent. A zero padding
+    # (the browsers' list padding taken away) asks nothing of Word, which has none to take away.
     padded = [f"<{e.tag} class={e.get('class')!r}>" for e in _styled(html)
-              if any(name.startswith("padding") for name in _style(e)) and e.tag not in ("td", "th")]
+              if any(name.startswith("padding") and not zero_padding(value) for name, value in _style(e).items())
+              and e.tag not in ("td", "th")]
     assert not padded, f"padding on elements Outlook ignores it on: {padded}"
     document = lxml.html.document_fromstring(html)
     for item in document.body.iter("li"):
         assert re.fullmatch(r"0 0 \d+px (18|22)px", _style(item).get("margin", "")), _style(item)
-    head = html.split("</head>", 1)[0]
-    assert re.search(r"ul, ol \{ padding: 0; \}", head), "browsers' own list padding is reset in <head>"
+    lists = list(document.body.iter("ul", "ol"))
+    assert lists and all(_style(x).get("padding") == "0" for x in lists), \
+        "browsers' own list padding is reset inline (clients that strip <style> would indent 40 px more)"
+
+
+def zero_padding(value: str) -> bool:
+    return all(re.fullmatch(r"0(px)?", part) for part in value.replace("!important", "").split())
 
 
 def test_tables_have_no_outlook_side_spacing_and_text_cells_break_long_words(html: str) -> None:
@@ -460,7 +467,7 @@ def test_direction_colour_scheme_and_data_detector_resets_are_in_place(html: str
 def test_standing_sections_are_one_cell_each_and_the_lead_is_not_all_bold(html: str) -> None:
     document = lxml.html.document_fromstring(html)
     cells = [td for td in document.body.iter("td") if "standing" in td.get("class", "").split()]
-    assert [td.get("id") for td in cells] == ["dagligen", "samlad-information", "talespersoner-vgr", "om-regional-rapport-millennium-2024"]
+    assert [td.get("id") for td in cells] == ["samlad-information", "talespersoner-vgr"]  # "Om ..." is on the page only
     assert all(_style(td).get("padding") for td in cells), "their spacing is cell padding"
     css = (ROOT / "templates/email/edition.css").read_text(encoding="utf-8")
     lead_p = re.search(r"^\.lead p \{([^}]*)\}", css, re.M)

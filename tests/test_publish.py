@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Project, SMTPServer, require_tool, seed_headings
+from conftest import PAGE_ONLY_HEADINGS, Project, SMTPServer, require_tool, seed_headings
 
 CHROMIUM = "/usr/bin/chromium"
 BASE_URL = "https://intranat.example.org/regional-rapport/"
@@ -149,7 +149,7 @@ def test_web_page_is_its_own_markup_with_the_whole_edition(project: Project, tmp
     assert 'role="presentation"' not in html and "<table" not in html  # not the email markup
     assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
     assert "<main" in html and 'class="skip-link"' in html
-    for heading in seed_headings():
+    for heading in seed_headings() + PAGE_ONLY_HEADINGS:  # the page has every standing section
         assert heading in html
     assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
@@ -319,7 +319,7 @@ def test_sent_email_links_to_the_published_page(project: Project, smtp_server: S
     assert page.is_file()
     published = page.read_text(encoding="utf-8")
     assert '<html lang="sv">' in published and 'role="presentation"' not in published
-    for heading in seed_headings():
+    for heading in seed_headings() + PAGE_ONLY_HEADINGS:
         assert heading in published
     assert parse(project.root / "var" / "intranet" / "index.html").archive == ["2024-11-17.html"]
 
@@ -330,6 +330,32 @@ def test_quick_start_send_also_publishes(project: Project) -> None:
     intranet = project.root / "var" / "intranet"
     assert parse(intranet / "index.html").archive == ["2024-11-17.html"]
     assert (intranet / "2024-11-17.html").is_file()
+
+
+def test_a_section_with_in_email_false_is_on_the_page_and_in_no_part_of_the_email(project: Project) -> None:
+    """Issue 29: "Om Regional rapport ..." (in_email: false in the shipped config) is reference for
+    the intranet page; the email, HTML and text, leaves it out. Publishing again after the send
+    (from the content kept in the ledger) still has it, in its place."""
+    result = project.run("send", "--date", "2024-11-17")  # the shipped config, Maildir transport
+    assert result.returncode == 0, result.stderr
+    delivered = sorted((project.root / "var" / "outbox" / "new").iterdir())[0]
+    message = BytesParser(policy=policy.default).parsebytes(delivered.read_bytes())
+    html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    about, about_text = PAGE_ONLY_HEADINGS[0], "Rapporten tas fram i syfte"
+    for part in (html, text):
+        assert "Talespersoner VGR" in part and about not in part and about_text not in part
+    page = project.root / "var" / "intranet" / "2024-11-17.html"
+    for published in (page.read_text(encoding="utf-8"), _published_again(project, page)):
+        assert about in published and about_text in published
+        assert published.index("Talespersoner VGR") < published.index(about), "in its configured place"
+
+
+def _published_again(project: Project, page: Path) -> str:
+    page.unlink()
+    result = project.run("publish", "--date", "2024-11-17")
+    assert result.returncode == 0, result.stderr
+    return page.read_text(encoding="utf-8")
 
 
 def test_test_sends_and_urgent_messages_do_not_publish(project: Project, tmp_path: Path) -> None:

@@ -447,7 +447,7 @@ def test_headers_and_text_part_of_each_kind(sample: Project, kind: str) -> None:
         assert "*klockan 16:00*" in text
         html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
         assert re.search(r"<strong[^>]*>klockan 16:00</strong>", html)
-        lead = re.search(r'<td class="lead"[^>]*>\s*<p style="([^"]*)"', html)
+        lead = re.search(r'<td class="lead[^"]*"[^>]*>\s*<p style="([^"]*)"', html)
         assert lead and "font-weight:bold" not in lead.group(1).replace(" ", ""), "the lead is not all bold"
 
 

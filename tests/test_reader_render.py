@@ -106,10 +106,10 @@ def test_a_wide_element_fails_check_and_preview_with_its_line_but_send_does_not_
     project = copy_project(tmp_path / "project")
     path = project.root / TEMPLATE
     text = path.read_text(encoding="utf-8")
-    anchor = '<p class="footer-text">{{ footer }}</p>'
-    path.write_text(text.replace(anchor, anchor + '\n<div id="bred-testrad" style="width:900px;height:2px"></div>'),
+    anchor = '<p class="footer-text">{{ footer }}'
+    path.write_text(text.replace(anchor, '<div id="bred-testrad" style="width:900px;height:2px"></div>\n' + anchor),
                     encoding="utf-8")
-    line = text[: text.index(anchor)].count("\n") + 2
+    line = text[: text.index(anchor)].count("\n") + 1
     require_tool(CHROMIUM, "check measures the width in headless Chromium")
     expected = (rf"^{re.escape(TEMPLATE)}:{line}: on a phone \(375 px\) the message is 9\d\d px wide, so every line scrolls "
                 r"sideways: a <div> 900 px wide does not fit the screen")
@@ -179,8 +179,10 @@ def test_the_boxs_links_jump_to_their_sections_and_a_marked_bullet_lines_up(tmp_
               const target = document.getElementById(a.getAttribute('href').slice(1));
               if (!target) return null;
               a.click();
+              const bottom = document.documentElement.scrollHeight - window.innerHeight;
               return {{id: target.id, section: target.classList.contains('section'), scrolled: window.scrollY,
-                       top: Math.round(target.getBoundingClientRect().top)}};
+                       top: Math.round(target.getBoundingClientRect().top), atBottom: Math.abs(window.scrollY - bottom) <= 1,
+                       height: window.innerHeight}};
             }})()"""))
         lines_up = page.evaluate("""(() => {
           const start = li => li.getBoundingClientRect().left + parseFloat(getComputedStyle(li).paddingLeft);
@@ -194,7 +196,10 @@ def test_the_boxs_links_jump_to_their_sections_and_a_marked_bullet_lines_up(tmp_
     assert len(hrefs) == 3 and all(h.startswith("#") and len(h) > 1 for h in hrefs), hrefs
     for href, where in zip(hrefs, landed, strict=True):
         assert where is not None and where["section"], f"{href} points at no section"
-        assert where["scrolled"] > 0 and abs(where["top"]) <= 1, f"{href} did not jump to its section: {where}"
+        # At the top of the screen, or as near as the page goes (a section near the end cannot
+        # scroll higher than the page's bottom allows): then it is in view.
+        in_view = abs(where["top"]) <= 1 or (where["atBottom"] and 0 <= where["top"] < where["height"] / 2)
+        assert where["scrolled"] > 0 and in_view, f"{href} did not jump to its section: {where}"
     assert lines_up["marked"] == lines_up["plain"], lines_up
     assert lines_up["size"] == "16px" and lines_up["tint"] != lines_up["card"], lines_up
 
@@ -227,10 +232,17 @@ def problems(report: dict[str, Any]) -> dict[str, list[str]]:
                 "mso-line-height-rule:exactly" not in style:
             found["line-height without mso-line-height-rule"].append(described)
         if any("`padding` support for `outlook.windows`" in note for note in element["notes"]) and \
-                element["tag"] not in ("td", "th"):
+                element["tag"] not in ("td", "th") and not _zero_padding(style):
             found["padding off a table cell"].append(described)
         found["errors"] += [f"{described}: {error}" for error in element["errors"] if error not in ALLOWED_ERRORS]
     return found
+
+
+def _zero_padding(style: str) -> bool:
+    """Every padding declared is 0: a list's browser padding taken away, which asks nothing of
+    Word (it has none to take away), unlike padding meant to make space."""
+    values = re.findall(r"(?:^|;)padding[a-z-]*:([^;]*)", style)
+    return bool(values) and all(re.fullmatch(r"0(px)?", part) for value in values for part in value.split())
 
 
 @pytest.fixture(scope="module")
@@ -261,7 +273,7 @@ def messages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_caniemail_finds_no_outlook_problem_in_the_inlined_styles(messages: dict[str, Path], kind: str) -> None:
     report = caniemail(messages[kind])
     assert report["clients"] == ["outlook.windows", "gmail.*"]
-    assert len(report["elements"]) > 25, "every styled element was checked"
+    assert len(report["elements"]) > 20, "every styled element was checked"  # the urgent message has the fewest
     found = problems(report)
     assert found == {"line-height without mso-line-height-rule": [], "padding off a table cell": [], "errors": []}, found
     if kind == "news":
@@ -284,3 +296,123 @@ def test_a_message_that_fitted_once_is_not_measured_again(tmp_path: Path) -> Non
     with_long_bullet(project)  # another message: measured again
     assert project.run("check", "--date", "2024-11-17", env=env).returncode == 0
     assert launches.read_text().count("x") == 2
+
+
+# -- 5. issue 29: a compact standing block, robust without <style>, no row offset ---------------------
+
+BELOW_LAST_DAILY_BULLET = """(() => {
+  const items = [...document.querySelectorAll('.section li')];
+  return document.documentElement.scrollHeight - (items[items.length - 1].getBoundingClientRect().bottom + scrollY);
+})()"""
+
+
+def without_styles(html: Path) -> Path:
+    """The message as a client that strips every <style> element shows it: inline styles only."""
+    stripped = html.with_name(html.stem + "-no-style.html")
+    stripped.write_text(re.sub(r"<style\b[^>]*>.*?</style>", "", html.read_text(encoding="utf-8"), flags=re.S | re.I),
+                        encoding="utf-8")
+    assert "<style" not in stripped.read_text(encoding="utf-8")
+    return stripped
+
+
+def test_below_the_last_daily_bullet_a_phone_shows_at_most_450_px(messages: dict[str, Path], chromium: Chromium) -> None:
+    """The standing reference and the footer, the same every day, were 870 px of a phone's scroll."""
+    page = chromium.open(messages["edition"], PHONE_WIDTH)
+    try:
+        below = page.evaluate(BELOW_LAST_DAILY_BULLET)
+    finally:
+        page.close()
+    assert 0 < below <= 450, f"{below} px below the last daily bullet at {PHONE_WIDTH} px"
+
+
+@pytest.mark.parametrize("width", [320, PHONE_WIDTH])
+def test_without_style_elements_lists_indent_little_and_reference_links_are_tap_targets(
+        messages: dict[str, Path], chromium: Chromium, width: int) -> None:
+    page = chromium.open(without_styles(messages["edition"]), width)
+    try:
+        indents = page.evaluate("""[...document.querySelectorAll('li')].map(li => {
+          const cell = li.closest('td');
+          return li.getBoundingClientRect().left - cell.getBoundingClientRect().left - parseFloat(getComputedStyle(cell).paddingLeft);
+        })""")
+        links = page.evaluate("[...document.querySelectorAll('.standing a, .footer a')].map(a => a.getBoundingClientRect().height)")
+        width_seen = page.evaluate("Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)")
+    finally:
+        page.close()
+    assert len(indents) > 20 and max(indents) <= 24, f"list items indent {sorted(set(indents))} px"
+    assert len(links) == 5 and min(links) >= 44, f"reference links: {links}"
+    assert width_seen <= width
+
+
+def test_a_reference_link_that_wraps_at_320_px_keeps_its_bullet_beside_its_first_line(
+        messages: dict[str, Path], chromium: Chromium) -> None:
+    page = chromium.open(messages["edition"], 320)
+    try:
+        items = page.evaluate("""[...document.querySelectorAll('.standing li')].filter(li => li.querySelector('a')).map(li => {
+          const a = li.querySelector('a').getBoundingClientRect(), r = li.getBoundingClientRect();
+          return {display: getComputedStyle(li).display, marker: getComputedStyle(li).listStyleType,
+                  top: a.top - r.top, height: a.height, lines: Math.round((a.height - 22) / 22)};
+        })""")
+    finally:
+        page.close()
+    assert any(item["lines"] >= 2 for item in items), f"no reference link wraps at 320 px: {items}"
+    for item in items:
+        # The bullet sits on the item's first line box, which is the link's first line.
+        assert item["display"] == "list-item" and item["marker"] == "disc" and abs(item["top"]) < 1, item
+
+
+@pytest.mark.parametrize("kind", ["edition", "news", "correction", "urgent"])
+def test_no_row_of_the_column_is_offset_at_any_width(messages: dict[str, Path], chromium: Chromium, kind: str) -> None:
+    """A 4 px left rule under collapsed borders moved every row 2 px right of the column's edge."""
+    offsets = {}
+    for width in (320, 375, 414, 600, 800):
+        page = chromium.open(messages[kind], width)
+        try:
+            offsets[width] = page.evaluate("""(() => {
+              const table = document.querySelector('table.content'), t = table.getBoundingClientRect();
+              return [...table.rows].map(row => { const c = row.cells[0].getBoundingClientRect();
+                return [row.cells[0].className, c.left - t.left, t.right - c.right]; });
+            })()""")
+        finally:
+            page.close()
+    rows = {cls.split()[0] for cls, _, _ in offsets[375]}
+    assert {"masthead", "section" if kind != "urgent" else "lead", "footer"} <= rows
+    if kind == "correction":
+        assert "notice" in rows
+    if kind == "urgent":
+        assert "banner" in rows
+    shifted = {width: [row for row in found if row[1] != 0 or row[2] != 0] for width, found in offsets.items()}
+    assert not any(shifted.values()), shifted
+
+
+@pytest.mark.parametrize("kind", ["edition", "correction", "urgent"])
+def test_secondary_text_is_at_least_15_px(messages: dict[str, Path], chromium: Chromium, kind: str) -> None:
+    """Dates, reference, footer and small print. (The Nytt/Ändrat markers are words inside a bullet,
+    not secondary text: their size is the markers' own design.)"""
+    page = chromium.open(messages[kind], PHONE_WIDTH)
+    try:
+        small = page.evaluate("""[...document.querySelectorAll('body *')]
+          .filter(e => !e.closest('.preheader, .mark') && [...e.childNodes].some(n => n.nodeType === 3 && n.textContent.trim()))
+          .map(e => [e.tagName.toLowerCase() + '.' + e.className, parseFloat(getComputedStyle(e).fontSize)])
+          .filter(([what, size]) => size < 15)""")
+    finally:
+        page.close()
+    assert not small, f"text under 15 px: {small}"
+
+
+def test_an_urgent_message_says_when_it_was_sent_and_its_rule_is_the_banners_colour(
+        messages: dict[str, Path], chromium: Chromium) -> None:
+    html = messages["urgent"]
+    text = html.with_suffix(".txt").read_text(encoding="utf-8")
+    sent = re.compile(r"Skickat (mån|tis|ons|tors|fre|lör|sön) \d{1,2} (jan|feb|mar|apr|maj|jun|jul|aug|sep|okt|nov|dec) \d\d:\d\d")
+    assert sent.search(text) and "Sammanställd" not in text, text[:300]
+    page = chromium.open(html, PHONE_WIDTH)
+    try:
+        seen = page.evaluate("""(() => ({
+          compiled: document.querySelector('.masthead-compiled').textContent,
+          banner: getComputedStyle(document.querySelector('.banner')).backgroundColor,
+          rule: getComputedStyle(document.querySelector('.lead')).borderLeftColor,
+          body: document.body.innerText}))()""")
+    finally:
+        page.close()
+    assert sent.fullmatch(seen["compiled"]) and "Sammanställd" not in seen["body"], seen["compiled"]
+    assert seen["banner"] == seen["rule"] == "rgb(179, 38, 30)", seen

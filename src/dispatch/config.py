@@ -14,7 +14,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from dispatch.config_dkim import _read_dkim
 from dispatch.config_reader import _ledger_url, _Reader
 from dispatch.config_sections import (
-    _read_accessibility,
     _read_bounces,
     _read_notify,
     _read_publish,
@@ -22,8 +21,8 @@ from dispatch.config_sections import (
     _read_schedules,
     _read_sender,
     _read_transport,
-    _read_web,
 )
+from dispatch.config_web import _read_accessibility, _read_web
 from dispatch.credentials import secret_problems
 from dispatch.errors import InputError, Problem
 from dispatch.settings import (

@@ -12,7 +12,9 @@ over the assembled edition, not over the bytes of one message:
   gives the text part), with their "Nytt"/"Ändrat" markers, and the line that counts
   them: what is new is decided against the ledger at approval time, and an approval binds
   it like any other part of what the reader sees;
-- the standing sections as they are added (heading and HTML);
+- the standing sections as they are added (heading and HTML), and those on the intranet
+  page only (``in_email: false``) with their place among them: the published copy of a sent
+  edition is rebuilt from this form;
 - the version of the email templates: a SHA-256 over their files.
 
 Left out on purpose: the time of sending (Date), Message-IDs, To lines, the ``[TEST]``
@@ -52,6 +54,7 @@ PART_NAMES = {
     "news": "what is marked new since the previous edition sent (its line at the top)",
     "sections": "the sections",
     "standing": "the standing sections (report.standing_sections in the config)",
+    "page_only": "the standing sections on the intranet page only (in_email: false in the config)",
     "templates": "the email templates",
     "format": "the content format of this program",
 }
@@ -101,9 +104,12 @@ def canonical(edition: Edition, templates: str) -> dict[str, Any]:
         "lists": list(edition.lists) if edition.lists is not None else None,
         "lead": edition.lead_html,
         "sections": [[s.heading, s.html] for s in edition.sections],
-        "standing": [[s.heading, s.html] for s in edition.standing],
+        "standing": [[s.heading, s.html] for s in edition.email_standing],
         "templates": templates,
     }
+    page_only = [[index, s.heading, s.html] for index, s in enumerate(edition.standing) if not s.in_email]
+    if page_only:  # only when configured: a config without in_email keeps its content's identity
+        document["page_only"] = page_only
     if edition.news:  # only when something is marked: an edition with nothing new keeps its identity
         document["news"] = edition.news
     if not edition.urgent:

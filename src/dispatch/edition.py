@@ -51,6 +51,12 @@ def compiled_label(compiled: datetime) -> str:
     return f"Sammanställd: {compiled:%Y-%m-%d} klockan {compiled:%H:%M}"
 
 
+def sent_label(sent: datetime) -> str:
+    """'Skickat mån 7 dec 14:13': an alert says when it went out, in words a reader skims
+    (an urgent message's ``compiled`` is the time it is sent unless the file says otherwise)."""
+    return f"Skickat {short_date(sent.date())} {sent:%H:%M}"
+
+
 def split_front_matter(text: str) -> tuple[str, str, int]:
     """(front matter, body, line number where the body starts). No front matter: ('', text, 1)."""
     lines = text.splitlines(keepends=True)
@@ -165,7 +171,7 @@ def assemble(
         "date": day.isoformat(),
         "date_label": swedish_date(day),
         "date_short": short_date(day),
-        "compiled_label": compiled_label(compiled),
+        "compiled_label": sent_label(compiled) if urgent else compiled_label(compiled),
         "revision": revision,
         "headline": " ".join(str(meta.get("headline") or "").split()),
     }
@@ -192,7 +198,8 @@ def assemble(
             _section(s.heading, s.urgent_markdown, 0) for s in report.standing_sections if s.urgent_markdown
         )
     else:
-        standing = tuple(_section(s.heading, s.markdown, 0) for s in report.standing_sections)
+        standing = tuple(dataclasses.replace(_section(s.heading, s.markdown, 0), in_email=s.in_email)
+                         for s in report.standing_sections)
     used = {s.anchor for s in daily}
     standing = tuple(s for s in standing if s.anchor not in used)
     # Ids unique in the message, never the box's ("nytt"): the box at the top links to sections by them.

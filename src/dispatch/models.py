@@ -16,6 +16,7 @@ class Section:
     anchor: str
     line: int = 0
     markdown: str = ""  # the section as written: re-rendered when its bullets are marked new or changed
+    in_email: bool = True  # a standing section with in_email: false is on the intranet page only
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,11 @@ class Edition:
     @property
     def kind(self) -> str:
         return "urgent" if self.urgent else "edition"
+
+    @property
+    def email_standing(self) -> tuple[Section, ...]:
+        """The standing sections the email carries (``standing`` is the intranet page's, all of them)."""
+        return tuple(s for s in self.standing if s.in_email)
 
     @property
     def approved(self) -> bool:

@@ -84,7 +84,7 @@ def context(edition: Edition, subject: str, footer: str, web_url: str | None) ->
         "lead_html": edition.lead_html,
         "lead_text": edition.lead_text,
         "sections": edition.sections,
-        "standing": edition.standing,
+        "standing": edition.email_standing,  # in_email: false sections are on the intranet page only
         "footer": footer,
         "web_url": web_url,
     }

@@ -31,7 +31,7 @@ _TRANSPORT_KEYS = (
     "timeout_seconds", "retry_minutes", "retry_window_hours", "ehlo_name",
 )
 _REPORT_KEYS = ("title", "subject", "headline_subject", "preheader", "list_id", "standing_sections")
-_STANDING_KEYS = ("heading", "markdown", "urgent")
+_STANDING_KEYS = ("heading", "markdown", "urgent", "in_email")
 _PUBLISH_KEYS = ("dir", "base_url", "on_send")
 _DKIM_KEYS = ("domain", "selector", "key_file")
 _SCHEDULE_KEYS = ("name", "cron", "lists", "deadline", "approval_deadline")
@@ -107,6 +107,8 @@ class StandingSection:
     markdown: str
     # Urgent messages carry only the standing sections marked for them, optionally shortened.
     urgent_markdown: str | None = None
+    # False: on the intranet page only (reference a reader looks up there, not every day in the inbox).
+    in_email: bool = True
 
 
 @dataclass(frozen=True)

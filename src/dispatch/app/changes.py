@@ -182,8 +182,10 @@ def sent_edition(settings: Settings, sent: SentVersion, now: datetime) -> Editio
     doc = sent.canonical
     if doc is None:
         return edition
-    standing = tuple(Section(heading=heading, html=html, text="", anchor=section_anchor(heading))
-                     for heading, html in doc.get("standing", []))
+    standing = [Section(heading=heading, html=html, text="", anchor=section_anchor(heading))
+                for heading, html in doc.get("standing", [])]
+    for index, heading, html in doc.get("page_only", []):  # in their places on the page, as configured then
+        standing.insert(index, Section(heading=heading, html=html, text="", anchor=section_anchor(heading), in_email=False))
     # The sections as sent, "Nytt" markers included: they were decided against the ledger then.
     sections = tuple(dataclasses.replace(section, html=html) if section.heading == heading else section
                      for section, (heading, html) in zip(edition.sections, doc.get("sections", []), strict=False))
@@ -191,7 +193,7 @@ def sent_edition(settings: Settings, sent: SentVersion, now: datetime) -> Editio
         sections = edition.sections
     return dataclasses.replace(edition, subject=doc.get("subject", edition.subject),
                                preheader=doc.get("preheader", edition.preheader), sections=sections,
-                               news=doc.get("news", ""), title=doc.get("title", edition.title), standing=standing)
+                               news=doc.get("news", ""), title=doc.get("title", edition.title), standing=tuple(standing))
 
 
 def with_news(settings: Settings, edition: Edition, ledger: Ledger | None = None) -> Edition:
