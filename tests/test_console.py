@@ -582,3 +582,24 @@ def test_dispatch_web_stops_cleanly_with_exit_0_on_a_signal(project: Project, si
     web = WebProcess(project)
     web.process.send_signal(sig)
     assert web.process.wait(20) == 0, web.process.stderr()
+
+
+def test_the_preview_suggests_the_first_new_point_as_headline_and_the_subject_carries_it(console: WebProcess, project: Project) -> None:
+    """With the 17th sent, the 18th's preview suggests its first new point for the subject; set
+    as 'Nyhet i ämnesraden', the subject becomes the date and the news."""
+    assert project.run("approve", "--date", "2024-11-17", "--by", "cara").returncode == 0
+    assert project.run("send", "--date", "2024-11-17").returncode == 0
+    olle = sign_in(console.base, "olle")
+    page = olle.get("/editions/2024-11-18")
+    assert 'id="f-headline"' in page.text and "Nyhet i ämnesraden" in page.text
+    text = (project.root / "reports/2024-11-18.md").read_text(encoding="utf-8")
+    body = text.split("---\n", 2)[2]
+    form = {"csrf": csrf_of(page.text), "compiled": "2024-11-18 14:00", "status": "approved", "body": body}
+    preview = olle.post("/editions/2024-11-18/preview", data=form)
+    suggestion = re.search(r'id="headline-suggestion">[^<]*<q>([^<]+)</q>', preview.text)
+    assert suggestion, preview.text
+    assert suggestion.group(1) == "För Närhälsan skedde återgången till Asynja"
+    assert "mån 18 nov: Regional rapport Millennium 2024" in preview.text
+    chosen = olle.post("/editions/2024-11-18/preview", data={**form, "headline": "Närhälsan tillbaka i Asynja"})
+    assert "<strong>Ämnesrad:</strong> mån 18 nov: Närhälsan tillbaka i Asynja" in chosen.text
+    assert 'id="headline-suggestion"' not in chosen.text, "no suggestion once a headline is set"

@@ -30,7 +30,8 @@ from dispatch.models import KeptText
 from dispatch.yamlsource import LineDict, parse_yaml
 
 # The front matter the console shows as fields, in the order it writes them.
-FIELDS = ("compiled", "status", "urgent", "revision", "correction", "lists", "subject", "preheader", "markers", "by")
+FIELDS = ("compiled", "status", "urgent", "revision", "correction", "lists", "subject", "headline", "preheader", "markers", "by")
+HEADLINE_SUGGESTION_CHARS = 48  # with "mån 18 nov: " in front, about what an inbox shows (SUBJECT_WARN_CHARS)
 _COMPILED = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}$")
 _SAVE_LOCK = threading.Lock()  # read-compare-write of one process's saves, one at a time
 NEW_FILE = "new"  # the base of an edition that did not exist when it was opened
@@ -60,6 +61,9 @@ class DraftPreview:
     problems: tuple[Problem, ...]
     body_line: int  # the file line where the body starts: problem line - body_line + 1 = editor line
     field_lines: dict[str, int] = field(default_factory=dict)
+    # The first new point, cut to fit a subject: what the editor may take as 'headline'
+    # (None when the edition has one, or nothing is new).
+    headline_suggestion: str | None = None
 
 
 @dataclass(frozen=True)
@@ -172,8 +176,33 @@ def preview_draft(settings: Settings, day: date, fields: dict[str, str], body: s
         return DraftPreview(None, None, None, None, (*found, *exc.problems), body_line, where)
     problems = (*found, *check_problems(settings, ready), *ready.resolution.problems, *secret_problems(settings))
     content = identify(settings, edition)
+    points = ready.edition.news_points
+    suggestion = headline_suggestion(points[0].text) if points and not edition.headline and not edition.urgent else None
     return DraftPreview(ready.rendered.html, ready.rendered.text, ready.rendered.subject, content.short,
-                        tuple(dict.fromkeys(problems)), body_line, where)
+                        tuple(dict.fromkeys(problems)), body_line, where, suggestion)
+
+
+def headline_suggestion(point: str) -> str:
+    """A new point's first clause (up to a comma, colon, semicolon or dash), else its first
+    words, within HEADLINE_SUGGESTION_CHARS and without a trailing '…': a subject is read
+    whole, and an editor shortens a sentence better than a cut does."""
+    text = " ".join(point.replace("…", " ").split()).rstrip(".")
+    for mark in (": ", "; ", " \u2013 ", " - ", ", "):
+        head = text.split(mark, 1)[0]
+        if len(head) <= HEADLINE_SUGGESTION_CHARS and len(head.split()) >= 3:
+            return head
+    if len(text) <= HEADLINE_SUGGESTION_CHARS:
+        return text
+    words = text[:HEADLINE_SUGGESTION_CHARS + 1].rsplit(" ", 1)[0].rstrip(",;:\u2013- ").split(" ")
+    while len(words) > 3 and words[-1].casefold() in _SMALL_WORDS:  # "… till Asynja när" reads as cut off
+        words.pop()
+    return " ".join(words)
+
+
+_SMALL_WORDS = frozenset((
+    "och", "i", "på", "när", "att", "för", "med", "av", "till", "som", "om", "men", "utan", "den", "det", "en", "ett",
+    "de", "vid", "från", "efter",
+))
 
 
 def save_draft(settings: Settings, ledger: Ledger, day: date, fields: dict[str, str], body: str, base: str,

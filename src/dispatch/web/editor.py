@@ -21,7 +21,7 @@ from dispatch.web.console import PREVIEW_CSP, Visit, not_found, page, security_h
 from dispatch.web.swedish import swedish
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-FORM_FIELDS = ("compiled", "status", "urgent", "revision", "correction", "lists", "subject", "preheader")
+FORM_FIELDS = ("compiled", "status", "urgent", "revision", "correction", "lists", "subject", "headline", "preheader")
 
 
 def edition_day(request: Request) -> date | None:
@@ -120,7 +120,8 @@ def _located(problem: Problem, result: app.DraftPreview) -> dict[str, object]:
 
 
 FIELD_LABELS = {"compiled": "Sammanställd", "status": "Status", "revision": "Version", "correction": "Rättelse",
-                "lists": "Mottagarlistor", "subject": "Rubrik i inkorgen", "preheader": "Förhandstext"}
+                "lists": "Mottagarlistor", "subject": "Rubrik i inkorgen", "headline": "Nyhet i ämnesraden",
+                "preheader": "Förhandstext"}
 
 
 @page("read")
