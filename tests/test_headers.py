@@ -310,3 +310,44 @@ def test_a_headline_must_be_one_line_of_text(project: Project) -> None:
     checked = project.run("check", "--date", "2024-11-18")
     assert checked.returncode == 1
     assert re.search(r"^reports/2024-11-18\.md:2: 'headline' must be text", checked.stderr, re.M), checked.stderr
+
+
+# -- a correction continues the conversation in Outlook ---------------------------------------
+
+
+def delivered_reports(project: Project, seen: set[Path]) -> list[EmailMessage]:
+    new = [path for path in (project.root / "var/outbox/new").iterdir() if path not in seen]
+    seen.update(new)
+    messages = [parse(path.read_bytes()) for path in new]
+    return [m for m in messages if m["List-Id"]]
+
+
+def test_a_correction_carries_revision_1s_topic_and_continues_its_thread_index(project: Project) -> None:
+    import base64
+
+    seen: set[Path] = set()
+    assert project.run("send", "--date", "2024-11-18").returncode == 0
+    first = delivered_reports(project, seen)
+    assert len(first) == 49
+    topics = {m["Thread-Topic"] for m in first}
+    indexes = {base64.b64decode(m["Thread-Index"]) for m in first}
+    assert topics == {"mån 18 nov: Regional rapport Millennium 2024"} and len(indexes) == 1
+    (original,) = indexes
+    assert len(original) == 22
+
+    # The correction also takes a headline: its subject changes, its topic must not.
+    path = project.root / "reports/2024-11-18.md"
+    path.write_text(path.read_text(encoding="utf-8").replace(
+        "status: approved\n", "status: approved\nrevision: 2\nheadline: Närhälsan i Asynja från 08:00\n"
+        "correction: Närhälsans vårdcentraler arbetar i Asynja sedan 08:00, inte 07:30.\n", 1).replace(
+        "sedan klockan 07:30 måndag", "sedan klockan 08:00 måndag"), encoding="utf-8")
+    result = project.run("send", "--date", "2024-11-18")
+    assert result.returncode == 0, result.stderr
+    corrections = delivered_reports(project, seen)
+    assert len(corrections) == 49
+    for message in corrections:
+        assert message["Subject"] == "Rättelse: mån 18 nov: Närhälsan i Asynja från 08:00"
+        assert message["Thread-Topic"] == "mån 18 nov: Regional rapport Millennium 2024"
+        index = base64.b64decode(message["Thread-Index"])
+        assert len(index) == 27 and index[:22] == original
+        assert message["In-Reply-To"] and message["References"]
