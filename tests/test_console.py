@@ -450,7 +450,8 @@ def test_every_front_matter_key_survives_a_save_unchanged() -> None:
     from dispatch.edition import KNOWN_KEYS
 
     original = ("---\ncompiled: 2024-11-18 13:00\nstatus: approved\nurgent: false\nrevision: 2\ncorrection: \"Fel tid.\"\n"
-                "lists: [\"chefer\"]\nsubject: \"Ämne\"\npreheader: \"Kort\"\nmarkers: \"false\"\nby: \"anna\"\n---\n\n## A\n\n- b\n")
+                "lists: [\"chefer\"]\nsubject: \"Ämne\"\nheadline: \"Nyhet\"\npreheader: \"Kort\"\nmarkers: \"false\"\n"
+                "by: \"anna\"\n---\n\n## A\n\n- b\n")
     fields, body = split_fields(original)
     assert set(fields) == KNOWN_KEYS, "the console shows or carries every key an edition may have"
     assert compose(fields, body)[0] == original

@@ -66,8 +66,8 @@ def _empty_link(project: Project) -> tuple[str, int]:
 
 def _script_link(project: Project) -> tuple[str, int]:
     # markdown-it refuses javascript: in Markdown, so it takes a template change.
-    line = _edit_template(project, '<p class="footer-text">{{ footer }}</p>',
-                          '<p class="footer-text">{{ footer }} <a href="javascript:alert(1)">Regional rapport</a></p>')
+    line = _edit_template(project, '<p class="footer-text">{{ footer }}',
+                          '<p class="footer-text">{{ footer }} <a href="javascript:alert(1)">Regional rapport</a>')
     return TEMPLATE, line
 
 
@@ -83,9 +83,9 @@ def _title_differs(project: Project) -> tuple[str, int]:
 
 def _text_part_incomplete(project: Project) -> tuple[str, int]:
     # Something added to the HTML template only: the text part no longer says the same.
-    line = _edit_template(project, '<p class="footer-text">{{ footer }}</p>',
-                          '<p class="footer-text">{{ footer }}</p>\n<p class="footer-text">Sekretessklassning: intern</p>')
-    return TEMPLATE, line + 1
+    line = _edit_template(project, '<p class="footer-text">{{ footer }}',
+                          '<p class="footer-text">Sekretessklassning: intern</p>\n<p class="footer-text">{{ footer }}')
+    return TEMPLATE, line
 
 
 CASES = {

@@ -347,6 +347,9 @@ def test_a_reference_link_that_wraps_at_320_px_keeps_its_bullet_beside_its_first
         messages: dict[str, Path], chromium: Chromium) -> None:
     page = chromium.open(messages["edition"], 320)
     try:
+        # A link text longer than the sample's, so that one wraps whatever the font's metrics.
+        page.evaluate("""document.querySelector('.standing li a').textContent =
+                         'Regional rapport dagligen: alla utgåvor sedan fredag 15 november 2024'""")
         items = page.evaluate("""[...document.querySelectorAll('.standing li')].filter(li => li.querySelector('a')).map(li => {
           const a = li.querySelector('a').getBoundingClientRect(), r = li.getBoundingClientRect();
           return {display: getComputedStyle(li).display, marker: getComputedStyle(li).listStyleType,
