@@ -389,6 +389,15 @@ def test_a_correction_keeps_the_markers_it_corrects_and_marks_what_it_corrected(
     assert [words for words, _, _ in points] == ["Ändrat", "Rättat", "Nytt · Rättat", "Nytt"]
     assert text_box(text, line) == [(words, quoted) for words, quoted, _ in points]
 
+    # A second correction that changes no bullet (only the subject): version 2's markers stay,
+    # "Rättat" included; nothing more is counted as corrected.
+    path.write_text(path.read_text(encoding="utf-8").replace("revision: 2\n", "revision: 3\nheadline: Onsdag för SÄS\n"),
+                    encoding="utf-8")
+    third_text, third_html = send_and_read(sample, NEXT)
+    assert re.findall(r"\[(Nytt|Ändrat|Rättat)\] ", third_text) == ["Ändrat", "Rättat", "Nytt", "Rättat", "Nytt"]
+    assert re.findall(r'<li class="marked marked-(\w+)"', third_html) == ["changed", "corrected", "corrected", "new"]
+    assert html_box(third_html)[0] == line
+
 
 def test_for_recipients_adds_the_thread_headers_only_for_its_recipient() -> None:
     from dispatch.message import thread_headers

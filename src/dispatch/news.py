@@ -89,23 +89,25 @@ def _points(count: int, one: str, many: str) -> str:
 
 
 def marked(edition: Edition, previous_text: str | None, since: str,
-           revision_text: str | None = None, revision_since: str = "") -> Edition:
+           revision_texts: Sequence[str] = (), revision_since: str = "") -> Edition:
     """The edition with its bullets marked, the box at the top that lists them, and (unless
     the front matter or a correction sets it) the first marked point as preheader.
 
     ``previous_text``: the edition before this day's, as its readers got it (None when there
-    is none): bullets new or changed against it are "new"/"changed". ``revision_text``: for a
-    correction, the revision its readers got before: its markers stay, and bullets new or
-    changed against it are "corrected" (see ``_corrected``)."""
+    is none): bullets new or changed against it are "new"/"changed". ``revision_texts``: for
+    a correction, the revisions of the day its readers got before, oldest first: the markers
+    the last of them had stay, and bullets new or changed against it are "corrected" (see
+    ``_corrected``)."""
     if edition.urgent or not edition.markers:
         return dataclasses.replace(edition, news="", news_points=())
     current = [markup.bullets(section.markdown) for section in edition.sections]
-    earlier = _bullets(revision_text)
-    marks: list[list[tuple[str, ...]]]
-    if not earlier:
-        marks = [[(day,) if day else () for day in section] for section in _against(current, previous_text)]
-    else:
-        marks = _corrected(current, earlier, previous_text)
+    chain = [bullets for bullets in map(_bullets, revision_texts) if bullets]
+    marks: list[list[tuple[str, ...]]] = [[(day,) if day else () for day in section]
+                                          for section in _against(chain[0] if chain else current, previous_text)]
+    # Each revision keeps the markers of the one before it (a bullet corrected in version 2
+    # stays "Rättat" in version 3) and adds "corrected" to what it changed or added.
+    for earlier, later in zip(chain, [*chain[1:], current], strict=True) if chain else ():
+        marks = _corrected(later, earlier, marks)
     sections = tuple(
         dataclasses.replace(section, html=markup.to_html(section.markdown, section_marks),
                             text=markup.to_text(section.markdown, section_marks))
@@ -129,14 +131,16 @@ def marked(edition: Edition, previous_text: str | None, since: str,
     return dataclasses.replace(edition, sections=sections, news=line, news_points=points, preheader=preheader)
 
 
-def _corrected(current: list[list[str]], earlier: list[list[str]], previous_text: str | None) -> list[list[tuple[str, ...]]]:
-    """A correction's markers: each bullet keeps the marker its version in the corrected
-    revision had against the day before (a rewritten bullet its predecessor's; one the
-    correction added had none), and one the correction changed or added is "corrected"."""
-    shown = {text: day for texts, days in zip(earlier, _against(earlier, previous_text), strict=True)
-             for text, day in zip(texts, days, strict=True)}
+def _corrected(current: list[list[str]], earlier: list[list[str]],
+               earlier_marks: list[list[tuple[str, ...]]]) -> list[list[tuple[str, ...]]]:
+    """A correction's markers: each bullet keeps the markers its version in the corrected
+    revision had (``earlier_marks``: against the day before, and "corrected" by an earlier
+    correction; a rewritten bullet its predecessor's; one the correction added had none),
+    and one the correction changed or added is "corrected"."""
+    shown = {text: kinds for texts, marks in zip(earlier, earlier_marks, strict=True)
+             for text, kinds in zip(texts, marks, strict=True)}
     flat = [text for texts in earlier for text in texts]
-    return [[tuple(kind for kind in (shown.get(before) if before else None, "corrected" if fix else None) if kind)
+    return [[tuple(dict.fromkeys((*(shown.get(before, ()) if before else ()), *(("corrected",) if fix else ()))))
              for fix, before in section] for section in match(current, flat)]
 
 

@@ -198,7 +198,7 @@ def sent_edition(settings: Settings, sent: SentVersion, now: datetime) -> Editio
 
 def with_news(settings: Settings, edition: Edition, ledger: Ledger | None = None) -> Edition:
     """The edition with what is new since the previous edition sent to its readers marked
-    (see news.py, previous_sent and corrected_revision); the same edition when that was done already."""
+    (see news.py, previous_sent and corrected_revisions); the same edition when that was done already."""
     if edition.news is not None:
         return edition
     if edition.urgent or not edition.markers:
@@ -207,12 +207,12 @@ def with_news(settings: Settings, edition: Edition, ledger: Ledger | None = None
     ledger = ledger or open_ledger(settings)
     try:
         previous, since = previous_sent(settings, ledger, edition)
-        corrected, revision_since = corrected_revision(ledger, edition)
+        corrected, revision_since = corrected_revisions(ledger, edition)
     finally:
         if own:
             ledger.close()
     return news.marked(edition, previous.source_text if previous is not None else None, since,
-                       corrected.source_text if corrected is not None else None, revision_since)
+                       [version.source_text for version in corrected], revision_since)
 
 
 def previous_sent(settings: Settings, ledger: Ledger, edition: Edition) -> tuple[SentVersion | None, str]:
@@ -242,20 +242,19 @@ def previous_sent(settings: Settings, ledger: Ledger, edition: Edition) -> tuple
     return None, ""
 
 
-def corrected_revision(ledger: Ledger, edition: Edition) -> tuple[SentVersion | None, str]:
-    """For a correction (revision N), what its readers got before: the highest revision below
-    N of the same date that reached anybody (created before this revision's own dispatch, if
-    that exists), and its name in the box ('version 1'). (None, "") for a first revision."""
+def corrected_revisions(ledger: Ledger, edition: Edition) -> tuple[list[SentVersion], str]:
+    """For a correction (revision N), what its readers got before: every revision below N of
+    the same date that reached anybody (created before this revision's own dispatch, if that
+    exists), oldest first, and how the box names the first of them ('version 1': what is
+    "rättad" is so since then). ([], "") for a first revision."""
     if edition.revision <= 1:
-        return None, ""
+        return [], ""
     mine = ledger.find_dispatch(dispatch_name(edition.date, edition.revision, edition.kind))
     candidates = [r for r in ledger.list_dispatches(edition.date) if r.kind == "edition" and r.revision < edition.revision
                   and (mine is None or r.created_at < mine.created_at)]
-    for record in sorted(candidates, key=lambda r: r.revision, reverse=True):
-        sent = sent_version(ledger, record.name)
-        if sent is not None:
-            return sent, f"version {record.revision}"
-    return None, ""
+    chain = [(record, sent) for record in sorted(candidates, key=lambda r: r.revision)
+             if (sent := sent_version(ledger, record.name)) is not None]
+    return [sent for _, sent in chain], (f"version {chain[0][0].revision}" if chain else "")
 
 
 def _day_label(day: date, today: date) -> str:
