@@ -302,7 +302,9 @@ def test_check_warns_about_a_subject_longer_than_an_inbox_shows_but_passes(proje
     length = len("mån 18 nov: " + headline)
     assert re.search(rf"^warning: reports/2024-11-18\.md:{line}: the subject 'mån 18 nov: {headline}' is {length} characters",
                      checked.stderr, re.M), checked.stderr
+    assert "characters; an inbox shows about 60 (a phone about 35): shorten the headline" in checked.stderr
     assert "problem" not in checked.stderr.split("warning:")[0]
+    assert checked.returncode == 0
 
 
 def test_a_headline_must_be_one_line_of_text(project: Project) -> None:

@@ -65,6 +65,7 @@ class LongSubject:
     subject: str
     length: int
     limit: int
+    source: str  # where it comes from: "subject" or "headline" (front matter), "report.subject" or "report.headline_subject"
 
 
 def long_subject(settings: Settings, ready: Prepared) -> LongSubject | None:
@@ -77,10 +78,10 @@ def long_subject(settings: Settings, ready: Prepared) -> LongSubject | None:
         return None
     for key in ("subject", "headline"):
         if key in edition.line_of:
-            return LongSubject(display_path(edition.source), edition.line_of[key], subject, len(subject), SUBJECT_WARN_CHARS)
+            return LongSubject(display_path(edition.source), edition.line_of[key], subject, len(subject), SUBJECT_WARN_CHARS, key)
     key = "report.headline_subject" if edition.headline else "report.subject"
     return LongSubject(display_path(settings.path), settings.line_of.get(key, settings.line_of.get("report", 1)), subject,
-                       len(subject), SUBJECT_WARN_CHARS)
+                       len(subject), SUBJECT_WARN_CHARS, key)
 
 
 

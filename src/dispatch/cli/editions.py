@@ -56,8 +56,10 @@ def check(app: Context, day: date | None, file: Path | None, urgent: bool) -> No
         click.echo(str(problem), err=True)
     too_long = application.long_subject(settings, ready)
     if too_long is not None:
+        advice = {"headline": "shorten the headline", "subject": "shorten it, or put the news first"}.get(
+            too_long.source, "put the news first, e.g. with 'headline:' in the edition")
         click.echo(f"warning: {too_long.path}:{too_long.line}: the subject {too_long.subject!r} is {too_long.length} characters; "
-                   f"an inbox shows about {too_long.limit} (a phone about 35): put the news first, e.g. with 'headline:'", err=True)
+                   f"an inbox shows about {too_long.limit} (a phone about 35): {advice}", err=True)
     unmeasured = application.phone_check_unavailable()
     if unmeasured:
         click.echo(f"note: not measured at a phone's width: {unmeasured}", err=True)
