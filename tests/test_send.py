@@ -248,3 +248,27 @@ def test_config_relative_paths_work_from_any_directory(project: Project, tmp_pat
         cwd=elsewhere, capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_a_test_send_prints_the_name_it_sends_as(project: Project) -> None:
+    """`send --to` names its test dispatch before sending; `status` must find that name."""
+    result = project.run("send", "--date", "2024-11-17", "--to", "prov@example.org")
+    assert result.returncode == 0, result.stderr
+    named = re.search(r"^(2024-11-17\.r1\.test-\d{8}T\d{6}): content", result.stderr, re.M)
+    assert named, result.stderr
+    assert project.run("status", named.group(1)).returncode == 0
+
+
+def test_a_test_dispatch_is_named_from_when_it_was_prepared_not_when_it_is_decided(project: Project) -> None:
+    """The command line decides (and prints the name) before app.send decides again: a second
+    apart, a name made from the clock would differ."""
+    from datetime import UTC, datetime, timedelta
+
+    from dispatch import app
+    from dispatch.config import load_settings
+
+    settings = load_settings(project.config_path)
+    at = datetime(2024, 11, 17, 13, 0, 59, tzinfo=UTC)
+    ready = app.prepare_edition(settings, app.read_edition(settings, at.date(), None, at), at, to=("prov@example.org",))
+    first, later = app.decide_now(settings, ready, at), app.decide_now(settings, ready, at + timedelta(seconds=2))
+    assert first.name == later.name == "2024-11-17.r1.test-20241117T130059"

@@ -49,7 +49,9 @@ def decide(settings: Settings, ledger: Ledger, ready: Prepared, now: datetime) -
     current = found.content
     notes: list[str] = []
     if ready.test:
-        kind = f"test-{now.astimezone(UTC):%Y%m%dT%H%M%S}"  # UTC, whichever clock the caller holds
+        # From the time the test was prepared, not the clock now: the name `send` prints before
+        # sending is the one it sends as. UTC, whichever clock the caller holds.
+        kind = f"test-{(ready.made_at or now).astimezone(UTC):%Y%m%dT%H%M%S}"
     elif edition.urgent:
         same = ledger.dispatches_with_content(current.hash, "urgent")
         if same:

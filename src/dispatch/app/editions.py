@@ -45,6 +45,7 @@ class Prepared:
     lists: tuple[str, ...]
     test: bool
     thread: Thread | None = None
+    made_at: datetime | None = None  # the time it was rendered for (its Date): names a test dispatch
 
 
 def read_edition(settings: Settings, day: date | None, file: Path | None, now: datetime, urgent: bool = False) -> Edition:
@@ -200,7 +201,7 @@ def render_edition(
                           first_subject=first_subject, prefixes=(TEST_PREFIX, URGENT_PREFIX, CORRECTION_PREFIX))
     prepared = prepare(rendered, envelope(settings), now.astimezone(settings.timezone), urgent=edition.urgent, thread=thread)
     prepared = dataclasses.replace(prepared, threads=threads, signer=signer(settings))  # (signs the preview too)
-    return Prepared(edition, resolution, rendered, prepared, names, test, thread)
+    return Prepared(edition, resolution, rendered, prepared, names, test, thread, now)
 
 
 def check_problems(settings: Settings, ready: Prepared) -> list[Problem]:
