@@ -38,17 +38,28 @@ CLIENT_SECRET = "oidc-Client-Secret-never-shown-7Kq2"
 CALLBACK = "/auth/callback"
 ROLE_MAP = {"rapport-redaktorer": "editor", "rapport-godkannare": "approver", "rapport-drift": "operator"}
 # Accounts at the provider, found by login name. preferred_username is an Entra-style UPN.
-ACCOUNTS = {
+ACCOUNTS: dict[str, dict[str, object]] = {
     "bodil": {"preferred_username": "Bodil.Berg@region.example.se", "email": "bodil.berg@region.example.se",
-              "name": "Bodil Berg", "groups": ["alla-anstallda", "rapport-godkannare"]},
-    "erik": {"preferred_username": "erik@region.example.se", "email": "erik@region.example.se",
+              "email_verified": True, "name": "Bodil Berg", "groups": ["alla-anstallda", "rapport-godkannare"]},
+    "erik": {"preferred_username": "erik@region.example.se", "email": "erik@region.example.se", "email_verified": True,
              "groups": ["rapport-redaktorer", "rapport-godkannare"]},
-    "olga": {"preferred_username": "olga@region.example.se", "email": "olga@region.example.se", "groups": ["rapport-drift"]},
-    "nils": {"preferred_username": "nils@region.example.se", "email": "nils@region.example.se", "groups": ["ekonomi", "alla-anstallda"]},
-    "anna": {"preferred_username": "anna", "email": "anna.andersson@region.example.se", "groups": ["rapport-drift"]},
+    "olga": {"preferred_username": "olga@region.example.se", "email": "olga@region.example.se", "email_verified": True,
+             "groups": ["rapport-drift"]},
+    "nils": {"preferred_username": "nils@region.example.se", "email": "nils@region.example.se", "email_verified": True,
+             "groups": ["ekonomi", "alla-anstallda"]},
+    "anna": {"preferred_username": "anna", "email": "anna.andersson@region.example.se", "email_verified": True,
+             "groups": ["rapport-drift"]},
+    # Another person whose name cleans up to erik's ("Érik" loses its accent), and an address
+    # nobody verified (the person typed the approvers' list's address into their profile).
+    "erik2": {"preferred_username": "Érik@region.example.se", "email": "erik2@region.example.se", "email_verified": True,
+              "groups": ["rapport-godkannare"]},
+    "mallory": {"preferred_username": "mallory@region.example.se", "email": "godkannare@region.example.se",
+                "email_verified": False, "groups": ["rapport-redaktorer"]},
+    "frida": {"preferred_username": "frida@region.example.se", "email": "frida@region.example.se", "email_verified": True,
+              "groups": ["rapport-godkannare"]},
 }
 NAMES = {"bodil": "bodil.berg_region.example.se", "erik": "erik_region.example.se", "olga": "olga_region.example.se",
-         "nils": "nils_region.example.se"}
+         "nils": "nils_region.example.se", "mallory": "mallory_region.example.se", "frida": "frida_region.example.se"}
 TOMORROW = (datetime.now(UTC) + timedelta(days=2)).date()
 
 
@@ -58,6 +69,13 @@ class Provider:
     ca_file: Path
     ports: list[int]  # the consoles' ports: their callbacks are the client's registered redirect URIs
     tls: ssl.SSLContext
+    config: Path  # the provider reads its accounts from here at every sign-in
+
+    def set_groups(self, login: str, groups: list[str]) -> None:
+        """Change someone's groups at the provider (an administrator there)."""
+        config = json.loads(self.config.read_text(encoding="utf-8"))
+        config["accounts"][login]["groups"] = groups
+        self.config.write_text(json.dumps(config), encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +98,8 @@ def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provider]:
     issuer = f"https://127.0.0.2:{port}"
     config = {"port": port, "issuer": issuer, "cert": str(here / "cert.pem"), "key": str(here / "key.pem"),
               "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
-              "redirect_uris": [f"http://127.0.0.1:{p}{CALLBACK}" for p in ports], "accounts": ACCOUNTS}
+              "redirect_uris": [f"http://127.0.0.1:{p}{CALLBACK}" for p in ports],
+              "post_logout_redirect_uris": [f"http://127.0.0.1:{p}/login" for p in ports], "accounts": ACCOUNTS}
     (here / "config.json").write_text(json.dumps(config), encoding="utf-8")
     log = (here / "provider.log").open("w")
     process = subprocess.Popen([node, str(OIDC / "provider.mjs"), str(here / "config.json")], cwd=OIDC,
@@ -92,7 +111,7 @@ def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provider]:
             assert time.monotonic() < deadline, f"the provider did not start in 30 s; its output: {(here / 'provider.log').read_text()!r}"
             time.sleep(0.02)
         tls = ssl.create_default_context(cafile=str(here / "ca.pem"))
-        yield Provider(issuer, here / "ca.pem", ports, tls)
+        yield Provider(issuer, here / "ca.pem", ports, tls, here / "config.json")
     finally:
         process.terminate()
         process.wait(10)
@@ -443,9 +462,9 @@ def test_an_sso_account_follows_the_provider_but_a_disabled_one_stays_out(tmp_pa
     ledger = app.open_ledger(load_settings(project.config_path))
     now = datetime.now(UTC)
     try:
-        user = app.sso_user(ledger, "bodil", "Bodil@Example.org", "editor", now, remote="10.0.0.1")
+        user = app.sso_user(ledger, "bodil", "Bodil@Example.org", "editor", now, remote="10.0.0.1", subject="iss|b")
         assert (user.role, user.email, user.password_hash) == ("editor", "Bodil@example.org", None)
-        user = app.sso_user(ledger, "bodil", "bodil@example.org", "approver", now)
+        user = app.sso_user(ledger, "bodil", "bodil@example.org", "approver", now, subject="iss|b")
         assert user.role == "approver" and user.email == "bodil@example.org"
         actions = [(e.action, e.detail) for e in reversed(app.audit_log(ledger))]
         assert actions[0] == ("user_added", "role editor, Bodil@example.org; single sign-on")
@@ -453,16 +472,18 @@ def test_an_sso_account_follows_the_provider_but_a_disabled_one_stays_out(tmp_pa
         assert actions[2][0] == "user_updated" and "role editor -> approver" in actions[2][1]
         app.disable_user(ledger, "bodil", now, by="olle")
         with pytest.raises(app.SSORefused):
-            app.sso_user(ledger, "bodil", "bodil@example.org", "approver", now)
+            app.sso_user(ledger, "bodil", "bodil@example.org", "approver", now, subject="iss|b")
         app.add_user(ledger, "olle", "olle@example.org", "operator", PASSWORDS["olle"], now, by="test")
         with pytest.raises(app.SSORefused, match="local account"):
-            app.sso_user(ledger, "olle", "olle@example.org", "operator", now)
+            app.sso_user(ledger, "olle", "olle@example.org", "operator", now, subject="iss|o")
         assert [e.action for e in app.audit_log(ledger, 2)] == ["sso_refused", "user_added"]
     finally:
         ledger.close()
 
 
 def test_two_provider_accounts_whose_names_clean_up_alike_never_share_one_console_account(tmp_path: Path) -> None:
+    """Issue 30: the second comer was refused; now their account is held under a name of its own
+    (disabled) for an operator, who enables it once they know who it is."""
     project = copy_project(tmp_path / "project")
     ledger = app.open_ledger(load_settings(project.config_path))
     now = datetime.now(UTC)
@@ -471,9 +492,40 @@ def test_two_provider_accounts_whose_names_clean_up_alike_never_share_one_consol
         first = app.sso_user(ledger, "anna.b", "anna.b@example.org", "editor", now, subject=f"{issuer}|sub-1")
         assert first.sso_subject == f"{issuer}|sub-1"
         assert app.sso_user(ledger, "anna.b", "anna.b@example.org", "editor", now, subject=f"{issuer}|sub-1").name == "anna.b"
-        with pytest.raises(app.SSORefused, match="another identity provider account"):
-            app.sso_user(ledger, "anna.b", "anna.b@example.org", "operator", now, subject=f"{issuer}|sub-2")
-        assert app.audit_log(ledger, 1)[0].action == "sso_refused"
-        assert [u.role for u in app.list_users(ledger)] == ["editor"], "the second person got nothing"
+        with pytest.raises(app.SSOHeld, match=r"held as 'anna\.b-2'") as held:
+            app.sso_user(ledger, "anna.b", "annab@example.org", "operator", now, subject=f"{issuer}|sub-2")
+        assert held.value.held == "anna.b-2"
+        [entry] = [e for e in app.audit_log(ledger) if e.action == "sso_held"]
+        assert "the name anna.b belongs to another account" in entry.detail and "dispatch users enable anna.b-2" in entry.detail
+        users = {u.name: u for u in app.list_users(ledger)}
+        assert (users["anna.b"].role, users["anna.b"].sso_subject) == ("editor", f"{issuer}|sub-1"), "the first is untouched"
+        assert users["anna.b-2"].disabled and users["anna.b-2"].sso_subject == f"{issuer}|sub-2"
+        with pytest.raises(app.SSORefused, match="disabled"):  # held until an operator acts
+            app.sso_user(ledger, "anna.b", "annab@example.org", "operator", now, subject=f"{issuer}|sub-2")
+        assert app.enable_user(ledger, "anna.b-2", now, by="olle")
+        second = app.sso_user(ledger, "anna.b", "annab@example.org", "operator", now, subject=f"{issuer}|sub-2")
+        assert (second.name, second.role) == ("anna.b-2", "operator"), "found by subject, under the held name"
+        renamed = app.sso_user(ledger, "anna.berg", "anna.b@example.org", "editor", now, subject=f"{issuer}|sub-1")
+        assert renamed.name == "anna.b", "a name changed at the provider keeps the account (approvals are by name)"
+    finally:
+        ledger.close()
+
+
+def test_a_role_taken_away_at_the_provider_goes_at_the_next_refused_sign_in(tmp_path: Path) -> None:
+    project = copy_project(tmp_path / "project")
+    ledger = app.open_ledger(load_settings(project.config_path))
+    now = datetime.now(UTC)
+    try:
+        app.sso_user(ledger, "frida", "frida@example.org", "approver", now, subject="iss|f")
+        assert app.active_user(ledger, "frida") is not None
+        assert app.sso_no_role(ledger, "frida", "iss|f", "no console role for groups []", now) == "frida"
+        user = ledger.user("frida")
+        assert user is not None and user.role == app.NO_ROLE and not user.may("write")
+        assert app.active_user(ledger, "frida") is None, "its open sessions may do nothing more"
+        assert [e.action for e in app.audit_log(ledger, 2)] == ["sso_refused", "user_updated"]
+        assert "role approver -> -" in app.audit_log(ledger, 2)[1].detail
+        back = app.sso_user(ledger, "frida", "frida@example.org", "editor", now, subject="iss|f")
+        assert back.role == "editor" and app.active_user(ledger, "frida") is not None, "a group given back: a role again"
+        assert app.sso_no_role(ledger, "nobody", "iss|n", "x", now) == "nobody" and ledger.user("nobody") is None
     finally:
         ledger.close()
