@@ -529,3 +529,248 @@ def test_a_role_taken_away_at_the_provider_goes_at_the_next_refused_sign_in(tmp_
         assert app.sso_no_role(ledger, "nobody", "iss|n", "x", now) == "nobody" and ledger.user("nobody") is None
     finally:
         ledger.close()
+
+
+# -- issue 30: a provider that answers with whatever ID token the test built ------------------------
+# The real provider only makes good tokens; what the console does with a bad one needs a provider
+# that lies. This one is a real HTTPS server (discovery, keys, token endpoint) in this process;
+# the console is in-process too (Starlette's TestClient), and talks to it over TLS as it would to
+# Entra ID.
+
+
+class Forger:
+    """An OpenID provider whose token endpoint returns ``self.id_token``, whatever it is, and whose
+    discovery document lists "none" and HS256 beside RS256, as a careless or hostile one might."""
+
+    def __init__(self, issuer: str, ca_file: Path, key: object, server: object) -> None:
+        self.issuer, self.ca_file, self.key, self.server = issuer, ca_file, key, server
+        self.id_token = ""
+
+    def signed(self, claims: dict[str, object], alg: str = "RS256", key: object | None = None) -> str:
+        from joserfc import jwt
+        from joserfc.jws import JWSRegistry
+
+        header = {"alg": alg, "kid": "forger"}
+        return jwt.encode(header, claims, key or self.key, registry=JWSRegistry(algorithms=[alg]))  # type: ignore[arg-type]
+
+    @staticmethod
+    def unsigned(claims: dict[str, object]) -> str:
+        import base64
+
+        def part(value: dict[str, object]) -> str:
+            return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+        return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
+@pytest.fixture(scope="module")
+def forger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Forger]:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import trustme
+    from joserfc.jwk import RSAKey
+
+    here = tmp_path_factory.mktemp("forger")
+    authority = trustme.CA()
+    authority.cert_pem.write_to_path(str(here / "ca.pem"))
+    key = RSAKey.generate_key(2048, parameters={"kid": "forger", "use": "sig"})
+    port = free_port()
+    issuer = f"https://127.0.0.1:{port}"
+    state: dict[str, Forger] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def _json(self, value: object) -> None:
+            body = json.dumps(value).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            if self.path == "/.well-known/openid-configuration":
+                self._json({"issuer": issuer, "authorization_endpoint": f"{issuer}/authorize",
+                            "token_endpoint": f"{issuer}/token", "jwks_uri": f"{issuer}/jwks",
+                            "end_session_endpoint": f"{issuer}/logout", "response_types_supported": ["code"],
+                            "subject_types_supported": ["public"],
+                            "id_token_signing_alg_values_supported": ["RS256", "none", "HS256"]})
+            elif self.path == "/jwks":
+                self._json({"keys": [key.as_dict(private=False)]})
+            else:
+                self.send_error(404)
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            self._json({"access_token": "forged-access", "token_type": "Bearer", "expires_in": 300,
+                        "id_token": state["forger"].id_token})
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state["forger"] = Forger(issuer, here / "ca.pem", key, server)
+    try:
+        yield state["forger"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@dataclass
+class Forged:
+    client: object  # starlette.testclient.TestClient
+    project: Project
+
+
+def forged_console(tmp_path: Path, forger: Forger, **oidc: object) -> Forged:
+    from starlette.testclient import TestClient
+
+    from dispatch.web import create_console
+
+    settings = sso_settings(tmp_path, issuer=forger.issuer, ca_file=str(forger.ca_file), **oidc)
+    return Forged(TestClient(create_console(settings), follow_redirects=False), Project(settings.path.parent))
+
+
+def forged_sign_in(console: Forged, forger: Forger, next_path: str = "/history", *, alg: str = "RS256",
+                   **claims: object) -> httpx.Response:
+    """Start at /auth/login, skip the provider's pages (the test is the provider), and come back
+    to the callback with an ID token built from the defaults below and ``claims``; the callback's answer."""
+    client = console.client
+    start = client.get("/auth/login", params={"next": next_path})  # type: ignore[attr-defined]
+    assert start.status_code == 302, start.text
+    query = dict(parse_qsl(urlsplit(start.headers["location"]).query))
+    now = int(time.time())
+    body: dict[str, object] = {"iss": forger.issuer, "sub": "forged-1", "aud": CLIENT_ID, "iat": now, "exp": now + 300,
+                               "nonce": query["nonce"], "preferred_username": "gustav@region.example.se",
+                               "email": "gustav@region.example.se", "email_verified": True,
+                               "groups": ["rapport-redaktorer"]}
+    body.update(claims)
+    body = {key: value for key, value in body.items() if value is not None}
+    if alg == "none":
+        forger.id_token = Forger.unsigned(body)
+    elif alg == "HS256":  # keyed with the client secret, which the console holds too
+        from joserfc.jwk import OctKey
+
+        forger.id_token = forger.signed(body, "HS256", OctKey.import_key(CLIENT_SECRET))
+    else:
+        forger.id_token = forger.signed(body, alg)
+    answer: httpx.Response = client.get(CALLBACK, params={"code": "forged-code", "state": query["state"]})  # type: ignore[attr-defined]
+    return answer
+
+
+def forged_audit(console: Forged, action: str) -> list[app.AuditEntry]:
+    return audit_entries(console.project, action)
+
+
+def test_a_well_built_forged_token_signs_in_the_control_for_the_tests_below(tmp_path: Path, forger: Forger) -> None:
+    console = forged_console(tmp_path, forger)
+    answer = forged_sign_in(console, forger)
+    assert answer.status_code == 200 and 'url=/history"' in answer.text, answer.text
+    assert "dispatch_session" in console.client.cookies  # type: ignore[attr-defined]
+    assert user_row(console.project, "gustav_region.example.se") is not None
+
+
+def test_an_unsigned_id_token_is_refused_though_the_provider_lists_none(tmp_path: Path, forger: Forger) -> None:
+    console = forged_console(tmp_path, forger)
+    for alg in ("none", "HS256"):
+        answer = forged_sign_in(console, forger, alg=alg)
+        assert answer.status_code == 403 and "kunde inte slutföras" in answer.text, alg
+        assert "dispatch_session" not in console.client.cookies, alg  # type: ignore[attr-defined]
+    failed = forged_audit(console, "sso_failed")
+    assert len(failed) == 2 and all("the ID token is not valid" in e.detail for e in failed), failed
+    assert user_row(console.project, "gustav_region.example.se") is None
+
+
+def test_the_configured_algorithms_are_the_only_ones_accepted(tmp_path: Path, forger: Forger) -> None:
+    """web.oidc.id_token_algorithms: ES256 only, so a good RS256 token from the same provider fails."""
+    console = forged_console(tmp_path, forger, id_token_algorithms=["ES256"])
+    assert forged_sign_in(console, forger).status_code == 403
+    assert "the ID token is not valid" in forged_audit(console, "sso_failed")[0].detail
+
+
+def test_an_id_token_for_another_client_is_refused_though_azp_names_ours(tmp_path: Path, forger: Forger) -> None:
+    console = forged_console(tmp_path, forger)
+    answer = forged_sign_in(console, forger, aud="some-other-app", azp=CLIENT_ID)
+    assert answer.status_code == 403 and "dispatch_session" not in console.client.cookies  # type: ignore[attr-defined]
+    [entry] = forged_audit(console, "sso_failed")
+    assert "aud" in entry.detail, entry.detail
+    # Ours among several audiences (with azp ours, as Core 3.1.3.7 asks) is fine.
+    assert forged_sign_in(console, forger, aud=[CLIENT_ID, "some-other-app"], azp=CLIENT_ID).status_code == 200
+
+
+def test_a_next_with_a_tab_goes_to_the_console_not_to_another_host(tmp_path: Path, forger: Forger) -> None:
+    console = forged_console(tmp_path, forger)
+    for sneaky in ("/\t/evil.example/x", "/\n/evil.example/x", "/\r\n/evil.example", "/\x00/evil.example", "/\\evil.example"):
+        answer = forged_sign_in(console, forger, sneaky)
+        assert answer.status_code == 200 and 'url=/"' in answer.text and "evil.example" not in answer.text, repr(sneaky)
+    assert 'url=/history/%09x"' in forged_sign_in(console, forger, "/history/%09x").text, "an encoded tab is only text"
+
+
+def test_only_a_verified_email_becomes_the_accounts_address(tmp_path: Path, forger: Forger) -> None:
+    console = forged_console(tmp_path, forger)
+    for verified, expected in ((False, ""), (None, ""), ("true", ""), (True, "gustav@region.example.se")):
+        assert forged_sign_in(console, forger, email_verified=verified).status_code == 200
+        user = user_row(console.project, "gustav_region.example.se")
+        assert user is not None and user.email == expected, (verified, user)
+
+
+def test_signing_out_of_an_sso_account_signs_out_at_the_provider_too(tmp_path: Path, forger: Forger) -> None:
+    console = forged_console(tmp_path, forger)
+    assert forged_sign_in(console, forger).status_code == 200
+    page = console.client.get("/history")  # type: ignore[attr-defined]
+    assert 'action="/auth/logout"' in page.text
+    out = console.client.post("/auth/logout", data={"csrf": csrf_of(page.text)})  # type: ignore[attr-defined]
+    assert out.status_code == 303
+    target = urlsplit(out.headers["location"])
+    assert f"{target.scheme}://{target.netloc}{target.path}" == f"{forger.issuer}/logout"
+    assert dict(parse_qsl(target.query)) == {"client_id": CLIENT_ID, "post_logout_redirect_uri": "http://testserver/login",
+                                             "ui_locales": "sv"}
+    assert console.client.get("/history").status_code == 303, "and out of the console"  # type: ignore[attr-defined]
+    assert [e.user for e in forged_audit(console, "sign_out")] == ["gustav_region.example.se"]
+    assert console.client.post("/auth/logout", data={"csrf": "x"}).status_code in (401, 403)  # type: ignore[attr-defined]
+
+
+def test_a_local_account_signs_out_of_the_console_only(tmp_path: Path, forger: Forger) -> None:
+    console = forged_console(tmp_path, forger)
+    add_users(console.project, ("anna",))
+    page = console.client.get("/login")  # type: ignore[attr-defined]
+    console.client.post("/login", data={"username": "anna", "password": PASSWORDS["anna"],  # type: ignore[attr-defined]
+                                        "csrf": csrf_of(page.text), "next": "/history"})
+    page = console.client.get("/history")  # type: ignore[attr-defined]
+    assert page.status_code == 200, page.text
+    out = console.client.post("/auth/logout", data={"csrf": csrf_of(page.text)})  # type: ignore[attr-defined]
+    assert (out.status_code, out.headers["location"]) == (303, "/login")
+
+
+def test_a_role_taken_away_at_the_provider_ends_what_the_open_session_may_do(tmp_path: Path, forger: Forger) -> None:
+    console = forged_console(tmp_path, forger)
+    assert forged_sign_in(console, forger).status_code == 200
+    first = dict(console.client.cookies)  # type: ignore[attr-defined]
+    assert console.client.get("/history").status_code == 200  # type: ignore[attr-defined]
+    refused = forged_sign_in(console, forger, groups=["ekonomi"])
+    assert refused.status_code == 403 and "ingen roll" in refused.text
+    user = user_row(console.project, "gustav_region.example.se")
+    assert user is not None and user.role == app.NO_ROLE
+    console.client.cookies.update(first)  # type: ignore[attr-defined]
+    assert console.client.get("/history").status_code == 303, "the session from before signs in nothing now"  # type: ignore[attr-defined]
+    assert forged_sign_in(console, forger).status_code == 200, "the group back: the role back"
+    user = user_row(console.project, "gustav_region.example.se")
+    assert user is not None and user.role == "editor"
+
+
+def test_id_token_algorithms_in_the_config_are_checked_at_their_line(tmp_path: Path) -> None:
+    from dispatch.errors import InputError
+
+    assert sso_settings(tmp_path / "a").web.oidc.id_token_algorithms == ("RS256",)  # type: ignore[union-attr]
+    assert sso_settings(tmp_path / "b", id_token_algorithms="ES256").web.oidc.id_token_algorithms == ("ES256",)  # type: ignore[union-attr]
+    for wrong in (["RS256", "none"], "HS256", [], "rs256"):
+        with pytest.raises(InputError) as problem:
+            sso_settings(tmp_path / f"c{wrong!s:.3}{len(str(wrong))}", id_token_algorithms=wrong)
+        message = str(problem.value)
+        assert "id_token_algorithms" in message and re.search(r"config\.yaml:\d+", message), message
