@@ -774,3 +774,108 @@ def test_id_token_algorithms_in_the_config_are_checked_at_their_line(tmp_path: P
             sso_settings(tmp_path / f"c{wrong!s:.3}{len(str(wrong))}", id_token_algorithms=wrong)
         message = str(problem.value)
         assert "id_token_algorithms" in message and re.search(r"config\.yaml:\d+", message), message
+
+
+# -- issue 30 with the real provider ---------------------------------------------------------------
+
+
+def test_a_next_with_a_tab_stays_on_the_console_after_a_real_sign_in(
+        provider: Provider, console: tuple[WebProcess, Project]) -> None:
+    web, _ = console
+    client = browser(provider)
+    done = client.get(to_callback(client, web.base, "bodil", "/\t/evil.example/x"))  # /auth/login?next=/%09/evil.example/x
+    assert done.status_code == 200 and 'url=/"' in done.text and "evil.example" not in done.text, done.text
+
+
+def test_a_second_provider_account_whose_name_cleans_up_to_erik_is_held_not_signed_in_as_erik(
+        provider: Provider, console: tuple[WebProcess, Project]) -> None:
+    web, project = console
+    sso_sign_in(provider, web.base, "erik")
+    client = browser(provider)
+    held = client.get(to_callback(client, web.base, "erik2"))  # "Érik@region.example.se"
+    assert held.status_code == 403 and "väntar på att den som förvaltar" in held.text and "erik_region.example.se-2" in held.text
+    assert "dispatch_session" not in client.cookies
+    [entry] = [e for e in audit_entries(project, "sso_held")]
+    assert entry.user == "erik_region.example.se-2" and "dispatch users enable erik_region.example.se-2" in entry.detail
+    erik, second = user_row(project, NAMES["erik"]), user_row(project, "erik_region.example.se-2")
+    assert erik is not None and second is not None and erik.sso_subject != second.sso_subject
+    assert (erik.role, erik.email, erik.disabled) == ("approver", "erik@region.example.se", False), "erik is untouched"
+    assert second.disabled and second.email == "erik2@region.example.se"
+    # Once an operator knows who it is: `dispatch users enable`, and Érik signs in under the held name.
+    enabled = project.run("users", "enable", "erik_region.example.se-2")
+    assert enabled.returncode == 0, enabled.stderr
+    erik2 = sso_sign_in(provider, web.base, "erik2")
+    assert "erik_region.example.se-2" in erik2.get(f"{web.base}/").text
+
+
+def test_an_address_the_provider_has_not_verified_is_not_kept(provider: Provider, console: tuple[WebProcess, Project]) -> None:
+    web, project = console
+    sso_sign_in(provider, web.base, "mallory")
+    user = user_row(project, NAMES["mallory"])
+    assert user is not None and user.email == "" and user.role == "editor"
+
+
+def test_a_group_removed_at_the_provider_removes_the_role_at_the_next_sign_in(
+        provider: Provider, console: tuple[WebProcess, Project]) -> None:
+    web, project = console
+    frida = sso_sign_in(provider, web.base, "frida")
+    assert frida.get(f"{web.base}/history").status_code == 200
+    provider.set_groups("frida", ["alla-anstallda"])
+    try:
+        client = browser(provider)
+        assert client.get(to_callback(client, web.base, "frida")).status_code == 403
+    finally:
+        provider.set_groups("frida", ["rapport-godkannare"])
+    user = user_row(project, NAMES["frida"])
+    assert user is not None and user.role == app.NO_ROLE
+    assert frida.get(f"{web.base}/history").status_code == 303, "her earlier session may do nothing more"
+
+
+def test_signing_out_ends_the_providers_session_so_the_next_sign_in_asks_again(
+        provider: Provider, console: tuple[WebProcess, Project]) -> None:
+    web, _ = console
+    client = sso_sign_in(provider, web.base, "olga")
+    page = client.get(f"{web.base}/history")
+    again = client.get(f"{web.base}/auth/login", params={"next": "/"})
+    assert urljoin(again.headers["location"], "/") != f"{web.base}/" and "dispatch_session" in client.cookies
+    out = client.post(f"{web.base}/auth/logout", data={"csrf": csrf_of(page.text)})
+    assert out.status_code == 303 and out.headers["location"].startswith(f"{provider.issuer}/session/end?")
+    confirm = client.get(out.headers["location"])  # the provider asks "sign out?" (no id_token_hint)
+    assert confirm.status_code == 200, confirm.text
+    form = re.search(r'<form[^>]*action="([^"]+)"', confirm.text)
+    xsrf = re.search(r'name="xsrf" value="([^"]+)"', confirm.text)
+    assert form and xsrf, confirm.text
+    back = client.post(urljoin(out.headers["location"], form.group(1)), data={"xsrf": xsrf.group(1), "logout": "yes"})
+    assert back.status_code in (302, 303) and back.headers["location"] == f"{web.base}/login", back.text
+    # The provider's session is over: a new sign-in meets its sign-in page again.
+    start = client.get(f"{web.base}/auth/login", params={"next": "/"})
+    interaction = client.get(start.headers["location"])
+    assert interaction.status_code in (302, 303)
+    form_page = client.get(urljoin(start.headers["location"], interaction.headers["location"]))
+    assert form_page.status_code == 200 and 'name="login"' in form_page.text
+
+
+@pytest.mark.slow  # Chromium; fast twins: test_a_next_with_a_tab_stays_on_the_console_after_a_real_sign_in, test_a_next_with_a_tab_goes_*
+def test_in_chromium_a_next_with_a_tab_lands_on_the_console(provider: Provider, tmp_path: Path) -> None:
+    """What the browser itself does with the meta refresh: it drops a tab from a URL, so only a
+    real one shows that /%09/evil.example/x no longer leaves the console."""
+    from playwright.sync_api import sync_playwright
+
+    project = copy_project(tmp_path / "project")
+    port = provider.ports[3]
+    configure(project, provider, port)
+    web = WebProcess(project, port)
+    try:
+        with sync_playwright() as playwright:
+            chromium = browser_or_skip(playwright)
+            try:
+                page = chromium.new_context(ignore_https_errors=True).new_page()
+                page.goto(f"{web.base}/auth/login?next=/%09/evil.example/x")
+                page.get_by_label("Username").fill("bodil")
+                page.get_by_role("button", name="Sign in").click()
+                page.wait_for_url(f"{web.base}/")
+                assert urlsplit(page.url).netloc == f"127.0.0.1:{port}"
+            finally:
+                chromium.close()
+    finally:
+        web.stop()
