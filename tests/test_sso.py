@@ -38,17 +38,28 @@ CLIENT_SECRET = "oidc-Client-Secret-never-shown-7Kq2"
 CALLBACK = "/auth/callback"
 ROLE_MAP = {"rapport-redaktorer": "editor", "rapport-godkannare": "approver", "rapport-drift": "operator"}
 # Accounts at the provider, found by login name. preferred_username is an Entra-style UPN.
-ACCOUNTS = {
+ACCOUNTS: dict[str, dict[str, object]] = {
     "bodil": {"preferred_username": "Bodil.Berg@region.example.se", "email": "bodil.berg@region.example.se",
-              "name": "Bodil Berg", "groups": ["alla-anstallda", "rapport-godkannare"]},
-    "erik": {"preferred_username": "erik@region.example.se", "email": "erik@region.example.se",
+              "email_verified": True, "name": "Bodil Berg", "groups": ["alla-anstallda", "rapport-godkannare"]},
+    "erik": {"preferred_username": "erik@region.example.se", "email": "erik@region.example.se", "email_verified": True,
              "groups": ["rapport-redaktorer", "rapport-godkannare"]},
-    "olga": {"preferred_username": "olga@region.example.se", "email": "olga@region.example.se", "groups": ["rapport-drift"]},
-    "nils": {"preferred_username": "nils@region.example.se", "email": "nils@region.example.se", "groups": ["ekonomi", "alla-anstallda"]},
-    "anna": {"preferred_username": "anna", "email": "anna.andersson@region.example.se", "groups": ["rapport-drift"]},
+    "olga": {"preferred_username": "olga@region.example.se", "email": "olga@region.example.se", "email_verified": True,
+             "groups": ["rapport-drift"]},
+    "nils": {"preferred_username": "nils@region.example.se", "email": "nils@region.example.se", "email_verified": True,
+             "groups": ["ekonomi", "alla-anstallda"]},
+    "anna": {"preferred_username": "anna", "email": "anna.andersson@region.example.se", "email_verified": True,
+             "groups": ["rapport-drift"]},
+    # Another person whose name cleans up to erik's ("Érik" loses its accent), and an address
+    # nobody verified (the person typed the approvers' list's address into their profile).
+    "erik2": {"preferred_username": "Érik@region.example.se", "email": "erik2@region.example.se", "email_verified": True,
+              "groups": ["rapport-godkannare"]},
+    "mallory": {"preferred_username": "mallory@region.example.se", "email": "godkannare@region.example.se",
+                "email_verified": False, "groups": ["rapport-redaktorer"]},
+    "frida": {"preferred_username": "frida@region.example.se", "email": "frida@region.example.se", "email_verified": True,
+              "groups": ["rapport-godkannare"]},
 }
 NAMES = {"bodil": "bodil.berg_region.example.se", "erik": "erik_region.example.se", "olga": "olga_region.example.se",
-         "nils": "nils_region.example.se"}
+         "nils": "nils_region.example.se", "mallory": "mallory_region.example.se", "frida": "frida_region.example.se"}
 TOMORROW = (datetime.now(UTC) + timedelta(days=2)).date()
 
 
@@ -58,6 +69,13 @@ class Provider:
     ca_file: Path
     ports: list[int]  # the consoles' ports: their callbacks are the client's registered redirect URIs
     tls: ssl.SSLContext
+    config: Path  # the provider reads its accounts from here at every sign-in
+
+    def set_groups(self, login: str, groups: list[str]) -> None:
+        """Change someone's groups at the provider (an administrator there)."""
+        config = json.loads(self.config.read_text(encoding="utf-8"))
+        config["accounts"][login]["groups"] = groups
+        self.config.write_text(json.dumps(config), encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +98,8 @@ def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provider]:
     issuer = f"https://127.0.0.2:{port}"
     config = {"port": port, "issuer": issuer, "cert": str(here / "cert.pem"), "key": str(here / "key.pem"),
               "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
-              "redirect_uris": [f"http://127.0.0.1:{p}{CALLBACK}" for p in ports], "accounts": ACCOUNTS}
+              "redirect_uris": [f"http://127.0.0.1:{p}{CALLBACK}" for p in ports],
+              "post_logout_redirect_uris": [f"http://127.0.0.1:{p}/login" for p in ports], "accounts": ACCOUNTS}
     (here / "config.json").write_text(json.dumps(config), encoding="utf-8")
     log = (here / "provider.log").open("w")
     process = subprocess.Popen([node, str(OIDC / "provider.mjs"), str(here / "config.json")], cwd=OIDC,
@@ -92,7 +111,7 @@ def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provider]:
             assert time.monotonic() < deadline, f"the provider did not start in 30 s; its output: {(here / 'provider.log').read_text()!r}"
             time.sleep(0.02)
         tls = ssl.create_default_context(cafile=str(here / "ca.pem"))
-        yield Provider(issuer, here / "ca.pem", ports, tls)
+        yield Provider(issuer, here / "ca.pem", ports, tls, here / "config.json")
     finally:
         process.terminate()
         process.wait(10)
@@ -443,9 +462,9 @@ def test_an_sso_account_follows_the_provider_but_a_disabled_one_stays_out(tmp_pa
     ledger = app.open_ledger(load_settings(project.config_path))
     now = datetime.now(UTC)
     try:
-        user = app.sso_user(ledger, "bodil", "Bodil@Example.org", "editor", now, remote="10.0.0.1")
+        user = app.sso_user(ledger, "bodil", "Bodil@Example.org", "editor", now, remote="10.0.0.1", subject="iss|b")
         assert (user.role, user.email, user.password_hash) == ("editor", "Bodil@example.org", None)
-        user = app.sso_user(ledger, "bodil", "bodil@example.org", "approver", now)
+        user = app.sso_user(ledger, "bodil", "bodil@example.org", "approver", now, subject="iss|b")
         assert user.role == "approver" and user.email == "bodil@example.org"
         actions = [(e.action, e.detail) for e in reversed(app.audit_log(ledger))]
         assert actions[0] == ("user_added", "role editor, Bodil@example.org; single sign-on")
@@ -453,16 +472,18 @@ def test_an_sso_account_follows_the_provider_but_a_disabled_one_stays_out(tmp_pa
         assert actions[2][0] == "user_updated" and "role editor -> approver" in actions[2][1]
         app.disable_user(ledger, "bodil", now, by="olle")
         with pytest.raises(app.SSORefused):
-            app.sso_user(ledger, "bodil", "bodil@example.org", "approver", now)
+            app.sso_user(ledger, "bodil", "bodil@example.org", "approver", now, subject="iss|b")
         app.add_user(ledger, "olle", "olle@example.org", "operator", PASSWORDS["olle"], now, by="test")
         with pytest.raises(app.SSORefused, match="local account"):
-            app.sso_user(ledger, "olle", "olle@example.org", "operator", now)
+            app.sso_user(ledger, "olle", "olle@example.org", "operator", now, subject="iss|o")
         assert [e.action for e in app.audit_log(ledger, 2)] == ["sso_refused", "user_added"]
     finally:
         ledger.close()
 
 
 def test_two_provider_accounts_whose_names_clean_up_alike_never_share_one_console_account(tmp_path: Path) -> None:
+    """Issue 30: the second comer was refused; now their account is held under a name of its own
+    (disabled) for an operator, who enables it once they know who it is."""
     project = copy_project(tmp_path / "project")
     ledger = app.open_ledger(load_settings(project.config_path))
     now = datetime.now(UTC)
@@ -471,9 +492,390 @@ def test_two_provider_accounts_whose_names_clean_up_alike_never_share_one_consol
         first = app.sso_user(ledger, "anna.b", "anna.b@example.org", "editor", now, subject=f"{issuer}|sub-1")
         assert first.sso_subject == f"{issuer}|sub-1"
         assert app.sso_user(ledger, "anna.b", "anna.b@example.org", "editor", now, subject=f"{issuer}|sub-1").name == "anna.b"
-        with pytest.raises(app.SSORefused, match="another identity provider account"):
-            app.sso_user(ledger, "anna.b", "anna.b@example.org", "operator", now, subject=f"{issuer}|sub-2")
-        assert app.audit_log(ledger, 1)[0].action == "sso_refused"
-        assert [u.role for u in app.list_users(ledger)] == ["editor"], "the second person got nothing"
+        with pytest.raises(app.SSOHeld, match=r"held as 'anna\.b-2'") as held:
+            app.sso_user(ledger, "anna.b", "annab@example.org", "operator", now, subject=f"{issuer}|sub-2")
+        assert held.value.held == "anna.b-2"
+        [entry] = [e for e in app.audit_log(ledger) if e.action == "sso_held"]
+        assert "the name anna.b belongs to another account" in entry.detail and "dispatch users enable anna.b-2" in entry.detail
+        users = {u.name: u for u in app.list_users(ledger)}
+        assert (users["anna.b"].role, users["anna.b"].sso_subject) == ("editor", f"{issuer}|sub-1"), "the first is untouched"
+        assert users["anna.b-2"].disabled and users["anna.b-2"].sso_subject == f"{issuer}|sub-2"
+        with pytest.raises(app.SSORefused, match="disabled"):  # held until an operator acts
+            app.sso_user(ledger, "anna.b", "annab@example.org", "operator", now, subject=f"{issuer}|sub-2")
+        assert app.enable_user(ledger, "anna.b-2", now, by="olle")
+        second = app.sso_user(ledger, "anna.b", "annab@example.org", "operator", now, subject=f"{issuer}|sub-2")
+        assert (second.name, second.role) == ("anna.b-2", "operator"), "found by subject, under the held name"
+        renamed = app.sso_user(ledger, "anna.berg", "anna.b@example.org", "editor", now, subject=f"{issuer}|sub-1")
+        assert renamed.name == "anna.b", "a name changed at the provider keeps the account (approvals are by name)"
     finally:
         ledger.close()
+
+
+def test_a_role_taken_away_at_the_provider_goes_at_the_next_refused_sign_in(tmp_path: Path) -> None:
+    project = copy_project(tmp_path / "project")
+    ledger = app.open_ledger(load_settings(project.config_path))
+    now = datetime.now(UTC)
+    try:
+        app.sso_user(ledger, "frida", "frida@example.org", "approver", now, subject="iss|f")
+        assert app.active_user(ledger, "frida") is not None
+        assert app.sso_no_role(ledger, "frida", "iss|f", "no console role for groups []", now) == "frida"
+        user = ledger.user("frida")
+        assert user is not None and user.role == app.NO_ROLE and not user.may("write")
+        assert app.active_user(ledger, "frida") is None, "its open sessions may do nothing more"
+        assert [e.action for e in app.audit_log(ledger, 2)] == ["sso_refused", "user_updated"]
+        assert "role approver -> -" in app.audit_log(ledger, 2)[1].detail
+        back = app.sso_user(ledger, "frida", "frida@example.org", "editor", now, subject="iss|f")
+        assert back.role == "editor" and app.active_user(ledger, "frida") is not None, "a group given back: a role again"
+        assert app.sso_no_role(ledger, "nobody", "iss|n", "x", now) == "nobody" and ledger.user("nobody") is None
+    finally:
+        ledger.close()
+
+
+# -- issue 30: a provider that answers with whatever ID token the test built ------------------------
+# The real provider only makes good tokens; what the console does with a bad one needs a provider
+# that lies. This one is a real HTTPS server (discovery, keys, token endpoint) in this process;
+# the console is in-process too (Starlette's TestClient), and talks to it over TLS as it would to
+# Entra ID.
+
+
+class Forger:
+    """An OpenID provider whose token endpoint returns ``self.id_token``, whatever it is, and whose
+    discovery document lists "none" and HS256 beside RS256, as a careless or hostile one might."""
+
+    def __init__(self, issuer: str, ca_file: Path, key: object, server: object) -> None:
+        self.issuer, self.ca_file, self.key, self.server = issuer, ca_file, key, server
+        self.id_token = ""
+
+    def signed(self, claims: dict[str, object], alg: str = "RS256", key: object | None = None) -> str:
+        from joserfc import jwt
+        from joserfc.jws import JWSRegistry
+
+        header = {"alg": alg, "kid": "forger"}
+        return jwt.encode(header, claims, key or self.key, registry=JWSRegistry(algorithms=[alg]))  # type: ignore[arg-type]
+
+    @staticmethod
+    def unsigned(claims: dict[str, object]) -> str:
+        import base64
+
+        def part(value: dict[str, object]) -> str:
+            return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+        return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
+@pytest.fixture(scope="module")
+def forger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Forger]:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import trustme
+    from joserfc.jwk import RSAKey
+
+    here = tmp_path_factory.mktemp("forger")
+    authority = trustme.CA()
+    authority.cert_pem.write_to_path(str(here / "ca.pem"))
+    key = RSAKey.generate_key(2048, parameters={"kid": "forger", "use": "sig"})
+    port = free_port()
+    issuer = f"https://127.0.0.1:{port}"
+    state: dict[str, Forger] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def _json(self, value: object) -> None:
+            body = json.dumps(value).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            if self.path == "/.well-known/openid-configuration":
+                self._json({"issuer": issuer, "authorization_endpoint": f"{issuer}/authorize",
+                            "token_endpoint": f"{issuer}/token", "jwks_uri": f"{issuer}/jwks",
+                            "end_session_endpoint": f"{issuer}/logout", "response_types_supported": ["code"],
+                            "subject_types_supported": ["public"],
+                            "id_token_signing_alg_values_supported": ["RS256", "none", "HS256"]})
+            elif self.path == "/jwks":
+                self._json({"keys": [key.as_dict(private=False)]})
+            else:
+                self.send_error(404)
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            self._json({"access_token": "forged-access", "token_type": "Bearer", "expires_in": 300,
+                        "id_token": state["forger"].id_token})
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state["forger"] = Forger(issuer, here / "ca.pem", key, server)
+    try:
+        yield state["forger"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@dataclass
+class Forged:
+    client: object  # starlette.testclient.TestClient
+    project: Project
+
+
+def forged_console(tmp_path: Path, forger: Forger, **oidc: object) -> Forged:
+    from starlette.testclient import TestClient
+
+    from dispatch.web import create_console
+
+    settings = sso_settings(tmp_path, issuer=forger.issuer, ca_file=str(forger.ca_file), **oidc)
+    return Forged(TestClient(create_console(settings), follow_redirects=False), Project(settings.path.parent))
+
+
+def forged_sign_in(console: Forged, forger: Forger, next_path: str = "/history", *, alg: str = "RS256",
+                   **claims: object) -> httpx.Response:
+    """Start at /auth/login, skip the provider's pages (the test is the provider), and come back
+    to the callback with an ID token built from the defaults below and ``claims``; the callback's answer."""
+    client = console.client
+    start = client.get("/auth/login", params={"next": next_path})  # type: ignore[attr-defined]
+    assert start.status_code == 302, start.text
+    query = dict(parse_qsl(urlsplit(start.headers["location"]).query))
+    now = int(time.time())
+    body: dict[str, object] = {"iss": forger.issuer, "sub": "forged-1", "aud": CLIENT_ID, "iat": now, "exp": now + 300,
+                               "nonce": query["nonce"], "preferred_username": "gustav@region.example.se",
+                               "email": "gustav@region.example.se", "email_verified": True,
+                               "groups": ["rapport-redaktorer"]}
+    body.update(claims)
+    body = {key: value for key, value in body.items() if value is not None}
+    if alg == "none":
+        forger.id_token = Forger.unsigned(body)
+    elif alg == "HS256":  # keyed with the client secret, which the console holds too
+        from joserfc.jwk import OctKey
+
+        forger.id_token = forger.signed(body, "HS256", OctKey.import_key(CLIENT_SECRET))
+    else:
+        forger.id_token = forger.signed(body, alg)
+    answer: httpx.Response = client.get(CALLBACK, params={"code": "forged-code", "state": query["state"]})  # type: ignore[attr-defined]
+    return answer
+
+
+def forged_audit(console: Forged, action: str) -> list[app.AuditEntry]:
+    return audit_entries(console.project, action)
+
+
+def test_a_well_built_forged_token_signs_in_the_control_for_the_tests_below(tmp_path: Path, forger: Forger) -> None:
+    console = forged_console(tmp_path, forger)
+    answer = forged_sign_in(console, forger)
+    assert answer.status_code == 200 and 'url=/history"' in answer.text, answer.text
+    assert "dispatch_session" in console.client.cookies  # type: ignore[attr-defined]
+    assert user_row(console.project, "gustav_region.example.se") is not None
+
+
+def test_an_unsigned_id_token_is_refused_though_the_provider_lists_none(tmp_path: Path, forger: Forger) -> None:
+    console = forged_console(tmp_path, forger)
+    for alg in ("none", "HS256"):
+        answer = forged_sign_in(console, forger, alg=alg)
+        assert answer.status_code == 403 and "kunde inte slutföras" in answer.text, alg
+        assert "dispatch_session" not in console.client.cookies, alg  # type: ignore[attr-defined]
+    failed = forged_audit(console, "sso_failed")
+    assert len(failed) == 2 and all("the ID token is not valid" in e.detail for e in failed), failed
+    assert user_row(console.project, "gustav_region.example.se") is None
+
+
+def test_the_configured_algorithms_are_the_only_ones_accepted(tmp_path: Path, forger: Forger) -> None:
+    """web.oidc.id_token_algorithms: ES256 only, so a good RS256 token from the same provider fails."""
+    console = forged_console(tmp_path, forger, id_token_algorithms=["ES256"])
+    assert forged_sign_in(console, forger).status_code == 403
+    assert "the ID token is not valid" in forged_audit(console, "sso_failed")[0].detail
+
+
+def test_an_id_token_for_another_client_is_refused_though_azp_names_ours(tmp_path: Path, forger: Forger) -> None:
+    console = forged_console(tmp_path, forger)
+    answer = forged_sign_in(console, forger, aud="some-other-app", azp=CLIENT_ID)
+    assert answer.status_code == 403 and "dispatch_session" not in console.client.cookies  # type: ignore[attr-defined]
+    [entry] = forged_audit(console, "sso_failed")
+    assert "aud" in entry.detail, entry.detail
+    # Ours among several audiences (with azp ours, as Core 3.1.3.7 asks) is fine.
+    assert forged_sign_in(console, forger, aud=[CLIENT_ID, "some-other-app"], azp=CLIENT_ID).status_code == 200
+
+
+def test_a_next_with_a_tab_goes_to_the_console_not_to_another_host(tmp_path: Path, forger: Forger) -> None:
+    console = forged_console(tmp_path, forger)
+    for sneaky in ("/\t/evil.example/x", "/\n/evil.example/x", "/\r\n/evil.example", "/\x00/evil.example", "/\\evil.example"):
+        answer = forged_sign_in(console, forger, sneaky)
+        assert answer.status_code == 200 and 'url=/"' in answer.text and "evil.example" not in answer.text, repr(sneaky)
+    assert 'url=/history/%09x"' in forged_sign_in(console, forger, "/history/%09x").text, "an encoded tab is only text"
+
+
+def test_only_a_verified_email_becomes_the_accounts_address(tmp_path: Path, forger: Forger) -> None:
+    console = forged_console(tmp_path, forger)
+    for verified, expected in ((False, ""), (None, ""), ("true", ""), (True, "gustav@region.example.se")):
+        assert forged_sign_in(console, forger, email_verified=verified).status_code == 200
+        user = user_row(console.project, "gustav_region.example.se")
+        assert user is not None and user.email == expected, (verified, user)
+
+
+def test_signing_out_of_an_sso_account_signs_out_at_the_provider_too(tmp_path: Path, forger: Forger) -> None:
+    console = forged_console(tmp_path, forger)
+    assert forged_sign_in(console, forger).status_code == 200
+    page = console.client.get("/history")  # type: ignore[attr-defined]
+    assert 'action="/auth/logout"' in page.text
+    out = console.client.post("/auth/logout", data={"csrf": csrf_of(page.text)})  # type: ignore[attr-defined]
+    assert out.status_code == 303
+    target = urlsplit(out.headers["location"])
+    assert f"{target.scheme}://{target.netloc}{target.path}" == f"{forger.issuer}/logout"
+    assert dict(parse_qsl(target.query)) == {"client_id": CLIENT_ID, "post_logout_redirect_uri": "http://testserver/login",
+                                             "ui_locales": "sv"}
+    assert console.client.get("/history").status_code == 303, "and out of the console"  # type: ignore[attr-defined]
+    assert [e.user for e in forged_audit(console, "sign_out")] == ["gustav_region.example.se"]
+    assert console.client.post("/auth/logout", data={"csrf": "x"}).status_code in (401, 403)  # type: ignore[attr-defined]
+
+
+def test_a_local_account_signs_out_of_the_console_only(tmp_path: Path, forger: Forger) -> None:
+    console = forged_console(tmp_path, forger)
+    add_users(console.project, ("anna",))
+    page = console.client.get("/login")  # type: ignore[attr-defined]
+    console.client.post("/login", data={"username": "anna", "password": PASSWORDS["anna"],  # type: ignore[attr-defined]
+                                        "csrf": csrf_of(page.text), "next": "/history"})
+    page = console.client.get("/history")  # type: ignore[attr-defined]
+    assert page.status_code == 200, page.text
+    out = console.client.post("/auth/logout", data={"csrf": csrf_of(page.text)})  # type: ignore[attr-defined]
+    assert (out.status_code, out.headers["location"]) == (303, "/login")
+
+
+def test_a_role_taken_away_at_the_provider_ends_what_the_open_session_may_do(tmp_path: Path, forger: Forger) -> None:
+    console = forged_console(tmp_path, forger)
+    assert forged_sign_in(console, forger).status_code == 200
+    first = dict(console.client.cookies)  # type: ignore[attr-defined]
+    assert console.client.get("/history").status_code == 200  # type: ignore[attr-defined]
+    refused = forged_sign_in(console, forger, groups=["ekonomi"])
+    assert refused.status_code == 403 and "ingen roll" in refused.text
+    user = user_row(console.project, "gustav_region.example.se")
+    assert user is not None and user.role == app.NO_ROLE
+    console.client.cookies.update(first)  # type: ignore[attr-defined]
+    assert console.client.get("/history").status_code == 303, "the session from before signs in nothing now"  # type: ignore[attr-defined]
+    assert forged_sign_in(console, forger).status_code == 200, "the group back: the role back"
+    user = user_row(console.project, "gustav_region.example.se")
+    assert user is not None and user.role == "editor"
+
+
+def test_id_token_algorithms_in_the_config_are_checked_at_their_line(tmp_path: Path) -> None:
+    from dispatch.errors import InputError
+
+    assert sso_settings(tmp_path / "a").web.oidc.id_token_algorithms == ("RS256",)  # type: ignore[union-attr]
+    assert sso_settings(tmp_path / "b", id_token_algorithms="ES256").web.oidc.id_token_algorithms == ("ES256",)  # type: ignore[union-attr]
+    for wrong in (["RS256", "none"], "HS256", [], "rs256"):
+        with pytest.raises(InputError) as problem:
+            sso_settings(tmp_path / f"c{wrong!s:.3}{len(str(wrong))}", id_token_algorithms=wrong)
+        message = str(problem.value)
+        assert "id_token_algorithms" in message and re.search(r"config\.yaml:\d+", message), message
+
+
+# -- issue 30 with the real provider ---------------------------------------------------------------
+
+
+def test_a_next_with_a_tab_stays_on_the_console_after_a_real_sign_in(
+        provider: Provider, console: tuple[WebProcess, Project]) -> None:
+    web, _ = console
+    client = browser(provider)
+    done = client.get(to_callback(client, web.base, "bodil", "/\t/evil.example/x"))  # /auth/login?next=/%09/evil.example/x
+    assert done.status_code == 200 and 'url=/"' in done.text and "evil.example" not in done.text, done.text
+
+
+def test_a_second_provider_account_whose_name_cleans_up_to_erik_is_held_not_signed_in_as_erik(
+        provider: Provider, console: tuple[WebProcess, Project]) -> None:
+    web, project = console
+    sso_sign_in(provider, web.base, "erik")
+    client = browser(provider)
+    held = client.get(to_callback(client, web.base, "erik2"))  # "Érik@region.example.se"
+    assert held.status_code == 403 and "väntar på att den som förvaltar" in held.text and "erik_region.example.se-2" in held.text
+    assert "dispatch_session" not in client.cookies
+    [entry] = [e for e in audit_entries(project, "sso_held")]
+    assert entry.user == "erik_region.example.se-2" and "dispatch users enable erik_region.example.se-2" in entry.detail
+    erik, second = user_row(project, NAMES["erik"]), user_row(project, "erik_region.example.se-2")
+    assert erik is not None and second is not None and erik.sso_subject != second.sso_subject
+    assert (erik.role, erik.email, erik.disabled) == ("approver", "erik@region.example.se", False), "erik is untouched"
+    assert second.disabled and second.email == "erik2@region.example.se"
+    # Once an operator knows who it is: `dispatch users enable`, and Érik signs in under the held name.
+    enabled = project.run("users", "enable", "erik_region.example.se-2")
+    assert enabled.returncode == 0, enabled.stderr
+    erik2 = sso_sign_in(provider, web.base, "erik2")
+    assert "erik_region.example.se-2" in erik2.get(f"{web.base}/").text
+
+
+def test_an_address_the_provider_has_not_verified_is_not_kept(provider: Provider, console: tuple[WebProcess, Project]) -> None:
+    web, project = console
+    sso_sign_in(provider, web.base, "mallory")
+    user = user_row(project, NAMES["mallory"])
+    assert user is not None and user.email == "" and user.role == "editor"
+
+
+def test_a_group_removed_at_the_provider_removes_the_role_at_the_next_sign_in(
+        provider: Provider, console: tuple[WebProcess, Project]) -> None:
+    web, project = console
+    frida = sso_sign_in(provider, web.base, "frida")
+    assert frida.get(f"{web.base}/history").status_code == 200
+    provider.set_groups("frida", ["alla-anstallda"])
+    try:
+        client = browser(provider)
+        assert client.get(to_callback(client, web.base, "frida")).status_code == 403
+    finally:
+        provider.set_groups("frida", ["rapport-godkannare"])
+    user = user_row(project, NAMES["frida"])
+    assert user is not None and user.role == app.NO_ROLE
+    assert frida.get(f"{web.base}/history").status_code == 303, "her earlier session may do nothing more"
+
+
+def test_signing_out_ends_the_providers_session_so_the_next_sign_in_asks_again(
+        provider: Provider, console: tuple[WebProcess, Project]) -> None:
+    web, _ = console
+    client = sso_sign_in(provider, web.base, "olga")
+    page = client.get(f"{web.base}/history")
+    again = client.get(f"{web.base}/auth/login", params={"next": "/"})
+    assert urljoin(again.headers["location"], "/") != f"{web.base}/" and "dispatch_session" in client.cookies
+    out = client.post(f"{web.base}/auth/logout", data={"csrf": csrf_of(page.text)})
+    assert out.status_code == 303 and out.headers["location"].startswith(f"{provider.issuer}/session/end?")
+    confirm = client.get(out.headers["location"])  # the provider asks "sign out?" (no id_token_hint)
+    assert confirm.status_code == 200, confirm.text
+    form = re.search(r'<form[^>]*action="([^"]+)"', confirm.text)
+    xsrf = re.search(r'name="xsrf" value="([^"]+)"', confirm.text)
+    assert form and xsrf, confirm.text
+    back = client.post(urljoin(out.headers["location"], form.group(1)), data={"xsrf": xsrf.group(1), "logout": "yes"})
+    assert back.status_code in (302, 303) and back.headers["location"] == f"{web.base}/login", back.text
+    # The provider's session is over: a new sign-in meets its sign-in page again.
+    start = client.get(f"{web.base}/auth/login", params={"next": "/"})
+    interaction = client.get(start.headers["location"])
+    assert interaction.status_code in (302, 303)
+    form_page = client.get(urljoin(start.headers["location"], interaction.headers["location"]))
+    assert form_page.status_code == 200 and 'name="login"' in form_page.text
+
+
+@pytest.mark.slow  # Chromium; fast twins: test_a_next_with_a_tab_stays_on_the_console_after_a_real_sign_in, test_a_next_with_a_tab_goes_*
+def test_in_chromium_a_next_with_a_tab_lands_on_the_console(provider: Provider, tmp_path: Path) -> None:
+    """What the browser itself does with the meta refresh: it drops a tab from a URL, so only a
+    real one shows that /%09/evil.example/x no longer leaves the console."""
+    from playwright.sync_api import sync_playwright
+
+    project = copy_project(tmp_path / "project")
+    port = provider.ports[3]
+    configure(project, provider, port)
+    web = WebProcess(project, port)
+    try:
+        with sync_playwright() as playwright:
+            chromium = browser_or_skip(playwright)
+            try:
+                page = chromium.new_context(ignore_https_errors=True).new_page()
+                page.goto(f"{web.base}/auth/login?next=/%09/evil.example/x")
+                page.get_by_label("Username").fill("bodil")
+                page.get_by_role("button", name="Sign in").click()
+                page.wait_for_url(f"{web.base}/")
+                assert urlsplit(page.url).netloc == f"127.0.0.1:{port}"
+            finally:
+                chromium.close()
+    finally:
+        web.stop()

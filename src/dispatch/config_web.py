@@ -12,12 +12,13 @@ from dispatch.settings import (
     _ACCESSIBILITY_KEYS,
     _OIDC_KEYS,
     _WEB_KEYS,
+    OIDC_ALGORITHMS,
     PASSWORD_HASHING,
     AccessibilitySettings,
     OidcSettings,
     WebSettings,
 )
-from dispatch.yamlsource import LineDict
+from dispatch.yamlsource import LineDict, LineList
 
 
 def _read_web(reader: _Reader, raw: LineDict) -> WebSettings | None:
@@ -90,7 +91,28 @@ def _read_oidc(reader: _Reader, web: LineDict) -> OidcSettings | None:
         claim=reader.text(section, "claim", "groups", p), roles=_oidc_roles(reader, section, at), scopes=scopes,
         ca_file=reader.relative(reader.text(section, "ca_file", None, p)),
         label=reader.text(section, "label", "Logga in med organisationens konto", p),
+        id_token_algorithms=_oidc_algorithms(reader, section),
     )
+
+
+def _oidc_algorithms(reader: _Reader, section: LineDict) -> tuple[str, ...]:
+    """web.oidc.id_token_algorithms: one name or a list, each a signature the provider's keys
+    verify (OIDC_ALGORITHMS); default RS256, which every provider supports. Each wrong name is
+    reported at its own line."""
+    value = reader.get(section, "id_token_algorithms", (str, list), "RS256", "web.oidc.")
+    names = [value] if isinstance(value, str) else list(value)
+    if not names:
+        reader.problem(section.line_of("id_token_algorithms"),
+                       f"'web.oidc.id_token_algorithms' must name at least one of {', '.join(OIDC_ALGORITHMS)}")
+    good = []
+    for index, name in enumerate(names):
+        if name in OIDC_ALGORITHMS:
+            good.append(str(name))
+            continue
+        line = value.line_of(index) if isinstance(value, LineList) else section.line_of("id_token_algorithms")
+        reader.problem(line, f"'web.oidc.id_token_algorithms': {name!r} is not allowed; use {', '.join(OIDC_ALGORITHMS)} "
+                             "(never none, nor HS256 and its kin, which anyone holding the client secret can make)")
+    return tuple(good) if good and len(good) == len(names) else ("RS256",)
 
 
 def _oidc_roles(reader: _Reader, section: LineDict, at: int) -> tuple[tuple[str, str], ...]:

@@ -205,7 +205,7 @@ class User:
     def may(self, right: str) -> bool:
         """Roles nest: an approver may write, an operator may do everything."""
         needed = {"write": 0, "approve": 1, "operate": 2}[right]
-        return not self.disabled and ROLES.index(self.role) >= needed
+        return not self.disabled and self.role in ROLES and ROLES.index(self.role) >= needed  # (no role: nothing)
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,11 @@ _WEB_KEYS = ("listen", "base_url", "idle_minutes", "absolute_hours", "session_se
 # RFC 9106's second recommended profile, "light" OWASP's minimum for argon2id.
 PASSWORD_HASHING = ("standard", "light")
 _OIDC_KEYS = ("issuer", "client_id", "client_secret_env", "client_secret_file", "claim", "roles", "scopes", "ca_file",
-              "label")
+              "label", "id_token_algorithms")
+# The ID token signatures web.oidc.id_token_algorithms may name: the provider's published keys
+# verify them. Never "none" (no signature), nor HS256 and kin (keyed with the client secret,
+# which the console also holds, so they prove nothing about who made the token).
+OIDC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 
 
 @dataclass(frozen=True)
@@ -172,6 +176,9 @@ class OidcSettings:
     scopes: str = "openid profile email"
     ca_file: Path | None = None  # a private CA for the provider's TLS (added to the system's; TLS is always verified)
     label: str = "Logga in med organisationens konto"  # the sign-in page's button
+    # The only signatures an ID token may carry, whatever the provider's discovery document lists
+    # (a document that lists "none" must not make an unsigned token acceptable).
+    id_token_algorithms: tuple[str, ...] = ("RS256",)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@
 //   node tests/oidc/provider.mjs CONFIG.json
 //
 // CONFIG.json: {"port", "issuer", "cert", "key" (PEM files), "client_id", "client_secret",
-// "redirect_uris", "accounts": {"LOGIN": {claims...}}}. Prints "ready ISSUER" when it listens.
+// "redirect_uris", "post_logout_redirect_uris", "accounts": {"LOGIN": {claims...}}} (accounts read
+// again at each sign-in). Prints "ready ISSUER" when it listens. RP-initiated logout is on (the
+// package's default): /session/end, with its own "sign out?" confirmation page.
 // The sign-in page is a plain form (label "Username", button "Sign in"); there is no password,
 // since the test is about what the console does with the provider's answer.
 
@@ -16,7 +18,8 @@ import { createServer } from 'node:https';
 import Provider from 'oidc-provider';
 
 const config = JSON.parse(readFileSync(process.argv[2], 'utf8'));
-const accounts = config.accounts;
+// Read again at every sign-in, so that a test can change someone's groups at the provider.
+const accounts = () => JSON.parse(readFileSync(process.argv[2], 'utf8')).accounts;
 
 // A signing key of this run's own (the package's built-in development key is public).
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -27,6 +30,7 @@ const provider = new Provider(config.issuer, {
     client_id: config.client_id,
     client_secret: config.client_secret,
     redirect_uris: config.redirect_uris,
+    post_logout_redirect_uris: config.post_logout_redirect_uris || [],
     response_types: ['code'],
     grant_types: ['authorization_code'],
     token_endpoint_auth_method: 'client_secret_basic',
@@ -44,7 +48,7 @@ const provider = new Provider(config.issuer, {
   features: { devInteractions: { enabled: false } },
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
   async findAccount(ctx, sub) {
-    const claims = accounts[sub];
+    const claims = accounts()[sub];
     if (!claims) return undefined;
     return { accountId: sub, async claims() { return { sub, ...claims }; } };
   },
@@ -77,7 +81,7 @@ async function interaction(req, res, uid) {
     return;
   }
   const login = (await readForm(req)).get('login') || '';
-  if (!accounts[login]) {
+  if (!accounts()[login]) {
     res.writeHead(401, { 'content-type': 'text/html; charset=utf-8' });
     res.end(page(uid, `No such user: ${login}`));
     return;

@@ -127,7 +127,7 @@ def sign_in(ledger: Ledger, name: str, password: str, now: datetime, *, remote: 
 def active_user(ledger: Ledger, name: str) -> User | None:
     """The account behind a session, if it may still act (not disabled since it signed in)."""
     user = ledger.user(name)
-    return user if user is not None and not user.disabled else None
+    return user if user is not None and not user.disabled and user.role in ROLES else None  # (NO_ROLE: nothing)
 
 
 def audit(ledger: Ledger, now: datetime, user: str, action: str, target: str = "", content_hash: str | None = None,
@@ -176,52 +176,109 @@ def sso_role(values: Iterable[str], roles: Iterable[tuple[str, str]]) -> str | N
     return max(found, key=ROLES.index) if found else None
 
 
-def sso_user(ledger: Ledger, name: str, email: str, role: str, now: datetime, *, remote: str = "",
-             subject: str = "") -> User:
-    """The account of a person who signed in through the identity provider: made on first
-    sign-in, its role and address brought up to date on every later one (the provider is the
-    source of truth for them). Refused (SSORefused, in the audit log) when the name belongs to a
-    local account (a provider's user must not take over a break-glass account) or the account
-    has been disabled in the console (a decision the provider cannot undo)."""
+class SSOHeld(SSORefused):
+    """A new provider account whose name, cleaned up, is another account's: it is kept under a
+    name of its own, disabled until an operator enables it (``held`` is that name)."""
+
+    def __init__(self, message: str, held: str) -> None:
+        super().__init__(message)
+        self.held = held
+
+
+NO_ROLE = ""  # an account whose groups at the provider no longer map to a role: it may do nothing
+
+
+def sso_user(ledger: Ledger, name: str, email: str, role: str, now: datetime, *, subject: str,
+             remote: str = "") -> User:
+    """The account of a person who signed in through the identity provider, found by
+    ``subject`` (the provider's issuer and subject: names can change and clean up alike).
+    Made on first sign-in under ``name``; its role and address brought up to date on every later
+    one (the provider is the source of truth for them), its name never (approvals are by name).
+
+    Refused (SSORefused, in the audit log) when the account has been disabled in the console (a
+    decision the provider cannot undo), or when ``name`` is a local account's (a provider's user
+    must not take over a break-glass account). A first sign-in whose ``name`` another account
+    has (two provider accounts, "erik@..." and "Érik@...", both clean up to "erik_..."), is held
+    (SSOHeld): an account of its own under a free name, disabled, for an operator to enable
+    (``dispatch users enable``) once they know who it is; never signed in as the other."""
     if role not in ROLES:
         raise SSORefused(f"{role!r} is not a console role")
+    if not subject:
+        raise SSORefused("no issuer and subject to know the person by")
     try:
         address = normalise(email)[0] if email else ""
     except AddressError:
         address = ""  # no usable address: the account works, only "a test to me" has nowhere to go
-    user = ledger.user(name)
+    user = ledger.user_by_sso_subject(subject)
     if user is None:
-        try:
-            user = ledger.add_user(name, address, role, None, now)
-        except LedgerError:  # the same person's first sign-in in another tab, a moment earlier
-            user = ledger.user(name)
-            if user is None:
-                raise
-        else:
-            ledger.update_user(name, sso_subject=subject or None)
-            ledger.record_audit(now, name, "user_added", name, None, f"role {role}, {address or 'no address'}; single sign-on")
-            user = ledger.user(name) or user
-    if user.password_hash is not None:
-        sso_refused(ledger, name, "the name belongs to a local account", now, remote=remote)
-        raise SSORefused(f"{name!r} is a local account; single sign-on does not sign in as it")
-    if subject and user.sso_subject not in (None, subject):
-        # Another person at the provider has this console name (names are cleaned up to
-        # letters, digits and . _ -): never sign them in as each other.
-        sso_refused(ledger, name, "the name belongs to another person at the identity provider", now, remote=remote)
-        raise SSORefused(f"{name!r} belongs to another identity provider account")
-    if subject and user.sso_subject is None:
-        ledger.update_user(name, sso_subject=subject)
+        user = _first_sso_sign_in(ledger, name, address, role, now, subject, remote)
     if user.disabled:
-        sso_refused(ledger, name, "the account is disabled in the console", now, remote=remote)
-        raise SSORefused(f"the account {name!r} is disabled")
+        sso_refused(ledger, user.name, "the account is disabled in the console", now, remote=remote)
+        raise SSORefused(f"the account {user.name!r} is disabled")
     if (user.role, user.email) != (role, address):
-        ledger.update_user(name, role=role, email=address)
+        ledger.update_user(user.name, role=role, email=address)
         changes = [f"{what} {old or '-'} -> {new or '-'}" for what, old, new in
                    (("role", user.role, role), ("email", user.email, address)) if old != new]
-        ledger.record_audit(now, name, "user_updated", name, None, "; ".join(changes) + " (from the identity provider)")
-        user = ledger.user(name) or user
-    ledger.record_audit(now, name, "sign_in", name, None, _where(remote, "single sign-on"))
+        ledger.record_audit(now, user.name, "user_updated", user.name, None,
+                            "; ".join(changes) + " (from the identity provider)")
+        user = ledger.user(user.name) or user
+    ledger.record_audit(now, user.name, "sign_in", user.name, None, _where(remote, "single sign-on"))
     return user
+
+
+def _first_sso_sign_in(ledger: Ledger, name: str, address: str, role: str, now: datetime, subject: str,
+                       remote: str) -> User:
+    """The account made for a subject the console has not seen, or SSORefused/SSOHeld."""
+    existing = ledger.user(name)
+    if existing is not None and existing.password_hash is not None:
+        sso_refused(ledger, name, "the name belongs to a local account", now, remote=remote)
+        raise SSORefused(f"{name!r} is a local account; single sign-on does not sign in as it")
+    held = existing is not None
+    if held:
+        name = next(f"{name[:64 - len(str(n)) - 1]}-{n}" for n in range(2, 10_000)
+                    if ledger.user(f"{name[:64 - len(str(n)) - 1]}-{n}") is None)
+    try:
+        user = ledger.add_sso_user(name, address, role, subject, now, disabled=held)
+    except LedgerError:  # the same person's first sign-in in another tab, a moment earlier
+        again = ledger.user_by_sso_subject(subject)
+        if again is None:
+            raise
+        return again
+    if not held:
+        ledger.record_audit(now, name, "user_added", name, None, f"role {role}, {address or 'no address'}; single sign-on")
+        return user
+    taken = existing.name if existing else ""
+    ledger.record_audit(now, name, "sso_held", name, None, _where(
+        remote, f"the name {taken} belongs to another account; held as {name} (role {role}, {address or 'no address'}) "
+                f"until an operator who knows who it is runs: dispatch users enable {name}"))
+    raise SSOHeld(f"the name {taken!r} belongs to another account; held as {name!r} for an operator", name)
+
+
+def sso_no_role(ledger: Ledger, name: str, subject: str, detail: str, now: datetime, *, remote: str = "") -> str:
+    """The provider signed someone in whose groups map to no role: refused, and if they have an
+    account its stored role goes (their open sessions may do nothing more; a group given back at
+    the provider gives the role back at the next sign-in). Returns the name in the audit log."""
+    user = ledger.user_by_sso_subject(subject) if subject else None
+    if user is not None:
+        name = user.name
+        if user.role != NO_ROLE:
+            ledger.update_user(name, role=NO_ROLE)
+            ledger.record_audit(now, name, "user_updated", name, None,
+                                f"role {user.role} -> - (no longer in a group that gives a role, at the identity provider)")
+    sso_refused(ledger, name, detail, now, remote=remote)
+    return name
+
+
+def enable_user(ledger: Ledger, name: str, now: datetime, *, by: str) -> bool:
+    """Enable a disabled account: most often one single sign-on held (SSOHeld), once an operator
+    knows whose it is."""
+    user = ledger.user(name)
+    if user is None:
+        return False
+    if user.disabled:
+        ledger.update_user(name, disabled=False)
+        ledger.record_audit(now, by, "user_enabled", name)
+    return True
 
 
 def sso_refused(ledger: Ledger, name: str, detail: str, now: datetime, *, remote: str = "") -> None:

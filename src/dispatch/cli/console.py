@@ -62,6 +62,27 @@ def users_add(app: Context, name: str, email: str, role: str, password_file: Pat
     click.echo(f"added {user.name} <{user.email}> as {user.role}", err=True)
 
 
+@users.command("enable")
+@click.argument("name")
+@pass_context
+def users_enable(app: Context, name: str) -> None:
+    """Enable account NAME again, e.g. one single sign-on held because its name, cleaned up, was
+    another account's (the audit log's sso_held entry says whose): first make sure who it is."""
+    from dispatch import app as application
+
+    ledger = application.open_ledger(app.settings)
+    try:
+        done = application.enable_user(ledger, name, app.now(), by=application.current_user())
+    except DispatchError as exc:
+        fail(exc)
+    finally:
+        ledger.close()
+    if not done:
+        click.echo(f"error: no account named {name!r} (see dispatch users list)", err=True)
+        sys.exit(EXIT_INPUT)
+    click.echo(f"enabled {name}", err=True)
+
+
 @users.command("list")
 @pass_context
 def users_list(app: Context) -> None:

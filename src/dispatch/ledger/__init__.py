@@ -219,6 +219,13 @@ class Ledger:
     def users(self) -> list[User]:
         return accounts.list_users(self.db)
 
+    def add_sso_user(self, name: str, email: str, role: str, subject: str, now: datetime, *,
+                     disabled: bool = False) -> User:
+        return accounts.add_sso_user(self.db, name, email, role, subject, now, disabled=disabled)
+
+    def user_by_sso_subject(self, subject: str) -> User | None:
+        return accounts.user_by_sso_subject(self.db, subject)
+
     def update_user(self, name: str, **values: Any) -> bool:
         return accounts.update_user(self.db, name, **values)
 

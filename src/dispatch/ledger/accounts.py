@@ -103,6 +103,30 @@ def kept(db: Database, edition_date: date) -> list[KeptText]:
                 for row in rows]
 
 
+# -- single sign-on: accounts found by the provider's issuer and subject ----------------------------
+
+
+def add_sso_user(db: Database, name: str, email: str, role: str, subject: str, now: datetime, *,
+                 disabled: bool = False) -> User:
+    """An account for a person at the identity provider (no password), bound to ``subject`` in
+    the same insert, so that no other sign-in ever sees it unbound."""
+    try:
+        with db.engine.begin() as conn:
+            conn.execute(users.insert().values(name=name, email=email, role=role, password_hash=None, disabled=disabled,
+                                               failed_sign_ins=0, created_at=_utc(now), sso_subject=subject))
+    except IntegrityError:
+        raise LedgerError(f"a user named {name!r} exists already") from None
+    found = user(db, name)
+    assert found is not None
+    return found
+
+
+def user_by_sso_subject(db: Database, subject: str) -> User | None:
+    with db.read() as conn:
+        row = conn.execute(users.select().where(users.c.sso_subject == subject).order_by(users.c.name)).mappings().first()
+    return _user(row) if row else None
+
+
 def _user(row: Any) -> User:
     return User(name=row["name"], email=row["email"], role=row["role"], password_hash=row["password_hash"],
                 disabled=bool(row["disabled"]), failed_sign_ins=row["failed_sign_ins"],

@@ -36,8 +36,11 @@ async def healthz(request: Request) -> Response:
 
 
 def _safe_next(target: str | None) -> str:
-    # Only a path on this console: never an open redirect to another site.
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    # Only a path on this console: never an open redirect to another site. Judged as a browser
+    # will read it: URL parsers drop tab, CR and LF wherever they are ("/\t/evil.example" is
+    # "//evil.example", another host) and read "\\" as "/", so any control character is refused.
+    if (not target or not target.startswith("/") or target.startswith("//") or "\\" in target
+            or any(ord(c) < 0x20 or ord(c) == 0x7F for c in target)):
         return "/"
     return target
 

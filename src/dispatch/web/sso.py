@@ -3,10 +3,12 @@
 Nothing is added until ``web.oidc`` is configured (see README, "Single sign-on"). Then
 ``/auth/login`` sends the browser to the organisation's identity provider (authorization code
 flow with PKCE S256, a state and a nonce, through authlib) and ``/auth/callback`` takes it
-back: the code is exchanged for tokens, the ID token is verified (signature, issuer,
-audience, nonce, expiry), and the person's claims decide their role. From there on they have
+back: the code is exchanged for tokens, the ID token is verified (a signature of the algorithms
+``web.oidc.id_token_algorithms`` names, whatever the provider lists; the issuer; an audience
+that includes our client id; nonce; expiry), and the person's claims decide their role. From there on they have
 the console's ordinary signed session, like a local account. The protocol is here; who gets
-in, and the audit log, are ``app``'s (``app.sso_user``).
+in, and the audit log, are ``app``'s (``app.sso_user``). Signing out of an account that
+only single sign-on uses also signs out at the provider (RP-initiated logout), when it offers that.
 """
 
 from __future__ import annotations
@@ -17,9 +19,14 @@ import re
 import ssl
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx2
-from authlib.integrations.starlette_client import OAuth, OAuthError  # type: ignore[import-untyped]
+from authlib.integrations.starlette_client import (  # type: ignore[import-untyped]
+    OAuth,
+    OAuthError,
+    StarletteOAuth2App,
+)
 from joserfc.errors import JoseError
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -32,6 +39,7 @@ from dispatch import app
 from dispatch.config import WebSettings
 from dispatch.errors import ConsoleError
 from dispatch.settings import OidcSettings
+from dispatch.web import pages
 from dispatch.web.console import Console, forbidden, render
 from dispatch.web.pages import _safe_next
 from dispatch.web.sessions import load_secret
@@ -60,7 +68,21 @@ def routes(console: Console) -> list[BaseRoute]:
         return []
     sso = SingleSignOn(console.web, console.web.oidc)
     console.templates.globals["sso_label"] = console.web.oidc.label  # login.html shows the button
-    return [Route("/auth/login", sso.start, name="sso_login"), Route(CALLBACK, sso.callback, name="sso_callback")]
+    console.templates.globals["logout_action"] = "/auth/logout"  # base.html's "Logga ut" goes through sso.logout
+    return [Route("/auth/login", sso.start, name="sso_login"), Route(CALLBACK, sso.callback, name="sso_callback"),
+            Route("/auth/logout", sso.logout, methods=["POST"], name="sso_logout")]
+
+
+class _Client(StarletteOAuth2App):  # type: ignore[misc]
+    """authlib's client, but the ID token's algorithms are ours: authlib takes them from the
+    discovery document, and one that lists "none" would make an unsigned token pass."""
+
+    algorithms: tuple[str, ...] = ("RS256",)
+
+    async def load_server_metadata(self) -> dict[str, Any]:
+        metadata: dict[str, Any] = await super().load_server_metadata()
+        metadata["id_token_signing_alg_values_supported"] = list(self.algorithms)
+        return metadata
 
 
 class SingleSignOn:
@@ -76,8 +98,9 @@ class SingleSignOn:
                 context.load_verify_locations(cafile=str(oidc.ca_file))
             except (OSError, ssl.SSLError) as exc:
                 raise ConsoleError(f"cannot load web.oidc.ca_file {oidc.ca_file}: {exc}") from None
+        client_cls = type("PinnedClient", (_Client,), {"algorithms": oidc.id_token_algorithms})
         self.client: Any = OAuth().register(
-            name="dispatch", client_id=oidc.client_id, client_secret=self._secret,
+            name="dispatch", client_id=oidc.client_id, client_secret=self._secret, client_cls=client_cls,
             server_metadata_url=oidc.issuer.rstrip("/") + "/.well-known/openid-configuration",
             client_kwargs={"scope": oidc.scopes, "code_challenge_method": "S256", "verify": context, "timeout": 15.0},
         )
@@ -115,14 +138,19 @@ class SingleSignOn:
         remote = request.client.host if request.client else ""
         target = _safe_next(request.session.get("next"))
         try:
-            token = await self.client.authorize_access_token(request)
+            metadata = await self.client.load_server_metadata()
+            # The issuer, and an audience that includes us: authlib alone accepts a token for
+            # another client when its azp names ours.
+            options = {"iss": {"essential": True, "values": [metadata["issuer"]]},
+                       "aud": {"essential": True, "values": [self.oidc.client_id]}}
+            token = await self.client.authorize_access_token(request, claims_options=options)
             claims = await self._claims(token)
         except OAuthError as exc:  # also the state that matches no flow of this browser (MismatchingStateError)
             reason = f"{exc.error}: {exc.description}" if exc.description else str(exc.error)
             return await self._failed(console, now, remote, reason)
         except JoseError as exc:
             return await self._failed(console, now, remote, f"the ID token is not valid: {exc}")
-        except (httpx2.HTTPError, ValueError) as exc:
+        except (httpx2.HTTPError, ValueError, KeyError) as exc:
             return await self._failed(console, now, remote, f"the identity provider did not answer: {_said(exc)}")
         finally:
             request.session.clear()  # the flow is over, whatever happened: the cookie goes
@@ -146,6 +174,7 @@ class SingleSignOn:
     async def _admit(self, console: Console, claims: dict[str, Any], target: str, now: datetime, remote: str) -> Response:
         claim = self.oidc.claim
         values = app.claim_values(claims, claim)
+        subject = f"{self.oidc.issuer}|{claims['sub']}"  # who the person is; names change and clean up alike
         try:
             name = app.sso_name(claims)
         except app.SSORefused as exc:
@@ -153,18 +182,23 @@ class SingleSignOn:
         role = app.sso_role(values, self.oidc.roles)
         if role is None:
             detail = _clean(f"no console role for {claim} {values}")
-            await run_in_threadpool(app.sso_refused, console.ledger, name, detail, now, remote=remote)
+            name = await run_in_threadpool(app.sso_no_role, console.ledger, name, subject, detail, now, remote=remote)
             LOG.warning("single sign-on refused for %s: none of the %s values %s maps to a role in web.oidc.roles",
                         name, claim, _clean(str(values)))
             return forbidden(console, "Du är inloggad hos organisationen, men ditt konto har ingen roll i rapportkonsolen "
                                       "(du finns inte i någon av de grupper som ger åtkomst). Be den som förvaltar konsolen "
                                       "om åtkomst.")
-        email = claims.get("email") if isinstance(claims.get("email"), str) else ""
-        if not email and "@" in str(claims.get("preferred_username", "")):
-            email = str(claims["preferred_username"])  # Entra ID: the UPN is usually the address
+        # Only an address the provider has verified: anyone may type any address into their
+        # profile at many providers, and the console sends test mail to it.
+        email = claims.get("email") if claims.get("email_verified") is True and isinstance(claims.get("email"), str) else ""
         try:
             user = await run_in_threadpool(lambda: app.sso_user(console.ledger, name, str(email), role, now, remote=remote,
-                                                                subject=f"{self.oidc.issuer}|{claims['sub']}"))
+                                                                subject=subject))
+        except app.SSOHeld as exc:
+            LOG.warning("single sign-on held for an operator: %s", exc)
+            return forbidden(console, f"Ditt namn hos organisationen ({name}) liknar ett annat kontos namn i rapportkonsolen, "
+                                      f"så ditt konto har lagts upp som {exc.held} och väntar på att den som förvaltar "
+                                      "konsolen godkänner det. Kontakta den som förvaltar konsolen.")
         except app.SSORefused as exc:
             LOG.warning("single sign-on refused for %s: %s", name, exc)
             return forbidden(console, "Ditt konto får inte logga in i rapportkonsolen med organisationens inloggning "
@@ -172,6 +206,32 @@ class SingleSignOn:
                                       "förvaltar konsolen.")
         response = _continue_to(target)
         console.sessions.start(response, user.name, now)
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        """The console's own sign-out (pages.logout: the session, the audit log), then, for an
+        account only single sign-on uses, on to the provider's end_session_endpoint (OpenID
+        Connect RP-Initiated Logout 1.0), which signs the person out there too and sends them
+        back to the sign-in page: otherwise the next "Logga in" would need no password at all."""
+        console: Console = request.app.state.console
+        session = console.sessions.read(request, console.now())
+        user = await run_in_threadpool(console.ledger.user, session.user) if session else None
+        response = await pages.logout(request)
+        if response.status_code != 303 or user is None or user.password_hash is not None:
+            return response  # refused (e.g. CSRF), or a local account: the provider has no session of theirs
+        try:
+            endpoint = (await self.client.load_server_metadata()).get("end_session_endpoint")
+        except (httpx2.HTTPError, ValueError) as exc:
+            LOG.warning("signed %s out of the console only: the identity provider %s: %s", user.name, self.oidc.issuer,
+                        self._scrub(_said(exc)))
+            return response
+        if isinstance(endpoint, str) and endpoint.startswith("https://"):
+            back = (self.web.base_url.rstrip("/") + "/login") if self.web.base_url else str(request.url_for("login"))
+            # No id_token_hint (the console keeps no ID token): client_id names us instead, so
+            # the provider can check post_logout_redirect_uri against our registration.
+            separator = "&" if "?" in endpoint else "?"
+            response.headers["location"] = endpoint + separator + urlencode(
+                {"client_id": self.oidc.client_id, "post_logout_redirect_uri": back, "ui_locales": "sv"})
         return response
 
     async def _failed(self, console: Console, now: datetime, remote: str, reason: str) -> Response:
