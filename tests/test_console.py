@@ -7,6 +7,7 @@ approver in another browser context); 4 and 5 attack it over plain HTTP."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import signal
@@ -604,3 +605,43 @@ def test_the_preview_suggests_the_first_new_point_as_headline_and_the_subject_ca
     chosen = olle.post("/editions/2024-11-18/preview", data={**form, "headline": "Närhälsan tillbaka i Asynja"})
     assert "<strong>Ämnesrad:</strong> mån 18 nov: Närhälsan tillbaka i Asynja" in chosen.text
     assert 'id="headline-suggestion"' not in chosen.text, "no suggestion once a headline is set"
+
+
+def test_a_revision_in_other_digits_is_a_swedish_problem_and_the_text_is_kept(shared: tuple[WebProcess, Project]) -> None:
+    console, _ = shared
+    day = (TOMORROW + timedelta(days=5)).isoformat()
+    anna = sign_in(console.base, "anna")
+    page = anna.get(f"/editions/{day}")
+    fields = {"compiled": f"{day} 13:00", "status": "draft", "revision": "²", "correction": "Ny tid.",
+              "body": FIXED_BODY + "- Unik rad som måste finnas kvar.\n", "base": "new", "csrf": csrf_of(page.text)}
+    preview = anna.post(f"/editions/{day}/preview", data=fields)
+    assert preview.status_code == 200, preview.text
+    assert "'Version' ska vara ett heltal från 1, inte '²'" in html.unescape(preview.text)
+    saved = anna.post(f"/editions/{day}/save", data=fields)
+    assert saved.status_code != 500, saved.text
+    assert "Unik rad som måste finnas kvar." in anna.get(f"/editions/{day}").text or \
+        "Unik rad som måste finnas kvar." in saved.text, "the text is kept"
+
+
+def test_an_approval_without_the_content_seen_or_with_a_stale_one_is_refused_and_recorded_nowhere(
+        shared: tuple[WebProcess, Project]) -> None:
+    console, project = shared
+    day = (TOMORROW + timedelta(days=6)).isoformat()
+    anna = sign_in(console.base, "anna")
+    page = anna.get(f"/editions/{day}")
+    fields = {"compiled": f"{day} 13:00", "status": "draft", "body": FIXED_BODY, "base": "new", "csrf": csrf_of(page.text)}
+    assert anna.post(f"/editions/{day}/save", data=fields).status_code == 303
+    bo = sign_in(console.base, "bo")
+    page = bo.get(f"/editions/{day}")
+    seen = _seen(page.text)
+    missing = bo.post(f"/editions/{day}/approve", data={"csrf": csrf_of(page.text)})
+    assert missing.status_code == 409 and "godkännandet säger inte vilken version du läste" in missing.text, missing.text
+    stale = bo.post(f"/editions/{day}/approve", data={"csrf": csrf_of(page.text), "seen": "0" * 64})
+    assert stale.status_code == 409 and "rapporten ändrades medan bo läste den" in stale.text
+    history = project.run("history", "--json")
+    assert day not in history.stdout or '"approved_by": "bo"' not in history.stdout
+    audit = bo.get("/audit").text
+    assert not re.search(rf"approve\b[^<]*{day}|Godkände[^<]*{day}", audit), "a refused approval is in the audit log"
+    state = bo.get(f"/editions/{day}").text
+    assert "Godkänn</button>" in state, "still waiting for an approval"
+    assert bo.post(f"/editions/{day}/approve", data={"csrf": csrf_of(page.text), "seen": seen}).status_code == 303

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email
 import os
+import re
 import resource
 import sqlite3
 import stat
@@ -410,3 +411,17 @@ def test_a_symlinked_publish_directory_is_refused_by_the_command(project: Projec
     assert result.returncode == 1, result.stderr
     assert "the publish directory is a symbolic link" in result.stderr
     assert list(elsewhere.iterdir()) == [], "nothing written through the link"
+
+
+@pytest.mark.parametrize("written", ['"²"', "²", "0x2", "1_0", "+2"])
+def test_a_revision_not_written_in_ascii_digits_is_refused_at_its_line(project: Project, written: str) -> None:
+    """'²'.isdigit() is true and int('²') fails; YAML reads 0x2, 1_0 and +2 as numbers: a
+    revision is ASCII digits, anything else a problem at its line, never a crash."""
+    path = project.root / "reports/2024-11-18.md"
+    path.write_text(path.read_text(encoding="utf-8").replace(
+        "status: approved\n", f"status: approved\nrevision: {written}\ncorrection: Rättad tid.\n", 1), encoding="utf-8")
+    checked = project.run("check", "--date", "2024-11-18")
+    assert checked.returncode == 1
+    assert re.search(r"^reports/2024-11-18\.md:4: 'revision' must be a whole number from 1, not ", checked.stderr, re.M), \
+        checked.stderr
+    assert "Traceback" not in checked.stderr

@@ -29,6 +29,7 @@ STATUSES = ("draft", "approved")
 _HEADING = re.compile(r"^##\s+(.+?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s{0,3}(```|~~~)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DIGITS = re.compile(r"[0-9]+")
 PREHEADER_LENGTH = 140
 
 
@@ -124,8 +125,12 @@ def assemble(
         problems.append(Problem(shown, meta.line_of("status"), f"'status' must be draft or approved, not {status!r}"))
 
     revision = meta.get("revision", 1)
-    if not isinstance(revision, int) or isinstance(revision, bool) or revision < 1:
-        problems.append(Problem(shown, meta.line_of("revision"), f"'revision' must be a whole number from 1, not {revision!r}"))
+    # line_of counts the file's lines; front_text starts after the opening "---" (line 1).
+    written = _scalar_text(front_text, meta.line_of("revision") - 2) if "revision" in meta else "1"
+    if not isinstance(revision, int) or isinstance(revision, bool) or revision < 1 or not _DIGITS.fullmatch(written):
+        # YAML would also read 0x2, 1_0 and +2 as numbers: a revision is written in digits only.
+        shown_value = written if isinstance(revision, int) and not isinstance(revision, bool) else repr(revision)
+        problems.append(Problem(shown, meta.line_of("revision"), f"'revision' must be a whole number from 1, not {shown_value}"))
         revision = 1
 
     lists = meta.get("lists")
@@ -230,6 +235,15 @@ def assemble(
         headline=str(variables["headline"]) or None,
         line_of=dict(meta.key_lines) | {"": meta.line},
     )
+
+
+def _scalar_text(front_text: str, index: int) -> str:
+    """The value of a 'key: value' line of the front matter as written (comment and quotes
+    kept out), for the few keys whose spelling matters beyond what YAML makes of it."""
+    lines = front_text.splitlines()
+    if not 0 <= index < len(lines) or ":" not in lines[index]:
+        return ""
+    return lines[index].split(":", 1)[1].split(" #", 1)[0].strip()
 
 
 def _raise_or_collect(problems: list[Problem], lenient: list[Problem] | None) -> None:

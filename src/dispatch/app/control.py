@@ -108,11 +108,14 @@ def _urgent_kind(ledger: Ledger, edition: Edition, current: Content) -> tuple[st
     return kind, notes
 
 
-def approve(settings: Settings, ready: Prepared, by: str, now: datetime, *, seen: str | None = None) -> Approval:
+def approve(settings: Settings, ready: Prepared, by: str, now: datetime, *, seen: str | None = None,
+            require_seen: bool = False) -> Approval:
     """Record an approval of the edition's current content by ``by``; refuse the author.
 
     ``seen``: the content hash the approver was shown (the console); if the edition has
-    changed since, the approval is refused: nobody approves what they did not see."""
+    changed since, the approval is refused: nobody approves what they did not see.
+    ``require_seen``: refuse without one (the console, where a form without it is not one
+    the page made); the command line approves the content as it is, which `check` shows."""
     edition = ready.edition
     ledger = open_ledger(settings)
     try:
@@ -127,6 +130,10 @@ def approve(settings: Settings, ready: Prepared, by: str, now: datetime, *, seen
         refusal = gate.refuse_approver(by, found.authors or (current_user(),))
         if refusal:
             raise ChangeControlError([Problem(display_path(edition.source), edition.line_of.get("by", 1), refusal)])
+        if require_seen and seen is None:
+            raise ChangeControlError([Problem(display_path(edition.source), 1, (
+                "the approval does not say which content the approver read (no 'seen'); "
+                "open the edition again, read it and approve what is there"))])
         approval = ledger.approve(edition.date, edition.revision, found.content.hash, by, now)
         ledger.record_audit(now, by, "approve", edition.date.isoformat(), approval.content_hash, f"revision {approval.revision}")
         return approval

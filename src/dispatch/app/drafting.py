@@ -136,7 +136,7 @@ def compose(fields: dict[str, str], body: str) -> tuple[str, dict[str, int]]:
         if ((key == "compiled" and _COMPILED.match(value)) or (key == "status" and value in ("draft", "approved"))
                 or (key == "urgent" and value in ("true", "false"))):
             lines.append(f"{key}: {value}")
-        elif key == "revision" and value.isdigit():
+        elif key == "revision" and value.isascii() and value.isdigit():  # "²".isdigit() too, but int() refuses it
             lines.append(f"{key}: {int(value)}")
         elif key == "lists":
             names = [json.dumps(name.strip(), ensure_ascii=False) for name in value.split(",") if name.strip()]
@@ -296,7 +296,8 @@ def start_correction(settings: Settings, ledger: Ledger, day: date, user: str, n
     except FileNotFoundError:
         data = sent.source_text.encode("utf-8")  # the file is gone: start from what was sent
     fields, body = split_fields(data.decode("utf-8", errors="replace"))
-    if int(fields.get("revision") or 1) > sent.record.revision:
+    written = fields.get("revision") or "1"
+    if written.isascii() and written.isdigit() and int(written) > sent.record.revision:
         return Saved(True, file_hash(data))  # a correction is already being written
     fields.update(revision=str(sent.record.revision + 1), correction="", status="draft")
     base = file_hash(data) if path.exists() else NEW_FILE

@@ -171,7 +171,8 @@ async def approve(request: Request, visit: Visit) -> Response:
         settings = visit.console.settings
         edition = app.read_edition(settings, day, None, visit.now)
         ready = app.prepare_edition(settings, edition, visit.now)
-        app.approve(settings, ready, visit.me.name, visit.now, seen=seen)  # recorded in the audit log by app
+        # The page's form always carries what it showed: a POST without it approves nothing.
+        app.approve(settings, ready, visit.me.name, visit.now, seen=seen, require_seen=True)  # audited by app
         return "godkand"
 
     return await _act(visit, day, work)
