@@ -207,3 +207,35 @@ def test_the_config_takes_the_quarantine_folder_and_the_size_limit_with_line_num
     assert (f"config.yaml:{size_line}: 'bounces.max_message_bytes' must be a whole number of bytes from 10000 to 50000000, "
             "not 12") in said, said
     assert f"config.yaml:{folder_line}: 'bounces.quarantine_folder' must differ from 'bounces.folder'" in said, said
+
+
+def test_an_unexpected_error_in_the_services_bounce_job_is_logged_and_the_job_returns(
+        project: Project, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 30: a RecursionError once escaped the job (it caught only our own errors). The
+    fault is injected where the job calls the use case; the job must survive any."""
+    from dispatch.app import service as serving
+    from dispatch.app.scheduled import Service
+    from dispatch.config import load_settings
+
+    def broken(*_: object) -> BounceRun:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(serving, "process_bounces", broken)
+    service = Service(load_settings(project.config_path))
+    try:
+        with caplog.at_level("INFO"):
+            serving.read_bounces(service)  # returns: APScheduler and serve go on
+    finally:
+        service.close()
+    [failed] = [r for r in caplog.records if getattr(r, "event", "") == "bounces_failed"]
+    assert failed.levelname == "ERROR" and failed.exc_info is not None and failed.exc_info[0] is RecursionError
+
+
+def test_a_ca_file_that_holds_no_certificate_is_one_line_exit_3(project: Project) -> None:
+    (project.root / "ca.pem").write_text("not a certificate\n", encoding="utf-8")
+    project.set_config(bounces={"host": "127.0.0.1", "port": 9, "security": "tls", "username": "u",
+                                "password_env": "DISPATCH_TEST_IMAP_PASSWORD", "ca_file": "ca.pem"})
+    result = project.run("bounces", env={"DISPATCH_TEST_IMAP_PASSWORD": "x"})
+    assert result.returncode == 3 and "Traceback" not in result.stderr, result.stderr
+    assert "error: bounce mailbox 127.0.0.1:9: cannot use bounces.ca_file" in result.stderr
+    assert "ca.pem: no certificate in it" in result.stderr, result.stderr

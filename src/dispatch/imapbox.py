@@ -107,7 +107,11 @@ def open_mailbox(settings: BounceSettings, secret: Callable[[], str]) -> Iterato
     if settings.security not in ("tls", "starttls"):
         raise MailboxError(f"bounce mailbox {where}: bounces.security must be tls or starttls: the password would "
                            "otherwise cross the network unencrypted")
-    context = ssl.create_default_context(cafile=os.fspath(settings.ca_file) if settings.ca_file else None)
+    try:
+        context = ssl.create_default_context(cafile=os.fspath(settings.ca_file) if settings.ca_file else None)
+    except OSError as exc:  # missing, unreadable, or not a certificate (ssl.SSLError is an OSError)
+        why = "no certificate in it" if isinstance(exc, ssl.SSLError) else (exc.strerror or str(exc)).lower()
+        raise MailboxError(f"bounce mailbox {where}: cannot use bounces.ca_file {settings.ca_file}: {why}") from None
     try:
         client = IMAPClient(settings.host or "", port=settings.port, ssl=settings.security == "tls",
                             ssl_context=context, timeout=30)
