@@ -32,7 +32,7 @@ def bounces_command(app: Context, report: bool, last: int, as_json: bool) -> Non
     Nobody is removed from a list.
 
     Exit codes: 0 done; 1 no bounce mailbox configured; 3 the mailbox cannot be read
-    (nothing was recorded or moved).
+    (nothing was moved or flagged; a later run records nothing twice).
     """
     from dispatch import app as application
 
@@ -57,7 +57,7 @@ def bounces_command(app: Context, report: bool, last: int, as_json: bool) -> Non
     try:
         run = application.process_bounces(settings, app.now())
     except application.MailboxError as exc:
-        fail(exc, EXIT_INCOMPLETE, summary="nothing was recorded or moved")
+        fail(exc, EXIT_INCOMPLETE, summary="nothing was moved or flagged")
     except DispatchError as exc:
         fail(exc)
     if as_json:
