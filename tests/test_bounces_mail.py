@@ -102,7 +102,8 @@ def test_an_out_of_office_and_an_exchange_ndr_are_handled_and_a_persons_reply_st
                                                  "SMTP address lookup"}
     inbox = postfix_server.messages(bounce_user, "INBOX")
     assert [m["Message-ID"] for m in inbox] == ["<reply-1@region.example.se>"], "the person's reply stays in place"
-    assert "S" not in Path(str(getattr(inbox[0], "path", reply))).name.rpartition(":2,")[2], "and unread"
+    flags = Path(str(getattr(inbox[0], "path", reply))).name.rpartition(":2,")[2]
+    assert "S" not in flags and "F" in flags, "unread, and flagged so that the next run reads past it"
     assert len(postfix_server.messages(bounce_user, "Processed")) == 2
 
 

@@ -5,7 +5,9 @@
 - a non-standard bounce that one of Mailman's detectors (flufl.bounce) recognises;
 - an automatic reply (RFC 3834 ``Auto-Submitted: auto-replied``, Exchange's out-of-office
   headers, "Automatiskt svar", "Out of Office" ...);
-- or a message from a person (a reply to the report sent to the wrong address): left alone.
+- or a message from a person (a reply to the report sent to the wrong address): left alone;
+- or none of these because it cannot be read safely (MIME nested too deep, or the parser gave
+  up): UNREADABLE, with the reason, for the quarantine folder.
 
 Besides the verdict it collects what matches the message to the ledger: the addresses the
 bounce was sent to (a VERP token), and the Message-IDs of the original it quotes.
@@ -22,7 +24,13 @@ from email.message import Message
 
 from flufl.bounce import all_failures
 
-HARD, SOFT, AUTO_REPLY, HUMAN = "hard", "soft", "auto-reply", "human"
+HARD, SOFT, AUTO_REPLY, HUMAN, UNREADABLE = "hard", "soft", "auto-reply", "human", "unreadable"
+# The stdlib parser and Mailman's detectors recurse once per MIME level: a message nested
+# thousands deep ends in RecursionError after seconds of work. Each level needs its own
+# Content-Type header, so their number bounds the depth and is counted before parsing; a
+# bounce of ours has fewer than ten, a person's reply with its attachments a few dozen.
+MAX_CONTENT_TYPES = 200
+_CONTENT_TYPE_LINE = re.compile(rb"(?im)^content-type[ \t]*:")
 
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _MESSAGE_ID = re.compile(r"<[^<>\s@]+@[^<>\s]+>")
@@ -37,26 +45,42 @@ _AUTO_HEADERS = ("x-autoreply", "x-autorespond", "x-ms-exchange-inbox-rules-loop
 class Failure:
     """One recipient the bounce reports on."""
 
-    recipient: str  # lower-cased address, as the bounce names it
+    recipient: str  # lower-cased address, as the bounce names it (Final-Recipient first)
     kind: str  # HARD or SOFT
     status: str  # e.g. 5.1.1 ("" when the format gives none)
     diagnostic: str  # the remote server's words, one line
+    original: str = ""  # the DSN's Original-Recipient, when it gives one that differs
 
 
 @dataclass(frozen=True)
 class Reading:
-    kind: str  # "dsn" (a bounce, see failures), AUTO_REPLY or HUMAN
+    kind: str  # "dsn" (a bounce, see failures), AUTO_REPLY, HUMAN or UNREADABLE (see reason)
     failures: tuple[Failure, ...] = ()
     envelope_to: tuple[str, ...] = ()  # where the bounce was delivered (carries a VERP token)
     message_ids: tuple[str, ...] = ()  # Message-IDs of the original, quoted in the bounce
     source: str = ""  # this message's identity: its Message-ID, else a digest of its bytes
     subject: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    reason: str = ""  # why an UNREADABLE message was not read
 
 
 def read(data: bytes) -> Reading:
+    """What ``data`` is; never raises for what the message holds (UNREADABLE instead)."""
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()[:40]
+    levels = len(_CONTENT_TYPE_LINE.findall(data))
+    if levels > MAX_CONTENT_TYPES:
+        return Reading(UNREADABLE, source=digest, reason=f"{levels} MIME parts (at most {MAX_CONTENT_TYPES} are read)")
+    try:
+        return _read(data, digest)
+    except RecursionError:
+        return Reading(UNREADABLE, source=digest, reason="MIME nested too deep to parse")
+    except Exception as exc:  # whatever a hostile message does to the parser ends as a verdict, not a stopped run
+        return Reading(UNREADABLE, source=digest, reason=f"cannot be parsed ({type(exc).__name__})")
+
+
+def _read(data: bytes, digest: str) -> Reading:
     message = email.message_from_bytes(data, policy=policy.compat32)
-    source = (message.get("Message-ID") or "").strip() or "sha256:" + hashlib.sha256(data).hexdigest()[:40]
+    source = (message.get("Message-ID") or "").strip() or digest
     envelope_to = tuple(dict.fromkeys(
         address.lower()
         for header in ("Delivered-To", "X-Original-To", "Envelope-To", "To")
@@ -86,7 +110,8 @@ def _dsn_failures(message: Message) -> tuple[Failure, ...]:
         if not blocks and isinstance(payload, str):  # some servers send it as text
             blocks = [email.message_from_string(chunk) for chunk in re.split(r"\n\s*\n", payload.strip())]
         for block in blocks[1:] if len(blocks) > 1 else blocks:
-            recipient = _address(block.get("Final-Recipient") or block.get("Original-Recipient") or "")
+            final, original = _address(block.get("Final-Recipient") or ""), _address(block.get("Original-Recipient") or "")
+            recipient = final or original
             action = (block.get("Action") or "").strip().lower()
             status = (block.get("Status") or "").strip()
             found = _STATUS.search(status)
@@ -95,7 +120,7 @@ def _dsn_failures(message: Message) -> tuple[Failure, ...]:
                 continue
             kind = HARD if (action == "failed" or status.startswith("5")) and not status.startswith("4") else SOFT
             diagnostic = _diagnostic(block.get("Diagnostic-Code") or "")
-            failures.append(Failure(recipient, kind, status, diagnostic))
+            failures.append(Failure(recipient, kind, status, diagnostic, original if original != recipient else ""))
     return tuple(failures)
 
 

@@ -254,6 +254,11 @@ def _read_bounces(reader: _Reader, raw: LineDict) -> BounceSettings | None:
         reader.problem(section.line_of("auth"), f"'bounces.auth' must be password or xoauth2, not {auth!r}")
     if "host" not in section:
         reader.problem(section.line or 1, "'bounces' needs 'host' (the IMAP server of the bounce mailbox)")
+    folder = reader.text(section, "folder", "INBOX", p)
+    quarantine = reader.text(section, "quarantine_folder", "Quarantine", p)
+    if quarantine.strip().upper() == folder.strip().upper() and "quarantine_folder" in section:
+        reader.problem(section.line_of("quarantine_folder"), f"'bounces.quarantine_folder' must differ from 'bounces.folder' "
+                                                             f"({folder!r}): what is quarantined would be read again")
     return BounceSettings(
         host=reader.text(section, "host", None, p),
         port=reader.number(section, "port", int, 993 if security == "tls" else 143, p, low=1, high=65535, rule=_PORT_RULE),
@@ -264,8 +269,11 @@ def _read_bounces(reader: _Reader, raw: LineDict) -> BounceSettings | None:
         auth=reader.text(section, "auth", "password", p),
         token_command=reader.text(section, "token_command", None, p),
         ca_file=reader.relative(reader.text(section, "ca_file", None, p)),
-        folder=reader.text(section, "folder", "INBOX", p),
+        folder=folder,
         processed_folder=reader.text(section, "processed_folder", None, p),
+        quarantine_folder=quarantine,
+        max_message_bytes=reader.number(section, "max_message_bytes", int, 1_000_000, p, low=10_000, high=50_000_000,
+                                        rule="a whole number of bytes from 10000 to 50000000"),
         interval_minutes=float(reader.number(section, "interval_minutes", (int, float), 15.0, p, low=1, high=1440,
                                              rule="minutes from 1 to 1440")),
     )

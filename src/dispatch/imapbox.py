@@ -1,9 +1,11 @@
 """The bounce mailbox over IMAP (imapclient): the one place that talks to it.
 
-Messages are read with BODY.PEEK, so reading marks nothing as seen: what the program does
-not handle (a person's reply, a message it cannot match) stays unread where it was. What it
-did handle moves to the processed folder; nothing is deleted. TLS is always verified, and a
-password or token is never sent over an unencrypted connection.
+Messages are read with BODY.PEEK, so reading marks nothing as seen. What the program handled
+moves to the processed folder; what it cannot read (too large, too deep) to the quarantine
+folder; what it leaves for people (a person's reply, a bounce it cannot prove) stays unread
+where it was, flagged, and later runs read past it. Each run reads the newest messages first
+(by UID), so a pile of old ones never hides a new bounce. Nothing is deleted. TLS is always
+verified, and a password or token is never sent over an unencrypted connection.
 """
 
 from __future__ import annotations
@@ -16,11 +18,15 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
-from imapclient import IMAPClient
+from imapclient import FLAGGED, IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
 from dispatch.config import BounceSettings
 from dispatch.errors import DispatchError
+
+# What one FETCH brings at most: the bodies of a chunk are in memory together.
+CHUNK_BYTES = 8_000_000
+CHUNK_MESSAGES = 100
 
 
 class MailboxError(DispatchError):
@@ -28,9 +34,15 @@ class MailboxError(DispatchError):
 
 
 @dataclass(frozen=True)
+class Listed:
+    uid: int
+    size: int  # as the server counts it (RFC822.SIZE)
+
+
+@dataclass(frozen=True)
 class Fetched:
     uid: int
-    data: bytes
+    data: bytes  # at most the limit it was fetched with, plus one byte when the message is longer
 
 
 class Mailbox:
@@ -39,19 +51,45 @@ class Mailbox:
         self.settings = settings
         self.where = f"{settings.host}:{settings.port}"
 
-    def unread(self, limit: int = 500) -> list[Fetched]:
-        """New (unseen) messages in the folder, oldest first, at most ``limit`` per run."""
-        uids = sorted(self.client.search(["UNSEEN"]))[:limit]
+    def unread(self, limit: int = 500) -> list[Listed]:
+        """Unseen, unflagged messages, newest first (highest UID), at most ``limit``, with sizes."""
+        uids = sorted(self.client.search(["UNSEEN", "UNFLAGGED"]), reverse=True)[:limit]
         if not uids:
             return []
-        fetched = self.client.fetch(uids, ["BODY.PEEK[]"])
-        return [Fetched(uid, bytes(fetched[uid][b"BODY[]"])) for uid in uids if uid in fetched]
+        sizes = self.client.fetch(uids, ["RFC822.SIZE"])
+        return [Listed(uid, int(sizes[uid].get(b"RFC822.SIZE", 0))) for uid in uids if uid in sizes]
 
-    def move(self, uids: Sequence[int]) -> None:
-        """To the processed folder (made if missing): MOVE, or COPY then expunge of the original."""
+    def bodies(self, listed: Sequence[Listed], max_bytes: int) -> Iterator[Fetched]:
+        """The messages' bytes, a bounded chunk per FETCH. A partial fetch caps each at
+        ``max_bytes`` + 1 whatever size the server claimed, so more than ``max_bytes`` says
+        "too large" without downloading the rest."""
+        chunk: list[int] = []
+        weight = 0
+        for item in listed:
+            chunk.append(item.uid)
+            weight += min(item.size, max_bytes + 1)
+            if weight >= CHUNK_BYTES or len(chunk) >= CHUNK_MESSAGES:
+                yield from self._fetch(chunk, max_bytes)
+                chunk, weight = [], 0
+        if chunk:
+            yield from self._fetch(chunk, max_bytes)
+
+    def _fetch(self, uids: list[int], max_bytes: int) -> Iterator[Fetched]:
+        fetched = self.client.fetch(uids, [f"BODY.PEEK[]<0.{max_bytes + 1}>"])
+        for uid in uids:
+            if uid in fetched:
+                data = next((bytes(v) for k, v in fetched[uid].items() if k.startswith(b"BODY[]")), b"")
+                yield Fetched(uid, data)
+
+    def flag(self, uids: Sequence[int]) -> None:
+        """\\Flagged, and still unread: left for a person, and read past by later runs."""
+        if uids:
+            self.client.add_flags(list(uids), [FLAGGED], silent=True)
+
+    def move(self, uids: Sequence[int], folder: str) -> None:
+        """To ``folder`` (made if missing): MOVE, or COPY then expunge of the original."""
         if not uids:
             return
-        folder = self.settings.processed_folder or "Processed"
         if not self.client.folder_exists(folder):
             self.client.create_folder(folder)
         if self.client.has_capability("MOVE"):
@@ -69,7 +107,11 @@ def open_mailbox(settings: BounceSettings, secret: Callable[[], str]) -> Iterato
     if settings.security not in ("tls", "starttls"):
         raise MailboxError(f"bounce mailbox {where}: bounces.security must be tls or starttls: the password would "
                            "otherwise cross the network unencrypted")
-    context = ssl.create_default_context(cafile=os.fspath(settings.ca_file) if settings.ca_file else None)
+    try:
+        context = ssl.create_default_context(cafile=os.fspath(settings.ca_file) if settings.ca_file else None)
+    except OSError as exc:  # missing, unreadable, or not a certificate (ssl.SSLError is an OSError)
+        why = "no certificate in it" if isinstance(exc, ssl.SSLError) else (exc.strerror or str(exc)).lower()
+        raise MailboxError(f"bounce mailbox {where}: cannot use bounces.ca_file {settings.ca_file}: {why}") from None
     try:
         client = IMAPClient(settings.host or "", port=settings.port, ssl=settings.security == "tls",
                             ssl_context=context, timeout=30)

@@ -37,7 +37,7 @@ _DKIM_KEYS = ("domain", "selector", "key_file")
 _SCHEDULE_KEYS = ("name", "cron", "lists", "deadline", "approval_deadline")
 _BOUNCES_KEYS = (
     "host", "port", "security", "username", "password_env", "password_file", "auth", "token_command",
-    "ca_file", "folder", "processed_folder", "interval_minutes",
+    "ca_file", "folder", "processed_folder", "quarantine_folder", "max_message_bytes", "interval_minutes",
 )
 _WEB_KEYS = ("listen", "base_url", "idle_minutes", "absolute_hours", "session_secret_env", "session_secret_file",
              "forwarded_allow_ips", "local_accounts", "password_hashing", "oidc")
@@ -159,6 +159,8 @@ class BounceSettings:
     ca_file: Path | None = None
     folder: str = "INBOX"
     processed_folder: str | None = None  # None: "Processed"
+    quarantine_folder: str = "Quarantine"  # what cannot be read: too large, nested too deep
+    max_message_bytes: int = 1_000_000  # read at most this much of a message; a longer one is quarantined
     interval_minutes: float = 15
 
 

@@ -95,9 +95,15 @@ def read_bounces(service: Service) -> None:
     except DispatchError as exc:
         event("bounces_failed", logging.ERROR, error=str(exc))
         return
+    except Exception:  # a fault of ours or a library's: the service that sends the report keeps running
+        event("bounces_failed", logging.ERROR, exc_info=True)
+        return
+    for uid, reason in run.quarantined:
+        event("bounce_quarantined", logging.WARNING, uid=uid, reason=reason)
     if run.read:
         event("bounces_read", read=run.read, hard=run.hard, soft=run.soft, auto_replies=run.auto_replies,
-              unmatched=run.unmatched, human=run.human, moved=run.moved)
+              unverified=run.unverified, unmatched=run.unmatched, human=run.human, moved=run.moved,
+              quarantined=len(run.quarantined))
 
 
 def start_due(scheduler: BackgroundScheduler, dues: list[Due]) -> None:

@@ -23,12 +23,16 @@ def bounces_command(app: Context, report: bool, last: int, as_json: bool) -> Non
     """Read new messages in the bounce mailbox (config 'bounces:') and record what came back.
 
     A hard bounce (5.x.x) marks that recipient 'bounced' with the server's status and words;
-    a soft one (4.x.x, delayed) is noted. Bounces and automatic replies move to the processed
-    folder; a reply from a person, and a bounce that matches no recipient, stay unread where
-    they are. Running it again changes nothing. Nobody is removed from a list.
+    a soft one (4.x.x, delayed) is noted. With sender.verp only a valid VERP token marks
+    anybody; a bounce without one is noted as unverified. Bounces and automatic replies move
+    to the processed folder; a reply from a person, and a bounce that proves nothing or
+    matches no recipient, stay unread where they are, flagged, and later runs read past them.
+    A message over bounces.max_message_bytes, or nested too deep to read, moves to the
+    quarantine folder. The newest messages are read first. Running it again changes nothing.
+    Nobody is removed from a list.
 
     Exit codes: 0 done; 1 no bounce mailbox configured; 3 the mailbox cannot be read
-    (nothing was recorded or moved).
+    (nothing was moved or flagged; a later run records nothing twice).
     """
     from dispatch import app as application
 
@@ -53,7 +57,7 @@ def bounces_command(app: Context, report: bool, last: int, as_json: bool) -> Non
     try:
         run = application.process_bounces(settings, app.now())
     except application.MailboxError as exc:
-        fail(exc, EXIT_INCOMPLETE, summary="nothing was recorded or moved")
+        fail(exc, EXIT_INCOMPLETE, summary="nothing was moved or flagged")
     except DispatchError as exc:
         fail(exc)
     if as_json:
@@ -62,9 +66,13 @@ def bounces_command(app: Context, report: bool, last: int, as_json: bool) -> Non
     box = settings.bounces
     folder = box.folder if box else "INBOX"
     processed = (box.processed_folder if box else None) or "Processed"
+    quarantine = box.quarantine_folder if box else "Quarantine"
+    for uid, reason in run.quarantined:
+        click.echo(f"skipped message UID {uid} in {folder}: {reason}; moved to {quarantine}", err=True)
     for dispatch, address, reply in run.bounced:
         click.echo(f"{dispatch}: {address} bounced: {reply}")
     click.echo(f"read {run.read}: {run.hard} hard bounce(s) recorded, {run.soft} soft noted, {run.auto_replies} automatic "
-               f"repl(ies), {run.already} already recorded; {run.moved} moved to {processed}; {run.human} from people and "
-               f"{run.unmatched} unmatched left unread in {folder}", err=True)
+               f"repl(ies), {run.already} already recorded; {run.moved} moved to {processed}, {len(run.quarantined)} to "
+               f"{quarantine}; {run.human} from people, {run.unverified} unverified and {run.unmatched} unmatched left unread "
+               f"and flagged in {folder}", err=True)
     sys.exit(0)

@@ -258,9 +258,11 @@ class Ledger:
     def delivery_by_key(self, dispatch_name: str, key: str) -> DeliveryRef | None:
         return bounces.by_address(self.db, dispatch_name, key)
 
-    def record_bounce(self, ref: DeliveryRef, kind: str, status: str, diagnostic: str, source: str, now: datetime) -> bool:
-        """True only the first time for this returned message and delivery."""
-        return bounces.record(self.db, ref, kind, status, diagnostic, source, now)
+    def record_bounce(self, ref: DeliveryRef, kind: str, status: str, diagnostic: str, source: str, now: datetime,
+                      *, unknown_too: bool = False) -> bool:
+        """True only the first time for this returned message and delivery (kinds: hard, soft,
+        unverified; ``unknown_too``: a hard one may mark an ``unknown`` row, see bounces.record)."""
+        return bounces.record(self.db, ref, kind, status, diagnostic, source, now, unknown_too=unknown_too)
 
     def soft_bounce_notes(self, dispatch_id: int) -> dict[int, str]:
         return bounces.soft_notes(self.db, dispatch_id)

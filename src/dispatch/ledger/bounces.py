@@ -52,10 +52,13 @@ def by_address(db: Database, dispatch_name: str, key: str) -> DeliveryRef | None
     return _ref(row) if row else None
 
 
-def record(db: Database, ref: DeliveryRef, kind: str, status: str, diagnostic: str, source: str, now: datetime) -> bool:
+def record(db: Database, ref: DeliveryRef, kind: str, status: str, diagnostic: str, source: str, now: datetime,
+           *, unknown_too: bool = False) -> bool:
     """Record what the returned message said; True only the first time for this message and
     delivery. A hard bounce makes an accepted row ``bounced`` with the status and diagnostic as
-    its reply; a soft one is only noted (the server is still trying)."""
+    its reply, and an ``unknown`` one only when ``unknown_too`` (the bounce proves the message
+    went out: a VERP token); a soft one is only noted (the server is still trying), and so is
+    an ``unverified`` one (a bounce nothing proves is ours: it changes nobody)."""
     with db.engine.begin() as conn:
         inserted = conn.execute(
             db.insert(bounce_events).values(delivery_id=ref.id, dispatch_id=ref.dispatch_id, kind=kind, status=status,
@@ -65,9 +68,10 @@ def record(db: Database, ref: DeliveryRef, kind: str, status: str, diagnostic: s
         if inserted is None:
             return False
         if kind == "hard":
+            states = (State.SENT.value, State.UNKNOWN.value) if unknown_too else (State.SENT.value,)
             conn.execute(
                 deliveries.update()
-                .where(deliveries.c.id == ref.id, deliveries.c.state.in_((State.SENT.value, State.UNKNOWN.value)))
+                .where(deliveries.c.id == ref.id, deliveries.c.state.in_(states))
                 .values(state=State.BOUNCED.value, reply=" ".join(part for part in (status, diagnostic) if part)[:1000],
                         updated_at=_utc(now))
             )

@@ -185,7 +185,7 @@ bounce_events = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("delivery_id", sa.Integer, sa.ForeignKey("deliveries.id"), nullable=False),
     sa.Column("dispatch_id", sa.Integer, sa.ForeignKey("dispatches.id"), nullable=False),
-    sa.Column("kind", sa.String(10), nullable=False),  # hard, soft
+    sa.Column("kind", sa.String(10), nullable=False),  # hard, soft, unverified (a bounce nothing proves: changes nobody)
     sa.Column("status", sa.String(20), nullable=False, default=""),  # the DSN's Status, e.g. 5.1.1
     sa.Column("diagnostic", sa.Text, nullable=False, default=""),
     sa.Column("source", sa.String(200), nullable=False),  # the returned message's identity (Message-ID or digest)
