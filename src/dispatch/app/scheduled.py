@@ -33,10 +33,8 @@ from dispatch.timetable import (
     Action,
     DailyCronTrigger,
     Due,
-    Occurrence,
     approval_moment,
     approval_trigger,
-    deadline_of,
     due_runs,
     edition_dispatches,
     grace_seconds,
@@ -335,12 +333,20 @@ class Service:
                 self.alerted.discard(alert.key)
         return sum(1 for alert in waiting if self.alert(alert, now))
 
+    def grace_for(self, name: str, fire_time: datetime) -> int | None:
+        """The send job's misfire grace for its firing at ``fire_time`` (None: no such schedule)."""
+        try:
+            schedule = self._schedule(name)
+        except DispatchError:
+            return None
+        return grace_seconds(schedule, self.settings.timezone, fire_time)
+
     def missed_run(self, name: str, at: datetime) -> None:
         """APScheduler missed the send of ``name`` due ``at`` beyond its grace time."""
         try:
             schedule = self._schedule(name)
         except DispatchError:
             return
-        occurrence = Occurrence(schedule, self._local(at), deadline_of(schedule, self._local(at)))
-        if not edition_dispatches(self.ledger, occurrence.day):
+        occurrence = next_occurrence(schedule, self.settings.timezone, at)  # the firing of ``at``, its own deadline
+        if occurrence is not None and not edition_dispatches(self.ledger, occurrence.day):
             self._too_late(Due(occurrence, Action.MISSED), self.clock.now())
