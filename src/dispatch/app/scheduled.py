@@ -21,11 +21,11 @@ from typing import Any
 
 from dispatch import notify
 from dispatch.app.control import scheduled_edition
-from dispatch.app.editions import prepare_edition
+from dispatch.app.editions import lists_report, prepare_edition
 from dispatch.app.sending import mail_notice, send
 from dispatch.app.wiring import open_ledger, open_transport
-from dispatch.config import Schedule, Settings
-from dispatch.errors import DispatchError, InputError, TransportError, display_path
+from dispatch.config import Schedule, Settings, secret_problems
+from dispatch.errors import DispatchError, InputError, Problem, TransportError, display_path
 from dispatch.eventlog import event
 from dispatch.ledger import dispatch_name
 from dispatch.pipeline import Clock, Result, StoppableClock
@@ -73,6 +73,15 @@ def schedule_jobs(settings: Settings, now: datetime) -> list[Job]:
     return jobs
 
 
+def reload_problems(settings: Settings) -> list[Problem]:
+    """What would stop reloaded settings from working that loading them does not see: a list
+    a schedule names that does not exist (or includes in a cycle), a secret the environment
+    lacks."""
+    report = lists_report(settings, ())
+    problems = report.problems if report.resolution is None else []
+    return problems + secret_problems(settings)
+
+
 class ServeClock(StoppableClock):
     """The wall clock, whose sleep (waiting for retries) ends at once when the service stops."""
 
@@ -95,11 +104,21 @@ class Service:
         self.ledger.close()
 
     def use(self, settings: Settings) -> None:
-        """Switch to reloaded settings; a running job finishes with the settings it started with."""
+        """Switch to reloaded settings; a running job finishes with the settings it started with.
+
+        Raises DispatchError, having changed nothing, for settings that cannot be applied: a
+        schedule's list that does not exist, a secret that is not there, a new ledger that
+        cannot be opened (the service goes on with the old ones; a reload is not a restart)."""
+        problems = reload_problems(settings)
+        if problems:
+            raise InputError(problems)
+        # Opened outside the lock: connecting to an unreachable server takes a while, and
+        # the jobs must not wait for it.
+        fresh = open_ledger(settings) if settings.ledger_url != self.settings.ledger_url else None
         with self.lock:
-            old = self.ledger if settings.ledger_url != self.settings.ledger_url else None
-            if old is not None:
-                self.ledger = open_ledger(settings)
+            old = self.ledger if fresh is not None else None
+            if fresh is not None:
+                self.ledger = fresh
             self.settings = settings
         if old is not None:
             old.close()

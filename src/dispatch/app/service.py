@@ -157,14 +157,17 @@ def _log_jobs(scheduler: BackgroundScheduler) -> None:
 
 
 def _reload(config_path: Path, scheduler: BackgroundScheduler, service: Service) -> None:
+    """Apply the config file again; one log line and the old settings kept if it cannot be
+    read or applied (a broken file, an unknown list, a missing secret, an unreachable ledger)."""
     try:
         settings = load_settings(config_path)
         check_schedules(settings)
+        service.use(settings)
     except DispatchError as exc:
         problems = [str(p) for p in exc.problems] if isinstance(exc, InputError) else [str(exc)]
-        event("reload_rejected", logging.ERROR, config=display_path(config_path), problems=" | ".join(problems))
+        event("reload_rejected", logging.ERROR, config=display_path(config_path), problems=" | ".join(problems),
+              kept="the settings in use before")
         return
-    service.use(settings)
     now = service.clock.now()
     install_jobs(scheduler, service, settings, now)
     _catch_up(scheduler, service, now)
