@@ -21,6 +21,7 @@ from typing import Any
 
 from dispatch import notify
 from dispatch.app.control import scheduled_edition
+from dispatch.app.copies import PendingCopies
 from dispatch.app.editions import lists_report, prepare_edition
 from dispatch.app.sending import mail_notice, send
 from dispatch.app.wiring import open_ledger, open_transport
@@ -29,6 +30,7 @@ from dispatch.errors import DispatchError, InputError, Problem, TransportError, 
 from dispatch.eventlog import event
 from dispatch.ledger import dispatch_name
 from dispatch.pipeline import Clock, Result, StoppableClock
+from dispatch.publish import PublishError
 from dispatch.timetable import (
     Action,
     DailyCronTrigger,
@@ -99,6 +101,7 @@ class Service:
         self.sending: set[str] = set()  # schedules whose send job runs in this process now
         self.held: dict[str, date] = {}  # schedules whose send found nothing approved, by edition day
         self.undelivered: dict[tuple[str, ...], notify.Alert] = {}  # alerts the relay did not take (yet)
+        self.copies = PendingCopies()  # intranet copies that failed, retried by the watch job
 
     def close(self) -> None:
         self.ledger.close()
@@ -258,9 +261,14 @@ class Service:
                 dispatch = dispatch_name(day, edition.revision, edition.kind)
                 self.alert(notify.relay_refused(name, dispatch, reason, self._local(until), deadline), self.clock.now())
 
+        def unpublished(error: PublishError) -> None:
+            self.copies.add(edition, str(error))
+            event("publish_failed", logging.ERROR, schedule=name, edition=day.isoformat(), error=str(error))
+            self.alert(notify.publish_failed(name, day, str(error)), self.clock.now())
+
         try:
             result = send(settings, ready, self.clock, created_by=f"dispatch serve ({name})",
-                              linger=linger, stop=self.stop, on_pause=paused)
+                          linger=linger, stop=self.stop, on_pause=paused, on_publish_failed=unpublished)
         except InputError as exc:  # e.g. the relay's password variable is not set
             event("not_sendable", logging.ERROR, schedule=name, edition=day.isoformat(), problems=len(exc.problems))
             self.alert(notify.not_sendable(name, day, at, [str(p) for p in exc.problems]), now)

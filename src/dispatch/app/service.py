@@ -110,12 +110,14 @@ def watch_seconds(settings: Settings) -> float:
 
 def watch(scheduler: BackgroundScheduler, service: Service) -> None:
     """The watch job: through the schedule's own send job, resume a send left by a dead node,
-    and start one held at its slot whose edition has been approved since."""
+    and start one held at its slot whose edition has been approved since; send again the
+    alerts the relay did not take, and write the intranet copies that could not be written."""
     try:
         now = service.clock.now()
         for name in service.orphaned(now) + service.approved_late(now):
             scheduler.modify_job(f"send:{name}", next_run_time=datetime.now(UTC))
         service.retry_alerts(now)
+        service.copies.retry(service.settings, service.ledger, now)
     except Exception:
         event("watch_failed", logging.ERROR, exc_info=True)  # e.g. the ledger briefly down; next time
 
