@@ -204,7 +204,7 @@ def publish_failed(schedule: str, day: date, error: str) -> Alert:
         body=(
             f"Rapporten för {day.isoformat()} har skickats med e-post som vanligt (schemat '{schedule}'), "
             f"men kopian på intranätet kunde inte skrivas:\n\n{error}\n\n"
-            f"Tjänsten försöker igen med några sekunders mellanrum och skriver sidan så snart det går. "
+            f"Tjänsten försöker igen minst en gång i minuten och skriver sidan så snart det går. "
             f"Åtgärda orsaken (till exempel en full disk). Länken 'Visa i webbläsare' i e-postmeddelandet "
             f"fungerar när sidan är skriven. Den kan också skrivas för hand: dispatch publish --date {day.isoformat()}\n"
         ),

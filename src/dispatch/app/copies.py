@@ -2,7 +2,7 @@
 
 A send never waits for its intranet copy (app.sending): when the copy cannot be written (a
 full disk, a read-only mount), the mail goes out, the service alerts once and keeps the
-edition here, and its watch job tries again every few seconds, so the page appears once
+edition here, and its watch job tries again (at least once a minute), so the page appears once
 there is room without anybody running `dispatch publish`.
 """
 
