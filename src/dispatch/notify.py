@@ -196,6 +196,21 @@ def relay_refused(schedule: str, dispatch: str, reason: str, until: datetime, de
     )
 
 
+def publish_failed(schedule: str, day: date, error: str) -> Alert:
+    """The report went out, but its intranet copy could not be written; the service retries."""
+    return Alert(
+        key=("publish", day.isoformat()),
+        subject=f"Intranätskopian av rapporten för {day.isoformat()} kunde inte skrivas",
+        body=(
+            f"Rapporten för {day.isoformat()} har skickats med e-post som vanligt (schemat '{schedule}'), "
+            f"men kopian på intranätet kunde inte skrivas:\n\n{error}\n\n"
+            f"Tjänsten försöker igen minst en gång i minuten och skriver sidan så snart det går. "
+            f"Åtgärda orsaken (till exempel en full disk). Länken 'Visa i webbläsare' i e-postmeddelandet "
+            f"fungerar när sidan är skriven. Den kan också skrivas för hand: dispatch publish --date {day.isoformat()}\n"
+        ),
+    )
+
+
 def job_failed(job: str, error: BaseException, now: datetime) -> Alert:
     """A job raised something unexpected; the service logged it and keeps running."""
     return Alert(

@@ -7,6 +7,7 @@ latest run from the ledger alone, so the service keeps no state of its own.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
@@ -33,24 +34,72 @@ def utc(moment: datetime) -> datetime:
 # -- triggers -------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Slot:
+    """One fire of a trigger: the wall-clock time cron names (``nominal``) and the moment it
+    runs (``at``). They differ only for a time that a spring DST change skips."""
+
+    nominal: datetime
+    at: datetime
+
+    @property
+    def shift(self) -> timedelta:
+        """How far the run was moved on the wall clock (02:30 run at 03:00: 30 min)."""
+        return self.at.replace(tzinfo=None) - self.nominal.replace(tzinfo=None)
+
+
 class DailyCronTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler 3 ships no type information
-    """A CronTrigger that fires a repeated wall-clock time once.
+    """A CronTrigger that fires each wall-clock time of the day once, skipped ones included.
 
     When clocks go back, APScheduler 3.11.3 fires a 02:30 schedule twice (02:30+02:00 and
     02:30+01:00). The ledger would stop a second dispatch, but not a second alarm; a wall
-    clock time is meant once, as cron means it.
+    clock time is meant once, as cron means it. When clocks go forward, it fires a 02:30
+    that does not exist at 02:30+01:00, i.e. 03:30 summer time, after a 03:00 deadline;
+    here it runs at the first valid time after it (03:00), as cron does, and
+    ``deadline_of`` moves its deadline by the same 30 minutes.
     """
 
     def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
-        candidate: datetime | None = super().get_next_fire_time(previous_fire_time, now)
-        while candidate is not None and _repeated(candidate):
+        slot = self.next_slot(previous_fire_time, now)
+        return slot.at if slot is not None else None
+
+    def next_slot(self, previous: datetime | None, now: datetime) -> Slot | None:
+        """The first fire at or after ``now`` (and after ``previous``, a fire time)."""
+        # From a second before: a skipped slot runs at the end of the gap, and asked from
+        # exactly that moment the search by wall clock (03:00) would pass its 02:30.
+        candidate = super().get_next_fire_time(previous, utc(now) - timedelta(seconds=1))
+        while candidate is not None:
+            at = first_valid(candidate)
+            if not _repeated(candidate) and utc(at) >= utc(now) and (previous is None or utc(at) > utc(previous)):
+                return Slot(candidate, at)
             candidate = super().get_next_fire_time(candidate, utc(candidate) + timedelta(microseconds=1))
-        return candidate
+        return None
 
 
 def _repeated(moment: datetime) -> bool:
     """The second occurrence of a wall-clock time that DST repeats."""
     return moment.fold == 1 and moment.replace(fold=0).utcoffset() != moment.utcoffset()
+
+
+def first_valid(moment: datetime) -> datetime:
+    """``moment`` if its wall-clock time exists, else the first time after it that does (the
+    end of the spring DST gap: 02:30 -> 03:00 in Stockholm), in the same zone."""
+    zone = moment.tzinfo
+    wall = moment.replace(tzinfo=None)
+    if utc(moment).astimezone(zone).replace(tzinfo=None) == wall:
+        return moment
+    # In a gap, fold=1 reads the wall time with the offset after the change (an instant
+    # before the gap) and fold=0 with the one before (an instant after it); the change is
+    # between, at a whole second.
+    ends = sorted((utc(moment.replace(fold=1)).timestamp(), utc(moment.replace(fold=0)).timestamp()))
+    low, high = math.floor(ends[0]), math.ceil(ends[1])
+    while high - low > 1:
+        middle = (low + high) // 2
+        if datetime.fromtimestamp(middle, zone).replace(tzinfo=None) >= wall:
+            high = middle
+        else:
+            low = middle
+    return datetime.fromtimestamp(high, zone)
 
 
 def _cron_day(token: str) -> int:
@@ -146,13 +195,21 @@ class Occurrence:
         return self.at.date()
 
 
-def deadline_of(schedule: Schedule, at: datetime) -> datetime:
+def deadline_of(schedule: Schedule, slot: Slot) -> datetime:
+    """The last moment the run of ``slot`` may start. A slot moved by a spring DST gap keeps
+    its window: its deadline moves by the same amount (02:30 run at 03:00, deadline 03:00
+    becomes 03:30); a deadline that falls in a gap is the first valid time after it."""
     if not schedule.deadline:
-        return (utc(at) + DEFAULT_GRACE).astimezone(at.tzinfo)
-    deadline = datetime.combine(at.date(), _clock_time(schedule.deadline), tzinfo=at.tzinfo)
-    if deadline <= at.replace(fold=0):  # e.g. cron 23:00, deadline 01:00: the next morning
+        return (utc(slot.at) + DEFAULT_GRACE).astimezone(slot.at.tzinfo)
+    nominal = slot.nominal
+    deadline = datetime.combine(nominal.date(), _clock_time(schedule.deadline), tzinfo=nominal.tzinfo)
+    if deadline.replace(tzinfo=None) <= nominal.replace(tzinfo=None):  # e.g. cron 23:00, deadline 01:00: the next morning
         deadline += timedelta(days=1)
-    return deadline
+    return first_valid(deadline + slot.shift)  # aware + timedelta moves the wall clock, as cron reads it
+
+
+def occurrence_of(schedule: Schedule, slot: Slot) -> Occurrence:
+    return Occurrence(schedule, slot.at, deadline_of(schedule, slot))
 
 
 def approval_moment(occurrence: Occurrence) -> datetime | None:
@@ -167,22 +224,27 @@ def latest_occurrence(schedule: Schedule, zone: ZoneInfo, now: datetime) -> Occu
     """The schedule's most recent fire time at or before ``now`` (within a day)."""
     trigger = send_trigger(schedule, zone)
     latest = None
-    moment = trigger.get_next_fire_time(None, (utc(now) - LOOKBACK).astimezone(zone))
-    while moment is not None and utc(moment) <= utc(now):
-        latest = moment
-        moment = trigger.get_next_fire_time(moment, utc(moment) + timedelta(microseconds=1))
-    return Occurrence(schedule, latest, deadline_of(schedule, latest)) if latest else None
+    slot = trigger.next_slot(None, (utc(now) - LOOKBACK).astimezone(zone))
+    while slot is not None and utc(slot.at) <= utc(now):
+        latest = slot
+        slot = trigger.next_slot(slot.at, slot.at)
+    return occurrence_of(schedule, latest) if latest else None
 
 
 def next_occurrence(schedule: Schedule, zone: ZoneInfo, now: datetime) -> Occurrence | None:
-    moment = send_trigger(schedule, zone).get_next_fire_time(None, now.astimezone(zone))
-    return Occurrence(schedule, moment, deadline_of(schedule, moment)) if moment else None
+    """The schedule's first fire time at or after ``now``."""
+    slot = send_trigger(schedule, zone).next_slot(None, now.astimezone(zone))
+    return occurrence_of(schedule, slot) if slot else None
 
 
-def grace_seconds(schedule: Schedule, zone: ZoneInfo, now: datetime) -> int:
-    """misfire_grace_time: from the scheduled time to the deadline, so APScheduler runs a
-    late job until the deadline and never after it."""
-    occurrence = next_occurrence(schedule, zone, now)
+def grace_seconds(schedule: Schedule, zone: ZoneInfo, fire_time: datetime) -> int:
+    """misfire_grace_time for the firing at (or first after) ``fire_time``: from its time to
+    its own deadline, so APScheduler runs a late job until the deadline and never after it.
+
+    Per firing: windows differ across a DST change (cron 01:30, deadline 04:30 is 2 h of
+    real time on the spring day, 4 h on the autumn one), so the service sets it again for
+    each next fire (app.service.refresh_grace), never once for good."""
+    occurrence = next_occurrence(schedule, zone, fire_time)
     if occurrence is None:
         return int(DEFAULT_GRACE.total_seconds())
     return max(1, int((utc(occurrence.deadline) - utc(occurrence.at)).total_seconds()))

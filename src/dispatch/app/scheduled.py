@@ -21,22 +21,22 @@ from typing import Any
 
 from dispatch import notify
 from dispatch.app.control import scheduled_edition
-from dispatch.app.editions import prepare_edition
+from dispatch.app.copies import PendingCopies
+from dispatch.app.editions import lists_report, prepare_edition
 from dispatch.app.sending import mail_notice, send
 from dispatch.app.wiring import open_ledger, open_transport
-from dispatch.config import Schedule, Settings
-from dispatch.errors import DispatchError, InputError, TransportError, display_path
+from dispatch.config import Schedule, Settings, secret_problems
+from dispatch.errors import DispatchError, InputError, Problem, TransportError, display_path
 from dispatch.eventlog import event
 from dispatch.ledger import dispatch_name
 from dispatch.pipeline import Clock, Result, StoppableClock
+from dispatch.publish import PublishError
 from dispatch.timetable import (
     Action,
     DailyCronTrigger,
     Due,
-    Occurrence,
     approval_moment,
     approval_trigger,
-    deadline_of,
     due_runs,
     edition_dispatches,
     grace_seconds,
@@ -75,6 +75,15 @@ def schedule_jobs(settings: Settings, now: datetime) -> list[Job]:
     return jobs
 
 
+def reload_problems(settings: Settings) -> list[Problem]:
+    """What would stop reloaded settings from working that loading them does not see: a list
+    a schedule names that does not exist (or includes in a cycle), a secret the environment
+    lacks."""
+    report = lists_report(settings, ())
+    problems = report.problems if report.resolution is None else []
+    return problems + secret_problems(settings)
+
+
 class ServeClock(StoppableClock):
     """The wall clock, whose sleep (waiting for retries) ends at once when the service stops."""
 
@@ -92,16 +101,27 @@ class Service:
         self.sending: set[str] = set()  # schedules whose send job runs in this process now
         self.held: dict[str, date] = {}  # schedules whose send found nothing approved, by edition day
         self.undelivered: dict[tuple[str, ...], notify.Alert] = {}  # alerts the relay did not take (yet)
+        self.copies = PendingCopies()  # intranet copies that failed, retried by the watch job
 
     def close(self) -> None:
         self.ledger.close()
 
     def use(self, settings: Settings) -> None:
-        """Switch to reloaded settings; a running job finishes with the settings it started with."""
+        """Switch to reloaded settings; a running job finishes with the settings it started with.
+
+        Raises DispatchError, having changed nothing, for settings that cannot be applied: a
+        schedule's list that does not exist, a secret that is not there, a new ledger that
+        cannot be opened (the service goes on with the old ones; a reload is not a restart)."""
+        problems = reload_problems(settings)
+        if problems:
+            raise InputError(problems)
+        # Opened outside the lock: connecting to an unreachable server takes a while, and
+        # the jobs must not wait for it.
+        fresh = open_ledger(settings) if settings.ledger_url != self.settings.ledger_url else None
         with self.lock:
-            old = self.ledger if settings.ledger_url != self.settings.ledger_url else None
-            if old is not None:
-                self.ledger = open_ledger(settings)
+            old = self.ledger if fresh is not None else None
+            if fresh is not None:
+                self.ledger = fresh
             self.settings = settings
         if old is not None:
             old.close()
@@ -241,9 +261,14 @@ class Service:
                 dispatch = dispatch_name(day, edition.revision, edition.kind)
                 self.alert(notify.relay_refused(name, dispatch, reason, self._local(until), deadline), self.clock.now())
 
+        def unpublished(error: PublishError) -> None:
+            self.copies.add(edition, str(error))
+            event("publish_failed", logging.ERROR, schedule=name, edition=day.isoformat(), error=str(error))
+            self.alert(notify.publish_failed(name, day, str(error)), self.clock.now())
+
         try:
             result = send(settings, ready, self.clock, created_by=f"dispatch serve ({name})",
-                              linger=linger, stop=self.stop, on_pause=paused)
+                          linger=linger, stop=self.stop, on_pause=paused, on_publish_failed=unpublished)
         except InputError as exc:  # e.g. the relay's password variable is not set
             event("not_sendable", logging.ERROR, schedule=name, edition=day.isoformat(), problems=len(exc.problems))
             self.alert(notify.not_sendable(name, day, at, [str(p) for p in exc.problems]), now)
@@ -335,12 +360,20 @@ class Service:
                 self.alerted.discard(alert.key)
         return sum(1 for alert in waiting if self.alert(alert, now))
 
+    def grace_for(self, name: str, fire_time: datetime) -> int | None:
+        """The send job's misfire grace for its firing at ``fire_time`` (None: no such schedule)."""
+        try:
+            schedule = self._schedule(name)
+        except DispatchError:
+            return None
+        return grace_seconds(schedule, self.settings.timezone, fire_time)
+
     def missed_run(self, name: str, at: datetime) -> None:
         """APScheduler missed the send of ``name`` due ``at`` beyond its grace time."""
         try:
             schedule = self._schedule(name)
         except DispatchError:
             return
-        occurrence = Occurrence(schedule, self._local(at), deadline_of(schedule, self._local(at)))
-        if not edition_dispatches(self.ledger, occurrence.day):
+        occurrence = next_occurrence(schedule, self.settings.timezone, at)  # the firing of ``at``, its own deadline
+        if occurrence is not None and not edition_dispatches(self.ledger, occurrence.day):
             self._too_late(Due(occurrence, Action.MISSED), self.clock.now())

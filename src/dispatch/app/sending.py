@@ -7,6 +7,7 @@ import dataclasses
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from dispatch import notify
 from dispatch.app.control import Decision, decide, publish
@@ -18,6 +19,7 @@ from dispatch.errors import DispatchError, InputError, Problem, display_path
 from dispatch.ledger import Ledger
 from dispatch.message import to_header
 from dispatch.pipeline import Clock, Plan, Result, Transport, run
+from dispatch.publish import PublishError
 
 
 def plan_for(settings: Settings, ready: Prepared, now: datetime, created_by: str, decision: Decision) -> Plan:
@@ -47,12 +49,17 @@ def plan_for(settings: Settings, ready: Prepared, now: datetime, created_by: str
 def send(settings: Settings, ready: Prepared, clock: Clock, *, created_by: str | None = None,
          progress: Callable[[int], None] | None = None, linger: timedelta = timedelta(0),
          stop: threading.Event | None = None, by_hand: bool = False, retry_failed: str | None = None,
-         on_pause: Callable[[str, bool, datetime], None] | None = None) -> Result:
+         on_pause: Callable[[str, bool, datetime], None] | None = None,
+         on_publish_failed: Callable[[PublishError], None] | None = None) -> Result:
     """Send (or resume) the edition's dispatch. Change control is checked here, against the
     ledger, whoever calls: no path sends changed or unapproved content.
 
     ``retry_failed``: the dispatch's name; its failed recipients are queued again first (a
-    person fixed the cause). It must be the dispatch this send makes."""
+    person fixed the cause). It must be the dispatch this send makes.
+
+    The intranet copy (publish.on_send) never stops the mail: if it cannot be written (a
+    full disk, a read-only mount) the send goes on, the result says so in ``errors`` and
+    ``on_publish_failed`` hears of it (the service alerts and retries)."""
     secrets_ready(settings)
     ledger = open_ledger(settings)
     try:
@@ -69,21 +76,32 @@ def send(settings: Settings, ready: Prepared, clock: Clock, *, created_by: str |
         if decision.to_send:  # the audit log: who sent what, whichever door they came through
             ledger.record_audit(clock.now(), plan.created_by, "send", plan.name, decision.content.hash,
                                 f"{decision.to_send} recipient(s)" + (" (test)" if ready.test else ""))
-        # The record of what is sent, and the page the email links to, exist before the
-        # first message goes out; a failure here stops the send with nothing sent.
+        # The record of what is sent exists before the first message goes out; a failure
+        # here stops the send with nothing sent.
         ledger.keep_content(plan.name, ready.rendered.subject, plan.source, ready.edition.source_text,
                             ready.rendered.html, ready.rendered.text, clock.now(),
                             content_hash=decision.content.hash, canonical=decision.content.document())
         finished = decision.existing is not None and decision.existing.finished_at is not None
-        published = None
+        published: Path | None = None
+        unpublished: PublishError | None = None
         if publishes_on_send(settings, ready.edition) and not ready.test and not finished:
-            published = publish(settings, ready.edition, clock.now()).page
+            # Before the first message, so that the email's link works when it arrives; but
+            # the copy is a convenience beside the mail, never a condition of it.
+            try:
+                published = publish(settings, ready.edition, clock.now()).page
+            except PublishError as exc:
+                unpublished = exc
         transport = open_transport(settings)
         result = run(plan, ledger, transport, send_policy(settings, linger, by_hand=by_hand), clock,
                      progress=progress, stop=stop, on_pause=on_pause)
         result.notes = list(decision.notes)
         if published is not None:
             result.notes.append(f"published {display_path(published)}")
+        if unpublished is not None:
+            result.errors.append(f"the intranet copy was not written: {unpublished}; the mail went out regardless "
+                                 f"(write it when the cause is fixed: dispatch publish --date {ready.edition.date.isoformat()})")
+            if on_publish_failed is not None:
+                on_publish_failed(unpublished)
         # One summary per dispatch outcome: from the run that finished it, or from a run
         # that gives up with recipients waiting; not from a run that was merely stopped, nor
         # while another run is still sending this dispatch (it will tell).

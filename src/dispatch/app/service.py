@@ -18,7 +18,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    EVENT_JOB_SUBMITTED,
+    JobEvent,
+    JobSubmissionEvent,
+)
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -33,7 +40,7 @@ from dispatch.timetable import Due, check_schedules
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
-__all__ = ["ServeClock", "Service", "install_jobs", "run_service"]
+__all__ = ["ServeClock", "Service", "install_jobs", "refresh_grace", "run_service"]
 
 
 def install_jobs(scheduler: BackgroundScheduler, service: Service, settings: Settings, now: datetime) -> None:
@@ -69,6 +76,32 @@ def on_scheduler_event(service: Service, job_event: JobEvent) -> None:
         event("job_error", logging.ERROR, job=job_event.job_id, error=str(getattr(job_event, "exception", "")))
 
 
+def refresh_grace(scheduler: BackgroundScheduler, service: Service, job_event: JobSubmissionEvent) -> None:
+    """Give a send job, each time it is submitted, a misfire grace that covers its firings'
+    own windows (from the time to the deadline; they differ across DST changes, so one
+    computed when the job was scheduled is wrong on later days until a reload).
+
+    APScheduler checks the grace of the run just submitted in its executor thread, maybe
+    after this: so the grace is the larger of that run's window and the next one's, never
+    less than the run being judged. Too large does no harm: ``Service.fire`` judges each
+    firing by its own deadline. EVENT_JOB_SUBMITTED comes from the scheduler's thread after
+    it has moved the job to its next run and released its lock; a listener in an executor
+    thread asking for the job could wait for ever on the lock that ``shutdown`` holds while
+    it waits for that thread."""
+    kind, _, name = job_event.job_id.partition(":")
+    if kind != "send":
+        return
+    job = scheduler.get_job(job_event.job_id)
+    if job is None:
+        return
+    moments = [*job_event.scheduled_run_times[-1:], *([job.next_run_time] if job.next_run_time else [])]
+    windows = [grace for grace in (service.grace_for(name, moment) for moment in moments) if grace is not None]
+    if windows and max(windows) != job.misfire_grace_time:
+        scheduler.modify_job(job.id, misfire_grace_time=max(windows))
+        event("grace_changed", job=job.id, grace_s=max(windows),
+              next=job.next_run_time.isoformat() if job.next_run_time else "never")
+
+
 def watch_seconds(settings: Settings) -> float:
     """How often a node looks for rows a dead node left leased: a fraction of the lease, so
     the takeover follows the expiry closely, and at most once a minute."""
@@ -77,12 +110,14 @@ def watch_seconds(settings: Settings) -> float:
 
 def watch(scheduler: BackgroundScheduler, service: Service) -> None:
     """The watch job: through the schedule's own send job, resume a send left by a dead node,
-    and start one held at its slot whose edition has been approved since."""
+    and start one held at its slot whose edition has been approved since; send again the
+    alerts the relay did not take, and write the intranet copies that could not be written."""
     try:
         now = service.clock.now()
         for name in service.orphaned(now) + service.approved_late(now):
             scheduler.modify_job(f"send:{name}", next_run_time=datetime.now(UTC))
         service.retry_alerts(now)
+        service.copies.retry(service.settings, service.ledger, now)
     except Exception:
         event("watch_failed", logging.ERROR, exc_info=True)  # e.g. the ledger briefly down; next time
 
@@ -130,14 +165,17 @@ def _log_jobs(scheduler: BackgroundScheduler) -> None:
 
 
 def _reload(config_path: Path, scheduler: BackgroundScheduler, service: Service) -> None:
+    """Apply the config file again; one log line and the old settings kept if it cannot be
+    read or applied (a broken file, an unknown list, a missing secret, an unreachable ledger)."""
     try:
         settings = load_settings(config_path)
         check_schedules(settings)
+        service.use(settings)
     except DispatchError as exc:
         problems = [str(p) for p in exc.problems] if isinstance(exc, InputError) else [str(exc)]
-        event("reload_rejected", logging.ERROR, config=display_path(config_path), problems=" | ".join(problems))
+        event("reload_rejected", logging.ERROR, config=display_path(config_path), problems=" | ".join(problems),
+              kept="the settings in use before")
         return
-    service.use(settings)
     now = service.clock.now()
     install_jobs(scheduler, service, settings, now)
     _catch_up(scheduler, service, now)
@@ -176,6 +214,7 @@ def run_service(config_path: Path, settings: Settings, *, log_json: bool = False
         )
         scheduler.add_listener(lambda job_event: on_scheduler_event(service, job_event),
                                EVENT_JOB_MISSED | EVENT_JOB_ERROR | EVENT_JOB_MAX_INSTANCES)
+        scheduler.add_listener(lambda job_event: refresh_grace(scheduler, service, job_event), EVENT_JOB_SUBMITTED)
         scheduler.start()
         now = service.clock.now()
         install_jobs(scheduler, service, settings, now)
