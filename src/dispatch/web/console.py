@@ -30,7 +30,7 @@ from dispatch.web.sessions import Session, Sessions, csrf_ok
 from dispatch.web.swedish import ROLE_NAMES, swedish_audit_detail, swedish_plan
 
 HERE = Path(__file__).parent
-STATIC_VERSION = "5"  # bump when static files change, so browsers fetch them again
+STATIC_VERSION = "6"  # bump when static files change, so browsers fetch them again
 
 # The console's own pages: scripts and styles only from the console itself (no inline
 # script, no inline style), no plug-ins, not framed by other sites.
