@@ -187,7 +187,7 @@ class WebSettings:
     forwarded_allow_ips: str | None = None  # the reverse proxy whose X-Forwarded-* headers are trusted
     local_accounts: bool = True  # sign-in with the console's own accounts (break-glass beside SSO)
     password_hashing: str = "standard"  # the argon2id profile for new hashes (app.passwords.HASHING)
-    password_check_memory_mb: int = 256  # memory for password checks at once (64 MiB each; app.passwords)
+    password_check_memory_mb: int = 128  # memory for password checks at once (64 MiB each; app.passwords)
     oidc: OidcSettings | None = None  # None: no single sign-on
 
     @property
