@@ -328,6 +328,57 @@ def test_the_memory_for_password_checks_is_configured_and_checked_with_its_line(
     assert f"config.yaml:{line}: 'web.password_check_memory_mb' must be megabytes from 64 (one check) up, not 32" in refused.stderr
 
 
+def test_password_checks_run_at_most_so_many_at_once_and_the_rest_are_told_to_try_again() -> None:
+    import asyncio
+
+    from dispatch.web.checks import Busy, PasswordChecks
+
+    checks = PasswordChecks(2, waiting=6, wait_seconds=30)
+    running, most = 0, 0
+    guard = threading.Lock()
+    release = threading.Event()
+
+    def check(i: int) -> int:
+        nonlocal running, most
+        with guard:
+            running += 1
+            most = max(most, running)
+        release.wait(30)
+        with guard:
+            running -= 1
+        return i
+
+    async def storm() -> list[object]:
+        tasks = [asyncio.ensure_future(checks.run(check, i)) for i in range(10)]
+        await asyncio.sleep(0)  # every task has asked for its turn: two run, six wait, two are refused
+        release.set()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    try:
+        results = asyncio.run(storm())
+    finally:
+        checks.close()
+    assert most <= 2, "never more checks at once than the bound"
+    done = [result for result in results if isinstance(result, int)]
+    assert len(done) == 8 and all(isinstance(result, Busy) for result in results[8:]), "two running, six waiting"
+    # No turn within the wait: try again, too.
+    slow = PasswordChecks(1, wait_seconds=0.01)
+    gate = threading.Event()
+
+    async def late() -> None:
+        first = asyncio.ensure_future(slow.run(gate.wait, 30))
+        await asyncio.sleep(0)
+        with pytest.raises(Busy):
+            await slow.run(int)
+        gate.set()
+        assert await first
+
+    try:
+        asyncio.run(late())
+    finally:
+        slow.close()
+
+
 # -- 5. forty unknown names at once: memory and the pages of people signed in ---------------------------
 
 

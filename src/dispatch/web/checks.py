@@ -40,7 +40,8 @@ def _lower_priority() -> None:
 class PasswordChecks:
     def __init__(self, at_once: int, *, waiting: int | None = None, wait_seconds: float = 10.0) -> None:
         self.at_once = at_once
-        # How many may wait for a turn: a coroutine each, next to nothing; the wait itself is bounded.
+        # How many may wait for a turn (beyond those running): a coroutine each, next to nothing;
+        # the wait itself is bounded.
         self.waiting = 16 * at_once if waiting is None else waiting
         self.wait_seconds = wait_seconds
         self._turns = asyncio.Semaphore(at_once)
