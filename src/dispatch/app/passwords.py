@@ -1,6 +1,6 @@
 """Console passwords: signing in (with a lock after repeated failures and a limit on unknown
-names per client address), changing a password, and signing out, each of which (with
-disabling an account) ends sessions through the account's session generation.
+names per client address), changing a password, and signing out. A new password and signing
+out (like disabling the account) end its sessions by moving its session generation on.
 
 Passwords are kept only as argon2id hashes, made with the profile `web.password_hashing`
 names (HASHING). A hash carries its own parameters, so every hash verifies whatever the
@@ -11,8 +11,9 @@ operators read, says which.
 
 A failed attempt is counted *before* its password is checked (``Ledger.take_sign_in_attempt``,
 one statement): parallel attempts cannot all read a count below the limit and all be
-checked. A right password clears the count; so a sixth attempt waits for nothing, it is
-refused without a check until the lock (or the count) is cleared.
+checked. Only a right password clears the count, so a sixth attempt, even one made while the
+first five are still being checked, is refused unchecked until the lock ends (or a right
+password among the five clears the count).
 """
 
 from __future__ import annotations
