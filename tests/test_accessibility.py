@@ -109,7 +109,8 @@ def console_pages(site: tuple[WebProcess, Project, dict[str, str]]) -> list[tupl
     history = project.status("2024-11-17")["dispatch"]
     return [("/login", None), ("/tillganglighet", None), ("/", "olle"), (f"/editions/{TODAY.isoformat()}", "olle"),
             ("/editions/2024-11-17", "anna"), ("/history", "olle"), (f"/history/{history}", "olle"), ("/recipients", "olle"),
-            ("/audit", "olle"), ("/urgent", "olle"), (f"/editions/{TODAY.isoformat()}/send", "olle"), (f"/runs/{history}", "olle")]
+            ("/audit", "olle"), ("/urgent", "olle"), (f"/editions/{TODAY.isoformat()}/send", "olle"), (f"/runs/{history}", "olle"),
+            ("/password", "anna")]
 
 
 def settle(page: Any, url: str) -> None:

@@ -516,16 +516,16 @@ def test_a_role_taken_away_at_the_provider_goes_at_the_next_refused_sign_in(tmp_
     ledger = app.open_ledger(load_settings(project.config_path))
     now = datetime.now(UTC)
     try:
-        app.sso_user(ledger, "frida", "frida@example.org", "approver", now, subject="iss|f")
-        assert app.active_user(ledger, "frida") is not None
+        began = app.sso_user(ledger, "frida", "frida@example.org", "approver", now, subject="iss|f").session_generation
+        assert app.active_user(ledger, "frida", began) is not None
         assert app.sso_no_role(ledger, "frida", "iss|f", "no console role for groups []", now) == "frida"
         user = ledger.user("frida")
         assert user is not None and user.role == app.NO_ROLE and not user.may("write")
-        assert app.active_user(ledger, "frida") is None, "its open sessions may do nothing more"
+        assert app.active_user(ledger, "frida", began) is None, "its open sessions may do nothing more"
         assert [e.action for e in app.audit_log(ledger, 2)] == ["sso_refused", "user_updated"]
         assert "role approver -> -" in app.audit_log(ledger, 2)[1].detail
         back = app.sso_user(ledger, "frida", "frida@example.org", "editor", now, subject="iss|f")
-        assert back.role == "editor" and app.active_user(ledger, "frida") is not None, "a group given back: a role again"
+        assert back.role == "editor" and app.active_user(ledger, "frida", began) is not None, "a group given back: a role again"
         assert app.sso_no_role(ledger, "nobody", "iss|n", "x", now) == "nobody" and ledger.user("nobody") is None
     finally:
         ledger.close()

@@ -43,6 +43,9 @@ def _read_web(reader: _Reader, raw: LineDict) -> WebSettings | None:
         forwarded_allow_ips=reader.text(section, "forwarded_allow_ips", None, "web."),
         local_accounts=bool(reader.get(section, "local_accounts", bool, True, "web.")),
         password_hashing=_read_password_hashing(reader, section),
+        # 64 MiB is one check with the standard profile: the least that lets anyone sign in.
+        password_check_memory_mb=int(reader.number(section, "password_check_memory_mb", int, 128, "web.", low=64,
+                                                   high=1024 * 1024, rule="megabytes from 64 (one check) up")),
         oidc=_read_oidc(reader, section),
     )
 

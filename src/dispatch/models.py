@@ -201,6 +201,7 @@ class User:
     locked_until: datetime | None
     created_at: datetime
     sso_subject: str | None = None
+    session_generation: int = 0  # a session begun in an older generation has ended
 
     def may(self, right: str) -> bool:
         """Roles nest: an approver may write, an operator may do everything."""

@@ -40,8 +40,8 @@ _BOUNCES_KEYS = (
     "ca_file", "folder", "processed_folder", "quarantine_folder", "max_message_bytes", "interval_minutes",
 )
 _WEB_KEYS = ("listen", "base_url", "idle_minutes", "absolute_hours", "session_secret_env", "session_secret_file",
-             "forwarded_allow_ips", "local_accounts", "password_hashing", "oidc")
-# The argon2id profiles for console passwords (app.accounts makes the hashers): "standard" is
+             "forwarded_allow_ips", "local_accounts", "password_hashing", "password_check_memory_mb", "oidc")
+# The argon2id profiles for console passwords (app.passwords makes the hashers): "standard" is
 # RFC 9106's second recommended profile, "light" OWASP's minimum for argon2id.
 PASSWORD_HASHING = ("standard", "light")
 _OIDC_KEYS = ("issuer", "client_id", "client_secret_env", "client_secret_file", "claim", "roles", "scopes", "ca_file",
@@ -195,7 +195,8 @@ class WebSettings:
     session_secret_file: Path | None = None  # (neither: one is made in the state directory)
     forwarded_allow_ips: str | None = None  # the reverse proxy whose X-Forwarded-* headers are trusted
     local_accounts: bool = True  # sign-in with the console's own accounts (break-glass beside SSO)
-    password_hashing: str = "standard"  # the argon2id profile for new hashes (app.accounts.HASHING)
+    password_hashing: str = "standard"  # the argon2id profile for new hashes (app.passwords.HASHING)
+    password_check_memory_mb: int = 128  # memory for password checks at once (64 MiB each; app.passwords)
     oidc: OidcSettings | None = None  # None: no single sign-on
 
     @property

@@ -10,15 +10,13 @@ below reads the time by itself.
 - ``records``: find a dispatch, status, history, export
 - ``scheduled``: what the service's jobs do, decided from the ledger
 - ``service``: the scheduler process (APScheduler) that runs them, for ``dispatch serve``
-- ``accounts``, ``drafting``, ``overview``: the console's people and audit log, editing an
-  edition as a form with a live preview, and where things stand
+- ``accounts``, ``passwords``, ``drafting``, ``overview``: the console's people and audit
+  log, signing in and out, editing an edition as a form with a live preview, and where
+  things stand
 """
 
 from dispatch.app.accounts import (
-    LOCK_AFTER,
-    LOCK_FOR,
     NO_ROLE,
-    SignInRefused,
     SSOHeld,
     SSORefused,
     active_user,
@@ -29,7 +27,6 @@ from dispatch.app.accounts import (
     disable_user,
     enable_user,
     list_users,
-    sign_in,
     sso_failed,
     sso_name,
     sso_no_role,
@@ -92,6 +89,18 @@ from dispatch.app.editions import (
     write_preview,
 )
 from dispatch.app.overview import EditionState, ScheduleDay, approvals_of, edition_state, today
+from dispatch.app.passwords import (
+    LOCK_AFTER,
+    LOCK_FOR,
+    UNKNOWN_PER_ADDRESS,
+    AddressLimits,
+    SignInRefused,
+    change_password,
+    checks_at_once,
+    set_password,
+    sign_in,
+    sign_out,
+)
 from dispatch.app.readback import MAX_TO_LINE, LongSubject, long_subject
 from dispatch.app.records import Status, approval_history, edition_note, export, find_dispatch, history, status
 from dispatch.app.runs import Confirmation, Recipe, Run, Runs, confirm, recipe_for, retry_waiting_now
@@ -127,6 +136,8 @@ __all__ = [
     "NEW_FILE",
     "NO_ROLE",
     "ROLES",
+    "UNKNOWN_PER_ADDRESS",
+    "AddressLimits",
     "AuditEntry",
     "BounceRun",
     "Clock",
@@ -170,9 +181,11 @@ __all__ = [
     "approve",
     "audit",
     "audit_log",
+    "change_password",
     "changed_after_send",
     "check_edition",
     "check_schedules",
+    "checks_at_once",
     "choose_lists",
     "claim_values",
     "compose",
@@ -235,8 +248,10 @@ __all__ = [
     "sent_diff",
     "sent_edition",
     "sent_version",
+    "set_password",
     "short",
     "sign_in",
+    "sign_out",
     "sso_failed",
     "sso_name",
     "sso_no_role",

@@ -1,53 +1,21 @@
-"""The console's people: accounts and roles, signing in (with a lock after repeated
-failures), and the audit log of what they did.
-
-Passwords are kept only as argon2id hashes, made with the profile `web.password_hashing`
-names (HASHING). A hash carries its own parameters, so every hash verifies whatever the
-profile is now, and a changed profile reaches each account at its next sign-in. A failed
-sign-in says the same whatever was wrong (unknown name, wrong password, disabled or locked
-account), so the page gives nothing away; the audit log, which only operators read, says which.
+"""The console's people: accounts and roles, single sign-on, and the audit log of what they
+did. Passwords, signing in and out, and sessions ending: ``passwords``.
 """
 
 from __future__ import annotations
 
-import functools
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
-
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
+from datetime import datetime
 
 from dispatch.addresses import AddressError, normalise
+from dispatch.app.passwords import HASHING, MIN_PASSWORD, NAME
 from dispatch.errors import DispatchError, InputError, LedgerError, Problem
 from dispatch.ledger import Ledger
 from dispatch.models import ROLES, AuditEntry, User
 
-LOCK_AFTER = 5  # failed sign-ins in a row
-LOCK_FOR = timedelta(minutes=15)
-MIN_PASSWORD = 12
-_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$")
-# "standard" (the default): RFC 9106's second recommended profile, 3 passes over 64 MiB in 4
-# lanes (argon2-cffi's defaults), about 0.2 s of CPU per sign-in. "light": OWASP's minimum for
-# argon2id, 2 passes over 19 MiB in 1 lane, about a fifth of that, for a small host where many
-# people sign in at once (64 MiB each) and for throw-away accounts such as the tests'.
-HASHING = {
-    "standard": PasswordHasher(),
-    "light": PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1),
-}
-
-
-@functools.cache
-def _dummy_hash(profile: str) -> str:
-    """Verified against when the name is unknown, so that an unknown name takes as long as
-    a wrong password (the time would otherwise tell which names exist). Made on first use:
-    hashing takes a tenth of a second, which every command would pay at import."""
-    return HASHING[profile].hash("not a password anyone has")
-
-
-class SignInRefused(DispatchError):
-    """Wrong name or password, or the account is disabled or locked: one message for all."""
+_NAME = NAME
 
 
 class SSORefused(DispatchError):
@@ -85,49 +53,21 @@ def list_users(ledger: Ledger) -> list[User]:
 
 
 def disable_user(ledger: Ledger, name: str, now: datetime, *, by: str) -> bool:
+    """The account can no longer sign in, and its sessions end (also if it is enabled again)."""
     if not ledger.update_user(name, disabled=True):
         return False
+    ledger.end_sessions(name)
     ledger.record_audit(now, by, "user_disabled", name)
     return True
 
 
-def sign_in(ledger: Ledger, name: str, password: str, now: datetime, *, remote: str = "",
-            hashing: str = "standard") -> User:
-    """The account, if the name and password are right and it is neither disabled nor locked;
-    every attempt is in the audit log. Raises SignInRefused. A hash made with another profile
-    than ``hashing`` is made again with it."""
-    user = ledger.user(name) if _NAME.match(name) else None
-    shown = name if user is not None else (name[:64] or "?")
-    if user is None or user.password_hash is None:
-        _verify(_dummy_hash(hashing), password)
-        ledger.record_audit(now, shown, "sign_in_failed", name[:64], None, _where(remote, "unknown user or no password"))
-        raise SignInRefused("wrong user name or password")
-    if user.locked_until is not None and user.locked_until > now:
-        _verify(_dummy_hash(hashing), password)
-        ledger.record_audit(now, user.name, "sign_in_failed", user.name, None,
-                            _where(remote, f"account locked until {user.locked_until.isoformat(timespec='minutes')}"))
-        raise SignInRefused("wrong user name or password")
-    if not _verify(user.password_hash, password):
-        failures = ledger.count_failed_sign_in(user.name, LOCK_AFTER, now + LOCK_FOR)
-        ledger.record_audit(now, user.name, "sign_in_failed", user.name, None, _where(remote, f"wrong password ({failures})"))
-        if failures >= LOCK_AFTER:
-            ledger.record_audit(now, user.name, "locked", user.name, None,
-                                f"{LOCK_AFTER} failed sign-ins: locked for {int(LOCK_FOR.total_seconds() // 60)} minutes")
-        raise SignInRefused("wrong user name or password")
-    if user.disabled:
-        ledger.record_audit(now, user.name, "sign_in_failed", user.name, None, _where(remote, "account disabled"))
-        raise SignInRefused("wrong user name or password")
-    ledger.update_user(user.name, failed_sign_ins=0, locked_until=None)
-    if HASHING[hashing].check_needs_rehash(user.password_hash):
-        ledger.update_user(user.name, password_hash=HASHING[hashing].hash(password))
-    ledger.record_audit(now, user.name, "sign_in", user.name, None, _where(remote, ""))
-    return user
-
-
-def active_user(ledger: Ledger, name: str) -> User | None:
-    """The account behind a session, if it may still act (not disabled since it signed in)."""
+def active_user(ledger: Ledger, name: str, generation: int) -> User | None:
+    """The account behind a session begun in session ``generation``, if it may still act: not
+    disabled, and no sign-out, new password or disabling since (each moves the generation on)."""
     user = ledger.user(name)
-    return user if user is not None and not user.disabled and user.role in ROLES else None  # (NO_ROLE: nothing)
+    if user is None or user.disabled or user.session_generation != generation:
+        return None
+    return user if user.role in ROLES else None  # NO_ROLE (taken away at the provider): nothing
 
 
 def audit(ledger: Ledger, now: datetime, user: str, action: str, target: str = "", content_hash: str | None = None,
@@ -290,13 +230,6 @@ def sso_failed(ledger: Ledger, reason: str, now: datetime, *, remote: str = "") 
     """A sign-in through the provider that did not complete (a wrong state, a reused code, an
     invalid token): nobody is known yet, so the entry is under '?'."""
     ledger.record_audit(now, "?", "sso_failed", "", None, _where(remote, reason))
-
-
-def _verify(password_hash: str, password: str) -> bool:
-    try:
-        return HASHING["standard"].verify(password_hash, password)  # the parameters are the hash's own
-    except (VerificationError, InvalidHashError):
-        return False
 
 
 def _where(remote: str, detail: str) -> str:

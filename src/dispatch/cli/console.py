@@ -34,7 +34,7 @@ def web_command(app: Context, listen: str | None) -> None:
 
 @main.group("users")
 def users() -> None:
-    """Console accounts: add, list, disable."""
+    """Console accounts: add, list, disable, passwd."""
 
 
 @users.command("add")
@@ -49,7 +49,7 @@ def users_add(app: Context, name: str, email: str, role: str, password_file: Pat
     """Add a console account NAME (the name people sign in with)."""
     from dispatch import app as application
 
-    password = _password(password_file)
+    password = _password(password_file, "no account was added")
     ledger = application.open_ledger(app.settings)
     try:
         hashing = app.settings.web.password_hashing if app.settings.web else "standard"
@@ -126,17 +126,41 @@ def users_disable(app: Context, name: str) -> None:
     click.echo(f"disabled {name}", err=True)
 
 
-def _password(path: Path | None) -> str:
+@users.command("passwd")
+@click.argument("name")
+@click.option("--password-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Read the new password from this file (one trailing newline is dropped); else from standard input.")
+@pass_context
+def users_passwd(app: Context, name: str, password_file: Path | None) -> None:
+    """Set a new password for account NAME; its open sessions end (in every browser)."""
+    from dispatch import app as application
+
+    password = _password(password_file, "the password was not changed")
+    ledger = application.open_ledger(app.settings)
+    try:
+        hashing = app.settings.web.password_hashing if app.settings.web else "standard"
+        done = application.set_password(ledger, name, password, app.now(), by=application.current_user(), hashing=hashing)
+    except DispatchError as exc:
+        fail(exc, summary="the password was not changed")
+    finally:
+        ledger.close()
+    if not done:
+        click.echo(f"error: no account named {name!r} (see dispatch users list)", err=True)
+        sys.exit(EXIT_INPUT)
+    click.echo(f"new password for {name}; its sessions have ended", err=True)
+
+
+def _password(path: Path | None, summary: str) -> str:
     if path is not None:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
-            fail(InputError([Problem(str(path), 1, f"cannot read the password file: {exc.strerror}")]), summary="no account was added")
+            fail(InputError([Problem(str(path), 1, f"cannot read the password file: {exc.strerror}")]), summary=summary)
         return text[:-1] if text.endswith("\n") else text
     if sys.stdin.isatty():
         first = getpass.getpass("Password: ")
         if getpass.getpass("Again: ") != first:
-            fail(InputError([Problem("password", 0, "the two passwords differ; try again")]), summary="no account was added")
+            fail(InputError([Problem("password", 0, "the two passwords differ; try again")]), summary=summary)
         return first
     line = sys.stdin.readline()
     return line[:-1] if line.endswith("\n") else line

@@ -229,9 +229,18 @@ class Ledger:
     def update_user(self, name: str, **values: Any) -> bool:
         return accounts.update_user(self.db, name, **values)
 
-    def count_failed_sign_in(self, name: str, limit: int, lock_until: datetime) -> int:
-        """One more failed sign-in; at ``limit`` the account locks until ``lock_until``."""
-        return accounts.count_failed_sign_in(self.db, name, limit, lock_until)
+    def take_sign_in_attempt(self, name: str, limit: int, now: datetime) -> int | None:
+        """Count an attempt as failed before its password is checked: its number, or None
+        when locked or ``limit`` attempts are counted already."""
+        return accounts.take_sign_in_attempt(self.db, name, limit, now)
+
+    def lock_if_at_limit(self, name: str, limit: int, lock_until: datetime) -> bool:
+        """After a wrong password: lock if ``limit`` failures are counted; True if it locked."""
+        return accounts.lock_if_at_limit(self.db, name, limit, lock_until)
+
+    def end_sessions(self, name: str) -> bool:
+        """Every session of the account ends (its session generation moves on)."""
+        return accounts.end_sessions(self.db, name)
 
     def record_audit(self, at: datetime, user: str, action: str, target: str = "",
                      content_hash: str | None = None, detail: str = "") -> None:

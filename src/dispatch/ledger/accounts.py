@@ -1,5 +1,5 @@
-"""The console's records: accounts (with sign-in failures and locks), the audit log, and
-texts kept aside when a save was refused."""
+"""The console's records: accounts (with sign-in failures, locks and session generations),
+the audit log, and texts kept aside when a save was refused."""
 
 from __future__ import annotations
 
@@ -52,18 +52,36 @@ def update_user(db: Database, name: str, **values: Any) -> bool:
         return bool(conn.execute(users.update().where(users.c.name == name).values(**values)).rowcount)
 
 
-def count_failed_sign_in(db: Database, name: str, limit: int, lock_until: datetime) -> int:
-    """One more failed sign-in; at ``limit`` failures the account locks until ``lock_until``
-    (and the count starts again). Returns the failures counted so far (``limit`` when locked)."""
+def take_sign_in_attempt(db: Database, name: str, limit: int, now: datetime) -> int | None:
+    """Count a sign-in attempt as failed *before* its password is checked, in one statement,
+    so that parallel attempts cannot all pass a check of the count made before any of them
+    was counted. Returns the attempt's number (1..``limit``), or None when the account is
+    locked or ``limit`` attempts are counted already (their passwords may still be in check)."""
     with db.engine.begin() as conn:
-        conn.execute(users.update().where(users.c.name == name)
-                     .values(failed_sign_ins=users.c.failed_sign_ins + 1))
-        failed = conn.execute(sa.select(users.c.failed_sign_ins).where(users.c.name == name)).scalar() or 0
-        if failed >= limit:
-            conn.execute(users.update().where(users.c.name == name)
-                         .values(failed_sign_ins=0, locked_until=_utc(lock_until)))
-            return limit
-    return int(failed)
+        taken = conn.execute(
+            users.update()
+            .where(users.c.name == name, users.c.failed_sign_ins < limit,
+                   sa.or_(users.c.locked_until.is_(None), users.c.locked_until <= _utc(now)))
+            .values(failed_sign_ins=users.c.failed_sign_ins + 1)
+            .returning(users.c.failed_sign_ins)
+        ).scalar()
+    return None if taken is None else int(taken)
+
+
+def lock_if_at_limit(db: Database, name: str, limit: int, lock_until: datetime) -> bool:
+    """After a wrong password: lock the account until ``lock_until`` if ``limit`` failures are
+    counted (and no right password has cleared them since); the count starts again. True if
+    this call locked it."""
+    with db.engine.begin() as conn:
+        return bool(conn.execute(users.update().where(users.c.name == name, users.c.failed_sign_ins >= limit)
+                                 .values(failed_sign_ins=0, locked_until=_utc(lock_until))).rowcount)
+
+
+def end_sessions(db: Database, name: str) -> bool:
+    """Move the account's session generation on: every session begun before ends."""
+    with db.engine.begin() as conn:
+        return bool(conn.execute(users.update().where(users.c.name == name)
+                                 .values(session_generation=users.c.session_generation + 1)).rowcount)
 
 
 def record_audit(db: Database, at: datetime, user_name: str, action: str, target: str = "",
@@ -131,4 +149,4 @@ def _user(row: Any) -> User:
     return User(name=row["name"], email=row["email"], role=row["role"], password_hash=row["password_hash"],
                 disabled=bool(row["disabled"]), failed_sign_ins=row["failed_sign_ins"],
                 locked_until=_utc(row["locked_until"]), created_at=_utc(row["created_at"]),  # type: ignore[arg-type]
-                sso_subject=row["sso_subject"])
+                sso_subject=row["sso_subject"], session_generation=int(row["session_generation"] or 0))

@@ -15,7 +15,7 @@ from dispatch.models import State
 # The schema this program reads and writes. An older program refuses a ledger whose
 # recorded version is higher than its own (``Ledger._migrate``); MIGRATIONS bring an older
 # ledger up to this one.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 metadata = sa.MetaData()
 
@@ -153,6 +153,9 @@ users = sa.Table(
     # Single sign-on: the provider's issuer and subject this account belongs to, so that two
     # provider users whose names clean up alike can never share one account.
     sa.Column("sso_subject", sa.String(400), nullable=True),
+    # Schema 5: a session carries the generation it began in; signing out, a new password or
+    # disabling the account moves it on, which ends every copy of every session at once.
+    sa.Column("session_generation", sa.Integer, nullable=False, default=0, server_default="0"),
 )
 
 audit = sa.Table(
@@ -230,6 +233,15 @@ def _schema_4(conn: sa.Connection) -> None:
     conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_deliveries_message_id ON deliveries (message_id)"))
 
 
+def _schema_5(conn: sa.Connection) -> None:
+    present = {column["name"] for column in sa.inspect(conn).get_columns(users.name)}
+    if "session_generation" not in present:
+        # NOT NULL with a default (unlike _add_columns): every existing account starts at 0.
+        conn.execute(sa.text("ALTER TABLE users ADD COLUMN session_generation INTEGER NOT NULL DEFAULT 0"))
+    # sso_subject came with single sign-on inside schema 4; a ledger made before it lacks it.
+    _add_columns(conn, users, ("sso_subject",))
+
+
 # (version, what it adds, step), in order. A step runs in the transaction that records
 # its version, so a ledger is never left between two versions. Add a step for every
 # schema change and raise SCHEMA_VERSION with it; a step must be safe on a ledger that
@@ -238,5 +250,6 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (2, "dispatch_contents and relay_slots", _schema_2),
     (3, "content hashes, approvals and edits", _schema_3),
     (4, "console accounts, audit log, kept texts and bounce events", _schema_4),
+    (5, "session generations of console accounts", _schema_5),
 )
 assert MIGRATIONS[-1][0] == SCHEMA_VERSION

@@ -4,6 +4,8 @@ served by uvicorn: ``dispatch web`` on its own, or inside ``dispatch serve``.
 
 - ``console``: what every page shares (sign-in, roles, CSRF, headers, templates)
 - ``sessions``: signed session cookies and the sign-in form's token
+- ``checks``: the bound on password checks at once
+- ``password``: "Byt lösenord", the signed-in person's own new password
 - ``pages``: sign-in, today, history, recipients, audit log, health check
 - ``editor``: the edition page, live preview, save, approve, revoke, test send
 """
@@ -27,7 +29,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dispatch import app
 from dispatch.config import Settings, WebSettings
 from dispatch.errors import ConsoleError
-from dispatch.web import editor, operations, pages, sso
+from dispatch.web import editor, operations, pages, password, sso
+from dispatch.web.checks import PasswordChecks
 from dispatch.web.console import HERE, Console, security_header_values, templates
 from dispatch.web.sessions import Sessions, load_secret
 
@@ -37,14 +40,22 @@ LOG = logging.getLogger("dispatch.web")
 def create_console(settings: Settings, *, clock: app.Clock | None = None, ledger: app.Ledger | None = None) -> Starlette:
     """The console as an ASGI application (the tests and ``bench/console.py`` serve it too)."""
     web = settings.web or WebSettings()
-    console = Console(settings, web, ledger or app.open_ledger(settings), clock or app.Clock(),
-                      Sessions(web, load_secret(web)), templates(), app.Runs(settings))
+    ledger = ledger or app.open_ledger(settings)
+
+    def generation(name: str) -> int:  # a new session begins in the account's generation now
+        user = ledger.user(name)
+        return user.session_generation if user is not None else 0
+
+    console = Console(settings, web, ledger, clock or app.Clock(), Sessions(web, load_secret(web), generation), templates(),
+                      app.Runs(settings), PasswordChecks(app.checks_at_once(web.password_check_memory_mb)),
+                      app.AddressLimits())
     routes = [
         Route("/healthz", pages.healthz),
         Route("/tillganglighet", pages.statement),
         Route("/login", pages.login, methods=["GET", "POST"]),
         Route("/logout", pages.logout, methods=["POST"]),
         Route("/session/extend", pages.extend_session, methods=["POST"]),
+        Route("/password", password.password_page, methods=["GET", "POST"]),
         Route("/", pages.home),
         Route("/open", pages.edition_redirect),
         Route("/editions/{day}", editor.edition_page),
@@ -159,3 +170,4 @@ class HostedConsole:
         self.console.runs.stop_all()  # sends started here stop as a stopped send does, and are recorded
         self.server.should_exit = True
         self.thread.join(timeout=30)
+        self.console.checks.close()

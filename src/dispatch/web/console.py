@@ -23,13 +23,14 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from dispatch.app import Clock, Ledger, Runs, User, active_user, audit
+from dispatch.app import AddressLimits, Clock, Ledger, Runs, User, active_user, audit
 from dispatch.config import Settings, WebSettings
+from dispatch.web.checks import PasswordChecks
 from dispatch.web.sessions import Session, Sessions, csrf_ok
 from dispatch.web.swedish import ROLE_NAMES, swedish_audit_detail, swedish_plan
 
 HERE = Path(__file__).parent
-STATIC_VERSION = "5"  # bump when static files change, so browsers fetch them again
+STATIC_VERSION = "6"  # bump when static files change, so browsers fetch them again
 
 # The console's own pages: scripts and styles only from the console itself (no inline
 # script, no inline style), no plug-ins, not framed by other sites.
@@ -45,7 +46,8 @@ Handler = Callable[[Request, "Visit"], Awaitable[Response]]
 
 @dataclass
 class Console:
-    """The console's long-lived parts: settings, one ledger, the clock, sessions, templates."""
+    """The console's long-lived parts: settings, one ledger, the clock, sessions, templates,
+    the bound on password checks and the count of unknown names per client address."""
 
     settings: Settings
     web: WebSettings
@@ -54,12 +56,21 @@ class Console:
     sessions: Sessions
     templates: Environment
     runs: Runs
+    checks: PasswordChecks
+    limits: AddressLimits
     previews: OrderedDict[str, tuple[str, str, str]] = field(default_factory=OrderedDict)  # id -> (user, html, day)
 
     def now(self) -> datetime:
         """The time in the office's zone, as the command line has it: an urgent message's
         'compiled', and every date a page shows, are local times."""
         return self.clock.now().astimezone(self.settings.timezone)
+
+    def signed_in(self, request: Request, now: datetime) -> tuple[Session, User] | None:
+        """The request's session and its account, if the session is still valid: not expired,
+        the account not disabled, and no sign-out or new password since it began."""
+        session = self.sessions.read(request, now)
+        user = active_user(self.ledger, session.user, session.generation) if session else None
+        return (session, user) if session is not None and user is not None else None
 
     def keep_preview(self, user: str, html: str, day: str) -> str:
         """Keep a rendered preview for the frames that show it (the newest 200)."""
@@ -117,7 +128,7 @@ ACTION_NAMES = {"sign_in": "inloggning", "sign_in_failed": "misslyckad inloggnin
                 "revoke": "godkännande återkallat", "send": "utskick", "stop": "stoppad", "resume": "återupptagen",
                 "retry_now": "försök igen nu", "export": "nedladdning", "user_added": "konto skapat",
                 "user_disabled": "konto avstängt", "user_updated": "konto uppdaterat",
-                "correction_started": "rättelse skapad", "sso_refused": "SSO nekad",
+                "correction_started": "rättelse skapad", "password_changed": "lösenord bytt", "sso_refused": "SSO nekad",
                 "sso_failed": "SSO misslyckades"}
 
 
@@ -141,9 +152,8 @@ def page(right: str | None = "read") -> Callable[[Handler], Callable[[Request], 
         async def endpoint(request: Request) -> Response:
             console: Console = request.app.state.console
             now = console.now()
-            session = console.sessions.read(request, now)
-            user = active_user(console.ledger, session.user) if session else None
-            if user is None:
+            found = console.signed_in(request, now)
+            if found is None:
                 if request.method == "GET":
                     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                     return RedirectResponse(f"/login?next={quote(target, safe='/')}", status_code=303)
@@ -153,7 +163,7 @@ def page(right: str | None = "read") -> Callable[[Handler], Callable[[Request], 
                 return forbidden(console, "Du är inte inloggad (sessionen har gått ut). Inget är sparat. Kopiera din text "
                                  "nedan, logga in igen och spara den.", 401,
                                  kept_text=text if isinstance(text, str) else "")
-            assert session is not None
+            session, user = found
             visit = Visit(console, user, session, now)
             if request.method == "POST":
                 form = await request.form()

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from dispatch import app
+from dispatch.web.checks import Busy
 from dispatch.web.console import Console, Visit, forbidden, not_found, page, render
 
 
@@ -26,9 +27,8 @@ async def statement(request: Request) -> Response:
     console: Console = request.app.state.console
     now = console.now()
     body = await run_in_threadpool(app.accessibility_statement, console.settings, now)
-    session = console.sessions.read(request, now)
-    user = app.active_user(console.ledger, session.user) if session else None
-    return render(console, "tillganglighet.html", user=user, session=session if user else None, now=now, body=body)
+    session, user = console.signed_in(request, now) or (None, None)
+    return render(console, "tillganglighet.html", user=user, session=session, now=now, body=body)
 
 
 async def healthz(request: Request) -> Response:
@@ -51,8 +51,7 @@ async def login(request: Request) -> Response:
     token = console.sessions.sign_in_token(request)
     target = _safe_next(request.query_params.get("next"))
     if request.method == "GET":
-        session = console.sessions.read(request, now)
-        if session is not None and app.active_user(console.ledger, session.user) is not None:
+        if console.signed_in(request, now) is not None:
             return RedirectResponse(target, status_code=303)  # signed in already: on to where they were going
         response = render(console, "login.html", user=None, session=None, now=now, csrf=token, next=target,
                           error="", local=console.web.local_accounts, username="")
@@ -65,15 +64,20 @@ async def login(request: Request) -> Response:
     if not console.web.local_accounts:
         return forbidden(console, "Inloggning med lokala konton är avstängd.")
     target = _safe_next(values.get("next"))
+    # The client's address as uvicorn gives it: the reverse proxy's X-Forwarded-For when
+    # web.forwarded_allow_ips trusts the proxy, else the connection's own address.
     remote = request.client.host if request.client else ""
     try:
-        user = await run_in_threadpool(app.sign_in, console.ledger, values.get("username", "").strip(),
-                                       values.get("password", ""), now, remote=remote,
-                                       hashing=console.web.password_hashing)
-    except app.SignInRefused:
-        response = render(console, "login.html", 401, user=None, session=None, now=now, csrf=token, next=target,
-                          error="Fel användarnamn eller lösenord, eller så är kontot spärrat en stund.", local=True,
+        user = await console.checks.run(app.sign_in, console.ledger, values.get("username", "").strip(),
+                                        values.get("password", ""), now, remote=remote,
+                                        hashing=console.web.password_hashing, limits=console.limits)
+    except (app.SignInRefused, Busy) as exc:
+        busy = isinstance(exc, Busy)
+        response = render(console, "login.html", 503 if busy else 401, user=None, session=None, now=now, csrf=token,
+                          next=target, error="busy" if busy else "refused", local=True,
                           username=values.get("username", "").strip()[:64])
+        if busy:
+            response.headers["Retry-After"] = "10"
         console.sessions.keep_sign_in_token(response, token)
         return response
     redirect = RedirectResponse(target, status_code=303)
@@ -92,7 +96,9 @@ async def extend_session(request: Request, visit: Visit) -> Response:
 
 @page("read")
 async def logout(request: Request, visit: Visit) -> Response:
-    visit.audit("sign_out", visit.me.name)
+    """Every copy of the session ends (and the account's sessions in other browsers)."""
+    remote = request.client.host if request.client else ""
+    await run_in_threadpool(app.sign_out, visit.console.ledger, visit.me.name, visit.now, remote=remote)
     response = RedirectResponse("/login", status_code=303)
     visit.console.sessions.end(response)
     return response

@@ -1,10 +1,13 @@
 """Console sessions: a signed cookie (itsdangerous) holding who signed in, when, when last
-seen, and the session's CSRF token. Nothing secret is in it; the signature stops forgery.
+seen, the account's session generation at sign-in, and the session's CSRF token. Nothing
+secret is in it; the signature stops forgery.
 
 The session ends after ``idle_minutes`` without a request and ``absolute_hours`` after
-sign-in whatever happens, and at once when the account is disabled (checked on every
-request against the ledger). Cookies are HttpOnly and SameSite=Strict, and Secure when
-the console's base URL is https.
+sign-in whatever happens, and at once when the account signs out, gets a new password or is
+disabled: each moves the account's session generation in the ledger on, and every request
+checks the cookie's generation against it, so a copy of the cookie ends with the original
+(on every node sharing the ledger). Cookies are HttpOnly and SameSite=Strict, and Secure
+when the console's base URL is https.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -36,6 +40,7 @@ class Session:
     issued: datetime
     seen: datetime
     csrf: str
+    generation: int = 0  # the account's session generation when it signed in
 
 
 def load_secret(web: WebSettings) -> bytes:
@@ -66,8 +71,10 @@ def load_secret(web: WebSettings) -> bytes:
 
 
 class Sessions:
-    def __init__(self, web: WebSettings, secret: bytes) -> None:
+    def __init__(self, web: WebSettings, secret: bytes, generation: Callable[[str], int] = lambda name: 0) -> None:
+        """``generation``: an account's session generation now (the ledger's), for ``start``."""
         self.web = web
+        self.generation = generation
         self.idle = timedelta(minutes=web.idle_minutes)
         self.absolute = timedelta(hours=web.absolute_hours)
         self._signer = URLSafeSerializer(secret, salt="dispatch-console-session")
@@ -79,7 +86,8 @@ class Sessions:
             return None
         try:
             data: Any = self._signer.loads(raw)
-            session = Session(str(data["u"]), datetime.fromisoformat(data["i"]), datetime.fromisoformat(data["s"]), str(data["c"]))
+            session = Session(str(data["u"]), datetime.fromisoformat(data["i"]), datetime.fromisoformat(data["s"]),
+                              str(data["c"]), int(data["g"]))
         except (BadSignature, KeyError, TypeError, ValueError):
             return None
         if now - session.issued > self.absolute or now - session.seen > self.idle:
@@ -87,18 +95,23 @@ class Sessions:
         return session
 
     def start(self, response: Response, user: str, now: datetime) -> Session:
-        session = Session(user, now, now, secrets.token_urlsafe(32))
+        """A new session for ``user``, who has just signed in, in their generation now."""
+        session = Session(user, now, now, secrets.token_urlsafe(32), self.generation(user))
         self.write(response, session)
         response.delete_cookie(SIGN_IN_COOKIE, path="/")
         return session
 
     def touch(self, response: Response, session: Session, now: datetime, *, force: bool = False) -> None:
-        if force or now - session.seen >= REFRESH_AFTER:
-            self.write(response, Session(session.user, session.issued, now, session.csrf))
+        """Renew "last seen", unless the response sets the cookie itself (a new session after a
+        new password, or none after sign-out): that one must stand."""
+        sets_cookie = any(name == b"set-cookie" and value.startswith(f"{COOKIE}=".encode())
+                          for name, value in response.raw_headers)
+        if not sets_cookie and (force or now - session.seen >= REFRESH_AFTER):
+            self.write(response, Session(session.user, session.issued, now, session.csrf, session.generation))
 
     def write(self, response: Response, session: Session) -> None:
         value = self._signer.dumps({"u": session.user, "i": session.issued.isoformat(), "s": session.seen.isoformat(),
-                                    "c": session.csrf})
+                                    "c": session.csrf, "g": session.generation})
         response.set_cookie(COOKIE, value, max_age=int(self.absolute.total_seconds()), path="/", httponly=True,
                             samesite="strict", secure=self.web.secure)
 

@@ -1,0 +1,220 @@
+"""Console passwords: signing in (with a lock after repeated failures and a limit on unknown
+names per client address), changing a password, and signing out. A new password and signing
+out (like disabling the account) end its sessions by moving its session generation on.
+
+Passwords are kept only as argon2id hashes, made with the profile `web.password_hashing`
+names (HASHING). A hash carries its own parameters, so every hash verifies whatever the
+profile is now, and a changed profile reaches each account at its next sign-in. A failed
+sign-in says the same whatever was wrong (unknown name, wrong password, disabled or locked
+account, too many attempts), so the page gives nothing away; the audit log, which only
+operators read, says which.
+
+A failed attempt is counted *before* its password is checked (``Ledger.take_sign_in_attempt``,
+one statement): parallel attempts cannot all read a count below the limit and all be
+checked. Only a right password clears the count, so a sixth attempt, even one made while the
+first five are still being checked, is refused unchecked until the lock ends (or a right
+password among the five clears the count).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import threading
+from collections import OrderedDict
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from dispatch.errors import DispatchError, InputError, Problem
+from dispatch.ledger import Ledger
+from dispatch.models import User
+
+LOCK_AFTER = 5  # failed sign-ins in a row
+LOCK_FOR = timedelta(minutes=15)
+UNKNOWN_PER_ADDRESS = 10  # failed sign-ins with unknown names from one client address per LOCK_FOR
+MIN_PASSWORD = 12
+NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$")
+# "standard" (the default): RFC 9106's second recommended profile, 3 passes over 64 MiB in 4
+# lanes (argon2-cffi's defaults), about 0.2 s of CPU per sign-in. "light": OWASP's minimum for
+# argon2id, 2 passes over 19 MiB in 1 lane, about a fifth of that, for a small host where many
+# people sign in at once (64 MiB each) and for throw-away accounts such as the tests'.
+HASHING = {
+    "standard": PasswordHasher(),
+    "light": PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1),
+}
+# What one password check may take: the largest profile's memory, since a stored hash made
+# with another profile than today's is checked with its own parameters.
+CHECK_MIB = max(hasher.memory_cost for hasher in HASHING.values()) // 1024
+
+
+class SignInRefused(DispatchError):
+    """Wrong name or password, or the account is disabled or locked: one message for all."""
+
+
+def checks_at_once(memory_mb: int) -> int:
+    """How many password checks may run at once in ``memory_mb`` of memory (at least one,
+    and no more than there are processors: more would only wait for a processor, holding
+    their memory)."""
+    return max(1, min(os.cpu_count() or 1, memory_mb // CHECK_MIB))
+
+
+@functools.cache
+def _dummy_hash(profile: str) -> str:
+    """Verified against when the name is unknown, so that an unknown name takes as long as
+    a wrong password (the time would otherwise tell which names exist). Made on first use:
+    hashing takes a tenth of a second, which every command would pay at import."""
+    return HASHING[profile].hash("not a password anyone has")
+
+
+class AddressLimits:
+    """Failed sign-ins with unknown names, per client address (the reverse proxy's
+    X-Forwarded-For when `web.forwarded_allow_ips` trusts it): past UNKNOWN_PER_ADDRESS in
+    LOCK_FOR, every sign-in from that address is refused unchecked until the oldest is LOCK_FOR
+    old. No account's lock covers a name that does not exist; this stops trying many names
+    (and hashing for each) from one place. Kept in the process: each console node counts its own."""
+
+    def __init__(self, limit: int = UNKNOWN_PER_ADDRESS, window: timedelta = LOCK_FOR, addresses: int = 4096) -> None:
+        self.limit, self.window, self.addresses = limit, window, addresses
+        self._lock = threading.Lock()
+        self._failures: OrderedDict[str, list[datetime]] = OrderedDict()
+
+    def _recent(self, address: str, now: datetime) -> list[datetime]:
+        times = [moment for moment in self._failures.get(address, ()) if now - moment < self.window]
+        if times:
+            self._failures[address] = times
+        else:
+            self._failures.pop(address, None)
+        return times
+
+    def blocked(self, address: str, now: datetime) -> bool:
+        with self._lock:
+            return len(self._recent(address, now)) >= self.limit
+
+    def take(self, address: str, now: datetime) -> bool:
+        """Count one unknown name from ``address`` before it is checked; False (not counted)
+        when the address is at its limit already."""
+        with self._lock:
+            times = self._recent(address, now)
+            if len(times) >= self.limit:
+                return False
+            self._failures[address] = [*times, now]
+            self._failures.move_to_end(address)
+            while len(self._failures) > self.addresses:  # the memory it takes is bounded too
+                self._failures.popitem(last=False)
+            return True
+
+
+def sign_in(ledger: Ledger, name: str, password: str, now: datetime, *, remote: str = "",
+            hashing: str = "standard", limits: AddressLimits | None = None) -> User:
+    """The account, if the name and password are right and it is neither disabled nor locked;
+    every attempt is in the audit log. Raises SignInRefused. A hash made with another profile
+    than ``hashing`` is made again with it. ``limits``: unknown names per client address."""
+    shown = name[:64] or "?"
+    if limits is not None and limits.blocked(remote, now):
+        ledger.record_audit(now, shown, "sign_in_failed", name[:64], None,
+                            _where(remote, "too many unknown names from this address"))
+        raise SignInRefused("wrong user name or password")
+    user = ledger.user(name) if NAME.match(name) else None
+    if user is None or user.password_hash is None:
+        if limits is None or limits.take(remote, now):
+            _verify(_dummy_hash(hashing), password)
+            detail = "unknown user or no password"
+        else:
+            detail = "too many unknown names from this address"
+        ledger.record_audit(now, shown, "sign_in_failed", name[:64], None, _where(remote, detail))
+        raise SignInRefused("wrong user name or password")
+    if not _check(ledger, user, password, now, remote=remote, hashing=hashing):
+        raise SignInRefused("wrong user name or password")
+    if user.disabled:
+        ledger.record_audit(now, user.name, "sign_in_failed", user.name, None, _where(remote, "account disabled"))
+        raise SignInRefused("wrong user name or password")
+    if HASHING[hashing].check_needs_rehash(user.password_hash):
+        ledger.update_user(user.name, password_hash=HASHING[hashing].hash(password))
+    ledger.record_audit(now, user.name, "sign_in", user.name, None, _where(remote, ""))
+    return user
+
+
+def change_password(ledger: Ledger, name: str, current: str, new: str, now: datetime, *, remote: str = "",
+                    hashing: str = "standard") -> None:
+    """The signed-in person's own new password ("Byt lösenord"): the current one is checked
+    as a sign-in is (a wrong one counts towards the lock, so a session left open cannot be
+    used to guess it); every session of the account ends, this one included. Raises
+    SignInRefused (the current password) or InputError (the new one)."""
+    user = ledger.user(name)
+    if user is None or user.password_hash is None:
+        raise SignInRefused(f"{name!r} has no password of the console's own")
+    _check_new(new, current)
+    if not _check(ledger, user, current, now, remote=remote, hashing=hashing):
+        raise SignInRefused("wrong password")
+    ledger.update_user(name, password_hash=HASHING[hashing].hash(new))
+    ledger.end_sessions(name)
+    ledger.record_audit(now, name, "password_changed", name, None, _where(remote, "by the account's owner"))
+
+
+def set_password(ledger: Ledger, name: str, password: str, now: datetime, *, by: str, hashing: str = "standard") -> bool:
+    """``users passwd``: a new password for account NAME, set by an operator; every session of
+    the account ends. False when there is no such account; InputError for a password too
+    short, or an account that signs in only through single sign-on (it has none to change)."""
+    user = ledger.user(name)
+    if user is None:
+        return False
+    if user.password_hash is None:
+        raise InputError([Problem("users passwd", 0, f"{name!r} signs in through single sign-on and has no password "
+                                                     "here; change it at the identity provider")])
+    _check_new(password)
+    ledger.update_user(name, password_hash=HASHING[hashing].hash(password))
+    ledger.end_sessions(name)
+    ledger.record_audit(now, by, "password_changed", name, None, "sessions ended")
+    return True
+
+
+def sign_out(ledger: Ledger, name: str, now: datetime, *, remote: str = "") -> None:
+    """Every session of the account ends, wherever its cookie has been copied to (and the
+    person's other browsers with it: one generation per account)."""
+    ledger.end_sessions(name)
+    ledger.record_audit(now, name, "sign_out", name, None, _where(remote, ""))
+
+
+def _check(ledger: Ledger, user: User, password: str, now: datetime, *, remote: str, hashing: str) -> bool:
+    """Is ``password`` the account's? The attempt is counted as failed before the check and
+    cleared only by a right password; past the limit there is no check at all."""
+    assert user.password_hash is not None
+    attempt = ledger.take_sign_in_attempt(user.name, LOCK_AFTER, now)
+    if attempt is None:
+        _verify(_dummy_hash(hashing), password)  # as long as a check: the time tells nothing
+        found = ledger.user(user.name)
+        locked = found.locked_until if found is not None else None
+        detail = (f"account locked until {locked.isoformat(timespec='minutes')}" if locked is not None and locked > now
+                  else f"{LOCK_AFTER} attempts counted: password not checked")
+        ledger.record_audit(now, user.name, "sign_in_failed", user.name, None, _where(remote, detail))
+        return False
+    if not _verify(user.password_hash, password):
+        ledger.record_audit(now, user.name, "sign_in_failed", user.name, None, _where(remote, f"wrong password ({attempt})"))
+        if ledger.lock_if_at_limit(user.name, LOCK_AFTER, now + LOCK_FOR):
+            ledger.record_audit(now, user.name, "locked", user.name, None,
+                                f"{LOCK_AFTER} failed sign-ins: locked for {int(LOCK_FOR.total_seconds() // 60)} minutes")
+        return False
+    ledger.update_user(user.name, failed_sign_ins=0, locked_until=None)
+    return True
+
+
+def _check_new(password: str, current: str | None = None) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise InputError([Problem("password", 0, f"the password must be at least {MIN_PASSWORD} characters "
+                                                 "(a few words are easier to remember than symbols)")])
+    if current is not None and password == current:
+        raise InputError([Problem("password", 0, "the new password is the same as the current one; choose another")])
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return HASHING["standard"].verify(password_hash, password)  # the parameters are the hash's own
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def _where(remote: str, detail: str) -> str:
+    return "; ".join(part for part in (f"from {remote}" if remote else "", detail) if part)
