@@ -47,11 +47,12 @@ def plan_for(settings: Settings, ready: Prepared, now: datetime, created_by: str
 def send(settings: Settings, ready: Prepared, clock: Clock, *, created_by: str | None = None,
          progress: Callable[[int], None] | None = None, linger: timedelta = timedelta(0),
          stop: threading.Event | None = None, by_hand: bool = False, retry_failed: str | None = None,
-         on_pause: Callable[[str, bool, datetime], None] | None = None) -> Result:
+         on_pause: Callable[[str, bool, datetime], None] | None = None, owner: str | None = None) -> Result:
     """Send (or resume) the edition's dispatch. Change control is checked here, against the
     ledger, whoever calls: no path sends changed or unapproved content.
 
-    ``retry_failed``: the dispatch's name; its failed recipients are queued again first (a
+    ``owner``: the name the run's leases are held under (a console run keeps it, to give
+    them back if the run fails). ``retry_failed``: the dispatch's name; its failed recipients are queued again first (a
     person fixed the cause). It must be the dispatch this send makes."""
     secrets_ready(settings)
     ledger = open_ledger(settings)
@@ -80,7 +81,7 @@ def send(settings: Settings, ready: Prepared, clock: Clock, *, created_by: str |
             published = publish(settings, ready.edition, clock.now()).page
         transport = open_transport(settings)
         result = run(plan, ledger, transport, send_policy(settings, linger, by_hand=by_hand), clock,
-                     progress=progress, stop=stop, on_pause=on_pause)
+                     progress=progress, stop=stop, on_pause=on_pause, owner=owner)
         result.notes = list(decision.notes)
         if published is not None:
             result.notes.append(f"published {display_path(published)}")
