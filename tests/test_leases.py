@@ -38,6 +38,7 @@ from conftest import (
     addresses,
     big_list,
     free_port,
+    set_schedule,
     start_dispatch,
     start_server,
 )
@@ -304,14 +305,18 @@ class PrivatePostgres:
         initdb = shutil.which("initdb")
         if initdb is None:
             pytest.skip("initdb is not installed")
-        self.bin = Path(initdb).parent
+        self.bin = Path(initdb).resolve().parent  # createdb and the rest live beside the real initdb
         self.root = Path(tempfile.mkdtemp(prefix="dispatch-pg-"))
         self.data = self.root / "data"
         self.port = free_port()
         os.chmod(self.root, 0o777)
-        self._as_postgres(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
-        self.start()
-        self._as_postgres(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "test")
+        try:
+            self._as_postgres(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+            self.start()
+            self._as_postgres(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "test")
+        except BaseException:
+            self.remove()
+            raise
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/test"
 
     def _as_postgres(self, *command: str) -> None:
@@ -351,13 +356,15 @@ def test_a_console_send_that_failed_with_the_ledger_resumes_at_once(
     big_list(project, count)
     project.use_smtp(relay, connections=connections)
     project.set_config(ledger=private_pg.url, notify=[], publish__on_send=False)
+    set_schedule(project, lists=["stor"])  # the edition goes to the lists of the schedules
     handler: SlowRelay = relay.handler  # type: ignore[assignment]
     settings = load_settings(project.config_path)
     runs = app.Runs(settings)
     recipe = app.Recipe(date.fromisoformat(EDITION))
     now = datetime.now(settings.timezone)
     first = runs.start(recipe, "operatör", now)
-    wait_until(lambda: handler.count() >= 1000, 120, "a fifth of the send")
+    wait_until(lambda: handler.count() >= 1000 or first.state != "running", 120, "a fifth of the send")
+    assert first.state == "running", first.error
     private_pg.stop()
     stopped = time.monotonic()
     assert runs.wait(first.name, 60), "the run ends when the ledger goes away"
@@ -388,5 +395,6 @@ def test_a_console_send_that_failed_with_the_ledger_resumes_at_once(
     assert set(received) == set(addresses(count)), "0 lost"
     duplicates = sum(received.values()) - count
     assert duplicates <= connections, f"{duplicates} duplicates"
+    print(f"\nfirst run: {first.error}")
     print(f"\nledger down 12 s at 1000+ of {count}: {held} rows held by the failed run (until {until}); "
           f"everyone had it {took:.1f} s after Återuppta; {duplicates} duplicate(s)")
