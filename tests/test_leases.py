@@ -84,7 +84,10 @@ def test_a_run_that_keeps_its_lease_renews_it_and_sends_everyone() -> None:
         clock.sleep(0.5)  # each message takes half a second: the 3 s lease needs renewing on the way
         return Outcome(State.SENT, "250 OK")
 
-    result = run(plan(60), ledger, ScriptedTransport(reply), policy(lease=timedelta(seconds=3)), clock, owner="a")
+    # One connection: in injected time, another connection's sleeps would move the clock while
+    # this one is merely descheduled, as if it had been paused.
+    result = run(plan(60), ledger, ScriptedTransport(reply), policy(connections=1, lease=timedelta(seconds=3)),
+                 clock, owner="a")
     assert result.lease_lost_at is None and result.sent_now == 60 and result.complete
 
 

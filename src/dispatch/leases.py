@@ -88,8 +88,8 @@ class Held:
         return True
 
     def renew(self, now: datetime) -> None:
-        """Extend every held lease to ``now + lease``, unless one has run out already: then
-        the run has lost its lease (it was held up too long) and renews nothing."""
+        """Extend every held lease to ``now + lease`` (none is shortened), unless one has run
+        out already: then the run has lost its lease (it was held up too long) and renews nothing."""
         with self._renewing:
             with self._lock:
                 if self.lost_at is not None:
@@ -97,7 +97,9 @@ class Held:
                 if any(ends <= now for ends in self._expires.values()):
                     self.lost_at = now
                     return
-                ids = sorted(self._expires)
+                # Never shorten a lease: a thread that read the clock earlier than the last
+                # claim or renewal (and was held up before renewing) leaves those rows alone.
+                ids = sorted(row for row, ends in self._expires.items() if ends < now + self.lease)
             if not ids:
                 return
             renewed = self._renew(ids, now)

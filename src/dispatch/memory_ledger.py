@@ -117,6 +117,17 @@ class MemoryLedger:
             return sum(1 for row in self.rows if row.dispatch_id == dispatch_id and row.node == owner
                        and row.delivery.state in (State.SENT, State.BOUNCED))
 
+    def hold_waiting(self, dispatch_id: int, until: datetime, reply: str, now: datetime) -> int:
+        with self._lock:
+            free = [row for row in self.rows if row.dispatch_id == dispatch_id and row.delivery.state in SENDABLE
+                    and (row.delivery.next_attempt_at is None or row.delivery.next_attempt_at <= now)
+                    and (row.lease_owner is None or (row.lease_expires_at is not None and row.lease_expires_at <= now))]
+            for row in free:
+                state = State.DEFERRED if row.delivery.state is State.PENDING else row.delivery.state
+                row.delivery = replace(row.delivery, state=state, next_attempt_at=until, reply=reply, updated_at=now)
+                row.lease_owner = row.lease_expires_at = None
+        return len(free)
+
     def due_unleased(self, dispatch_id: int, now: datetime) -> int:
         with self._lock:
             return sum(1 for row in self.rows if row.dispatch_id == dispatch_id and row.delivery.state in SENDABLE

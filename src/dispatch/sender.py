@@ -146,6 +146,9 @@ class Sender:
                     # The relay, not these recipients, is the trouble: they wait, unharmed, with
                     # the reason, until the pause ends (a person's rerun takes them at once).
                     self.ledger.hold(self.owner, unrecorded, held, HELD_BY_RELAY + reason, self.clock.now())
+                    # ... and so do the rest of the dispatch's due recipients (this run claims only
+                    # a few at a time): the same relay would refuse them too.
+                    self.ledger.hold_waiting(self.dispatch_id, held, HELD_BY_RELAY + reason, self.clock.now())
                 else:
                     # Stopped, failed, or the lease lost: back to the queue at once (only the rows
                     # this run still owns), so nobody waits out a lease for a run that is gone.
@@ -212,6 +215,9 @@ class Sender:
                     with self.lock:
                         self.failures_in_a_row = 0
                         self.session_pauses = 0
+                    # The lease ran out while this message was on its way (the process was paused
+                    # mid-send): the outcome is recorded if the ledger still takes it, then the run stops.
+                    self.held.ran_out(self.clock.now())
                     committer.record(results)
                     accepted = sum(1 for _, o, _ in results if o.state is State.SENT)
                     with self.lock:

@@ -156,6 +156,10 @@ class Ledger:
         """Put leased rows back to wait until ``until`` because of the session, not the"""
         return queue.hold(self.db, owner, ids, until, reply, now)
 
+    def hold_waiting(self, dispatch_id: int, until: datetime, reply: str, now: datetime) -> int:
+        """The dispatch's other due rows that nobody holds wait too, with the same reason."""
+        return queue.hold_waiting(self.db, dispatch_id, until, reply, now)
+
     def record(self, owner: str, results: Sequence[tuple[int, Outcome, datetime | None]], now: datetime) -> int:
         """Write attempt outcomes in one transaction; only rows this owner still leases."""
         return queue.record(self.db, owner, results, now)

@@ -193,6 +193,29 @@ def hold(db: Database, owner: str, ids: Sequence[int], until: datetime, reply: s
         )
 
 
+def hold_waiting(db: Database, dispatch_id: int, until: datetime, reply: str, now: datetime) -> int:
+    """The dispatch's other due rows that nobody holds wait too, with the same reason: the relay
+    that refused this run would refuse them as well (as ``hold``: no attempt counted)."""
+    now = _utc(now)  # type: ignore[assignment]
+    free = sa.and_(
+        deliveries.c.dispatch_id == dispatch_id, deliveries.c.state.in_(SENDABLE),
+        sa.or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now),
+        sa.or_(deliveries.c.lease_owner.is_(None), deliveries.c.lease_expires_at <= now),
+    )
+    with db.light() as conn:
+        if db.is_postgres:  # rows another node is claiming this moment are its own to handle
+            free = deliveries.c.id.in_([r[0] for r in conn.execute(
+                sa.select(deliveries.c.id).where(free).order_by(deliveries.c.id).with_for_update(skip_locked=True))])
+        result = conn.execute(
+            deliveries.update().where(free)
+            .values(state=sa.case((deliveries.c.state == State.PENDING.value, State.DEFERRED.value),
+                                  else_=deliveries.c.state),
+                    next_attempt_at=_utc(until), reply=reply[:2000], lease_owner=None, lease_expires_at=None,
+                    updated_at=now)
+        )
+    return result.rowcount or 0
+
+
 def record(db: Database, owner: str, results: Sequence[tuple[int, Outcome, datetime | None]], now: datetime) -> int:
     """Write attempt outcomes in one transaction; only rows this owner still leases.
 
