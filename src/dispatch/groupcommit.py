@@ -8,6 +8,7 @@ import threading
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from dispatch.errors import LedgerBusy
 from dispatch.models import Outcome
 
 if TYPE_CHECKING:
@@ -18,14 +19,25 @@ class RateLimiter:
     """A smooth limit shared by every connection and every process sending through the
     same relay: one message per 60/rate seconds, the slots handed out by the ledger."""
 
-    def __init__(self, per_minute: float, clock: Clock, ledger: Ledger, relay: str) -> None:
+    def __init__(self, per_minute: float, clock: Clock, ledger: Ledger, relay: str,
+                 stop: threading.Event | None = None) -> None:
         self.interval = timedelta(seconds=60.0 / per_minute) if per_minute > 0 else None
         self.clock, self.ledger, self.relay = clock, ledger, relay
+        self.stop = stop or threading.Event()
 
     def wait(self) -> None:
         if self.interval is None:
             return
-        slot = self.ledger.reserve_slot(self.relay, self.interval, self.clock.now)
+        while True:
+            try:
+                slot = self.ledger.reserve_slot(self.relay, self.interval, self.clock.now)
+                break
+            except LedgerBusy:
+                # Another process holds the relay's slot row (one that froze holding it loses its
+                # session to the server's idle_in_transaction timeout): try again, unless stopped
+                # (the caller sees the stop and sends nothing).
+                if self.stop.is_set():
+                    return
         self.clock.sleep((slot - self.clock.now()).total_seconds())
 
 

@@ -50,7 +50,7 @@ class Sender:
         self.clock, self.owner, self.dispatch_id = clock, owner, dispatch_id
         self.progress = progress or (lambda n: None)
         self.stop = stop or threading.Event()
-        self.limiter = RateLimiter(policy.rate_per_minute, clock, ledger, transport.endpoint)
+        self.limiter = RateLimiter(policy.rate_per_minute, clock, ledger, transport.endpoint, self.stop)
         self.work: queue.Queue[list[Delivery] | None] = queue.Queue()
         self.errors: list[BaseException] = []
         self.sent = 0
