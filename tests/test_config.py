@@ -531,3 +531,14 @@ def test_single_sign_on_problems_are_at_their_lines(tmp_path: Path, old: str, ne
     assert text != OIDC
     [problem] = problems_of(write(tmp_path, text))
     assert (problem.line, problem.message[:len(message)]) == (line, message), problem
+
+
+def test_ledger_timeouts_are_read_with_defaults_and_checked_at_their_lines(tmp_path: Path) -> None:
+    from dispatch.config import LedgerTimeouts
+
+    path = write(tmp_path, "timezone: Europe/Stockholm\nledger_timeouts:\n  lock_seconds: 5\n  keepalive_seconds: 0\n")
+    assert load_settings(path).ledger_timeouts == LedgerTimeouts(lock_seconds=5.0, keepalive_seconds=0.0)
+    path = write(tmp_path, "timezone: Europe/Stockholm\nledger_timeouts:\n  lock_seconds: -1\n  lock_second: 3\n")
+    first, second = problems_of(path)
+    assert first.line == 3 and first.message.startswith("'ledger_timeouts.lock_seconds' must be a number of seconds from 0")
+    assert second.line == 4 and "did you mean 'lock_seconds'?" in second.message

@@ -26,11 +26,13 @@ from dispatch.config_web import _read_accessibility, _read_web
 from dispatch.credentials import secret_problems
 from dispatch.errors import InputError, Problem
 from dispatch.settings import (
+    _LEDGER_TIMEOUT_KEYS,
     _TOP_KEYS,
     DEFAULT_RETRY_MINUTES,
     AccessibilitySettings,
     BounceSettings,
     DkimSettings,
+    LedgerTimeouts,
     PublishSettings,
     ReportSettings,
     Schedule,
@@ -73,6 +75,8 @@ def load_settings(path: Path) -> Settings:
     lease_seconds = reader.number(raw, "lease_seconds", float, 600.0, low=3,
                                   rule="a number of seconds, at least 3 (default 600)")
 
+    ledger_timeouts = _read_ledger_timeouts(reader, raw)
+
     approval = reader.text(raw, "approval", "front_matter")
     if approval not in ("front_matter", "four_eyes"):
         reader.problem(raw.line_of("approval"), f"'approval' must be front_matter or four_eyes, not {approval!r}")
@@ -110,6 +114,7 @@ def load_settings(path: Path) -> Settings:
         notify=notify,
         schedules=schedules,
         lease_seconds=lease_seconds,
+        ledger_timeouts=ledger_timeouts,
         approval=approval,
         bounces=bounces,
         web=web,
@@ -119,10 +124,20 @@ def load_settings(path: Path) -> Settings:
     )
 
 
+def _read_ledger_timeouts(reader: _Reader, raw: LineDict) -> LedgerTimeouts:
+    section = reader.section(raw, "ledger_timeouts", _LEDGER_TIMEOUT_KEYS)
+    defaults = LedgerTimeouts()
+    values = {key: reader.number(section, key, float, getattr(defaults, key), "ledger_timeouts.", low=0, high=86400,
+                                 rule=f"a number of seconds from 0 (none) to 86400 (default {getattr(defaults, key):g})")
+              for key in _LEDGER_TIMEOUT_KEYS}
+    return LedgerTimeouts(**values)
+
+
 # The settings types live in settings.py; the config module is where callers find them
 # beside load_settings (and the architecture allows cli/serve to import only this).
 __all__ = [
-    "DEFAULT_RETRY_MINUTES", "AccessibilitySettings", "BounceSettings", "DkimSettings", "PublishSettings", "ReportSettings", "Schedule",
+    "DEFAULT_RETRY_MINUTES", "AccessibilitySettings", "BounceSettings", "DkimSettings", "LedgerTimeouts", "PublishSettings",
+    "ReportSettings", "Schedule",
     "Sender", "Settings",
     "StandingSection", "TransportSettings", "WebSettings", "default_templates_dir", "load_settings", "secret_problems",
 ]

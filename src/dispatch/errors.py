@@ -51,6 +51,12 @@ class LedgerError(DispatchError):
     """The ledger database cannot be reached or has an unexpected schema."""
 
 
+class LedgerBusy(LedgerError):
+    """A row or table the operation needs stayed locked longer than ``lock_timeout`` (another
+    node's transaction, perhaps of a node that froze). Nothing was written; the caller may
+    try again."""
+
+
 class TransportError(DispatchError, ConnectionError):
     """The mail server cannot be reached or refuses the session (not a single recipient).
 

@@ -26,6 +26,7 @@ class _Row:
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
     sent_at: datetime | None = None
+    node: str = ""  # the owner that recorded its last outcome
 
 
 class MemoryLedger:
@@ -98,13 +99,47 @@ class MemoryLedger:
                         break
             return taken
 
-    def renew(self, owner: str, ids: Sequence[int], now: datetime, lease: timedelta) -> None:
-        for row in self._mine(owner, ids):
+    def renew(self, owner: str, ids: Sequence[int], now: datetime, lease: timedelta) -> list[int]:
+        mine = self._mine(owner, ids)
+        for row in mine:
             row.lease_expires_at = now + lease
+        return [row.delivery.id for row in mine]
 
-    def release(self, owner: str, ids: Sequence[int]) -> None:
-        for row in self._mine(owner, ids):
+    def release(self, owner: str, ids: Sequence[int] | None = None) -> int:
+        with self._lock:
+            mine = [row for row in self.rows if row.lease_owner == owner and (ids is None or row.delivery.id in ids)]
+        for row in mine:
             row.lease_owner = row.lease_expires_at = None
+        return len(mine)
+
+    def sent_by(self, dispatch_id: int, owner: str) -> int:
+        with self._lock:
+            return sum(1 for row in self.rows if row.dispatch_id == dispatch_id and row.node == owner
+                       and row.delivery.state in (State.SENT, State.BOUNCED))
+
+    def hold_waiting(self, dispatch_id: int, until: datetime, reply: str, now: datetime) -> int:
+        with self._lock:
+            free = [row for row in self.rows if row.dispatch_id == dispatch_id and row.delivery.state in SENDABLE
+                    and (row.delivery.next_attempt_at is None or row.delivery.next_attempt_at <= now)
+                    and (row.lease_owner is None or (row.lease_expires_at is not None and row.lease_expires_at <= now))]
+            for row in free:
+                state = State.DEFERRED if row.delivery.state is State.PENDING else row.delivery.state
+                row.delivery = replace(row.delivery, state=state, next_attempt_at=until, reply=reply, updated_at=now)
+                row.lease_owner = row.lease_expires_at = None
+        return len(free)
+
+    def due_unleased(self, dispatch_id: int, now: datetime) -> int:
+        with self._lock:
+            return sum(1 for row in self.rows if row.dispatch_id == dispatch_id and row.delivery.state in SENDABLE
+                       and (row.delivery.next_attempt_at is None or row.delivery.next_attempt_at <= now)
+                       and (row.lease_owner is None or (row.lease_expires_at is not None and row.lease_expires_at <= now)))
+
+    def others_leases_end(self, dispatch_id: int, owner: str) -> tuple[int, datetime | None, datetime | None]:
+        with self._lock:
+            ends = [row.lease_expires_at for row in self.rows
+                    if row.dispatch_id == dispatch_id and row.delivery.state in SENDABLE
+                    and row.lease_owner not in (None, owner) and row.lease_expires_at is not None]
+        return len(ends), min(ends, default=None), max(ends, default=None)
 
     def hold(self, owner: str, ids: Sequence[int], until: datetime, reply: str, now: datetime) -> None:
         for row in self._mine(owner, ids):
@@ -124,6 +159,7 @@ class MemoryLedger:
                                    next_attempt_at=next_attempt, updated_at=now,
                                    first_attempt_at=d.first_attempt_at or now)
             row.lease_owner = row.lease_expires_at = None
+            row.node = owner
             if outcome.state is State.SENT:
                 row.sent_at = now
             written += 1

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 from dispatch import verp
 from dispatch.errors import LedgerError, TransportError
+from dispatch.groupcommit import GroupCommitter, RateLimiter
+from dispatch.leases import Held
 from dispatch.message import message_id, to_header
 from dispatch.models import HELD_BY_RELAY, Delivery, Outcome, Recipient, State
 
@@ -24,75 +26,6 @@ if TYPE_CHECKING:
 
 URGENT_POLL_SECONDS = 0.2
 
-
-
-class RateLimiter:
-    """A smooth limit shared by every connection and every process sending through the
-    same relay: one message per 60/rate seconds, the slots handed out by the ledger."""
-
-    def __init__(self, per_minute: float, clock: Clock, ledger: Ledger, relay: str) -> None:
-        self.interval = timedelta(seconds=60.0 / per_minute) if per_minute > 0 else None
-        self.clock, self.ledger, self.relay = clock, ledger, relay
-
-    def wait(self) -> None:
-        if self.interval is None:
-            return
-        slot = self.ledger.reserve_slot(self.relay, self.interval, self.clock.now)
-        self.clock.sleep((slot - self.clock.now()).total_seconds())
-
-
-class GroupCommitter:
-    """Writes outcomes from all connections in shared transactions; each caller returns
-    only when its outcomes are durable, so a connection never runs ahead of the ledger."""
-
-    def __init__(self, ledger: Ledger, owner: str, clock: Clock) -> None:
-        self.ledger, self.owner, self.clock = ledger, owner, clock
-        self.cond = threading.Condition()
-        self.waiting: list[tuple[list[tuple[int, Outcome, datetime | None]], threading.Event, list[BaseException]]] = []
-        self.closed = False
-        self.thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
-        self.thread.start()
-
-    def record(self, results: list[tuple[int, Outcome, datetime | None]]) -> None:
-        done = threading.Event()
-        errors: list[BaseException] = []
-        with self.cond:
-            self.waiting.append((results, done, errors))
-            self.cond.notify()
-        done.wait()
-        if errors:
-            raise errors[0]
-
-    def close(self) -> None:
-        with self.cond:
-            self.closed = True
-            self.cond.notify()
-        self.thread.join()
-
-    def _run(self) -> None:
-        try:
-            self._commit_until_closed()
-        finally:
-            self.ledger.end_writer()
-
-    def _commit_until_closed(self) -> None:
-        while True:
-            with self.cond:
-                while not self.waiting and not self.closed:
-                    self.cond.wait()
-                if not self.waiting and self.closed:
-                    return
-                batch, self.waiting = self.waiting, []
-            rows = [row for results, _, _ in batch for row in results]
-            error: BaseException | None = None
-            try:
-                self.ledger.record(self.owner, rows, self.clock.now())
-            except BaseException as exc:  # handed to every waiting worker, which re-raises
-                error = exc
-            for _, done, errors in batch:
-                if error is not None:
-                    errors.append(error)
-                done.set()
 
 
 def alive(pid: int) -> bool:
@@ -117,7 +50,7 @@ class Sender:
         self.clock, self.owner, self.dispatch_id = clock, owner, dispatch_id
         self.progress = progress or (lambda n: None)
         self.stop = stop or threading.Event()
-        self.limiter = RateLimiter(policy.rate_per_minute, clock, ledger, transport.endpoint)
+        self.limiter = RateLimiter(policy.rate_per_minute, clock, ledger, transport.endpoint, self.stop)
         self.work: queue.Queue[list[Delivery] | None] = queue.Queue()
         self.errors: list[BaseException] = []
         self.sent = 0
@@ -127,7 +60,7 @@ class Sender:
         self.urgent_lock = threading.Lock()
         self.urgent_checked: datetime | None = None
         self.urgent_seen = False
-        self.outstanding: set[int] = set()  # claimed, not yet recorded
+        self.held = Held(policy.lease, lambda ids, now: self.ledger.renew(self.owner, ids, now, policy.lease))
         self.progressed = threading.Event()
         # Session trouble, shared by the workers (under self.lock):
         self.connected = 0  # workers holding a usable connection now
@@ -138,14 +71,17 @@ class Sender:
         self.bounced: dict[int, int] = {}  # row id -> session failures it was part of
         self.pass_over = threading.Event()  # wakes workers backing off when the pass ends
         self.revoked = False  # the approval was revoked while sending
+        self.lease_note: str | None = None  # the ledger's error on waking up after the lease ran out
 
     def run_pass(self) -> int:
         """Send every row due now; returns how many recipients were accepted.
 
-        The queue is kept topped up (claims happen while connections are busy, so no
-        connection waits for the ledger between chunks), and the leases of rows claimed
-        but not yet recorded are renewed while they wait, so another node takes them over
-        only when this one has really stopped.
+        A run holds only what its connections can have in flight: one message being sent
+        and one ready per connection. Claims happen while connections are busy (so none
+        waits for the ledger), the leases of rows claimed but not yet recorded are renewed
+        while they wait, and each worker checks its rows' leases just before it sends: a run
+        held up past its lease (paused, starved) stops, and another node's takeover costs at
+        most the messages that were in flight, one per connection.
         """
         committer = GroupCommitter(self.ledger, self.owner, self.clock)
         workers = [
@@ -155,45 +91,36 @@ class Sender:
         for worker in workers:
             worker.start()
         per_message = self.policy.recipients_per_message
-        connections = self.policy.connections
-        # Enough rows per claim that claiming is rare beside sending (a claim is a write
-        # transaction), few enough that other nodes on the same ledger still get a share.
-        chunk = max(128, connections * per_message * 8)
-        if self.policy.rate_per_minute:
-            # At most a minute of work ahead: the rest stays claimable by other nodes.
-            chunk = max(per_message, min(chunk, int(self.policy.rate_per_minute * per_message)))
-        low_water = connections * 2  # messages queued before claiming more
+        in_flight = self.policy.connections * per_message  # rows the connections can be sending at once
         lease = self.policy.lease
         renewed = self.clock.now()
         self.pass_over.clear()
         self.pause_reason = None
         self.pass_started = self.clock.now()
         try:
-            while not self.stop.is_set() and not self.errors and self.paused_until is None:
-                if self.work.qsize() < low_water:
+            while (not self.stop.is_set() and not self.errors and self.paused_until is None
+                   and not self.held.lost and not committer.refused):
+                if len(self.held) <= in_flight:
                     if self.plan.approval_id is not None and self.ledger.approval_revoked(self.plan.approval_id):
                         # What goes out must be approved while it goes out: nothing more is claimed.
                         self.revoked = True
                         self.stop.set()
                         break
-                    rows = self.ledger.claim(self.dispatch_id, self.owner, self.clock.now(), lease, chunk,
+                    granted = self.clock.now()  # the clock the lease is granted by, and checked against
+                    rows = self.ledger.claim(self.dispatch_id, self.owner, granted, lease, 2 * in_flight - len(self.held),
                                              waited_since=self.pass_started if self.retry_now else None)
                     if rows:
-                        with self.lock:
-                            self.outstanding.update(r.id for r in rows)
+                        self.held.add((r.id for r in rows), granted)
                         for start in range(0, len(rows), per_message):
                             self.work.put(rows[start:start + per_message])
                         continue
-                    with self.lock:
-                        if not self.outstanding:
-                            break  # nothing due and nothing in flight: this pass is done
+                    if not len(self.held):
+                        break  # nothing due and nothing in flight: this pass is done
                 self.progressed.wait(timeout=min(1.0, lease.total_seconds() / 3))
                 self.progressed.clear()
                 now = self.clock.now()
                 if now - renewed >= lease / 3:
-                    with self.lock:
-                        waiting = list(self.outstanding)
-                    self.ledger.renew(self.owner, waiting, now, lease)
+                    self.held.renew(now)
                     renewed = now
         except LedgerError as exc:
             self.errors.append(exc)
@@ -204,18 +131,31 @@ class Sender:
             for worker in workers:
                 worker.join()
             committer.close()
+            if committer.refused and self.held.lost_at is None:
+                self.held.lost_at = self.clock.now()
+            if self.errors and all(isinstance(e, LedgerError) for e in self.errors) and self.held.ran_out(self.clock.now()):
+                # Held up past the lease (paused): the server has since ended our idle session,
+                # and that error is a consequence, not the news. The news is the lost lease.
+                self.lease_note = str(self.errors[0])
+                self.errors.clear()
+            unrecorded = self.held.take_all()
             with self.lock:
-                unrecorded = list(self.outstanding)
-                self.outstanding.clear()
                 held, reason = self.paused_until, self.pause_reason
-            if any(isinstance(error, LedgerError) for error in self.errors):
-                pass  # the ledger is failing: the leases lapse, or a rerun frees them (a dead pid)
-            elif held is not None and reason is not None:
-                # The relay, not these recipients, is the trouble: they wait, unharmed, with
-                # the reason, until the pause ends (a person's rerun takes them at once).
-                self.ledger.hold(self.owner, unrecorded, held, HELD_BY_RELAY + reason, self.clock.now())
-            else:
-                self.ledger.release(self.owner, unrecorded)  # stopped or failed: back to the queue
+            try:
+                if held is not None and reason is not None and not self.errors and not self.held.lost:
+                    # The relay, not these recipients, is the trouble: they wait, unharmed, with
+                    # the reason, until the pause ends (a person's rerun takes them at once).
+                    self.ledger.hold(self.owner, unrecorded, held, HELD_BY_RELAY + reason, self.clock.now())
+                    # ... and so do the rest of the dispatch's due recipients (this run claims only
+                    # a few at a time): the same relay would refuse them too.
+                    self.ledger.hold_waiting(self.dispatch_id, held, HELD_BY_RELAY + reason, self.clock.now())
+                else:
+                    # Stopped, failed, or the lease lost: back to the queue at once (only the rows
+                    # this run still owns), so nobody waits out a lease for a run that is gone.
+                    self.ledger.release(self.owner, unrecorded)
+            except LedgerError as exc:
+                if not self.errors:
+                    self.errors.append(exc)  # the ledger is failing: the run's end gives them back (pipeline)
         if self.errors:
             raise self.errors[0]
         return self.sent
@@ -247,7 +187,7 @@ class Sender:
                     self.work.task_done()
                     return
                 try:
-                    if self.errors or self.stop.is_set() or self.paused_until is not None:
+                    if self.errors or self.stop.is_set() or self.paused_until is not None or self.held.lost:
                         continue
                     self._give_way_to_urgent()
                     if self.stop.is_set():
@@ -258,6 +198,8 @@ class Sender:
                         self.limiter.wait()
                         if self.stop.is_set():
                             continue  # stopped while waiting: the batch goes back unsent (released below)
+                        if committer.refused or not self.held.holds([d.id for d in batch], self.clock.now()):
+                            continue  # the lease ran out (this process was held up): not ours to send any more
                         results = self._send(connection, batch)
                     except TransportError as exc:
                         if connection is not None:
@@ -273,12 +215,15 @@ class Sender:
                     with self.lock:
                         self.failures_in_a_row = 0
                         self.session_pauses = 0
+                    # The lease ran out while this message was on its way (the process was paused
+                    # mid-send): the outcome is recorded if the ledger still takes it, then the run stops.
+                    self.held.ran_out(self.clock.now())
                     committer.record(results)
                     accepted = sum(1 for _, o, _ in results if o.state is State.SENT)
                     with self.lock:
                         self.sent += accepted
                         self.attempted += len(batch)
-                        self.outstanding.difference_update(d.id for d in batch)
+                    self.held.done(d.id for d in batch)
                     self.progress(len(batch))
                 except BaseException as exc:
                     self.errors.append(exc)
@@ -329,8 +274,7 @@ class Sender:
             # The same rows broke three sessions: hold them a while instead of breaking more.
             backoff = self.policy.session_backoff or (5,)
             self.ledger.hold(self.owner, ids, now + timedelta(seconds=backoff[-1]), HELD_BY_RELAY + str(exc), now)
-            with self.lock:
-                self.outstanding.difference_update(ids)
+            self.held.done(ids)
             return
         self.work.put(batch)
 

@@ -21,9 +21,11 @@ FQDN = re.compile(r"^(?=.{4,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9]
 # nearest of these as a hint. bounces, web, sender.return_path and sender.verp are the
 # design contract's (docs: ../shared/DESIGN.md), known here before their features exist.
 _TOP_KEYS = (
-    "timezone", "reports_dir", "recipients_dir", "templates_dir", "ledger", "lease_seconds", "approval",
+    "timezone", "reports_dir", "recipients_dir", "templates_dir", "ledger", "lease_seconds", "ledger_timeouts", "approval",
     "sender", "transport", "notify", "publish", "schedules", "report", "bounces", "web", "accessibility", "dkim",
 )
+_LEDGER_TIMEOUT_KEYS = ("lock_seconds", "statement_seconds", "idle_in_transaction_seconds", "keepalive_seconds",
+                        "connect_seconds")
 _SENDER_KEYS = ("from", "reply_to", "return_path", "verp")
 _TRANSPORT_KEYS = (
     "kind", "path", "host", "port", "security", "username", "password_env", "password_file", "auth",
@@ -221,6 +223,17 @@ class AccessibilitySettings:
 
 
 @dataclass(frozen=True)
+class LedgerTimeouts:
+    """``ledger_timeouts:``: limits on the service's own PostgreSQL sessions, in seconds (0: none)."""
+
+    lock_seconds: float = 2.0  # a lock wait gives up (adding recipients tries again)
+    statement_seconds: float = 120.0
+    idle_in_transaction_seconds: float = 15.0  # a frozen node's session ends, its locks with it
+    keepalive_seconds: float = 30.0  # TCP keepalives on both ends; a vanished peer is dropped in about twice this
+    connect_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
 class Settings:
     path: Path
     timezone: ZoneInfo
@@ -235,6 +248,7 @@ class Settings:
     notify: tuple[str, ...] = ()
     schedules: tuple[Schedule, ...] = ()
     lease_seconds: float = 600.0  # claimed rows return to the queue this long after a node stops renewing
+    ledger_timeouts: LedgerTimeouts = field(default_factory=lambda: LedgerTimeouts())  # PostgreSQL only
     approval: str = "front_matter"  # or "four_eyes": a recorded approval of the current content by another person
     bounces: BounceSettings | None = None  # None: no bounces: section
     web: WebSettings | None = None  # None: no web: section

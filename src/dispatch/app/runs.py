@@ -24,7 +24,7 @@ from dispatch.app.wiring import open_ledger, secrets_ready
 from dispatch.config import Settings
 from dispatch.errors import DispatchError, InputError, Problem
 from dispatch.ledger import Ledger
-from dispatch.pipeline import Result, StoppableClock
+from dispatch.pipeline import Result, StoppableClock, node_name
 
 LINGER = timedelta(minutes=10)  # as the command line: stay for due retries, then leave them to serve
 
@@ -61,6 +61,7 @@ class Run:
     # pause until a message goes through again; ``relay_permanent``: someone must fix it.
     relay_trouble: str = ""
     relay_permanent: bool = False
+    owner: str = field(default_factory=node_name)  # the run's leases in the ledger are held under this name
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,10 @@ class Runs:
                 return current  # a second click, or a second operator: one run, watched by both
             run = Run(confirmation.name, confirmation.subject, recipe, by, now, confirmation.plan)
             self._runs[run.name] = run
+        if current is not None:
+            # The earlier run of this process has ended (a failed one could not give its leases
+            # back while the ledger was down): its rows are free now, not after lease_seconds.
+            give_back(self.settings, current.owner)
         run.thread = threading.Thread(target=self._send, args=(run, ready), name=f"send {run.name}", daemon=True)
         run.thread.start()
         return run
@@ -143,7 +148,8 @@ class Runs:
 
         try:
             run.result = send(self.settings, ready, WakeableClock(run.stop, run.wake), created_by=run.started_by,
-                              progress=went_through, linger=LINGER, stop=run.stop, by_hand=True, on_pause=paused)
+                              progress=went_through, linger=LINGER, stop=run.stop, by_hand=True, on_pause=paused,
+                              owner=run.owner)
             if run.result.session_error:  # it ended with the relay still in trouble
                 run.relay_trouble, run.relay_permanent = run.result.session_error, run.result.session_permanent
         except DispatchError as exc:
@@ -221,11 +227,16 @@ class Runs:
         # A send elsewhere (serve, another node) records the relay's trouble with those it held back.
         held = (ledger.held_by_relay(record.id) if record is not None and counts.get("deferred", 0)
                 and not (run is not None and run.relay_trouble) else None)
+        # Recipients another run holds (a node, serve, or a run that failed): why they wait, and until when.
+        elsewhere, _, until = (ledger.others_leases_end(record.id, run.owner if run and run.state in ("running", "stopping")
+                                                        else "") if record is not None and waiting else (0, None, None))
         return {"dispatch": name, "state": state, "counts": counts, "total": total, "sent": sent, "waiting": waiting,
                 "rate_per_minute": round(rate), "eta_seconds": round(eta) if eta is not None else None,
                 "plan": run.plan if run else "", "error": run.error if run else "",
                 "relay": run.relay_trouble if run else "", "relay_permanent": run.relay_permanent if run else False,
                 "held_by_relay": held[0] if held else "", "held_count": held[1] if held else 0,
+                "held_elsewhere": elsewhere,
+                "held_until": until.astimezone(self.settings.timezone).strftime("%H:%M:%S") if until else None,
                 "subject": record.subject if record else (run.subject if run else ""),
                 "next_attempt": next_due.astimezone(self.settings.timezone).strftime("%H:%M") if next_due else None,
                 "started_by": run.started_by if run else (record.created_by if record else "")}
@@ -243,6 +254,15 @@ def recipe_for(settings: Settings, name: str) -> Recipe | None:
     if record.kind.startswith("urgent-"):
         return Recipe(None, settings.path.parent / record.source, urgent=True)
     return Recipe(date.fromisoformat(record.edition_date))
+
+
+def give_back(settings: Settings, owner: str) -> int:
+    """Free every lease held under ``owner`` (a run of this process that has ended)."""
+    ledger = open_ledger(settings)
+    try:
+        return ledger.release(owner)
+    finally:
+        ledger.close()
 
 
 def retry_waiting_now(settings: Settings, name: str, now: datetime) -> int:

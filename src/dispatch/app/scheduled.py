@@ -275,6 +275,8 @@ class Service:
             return None
         name_of_event = "sent" if result.complete else ("interrupted" if self.stop.is_set() else "incomplete")
         errors: dict[str, Any] = {"errors": " | ".join(result.errors)} if result.errors else {}
+        if result.lease_lost_at is not None:  # this node was held up past its lease: another took over
+            errors["lease_lost"] = result.lease_lost_at.isoformat()
         event(name_of_event, logging.INFO if result.complete else logging.WARNING, dispatch=result.dispatch,
               counts=result.counts, sent_now=result.sent_now, **errors)
         waiting = sum(result.counts.get(state, 0) for state in ("pending", "deferred", "unknown"))

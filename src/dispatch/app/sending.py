@@ -50,12 +50,13 @@ def send(settings: Settings, ready: Prepared, clock: Clock, *, created_by: str |
          progress: Callable[[int], None] | None = None, linger: timedelta = timedelta(0),
          stop: threading.Event | None = None, by_hand: bool = False, retry_failed: str | None = None,
          on_pause: Callable[[str, bool, datetime], None] | None = None,
-         on_publish_failed: Callable[[PublishError], None] | None = None) -> Result:
+         on_publish_failed: Callable[[PublishError], None] | None = None, owner: str | None = None) -> Result:
     """Send (or resume) the edition's dispatch. Change control is checked here, against the
     ledger, whoever calls: no path sends changed or unapproved content.
 
     ``retry_failed``: the dispatch's name; its failed recipients are queued again first (a
-    person fixed the cause). It must be the dispatch this send makes.
+    person fixed the cause). It must be the dispatch this send makes. ``owner``: the name the
+    run's leases are held under (a console run keeps it, to give them back if the run fails).
 
     The intranet copy (publish.on_send) never stops the mail: if it cannot be written (a
     full disk, a read-only mount) the send goes on, the result says so in ``errors`` and
@@ -93,7 +94,7 @@ def send(settings: Settings, ready: Prepared, clock: Clock, *, created_by: str |
                 unpublished = exc
         transport = open_transport(settings)
         result = run(plan, ledger, transport, send_policy(settings, linger, by_hand=by_hand), clock,
-                     progress=progress, stop=stop, on_pause=on_pause)
+                     progress=progress, stop=stop, on_pause=on_pause, owner=owner)
         result.notes = list(decision.notes)
         if published is not None:
             result.notes.append(f"published {display_path(published)}")

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from dispatch.config import Settings
 from dispatch.errors import AuthenticationError, ConsoleError, InputError, Problem, display_path
-from dispatch.ledger import Ledger
+from dispatch.ledger import Ledger, Timeouts
 from dispatch.message import Envelope, list_address
 from dispatch.pipeline import SendPolicy, Transport
 from dispatch.settings import OidcSettings
@@ -18,7 +18,11 @@ from dispatch.transport import MaildirTransport, SMTPTransport
 
 
 def open_ledger(settings: Settings, *, allow_new: bool = False) -> Ledger:
-    return Ledger(settings.ledger_url, allow_new=allow_new)
+    limits = settings.ledger_timeouts
+    return Ledger(settings.ledger_url, allow_new=allow_new, timeouts=Timeouts(
+        lock=limits.lock_seconds, statement=limits.statement_seconds,
+        idle_in_transaction=limits.idle_in_transaction_seconds, keepalive=limits.keepalive_seconds,
+        connect=limits.connect_seconds))
 
 
 def start_new_ledger(settings: Settings) -> None:

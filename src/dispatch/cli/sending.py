@@ -105,6 +105,10 @@ def send(app: Context, day: date | None, file: Path | None, lists: tuple[str, ..
                                   retry_failed=retry_failed)
     except DispatchError as exc:
         finish()
+        if stop.is_set() and isinstance(exc, LedgerError):
+            # Asked to stop while waiting for the ledger (a lock another node holds): nothing was sent.
+            click.echo(f"stopped while waiting for the ledger ({exc}); run the same command to resume", err=True)
+            sys.exit(128 + int(received[0] if received else signal.SIGINT))
         fail(exc, EXIT_INPUT if isinstance(exc, InputError) else EXIT_INCOMPLETE)
     finish()
     counts = result.counts
@@ -113,6 +117,14 @@ def send(app: Context, day: date | None, file: Path | None, lists: tuple[str, ..
         click.echo(f"stopped: the approval was revoked while sending; {result.sent_now} sent now, {waiting} not sent. "
                    "They get it only after a new approval and the same command.", err=True)
         sys.exit(EXIT_INCOMPLETE)
+    if result.lease_lost_at is not None:
+        # Not "sent N now" for rows the ledger refused: the count is what it recorded.
+        totals = ", ".join(f"{k} {v}" for k, v in counts.items())
+        click.echo(f"{result.dispatch}: stopped: lease lost: this process was held up past its lease "
+                   f"({settings.lease_seconds:g} s, at {result.lease_lost_at.astimezone(settings.timezone):%H:%M:%S}) "
+                   f"and sent nothing more; another node takes over its recipients. {result.sent_now} recorded as "
+                   f"accepted from this run; totals: {totals}", err=True)
+        sys.exit(EXIT_OK if result.complete else EXIT_INCOMPLETE)
     if stop.is_set():
         signum = received[0] if received else signal.SIGINT
         click.echo(f"stopped: {result.sent_now} sent now, {waiting} left; run the same command to resume", err=True)

@@ -22,10 +22,10 @@ from typing import Any
 
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from dispatch.errors import LedgerError
+from dispatch.errors import LedgerBusy, LedgerError
 from dispatch.ledger import accounts, bounces, coordination, queue, records
 from dispatch.ledger.bounces import DeliveryRef
-from dispatch.ledger.database import Database, _describe, shown_url, state_dir
+from dispatch.ledger.database import Database, Timeouts, _describe, shown_url, state_dir
 from dispatch.ledger.records import dispatch_name
 from dispatch.ledger.schema import (
     MIGRATIONS,
@@ -48,8 +48,8 @@ from dispatch.models import Approval, AuditEntry, Delivery, DispatchRecord, Kept
 class Ledger:
     """The ledger's one face: each method is its role module's function on this database."""
 
-    def __init__(self, url: str, *, allow_new: bool = False) -> None:
-        self.db = Database(url, allow_new=allow_new)
+    def __init__(self, url: str, *, allow_new: bool = False, timeouts: Timeouts | None = None) -> None:
+        self.db = Database(url, allow_new=allow_new, timeouts=timeouts)
         self.url, self.shown, self.identity = url, self.db.shown, self.db.identity
         self.is_postgres = self.db.is_postgres
 
@@ -136,15 +136,29 @@ class Ledger:
         """Lease up to ``limit`` sendable rows to ``owner`` and commit before any I/O."""
         return queue.claim(self.db, dispatch_id, owner, now, lease, limit, waited_since)
 
-    def renew(self, owner: str, ids: Sequence[int], now: datetime, lease: timedelta) -> None:
+    def renew(self, owner: str, ids: Sequence[int], now: datetime, lease: timedelta) -> list[int]:
+        """Extend this owner's leases on ``ids``; returns the ids extended."""
         return queue.renew(self.db, owner, ids, now, lease)
 
-    def release(self, owner: str, ids: Sequence[int]) -> None:
+    def release(self, owner: str, ids: Sequence[int] | None = None) -> int:
+        """Give back this owner's leases on ``ids`` (None: all of them, the run has ended)."""
         return queue.release(self.db, owner, ids)
+
+    def sent_by(self, dispatch_id: int, owner: str) -> int:
+        """Recipients of the dispatch whose acceptance this owner recorded."""
+        return queue.sent_by(self.db, dispatch_id, owner)
+
+    def others_leases_end(self, dispatch_id: int, owner: str) -> tuple[int, datetime | None, datetime | None]:
+        """Sendable rows another run holds now, and when the first and the last of those leases end."""
+        return queue.others_leases_end(self.db, dispatch_id, owner)
 
     def hold(self, owner: str, ids: Sequence[int], until: datetime, reply: str, now: datetime) -> None:
         """Put leased rows back to wait until ``until`` because of the session, not the"""
         return queue.hold(self.db, owner, ids, until, reply, now)
+
+    def hold_waiting(self, dispatch_id: int, until: datetime, reply: str, now: datetime) -> int:
+        """The dispatch's other due rows that nobody holds wait too, with the same reason."""
+        return queue.hold_waiting(self.db, dispatch_id, until, reply, now)
 
     def record(self, owner: str, results: Sequence[tuple[int, Outcome, datetime | None]], now: datetime) -> int:
         """Write attempt outcomes in one transaction; only rows this owner still leases."""
@@ -279,6 +293,9 @@ class Ledger:
     def repeat_bouncers(self, last: int, at_least: int = 2) -> list[tuple[str, str, list[str]]]:
         return bounces.repeat_bouncers(self.db, last, at_least)
 
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL: lock_timeout ran out
+
+
 def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     def guarded(self: Ledger, *args: Any, **kwargs: Any) -> Any:
@@ -290,6 +307,8 @@ def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
             # Wrapped once, here, with the ledger's name: a locked, corrupted or vanished
             # ledger is one line for the operator, never a traceback.
             operation = method.__name__.replace("_", " ")
+            if getattr(getattr(exc, "orig", None), "sqlstate", None) == LOCK_NOT_AVAILABLE:
+                raise LedgerBusy(f"ledger {self.shown} ({operation}): {_describe(exc)}") from None
             raise LedgerError(f"ledger {self.shown} ({operation}): {_describe(exc)}") from None
     return guarded
 
@@ -313,6 +332,7 @@ __all__ = [
     "NewRecipient",
     "OperationalError",
     "Outcome",
+    "Timeouts",
     "approvals",
     "contents",
     "deliveries",

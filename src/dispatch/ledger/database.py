@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,7 +51,47 @@ def shown_url(url: str) -> str:
     port = f":{parsed.port}" if parsed.port else ""
     return f"postgresql://{host}{port}/{parsed.database or ''}"
 
-def _engine(url: str, synchronous: str = "FULL") -> Engine:
+@dataclass(frozen=True)
+class Timeouts:
+    """Limits on every PostgreSQL session of ours (seconds; 0 turns one off), so that no wait
+    on the ledger is unbounded: a node that froze inside a transaction loses its session
+    (and its locks) after ``idle_in_transaction``, one that waits for a lock gives up after
+    ``lock`` (and may try again, checking whether it was asked to stop), and a host that
+    vanished from the network is noticed by TCP keepalives on both ends within about
+    ``keepalive`` * 2 instead of the kernel's two hours."""
+
+    lock: float = 2.0
+    statement: float = 120.0
+    idle_in_transaction: float = 15.0
+    keepalive: float = 30.0  # idle time before the first probe; then a probe every third of it, 3 probes
+    connect: float = 10.0
+
+    def session_settings(self) -> dict[str, str]:
+        """The server-side settings, as SET takes them (milliseconds, seconds)."""
+        probe = max(1, round(self.keepalive / 3))
+        settings = {
+            "lock_timeout": f"{round(self.lock * 1000)}",
+            "statement_timeout": f"{round(self.statement * 1000)}",
+            "idle_in_transaction_session_timeout": f"{round(self.idle_in_transaction * 1000)}",
+        }
+        if self.keepalive:
+            settings.update(tcp_keepalives_idle=f"{max(1, round(self.keepalive))}", tcp_keepalives_interval=f"{probe}",
+                            tcp_keepalives_count="3", tcp_user_timeout=f"{round((self.keepalive + 3 * probe) * 1000)}")
+        return settings
+
+    def connect_args(self) -> dict[str, Any]:
+        """The client side (libpq): keepalives on our end of the socket, a bounded connect."""
+        probe = max(1, round(self.keepalive / 3))
+        args: dict[str, Any] = {"application_name": f"dispatch {socket.gethostname()}:{os.getpid()}"}
+        if self.connect:
+            args["connect_timeout"] = max(1, round(self.connect))
+        if self.keepalive:
+            args.update(keepalives=1, keepalives_idle=max(1, round(self.keepalive)), keepalives_interval=probe,
+                        keepalives_count=3, tcp_user_timeout=round((self.keepalive + 3 * probe) * 1000))
+        return args
+
+
+def _engine(url: str, synchronous: str = "FULL", timeouts: Timeouts | None = None) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     if url.startswith("sqlite"):
@@ -85,7 +127,26 @@ def _engine(url: str, synchronous: str = "FULL") -> Engine:
             conn.exec_driver_sql("BEGIN " + conn.get_execution_options().get("sqlite_begin", "IMMEDIATE"))
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    return _postgres_engine(url, timeouts or Timeouts())
+
+
+def _postgres_engine(url: str, timeouts: Timeouts) -> Engine:
+    # What the URL names itself (an operator's choice) wins over our defaults.
+    given = set(sa.engine.make_url(url).query)
+    connect_args = {k: v for k, v in timeouts.connect_args().items() if k not in given}
+    engine = sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    session = timeouts.session_settings()
+
+    @event.listens_for(engine, "connect")
+    def _limits(dbapi_connection: Any, _record: Any) -> None:
+        # Per session, so they hold for our connections whatever the server's defaults are
+        # (any role may set these); committed at once, outside any transaction of ours.
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SELECT " + ", ".join(f"set_config('{name}', %s, false)" for name in session),
+                           list(session.values()))
+        dbapi_connection.commit()
+
+    return engine
 
 def state_dir() -> Path:
     """Where the program remembers the ledgers it has used (not inside any of them)."""
@@ -123,7 +184,7 @@ def _sqlite_path(url: str) -> str | None:
 
 
 class Database:
-    def __init__(self, url: str, *, allow_new: bool = False) -> None:
+    def __init__(self, url: str, *, allow_new: bool = False, timeouts: Timeouts | None = None) -> None:
         """Open (create, migrate) the ledger at ``url``.
 
         ``allow_new``: a ledger this program used before under this URL may be missing or
@@ -139,7 +200,7 @@ class Database:
         if self._path is not None and not os.path.exists(self._path) and self._marker.exists() and not allow_new:
             raise self._gone("does not exist any more")
         try:
-            self.engine = _engine(url)
+            self.engine = _engine(url, timeouts=timeouts)
             self.identity = self._migrate(allow_new)
         except SQLAlchemyError as exc:
             raise LedgerError(f"ledger {self.shown}: {_describe(exc)}") from None

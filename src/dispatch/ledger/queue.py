@@ -117,9 +117,11 @@ def claim(db: Database, dispatch_id: int, owner: str, now: datetime, lease: time
     return [_delivery(r) for r in rows]
 
 
-def renew(db: Database, owner: str, ids: Sequence[int], now: datetime, lease: timedelta) -> None:
+def renew(db: Database, owner: str, ids: Sequence[int], now: datetime, lease: timedelta) -> list[int]:
+    """Extend this owner's leases on ``ids`` to ``now + lease``; returns the ids extended (a
+    row another node took over, or that was recorded meanwhile, is not)."""
     if not ids:
-        return
+        return []
     with db.light() as conn:
         mine = sa.and_(deliveries.c.id.in_(list(ids)), deliveries.c.lease_owner == owner)
         if db.is_postgres:
@@ -129,18 +131,49 @@ def renew(db: Database, owner: str, ids: Sequence[int], now: datetime, lease: ti
             locked = [r[0] for r in conn.execute(
                 sa.select(deliveries.c.id).where(mine).order_by(deliveries.c.id).with_for_update(skip_locked=True))]
             mine = deliveries.c.id.in_(locked)
-        conn.execute(deliveries.update().where(mine).values(lease_expires_at=_utc(now) + lease))  # type: ignore[operator]
+        result = conn.execute(deliveries.update().where(mine).values(lease_expires_at=_utc(now) + lease)  # type: ignore[operator]
+                              .returning(deliveries.c.id))
+        return [row[0] for row in result]
 
 
-def release(db: Database, owner: str, ids: Sequence[int]) -> None:
-    if not ids:
-        return
+def release(db: Database, owner: str, ids: Sequence[int] | None = None) -> int:
+    """Give back this owner's leases on ``ids`` (None: every lease it holds, a run that has
+    ended); rows another node has taken over meanwhile are left alone."""
+    if ids is not None and not ids:
+        return 0
     with db.light() as conn:
-        conn.execute(
+        mine = deliveries.c.lease_owner == owner
+        result = conn.execute(
             deliveries.update()
-            .where(deliveries.c.id.in_(list(ids)), deliveries.c.lease_owner == owner)
+            .where(mine if ids is None else sa.and_(mine, deliveries.c.id.in_(list(ids))))
             .values(lease_owner=None, lease_expires_at=None)
         )
+    return result.rowcount or 0
+
+
+def sent_by(db: Database, dispatch_id: int, owner: str) -> int:
+    """Recipients of the dispatch whose acceptance this owner recorded (the ledger's count,
+    not the run's: outcomes refused for a lost lease are not in it)."""
+    with db.read() as conn:
+        return int(conn.execute(
+            sa.select(sa.func.count()).select_from(deliveries).where(
+                deliveries.c.dispatch_id == dispatch_id, deliveries.c.node == owner,
+                deliveries.c.state.in_([State.SENT.value, State.BOUNCED.value]))
+        ).scalar_one())
+
+
+def others_leases_end(db: Database, dispatch_id: int, owner: str) -> tuple[int, datetime | None, datetime | None]:
+    """Sendable rows that another run holds (or held: a lease that ran out is claimable, but
+    still there until someone claims the row), and when the first and the last of those
+    leases end unless renewed (why a run waits, and until when)."""
+    with db.read() as conn:
+        count, first, last = conn.execute(
+            sa.select(sa.func.count(), sa.func.min(deliveries.c.lease_expires_at),
+                      sa.func.max(deliveries.c.lease_expires_at)).where(
+                deliveries.c.dispatch_id == dispatch_id, deliveries.c.state.in_(SENDABLE),
+                deliveries.c.lease_owner.is_not(None), deliveries.c.lease_owner != owner)
+        ).one()
+    return int(count), _utc(first), _utc(last)
 
 
 def hold(db: Database, owner: str, ids: Sequence[int], until: datetime, reply: str, now: datetime) -> None:
@@ -158,6 +191,29 @@ def hold(db: Database, owner: str, ids: Sequence[int], until: datetime, reply: s
                     next_attempt_at=_utc(until), reply=reply[:2000], lease_owner=None, lease_expires_at=None,
                     updated_at=_utc(now))
         )
+
+
+def hold_waiting(db: Database, dispatch_id: int, until: datetime, reply: str, now: datetime) -> int:
+    """The dispatch's other due rows that nobody holds wait too, with the same reason: the relay
+    that refused this run would refuse them as well (as ``hold``: no attempt counted)."""
+    now = _utc(now)  # type: ignore[assignment]
+    free = sa.and_(
+        deliveries.c.dispatch_id == dispatch_id, deliveries.c.state.in_(SENDABLE),
+        sa.or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now),
+        sa.or_(deliveries.c.lease_owner.is_(None), deliveries.c.lease_expires_at <= now),
+    )
+    with db.light() as conn:
+        if db.is_postgres:  # rows another node is claiming this moment are its own to handle
+            free = deliveries.c.id.in_([r[0] for r in conn.execute(
+                sa.select(deliveries.c.id).where(free).order_by(deliveries.c.id).with_for_update(skip_locked=True))])
+        result = conn.execute(
+            deliveries.update().where(free)
+            .values(state=sa.case((deliveries.c.state == State.PENDING.value, State.DEFERRED.value),
+                                  else_=deliveries.c.state),
+                    next_attempt_at=_utc(until), reply=reply[:2000], lease_owner=None, lease_expires_at=None,
+                    updated_at=now)
+        )
+    return result.rowcount or 0
 
 
 def record(db: Database, owner: str, results: Sequence[tuple[int, Outcome, datetime | None]], now: datetime) -> int:

@@ -87,6 +87,10 @@ def _in_swedish(progress: dict[str, Any]) -> dict[str, Any]:
                                           progress.get("next_attempt"))
                             or swedish_held(progress.get("held_by_relay", ""), int(progress.get("held_count", 0)),
                                             progress.get("next_attempt")))
+    held, until = int(progress.get("held_elsewhere") or 0), progress.get("held_until")
+    # Why recipients wait for another run (a node, serve, a run that failed) and until when.
+    progress["held_sv"] = (f"{held} mottagare hålls av en annan körning (en annan nod, tjänsten eller en körning som "
+                           f"avbröts) till senast {until}; efter det skickar nästa körning till dem." if held and until else "")
     return progress
 
 
