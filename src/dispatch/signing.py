@@ -77,7 +77,10 @@ def read_key(path: Path) -> bytes:
         if mode & 0o077:
             raise KeyFileError(f"names {shown}, which others can read or change (mode {mode:04o}); a private key must "
                                f"be its owner's only: chmod 600 {shown}")
-        key = handle.read(MAX_KEY_BYTES + 1)
+        try:
+            key = handle.read(MAX_KEY_BYTES + 1)
+        except OSError as exc:  # opened, then the read fails (an I/O error, a file system gone)
+            raise KeyFileError(f"names {shown}, which cannot be read ({exc.strerror}); check the file and its disk") from None
     if len(key) > MAX_KEY_BYTES:
         raise KeyFileError(f"names {shown}, which is larger than a private key ({MAX_KEY_BYTES // 1024} KB or more); "
                            "check that this is the right file")
