@@ -132,6 +132,7 @@ def test_a_message_altered_after_signing_fails_and_a_refolded_one_passes(project
     assert key.verifies(head + b"\r\n\r\n" + body.replace(b"\r\n", b"  \r\n", 3))
 
 
+@pytest.mark.slow  # two sends through a real server; fast twin: the Maildir test above
 def test_every_message_through_smtp_verifies_edition_and_urgent(project: Project, smtp_server: SMTPServer, key: Key) -> None:
     sign_with(project, key)
     project.use_smtp(smtp_server)

@@ -156,6 +156,7 @@ def relay() -> Iterator[SMTPServer]:
         controller.stop()
 
 
+@pytest.mark.slow  # 300 messages over SMTP and into a Maildir; fast twin: test_every_header_we_write_round_trips_...
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(subject=swedish_text, name=swedish_text)
 def test_generated_subjects_and_names_round_trip_through_smtp_and_maildir(
@@ -243,7 +244,7 @@ main(sys.argv[1:])
 """
 
 
-@pytest.mark.parametrize("transport", ["smtp", "maildir"])
+@pytest.mark.parametrize("transport", [pytest.param("smtp", marks=pytest.mark.slow), "maildir"])  # fast twin: maildir
 def test_bytes_corrupted_before_sending_are_refused_naming_the_header(project: Project, smtp_server: SMTPServer, transport: str) -> None:
     message_file = project.root / "akut.md"
     message_file.write_text(f"---\nsubject: {ISSUE_SUBJECT}\n---\n\nAkuten stänger kl 16.\n", encoding="utf-8")
@@ -324,6 +325,7 @@ def delivered_reports(project: Project, seen: set[Path]) -> list[EmailMessage]:
     return [m for m in messages if m["List-Id"]]
 
 
+@pytest.mark.slow  # two sends of 49; fast twin: test_thread_index_is_22_bytes_and_a_reply_level_adds_5_with_the_same_start
 def test_a_correction_carries_revision_1s_topic_and_continues_its_thread_index(project: Project) -> None:
     import base64
 
