@@ -467,3 +467,32 @@ def test_a_schema_4_ledger_gains_session_generations_and_keeps_its_accounts(
         assert not ledger.end_sessions("nobody")
     finally:
         ledger.close()
+
+
+def test_an_operators_new_password_ends_the_lock_so_a_locked_approver_gets_back_in(project: Project) -> None:
+    """Five wrong passwords lock bo for 15 minutes; near the approval deadline an operator's
+    `users passwd` is the way back in: it clears the lock and the failed count."""
+    add_users(project, ("bo",))
+    settings = load_settings(project.config_path)
+    ledger = app.open_ledger(settings)
+    now = datetime.now(UTC)
+    try:
+        for _ in range(6):
+            with pytest.raises(app.SignInRefused):
+                app.sign_in(ledger, "bo", "fel-lösenord-igen", now, hashing="light")
+        with pytest.raises(app.SignInRefused):
+            app.sign_in(ledger, "bo", PASSWORDS["bo"], now, hashing="light")  # locked: the right one refused too
+    finally:
+        ledger.close()
+    secret = project.root / ".bo-ny.pw"
+    secret.write_text("bo-har-ett-nytt-losenord\n", encoding="utf-8")
+    result = project.run("users", "passwd", "bo", "--password-file", str(secret))
+    assert result.returncode == 0, result.stderr
+    assert "locked" not in project.run("users", "list").stdout
+    ledger = app.open_ledger(settings)
+    try:
+        assert app.sign_in(ledger, "bo", "bo-har-ett-nytt-losenord", now, hashing="light").name == "bo"
+        assert any(entry.detail.endswith("lock cleared") for entry in app.audit_log(ledger, 5)
+                   if entry.action == "password_changed")
+    finally:
+        ledger.close()

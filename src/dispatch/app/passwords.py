@@ -146,9 +146,10 @@ def change_password(ledger: Ledger, name: str, current: str, new: str, now: date
     user = ledger.user(name)
     if user is None or user.password_hash is None:
         raise SignInRefused(f"{name!r} has no password of the console's own")
-    _check_new(new, current)
+    _check_new(new)  # a form mistake first: it must not cost an attempt at the current password
     if not _check(ledger, user, current, now, remote=remote, hashing=hashing):
         raise SignInRefused("wrong password")
+    _check_new(new, current)  # "the same as the current one" only once the current one is known right
     ledger.update_user(name, password_hash=HASHING[hashing].hash(new))
     ledger.end_sessions(name)
     ledger.record_audit(now, name, "password_changed", name, None, _where(remote, "by the account's owner"))
@@ -165,9 +166,12 @@ def set_password(ledger: Ledger, name: str, password: str, now: datetime, *, by:
         raise InputError([Problem("users passwd", 0, f"{name!r} signs in through single sign-on and has no password "
                                                      "here; change it at the identity provider")])
     _check_new(password)
-    ledger.update_user(name, password_hash=HASHING[hashing].hash(password))
+    # An operator's new password is how a locked-out person gets back in before the lock ends
+    # (an approver near the deadline): it clears the failed attempts and the lock.
+    ledger.update_user(name, password_hash=HASHING[hashing].hash(password), failed_sign_ins=0, locked_until=None)
     ledger.end_sessions(name)
-    ledger.record_audit(now, by, "password_changed", name, None, "sessions ended")
+    unlocked = "; lock cleared" if user.locked_until is not None and user.locked_until > now else ""
+    ledger.record_audit(now, by, "password_changed", name, None, "sessions ended" + unlocked)
     return True
 
 

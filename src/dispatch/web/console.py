@@ -127,7 +127,8 @@ ACTION_NAMES = {"sign_in": "inloggning", "sign_in_failed": "misslyckad inloggnin
                 "locked": "kontot spärrat", "save": "sparad", "save_refused": "sparning nekad", "approve": "godkänd",
                 "revoke": "godkännande återkallat", "send": "utskick", "stop": "stoppad", "resume": "återupptagen",
                 "retry_now": "försök igen nu", "export": "nedladdning", "user_added": "konto skapat",
-                "user_disabled": "konto avstängt", "user_updated": "konto uppdaterat",
+                "user_disabled": "konto avstängt", "user_enabled": "konto aktiverat", "user_updated": "konto uppdaterat",
+                "sso_held": "SSO-konto väntar på granskning",
                 "correction_started": "rättelse skapad", "password_changed": "lösenord bytt", "sso_refused": "SSO nekad",
                 "sso_failed": "SSO misslyckades"}
 
