@@ -116,3 +116,10 @@ def test_the_checker_sees_every_kind_of_import() -> None:
 def test_no_module_is_over_400_lines(path: Path) -> None:
     lines = len(path.read_text(encoding="utf-8").splitlines())
     assert lines <= MAX_LINES, f"{path.relative_to(ROOT)} has {lines} lines; more than {MAX_LINES} is usually two responsibilities"
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "web").glob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_the_console_does_not_narrow_with_assert(path: Path) -> None:
+    """An assert is gone under `python -O`: the console's checks of who is signed in are real code."""
+    asserts = [node.lineno for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(node, ast.Assert)]
+    assert not asserts, f"{path.relative_to(ROOT)}: assert on line(s) {asserts}"

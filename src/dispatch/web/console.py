@@ -25,6 +25,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from dispatch.app import AddressLimits, Clock, Ledger, Runs, User, active_user, audit
 from dispatch.config import Settings, WebSettings
+from dispatch.errors import DispatchError
 from dispatch.web.checks import PasswordChecks
 from dispatch.web.sessions import Session, Sessions, csrf_ok
 from dispatch.web.swedish import ROLE_NAMES, swedish_audit_detail, swedish_plan
@@ -81,6 +82,10 @@ class Console:
         return preview_id
 
 
+class NotSignedIn(DispatchError):
+    """A route that needs a signed-in user ran without one: a fault in the route's rule."""
+
+
 @dataclass
 class Visit:
     """One request's view: the console, the user (None before sign-in) and their session."""
@@ -93,7 +98,9 @@ class Visit:
 
     @property
     def me(self) -> User:
-        assert self.user is not None
+        """The signed-in user; only routes that require one ask (the page decorator's rule)."""
+        if self.user is None:  # not an assert: those vanish under python -O
+            raise NotSignedIn("a route for signed-in users was reached without one")
         return self.user
 
     def audit(self, action: str, target: str = "", content_hash: str | None = None, detail: str = "") -> None:
