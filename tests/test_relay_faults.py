@@ -386,7 +386,8 @@ def test_a_full_disk_stops_the_send_cleanly_and_the_rerun_delivers_the_rest(
     wait_until(lambda: len(smtp_server.handler.received) >= COUNT // 4, 60, "a quarter sent")
     filler = small_disk / "filler"
     try:
-        handle = open(filler, "wb")  # noqa: SIM115 - the disk may be full before it can be created
+        # Unbuffered: a write that fails leaves nothing for close() to flush (and fail on) again.
+        handle = open(filler, "wb", buffering=0)  # noqa: SIM115 - the disk may be full before it can be created
     except OSError as exc:
         # On a loaded machine the send's own write-ahead log (its checkpoints starved by the
         # sending threads' reads) can fill the 16 MB first: the same fault, already there.
@@ -397,7 +398,6 @@ def test_a_full_disk_stops_the_send_cleanly_and_the_rerun_delivers_the_rest(
             try:
                 while True:
                     handle.write(b"\0" * 65536)
-                    handle.flush()
             except OSError:
                 pass
     _, stderr = process.communicate(timeout=120)
