@@ -5,7 +5,7 @@ ledger was told (the run's own clock at the claim or renewal, plus the lease), s
 that asks ``holds`` just before a message compares like with like: a process that was
 paused (SIGSTOP, a VM migrated, a stalled disk) past its lease finds out before it sends
 again, not after, and another node may have the rows by then. What is in flight when the
-pause begins still goes: at most one message per connection, the bound the README states.
+pause begins still goes: at most one message per connection, the bound docs/explanation/delivery-guarantees.md states.
 """
 
 from __future__ import annotations

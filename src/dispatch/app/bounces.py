@@ -72,7 +72,7 @@ def process_bounces(settings: Settings, now: datetime) -> BounceRun:
     message is read again next time and recorded nothing twice)."""
     if settings.bounces is None or not settings.bounces.host:
         raise InputError([Problem(display_path(settings.path), 1, "no bounce mailbox: add a 'bounces:' section with "
-                                                                   "host, username and password_env (see README)")])
+                                                                   "host, username and password_env (see docs/how-to/bounces.md)")])
     box = settings.bounces
     run = BounceRun()
     ledger = open_ledger(settings)

@@ -19,7 +19,7 @@ from dispatch.errors import DispatchError, InputError, Problem
 def web_command(app: Context, listen: str | None) -> None:
     """Serve the editor console in the foreground until SIGINT/SIGTERM.
 
-    Put it behind the intranet's TLS reverse proxy (see the README); it listens on
+    Put it behind the intranet's TLS reverse proxy (see docs/reference/console.md); it listens on
     127.0.0.1 by default. Exits 0 after a clean stop, 1 if it cannot start.
     """
     from dispatch.web import run_console  # Starlette and uvicorn: only for this command

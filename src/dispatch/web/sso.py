@@ -1,6 +1,6 @@
 """Single sign-on (OpenID Connect) for the console: the routes and middleware it adds.
 
-Nothing is added until ``web.oidc`` is configured (see README, "Single sign-on"). Then
+Nothing is added until ``web.oidc`` is configured (see docs/reference/console.md, "Single sign-on"). Then
 ``/auth/login`` sends the browser to the organisation's identity provider (authorization code
 flow with PKCE S256, a state and a nonce, through authlib) and ``/auth/callback`` takes it
 back: the code is exchanged for tokens, the ID token is verified (a signature of the algorithms
