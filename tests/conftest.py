@@ -733,3 +733,21 @@ def pg() -> Iterator[PgSchema]:
         admin.close()
 
 
+
+
+@pytest.fixture
+def services() -> Iterator[list[Any]]:
+    """Services a test makes in its process (app.service.Service), closed after it."""
+    made: list[Any] = []
+    yield made
+    for item in made:
+        item.close()
+
+
+@pytest.fixture
+def processes() -> Iterator[list[ServeProcess]]:
+    """`serve` processes a test starts, killed after it if still running."""
+    running: list[ServeProcess] = []
+    yield running
+    for item in running:
+        item.kill()

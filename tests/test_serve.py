@@ -12,7 +12,7 @@ import shutil
 import signal
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -55,14 +55,6 @@ def service(project: Project, now: datetime) -> Service:
     return Service(load_settings(project.config_path), clock=FakeClock(now))
 
 
-@pytest.fixture
-def services() -> Iterator[list[Service]]:
-    made: list[Service] = []
-    yield made
-    for item in made:
-        item.close()
-
-
 def dispatches(project: Project, day: date) -> list[Any]:
     from dispatch.ledger import Ledger
 
@@ -102,14 +94,6 @@ def alerts_only(server: SMTPServer) -> list[str]:
 
 
 # -- `dispatch serve` as a process (acceptance 5 and 6) -----------------------------------------
-
-
-@pytest.fixture
-def processes() -> Iterator[list[ServeProcess]]:
-    running: list[ServeProcess] = []
-    yield running
-    for item in running:
-        item.kill()
 
 
 

@@ -8,7 +8,6 @@ firing. Time is injected: the service is called at each moment the trigger names
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -45,14 +44,6 @@ def firings(schedule: Schedule, start: datetime, end: datetime) -> list[datetime
 def submitted(run_time: datetime) -> JobSubmissionEvent:
     """What APScheduler tells its listeners when it hands the send job's run to its executor."""
     return JobSubmissionEvent(EVENT_JOB_SUBMITTED, "send:daily", "default", [run_time])
-
-
-@pytest.fixture
-def services() -> Iterator[list[Service]]:
-    made: list[Service] = []
-    yield made
-    for item in made:
-        item.close()
 
 
 def test_a_slot_the_spring_change_skips_runs_at_0300_with_a_0330_deadline() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
@@ -15,14 +14,6 @@ from conftest import STOCKHOLM, FakeClock, Project, ServeProcess, SMTPServer, fr
 from dispatch.app.service import Service
 from dispatch.config import load_settings
 from dispatch.errors import InputError, LedgerError
-
-
-@pytest.fixture
-def processes() -> Iterator[list[ServeProcess]]:
-    running: list[ServeProcess] = []
-    yield running
-    for item in running:
-        item.kill()
 
 
 def events(serve: ServeProcess) -> list[dict[str, str]]:

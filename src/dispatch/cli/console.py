@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import getpass
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from dispatch.cli.base import EXIT_INPUT, Context, fail, main, pass_context
 from dispatch.errors import DispatchError, InputError, Problem
+
+if TYPE_CHECKING:
+    from dispatch.app import Ledger
 
 
 @main.command("web")
@@ -70,16 +75,7 @@ def users_enable(app: Context, name: str) -> None:
     another account's (the audit log's sso_held entry says whose): first make sure who it is."""
     from dispatch import app as application
 
-    ledger = application.open_ledger(app.settings)
-    try:
-        done = application.enable_user(ledger, name, app.now(), by=application.current_user())
-    except DispatchError as exc:
-        fail(exc)
-    finally:
-        ledger.close()
-    if not done:
-        click.echo(f"error: no account named {name!r} (see dispatch users list)", err=True)
-        sys.exit(EXIT_INPUT)
+    _change_account(app, name, lambda ledger: application.enable_user(ledger, name, app.now(), by=application.current_user()))
     click.echo(f"enabled {name}", err=True)
 
 
@@ -113,16 +109,7 @@ def users_disable(app: Context, name: str) -> None:
     """Disable account NAME: it can no longer sign in, and its open sessions end."""
     from dispatch import app as application
 
-    ledger = application.open_ledger(app.settings)
-    try:
-        done = application.disable_user(ledger, name, app.now(), by=application.current_user())
-    except DispatchError as exc:
-        fail(exc)
-    finally:
-        ledger.close()
-    if not done:
-        click.echo(f"error: no account named {name!r} (see dispatch users list)", err=True)
-        sys.exit(EXIT_INPUT)
+    _change_account(app, name, lambda ledger: application.disable_user(ledger, name, app.now(), by=application.current_user()))
     click.echo(f"disabled {name}", err=True)
 
 
@@ -136,18 +123,27 @@ def users_passwd(app: Context, name: str, password_file: Path | None) -> None:
     from dispatch import app as application
 
     password = _password(password_file, "the password was not changed")
+    hashing = app.settings.web.password_hashing if app.settings.web else "standard"
+    _change_account(app, name, lambda ledger: application.set_password(
+        ledger, name, password, app.now(), by=application.current_user(), hashing=hashing), "the password was not changed")
+    click.echo(f"new password for {name}; its sessions have ended", err=True)
+
+
+def _change_account(app: Context, name: str, change: Callable[[Ledger], bool], summary: str = "nothing was sent") -> None:
+    """Run one change of account NAME on its own ledger connection; an unknown name, or a
+    refusal, ends the command (exit 1) with the reason."""
+    from dispatch import app as application
+
     ledger = application.open_ledger(app.settings)
     try:
-        hashing = app.settings.web.password_hashing if app.settings.web else "standard"
-        done = application.set_password(ledger, name, password, app.now(), by=application.current_user(), hashing=hashing)
+        done = change(ledger)
     except DispatchError as exc:
-        fail(exc, summary="the password was not changed")
+        fail(exc, summary=summary)
     finally:
         ledger.close()
     if not done:
         click.echo(f"error: no account named {name!r} (see dispatch users list)", err=True)
         sys.exit(EXIT_INPUT)
-    click.echo(f"new password for {name}; its sessions have ended", err=True)
 
 
 def _password(path: Path | None, summary: str) -> str:

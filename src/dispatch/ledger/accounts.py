@@ -16,14 +16,20 @@ from dispatch.models import AuditEntry, KeptText, User
 
 
 def add_user(db: Database, name: str, email: str, role: str, password_hash: str | None, now: datetime) -> User:
+    return _insert_user(db, f"a user named {name!r} exists already; choose another name or disable that one",
+                        name=name, email=email, role=role, password_hash=password_hash, disabled=False, created_at=_utc(now))
+
+
+def _insert_user(db: Database, taken: str, **values: Any) -> User:
+    """Insert one account (``taken``: the refusal when its name is in use) and read it back."""
     try:
         with db.engine.begin() as conn:
-            conn.execute(users.insert().values(name=name, email=email, role=role, password_hash=password_hash,
-                                               disabled=False, failed_sign_ins=0, created_at=_utc(now)))
+            conn.execute(users.insert().values(failed_sign_ins=0, **values))
     except IntegrityError:
-        raise LedgerError(f"a user named {name!r} exists already; choose another name or disable that one") from None
-    found = user(db, name)
-    assert found is not None
+        raise LedgerError(taken) from None
+    found = user(db, values["name"])
+    if found is None:  # inserted in the transaction above: only a concurrent delete gets here
+        raise LedgerError(f"the account {values['name']!r} was removed as it was added; add it again")
     return found
 
 
@@ -128,15 +134,8 @@ def add_sso_user(db: Database, name: str, email: str, role: str, subject: str, n
                  disabled: bool = False) -> User:
     """An account for a person at the identity provider (no password), bound to ``subject`` in
     the same insert, so that no other sign-in ever sees it unbound."""
-    try:
-        with db.engine.begin() as conn:
-            conn.execute(users.insert().values(name=name, email=email, role=role, password_hash=None, disabled=disabled,
-                                               failed_sign_ins=0, created_at=_utc(now), sso_subject=subject))
-    except IntegrityError:
-        raise LedgerError(f"a user named {name!r} exists already") from None
-    found = user(db, name)
-    assert found is not None
-    return found
+    return _insert_user(db, f"a user named {name!r} exists already", name=name, email=email, role=role, password_hash=None,
+                        disabled=disabled, created_at=_utc(now), sso_subject=subject)
 
 
 def user_by_sso_subject(db: Database, subject: str) -> User | None:
