@@ -238,6 +238,11 @@ def freeze_inside_insert(project: Project, pg: PgSchema, processes: Processes) -
     inserted and their locks held: the test holds a table lock the INSERT waits for, stops
     the process while it waits, then lets the INSERT run (in the server) to its end."""
     Ledger(pg.url).close()  # the schema, so there is a table to lock
+    timeouts = project.config().get("ledger_timeouts", {})
+    # The frozen node waits on the test's lock for as long as the test takes to stop it (on a
+    # loaded machine more than the 2 s default, and its INSERT would give up); the node started
+    # after it reads the test's own settings again.
+    project.set_config(ledger_timeouts={**timeouts, "lock_seconds": 60})
     blocker = psycopg.connect(pg.url_with(), autocommit=False)
     try:
         blocker.execute("LOCK TABLE deliveries IN SHARE MODE")
@@ -248,6 +253,7 @@ def freeze_inside_insert(project: Project, pg: PgSchema, processes: Processes) -
         blocker.commit()  # the INSERT goes on inside the server; its client is stopped
     finally:
         blocker.close()
+        project.set_config(ledger_timeouts=timeouts)
     wait_until(lambda: any(state == "idle in transaction" for state, _, _ in backends(pg, frozen)), 10,
                "the frozen node's transaction to hold the inserted rows")
     return frozen
