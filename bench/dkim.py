@@ -91,9 +91,9 @@ def measure(base: Path, count: int, runs: int) -> dict[str, object]:
 
     from dispatch.app.editions import read_edition, render_edition
     from dispatch.config import load_settings
-    from dispatch.message import message_id, to_header
+    from dispatch.email.dkim import CANONICALIZATION, Signer, read_key
+    from dispatch.email.message import message_id, to_header
     from dispatch.models import Recipient
-    from dispatch.signing import CANONICALIZATION, Signer, read_key
 
     project = base / "project"
     project.mkdir()

@@ -55,8 +55,8 @@ def warm() -> None:
     root = Path(__file__).resolve().parents[1]
     with contextlib.suppress(Exception):
         from dispatch.config import load_settings
-        from dispatch.edition import assemble
-        from dispatch.render import render
+        from dispatch.email.edition import assemble
+        from dispatch.email.render import render
 
         settings = load_settings(root / "config.yaml")
         path = root / "reports" / "2024-11-17.md"

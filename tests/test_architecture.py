@@ -21,7 +21,7 @@ PACKAGE = ROOT / "src" / "dispatch"
 MAX_LINES = 400
 
 # What a driver (cli, serve) may import from the project.
-ALLOWED = ("dispatch.app", "dispatch.errors", "dispatch.config", "dispatch.settings")
+ALLOWED = ("dispatch.app", "dispatch.errors", "dispatch.config", "dispatch.config.settings")
 
 
 def driver_files() -> list[Path]:

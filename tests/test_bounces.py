@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from conftest import Project, SMTPServer, free_port
-from dispatch import verp
 from dispatch.config import load_settings
+from dispatch.delivery import verp
 from dispatch.ledger import Ledger
 
 SECRET = "imap-Secret-that-must-never-show-42"

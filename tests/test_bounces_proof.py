@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from conftest import Project
-from dispatch import verp
 from dispatch.app.bounces import FOR_PEOPLE, HANDLED, BounceRun, record_reading
-from dispatch.bounce_reading import HUMAN, MAX_CONTENT_TYPES, UNREADABLE, read
+from dispatch.bounces.reading import HUMAN, MAX_CONTENT_TYPES, UNREADABLE, read
+from dispatch.delivery import verp
+from dispatch.email.message import message_id
 from dispatch.ledger import Ledger, NewRecipient
-from dispatch.message import message_id
 from dispatch.models import Outcome, State
 
 NOW = datetime(2024, 11, 18, 9, 0, tzinfo=UTC)

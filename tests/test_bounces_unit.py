@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dispatch import verp
-from dispatch.bounce_reading import AUTO_REPLY, HARD, HUMAN, SOFT, read
+from dispatch.bounces.reading import AUTO_REPLY, HARD, HUMAN, SOFT, read
+from dispatch.delivery import verp
 from dispatch.ledger import Ledger, NewRecipient
 from dispatch.models import Outcome, State
 

@@ -16,9 +16,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from conftest import ROOT, FakeClock, Project, SMTPServer, addresses, big_list, start_dispatch
+from dispatch.app.eventlog import EventFormatter
 from dispatch.app.service import Service
 from dispatch.config import load_settings
-from dispatch.eventlog import EventFormatter
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 DAY = date(2024, 11, 17)

@@ -406,7 +406,7 @@ def test_passwords_are_hashed_with_the_configured_profile_and_made_again_at_the_
         assert stored() == LIGHT, "a wrong password changes nothing"
         app.sign_in(ledger, "anna", PASSWORDS["anna"], now, hashing="standard")
         assert stored() == STANDARD, "and back: the same password all along"
-        from dispatch.settings import PASSWORD_HASHING
+        from dispatch.config.settings import PASSWORD_HASHING
 
         for profile in PASSWORD_HASHING:  # every profile the config accepts makes hashes
             app.add_user(ledger, f"konto-{profile}", "x@example.org", "editor", PASSWORDS["bo"], now, by="test", hashing=profile)
@@ -448,7 +448,7 @@ def test_compose_writes_text_fields_as_quoted_yaml_and_reads_back_the_same() -> 
 
 
 def test_every_front_matter_key_survives_a_save_unchanged() -> None:
-    from dispatch.edition import KNOWN_KEYS
+    from dispatch.email.edition import KNOWN_KEYS
 
     original = ("---\ncompiled: 2024-11-18 13:00\nstatus: approved\nurgent: false\nrevision: 2\ncorrection: \"Fel tid.\"\n"
                 "lists: [\"chefer\"]\nsubject: \"Ämne\"\nheadline: \"Nyhet\"\npreheader: \"Kort\"\nmarkers: \"false\"\n"

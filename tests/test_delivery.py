@@ -21,7 +21,7 @@ import pytest
 from conftest import FakeClock, Project, RecordingHandler, SMTPServer, addresses, big_list, start_dispatch, start_server
 from dispatch import app
 from dispatch.config import load_settings
-from dispatch.pipeline import Clock, Result
+from dispatch.delivery.pipeline import Clock, Result
 
 COUNT = 2000  # the size: for the runs that are about size (and marked slow)
 SOME = 60  # for the faults whose handling does not depend on the size of the list

@@ -281,8 +281,8 @@ def test_a_dkim_section_that_is_incomplete_is_a_config_problem(project: Project,
 
 
 def test_the_signer_keeps_its_key_out_of_sight_and_wraps_dkimpys_errors(key: Key) -> None:
+    from dispatch.email.dkim import Signer
     from dispatch.errors import DispatchError
-    from dispatch.signing import Signer
 
     signer = Signer(domain=DOMAIN, selector=SELECTOR, key=key.pem)
     secret = key.pem.splitlines()[1].decode()

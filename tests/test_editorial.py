@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from conftest import ROOT, Project, SMTPServer
-from dispatch import editorial
+from dispatch.config.yamlsource import parse_yaml
+from dispatch.email import editorial
 from dispatch.errors import InputError, Problem
-from dispatch.yamlsource import parse_yaml
 
 EDITION = "reports/2024-11-17.md"
 SAMPLE = (ROOT / EDITION).read_text(encoding="utf-8")

@@ -27,13 +27,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import Project, RecordingHandler, SMTPServer, start_server
-from dispatch import headers
 from dispatch.config import TransportSettings, load_settings
-from dispatch.conversation import Thread, reply_index, thread_index
-from dispatch.maildir import MaildirTransport
-from dispatch.message import Envelope, prepare, to_header
+from dispatch.delivery.maildir import MaildirTransport
+from dispatch.delivery.transport import SMTPTransport
+from dispatch.email import headers
+from dispatch.email.conversation import Thread, reply_index, thread_index
+from dispatch.email.message import Envelope, prepare, to_header
 from dispatch.models import Recipient, Rendered, State
-from dispatch.transport import SMTPTransport
 
 NOW = datetime(2026, 12, 7, 13, 13, tzinfo=UTC)
 ISSUE_SUBJECT = "Akutmottagningen NÄL stänger för nya patienter 16:00"
@@ -220,7 +220,7 @@ from email import policy
 from email.message import EmailMessage
 
 import dispatch.app.editions as editions
-from dispatch.message import PreparedMessage
+from dispatch.email.message import PreparedMessage
 
 real_prepare = editions.prepare
 

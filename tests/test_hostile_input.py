@@ -26,14 +26,14 @@ from pathlib import Path
 import pytest
 
 from conftest import CLI, Project
-from dispatch.publish import PAGE_MODE
-from dispatch.yamlsource import (
+from dispatch.config.yamlsource import (
     ANCHORS_NOT_ALLOWED,
     EDITION_MAX_BYTES,
     LIST_MAX_BYTES,
     MB,
     YAML_LIST_MAX_BYTES,
 )
+from dispatch.publishing.intranet import PAGE_MODE
 
 # A refusal must cost at most this much CPU time (user + system, the kernel's count for
 # the child): the work that an expanding alias bomb or a 100 MB read would take, measured
@@ -388,7 +388,7 @@ def test_a_symbolic_link_as_the_publish_directory_is_refused(project: Project, t
 
     from dispatch import app
     from dispatch.config import load_settings
-    from dispatch.publish import PublishError, publish_edition
+    from dispatch.publishing.intranet import PublishError, publish_edition
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -18,7 +18,7 @@ import lxml.html
 import pytest
 
 from conftest import ROOT, Project, copy_project, require_tool, seed_headings
-from dispatch.screenshots import Chromium, take_screenshots
+from dispatch.email.screenshots import Chromium, take_screenshots
 
 DATE = "2024-11-17"
 PHONE, DESKTOP, COLUMN = 375, 800, 600

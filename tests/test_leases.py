@@ -42,10 +42,10 @@ from conftest import (
     start_dispatch,
     start_server,
 )
+from dispatch.delivery.pipeline import run
 from dispatch.ledger import Ledger
-from dispatch.memory_ledger import MemoryLedger
+from dispatch.ledger.memory import MemoryLedger
 from dispatch.models import Outcome, State
-from dispatch.pipeline import run
 from test_pipeline_unit import START, ScriptedTransport, plan, policy
 
 EDITION = "2024-11-17"

@@ -24,15 +24,15 @@ import trustme
 
 from conftest import Project, RecordingHandler, SMTPServer, start_server
 from dispatch.config import TransportSettings
-from dispatch.errors import AuthenticationError
-from dispatch.oauth import (
+from dispatch.delivery.oauth import (
     BARE_TOKEN_LIFETIME_SECONDS,
     EXPIRY_MARGIN_SECONDS,
     CommandTokenSource,
     parse_token_output,
     xoauth2_string,
 )
-from dispatch.transport import SMTPTransport
+from dispatch.delivery.transport import SMTPTransport
+from dispatch.errors import AuthenticationError
 
 MAILBOX = "rapport@example.org"
 VALID = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.VALID-access-token-4711.c2lnbmF0dXJl"

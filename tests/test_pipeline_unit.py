@@ -12,11 +12,11 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from conftest import FakeClock
+from dispatch.delivery.pipeline import Plan, SendPolicy, run
+from dispatch.email.message import Envelope, prepare
 from dispatch.errors import TransportError
-from dispatch.memory_ledger import MemoryLedger
-from dispatch.message import Envelope, prepare
+from dispatch.ledger.memory import MemoryLedger
 from dispatch.models import Outcome, Recipient, Rendered, State
-from dispatch.pipeline import Plan, SendPolicy, run
 
 START = datetime(2024, 11, 17, 13, 0, tzinfo=UTC)
 Reply = Callable[[str, int], Outcome]  # (address, attempt number) -> outcome

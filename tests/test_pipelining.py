@@ -17,8 +17,8 @@ from contextlib import contextmanager
 
 from conftest import free_port, require_tool
 from dispatch.config import TransportSettings
+from dispatch.delivery.transport import SMTPTransport
 from dispatch.models import State
-from dispatch.transport import SMTPTransport
 
 SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 MESSAGE = (

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pytest
 
 from conftest import Project, SMTPServer
-from dispatch import preflight
+from dispatch.email import preflight
 
 DATE = "2024-11-17"
 EDITION = f"reports/{DATE}.md"

@@ -76,7 +76,7 @@ def _write_editions(project: Project) -> None:
 
 def _measure(pages: list[Path], width: int) -> dict[str, Any]:
     """scrollWidth and the archive's resolved links of each page in a real headless Chromium."""
-    from dispatch.screenshots import Chromium
+    from dispatch.email.screenshots import Chromium
 
     found: dict[str, Any] = {}
     with Chromium(CHROMIUM) as browser:
@@ -189,8 +189,8 @@ def test_the_accessibility_statement_is_written_under_the_publish_lock(project: 
     import os
     from datetime import date, datetime
 
-    from dispatch.publish import PublishError, publish_edition
-    from dispatch.statement import write_statement
+    from dispatch.publishing.accessibility_statement import write_statement
+    from dispatch.publishing.intranet import PublishError, publish_edition
 
     intranet = tmp_path / "intranet"
     settings, edition = _settings_and_edition(project, "2024-11-17")
@@ -224,7 +224,7 @@ def test_the_accessibility_statement_is_written_under_the_publish_lock(project: 
 def test_interrupted_rename_leaves_the_previous_page_intact(project: Project, tmp_path: Path) -> None:
     from datetime import datetime
 
-    from dispatch.publish import publish_edition
+    from dispatch.publishing.intranet import publish_edition
 
     intranet = tmp_path / "intranet"
     project.set_config(publish__dir=str(intranet))
@@ -272,7 +272,7 @@ def test_killed_between_write_and_rename_keeps_the_old_page(project: Project, tm
         "    if str(target).endswith('2024-11-17.html'):\n"
         "        os.kill(os.getpid(), signal.SIGKILL)\n"
         "    real(source, target)\n"
-        "os.replace = dying\n"  # before dispatch.publish binds it as the default
+        "os.replace = dying\n"  # before dispatch.publishing.intranet binds it as the default
         "from dispatch.cli import main\n"
         "main(sys.argv[1:])\n"
     )

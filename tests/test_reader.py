@@ -21,10 +21,12 @@ import lxml.html
 import pytest
 
 from conftest import ROOT, Project, RecordingHandler, copy_project, start_server
-from dispatch import app, markup, news
+from dispatch import app
 from dispatch.config import Settings, load_settings
+from dispatch.delivery.transport import SMTPTransport
+from dispatch.email import markup
+from dispatch.email import whats_new as news
 from dispatch.errors import InputError
-from dispatch.transport import SMTPTransport
 
 DAY, NEXT = date(2024, 11, 17), date(2024, 11, 18)
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -400,7 +402,7 @@ def test_a_correction_keeps_the_markers_it_corrects_and_marks_what_it_corrected(
 
 
 def test_for_recipients_adds_the_thread_headers_only_for_its_recipient() -> None:
-    from dispatch.message import thread_headers
+    from dispatch.email.message import thread_headers
 
     made = prepared_message()
     threaded = type(made)(made.head, made.body, made.domain, {"anna@example.org": thread_headers(["<r1@x.org>", "<r2@x.org>"])})
@@ -414,7 +416,7 @@ def test_for_recipients_adds_the_thread_headers_only_for_its_recipient() -> None
 # -- the subject, the headers, the text part -------------------------------------------------------------
 
 def prepared_message(urgent: bool = False) -> Any:
-    from dispatch.message import Envelope, prepare
+    from dispatch.email.message import Envelope, prepare
     from dispatch.models import Rendered
 
     envelope = Envelope("rapport@example.org", "Regional rapport", "rapport@example.org", None, "R", "r.example.org")
@@ -490,7 +492,7 @@ def test_reading_the_config_does_not_look_up_the_ehlo_name(sample: Project) -> N
     sample.set_config(transport={"kind": "smtp", "host": "127.0.0.1"})
     transport = settings_of(sample).transport
     assert (transport.ehlo_name, transport.ehlo_fallback) == ("", "example.org")
-    from dispatch.transport import default_ehlo_name
+    from dispatch.delivery.transport import default_ehlo_name
 
     chosen = default_ehlo_name(transport.ehlo_fallback)  # what the transport uses (the test above sees it in EHLO)
     assert "." in chosen and not chosen.startswith("localhost"), chosen

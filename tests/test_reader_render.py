@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from conftest import ROOT, Project, copy_project, require_tool
-from dispatch.screenshots import PHONE_WIDTH, Chromium
+from dispatch.email.screenshots import PHONE_WIDTH, Chromium
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CANIEMAIL = ROOT / "tests" / "caniemail"

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from dispatch.email.headers import encode_words
+from dispatch.email.message import to_header
 from dispatch.errors import InputError
-from dispatch.headers import encode_words
-from dispatch.message import to_header
 from dispatch.models import Recipient
-from dispatch.recipients import AddressError, normalise, resolve
+from dispatch.recipients.lists import AddressError, normalise, resolve
 
 
 def write(directory: Path, name: str, text: str, encoding: str = "utf-8") -> Path:

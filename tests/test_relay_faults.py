@@ -442,7 +442,7 @@ def test_a_bcc_batch_to_line_stays_within_998_octets_whatever_the_list_names(pro
 
 
 def test_credentials_echoed_in_a_refusal_are_never_shown() -> None:
-    from dispatch.transport import explain_auth_reply, reply_text
+    from dispatch.delivery.transport import explain_auth_reply, reply_text
 
     echoed = explain_auth_reply(535, b"5.7.8 Error: authentication failed: AUTH PLAIN AHJhcHBvcnQAaGVtbGlndDEyMw==")
     assert "AHJhcHBvcnQAaGVtbGlndDEyMw==" not in echoed and "535 5.7.8" in echoed

@@ -37,8 +37,8 @@ from conftest import (
     write_edition,
 )
 from dispatch.app.service import Service, install_jobs
+from dispatch.app.timetable import Action, cron_weekdays, due_runs, send_trigger
 from dispatch.config import Schedule, load_settings
-from dispatch.timetable import Action, cron_weekdays, due_runs, send_trigger
 from smtpserver import WholeDataController
 
 DISTINCT_SAMPLE_RECIPIENTS = 49

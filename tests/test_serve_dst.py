@@ -16,9 +16,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from conftest import STOCKHOLM, FakeClock, Project, SMTPServer, set_schedule, write_edition
 from dispatch.app.service import Service, install_jobs, refresh_grace
+from dispatch.app.timetable import first_valid, grace_seconds, latest_occurrence, next_occurrence, send_trigger
 from dispatch.config import Schedule, load_settings
 from dispatch.ledger import Ledger
-from dispatch.timetable import first_valid, grace_seconds, latest_occurrence, next_occurrence, send_trigger
 
 SPRING, AUTUMN = date(2025, 3, 30), date(2025, 10, 26)
 NIGHT = Schedule("daily", "30 2 * * *", ("politisk-ledning",), deadline="03:00")

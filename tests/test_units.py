@@ -16,12 +16,12 @@ import pytest
 
 from conftest import ROOT, STOCKHOLM
 from dispatch.config import ReportSettings, StandingSection
-from dispatch.edition import assemble
+from dispatch.email.edition import assemble
+from dispatch.email.headers import encode_words
+from dispatch.email.message import Envelope, PreparedMessage, prepare, to_header
+from dispatch.email.render import render
 from dispatch.errors import DispatchError, InputError
-from dispatch.headers import encode_words
-from dispatch.message import Envelope, PreparedMessage, prepare, to_header
 from dispatch.models import Edition, Recipient, Rendered
-from dispatch.render import render
 
 NOW = datetime(2024, 11, 17, 13, 0, tzinfo=UTC)
 TEMPLATES = ROOT / "templates" / "email"

@@ -88,6 +88,8 @@ from dispatch.app.editions import (
     web_url,
     write_preview,
 )
+from dispatch.app.eventlog import configure as configure_log
+from dispatch.app.eventlog import event
 from dispatch.app.overview import EditionState, ScheduleDay, approvals_of, edition_state, today
 from dispatch.app.passwords import (
     LOCK_AFTER,
@@ -106,6 +108,7 @@ from dispatch.app.records import Status, approval_history, edition_note, export,
 from dispatch.app.runs import Confirmation, Recipe, Run, Runs, confirm, recipe_for, retry_waiting_now
 from dispatch.app.scheduled import Job, ServeClock, Service, schedule_jobs
 from dispatch.app.sending import duration, mail_notice, notify_summary, plan_for, plan_line, send
+from dispatch.app.timetable import Due, check_schedules
 from dispatch.app.urgent import urgent_fields, urgent_path, write_urgent
 from dispatch.app.wiring import (
     current_user,
@@ -119,14 +122,11 @@ from dispatch.app.wiring import (
     send_policy,
     start_new_ledger,
 )
-from dispatch.content import short
-from dispatch.eventlog import configure as configure_log
-from dispatch.eventlog import event
-from dispatch.export import export_csv, export_files
+from dispatch.control.content import short
+from dispatch.delivery.pipeline import Clock, Result, StoppableClock
 from dispatch.ledger import Ledger, dispatch_name, state_dir
 from dispatch.models import ROLES, AuditEntry, KeptText, User
-from dispatch.pipeline import Clock, Result, StoppableClock
-from dispatch.timetable import Due, check_schedules
+from dispatch.publishing.export import export_csv, export_files
 
 __all__ = [
     "FOOTER",

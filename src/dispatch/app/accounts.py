@@ -9,11 +9,11 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from dispatch.addresses import AddressError, normalise
 from dispatch.app.passwords import HASHING, MIN_PASSWORD, NAME
 from dispatch.errors import DispatchError, InputError, LedgerError, Problem
 from dispatch.ledger import Ledger
 from dispatch.models import ROLES, AuditEntry, User
+from dispatch.recipients.addresses import AddressError, normalise
 
 _NAME = NAME
 

@@ -23,15 +23,15 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from dispatch import verp
 from dispatch.app.editions import lists_report
 from dispatch.app.wiring import open_ledger
-from dispatch.bounce_reading import AUTO_REPLY, HARD, HUMAN, UNREADABLE, Failure, Reading, read
+from dispatch.bounces.mailbox import Mailbox, MailboxError, open_mailbox
+from dispatch.bounces.reading import AUTO_REPLY, HARD, HUMAN, UNREADABLE, Failure, Reading, read
 from dispatch.config import Settings
+from dispatch.delivery import verp
 from dispatch.errors import InputError, Problem, display_path
-from dispatch.imapbox import Mailbox, MailboxError, open_mailbox
 from dispatch.ledger import DeliveryRef, Ledger
-from dispatch.recipients import AddressError, normalise
+from dispatch.recipients.lists import AddressError, normalise
 
 __all__ = ["BounceRun", "MailboxError", "Repeat", "process_bounces", "record_reading", "repeat_bouncers"]
 
@@ -196,7 +196,7 @@ def _key(address: str) -> str:
 def _secret(settings: Settings) -> str:
     """The mailbox's password (password_env, password_file) or an OAuth2 token (token_command);
     read at sign-in, never stored or shown."""
-    from dispatch.oauth import CommandTokenSource
+    from dispatch.delivery.oauth import CommandTokenSource
 
     box = settings.bounces
     assert box is not None

@@ -11,12 +11,13 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from dispatch import content as content_id
-from dispatch import gate, news
 from dispatch.app.wiring import open_ledger
 from dispatch.config import Settings
-from dispatch.content import Content
-from dispatch.edition import assemble, edition_path, section_anchor, swedish_date
+from dispatch.control import approval as gate
+from dispatch.control import content as content_id
+from dispatch.control.content import Content
+from dispatch.email import whats_new as news
+from dispatch.email.edition import assemble, edition_path, section_anchor, swedish_date
 from dispatch.errors import ChangeControlError, InputError, Problem, display_path
 from dispatch.ledger import DispatchRecord, Ledger, dispatch_name
 from dispatch.models import Edition, Section

@@ -7,19 +7,19 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from dispatch import content as content_id
-from dispatch import gate
 from dispatch.app.changes import changed_after_send, identify, latest_sent_edition, review, sent_edition
 from dispatch.app.editions import Prepared, read_edition
 from dispatch.app.wiring import current_user, open_ledger
 from dispatch.config import Settings
-from dispatch.content import Content
-from dispatch.edition import edition_path
+from dispatch.control import approval as gate
+from dispatch.control import content as content_id
+from dispatch.control.content import Content
+from dispatch.email.edition import edition_path
 from dispatch.errors import ChangeControlError, InputError, Problem, display_path
 from dispatch.ledger import DispatchRecord, Ledger, dispatch_name
 from dispatch.models import Approval, Edition
-from dispatch.publish import Published, publish_edition
-from dispatch.statement import statement_body, write_statement
+from dispatch.publishing.accessibility_statement import statement_body, write_statement
+from dispatch.publishing.intranet import Published, publish_edition
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,12 @@ import threading
 from datetime import date, datetime
 
 from dispatch.app.control import publish
+from dispatch.app.eventlog import event
+from dispatch.app.timetable import DispatchList, edition_dispatches
 from dispatch.config import Settings
 from dispatch.errors import display_path
-from dispatch.eventlog import event
 from dispatch.models import Edition
-from dispatch.publish import Published, PublishError
-from dispatch.timetable import DispatchList, edition_dispatches
+from dispatch.publishing.intranet import Published, PublishError
 
 
 class PendingCopies:

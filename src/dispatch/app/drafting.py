@@ -20,14 +20,14 @@ from pathlib import Path
 
 from dispatch.app.changes import identify, latest_sent_edition, review
 from dispatch.app.editions import Prepared, check_problems, render_edition
-from dispatch.atomic import write_atomic
 from dispatch.config import Settings, secret_problems
-from dispatch.content import source_diff
-from dispatch.edition import assemble, edition_path, split_front_matter
+from dispatch.config.yamlsource import LineDict, parse_yaml
+from dispatch.control.content import source_diff
+from dispatch.email.edition import assemble, edition_path, split_front_matter
 from dispatch.errors import ChangeControlError, InputError, Problem
 from dispatch.ledger import Ledger
 from dispatch.models import KeptText
-from dispatch.yamlsource import LineDict, parse_yaml
+from dispatch.publishing.atomic import write_atomic
 
 # The front matter the console shows as fields, in the order it writes them.
 FIELDS = ("compiled", "status", "urgent", "revision", "correction", "lists", "subject", "headline", "preheader", "markers", "by")

@@ -13,23 +13,23 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dispatch import preflight
 from dispatch.app.changes import earlier_message_ids, with_news
 from dispatch.app.readback import read_back_problems, reject_unwritable_to
+from dispatch.app.timetable import check_schedules
 from dispatch.app.wiring import envelope, open_ledger, signer
 from dispatch.config import Settings, secret_problems
-from dispatch.conversation import Thread, conversation
-from dispatch.edition import assemble, edition_path
+from dispatch.email import preflight
+from dispatch.email.conversation import Thread, conversation
+from dispatch.email.edition import assemble, edition_path
+from dispatch.email.message import PreparedMessage, message_id, prepare, thread_headers, to_header
+from dispatch.email.render import render
 from dispatch.errors import InputError, PreflightError, Problem, display_path
 from dispatch.ledger import Ledger, dispatch_name
-from dispatch.message import PreparedMessage, message_id, prepare, thread_headers, to_header
 from dispatch.models import Edition, Recipient, Rendered
-from dispatch.recipients import Resolution, available_lists, resolve
-from dispatch.render import render
-from dispatch.timetable import check_schedules
+from dispatch.recipients.lists import Resolution, available_lists, resolve
 
 if TYPE_CHECKING:
-    from dispatch.screenshots import Chromium
+    from dispatch.email.screenshots import Chromium
 
 FOOTER = "Automatiskt utskick från {sender}. Svara på detta mejl för att nå redaktionen."
 
@@ -51,8 +51,8 @@ class Prepared:
 def read_edition(settings: Settings, day: date | None, file: Path | None, now: datetime, urgent: bool = False) -> Edition:
     # Imported here: this function is the one reader of edition files (and of the config's
     # templates on their way into one), and the only part of this module that needs these.
-    from dispatch.subject_template import check_template
-    from dispatch.yamlsource import EDITION_MAX_BYTES, read_input
+    from dispatch.config.yamlsource import EDITION_MAX_BYTES, read_input
+    from dispatch.email.subject import check_template
 
     path = file if file is not None else edition_path(settings.reports_dir, day or now.date())
     # The config's subject and preheader templates, named at their lines in the config
@@ -194,7 +194,7 @@ def render_edition(
     link = None if test else web_url(settings, edition)
     rendered = render(edition, settings.templates_dir, footer=footer, web_url=link, test=test)
     # Date in the office's zone: what a reader's client shows beside the sending time.
-    from dispatch.render import CORRECTION_PREFIX, TEST_PREFIX, URGENT_PREFIX
+    from dispatch.email.render import CORRECTION_PREFIX, TEST_PREFIX, URGENT_PREFIX
 
     thread = conversation(settings.report.list_id, settings.sender.domain, edition.date, settings.timezone,
                           subject=edition.subject, urgent=edition.urgent, revision=edition.revision, now=now,
@@ -240,7 +240,7 @@ def _preflight_sources(settings: Settings, edition: Edition) -> list[tuple[str, 
 
 
 def _resolve_addresses(addresses: tuple[str, ...]) -> Resolution:
-    from dispatch.recipients import AddressError, normalise
+    from dispatch.recipients.lists import AddressError, normalise
 
     resolution = Resolution()
     for raw in addresses:
@@ -287,7 +287,7 @@ def phone_problems(settings: Settings, ready: Prepared, html_path: Path | None =
     """The message at a phone's width in headless Chromium: a page wider than the screen makes
     every line scroll sideways, and iOS will not shrink it (the message asks it not to). Nothing
     without Chromium, as on a developer's machine (CI has it); a browser that fails is an error."""
-    from dispatch.screenshots import Chromium, ChromiumMissing, find_chromium, overflow
+    from dispatch.email.screenshots import Chromium, ChromiumMissing, find_chromium, overflow
 
     try:
         executable = find_chromium()
@@ -357,7 +357,7 @@ def write_preview(settings: Settings, ready: Prepared, out: Path | None, *, scre
     if not screenshots:
         problems = phone_problems(settings, ready, paths[0])
     else:
-        from dispatch.screenshots import Chromium, take_screenshots  # headless Chromium: only when asked for
+        from dispatch.email.screenshots import Chromium, take_screenshots  # headless Chromium: only when asked for
 
         with Chromium() as browser:  # ChromiumMissing is a DispatchError with the fix in it
             problems = phone_problems(settings, ready, paths[0], browser)

@@ -9,12 +9,12 @@ from datetime import date, datetime
 from dispatch.app.changes import review
 from dispatch.app.drafting import split_fields
 from dispatch.app.editions import read_edition
+from dispatch.app.timetable import approval_moment, next_occurrence
 from dispatch.config import Schedule, Settings
-from dispatch.edition import edition_path
+from dispatch.email.edition import edition_path
 from dispatch.errors import InputError
 from dispatch.ledger import Ledger
 from dispatch.models import Approval, DispatchRecord
-from dispatch.timetable import approval_moment, next_occurrence
 
 
 @dataclass(frozen=True)

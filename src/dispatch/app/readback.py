@@ -6,15 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from dispatch import preflight
 from dispatch.config import Settings
+from dispatch.email import preflight
+from dispatch.email.message import list_address, to_header
 from dispatch.errors import Problem, display_path
-from dispatch.message import list_address, to_header
 from dispatch.models import Recipient
 
 if TYPE_CHECKING:
     from dispatch.app.editions import Prepared
-    from dispatch.recipients import Resolution
+    from dispatch.recipients.lists import Resolution
 
 
 def read_back_problems(settings: Settings, ready: Prepared, sample: bytes, longest: Recipient) -> list[Problem]:
@@ -71,7 +71,7 @@ class LongSubject:
 def long_subject(settings: Settings, ready: Prepared) -> LongSubject | None:
     """The subject as readers get it, when it is over SUBJECT_WARN_CHARS characters: a phone
     shows about 35, so the news belongs first. Not a problem: the edition still goes out."""
-    from dispatch.edition import SUBJECT_WARN_CHARS
+    from dispatch.email.edition import SUBJECT_WARN_CHARS
 
     subject, edition = ready.rendered.subject, ready.edition
     if len(subject) <= SUBJECT_WARN_CHARS:
@@ -94,8 +94,8 @@ def reject_unwritable_to(resolution: Resolution) -> None:
     998-octet limit, or a name that would not read back as written) fails that one
     recipient (a failed row, with the list's path:line), not the whole send. Only names
     that are encoded or quoted are parsed back: a plain ASCII name is written as it is."""
-    from dispatch.headers import needs_encoding
-    from dispatch.recipients import Invalid
+    from dispatch.email.headers import needs_encoding
+    from dispatch.recipients.lists import Invalid
 
     for key, recipient in list(resolution.recipients.items()):
         value = to_header([recipient])

@@ -10,11 +10,11 @@ from dispatch.app.changes import review
 from dispatch.app.editions import read_edition
 from dispatch.app.wiring import open_ledger
 from dispatch.config import Settings
-from dispatch.edition import edition_path
+from dispatch.email.edition import edition_path
 from dispatch.errors import DispatchError, display_path
-from dispatch.export import export_document, iso
 from dispatch.ledger import DispatchRecord, Ledger
 from dispatch.models import Approval
+from dispatch.publishing.export import export_document, iso
 
 
 def find_dispatch(ledger: Ledger, ref: str | None) -> DispatchRecord | None:

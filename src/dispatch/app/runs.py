@@ -22,9 +22,9 @@ from dispatch.app.editions import Prepared, prepare_edition, read_edition
 from dispatch.app.sending import plan_line, send
 from dispatch.app.wiring import open_ledger, secrets_ready
 from dispatch.config import Settings
+from dispatch.delivery.pipeline import Result, StoppableClock, node_name
 from dispatch.errors import DispatchError, InputError, Problem
 from dispatch.ledger import Ledger
-from dispatch.pipeline import Result, StoppableClock, node_name
 
 LINGER = timedelta(minutes=10)  # as the command line: stay for due retries, then leave them to serve
 

@@ -19,19 +19,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from dispatch import notify
+from dispatch.app import notify
 from dispatch.app.control import scheduled_edition
 from dispatch.app.copies import PendingCopies
 from dispatch.app.editions import lists_report, prepare_edition
+from dispatch.app.eventlog import event
 from dispatch.app.sending import mail_notice, send
-from dispatch.app.wiring import open_ledger, open_transport
-from dispatch.config import Schedule, Settings, secret_problems
-from dispatch.errors import DispatchError, InputError, Problem, TransportError, display_path
-from dispatch.eventlog import event
-from dispatch.ledger import dispatch_name
-from dispatch.pipeline import Clock, Result, StoppableClock
-from dispatch.publish import PublishError
-from dispatch.timetable import (
+from dispatch.app.timetable import (
     Action,
     DailyCronTrigger,
     Due,
@@ -44,7 +38,13 @@ from dispatch.timetable import (
     next_occurrence,
     send_trigger,
 )
-from dispatch.timetable import utc as _utc
+from dispatch.app.timetable import utc as _utc
+from dispatch.app.wiring import open_ledger, open_transport
+from dispatch.config import Schedule, Settings, secret_problems
+from dispatch.delivery.pipeline import Clock, Result, StoppableClock
+from dispatch.errors import DispatchError, InputError, Problem, TransportError, display_path
+from dispatch.ledger import dispatch_name
+from dispatch.publishing.intranet import PublishError
 
 
 @dataclass(frozen=True)

@@ -9,17 +9,17 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from dispatch import notify
+from dispatch.app import notify
 from dispatch.app.control import Decision, decide, publish
 from dispatch.app.editions import Prepared, publishes_on_send
 from dispatch.app.readback import MAX_TO_LINE
 from dispatch.app.wiring import current_user, open_ledger, open_transport, secrets_ready, send_policy
 from dispatch.config import Settings, TransportSettings
+from dispatch.delivery.pipeline import Clock, Plan, Result, Transport, run
+from dispatch.email.message import to_header
 from dispatch.errors import DispatchError, InputError, Problem, display_path
 from dispatch.ledger import Ledger
-from dispatch.message import to_header
-from dispatch.pipeline import Clock, Plan, Result, Transport, run
-from dispatch.publish import PublishError
+from dispatch.publishing.intranet import PublishError
 
 
 def plan_for(settings: Settings, ready: Prepared, now: datetime, created_by: str, decision: Decision) -> Plan:

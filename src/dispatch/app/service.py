@@ -31,12 +31,12 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from dispatch.app.bounces import process_bounces
+from dispatch.app.eventlog import configure as configure_log
+from dispatch.app.eventlog import event
 from dispatch.app.scheduled import ServeClock, Service, schedule_jobs
+from dispatch.app.timetable import Due, check_schedules
 from dispatch.config import Settings, load_settings
 from dispatch.errors import DispatchError, InputError, display_path
-from dispatch.eventlog import configure as configure_log
-from dispatch.eventlog import event
-from dispatch.timetable import Due, check_schedules
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 

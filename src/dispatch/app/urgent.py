@@ -13,8 +13,8 @@ from datetime import datetime
 from pathlib import Path
 
 from dispatch.app.drafting import compose
-from dispatch.atomic import write_atomic
 from dispatch.config import Settings
+from dispatch.publishing.atomic import write_atomic
 
 
 def urgent_path(settings: Settings, subject: str, now: datetime) -> Path:

@@ -8,13 +8,13 @@ import os
 from datetime import timedelta
 
 from dispatch.config import Settings
+from dispatch.config.settings import OidcSettings
+from dispatch.delivery.pipeline import SendPolicy, Transport
+from dispatch.delivery.transport import MaildirTransport, SMTPTransport
+from dispatch.email.dkim import KeyFileError, Signer, read_key
+from dispatch.email.message import Envelope, list_address
 from dispatch.errors import AuthenticationError, ConsoleError, InputError, Problem, display_path
 from dispatch.ledger import Ledger, Timeouts
-from dispatch.message import Envelope, list_address
-from dispatch.pipeline import SendPolicy, Transport
-from dispatch.settings import OidcSettings
-from dispatch.signing import KeyFileError, Signer, read_key
-from dispatch.transport import MaildirTransport, SMTPTransport
 
 
 def open_ledger(settings: Settings, *, allow_new: bool = False) -> Ledger:
@@ -97,7 +97,7 @@ def open_transport(settings: Settings) -> Transport:
         return MaildirTransport(t.path)
     token_source = None
     if t.auth == "xoauth2":
-        from dispatch.oauth import CommandTokenSource
+        from dispatch.delivery.oauth import CommandTokenSource
 
         if not t.token_command:
             raise AuthenticationError(t.endpoint, "transport.auth is xoauth2 but transport.token_command is not set")
@@ -143,7 +143,7 @@ def phone_check_unavailable() -> str | None:
     """Why the message cannot be measured at a phone's width here (no Chromium), or None.
     check says so rather than pass it over in silence: an editor must not take a skipped
     check for a passed one."""
-    from dispatch.screenshots import INSTALL_FIX, ChromiumMissing, find_chromium
+    from dispatch.email.screenshots import INSTALL_FIX, ChromiumMissing, find_chromium
 
     try:
         find_chromium()

@@ -37,8 +37,8 @@ from starlette.routing import BaseRoute, Route
 
 from dispatch import app
 from dispatch.config import WebSettings
+from dispatch.config.settings import OidcSettings
 from dispatch.errors import ConsoleError
-from dispatch.settings import OidcSettings
 from dispatch.web import pages
 from dispatch.web.console import Console, forbidden, render
 from dispatch.web.pages import _safe_next

@@ -12,7 +12,7 @@ from dispatch.errors import LedgerBusy
 from dispatch.models import Outcome
 
 if TYPE_CHECKING:
-    from dispatch.pipeline import Clock, Ledger
+    from dispatch.delivery.pipeline import Clock, Ledger
 
 
 class RateLimiter:

@@ -7,8 +7,8 @@ import shlex
 import shutil
 from pathlib import Path
 
+from dispatch.config.settings import BounceSettings, Settings, TransportSettings
 from dispatch.errors import Problem, display_path
-from dispatch.settings import BounceSettings, Settings, TransportSettings
 
 
 def secret_problems(settings: Settings, *, for_send: bool = False) -> list[Problem]:

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from dispatch.config_reader import _Reader
-from dispatch.models import ROLES
-from dispatch.settings import (
+from dispatch.config.reader import _Reader
+from dispatch.config.settings import (
     _ACCESSIBILITY_KEYS,
     _OIDC_KEYS,
     _WEB_KEYS,
@@ -18,7 +17,8 @@ from dispatch.settings import (
     OidcSettings,
     WebSettings,
 )
-from dispatch.yamlsource import LineDict, LineList
+from dispatch.config.yamlsource import LineDict, LineList
+from dispatch.models import ROLES
 
 
 def _read_web(reader: _Reader, raw: LineDict) -> WebSettings | None:

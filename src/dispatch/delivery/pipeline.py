@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol, TypeVar
 
+from dispatch.delivery.sender import Sender, alive
+from dispatch.email.message import PreparedMessage, message_id
 from dispatch.errors import DispatchError, LedgerBusy, LedgerError
-from dispatch.message import PreparedMessage, message_id
 from dispatch.models import Delivery, NewRecipient, Outcome, Recipient, State
-from dispatch.sender import Sender, alive
 
 LEASE = timedelta(minutes=10)
 T = TypeVar("T")

@@ -24,8 +24,8 @@ import difflib
 import re
 from collections.abc import Sequence
 
-from dispatch import markup
-from dispatch.edition import _split_sections, split_front_matter
+from dispatch.email import markup
+from dispatch.email.edition import _split_sections, split_front_matter
 from dispatch.models import Edition, NewsPoint
 
 SIMILAR = 0.6  # below this a rewritten bullet reads as a different point

@@ -18,18 +18,18 @@ from email.utils import format_datetime, make_msgid
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from dispatch import headers
+from dispatch.email import headers
 from dispatch.models import State
 
 if TYPE_CHECKING:
-    from dispatch.pipeline import Transport
+    from dispatch.delivery.pipeline import Transport
 
 MAX_LISTED = 200  # beyond this the summary points to `dispatch status`
 
 
 def compose(sender: tuple[str, str], recipients: Iterable[str], subject: str, body: str, now: datetime) -> bytes:
     """A notice to the office. ``sender`` is (display name, address); the header fields with
-    text are written by dispatch.headers, which keeps the spaces a Swedish subject has."""
+    text are written by dispatch.email.headers, which keeps the spaces a Swedish subject has."""
     name, address = sender
     addresses = list(recipients)
     message = EmailMessage(policy=policy.SMTP)

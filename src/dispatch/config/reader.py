@@ -11,9 +11,9 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
+from dispatch.config.settings import _CONTROL, FQDN
+from dispatch.config.yamlsource import LineDict
 from dispatch.errors import Problem, display_path
-from dispatch.settings import _CONTROL, FQDN
-from dispatch.yamlsource import LineDict
 
 
 class _Reader:

@@ -24,8 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from dispatch.delivery.transport import explain_auth_reply
 from dispatch.errors import AuthenticationError
-from dispatch.transport import explain_auth_reply
 
 # Refetch this long before the stated expiry: a token that is valid when AUTH starts but
 # expires during a long dispatch is harmless (SMTP checks it once per session), but clock

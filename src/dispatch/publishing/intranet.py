@@ -30,10 +30,10 @@ from typing import Any
 from babel.dates import format_date
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
 
-from dispatch.atomic import PAGE_MODE as PAGE_MODE  # the pages' mode, for those who check it
-from dispatch.atomic import TEMP_PREFIX, Replace, write_atomic
 from dispatch.errors import DispatchError, display_path
 from dispatch.models import Edition
+from dispatch.publishing.atomic import PAGE_MODE as PAGE_MODE  # the pages' mode, for those who check it
+from dispatch.publishing.atomic import TEMP_PREFIX, Replace, write_atomic
 
 PAGE_TEMPLATE = "edition.html"
 INDEX_TEMPLATE = "index.html"
@@ -84,8 +84,8 @@ def web_templates_dir(email_templates_dir: Path) -> Path:
     """templates/web beside the configured email templates, else the shipped ones."""
     for candidate in (
         email_templates_dir.parent / "web",
-        Path(__file__).parent / "_templates" / "web",
-        Path(__file__).resolve().parents[2] / "templates" / "web",
+        Path(__file__).resolve().parents[1] / "_templates" / "web",
+        Path(__file__).resolve().parents[3] / "templates" / "web",
     ):
         if (candidate / PAGE_TEMPLATE).is_file():
             return candidate

@@ -8,9 +8,9 @@ import os
 from datetime import date
 from pathlib import Path
 
-from dispatch.atomic import Replace
-from dispatch.publish import INDEX, _render, publish_page, web_templates_dir
-from dispatch.settings import AccessibilitySettings
+from dispatch.config.settings import AccessibilitySettings
+from dispatch.publishing.atomic import Replace
+from dispatch.publishing.intranet import INDEX, _render, publish_page, web_templates_dir
 
 PAGE = "tillganglighet.html"
 

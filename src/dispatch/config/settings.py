@@ -271,7 +271,7 @@ class Settings:
 
 def default_templates_dir() -> Path:
     """The templates shipped inside the wheel, or those of a source checkout."""
-    packaged = Path(__file__).parent / "_templates" / "email"
+    packaged = Path(__file__).resolve().parents[1] / "_templates" / "email"
     if packaged.is_dir():
         return packaged
-    return Path(__file__).resolve().parents[2] / "templates" / "email"
+    return Path(__file__).resolve().parents[3] / "templates" / "email"

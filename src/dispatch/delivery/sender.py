@@ -14,15 +14,15 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from dispatch import verp
+from dispatch.delivery import verp
+from dispatch.delivery.groupcommit import GroupCommitter, RateLimiter
+from dispatch.delivery.leases import Held
+from dispatch.email.message import message_id, to_header
 from dispatch.errors import LedgerError, TransportError
-from dispatch.groupcommit import GroupCommitter, RateLimiter
-from dispatch.leases import Held
-from dispatch.message import message_id, to_header
 from dispatch.models import HELD_BY_RELAY, Delivery, Outcome, Recipient, State
 
 if TYPE_CHECKING:
-    from dispatch.pipeline import Clock, Connection, Ledger, Plan, SendPolicy, Transport
+    from dispatch.delivery.pipeline import Clock, Connection, Ledger, Plan, SendPolicy, Transport
 
 URGENT_POLL_SECONDS = 0.2
 

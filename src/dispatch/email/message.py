@@ -18,11 +18,11 @@ from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime
 
-from dispatch import headers
-from dispatch.conversation import Thread
+from dispatch.email import headers
+from dispatch.email.conversation import Thread
+from dispatch.email.dkim import Signer
 from dispatch.errors import DispatchError
 from dispatch.models import Recipient, Rendered
-from dispatch.signing import Signer
 
 _LINE_BREAK = re.compile(r"[\r\n]")
 
@@ -86,7 +86,7 @@ def list_address(identifier: str, domain: str) -> str:
 def prepare(rendered: Rendered, envelope: Envelope, date: datetime, *, urgent: bool,
             thread: Thread | None = None) -> PreparedMessage:
     """Serialise the common part of the message. The header fields with text in them are
-    written by dispatch.headers (encoded-words that keep their spaces, folded at 78); the
+    written by dispatch.email.headers (encoded-words that keep their spaces, folded at 78); the
     MIME body by the standard library with CRLF line ends, both parts quoted-printable so
     no line exceeds 998 octets whatever the editors wrote."""
     lines = [headers.mailbox("From", envelope.from_name, envelope.from_address)]

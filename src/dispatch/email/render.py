@@ -13,8 +13,8 @@ import cssutils
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError, UndefinedError
 from premailer import Premailer
 
+from dispatch.email.markup import MARKS
 from dispatch.errors import InputError, Problem, display_path
-from dispatch.markup import MARKS
 from dispatch.models import Edition, NewsPoint, Rendered
 
 HTML_TEMPLATE = "edition.html"

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 
-from dispatch.config_reader import _Reader
-from dispatch.settings import _DKIM_KEYS, FQDN, DkimSettings
-from dispatch.yamlsource import LineDict
+from dispatch.config.reader import _Reader
+from dispatch.config.settings import _DKIM_KEYS, FQDN, DkimSettings
+from dispatch.config.yamlsource import LineDict
 
 # RFC 6376 3.1: a selector is one or more DNS labels separated by dots.
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"

@@ -19,13 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# AddressError and normalise are re-exported: callers resolve lists and single addresses here.
-from dispatch.addresses import _CONTROL, _fold, escape_controls
-from dispatch.addresses import AddressError as AddressError
-from dispatch.addresses import normalise as normalise
-from dispatch.errors import InputError, Problem, display_path
-from dispatch.models import Recipient
-from dispatch.yamlsource import (
+from dispatch.config.yamlsource import (
     LIST_MAX_BYTES,
     MB,
     YAML_LIST_MAX_BYTES,
@@ -35,6 +29,13 @@ from dispatch.yamlsource import (
     open_input,
     shorten,
 )
+from dispatch.errors import InputError, Problem, display_path
+from dispatch.models import Recipient
+
+# AddressError and normalise are re-exported: callers resolve lists and single addresses here.
+from dispatch.recipients.addresses import _CONTROL, _fold, escape_controls
+from dispatch.recipients.addresses import AddressError as AddressError
+from dispatch.recipients.addresses import normalise as normalise
 
 SUPPRESSION_FILE = "suppressed.txt"
 LIST_SUFFIXES = (".yaml", ".yml", ".csv")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from dispatch.config_reader import _finite, _parse_address, _Reader, _sender_domain, _shown_number
-from dispatch.settings import (
+from dispatch.config.reader import _finite, _parse_address, _Reader, _sender_domain, _shown_number
+from dispatch.config.settings import (
     _BOUNCES_KEYS,
     _CONTROL,
     _PUBLISH_KEYS,
@@ -26,7 +26,7 @@ from dispatch.settings import (
     StandingSection,
     TransportSettings,
 )
-from dispatch.yamlsource import LineDict, LineList
+from dispatch.config.yamlsource import LineDict, LineList
 
 
 def _read_sender(reader: _Reader, raw: LineDict) -> Sender:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dispatch.atomic import EXPORT_MODE, write_atomic
+from dispatch.publishing.atomic import EXPORT_MODE, write_atomic
 
 RECIPIENT_FIELDS = (
     "email", "name", "state", "attempts", "reply", "message_id", "node",

@@ -13,12 +13,12 @@ from typing import Any
 
 from babel.dates import format_date
 
-from dispatch import editorial, markup
 from dispatch.config import ReportSettings
+from dispatch.config.yamlsource import LineDict, parse_yaml
+from dispatch.email import editorial, markup
+from dispatch.email.subject import fill
 from dispatch.errors import InputError, Problem, display_path
 from dispatch.models import Edition, Section
-from dispatch.subject_template import fill
-from dispatch.yamlsource import LineDict, parse_yaml
 
 KNOWN_KEYS = {
     "compiled", "status", "subject", "headline", "preheader", "lists", "urgent", "revision", "correction", "by", "markers",

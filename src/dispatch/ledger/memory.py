@@ -213,8 +213,8 @@ class MemoryLedger:
 
 
 if TYPE_CHECKING:  # mypy proves both ledgers satisfy the protocol the pipeline owns
+    from dispatch.delivery.pipeline import Ledger as LedgerProtocol
     from dispatch.ledger import Ledger as SQLLedger
-    from dispatch.pipeline import Ledger as LedgerProtocol
 
     def _satisfied(sql: SQLLedger, memory: MemoryLedger) -> tuple[LedgerProtocol, LedgerProtocol]:
         return sql, memory

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 from markdown_it.token import Token
 
-from dispatch import markup
+from dispatch.email import markup
 from dispatch.errors import Problem
 
 # Addresses that work from inside an email. '#...' and empty hrefs are left to the
@@ -228,7 +228,7 @@ def _image(image: Token) -> str:
 def _section_problems(body: str, urgent: bool, heading_lines: set[int]) -> Iterator[tuple[int, str]]:
     # Imported here: edition imports this module. Sections must be found exactly as
     # edition splits them, or these checks would disagree with what is sent.
-    from dispatch.edition import _split_sections
+    from dispatch.email.edition import _split_sections
 
     lead, sections = _split_sections(body, 0)
     if not urgent:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from dispatch.content import short
+from dispatch.control.content import short
 from dispatch.models import Approval, Edition
 
 MODES = ("front_matter", "four_eyes")

@@ -14,11 +14,11 @@ import ssl
 from typing import Protocol
 
 from dispatch.config import TransportSettings
+from dispatch.config.settings import FQDN
+from dispatch.delivery.maildir import MaildirTransport as MaildirTransport  # the other Transport; one import place
+from dispatch.delivery.smtpreply import ReplyError, StrictSMTP, StrictSMTP_SSL
 from dispatch.errors import AuthenticationError, TransportError
-from dispatch.maildir import MaildirTransport as MaildirTransport  # the other Transport; one import place
 from dispatch.models import QUOTA_EXCEEDED, Outcome, State
-from dispatch.settings import FQDN
-from dispatch.smtpreply import ReplyError, StrictSMTP, StrictSMTP_SSL
 
 
 def dot_stuffed(data: bytes) -> bytes:

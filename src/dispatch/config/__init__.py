@@ -11,9 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dispatch.config_dkim import _read_dkim
-from dispatch.config_reader import _ledger_url, _Reader
-from dispatch.config_sections import (
+from dispatch.config.credentials import secret_problems
+from dispatch.config.dkim import _read_dkim
+from dispatch.config.reader import _ledger_url, _Reader
+from dispatch.config.sections import (
     _read_bounces,
     _read_notify,
     _read_publish,
@@ -22,10 +23,7 @@ from dispatch.config_sections import (
     _read_sender,
     _read_transport,
 )
-from dispatch.config_web import _read_accessibility, _read_web
-from dispatch.credentials import secret_problems
-from dispatch.errors import InputError, Problem
-from dispatch.settings import (
+from dispatch.config.settings import (
     _LEDGER_TIMEOUT_KEYS,
     _TOP_KEYS,
     DEFAULT_RETRY_MINUTES,
@@ -43,7 +41,9 @@ from dispatch.settings import (
     WebSettings,
     default_templates_dir,
 )
-from dispatch.yamlsource import LineDict, load_yaml_file
+from dispatch.config.web import _read_accessibility, _read_web
+from dispatch.config.yamlsource import LineDict, load_yaml_file
+from dispatch.errors import InputError, Problem
 
 
 def load_settings(path: Path) -> Settings:

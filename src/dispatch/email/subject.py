@@ -14,8 +14,8 @@ from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, Undefine
 from jinja2 import nodes as jinja_nodes
 from jinja2.sandbox import SandboxedEnvironment
 
+from dispatch.config.yamlsource import shorten
 from dispatch.errors import Problem
-from dispatch.yamlsource import shorten
 
 # Subject and preheader may use these; StrictUndefined turns a typo into an error.
 _TEMPLATE_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)

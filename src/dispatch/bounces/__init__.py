@@ -1,0 +1,1 @@
+"""Reading the bounce mailbox and classifying what came back."""

@@ -1,0 +1,1 @@
+"""Change control: content identity and the approval rule (pure)."""

@@ -1,0 +1,1 @@
+"""The intranet copy, the accessibility statement, the records export, atomic files."""

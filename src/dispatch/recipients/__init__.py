@@ -1,0 +1,1 @@
+"""Recipient lists -> folded recipients."""
