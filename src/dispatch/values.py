@@ -1,0 +1,119 @@
+"""The facts the use cases return, for each front door to word: the command line in English
+(``dispatch.wording``), the console in Swedish (the gettext catalogue in ``locale/``).
+
+Nothing here is a sentence. A fact is a code and its parameters, or a value with an explicit
+state; a front door looks the code up in its catalogue. So rewording a message is a change to a
+catalogue, never to a program that reads it, and a new state is a new member here that every
+catalogue must word (tests/test_wording.py enumerates them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from types import MappingProxyType
+
+Params = Mapping[str, "str | int | float"]
+
+
+def _frozen(params: Mapping[str, str | int | float] | None) -> Params:
+    return MappingProxyType(dict(params or {}))
+
+
+@dataclass(frozen=True)
+class Fact:
+    """Something the program says: a message code (a key of the catalogues) and its parameters.
+
+    ``count`` chooses the plural form where the wording has one ("1 sekund", "2 sekunder")."""
+
+    code: str
+    params: Params = field(default_factory=lambda: _frozen(None))
+    count: int | None = None
+
+    @staticmethod
+    def of(code: str, count: int | None = None, **params: str | int | float) -> Fact:
+        return Fact(code, _frozen(params), count)
+
+
+class DispatchKind(StrEnum):
+    """What a dispatch is. Stored in the ledger's ``kind`` column as the prefix of its key
+    (``edition``, ``urgent-SLUG-HASH``, ``test-TIMESTAMP``); ``of`` reads it back."""
+
+    EDITION = "edition"
+    URGENT = "urgent"
+    TEST = "test"
+
+    @staticmethod
+    def of(stored: str) -> DispatchKind:
+        for kind in (DispatchKind.URGENT, DispatchKind.TEST):
+            if stored == kind.value or stored.startswith(kind.value + "-"):
+                return kind
+        return DispatchKind.EDITION
+
+
+class RunState(StrEnum):
+    """Where a dispatch's sending stands, as every screen must say it."""
+
+    QUEUED = "queued"  # recipients wait and no send runs (resume it, or serve takes it up)
+    SENDING = "sending"
+    WAITING_FOR_URGENT = "waiting_for_urgent"  # gives way to an urgent message; goes on by itself
+    PAUSED_BY_RELAY = "paused_by_relay"  # the relay does not take messages; see RelayTrouble
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    DONE = "done"  # every recipient accepted
+    INCOMPLETE = "incomplete"  # ended with recipients failed or still waiting for a retry
+    FAILED = "failed"  # the send could not run at all (a problem with its input or the ledger)
+
+
+class RelayCause(StrEnum):
+    """Why the relay did not take messages (the session's trouble, not one recipient's)."""
+
+    CONNECTION_REFUSED = "connection_refused"
+    UNREACHABLE = "unreachable"  # no route, name does not resolve, network down
+    TIMEOUT = "timeout"
+    TLS = "tls"  # no STARTTLS, a certificate that does not verify
+    AUTHENTICATION = "authentication"
+    TEMPORARY_REPLY = "temporary_reply"  # 4xx for the session (421, 451 ...)
+    PERMANENT_REPLY = "permanent_reply"  # 5xx for the session: someone must fix it
+    QUOTA = "quota"  # Exchange Online's daily submission quota
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class RelayTrouble:
+    """Stored in the ledger beside the recipients it held back (columns, not a prefixed reply)."""
+
+    cause: RelayCause
+    host: str
+    detail: str  # the server's reply or the error, exact, for the technical detail
+    permanent: bool = False
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A dispatch's sending, from the ledger and the run of it (if one runs in this process)."""
+
+    name: str  # the dispatch's key: only in a technical detail on screen
+    kind: DispatchKind
+    state: RunState
+    total: int
+    accepted: int
+    waiting: int
+    failed: int
+    rate_per_minute: int | None = None  # None when not sending (no rate and no time left shown)
+    seconds_left: int | None = None
+    trouble: RelayTrouble | None = None
+    next_try: datetime | None = None
+    urgent_ahead: str | None = None  # the subject of the urgent message being sent first
+    started_by: str = ""
+    error: Fact | None = None
+
+
+class Role(StrEnum):
+    """A console account's role; each includes the rights of those before it."""
+
+    EDITOR = "editor"
+    APPROVER = "approver"
+    OPERATOR = "operator"
