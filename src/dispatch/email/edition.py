@@ -161,7 +161,7 @@ def assemble(
             f"set it to {day.isoformat()} {compiled:%H:%M}, or rename the file (was it copied from another day?)",
         ))
 
-    lead_md, sections = _split_sections(body, body_line)
+    lead_md, sections = split_sections(body, body_line)
     if not sections and not lead_md.strip():
         problems.append(Problem(shown, body_line, "the edition has no content; add sections starting with '## Heading'"))
     else:
@@ -278,7 +278,7 @@ def _compiled(meta: LineDict, shown: str, problems: list[Problem], now: datetime
     return now.replace(tzinfo=None, second=0, microsecond=0)
 
 
-def _split_sections(body: str, first_line: int) -> tuple[str, list[tuple[str, int, str]]]:
+def split_sections(body: str, first_line: int) -> tuple[str, list[tuple[str, int, str]]]:
     """The text before the first '## ' heading, and (heading, line, markdown) per section."""
     lead: list[str] = []
     sections: list[tuple[str, int, list[str]]] = []

@@ -228,9 +228,9 @@ def _image(image: Token) -> str:
 def _section_problems(body: str, urgent: bool, heading_lines: set[int]) -> Iterator[tuple[int, str]]:
     # Imported here: edition imports this module. Sections must be found exactly as
     # edition splits them, or these checks would disagree with what is sent.
-    from dispatch.email.edition import _split_sections
+    from dispatch.email.edition import split_sections
 
-    lead, sections = _split_sections(body, 0)
+    lead, sections = split_sections(body, 0)
     if not urgent:
         for index, text in enumerate(lead.split("\n")):
             if text.strip():

@@ -25,7 +25,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from dispatch.errors import LedgerBusy, LedgerError
 from dispatch.ledger import accounts, bounces, coordination, queue, records
 from dispatch.ledger.bounces import DeliveryRef
-from dispatch.ledger.database import Database, Timeouts, _describe, shown_url, state_dir
+from dispatch.ledger.database import Database, Timeouts, describe_error, shown_url, state_dir
 from dispatch.ledger.records import dispatch_name
 from dispatch.ledger.schema import (
     MIGRATIONS,
@@ -308,8 +308,8 @@ def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
             # ledger is one line for the operator, never a traceback.
             operation = method.__name__.replace("_", " ")
             if getattr(getattr(exc, "orig", None), "sqlstate", None) == LOCK_NOT_AVAILABLE:
-                raise LedgerBusy(f"ledger {self.shown} ({operation}): {_describe(exc)}") from None
-            raise LedgerError(f"ledger {self.shown} ({operation}): {_describe(exc)}") from None
+                raise LedgerBusy(f"ledger {self.shown} ({operation}): {describe_error(exc)}") from None
+            raise LedgerError(f"ledger {self.shown} ({operation}): {describe_error(exc)}") from None
     return guarded
 
 

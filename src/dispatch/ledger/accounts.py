@@ -10,14 +10,14 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from dispatch.errors import LedgerError
-from dispatch.ledger.database import Database, _utc
+from dispatch.ledger.database import Database, as_utc
 from dispatch.ledger.schema import audit, kept_texts, users
 from dispatch.models import AuditEntry, KeptText, User
 
 
 def add_user(db: Database, name: str, email: str, role: str, password_hash: str | None, now: datetime) -> User:
     return _insert_user(db, f"a user named {name!r} exists already; choose another name or disable that one",
-                        name=name, email=email, role=role, password_hash=password_hash, disabled=False, created_at=_utc(now))
+                        name=name, email=email, role=role, password_hash=password_hash, disabled=False, created_at=as_utc(now))
 
 
 def _insert_user(db: Database, taken: str, **values: Any) -> User:
@@ -53,7 +53,7 @@ def list_users(db: Database) -> list[User]:
 
 def update_user(db: Database, name: str, **values: Any) -> bool:
     if "locked_until" in values:
-        values["locked_until"] = _utc(values["locked_until"])
+        values["locked_until"] = as_utc(values["locked_until"])
     with db.engine.begin() as conn:
         return bool(conn.execute(users.update().where(users.c.name == name).values(**values)).rowcount)
 
@@ -67,7 +67,7 @@ def take_sign_in_attempt(db: Database, name: str, limit: int, now: datetime) -> 
         taken = conn.execute(
             users.update()
             .where(users.c.name == name, users.c.failed_sign_ins < limit,
-                   sa.or_(users.c.locked_until.is_(None), users.c.locked_until <= _utc(now)))
+                   sa.or_(users.c.locked_until.is_(None), users.c.locked_until <= as_utc(now)))
             .values(failed_sign_ins=users.c.failed_sign_ins + 1)
             .returning(users.c.failed_sign_ins)
         ).scalar()
@@ -80,7 +80,7 @@ def lock_if_at_limit(db: Database, name: str, limit: int, lock_until: datetime) 
     this call locked it."""
     with db.engine.begin() as conn:
         return bool(conn.execute(users.update().where(users.c.name == name, users.c.failed_sign_ins >= limit)
-                                 .values(failed_sign_ins=0, locked_until=_utc(lock_until))).rowcount)
+                                 .values(failed_sign_ins=0, locked_until=as_utc(lock_until))).rowcount)
 
 
 def end_sessions(db: Database, name: str) -> bool:
@@ -93,7 +93,7 @@ def end_sessions(db: Database, name: str) -> bool:
 def record_audit(db: Database, at: datetime, user_name: str, action: str, target: str = "",
                  content_hash: str | None = None, detail: str = "") -> None:
     with db.engine.begin() as conn:
-        conn.execute(audit.insert().values(at=_utc(at), user_name=user_name, action=action, target=target,
+        conn.execute(audit.insert().values(at=as_utc(at), user_name=user_name, action=action, target=target,
                                            content_hash=content_hash, detail=detail))
 
 
@@ -105,7 +105,7 @@ def audit_log(db: Database, limit: int = 500, *, action: str | None = None, targ
     if target is not None:
         query = query.where(audit.c.target == target)
     with db.read() as conn:
-        return [AuditEntry(id=row["id"], at=_utc(row["at"]), user=row["user_name"], action=row["action"],  # type: ignore[arg-type]
+        return [AuditEntry(id=row["id"], at=as_utc(row["at"]), user=row["user_name"], action=row["action"],  # type: ignore[arg-type]
                            target=row["target"], content_hash=row["content_hash"], detail=row["detail"])
                 for row in conn.execute(query).mappings()]
 
@@ -113,7 +113,7 @@ def audit_log(db: Database, limit: int = 500, *, action: str | None = None, targ
 def keep_text(db: Database, edition_date: date, user_name: str, text: str, reason: str, now: datetime) -> int:
     with db.engine.begin() as conn:
         inserted = conn.execute(kept_texts.insert().values(
-            edition_date=edition_date.isoformat(), user_name=user_name, kept_at=_utc(now), text=text, reason=reason
+            edition_date=edition_date.isoformat(), user_name=user_name, kept_at=as_utc(now), text=text, reason=reason
         ).returning(kept_texts.c.id)).scalar_one()
         return int(inserted)
 
@@ -123,7 +123,7 @@ def kept(db: Database, edition_date: date) -> list[KeptText]:
         rows = conn.execute(kept_texts.select().where(kept_texts.c.edition_date == edition_date.isoformat())
                             .order_by(kept_texts.c.id.desc())).mappings()
         return [KeptText(id=row["id"], edition_date=row["edition_date"], user=row["user_name"],
-                         kept_at=_utc(row["kept_at"]), text=row["text"], reason=row["reason"])  # type: ignore[arg-type]
+                         kept_at=as_utc(row["kept_at"]), text=row["text"], reason=row["reason"])  # type: ignore[arg-type]
                 for row in rows]
 
 
@@ -135,7 +135,7 @@ def add_sso_user(db: Database, name: str, email: str, role: str, subject: str, n
     """An account for a person at the identity provider (no password), bound to ``subject`` in
     the same insert, so that no other sign-in ever sees it unbound."""
     return _insert_user(db, f"a user named {name!r} exists already", name=name, email=email, role=role, password_hash=None,
-                        disabled=disabled, created_at=_utc(now), sso_subject=subject)
+                        disabled=disabled, created_at=as_utc(now), sso_subject=subject)
 
 
 def user_by_sso_subject(db: Database, subject: str) -> User | None:
@@ -147,5 +147,5 @@ def user_by_sso_subject(db: Database, subject: str) -> User | None:
 def _user(row: Any) -> User:
     return User(name=row["name"], email=row["email"], role=row["role"], password_hash=row["password_hash"],
                 disabled=bool(row["disabled"]), failed_sign_ins=row["failed_sign_ins"],
-                locked_until=_utc(row["locked_until"]), created_at=_utc(row["created_at"]),  # type: ignore[arg-type]
+                locked_until=as_utc(row["locked_until"]), created_at=as_utc(row["created_at"]),  # type: ignore[arg-type]
                 sso_subject=row["sso_subject"], session_generation=int(row["session_generation"] or 0))

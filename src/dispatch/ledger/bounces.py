@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from dispatch.ledger.database import Database, _utc
+from dispatch.ledger.database import Database, as_utc
 from dispatch.ledger.schema import bounce_events, deliveries, dispatches
 from dispatch.models import State
 
@@ -62,7 +62,7 @@ def record(db: Database, ref: DeliveryRef, kind: str, status: str, diagnostic: s
     with db.engine.begin() as conn:
         inserted = conn.execute(
             db.insert(bounce_events).values(delivery_id=ref.id, dispatch_id=ref.dispatch_id, kind=kind, status=status,
-                                            diagnostic=diagnostic[:1000], source=source[:200], recorded_at=_utc(now))
+                                            diagnostic=diagnostic[:1000], source=source[:200], recorded_at=as_utc(now))
             .on_conflict_do_nothing().returning(bounce_events.c.id)
         ).first()
         if inserted is None:
@@ -73,7 +73,7 @@ def record(db: Database, ref: DeliveryRef, kind: str, status: str, diagnostic: s
                 deliveries.update()
                 .where(deliveries.c.id == ref.id, deliveries.c.state.in_(states))
                 .values(state=State.BOUNCED.value, reply=" ".join(part for part in (status, diagnostic) if part)[:1000],
-                        updated_at=_utc(now))
+                        updated_at=as_utc(now))
             )
     return True
 

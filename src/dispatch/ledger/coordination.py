@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from dispatch.ledger.database import Database, _utc
+from dispatch.ledger.database import Database, as_utc
 from dispatch.ledger.schema import (
     SENDABLE,
     deliveries,
@@ -50,7 +50,7 @@ def orphaned(db: Database, dispatch_id: int, now: datetime) -> int:
                 deliveries.c.dispatch_id == dispatch_id,
                 deliveries.c.state.in_(SENDABLE),
                 deliveries.c.lease_owner.is_not(None),
-                deliveries.c.lease_expires_at <= _utc(now),
+                deliveries.c.lease_expires_at <= as_utc(now),
             )
         ).scalar_one())
 
@@ -62,7 +62,7 @@ def urgent_waiting(db: Database, now: datetime, horizon: timedelta = timedelta(h
     Asked before every message of a large dispatch, so it must stay cheap: first the
     (small) dispatches table, then the recipients of an unfinished urgent one by index.
     """
-    now = _utc(now)  # type: ignore[assignment]
+    now = as_utc(now)  # type: ignore[assignment]
     with db.read() as conn:
         urgent = conn.execute(
             sa.select(dispatches.c.id).where(
@@ -93,14 +93,14 @@ def reserve_slot(db: Database, relay: str, interval: timedelta, clock: Callable[
     """
     with db.light() as conn:
         conn.execute(
-            db.insert(relay_slots).values(relay=relay, next_slot=_utc(clock()))
+            db.insert(relay_slots).values(relay=relay, next_slot=as_utc(clock()))
             .on_conflict_do_nothing(index_elements=["relay"])
         )
         select = sa.select(relay_slots.c.next_slot).where(relay_slots.c.relay == relay)
         if db.is_postgres:
             select = select.with_for_update()
-        current = _utc(conn.execute(select).scalar_one())
-        now = _utc(clock())
+        current = as_utc(conn.execute(select).scalar_one())
+        now = as_utc(clock())
         assert current is not None and now is not None
         slot = max(now, current)
         conn.execute(relay_slots.update().where(relay_slots.c.relay == relay).values(next_slot=slot + interval))

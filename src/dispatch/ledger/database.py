@@ -31,7 +31,7 @@ from dispatch.ledger.schema import (
 )
 
 
-def _utc(value: datetime | None) -> datetime | None:
+def as_utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     if value.tzinfo is None:
@@ -156,7 +156,7 @@ def state_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return Path(base) / "dispatch"
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     detail = getattr(exc, "orig", None) or exc
     text = " ".join(str(detail).split())
     return f"{detail.__class__.__name__}: {text[:300]}"
@@ -203,7 +203,7 @@ class Database:
             self.engine = _engine(url, timeouts=timeouts)
             self.identity = self._migrate(allow_new)
         except SQLAlchemyError as exc:
-            raise LedgerError(f"ledger {self.shown}: {_describe(exc)}") from None
+            raise LedgerError(f"ledger {self.shown}: {describe_error(exc)}") from None
         self._remember(allow_new)
         self._file = os.stat(self._path) if self._path else None
         self.is_postgres = self.engine.dialect.name == "postgresql"

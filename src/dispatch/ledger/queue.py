@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from dispatch.ledger.database import Database, _utc
+from dispatch.ledger.database import Database, as_utc
 from dispatch.ledger.schema import (
     SENDABLE,
     deliveries,
@@ -40,7 +40,7 @@ _RECORD = (
 
 def add_recipients(db: Database, dispatch_id: int, recipients: Iterable[NewRecipient], now: datetime, chunk: int = 2000) -> int:
     """Insert rows that do not exist yet; existing rows (already sent or not) are left alone."""
-    now = _utc(now)  # type: ignore[assignment]
+    now = as_utc(now)  # type: ignore[assignment]
     added = 0
     batch: list[dict[str, Any]] = []
 
@@ -83,7 +83,7 @@ def claim(db: Database, dispatch_id: int, owner: str, now: datetime, lease: time
     tried before that moment (a person's rerun after fixing the relay should not wait
     for the backoff; what this run itself defers keeps its backoff)."""
     db.check_file()
-    now = _utc(now)  # type: ignore[assignment]
+    now = as_utc(now)  # type: ignore[assignment]
     with db.light() as conn:
         ids: list[int] = []
         # One state at a time: with an equality on state the (dispatch_id, state) index
@@ -96,7 +96,7 @@ def claim(db: Database, dispatch_id: int, owner: str, now: datetime, lease: time
                     deliveries.c.dispatch_id == dispatch_id,
                     deliveries.c.state == state,
                     sa.or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now,
-                           deliveries.c.updated_at < _utc(waited_since) if waited_since else sa.false()),
+                           deliveries.c.updated_at < as_utc(waited_since) if waited_since else sa.false()),
                     sa.or_(deliveries.c.lease_expires_at.is_(None), deliveries.c.lease_expires_at <= now),
                 )
                 .order_by(deliveries.c.id)
@@ -131,7 +131,7 @@ def renew(db: Database, owner: str, ids: Sequence[int], now: datetime, lease: ti
             locked = [r[0] for r in conn.execute(
                 sa.select(deliveries.c.id).where(mine).order_by(deliveries.c.id).with_for_update(skip_locked=True))]
             mine = deliveries.c.id.in_(locked)
-        result = conn.execute(deliveries.update().where(mine).values(lease_expires_at=_utc(now) + lease)  # type: ignore[operator]
+        result = conn.execute(deliveries.update().where(mine).values(lease_expires_at=as_utc(now) + lease)  # type: ignore[operator]
                               .returning(deliveries.c.id))
         return [row[0] for row in result]
 
@@ -173,7 +173,7 @@ def others_leases_end(db: Database, dispatch_id: int, owner: str) -> tuple[int, 
                 deliveries.c.dispatch_id == dispatch_id, deliveries.c.state.in_(SENDABLE),
                 deliveries.c.lease_owner.is_not(None), deliveries.c.lease_owner != owner)
         ).one()
-    return int(count), _utc(first), _utc(last)
+    return int(count), as_utc(first), as_utc(last)
 
 
 def hold(db: Database, owner: str, ids: Sequence[int], until: datetime, reply: str, now: datetime) -> None:
@@ -188,15 +188,15 @@ def hold(db: Database, owner: str, ids: Sequence[int], until: datetime, reply: s
             .where(deliveries.c.id.in_(list(ids)), deliveries.c.lease_owner == owner)
             .values(state=sa.case((deliveries.c.state == State.PENDING.value, State.DEFERRED.value),
                                   else_=deliveries.c.state),
-                    next_attempt_at=_utc(until), reply=reply[:2000], lease_owner=None, lease_expires_at=None,
-                    updated_at=_utc(now))
+                    next_attempt_at=as_utc(until), reply=reply[:2000], lease_owner=None, lease_expires_at=None,
+                    updated_at=as_utc(now))
         )
 
 
 def hold_waiting(db: Database, dispatch_id: int, until: datetime, reply: str, now: datetime) -> int:
     """The dispatch's other due rows that nobody holds wait too, with the same reason: the relay
     that refused this run would refuse them as well (as ``hold``: no attempt counted)."""
-    now = _utc(now)  # type: ignore[assignment]
+    now = as_utc(now)  # type: ignore[assignment]
     free = sa.and_(
         deliveries.c.dispatch_id == dispatch_id, deliveries.c.state.in_(SENDABLE),
         sa.or_(deliveries.c.next_attempt_at.is_(None), deliveries.c.next_attempt_at <= now),
@@ -210,7 +210,7 @@ def hold_waiting(db: Database, dispatch_id: int, until: datetime, reply: str, no
             deliveries.update().where(free)
             .values(state=sa.case((deliveries.c.state == State.PENDING.value, State.DEFERRED.value),
                                   else_=deliveries.c.state),
-                    next_attempt_at=_utc(until), reply=reply[:2000], lease_owner=None, lease_expires_at=None,
+                    next_attempt_at=as_utc(until), reply=reply[:2000], lease_owner=None, lease_expires_at=None,
                     updated_at=now)
         )
     return result.rowcount or 0
@@ -226,10 +226,10 @@ def record(db: Database, owner: str, results: Sequence[tuple[int, Outcome, datet
     if not results:
         return 0
     db.check_file()
-    now = _utc(now)  # type: ignore[assignment]
+    now = as_utc(now)  # type: ignore[assignment]
     rows = [
         {"row_id": delivery_id, "row_owner": owner, "row_state": outcome.state.value, "row_now": now,
-         "row_reply": outcome.reply[:2000], "row_next": _utc(next_attempt), "row_sent": outcome.state is State.SENT}
+         "row_reply": outcome.reply[:2000], "row_next": as_utc(next_attempt), "row_sent": outcome.state is State.SENT}
         # In id order, the order every other writer of these rows locks them in.
         for delivery_id, outcome, next_attempt in sorted(results, key=lambda r: r[0])
     ]
@@ -248,7 +248,7 @@ def requeue_failed(db: Database, dispatch_id: int, now: datetime) -> int:
             deliveries.update()
             .where(deliveries.c.dispatch_id == dispatch_id, deliveries.c.state == State.FAILED.value,
                    ~deliveries.c.key.like("invalid:%"))
-            .values(state=State.PENDING.value, next_attempt_at=None, first_attempt_at=None, updated_at=_utc(now))
+            .values(state=State.PENDING.value, next_attempt_at=None, first_attempt_at=None, updated_at=as_utc(now))
         )
         if result.rowcount:
             conn.execute(dispatches.update().where(dispatches.c.id == dispatch_id).values(finished_at=None))
@@ -264,7 +264,7 @@ def retry_waiting_now(db: Database, dispatch_id: int, now: datetime) -> int:
             deliveries.update()
             .where(deliveries.c.dispatch_id == dispatch_id,
                    deliveries.c.state.in_([State.DEFERRED.value, State.UNKNOWN.value]))
-            .values(next_attempt_at=_utc(now), updated_at=_utc(now))
+            .values(next_attempt_at=as_utc(now), updated_at=as_utc(now))
         )
     return result.rowcount or 0
 
@@ -327,22 +327,22 @@ def next_due(db: Database, dispatch_id: int) -> datetime | None:
             sa.select(sa.func.min(deliveries.c.next_attempt_at))
             .where(deliveries.c.dispatch_id == dispatch_id, deliveries.c.state.in_(SENDABLE))
         ).scalar()
-    return _utc(value)
+    return as_utc(value)
 
 
 def _delivery(row: Any) -> Delivery:
     return Delivery(
         id=row["id"], key=row["key"], address=row["address"], name=row["name"],
         state=State(row["state"]), attempts=row["attempts"], reply=row["reply"],
-        message_id=row["message_id"], updated_at=_utc(row["updated_at"]),
-        next_attempt_at=_utc(row["next_attempt_at"]),
-        first_attempt_at=_utc(row["first_attempt_at"]),
+        message_id=row["message_id"], updated_at=as_utc(row["updated_at"]),
+        next_attempt_at=as_utc(row["next_attempt_at"]),
+        first_attempt_at=as_utc(row["first_attempt_at"]),
     )
 
 
 def due_unleased(db: Database, dispatch_id: int, now: datetime) -> int:
     """Sendable rows that are due now and that no run holds."""
-    now = _utc(now)  # type: ignore[assignment]
+    now = as_utc(now)  # type: ignore[assignment]
     with db.read() as conn:
         return int(conn.execute(
             sa.select(sa.func.count()).select_from(deliveries).where(
@@ -361,6 +361,6 @@ def leased_by_others(db: Database, dispatch_id: int, owner: str, now: datetime) 
             sa.select(sa.func.count()).select_from(deliveries).where(
                 deliveries.c.dispatch_id == dispatch_id,
                 deliveries.c.lease_owner.is_not(None), deliveries.c.lease_owner != owner,
-                deliveries.c.lease_expires_at > _utc(now),
+                deliveries.c.lease_expires_at > as_utc(now),
             )
         ).scalar_one())

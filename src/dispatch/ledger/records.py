@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from dispatch.ledger.database import Database, _utc
+from dispatch.ledger.database import Database, as_utc
 from dispatch.ledger.schema import (
     approvals as approvals_table,
 )
@@ -40,8 +40,8 @@ def open_dispatch(
     subject (the caller has checked that a dispatch that has sent is not changed)."""
     values = dict(
         name=name, edition_date=edition_date.isoformat(), revision=revision, kind=kind,
-        subject=subject, source=source, created_by=created_by, created_at=_utc(now),
-        content_hash=content_hash, approved_by=approved_by, approved_at=_utc(approved_at),
+        subject=subject, source=source, created_by=created_by, created_at=as_utc(now),
+        content_hash=content_hash, approved_by=approved_by, approved_at=as_utc(approved_at),
         approval_id=approval_id, lists=",".join(lists) or None,
     )
     # ON CONFLICT DO NOTHING rather than catching the IntegrityError: every node fires,
@@ -61,7 +61,7 @@ def open_dispatch(
                 .where(~sa.exists().where(deliveries.c.dispatch_id == dispatches.c.id,
                                           deliveries.c.state.in_((State.SENT.value, State.UNKNOWN.value))))
                 .values(content_hash=content_hash, subject=subject, approved_by=approved_by,
-                        approved_at=_utc(approved_at), approval_id=approval_id)
+                        approved_at=as_utc(approved_at), approval_id=approval_id)
             )
     record = find_dispatch(db, name)
     assert record is not None
@@ -101,7 +101,7 @@ def finish_dispatch(db: Database, dispatch_id: int, now: datetime) -> bool:
         result = conn.execute(
             dispatches.update()
             .where(dispatches.c.id == dispatch_id, dispatches.c.finished_at.is_(None))
-            .values(finished_at=_utc(now))
+            .values(finished_at=as_utc(now))
         )
     return bool(result.rowcount)
 
@@ -110,8 +110,8 @@ def _dispatch(row: Any) -> DispatchRecord:
     return DispatchRecord(
         id=row["id"], name=row["name"], edition_date=row["edition_date"], revision=row["revision"],
         kind=row["kind"], subject=row["subject"], source=row["source"], created_by=row["created_by"],
-        created_at=_utc(row["created_at"]), finished_at=_utc(row["finished_at"]),  # type: ignore[arg-type]
-        content_hash=row["content_hash"], approved_by=row["approved_by"], approved_at=_utc(row["approved_at"]),
+        created_at=as_utc(row["created_at"]), finished_at=as_utc(row["finished_at"]),  # type: ignore[arg-type]
+        content_hash=row["content_hash"], approved_by=row["approved_by"], approved_at=as_utc(row["approved_at"]),
         approval_id=row["approval_id"], lists=tuple(x for x in (row["lists"] or "").split(",") if x),
     )
 
@@ -127,7 +127,7 @@ def keep_content(db: Database, dispatch_name: str, subject: str, source: str, so
         with db.engine.begin() as conn:
             conn.execute(contents_table.insert().values(
                 dispatch_name=dispatch_name, digest=digest, subject=subject, source=source,
-                source_text=source_text, html=html, text=text, recorded_at=_utc(now),
+                source_text=source_text, html=html, text=text, recorded_at=as_utc(now),
                 content_hash=content_hash, canonical=canonical,
             ))
         return True
@@ -141,7 +141,7 @@ def contents(db: Database, dispatch_name: str) -> list[dict[str, Any]]:
         rows = conn.execute(
             sa.select(contents_table).where(contents_table.c.dispatch_name == dispatch_name).order_by(contents_table.c.id)
         ).mappings().all()
-    return [dict(r) | {"recorded_at": _utc(r["recorded_at"])} for r in rows]
+    return [dict(r) | {"recorded_at": as_utc(r["recorded_at"])} for r in rows]
 
 
 def record_edit(db: Database, edition_date: date, content_hash: str, author: str, now: datetime) -> str:
@@ -150,7 +150,7 @@ def record_edit(db: Database, edition_date: date, content_hash: str, author: str
     with db.engine.begin() as conn:
         conn.execute(
             db.insert(edits).values(edition_date=edition_date.isoformat(), content_hash=content_hash,
-                                       author=author[:200], recorded_at=_utc(now))
+                                       author=author[:200], recorded_at=as_utc(now))
             .on_conflict_do_nothing(index_elements=["edition_date", "content_hash"])
         )
     return author_of(db, edition_date, content_hash) or author
@@ -168,7 +168,7 @@ def approve(db: Database, edition_date: date, revision: int, content_hash: str, 
     with db.engine.begin() as conn:
         new_id = conn.execute(
             approvals_table.insert().values(edition_date=edition_date.isoformat(), revision=revision,
-                                      content_hash=content_hash, approved_by=by[:200], approved_at=_utc(now))
+                                      content_hash=content_hash, approved_by=by[:200], approved_at=as_utc(now))
             .returning(approvals_table.c.id)
         ).scalar_one()
     return next(a for a in approvals(db, edition_date) if a.id == new_id)
@@ -180,7 +180,7 @@ def revoke_approvals(db: Database, edition_date: date, by: str, now: datetime) -
         result = conn.execute(
             approvals_table.update()
             .where(approvals_table.c.edition_date == edition_date.isoformat(), approvals_table.c.revoked_at.is_(None))
-            .values(revoked_by=by[:200], revoked_at=_utc(now))
+            .values(revoked_by=by[:200], revoked_at=as_utc(now))
         )
     return result.rowcount or 0
 
@@ -205,7 +205,7 @@ def approvals(db: Database, edition_date: date | None, since: date | None = None
     return [
         Approval(id=r["id"], edition_date=r["edition_date"], revision=r["revision"],
                  content_hash=r["content_hash"], approved_by=r["approved_by"],
-                 approved_at=_utc(r["approved_at"]),  # type: ignore[arg-type]
-                 revoked_by=r["revoked_by"], revoked_at=_utc(r["revoked_at"]))
+                 approved_at=as_utc(r["approved_at"]),  # type: ignore[arg-type]
+                 revoked_by=r["revoked_by"], revoked_at=as_utc(r["revoked_at"]))
         for r in rows
     ]

@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Route
 from dispatch import app
 from dispatch.errors import DispatchError
 from dispatch.web.console import Visit, not_found, page
-from dispatch.web.editor import _located, edition_day
+from dispatch.web.editor import edition_day, located_problem
 from dispatch.web.swedish import swedish, swedish_held, swedish_relay
 
 FINAL = ("stopped", "finished", "incomplete", "failed", "idle")
@@ -203,7 +203,7 @@ async def urgent_preview(request: Request, visit: Visit) -> Response:
     path = app.urgent_path(console.settings, subject or "meddelande", visit.now)
     result = await run_in_threadpool(app.preview_draft, console.settings, visit.now.date(),
                                      app.urgent_fields(subject, lists, visit.me.name), body, visit.now, urgent_file=path)
-    problems = [_located(problem, result) for problem in result.problems]
+    problems = [located_problem(problem, result) for problem in result.problems]
     if not lists:
         problems.insert(0, {"message": "Välj minst en mottagarlista.", "anchor": "", "label": "", "line": None})
     preview_id = console.keep_preview(visit.me.name, result.html, "urgent") if result.html else None

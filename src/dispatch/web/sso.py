@@ -41,7 +41,7 @@ from dispatch.config.settings import OidcSettings
 from dispatch.errors import ConsoleError
 from dispatch.web import pages
 from dispatch.web.console import Console, forbidden, render
-from dispatch.web.pages import _safe_next
+from dispatch.web.pages import safe_next
 from dispatch.web.sessions import load_secret
 
 LOG = logging.getLogger("dispatch.web.sso")
@@ -115,7 +115,7 @@ class SingleSignOn:
         would stop a form whose answer redirects to the provider."""
         console: Console = request.app.state.console
         request.session.clear()  # one flow at a time per browser: an abandoned one is forgotten
-        request.session["next"] = _safe_next(request.query_params.get("next"))
+        request.session["next"] = safe_next(request.query_params.get("next"))
         try:
             metadata = await self.client.load_server_metadata()
             issuer = str(metadata.get("issuer", ""))
@@ -136,7 +136,7 @@ class SingleSignOn:
         console: Console = request.app.state.console
         now = console.now()
         remote = request.client.host if request.client else ""
-        target = _safe_next(request.session.get("next"))
+        target = safe_next(request.session.get("next"))
         try:
             metadata = await self.client.load_server_metadata()
             # The issuer, and an audience that includes us: authlib alone accepts a token for
