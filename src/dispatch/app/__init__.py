@@ -13,6 +13,8 @@ below reads the time by itself.
 - ``accounts``, ``passwords``, ``drafting``, ``overview``: the console's people and audit
   log, signing in and out, editing an edition as a form with a live preview, and where
   things stand
+- the settings (``Settings``, ``load_settings``), re-exported for the front doors, which reach
+  the rest of the program only through this package
 """
 
 from dispatch.app.accounts import (
@@ -122,6 +124,8 @@ from dispatch.app.wiring import (
     send_policy,
     start_new_ledger,
 )
+from dispatch.config import Settings, WebSettings, load_settings
+from dispatch.config.settings import OidcSettings
 from dispatch.control.content import short
 from dispatch.delivery.pipeline import Clock, Result, StoppableClock
 from dispatch.ledger import Ledger, dispatch_name, state_dir
@@ -153,6 +157,7 @@ __all__ = [
     "ListsReport",
     "LongSubject",
     "MailboxError",
+    "OidcSettings",
     "Prepared",
     "Recipe",
     "Repeat",
@@ -168,10 +173,12 @@ __all__ = [
     "SentVersion",
     "ServeClock",
     "Service",
+    "Settings",
     "SignInRefused",
     "Status",
     "StoppableClock",
     "User",
+    "WebSettings",
     "accessibility_statement",
     "active_user",
     "add_user",
@@ -213,6 +220,7 @@ __all__ = [
     "list_users",
     "lists_report",
     "lists_sent_before",
+    "load_settings",
     "long_subject",
     "looks_urgent",
     "mail_notice",

@@ -16,8 +16,7 @@ from dispatch.cli.base import EXIT_INCOMPLETE, EXIT_INPUT, EXIT_OK, Context, dat
 from dispatch.errors import DispatchError, InputError, LedgerError
 
 if TYPE_CHECKING:
-    from dispatch.app import Decision, Prepared
-    from dispatch.config import Settings
+    from dispatch.app import Decision, Prepared, Settings
 
 
 @main.command()

@@ -27,7 +27,6 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dispatch import app
-from dispatch.config import Settings, WebSettings
 from dispatch.errors import ConsoleError
 from dispatch.web import editor, operations, pages, password, sso
 from dispatch.web.checks import PasswordChecks
@@ -37,9 +36,9 @@ from dispatch.web.sessions import Sessions, load_secret
 LOG = logging.getLogger("dispatch.web")
 
 
-def create_console(settings: Settings, *, clock: app.Clock | None = None, ledger: app.Ledger | None = None) -> Starlette:
+def create_console(settings: app.Settings, *, clock: app.Clock | None = None, ledger: app.Ledger | None = None) -> Starlette:
     """The console as an ASGI application (the tests and ``bench/console.py`` serve it too)."""
-    web = settings.web or WebSettings()
+    web = settings.web or app.WebSettings()
     ledger = ledger or app.open_ledger(settings)
 
     def generation(name: str) -> int:  # a new session begins in the account's generation now
@@ -110,16 +109,16 @@ class SecurityHeaders:
         await self.asgi(scope, receive, with_headers)
 
 
-def console_server(settings: Settings, listen: str, **options: Any) -> uvicorn.Server:
+def console_server(settings: app.Settings, listen: str, **options: Any) -> uvicorn.Server:
     """A uvicorn server for the console on ``listen`` (HOST:PORT), not started."""
     return _server(create_console(settings, **options), settings, listen)
 
 
-def _server(application: Starlette, settings: Settings, listen: str) -> uvicorn.Server:
+def _server(application: Starlette, settings: app.Settings, listen: str) -> uvicorn.Server:
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
         raise ConsoleError(f"--listen must be HOST:PORT, not {listen!r}")
-    web = settings.web or WebSettings()
+    web = settings.web or app.WebSettings()
     config = uvicorn.Config(
         application, host=host.strip("[]"), port=int(port), log_level="warning",
         proxy_headers=bool(web.forwarded_allow_ips), forwarded_allow_ips=web.forwarded_allow_ips or "127.0.0.1",
@@ -128,7 +127,7 @@ def _server(application: Starlette, settings: Settings, listen: str) -> uvicorn.
     return uvicorn.Server(config)
 
 
-def run_console(settings: Settings, listen: str) -> int:
+def run_console(settings: app.Settings, listen: str) -> int:
     """``dispatch web``: serve the console in the foreground until SIGINT/SIGTERM; 0 after a
     clean stop (the sends it runs stop as a stopped send does), 1 if it cannot start.
 
@@ -157,7 +156,7 @@ def run_console(settings: Settings, listen: str) -> int:
 class HostedConsole:
     """The console inside another process (``dispatch serve``): uvicorn in a thread."""
 
-    def __init__(self, settings: Settings, listen: str) -> None:
+    def __init__(self, settings: app.Settings, listen: str) -> None:
         application = create_console(settings)
         self.console: Console = application.state.console
         self.server = _server(application, settings, listen)

@@ -23,8 +23,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from dispatch.app import AddressLimits, Clock, Ledger, Runs, User, active_user, audit
-from dispatch.config import Settings, WebSettings
+from dispatch.app import AddressLimits, Clock, Ledger, Runs, Settings, User, WebSettings, active_user, audit
 from dispatch.errors import DispatchError
 from dispatch.web.checks import PasswordChecks
 from dispatch.web.sessions import Session, Sessions, csrf_ok
