@@ -60,7 +60,7 @@ def outbox(project: Project) -> list[EmailMessage]:
     """Every report message in the Maildir (not the completion summaries), oldest first."""
     files = sorted((project.root / "var/outbox/new").iterdir(), key=lambda p: p.stat().st_mtime_ns)
     messages = [message_from_bytes(p.read_bytes(), policy=policy.default) for p in files]
-    return [m for m in messages if m["List-Id"]]  # type: ignore[misc]
+    return [m for m in messages if m["List-Id"]]
 
 
 def parts(message: EmailMessage) -> tuple[str, str]:
@@ -291,7 +291,7 @@ def send_and_read(project: Project, day: date) -> tuple[str, str]:
     messages = [parser.parsebytes(path.read_bytes()) for path in sorted(set(maildir.iterdir()) - before)]
     reports = [m for m in messages if m["List-Id"]]
     assert reports
-    text, html = (part.get_content() for part in reports[0].iter_parts())  # type: ignore[attr-defined]
+    text, html = (part.get_content() for part in reports[0].iter_parts())
     return text.replace("\r\n", "\n"), html
 
 

@@ -42,6 +42,13 @@ def _parts(message) -> tuple[str, str]:  # type: ignore[no-untyped-def]
     return text, html
 
 
+def address_in(field: str) -> str:
+    """The address of a To field (``Name <addr>`` or a bare address), lower-cased."""
+    found = re.search(r"<([^>]+)>|(\S+@\S+)", field)
+    assert found is not None, f"no address in {field!r}"
+    return found.group(0).strip("<>").lower()
+
+
 def _visible(html: str) -> str:
     import html as html_module
 
@@ -69,7 +76,7 @@ def test_quick_start_delivers_sample_into_maildir_once_per_person(project: Proje
     summaries = [m for m in box if not m["List-Id"]]
     assert len(delivered) == DISTINCT_SAMPLE_RECIPIENTS
     assert len(summaries) == 1 and summaries[0]["To"] == "kommunikation@example.org"  # config notify
-    to_addresses = [re.search(r"<([^>]+)>|(\S+@\S+)", m["To"]).group(0).strip("<>").lower() for m in delivered]
+    to_addresses = [address_in(m["To"]) for m in delivered]
     assert sorted(to_addresses) == sorted(_sample_addresses(project))  # a person on both lists: once
 
     status = project.status()

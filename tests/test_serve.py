@@ -176,7 +176,8 @@ def test_serve_process_starts_and_rejects_a_bad_reload_without_stopping(project:
 def fires_on(trigger: Any, day: date) -> list[datetime]:
     """Every fire time on a local day, asked the way APScheduler's scheduler asks (chained)."""
     start, end = local(day, "00:00"), local(day + timedelta(days=1), "00:00")
-    fires, previous, now = [], None, start
+    fires: list[datetime] = []
+    previous, now = None, start
     while True:
         moment = trigger.get_next_fire_time(previous, now)
         if moment is None or moment.astimezone(UTC) >= end.astimezone(UTC):
@@ -231,6 +232,7 @@ def test_cron_day_of_week_keeps_cron_numbering() -> None:
     assert cron_weekdays("0") == cron_weekdays("7") == "sun"
     weekdays = send_trigger(Schedule("d", "0 14 * * 1-5", ("x",)), STOCKHOLM)
     first = weekdays.get_next_fire_time(None, local("2026-10-24", "00:00"))  # a Saturday
+    assert first is not None
     assert first.date() == date(2026, 10, 26) and first.strftime("%A") == "Monday"
 
 
