@@ -431,11 +431,16 @@ def early(name: str) -> Callable[[Callable[[], tuple[Any, Callable[[], None]]]],
     return register
 
 
-def started(name: str) -> Any:
-    """The value of an early starter, started now if collection did not start it."""
+Started = TypeVar("Started")
+
+
+def started(name: str, kind: type[Started]) -> Started:
+    """The value of an early starter (a ``kind``), started now if collection did not start it."""
     if name not in _STARTED:
         _STARTED[name] = _STARTERS[name]()
-    return _STARTED[name][0]
+    value = _STARTED[name][0]
+    assert isinstance(value, kind), f"{name} started a {type(value).__name__}, not a {kind.__name__}"
+    return value
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -9,7 +9,7 @@ import socket
 import ssl
 import time
 from email import policy
-from email.message import EmailMessage, Message
+from email.message import EmailMessage, Message, MIMEPart
 from email.parser import BytesParser
 
 import pytest
@@ -40,8 +40,8 @@ def _contained(part: Message) -> list[Message]:
     return blocks
 
 
-def _parts(message: EmailMessage) -> dict[str, EmailMessage]:
-    return {part.get_content_type(): part for part in message.iter_parts()}  # type: ignore[misc]
+def _parts(message: EmailMessage) -> dict[str, MIMEPart]:
+    return {part.get_content_type(): part for part in message.iter_parts()}
 
 
 def test_an_unknown_user_comes_back_as_a_real_dsn_to_the_envelope_sender(postfix_server: Postfix) -> None:

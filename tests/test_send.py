@@ -9,12 +9,13 @@ import subprocess
 import sys
 import time
 from email import policy
+from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
 
-from conftest import Project, SMTPServer, addresses, big_list, run_cli, seed_bullets, seed_headings, start_dispatch
+from conftest import Project, SMTPServer, addresses, big_list, body_text, run_cli, seed_bullets, seed_headings, start_dispatch
 
 SUBJECT = "sön 17 nov: Regional rapport Millennium 2024"  # what changes daily first (issue 19)
 REQUIRED_HEADERS = (
@@ -36,9 +37,9 @@ def _sample_addresses(project: Project) -> set[str]:
     return addresses
 
 
-def _parts(message) -> tuple[str, str]:  # type: ignore[no-untyped-def]
-    text = message.get_body(("plain",)).get_content()
-    html = message.get_body(("html",)).get_content()
+def _parts(message: EmailMessage) -> tuple[str, str]:
+    text = body_text(message)
+    html = body_text(message, "html")
     return text, html
 
 
