@@ -205,3 +205,33 @@ def test_the_key_checker_wants_the_whole_path_in_code() -> None:
     assert not names_key("`transport.hostname`", "transport.host")
     paths = dict(mapping_paths({"a": {"b": 1}, "c": [{"d": 2}]}, ""))
     assert sorted(paths.values()) == ["", "a.", "c[]."]
+
+
+def console_routes(tmp_path: Path) -> list[str]:
+    """Every route the console serves, single sign-on's included (the sample project with web.oidc)."""
+    from starlette.routing import Mount, Route
+
+    from conftest import copy_project
+    from dispatch.app import load_settings
+    from dispatch.web import create_console
+
+    project = copy_project(tmp_path / "project")
+    secret = tmp_path / "secret"
+    secret.write_text("a client secret for the routes", encoding="utf-8")
+    project.set_config(web__oidc={"issuer": "https://id.example.org", "client_id": "dispatch", "client_secret_file": str(secret),
+                                  "roles": {"redaktion": "editor"}})
+    paths = []
+    for route in create_console(load_settings(project.config_path)).routes:
+        if isinstance(route, Route):
+            paths.append(route.path)
+        elif isinstance(route, Mount):
+            paths.append(route.path + "/...")
+    return sorted(set(paths))
+
+
+def test_the_reference_names_every_console_route(tmp_path: Path) -> None:
+    routes = console_routes(tmp_path)
+    assert {"/healthz", "/editions/{day}", "/runs/{name}/stop", "/auth/callback", "/static/..."} <= set(routes)
+    reference = (REFERENCE / "console.md").read_text(encoding="utf-8")
+    missing = [route for route in routes if f"`{route}`" not in reference]
+    assert not missing, f"docs/reference/console.md does not name: {', '.join(missing)}"
