@@ -8,6 +8,7 @@ from typing import Any
 
 from dispatch.app.changes import review
 from dispatch.app.editions import read_edition
+from dispatch.app.labels import label_of
 from dispatch.app.wiring import open_ledger
 from dispatch.config import Settings
 from dispatch.email.edition import edition_path
@@ -15,6 +16,7 @@ from dispatch.errors import DispatchError, display_path
 from dispatch.ledger import DispatchRecord, Ledger
 from dispatch.models import Approval
 from dispatch.publishing.export import export_document, iso
+from dispatch.values import DispatchLabel
 
 
 def find_dispatch(ledger: Ledger, ref: str | None) -> DispatchRecord | None:
@@ -101,6 +103,10 @@ class Status:
     related: list[dict[str, Any]]  # every dispatch of the same edition date: revisions, urgent, tests
     edition_note: str | None  # whether the edition file still holds what was sent
     revoked: Approval | None  # the approval it went out under, if that has been revoked since
+
+    @property
+    def label(self) -> DispatchLabel:
+        return label_of(self.record)
 
     def document(self) -> dict[str, Any]:
         """The `status --json` object (a contract: extend compatibly)."""
