@@ -90,7 +90,7 @@ from dispatch.app.editions import (
 )
 from dispatch.app.eventlog import configure as configure_log
 from dispatch.app.eventlog import event
-from dispatch.app.labels import label_of, labels_for
+from dispatch.app.labels import label_from, label_of, labels_for
 from dispatch.app.overview import EditionState, ScheduleDay, approvals_of, edition_state, today
 from dispatch.app.passwords import (
     LOCK_AFTER,
@@ -210,6 +210,7 @@ __all__ = [
     "first_message",
     "history",
     "identify",
+    "label_from",
     "label_of",
     "labels_for",
     "latest_sent_edition",

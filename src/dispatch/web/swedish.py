@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, tzinfo
 
 from dispatch import wording
-from dispatch.app import EditionState
+from dispatch.app import EditionState, label_from
 from dispatch.values import DispatchLabel, Fact, Progress, RunState, SendPlan
 
 # A catalogue: patterns for English messages, each with its Swedish wording ({group} filled in).
@@ -252,5 +252,5 @@ def say_edition(state: EditionState) -> str:
 
 def entry_label(entry: Mapping[str, object]) -> str:
     """A ``history`` entry's label (the entries are the command's JSON objects)."""
-    return say_label(DispatchLabel.of(str(entry["dispatch"]), str(entry["kind"]), str(entry["edition"]),
-                                      int(str(entry["revision"])), str(entry["subject"]), str(entry["created_by"] or "")))
+    return say_label(label_from(str(entry["dispatch"]), str(entry["kind"]), str(entry["edition"]),
+                                int(str(entry["revision"])), str(entry["subject"]), str(entry["created_by"] or "")))
