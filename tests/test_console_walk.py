@@ -203,6 +203,7 @@ def check(pages: dict[str, str], names: list[str]) -> None:
         assert not english, f"{path}: English from the command line's catalogue: {english}\n{shown}"
         assert not RUN_STATES_IN_ENGLISH.search(shown), f"{path}: a run state in English\n{shown}"
         assert "plan:" not in shown, f"{path}: the command line's plan line\n{shown}"
+        assert "cannot connect" not in shown, f"{path}: the relay's error as the program said it\n{shown}"
         raw = sorted(name for name in names if name in shown)
         assert not raw, f"{path}: a dispatch's internal name outside a collapsed detail: {raw}\n{shown}"
 
@@ -261,7 +262,11 @@ def test_every_console_page_in_every_state_speaks_swedish_and_names_dispatches_b
     # The runs of the other two consoles are theirs (a run that failed before its dispatch was
     # recorded is known only to the console that ran it).
     check(pages_of(bases["broken"], ["/", f"/runs/{failed}", f"/editions/{DAYS['failed'].isoformat()}"]), names)
-    check(pages_of(bases["unreachable"], ["/", f"/runs/{paused}", f"/editions/{DAYS['paused'].isoformat()}"]), names)
+    paused_pages = pages_of(bases["unreachable"], ["/", f"/runs/{paused}", f"/editions/{DAYS['paused'].isoformat()}"])
+    check(paused_pages, names)
+    shown, hidden = shown_text(paused_pages[f"/runs/{paused}"])
+    assert "väntar: e-postservern tog inte emot (anslutningen nekades" in shown, shown
+    assert "cannot connect: ConnectionRefusedError" in hidden, "the exact error, in the technical detail"
 
     # waiting for an urgent message: it is sent while the edition's send stands at the relay
     urgent_page = main.get("/urgent")

@@ -49,6 +49,7 @@ ENGLISH: dict[str, str | tuple[str, str]] = {
                    "as failed for it; it gets another attempt{when} (Retry now sends at once).",
                    "{count} recipients wait because the relay {host} did not take the send: {cause}. None of them is "
                    "counted as failed for it; they get another attempt{when} (Retry now sends to them at once)."),
+    "relay.row": "waits: the relay did not take it ({cause})",
     "relay.at": "at {time}",
     "relay.soon": "shortly",
     "held.elsewhere": ("{count} recipient is held by another run (another node, the service, or a run that was "
@@ -69,6 +70,13 @@ ENGLISH: dict[str, str | tuple[str, str]] = {
     "label.correction": "Report of {day}, revision {revision}",
     "label.urgent": "Urgent: {subject}",
     "label.test": "Test to {name}",
+    # Whether an edition dispatch's file still holds what was sent (status, the dispatch's page)
+    "edition_file.unreadable": "{path} cannot be read as an edition now ({error})",
+    "edition_file.revision": "{path} is now revision {revision} (content {content})",
+    "edition_file.conflict": "{path} has changed since it was sent (content now {content}); see dispatch check",
+    "edition_file.standing_changed": "{path} unchanged; the config's standing sections or templates have changed since",
+    "edition_file.unchanged": "{path} unchanged (content {content})",
+    "edition_file.changed": "{path} has changed (content now {content}): {reason}",
     # One day's edition (app.overview)
     "edition.missing": "Missing: no report is written for the day",
     "edition.problems": ("Draft with {count} problem to fix", "Draft with {count} problems to fix"),

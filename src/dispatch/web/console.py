@@ -35,6 +35,7 @@ from dispatch.web.swedish import (
     say_fact,
     say_label,
     say_plan,
+    say_reply,
     say_state,
     swedish_audit_detail,
 )
@@ -134,6 +135,7 @@ def templates() -> Environment:
     env.filters["say_state"] = say_state
     env.filters["say_edition"] = say_edition
     env.filters["entry_label"] = entry_label
+    env.filters["say_reply"] = say_reply
     env.filters["audit_detail"] = swedish_audit_detail
     env.globals["role_names"] = ROLE_NAMES
     return env

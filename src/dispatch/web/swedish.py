@@ -14,7 +14,7 @@ from datetime import UTC, datetime, tzinfo
 
 from dispatch import wording
 from dispatch.app import EditionState, label_from
-from dispatch.values import DispatchLabel, Fact, Progress, RunState, SendPlan
+from dispatch.values import DispatchLabel, Fact, Progress, RelayCause, RunState, SendPlan
 
 # A catalogue: patterns for English messages, each with its Swedish wording ({group} filled in).
 Catalogue = list[tuple[re.Pattern[str], str]]
@@ -225,6 +225,17 @@ def say_relay(progress: Progress, zone: tzinfo) -> str:
         return wording.swedish(Fact.of("relay.paused", host=trouble.host, cause=cause, when=when))
     when = " " + wording.swedish(Fact.of("relay.at", time=at)) if at else ""
     return wording.swedish(Fact.of("relay.held", count=progress.held_by_relay, host=trouble.host, cause=cause, when=when))
+
+
+def say_reply(row: Mapping[str, object]) -> str:
+    """A recipient's last reply as a table shows it: why it waits when the relay held it back
+    (its exact text then belongs in the technical detail), else the server's reply as given."""
+    cause = row.get("relay_cause")
+    if cause:
+        known = str(cause) in {c.value for c in RelayCause}
+        return wording.swedish(Fact.of("relay.row", cause=wording.swedish(
+            wording.relay_cause(RelayCause(str(cause)) if known else RelayCause.OTHER))))
+    return str(row.get("reply") or "")
 
 
 def say_held_elsewhere(progress: Progress, zone: tzinfo) -> str:
