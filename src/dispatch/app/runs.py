@@ -19,7 +19,7 @@ from pathlib import Path
 
 from dispatch.app.control import decide_now
 from dispatch.app.editions import Prepared, prepare_edition, read_edition
-from dispatch.app.labels import label_of
+from dispatch.app.labels import label_from, label_of
 from dispatch.app.sending import send, send_plan
 from dispatch.app.wiring import open_ledger, secrets_ready
 from dispatch.config import Settings
@@ -92,8 +92,8 @@ def confirm(settings: Settings, recipe: Recipe, now: datetime) -> tuple[Confirma
     decision = decide_now(settings, ready, now)
     transport = settings.transport
     relay = str(transport.path) if transport.kind == "maildir" else f"{transport.host}:{transport.port}"
-    label = DispatchLabel.of(decision.name, decision.kind, decision.edition_date, decision.revision,
-                             ready.rendered.subject, "")
+    label = label_from(decision.name, decision.kind, decision.edition_date.isoformat(), decision.revision,
+                       ready.rendered.subject, "")
     return Confirmation(decision.name, ready.rendered.subject, ready.lists, decision.to_send, decision.already_accepted,
                         send_plan(decision.to_send, transport, decision.already_accepted), relay,
                         decision.verdict.reason if decision.verdict else "",
