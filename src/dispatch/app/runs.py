@@ -230,7 +230,8 @@ class Runs:
         next_due = ledger.next_due(record.id) if record is not None and counts.get("deferred", 0) else None
         urgent = (ledger.urgent_ahead(now or datetime.now(self.settings.timezone))
                   if running and waiting and kind is not DispatchKind.URGENT else None)
-        state = self._state(run, record is not None and record.finished_at is not None, waiting, urgent, held is not None)
+        state = self._state(run, record is not None and record.finished_at is not None, waiting, counts.get("failed", 0),
+                            urgent, held is not None)
         rate = seconds_left = None
         if state is RunState.SENDING and run is not None:
             per_minute = self._rate(run, sent)
@@ -249,9 +250,12 @@ class Runs:
                              else trouble.permanent if trouble is not None else False))
 
     @staticmethod
-    def _state(run: Run | None, finished: bool, waiting: int, urgent: str | None, relay_trouble: bool) -> RunState:
-        if run is None:
-            return RunState.DONE if finished or not waiting else RunState.QUEUED
+    def _state(run: Run | None, finished: bool, waiting: int, failed: int, urgent: str | None,
+               relay_trouble: bool) -> RunState:
+        if run is None:  # no send of it runs here: what the ledger says
+            if waiting and not finished:
+                return RunState.QUEUED
+            return RunState.INCOMPLETE if failed else RunState.DONE
         if run.state is RunState.SENDING:
             if urgent is not None:
                 return RunState.WAITING_FOR_URGENT  # the sender gives way to it (delivery/sender.py)

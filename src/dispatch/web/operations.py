@@ -96,7 +96,7 @@ async def _start(visit: Visit, recipe: app.Recipe, expected: str | None, *, day:
     return RedirectResponse(f"/runs/{run.name}", status_code=303)
 
 
-def _in_swedish(progress: Progress, zone: tzinfo) -> dict[str, Any]:
+def _in_swedish(progress: Progress, zone: tzinfo, now: datetime) -> dict[str, Any]:
     """The progress as the run page's script reads it: counts, and every sentence in Swedish."""
     error = progress.error
     return {
@@ -105,7 +105,7 @@ def _in_swedish(progress: Progress, zone: tzinfo) -> dict[str, Any]:
         "counts": dict(progress.counts), "total": progress.total, "sent": progress.accepted, "waiting": progress.waiting,
         "rate_per_minute": progress.rate_per_minute, "eta_seconds": progress.seconds_left,
         "rate_sv": f"{progress.rate_per_minute} per minut" if progress.rate_per_minute is not None else NOTHING,
-        "eta_sv": _time_left(progress, zone),
+        "eta_sv": _time_left(progress, zone, now),
         "error": say_fact(error), "error_detail": str(error.params.get("detail", "")) if error else "",
         "relay_sv": say_relay(progress, zone), "held_sv": say_held_elsewhere(progress, zone),
         "urgent_sv": say_urgent(progress), "relay_permanent": progress.relay_permanent,
@@ -116,12 +116,12 @@ def _in_swedish(progress: Progress, zone: tzinfo) -> dict[str, Any]:
     }
 
 
-def _time_left(progress: Progress, zone: tzinfo) -> str:
+def _time_left(progress: Progress, zone: tzinfo, now: datetime) -> str:
     """"cirka 3 minuter (klart cirka 14:05)" while it sends at a rate; NOTHING otherwise (waiting for an
     urgent message or for the relay, nothing is estimated)."""
     if progress.seconds_left is None:
         return NOTHING
-    done = datetime.now(zone) + timedelta(seconds=progress.seconds_left)
+    done = now.astimezone(zone) + timedelta(seconds=progress.seconds_left)
     return f"cirka {say_duration(progress.seconds_left)} (klart cirka {done:%H:%M})"
 
 
@@ -134,7 +134,7 @@ async def run_page(request: Request, visit: Visit) -> Response:
         return not_found(visit, "Det finns inget sådant utskick.")
     status = await run_in_threadpool(app.status, console.settings, name, visit.now)
     waiting = [row for row in (status.rows if status else []) if row["state"] in ("deferred", "failed", "unknown", "bounced")]
-    return visit.render("run.html", name=name, progress=progress, said=_in_swedish(progress, console.settings.timezone),
+    return visit.render("run.html", name=name, progress=progress, said=_in_swedish(progress, console.settings.timezone, visit.now),
                         waiting=waiting)
 
 
@@ -147,10 +147,11 @@ async def run_events(request: Request, visit: Visit) -> Response:
     async def events() -> AsyncIterator[str]:
         last = None
         while True:
-            progress = await run_in_threadpool(console.runs.progress, console.ledger, name, console.now())
+            now = console.now()
+            progress = await run_in_threadpool(console.runs.progress, console.ledger, name, now)
             if progress is None:
                 return
-            data = json.dumps(_in_swedish(progress, console.settings.timezone), ensure_ascii=False)
+            data = json.dumps(_in_swedish(progress, console.settings.timezone, now), ensure_ascii=False)
             if data != last:
                 yield f"event: progress\ndata: {data}\n\n"
                 last = data
