@@ -4,6 +4,10 @@ the command line and the logs) as the office reads them in the browser.
 Each entry is a pattern for one English message and its Swedish wording; a message without
 an entry is shown as it is (English, but exact). Keep an entry beside every message an editor
 meets often: tests/test_console.py checks that the common ones are translated.
+
+The facts the app returns as values (a send's progress, plan and relay trouble, a dispatch's
+label, an edition's state) are worded below from the Swedish catalogue (``say_*``), never by
+pattern; the patterns above are for messages not yet turned into facts.
 """
 
 from __future__ import annotations
