@@ -1,4 +1,4 @@
-"""The pipeline's Ledger protocol in memory: one process, nothing on disk.
+"""What delivery needs of a ledger (``dispatch.delivery.ports.DeliveryLedger``) in memory: one process, nothing on disk.
 
 For tests of the pipeline's decisions (claims, retries, pauses, stops) without a database,
 as APScheduler ships a MemoryJobStore beside its persistent stores. It keeps the same
@@ -12,8 +12,8 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING
 
+from dispatch.delivery.ports import DeliveryLedger
 from dispatch.models import Delivery, DispatchRecord, NewRecipient, Outcome, State
 
 SENDABLE = (State.PENDING, State.DEFERRED, State.UNKNOWN)
@@ -212,9 +212,5 @@ class MemoryLedger:
             return slot
 
 
-if TYPE_CHECKING:  # mypy proves both ledgers satisfy the protocol the pipeline owns
-    from dispatch.delivery.pipeline import Ledger as LedgerProtocol
-    from dispatch.ledger import Ledger as SQLLedger
-
-    def _satisfied(sql: SQLLedger, memory: MemoryLedger) -> tuple[LedgerProtocol, LedgerProtocol]:
-        return sql, memory
+# mypy proves both ledgers satisfy what delivery needs of a ledger (its port), at import time too.
+_memory_is_a_delivery_ledger: DeliveryLedger = MemoryLedger()
