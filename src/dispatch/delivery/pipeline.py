@@ -85,8 +85,9 @@ def open_plan(plan: Plan, ledger: DeliveryLedger, clock: Clock, stop: threading.
         return itertools.chain(
             (NewRecipient(key=r.key, address=r.address, name=r.name, message_id=message_id(plan.name, r.key, domain))
              for r in plan.recipients),
-            (NewRecipient(key=key, address=address, name="", message_id="", state=State.FAILED, reply=reason)
-             for key, address, reason in plan.failed_inputs),
+            (NewRecipient(key=entry.key, address=entry.address, name="", message_id="", state=State.FAILED,
+                          reply=entry.reason)
+             for entry in plan.failed_inputs),
         )
 
     before = ledger.counts(record.id)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from dispatch.email.message import PreparedMessage
-from dispatch.models import Recipient
+from dispatch.models import InvalidEntry, Recipient
 from dispatch.values import DispatchKind
 
 LEASE = timedelta(minutes=10)
@@ -24,7 +24,7 @@ class Plan:
     source: str
     created_by: str
     recipients: tuple[Recipient, ...]
-    failed_inputs: tuple[tuple[str, str, str], ...]  # (key, address, reason) recorded as failed
+    failed_inputs: tuple[InvalidEntry, ...]  # recorded as failed, never sent
     prepared: PreparedMessage
     envelope_sender: str
     group_name: str

@@ -47,7 +47,7 @@ class MemoryLedger:
             if name in self.dispatches:
                 return self.dispatches[name], False
             record = DispatchRecord(
-                id=len(self.dispatches) + 1, name=name, edition_date=edition_date.isoformat(), revision=revision,
+                id=len(self.dispatches) + 1, name=name, edition_date=edition_date, revision=revision,
                 kind=kind, subject=subject, source=source, created_by=created_by, created_at=now, finished_at=None,
                 content_hash=content_hash, approved_by=approved_by, approved_at=approved_at,
                 approval_id=approval_id, lists=lists,
