@@ -6,7 +6,7 @@ not. Rows are claimed with a lease (owner, expiry) committed before any network 
 several processes can share one ledger; a result is written only by the lease owner.
 
 A package by role: ``database`` (engine, dialect, schema on open, identity, and the one place
-a database error is wrapped), ``records`` (dispatches, contents, authors, approvals), ``queue``
+a database error is wrapped: ``operation``), ``records`` (dispatches, contents, authors, approvals), ``queue``
 (recipient rows), ``coordination`` (leases between runs, urgency, rate slots), ``accounts``
 and ``bounces``, and ``schema``. ``Ledger`` is made of those parts and is the one face the rest
 of the program holds; ``memory`` is the same delivery rules in memory, for tests.

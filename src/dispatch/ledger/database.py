@@ -55,14 +55,23 @@ Returned = TypeVar("Returned")
 
 
 def operation(method: Callable[Concatenate[Part, Params], Returned]) -> Callable[Concatenate[Part, Params], Returned]:
-    """Marks a ledger method that runs SQL: its database errors are wrapped by
-    ``Database.errors_named``, named after the method ("claim", "record audit")."""
+    """Marks a ledger method that runs SQL; the one place a database error becomes the
+    program's own: a LedgerError (LedgerBusy for PostgreSQL's lock timeout) naming the ledger
+    and the operation (the method's name: "claim", "record audit"), the database's error kept
+    as its cause. A locked, corrupted or vanished ledger is one line for the operator, never a
+    traceback. A LedgerError from a method this one calls passes through as it is."""
     name = method.__name__.replace("_", " ")
 
     @functools.wraps(method)
     def guarded(self: Part, /, *args: Params.args, **kwargs: Params.kwargs) -> Returned:
-        with self.db.errors_named(name):
+        # try/except, not a context manager: the group commit calls ``record`` hundreds of times a second.
+        try:
             return method(self, *args, **kwargs)
+        except LedgerError:
+            raise
+        except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
+            busy = getattr(getattr(exc, "orig", None), "sqlstate", None) == LOCK_NOT_AVAILABLE
+            raise (LedgerBusy if busy else LedgerError)(f"ledger {self.db.shown} ({name}): {describe(exc)}") from exc
 
     return guarded
 
@@ -368,20 +377,6 @@ class Database:
                 made = uuid.uuid4().hex
                 conn.execute(identity.insert().values(identity=made, created_at=datetime.now(UTC)))
             return str(made)
-
-    @contextmanager
-    def errors_named(self, operation: str) -> Iterator[None]:
-        """The one place a database error becomes the program's own: a LedgerError (LedgerBusy
-        for PostgreSQL's lock timeout) naming the ledger and the operation, the database's error
-        kept as its cause. A locked, corrupted or vanished ledger is one line for the operator,
-        never a traceback."""
-        try:
-            yield
-        except LedgerError:
-            raise
-        except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
-            busy = getattr(getattr(exc, "orig", None), "sqlstate", None) == LOCK_NOT_AVAILABLE
-            raise (LedgerBusy if busy else LedgerError)(f"ledger {self.shown} ({operation}): {describe(exc)}") from exc
 
     def schema_version(self) -> int:
         with self.read() as conn:
