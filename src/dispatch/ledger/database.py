@@ -71,7 +71,7 @@ def operation(method: Callable[Concatenate[Part, Params], Returned]) -> Callable
             raise
         except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
             busy = getattr(getattr(exc, "orig", None), "sqlstate", None) == LOCK_NOT_AVAILABLE
-            raise (LedgerBusy if busy else LedgerError)(f"ledger {self.db.shown} ({name}): {describe(exc)}") from exc
+            raise (LedgerBusy if busy else LedgerError)(f"ledger {self.db.shown} ({name}): {describe_error(exc)}") from exc
 
     return guarded
 
@@ -194,7 +194,7 @@ def state_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return Path(base) / "dispatch"
 
-def describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     """A database error in one line: its class and text (the driver's, when SQLAlchemy wraps one)."""
     detail = getattr(exc, "orig", None) or exc
     text = " ".join(str(detail).split())
@@ -242,7 +242,7 @@ class Database:
             self.engine = _engine(url, timeouts=timeouts)
             self.identity = self._migrate(allow_new)
         except SQLAlchemyError as exc:
-            raise LedgerError(f"ledger {self.shown}: {describe(exc)}") from exc
+            raise LedgerError(f"ledger {self.shown}: {describe_error(exc)}") from exc
         self._remember(allow_new)
         self._file = os.stat(self._path) if self._path else None
         self.is_postgres = self.engine.dialect.name == "postgresql"
