@@ -27,7 +27,7 @@ import pytest
 import yaml
 from aiosmtpd.controller import Controller
 
-from dispatch.delivery.pipeline import Clock
+from dispatch.delivery.clock import Clock
 from smtpserver import WholeDataController
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,7 +25,8 @@ import re
 from collections.abc import Sequence
 
 from dispatch.email import markup
-from dispatch.email.edition import split_front_matter, split_sections
+from dispatch.email.edition import split_front_matter
+from dispatch.email.sections import split_sections
 from dispatch.models import Edition, NewsPoint
 
 SIMILAR = 0.6  # below this a rewritten bullet reads as a different point
