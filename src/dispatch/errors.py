@@ -8,15 +8,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
+
+from dispatch.values import Fact
+from dispatch.wording import english
 
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with an input file, shown as ``path:line: message``."""
+    """One thing wrong with an input file: where, and what as a fact (a code and its parameters)
+    that each front door words; the command line shows it as ``path:line: message``.
+
+    A plain string is an English sentence without a code: only the config reader's problems,
+    which only the command line shows."""
 
     path: str
     line: int
-    message: str
+    fact: Fact | str
+
+    @staticmethod
+    def of(path: str, line: int, code: str, **params: str | int | float | Fact) -> Problem:
+        return Problem(path, line, Fact(code, MappingProxyType(params)))
+
+    @property
+    def message(self) -> str:
+        """The problem in English, for the command line, the logs and the office's records."""
+        return self.fact if isinstance(self.fact, str) else english(self.fact)
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}: {self.message}"

@@ -179,10 +179,11 @@ class DispatchRecord:
     created_at: datetime
     finished_at: datetime | None
     content_hash: str | None = None
-    approved_by: str | None = None
+    approved_by: str | None = None  # the person whose recorded approval let it go
     approved_at: datetime | None = None
     approval_id: int | None = None
     lists: tuple[str, ...] = ()
+    by_front_matter: bool = False  # let go by the file's 'status: approved' (approval: front_matter), no person
 
 
 ROLES = ("editor", "approver", "operator")

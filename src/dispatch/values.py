@@ -15,10 +15,12 @@ from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
 
-Params = Mapping[str, "str | int | float"]
+# A parameter is a value, or a fact of its own that the front door words in the same language
+# (a refusal "not sendable: <why>" carries the approval rule's reason as a fact).
+Params = Mapping[str, "str | int | float | Fact"]
 
 
-def _frozen(params: Mapping[str, str | int | float] | None) -> Params:
+def _frozen(params: Mapping[str, str | int | float | Fact] | None) -> Params:
     return MappingProxyType(dict(params or {}))
 
 
@@ -33,7 +35,7 @@ class Fact:
     count: int | None = None
 
     @staticmethod
-    def of(code: str, count: int | None = None, **params: str | int | float) -> Fact:
+    def of(code: str, *, count: int | None = None, **params: str | int | float | Fact) -> Fact:
         return Fact(code, _frozen(params), count)
 
 

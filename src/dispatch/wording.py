@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import gettext
 import io
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
-from dispatch.values import Fact, RunState
+from dispatch.values import Fact, Role, RunState
 
 CATALOGUE = Path(__file__).parent / "locale" / "sv" / "LC_MESSAGES" / "dispatch.po"
 
@@ -25,14 +26,159 @@ ENGLISH: dict[str, str | tuple[str, str]] = {
     "duration.minutes": ("{count} minute", "{count} minutes"),
     "duration.hours": ("{count} hour", "{count} hours"),
     **{f"run_state.{state.value}": state.value.replace("_", " ") for state in RunState},
+    **{f"role.{role.value}": role.value for role in Role},
 }
+
+# Problems with an input (errors.Problem), each shown on the command line as "path:line: wording".
+# The English is exactly what the command line has always printed; tests and people read it.
+ENGLISH.update({
+    # email/editorial.py: an edition's Markdown
+    "editorial.top_level_heading": "'# {text}' is a top-level heading, but the report title is the only one "
+                                   "(dispatch adds it): start a section with '## {text}' instead",
+    "editorial.top_level_heading_underlined": "'{text}' underlined with '===' is a top-level heading, but the report "
+                                              "title is the only one (dispatch adds it): start a section with "
+                                              "'## {text}' instead",
+    "editorial.glued_heading": "'{text}' is shown as literal text, not as a heading: put a space after the '#' "
+                               "characters, '{fixed}'",
+    "editorial.unclosed_link": "unclosed link '{text}' is shown as literal text: end the address with ')' "
+                               "(an address cannot contain spaces; write them as %20)",
+    "editorial.spaced_link": "'{text}' is shown as literal text, not as a link: remove the space between ']' and '('",
+    "editorial.unclosed_bold": "'{marker}' is shown as literal text, not as bold ('{text}'): close the bold text with "
+                               "'{marker}' right after its last word, e.g. '{marker}Viktigt{marker}' (no space just "
+                               "inside the '{marker}'), or write '{escaped}{escaped}' if the characters are meant "
+                               "literally",
+    "editorial.www_autolink": "'{text}' is shown as literal text, not as a link: an address needs its scheme, "
+                              "write '{fixed}'",
+    "editorial.schemeless_link": "the link address '{address}' has no scheme such as 'https://', so in an email it "
+                                 "leads nowhere: write {fixed}",
+    "editorial.relative_link": "the link address '{address}' has no scheme such as 'https://', so in an email it "
+                               "leads nowhere: write the full address starting with 'https://'",
+    "editorial.image": "image '{written}': images are not sent with the report (Outlook blocks remote images); "
+                       "link to it instead: {fixed}",
+    "editorial.vague_link_text": "the link text '{text}' says nothing on its own (screen readers list links without "
+                                 "the text around them): name what it leads to, e.g. "
+                                 "'[Samlad information om Millennium](...)'",
+    "editorial.text_before_first_section": "text before the first section: an edition's content goes under a "
+                                           "'## Heading'; move '{text}' into a section or delete it",
+    "editorial.empty_section": "section '{heading}' is empty: add content under it or remove the heading",
+    # email/edition.py: the front matter (the console's fields)
+    "edition.front_matter_not_closed": "front matter opened with '---' on line 1 is never closed; add a line with "
+                                       "only '---' after the front matter",
+    "edition.no_front_matter": "the edition needs YAML front matter between '---' lines, with 'compiled' and 'status'",
+    "edition.front_matter_not_mapping": "front matter must be a YAML mapping (key: value lines)",
+    "edition.unknown_key": "unknown front matter key {key}; known keys: {known}",
+    "edition.not_a_flag": "'{key}' must be true or false",
+    "edition.file_name": "the edition file must be named YYYY-MM-DD.md after its date",
+    "edition.no_status": "missing required key 'status'; add 'status: draft' or 'status: approved'",
+    "edition.bad_status": "'status' must be draft or approved, not {value}",
+    "edition.bad_revision": "'revision' must be a whole number from 1, not {value}",
+    "edition.bad_lists": "'lists' must be a list of recipient list names",
+    "edition.not_text": "'{key}' must be text",
+    "edition.control_character": "'{key}' contains a line break or control character; keep it on one line",
+    "edition.urgent_without_subject": "an urgent message needs a 'subject'",
+    "edition.correction_without_text": "revision {revision} is a correction: add 'correction: what changed' (it is "
+                                       "shown as 'Rättelse:' at the top of the message), or set 'revision: 1' if "
+                                       "nothing has been sent yet",
+    "edition.compiled_on_another_day": "'compiled' is {compiled}, but this is the edition of {day} (the file's name); "
+                                       "set it to {fixed}, or rename the file (was it copied from another day?)",
+    "edition.no_content": "the edition has no content; add sections starting with '## Heading'",
+    "edition.no_compiled": "missing required key 'compiled'; add e.g. 'compiled: 2024-11-17 14:00'",
+    "edition.bad_compiled": "'compiled' must be a local time like 2024-11-17 14:00, not {value}",
+    # email/preflight.py: the message as it would be sent
+    "preflight.html_too_large": "the HTML part is {size} KB, over the {limit} KB limit (Gmail clips at 102 KB and "
+                                "hides the rest); shorten the edition",
+    "preflight.header_too_long": "the {header} header is {octets} octets, over the {limit} allowed per line "
+                                 "(RFC 5322); relays may break or reject it",
+    "preflight.line_too_long": "line {line} of the message is {octets} octets, over the {limit} allowed per line "
+                               "(RFC 5322); relays may break or reject it",
+    "preflight.empty_link": "an empty link in the HTML; give every link a real https:// address",
+    "preflight.placeholder_link": "a placeholder link {href} in the HTML; give every link a real https:// address",
+    "preflight.link_to_missing_id": "a link to {href}, an id the message does not have in the HTML; link to the id "
+                                    "of a section of the message, or give a real https:// address",
+    "preflight.script_link": "a script link {href} in the HTML; give every link a real https:// address",
+    "preflight.image_without_alt": "image {src} has no alt text; add alt=\"\" if it is decorative",
+    "preflight.title_differs": "the HTML <title> {title} differs from the Subject {subject}; they must be the same "
+                               "(use {{{{ subject }}}})",
+    "preflight.text_part_lacks_words": "the text part lacks words the HTML has ({words}); render both from the same "
+                                       "content",
+    # recipients/: recipient lists and the suppression list
+    "file.unreadable": "cannot read the file: {detail}",
+    "recipients.bad_suppressed_address": "suppressed address {address} is not valid: {detail}",
+    "recipients.suppressed_not_utf8": "the file is not UTF-8; save it as UTF-8",
+    "recipients.unknown_list": "unknown recipient list {name}; known lists: {known}",
+    "recipients.unknown_list_none_known": "unknown recipient list {name}; known lists: none",
+    "recipients.include_cycle": "include cycle: {cycle}; remove one of these includes",
+    "recipients.control_character_in_address": "the address contains a line break or control character; remove it "
+                                               "(it could inject a mail header)",
+    "recipients.control_character_in_name": "the name contains a line break or control character; remove it "
+                                            "(it could inject a mail header)",
+    "recipients.invalid_address": "invalid address {address}: {detail}",
+    "recipients.not_utf8": "the file is not UTF-8; export it as 'CSV UTF-8'",
+    "recipients.removed_while_read": "the file was removed while it was being read; run again",
+    "recipients.no_email_column": "the first row must be a header with an 'email' column (and optionally 'name'); "
+                                  "found {found}",
+    "recipients.bad_csv_row": "cannot read this CSV row: {detail}",
+    "recipients.yaml_not_a_list": "a YAML list needs 'name' and 'members' (and optionally 'include')",
+    "recipients.control_character_in_list_name": "the list name contains a line break or control character; the file "
+                                                 "name is used instead",
+    "recipients.bad_members": "'members' must be a list of {{email, name}}",
+    "recipients.member_not_a_mapping": "each member needs an 'email' (and optionally a 'name')",
+    "recipients.member_without_email": "this member has no 'email' text",
+    "recipients.bad_include": "'include' must list other recipient list names",
+    # control/approval.py: the approval rule's reasons
+    "gate.approved_in_file": "approved ('status: approved' in the file)",
+    "gate.draft": "the edition is a draft ('status: {status}'); set 'status: approved' to send it "
+                  "(or test it with send --to ADDR)",
+    "gate.approved": "approved by {approver} at {when} (content {content})",
+    "gate.approved_only_by_editor": "approved only by its own editor {approver}; another person must approve it "
+                                    "(dispatch approve --date {day} --by NAME)",
+    "gate.changed_after_approval": "changed after approval by {approver} at {when} (approved content {approved}, "
+                                   "now {now}); the new content needs a new approval: "
+                                   "dispatch approve --date {day} --by NAME",
+    "gate.revoked": "the approval by {approver} was revoked by {revoker} at {when}; approve it again to send it",
+    "gate.not_approved": "not approved yet: another person must approve this content: "
+                         "dispatch approve --date {day} --by NAME",
+    "gate.not_approved_by_other": "not approved yet: another person (its editor {editors} cannot) must approve this "
+                                  "content: dispatch approve --date {day} --by NAME",
+    "gate.approver_wrote_it": "{approver} wrote this content (its last editor) and cannot also approve it; "
+                              "another person must approve (four eyes)",
+    # who let a dispatch go, where no person did (the history's and the export's 'approved_by')
+    "approval.by_front_matter": "status: approved (front matter)",
+    # app/: change control's refusals
+    "refusal.not_sendable": "not sendable: {reason}",
+    "refusal.not_published": "not published: {reason}",
+    "approve.changed_while_read": "the edition changed while {approver} was reading it (content {seen} then, {now} "
+                                  "now); read it again and approve what is there now",
+    "approve.without_seen": "the approval does not say which content the approver read (no 'seen'); open the edition "
+                            "again, read it and approve what is there",
+    "change.already_sent": "this edition was already sent to {reached} recipient(s) as {name} ({when}, content "
+                           "{sent}, now {now}); {what}. A sent edition is final: to correct it, set "
+                           "'revision: {revision}' and 'correction: <what changed>' in the front matter, then check "
+                           "and send it (the correction goes to everyone on the lists)",
+    "change.already_sent_interrupted": "this edition was already sent to {reached} recipient(s) as {name} ({when}, "
+                                       "content {sent}, now {now}); {what}. A sent edition is final: to correct it, "
+                                       "set 'revision: {revision}' and 'correction: <what changed>' in the front "
+                                       "matter, then check and send it (the correction goes to everyone on the "
+                                       "lists). To finish the interrupted dispatch instead, restore the text as sent",
+    "change.file_changed": "the file has changed since (diff below)",
+    "change.parts_changed": "the file is unchanged, but {parts} changed since",
+    "correction.nothing_sent": "nothing of this edition has been sent: edit it instead",
+    "send.confirmation_outdated": "the content changed after the confirmation ({expected} then, {name} now); "
+                                  "confirm again",
+    # app/control.py: why the schedule sends nothing (the office's alert mail, the log)
+    "scheduled.no_file": "{path} does not exist",
+    "scheduled.problems": "the edition has problems: {problems}",
+    "scheduled.changed_after_send": "the edition file has changed since it was sent; a correction needs 'revision' "
+                                    "and 'correction'",
+    "revoke.nothing_to_revoke": "there is no approval to revoke",
+})
 
 
 def english(fact: Fact) -> str:
     wording = ENGLISH[fact.code]
     if isinstance(wording, tuple):
         wording = wording[0] if fact.count == 1 else wording[1]
-    return _fill(wording, fact)
+    return _fill(wording, fact, english)
 
 
 def swedish(fact: Fact) -> str:
@@ -43,11 +189,20 @@ def swedish(fact: Fact) -> str:
         wording = translations.gettext(fact.code)
     if wording == fact.code:  # not in the catalogue: exact English rather than a code on screen
         return english(fact)
-    return _fill(wording, fact)
+    return _fill(wording, fact, swedish)
 
 
-def _fill(wording: str, fact: Fact) -> str:
-    return wording.format_map({"count": fact.count, **fact.params})
+def swedish_of(said: Fact | str) -> str:
+    """What a problem says, in Swedish; a plain string (a config problem, which only the command
+    line meets) is shown as it was said."""
+    return said if isinstance(said, str) else swedish(said)
+
+
+def _fill(wording: str, fact: Fact, language: Callable[[Fact], str]) -> str:
+    """The wording with the fact's parameters filled in; a parameter that is a fact itself is
+    worded in the same language."""
+    params = {key: language(value) if isinstance(value, Fact) else value for key, value in fact.params.items()}
+    return wording.format_map({"count": fact.count, **params})
 
 
 @cache

@@ -20,6 +20,8 @@ from dispatch.ledger import DispatchRecord, Ledger, dispatch_name
 from dispatch.models import Approval, Edition
 from dispatch.publishing.accessibility_statement import statement_body, write_statement
 from dispatch.publishing.intranet import Published, publish_edition
+from dispatch.values import Fact
+from dispatch.wording import english, swedish
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ def decide(settings: Settings, ledger: Ledger, ready: Prepared, now: datetime) -
     else:
         kind = edition.kind
         assert found.verdict is not None
-        refusal = found.refusal(edition, "not sendable")
+        refusal = found.refusal(edition, "refusal.not_sendable")
         if refusal is not None:
             raise refusal
     name = dispatch_name(edition.date, edition.revision, kind)
@@ -123,17 +125,13 @@ def approve(settings: Settings, ready: Prepared, by: str, now: datetime, *, seen
         if found.conflict is not None:
             raise found.conflict
         if seen is not None and seen != found.content.hash:
-            raise ChangeControlError([Problem(display_path(edition.source), 1,
-                                              f"the edition changed while {by} was reading it (content "
-                                              f"{content_id.short(seen)} then, {found.content.short} now); "
-                                              "read it again and approve what is there now")])
+            raise ChangeControlError([Problem.of(display_path(edition.source), 1, "approve.changed_while_read", approver=by,
+                                                 seen=content_id.short(seen), now=found.content.short)])
         refusal = gate.refuse_approver(by, found.authors or (current_user(),))
         if refusal:
             raise ChangeControlError([Problem(display_path(edition.source), edition.line_of.get("by", 1), refusal)])
         if require_seen and seen is None:
-            raise ChangeControlError([Problem(display_path(edition.source), 1, (
-                "the approval does not say which content the approver read (no 'seen'); "
-                "open the edition again, read it and approve what is there"))])
+            raise ChangeControlError([Problem.of(display_path(edition.source), 1, "approve.without_seen")])
         approval = ledger.approve(edition.date, edition.revision, found.content.hash, by, now)
         ledger.record_audit(now, by, "approve", edition.date.isoformat(), approval.content_hash, f"revision {approval.revision}")
         return approval
@@ -198,7 +196,7 @@ def publish_checked(settings: Settings, edition: Edition, now: datetime) -> tupl
         if sent is None:
             found = review(settings, ledger, edition, now)
             assert found.verdict is not None
-            refusal = found.refusal(edition, "not published")
+            refusal = found.refusal(edition, "refusal.not_published")
             if refusal is not None:
                 raise refusal
             return publish(settings, edition, now), ""
@@ -222,17 +220,21 @@ def scheduled_edition(settings: Settings, ledger: Ledger, day: date, now: dateti
     alert mail, English for the log). The approval rule is the same as for send."""
     path = edition_path(settings.reports_dir, day)
     if not path.exists():
-        return None, f"filen {display_path(path)} finns inte", f"{display_path(path)} does not exist"
+        return _unsendable(Fact.of("scheduled.no_file", path=display_path(path)))
     try:
         edition = read_edition(settings, day, None, now)
         found = review(settings, ledger, edition, now)
     except InputError as exc:
-        problems = "; ".join(str(p) for p in exc.problems)
-        return None, "rapportfilen har fel: " + problems, "the edition has problems: " + problems
+        return _unsendable(Fact.of("scheduled.problems", problems="; ".join(str(p) for p in exc.problems)))
     if found.conflict is not None:
-        return (None, "rapportfilen har ändrats sedan den skickades; en rättelse behöver 'revision' och 'correction'",
+        return (None, swedish(Fact.of("scheduled.changed_after_send")),
                 "; ".join(p.message for p in found.conflict.problems))
     assert found.verdict is not None
     if not found.verdict.sendable:
-        return None, found.verdict.reason_sv, found.verdict.reason
+        return _unsendable(found.verdict.reason)
     return edition, "", ""
+
+
+def _unsendable(reason: Fact) -> tuple[None, str, str]:
+    """No edition to send, and why: in Swedish for the office's alert mail, in English for the log."""
+    return None, swedish(reason), english(reason)

@@ -289,7 +289,7 @@ def start_correction(settings: Settings, ledger: Ledger, day: date, user: str, n
     The text stays as it was sent: the editor changes what was wrong, and approval follows."""
     sent = latest_sent_edition(ledger, day)
     if sent is None:
-        raise ChangeControlError([Problem(day.isoformat(), 0, "nothing of this edition has been sent: edit it instead")])
+        raise ChangeControlError([Problem.of(day.isoformat(), 0, "correction.nothing_sent")])
     path = edition_path(settings.reports_dir, day)
     try:
         data = path.read_bytes()

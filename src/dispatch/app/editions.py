@@ -26,7 +26,7 @@ from dispatch.email.render import render
 from dispatch.errors import InputError, PreflightError, Problem, display_path
 from dispatch.ledger import Ledger, dispatch_name
 from dispatch.models import Edition, Recipient, Rendered
-from dispatch.recipients.lists import Resolution, available_lists, resolve
+from dispatch.recipients.lists import Resolution, Where, available_lists, resolve, unknown_list
 
 if TYPE_CHECKING:
     from dispatch.email.screenshots import Chromium
@@ -105,8 +105,7 @@ def choose_lists(settings: Settings, edition: Edition, requested: tuple[str, ...
                 where = (display_path(settings.path), settings.line_of.get("schedules", 1))
             else:
                 where = ("--list", 0)
-            message = f"unknown recipient list {name!r}; known lists: {', '.join(sorted(known)) or 'none'}"
-            problems.append(Problem(where[0], where[1], message) if where[1] else Problem("--list", 0, message))
+            problems.append(unknown_list(where[0] if where[1] else "--list", where[1], name, sorted(known)))
     if problems:
         raise InputError(problems)
     return tuple(names)
@@ -383,11 +382,11 @@ def all_lists(settings: Settings) -> tuple[str, ...]:
 
 def lists_report(settings: Settings, names: tuple[str, ...]) -> ListsReport:
     """The lists named (default: every list in 'schedules'), resolved as a send would resolve them."""
-    referrers: dict[str, Problem] = {}
+    referrers: dict[str, Where] = {}
     if not names:
         names = settings.scheduled_lists()
         # An unknown list name then points at the schedules in config.yaml.
-        where = Problem(display_path(settings.path), settings.line_of.get("schedules", 1), "")
+        where = (display_path(settings.path), settings.line_of.get("schedules", 1))
         referrers = {name: where for name in names}
     try:
         resolution = resolve(settings.recipients_dir, names, referrers)

@@ -15,6 +15,7 @@ from dispatch.email.edition import edition_path
 from dispatch.errors import InputError
 from dispatch.ledger import Ledger
 from dispatch.models import Approval, DispatchRecord
+from dispatch.wording import swedish
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def edition_state(settings: Settings, ledger: Ledger, day: date, now: datetime) 
                 if approval else "Godkänd ('status: approved' i filen)")
         return EditionState(day, "approved", prefix + text, approval, found.authors, found.content.hash,
                             revision=edition.revision)
-    return EditionState(day, "draft", f"{prefix}Utkast: {verdict.reason_sv}", None, found.authors, found.content.hash,
+    return EditionState(day, "draft", f"{prefix}Utkast: {swedish(verdict.reason)}", None, found.authors, found.content.hash,
                         revision=edition.revision)
 
 

@@ -25,6 +25,7 @@ from dispatch.config import Settings
 from dispatch.delivery.pipeline import Result, StoppableClock, node_name
 from dispatch.errors import DispatchError, InputError, Problem
 from dispatch.ledger import Ledger
+from dispatch.values import Fact
 
 LINGER = timedelta(minutes=10)  # as the command line: stay for due retries, then leave them to serve
 
@@ -75,8 +76,7 @@ class Confirmation:
     already: int  # already accepted earlier
     plan: str
     relay: str
-    reason: str  # why it may go (the gate's verdict), or "" for an urgent message
-    reason_sv: str = ""  # the same in Swedish, for the console
+    reason: Fact | None  # why it may go (the gate's verdict), or None for an urgent message
 
 
 def confirm(settings: Settings, recipe: Recipe, now: datetime) -> tuple[Confirmation, Prepared]:
@@ -88,8 +88,7 @@ def confirm(settings: Settings, recipe: Recipe, now: datetime) -> tuple[Confirma
     relay = str(transport.path) if transport.kind == "maildir" else f"{transport.host}:{transport.port}"
     return Confirmation(decision.name, ready.rendered.subject, ready.lists, decision.to_send, decision.already_accepted,
                         plan_line(decision.to_send, transport, decision.already_accepted), relay,
-                        decision.verdict.reason if decision.verdict else "",
-                        decision.verdict.reason_sv if decision.verdict else ""), ready
+                        decision.verdict.reason if decision.verdict else None), ready
 
 
 class WakeableClock(StoppableClock):
@@ -123,8 +122,8 @@ class Runs:
         if the content now makes another, nothing is started (they confirmed something else)."""
         confirmation, ready = confirm(self.settings, recipe, now)
         if expected is not None and confirmation.name != expected:
-            raise InputError([Problem(confirmation.name, 0, f"the content changed after the confirmation ({expected} "
-                                      f"then, {confirmation.name} now); confirm again")])
+            raise InputError([Problem.of(confirmation.name, 0, "send.confirmation_outdated", expected=expected,
+                                         name=confirmation.name)])
         with self._lock:
             current = self._runs.get(confirmation.name)
             if current is not None and current.state in ("running", "stopping"):

@@ -32,15 +32,13 @@ def plan_for(settings: Settings, ready: Prepared, now: datetime, created_by: str
     if len(to_header([], group_name=group)) > MAX_TO_LINE:
         group = "Mottagare"  # a Bcc batch's To line (the lists' names) must stay within 998 octets too
     approval = decision.verdict.approval if decision.verdict else None
-    approved_by = approval.approved_by if approval else None
-    if approved_by is None and decision.verdict is not None and decision.verdict.sendable:
-        approved_by = "status: approved (front matter)"
     return Plan(
         name=decision.name, edition_date=decision.edition_date, revision=decision.revision, kind=decision.kind,
         subject=ready.rendered.subject, source=display_path(edition.source), created_by=created_by,
         recipients=tuple(ready.resolution.recipients.values()), failed_inputs=failed,
         prepared=ready.prepared, envelope_sender=settings.sender.return_path or settings.sender.address, group_name=group,
-        content_hash=decision.content.hash, approved_by=approved_by,
+        content_hash=decision.content.hash, approved_by=approval.approved_by if approval else None,
+        by_front_matter=decision.verdict is not None and decision.verdict.by_front_matter,
         approved_at=approval.approved_at if approval else None,
         approval_id=approval.id if approval else None, lists=ready.lists,
     )

@@ -59,7 +59,7 @@ class Ledger(Protocol):
                       source: str, created_by: str, now: datetime, *, content_hash: str | None = None,
                       approved_by: str | None = None, approved_at: datetime | None = None,
                       approval_id: int | None = None, lists: tuple[str, ...] = (),
-                      ) -> tuple[DispatchRow, bool]: ...
+                      by_front_matter: bool = False) -> tuple[DispatchRow, bool]: ...
     def approval_revoked(self, approval_id: int) -> bool: ...
     def add_recipients(self, dispatch_id: int, recipients: Iterable[NewRecipient], now: datetime) -> int: ...
     def claim(self, dispatch_id: int, owner: str, now: datetime, lease: timedelta, limit: int,
@@ -133,6 +133,7 @@ class Plan:
     approved_by: str | None = None
     approved_at: datetime | None = None
     approval_id: int | None = None  # a recorded approval: revoking it stops the sending
+    by_front_matter: bool = False  # the file's 'status: approved' let it go (approval: front_matter)
     lists: tuple[str, ...] = ()
     verp_key: str | None = None  # set: each message's envelope sender carries a VERP token (verp.py)
 
@@ -194,7 +195,7 @@ def open_plan(plan: Plan, ledger: Ledger, clock: Clock, stop: threading.Event | 
         plan.name, plan.edition_date, plan.revision, plan.kind, plan.subject,
         plan.source, plan.created_by, now, content_hash=plan.content_hash,
         approved_by=plan.approved_by, approved_at=plan.approved_at, approval_id=plan.approval_id,
-        lists=plan.lists,
+        lists=plan.lists, by_front_matter=plan.by_front_matter,
     ), clock, stop)
     domain = plan.prepared.domain
 

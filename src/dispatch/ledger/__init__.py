@@ -70,12 +70,12 @@ class Ledger:
         self, name: str, edition_date: date, revision: int, kind: str, subject: str,
         source: str, created_by: str, now: datetime, *, content_hash: str | None = None,
         approved_by: str | None = None, approved_at: datetime | None = None, approval_id: int | None = None,
-        lists: tuple[str, ...] = (),
+        lists: tuple[str, ...] = (), by_front_matter: bool = False,
     ) -> tuple[DispatchRecord, bool]:
         """The dispatch of this key, created if it does not exist yet (insert-or-nothing)."""
         return records.open_dispatch(self.db, name, edition_date, revision, kind, subject, source, created_by, now,
                                      content_hash=content_hash, approved_by=approved_by, approved_at=approved_at,
-                                     approval_id=approval_id, lists=lists)
+                                     approval_id=approval_id, lists=lists, by_front_matter=by_front_matter)
 
     def find_dispatch(self, name: str | None = None) -> DispatchRecord | None:
         return records.find_dispatch(self.db, name)

@@ -26,9 +26,11 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from dispatch.app import AddressLimits, Clock, Ledger, Runs, User, active_user, audit
 from dispatch.config import Settings, WebSettings
 from dispatch.errors import DispatchError
+from dispatch.values import Fact
 from dispatch.web.checks import PasswordChecks
 from dispatch.web.sessions import Session, Sessions, csrf_ok
-from dispatch.web.swedish import ROLE_NAMES, swedish_audit_detail, swedish_plan
+from dispatch.web.swedish import swedish_audit_detail, swedish_plan
+from dispatch.wording import swedish, swedish_of
 
 HERE = Path(__file__).parent
 STATIC_VERSION = "6"  # bump when static files change, so browsers fetch them again
@@ -121,7 +123,10 @@ def templates() -> Environment:
     env.globals.update(state_names=STATE_NAMES, count_names=COUNT_NAMES, action_names=ACTION_NAMES)
     env.filters["swedish_plan"] = swedish_plan
     env.filters["audit_detail"] = swedish_audit_detail
-    env.globals["role_names"] = ROLE_NAMES
+    # Facts worded from the Swedish catalogue: `reason | swedish`, or a code with its parameters.
+    env.filters["swedish"] = swedish_of
+    env.filters["capfirst"] = lambda text: text[:1].upper() + text[1:]
+    env.globals["said"] = lambda code, **params: swedish(Fact.of(code, **params))
     return env
 
 

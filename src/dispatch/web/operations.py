@@ -19,10 +19,11 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from dispatch import app
-from dispatch.errors import DispatchError
+from dispatch.errors import DispatchError, InputError
 from dispatch.web.console import Visit, not_found, page
 from dispatch.web.editor import _located, edition_day
-from dispatch.web.swedish import swedish, swedish_held, swedish_relay
+from dispatch.web.swedish import swedish_held, swedish_relay
+from dispatch.wording import swedish_of
 
 FINAL = ("stopped", "finished", "incomplete", "failed", "idle")
 
@@ -45,8 +46,10 @@ def routes() -> list[BaseRoute]:
 
 
 def _refusal(exc: DispatchError) -> str:
-    problems = getattr(exc, "problems", ())
-    return "; ".join(swedish(p.message) for p in problems) if problems else swedish(str(exc))
+    """Why an action was refused, in Swedish: each problem worded from the catalogue (an error
+    without problems, such as an unreachable ledger, is shown as it was said)."""
+    problems = exc.problems if isinstance(exc, InputError) else ()
+    return "; ".join(swedish_of(p.fact) for p in problems) if problems else str(exc)
 
 
 # -- an edition: confirm, send, watch -----------------------------------------------------------------
