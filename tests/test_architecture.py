@@ -21,7 +21,10 @@ PACKAGE = ROOT / "src" / "dispatch"
 MAX_LINES = 400
 
 # What a driver (cli, serve) may import from the project.
-ALLOWED = ("dispatch.app", "dispatch.errors", "dispatch.config", "dispatch.config.settings")
+# The front doors also read the value types the use cases return and word them (issue 31: the
+# command line in English, the console in Swedish, both from dispatch.wording's catalogues).
+ALLOWED = ("dispatch.app", "dispatch.errors", "dispatch.config", "dispatch.config.settings", "dispatch.values",
+           "dispatch.wording")
 
 
 def driver_files() -> list[Path]:

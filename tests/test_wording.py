@@ -44,3 +44,70 @@ def test_every_run_state_is_worded() -> None:
         fact = Fact.of(f"run_state.{state.value}")
         assert swedish(fact) != english(fact), f"{state} has no Swedish of its own"
     assert "brådskande" in swedish(Fact.of("run_state.waiting_for_urgent"))
+
+
+def _codes_used_in_src() -> set[str]:
+    """Every code the program states: the literal first argument of Fact.of, the third of
+    Problem.of, and a refusal's code handed to Review.refusal."""
+    import ast
+    from pathlib import Path
+
+    import dispatch
+
+    codes: set[str] = set()
+    for path in Path(dispatch.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+                continue
+            owner = node.func.value.id if isinstance(node.func.value, ast.Name) else ""
+            position = {("Fact", "of"): 0, ("Problem", "of"): 2}.get((owner, node.func.attr))
+            if node.func.attr == "refusal":
+                position = 1
+            if position is not None and len(node.args) > position:
+                argument = node.args[position]
+                if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
+                    codes.add(argument.value)
+                elif isinstance(argument, ast.IfExp):
+                    codes.update(branch.value for branch in (argument.body, argument.orelse)
+                                 if isinstance(branch, ast.Constant) and isinstance(branch.value, str))
+    return codes
+
+
+def test_every_code_the_program_states_is_in_the_catalogues() -> None:
+    used = _codes_used_in_src()
+    assert len(used) > 100, "the scan finds the program's facts"
+    assert not sorted(used - set(ENGLISH)), "a fact without an English wording"
+
+
+def test_the_swedish_fills_in_only_what_the_fact_carries() -> None:
+    from string import Formatter
+
+    def names(text: str) -> set[str]:
+        return {name.split("!")[0] for _, name, _, _ in Formatter().parse(text) if name}
+
+    for code, swedish_text in swedish_entries().items():
+        english_forms = ENGLISH[code] if isinstance(ENGLISH[code], tuple) else (ENGLISH[code],)
+        known = set().union(*(names(form) for form in english_forms)) | {"count"}
+        for form in (swedish_text if isinstance(swedish_text, tuple) else (swedish_text,)):
+            assert names(form) <= known, f"{code}: the Swedish names {names(form) - known}, which the fact lacks"
+
+
+def test_a_refusal_carries_the_rules_reason_and_each_language_words_both() -> None:
+    reason = Fact.of("gate.not_approved", day="2024-11-17")
+    refusal = Fact.of("refusal.not_sendable", reason=reason)
+    assert english(refusal) == ("not sendable: not approved yet: another person must approve this content: "
+                                "dispatch approve --date 2024-11-17 --by NAME")
+    assert swedish(refusal) == "kan inte skickas: rapporten är inte godkänd av en andra person ännu"
+
+
+def test_a_problem_crosses_to_a_check_process_and_back() -> None:
+    import pickle
+
+    from dispatch.errors import Problem
+
+    problem = Problem.of("reports/2024-11-17.md", 4, "refusal.not_sendable",
+                         reason=Fact.of("gate.draft", status="draft", file="2024-11-17.md"))
+    back = pickle.loads(pickle.dumps(problem))
+    assert back == problem and str(back) == str(problem)
+    assert "status: draft" in swedish(Fact.of("gate.draft", status="draft", file="2024-11-17.md")), "the fact stays"
+    assert len({problem, back}) == 1, "problems are told apart by what they say (the preview drops repeats)"

@@ -34,6 +34,18 @@ class Fact:
     params: Params = field(default_factory=lambda: _frozen(None))
     count: int | None = None
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.params, MappingProxyType):
+            object.__setattr__(self, "params", _frozen(self.params))
+
+    def __hash__(self) -> int:  # problems are told apart in sets and dicts; a mappingproxy has no hash
+        return hash((self.code, tuple(sorted(self.params.items())), self.count))
+
+    def __reduce__(self) -> tuple[type[Fact], tuple[str, dict[str, str | int | float | Fact], int | None]]:
+        # A mappingproxy does not pickle, and facts cross processes (the console's checks run
+        # in worker processes and return their problems).
+        return Fact, (self.code, dict(self.params), self.count)
+
     @staticmethod
     def of(code: str, *, count: int | None = None, **params: str | int | float | Fact) -> Fact:
         return Fact(code, _frozen(params), count)

@@ -171,6 +171,66 @@ ENGLISH.update({
     "scheduled.changed_after_send": "the edition file has changed since it was sent; a correction needs 'revision' "
                                     "and 'correction'",
     "revoke.nothing_to_revoke": "there is no approval to revoke",
+    # app/editions.py: the message on a phone's screen
+    "phone.word_too_wide": "on a phone ({limit} px) the message is {width} px wide, so every line scrolls sideways: "
+                           "'{word}' does not fit the screen; shorten or break it up",
+    "phone.element_too_wide": "on a phone ({limit} px) the message is {width} px wide, so every line scrolls "
+                              "sideways: a <{tag}> {element_width} px wide does not fit the screen; shorten or break "
+                              "it up",
+    # app/readback.py: the message parsed back before it is sent
+    "readback.header_differs": "the {header} of the message as it would be sent {difference} when parsed back; nothing "
+                               "was sent. This is a fault in dispatch, not in the text: report it with this line",
+    "readback.name_too_long": "the name of {address} makes its To line longer than 998 octets; shorten the name",
+    "readback.name_differs": "the To header of {address} {difference} when parsed back; check the name for unusual "
+                             "characters",
+    # app/passwords.py, app/accounts.py: accounts and passwords
+    "password.too_short": "the password must be at least {minimum} characters (a few words are easier to remember "
+                          "than symbols)",
+    "password.unchanged": "the new password is the same as the current one; choose another",
+    "password.single_sign_on": "{name} signs in through single sign-on and has no password here; change it at the "
+                               "identity provider",
+    "password.differs": "the two passwords differ; try again",
+    "password.unreadable_file": "cannot read the password file: {detail}",
+    "account.bad_name": "the name {name} must be 1-64 letters, digits, '.', '_' or '-' (no spaces): people sign in "
+                        "with it",
+    "account.bad_role": "the role must be one of {roles}, not {role}",
+    # config/yamlsource.py: reading an input file (an edition, a recipient list, the config)
+    "file.not_found": "file not found",
+    "file.not_regular": "the file is {kind}; dispatch reads only regular files{advice}; {fix}",
+    "file.too_large": "the file is {size}, over the {limit} MB limit for {what}; {advice}",
+    "file.not_utf8": "not valid UTF-8; save the file as UTF-8",
+    "yaml.refused": "{detail}",
+    "yaml.nul_byte": "invalid YAML: a NUL byte at column {column} is not allowed; remove it (it may have come with a "
+                     "copy and paste)",
+    "yaml.control_character": "invalid YAML: the control character {character} at column {column} is not allowed; "
+                              "remove it (it may have come with a copy and paste)",
+    "yaml.invalid": "invalid YAML: {detail}; check indentation, colons and quotes",
+    "yaml.invalid_with_hint": "invalid YAML: {detail}; {hint}",
+    "yaml.error": "invalid YAML: {detail}",
+    "edition.no_file": "no edition file; write {file}",
+    "edition.no_file_at_path": "no edition file; check the path",
+    # the command line's other inputs, the config's files
+    "send.retry_other_dispatch": "{given} is not the dispatch this send makes ({name}); give the --date or --file of "
+                                 "its edition",
+    "bounces.no_mailbox": "no bounce mailbox: add a 'bounces:' section with host, username and password_env "
+                          "(see docs/how-to/bounces.md)",
+    "templates.unreadable": "cannot read the templates: {detail}",
+    "dkim.key_file": "dkim.key_file {detail}",
+    "schedule.invalid": "schedule {schedule}: {what}: {detail}",
+    "template.undefined": "{detail}; check the variable name",
+    "template.error": "{detail}",
+    # email/subject.py: a subject or preheader template ({what}: subject or preheader)
+    "template.too_long": "{what}: the template is {length} characters, over the {limit}-character limit; shorten it",
+    "template.syntax_error": "{what}: template syntax error: {detail}",
+    "template.statement": "{what}: only text, variables and filters are allowed, like {{{{ title }}}} or "
+                          "{{{{ date_label | upper }}}}; '{{% ... %}}' statements (if, for, set, include, macro, ...) "
+                          "are not",
+    "template.expression": "{what}: only text, variables and filters are allowed, like {{{{ title }}}} or "
+                           "{{{{ date_label | upper }}}}; {refused}",
+    "template.unknown_variable": "{what}: {detail}; available variables: {variables}",
+    "template.failed": "{what}: {detail}",
+    "template.result_too_long": "{what}: the {what} is {length} characters once the variables are filled in, over the "
+                                "{limit}-character limit; shorten it",
 })
 
 

@@ -29,18 +29,16 @@ def add_user(ledger: Ledger, name: str, email: str, role: str, password: str | N
     is the profile its hash is made with (`web.password_hashing`)."""
     problems = []
     if not _NAME.match(name):
-        problems.append(Problem("users add", 0, f"the name {name!r} must be 1-64 letters, digits, '.', '_' or '-' "
-                                                "(no spaces): people sign in with it"))
+        problems.append(Problem.of("users add", 0, "account.bad_name", name=repr(name)))
     try:
         address, _ = normalise(email)
     except AddressError as exc:
-        problems.append(Problem("--email", 0, f"invalid address {email!r}: {exc}"))
+        problems.append(Problem.of("--email", 0, "recipients.invalid_address", address=repr(email), detail=str(exc)))
         address = email
     if role not in ROLES:
-        problems.append(Problem("--role", 0, f"the role must be one of {', '.join(ROLES)}, not {role!r}"))
+        problems.append(Problem.of("--role", 0, "account.bad_role", roles=", ".join(ROLES), role=repr(role)))
     if password is not None and len(password) < MIN_PASSWORD:
-        problems.append(Problem("password", 0, f"the password must be at least {MIN_PASSWORD} characters "
-                                               "(a few words are easier to remember than symbols)"))
+        problems.append(Problem.of("password", 0, "password.too_short", minimum=MIN_PASSWORD))
     if problems:
         raise InputError(problems)
     user = ledger.add_user(name, address, role, HASHING[hashing].hash(password) if password is not None else None, now)

@@ -32,7 +32,7 @@ def identify(settings: Settings, edition: Edition, ledger: Ledger | None = None)
     try:
         files = content_id.read_templates(settings.templates_dir)
     except OSError as exc:
-        raise InputError([Problem(display_path(settings.templates_dir), 1, f"cannot read the templates: {exc.strerror}")]) from None
+        raise InputError([Problem.of(display_path(settings.templates_dir), 1, "templates.unreadable", detail=str(exc.strerror))]) from None
     return content_id.identify(edition, content_id.template_digest(files))
 
 

@@ -163,8 +163,7 @@ def set_password(ledger: Ledger, name: str, password: str, now: datetime, *, by:
     if user is None:
         return False
     if user.password_hash is None:
-        raise InputError([Problem("users passwd", 0, f"{name!r} signs in through single sign-on and has no password "
-                                                     "here; change it at the identity provider")])
+        raise InputError([Problem.of("users passwd", 0, "password.single_sign_on", name=repr(name))])
     _check_new(password)
     # An operator's new password is how a locked-out person gets back in before the lock ends
     # (an approver near the deadline): it clears the failed attempts and the lock.
@@ -207,10 +206,9 @@ def _check(ledger: Ledger, user: User, password: str, now: datetime, *, remote: 
 
 def _check_new(password: str, current: str | None = None) -> None:
     if len(password) < MIN_PASSWORD:
-        raise InputError([Problem("password", 0, f"the password must be at least {MIN_PASSWORD} characters "
-                                                 "(a few words are easier to remember than symbols)")])
+        raise InputError([Problem.of("password", 0, "password.too_short", minimum=MIN_PASSWORD)])
     if current is not None and password == current:
-        raise InputError([Problem("password", 0, "the new password is the same as the current one; choose another")])
+        raise InputError([Problem.of("password", 0, "password.unchanged")])
 
 
 def _verify(password_hash: str, password: str) -> bool:

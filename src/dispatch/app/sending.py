@@ -65,8 +65,8 @@ def send(settings: Settings, ready: Prepared, clock: Clock, *, created_by: str |
         decision = decide(settings, ledger, ready, clock.now())
         if retry_failed is not None:
             if decision.existing is None or decision.name != retry_failed:
-                raise InputError([Problem("--retry-failed", 0, f"{retry_failed!r} is not the dispatch this send makes "
-                                          f"({decision.name}); give the --date or --file of its edition")])
+                raise InputError([Problem.of("--retry-failed", 0, "send.retry_other_dispatch", given=repr(retry_failed),
+                                             name=decision.name)])
             requeued = ledger.requeue_failed(decision.existing.id, clock.now())
             decision = dataclasses.replace(decision, notes=(*decision.notes, f"{requeued} failed recipient(s) queued again"))
         plan = plan_for(settings, ready, clock.now(), created_by or ready.edition.author or current_user(), decision)

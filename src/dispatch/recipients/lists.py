@@ -146,7 +146,7 @@ def load_suppressed(directory: Path) -> tuple[set[str], list[Problem]]:
     except FileNotFoundError:
         pass  # removed since lexists(): nothing is suppressed, as if it had never been there
     except OSError as exc:
-        raise InputError([Problem.of(shown, 1, "file.unreadable", detail=str(exc.strerror or exc))]) from exc
+        raise InputError([Problem.of(shown, 1, "file.unreadable", detail=str(exc.strerror or exc))]) from None
     return keys, problems
 
 
