@@ -102,7 +102,7 @@ def test_a_schema_2_ledger_gains_content_hashes_approvals_and_edits(tmp_path: Pa
 
     ledger = Ledger(url)
     try:
-        assert ledger.schema_version() == SCHEMA_VERSION == 5
+        assert ledger.schema_version() == SCHEMA_VERSION == 6  # 6: audit details as facts (issue 31)
         old = ledger.find_dispatch("2024-11-16.r1.edition")
         assert old is not None and old.subject == "Gammal" and old.content_hash is None
         record, created = ledger.open_dispatch("2024-11-17.r1.edition", date(2024, 11, 17), 1, "edition", "Ny", "",

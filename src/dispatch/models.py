@@ -7,6 +7,8 @@ from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
 
+from dispatch.values import Fact
+
 
 @dataclass(frozen=True)
 class Section:
@@ -218,7 +220,8 @@ class AuditEntry:
     action: str
     target: str
     content_hash: str | None
-    detail: str
+    detail: str  # in English, as the command line and the logs read it
+    facts: tuple[Fact, ...] = ()  # the same as facts, for the console to word; () for entries from before them
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,13 @@ from dispatch.values import Fact, Role, RunState
 
 CATALOGUE = Path(__file__).parent / "locale" / "sv" / "LC_MESSAGES" / "dispatch.po"
 
+# Every action the audit log records (its "action" column).
+AUDIT_ACTIONS = (
+    "sign_in", "sign_in_failed", "sign_out", "locked", "save", "save_refused", "approve", "revoke", "send",
+    "stop", "resume", "retry_now", "export", "user_added", "user_disabled", "user_enabled", "user_updated",
+    "sso_held", "correction_started", "password_changed", "sso_refused", "sso_failed",
+)
+
 # code -> English wording (or its singular and plural forms)
 ENGLISH: dict[str, str | tuple[str, str]] = {
     "duration.seconds": ("{count} second", "{count} seconds"),
@@ -231,6 +238,45 @@ ENGLISH.update({
     "template.failed": "{what}: {detail}",
     "template.result_too_long": "{what}: the {what} is {length} characters once the variables are filled in, over the "
                                 "{limit}-character limit; shorten it",
+    # the audit log's details (app/passwords.py, app/accounts.py and the other use cases that record)
+    "audit_detail.from": "from {remote}",
+    "audit_detail.said": "{text}",
+    "audit_detail.unknown_user": "unknown user or no password",
+    "audit_detail.too_many_unknown_names": "too many unknown names from this address",
+    "audit_detail.account_disabled": "account disabled",
+    "audit_detail.by_owner": "by the account's owner",
+    "audit_detail.sessions_ended": "sessions ended",
+    "audit_detail.lock_cleared": "lock cleared",
+    "audit_detail.locked_until": "account locked until {until}",
+    "audit_detail.attempts_counted": "{attempts} attempts counted: password not checked",
+    "audit_detail.wrong_password": "wrong password ({attempt})",
+    "audit_detail.locked_for": "{attempts} failed sign-ins: locked for {minutes} minutes",
+    "audit_detail.single_sign_on": "single sign-on",
+    "audit_detail.role_and_address": "role {role}, {address}",
+    "audit_detail.role_no_address": "role {role}, no address",
+    "audit_detail.role_changed": "role {old} -> {new}",
+    "audit_detail.role_changed_by_provider": "role {old} -> {new} (from the identity provider)",
+    "audit_detail.email_changed": "email {old} -> {new}",
+    "audit_detail.email_changed_by_provider": "email {old} -> {new} (from the identity provider)",
+    "audit_detail.role_taken_by_provider": "role {old} -> - (no longer in a group that gives a role, at the identity provider)",
+    "audit_detail.sso_held": "the name {taken} belongs to another account; held as {name} (role {role}, {address}) until an "
+                      "operator who knows who it is runs: dispatch users enable {name}",
+    "audit_detail.sso_held_no_address": "the name {taken} belongs to another account; held as {name} (role {role}, no "
+                                 "address) until an operator who knows who it is runs: dispatch users enable {name}",
+    "audit_detail.no_console_role": "no console role for {groups}",
+    "audit_detail.name_of_local_account": "the name belongs to a local account",
+    "audit_detail.disabled_in_console": "the account is disabled in the console",
+    "audit_detail.kept_text": "kept text {id}",
+    "audit_detail.file": "file {hash}",
+    "audit_detail.revision": "revision {revision}",
+    "audit_detail.revision_of": "revision {revision} of {name}",
+    "audit_detail.approvals": ("{count} approval(s)", "{count} approval(s)"),
+    "audit_detail.recipients": ("{count} recipient(s)", "{count} recipient(s)"),
+    "audit_detail.test_recipients": ("{count} recipient(s) (test)", "{count} recipient(s) (test)"),
+    "audit_detail.waiting_recipients": ("{count} waiting recipient(s)", "{count} waiting recipient(s)"),
+    "audit_detail.export": "{format}",
+    # the audit log's actions (the console's log names each)
+    **{f"audit.{action}": action.replace("_", " ") for action in AUDIT_ACTIONS},
 })
 
 

@@ -3,7 +3,7 @@ approvals and their revocation, and publishing under change control."""
 
 from __future__ import annotations
 
-import re
+import re  # not wording: makes an urgent dispatch's name from its file's name
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -133,7 +133,8 @@ def approve(settings: Settings, ready: Prepared, by: str, now: datetime, *, seen
         if require_seen and seen is None:
             raise ChangeControlError([Problem.of(display_path(edition.source), 1, "approve.without_seen")])
         approval = ledger.approve(edition.date, edition.revision, found.content.hash, by, now)
-        ledger.record_audit(now, by, "approve", edition.date.isoformat(), approval.content_hash, f"revision {approval.revision}")
+        ledger.record_audit(now, by, "approve", edition.date.isoformat(), approval.content_hash,
+                            (Fact.of("audit_detail.revision", revision=approval.revision),))
         return approval
     finally:
         ledger.close()
@@ -144,7 +145,7 @@ def revoke(settings: Settings, day: date, by: str, now: datetime) -> int:
     try:
         count = ledger.revoke_approvals(day, by, now)
         if count:
-            ledger.record_audit(now, by, "revoke", day.isoformat(), None, f"{count} approval(s)")
+            ledger.record_audit(now, by, "revoke", day.isoformat(), None, (Fact.of("audit_detail.approvals", count=count),))
         return count
     finally:
         ledger.close()

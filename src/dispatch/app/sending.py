@@ -20,6 +20,7 @@ from dispatch.email.message import to_header
 from dispatch.errors import DispatchError, InputError, Problem, display_path
 from dispatch.ledger import Ledger
 from dispatch.publishing.intranet import PublishError
+from dispatch.values import Fact
 
 
 def plan_for(settings: Settings, ready: Prepared, now: datetime, created_by: str, decision: Decision) -> Plan:
@@ -74,7 +75,8 @@ def send(settings: Settings, ready: Prepared, clock: Clock, *, created_by: str |
             plan = dataclasses.replace(plan, verp_key=ledger.identity)  # the ledger's identity: the same on every node
         if decision.to_send:  # the audit log: who sent what, whichever door they came through
             ledger.record_audit(clock.now(), plan.created_by, "send", plan.name, decision.content.hash,
-                                f"{decision.to_send} recipient(s)" + (" (test)" if ready.test else ""))
+                                (Fact.of("audit_detail.test_recipients" if ready.test else "audit_detail.recipients",
+                                         count=decision.to_send),))
         # The record of what is sent exists before the first message goes out; a failure
         # here stops the send with nothing sent.
         ledger.keep_content(plan.name, ready.rendered.subject, plan.source, ready.edition.source_text,

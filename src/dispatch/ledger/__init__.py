@@ -43,6 +43,7 @@ from dispatch.ledger.schema import (
     schema_info,
 )
 from dispatch.models import Approval, AuditEntry, Delivery, DispatchRecord, KeptText, NewRecipient, Outcome, User
+from dispatch.values import Fact
 
 
 class Ledger:
@@ -257,7 +258,8 @@ class Ledger:
         return accounts.end_sessions(self.db, name)
 
     def record_audit(self, at: datetime, user: str, action: str, target: str = "",
-                     content_hash: str | None = None, detail: str = "") -> None:
+                     content_hash: str | None = None, detail: Sequence[Fact] = ()) -> None:
+        """One audit entry; ``detail``: what else it records, as facts (worded by each reader)."""
         accounts.record_audit(self.db, at, user, action, target, content_hash, detail)
 
     def audit_log(self, limit: int = 500, *, action: str | None = None, target: str | None = None) -> list[AuditEntry]:

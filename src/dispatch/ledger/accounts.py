@@ -3,6 +3,8 @@ the audit log, and texts kept aside when a save was refused."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -13,6 +15,8 @@ from dispatch.errors import LedgerError
 from dispatch.ledger.database import Database, _utc
 from dispatch.ledger.schema import audit, kept_texts, users
 from dispatch.models import AuditEntry, KeptText, User
+from dispatch.values import Fact
+from dispatch.wording import english
 
 
 def add_user(db: Database, name: str, email: str, role: str, password_hash: str | None, now: datetime) -> User:
@@ -91,10 +95,22 @@ def end_sessions(db: Database, name: str) -> bool:
 
 
 def record_audit(db: Database, at: datetime, user_name: str, action: str, target: str = "",
-                 content_hash: str | None = None, detail: str = "") -> None:
+                 content_hash: str | None = None, detail: Sequence[Fact] = ()) -> None:
+    """One entry; its detail stored in English (for the command line and the logs) and as facts."""
     with db.engine.begin() as conn:
         conn.execute(audit.insert().values(at=_utc(at), user_name=user_name, action=action, target=target,
-                                           content_hash=content_hash, detail=detail))
+                                           content_hash=content_hash, detail="; ".join(english(f) for f in detail),
+                                           detail_facts=json.dumps([_stored(f) for f in detail], ensure_ascii=False)))
+
+
+def _stored(fact: Fact) -> dict[str, Any]:
+    return {"code": fact.code, "count": fact.count,
+            "params": {key: _stored(value) if isinstance(value, Fact) else value for key, value in fact.params.items()}}
+
+
+def _read(stored: dict[str, Any]) -> Fact:
+    params = {key: _read(value) if isinstance(value, dict) else value for key, value in stored["params"].items()}
+    return Fact(str(stored["code"]), params, stored.get("count"))
 
 
 def audit_log(db: Database, limit: int = 500, *, action: str | None = None, target: str | None = None) -> list[AuditEntry]:
@@ -106,7 +122,8 @@ def audit_log(db: Database, limit: int = 500, *, action: str | None = None, targ
         query = query.where(audit.c.target == target)
     with db.read() as conn:
         return [AuditEntry(id=row["id"], at=_utc(row["at"]), user=row["user_name"], action=row["action"],  # type: ignore[arg-type]
-                           target=row["target"], content_hash=row["content_hash"], detail=row["detail"])
+                           target=row["target"], content_hash=row["content_hash"], detail=row["detail"],
+                           facts=tuple(_read(f) for f in json.loads(row["detail_facts"] or "[]")))
                 for row in conn.execute(query).mappings()]
 
 

@@ -15,7 +15,7 @@ from dispatch.models import State
 # The schema this program reads and writes. An older program refuses a ledger whose
 # recorded version is higher than its own (``Ledger._migrate``); MIGRATIONS bring an older
 # ledger up to this one.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 metadata = sa.MetaData()
 
@@ -167,6 +167,9 @@ audit = sa.Table(
     sa.Column("target", sa.String(200), nullable=False, default=""),
     sa.Column("content_hash", sa.String(64), nullable=True),
     sa.Column("detail", sa.Text, nullable=False, default=""),
+    # Schema 6: the detail as facts (a JSON list of {code, params}), for each front door to word;
+    # "detail" keeps it in English. NULL for entries recorded before.
+    sa.Column("detail_facts", sa.Text, nullable=True),
     sa.Index("ix_audit_at", "at"),
 )
 
@@ -242,6 +245,10 @@ def _schema_5(conn: sa.Connection) -> None:
     _add_columns(conn, users, ("sso_subject",))
 
 
+def _schema_6(conn: sa.Connection) -> None:
+    _add_columns(conn, audit, ("detail_facts",))
+
+
 # (version, what it adds, step), in order. A step runs in the transaction that records
 # its version, so a ledger is never left between two versions. Add a step for every
 # schema change and raise SCHEMA_VERSION with it; a step must be safe on a ledger that
@@ -251,5 +258,6 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (3, "content hashes, approvals and edits", _schema_3),
     (4, "console accounts, audit log, kept texts and bounce events", _schema_4),
     (5, "session generations of console accounts", _schema_5),
+    (6, "audit details as facts", _schema_6),
 )
 assert MIGRATIONS[-1][0] == SCHEMA_VERSION

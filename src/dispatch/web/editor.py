@@ -7,7 +7,7 @@ forms into arguments and results into Swedish pages.
 
 from __future__ import annotations
 
-import re
+import re  # not wording: checks the date in a route's path
 from collections.abc import Callable
 from datetime import date
 

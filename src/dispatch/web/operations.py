@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 
 from dispatch import app
 from dispatch.errors import DispatchError, InputError
+from dispatch.values import Fact
 from dispatch.web.console import Visit, not_found, page
 from dispatch.web.editor import _located, edition_day
 from dispatch.web.swedish import swedish_held, swedish_relay
@@ -162,7 +163,7 @@ async def retry_now(request: Request, visit: Visit) -> Response:
     if recipe is None:
         return not_found(visit, "Det här utskicket kan inte skickas igen härifrån.")
     count = await run_in_threadpool(app.retry_waiting_now, visit.console.settings, name, visit.now)
-    visit.audit("retry_now", name, None, f"{count} waiting recipient(s)")
+    visit.audit("retry_now", name, None, (Fact.of("audit_detail.waiting_recipients", count=count),))
     if visit.console.runs.wake(name):  # a send of it runs here: it tries them now instead of after its wait
         return RedirectResponse(f"/runs/{name}", status_code=303)
     return await _start(visit, recipe, name, day=recipe.day)

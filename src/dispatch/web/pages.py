@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from dispatch import app
+from dispatch.values import Fact
 from dispatch.web.checks import Busy
 from dispatch.web.console import Console, Visit, forbidden, not_found, page, render
 
@@ -145,7 +146,7 @@ async def export(request: Request, visit: Visit) -> Response:
     document = await run_in_threadpool(app.export, visit.console.settings, name)
     if document is None or document.get("dispatch") != name or kind not in ("csv", "json"):
         return not_found(visit)
-    visit.audit("export", name, None, kind)
+    visit.audit("export", name, None, (Fact.of("audit_detail.export", format=kind),))
     if kind == "json":
         body = json.dumps(document, ensure_ascii=False, indent=2) + "\n"
         media = "application/json"

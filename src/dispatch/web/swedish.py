@@ -1,12 +1,11 @@
-"""What is left of the console's rewording of English text: the plan line, the audit log's
-details and the relay's trouble (being replaced by facts worded from locale/, issue 31).
-Problems and refusals are facts, worded by dispatch.wording.swedish."""
+"""What is left of the console's rewording of English text: the plan line and the relay's
+trouble (being replaced by facts worded from locale/, issue 31). Problems, refusals, role
+names and the audit log's details are facts, worded by dispatch.wording.swedish."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime, tzinfo
 
 # A catalogue: patterns for English text, each with its Swedish wording ({group} filled in).
 Catalogue = list[tuple[re.Pattern[str], str]]
@@ -46,73 +45,6 @@ def _reworded(catalogue: Catalogue, text: str, value: Callable[[str, str], str] 
         if found:
             return wording.format(**{key: value(key, group or "") for key, group in found.groupdict().items()})
     return None
-
-
-# -- the audit log's details ---------------------------------------------------------------------
-# The ledger keeps them in English (the command line and the exports read them); the console's
-# log shows them in Swedish, part by part ("from 10.0.0.7; wrong password (2)").
-
-_MOMENT = re.compile(r"\b\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:[+-]\d\d:\d\d|Z)")
-
-
-def _local(moment: str, zone: tzinfo) -> str:
-    try:
-        return datetime.fromisoformat(moment).astimezone(zone).strftime("%Y-%m-%d %H:%M")
-    except ValueError:
-        return moment
-
-
-ROLE_NAMES = {"editor": "redaktör", "approver": "godkännare", "operator": "operatör"}
-_FROM_PROVIDER = " (from the identity provider)"
-
-# Groups named ...role are role names, shown in Swedish.
-_DETAIL_PARTS: Catalogue = [(re.compile(pattern), wording) for pattern, wording in [
-    (r"^from (?P<r>.+)$", "från {r}"),
-    (r"^unknown user or no password$", "okänd användare eller inget lösenord"),
-    (r"^account locked until (?P<t>.+)$", "kontot spärrat till {t}"),
-    (r"^wrong password \((?P<n>\d+)\)$", "fel lösenord (försök {n})"),
-    (r"^(?P<n>\d+) attempts counted: password not checked$", "{n} försök räknade: lösenordet prövades inte"),
-    (r"^too many unknown names from this address$", "för många okända användarnamn från den här adressen"),
-    (r"^by the account's owner$", "av kontots ägare"),
-    (r"^sessions ended$", "alla inloggningar avslutade"),
-    (r"^(?P<n>\d+) failed sign-ins: locked for (?P<m>\d+) minutes$", "{n} misslyckade inloggningar: spärrat i {m} minuter"),
-    (r"^account disabled$", "kontot är avstängt"),
-    (r"^single sign-on$", "enkel inloggning"),
-    (r"^role (?P<role>\w+), no address$", "roll {role}, ingen e-postadress"),
-    (r"^role (?P<role>\w+), (?P<a>.+)$", "roll {role}, {a}"),
-    (r"^role (?P<old_role>\S+) -> (?P<new_role>\S+)$", "roll {old_role} -> {new_role}"),
-    (r"^email (?P<c>.+)$", "e-post {c}"),
-    (r"^revision (?P<n>\d+)$", "version {n}"),
-    (r"^revision (?P<n>\d+) of (?P<d>.+)$", "version {n} av {d}"),
-    (r"^1 approval\(s\)$", "1 godkännande"),
-    (r"^(?P<n>\d+) approval\(s\)$", "{n} godkännanden"),
-    (r"^kept text (?P<k>\S+)$", "texten sparad som {k}"),
-    (r"^file (?P<h>\S+)$", "filen {h}"),
-    (r"^(?P<n>\d+) (?:deferred|waiting) recipient\(s\)$", "{n} väntande mottagare"),
-    (r"^(?P<n>\d+) recipient\(s\) \(test\)$", "{n} mottagare (provutskick)"),
-    (r"^(?P<n>\d+) recipient\(s\)$", "{n} mottagare"),
-    (r"^no console role for (?P<c>.+)$", "ingen roll i konsolen för {c}"),
-    (r"^the name belongs to a local account$", "namnet hör till ett lokalt konto"),
-    (r"^the name belongs to another person at the identity provider$", "namnet hör till en annan person hos identitetsleverantören"),
-    (r"^the account is disabled in the console$", "kontot är avstängt i konsolen"),
-]]
-
-
-def _role_in_swedish(key: str, value: str) -> str:
-    return ROLE_NAMES.get(value, value) if key.endswith("role") else value
-
-
-def swedish_audit_detail(detail: str, zone: tzinfo = UTC) -> str:
-    """An audit entry's detail as the console shows it; a part without an entry stays as written.
-    Moments in it (recorded in UTC) are shown in ``zone``, as the log's own times are."""
-    detail = _MOMENT.sub(lambda m: _local(m[0], zone), detail)
-    shown = []
-    for part in detail.split("; "):
-        suffix = ""
-        if part.endswith(_FROM_PROVIDER):
-            part, suffix = part[: -len(_FROM_PROVIDER)], " (från identitetsleverantören)"
-        shown.append((_reworded(_DETAIL_PARTS, part, _role_in_swedish) or part) + suffix)
-    return "; ".join(shown)
 
 
 # -- the relay's trouble, on a send's page -------------------------------------------------------
