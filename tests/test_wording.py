@@ -173,3 +173,26 @@ def test_no_module_of_the_console_or_the_use_cases_rewords_program_messages_with
     if swedish_py.exists():
         text = swedish_py.read_text(encoding="utf-8")
         assert "_CATALOGUE" not in text and "ROLE_NAMES" not in text and "_DETAIL_PARTS" not in text
+
+
+def test_a_front_matter_approval_is_a_flag_and_each_front_door_words_it(tmp_path: object) -> None:
+    from datetime import UTC, date, datetime
+
+    from dispatch.ledger import Ledger
+    from dispatch.ledger.memory import MemoryLedger
+    from dispatch.publishing.export import export_document
+
+    now = datetime(2024, 11, 17, 13, tzinfo=UTC)
+    ledger = Ledger(f"sqlite:///{tmp_path}/ledger.db")
+    try:
+        ledger.open_dispatch("2024-11-17.r1.edition", date(2024, 11, 17), 1, "edition", "S", "", "anna", now,
+                             content_hash="a" * 64, by_front_matter=True)
+        record = ledger.find_dispatch("2024-11-17.r1.edition")
+    finally:
+        ledger.close()
+    memory, _ = MemoryLedger().open_dispatch("2024-11-17.r1.edition", date(2024, 11, 17), 1, "edition", "S", "",
+                                             "anna", now, by_front_matter=True)
+    for found in (record, memory):
+        assert found is not None and found.by_front_matter and found.approved_by is None, "no person's name"
+        assert export_document(found, {}, [], [])["approved_by"] == "status: approved (front matter)", "the contract"
+    assert swedish(Fact.of("approval.by_front_matter")) == "godkänd med status Godkänd i rapporten"

@@ -85,11 +85,15 @@ def edition_state(settings: Settings, ledger: Ledger, day: date, now: datetime) 
     if verdict.sendable:
         approval = verdict.approval
         text = (f"Godkänd av {approval.approved_by} {approval.approved_at.astimezone(zone):%Y-%m-%d %H:%M}"
-                if approval else "Godkänd ('status: approved' i filen)")
+                if approval else _capfirst(swedish(verdict.reason)))
         return EditionState(day, "approved", prefix + text, approval, found.authors, found.content.hash,
                             revision=edition.revision)
     return EditionState(day, "draft", f"{prefix}Utkast: {swedish(verdict.reason)}", None, found.authors, found.content.hash,
                         revision=edition.revision)
+
+
+def _capfirst(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _revision_written(settings: Settings, day: date) -> int:
