@@ -196,3 +196,13 @@ def test_a_front_matter_approval_is_a_flag_and_each_front_door_words_it(tmp_path
         assert found is not None and found.by_front_matter and found.approved_by is None, "no person's name"
         assert export_document(found, {}, [], [])["approved_by"] == "status: approved (front matter)", "the contract"
     assert swedish(Fact.of("approval.by_front_matter")) == "godkänd med status Godkänd i rapporten"
+
+
+def test_every_wording_fills_in_in_both_languages() -> None:
+    from string import Formatter
+
+    for code, wording in ENGLISH.items():
+        forms = wording if isinstance(wording, tuple) else (wording,)
+        names = {name.split("!")[0] for form in forms for _, name, _, _ in Formatter().parse(form) if name} - {"count"}
+        fact = Fact(code, {name: "X" for name in names}, 2 if isinstance(wording, tuple) else None)
+        assert english(fact) and swedish(fact), code
