@@ -277,6 +277,23 @@ ENGLISH.update({
     "audit_detail.export": "{format}",
     # the audit log's actions (the console's log names each)
     **{f"audit.{action}": action.replace("_", " ") for action in AUDIT_ACTIONS},
+    # config/credentials.py: the relay's and the bounce mailbox's secrets ({setting}: e.g. transport.password_env)
+    "secret.env_unset": "{setting} names {name}, which is not set in the environment; export it (or use password_file)",
+    "secret.env_empty": "{setting} names {name}, which is set but empty; export the password in it (or use "
+                        "password_file)",
+    "secret.no_password": "{setting} is set but no password is: set {section}.password_env (the name of an "
+                          "environment variable) or {section}.password_file",
+    "secret.file_missing": "{setting} names {file}, which does not exist; create it (or use password_env)",
+    "secret.file_is_directory": "{setting} names {file}, which is a directory; name the file that holds the password",
+    "secret.file_unreadable": "{setting} names {file}, which cannot be read ({detail}); let the user running dispatch "
+                              "read it (or use password_env)",
+    "secret.file_empty": "{setting} names {file}, which is empty; put the password in it",
+    "secret.command_unsplittable": "{setting} cannot be split into words ({detail}); check its quotes",
+    "secret.command_empty": "{setting} is empty; give the command that prints an access token",
+    "secret.program_missing": "{setting} runs {program}, which does not exist; give the full path of the token program",
+    "secret.program_not_executable": "{setting} runs {program}, which is not executable; chmod +x it",
+    "secret.program_not_on_path": "{setting} runs {program}, which is not found on PATH; install it or give its full "
+                                  "path",
 })
 
 
