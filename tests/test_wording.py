@@ -206,3 +206,16 @@ def test_every_wording_fills_in_in_both_languages() -> None:
         names = {name.split("!")[0] for form in forms for _, name, _, _ in Formatter().parse(form) if name} - {"count"}
         fact = Fact(code, {name: "X" for name in names}, 2 if isinstance(wording, tuple) else None)
         assert english(fact) and swedish(fact), code
+
+
+def test_an_error_that_is_no_problem_with_an_input_is_a_fact_too() -> None:
+    from pathlib import Path
+
+    from dispatch.errors import DispatchError, LedgerError, TransportError
+    from dispatch.publishing.intranet import PublishError
+
+    refused = TransportError("relay.region.se:587", "cannot connect: ConnectionRefusedError")
+    assert english(refused.fact) == str(refused), "the command line's words are the error's own"
+    assert swedish(refused.fact).startswith("e-postservern relay.region.se:587 tar inte emot")
+    for error in (LedgerError("database is locked"), PublishError(Path("web/index.html"), "disk full"), DispatchError("x")):
+        assert english(error.fact) == str(error)

@@ -51,6 +51,12 @@ def display_path(path: Path | str) -> str:
 class DispatchError(Exception):
     """Root of every error dispatch raises deliberately."""
 
+    @property
+    def fact(self) -> Fact:
+        """What went wrong, for a front door to word: a subclass that knows more says more; by
+        default the error as it was said (the command line prints ``str(error)`` itself)."""
+        return Fact.of("error.said", text=str(self))
+
 
 class InputError(DispatchError):
     """An edition, recipient list or config file is wrong; nothing may be sent."""
@@ -67,11 +73,19 @@ class PreflightError(InputError):
 class LedgerError(DispatchError):
     """The ledger database cannot be reached or has an unexpected schema."""
 
+    @property
+    def fact(self) -> Fact:
+        return Fact.of("error.ledger", detail=str(self))
+
 
 class LedgerBusy(LedgerError):
     """A row or table the operation needs stayed locked longer than ``lock_timeout`` (another
     node's transaction, perhaps of a node that froze). Nothing was written; the caller may
     try again."""
+
+    @property
+    def fact(self) -> Fact:
+        return Fact.of("error.ledger_busy", detail=str(self))
 
 
 class TransportError(DispatchError, ConnectionError):
@@ -85,7 +99,12 @@ class TransportError(DispatchError, ConnectionError):
     def __init__(self, endpoint: str, message: str, *, permanent: bool = False) -> None:
         self.endpoint = endpoint
         self.permanent = permanent
+        self.detail = message
         super().__init__(f"{endpoint}: {message}")
+
+    @property
+    def fact(self) -> Fact:
+        return Fact.of("error.transport", endpoint=self.endpoint, detail=self.detail)
 
 
 class AuthenticationError(TransportError):
@@ -111,3 +130,7 @@ class ConsoleError(DispatchError):
 class SigningError(DispatchError):
     """A message cannot be DKIM-signed (the key file, or dkimpy refusing); nothing is sent
     unsigned when signing is configured."""
+
+    @property
+    def fact(self) -> Fact:
+        return Fact.of("error.signing", detail=str(self))

@@ -294,6 +294,13 @@ ENGLISH.update({
     "secret.program_not_executable": "{setting} runs {program}, which is not executable; chmod +x it",
     "secret.program_not_on_path": "{setting} runs {program}, which is not found on PATH; install it or give its full "
                                   "path",
+    # errors.py: an error that is not a problem with an input (English: as str(error) says it)
+    "error.said": "{text}",
+    "error.ledger": "{detail}",
+    "error.ledger_busy": "{detail}",
+    "error.transport": "{endpoint}: {detail}",
+    "error.signing": "{detail}",
+    "error.publish": "{path}: {detail}",
 })
 
 

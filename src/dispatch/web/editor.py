@@ -216,7 +216,7 @@ async def _act(visit: Visit, day: date, work: Callable[[], str]) -> Response:
         done = await run_in_threadpool(work)
     except DispatchError as exc:
         problems = exc.problems if isinstance(exc, InputError) else ()
-        reason = "; ".join(swedish_of(p.fact) for p in problems) if problems else str(exc)
+        reason = "; ".join(swedish_of(p.fact) for p in problems) if problems else swedish_of(exc.fact)
         return await run_in_threadpool(lambda: _edition_page(visit, day, error=f"Inte utfört: {reason}", status_code=409))
     return RedirectResponse(f"/editions/{day.isoformat()}?klart={done}", status_code=303)
 

@@ -47,10 +47,9 @@ def routes() -> list[BaseRoute]:
 
 
 def _refusal(exc: DispatchError) -> str:
-    """Why an action was refused, in Swedish: each problem worded from the catalogue (an error
-    without problems, such as an unreachable ledger, is shown as it was said)."""
+    """Why an action was refused, in Swedish: each problem, or the error, worded from the catalogue."""
     problems = exc.problems if isinstance(exc, InputError) else ()
-    return "; ".join(swedish_of(p.fact) for p in problems) if problems else str(exc)
+    return "; ".join(swedish_of(p.fact) for p in problems) if problems else swedish_of(exc.fact)
 
 
 # -- an edition: confirm, send, watch -----------------------------------------------------------------
