@@ -22,6 +22,7 @@ from dispatch.email.message import Envelope, PreparedMessage, prepare, to_header
 from dispatch.email.render import render
 from dispatch.errors import DispatchError, InputError
 from dispatch.models import Edition, Recipient, Rendered
+from dispatch.values import Fact
 
 NOW = datetime(2024, 11, 17, 13, 0, tzinfo=UTC)
 TEMPLATES = ROOT / "templates" / "email"
@@ -327,15 +328,11 @@ def test_encode_words_are_at_most_75_characters_on_one_line_and_decode_to_the_te
 # -- the console's audit log in Swedish ------------------------------------------------------------
 
 
-def _fact(code: str, count: int | None = None, **params: object) -> object:
-    from dispatch.values import Fact
-
-    return Fact.of(f"audit_detail.{code}", count=count, **params)  # type: ignore[arg-type]
+def _fact(code: str, count: int | None = None, **params: str | int | Fact) -> Fact:
+    return Fact.of(f"audit_detail.{code}", count=count, **params)
 
 
-def _role(role: str) -> object:
-    from dispatch.values import Fact
-
+def _role(role: str) -> Fact:
     return Fact.of(f"role.{role}")
 
 
@@ -382,14 +379,14 @@ def _role(role: str) -> object:
      "invalid_grant: the code was used"),  # the provider's own words, as said
     ([], "", ""),
 ])
-def test_the_audit_logs_details_are_recorded_in_english_and_shown_in_swedish(facts: list[object], recorded: str,
+def test_the_audit_logs_details_are_recorded_in_english_and_shown_in_swedish(facts: list[Fact], recorded: str,
                                                                                shown: str) -> None:
     from dispatch.models import AuditEntry
     from dispatch.web.console import audit_detail
     from dispatch.wording import english
 
-    assert "; ".join(english(fact) for fact in facts) == recorded  # type: ignore[arg-type]
-    entry = AuditEntry(1, datetime(2024, 11, 18, tzinfo=UTC), "anna", "sign_in", "", None, recorded, tuple(facts))  # type: ignore[arg-type]
+    assert "; ".join(english(fact) for fact in facts) == recorded
+    entry = AuditEntry(1, datetime(2024, 11, 18, tzinfo=UTC), "anna", "sign_in", "", None, recorded, tuple(facts))
     assert audit_detail(entry, STOCKHOLM) == shown
 
 

@@ -86,7 +86,8 @@ def test_the_swedish_fills_in_only_what_the_fact_carries() -> None:
         return {name.split("!")[0] for _, name, _, _ in Formatter().parse(text) if name}
 
     for code, swedish_text in swedish_entries().items():
-        english_forms = ENGLISH[code] if isinstance(ENGLISH[code], tuple) else (ENGLISH[code],)
+        wording = ENGLISH[code]
+        english_forms = wording if isinstance(wording, tuple) else (wording,)
         known = set().union(*(names(form) for form in english_forms)) | {"count"}
         for form in (swedish_text if isinstance(swedish_text, tuple) else (swedish_text,)):
             assert names(form) <= known, f"{code}: the Swedish names {names(form) - known}, which the fact lacks"
