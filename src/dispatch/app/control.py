@@ -21,7 +21,7 @@ from dispatch.models import Approval, Edition
 from dispatch.publishing.accessibility_statement import statement_body, write_statement
 from dispatch.publishing.intranet import Published, publish_edition
 from dispatch.values import Fact
-from dispatch.wording import english, swedish
+from dispatch.wording import english, swedish, swedish_of
 
 
 @dataclass(frozen=True)
@@ -226,7 +226,10 @@ def scheduled_edition(settings: Settings, ledger: Ledger, day: date, now: dateti
         edition = read_edition(settings, day, None, now)
         found = review(settings, ledger, edition, now)
     except InputError as exc:
-        return _unsendable(Fact.of("scheduled.problems", problems="; ".join(str(p) for p in exc.problems)))
+        # The office's alert lists the problems in Swedish, the log in English.
+        in_swedish = "; ".join(f"{p.path}:{p.line}: {swedish_of(p.fact)}" for p in exc.problems)
+        return (None, swedish(Fact.of("scheduled.problems", problems=in_swedish)),
+                english(Fact.of("scheduled.problems", problems="; ".join(str(p) for p in exc.problems))))
     if found.conflict is not None:
         return (None, swedish(Fact.of("scheduled.changed_after_send")),
                 "; ".join(p.message for p in found.conflict.problems))
