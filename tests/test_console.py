@@ -676,3 +676,16 @@ def test_a_problem_and_a_refusal_are_worded_in_swedish_from_the_catalogue(shared
     assert worded.startswith("kan inte skickas: rapporten är inte godkänd")
     assert worded[:1].upper() + worded[1:] in shown, re.findall(r"role=.alert.*", shown)
     assert english(refusal) not in shown and "not sendable" not in shown
+
+
+def test_the_recipient_lists_problems_are_worded_in_swedish(console: WebProcess, project: Project) -> None:
+    from dispatch.values import Fact
+    from dispatch.wording import english, swedish
+
+    (project.root / "recipients" / "extra.csv").write_text("email;name\nnot-an-address;Nils\n", encoding="utf-8")
+    olle = sign_in(console.base, "olle")
+    page = html.unescape(olle.get("/recipients").text)
+    assert "recipients/extra.csv:2" in page, re.findall(r'class="problems".*', page)
+    problem = Fact.of("recipients.invalid_address", address="'not-an-address'", detail="x")
+    said = swedish(problem).removesuffix("x")
+    assert said in page and english(problem).removesuffix("x") not in page
