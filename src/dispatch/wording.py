@@ -301,6 +301,15 @@ ENGLISH.update({
     "error.transport": "{endpoint}: {detail}",
     "error.signing": "{detail}",
     "error.publish": "{path}: {detail}",
+    # recipients/addresses.py: why one address is not usable
+    "address.control_character": "the address contains a control character or line break",
+    "address.no_at": "an address needs one '@' with text on both sides",
+    "address.non_ascii_local_part": "the part before the @ contains non-ASCII characters ({characters}); "
+                                    "internationalised mailbox names (SMTPUTF8) are not supported, ask for the "
+                                    "person's ASCII address",
+    "address.local_part_too_long": "the part before the @ is too long (more than 64 characters)",
+    "address.too_long": "the address is longer than 254 characters",
+    "address.invalid": "{detail}",
 })
 
 

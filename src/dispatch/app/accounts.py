@@ -34,7 +34,7 @@ def add_user(ledger: Ledger, name: str, email: str, role: str, password: str | N
     try:
         address, _ = normalise(email)
     except AddressError as exc:
-        problems.append(Problem.of("--email", 0, "recipients.invalid_address", address=repr(email), detail=str(exc)))
+        problems.append(Problem.of("--email", 0, "recipients.invalid_address", address=repr(email), detail=exc.fact))
         address = email
     if role not in ROLES:
         problems.append(Problem.of("--role", 0, "account.bad_role", roles=", ".join(ROLES), role=repr(role)))

@@ -247,7 +247,7 @@ def _resolve_addresses(addresses: tuple[str, ...]) -> Resolution:
         try:
             address, key = normalise(raw)
         except AddressError as exc:
-            raise InputError([Problem.of("--to", 0, "recipients.invalid_address", address=repr(raw), detail=str(exc))]) from None
+            raise InputError([Problem.of("--to", 0, "recipients.invalid_address", address=repr(raw), detail=exc.fact)]) from None
         resolution.recipients.setdefault(key, Recipient(address=address, name="", key=key, source="--to"))
     return resolution
 

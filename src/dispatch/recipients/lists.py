@@ -140,7 +140,7 @@ def load_suppressed(directory: Path) -> tuple[set[str], list[Problem]]:
                     keys.add(normalise(text)[1])
                 except AddressError as exc:
                     problems.append(Problem.of(shown, number, "recipients.bad_suppressed_address",
-                                               address=repr(shorten(text)), detail=str(exc)))
+                                               address=repr(shorten(text)), detail=exc.fact))
     except UnicodeDecodeError:
         problems.append(Problem.of(shown, 1, "recipients.suppressed_not_utf8"))
     except FileNotFoundError:
@@ -211,7 +211,7 @@ def _load_list(directory: Path, name: str, result: Resolution, fatal: list[Probl
             address, key = _fold(email)
         except AddressError as exc:
             _invalid(result, view, email, name, Problem.of(shown, line, "recipients.invalid_address",
-                                                          address=repr(shorten(email)), detail=str(exc)))
+                                                          address=repr(shorten(email)), detail=exc.fact))
             return
         if key in suppressed:
             view.suppressed.add(key)
