@@ -21,8 +21,8 @@ PACKAGE = ROOT / "src" / "dispatch"
 MAX_LINES = 400
 
 # What a driver (cli, serve) may import from the project.
-# The front doors also read the value types the use cases return and word them (issue 31: the
-# command line in English, the console in Swedish, both from dispatch.wording's catalogues).
+# Issue 31: the front doors also read the value types the use cases return and word them from
+# the catalogues (dispatch.wording: English in code, Swedish from locale/).
 ALLOWED = ("dispatch.app", "dispatch.errors", "dispatch.config", "dispatch.config.settings", "dispatch.values",
            "dispatch.wording")
 

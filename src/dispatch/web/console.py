@@ -29,11 +29,19 @@ from dispatch.errors import DispatchError
 from dispatch.values import Fact
 from dispatch.web.checks import PasswordChecks
 from dispatch.web.sessions import Session, Sessions, csrf_ok
-from dispatch.web.swedish import swedish_plan
+from dispatch.web.swedish import (
+    entry_label,
+    say_edition,
+    say_fact,
+    say_label,
+    say_plan,
+    say_reply,
+    say_state,
+)
 from dispatch.wording import ENGLISH, swedish, swedish_of
 
 HERE = Path(__file__).parent
-STATIC_VERSION = "6"  # bump when static files change, so browsers fetch them again
+STATIC_VERSION = "7"  # bump when static files change, so browsers fetch them again
 
 # The console's own pages: scripts and styles only from the console itself (no inline
 # script, no inline style), no plug-ins, not framed by other sites.
@@ -121,13 +129,19 @@ def templates() -> Environment:
     env.filters["iso_local"] = lambda value, zone: (datetime.fromisoformat(value).astimezone(zone).strftime("%Y-%m-%d %H:%M")
                                                     if value else "")
     env.globals.update(state_names=STATE_NAMES, count_names=COUNT_NAMES)
-    env.filters["swedish_plan"] = swedish_plan
+    env.filters["say_plan"] = say_plan
+    env.filters["say_label"] = say_label
+    env.filters["say_fact"] = say_fact
+    env.filters["say_state"] = say_state
+    env.filters["say_edition"] = say_edition
+    env.filters["entry_label"] = entry_label
+    env.filters["say_reply"] = say_reply
     env.filters["audit_detail"] = audit_detail
     env.filters["action_name"] = lambda action: swedish(Fact.of(f"audit.{action}")) if f"audit.{action}" in ENGLISH else action
     # Facts worded from the Swedish catalogue: `reason | swedish`, or a code with its parameters.
     env.filters["swedish"] = swedish_of
     env.filters["capfirst"] = lambda text: text[:1].upper() + text[1:]
-    env.globals["said"] = lambda code, **params: swedish(Fact.of(code, **params))
+    env.globals["worded"] = lambda code, **params: swedish(Fact.of(code, **params))
     return env
 
 
