@@ -1,0 +1,168 @@
+"""Formatted text pasted from Word, Outlook or Teams -> an edition's Markdown.
+
+The browser hands over the clipboard's ``text/html``; this turns it into the Markdown an
+editor would have typed: headings as ``##``, bullets as ``- `` (Word's list paragraphs,
+which are ``<p class="MsoListParagraph">`` with a typed bullet rather than ``<li>``,
+included), bold as ``**…**``, links as ``[…](https://…)``.
+
+Sanitised first, converted second: only an allowlist of elements survives (everything else
+is unwrapped to its text, or dropped with its content where the content is code or
+styling: ``<script>``, ``<style>``, Word's conditional comments), no attribute but a link's
+address survives, and only http(s) and mailto addresses stay links. markdownify then writes
+the Markdown and escapes what in the text would read as Markdown, so pasted text stays text.
+"""
+
+from __future__ import annotations
+
+import re
+
+from bs4 import BeautifulSoup, Comment, Declaration, Doctype, NavigableString, ProcessingInstruction, Tag
+from markdownify import MarkdownConverter
+
+MAX_PASTE_CHARS = 2_000_000  # Word's HTML for a few pages with its styles is a few hundred kB
+# Dropped with everything inside them: code, styling, metadata and embedded documents.
+DROPPED = {"script", "style", "head", "title", "meta", "link", "template", "noscript", "iframe", "frame", "frameset",
+           "object", "embed", "applet", "svg", "math", "canvas", "audio", "video", "img", "picture", "source", "input",
+           "button", "select", "textarea", "xml"}
+# Kept as elements (without attributes, except a link's href); anything else becomes its text.
+KEPT = {"h1", "h2", "h3", "h4", "h5", "h6", "p", "br", "ul", "ol", "li", "strong", "b", "em", "i", "a", "blockquote",
+        "code", "pre"}
+BLOCKS = {"div", "section", "article", "header", "footer", "main", "aside", "nav", "tr", "table", "dl", "dt", "dd",
+          "figure", "figcaption", "address", "center"}
+LINK_SCHEMES = ("http://", "https://", "mailto:")
+_WORD_LIST_LEVEL = re.compile(r"mso-list:\s*\S+\s+level(\d+)", re.IGNORECASE)
+_WORD_ORDERED_BULLET = re.compile(r"^\s*(\d+|[a-zA-Z]|[ivxlcdmIVXLCDM]+)[.)]\s*$")
+_BOLD_STYLE = re.compile(r"font-weight:\s*(bold|[6-9]00)", re.IGNORECASE)
+_NOT_BOLD_STYLE = re.compile(r"font-weight:\s*(normal|[1-4]00)", re.IGNORECASE)
+_ITALIC_STYLE = re.compile(r"font-style:\s*italic", re.IGNORECASE)
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+class PastedMarkdown(MarkdownConverter):
+    """markdownify, set for an edition: ATX headings, ``-`` bullets, ``**`` bold, and
+    every character escaped that would otherwise start Markdown in pasted text."""
+
+    def __init__(self) -> None:
+        super().__init__(heading_style="atx", bullets="-", strong_em_symbol="*", escape_misc=True,
+                         escape_asterisks=True, escape_underscores=True, autolinks=False, newline_style="backslash")
+
+
+def markdown_from_clipboard(html: str) -> str:
+    """The Markdown for pasted HTML (already sanitised here: the caller need not)."""
+    soup = BeautifulSoup(html[:MAX_PASTE_CHARS], "html.parser")
+    body = soup.body or soup
+    _drop_code_and_comments(body)
+    _word_lists(body)
+    _styled_emphasis(body)
+    _keep_only_allowed(body)
+    for heading in body.find_all(["h1", "h2", "h3", "h4", "h5", "h6"]):
+        # An edition's sections are "##"; a smaller heading inside one is "###".
+        heading.name = "h2" if heading.name in ("h1", "h2") else "h3"
+    markdown = PastedMarkdown().convert_soup(body)
+    return _tidy(markdown)
+
+
+def _drop_code_and_comments(root: Tag) -> None:
+    for node in list(root.descendants):
+        if isinstance(node, (Comment, Declaration, Doctype, ProcessingInstruction)):
+            node.extract()
+    for element in root.find_all(lambda tag: tag.name.lower() in DROPPED or ":" in tag.name and tag.name != "o:p"):
+        if element.parent is not None:
+            element.decompose()
+    # Word's typed bullets ("·", "o", "1.") sit in spans styled mso-list:Ignore: the list
+    # paragraph's own bullet is written by the conversion.
+    for span in root.find_all(style=re.compile(r"mso-list:\s*ignore", re.IGNORECASE)):
+        if span.parent is None:
+            continue
+        paragraph = span.find_parent("p")
+        if paragraph is not None and "data-typed-bullet" not in paragraph.attrs:
+            paragraph["data-typed-bullet"] = span.get_text().replace("\u00a0", " ").strip()
+        span.decompose()
+
+
+def _word_lists(root: Tag) -> None:
+    """Word's list paragraphs (a run of ``<p class="MsoListParagraph…">``, or any paragraph
+    styled ``mso-list: lN levelN``) become ``<ul>``/``<ol>`` with ``<li>``, nested by level."""
+    for paragraph in root.find_all("p"):
+        if paragraph.name != "p" or not _is_word_list_item(paragraph):  # an item of a run made a list already
+            continue
+        run = [paragraph]
+        sibling = paragraph.next_sibling
+        while sibling is not None:
+            if isinstance(sibling, NavigableString) and not sibling.strip():
+                sibling = sibling.next_sibling
+                continue
+            if isinstance(sibling, Tag) and sibling.name == "p" and _is_word_list_item(sibling):
+                run.append(sibling)
+                sibling = sibling.next_sibling
+                continue
+            break
+        ordered = _typed_bullet_is_number(paragraph)
+        top = root.new_tag("ol" if ordered else "ul")
+        paragraph.insert_before(top)
+        stack: list[tuple[int, Tag]] = [(1, top)]
+        for item in run:
+            level = _word_list_level(item)
+            while level > stack[-1][0] and stack[-1][1].contents:
+                nested = root.new_tag("ol" if _typed_bullet_is_number(item) else "ul")
+                stack[-1][1].contents[-1].append(nested)
+                stack.append((stack[-1][0] + 1, nested))
+            while level < stack[-1][0] and len(stack) > 1:
+                stack.pop()
+            item.extract()
+            item.name = "li"
+            stack[-1][1].append(item)
+
+
+def _is_word_list_item(paragraph: Tag) -> bool:
+    classes = " ".join(paragraph.get_attribute_list("class") or [])
+    style = str(paragraph.get("style") or "")
+    return "msolistparagraph" in classes.lower() or bool(_WORD_LIST_LEVEL.search(style))
+
+
+def _word_list_level(paragraph: Tag) -> int:
+    found = _WORD_LIST_LEVEL.search(str(paragraph.get("style") or ""))
+    return max(1, min(int(found.group(1)), 6)) if found else 1
+
+
+def _typed_bullet_is_number(paragraph: Tag) -> bool:
+    return bool(_WORD_ORDERED_BULLET.match(str(paragraph.get("data-typed-bullet") or "")))
+
+
+def _styled_emphasis(root: Tag) -> None:
+    """Bold and italic written as styles (Word, Outlook, Google Docs) become ``<strong>`` and
+    ``<em>``; a ``<b>`` styled not bold (Google Docs wraps everything in one) is unwrapped."""
+    for element in root.find_all(True):
+        style = str(element.get("style") or "")
+        if element.name in ("b", "strong") and _NOT_BOLD_STYLE.search(style):
+            element.unwrap()
+        elif element.name == "span" and _BOLD_STYLE.search(style):
+            element.name = "strong"
+        elif element.name == "span" and _ITALIC_STYLE.search(style):
+            element.name = "em"
+
+
+def _keep_only_allowed(root: Tag) -> None:
+    for element in list(root.find_all(True)):
+        name = element.name.lower()
+        if name == "a":
+            href = str(element.get("href") or "").strip()
+            if href.lower().startswith(LINK_SCHEMES):
+                element.attrs = {"href": href}
+                continue
+            element.unwrap()
+        elif name in KEPT:
+            element.attrs = {}
+        elif name in BLOCKS:
+            element.attrs = {}
+            element.name = "p"  # a block stays a paragraph of its own
+        elif name in ("td", "th"):
+            element.insert_after(" ")
+            element.unwrap()
+        else:
+            element.unwrap()
+
+
+def _tidy(markdown: str) -> str:
+    lines = [line.rstrip() for line in markdown.replace("\u00a0", " ").replace("\r", "").split("\n")]
+    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip("\n") + "\n"
