@@ -58,6 +58,12 @@ def test_google_docs_wrapper_is_not_bold_but_bold_styles_are() -> None:
     assert markdown_from_clipboard(pasted) == "**Fet** vanlig\n"
 
 
+def test_office_drawings_are_dropped_and_smart_tags_keep_their_text() -> None:
+    pasted = ('<p class=MsoNormal>Läget i <st1:City w:st="on">Uppsala</st1:City>'
+              '<v:shape id="bild"><v:imagedata src="file:///C:/bild.png" o:title=""/></v:shape> är lugnt.<o:p></o:p></p>')
+    assert markdown_from_clipboard(pasted) == "Läget i Uppsala är lugnt.\n"
+
+
 def test_script_style_and_code_are_dropped_with_their_content() -> None:
     pasted = ("<p>före<script>alert('x')</script> efter</p><style>p{color:red}</style>"
               "<iframe src='https://evil.example'>ram</iframe><img src=x onerror=alert(1)>"

@@ -25,6 +25,8 @@ ENGLISH: dict[str, str | tuple[str, str]] = {
     "duration.minutes": ("{count} minute", "{count} minutes"),
     "duration.hours": ("{count} hour", "{count} hours"),
     **{f"run_state.{state.value}": state.value.replace("_", " ") for state in RunState},
+    # The right password for a locked account (only ever said to someone who gave it).
+    "sign_in.locked": "the account is locked until {until} after too many wrong passwords",
 }
 
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import re
 
-from bs4 import BeautifulSoup, Comment, Declaration, Doctype, NavigableString, ProcessingInstruction, Tag
+from bs4 import BeautifulSoup, Tag
+from bs4.element import Comment, Declaration, Doctype, NavigableString, ProcessingInstruction
 from markdownify import MarkdownConverter
 
 MAX_PASTE_CHARS = 2_000_000  # Word's HTML for a few pages with its styles is a few hundred kB
@@ -24,6 +25,9 @@ MAX_PASTE_CHARS = 2_000_000  # Word's HTML for a few pages with its styles is a 
 DROPPED = {"script", "style", "head", "title", "meta", "link", "template", "noscript", "iframe", "frame", "frameset",
            "object", "embed", "applet", "svg", "math", "canvas", "audio", "video", "img", "picture", "source", "input",
            "button", "select", "textarea", "xml"}
+# Office's own elements dropped likewise: VML drawings (v:), Word's (w:) and its equations (m:).
+# Others (a smart tag such as <st1:City>) hold the text and are unwrapped.
+DROPPED_PREFIXES = ("v:", "w:", "m:")
 # Kept as elements (without attributes, except a link's href); anything else becomes its text.
 KEPT = {"h1", "h2", "h3", "h4", "h5", "h6", "p", "br", "ul", "ol", "li", "strong", "b", "em", "i", "a", "blockquote",
         "code", "pre"}
@@ -66,7 +70,7 @@ def _drop_code_and_comments(root: Tag) -> None:
     for node in list(root.descendants):
         if isinstance(node, (Comment, Declaration, Doctype, ProcessingInstruction)):
             node.extract()
-    for element in root.find_all(lambda tag: tag.name.lower() in DROPPED or ":" in tag.name and tag.name != "o:p"):
+    for element in root.find_all(lambda tag: tag.name.lower() in DROPPED or tag.name.lower().startswith(DROPPED_PREFIXES)):
         if element.parent is not None:
             element.decompose()
     # Word's typed bullets ("·", "o", "1.") sit in spans styled mso-list:Ignore: the list
@@ -103,9 +107,12 @@ def _word_lists(root: Tag) -> None:
         stack: list[tuple[int, Tag]] = [(1, top)]
         for item in run:
             level = _word_list_level(item)
-            while level > stack[-1][0] and stack[-1][1].contents:
+            while level > stack[-1][0]:
+                items = stack[-1][1].find_all("li", recursive=False)
+                if not items:  # a list that starts deeper than its first level: kept at its top
+                    break
                 nested = root.new_tag("ol" if _typed_bullet_is_number(item) else "ul")
-                stack[-1][1].contents[-1].append(nested)
+                items[-1].append(nested)  # a deeper level is a list inside the item before it
                 stack.append((stack[-1][0] + 1, nested))
             while level < stack[-1][0] and len(stack) > 1:
                 stack.pop()

@@ -23,7 +23,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from dispatch.app import AddressLimits, Clock, Ledger, Runs, User, active_user, audit
+from dispatch.app import AddressLimits, Clock, Ledger, LockedChecks, Runs, User, active_user, audit
 from dispatch.config import Settings, WebSettings
 from dispatch.errors import DispatchError
 from dispatch.web.checks import PasswordChecks
@@ -31,7 +31,7 @@ from dispatch.web.sessions import Session, Sessions, csrf_ok
 from dispatch.web.swedish import ROLE_NAMES, swedish_audit_detail, swedish_plan
 
 HERE = Path(__file__).parent
-STATIC_VERSION = "6"  # bump when static files change, so browsers fetch them again
+STATIC_VERSION = "7"  # bump when static files change, so browsers fetch them again
 
 # The console's own pages: scripts and styles only from the console itself (no inline
 # script, no inline style), no plug-ins, not framed by other sites.
@@ -60,6 +60,7 @@ class Console:
     checks: PasswordChecks
     limits: AddressLimits
     previews: OrderedDict[str, tuple[str, str, str]] = field(default_factory=OrderedDict)  # id -> (user, html, day)
+    locked: LockedChecks = field(default_factory=LockedChecks)  # checks of a password during its account's lock
 
     def now(self) -> datetime:
         """The time in the office's zone, as the command line has it: an urgent message's
