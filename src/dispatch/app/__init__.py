@@ -127,7 +127,7 @@ from dispatch.app.wiring import (
 )
 from dispatch.control.content import short
 from dispatch.delivery.pipeline import Clock, Result, StoppableClock
-from dispatch.email.pasted import MAX_PASTE_CHARS, markdown_from_clipboard
+from dispatch.email.pasted import MAX_PASTE_BYTES, markdown_from_clipboard
 from dispatch.ledger import Ledger, dispatch_name, state_dir
 from dispatch.models import ROLES, AuditEntry, KeptText, User
 from dispatch.publishing.export import export_csv, export_files
@@ -137,7 +137,7 @@ __all__ = [
     "LOCKED_CHECKS",
     "LOCK_AFTER",
     "LOCK_FOR",
-    "MAX_PASTE_CHARS",
+    "MAX_PASTE_BYTES",
     "MAX_TO_LINE",
     "NEW_FILE",
     "NO_ROLE",

@@ -20,7 +20,9 @@ from bs4 import BeautifulSoup, Tag
 from bs4.element import Comment, Declaration, Doctype, NavigableString, ProcessingInstruction
 from markdownify import MarkdownConverter
 
-MAX_PASTE_CHARS = 2_000_000  # Word's HTML for a few pages with its styles is a few hundred kB
+# Word's HTML for a few pages with its styles is a few hundred kB; a long report with tables a
+# few MB. The console refuses more (and the browser then pastes the plain text).
+MAX_PASTE_BYTES = 8_000_000
 # Dropped with everything inside them: code, styling, metadata and embedded documents.
 DROPPED = {"script", "style", "head", "title", "meta", "link", "template", "noscript", "iframe", "frame", "frameset",
            "object", "embed", "applet", "svg", "math", "canvas", "audio", "video", "img", "picture", "source", "input",
@@ -52,8 +54,9 @@ class PastedMarkdown(MarkdownConverter):
 
 
 def markdown_from_clipboard(html: str) -> str:
-    """The Markdown for pasted HTML (already sanitised here: the caller need not)."""
-    soup = BeautifulSoup(html[:MAX_PASTE_CHARS], "html.parser")
+    """The Markdown for pasted HTML (sanitised here: the caller need not; the caller bounds
+    its size, as the console does with MAX_PASTE_BYTES)."""
+    soup = BeautifulSoup(html, "html.parser")
     body = soup.body or soup
     _drop_code_and_comments(body)
     _word_lists(body)

@@ -118,8 +118,8 @@
     textarea.setAttribute("aria-busy", "true");
     fetch("/paste", {method: "POST", credentials: "same-origin",
                      headers: {"X-CSRF-Token": document.body.getAttribute("data-csrf") || "",
-                               "Content-Type": "application/x-www-form-urlencoded"},
-                     body: new URLSearchParams({html: html})})
+                               "Content-Type": "text/html; charset=utf-8"},
+                     body: html})
       .then(function (response) {
         if (response.status === 401) warnExpired();
         return response.ok ? response.text() : plain;
