@@ -49,6 +49,7 @@ from dispatch.app.changes import (
 from dispatch.app.control import (
     Decision,
     accessibility_statement,
+    accessibility_warnings,
     approve,
     decide,
     decide_now,
@@ -181,6 +182,7 @@ __all__ = [
     "StoppableClock",
     "User",
     "accessibility_statement",
+    "accessibility_warnings",
     "active_user",
     "add_user",
     "all_lists",
