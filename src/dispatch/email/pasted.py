@@ -33,6 +33,7 @@ DROPPED_PREFIXES = ("v:", "w:", "m:")
 # Kept as elements (without attributes, except a link's href); anything else becomes its text.
 KEPT = {"h1", "h2", "h3", "h4", "h5", "h6", "p", "br", "ul", "ol", "li", "strong", "b", "em", "i", "a", "blockquote",
         "code", "pre"}
+KEPT_BLOCKS = {"h1", "h2", "h3", "h4", "h5", "h6", "p", "ul", "ol", "li", "blockquote", "pre"}
 BLOCKS = {"div", "section", "article", "header", "footer", "main", "aside", "nav", "tr", "table", "dl", "dt", "dd",
           "figure", "figcaption", "address", "center"}
 LINK_SCHEMES = ("http://", "https://", "mailto:")
@@ -42,15 +43,94 @@ _BOLD_STYLE = re.compile(r"font-weight:\s*(bold|[6-9]00)", re.IGNORECASE)
 _NOT_BOLD_STYLE = re.compile(r"font-weight:\s*(normal|[1-4]00)", re.IGNORECASE)
 _ITALIC_STYLE = re.compile(r"font-style:\s*italic", re.IGNORECASE)
 _BLANK_LINES = re.compile(r"\n{3,}")
+_DANGLING_BREAK = re.compile(r"(?<!\\)((?:\\\\)*)\\\n(?=\s*(?:\n|$))")
+
+
+# Escaping pasted text, as little as keeps it text: what would read as Markdown anywhere in a
+# line (escape_text, each piece of text), and what would at the start of one (escape_line_starts,
+# each paragraph and list item once it is put together).
+_URL = re.compile(r"(?:https?://|mailto:|www\.)[^\s<>\[\]`*]+|[A-Za-z0-9][\w.+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+",
+                  re.IGNORECASE)
+# Every backslash is doubled: one before punctuation, a line's end or a moved bold mark would escape it.
+_INLINE = re.compile(r"[*`\[\]<\\]|&(?=#?\w+;)|(?<!\w)_|_(?!\w)")
+# At a line's start (a block's first line, or after a hard line break): a heading, a bullet, a
+# quote, a setext underline, a fence, or a number and "." or ")" (a numbered item).
+_LINE_START = re.compile(r"(\A|\\\n)(\s*)(#{1,6}(?=\s|$)|[-+=~](?=[\s\-+=~]|$)|>|\d{1,9}(?=[.)](?:\s|$)))")
+
+
+def escape_text(text: str) -> str:
+    """Pasted text as Markdown that reads as exactly that text. Addresses are left whole so
+    that the edition still makes them links (an escape inside one would cut it short)."""
+    parts: list[str] = []
+    end = 0
+    for found in _URL.finditer(text):
+        parts.append(_INLINE.sub(_escaped, text[end:found.start()]))
+        parts.append(found.group(0))
+        end = found.end()
+    parts.append(_INLINE.sub(_escaped, text[end:]))
+    return "".join(parts)
+
+
+def escape_line_starts(block: str) -> str:
+    """A block's text (its pieces escaped already) with what would start a heading, a list or
+    a quote at the start of one of its lines escaped too; a number keeps its digits first."""
+    def escaped(found: re.Match[str]) -> str:
+        start, space, construct = found.groups()
+        return start + space + (construct + "\\" if construct[0].isdigit() else "\\" + construct)
+
+    return _LINE_START.sub(escaped, block)
+
+
+def _escaped(found: re.Match[str]) -> str:
+    return "\\" + found.group(0)
+
+
+_EDGES = re.compile(r"^([\W_]*?)([^\W_](?:.*[^\W_])?|)([\W_]*)$", re.DOTALL)  # around the first and last letter or digit
 
 
 class PastedMarkdown(MarkdownConverter):
-    """markdownify, set for an edition: ATX headings, ``-`` bullets, ``**`` bold, and
-    every character escaped that would otherwise start Markdown in pasted text."""
+    """markdownify, set for an edition: ATX headings, ``-`` bullets, ``**`` bold; the pasted
+    HTML's line breaks are spaces (Word breaks its HTML's lines anywhere), and the text is
+    escaped by ``escape_text``."""
 
     def __init__(self) -> None:
-        super().__init__(heading_style="atx", bullets="-", strong_em_symbol="*", escape_misc=True,
-                         escape_asterisks=True, escape_underscores=True, autolinks=False, newline_style="backslash")
+        super().__init__(heading_style="atx", bullets="-", strong_em_symbol="*", autolinks=False,
+                         newline_style="backslash", wrap=True, wrap_width=None)
+
+    def escape(self, text: str, parent_tags: set[str]) -> str:
+        return escape_text(text) if text else ""
+
+    def convert_p(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        return self._markdownify("convert_p", el, escape_line_starts(text.strip(" \t\r\n")), parent_tags)
+
+    def convert_li(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        return self._markdownify("convert_li", el, escape_line_starts((text or "").strip()), parent_tags)
+
+    def convert_b(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        return self._emphasis(el, text, parent_tags, "**")
+
+    convert_strong = convert_b
+
+    def convert_em(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        return self._emphasis(el, text, parent_tags, "*")
+
+    convert_i = convert_em
+
+    def _emphasis(self, el: Tag, text: str, parent_tags: set[str], marker: str) -> str:
+        """``**bold**`` with its marks against letters or digits: punctuation and spaces at the
+        edges go outside (Markdown does not open "**" between a letter and a colon, so
+        "0**:x**" would show its stars), and nothing but punctuation stays plain text."""
+        if "_noformat" in parent_tags:
+            return text
+        if el.find(["a", "b", "strong", "i", "em"]) is not None:  # nested markup: as markdownify writes it
+            return self._markdownify("convert_b" if marker == "**" else "convert_em", el, text, parent_tags)
+        found = _EDGES.match(text)
+        lead, core, trail = found.groups() if found else ("", text, "")
+        return f"{lead}{marker}{core}{marker}{trail}" if core else text
+
+    def _markdownify(self, conversion: str, el: Tag, text: str, parent_tags: set[str]) -> str:
+        """markdownify's own conversion of an element (its stubs do not name them)."""
+        return str(getattr(MarkdownConverter, conversion)(self, el, text, parent_tags))
 
 
 def markdown_from_clipboard(html: str) -> str:
@@ -62,6 +142,7 @@ def markdown_from_clipboard(html: str) -> str:
     _word_lists(body)
     _styled_emphasis(body)
     _keep_only_allowed(body)
+    _paragraphs_for_loose_text(body)
     for heading in body.find_all(["h1", "h2", "h3", "h4", "h5", "h6"]):
         # An edition's sections are "##"; a smaller heading inside one is "###".
         heading.name = "h2" if heading.name in ("h1", "h2") else "h3"
@@ -163,9 +244,11 @@ def _keep_only_allowed(root: Tag) -> None:
             element.unwrap()
         elif name in KEPT:
             element.attrs = {}
+        elif name in BLOCKS and element.find(list(KEPT_BLOCKS | BLOCKS)) is not None:
+            element.unwrap()  # a block of blocks (Teams' <div>s): its blocks stand on their own
         elif name in BLOCKS:
             element.attrs = {}
-            element.name = "p"  # a block stays a paragraph of its own
+            element.name = "p"  # a block of text stays a paragraph of its own
         elif name in ("td", "th"):
             element.insert_after(" ")
             element.unwrap()
@@ -173,6 +256,33 @@ def _keep_only_allowed(root: Tag) -> None:
             element.unwrap()
 
 
+INLINE = {"strong", "b", "em", "i", "a", "code", "br"}
+
+
+def _paragraphs_for_loose_text(root: Tag) -> None:
+    """Text and inline elements directly in the body (not in a block) go into a paragraph,
+    so that their first line is escaped as a paragraph's is."""
+    loose: list[Tag | NavigableString] = []
+
+    def gather() -> None:
+        if any(isinstance(node, Tag) or node.strip() for node in loose):
+            paragraph = root.new_tag("p")
+            loose[0].insert_before(paragraph)
+            for node in loose:
+                paragraph.append(node.extract())
+        loose.clear()
+
+    for node in list(root.children):
+        if isinstance(node, NavigableString) or (isinstance(node, Tag) and node.name in INLINE):
+            loose.append(node)
+        else:
+            gather()
+    gather()
+
+
 def _tidy(markdown: str) -> str:
     lines = [line.rstrip() for line in markdown.replace("\u00a0", " ").replace("\r", "").split("\n")]
-    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip("\n") + "\n"
+    # A line break (a trailing backslash) that ends its paragraph breaks nothing: Markdown
+    # would show the backslash.
+    text = _DANGLING_BREAK.sub("\n", "\n".join(lines) + "\n")
+    return _BLANK_LINES.sub("\n\n", text).strip("\n") + "\n"
