@@ -52,7 +52,8 @@ _DANGLING_BREAK = re.compile(r"(?<!\\)((?:\\\\)*)\\\n(?=\s*(?:\n|$))")
 _URL = re.compile(r"(?:https?://|mailto:|www\.)[^\s<>\[\]`*]+|[A-Za-z0-9][\w.+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+",
                   re.IGNORECASE)
 # Every backslash is doubled: one before punctuation, a line's end or a moved bold mark would escape it.
-_INLINE = re.compile(r"[*`\[\]<\\]|&(?=#?\w+;)|(?<!\w)_|_(?!\w)")
+# An underscore stays bare only between two letters or digits ("namn_efternamn"), where it cannot emphasise.
+_INLINE = re.compile(r"[*`\[\]<\\]|&(?=#?\w+;)|(?<![^\W_])_|_(?![^\W_])")
 # At a line's start (a block's first line, or after a hard line break): a heading, a bullet, a
 # quote, a setext underline, a fence, or a number and "." or ")" (a numbered item).
 _LINE_START = re.compile(r"(\A|\\\n)(\s*)(#{1,6}(?=\s|$)|[-+=~](?=[\s\-+=~]|$)|>|\d{1,9}(?=[.)](?:\s|$)))")
