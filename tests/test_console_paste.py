@@ -17,6 +17,7 @@ from consolekit import WebProcess, add_users, browser_sign_in, csrf_of, sign_in
 
 TOMORROW = (datetime.now(STOCKHOLM) + timedelta(days=1)).date()
 WORD = (ROOT / "tests" / "data" / "paste" / "word.html").read_text(encoding="utf-8")
+OUTLOOK = (ROOT / "tests" / "data" / "paste" / "outlook.html").read_text(encoding="utf-8")
 WORD_PLAIN = "Läget i regionen\nInledning med fet text och en länk till läget.\n·  Första punkten\n"
 
 chromium = consolekit.chromium  # the shared module-scoped fixture
@@ -90,13 +91,14 @@ def test_the_editors_carry_the_toolbar_and_say_that_formatted_text_becomes_markd
 
 
 @pytest.mark.slow  # Chromium; fast twins: test_paste.py and test_the_paste_route_converts_*
-def test_pasting_words_html_puts_markdown_in_innehall(console: WebProcess, chromium: Any) -> None:
+@pytest.mark.parametrize("clipboard", [WORD, OUTLOOK], ids=["word", "outlook"])
+def test_pasting_words_html_puts_markdown_in_innehall(console: WebProcess, chromium: Any, clipboard: str) -> None:
     from playwright.sync_api import expect
 
     page = desktop_editor(chromium, console)
     box = page.get_by_label("Innehåll")
     box.fill("")
-    paste(page, WORD, WORD_PLAIN)
+    paste(page, clipboard, WORD_PLAIN)
     expect(box).to_have_value(re.compile("Tredje punkten"), timeout=10_000)
     value = box.input_value()
     assert value.startswith("## Läget i regionen\n"), value
@@ -209,3 +211,18 @@ def test_the_editor_wraps_long_lines_and_keeps_its_line_numbers_in_step(console:
         }""", line)
         assert abs(tops[line - 1] - caret_row) < 1, (line, tops, caret_row)
     assert abs(tops[1] - row) < 1 and abs(tops[2] - (1 + rows_of_bullet) * row) < 1 and abs(tops[3] - tops[2] - row) < 1
+
+
+@pytest.mark.slow  # Chromium
+def test_the_urgent_composer_converts_a_paste_and_its_preview_follows(console: WebProcess, chromium: Any) -> None:
+    from playwright.sync_api import expect
+
+    page = desktop_editor(chromium, console, "olle", "/urgent")
+    page.get_by_label("Ämne").fill("Akutmottagningen stänger")
+    box = page.get_by_label("Innehåll")
+    paste(page, OUTLOOK, WORD_PLAIN)
+    expect(box).to_have_value(re.compile(r"- Tredje punkten$"), timeout=10_000)
+    assert "**fet text**" in box.input_value()
+    frame = page.frame_locator("iframe[title='Förhandsvisning, mobil']")
+    expect(frame.locator("body")).to_contain_text("Tredje punkten", timeout=10_000)
+    expect(frame.locator("strong").first).to_have_text("fet text")

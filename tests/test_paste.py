@@ -28,6 +28,13 @@ def test_word_heading_list_paragraphs_bold_and_link() -> None:
     )
 
 
+def test_outlooks_html_as_chromium_hands_it_over_gives_the_same_markdown() -> None:
+    # class="MsoListParagraph" on each item, the bullet inside conditional comments, Word's
+    # line breaks inside a paragraph's text.
+    outlook = (ROOT / "tests" / "data" / "paste" / "outlook.html").read_text(encoding="utf-8")
+    assert markdown_from_clipboard(outlook) == markdown_from_clipboard(WORD)
+
+
 def test_word_numbered_and_nested_list_paragraphs() -> None:
     pasted = (
         "<p class=MsoListParagraphCxSpFirst style='mso-list:l0 level1 lfo1'><span style='mso-list:Ignore'>1.</span>Ett</p>"
