@@ -88,6 +88,13 @@ def test_only_web_and_mail_links_stay_links() -> None:
                                                "[webb](http://example.org/a)\n")
 
 
+def test_an_address_cannot_break_out_of_its_link() -> None:
+    pasted = '<a href="https://example.org/a) [lura](javascript:alert(1) &quot;x&quot;">text</a>'
+    rendered = COMMONMARK.render(markdown_from_clipboard(pasted))
+    assert rendered.count("<a ") == 1, "one link, the pasted one"
+    assert 'href="https://example.org/a%29%20%5Blura%5D%28javascript:alert%281%29%20%22x%22"' in rendered
+
+
 def test_tags_written_as_text_stay_text() -> None:
     # "&lt;script&gt;" on the clipboard is the text "<script>": it stays text, escaped so
     # that the Markdown shows it as written.

@@ -15,6 +15,7 @@ the Markdown and escapes what in the text would read as Markdown, so pasted text
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 from bs4 import BeautifulSoup, Tag
 from bs4.element import Comment, Declaration, Doctype, NavigableString, ProcessingInstruction
@@ -37,6 +38,7 @@ KEPT_BLOCKS = {"h1", "h2", "h3", "h4", "h5", "h6", "p", "ul", "ol", "li", "block
 BLOCKS = {"div", "section", "article", "header", "footer", "main", "aside", "nav", "tr", "table", "dl", "dt", "dd",
           "figure", "figcaption", "address", "center"}
 LINK_SCHEMES = ("http://", "https://", "mailto:")
+_ADDRESS_SAFE = ":/?#@!$&'*+,;=%~-._"  # an address's own punctuation; "()[]<> \"\\`" are encoded
 _WORD_LIST_LEVEL = re.compile(r"mso-list:\s*\S+\s+level(\d+)", re.IGNORECASE)
 _WORD_ORDERED_BULLET = re.compile(r"^\s*(\d+|[a-zA-Z]|[ivxlcdmIVXLCDM]+)[.)]\s*$")
 _BOLD_STYLE = re.compile(r"font-weight:\s*(bold|[6-9]00)", re.IGNORECASE)
@@ -240,7 +242,9 @@ def _keep_only_allowed(root: Tag) -> None:
         if name == "a":
             href = str(element.get("href") or "").strip()
             if href.lower().startswith(LINK_SCHEMES):
-                element.attrs = {"href": href}
+                # Spaces, brackets and quotes percent-encoded: the address cannot end the
+                # Markdown link early and start another one of its own.
+                element.attrs = {"href": quote(href, safe=_ADDRESS_SAFE)}
                 continue
             element.unwrap()
         elif name in KEPT:
