@@ -44,6 +44,12 @@ def test_word_numbered_and_nested_list_paragraphs() -> None:
     assert markdown_from_clipboard(pasted) == "1. Ett\n   - Under\n2. Två\n"
 
 
+def test_a_list_paragraph_without_a_bullet_stays_a_paragraph() -> None:
+    pasted = ("<p class=MsoListParagraph>Indraget stycke</p>"
+              "<p class=MsoListParagraph><span style='mso-list:Ignore'>·</span>Punkt</p>")
+    assert markdown_from_clipboard(pasted) == "Indraget stycke\n\n- Punkt\n"
+
+
 def test_outlook_conditional_comments_leave_no_bullet_behind() -> None:
     # What Chromium hands over from Outlook and from Word on the web: the typed bullet inside
     # conditional comments, the list paragraph styled mso-list without the class.

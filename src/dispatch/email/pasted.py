@@ -209,9 +209,13 @@ def _word_lists(root: Tag) -> None:
 
 
 def _is_word_list_item(paragraph: Tag) -> bool:
-    classes = " ".join(paragraph.get_attribute_list("class") or [])
-    style = str(paragraph.get("style") or "")
-    return "msolistparagraph" in classes.lower() or bool(_WORD_LIST_LEVEL.search(style))
+    """A list paragraph with a bullet or number: styled ``mso-list: lN levelN``, or of Word's
+    class with the typed bullet it carries (a paragraph of the "List Paragraph" style with
+    neither is an indented paragraph, not a point)."""
+    classes = " ".join(str(name) for name in paragraph.get_attribute_list("class") or [])
+    if _WORD_LIST_LEVEL.search(str(paragraph.get("style") or "")):
+        return True
+    return "msolistparagraph" in classes.lower() and "data-typed-bullet" in paragraph.attrs
 
 
 def _word_list_level(paragraph: Tag) -> int:
