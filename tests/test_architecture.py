@@ -20,8 +20,9 @@ from conftest import ROOT
 PACKAGE = ROOT / "src" / "dispatch"
 MAX_LINES = 400
 
-# What a driver (cli, serve) may import from the project: app, and the facts it returns with
-# their wording (DESIGN.md, "Facts, not sentences": each front door words them).
+# What a driver (cli, serve) may import from the project.
+# Issue 31: the front doors also read the value types the use cases return and word them from
+# the catalogues (dispatch.wording: English in code, Swedish from locale/).
 ALLOWED = ("dispatch.app", "dispatch.errors", "dispatch.config", "dispatch.config.settings", "dispatch.values",
            "dispatch.wording")
 

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from dispatch import app, wording
-from dispatch.values import Fact
+from dispatch.values import DispatchLabel, Fact
 from dispatch.web.checks import Busy
 from dispatch.web.console import Console, Visit, forbidden, not_found, page, render
 
@@ -176,8 +176,14 @@ async def recipients(request: Request, visit: Visit) -> Response:
 
 @page("operate")
 async def audit_page(request: Request, visit: Visit) -> Response:
-    entries = await run_in_threadpool(app.audit_log, visit.console.ledger, 500)
-    return visit.render("audit.html", entries=entries)
+    ledger = visit.console.ledger
+
+    def work() -> tuple[list[app.AuditEntry], dict[str, DispatchLabel]]:
+        entries = app.audit_log(ledger, 500)
+        return entries, app.labels_for(ledger, (e.target for e in entries))
+
+    entries, labels = await run_in_threadpool(work)
+    return visit.render("audit.html", entries=entries, labels=labels)
 
 
 @page("read")
