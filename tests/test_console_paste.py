@@ -1,6 +1,7 @@
 """Issue 32 in the console: paste from Word, Outlook and Teams into Innehåll (converted on the
 server), the toolbar (Rubrik, Punkt, Fet, Länk) and an editor that wraps long lines with its
-line numbers in step. The browser tests dispatch real paste events in the system's Chromium."""
+line numbers in step; and "Avbryt" as a button apart from "Bekräfta". The browser tests
+dispatch real paste events in the system's Chromium."""
 
 from __future__ import annotations
 
@@ -226,3 +227,27 @@ def test_the_urgent_composer_converts_a_paste_and_its_preview_follows(console: W
     frame = page.frame_locator("iframe[title='Förhandsvisning, mobil']")
     expect(frame.locator("body")).to_contain_text("Tredje punkten", timeout=10_000)
     expect(frame.locator("strong").first).to_have_text("fet text")
+
+
+@pytest.mark.slow  # Chromium; fast twin: test_an_urgent_message_needs_a_subject_a_list_and_a_confirmation
+def test_avbryt_is_a_button_apart_from_bekrafta_and_keeps_the_message(console: WebProcess, chromium: Any) -> None:
+    from playwright.sync_api import expect
+
+    page = chromium.new_context(viewport={"width": 375, "height": 800}).new_page()
+    browser_sign_in(page, console.base, "olle", "/urgent")
+    page.get_by_label("Ämne").fill("Akutmottagningen stänger")
+    page.get_by_label("Innehåll").fill("Stänger klockan 16.")
+    page.get_by_role("button", name="Skicka brådskande").click()
+    confirm, cancel = page.get_by_role("button", name="Bekräfta"), page.get_by_role("button", name="Avbryt")
+    expect(cancel).to_be_visible()
+    first, second = confirm.bounding_box(), cancel.bounding_box()
+    assert first and second
+    apart = second["x"] - (first["x"] + first["width"]) if abs(second["y"] - first["y"]) < 5 else (
+        second["y"] - (first["y"] + first["height"]))
+    assert apart >= 12, f"Avbryt and Bekräfta do not touch ({apart} px apart)"
+    assert second["height"] >= 44, "a button's tap target"
+    cancel.click()
+    expect(page.get_by_role("button", name="Skicka brådskande")).to_be_visible()
+    assert page.get_by_role("button", name="Bekräfta").count() == 0
+    assert page.get_by_label("Innehåll").input_value() == "Stänger klockan 16."
+    assert page.get_by_label("Ämne").input_value() == "Akutmottagningen stänger"
