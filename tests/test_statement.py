@@ -97,3 +97,18 @@ def test_the_shipped_config_keeps_front_matter_and_explains_web_and_accessibilit
     uncommented = load_settings(project.config_path)
     assert uncommented.web is not None and uncommented.accessibility.reviewed is not None
     assert app.accessibility_warnings(uncommented) == []
+
+
+def test_dispatch_web_warns_and_serves_the_statement_dated_by_its_config(project: Project) -> None:
+    import consolekit
+
+    project.set_config(web__listen="127.0.0.1:8025")
+    changed_on(project, CHANGED)
+    web = consolekit.WebProcess(project)
+    try:
+        page = consolekit.http_client().get(web.base + "/tillganglighet")
+    finally:
+        stderr = web.stop()
+    assert f"warning: config.yaml:{line_of(project, 'web')}: web: is configured but there is no accessibility:" in stderr
+    assert page.status_code == 200 and "delvis förenlig" in page.text
+    assert "uppdaterades senast 2026-11-02" in page.text and "kontakta oss." not in page.text
