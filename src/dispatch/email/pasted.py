@@ -51,8 +51,10 @@ _DANGLING_BREAK = re.compile(r"(?<!\\)((?:\\\\)*)\\\n(?=\s*(?:\n|$))")
 # Escaping pasted text, as little as keeps it text: what would read as Markdown anywhere in a
 # line (escape_text, each piece of text), and what would at the start of one (escape_line_starts,
 # each paragraph and list item once it is put together).
-_URL = re.compile(r"(?:https?://|mailto:|www\.)[^\s<>\[\]`*]+|[A-Za-z0-9][\w.+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+",
-                  re.IGNORECASE)
+# (An address starts where a run of its characters starts, and is read without going back, so
+# that a long run of letters without "@" costs one pass, not one per letter.)
+_URL = re.compile(r"(?:https?://|mailto:|www\.)[^\s<>\[\]`*]++"
+                  r"|(?<![\w.+-])[A-Za-z0-9][\w.+-]*+@[A-Za-z0-9-]++(?:\.[A-Za-z0-9-]++)+", re.IGNORECASE)
 # Every backslash is doubled: one before punctuation, a line's end or a moved bold mark would escape it.
 # An underscore stays bare only between two letters or digits ("namn_efternamn"), where it cannot emphasise.
 _INLINE = re.compile(r"[*`\[\]<\\]|&(?=#?\w+;)|(?<![^\W_])_|_(?![^\W_])")
@@ -88,7 +90,7 @@ def _escaped(found: re.Match[str]) -> str:
     return "\\" + found.group(0)
 
 
-_EDGES = re.compile(r"^([\W_]*?)([^\W_](?:.*[^\W_])?|)([\W_]*)$", re.DOTALL)  # around the first and last letter or digit
+_EDGES = re.compile(r"^([\W_]*)([^\W_](?:.*[^\W_])?|)([\W_]*)$", re.DOTALL)  # around the first and last letter or digit
 
 
 class PastedMarkdown(MarkdownConverter):
