@@ -278,11 +278,11 @@ def recipe_for(settings: Settings, name: str) -> Recipe | None:
         record = ledger.find_dispatch(name)
     finally:
         ledger.close()
-    if record is None or record.kind.startswith("test-"):
+    if record is None or record.kind_of is DispatchKind.TEST:
         return None
-    if record.kind.startswith("urgent-"):
+    if record.kind_of is DispatchKind.URGENT:
         return Recipe(None, settings.path.parent / record.source, urgent=True)
-    return Recipe(date.fromisoformat(record.edition_date))
+    return Recipe(record.edition_date)
 
 
 def give_back(settings: Settings, owner: str) -> int:
