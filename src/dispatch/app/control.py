@@ -159,7 +159,7 @@ def revocation_notes(settings: Settings, day: date) -> list[str]:
     try:
         notes = []
         for record in ledger.list_dispatches(day):
-            if record.kind != "edition":
+            if record.kind_of is not DispatchKind.EDITION:
                 continue
             counts = ledger.counts(record.id)
             waiting = counts["pending"] + counts["deferred"] + counts["unknown"]
