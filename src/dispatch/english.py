@@ -86,6 +86,8 @@ ENGLISH: dict[str, str | tuple[str, str]] = {
     "edition.paused_by_relay": "Paused: the relay does not take messages; {sent} of {total} have it",
     "edition.sent": ("Sent {at} to {sent} recipient", "Sent {at} to {sent} recipients"),
     "edition.failed": (", {count} failed",) * 2,
+    # The right password for a locked account (only ever said to someone who gave it).
+    "sign_in.locked": "the account is locked until {until} after too many wrong passwords",
 }
 
 # Problems with an input (errors.Problem), each shown on the command line as "path:line: wording".
@@ -302,6 +304,8 @@ ENGLISH.update({
     "audit_detail.locked_until": "account locked until {until}",
     "audit_detail.attempts_counted": "{attempts} attempts counted: password not checked",
     "audit_detail.wrong_password": "wrong password ({attempt})",
+    "audit_detail.wrong_password_during_lock": "wrong password during the lock",
+    "audit_detail.right_password_during_lock": "right password: told the lock's end",
     "audit_detail.locked_for": "{attempts} failed sign-ins: locked for {minutes} minutes",
     "audit_detail.single_sign_on": "single sign-on",
     "audit_detail.role_and_address": "role {role}, {address}",

@@ -23,7 +23,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from dispatch.app import AddressLimits, AuditEntry, Clock, Ledger, Runs, User, active_user, audit
+from dispatch.app import AddressLimits, AuditEntry, Clock, Ledger, LockedChecks, Runs, User, active_user, audit
 from dispatch.config import Settings, WebSettings
 from dispatch.errors import DispatchError
 from dispatch.values import Fact
@@ -70,6 +70,7 @@ class Console:
     checks: PasswordChecks
     limits: AddressLimits
     previews: OrderedDict[str, tuple[str, str, str]] = field(default_factory=OrderedDict)  # id -> (user, html, day)
+    locked: LockedChecks = field(default_factory=LockedChecks)  # checks of a password during its account's lock
 
     def now(self) -> datetime:
         """The time in the office's zone, as the command line has it: an urgent message's
