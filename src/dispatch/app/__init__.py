@@ -51,6 +51,7 @@ from dispatch.app.changes import (
 from dispatch.app.control import (
     Decision,
     accessibility_statement,
+    accessibility_warnings,
     approve,
     decide,
     decide_now,
@@ -97,8 +98,11 @@ from dispatch.app.overview import EditionState, ScheduleDay, approvals_of, editi
 from dispatch.app.passwords import (
     LOCK_AFTER,
     LOCK_FOR,
+    LOCKED_CHECKS,
     UNKNOWN_PER_ADDRESS,
+    AccountLocked,
     AddressLimits,
+    LockedChecks,
     SignInRefused,
     change_password,
     checks_at_once,
@@ -129,19 +133,23 @@ from dispatch.config import Settings, WebSettings, load_settings
 from dispatch.config.settings import OidcSettings
 from dispatch.control.content import short
 from dispatch.delivery.pipeline import Clock, Result, StoppableClock
+from dispatch.email.pasted import MAX_PASTE_BYTES, markdown_from_clipboard
 from dispatch.ledger import Ledger, dispatch_name, state_dir
 from dispatch.models import ROLES, AuditEntry, KeptText, User
 from dispatch.publishing.export import export_csv, export_files
 
 __all__ = [
     "FOOTER",
+    "LOCKED_CHECKS",
     "LOCK_AFTER",
     "LOCK_FOR",
+    "MAX_PASTE_BYTES",
     "MAX_TO_LINE",
     "NEW_FILE",
     "NO_ROLE",
     "ROLES",
     "UNKNOWN_PER_ADDRESS",
+    "AccountLocked",
     "AddressLimits",
     "AuditEntry",
     "BounceRun",
@@ -156,6 +164,7 @@ __all__ = [
     "KeptText",
     "Ledger",
     "ListsReport",
+    "LockedChecks",
     "LongSubject",
     "MailboxError",
     "OidcSettings",
@@ -181,6 +190,7 @@ __all__ = [
     "User",
     "WebSettings",
     "accessibility_statement",
+    "accessibility_warnings",
     "active_user",
     "add_user",
     "all_lists",
@@ -228,6 +238,7 @@ __all__ = [
     "long_subject",
     "looks_urgent",
     "mail_notice",
+    "markdown_from_clipboard",
     "notify_summary",
     "open_draft",
     "open_ledger",

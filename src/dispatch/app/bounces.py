@@ -71,8 +71,7 @@ def process_bounces(settings: Settings, now: datetime) -> BounceRun:
     MailboxError when the mailbox cannot be read (what was recorded by then stays, and its
     message is read again next time and recorded nothing twice)."""
     if settings.bounces is None or not settings.bounces.host:
-        raise InputError([Problem(display_path(settings.path), 1, "no bounce mailbox: add a 'bounces:' section with "
-                                                                   "host, username and password_env (see docs/how-to/bounces.md)")])
+        raise InputError([Problem.of(display_path(settings.path), 1, "bounces.no_mailbox")])
     box = settings.bounces
     run = BounceRun()
     ledger = open_ledger(settings)

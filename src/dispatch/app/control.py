@@ -3,7 +3,7 @@ approvals and their revocation, and publishing under change control."""
 
 from __future__ import annotations
 
-import re
+import re  # not wording: makes an urgent dispatch's name from its file's name
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -20,7 +20,8 @@ from dispatch.ledger import DispatchRecord, Ledger, dispatch_name
 from dispatch.models import Approval, Edition
 from dispatch.publishing.accessibility_statement import statement_body, write_statement
 from dispatch.publishing.intranet import Published, publish_edition
-from dispatch.values import DispatchKind
+from dispatch.values import DispatchKind, Fact
+from dispatch.wording import english, swedish, swedish_of
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def decide(settings: Settings, ledger: Ledger, ready: Prepared, now: datetime) -
     else:
         kind = edition.kind
         assert found.verdict is not None
-        refusal = found.refusal(edition, "not sendable")
+        refusal = found.refusal(edition, "refusal.not_sendable")
         if refusal is not None:
             raise refusal
     name = dispatch_name(edition.date, edition.revision, kind)
@@ -124,19 +125,16 @@ def approve(settings: Settings, ready: Prepared, by: str, now: datetime, *, seen
         if found.conflict is not None:
             raise found.conflict
         if seen is not None and seen != found.content.hash:
-            raise ChangeControlError([Problem(display_path(edition.source), 1,
-                                              f"the edition changed while {by} was reading it (content "
-                                              f"{content_id.short(seen)} then, {found.content.short} now); "
-                                              "read it again and approve what is there now")])
+            raise ChangeControlError([Problem.of(display_path(edition.source), 1, "approve.changed_while_read", approver=by,
+                                                 seen=content_id.short(seen), now=found.content.short)])
         refusal = gate.refuse_approver(by, found.authors or (current_user(),))
         if refusal:
             raise ChangeControlError([Problem(display_path(edition.source), edition.line_of.get("by", 1), refusal)])
         if require_seen and seen is None:
-            raise ChangeControlError([Problem(display_path(edition.source), 1, (
-                "the approval does not say which content the approver read (no 'seen'); "
-                "open the edition again, read it and approve what is there"))])
+            raise ChangeControlError([Problem.of(display_path(edition.source), 1, "approve.without_seen")])
         approval = ledger.approve(edition.date, edition.revision, found.content.hash, by, now)
-        ledger.record_audit(now, by, "approve", edition.date.isoformat(), approval.content_hash, f"revision {approval.revision}")
+        ledger.record_audit(now, by, "approve", edition.date.isoformat(), approval.content_hash,
+                            (Fact.of("audit_detail.revision", revision=approval.revision),))
         return approval
     finally:
         ledger.close()
@@ -147,7 +145,7 @@ def revoke(settings: Settings, day: date, by: str, now: datetime) -> int:
     try:
         count = ledger.revoke_approvals(day, by, now)
         if count:
-            ledger.record_audit(now, by, "revoke", day.isoformat(), None, f"{count} approval(s)")
+            ledger.record_audit(now, by, "revoke", day.isoformat(), None, (Fact.of("audit_detail.approvals", count=count),))
         return count
     finally:
         ledger.close()
@@ -179,14 +177,47 @@ def publish(settings: Settings, edition: Edition, now: datetime) -> Published:
     accessibility statement beside them."""
     local = now.astimezone(settings.timezone)
     published = publish_edition(edition, settings.publish.dir, settings.templates_dir, local)
-    write_statement(settings.accessibility, settings.report.title, settings.templates_dir, settings.publish.dir, local.date())
+    write_statement(settings.accessibility, settings.report.title, settings.templates_dir, settings.publish.dir,
+                    statement_updated(settings, now))
     return published
 
 
 def accessibility_statement(settings: Settings, now: datetime) -> str:
     """The accessibility statement's text (HTML), as the intranet copy has it."""
     return statement_body(settings.accessibility, settings.report.title, settings.templates_dir,
-                          now.astimezone(settings.timezone).date())
+                          statement_updated(settings, now))
+
+
+def statement_updated(settings: Settings, now: datetime) -> date:
+    """When the statement last changed ("uppdaterades senast"): ``accessibility.reviewed`` if
+    given, else the day the config file (which holds everything the statement says) was last
+    changed, in the office's zone; today only if the file cannot be read."""
+    if settings.accessibility.reviewed is not None:
+        return settings.accessibility.reviewed
+    try:
+        changed = datetime.fromtimestamp(settings.path.stat().st_mtime, tz=settings.timezone)
+    except OSError:
+        return now.astimezone(settings.timezone).date()
+    return changed.date()
+
+
+def accessibility_warnings(settings: Settings) -> list[Problem]:
+    """What the console's accessibility statement lacks, for ``check`` and ``web`` to warn of
+    (the console still starts): with ``web:`` configured, no ``accessibility:`` section, or
+    one without a contact address (the statement then claims no full compliance)."""
+    if settings.web is None:
+        return []
+    where = display_path(settings.path), settings.line_of.get("accessibility", 1)
+    gaps = settings.accessibility
+    if not gaps.configured:
+        return [Problem(*where, "web: is configured but there is no accessibility: section, so the console's "
+                                "accessibility statement (/tillganglighet) names no organisation and no contact; add "
+                                "accessibility: with organisation, contact_email (or contact_phone), known_gaps and "
+                                "reviewed (the date you last reviewed the statement)")]
+    if not gaps.has_contact:
+        return [Problem(*where, "accessibility: has no contact_email or contact_phone, so the statement cannot say where "
+                                "to report a problem and does not claim full compliance; add contact_email")]
+    return []
 
 
 def publish_checked(settings: Settings, edition: Edition, now: datetime) -> tuple[Published, str]:
@@ -199,7 +230,7 @@ def publish_checked(settings: Settings, edition: Edition, now: datetime) -> tupl
         if sent is None:
             found = review(settings, ledger, edition, now)
             assert found.verdict is not None
-            refusal = found.refusal(edition, "not published")
+            refusal = found.refusal(edition, "refusal.not_published")
             if refusal is not None:
                 raise refusal
             return publish(settings, edition, now), ""
@@ -223,17 +254,24 @@ def scheduled_edition(settings: Settings, ledger: Ledger, day: date, now: dateti
     alert mail, English for the log). The approval rule is the same as for send."""
     path = edition_path(settings.reports_dir, day)
     if not path.exists():
-        return None, f"filen {display_path(path)} finns inte", f"{display_path(path)} does not exist"
+        return _unsendable(Fact.of("scheduled.no_file", path=display_path(path)))
     try:
         edition = read_edition(settings, day, None, now)
         found = review(settings, ledger, edition, now)
     except InputError as exc:
-        problems = "; ".join(str(p) for p in exc.problems)
-        return None, "rapportfilen har fel: " + problems, "the edition has problems: " + problems
+        # The office's alert lists the problems in Swedish, the log in English.
+        in_swedish = "; ".join(f"{p.path}:{p.line}: {swedish_of(p.fact)}" for p in exc.problems)
+        return (None, swedish(Fact.of("scheduled.problems", problems=in_swedish)),
+                english(Fact.of("scheduled.problems", problems="; ".join(str(p) for p in exc.problems))))
     if found.conflict is not None:
-        return (None, "rapportfilen har ändrats sedan den skickades; en rättelse behöver 'revision' och 'correction'",
+        return (None, swedish(Fact.of("scheduled.changed_after_send")),
                 "; ".join(p.message for p in found.conflict.problems))
     assert found.verdict is not None
     if not found.verdict.sendable:
-        return None, found.verdict.reason_sv, found.verdict.reason
+        return _unsendable(found.verdict.reason)
     return edition, "", ""
+
+
+def _unsendable(reason: Fact) -> tuple[None, str, str]:
+    """No edition to send, and why: in Swedish for the office's alert mail, in English for the log."""
+    return None, swedish(reason), english(reason)

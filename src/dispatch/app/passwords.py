@@ -14,13 +14,20 @@ one statement): parallel attempts cannot all read a count below the limit and al
 checked. Only a right password clears the count, so a sixth attempt, even one made while the
 first five are still being checked, is refused unchecked until the lock ends (or a right
 password among the five clears the count).
+
+One exception, so that a person who knows the password learns why they cannot sign in and
+until when (and does not keep trying, or call for a new password that does not help): the
+first LOCKED_CHECKS attempts during a lock have their password checked (``LockedChecks``), and a
+right one is refused with ``AccountLocked``, which carries the lock's end. A wrong one gets the
+same refusal as always, so a guesser learns nothing new and gets LOCKED_CHECKS more guesses per
+lock at most; a check takes as long as the stand-in check it replaces, so the time tells nothing.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import re
+import re  # not wording: checks the form of an account name
 import threading
 from collections import OrderedDict
 from datetime import datetime, timedelta
@@ -31,10 +38,12 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from dispatch.errors import DispatchError, InputError, Problem
 from dispatch.ledger import Ledger
 from dispatch.models import User
+from dispatch.values import Fact
 
 LOCK_AFTER = 5  # failed sign-ins in a row
 LOCK_FOR = timedelta(minutes=15)
 UNKNOWN_PER_ADDRESS = 10  # failed sign-ins with unknown names from one client address per LOCK_FOR
+LOCKED_CHECKS = 3  # attempts per lock whose password is still checked, to tell its owner the lock's end
 MIN_PASSWORD = 12
 NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$")
 # "standard" (the default): RFC 9106's second recommended profile, 3 passes over 64 MiB in 4
@@ -52,6 +61,40 @@ CHECK_MIB = max(hasher.memory_cost for hasher in HASHING.values()) // 1024
 
 class SignInRefused(DispatchError):
     """Wrong name or password, or the account is disabled or locked: one message for all."""
+
+
+class AccountLocked(SignInRefused):
+    """The right password for an account that is locked: refused, and ``until`` says when the
+    lock ends (only ever raised to someone who gave the right password)."""
+
+    def __init__(self, until: datetime) -> None:
+        super().__init__(f"the account is locked until {until.isoformat(timespec='minutes')}")
+        self.until = until
+
+
+class LockedChecks:
+    """How many attempts during each lock have had their password checked, per account (at
+    most LOCKED_CHECKS). Kept in the process, like AddressLimits: each console node counts its
+    own. A lock is known by its end, so a new lock starts a new count."""
+
+    def __init__(self, limit: int = LOCKED_CHECKS, accounts: int = 4096) -> None:
+        self.limit, self.accounts = limit, accounts
+        self._lock = threading.Lock()
+        self._taken: OrderedDict[tuple[str, datetime], int] = OrderedDict()
+
+    def take(self, name: str, locked_until: datetime) -> bool:
+        """Count one checked attempt during the lock ending ``locked_until``; False (not
+        counted, not to be checked) once LOCKED_CHECKS are counted."""
+        with self._lock:
+            key = (name, locked_until)
+            taken = self._taken.get(key, 0)
+            if taken >= self.limit:
+                return False
+            self._taken[key] = taken + 1
+            self._taken.move_to_end(key)
+            while len(self._taken) > self.accounts:
+                self._taken.popitem(last=False)
+            return True
 
 
 def checks_at_once(memory_mb: int) -> int:
@@ -108,32 +151,41 @@ class AddressLimits:
 
 
 def sign_in(ledger: Ledger, name: str, password: str, now: datetime, *, remote: str = "",
-            hashing: str = "standard", limits: AddressLimits | None = None) -> User:
+            hashing: str = "standard", limits: AddressLimits | None = None,
+            locked: LockedChecks | None = None) -> User:
     """The account, if the name and password are right and it is neither disabled nor locked;
-    every attempt is in the audit log. Raises SignInRefused. A hash made with another profile
-    than ``hashing`` is made again with it. ``limits``: unknown names per client address."""
+    every attempt is in the audit log. Raises SignInRefused, or AccountLocked (a SignInRefused)
+    for the right password of a locked account when ``locked`` allows its check. A hash made
+    with another profile than ``hashing`` is made again with it. ``limits``: unknown names per
+    client address."""
     shown = name[:64] or "?"
     if limits is not None and limits.blocked(remote, now):
         ledger.record_audit(now, shown, "sign_in_failed", name[:64], None,
-                            _where(remote, "too many unknown names from this address"))
+                            where(remote, Fact.of("audit_detail.too_many_unknown_names")))
         raise SignInRefused("wrong user name or password")
     user = ledger.user(name) if NAME.match(name) else None
     if user is None or user.password_hash is None:
         if limits is None or limits.take(remote, now):
             _verify(_dummy_hash(hashing), password)
-            detail = "unknown user or no password"
+            detail = Fact.of("audit_detail.unknown_user")
         else:
-            detail = "too many unknown names from this address"
-        ledger.record_audit(now, shown, "sign_in_failed", name[:64], None, _where(remote, detail))
+            detail = Fact.of("audit_detail.too_many_unknown_names")
+        ledger.record_audit(now, shown, "sign_in_failed", name[:64], None, where(remote, detail))
         raise SignInRefused("wrong user name or password")
-    if not _check(ledger, user, password, now, remote=remote, hashing=hashing):
+    try:
+        right = _check(ledger, user, password, now, remote=remote, hashing=hashing, locked=locked)
+    except AccountLocked:
+        if user.disabled:  # a disabled account says nothing more than any refusal
+            raise SignInRefused("wrong user name or password") from None
+        raise
+    if not right:
         raise SignInRefused("wrong user name or password")
     if user.disabled:
-        ledger.record_audit(now, user.name, "sign_in_failed", user.name, None, _where(remote, "account disabled"))
+        ledger.record_audit(now, user.name, "sign_in_failed", user.name, None, where(remote, Fact.of("audit_detail.account_disabled")))
         raise SignInRefused("wrong user name or password")
     if HASHING[hashing].check_needs_rehash(user.password_hash):
         ledger.update_user(user.name, password_hash=HASHING[hashing].hash(password))
-    ledger.record_audit(now, user.name, "sign_in", user.name, None, _where(remote, ""))
+    ledger.record_audit(now, user.name, "sign_in", user.name, None, where(remote))
     return user
 
 
@@ -152,7 +204,7 @@ def change_password(ledger: Ledger, name: str, current: str, new: str, now: date
     _check_new(new, current)  # "the same as the current one" only once the current one is known right
     ledger.update_user(name, password_hash=HASHING[hashing].hash(new))
     ledger.end_sessions(name)
-    ledger.record_audit(now, name, "password_changed", name, None, _where(remote, "by the account's owner"))
+    ledger.record_audit(now, name, "password_changed", name, None, where(remote, Fact.of("audit_detail.by_owner")))
 
 
 def set_password(ledger: Ledger, name: str, password: str, now: datetime, *, by: str, hashing: str = "standard") -> bool:
@@ -163,15 +215,14 @@ def set_password(ledger: Ledger, name: str, password: str, now: datetime, *, by:
     if user is None:
         return False
     if user.password_hash is None:
-        raise InputError([Problem("users passwd", 0, f"{name!r} signs in through single sign-on and has no password "
-                                                     "here; change it at the identity provider")])
+        raise InputError([Problem.of("users passwd", 0, "password.single_sign_on", name=repr(name))])
     _check_new(password)
     # An operator's new password is how a locked-out person gets back in before the lock ends
     # (an approver near the deadline): it clears the failed attempts and the lock.
     ledger.update_user(name, password_hash=HASHING[hashing].hash(password), failed_sign_ins=0, locked_until=None)
     ledger.end_sessions(name)
-    unlocked = "; lock cleared" if user.locked_until is not None and user.locked_until > now else ""
-    ledger.record_audit(now, by, "password_changed", name, None, "sessions ended" + unlocked)
+    unlocked = (Fact.of("audit_detail.lock_cleared"),) if user.locked_until is not None and user.locked_until > now else ()
+    ledger.record_audit(now, by, "password_changed", name, None, (Fact.of("audit_detail.sessions_ended"), *unlocked))
     return True
 
 
@@ -179,27 +230,40 @@ def sign_out(ledger: Ledger, name: str, now: datetime, *, remote: str = "") -> N
     """Every session of the account ends, wherever its cookie has been copied to (and the
     person's other browsers with it: one generation per account)."""
     ledger.end_sessions(name)
-    ledger.record_audit(now, name, "sign_out", name, None, _where(remote, ""))
+    ledger.record_audit(now, name, "sign_out", name, None, where(remote))
 
 
-def _check(ledger: Ledger, user: User, password: str, now: datetime, *, remote: str, hashing: str) -> bool:
+def _check(ledger: Ledger, user: User, password: str, now: datetime, *, remote: str, hashing: str,
+           locked: LockedChecks | None = None) -> bool:
     """Is ``password`` the account's? The attempt is counted as failed before the check and
-    cleared only by a right password; past the limit there is no check at all."""
+    cleared only by a right password; past the limit there is no check at all, except for the
+    first attempts during a lock that ``locked`` allows: a right one raises AccountLocked."""
     assert user.password_hash is not None
     attempt = ledger.take_sign_in_attempt(user.name, LOCK_AFTER, now)
     if attempt is None:
-        _verify(_dummy_hash(hashing), password)  # as long as a check: the time tells nothing
         found = ledger.user(user.name)
-        locked = found.locked_until if found is not None else None
-        detail = (f"account locked until {locked.isoformat(timespec='minutes')}" if locked is not None and locked > now
-                  else f"{LOCK_AFTER} attempts counted: password not checked")
-        ledger.record_audit(now, user.name, "sign_in_failed", user.name, None, _where(remote, detail))
+        until = found.locked_until if found is not None else None
+        if until is not None and until > now and locked is not None and locked.take(user.name, until):
+            # As long as the stand-in check below: the time tells nothing either way.
+            right = _verify(user.password_hash, password)
+            outcome = Fact.of("audit_detail.right_password_during_lock" if right else "audit_detail.wrong_password_during_lock")
+            ledger.record_audit(now, user.name, "sign_in_failed", user.name, None,
+                                where(remote, Fact.of("audit_detail.locked_until", until=until.isoformat(timespec="minutes")),
+                                      outcome))
+            if right:
+                raise AccountLocked(until)
+            return False
+        _verify(_dummy_hash(hashing), password)  # as long as a check: the time tells nothing
+        detail = (Fact.of("audit_detail.locked_until", until=until.isoformat(timespec="minutes"))
+                  if until is not None and until > now else Fact.of("audit_detail.attempts_counted", attempts=LOCK_AFTER))
+        ledger.record_audit(now, user.name, "sign_in_failed", user.name, None, where(remote, detail))
         return False
     if not _verify(user.password_hash, password):
-        ledger.record_audit(now, user.name, "sign_in_failed", user.name, None, _where(remote, f"wrong password ({attempt})"))
+        ledger.record_audit(now, user.name, "sign_in_failed", user.name, None,
+                            where(remote, Fact.of("audit_detail.wrong_password", attempt=attempt)))
         if ledger.lock_if_at_limit(user.name, LOCK_AFTER, now + LOCK_FOR):
-            ledger.record_audit(now, user.name, "locked", user.name, None,
-                                f"{LOCK_AFTER} failed sign-ins: locked for {int(LOCK_FOR.total_seconds() // 60)} minutes")
+            ledger.record_audit(now, user.name, "locked", user.name, None, (Fact.of(
+                "audit_detail.locked_for", attempts=LOCK_AFTER, minutes=int(LOCK_FOR.total_seconds() // 60)),))
         return False
     ledger.update_user(user.name, failed_sign_ins=0, locked_until=None)
     return True
@@ -207,10 +271,9 @@ def _check(ledger: Ledger, user: User, password: str, now: datetime, *, remote: 
 
 def _check_new(password: str, current: str | None = None) -> None:
     if len(password) < MIN_PASSWORD:
-        raise InputError([Problem("password", 0, f"the password must be at least {MIN_PASSWORD} characters "
-                                                 "(a few words are easier to remember than symbols)")])
+        raise InputError([Problem.of("password", 0, "password.too_short", minimum=MIN_PASSWORD)])
     if current is not None and password == current:
-        raise InputError([Problem("password", 0, "the new password is the same as the current one; choose another")])
+        raise InputError([Problem.of("password", 0, "password.unchanged")])
 
 
 def _verify(password_hash: str, password: str) -> bool:
@@ -220,5 +283,6 @@ def _verify(password_hash: str, password: str) -> bool:
         return False
 
 
-def _where(remote: str, detail: str) -> str:
-    return "; ".join(part for part in (f"from {remote}" if remote else "", detail) if part)
+def where(remote: str, *detail: Fact) -> tuple[Fact, ...]:
+    """An audit entry's detail: the address the request came from (when known), then the rest."""
+    return ((Fact.of("audit_detail.from", remote=remote),) if remote else ()) + detail

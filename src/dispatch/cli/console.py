@@ -27,9 +27,12 @@ def web_command(app: Context, listen: str | None) -> None:
     Put it behind the intranet's TLS reverse proxy (see docs/reference/console.md); it listens on
     127.0.0.1 by default. Exits 0 after a clean stop, 1 if it cannot start.
     """
+    from dispatch import app as application
     from dispatch.web import run_console  # Starlette and uvicorn: only for this command
 
     settings = app.settings
+    for warning in application.accessibility_warnings(settings):
+        click.echo(f"warning: {warning}", err=True)
     address = listen or (settings.web.listen if settings.web else "127.0.0.1:8025")
     try:
         sys.exit(run_console(settings, address))
@@ -151,12 +154,12 @@ def _password(path: Path | None, summary: str) -> str:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
-            fail(InputError([Problem(str(path), 1, f"cannot read the password file: {exc.strerror}")]), summary=summary)
+            fail(InputError([Problem.of(str(path), 1, "password.unreadable_file", detail=str(exc.strerror))]), summary=summary)
         return text[:-1] if text.endswith("\n") else text
     if sys.stdin.isatty():
         first = getpass.getpass("Password: ")
         if getpass.getpass("Again: ") != first:
-            fail(InputError([Problem("password", 0, "the two passwords differ; try again")]), summary=summary)
+            fail(InputError([Problem.of("password", 0, "password.differs")]), summary=summary)
         return first
     line = sys.stdin.readline()
     return line[:-1] if line.endswith("\n") else line

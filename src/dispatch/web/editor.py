@@ -7,18 +7,18 @@ forms into arguments and results into Swedish pages.
 
 from __future__ import annotations
 
-import re
+import re  # not wording: checks the date in a route's path
 from collections.abc import Callable
 from datetime import date
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
 from dispatch import app
 from dispatch.errors import DispatchError, InputError, Problem
 from dispatch.web.console import PREVIEW_CSP, Visit, not_found, page, security_headers
-from dispatch.web.swedish import swedish
+from dispatch.wording import swedish_of
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 FORM_FIELDS = ("compiled", "status", "urgent", "revision", "correction", "lists", "subject", "headline", "preheader")
@@ -111,12 +111,12 @@ def located_problem(problem: Problem, result: app.DraftPreview) -> dict[str, obj
     if line >= result.body_line:
         editor_line = line - result.body_line + 1
         anchor, label = f"line-{editor_line}", f"Rad {editor_line}"
-        return {"message": swedish(problem.message), "anchor": anchor, "label": label, "line": editor_line}
+        return {"message": swedish_of(problem.fact), "anchor": anchor, "label": label, "line": editor_line}
     for key, field_line in result.field_lines.items():
         if field_line == line:
-            return {"message": swedish(problem.message), "anchor": f"f-{key}", "label": FIELD_LABELS.get(key, key), "line": None}
+            return {"message": swedish_of(problem.fact), "anchor": f"f-{key}", "label": FIELD_LABELS.get(key, key), "line": None}
     where = "" if problem.path.endswith(".md") else f"{problem.path}:{line}: "
-    return {"message": where + swedish(problem.message), "anchor": "", "label": "", "line": None}
+    return {"message": where + swedish_of(problem.fact), "anchor": "", "label": "", "line": None}
 
 
 FIELD_LABELS = {"compiled": "Sammanställd", "status": "Status", "revision": "Version", "correction": "Rättelse",
@@ -187,7 +187,7 @@ async def revoke(request: Request, visit: Visit) -> Response:
     def work() -> str:
         count = app.revoke(visit.console.settings, day, visit.me.name, visit.now)
         if not count:
-            raise InputError([Problem(day.isoformat(), 0, "Det finns inget godkännande att återkalla.")])
+            raise InputError([Problem.of(day.isoformat(), 0, "revoke.nothing_to_revoke")])
         return "aterkallad"
 
     return await _act(visit, day, work)
@@ -215,8 +215,8 @@ async def _act(visit: Visit, day: date, work: Callable[[], str]) -> Response:
     try:
         done = await run_in_threadpool(work)
     except DispatchError as exc:
-        problems = getattr(exc, "problems", ())
-        reason = "; ".join(swedish(p.message) for p in problems) if problems else swedish(str(exc))
+        problems = exc.problems if isinstance(exc, InputError) else ()
+        reason = "; ".join(swedish_of(p.fact) for p in problems) if problems else swedish_of(exc.fact)
         return await run_in_threadpool(lambda: _edition_page(visit, day, error=f"Inte utfört: {reason}", status_code=409))
     return RedirectResponse(f"/editions/{day.isoformat()}?klart={done}", status_code=303)
 
@@ -231,3 +231,19 @@ async def kept_text(request: Request, visit: Visit) -> Response:
         if str(kept.id) == wanted:
             return visit.render("kept.html", day=day, kept=kept)
     return not_found(visit)
+
+
+@page("write")
+async def paste(request: Request, visit: Visit) -> Response:
+    """Formatted text pasted into ``Innehåll`` (the edition editor and the urgent composer):
+    the clipboard's HTML, sent by console.js as the request's body (``text/html``, the CSRF
+    token in its header), back as Markdown to insert. Converted here, on the server, after
+    sanitising: no HTML of the paste reaches the text. Too large a paste is refused (413) and
+    the browser pastes the plain text instead."""
+    received = bytearray()
+    async for chunk in request.stream():
+        received += chunk
+        if len(received) > app.MAX_PASTE_BYTES:
+            return PlainTextResponse("", status_code=413)
+    markdown = await run_in_threadpool(app.markdown_from_clipboard, received.decode("utf-8", errors="replace"))
+    return PlainTextResponse(markdown)

@@ -19,8 +19,8 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from dispatch import app
-from dispatch.errors import DispatchError
-from dispatch.values import Progress, RunState
+from dispatch.errors import DispatchError, InputError
+from dispatch.values import Fact, Progress, RunState
 from dispatch.web.console import Visit, not_found, page
 from dispatch.web.editor import edition_day, located_problem
 from dispatch.web.swedish import (
@@ -32,8 +32,8 @@ from dispatch.web.swedish import (
     say_relay,
     say_state,
     say_urgent,
-    swedish,
 )
+from dispatch.wording import swedish_of
 
 # The events' ``state`` as console.js and other watchers read it before states were facts
 # (kept: extended with ``run_state``, never renamed).
@@ -60,8 +60,9 @@ def routes() -> list[BaseRoute]:
 
 
 def _refusal(exc: DispatchError) -> str:
-    problems = getattr(exc, "problems", ())
-    return "; ".join(swedish(p.message) for p in problems) if problems else swedish(str(exc))
+    """Why an action was refused, in Swedish: each problem, or the error, worded from the catalogue."""
+    problems = exc.problems if isinstance(exc, InputError) else ()
+    return "; ".join(swedish_of(p.fact) for p in problems) if problems else swedish_of(exc.fact)
 
 
 # -- an edition: confirm, send, watch -----------------------------------------------------------------
@@ -191,7 +192,7 @@ async def retry_now(request: Request, visit: Visit) -> Response:
     if recipe is None:
         return not_found(visit, "Det här utskicket kan inte skickas igen härifrån.")
     count = await run_in_threadpool(app.retry_waiting_now, visit.console.settings, name, visit.now)
-    visit.audit("retry_now", name, None, f"{count} waiting recipient(s)")
+    visit.audit("retry_now", name, None, (Fact.of("audit_detail.waiting_recipients", count=count),))
     if visit.console.runs.wake(name):  # a send of it runs here: it tries them now instead of after its wait
         return RedirectResponse(f"/runs/{name}", status_code=303)
     return await _start(visit, recipe, name, day=recipe.day)
@@ -247,6 +248,8 @@ async def urgent_confirm(request: Request, visit: Visit) -> Response:
     """The confirmation: the count and the lists, before anything is written or sent."""
     subject, lists, body = _urgent_form(visit)
     settings = visit.console.settings
+    if visit.form.get("cancel"):  # "Avbryt": back to the message as written, nothing counted or sent
+        return visit.render("urgent.html", subject=subject, body=body, chosen=lists, lists=app.all_lists(settings), error="")
     error = "" if subject and lists and body.strip() else "Skriv ett ämne och ett meddelande, och välj minst en lista."
     count = 0
     if not error:

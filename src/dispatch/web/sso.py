@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import html
 import logging
-import re
+import re  # not wording: strips control characters from a provider's error before it is recorded
 import ssl
 from datetime import datetime
 from typing import Any
@@ -37,6 +37,7 @@ from starlette.routing import BaseRoute, Route
 
 from dispatch import app
 from dispatch.errors import ConsoleError
+from dispatch.values import Fact
 from dispatch.web import pages
 from dispatch.web.console import Console, forbidden, render
 from dispatch.web.pages import safe_next
@@ -179,7 +180,7 @@ class SingleSignOn:
             return await self._failed(console, now, remote, str(exc))
         role = app.sso_role(values, self.oidc.roles)
         if role is None:
-            detail = _clean(f"no console role for {claim} {values}")
+            detail = Fact.of("audit_detail.no_console_role", groups=_clean(f"{claim} {values}"))
             name = await run_in_threadpool(app.sso_no_role, console.ledger, name, subject, detail, now, remote=remote)
             LOG.warning("single sign-on refused for %s: none of the %s values %s maps to a role in web.oidc.roles",
                         name, claim, _clean(str(values)))
