@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import IN_CI, Background, Project, free_port, start_dispatch
+from conftest import IN_CI, Background, Project, free_port, open_ledger, start_dispatch
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PASSWORDS = {"anna": "anna-skriver-rapporten", "cara": "cara-skriver-ocksa", "bo": "bo-godkanner-rapporten",
@@ -46,7 +46,7 @@ def add_users(project: Project, names: tuple[str, ...] = ("anna", "cara", "bo", 
     from dispatch import app
     from dispatch.config import load_settings
 
-    ledger = app.open_ledger(load_settings(project.config_path))
+    ledger = open_ledger(load_settings(project.config_path))
     try:
         for name in names:
             app.add_user(ledger, name, f"{name}@example.org", ROLES[name], PASSWORDS[name], datetime.now(UTC), by="test",

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 import consolekit
-from conftest import STOCKHOLM, FakeClock, Project, SMTPServer, copy_project
+from conftest import STOCKHOLM, FakeClock, Project, SMTPServer, copy_project, open_ledger
 from consolekit import (
     PASSWORDS,
     WebProcess,
@@ -389,7 +389,7 @@ def test_passwords_are_hashed_with_the_configured_profile_and_made_again_at_the_
     from dispatch import app
 
     now = datetime(2024, 11, 18, 9, 0, tzinfo=UTC)
-    ledger = app.open_ledger(load_settings(project.config_path))
+    ledger = open_ledger(load_settings(project.config_path))
     try:
         app.add_user(ledger, "anna", "anna@example.org", "editor", PASSWORDS["anna"], now, by="test")
 

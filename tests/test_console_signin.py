@@ -28,7 +28,7 @@ import pytest
 import sqlalchemy as sa
 
 import consolekit
-from conftest import FakeClock, Project
+from conftest import FakeClock, Project, open_ledger
 from consolekit import PASSWORDS, WebProcess, add_users, console_in_thread, csrf_of, sign_in, try_sign_in
 from dispatch import app
 from dispatch.config import load_settings
@@ -51,7 +51,7 @@ def csrf(client: httpx.Client) -> str:
 
 
 def audit(project: Project, action: str | None = None) -> list[app.AuditEntry]:
-    ledger = app.open_ledger(load_settings(project.config_path))
+    ledger = open_ledger(load_settings(project.config_path))
     try:
         return ledger.audit_log(5000, action=action)
     finally:
@@ -129,7 +129,7 @@ def test_users_passwd_reads_the_password_from_a_file_or_standard_input_and_refus
     piped = CliRunner().invoke(main, ["--config", str(project.config_path), "users", "passwd", "anna"], input=NEW + "\n")
     assert piped.exit_code == 0, piped.output
     settings = load_settings(project.config_path)
-    ledger = app.open_ledger(settings)
+    ledger = open_ledger(settings)
     try:
         now = datetime.now(UTC)
         assert app.sign_in(ledger, "anna", NEW, now, hashing="light").name == "anna"
@@ -204,7 +204,7 @@ def test_forty_parallel_wrong_passwords_check_at_most_five_and_the_right_one_aft
     if ledger_kind == "postgresql":
         project.set_config(ledger=request.getfixturevalue("pg").url)
     add_users(project, ("anna",))
-    ledger = app.open_ledger(load_settings(project.config_path))
+    ledger = open_ledger(load_settings(project.config_path))
     now = datetime(2024, 11, 18, 9, 0, tzinfo=UTC)
     answered = threading.Semaphore(0)
 
@@ -474,7 +474,7 @@ def test_an_operators_new_password_ends_the_lock_so_a_locked_approver_gets_back_
     `users passwd` is the way back in: it clears the lock and the failed count."""
     add_users(project, ("bo",))
     settings = load_settings(project.config_path)
-    ledger = app.open_ledger(settings)
+    ledger = open_ledger(settings)
     now = datetime.now(UTC)
     try:
         for _ in range(6):
@@ -489,7 +489,7 @@ def test_an_operators_new_password_ends_the_lock_so_a_locked_approver_gets_back_
     result = project.run("users", "passwd", "bo", "--password-file", str(secret))
     assert result.returncode == 0, result.stderr
     assert "locked" not in project.run("users", "list").stdout
-    ledger = app.open_ledger(settings)
+    ledger = open_ledger(settings)
     try:
         assert app.sign_in(ledger, "bo", "bo-har-ett-nytt-losenord", now, hashing="light").name == "bo"
         assert any(entry.detail.endswith("lock cleared") for entry in app.audit_log(ledger, 5)

@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 import httpx
 import pytest
 
-from conftest import ROOT, Project, copy_project, free_port, require_tool
+from conftest import ROOT, Project, copy_project, free_port, open_ledger, require_tool
 from consolekit import PASSWORDS, WebProcess, add_users, browser_or_skip, csrf_of, sign_in
 from dispatch import app
 from dispatch.config import Settings, load_settings
@@ -176,7 +176,7 @@ def with_state(url: str, state: str) -> str:
 
 
 def audit_entries(project: Project, action: str) -> list[app.AuditEntry]:
-    ledger = app.open_ledger(load_settings(project.config_path))
+    ledger = open_ledger(load_settings(project.config_path))
     try:
         return [entry for entry in app.audit_log(ledger) if entry.action == action]
     finally:
@@ -184,7 +184,7 @@ def audit_entries(project: Project, action: str) -> list[app.AuditEntry]:
 
 
 def user_row(project: Project, name: str) -> app.User | None:
-    ledger = app.open_ledger(load_settings(project.config_path))
+    ledger = open_ledger(load_settings(project.config_path))
     try:
         return ledger.user(name)
     finally:
@@ -459,7 +459,7 @@ def test_the_highest_mapped_role_wins_and_no_mapped_value_is_no_role() -> None:
 
 def test_an_sso_account_follows_the_provider_but_a_disabled_one_stays_out(tmp_path: Path) -> None:
     project = copy_project(tmp_path / "project")
-    ledger = app.open_ledger(load_settings(project.config_path))
+    ledger = open_ledger(load_settings(project.config_path))
     now = datetime.now(UTC)
     try:
         user = app.sso_user(ledger, "bodil", "Bodil@Example.org", "editor", now, remote="10.0.0.1", subject="iss|b")
@@ -485,7 +485,7 @@ def test_two_provider_accounts_whose_names_clean_up_alike_never_share_one_consol
     """Issue 30: the second comer was refused; now their account is held under a name of its own
     (disabled) for an operator, who enables it once they know who it is."""
     project = copy_project(tmp_path / "project")
-    ledger = app.open_ledger(load_settings(project.config_path))
+    ledger = open_ledger(load_settings(project.config_path))
     now = datetime.now(UTC)
     issuer = "https://login.example.org"
     try:
@@ -513,7 +513,7 @@ def test_two_provider_accounts_whose_names_clean_up_alike_never_share_one_consol
 
 def test_a_role_taken_away_at_the_provider_goes_at_the_next_refused_sign_in(tmp_path: Path) -> None:
     project = copy_project(tmp_path / "project")
-    ledger = app.open_ledger(load_settings(project.config_path))
+    ledger = open_ledger(load_settings(project.config_path))
     now = datetime.now(UTC)
     try:
         began = app.sso_user(ledger, "frida", "frida@example.org", "approver", now, subject="iss|f").session_generation

@@ -34,6 +34,7 @@ from dispatch.app.accounts import (
     sso_role,
     sso_user,
 )
+from dispatch.app.application import App, Session
 from dispatch.app.bounces import BounceRun, MailboxError, Repeat, process_bounces, repeat_bouncers
 from dispatch.app.changes import (
     Review,
@@ -113,14 +114,12 @@ from dispatch.app.urgent import urgent_fields, urgent_path, write_urgent
 from dispatch.app.wiring import (
     current_user,
     envelope,
-    open_ledger,
     open_transport,
     phone_check_unavailable,
     read_oidc_secret,
     read_secret,
     secrets_ready,
     send_policy,
-    start_new_ledger,
 )
 from dispatch.control.content import short
 from dispatch.delivery.pipeline import Clock, Result, StoppableClock
@@ -138,6 +137,7 @@ __all__ = [
     "ROLES",
     "UNKNOWN_PER_ADDRESS",
     "AddressLimits",
+    "App",
     "AuditEntry",
     "BounceRun",
     "Clock",
@@ -168,6 +168,7 @@ __all__ = [
     "SentVersion",
     "ServeClock",
     "Service",
+    "Session",
     "SignInRefused",
     "Status",
     "StoppableClock",
@@ -218,7 +219,6 @@ __all__ = [
     "mail_notice",
     "notify_summary",
     "open_draft",
-    "open_ledger",
     "open_transport",
     "phone_check_unavailable",
     "plan_for",
@@ -259,7 +259,6 @@ __all__ = [
     "sso_role",
     "sso_user",
     "start_correction",
-    "start_new_ledger",
     "state_dir",
     "status",
     "today",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from dispatch.app.application import Session
 from dispatch.app.changes import review
 from dispatch.app.drafting import split_fields
 from dispatch.app.editions import read_edition
@@ -40,8 +41,9 @@ class ScheduleDay:
     edition: EditionState
 
 
-def today(settings: Settings, ledger: Ledger, now: datetime) -> list[ScheduleDay]:
+def today(s: Session, now: datetime) -> list[ScheduleDay]:
     """Each schedule's next slot, its approval deadline, and the state of that day's edition."""
+    settings = s.settings
     zone = settings.timezone
     days = []
     for schedule in settings.schedules:
@@ -49,25 +51,26 @@ def today(settings: Settings, ledger: Ledger, now: datetime) -> list[ScheduleDay
         day = occurrence.day if occurrence else now.astimezone(zone).date()
         days.append(ScheduleDay(schedule, occurrence.at if occurrence else None,
                                 approval_moment(occurrence) if occurrence else None,
-                                edition_state(settings, ledger, day, now)))
+                                edition_state(s, day, now)))
     return days
 
 
-def edition_state(settings: Settings, ledger: Ledger, day: date, now: datetime) -> EditionState:
+def edition_state(s: Session, day: date, now: datetime) -> EditionState:
     """The day's edition: its dispatch while it sends and once sent, unless the file is a
     later revision (a correction being written), which is judged like any draft."""
+    settings, ledger = s.settings, s.ledger
     sent = [d for d in ledger.list_dispatches(day) if d.kind == "edition"]
     exists = edition_path(settings.reports_dir, day).exists()
     edition = None
     problems: InputError | None = None
     if exists:
         try:
-            edition = read_edition(settings, day, None, now)
+            edition = read_edition(s, day, None, now)
         except InputError as exc:
             problems = exc
     revision = edition.revision if edition is not None else _revision_written(settings, day) if exists else 1
     if sent and revision <= max(d.revision for d in sent):
-        return _dispatch_state(settings, ledger, day, sent[-1])
+        return _dispatch_state(s, day, sent[-1])
     prefix = f"Rättelse (version {revision}): " if sent else ""
     if not exists:
         return EditionState(day, "missing", "Saknas: ingen rapport är skriven för dagen")
@@ -75,7 +78,7 @@ def edition_state(settings: Settings, ledger: Ledger, day: date, now: datetime) 
         count = len(problems.problems) if problems else 0
         return EditionState(day, "problems", f"{prefix}Utkast med {count} fel som måste rättas")
     try:
-        found = review(settings, ledger, edition, now)
+        found = review(s, edition, now)
     except InputError as exc:
         return EditionState(day, "problems", f"{prefix}Utkast med {len(exc.problems)} fel som måste rättas")
     verdict = found.verdict
@@ -101,7 +104,8 @@ def _revision_written(settings: Settings, day: date) -> int:
         return 1
 
 
-def _dispatch_state(settings: Settings, ledger: Ledger, day: date, record: DispatchRecord) -> EditionState:
+def _dispatch_state(s: Session, day: date, record: DispatchRecord) -> EditionState:
+    settings, ledger = s.settings, s.ledger
     counts = ledger.counts(record.id)
     total = sum(counts.values())
     waiting = counts.get("pending", 0) + counts.get("deferred", 0) + counts.get("unknown", 0)

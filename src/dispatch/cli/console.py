@@ -55,15 +55,12 @@ def users_add(app: Context, name: str, email: str, role: str, password_file: Pat
     from dispatch import app as application
 
     password = _password(password_file, "no account was added")
-    ledger = application.open_ledger(app.settings)
     try:
         hashing = app.settings.web.password_hashing if app.settings.web else "standard"
-        user = application.add_user(ledger, name, email, role, password, app.now(), by=application.current_user(),
+        user = application.add_user(app.session.ledger, name, email, role, password, app.now(), by=application.current_user(),
                                     hashing=hashing)
     except DispatchError as exc:
         fail(exc, summary="no account was added")
-    finally:
-        ledger.close()
     click.echo(f"added {user.name} <{user.email}> as {user.role}", err=True)
 
 
@@ -85,13 +82,10 @@ def users_list(app: Context) -> None:
     """Every account: name, role, address, and whether it is disabled or locked."""
     from dispatch import app as application
 
-    ledger = application.open_ledger(app.settings)
     try:
-        accounts = application.list_users(ledger)
+        accounts = application.list_users(app.session.ledger)
     except DispatchError as exc:
         fail(exc)
-    finally:
-        ledger.close()
     now = app.now()
     for user in accounts:
         notes = ["disabled"] if user.disabled else []
@@ -130,17 +124,13 @@ def users_passwd(app: Context, name: str, password_file: Path | None) -> None:
 
 
 def _change_account(app: Context, name: str, change: Callable[[Ledger], bool], summary: str = "nothing was sent") -> None:
-    """Run one change of account NAME on its own ledger connection; an unknown name, or a
+    """Run one change of account NAME in the command's unit of work; an unknown name, or a
     refusal, ends the command (exit 1) with the reason."""
-    from dispatch import app as application
 
-    ledger = application.open_ledger(app.settings)
     try:
-        done = change(ledger)
+        done = change(app.session.ledger)
     except DispatchError as exc:
         fail(exc, summary=summary)
-    finally:
-        ledger.close()
     if not done:
         click.echo(f"error: no account named {name!r} (see dispatch users list)", err=True)
         sys.exit(EXIT_INPUT)

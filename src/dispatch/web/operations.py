@@ -58,7 +58,7 @@ async def confirm_send(request: Request, visit: Visit) -> Response:
     if day is None:
         return not_found(visit)
     try:
-        confirmation, _ = await run_in_threadpool(app.confirm, visit.console.settings, app.Recipe(day), visit.now)
+        confirmation, _ = await visit.console.unit(lambda unit: app.confirm(unit, app.Recipe(day), visit.now))
     except DispatchError as exc:
         return visit.render("send_confirm.html", 409, day=day, confirmation=None, error=_refusal(exc))
     return visit.render("send_confirm.html", day=day, confirmation=confirmation, error="")
@@ -98,11 +98,11 @@ def _in_swedish(progress: dict[str, Any]) -> dict[str, Any]:
 async def run_page(request: Request, visit: Visit) -> Response:
     name = str(request.path_params["name"])
     console = visit.console
-    progress = await run_in_threadpool(console.runs.progress, console.ledger, name)
+    progress = await console.unit(lambda unit: console.runs.progress(unit.ledger, name))
     if progress is None:
         return not_found(visit, "Det finns inget sådant utskick.")
     _in_swedish(progress)
-    status = await run_in_threadpool(app.status, console.settings, name, visit.now)
+    status = await console.unit(lambda unit: app.status(unit, name, visit.now))
     waiting = [row for row in (status.rows if status else []) if row["state"] in ("deferred", "failed", "unknown", "bounced")]
     return visit.render("run.html", name=name, progress=progress, waiting=waiting, final=FINAL)
 
@@ -116,7 +116,7 @@ async def run_events(request: Request, visit: Visit) -> Response:
     async def events() -> AsyncIterator[str]:
         last = None
         while True:
-            progress = await run_in_threadpool(console.runs.progress, console.ledger, name)
+            progress = await console.unit(lambda unit: console.runs.progress(unit.ledger, name))
             if progress is None:
                 return
             data = json.dumps(_in_swedish(progress), ensure_ascii=False)
@@ -138,28 +138,28 @@ async def stop_run(request: Request, visit: Visit) -> Response:
     run = visit.console.runs.stop(name)
     if run is None:
         return not_found(visit, "Utskicket körs inte här.")
-    visit.audit("stop", name)
+    await visit.audit("stop", name)
     return RedirectResponse(f"/runs/{name}", status_code=303)
 
 
 @page("operate")
 async def resume_run(request: Request, visit: Visit) -> Response:
     name = str(request.path_params["name"])
-    recipe = app.recipe_for(visit.console.settings, name)
+    recipe = await visit.console.unit(lambda unit: app.recipe_for(unit, name))
     if recipe is None:
         return not_found(visit, "Det här utskicket kan inte återupptas härifrån.")
-    visit.audit("resume", name)
+    await visit.audit("resume", name)
     return await _start(visit, recipe, name, day=recipe.day)
 
 
 @page("operate")
 async def retry_now(request: Request, visit: Visit) -> Response:
     name = str(request.path_params["name"])
-    recipe = app.recipe_for(visit.console.settings, name)
+    recipe = await visit.console.unit(lambda unit: app.recipe_for(unit, name))
     if recipe is None:
         return not_found(visit, "Det här utskicket kan inte skickas igen härifrån.")
-    count = await run_in_threadpool(app.retry_waiting_now, visit.console.settings, name, visit.now)
-    visit.audit("retry_now", name, None, f"{count} waiting recipient(s)")
+    count = await visit.console.unit(lambda unit: app.retry_waiting_now(unit, name, visit.now))
+    await visit.audit("retry_now", name, None, f"{count} waiting recipient(s)")
     if visit.console.runs.wake(name):  # a send of it runs here: it tries them now instead of after its wait
         return RedirectResponse(f"/runs/{name}", status_code=303)
     return await _start(visit, recipe, name, day=recipe.day)
@@ -175,7 +175,7 @@ async def start_correction(request: Request, visit: Visit) -> Response:
         return not_found(visit)
     console = visit.console
     try:
-        await run_in_threadpool(app.start_correction, console.settings, console.ledger, day, visit.me.name, visit.now)
+        await console.unit(lambda unit: app.start_correction(unit, day, visit.me.name, visit.now))
     except DispatchError as exc:
         return visit.render("error.html", 409, heading="Ingen rättelse skapad", message=_refusal(exc))
     return RedirectResponse(f"/editions/{day.isoformat()}?klart=rattelse", status_code=303)
@@ -201,8 +201,9 @@ async def urgent_preview(request: Request, visit: Visit) -> Response:
     subject, lists, body = _urgent_form(visit)
     console = visit.console
     path = app.urgent_path(console.settings, subject or "meddelande", visit.now)
-    result = await run_in_threadpool(app.preview_draft, console.settings, visit.now.date(),
-                                     app.urgent_fields(subject, lists, visit.me.name), body, visit.now, urgent_file=path)
+    fields = app.urgent_fields(subject, lists, visit.me.name)
+    result = await console.unit(lambda unit: app.preview_draft(unit, visit.now.date(), fields, body, visit.now,
+                                                               urgent_file=path))
     problems = [_located(problem, result) for problem in result.problems]
     if not lists:
         problems.insert(0, {"message": "Välj minst en mottagarlista.", "anchor": "", "label": "", "line": None})

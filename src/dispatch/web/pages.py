@@ -27,7 +27,7 @@ async def statement(request: Request) -> Response:
     console: Console = request.app.state.console
     now = console.now()
     body = await run_in_threadpool(app.accessibility_statement, console.settings, now)
-    session, user = console.signed_in(request, now) or (None, None)
+    session, user = await console.signed_in(request, now) or (None, None)
     return render(console, "tillganglighet.html", user=user, session=session, now=now, body=body)
 
 
@@ -51,7 +51,7 @@ async def login(request: Request) -> Response:
     token = console.sessions.sign_in_token(request)
     target = _safe_next(request.query_params.get("next"))
     if request.method == "GET":
-        if console.signed_in(request, now) is not None:
+        if await console.signed_in(request, now) is not None:
             return RedirectResponse(target, status_code=303)  # signed in already: on to where they were going
         response = render(console, "login.html", user=None, session=None, now=now, csrf=token, next=target,
                           error="", local=console.web.local_accounts, username="")
@@ -68,9 +68,9 @@ async def login(request: Request) -> Response:
     # web.forwarded_allow_ips trusts the proxy, else the connection's own address.
     remote = request.client.host if request.client else ""
     try:
-        user = await console.checks.run(app.sign_in, console.ledger, values.get("username", "").strip(),
-                                        values.get("password", ""), now, remote=remote,
-                                        hashing=console.web.password_hashing, limits=console.limits)
+        user = await console.checks.run(console.in_session, lambda unit: app.sign_in(
+            unit.ledger, values.get("username", "").strip(), values.get("password", ""), now, remote=remote,
+            hashing=console.web.password_hashing, limits=console.limits))
     except (app.SignInRefused, Busy) as exc:
         busy = isinstance(exc, Busy)
         response = render(console, "login.html", 503 if busy else 401, user=None, session=None, now=now, csrf=token,
@@ -81,7 +81,7 @@ async def login(request: Request) -> Response:
         console.sessions.keep_sign_in_token(response, token)
         return response
     redirect = RedirectResponse(target, status_code=303)
-    console.sessions.start(redirect, user.name, now)
+    await console.start_session(redirect, user.name, now)
     return redirect
 
 
@@ -99,7 +99,8 @@ async def extend_session(request: Request, visit: Visit) -> Response:
 async def logout(request: Request, visit: Visit) -> Response:
     """Every copy of the session ends (and the account's sessions in other browsers)."""
     remote = request.client.host if request.client else ""
-    await run_in_threadpool(app.sign_out, visit.console.ledger, visit.me.name, visit.now, remote=remote)
+    name, now = visit.me.name, visit.now
+    await visit.console.unit(lambda unit: app.sign_out(unit.ledger, name, now, remote=remote))
     response = RedirectResponse("/login", status_code=303)
     visit.console.sessions.end(response)
     return response
@@ -109,27 +110,27 @@ async def logout(request: Request, visit: Visit) -> Response:
 async def home(request: Request, visit: Visit) -> Response:
     console = visit.console
 
-    def work() -> Response:
-        days = app.today(console.settings, console.ledger, visit.now)
+    def work(unit: app.Session) -> Response:
+        days = app.today(unit, visit.now)
         local_today = visit.now.astimezone(console.settings.timezone).date()
         tomorrow = local_today + timedelta(days=1)
         extra = [d for d in (local_today, tomorrow) if all(s.edition.day != d for s in days)]
-        states = [app.edition_state(console.settings, console.ledger, d, visit.now) for d in extra]
+        states = [app.edition_state(unit, d, visit.now) for d in extra]
         return visit.render("home.html", days=days, states=states, today=local_today)
 
-    return await run_in_threadpool(work)
+    return await console.unit(work)
 
 
 @page("read")
 async def history(request: Request, visit: Visit) -> Response:
-    entries = await run_in_threadpool(app.history, visit.console.settings, None)
+    entries = await visit.console.unit(lambda unit: app.history(unit, None))
     return visit.render("history.html", entries=list(reversed(entries)))
 
 
 @page("read")
 async def dispatch_page(request: Request, visit: Visit) -> Response:
     name = str(request.path_params["name"])
-    found = await run_in_threadpool(app.status, visit.console.settings, name, visit.now)
+    found = await visit.console.unit(lambda unit: app.status(unit, name, visit.now))
     if found is None or found.record.name != name:
         return not_found(visit, "Det finns inget utskick med det namnet.")
     settings = visit.console.settings
@@ -142,10 +143,10 @@ async def dispatch_page(request: Request, visit: Visit) -> Response:
 @page("read")
 async def export(request: Request, visit: Visit) -> Response:
     name, kind = str(request.path_params["name"]), str(request.path_params["kind"])
-    document = await run_in_threadpool(app.export, visit.console.settings, name)
+    document = await visit.console.unit(lambda unit: app.export(unit, name))
     if document is None or document.get("dispatch") != name or kind not in ("csv", "json"):
         return not_found(visit)
-    visit.audit("export", name, None, kind)
+    await visit.audit("export", name, None, kind)
     if kind == "json":
         body = json.dumps(document, ensure_ascii=False, indent=2) + "\n"
         media = "application/json"
@@ -166,7 +167,7 @@ async def recipients(request: Request, visit: Visit) -> Response:
 
 @page("operate")
 async def audit_page(request: Request, visit: Visit) -> Response:
-    entries = await run_in_threadpool(app.audit_log, visit.console.ledger, 500)
+    entries = await visit.console.unit(lambda unit: app.audit_log(unit.ledger, 500))
     return visit.render("audit.html", entries=entries)
 
 

@@ -28,8 +28,9 @@ async def password_page(request: Request, visit: Visit) -> Response:
         return visit.render("password.html", 400, local=True, done=False, error="mismatch", problems=[])
     remote = request.client.host if request.client else ""
     try:
-        await console.checks.run(app.change_password, console.ledger, visit.me.name, visit.form.get("current", ""), new,
-                                 visit.now, remote=remote, hashing=console.web.password_hashing)
+        name, current, now = visit.me.name, visit.form.get("current", ""), visit.now
+        await console.checks.run(console.in_session, lambda unit: app.change_password(
+            unit.ledger, name, current, new, now, remote=remote, hashing=console.web.password_hashing))
     except app.SignInRefused:
         return visit.render("password.html", 403, local=True, done=False, error="wrong", problems=[])
     except InputError as exc:
@@ -42,5 +43,5 @@ async def password_page(request: Request, visit: Visit) -> Response:
     # Every session of the account has ended (copies of this one too); this browser goes on
     # in a new one. Post, redirect, get: a reload does not post the form again.
     redirect = RedirectResponse("/password?klart=1", status_code=303)
-    console.sessions.start(redirect, visit.me.name, visit.now)
+    await console.start_session(redirect, visit.me.name, visit.now)
     return redirect
