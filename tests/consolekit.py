@@ -102,15 +102,16 @@ def wait_healthy(base: str, process: Background | None = None, timeout: float = 
 
 
 @contextmanager
-def console_in_thread(settings: Any, clock: Any) -> Iterator[str]:
+def console_in_thread(settings: Any, clock: Any, *, application: Any = None) -> Iterator[str]:
     """The console served by uvicorn in this process (a real HTTP server) with ``clock``
-    injected, for what needs time moved: locks that end, sessions that expire."""
+    injected, for what needs time moved: locks that end, sessions that expire (or on the
+    ``application`` the test holds)."""
     import uvicorn
 
     from dispatch.web import create_console
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_console(settings, clock=clock), host="127.0.0.1", port=port,
+    server = uvicorn.Server(uvicorn.Config(create_console(settings, clock=clock, application=application), host="127.0.0.1", port=port,
                                            log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

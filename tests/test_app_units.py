@@ -1,0 +1,178 @@
+"""The App and its units of work: one database engine per process (a command, the console),
+and a console whose event loop never waits on the ledger."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+import sqlalchemy
+from click.testing import CliRunner
+
+import consolekit
+from conftest import Project, open_ledger
+from dispatch import app
+from dispatch.cli import main
+from dispatch.config import load_settings
+from dispatch.ledger import Ledger
+
+EDITION = "2024-11-17"
+
+
+@pytest.fixture
+def engines(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every SQLAlchemy engine made from here on (its URL), however the program makes it."""
+    made: list[str] = []
+    real = sqlalchemy.create_engine
+
+    def counting(url: Any, *args: Any, **kwargs: Any) -> Any:
+        made.append(str(url))
+        return real(url, *args, **kwargs)
+
+    monkeypatch.setattr(sqlalchemy, "create_engine", counting)
+    return made
+
+
+def test_one_send_of_the_sample_creates_the_database_engine_once(project: Project, engines: list[str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(project.root)
+    result = CliRunner().invoke(main, ["--config", "config.yaml", "send", "--date", EDITION])
+    assert result.exit_code == 0, result.output
+    outbox = project.root / "var" / "outbox" / "new"
+    assert len(list(outbox.iterdir())) > 1, "the edition (and the completion summary) went into the Maildir"
+    assert len(engines) == 1, f"one engine for the whole command, not {len(engines)}: {engines}"
+
+
+def test_sessions_of_one_app_share_its_engine(project: Project, engines: list[str]) -> None:
+    application = app.App(load_settings(project.config_path))
+    try:
+        for _ in range(3):
+            with application.session() as unit:
+                unit.ledger.list_dispatches()
+        threads = [threading.Thread(target=lambda: _in_session(application)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        application.close()
+    assert len(engines) == 1, engines
+
+
+def _in_session(application: app.App) -> None:
+    with application.session() as unit:
+        unit.ledger.find_dispatch(None)
+
+
+# -- the console -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def console_app(project: Project) -> Iterator[tuple[str, app.App]]:
+    """The console served in this process (uvicorn in a thread) on an App the test holds,
+    with anna signed up and one dispatch in the ledger to export."""
+    consolekit.add_users(project, ("anna", "olle"))
+    settings = load_settings(project.config_path)
+    ledger = open_ledger(settings)
+    try:
+        ledger.open_dispatch(f"{EDITION}.r1.edition", date.fromisoformat(EDITION), 1, "edition", "Rapport", "reports/x.md",
+                             "anna", datetime.now(UTC))
+    finally:
+        ledger.close()
+    application = app.App(settings)
+    with consolekit.console_in_thread(settings, None, application=application) as base:
+        yield base, application
+    application.close()
+
+
+def test_the_console_process_holds_one_engine(console_app: tuple[str, app.App], engines: list[str]) -> None:
+    base, application = console_app
+    before = len(engines)
+    olle = consolekit.sign_in(base, "olle")
+    for path in ("/", "/history", f"/editions/{EDITION}", "/audit", "/recipients", f"/history/{EDITION}.r1.edition",
+                 f"/history/{EDITION}.r1.edition/export.json"):
+        assert olle.get(path).status_code == 200, path
+    assert len(engines) == before, "every request's unit of work takes a connection from the App's one engine"
+    assert application.database().engine.pool.checkedout() <= 1, "units of work give their connections back"
+
+
+class SlowCall:
+    """One ledger method that, when armed, waits in the thread that called it until released:
+    the ledger as slow as the test wants, for as long as it measures."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, method: str) -> None:
+        self.armed = threading.Event()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        real: Callable[..., Any] = getattr(Ledger, method)
+
+        def slow(ledger: Ledger, *args: Any, **kwargs: Any) -> Any:
+            if self.armed.is_set():
+                self.armed.clear()  # one call is held; the others go through
+                self.entered.set()
+                self.release.wait(30)
+            return real(ledger, *args, **kwargs)
+
+        monkeypatch.setattr(Ledger, method, slow)
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("user", "/"),  # the signed-in wrapper's lookup of the session's account, on every request
+    ("record_audit", f"/history/{EDITION}.r1.edition/export.json"),  # the audit write after an export
+    ("list_dispatches", "/history"),  # a use case
+])
+def test_healthz_answers_within_100_ms_while_a_request_waits_on_the_ledger(
+        console_app: tuple[str, app.App], monkeypatch: pytest.MonkeyPatch, method: str, path: str) -> None:
+    base, _ = console_app
+    olle = consolekit.sign_in(base, "olle")
+    slow = SlowCall(monkeypatch, method)
+    answers: list[int] = []
+    slow.armed.set()
+    waiting = threading.Thread(target=lambda: answers.append(olle.get(path).status_code), daemon=True)
+    waiting.start()
+    try:
+        assert slow.entered.wait(20), f"the request to {path} reached Ledger.{method}"
+        latencies = []
+        with consolekit.http_client(base, timeout=5) as probe:
+            for _ in range(5):
+                started = time.perf_counter()
+                assert probe.get("/healthz").status_code == 200
+                latencies.append(time.perf_counter() - started)
+        assert waiting.is_alive() and not answers, "the slow request was still waiting while /healthz answered"
+    finally:
+        slow.release.set()
+        waiting.join(30)
+    assert answers == [200], "the slow request finished once the ledger answered"
+    assert statistics.median(latencies) < 0.1, f"/healthz took {latencies} while {path} waited on Ledger.{method}"
+
+
+def test_console_ledger_calls_are_not_made_on_the_event_loop(console_app: tuple[str, app.App],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ledger call a page makes runs in a worker thread, never in the loop's own."""
+    import asyncio
+
+    base, _ = console_app
+    on_loop: list[str] = []
+    for name in ("user", "record_audit", "list_dispatches", "audit_log", "find_dispatch", "counts", "approvals"):
+        real: Callable[..., Any] = getattr(Ledger, name)
+
+        def checked(ledger: Ledger, *args: Any, _real: Callable[..., Any] = real, _name: str = name,
+                    **kwargs: Any) -> Any:
+            try:
+                asyncio.get_running_loop()
+                on_loop.append(_name)
+            except RuntimeError:
+                pass  # no loop in this thread: a worker
+            return _real(ledger, *args, **kwargs)
+
+        monkeypatch.setattr(Ledger, name, checked)
+    olle = consolekit.sign_in(base, "olle")
+    for path in ("/", "/history", f"/editions/{EDITION}", "/audit", f"/history/{EDITION}.r1.edition",
+                 f"/history/{EDITION}.r1.edition/export.csv"):
+        assert olle.get(path).status_code == 200, path
+    assert on_loop == []
