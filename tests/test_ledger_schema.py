@@ -117,3 +117,11 @@ def test_a_schema_2_ledger_gains_content_hashes_approvals_and_edits(tmp_path: Pa
     finally:
         ledger.close()
     assert versions(url) == [SCHEMA_VERSION]
+
+
+def test_the_last_migration_brings_a_ledger_to_the_current_schema_version() -> None:
+    """A schema change comes with its migration (the check the schema module made at import)."""
+    from dispatch.ledger import MIGRATIONS
+
+    assert MIGRATIONS[-1][0] == SCHEMA_VERSION
+    assert [target for target, _what, _step in MIGRATIONS] == list(range(2, SCHEMA_VERSION + 1))

@@ -27,7 +27,7 @@ from dispatch.app.application import Session
 from dispatch.app.editions import lists_report
 from dispatch.bounces.mailbox import Mailbox, MailboxError, open_mailbox
 from dispatch.bounces.reading import AUTO_REPLY, HARD, HUMAN, UNREADABLE, Failure, Reading, read
-from dispatch.config import Settings
+from dispatch.config.settings import BounceSettings
 from dispatch.delivery import verp
 from dispatch.errors import InputError, Problem, display_path
 from dispatch.ledger import DeliveryRef, Ledger
@@ -76,7 +76,7 @@ def process_bounces(s: Session, now: datetime) -> BounceRun:
                                                                    "host, username and password_env (see docs/how-to/bounces.md)")])
     box = settings.bounces
     run = BounceRun()
-    with open_mailbox(box, lambda: _secret(settings)) as mailbox:
+    with open_mailbox(box, lambda: _secret(box)) as mailbox:
         listed = mailbox.unread(PER_RUN)
         run.read = len(listed)
         too_large = [item for item in listed if item.size > box.max_message_bytes]
@@ -190,13 +190,11 @@ def _key(address: str) -> str:
         return address.lower()
 
 
-def _secret(settings: Settings) -> str:
+def _secret(box: BounceSettings) -> str:
     """The mailbox's password (password_env, password_file) or an OAuth2 token (token_command);
     read at sign-in, never stored or shown."""
     from dispatch.delivery.oauth import CommandTokenSource
 
-    box = settings.bounces
-    assert box is not None
     where = f"{box.host}:{box.port}"
     if box.auth == "xoauth2" and box.token_command:
         return CommandTokenSource(box.token_command, where).token()

@@ -18,7 +18,7 @@ from dispatch.control import content as content_id
 from dispatch.control.content import Content
 from dispatch.email import whats_new as news
 from dispatch.email.edition import assemble, edition_path, section_anchor, swedish_date
-from dispatch.errors import ChangeControlError, InputError, Problem, display_path
+from dispatch.errors import ChangeControlError, DispatchError, InputError, Problem, display_path
 from dispatch.ledger import DispatchRecord, Ledger, dispatch_name
 from dispatch.models import Edition, Section
 
@@ -130,6 +130,13 @@ class Review:
                                                f"{refused}: {self.verdict.reason}")])
         return None
 
+    def gate_verdict(self) -> gate.Verdict:
+        """The approval gate's verdict on a daily edition; review gives none for an urgent
+        message or a test send, and asking for it then is a fault in the caller."""
+        if self.verdict is None:
+            raise DispatchError("an urgent message or a test send has no approval verdict")
+        return self.verdict
+
     def standing(self, edition: Edition) -> str:
         """Where the edition stands, in one sentence: urgent, already sent, ready or not (and why)."""
         if edition.urgent:
@@ -142,8 +149,8 @@ class Review:
                 state += (f", but {parts} changed since: send refuses to send it to anyone more (they would get other "
                           "content); publish uses the content that was sent")
             return state
-        assert self.verdict is not None
-        return ("ready to send: " if self.verdict.sendable else "valid, but NOT ready to send: ") + self.verdict.reason
+        verdict = self.gate_verdict()
+        return ("ready to send: " if verdict.sendable else "valid, but NOT ready to send: ") + verdict.reason
 
 
 def review(s: Session, edition: Edition, now: datetime, *, test: bool = False,

@@ -65,7 +65,7 @@ def decide(s: Session, ready: Prepared, now: datetime) -> Decision:
         kind, notes = _urgent_kind(ledger, edition, current)
     else:
         kind = edition.kind
-        assert found.verdict is not None
+        found.gate_verdict()  # a daily edition is always judged: no verdict here is a fault, not a pass
         refusal = found.refusal(edition, "not sendable")
         if refusal is not None:
             raise refusal
@@ -185,7 +185,7 @@ def publish_checked(s: Session, edition: Edition, now: datetime) -> tuple[Publis
     sent = latest_sent_edition(ledger, edition.date)
     if sent is None:
         found = review(s, edition, now)
-        assert found.verdict is not None
+        found.gate_verdict()  # a daily edition is always judged: no verdict here is a fault, not a pass
         refusal = found.refusal(edition, "not published")
         if refusal is not None:
             raise refusal
@@ -219,7 +219,7 @@ def scheduled_edition(s: Session, day: date, now: datetime) -> tuple[Edition | N
     if found.conflict is not None:
         return (None, "rapportfilen har ändrats sedan den skickades; en rättelse behöver 'revision' och 'correction'",
                 "; ".join(p.message for p in found.conflict.problems))
-    assert found.verdict is not None
-    if not found.verdict.sendable:
-        return None, found.verdict.reason_sv, found.verdict.reason
+    verdict = found.gate_verdict()
+    if not verdict.sendable:
+        return None, verdict.reason_sv, verdict.reason
     return edition, "", ""

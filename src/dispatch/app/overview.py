@@ -81,8 +81,7 @@ def edition_state(s: Session, day: date, now: datetime) -> EditionState:
         found = review(s, edition, now)
     except InputError as exc:
         return EditionState(day, "problems", f"{prefix}Utkast med {len(exc.problems)} fel som måste rättas")
-    verdict = found.verdict
-    assert verdict is not None
+    verdict = found.gate_verdict()
     zone = settings.timezone
     if verdict.sendable:
         approval = verdict.approval

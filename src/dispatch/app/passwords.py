@@ -126,7 +126,7 @@ def sign_in(ledger: Ledger, name: str, password: str, now: datetime, *, remote: 
             detail = "too many unknown names from this address"
         ledger.record_audit(now, shown, "sign_in_failed", name[:64], None, _where(remote, detail))
         raise SignInRefused("wrong user name or password")
-    if not _check(ledger, user, password, now, remote=remote, hashing=hashing):
+    if not _check(ledger, user, user.password_hash, password, now, remote=remote, hashing=hashing):
         raise SignInRefused("wrong user name or password")
     if user.disabled:
         ledger.record_audit(now, user.name, "sign_in_failed", user.name, None, _where(remote, "account disabled"))
@@ -147,7 +147,7 @@ def change_password(ledger: Ledger, name: str, current: str, new: str, now: date
     if user is None or user.password_hash is None:
         raise SignInRefused(f"{name!r} has no password of the console's own")
     _check_new(new)  # a form mistake first: it must not cost an attempt at the current password
-    if not _check(ledger, user, current, now, remote=remote, hashing=hashing):
+    if not _check(ledger, user, user.password_hash, current, now, remote=remote, hashing=hashing):
         raise SignInRefused("wrong password")
     _check_new(new, current)  # "the same as the current one" only once the current one is known right
     ledger.update_user(name, password_hash=HASHING[hashing].hash(new))
@@ -182,10 +182,10 @@ def sign_out(ledger: Ledger, name: str, now: datetime, *, remote: str = "") -> N
     ledger.record_audit(now, name, "sign_out", name, None, _where(remote, ""))
 
 
-def _check(ledger: Ledger, user: User, password: str, now: datetime, *, remote: str, hashing: str) -> bool:
-    """Is ``password`` the account's? The attempt is counted as failed before the check and
-    cleared only by a right password; past the limit there is no check at all."""
-    assert user.password_hash is not None
+def _check(ledger: Ledger, user: User, stored: str, password: str, now: datetime, *, remote: str, hashing: str) -> bool:
+    """Is ``password`` the account's (``stored``: its hash)? The attempt is counted as failed
+    before the check and cleared only by a right password; past the limit there is no check
+    at all."""
     attempt = ledger.take_sign_in_attempt(user.name, LOCK_AFTER, now)
     if attempt is None:
         _verify(_dummy_hash(hashing), password)  # as long as a check: the time tells nothing
@@ -195,7 +195,7 @@ def _check(ledger: Ledger, user: User, password: str, now: datetime, *, remote: 
                   else f"{LOCK_AFTER} attempts counted: password not checked")
         ledger.record_audit(now, user.name, "sign_in_failed", user.name, None, _where(remote, detail))
         return False
-    if not _verify(user.password_hash, password):
+    if not _verify(stored, password):
         ledger.record_audit(now, user.name, "sign_in_failed", user.name, None, _where(remote, f"wrong password ({attempt})"))
         if ledger.lock_if_at_limit(user.name, LOCK_AFTER, now + LOCK_FOR):
             ledger.record_audit(now, user.name, "locked", user.name, None,

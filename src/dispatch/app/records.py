@@ -53,8 +53,7 @@ def edition_note(s: Session, record: DispatchRecord, now: datetime) -> str | Non
             return f"{display_path(path)} unchanged; the config's standing sections or templates have changed since"
         return f"{display_path(path)} unchanged (content {found.content.short})"
     if record.content_hash and record.content_hash != found.content.hash:
-        assert found.verdict is not None
-        return f"{display_path(path)} has changed (content now {found.content.short}): {found.verdict.reason}"
+        return f"{display_path(path)} has changed (content now {found.content.short}): {found.gate_verdict().reason}"
     return f"{display_path(path)} unchanged (content {found.content.short})"
 
 

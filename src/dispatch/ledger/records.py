@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from dispatch.errors import LedgerError
 from dispatch.ledger.database import Database, _utc
 from dispatch.ledger.schema import (
     approvals as approvals_table,
@@ -64,7 +65,8 @@ def open_dispatch(
                         approved_at=_utc(approved_at), approval_id=approval_id)
             )
     record = find_dispatch(db, name)
-    assert record is not None
+    if record is None:  # inserted or found a moment ago, in this transaction's ledger
+        raise LedgerError(f"ledger {db.shown}: dispatch {name} is not there right after it was opened")
     return record, created
 
 
