@@ -176,3 +176,88 @@ def test_console_ledger_calls_are_not_made_on_the_event_loop(console_app: tuple[
                  f"/history/{EDITION}.r1.edition/export.csv"):
         assert olle.get(path).status_code == 200, path
     assert on_loop == []
+
+
+# -- roles and permissions ---------------------------------------------------------------------------
+
+
+def test_roles_nest_and_map_to_permissions_in_one_place() -> None:
+    from dispatch.values import PERMISSIONS, Permission, Role
+
+    assert PERMISSIONS[Role.EDITOR] == {Permission.READ, Permission.EDIT}
+    assert PERMISSIONS[Role.APPROVER] == PERMISSIONS[Role.EDITOR] | {Permission.APPROVE}
+    assert PERMISSIONS[Role.OPERATOR] == set(Permission)
+    assert [Role.named(value) for value in ("editor", "approver", "operator", "", "admin", None)] == [
+        Role.EDITOR, Role.APPROVER, Role.OPERATOR, None, None, None]
+
+
+def test_an_account_may_what_its_stored_role_permits_and_nothing_without_one() -> None:
+    from dispatch.models import User
+    from dispatch.values import Permission
+
+    def account(role: str, disabled: bool = False) -> User:
+        return User("x", "x@example.org", role, None, disabled, 0, None, datetime.now(UTC))
+
+    assert account("approver").may(Permission.APPROVE) and not account("approver").may(Permission.SEND)
+    assert not account("editor").may(Permission.APPROVE) and account("editor").may(Permission.EDIT)
+    assert account("operator").may(Permission.AUDIT)
+    assert not account("operator", disabled=True).may(Permission.READ)
+    assert not any(account(stored).may(permission) for stored in ("", "admin") for permission in Permission)
+
+
+PUBLIC = {"/healthz", "/tillganglighet", "/login", "/static"}
+SAMPLE_PARAMETERS = {"day": EDITION, "name": f"{EDITION}.r1.edition", "kind": "json", "kept_id": "1", "preview_id": "x"}
+
+
+def test_every_console_route_but_the_public_ones_needs_a_signed_in_user(project: Project) -> None:
+    """The page wrapper is on every route behind sign-in: anonymous, each one sends to
+    sign-in (GET) or is refused (POST), before its handler runs."""
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from dispatch.web import create_console
+
+    asgi = create_console(load_settings(project.config_path))
+    client = TestClient(asgi, follow_redirects=False)
+    checked = 0
+    for route in asgi.routes:
+        if not isinstance(route, Route) or route.path in PUBLIC:
+            continue
+        path = route.path.format(**SAMPLE_PARAMETERS)
+        for method in sorted((route.methods or {"GET"}) - {"HEAD"}):
+            response = client.request(method, path)
+            if method == "GET":
+                assert response.status_code == 303 and response.headers["location"].startswith("/login"), (method, path)
+            else:
+                assert response.status_code in (401, 403), (method, path, response.status_code)
+            checked += 1
+    assert checked > 30
+
+
+@pytest.mark.parametrize(("name", "method", "path", "allowed"), [
+    ("anna", "GET", "/audit", False),  # an editor
+    ("bo", "GET", "/audit", False),  # an approver
+    ("olle", "GET", "/audit", True),  # an operator
+    ("anna", "GET", "/urgent", False),
+    ("bo", "GET", f"/editions/{EDITION}/send", False),
+    ("anna", "POST", f"/editions/{EDITION}/approve", False),
+    ("anna", "POST", "/runs/x/stop", False),
+])
+def test_a_route_refuses_a_role_without_its_permission(project: Project, name: str, method: str, path: str,
+                                                       allowed: bool) -> None:
+    from starlette.testclient import TestClient
+
+    from dispatch.web import create_console
+
+    consolekit.add_users(project, ("anna", "bo", "olle"))
+    client = TestClient(create_console(load_settings(project.config_path)), follow_redirects=False)
+    page = client.get("/login")
+    signed = client.post("/login", data={"username": name, "password": consolekit.PASSWORDS[name],
+                                         "csrf": consolekit.csrf_of(page.text), "next": "/"})
+    assert signed.status_code == 303
+    token = consolekit.csrf_of(client.get("/").text)
+    response = client.request(method, path, data={"csrf": token} if method == "POST" else None)
+    if allowed:
+        assert response.status_code == 200
+    else:
+        assert response.status_code == 403 and "Din roll får inte göra detta." in response.text

@@ -462,9 +462,9 @@ def test_an_sso_account_follows_the_provider_but_a_disabled_one_stays_out(tmp_pa
     ledger = open_ledger(load_settings(project.config_path))
     now = datetime.now(UTC)
     try:
-        user = app.sso_user(ledger, "bodil", "Bodil@Example.org", "editor", now, remote="10.0.0.1", subject="iss|b")
+        user = app.sso_user(ledger, "bodil", "Bodil@Example.org", app.Role.EDITOR, now, remote="10.0.0.1", subject="iss|b")
         assert (user.role, user.email, user.password_hash) == ("editor", "Bodil@example.org", None)
-        user = app.sso_user(ledger, "bodil", "bodil@example.org", "approver", now, subject="iss|b")
+        user = app.sso_user(ledger, "bodil", "bodil@example.org", app.Role.APPROVER, now, subject="iss|b")
         assert user.role == "approver" and user.email == "bodil@example.org"
         actions = [(e.action, e.detail) for e in reversed(app.audit_log(ledger))]
         assert actions[0] == ("user_added", "role editor, Bodil@example.org; single sign-on")
@@ -472,7 +472,7 @@ def test_an_sso_account_follows_the_provider_but_a_disabled_one_stays_out(tmp_pa
         assert actions[2][0] == "user_updated" and "role editor -> approver" in actions[2][1]
         app.disable_user(ledger, "bodil", now, by="olle")
         with pytest.raises(app.SSORefused):
-            app.sso_user(ledger, "bodil", "bodil@example.org", "approver", now, subject="iss|b")
+            app.sso_user(ledger, "bodil", "bodil@example.org", app.Role.APPROVER, now, subject="iss|b")
         app.add_user(ledger, "olle", "olle@example.org", "operator", PASSWORDS["olle"], now, by="test")
         with pytest.raises(app.SSORefused, match="local account"):
             app.sso_user(ledger, "olle", "olle@example.org", "operator", now, subject="iss|o")
@@ -520,7 +520,7 @@ def test_a_role_taken_away_at_the_provider_goes_at_the_next_refused_sign_in(tmp_
         assert app.active_user(ledger, "frida", began) is not None
         assert app.sso_no_role(ledger, "frida", "iss|f", "no console role for groups []", now) == "frida"
         user = ledger.user("frida")
-        assert user is not None and user.role == app.NO_ROLE and not user.may("write")
+        assert user is not None and user.role == app.NO_ROLE and not user.may(app.Permission.EDIT)
         assert app.active_user(ledger, "frida", began) is None, "its open sessions may do nothing more"
         assert [e.action for e in app.audit_log(ledger, 2)] == ["sso_refused", "user_updated"]
         assert "role approver -> -" in app.audit_log(ledger, 2)[1].detail

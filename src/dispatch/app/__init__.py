@@ -124,8 +124,9 @@ from dispatch.app.wiring import (
 from dispatch.control.content import short
 from dispatch.delivery.pipeline import Clock, Result, StoppableClock
 from dispatch.ledger import Ledger, dispatch_name, state_dir
-from dispatch.models import ROLES, AuditEntry, KeptText, User
+from dispatch.models import AuditEntry, KeptText, User
 from dispatch.publishing.export import export_csv, export_files
+from dispatch.values import PERMISSIONS, Permission, Role
 
 __all__ = [
     "FOOTER",
@@ -134,7 +135,7 @@ __all__ = [
     "MAX_TO_LINE",
     "NEW_FILE",
     "NO_ROLE",
-    "ROLES",
+    "PERMISSIONS",
     "UNKNOWN_PER_ADDRESS",
     "AddressLimits",
     "App",
@@ -153,11 +154,13 @@ __all__ = [
     "ListsReport",
     "LongSubject",
     "MailboxError",
+    "Permission",
     "Prepared",
     "Recipe",
     "Repeat",
     "Result",
     "Review",
+    "Role",
     "Run",
     "Runs",
     "SSOHeld",

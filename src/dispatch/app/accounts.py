@@ -12,8 +12,9 @@ from datetime import datetime
 from dispatch.app.passwords import HASHING, MIN_PASSWORD, NAME
 from dispatch.errors import DispatchError, InputError, LedgerError, Problem
 from dispatch.ledger import Ledger
-from dispatch.models import ROLES, AuditEntry, User
+from dispatch.models import AuditEntry, User
 from dispatch.recipients.addresses import AddressError, normalise
+from dispatch.values import Role
 
 _NAME = NAME
 
@@ -36,8 +37,8 @@ def add_user(ledger: Ledger, name: str, email: str, role: str, password: str | N
     except AddressError as exc:
         problems.append(Problem("--email", 0, f"invalid address {email!r}: {exc}"))
         address = email
-    if role not in ROLES:
-        problems.append(Problem("--role", 0, f"the role must be one of {', '.join(ROLES)}, not {role!r}"))
+    if Role.named(role) is None:
+        problems.append(Problem("--role", 0, f"the role must be one of {', '.join(Role)}, not {role!r}"))
     if password is not None and len(password) < MIN_PASSWORD:
         problems.append(Problem("password", 0, f"the password must be at least {MIN_PASSWORD} characters "
                                                "(a few words are easier to remember than symbols)"))
@@ -67,7 +68,7 @@ def active_user(ledger: Ledger, name: str, generation: int) -> User | None:
     user = ledger.user(name)
     if user is None or user.disabled or user.session_generation != generation:
         return None
-    return user if user.role in ROLES else None  # NO_ROLE (taken away at the provider): nothing
+    return user if Role.named(user.role) is not None else None  # NO_ROLE (taken away at the provider): nothing
 
 
 def audit(ledger: Ledger, now: datetime, user: str, action: str, target: str = "", content_hash: str | None = None,
@@ -109,11 +110,11 @@ def claim_values(claims: Mapping[str, object], claim: str) -> list[str]:
     return [str(item) for item in items if isinstance(item, str | int)]
 
 
-def sso_role(values: Iterable[str], roles: Iterable[tuple[str, str]]) -> str | None:
+def sso_role(values: Iterable[str], roles: Iterable[tuple[str, str]]) -> Role | None:
     """The highest role any of the values maps to (None: no value maps to a role)."""
     have = set(values)
-    found = [role for value, role in roles if value in have and role in ROLES]
-    return max(found, key=ROLES.index) if found else None
+    found = [role for value, name in roles if value in have and (role := Role.named(name)) is not None]
+    return max(found, key=lambda role: len(role.permissions)) if found else None  # each role has more than the last
 
 
 class SSOHeld(SSORefused):
@@ -128,7 +129,7 @@ class SSOHeld(SSORefused):
 NO_ROLE = ""  # an account whose groups at the provider no longer map to a role: it may do nothing
 
 
-def sso_user(ledger: Ledger, name: str, email: str, role: str, now: datetime, *, subject: str,
+def sso_user(ledger: Ledger, name: str, email: str, role: Role, now: datetime, *, subject: str,
              remote: str = "") -> User:
     """The account of a person who signed in through the identity provider, found by
     ``subject`` (the provider's issuer and subject: names can change and clean up alike).
@@ -141,8 +142,6 @@ def sso_user(ledger: Ledger, name: str, email: str, role: str, now: datetime, *,
     has (two provider accounts, "erik@..." and "Érik@...", both clean up to "erik_..."), is held
     (SSOHeld): an account of its own under a free name, disabled, for an operator to enable
     (``dispatch users enable``) once they know who it is; never signed in as the other."""
-    if role not in ROLES:
-        raise SSORefused(f"{role!r} is not a console role")
     if not subject:
         raise SSORefused("no issuer and subject to know the person by")
     try:
@@ -155,7 +154,7 @@ def sso_user(ledger: Ledger, name: str, email: str, role: str, now: datetime, *,
     if user.disabled:
         sso_refused(ledger, user.name, "the account is disabled in the console", now, remote=remote)
         raise SSORefused(f"the account {user.name!r} is disabled")
-    if (user.role, user.email) != (role, address):
+    if Role.named(user.role) is not role or user.email != address:
         ledger.update_user(user.name, role=role, email=address)
         changes = [f"{what} {old or '-'} -> {new or '-'}" for what, old, new in
                    (("role", user.role, role), ("email", user.email, address)) if old != new]
@@ -166,7 +165,7 @@ def sso_user(ledger: Ledger, name: str, email: str, role: str, now: datetime, *,
     return user
 
 
-def _first_sso_sign_in(ledger: Ledger, name: str, address: str, role: str, now: datetime, subject: str,
+def _first_sso_sign_in(ledger: Ledger, name: str, address: str, role: Role, now: datetime, subject: str,
                        remote: str) -> User:
     """The account made for a subject the console has not seen, or SSORefused/SSOHeld."""
     existing = ledger.user(name)
@@ -201,7 +200,7 @@ def sso_no_role(ledger: Ledger, name: str, subject: str, detail: str, now: datet
     user = ledger.user_by_sso_subject(subject) if subject else None
     if user is not None:
         name = user.name
-        if user.role != NO_ROLE:
+        if Role.named(user.role) is not None:  # (an unknown stored value goes too)
             ledger.update_user(name, role=NO_ROLE)
             ledger.record_audit(now, name, "user_updated", name, None,
                                 f"role {user.role} -> - (no longer in a group that gives a role, at the identity provider)")

@@ -12,6 +12,7 @@ import click
 
 from dispatch.cli.base import EXIT_INPUT, Context, fail, main, pass_context
 from dispatch.errors import DispatchError, InputError, Problem
+from dispatch.values import Role
 
 if TYPE_CHECKING:
     from dispatch.app import Ledger
@@ -45,7 +46,7 @@ def users() -> None:
 @users.command("add")
 @click.argument("name")
 @click.option("--email", required=True, metavar="ADDR", help="The person's address (test sends go here).")
-@click.option("--role", required=True, type=click.Choice(["editor", "approver", "operator"]),
+@click.option("--role", required=True, type=click.Choice([role.value for role in Role]),
               help="editor writes; approver approves and writes; operator sends, stops and reads the audit log, and may do everything.")
 @click.option("--password-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Read the password from this file (one trailing newline is dropped); else from standard input.")

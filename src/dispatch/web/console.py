@@ -2,8 +2,9 @@
 CSRF token on every state-changing request, security headers, and Swedish pages rendered
 from autoescaped Jinja2 templates.
 
-Routes are written as ``async def handler(request, visit)``, wrapped by ``page(right)``:
-an anonymous request is sent to sign-in, a missing right is 403, a POST without the
+Routes are written as ``async def handler(request, visit)``, wrapped by ``page(permission)``
+(a ``Permission``; what each role has is values.PERMISSIONS): an anonymous request is sent
+to sign-in, a missing permission is 403, a POST without the
 session's CSRF token is 403, all before the handler runs.
 
 The event loop never waits on the ledger: every use of it (the signed-in user's lookup,
@@ -28,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from dispatch.app import AddressLimits, App, Clock, Runs, User, active_user, audit
+from dispatch.app import AddressLimits, App, Clock, Permission, Runs, User, active_user, audit
 from dispatch.app import Session as Unit
 from dispatch.config import Settings, WebSettings
 from dispatch.errors import DispatchError
@@ -150,6 +151,7 @@ def templates() -> Environment:
     env.filters["swedish_plan"] = swedish_plan
     env.filters["audit_detail"] = swedish_audit_detail
     env.globals["role_names"] = ROLE_NAMES
+    env.globals["permission"] = Permission  # user.may(permission.APPROVE) in a template
     return env
 
 
@@ -180,8 +182,9 @@ def render(console: Console, template: str, status_code: int = 200, **context: A
     return HTMLResponse(html, status_code=status_code)
 
 
-def page(right: str | None = "read") -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
-    """Wrap a handler: sign-in, role and CSRF checked on the server for every request."""
+def page(permission: Permission) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+    """Wrap a handler: sign-in, the permission and CSRF checked on the server for every request
+    (every route behind sign-in has this wrapper: tests/test_app_units.py walks them)."""
 
     def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         @functools.wraps(handler)
@@ -207,7 +210,7 @@ def page(right: str | None = "read") -> Callable[[Handler], Callable[[Request], 
                 submitted = visit.form.get("csrf") or request.headers.get("x-csrf-token")
                 if not csrf_ok(session, submitted):
                     return forbidden(console, "Formuläret saknar giltig säkerhetstoken. Ladda om sidan och försök igen.")
-            if right not in ("read", None) and not user.may(right):
+            if not user.may(permission):
                 return forbidden(console, "Din roll får inte göra detta.", user=user, session=session, now=now)
             response = await handler(request, visit)
             console.sessions.touch(response, session, now)

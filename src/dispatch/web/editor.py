@@ -16,6 +16,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from dispatch import app
 from dispatch.errors import DispatchError, InputError, Problem
+from dispatch.values import Permission
 from dispatch.web.console import PREVIEW_CSP, Visit, not_found, page, security_headers
 from dispatch.web.swedish import swedish
 
@@ -51,7 +52,7 @@ DONE = {
 }
 
 
-@page("read")
+@page(Permission.READ)
 async def edition_page(request: Request, visit: Visit) -> Response:
     day = edition_day(request)
     if day is None:
@@ -61,7 +62,7 @@ async def edition_page(request: Request, visit: Visit) -> Response:
     return await visit.console.unit(lambda unit: _edition_page(unit, visit, day, message=message))
 
 
-@page("read")
+@page(Permission.READ)
 async def back_to_edition(request: Request, visit: Visit) -> Response:
     """A GET of an action's address (a reload or Back after it): the edition's page."""
     day = edition_day(request)
@@ -84,13 +85,13 @@ def _edition_page(unit: app.Session, visit: Visit, day: date, *, draft: app.Draf
     return visit.render(
         "edition.html", status_code, day=day, draft=draft, state=state, approvals=approvals, message=message, error=error,
         sent=sent, conflict=conflict,
-        four_eyes=console.settings.approval == "four_eyes", may_write=me.may("write"),
-        may_approve=me.may("approve") and not is_author and state.key == "draft" and state.content_hash is not None,
+        four_eyes=console.settings.approval == "four_eyes", may_write=me.may(Permission.EDIT),
+        may_approve=me.may(Permission.APPROVE) and not is_author and state.key == "draft" and state.content_hash is not None,
         is_author=is_author, lists=app.all_lists(console.settings),
     )
 
 
-@page("read")
+@page(Permission.READ)
 async def preview(request: Request, visit: Visit) -> Response:
     """The live preview (a fragment for htmx): the message's frames, its text part and problems."""
     day = edition_day(request)
@@ -124,7 +125,7 @@ FIELD_LABELS = {"compiled": "Sammanställd", "status": "Status", "revision": "Ve
                 "preheader": "Förhandstext"}
 
 
-@page("read")
+@page(Permission.READ)
 async def preview_frame(request: Request, visit: Visit) -> Response:
     """The message HTML for a preview frame, under its own policy: its inline styles apply,
     nothing runs. ``?mode=dark`` applies the message's dark-mode rules as a dark client would."""
@@ -139,7 +140,7 @@ async def preview_frame(request: Request, visit: Visit) -> Response:
     return response
 
 
-@page("write")
+@page(Permission.EDIT)
 async def save(request: Request, visit: Visit) -> Response:
     day = edition_day(request)
     if day is None:
@@ -163,7 +164,7 @@ async def save(request: Request, visit: Visit) -> Response:
                             status_code=303)
 
 
-@page("approve")
+@page(Permission.APPROVE)
 async def approve(request: Request, visit: Visit) -> Response:
     day = edition_day(request)
     if day is None:
@@ -180,7 +181,7 @@ async def approve(request: Request, visit: Visit) -> Response:
     return await _act(visit, day, work)
 
 
-@page("approve")
+@page(Permission.APPROVE)
 async def revoke(request: Request, visit: Visit) -> Response:
     day = edition_day(request)
     if day is None:
@@ -195,7 +196,7 @@ async def revoke(request: Request, visit: Visit) -> Response:
     return await _act(visit, day, work)
 
 
-@page("write")
+@page(Permission.EDIT)
 async def send_test(request: Request, visit: Visit) -> Response:
     day = edition_day(request)
     if day is None:
@@ -223,7 +224,7 @@ async def _act(visit: Visit, day: date, work: Callable[[app.Session], str]) -> R
     return RedirectResponse(f"/editions/{day.isoformat()}?klart={done}", status_code=303)
 
 
-@page("read")
+@page(Permission.READ)
 async def kept_text(request: Request, visit: Visit) -> Response:
     day = edition_day(request)
     if day is None:

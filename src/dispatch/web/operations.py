@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 
 from dispatch import app
 from dispatch.errors import DispatchError
+from dispatch.values import Permission
 from dispatch.web.console import Visit, not_found, page
 from dispatch.web.editor import _located, edition_day
 from dispatch.web.swedish import swedish, swedish_held, swedish_relay
@@ -52,7 +53,7 @@ def _refusal(exc: DispatchError) -> str:
 # -- an edition: confirm, send, watch -----------------------------------------------------------------
 
 
-@page("operate")
+@page(Permission.SEND)
 async def confirm_send(request: Request, visit: Visit) -> Response:
     day = edition_day(request)
     if day is None:
@@ -64,7 +65,7 @@ async def confirm_send(request: Request, visit: Visit) -> Response:
     return visit.render("send_confirm.html", day=day, confirmation=confirmation, error="")
 
 
-@page("operate")
+@page(Permission.SEND)
 async def start_send(request: Request, visit: Visit) -> Response:
     day = edition_day(request)
     if day is None:
@@ -94,7 +95,7 @@ def _in_swedish(progress: dict[str, Any]) -> dict[str, Any]:
     return progress
 
 
-@page("read")
+@page(Permission.READ)
 async def run_page(request: Request, visit: Visit) -> Response:
     name = str(request.path_params["name"])
     console = visit.console
@@ -107,7 +108,7 @@ async def run_page(request: Request, visit: Visit) -> Response:
     return visit.render("run.html", name=name, progress=progress, waiting=waiting, final=FINAL)
 
 
-@page("read")
+@page(Permission.READ)
 async def run_events(request: Request, visit: Visit) -> Response:
     """Server-sent events: the progress twice a second until the run ends (then once more)."""
     name = str(request.path_params["name"])
@@ -132,7 +133,7 @@ async def run_events(request: Request, visit: Visit) -> Response:
                                                                                  "X-Accel-Buffering": "no"})
 
 
-@page("operate")
+@page(Permission.SEND)
 async def stop_run(request: Request, visit: Visit) -> Response:
     name = str(request.path_params["name"])
     run = visit.console.runs.stop(name)
@@ -142,7 +143,7 @@ async def stop_run(request: Request, visit: Visit) -> Response:
     return RedirectResponse(f"/runs/{name}", status_code=303)
 
 
-@page("operate")
+@page(Permission.SEND)
 async def resume_run(request: Request, visit: Visit) -> Response:
     name = str(request.path_params["name"])
     recipe = await visit.console.unit(lambda unit: app.recipe_for(unit, name))
@@ -152,7 +153,7 @@ async def resume_run(request: Request, visit: Visit) -> Response:
     return await _start(visit, recipe, name, day=recipe.day)
 
 
-@page("operate")
+@page(Permission.SEND)
 async def retry_now(request: Request, visit: Visit) -> Response:
     name = str(request.path_params["name"])
     recipe = await visit.console.unit(lambda unit: app.recipe_for(unit, name))
@@ -168,7 +169,7 @@ async def retry_now(request: Request, visit: Visit) -> Response:
 # -- corrections -----------------------------------------------------------------------------------
 
 
-@page("write")
+@page(Permission.EDIT)
 async def start_correction(request: Request, visit: Visit) -> Response:
     day = edition_day(request)
     if day is None:
@@ -189,14 +190,14 @@ def _urgent_form(visit: Visit) -> tuple[str, tuple[str, ...], str]:
     return visit.form.get("subject", "").strip(), lists, visit.form.get("body", "")
 
 
-@page("operate")
+@page(Permission.SEND)
 async def urgent_form(request: Request, visit: Visit) -> Response:
     settings = visit.console.settings
     return visit.render("urgent.html", subject="", body="", chosen=settings.scheduled_lists(),
                         lists=app.all_lists(settings), error="")
 
 
-@page("operate")
+@page(Permission.SEND)
 async def urgent_preview(request: Request, visit: Visit) -> Response:
     subject, lists, body = _urgent_form(visit)
     console = visit.console
@@ -211,7 +212,7 @@ async def urgent_preview(request: Request, visit: Visit) -> Response:
     return visit.render("preview.html", result=result, preview_id=preview_id, problems=problems, day=visit.now.date())
 
 
-@page("operate")
+@page(Permission.SEND)
 async def urgent_confirm(request: Request, visit: Visit) -> Response:
     """The confirmation: the count and the lists, before anything is written or sent."""
     subject, lists, body = _urgent_form(visit)
@@ -225,7 +226,7 @@ async def urgent_confirm(request: Request, visit: Visit) -> Response:
                         lists=app.all_lists(settings), error=error, confirm_count=count)
 
 
-@page("operate")
+@page(Permission.SEND)
 async def urgent_send(request: Request, visit: Visit) -> Response:
     subject, lists, body = _urgent_form(visit)
     settings = visit.console.settings

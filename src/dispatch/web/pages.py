@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from dispatch import app
+from dispatch.values import Permission
 from dispatch.web.checks import Busy
 from dispatch.web.console import Console, Visit, forbidden, not_found, page, render
 
@@ -85,7 +86,7 @@ async def login(request: Request) -> Response:
     return redirect
 
 
-@page("read")
+@page(Permission.READ)
 async def extend_session(request: Request, visit: Visit) -> Response:
     """"Fortsätt arbeta": the idle time starts again (the absolute limit stays)."""
     if visit.session is None:  # signed in by a route's rule, but never assumed (asserts vanish under -O)
@@ -95,7 +96,7 @@ async def extend_session(request: Request, visit: Visit) -> Response:
     return response
 
 
-@page("read")
+@page(Permission.READ)
 async def logout(request: Request, visit: Visit) -> Response:
     """Every copy of the session ends (and the account's sessions in other browsers)."""
     remote = request.client.host if request.client else ""
@@ -106,7 +107,7 @@ async def logout(request: Request, visit: Visit) -> Response:
     return response
 
 
-@page("read")
+@page(Permission.READ)
 async def home(request: Request, visit: Visit) -> Response:
     console = visit.console
 
@@ -121,13 +122,13 @@ async def home(request: Request, visit: Visit) -> Response:
     return await console.unit(work)
 
 
-@page("read")
+@page(Permission.READ)
 async def history(request: Request, visit: Visit) -> Response:
     entries = await visit.console.unit(lambda unit: app.history(unit, None))
     return visit.render("history.html", entries=list(reversed(entries)))
 
 
-@page("read")
+@page(Permission.READ)
 async def dispatch_page(request: Request, visit: Visit) -> Response:
     name = str(request.path_params["name"])
     found = await visit.console.unit(lambda unit: app.status(unit, name, visit.now))
@@ -140,7 +141,7 @@ async def dispatch_page(request: Request, visit: Visit) -> Response:
     return visit.render("dispatch.html", status=found, intranet=intranet)
 
 
-@page("read")
+@page(Permission.READ)
 async def export(request: Request, visit: Visit) -> Response:
     name, kind = str(request.path_params["name"]), str(request.path_params["kind"])
     document = await visit.console.unit(lambda unit: app.export(unit, name))
@@ -157,7 +158,7 @@ async def export(request: Request, visit: Visit) -> Response:
                     headers={"Content-Disposition": f'attachment; filename="{name}.{kind}"'})
 
 
-@page("read")
+@page(Permission.READ)
 async def recipients(request: Request, visit: Visit) -> Response:
     settings = visit.console.settings
     report = await run_in_threadpool(app.lists_report, settings, app.all_lists(settings))
@@ -165,13 +166,13 @@ async def recipients(request: Request, visit: Visit) -> Response:
     return visit.render("recipients.html", report=report, overlaps=overlaps)
 
 
-@page("operate")
+@page(Permission.AUDIT)
 async def audit_page(request: Request, visit: Visit) -> Response:
     entries = await visit.console.unit(lambda unit: app.audit_log(unit.ledger, 500))
     return visit.render("audit.html", entries=entries)
 
 
-@page("read")
+@page(Permission.READ)
 async def edition_redirect(request: Request, visit: Visit) -> Response:
     """The form on the home page: open (or start) the edition of a chosen day."""
     value = request.query_params.get("day", "")

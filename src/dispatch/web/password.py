@@ -9,12 +9,13 @@ from starlette.responses import RedirectResponse, Response
 
 from dispatch import app
 from dispatch.errors import InputError
+from dispatch.values import Permission
 from dispatch.web.checks import Busy
 from dispatch.web.console import Visit, page
 from dispatch.web.swedish import swedish
 
 
-@page("read")
+@page(Permission.READ)
 async def password_page(request: Request, visit: Visit) -> Response:
     console = visit.console
     local = visit.me.password_hash is not None  # a single sign-on account has no password here
