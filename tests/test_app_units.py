@@ -261,3 +261,21 @@ def test_a_route_refuses_a_role_without_its_permission(project: Project, name: s
         assert response.status_code == 200
     else:
         assert response.status_code == 403 and "Din roll får inte göra detta." in response.text
+
+
+def test_one_sqlite_engine_keeps_durable_writes_full_and_leases_light(project: Project, engines: list[str]) -> None:
+    """The leases' engine is the durable one with an option, not a second engine: a durable
+    write still waits for the disk (synchronous=FULL), a lease or slot does not (NORMAL),
+    whichever the pooled connection served before."""
+    from dispatch.ledger import Database
+
+    database = Database(load_settings(project.config_path).ledger_url)
+    try:
+        levels = []
+        for light in (True, False, True, True, False):
+            with (database.light() if light else database.engine.begin()) as conn:
+                levels.append(conn.exec_driver_sql("PRAGMA synchronous").scalar())
+        assert levels == [1, 2, 1, 1, 2]  # 1 NORMAL, 2 FULL
+    finally:
+        database.close()
+    assert len(engines) == 1

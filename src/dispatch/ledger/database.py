@@ -130,10 +130,10 @@ def _engine(url: str, timeouts: Timeouts | None = None) -> Engine:
             options = conn.get_execution_options()
             # A light transaction (leases, slots) need not wait for the disk; the setting is
             # the connection's, so it is changed (outside any transaction) only when the
-            # connection last served the other kind.
+            # connection last wrote the other kind. A read commits nothing: it takes either.
             wanted = options.get("sqlite_synchronous", DURABLE)
             info = conn.connection.info
-            if info.get("synchronous") != wanted:
+            if options.get("sqlite_begin") != "DEFERRED" and info.get("synchronous") != wanted:
                 conn.exec_driver_sql(f"PRAGMA synchronous={wanted}")
                 info["synchronous"] = wanted
             # IMMEDIATE takes the write lock up front, so two processes claiming rows

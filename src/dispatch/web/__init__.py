@@ -50,7 +50,7 @@ def create_console(settings: Settings, *, clock: app.Clock | None = None, applic
             user = unit.ledger.user(name)
         return user.session_generation if user is not None else 0
 
-    console = Console(settings, web, application, application.clock, Sessions(web, load_secret(web), generation),
+    console = Console(settings, web, application, clock or application.clock, Sessions(web, load_secret(web), generation),
                       templates(), app.Runs(application), PasswordChecks(app.checks_at_once(web.password_check_memory_mb)),
                       app.AddressLimits())
     routes = [
