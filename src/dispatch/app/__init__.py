@@ -1,8 +1,10 @@
-"""The composition root and the one way in: the CLI, the scheduler service (and the tests)
-call the functions here, and only these; each takes ``now`` or a Clock so that nothing
-below reads the time by itself.
+"""The composition root and the one way in: the CLI, the console, the scheduler service (and
+the tests) call the functions here, and only these; each takes ``now`` or a Clock so that
+nothing below reads the time by itself.
 
-- ``wiring``: the one place that names concrete classes (which ledger, which transport)
+- ``application``: ``App(settings, clock)``, one per process (one engine for the ledger), and
+  its units of work: ``with app.session() as s:``; the use cases that need the ledger take ``s``
+- ``wiring``: the one place that names concrete classes (which transport, the ledger's limits)
 - ``editions``: read, prepare (resolve, render, pre-flight), check, preview, list reports
 - ``changes``, ``control``: change control: the facts about content, and the decisions
   (decide, approve, revoke, publish under change control)

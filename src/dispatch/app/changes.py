@@ -175,7 +175,7 @@ def review(s: Session, edition: Edition, now: datetime, *, test: bool = False,
 
 
 def review_now(s: Session, edition: Edition, now: datetime, *, record_author: str | None = None) -> Review:
-    """``review`` on a ledger of its own (for commands that only look)."""
+    """``review`` for commands that only look (``check``): the same judgement, in their unit of work."""
     return review(s, edition, now, record_author=record_author)
 
 
