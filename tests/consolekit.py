@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import IN_CI, Background, Project, free_port, open_ledger, start_dispatch
+from conftest import IN_CI, Background, Project, free_port, start_dispatch, unit_of
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PASSWORDS = {"anna": "anna-skriver-rapporten", "cara": "cara-skriver-ocksa", "bo": "bo-godkanner-rapporten",
@@ -46,13 +46,13 @@ def add_users(project: Project, names: tuple[str, ...] = ("anna", "cara", "bo", 
     from dispatch import app
     from dispatch.config import load_settings
 
-    ledger = open_ledger(load_settings(project.config_path))
+    unit = unit_of(load_settings(project.config_path))
     try:
         for name in names:
-            app.add_user(ledger, name, f"{name}@example.org", ROLES[name], PASSWORDS[name], datetime.now(UTC), by="test",
+            app.add_user(unit, name, f"{name}@example.org", ROLES[name], PASSWORDS[name], datetime.now(UTC), by="test",
                          hashing="light")
     finally:
-        ledger.close()
+        unit.app.close()
 
 
 class WebProcess:

@@ -9,9 +9,9 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
+from dispatch.app.application import Session
 from dispatch.app.passwords import HASHING, MIN_PASSWORD, NAME
 from dispatch.errors import DispatchError, InputError, LedgerError, Problem
-from dispatch.ledger import Ledger
 from dispatch.models import AuditEntry, User
 from dispatch.recipients.addresses import AddressError, normalise
 from dispatch.values import Role
@@ -24,10 +24,11 @@ class SSORefused(DispatchError):
     says why; the message is for the log)."""
 
 
-def add_user(ledger: Ledger, name: str, email: str, role: str, password: str | None, now: datetime, *, by: str,
+def add_user(s: Session, name: str, email: str, role: str, password: str | None, now: datetime, *, by: str,
              hashing: str = "standard") -> User:
     """Create an account; ``password`` None makes a single-sign-on-only account; ``hashing``
     is the profile its hash is made with (`web.password_hashing`)."""
+    ledger = s.ledger
     problems = []
     if not _NAME.match(name):
         problems.append(Problem("users add", 0, f"the name {name!r} must be 1-64 letters, digits, '.', '_' or '-' "
@@ -49,12 +50,13 @@ def add_user(ledger: Ledger, name: str, email: str, role: str, password: str | N
     return user
 
 
-def list_users(ledger: Ledger) -> list[User]:
-    return ledger.users()
+def list_users(s: Session) -> list[User]:
+    return s.ledger.users()
 
 
-def disable_user(ledger: Ledger, name: str, now: datetime, *, by: str) -> bool:
+def disable_user(s: Session, name: str, now: datetime, *, by: str) -> bool:
     """The account can no longer sign in, and its sessions end (also if it is enabled again)."""
+    ledger = s.ledger
     if not ledger.update_user(name, disabled=True):
         return False
     ledger.end_sessions(name)
@@ -62,21 +64,24 @@ def disable_user(ledger: Ledger, name: str, now: datetime, *, by: str) -> bool:
     return True
 
 
-def active_user(ledger: Ledger, name: str, generation: int) -> User | None:
+def active_user(s: Session, name: str, generation: int) -> User | None:
     """The account behind a session begun in session ``generation``, if it may still act: not
     disabled, and no sign-out, new password or disabling since (each moves the generation on)."""
+    ledger = s.ledger
     user = ledger.user(name)
     if user is None or user.disabled or user.session_generation != generation:
         return None
     return user if Role.named(user.role) is not None else None  # NO_ROLE (taken away at the provider): nothing
 
 
-def audit(ledger: Ledger, now: datetime, user: str, action: str, target: str = "", content_hash: str | None = None,
+def audit(s: Session, now: datetime, user: str, action: str, target: str = "", content_hash: str | None = None,
           detail: str = "") -> None:
+    ledger = s.ledger
     ledger.record_audit(now, user, action, target, content_hash, detail)
 
 
-def audit_log(ledger: Ledger, limit: int = 500) -> list[AuditEntry]:
+def audit_log(s: Session, limit: int = 500) -> list[AuditEntry]:
+    ledger = s.ledger
     return ledger.audit_log(limit)
 
 
@@ -129,7 +134,7 @@ class SSOHeld(SSORefused):
 NO_ROLE = ""  # an account whose groups at the provider no longer map to a role: it may do nothing
 
 
-def sso_user(ledger: Ledger, name: str, email: str, role: Role, now: datetime, *, subject: str,
+def sso_user(s: Session, name: str, email: str, role: Role, now: datetime, *, subject: str,
              remote: str = "") -> User:
     """The account of a person who signed in through the identity provider, found by
     ``subject`` (the provider's issuer and subject: names can change and clean up alike).
@@ -142,6 +147,7 @@ def sso_user(ledger: Ledger, name: str, email: str, role: Role, now: datetime, *
     has (two provider accounts, "erik@..." and "Érik@...", both clean up to "erik_..."), is held
     (SSOHeld): an account of its own under a free name, disabled, for an operator to enable
     (``dispatch users enable``) once they know who it is; never signed in as the other."""
+    ledger = s.ledger
     if not subject:
         raise SSORefused("no issuer and subject to know the person by")
     try:
@@ -150,9 +156,9 @@ def sso_user(ledger: Ledger, name: str, email: str, role: Role, now: datetime, *
         address = ""  # no usable address: the account works, only "a test to me" has nowhere to go
     user = ledger.user_by_sso_subject(subject)
     if user is None:
-        user = _first_sso_sign_in(ledger, name, address, role, now, subject, remote)
+        user = _first_sso_sign_in(s, name, address, role, now, subject, remote)
     if user.disabled:
-        sso_refused(ledger, user.name, "the account is disabled in the console", now, remote=remote)
+        sso_refused(s, user.name, "the account is disabled in the console", now, remote=remote)
         raise SSORefused(f"the account {user.name!r} is disabled")
     if Role.named(user.role) is not role or user.email != address:
         ledger.update_user(user.name, role=role, email=address)
@@ -165,12 +171,13 @@ def sso_user(ledger: Ledger, name: str, email: str, role: Role, now: datetime, *
     return user
 
 
-def _first_sso_sign_in(ledger: Ledger, name: str, address: str, role: Role, now: datetime, subject: str,
+def _first_sso_sign_in(s: Session, name: str, address: str, role: Role, now: datetime, subject: str,
                        remote: str) -> User:
     """The account made for a subject the console has not seen, or SSORefused/SSOHeld."""
+    ledger = s.ledger
     existing = ledger.user(name)
     if existing is not None and existing.password_hash is not None:
-        sso_refused(ledger, name, "the name belongs to a local account", now, remote=remote)
+        sso_refused(s, name, "the name belongs to a local account", now, remote=remote)
         raise SSORefused(f"{name!r} is a local account; single sign-on does not sign in as it")
     held = existing is not None
     if held:
@@ -193,10 +200,11 @@ def _first_sso_sign_in(ledger: Ledger, name: str, address: str, role: Role, now:
     raise SSOHeld(f"the name {taken!r} belongs to another account; held as {name!r} for an operator", name)
 
 
-def sso_no_role(ledger: Ledger, name: str, subject: str, detail: str, now: datetime, *, remote: str = "") -> str:
+def sso_no_role(s: Session, name: str, subject: str, detail: str, now: datetime, *, remote: str = "") -> str:
     """The provider signed someone in whose groups map to no role: refused, and if they have an
     account its stored role goes (their open sessions may do nothing more; a group given back at
     the provider gives the role back at the next sign-in). Returns the name in the audit log."""
+    ledger = s.ledger
     user = ledger.user_by_sso_subject(subject) if subject else None
     if user is not None:
         name = user.name
@@ -204,13 +212,14 @@ def sso_no_role(ledger: Ledger, name: str, subject: str, detail: str, now: datet
             ledger.update_user(name, role=NO_ROLE)
             ledger.record_audit(now, name, "user_updated", name, None,
                                 f"role {user.role} -> - (no longer in a group that gives a role, at the identity provider)")
-    sso_refused(ledger, name, detail, now, remote=remote)
+    sso_refused(s, name, detail, now, remote=remote)
     return name
 
 
-def enable_user(ledger: Ledger, name: str, now: datetime, *, by: str) -> bool:
+def enable_user(s: Session, name: str, now: datetime, *, by: str) -> bool:
     """Enable a disabled account: most often one single sign-on held (SSOHeld), once an operator
     knows whose it is."""
+    ledger = s.ledger
     user = ledger.user(name)
     if user is None:
         return False
@@ -220,14 +229,16 @@ def enable_user(ledger: Ledger, name: str, now: datetime, *, by: str) -> bool:
     return True
 
 
-def sso_refused(ledger: Ledger, name: str, detail: str, now: datetime, *, remote: str = "") -> None:
+def sso_refused(s: Session, name: str, detail: str, now: datetime, *, remote: str = "") -> None:
     """The provider signed someone in whom the console does not let in."""
+    ledger = s.ledger
     ledger.record_audit(now, name, "sso_refused", name, None, _where(remote, detail))
 
 
-def sso_failed(ledger: Ledger, reason: str, now: datetime, *, remote: str = "") -> None:
+def sso_failed(s: Session, reason: str, now: datetime, *, remote: str = "") -> None:
     """A sign-in through the provider that did not complete (a wrong state, a reused code, an
     invalid token): nobody is known yet, so the entry is under '?'."""
+    ledger = s.ledger
     ledger.record_audit(now, "?", "sso_failed", "", None, _where(remote, reason))
 
 

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from dispatch.app.application import Session
 from dispatch.errors import DispatchError, InputError, Problem
 from dispatch.ledger import Ledger
 from dispatch.models import User
@@ -107,11 +108,12 @@ class AddressLimits:
             return True
 
 
-def sign_in(ledger: Ledger, name: str, password: str, now: datetime, *, remote: str = "",
+def sign_in(s: Session, name: str, password: str, now: datetime, *, remote: str = "",
             hashing: str = "standard", limits: AddressLimits | None = None) -> User:
     """The account, if the name and password are right and it is neither disabled nor locked;
     every attempt is in the audit log. Raises SignInRefused. A hash made with another profile
     than ``hashing`` is made again with it. ``limits``: unknown names per client address."""
+    ledger = s.ledger
     shown = name[:64] or "?"
     if limits is not None and limits.blocked(remote, now):
         ledger.record_audit(now, shown, "sign_in_failed", name[:64], None,
@@ -137,12 +139,13 @@ def sign_in(ledger: Ledger, name: str, password: str, now: datetime, *, remote: 
     return user
 
 
-def change_password(ledger: Ledger, name: str, current: str, new: str, now: datetime, *, remote: str = "",
+def change_password(s: Session, name: str, current: str, new: str, now: datetime, *, remote: str = "",
                     hashing: str = "standard") -> None:
     """The signed-in person's own new password ("Byt lösenord"): the current one is checked
     as a sign-in is (a wrong one counts towards the lock, so a session left open cannot be
     used to guess it); every session of the account ends, this one included. Raises
     SignInRefused (the current password) or InputError (the new one)."""
+    ledger = s.ledger
     user = ledger.user(name)
     if user is None or user.password_hash is None:
         raise SignInRefused(f"{name!r} has no password of the console's own")
@@ -155,10 +158,11 @@ def change_password(ledger: Ledger, name: str, current: str, new: str, now: date
     ledger.record_audit(now, name, "password_changed", name, None, _where(remote, "by the account's owner"))
 
 
-def set_password(ledger: Ledger, name: str, password: str, now: datetime, *, by: str, hashing: str = "standard") -> bool:
+def set_password(s: Session, name: str, password: str, now: datetime, *, by: str, hashing: str = "standard") -> bool:
     """``users passwd``: a new password for account NAME, set by an operator; every session of
     the account ends. False when there is no such account; InputError for a password too
     short, or an account that signs in only through single sign-on (it has none to change)."""
+    ledger = s.ledger
     user = ledger.user(name)
     if user is None:
         return False
@@ -175,9 +179,10 @@ def set_password(ledger: Ledger, name: str, password: str, now: datetime, *, by:
     return True
 
 
-def sign_out(ledger: Ledger, name: str, now: datetime, *, remote: str = "") -> None:
+def sign_out(s: Session, name: str, now: datetime, *, remote: str = "") -> None:
     """Every session of the account ends, wherever its cookie has been copied to (and the
     person's other browsers with it: one generation per account)."""
+    ledger = s.ledger
     ledger.end_sessions(name)
     ledger.record_audit(now, name, "sign_out", name, None, _where(remote, ""))
 

@@ -15,7 +15,7 @@ from dispatch.errors import DispatchError, InputError, Problem
 from dispatch.values import Role
 
 if TYPE_CHECKING:
-    from dispatch.app import Ledger
+    from dispatch.app import Session
 
 
 @main.command("web")
@@ -58,7 +58,7 @@ def users_add(app: Context, name: str, email: str, role: str, password_file: Pat
     password = _password(password_file, "no account was added")
     try:
         hashing = app.settings.web.password_hashing if app.settings.web else "standard"
-        user = application.add_user(app.session.ledger, name, email, role, password, app.now(), by=application.current_user(),
+        user = application.add_user(app.session, name, email, role, password, app.now(), by=application.current_user(),
                                     hashing=hashing)
     except DispatchError as exc:
         fail(exc, summary="no account was added")
@@ -73,7 +73,7 @@ def users_enable(app: Context, name: str) -> None:
     another account's (the audit log's sso_held entry says whose): first make sure who it is."""
     from dispatch import app as application
 
-    _change_account(app, name, lambda ledger: application.enable_user(ledger, name, app.now(), by=application.current_user()))
+    _change_account(app, name, lambda unit: application.enable_user(unit, name, app.now(), by=application.current_user()))
     click.echo(f"enabled {name}", err=True)
 
 
@@ -84,7 +84,7 @@ def users_list(app: Context) -> None:
     from dispatch import app as application
 
     try:
-        accounts = application.list_users(app.session.ledger)
+        accounts = application.list_users(app.session)
     except DispatchError as exc:
         fail(exc)
     now = app.now()
@@ -104,7 +104,7 @@ def users_disable(app: Context, name: str) -> None:
     """Disable account NAME: it can no longer sign in, and its open sessions end."""
     from dispatch import app as application
 
-    _change_account(app, name, lambda ledger: application.disable_user(ledger, name, app.now(), by=application.current_user()))
+    _change_account(app, name, lambda unit: application.disable_user(unit, name, app.now(), by=application.current_user()))
     click.echo(f"disabled {name}", err=True)
 
 
@@ -119,17 +119,17 @@ def users_passwd(app: Context, name: str, password_file: Path | None) -> None:
 
     password = _password(password_file, "the password was not changed")
     hashing = app.settings.web.password_hashing if app.settings.web else "standard"
-    _change_account(app, name, lambda ledger: application.set_password(
-        ledger, name, password, app.now(), by=application.current_user(), hashing=hashing), "the password was not changed")
+    _change_account(app, name, lambda unit: application.set_password(
+        unit, name, password, app.now(), by=application.current_user(), hashing=hashing), "the password was not changed")
     click.echo(f"new password for {name}; its sessions have ended", err=True)
 
 
-def _change_account(app: Context, name: str, change: Callable[[Ledger], bool], summary: str = "nothing was sent") -> None:
+def _change_account(app: Context, name: str, change: Callable[[Session], bool], summary: str = "nothing was sent") -> None:
     """Run one change of account NAME in the command's unit of work; an unknown name, or a
     refusal, ends the command (exit 1) with the reason."""
 
     try:
-        done = change(app.session.ledger)
+        done = change(app.session)
     except DispatchError as exc:
         fail(exc, summary=summary)
     if not done:

@@ -92,7 +92,7 @@ class Console:
         session = self.sessions.read(request, now)
         if session is None:
             return None
-        user = await self.unit(lambda unit: active_user(unit.ledger, session.user, session.generation))
+        user = await self.unit(lambda unit: active_user(unit, session.user, session.generation))
         return (session, user) if user is not None else None
 
     async def start_session(self, response: Response, name: str, now: datetime) -> None:
@@ -133,7 +133,7 @@ class Visit:
     async def audit(self, action: str, target: str = "", content_hash: str | None = None, detail: str = "") -> None:
         """Record the action in the audit log (a ledger write: in the thread pool)."""
         name, now = self.me.name, self.now
-        await self.console.unit(lambda unit: audit(unit.ledger, now, name, action, target, content_hash, detail))
+        await self.console.unit(lambda unit: audit(unit, now, name, action, target, content_hash, detail))
 
     def render(self, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         return render(self.console, template, status_code, user=self.user, session=self.session, now=self.now, **context)

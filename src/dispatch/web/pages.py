@@ -70,7 +70,7 @@ async def login(request: Request) -> Response:
     remote = request.client.host if request.client else ""
     try:
         user = await console.checks.run(console.in_session, lambda unit: app.sign_in(
-            unit.ledger, values.get("username", "").strip(), values.get("password", ""), now, remote=remote,
+            unit, values.get("username", "").strip(), values.get("password", ""), now, remote=remote,
             hashing=console.web.password_hashing, limits=console.limits))
     except (app.SignInRefused, Busy) as exc:
         busy = isinstance(exc, Busy)
@@ -101,7 +101,7 @@ async def logout(request: Request, visit: Visit) -> Response:
     """Every copy of the session ends (and the account's sessions in other browsers)."""
     remote = request.client.host if request.client else ""
     name, now = visit.me.name, visit.now
-    await visit.console.unit(lambda unit: app.sign_out(unit.ledger, name, now, remote=remote))
+    await visit.console.unit(lambda unit: app.sign_out(unit, name, now, remote=remote))
     response = RedirectResponse("/login", status_code=303)
     visit.console.sessions.end(response)
     return response
@@ -168,7 +168,7 @@ async def recipients(request: Request, visit: Visit) -> Response:
 
 @page(Permission.AUDIT)
 async def audit_page(request: Request, visit: Visit) -> Response:
-    entries = await visit.console.unit(lambda unit: app.audit_log(unit.ledger, 500))
+    entries = await visit.console.unit(lambda unit: app.audit_log(unit, 500))
     return visit.render("audit.html", entries=entries)
 
 

@@ -31,7 +31,7 @@ async def password_page(request: Request, visit: Visit) -> Response:
     try:
         name, current, now = visit.me.name, visit.form.get("current", ""), visit.now
         await console.checks.run(console.in_session, lambda unit: app.change_password(
-            unit.ledger, name, current, new, now, remote=remote, hashing=console.web.password_hashing))
+            unit, name, current, new, now, remote=remote, hashing=console.web.password_hashing))
     except app.SignInRefused:
         return visit.render("password.html", 403, local=True, done=False, error="wrong", problems=[])
     except InputError as exc:

@@ -182,7 +182,7 @@ class SingleSignOn:
         if role is None:
             detail = _clean(f"no console role for {claim} {values}")
             refused = name
-            name = await console.unit(lambda unit: app.sso_no_role(unit.ledger, refused, subject, detail, now, remote=remote))
+            name = await console.unit(lambda unit: app.sso_no_role(unit, refused, subject, detail, now, remote=remote))
             LOG.warning("single sign-on refused for %s: none of the %s values %s maps to a role in web.oidc.roles",
                         name, claim, _clean(str(values)))
             return forbidden(console, "Du är inloggad hos organisationen, men ditt konto har ingen roll i rapportkonsolen "
@@ -192,7 +192,7 @@ class SingleSignOn:
         # profile at many providers, and the console sends test mail to it.
         email = claims.get("email") if claims.get("email_verified") is True and isinstance(claims.get("email"), str) else ""
         try:
-            user = await console.unit(lambda unit: app.sso_user(unit.ledger, name, str(email), role, now, remote=remote,
+            user = await console.unit(lambda unit: app.sso_user(unit, name, str(email), role, now, remote=remote,
                                                                 subject=subject))
         except app.SSOHeld as exc:
             LOG.warning("single sign-on held for an operator: %s", exc)
@@ -236,7 +236,7 @@ class SingleSignOn:
 
     async def _failed(self, console: Console, now: datetime, remote: str, reason: str) -> Response:
         reason = _clean(self._scrub(reason))
-        await console.unit(lambda unit: app.sso_failed(unit.ledger, reason, now, remote=remote))
+        await console.unit(lambda unit: app.sso_failed(unit, reason, now, remote=remote))
         LOG.warning("single sign-on failed%s: %s", f" from {remote}" if remote else "", reason)
         return forbidden(console, "Inloggningen med organisationens konto kunde inte slutföras (den var för gammal, "
                                   "redan använd eller ändrad på vägen). Börja om från inloggningssidan.")
