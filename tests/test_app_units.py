@@ -279,3 +279,26 @@ def test_one_sqlite_engine_keeps_durable_writes_full_and_leases_light(project: P
     finally:
         database.close()
     assert len(engines) == 1
+
+
+def test_serve_hosting_the_console_holds_one_engine_for_the_jobs_and_the_pages(project: Project,
+                                                                                engines: list[str]) -> None:
+    """`dispatch serve` with a web: section: the scheduler's jobs and the console share the
+    process's one App, and so its one engine (a reload that keeps the ledger keeps it too)."""
+    from starlette.testclient import TestClient
+
+    from dispatch.app.service import Service
+    from dispatch.web import create_console
+
+    settings = load_settings(project.config_path)
+    application = app.App(settings)
+    service = Service(settings, app=application)
+    try:
+        service.reconcile(service.clock.now())
+        service.use(load_settings(project.config_path))  # a SIGHUP with the same ledger
+        service.reconcile(service.clock.now())
+        page = TestClient(create_console(settings, application=application)).get("/login")
+        assert page.status_code == 200
+    finally:
+        service.close()
+    assert len(engines) == 1, engines
