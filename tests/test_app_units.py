@@ -98,7 +98,9 @@ def test_the_console_process_holds_one_engine(console_app: tuple[str, app.App], 
                  f"/history/{EDITION}.r1.edition/export.json"):
         assert olle.get(path).status_code == 200, path
     assert len(engines) == before, "every request's unit of work takes a connection from the App's one engine"
-    assert application.database().engine.pool.checkedout() <= 1, "units of work give their connections back"
+    pool = application.database().engine.pool
+    assert isinstance(pool, sqlalchemy.pool.QueuePool)
+    assert pool.checkedout() <= 1, "units of work give their connections back"
 
 
 class SlowCall:

@@ -278,9 +278,9 @@ class SentDiff:
     diff: str  # unified diff of the source; "" when unchanged
 
 
-def sent_diff(ledger: Ledger, day: date, text: str) -> SentDiff | None:
+def sent_diff(s: Session, day: date, text: str) -> SentDiff | None:
     """None when nothing of the day's edition has reached anybody yet."""
-    sent = latest_sent_edition(ledger, day)
+    sent = latest_sent_edition(s.ledger, day)
     if sent is None:
         return None
     diff = source_diff(sent.source_text, text, f"{sent.record.name} (skickad)", "nu")

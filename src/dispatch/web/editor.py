@@ -81,7 +81,7 @@ def _edition_page(unit: app.Session, visit: Visit, day: date, *, draft: app.Draf
     me = visit.me
     is_author = any(" ".join(a.split()).casefold() == me.name.casefold() for a in state.authors)
     current = app.compose(draft.fields, draft.body)[0] if draft.exists else ""
-    sent = app.sent_diff(unit.ledger, day, current) if state.dispatch or draft.fields.get("revision", "1") != "1" else None
+    sent = app.sent_diff(unit, day, current) if state.dispatch or draft.fields.get("revision", "1") != "1" else None
     return visit.render(
         "edition.html", status_code, day=day, draft=draft, state=state, approvals=approvals, message=message, error=error,
         sent=sent, conflict=conflict,
