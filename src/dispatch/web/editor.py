@@ -15,8 +15,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from dispatch import app
+from dispatch.app import Permission
 from dispatch.errors import DispatchError, InputError, Problem
-from dispatch.values import Permission
 from dispatch.web.console import PREVIEW_CSP, Visit, not_found, page, security_headers
 from dispatch.web.swedish import swedish
 

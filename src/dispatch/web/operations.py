@@ -19,8 +19,8 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from dispatch import app
+from dispatch.app import Permission
 from dispatch.errors import DispatchError
-from dispatch.values import Permission
 from dispatch.web.console import Visit, not_found, page
 from dispatch.web.editor import _located, edition_day
 from dispatch.web.swedish import swedish, swedish_held, swedish_relay

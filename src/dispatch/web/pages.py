@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from dispatch import app
-from dispatch.values import Permission
+from dispatch.app import Permission
 from dispatch.web.checks import Busy
 from dispatch.web.console import Console, Visit, forbidden, not_found, page, render
 

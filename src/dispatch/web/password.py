@@ -8,8 +8,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from dispatch import app
+from dispatch.app import Permission
 from dispatch.errors import InputError
-from dispatch.values import Permission
 from dispatch.web.checks import Busy
 from dispatch.web.console import Visit, page
 from dispatch.web.swedish import swedish
