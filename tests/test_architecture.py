@@ -21,8 +21,10 @@ PACKAGE = ROOT / "src" / "dispatch"
 MAX_LINES = 400
 
 # What a driver (cli, serve) may import from the project.
-ALLOWED = ("dispatch.app", "dispatch.errors", "dispatch.config", "dispatch.config.settings",
-           "dispatch.values")  # the value types the use cases return (and roles, permissions)
+# Issue 31: the front doors also read the value types the use cases return and word them from
+# the catalogues (dispatch.wording: English in code, Swedish from locale/).
+ALLOWED = ("dispatch.app", "dispatch.errors", "dispatch.config", "dispatch.config.settings", "dispatch.values",
+           "dispatch.wording")
 
 
 def driver_files() -> list[Path]:

@@ -47,6 +47,7 @@ from dispatch.delivery.pipeline import run
 from dispatch.ledger import Ledger
 from dispatch.ledger.memory import MemoryLedger
 from dispatch.models import Outcome, State
+from dispatch.values import RunState
 from test_pipeline_unit import START, ScriptedTransport, plan, policy
 
 EDITION = "2024-11-17"
@@ -373,12 +374,12 @@ def test_a_console_send_that_failed_with_the_ledger_resumes_at_once(
     recipe = app.Recipe(date.fromisoformat(EDITION))
     now = datetime.now(settings.timezone)
     first = runs.start(recipe, "operatör", now)
-    wait_until(lambda: handler.count() >= 1000 or first.state != "running", 120, "a fifth of the send")
-    assert first.state == "running", first.error
+    wait_until(lambda: handler.count() >= 1000 or first.state is not RunState.SENDING, 120, "a fifth of the send")
+    assert first.state is RunState.SENDING, first.error
     private_pg.stop()
     stopped = time.monotonic()
     assert runs.wait(first.name, 60), "the run ends when the ledger goes away"
-    assert first.state == "failed", first.error
+    assert first.state is RunState.FAILED, first.error
     time.sleep(max(0.0, 12 - (time.monotonic() - stopped)))
     private_pg.start()
 
@@ -393,14 +394,14 @@ def test_a_console_send_that_failed_with_the_ledger_resumes_at_once(
     # While the run that failed still holds rows, the page says how many and until when.
     assert progress is not None
     if held:
-        assert progress["held_elsewhere"] == held and progress["held_until"]
+        assert progress.held_elsewhere == held and progress.held_until
 
     resumed = time.monotonic()
     second = runs.start(recipe, "operatör", datetime.now(settings.timezone))  # "Återuppta"
     assert second is not first
-    wait_until(lambda: second.state not in ("running", "stopping"), 60, "everyone within 60 s of Återuppta")
+    wait_until(lambda: second.state not in (RunState.SENDING, RunState.STOPPING), 60, "everyone within 60 s of Återuppta")
     took = time.monotonic() - resumed
-    assert second.state == "finished", second.error
+    assert second.state is RunState.DONE, second.error
     received = collections.Counter(handler.rcpts)
     assert set(received) == set(addresses(count)), "0 lost"
     duplicates = sum(received.values()) - count

@@ -102,7 +102,7 @@ def test_a_schema_2_ledger_gains_content_hashes_approvals_and_edits(tmp_path: Pa
 
     ledger = Ledger(url)
     try:
-        assert ledger.schema_version() == SCHEMA_VERSION == 5
+        assert ledger.schema_version() == SCHEMA_VERSION == 6
         old = ledger.find_dispatch("2024-11-16.r1.edition")
         assert old is not None and old.subject == "Gammal" and old.content_hash is None
         record, created = ledger.open_dispatch("2024-11-17.r1.edition", date(2024, 11, 17), 1, "edition", "Ny", "",
@@ -125,3 +125,42 @@ def test_the_last_migration_brings_a_ledger_to_the_current_schema_version() -> N
 
     assert MIGRATIONS[-1][0] == SCHEMA_VERSION
     assert [target for target, _what, _step in MIGRATIONS] == list(range(2, SCHEMA_VERSION + 1))
+
+
+def test_recipients_held_behind_the_old_prefix_keep_their_reason_as_relay_trouble_columns(tmp_path: Path) -> None:
+    """Schema 6 (issue 31): a held recipient's relay trouble is columns (cause, host, detail),
+    not text behind "not sent yet: " in ``reply``. A schema-5 ledger's held rows are migrated:
+    they still wait, with the text they had as the detail."""
+    from dispatch.values import RelayCause, RelayTrouble
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    Ledger(url).close()
+    engine = sa.create_engine(url)
+    reason = "relay.example.org:25: cannot connect: ConnectionRefusedError: [Errno 111] Connection refused"
+    with engine.begin() as conn:
+        for column in ("relay_cause", "relay_host", "relay_detail", "relay_permanent"):
+            conn.execute(sa.text(f"ALTER TABLE deliveries DROP COLUMN {column}"))
+        conn.execute(sa.text("UPDATE dispatch_schema SET version = 5"))
+        conn.execute(sa.text(
+            "INSERT INTO dispatches (name, edition_date, revision, kind, subject, source, created_by, created_at) "
+            "VALUES ('2024-11-16.r1.edition', '2024-11-16', 1, 'edition', 'Gammal', '', 'x', '2024-11-16 13:00:00')"))
+        for key, state, reply in (("a", "deferred", "not sent yet: " + reason), ("b", "deferred", "451 4.3.0 later"),
+                                  ("c", "sent", "250 OK")):
+            conn.execute(sa.text(
+                "INSERT INTO deliveries (dispatch_id, key, address, name, state, attempts, reply, message_id, created_at, "
+                f"updated_at, node) VALUES (1, '{key}', '{key}@example.org', '', '{state}', 0, :reply, '<{key}@x>', "
+                "'2024-11-16 13:00:00', '2024-11-16 13:00:00', '')"), {"reply": reply})
+    engine.dispose()
+
+    ledger = Ledger(url)
+    try:
+        assert ledger.schema_version() == SCHEMA_VERSION == 6
+        assert ledger.held_by_relay(1) == (RelayTrouble(RelayCause.OTHER, "", reason), 1)
+        assert {row["key"]: row["reply"] for row in ledger.rows(1)} == {"a": reason, "b": "451 4.3.0 later", "c": "250 OK"}
+        # A hold writes the fact; the next recorded attempt clears it.
+        trouble = RelayTrouble(RelayCause.CONNECTION_REFUSED, "relay.example.org:25", "cannot connect: refused")
+        ledger.hold_waiting(1, NOW + timedelta(minutes=5), trouble, NOW)
+        assert ledger.held_by_relay(1) == (trouble, 2)
+    finally:
+        ledger.close()
+    assert versions(url) == [SCHEMA_VERSION]

@@ -17,6 +17,7 @@ from dispatch.email.message import Envelope, prepare
 from dispatch.errors import TransportError
 from dispatch.ledger.memory import MemoryLedger
 from dispatch.models import Outcome, Recipient, Rendered, State
+from dispatch.values import RelayCause, RelayTrouble
 
 START = datetime(2024, 11, 17, 13, 0, tzinfo=UTC)
 Reply = Callable[[str, int], Outcome]  # (address, attempt number) -> outcome
@@ -120,7 +121,7 @@ def test_refused_connections_cost_no_attempt_and_the_run_waits_for_the_relay() -
 def test_a_permanent_refusal_pauses_without_failing_anyone_or_waiting() -> None:
     ledger = MemoryLedger()
     refused = [TransportError("scripted:25", "the server refused MAIL FROM: 530 5.7.0 Authentication required",
-                              permanent=True) for _ in range(4)]
+                              permanent=True, cause=RelayCause.PERMANENT_REPLY) for _ in range(4)]
     transport = ScriptedTransport(connect_errors=refused)
     clock = FakeClock(START)
     result = run(plan(6), ledger, transport, policy(wait_out_pauses=False), clock)
@@ -128,6 +129,12 @@ def test_a_permanent_refusal_pauses_without_failing_anyone_or_waiting() -> None:
     assert result.counts["failed"] == 0 and result.counts["sent"] == 0
     assert clock.now() == START, "no waiting in the foreground"
     assert {d.state for d in ledger.deliveries(1)} <= {State.PENDING, State.DEFERRED}
+    # The trouble is kept as a fact with those it held back (issue 31), not as text behind a prefix.
+    trouble = RelayTrouble(RelayCause.PERMANENT_REPLY, "scripted:25",
+                           "the server refused MAIL FROM: 530 5.7.0 Authentication required", permanent=True)
+    assert result.session_trouble == trouble
+    held = [row for row in ledger.rows if row.delivery.state is State.DEFERRED]
+    assert held and all(row.trouble == trouble and row.delivery.reply == trouble.detail for row in held)
 
 
 def test_a_revoked_approval_stops_further_claims() -> None:

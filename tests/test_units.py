@@ -6,7 +6,11 @@ that broke when one of the end-to-end tests fails."""
 from __future__ import annotations
 
 import base64
+import errno
 import re
+import smtplib
+import socket
+import ssl
 from datetime import UTC, date, datetime
 from email import message_from_bytes, policy
 from email.header import decode_header, make_header
@@ -360,27 +364,51 @@ def test_the_audit_logs_details_are_shown_in_swedish(recorded: str, shown: str) 
     assert swedish_audit_detail(recorded, STOCKHOLM) == shown
 
 
-@pytest.mark.parametrize(("reason", "permanent", "said"), [
-    ("relay.region.se:587: cannot connect: TimeoutError: timed out", False,
+@pytest.mark.parametrize(("cause", "host", "permanent", "said"), [
+    ("timeout", "relay.region.se:587", False,
      "Servern relay.region.se:587 går inte att nå just nu: inget svar inom tidsgränsen. Ingen mottagare räknas som "
      "misslyckad för det; utskicket försöker igen klockan 14:05 (eller tryck Försök igen nu när felet är åtgärdat)."),
-    ("relay.region.se:587: TLS certificate not trusted: self-signed certificate; set transport.ca_file if the relay "
-     "uses a private CA", True,
-     "Servern relay.region.se:587 tar inte emot utskicket: serverns TLS-certifikat är inte betrott (transport.ca_file). "
-     "Det måste åtgärdas; ingen mottagare räknas som misslyckad för det. Tryck Försök igen nu när det är åtgärdat."),
-    ("relay.region.se:25: server refused the session: 554 5.7.1 Access denied", True,
-     "Servern relay.region.se:25 tar inte emot utskicket: servern nekade sessionen: 554 5.7.1 Access denied. Det måste "
-     "åtgärdas; ingen mottagare räknas som misslyckad för det. Tryck Försök igen nu när det är åtgärdat."),
-    ("relay.region.se:587: authentication failed: 535 5.7.8 Authentication credentials invalid", True,
-     "Servern relay.region.se:587 tar inte emot utskicket: inloggningen hos servern nekades: 535 5.7.8 Authentication "
-     "credentials invalid. Det måste åtgärdas; ingen mottagare räknas som misslyckad för det. Tryck Försök igen nu när "
-     "det är åtgärdat."),
-    ("relay.region.se:25: something new", False,  # a cause without a Swedish wording is shown as it was said
-     "Servern relay.region.se:25 går inte att nå just nu: something new. Ingen mottagare räknas som misslyckad för "
-     "det; utskicket försöker igen klockan 14:05 (eller tryck Försök igen nu när felet är åtgärdat)."),
-    ("", False, ""),
+    ("tls", "relay.region.se:587", True,
+     "Servern relay.region.se:587 tar inte emot utskicket: den krypterade anslutningen (TLS) gick inte att upprätta "
+     "eller serverns certifikat är inte betrott (transport.ca_file). Det måste åtgärdas; ingen mottagare räknas som "
+     "misslyckad för det. Tryck Försök igen nu när det är åtgärdat."),
+    ("permanent_reply", "relay.region.se:25", True,
+     "Servern relay.region.se:25 tar inte emot utskicket: servern nekade sessionen. Det måste åtgärdas; ingen "
+     "mottagare räknas som misslyckad för det. Tryck Försök igen nu när det är åtgärdat."),
+    ("authentication", "relay.region.se:587", True,
+     "Servern relay.region.se:587 tar inte emot utskicket: inloggningen hos servern nekades. Det måste åtgärdas; "
+     "ingen mottagare räknas som misslyckad för det. Tryck Försök igen nu när det är åtgärdat."),
 ])
-def test_the_relays_trouble_is_said_in_swedish(reason: str, permanent: bool, said: str) -> None:
-    from dispatch.web.swedish import swedish_relay
+def test_the_relays_trouble_is_said_in_swedish_from_its_cause(cause: str, host: str, permanent: bool, said: str) -> None:
+    """Issue 31: the trouble is a fact (cause, host, detail) worded from the catalogue; the exact
+    reply stays in the technical detail (it used to be reworded by pattern from the error's text)."""
+    from dispatch.values import DispatchKind, Progress, RelayCause, RelayTrouble, RunState
+    from dispatch.web.swedish import say_relay
 
-    assert swedish_relay(reason, permanent, "14:05") == said
+    trouble = RelayTrouble(RelayCause(cause), host, "554 5.7.1 whatever the server said", permanent)
+    progress = Progress("2024-11-17.r1.edition", DispatchKind.EDITION, RunState.PAUSED_BY_RELAY, 40, 0, 40, 0,
+                        trouble=trouble, next_try=datetime(2024, 11, 17, 13, 5, tzinfo=UTC), held_by_relay=40,
+                        relay_permanent=permanent)
+    assert say_relay(progress, STOCKHOLM) == said
+    assert "whatever" not in said
+
+
+@pytest.mark.parametrize(("error", "cause"), [
+    (ConnectionRefusedError(111, "Connection refused"), "connection_refused"),
+    (TimeoutError("timed out"), "timeout"),
+    (socket.gaierror(-2, "Name or service not known"), "unreachable"),
+    (OSError(errno.EHOSTUNREACH, "No route to host"), "unreachable"),
+    (ssl.SSLCertVerificationError("self-signed certificate"), "tls"),
+    (smtplib.SMTPServerDisconnected("Connection unexpectedly closed"), "disconnected"),
+    (smtplib.SMTPResponseException(421, b"try later"), "temporary_reply"),
+    (smtplib.SMTPResponseException(554, b"Access denied"), "permanent_reply"),
+    (ValueError("something new"), "other"),
+])
+def test_a_failed_session_is_classified_once_by_the_errors_type(error: BaseException, cause: str) -> None:
+    from dispatch.delivery.trouble import cause_of, relay_trouble
+    from dispatch.errors import AuthenticationError, TransportError
+
+    assert cause_of(error).value == cause
+    trouble = relay_trouble(TransportError("relay:25", f"cannot connect: {error}", cause=cause_of(error)))
+    assert (trouble.cause.value, trouble.host, trouble.detail) == (cause, "relay:25", f"cannot connect: {error}")
+    assert relay_trouble(AuthenticationError("relay:587", "authentication failed: 535")).cause.value == "authentication"

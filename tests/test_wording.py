@@ -44,3 +44,36 @@ def test_every_run_state_is_worded() -> None:
         fact = Fact.of(f"run_state.{state.value}")
         assert swedish(fact) != english(fact), f"{state} has no Swedish of its own"
     assert "brådskande" in swedish(Fact.of("run_state.waiting_for_urgent"))
+
+
+def test_a_dispatch_is_named_by_its_label_in_each_language() -> None:
+    """Issue 31: "Rapporten tis 8 dec, version 2", "Brådskande: ...", "Test till eva" (Babel's Swedish
+    weekday and month, without the abbreviation's full stop); the key is technical detail."""
+    from datetime import date
+
+    from dispatch.values import DispatchKind, DispatchLabel
+    from dispatch.wording import english_label, swedish_label
+
+    day = date(2026, 12, 8)
+    assert swedish_label(DispatchLabel("2026-12-08.r1.edition", DispatchKind.EDITION, day)) == "Rapporten tis 8 dec"
+    assert swedish_label(DispatchLabel("2026-12-08.r2.edition", DispatchKind.EDITION, day, 2)) == "Rapporten tis 8 dec, version 2"
+    urgent = DispatchLabel.of("2026-12-08.r1.urgent-sas-1a2b", "urgent-sas-1a2b", "2026-12-08", 1, "SÄS akutmottagning", "olle")
+    assert swedish_label(urgent) == "Brådskande: SÄS akutmottagning"
+    test = DispatchLabel.of("2026-12-08.r1.test-20261208T1200", "test-20261208T1200", "2026-12-08", 1, "[TEST] x", "eva")
+    assert swedish_label(test) == "Test till eva"
+    assert english_label(DispatchLabel("2026-12-08.r2.edition", DispatchKind.EDITION, day, 2)) == \
+        "Report of 2026-12-08, revision 2"
+
+
+def test_the_completion_mail_names_the_dispatch_by_its_label() -> None:
+    from datetime import date
+    from zoneinfo import ZoneInfo
+
+    from dispatch.app import notify
+    from dispatch.values import DispatchKind, DispatchLabel
+
+    label = DispatchLabel("2026-12-08.r2.edition", DispatchKind.EDITION, date(2026, 12, 8), 2)
+    counts = {"sent": 40, "failed": 0, "pending": 0, "deferred": 0, "unknown": 0}
+    subject, body = notify.summary(label, "tis 8 dec: Regional rapport", counts, [], ZoneInfo("Europe/Stockholm"), None)
+    assert subject == "Utskick klart: Rapporten tis 8 dec, version 2, 40 levererade"
+    assert "2026-12-08.r2.edition" not in subject and "dispatch status 2026-12-08.r2.edition" in body

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from dispatch.values import RelayCause
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -65,9 +67,13 @@ class TransportError(DispatchError, ConnectionError):
     (a refused or lost connection, a 421, a timeout) the session is retried with backoff.
     Either way no recipient's fate is decided by it."""
 
-    def __init__(self, endpoint: str, message: str, *, permanent: bool = False) -> None:
+    def __init__(self, endpoint: str, message: str, *, permanent: bool = False, cause: RelayCause | None = None) -> None:
         self.endpoint = endpoint
         self.permanent = permanent
+        self.detail = message
+        # Why, as a fact, decided where the library's error is caught (delivery/trouble.py);
+        # None: nothing more is known than that the session failed.
+        self.cause = cause
         super().__init__(f"{endpoint}: {message}")
 
 
@@ -75,7 +81,7 @@ class AuthenticationError(TransportError):
     """The mail server refused our credentials, or we refused to send them."""
 
     def __init__(self, endpoint: str, message: str) -> None:
-        super().__init__(endpoint, message, permanent=True)
+        super().__init__(endpoint, message, permanent=True, cause=RelayCause.AUTHENTICATION)
 
 
 class ChangeControlError(InputError):

@@ -118,8 +118,6 @@ class Outcome:
         return QUOTA_EXCEEDED in self.reply.lower()
 
 
-# The reply recorded for recipients held back because the relay, not they, was the trouble.
-HELD_BY_RELAY = "not sent yet: "
 QUOTA_EXCEEDED = "submissionquotaexceeded"  # in 554 5.2.0 ...SubmissionQuotaExceededException
 
 

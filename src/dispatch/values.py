@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from types import MappingProxyType
 
@@ -73,6 +73,7 @@ class RelayCause(StrEnum):
     CONNECTION_REFUSED = "connection_refused"
     UNREACHABLE = "unreachable"  # no route, name does not resolve, network down
     TIMEOUT = "timeout"
+    DISCONNECTED = "disconnected"  # the server closed the connection, or it was lost
     TLS = "tls"  # no STARTTLS, a certificate that does not verify
     AUTHENTICATION = "authentication"
     TEMPORARY_REPLY = "temporary_reply"  # 4xx for the session (421, 451 ...)
@@ -89,6 +90,46 @@ class RelayTrouble:
     host: str
     detail: str  # the server's reply or the error, exact, for the technical detail
     permanent: bool = False
+
+
+@dataclass(frozen=True)
+class SendPlan:
+    """What a send is about to do, before the first message: worded by each front door (the
+    command line's ``plan:`` line, the console's confirmation)."""
+
+    recipients: int  # who gets it now
+    messages: int
+    per_message: int  # Bcc batch size; 1 = one message per recipient
+    connections: int
+    relay: str  # host:port, or the Maildir's path
+    maildir: bool = False
+    rate_per_minute: float = 0  # 0 = no limit (and no estimate)
+    seconds: float | None = None  # the estimated duration at that rate
+    already: int = 0  # accepted earlier: skipped
+
+
+@dataclass(frozen=True)
+class DispatchLabel:
+    """A dispatch as people name it ("Rapporten tis 8 dec, version 2", "Brådskande: <subject>",
+    "Test till eva"); each front door words it. The key (``name``) is technical detail."""
+
+    name: str
+    kind: DispatchKind
+    day: date
+    revision: int = 1
+    subject: str = ""
+    test_to: str = ""  # a test send: the person it went to
+
+    @staticmethod
+    def of(name: str, kind: str, edition_date: date | str, revision: int, subject: str, created_by: str) -> DispatchLabel:
+        day = edition_date if isinstance(edition_date, date) else date.fromisoformat(edition_date)
+        return DispatchLabel(name, DispatchKind.of(kind), day, revision, subject, created_by)
+
+    @property
+    def code(self) -> str:
+        if self.kind is DispatchKind.EDITION:
+            return "label.edition" if self.revision <= 1 else "label.correction"
+        return f"label.{self.kind.value}"
 
 
 @dataclass(frozen=True)
@@ -109,6 +150,20 @@ class Progress:
     urgent_ahead: str | None = None  # the subject of the urgent message being sent first
     started_by: str = ""
     error: Fact | None = None
+    label: DispatchLabel | None = None
+    subject: str = ""
+    counts: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    plan: SendPlan | None = None  # the plan of this process's run of it
+    held_by_relay: int = 0  # recipients waiting because the relay did not take them (trouble says why)
+    held_elsewhere: int = 0  # recipients another run holds (a node, serve, a run that failed) ...
+    held_until: datetime | None = None  # ... until then at the latest
+    next_attempt: datetime | None = None  # the next retry of a deferred recipient
+    relay_permanent: bool = False  # the relay's trouble needs fixing, not time
+
+    @property
+    def final(self) -> bool:
+        """Nothing is sending now (a person or serve may start it again)."""
+        return self.state in (RunState.QUEUED, RunState.STOPPED, RunState.DONE, RunState.INCOMPLETE, RunState.FAILED)
 
 
 class Role(StrEnum):

@@ -93,6 +93,7 @@ from dispatch.app.editions import (
 )
 from dispatch.app.eventlog import configure as configure_log
 from dispatch.app.eventlog import event
+from dispatch.app.labels import label_from, label_of, labels_for
 from dispatch.app.overview import EditionState, ScheduleDay, approvals_of, edition_state, today
 from dispatch.app.passwords import (
     LOCK_AFTER,
@@ -110,7 +111,7 @@ from dispatch.app.readback import MAX_TO_LINE, LongSubject, long_subject
 from dispatch.app.records import Status, approval_history, edition_note, export, find_dispatch, history, status
 from dispatch.app.runs import Confirmation, Recipe, Run, Runs, confirm, recipe_for, retry_waiting_now
 from dispatch.app.scheduled import Job, ServeClock, Service, schedule_jobs
-from dispatch.app.sending import duration, mail_notice, notify_summary, plan_for, plan_line, send
+from dispatch.app.sending import duration, mail_notice, notify_summary, plan_for, plan_line, send, send_plan
 from dispatch.app.timetable import Due, check_schedules
 from dispatch.app.urgent import urgent_fields, urgent_path, write_urgent
 from dispatch.app.wiring import (
@@ -215,6 +216,9 @@ __all__ = [
     "first_message",
     "history",
     "identify",
+    "label_from",
+    "label_of",
+    "labels_for",
     "latest_sent_edition",
     "list_users",
     "lists_report",
@@ -249,6 +253,7 @@ __all__ = [
     "scheduled_edition",
     "secrets_ready",
     "send",
+    "send_plan",
     "send_policy",
     "sent_diff",
     "sent_edition",

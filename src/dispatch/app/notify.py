@@ -18,8 +18,10 @@ from email.utils import format_datetime, make_msgid
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from dispatch import wording
 from dispatch.email import headers
 from dispatch.models import State
+from dispatch.values import DispatchLabel
 
 if TYPE_CHECKING:
     from dispatch.delivery.pipeline import Transport
@@ -46,15 +48,18 @@ def compose(sender: tuple[str, str], recipients: Iterable[str], subject: str, bo
     ))
 
 
-def summary(dispatch: str, subject: str, counts: dict[str, int], rows: list[dict[str, Any]],
+def summary(label: DispatchLabel, subject: str, counts: dict[str, int], rows: list[dict[str, Any]],
             zone: ZoneInfo, next_attempt: datetime | None) -> tuple[str, str]:
-    """(subject, body) of a completion summary, in Swedish for the communications office."""
+    """(subject, body) of a completion summary, in Swedish for the communications office. The
+    subject names the dispatch by its label; the body keeps its key for the command line."""
+    dispatch = label.name
+    named = wording.swedish_label(label)
     sent, failed = counts.get("sent", 0), counts.get("failed", 0)
     waiting = counts.get("deferred", 0) + counts.get("unknown", 0) + counts.get("pending", 0)
     if failed or waiting:
-        title = f"Utskick {dispatch}: {sent} levererade, {failed} misslyckade, {waiting} väntar"
+        title = f"Utskick ej klart: {named}, {sent} levererade, {failed} misslyckade, {waiting} väntar"
     else:
-        title = f"Utskick {dispatch} klart: {sent} levererade"
+        title = f"Utskick klart: {named}, {sent} levererade"
     lines = [
         f"Utskick: {dispatch}",
         f"Ämne: {subject}",

@@ -1,5 +1,6 @@
 """Where things stand, for the console's home page ("Idag") and an edition's page: each
-schedule's next slot and approval deadline, and each day's edition state, in Swedish."""
+schedule's next slot and approval deadline, and each day's edition state as facts (the
+console words them)."""
 
 from __future__ import annotations
 
@@ -10,27 +11,37 @@ from dispatch.app.application import Session
 from dispatch.app.changes import review
 from dispatch.app.drafting import split_fields
 from dispatch.app.editions import read_edition
+from dispatch.app.labels import label_of
 from dispatch.app.timetable import approval_moment, next_occurrence
 from dispatch.config import Schedule, Settings
+from dispatch.control.approval import Verdict
 from dispatch.email.edition import edition_path
-from dispatch.errors import InputError
+from dispatch.errors import InputError, Problem
 from dispatch.ledger import Ledger
 from dispatch.models import Approval, DispatchRecord
+from dispatch.values import DispatchLabel, Fact, RunState
 
 
 @dataclass(frozen=True)
 class EditionState:
-    """One day's edition: ``key`` is missing, problems, draft, approved, sending or sent."""
+    """One day's edition: ``key`` is missing, problems, draft, approved, sending or sent;
+    ``fact`` says it (``edition.*``), ``correction`` the revision when it is a correction being
+    written; ``verdict`` why a draft may not go yet."""
 
     day: date
     key: str
-    text: str  # one Swedish sentence for the page
+    fact: Fact
+    correction: int | None = None
+    verdict: Verdict | None = None
+    run_state: RunState | None = None  # a dispatch that sends: sending, waiting for urgent, paused by relay
+    label: DispatchLabel | None = None
     approval: Approval | None = None
     authors: tuple[str, ...] = ()
     content_hash: str | None = None
     dispatch: DispatchRecord | None = None
     counts: dict[str, int] | None = None
     revision: int = 1
+    tail: Fact | None = None  # said after the fact: how many failed
 
 
 @dataclass(frozen=True)
@@ -70,27 +81,30 @@ def edition_state(s: Session, day: date, now: datetime) -> EditionState:
             problems = exc
     revision = edition.revision if edition is not None else _revision_written(settings, day) if exists else 1
     if sent and revision <= max(d.revision for d in sent):
-        return _dispatch_state(s, day, sent[-1])
-    prefix = f"Rättelse (version {revision}): " if sent else ""
+        return _dispatch_state(s, day, sent[-1], now)
+    correction = revision if sent else None
     if not exists:
-        return EditionState(day, "missing", "Saknas: ingen rapport är skriven för dagen")
+        return EditionState(day, "missing", Fact.of("edition.missing"))
     if edition is None:
         count = len(problems.problems) if problems else 0
-        return EditionState(day, "problems", f"{prefix}Utkast med {count} fel som måste rättas")
+        return EditionState(day, "problems", Fact.of("edition.problems", count=count), correction)
     try:
         found = review(s, edition, now)
     except InputError as exc:
-        return EditionState(day, "problems", f"{prefix}Utkast med {len(exc.problems)} fel som måste rättas")
-    verdict = found.gate_verdict()
+        return EditionState(day, "problems", Fact.of("edition.problems", count=len(exc.problems)), correction)
+    verdict = found.verdict
+    if verdict is None:
+        raise InputError([Problem(str(edition_path(settings.reports_dir, day)), 0, "the edition was not judged")])
     zone = settings.timezone
     if verdict.sendable:
         approval = verdict.approval
-        text = (f"Godkänd av {approval.approved_by} {approval.approved_at.astimezone(zone):%Y-%m-%d %H:%M}"
-                if approval else "Godkänd ('status: approved' i filen)")
-        return EditionState(day, "approved", prefix + text, approval, found.authors, found.content.hash,
-                            revision=edition.revision)
-    return EditionState(day, "draft", f"{prefix}Utkast: {verdict.reason_sv}", None, found.authors, found.content.hash,
-                        revision=edition.revision)
+        fact = (Fact.of("edition.approved_by", by=approval.approved_by,
+                        at=f"{approval.approved_at.astimezone(zone):%Y-%m-%d %H:%M}")
+                if approval else Fact.of("edition.approved_in_file"))
+        return EditionState(day, "approved", fact, correction, verdict, approval=approval, authors=found.authors,
+                            content_hash=found.content.hash, revision=edition.revision)
+    return EditionState(day, "draft", Fact.of("edition.draft"), correction, verdict, authors=found.authors,
+                        content_hash=found.content.hash, revision=edition.revision)
 
 
 def _revision_written(settings: Settings, day: date) -> int:
@@ -103,20 +117,32 @@ def _revision_written(settings: Settings, day: date) -> int:
         return 1
 
 
-def _dispatch_state(s: Session, day: date, record: DispatchRecord) -> EditionState:
+def _dispatch_state(s: Session, day: date, record: DispatchRecord, now: datetime) -> EditionState:
     settings, ledger = s.settings, s.ledger
     counts = ledger.counts(record.id)
     total = sum(counts.values())
+    sent = counts.get("sent", 0)
     waiting = counts.get("pending", 0) + counts.get("deferred", 0) + counts.get("unknown", 0)
     failed = counts.get("failed", 0)
-    tail = f", {failed} misslyckade" if failed else ""
+    tail = Fact.of("edition.failed", count=failed) if failed else None
+    key, run_state = "sending", RunState.SENDING
+    fact: Fact
     if waiting and record.finished_at is None:
-        return EditionState(day, "sending", f"Skickas: {counts.get('sent', 0)} av {total}{tail}",
-                            dispatch=record, counts=counts, content_hash=record.content_hash, revision=record.revision)
-    finished = record.finished_at or record.created_at
-    return EditionState(day, "sent", f"Skickad {finished.astimezone(settings.timezone):%Y-%m-%d %H:%M} till "
-                                     f"{counts.get('sent', 0)} mottagare{tail}",
-                        dispatch=record, counts=counts, content_hash=record.content_hash, revision=record.revision)
+        urgent = ledger.urgent_ahead(now)  # every other dispatch gives way to it while it sends
+        if urgent is not None:
+            run_state, tail = RunState.WAITING_FOR_URGENT, None
+            fact = Fact.of("edition.waiting_for_urgent", subject=urgent, sent=sent, total=total)
+        elif counts.get("deferred", 0) and ledger.held_by_relay(record.id) is not None:
+            run_state, tail = RunState.PAUSED_BY_RELAY, None
+            fact = Fact.of("edition.paused_by_relay", sent=sent, total=total)
+        else:
+            fact = Fact.of("edition.sending", sent=sent, total=total)
+    else:
+        key = "sent"
+        finished = record.finished_at or record.created_at
+        fact = Fact.of("edition.sent", count=sent, sent=sent, at=f"{finished.astimezone(settings.timezone):%Y-%m-%d %H:%M}")
+    return EditionState(day, key, fact, run_state=run_state if key == "sending" else None, label=label_of(record),
+                        dispatch=record, counts=counts, content_hash=record.content_hash, revision=record.revision, tail=tail)
 
 
 def approvals_of(ledger: Ledger, day: date) -> list[Approval]:

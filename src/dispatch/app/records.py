@@ -6,14 +6,17 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from dispatch import wording
 from dispatch.app.application import Session
 from dispatch.app.changes import review
 from dispatch.app.editions import read_edition
+from dispatch.app.labels import label_of
 from dispatch.email.edition import edition_path
 from dispatch.errors import DispatchError, display_path
 from dispatch.ledger import DispatchRecord, Ledger
 from dispatch.models import Approval
 from dispatch.publishing.export import export_document, iso
+from dispatch.values import DispatchLabel, Fact
 
 
 def find_dispatch(ledger: Ledger, ref: str | None) -> DispatchRecord | None:
@@ -33,28 +36,31 @@ def find_dispatch(ledger: Ledger, ref: str | None) -> DispatchRecord | None:
     return (real or of_day)[-1] if of_day else None
 
 
-def edition_note(s: Session, record: DispatchRecord, now: datetime) -> str | None:
+def edition_note(s: Session, record: DispatchRecord, now: datetime) -> Fact | None:
     """For an edition dispatch: whether its file still holds what was sent (or approved)."""
     settings = s.settings
     if record.kind != "edition":
         return None
     path = edition_path(settings.reports_dir, date.fromisoformat(record.edition_date))
+    shown = display_path(path)
     try:
         edition = read_edition(s, None, path, now)
         found = review(s, edition, now)
     except DispatchError as exc:
-        return f"{display_path(path)} cannot be read as an edition now ({str(exc).splitlines()[0]})"
+        return Fact.of("edition_file.unreadable", path=shown, error=str(exc).splitlines()[0])
+    content = found.content.short
     if edition.revision != record.revision:
-        return f"{display_path(path)} is now revision {edition.revision} (content {found.content.short})"
+        return Fact.of("edition_file.revision", path=shown, revision=edition.revision, content=content)
     if found.conflict is not None:
-        return f"{display_path(path)} has changed since it was sent (content now {found.content.short}); see dispatch check"
+        return Fact.of("edition_file.conflict", path=shown, content=content)
     if found.sent is not None and found.sent.source_text == edition.source_text:
         if found.content.hash != record.content_hash:
-            return f"{display_path(path)} unchanged; the config's standing sections or templates have changed since"
-        return f"{display_path(path)} unchanged (content {found.content.short})"
-    if record.content_hash and record.content_hash != found.content.hash:
-        return f"{display_path(path)} has changed (content now {found.content.short}): {found.gate_verdict().reason}"
-    return f"{display_path(path)} unchanged (content {found.content.short})"
+            return Fact.of("edition_file.standing_changed", path=shown)
+        return Fact.of("edition_file.unchanged", path=shown, content=content)
+    if record.content_hash and record.content_hash != found.content.hash and found.verdict is not None:
+        return Fact.of("edition_file.changed", path=shown, content=content, reason=found.verdict.reason,
+                       reason_sv=found.verdict.reason_sv)
+    return Fact.of("edition_file.unchanged", path=shown, content=content)
 
 
 def history(s: Session, since: date | None) -> list[dict[str, Any]]:
@@ -92,8 +98,12 @@ class Status:
     counts: dict[str, int]
     rows: list[dict[str, Any]]
     related: list[dict[str, Any]]  # every dispatch of the same edition date: revisions, urgent, tests
-    edition_note: str | None  # whether the edition file still holds what was sent
+    edition_note: Fact | None  # whether the edition file still holds what was sent
     revoked: Approval | None  # the approval it went out under, if that has been revoked since
+
+    @property
+    def label(self) -> DispatchLabel:
+        return label_of(self.record)
 
     def document(self) -> dict[str, Any]:
         """The `status --json` object (a contract: extend compatibly)."""
@@ -116,7 +126,7 @@ class Status:
             "dispatches_of_date": self.related,
         }
         if self.edition_note:
-            document["edition_file"] = self.edition_note
+            document["edition_file"] = wording.english(self.edition_note)
         return document
 
 

@@ -4,7 +4,8 @@ or ``serve`` hosting the console): started, watched, stopped and resumed there.
 A run is the same ``send`` the command line makes, in a thread of its own with a stop
 event: stopping claims nothing more, and the messages in flight finish and are recorded.
 What a watcher sees is read from the ledger (the counts ``status --json`` gives), so
-everyone watching sees the same numbers, whichever process sends.
+everyone watching sees the same numbers, whichever process sends, as a values.Progress with an
+explicit state for each front door to word.
 """
 
 from __future__ import annotations
@@ -15,16 +16,17 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from dispatch.app.application import App, Session
 from dispatch.app.control import decide_now
 from dispatch.app.editions import Prepared, prepare_edition, read_edition
-from dispatch.app.sending import plan_line, send
+from dispatch.app.labels import label_from, label_of
+from dispatch.app.sending import send, send_plan
 from dispatch.app.wiring import secrets_ready
 from dispatch.delivery.pipeline import Result, StoppableClock, node_name
 from dispatch.errors import DispatchError, InputError, Problem
 from dispatch.ledger import Ledger
+from dispatch.values import DispatchKind, DispatchLabel, Fact, Progress, RunState, SendPlan
 
 LINGER = timedelta(minutes=10)  # as the command line: stay for due retries, then leave them to serve
 
@@ -49,17 +51,20 @@ class Run:
     recipe: Recipe
     started_by: str
     started_at: datetime
-    plan: str
+    plan: SendPlan
+    label: DispatchLabel
     stop: threading.Event = field(default_factory=threading.Event)
     wake: threading.Event = field(default_factory=threading.Event)
-    state: str = "running"  # running, stopping, stopped, finished, incomplete, failed
-    error: str = ""
+    # SENDING, then STOPPING, STOPPED, DONE, INCOMPLETE or FAILED (waiting for an urgent message
+    # or for the relay is read from the ledger: see Runs.progress)
+    state: RunState = RunState.SENDING
+    error: Fact | None = None
     result: Result | None = None
     thread: threading.Thread | None = None
     samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=120))
-    # Why the relay is not taking messages (the session's error, not a recipient's), from the
+    # The relay is not taking messages (the session's trouble, not a recipient's), from the
     # pause until a message goes through again; ``relay_permanent``: someone must fix it.
-    relay_trouble: str = ""
+    relay_paused: bool = False
     relay_permanent: bool = False
     owner: str = field(default_factory=node_name)  # the run's leases in the ledger are held under this name
 
@@ -73,10 +78,11 @@ class Confirmation:
     lists: tuple[str, ...]
     recipients: int  # who would get it now
     already: int  # already accepted earlier
-    plan: str
+    plan: SendPlan
     relay: str
     reason: str  # why it may go (the gate's verdict), or "" for an urgent message
     reason_sv: str = ""  # the same in Swedish, for the console
+    label: DispatchLabel | None = None
 
 
 def confirm(s: Session, recipe: Recipe, now: datetime) -> tuple[Confirmation, Prepared]:
@@ -87,10 +93,12 @@ def confirm(s: Session, recipe: Recipe, now: datetime) -> tuple[Confirmation, Pr
     decision = decide_now(s, ready, now)
     transport = settings.transport
     relay = str(transport.path) if transport.kind == "maildir" else f"{transport.host}:{transport.port}"
+    label = label_from(decision.name, decision.kind, decision.edition_date.isoformat(), decision.revision,
+                       ready.rendered.subject, "")
     return Confirmation(decision.name, ready.rendered.subject, ready.lists, decision.to_send, decision.already_accepted,
-                        plan_line(decision.to_send, transport, decision.already_accepted), relay,
+                        send_plan(decision.to_send, transport, decision.already_accepted), relay,
                         decision.verdict.reason if decision.verdict else "",
-                        decision.verdict.reason_sv if decision.verdict else ""), ready
+                        decision.verdict.reason_sv if decision.verdict else "", label), ready
 
 
 class WakeableClock(StoppableClock):
@@ -130,9 +138,11 @@ class Runs:
                                       f"then, {confirmation.name} now); confirm again")])
         with self._lock:
             current = self._runs.get(confirmation.name)
-            if current is not None and current.state in ("running", "stopping"):
+            if current is not None and current.state in (RunState.SENDING, RunState.STOPPING):
                 return current  # a second click, or a second operator: one run, watched by both
-            run = Run(confirmation.name, confirmation.subject, recipe, by, now, confirmation.plan)
+            if confirmation.label is None:  # confirm labels what it confirms (not an assert: gone under -O)
+                raise DispatchError(f"{confirmation.name}: the confirmation has no label to show the run by")
+            run = Run(confirmation.name, confirmation.subject, recipe, by, now, confirmation.plan, confirmation.label)
             self._runs[run.name] = run
         if current is not None:
             # The earlier run of this process has ended (a failed one could not give its leases
@@ -144,11 +154,11 @@ class Runs:
         return run
 
     def _send(self, run: Run, ready: Prepared) -> None:
-        def paused(reason: str, permanent: bool, _until: datetime) -> None:
-            run.relay_trouble, run.relay_permanent = reason, permanent
+        def paused(_reason: str, permanent: bool, _until: datetime) -> None:
+            run.relay_paused, run.relay_permanent = True, permanent
 
         def went_through(_count: int) -> None:
-            run.relay_trouble, run.relay_permanent = "", False
+            run.relay_paused, run.relay_permanent = False, False
 
         try:
             with self.app.session() as s:
@@ -156,33 +166,33 @@ class Runs:
                                   progress=went_through, linger=LINGER, stop=run.stop, by_hand=True, on_pause=paused,
                                   owner=run.owner)
             if run.result.session_error:  # it ended with the relay still in trouble
-                run.relay_trouble, run.relay_permanent = run.result.session_error, run.result.session_permanent
+                run.relay_paused, run.relay_permanent = True, run.result.session_permanent
         except DispatchError as exc:
-            run.state, run.error = "failed", str(exc)
+            run.state, run.error = RunState.FAILED, Fact.of("run.failed", detail=str(exc))
             return
         except Exception as exc:  # a bug must not take the console with it; it is shown and logged
-            run.state, run.error = "failed", f"{type(exc).__name__}: {exc}"
+            run.state, run.error = RunState.FAILED, Fact.of("run.failed", detail=f"{type(exc).__name__}: {exc}")
             raise
         if run.stop.is_set():
-            run.state = "stopped"
+            run.state = RunState.STOPPED
         else:
-            run.state = "finished" if run.result.complete else "incomplete"
+            run.state = RunState.DONE if run.result.complete else RunState.INCOMPLETE
             if run.result.revoked:
-                run.state, run.error = "stopped", "godkännandet återkallades under utskicket"
+                run.state, run.error = RunState.STOPPED, Fact.of("run.revoked")
 
     def wake(self, name: str) -> bool:
         """End the running send's wait for its next retry now ("Försök igen nu"); False when
         no send of it runs here."""
         run = self._runs.get(name)
-        if run is None or run.state not in ("running", "stopping"):
+        if run is None or run.state not in (RunState.SENDING, RunState.STOPPING):
             return False
         run.wake.set()
         return True
 
     def stop(self, name: str) -> Run | None:
         run = self._runs.get(name)
-        if run is not None and run.state == "running":
-            run.state = "stopping"
+        if run is not None and run.state is RunState.SENDING:
+            run.state = RunState.STOPPING
             run.stop.set()
         return run
 
@@ -203,9 +213,10 @@ class Runs:
         run.thread.join(timeout)
         return not run.thread.is_alive()
 
-    def progress(self, ledger: Ledger, name: str) -> dict[str, Any] | None:
-        """The dispatch's counts from the ledger, and this process's run of it if any: state,
-        rate (messages accepted per minute, over the last 30 s) and the time left."""
+    def progress(self, ledger: Ledger, name: str, now: datetime | None = None) -> Progress | None:
+        """The dispatch's counts from the ledger, and this process's run of it if any: its state,
+        rate (messages accepted per minute, over the last 30 s) and the time left. ``now``:
+        the moment an urgent message is looked for (default: the wall clock)."""
         record = ledger.find_dispatch(name)
         run = self._runs.get(name)
         if record is None and run is None:
@@ -214,37 +225,56 @@ class Runs:
         total = sum(counts.values())
         sent = counts.get("sent", 0)
         waiting = counts.get("pending", 0) + counts.get("deferred", 0) + counts.get("unknown", 0)
-        rate = 0.0
-        if run is not None:
-            moment = time.monotonic()
-            run.samples.append((moment, sent))
-            old = next((s for s in run.samples if moment - s[0] <= 30), run.samples[0])
-            if moment - old[0] > 0.5:
-                rate = (sent - old[1]) / (moment - old[0]) * 60
-        if run is not None:
-            state = run.state
-        elif record is not None and record.finished_at is not None:
-            state = "finished"
-        else:
-            state = "idle" if waiting else "finished"
-        eta = waiting / rate * 60 if rate > 0 and waiting else None
-        next_due = ledger.next_due(record.id) if record is not None and counts.get("deferred", 0) else None
+        label = label_of(record) if record is not None else run.label if run is not None else None
+        kind = label.kind if label is not None else DispatchKind.EDITION
+        running = run is not None and run.state in (RunState.SENDING, RunState.STOPPING)
         # A send elsewhere (serve, another node) records the relay's trouble with those it held back.
-        held = (ledger.held_by_relay(record.id) if record is not None and counts.get("deferred", 0)
-                and not (run is not None and run.relay_trouble) else None)
+        held = ledger.held_by_relay(record.id) if record is not None and counts.get("deferred", 0) else None
         # Recipients another run holds (a node, serve, or a run that failed): why they wait, and until when.
-        elsewhere, _, until = (ledger.others_leases_end(record.id, run.owner if run and run.state in ("running", "stopping")
-                                                        else "") if record is not None and waiting else (0, None, None))
-        return {"dispatch": name, "state": state, "counts": counts, "total": total, "sent": sent, "waiting": waiting,
-                "rate_per_minute": round(rate), "eta_seconds": round(eta) if eta is not None else None,
-                "plan": run.plan if run else "", "error": run.error if run else "",
-                "relay": run.relay_trouble if run else "", "relay_permanent": run.relay_permanent if run else False,
-                "held_by_relay": held[0] if held else "", "held_count": held[1] if held else 0,
-                "held_elsewhere": elsewhere,
-                "held_until": until.astimezone(self.settings.timezone).strftime("%H:%M:%S") if until else None,
-                "subject": record.subject if record else (run.subject if run else ""),
-                "next_attempt": next_due.astimezone(self.settings.timezone).strftime("%H:%M") if next_due else None,
-                "started_by": run.started_by if run else (record.created_by if record else "")}
+        elsewhere, _, until = (ledger.others_leases_end(record.id, run.owner if run is not None and running else "")
+                               if record is not None and waiting else (0, None, None))
+        next_due = ledger.next_due(record.id) if record is not None and counts.get("deferred", 0) else None
+        urgent = (ledger.urgent_ahead(now or datetime.now(self.settings.timezone))
+                  if running and waiting and kind is not DispatchKind.URGENT else None)
+        state = self._state(run, record is not None and record.finished_at is not None, waiting, counts.get("failed", 0),
+                            urgent, held is not None)
+        rate = seconds_left = None
+        if state is RunState.SENDING and run is not None:
+            per_minute = self._rate(run, sent)
+            rate = round(per_minute)
+            seconds_left = round(waiting / per_minute * 60) if per_minute > 0 and waiting else None
+        trouble = held[0] if held else None
+        return Progress(
+            name=name, kind=kind, state=state, total=total, accepted=sent, waiting=waiting,
+            failed=counts.get("failed", 0), rate_per_minute=rate, seconds_left=seconds_left, trouble=trouble,
+            next_try=next_due if trouble is not None else None, urgent_ahead=urgent,
+            started_by=run.started_by if run else (record.created_by if record else ""), error=run.error if run else None,
+            label=label, subject=record.subject if record else (run.subject if run else ""), counts=dict(counts),
+            plan=run.plan if run else None, held_by_relay=held[1] if held else 0, held_elsewhere=elsewhere,
+            held_until=until, next_attempt=next_due,
+            relay_permanent=(run.relay_permanent if run is not None and run.relay_paused
+                             else trouble.permanent if trouble is not None else False))
+
+    @staticmethod
+    def _state(run: Run | None, finished: bool, waiting: int, failed: int, urgent: str | None,
+               relay_trouble: bool) -> RunState:
+        if run is None:  # no send of it runs here: what the ledger says
+            if waiting and not finished:
+                return RunState.QUEUED
+            return RunState.INCOMPLETE if failed else RunState.DONE
+        if run.state is RunState.SENDING:
+            if urgent is not None:
+                return RunState.WAITING_FOR_URGENT  # the sender gives way to it (delivery/sender.py)
+            if run.relay_paused and relay_trouble:
+                return RunState.PAUSED_BY_RELAY
+        return run.state
+
+    @staticmethod
+    def _rate(run: Run, sent: int) -> float:
+        moment = time.monotonic()
+        run.samples.append((moment, sent))
+        old = next((s for s in run.samples if moment - s[0] <= 30), run.samples[0])
+        return (sent - old[1]) / (moment - old[0]) * 60 if moment - old[0] > 0.5 else 0.0
 
 
 def recipe_for(s: Session, name: str) -> Recipe | None:

@@ -9,10 +9,12 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from dispatch import wording
 from dispatch.app import notify
 from dispatch.app.application import Session
 from dispatch.app.control import Decision, decide, publish
 from dispatch.app.editions import Prepared, publishes_on_send
+from dispatch.app.labels import label_of
 from dispatch.app.readback import MAX_TO_LINE
 from dispatch.app.wiring import current_user, secrets_ready, send_policy
 from dispatch.config import Settings, TransportSettings
@@ -20,6 +22,7 @@ from dispatch.delivery.pipeline import Clock, Plan, Result, Transport, run
 from dispatch.email.message import to_header
 from dispatch.errors import DispatchError, InputError, Problem, display_path
 from dispatch.publishing.intranet import PublishError
+from dispatch.values import SendPlan
 
 
 def plan_for(settings: Settings, ready: Prepared, now: datetime, created_by: str, decision: Decision) -> Plan:
@@ -121,7 +124,7 @@ def notify_summary(s: Session, result: Result, clock: Clock) -> bool:
     if record is None:
         return False
     subject, body = notify.summary(
-        record.name, record.subject, result.counts, ledger.rows(record.id), settings.timezone, result.next_attempt,
+        label_of(record), record.subject, result.counts, ledger.rows(record.id), settings.timezone, result.next_attempt,
     )
     try:
         refused = mail_notice(settings, s.transport, subject, body, clock.now())
@@ -140,20 +143,20 @@ def mail_notice(settings: Settings, transport: Transport, subject: str, body: st
                           subject, body, now.astimezone(settings.timezone))
 
 
-def plan_line(recipients: int, transport: TransportSettings, already: int = 0) -> str:
+def send_plan(recipients: int, transport: TransportSettings, already: int = 0) -> SendPlan:
     """What is about to happen and how long it should take, before the first message."""
-    skipped = f"; {already} already have it" if already else ""
     if transport.kind == "maildir":
-        return f"plan: {recipients} recipients into the Maildir {transport.path}{skipped}"
+        return SendPlan(recipients, recipients, 1, 1, str(transport.path), maildir=True, already=already)
     per_message = transport.recipients_per_message
     messages = -(-recipients // per_message)
-    line = (f"plan: {recipients} recipients in {messages} messages"
-            f"{f' of up to {per_message} recipients (Bcc)' if per_message > 1 else ''}"
-            f" over {transport.connections} connection(s) to {transport.host}:{transport.port}")
-    if transport.rate_per_minute:
-        minutes = messages / transport.rate_per_minute
-        line += f" at {transport.rate_per_minute:g}/min: about {duration(minutes * 60)}"
-    return line + (skipped or " (recipients already accepted are skipped)")
+    rate = transport.rate_per_minute
+    return SendPlan(recipients, messages, per_message, transport.connections, f"{transport.host}:{transport.port}",
+                    rate_per_minute=rate, seconds=messages / rate * 60 if rate else None, already=already)
+
+
+def plan_line(plan: SendPlan) -> str:
+    """The plan as the command line prints it (``plan: ...``)."""
+    return wording.word_plan(plan, wording.english, duration(plan.seconds or 0))
 
 
 def duration(seconds: float) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from dispatch import wording
 from dispatch.cli.base import EXIT_INPUT, EXIT_OK, Context, fail, local, main, parse_date, parse_time, pass_context, short
 from dispatch.errors import DispatchError
 
@@ -50,7 +51,7 @@ def status(app: Context, dispatch: str | None, as_json: bool) -> None:
                + (f" at {local(record.approved_at, app)}" if record.approved_at else "")
                + (f"; approval revoked by {revoked.revoked_by} at {local(revoked.revoked_at, app)}" if revoked else ""))
     if edition_note:
-        click.echo(f"edition file: {edition_note}")
+        click.echo(f"edition file: {wording.english(edition_note)}")
     click.echo("  ".join(f"{state}: {count}" for state, count in counts.items()))
     nodes = collections.Counter(row["node"].split(":")[0] for row in rows if row["state"] == "sent" and row["node"])
     if len(nodes) > 1:

@@ -97,7 +97,8 @@ def send(app: Context, day: date | None, file: Path | None, lists: tuple[str, ..
                + (f", {decision.verdict.reason}" if decision.verdict else ""), err=True)
     if ready.lists and not lists and ready.edition.revision > 1 and ready.edition.lists is None:
         click.echo(f"correction: to the lists the earlier revision went to: {', '.join(ready.lists)}", err=True)
-    click.echo(application.plan_line(decision.to_send, settings.transport, decision.already_accepted), err=True)
+    click.echo(application.plan_line(application.send_plan(decision.to_send, settings.transport, decision.already_accepted)),
+               err=True)
     progress, finish = _progress(decision.to_send)
     try:
         result = application.send(app.session, ready, application.StoppableClock(stop), created_by=by, progress=progress,

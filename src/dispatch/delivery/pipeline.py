@@ -25,6 +25,7 @@ from dispatch.delivery.sender import Sender, alive
 from dispatch.email.message import PreparedMessage, message_id
 from dispatch.errors import DispatchError, LedgerBusy, LedgerError
 from dispatch.models import Delivery, NewRecipient, Outcome, Recipient, State
+from dispatch.values import RelayTrouble
 
 LEASE = timedelta(minutes=10)
 T = TypeVar("T")
@@ -65,9 +66,9 @@ class Ledger(Protocol):
     def claim(self, dispatch_id: int, owner: str, now: datetime, lease: timedelta, limit: int,
               waited_since: datetime | None = None) -> list[Delivery]: ...
     def release(self, owner: str, ids: Sequence[int] | None = None) -> int: ...
-    def hold(self, owner: str, ids: Sequence[int], until: datetime, reply: str, now: datetime) -> None: ...
+    def hold(self, owner: str, ids: Sequence[int], until: datetime, trouble: RelayTrouble, now: datetime) -> None: ...
     def leased_by_others(self, dispatch_id: int, owner: str, now: datetime) -> int: ...
-    def hold_waiting(self, dispatch_id: int, until: datetime, reply: str, now: datetime) -> int: ...
+    def hold_waiting(self, dispatch_id: int, until: datetime, trouble: RelayTrouble, now: datetime) -> int: ...
     def due_unleased(self, dispatch_id: int, now: datetime) -> int: ...
     def renew(self, owner: str, ids: Sequence[int], now: datetime, lease: timedelta) -> list[int]: ...
     def sent_by(self, dispatch_id: int, owner: str) -> int: ...
@@ -171,6 +172,7 @@ class Result:
     finished_now: bool = False  # this run completed the dispatch (no other run did first)
     session_error: str | None = None  # the relay's last refusal of a session, if it ended this run's sending
     session_permanent: bool = False  # ... and it needs fixing (not just time)
+    session_trouble: RelayTrouble | None = None  # ... as a fact
     others_sending: bool = False  # another run holds leases on this dispatch now
     notes: list[str] = field(default_factory=list)  # what the caller decided beforehand, for the operator
     revoked: bool = False  # stopped because the approval was revoked meanwhile
@@ -261,6 +263,7 @@ def run(plan: Plan, ledger: Ledger, transport: Transport, policy: SendPolicy, cl
                   attempted=sender.attempted, finished_now=finished_now,
                   session_error=session_error if unfinished else None,
                   session_permanent=sender.session_permanent and unfinished,
+                  session_trouble=sender.pause_trouble if session_error is not None and unfinished else None,
                   others_sending=unfinished and ledger.leased_by_others(record.id, owner, clock.now()) > 0,
                   revoked=sender.revoked, lease_lost_at=sender.held.lost_at)
 

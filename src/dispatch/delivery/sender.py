@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING
 from dispatch.delivery import verp
 from dispatch.delivery.groupcommit import GroupCommitter, RateLimiter
 from dispatch.delivery.leases import Held
+from dispatch.delivery.trouble import relay_trouble
 from dispatch.email.message import message_id, to_header
 from dispatch.errors import LedgerError, TransportError
-from dispatch.models import HELD_BY_RELAY, Delivery, Outcome, Recipient, State
+from dispatch.models import Delivery, Outcome, Recipient, State
+from dispatch.values import RelayTrouble
 
 if TYPE_CHECKING:
     from dispatch.delivery.pipeline import Clock, Connection, Ledger, Plan, SendPolicy, Transport
@@ -66,7 +68,8 @@ class Sender:
         self.connected = 0  # workers holding a usable connection now
         self.failures_in_a_row = 0  # session failures since the last message went through
         self.session_pauses = 0  # pauses for want of any connection since the last success
-        self.pause_reason: str | None = None  # why this pass paused for the relay's sake
+        self.pause_reason: str | None = None  # why this pass paused for the relay's sake (the error, exact) ...
+        self.pause_trouble: RelayTrouble | None = None  # ... and as the fact the ledger keeps
         self.session_permanent = False
         self.bounced: dict[int, int] = {}  # row id -> session failures it was part of
         self.pass_over = threading.Event()  # wakes workers backing off when the pass ends
@@ -96,6 +99,7 @@ class Sender:
         renewed = self.clock.now()
         self.pass_over.clear()
         self.pause_reason = None
+        self.pause_trouble = None
         self.pass_started = self.clock.now()
         try:
             while (not self.stop.is_set() and not self.errors and self.paused_until is None
@@ -140,15 +144,15 @@ class Sender:
                 self.errors.clear()
             unrecorded = self.held.take_all()
             with self.lock:
-                held, reason = self.paused_until, self.pause_reason
+                held, trouble = self.paused_until, self.pause_trouble
             try:
-                if held is not None and reason is not None and not self.errors and not self.held.lost:
+                if held is not None and trouble is not None and not self.errors and not self.held.lost:
                     # The relay, not these recipients, is the trouble: they wait, unharmed, with
                     # the reason, until the pause ends (a person's rerun takes them at once).
-                    self.ledger.hold(self.owner, unrecorded, held, HELD_BY_RELAY + reason, self.clock.now())
+                    self.ledger.hold(self.owner, unrecorded, held, trouble, self.clock.now())
                     # ... and so do the rest of the dispatch's due recipients (this run claims only
                     # a few at a time): the same relay would refuse them too.
-                    self.ledger.hold_waiting(self.dispatch_id, held, HELD_BY_RELAY + reason, self.clock.now())
+                    self.ledger.hold_waiting(self.dispatch_id, held, trouble, self.clock.now())
                 else:
                     # Stopped, failed, or the lease lost: back to the queue at once (only the rows
                     # this run still owns), so nobody waits out a lease for a run that is gone.
@@ -268,12 +272,13 @@ class Sender:
                     self.session_pauses += 1
                 self.paused_until = max(self.paused_until or until, until)
                 self.pause_reason = str(exc)
+                self.pause_trouble = relay_trouble(exc)
                 return  # the batch stays outstanding: held with the rest when the pass ends
             poisoned = any(self.bounced[row] >= 3 for row in ids)
         if poisoned:
             # The same rows broke three sessions: hold them a while instead of breaking more.
             backoff = self.policy.session_backoff or (5,)
-            self.ledger.hold(self.owner, ids, now + timedelta(seconds=backoff[-1]), HELD_BY_RELAY + str(exc), now)
+            self.ledger.hold(self.owner, ids, now + timedelta(seconds=backoff[-1]), relay_trouble(exc), now)
             self.held.done(ids)
             return
         self.work.put(batch)

@@ -17,8 +17,10 @@ from dispatch.config import TransportSettings
 from dispatch.config.settings import FQDN
 from dispatch.delivery.maildir import MaildirTransport as MaildirTransport  # the other Transport; one import place
 from dispatch.delivery.smtpreply import ReplyError, StrictSMTP, StrictSMTP_SSL
+from dispatch.delivery.trouble import cause_of, reply_cause
 from dispatch.errors import AuthenticationError, TransportError
 from dispatch.models import QUOTA_EXCEEDED, Outcome, State
+from dispatch.values import RelayCause
 
 
 def dot_stuffed(data: bytes) -> bytes:
@@ -86,7 +88,8 @@ class SMTPTransport:
                 try:
                     context.load_verify_locations(cafile=str(settings.ca_file))
                 except (OSError, ssl.SSLError) as exc:
-                    raise TransportError(self.endpoint, f"cannot load ca_file {settings.ca_file}: {exc}") from None
+                    raise TransportError(self.endpoint, f"cannot load ca_file {settings.ca_file}: {exc}",
+                                         cause=RelayCause.TLS) from None
             self._context = context
 
     def connect(self) -> SMTPConnection:
@@ -103,7 +106,7 @@ class SMTPTransport:
             if s.security == "starttls":
                 if not client.has_extn("starttls"):
                     raise TransportError(self.endpoint, "the server does not offer STARTTLS; refusing to continue unencrypted "
-                                         "(security: starttls)", permanent=True)
+                                         "(security: starttls)", permanent=True, cause=RelayCause.TLS)
                 client.starttls(context=self._context)
                 self._ehlo(client)
             # xoauth2 always authenticates: without a username it must fail loudly, not send unauthenticated.
@@ -115,18 +118,18 @@ class SMTPTransport:
         except ssl.SSLCertVerificationError as exc:
             _close(client)
             raise TransportError(self.endpoint, f"TLS certificate not trusted: {exc.verify_message}; set transport.ca_file "
-                                 "if the relay uses a private CA", permanent=True) from None
+                                 "if the relay uses a private CA", permanent=True, cause=RelayCause.TLS) from None
         except ssl.SSLError as exc:
             _close(client)
-            raise TransportError(self.endpoint, f"TLS failed: {exc.reason or exc}", permanent=True) from None
+            raise TransportError(self.endpoint, f"TLS failed: {exc.reason or exc}", permanent=True, cause=RelayCause.TLS) from None
         except smtplib.SMTPResponseException as exc:
             # A refusal at the greeting or to STARTTLS: 5xx will not change by retrying soon.
             _close(client)
             raise TransportError(self.endpoint, f"server refused the session: {reply_text(exc.smtp_code, exc.smtp_error)}",
-                                 permanent=500 <= exc.smtp_code < 600) from None
+                                 permanent=500 <= exc.smtp_code < 600, cause=reply_cause(exc.smtp_code)) from None
         except (OSError, smtplib.SMTPException) as exc:
             _close(client)
-            raise TransportError(self.endpoint, f"cannot connect: {exc.__class__.__name__}: {exc}") from None
+            raise TransportError(self.endpoint, f"cannot connect: {exc.__class__.__name__}: {exc}", cause=cause_of(exc)) from None
         return SMTPConnection(client, self.endpoint)
 
     def _ehlo(self, client: smtplib.SMTP) -> None:
@@ -135,7 +138,7 @@ class SMTPTransport:
             # E.g. a proxy that greets twice: its second 220 arrives as the answer to EHLO and
             # every later reply would belong to the command before. Never talk on like that.
             raise TransportError(self.endpoint, f"EHLO was answered with {reply_text(code, message)}, not 250",
-                                 permanent=500 <= code < 600)
+                                 permanent=500 <= code < 600, cause=reply_cause(code))
 
     def _authenticate(self, client: smtplib.SMTP) -> None:
         s = self.settings
@@ -213,7 +216,7 @@ class SMTPConnection:
                 self._retire()
                 code, message = mail_reply
                 raise TransportError(self.endpoint, f"the server refused MAIL FROM:<{sender}>: {reply_text(code, message)}",
-                                     permanent=500 <= code < 600)
+                                     permanent=500 <= code < 600, cause=reply_cause(code))
             for rcpt, (code, message) in zip(recipients, rcpt_replies, strict=False):  # a 421 cuts the replies short
                 text = reply_text(code, message)
                 if code in (250, 251):
@@ -239,13 +242,14 @@ class SMTPConnection:
                 # a message now: nothing was delivered, whatever the code claims.
                 self._retire()
                 raise TransportError(self.endpoint, f"DATA was answered with {reply_text(code, message)}, not 354; "
-                                     "nothing was delivered")
+                                     "nothing was delivered", cause=RelayCause.OTHER)
             client.send(dot_stuffed(data))
         except TransportError:
             raise  # ours, from above (it is an OSError too, through ConnectionError)
         except (OSError, smtplib.SMTPServerDisconnected) as exc:
             self._retire()
-            raise TransportError(self.endpoint, f"connection lost before the end of the message: {_why(exc)}") from None
+            raise TransportError(self.endpoint, f"connection lost before the end of the message: {_why(exc)}",
+                                 cause=cause_of(exc)) from None
         try:
             code, message = client.getreply()
         except (OSError, smtplib.SMTPServerDisconnected) as exc:

@@ -43,6 +43,7 @@ from dispatch.ledger.schema import (
     schema_info,
 )
 from dispatch.models import Approval, AuditEntry, Delivery, DispatchRecord, KeptText, NewRecipient, Outcome, User
+from dispatch.values import RelayTrouble
 
 
 class Ledger:
@@ -162,13 +163,13 @@ class Ledger:
         """Sendable rows another run holds now, and when the first and the last of those leases end."""
         return queue.others_leases_end(self.db, dispatch_id, owner)
 
-    def hold(self, owner: str, ids: Sequence[int], until: datetime, reply: str, now: datetime) -> None:
-        """Put leased rows back to wait until ``until`` because of the session, not the"""
-        return queue.hold(self.db, owner, ids, until, reply, now)
+    def hold(self, owner: str, ids: Sequence[int], until: datetime, trouble: RelayTrouble, now: datetime) -> None:
+        """Put leased rows back to wait until ``until`` because of the relay's trouble, not the recipient."""
+        return queue.hold(self.db, owner, ids, until, trouble, now)
 
-    def hold_waiting(self, dispatch_id: int, until: datetime, reply: str, now: datetime) -> int:
-        """The dispatch's other due rows that nobody holds wait too, with the same reason."""
-        return queue.hold_waiting(self.db, dispatch_id, until, reply, now)
+    def hold_waiting(self, dispatch_id: int, until: datetime, trouble: RelayTrouble, now: datetime) -> int:
+        """The dispatch's other due rows that nobody holds wait too, for the same trouble."""
+        return queue.hold_waiting(self.db, dispatch_id, until, trouble, now)
 
     def record(self, owner: str, results: Sequence[tuple[int, Outcome, datetime | None]], now: datetime) -> int:
         """Write attempt outcomes in one transaction; only rows this owner still leases."""
@@ -196,8 +197,8 @@ class Ledger:
         """Every column of every row, for status --json and export."""
         return queue.rows(self.db, dispatch_id)
 
-    def held_by_relay(self, dispatch_id: int) -> tuple[str, int] | None:
-        """Why deferred recipients were last held back for the relay's sake, and how many; or None."""
+    def held_by_relay(self, dispatch_id: int) -> tuple[RelayTrouble, int] | None:
+        """The relay's trouble that last held deferred recipients back, and how many; or None."""
         return queue.held_by_relay(self.db, dispatch_id)
 
     def next_due(self, dispatch_id: int) -> datetime | None:
@@ -221,8 +222,12 @@ class Ledger:
         return coordination.orphaned(self.db, dispatch_id, now)
 
     def urgent_waiting(self, now: datetime, horizon: timedelta = timedelta(hours=2)) -> bool:
-        """Is an urgent dispatch still sending? Other dispatches give way to it. Only"""
-        return coordination.urgent_waiting(self.db, now, horizon)
+        """Is an urgent dispatch still sending? Other dispatches give way to it (see urgent_ahead)."""
+        return coordination.urgent_ahead(self.db, now, horizon) is not None
+
+    def urgent_ahead(self, now: datetime, horizon: timedelta = timedelta(hours=2)) -> str | None:
+        """The subject of the urgent dispatch other dispatches give way to now; None when none sends."""
+        return coordination.urgent_ahead(self.db, now, horizon)
 
     def reserve_slot(self, relay: str, interval: timedelta, clock: Callable[[], datetime]) -> datetime:
         """The moment this process may start its next message through ``relay``."""

@@ -56,9 +56,10 @@ def orphaned(db: Database, dispatch_id: int, now: datetime) -> int:
         ).scalar_one())
 
 
-def urgent_waiting(db: Database, now: datetime, horizon: timedelta = timedelta(hours=2)) -> bool:
-    """Is an urgent dispatch still sending? Other dispatches give way to it. Only
-    recent ones count, so a crashed urgent send cannot hold the daily report forever.
+def urgent_ahead(db: Database, now: datetime, horizon: timedelta = timedelta(hours=2)) -> str | None:
+    """The subject of an urgent dispatch that is still sending (other dispatches give way to
+    it), or None. Only recent ones count, so a crashed urgent send cannot hold the daily
+    report forever.
 
     Asked before every message of a large dispatch, so it must stay cheap: first the
     (small) dispatches table, then the recipients of an unfinished urgent one by index.
@@ -66,13 +67,13 @@ def urgent_waiting(db: Database, now: datetime, horizon: timedelta = timedelta(h
     now = _utc(now)  # type: ignore[assignment]
     with db.read() as conn:
         urgent = conn.execute(
-            sa.select(dispatches.c.id).where(
+            sa.select(dispatches.c.id, dispatches.c.subject).where(
                 dispatches.c.kind.like("urgent%"),
                 dispatches.c.finished_at.is_(None),
                 dispatches.c.created_at >= now - horizon,
             )
-        ).scalars().all()
-        for dispatch_id in urgent:
+        ).all()
+        for dispatch_id, subject in urgent:
             for state in SENDABLE:
                 due = conn.execute(
                     sa.select(deliveries.c.id).where(
@@ -82,8 +83,8 @@ def urgent_waiting(db: Database, now: datetime, horizon: timedelta = timedelta(h
                     ).limit(1)
                 ).first()
                 if due is not None:
-                    return True
-    return False
+                    return str(subject)
+    return None
 
 
 def reserve_slot(db: Database, relay: str, interval: timedelta, clock: Callable[[], datetime]) -> datetime:

@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from dispatch.models import Delivery, DispatchRecord, NewRecipient, Outcome, State
+from dispatch.values import RelayTrouble
 
 SENDABLE = (State.PENDING, State.DEFERRED, State.UNKNOWN)
 
@@ -27,6 +28,7 @@ class _Row:
     lease_expires_at: datetime | None = None
     sent_at: datetime | None = None
     node: str = ""  # the owner that recorded its last outcome
+    trouble: RelayTrouble | None = None  # why it waits, when the relay held it back
 
 
 class MemoryLedger:
@@ -117,15 +119,16 @@ class MemoryLedger:
             return sum(1 for row in self.rows if row.dispatch_id == dispatch_id and row.node == owner
                        and row.delivery.state in (State.SENT, State.BOUNCED))
 
-    def hold_waiting(self, dispatch_id: int, until: datetime, reply: str, now: datetime) -> int:
+    def hold_waiting(self, dispatch_id: int, until: datetime, trouble: RelayTrouble, now: datetime) -> int:
         with self._lock:
             free = [row for row in self.rows if row.dispatch_id == dispatch_id and row.delivery.state in SENDABLE
                     and (row.delivery.next_attempt_at is None or row.delivery.next_attempt_at <= now)
                     and (row.lease_owner is None or (row.lease_expires_at is not None and row.lease_expires_at <= now))]
             for row in free:
                 state = State.DEFERRED if row.delivery.state is State.PENDING else row.delivery.state
-                row.delivery = replace(row.delivery, state=state, next_attempt_at=until, reply=reply, updated_at=now)
+                row.delivery = replace(row.delivery, state=state, next_attempt_at=until, reply=trouble.detail, updated_at=now)
                 row.lease_owner = row.lease_expires_at = None
+                row.trouble = trouble
         return len(free)
 
     def due_unleased(self, dispatch_id: int, now: datetime) -> int:
@@ -141,11 +144,12 @@ class MemoryLedger:
                     and row.lease_owner not in (None, owner) and row.lease_expires_at is not None]
         return len(ends), min(ends, default=None), max(ends, default=None)
 
-    def hold(self, owner: str, ids: Sequence[int], until: datetime, reply: str, now: datetime) -> None:
+    def hold(self, owner: str, ids: Sequence[int], until: datetime, trouble: RelayTrouble, now: datetime) -> None:
         for row in self._mine(owner, ids):
             state = State.DEFERRED if row.delivery.state is State.PENDING else row.delivery.state
-            row.delivery = replace(row.delivery, state=state, next_attempt_at=until, reply=reply, updated_at=now)
+            row.delivery = replace(row.delivery, state=state, next_attempt_at=until, reply=trouble.detail, updated_at=now)
             row.lease_owner = row.lease_expires_at = None
+            row.trouble = trouble
 
     def record(self, owner: str, results: Sequence[tuple[int, Outcome, datetime | None]], now: datetime) -> int:
         written = 0
@@ -159,6 +163,7 @@ class MemoryLedger:
                                    next_attempt_at=next_attempt, updated_at=now,
                                    first_attempt_at=d.first_attempt_at or now)
             row.lease_owner = row.lease_expires_at = None
+            row.trouble = None
             row.node = owner
             if outcome.state is State.SENT:
                 row.sent_at = now
@@ -203,6 +208,9 @@ class MemoryLedger:
 
     def urgent_waiting(self, now: datetime) -> bool:
         return False
+
+    def urgent_ahead(self, now: datetime) -> str | None:
+        return None  # one dispatch at a time in memory: nothing to give way to
 
     def reserve_slot(self, relay: str, interval: timedelta, clock: Callable[[], datetime]) -> datetime:
         with self._lock:

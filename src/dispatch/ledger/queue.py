@@ -14,7 +14,8 @@ from dispatch.ledger.schema import (
     deliveries,
     dispatches,
 )
-from dispatch.models import HELD_BY_RELAY, Delivery, NewRecipient, Outcome, State
+from dispatch.models import Delivery, NewRecipient, Outcome, State
+from dispatch.values import RelayCause, RelayTrouble
 
 _TIME = sa.DateTime(timezone=True)
 # The outcome of one attempt, fenced by the lease owner. Built once: every value is a
@@ -31,6 +32,10 @@ _RECORD = (
         node=sa.bindparam("row_owner"),
         lease_owner=None,
         lease_expires_at=None,
+        relay_cause=None,  # an attempt was made: whatever held the row back is past
+        relay_host=None,
+        relay_detail=None,
+        relay_permanent=None,
         first_attempt_at=sa.func.coalesce(deliveries.c.first_attempt_at, sa.bindparam("row_now", type_=_TIME)),
         sent_at=sa.case((sa.bindparam("row_sent", type_=sa.Boolean) == sa.true(), sa.bindparam("row_now", type_=_TIME)),
                         else_=deliveries.c.sent_at),
@@ -176,10 +181,17 @@ def others_leases_end(db: Database, dispatch_id: int, owner: str) -> tuple[int, 
     return int(count), _utc(first), _utc(last)
 
 
-def hold(db: Database, owner: str, ids: Sequence[int], until: datetime, reply: str, now: datetime) -> None:
+def _held(trouble: RelayTrouble) -> dict[str, Any]:
+    """The columns a held row carries: the relay's trouble, and its detail as the reply too
+    (what ``status --json`` and the exports show of it)."""
+    return {"relay_cause": trouble.cause.value, "relay_host": trouble.host[:300], "relay_detail": trouble.detail[:2000],
+            "relay_permanent": trouble.permanent, "reply": trouble.detail[:2000]}
+
+
+def hold(db: Database, owner: str, ids: Sequence[int], until: datetime, trouble: RelayTrouble, now: datetime) -> None:
     """Put leased rows back to wait until ``until`` because of the session, not the
-    recipient: a pending row becomes deferred (with the reason), an unknown one stays
-    unknown, and no attempt is counted."""
+    recipient: a pending row becomes deferred (with the relay's trouble), an unknown one
+    stays unknown, and no attempt is counted."""
     if not ids:
         return
     with db.light() as conn:
@@ -188,12 +200,12 @@ def hold(db: Database, owner: str, ids: Sequence[int], until: datetime, reply: s
             .where(deliveries.c.id.in_(list(ids)), deliveries.c.lease_owner == owner)
             .values(state=sa.case((deliveries.c.state == State.PENDING.value, State.DEFERRED.value),
                                   else_=deliveries.c.state),
-                    next_attempt_at=_utc(until), reply=reply[:2000], lease_owner=None, lease_expires_at=None,
+                    next_attempt_at=_utc(until), lease_owner=None, lease_expires_at=None, **_held(trouble),
                     updated_at=_utc(now))
         )
 
 
-def hold_waiting(db: Database, dispatch_id: int, until: datetime, reply: str, now: datetime) -> int:
+def hold_waiting(db: Database, dispatch_id: int, until: datetime, trouble: RelayTrouble, now: datetime) -> int:
     """The dispatch's other due rows that nobody holds wait too, with the same reason: the relay
     that refused this run would refuse them as well (as ``hold``: no attempt counted)."""
     now = _utc(now)  # type: ignore[assignment]
@@ -210,7 +222,7 @@ def hold_waiting(db: Database, dispatch_id: int, until: datetime, reply: str, no
             deliveries.update().where(free)
             .values(state=sa.case((deliveries.c.state == State.PENDING.value, State.DEFERRED.value),
                                   else_=deliveries.c.state),
-                    next_attempt_at=_utc(until), reply=reply[:2000], lease_owner=None, lease_expires_at=None,
+                    next_attempt_at=_utc(until), lease_owner=None, lease_expires_at=None, **_held(trouble),
                     updated_at=now)
         )
     return result.rowcount or 0
@@ -307,17 +319,22 @@ def rows(db: Database, dispatch_id: int) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
-def held_by_relay(db: Database, dispatch_id: int) -> tuple[str, int] | None:
-    """Why the dispatch's deferred recipients were last held back for the relay's sake (the
-    relay's error, as sender.py recorded it) and how many wait for that; None when none does."""
+def held_by_relay(db: Database, dispatch_id: int) -> tuple[RelayTrouble, int] | None:
+    """The relay's trouble that last held the dispatch's deferred recipients back, and how many
+    wait for it; None when none does."""
     with db.read() as conn:
         latest = conn.execute(
-            sa.select(deliveries.c.reply, sa.func.count().over())  # the count of every such row, before LIMIT
+            sa.select(deliveries.c.relay_cause, deliveries.c.relay_host, deliveries.c.relay_detail,
+                      deliveries.c.relay_permanent, sa.func.count().over())  # the count of every such row, before LIMIT
             .where(deliveries.c.dispatch_id == dispatch_id, deliveries.c.state == State.DEFERRED.value,
-                   deliveries.c.reply.startswith(HELD_BY_RELAY, autoescape=True))
+                   deliveries.c.relay_cause.is_not(None))
             .order_by(deliveries.c.updated_at.desc()).limit(1)
         ).first()
-    return (str(latest[0])[len(HELD_BY_RELAY):], int(latest[1])) if latest else None
+    if latest is None:
+        return None
+    cause, host, detail, permanent, count = latest
+    known = cause in {c.value for c in RelayCause}
+    return RelayTrouble(RelayCause(cause) if known else RelayCause.OTHER, host or "", detail or "", bool(permanent)), int(count)
 
 
 def next_due(db: Database, dispatch_id: int) -> datetime | None:

@@ -15,7 +15,7 @@ from dispatch.models import State
 # The schema this program reads and writes. An older program refuses a ledger whose
 # recorded version is higher than its own (``Ledger._migrate``); MIGRATIONS bring an older
 # ledger up to this one.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 metadata = sa.MetaData()
 
@@ -65,6 +65,12 @@ deliveries = sa.Table(
     sa.Column("node", sa.String(200), nullable=False, default=""),
     sa.Column("lease_owner", sa.String(200), nullable=True),
     sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True),
+    # Schema 6: why a recipient waits when the relay, not the recipient, was the trouble (set
+    # by ``hold``, cleared by the next recorded attempt): values.RelayTrouble as columns.
+    sa.Column("relay_cause", sa.String(40), nullable=True),  # a values.RelayCause
+    sa.Column("relay_host", sa.String(300), nullable=True),
+    sa.Column("relay_detail", sa.Text, nullable=True),
+    sa.Column("relay_permanent", sa.Boolean, nullable=True),
     sa.UniqueConstraint("dispatch_id", "key", name="uq_delivery_recipient"),
     sa.Index("ix_deliveries_dispatch_state", "dispatch_id", "state"),
     sa.Index("ix_deliveries_message_id", "message_id"),  # schema 4: returned messages quote it
@@ -242,6 +248,25 @@ def _schema_5(conn: sa.Connection) -> None:
     _add_columns(conn, users, ("sso_subject",))
 
 
+# Before schema 6 a held recipient's reply said why behind this prefix (sender.py wrote it).
+LEGACY_HELD_PREFIX = "not sent yet: "
+RELAY_COLUMNS = ("relay_cause", "relay_host", "relay_detail", "relay_permanent")
+
+
+def _schema_6(conn: sa.Connection) -> None:
+    _add_columns(conn, deliveries, RELAY_COLUMNS)
+    # Rows held under the old prefix keep waiting with their reason, now as columns: the cause
+    # was never recorded apart from the text, so it is "other", with the text as the detail.
+    start = len(LEGACY_HELD_PREFIX) + 1
+    conn.execute(
+        deliveries.update()
+        .where(deliveries.c.reply.startswith(LEGACY_HELD_PREFIX, autoescape=True), deliveries.c.relay_cause.is_(None))
+        .values(relay_cause="other", relay_host="", relay_permanent=False,
+                relay_detail=sa.func.substr(deliveries.c.reply, start),
+                reply=sa.func.substr(deliveries.c.reply, start))
+    )
+
+
 # (version, what it adds, step), in order. A step runs in the transaction that records
 # its version, so a ledger is never left between two versions. Add a step for every
 # schema change and raise SCHEMA_VERSION with it; a step must be safe on a ledger that
@@ -251,4 +276,5 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (3, "content hashes, approvals and edits", _schema_3),
     (4, "console accounts, audit log, kept texts and bounce events", _schema_4),
     (5, "session generations of console accounts", _schema_5),
+    (6, "a held recipient's relay trouble as columns", _schema_6),
 )

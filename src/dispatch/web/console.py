@@ -35,10 +35,20 @@ from dispatch.config import Settings, WebSettings
 from dispatch.errors import DispatchError
 from dispatch.web.checks import PasswordChecks
 from dispatch.web.sessions import Session, Sessions, csrf_ok
-from dispatch.web.swedish import ROLE_NAMES, swedish_audit_detail, swedish_plan
+from dispatch.web.swedish import (
+    ROLE_NAMES,
+    entry_label,
+    say_edition,
+    say_fact,
+    say_label,
+    say_plan,
+    say_reply,
+    say_state,
+    swedish_audit_detail,
+)
 
 HERE = Path(__file__).parent
-STATIC_VERSION = "6"  # bump when static files change, so browsers fetch them again
+STATIC_VERSION = "7"  # bump when static files change, so browsers fetch them again
 
 # The console's own pages: scripts and styles only from the console itself (no inline
 # script, no inline style), no plug-ins, not framed by other sites.
@@ -148,7 +158,13 @@ def templates() -> Environment:
     env.filters["iso_local"] = lambda value, zone: (datetime.fromisoformat(value).astimezone(zone).strftime("%Y-%m-%d %H:%M")
                                                     if value else "")
     env.globals.update(state_names=STATE_NAMES, count_names=COUNT_NAMES, action_names=ACTION_NAMES)
-    env.filters["swedish_plan"] = swedish_plan
+    env.filters["say_plan"] = say_plan
+    env.filters["say_label"] = say_label
+    env.filters["say_fact"] = say_fact
+    env.filters["say_state"] = say_state
+    env.filters["say_edition"] = say_edition
+    env.filters["entry_label"] = entry_label
+    env.filters["say_reply"] = say_reply
     env.filters["audit_detail"] = swedish_audit_detail
     env.globals["role_names"] = ROLE_NAMES
     env.globals["permission"] = Permission  # user.may(permission.APPROVE) in a template

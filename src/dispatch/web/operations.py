@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from datetime import date
+from collections.abc import AsyncIterator, Callable
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -21,11 +21,26 @@ from starlette.routing import BaseRoute, Route
 from dispatch import app
 from dispatch.app import Permission
 from dispatch.errors import DispatchError
+from dispatch.values import Progress, RunState
 from dispatch.web.console import Visit, not_found, page
 from dispatch.web.editor import _located, edition_day
-from dispatch.web.swedish import swedish, swedish_held, swedish_relay
+from dispatch.web.swedish import (
+    NOTHING,
+    say_duration,
+    say_fact,
+    say_held_elsewhere,
+    say_label,
+    say_relay,
+    say_state,
+    say_urgent,
+    swedish,
+)
 
-FINAL = ("stopped", "finished", "incomplete", "failed", "idle")
+# The events' ``state`` as console.js and other watchers read it before states were facts
+# (kept: extended with ``run_state``, never renamed).
+LEGACY_STATE = {RunState.QUEUED: "idle", RunState.SENDING: "running", RunState.WAITING_FOR_URGENT: "running",
+                RunState.PAUSED_BY_RELAY: "running", RunState.STOPPING: "stopping", RunState.STOPPED: "stopped",
+                RunState.DONE: "finished", RunState.INCOMPLETE: "incomplete", RunState.FAILED: "failed"}
 
 
 def routes() -> list[BaseRoute]:
@@ -82,30 +97,46 @@ async def _start(visit: Visit, recipe: app.Recipe, expected: str | None, *, day:
     return RedirectResponse(f"/runs/{run.name}", status_code=303)
 
 
-def _in_swedish(progress: dict[str, Any]) -> dict[str, Any]:
-    """The progress with what the page says of the relay's trouble, in Swedish."""
-    progress["relay_sv"] = (swedish_relay(progress.get("relay", ""), bool(progress.get("relay_permanent")),
-                                          progress.get("next_attempt"))
-                            or swedish_held(progress.get("held_by_relay", ""), int(progress.get("held_count", 0)),
-                                            progress.get("next_attempt")))
-    held, until = int(progress.get("held_elsewhere") or 0), progress.get("held_until")
-    # Why recipients wait for another run (a node, serve, a run that failed) and until when.
-    progress["held_sv"] = (f"{held} mottagare hålls av en annan körning (en annan nod, tjänsten eller en körning som "
-                           f"avbröts) till senast {until}; efter det skickar nästa körning till dem." if held and until else "")
-    return progress
+def _in_swedish(progress: Progress, zone: tzinfo, now: datetime) -> dict[str, Any]:
+    """The progress as the run page's script reads it: counts, and every sentence in Swedish."""
+    error = progress.error
+    return {
+        "dispatch": progress.name, "state": LEGACY_STATE[progress.state], "run_state": progress.state.value,
+        "final": progress.final, "state_sv": say_state(progress.state), "label": say_label(progress.label),
+        "counts": dict(progress.counts), "total": progress.total, "sent": progress.accepted, "waiting": progress.waiting,
+        "rate_per_minute": progress.rate_per_minute, "eta_seconds": progress.seconds_left,
+        "rate_sv": f"{progress.rate_per_minute} per minut" if progress.rate_per_minute is not None else NOTHING,
+        "eta_sv": _time_left(progress, zone, now),
+        "error": say_fact(error), "error_detail": str(error.params.get("detail", "")) if error else "",
+        "relay_sv": say_relay(progress, zone), "held_sv": say_held_elsewhere(progress, zone),
+        "urgent_sv": say_urgent(progress), "relay_permanent": progress.relay_permanent,
+        "held_count": progress.held_by_relay, "held_elsewhere": progress.held_elsewhere,
+        "held_until": f"{progress.held_until.astimezone(zone):%H:%M:%S}" if progress.held_until else None,
+        "next_attempt": f"{progress.next_attempt.astimezone(zone):%H:%M}" if progress.next_attempt else None,
+        "subject": progress.subject, "started_by": progress.started_by,
+    }
+
+
+def _time_left(progress: Progress, zone: tzinfo, now: datetime) -> str:
+    """"cirka 3 minuter (klart cirka 14:05)" while it sends at a rate; NOTHING otherwise (waiting for an
+    urgent message or for the relay, nothing is estimated)."""
+    if progress.seconds_left is None:
+        return NOTHING
+    done = now.astimezone(zone) + timedelta(seconds=progress.seconds_left)
+    return f"cirka {say_duration(progress.seconds_left)} (klart cirka {done:%H:%M})"
 
 
 @page(Permission.READ)
 async def run_page(request: Request, visit: Visit) -> Response:
     name = str(request.path_params["name"])
     console = visit.console
-    progress = await console.unit(lambda unit: console.runs.progress(unit.ledger, name))
+    progress = await console.unit(lambda unit: console.runs.progress(unit.ledger, name, visit.now))
     if progress is None:
         return not_found(visit, "Det finns inget sådant utskick.")
-    _in_swedish(progress)
     status = await console.unit(lambda unit: app.status(unit, name, visit.now))
     waiting = [row for row in (status.rows if status else []) if row["state"] in ("deferred", "failed", "unknown", "bounced")]
-    return visit.render("run.html", name=name, progress=progress, waiting=waiting, final=FINAL)
+    return visit.render("run.html", name=name, progress=progress, said=_in_swedish(progress, console.settings.timezone, visit.now),
+                        waiting=waiting)
 
 
 @page(Permission.READ)
@@ -114,17 +145,21 @@ async def run_events(request: Request, visit: Visit) -> Response:
     name = str(request.path_params["name"])
     console = visit.console
 
+    def progress_at(now: datetime) -> Callable[[app.Session], Progress | None]:
+        return lambda unit: console.runs.progress(unit.ledger, name, now)
+
     async def events() -> AsyncIterator[str]:
         last = None
         while True:
-            progress = await console.unit(lambda unit: console.runs.progress(unit.ledger, name))
+            now = console.now()
+            progress = await console.unit(progress_at(now))
             if progress is None:
                 return
-            data = json.dumps(_in_swedish(progress), ensure_ascii=False)
+            data = json.dumps(_in_swedish(progress, console.settings.timezone, now), ensure_ascii=False)
             if data != last:
                 yield f"event: progress\ndata: {data}\n\n"
                 last = data
-            if progress["state"] in FINAL or await request.is_disconnected():
+            if progress.final or await request.is_disconnected():
                 yield f"event: end\ndata: {data}\n\n"
                 return
             await asyncio.sleep(0.5)

@@ -12,6 +12,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from dispatch import app
 from dispatch.app import Permission
+from dispatch.values import DispatchLabel
 from dispatch.web.checks import Busy
 from dispatch.web.console import Console, Visit, forbidden, not_found, page, render
 
@@ -168,8 +169,12 @@ async def recipients(request: Request, visit: Visit) -> Response:
 
 @page(Permission.AUDIT)
 async def audit_page(request: Request, visit: Visit) -> Response:
-    entries = await visit.console.unit(lambda unit: app.audit_log(unit, 500))
-    return visit.render("audit.html", entries=entries)
+    def work(unit: app.Session) -> tuple[list[app.AuditEntry], dict[str, DispatchLabel]]:
+        entries = app.audit_log(unit, 500)
+        return entries, app.labels_for(unit.ledger, (e.target for e in entries))
+
+    entries, labels = await visit.console.unit(work)
+    return visit.render("audit.html", entries=entries, labels=labels)
 
 
 @page(Permission.READ)

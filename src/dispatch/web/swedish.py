@@ -4,13 +4,21 @@ the command line and the logs) as the office reads them in the browser.
 Each entry is a pattern for one English message and its Swedish wording; a message without
 an entry is shown as it is (English, but exact). Keep an entry beside every message an editor
 meets often: tests/test_console.py checks that the common ones are translated.
+
+The facts the app returns as values (a send's progress, plan and relay trouble, a dispatch's
+label, an edition's state) are worded below from the Swedish catalogue (``say_*``), never by
+pattern; the patterns above are for messages not yet turned into facts.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, tzinfo
+
+from dispatch import wording
+from dispatch.app import EditionState, label_from
+from dispatch.values import DispatchLabel, Fact, Progress, RelayCause, RunState, SendPlan
 
 # A catalogue: patterns for English messages, each with its Swedish wording ({group} filled in).
 Catalogue = list[tuple[re.Pattern[str], str]]
@@ -94,39 +102,13 @@ _CATALOGUE: Catalogue = [(re.compile(pattern, re.DOTALL), swedish) for pattern, 
 ]]
 
 
-_PLAN_MAILDIR = re.compile(r"^plan: (?P<n>\d+) recipients into the Maildir (?P<p>\S+)(?P<rest>.*)$")
-_PLAN_SMTP = re.compile(r"^plan: (?P<n>\d+) recipients in (?P<m>\d+) messages(?P<bcc> of up to (?P<b>\d+) recipients \(Bcc\))?"
-                        r" over (?P<c>\d+) connection\(s\) to (?P<h>\S+?)(?: at (?P<r>[\d.]+)/min: about (?P<d>[^;(]+))?"
-                        r"(?:; (?P<have>\d+) already have it| \(recipients already accepted are skipped\))$")
-
-
-def swedish_plan(line: str) -> str:
-    """The plan line `send` prints, as the console shows it."""
-    found = _PLAN_SMTP.match(line)
-    if found:
-        text = (f"{found['n']} mottagare i {found['m']} meddelanden"
-                + (f" (högst {found['b']} mottagare per meddelande, som dold kopia)" if found["bcc"] else "")
-                + f" över {found['c']} anslutning(ar) till {found['h']}")
-        if found["r"]:
-            text += f", {found['r']} per minut: cirka {_swedish_duration(found['d'].strip())}"
-        return text + (f"; {found['have']} har den redan" if found["have"] else "; de som redan har fått den hoppas över")
-    found = _PLAN_MAILDIR.match(line)
-    if found:
-        return f"{found['n']} mottagare till Maildir-katalogen {found['p']}"
-    return line
-
-
-def _swedish_duration(text: str) -> str:
-    return text.replace(" min", " minuter").replace(" h", " timmar").replace(" s", " sekunder")
-
-
 def _reworded(catalogue: Catalogue, text: str, value: Callable[[str, str], str] = lambda key, value: value) -> str | None:
     """The wording of the first entry whose pattern matches ``text``, its groups filled in
     (each passed through ``value(name, text)``); None when no entry matches."""
-    for pattern, wording in catalogue:
+    for pattern, said in catalogue:
         found = pattern.match(text)
         if found:
-            return wording.format(**{key: value(key, group or "") for key, group in found.groupdict().items()})
+            return said.format(**{key: value(key, group or "") for key, group in found.groupdict().items()})
     return None
 
 
@@ -202,53 +184,88 @@ def swedish_audit_detail(detail: str, zone: tzinfo = UTC) -> str:
     return "; ".join(shown)
 
 
-# -- the relay's trouble, on a send's page -------------------------------------------------------
-
-_RELAY_CAUSES: Catalogue = [(re.compile(pattern), wording) for pattern, wording in [
-    (r"^cannot connect: ConnectionRefusedError", "anslutningen nekades (ingen server svarar på den adressen och porten)"),
-    (r"^(?:cannot connect: (?:TimeoutError|timeout|socket\.timeout)|.*timed out)", "inget svar inom tidsgränsen"),
-    (r"^cannot connect: gaierror", "servernamnet går inte att slå upp (DNS)"),
-    (r"^cannot connect: (?:ConnectionResetError|SMTPServerDisconnected|BrokenPipeError)", "servern stängde anslutningen"),
-    (r"^TLS certificate not trusted", "serverns TLS-certifikat är inte betrott (transport.ca_file)"),
-    (r"^TLS failed", "TLS-förhandlingen misslyckades"),
-    (r"^server refused the session: (?P<r>.*)$", "servern nekade sessionen: {r}"),
-    (r"^(?:XOAUTH2 )?authentication failed: (?P<r>.*)$", "inloggningen hos servern nekades: {r}"),
-    (r"^refusing to send credentials over an unencrypted connection",
-     "inloggningsuppgifterna skickas inte över en okrypterad anslutning (transport.security)"),
-]]
+NOTHING = "\N{EN DASH}"  # shown where there is no value (no rate, no time left)
 
 
-def _relay_cause(reason: str) -> tuple[str, str]:
-    """The server and the cause, in Swedish where it is a common one."""
-    endpoint, _, cause = reason.partition(": ")
-    if not cause:
-        endpoint, cause = "", reason
-    return endpoint, _reworded(_RELAY_CAUSES, cause) or cause
+# -- facts worded from the Swedish catalogue (dispatch.wording) -----------------------------------
 
 
-def swedish_held(reason: str, held: int, next_attempt: str | None) -> str:
-    """What the ledger says of recipients held back for the relay's sake by a send that runs
-    elsewhere (serve, another node): past tense, since this page cannot know how it is now."""
-    if not reason:
+def say_plan(plan: SendPlan) -> str:
+    """A send plan as the console shows it (the command line prints the English ``plan:`` line)."""
+    return wording.word_plan(plan, wording.swedish, wording.swedish(wording.duration(plan.seconds or 0)))
+
+
+def say_label(label: DispatchLabel | None) -> str:
+    """"Rapporten tis 8 dec, version 2", "Brådskande: ...", "Test till eva"."""
+    return wording.swedish_label(label) if label is not None else ""
+
+
+def say_state(state: RunState) -> str:
+    return wording.swedish(Fact.of(f"run_state.{state.value}"))
+
+
+def say_fact(fact: Fact | None) -> str:
+    return wording.swedish(fact) if fact is not None else ""
+
+
+def say_duration(seconds: float | None) -> str:
+    return wording.swedish(wording.duration(seconds)) if seconds is not None else NOTHING
+
+
+def say_relay(progress: Progress, zone: tzinfo) -> str:
+    """What the operator reads when the relay is not taking messages: which server, why, and
+    that nobody has been counted as failed for it. A send here that pauses speaks in the
+    present; recipients held back by a send elsewhere (serve, another node) in the past, since
+    this page cannot know how it is now."""
+    trouble = progress.trouble
+    if trouble is None:
         return ""
-    endpoint, cause = _relay_cause(reason)
-    server = f"servern {endpoint}" if endpoint else "servern"
-    when = f" klockan {next_attempt}" if next_attempt else ""
-    return (f"{held} mottagare väntar eftersom {server} inte tog emot utskicket: {cause}. Ingen av dem räknas som "
-            f"misslyckad för det; de får ett nytt försök{when} (Försök igen nu skickar till dem direkt).")
+    cause = wording.swedish(wording.relay_cause(trouble.cause))
+    at = f"{progress.next_try.astimezone(zone):%H:%M}" if progress.next_try else None
+    if progress.state is RunState.PAUSED_BY_RELAY or (progress.state is RunState.INCOMPLETE and progress.relay_permanent):
+        if progress.relay_permanent:
+            return wording.swedish(Fact.of("relay.refused", host=trouble.host, cause=cause))
+        when = wording.swedish(Fact.of("relay.at", time=at) if at else Fact.of("relay.soon"))
+        return wording.swedish(Fact.of("relay.paused", host=trouble.host, cause=cause, when=when))
+    when = " " + wording.swedish(Fact.of("relay.at", time=at)) if at else ""
+    return wording.swedish(Fact.of("relay.held", count=progress.held_by_relay, host=trouble.host, cause=cause, when=when))
 
 
-def swedish_relay(reason: str, permanent: bool, next_attempt: str | None) -> str:
-    """What the operator reads when the relay is not taking messages: which server, why (in
-    Swedish where the cause is a common one, else as the server or the system said it), and
-    that nobody has been counted as failed for it."""
-    if not reason:
+def say_reply(row: Mapping[str, object]) -> str:
+    """A recipient's last reply as a table shows it: why it waits when the relay held it back
+    (its exact text then belongs in the technical detail), else the server's reply as given."""
+    cause = row.get("relay_cause")
+    if cause:
+        known = str(cause) in {c.value for c in RelayCause}
+        return wording.swedish(Fact.of("relay.row", cause=wording.swedish(
+            wording.relay_cause(RelayCause(str(cause)) if known else RelayCause.OTHER))))
+    return str(row.get("reply") or "")
+
+
+def say_held_elsewhere(progress: Progress, zone: tzinfo) -> str:
+    """Why recipients wait for another run (a node, serve, a run that failed) and until when."""
+    if not progress.held_elsewhere or progress.held_until is None:
         return ""
-    endpoint, cause = _relay_cause(reason)
-    server = f"Servern {endpoint}" if endpoint else "Servern"
-    if permanent:
-        return (f"{server} tar inte emot utskicket: {cause}. Det måste åtgärdas; ingen mottagare räknas som "
-                "misslyckad för det. Tryck Försök igen nu när det är åtgärdat.")
-    when = f"klockan {next_attempt}" if next_attempt else "om en stund"
-    return (f"{server} går inte att nå just nu: {cause}. Ingen mottagare räknas som misslyckad för det; "
-            f"utskicket försöker igen {when} (eller tryck Försök igen nu när felet är åtgärdat).")
+    return wording.swedish(Fact.of("held.elsewhere", count=progress.held_elsewhere,
+                                   time=f"{progress.held_until.astimezone(zone):%H:%M:%S}"))
+
+
+def say_urgent(progress: Progress) -> str:
+    return wording.swedish(Fact.of("urgent.ahead", subject=progress.urgent_ahead)) if progress.urgent_ahead else ""
+
+
+def say_edition(state: EditionState) -> str:
+    """One day's edition as Idag and the edition's page say it."""
+    fact = state.fact
+    if state.key == "draft" and state.verdict is not None:
+        fact = Fact.of("edition.draft", reason=state.verdict.reason_sv)
+    said = wording.swedish(fact) + (wording.swedish(state.tail) if state.tail is not None else "")
+    if state.correction is not None:
+        said = wording.swedish(Fact.of("edition.correction", revision=state.correction, state=said))
+    return said
+
+
+def entry_label(entry: Mapping[str, object]) -> str:
+    """A ``history`` entry's label (the entries are the command's JSON objects)."""
+    return say_label(label_from(str(entry["dispatch"]), str(entry["kind"]), str(entry["edition"]),
+                                int(str(entry["revision"])), str(entry["subject"]), str(entry["created_by"] or "")))

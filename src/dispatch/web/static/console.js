@@ -68,17 +68,6 @@
     });
   }
 
-  var STATES = {running: "Skickar", stopping: "Stoppar", stopped: "Stoppad", finished: "Klar",
-                incomplete: "Klar, men alla har inte fått den", failed: "Misslyckades", idle: "Väntar"};
-
-  function minutesLeft(seconds) {
-    if (seconds === null || seconds === undefined) return "–";
-    var done = new Date(Date.now() + seconds * 1000);
-    var clock = ("0" + done.getHours()).slice(-2) + ":" + ("0" + done.getMinutes()).slice(-2);
-    var about = seconds < 90 ? "under 2 minuter" : "cirka " + Math.round(seconds / 60) + " minuter";
-    return about + " (klart cirka " + clock + ")";
-  }
-
   function watchRun(section) {
     // Live progress from the server (server-sent events): the same ledger counts for every
     // watcher. Only a change of state is announced (the status element is a live region).
@@ -90,18 +79,21 @@
         var cell = document.getElementById("c-" + key);
         if (cell) cell.textContent = data.counts[key] || 0;
       });
-      var final = ["stopped", "finished", "incomplete", "failed", "idle"].indexOf(data.state) >= 0;
+      // Every sentence comes worded from the server (the Swedish catalogue): no state is named here.
+      var final = data.final;
       document.getElementById("c-total").textContent = data.total;
-      document.getElementById("c-rate").textContent = final ? "–" : data.rate_per_minute + " per minut";
-      document.getElementById("c-eta").textContent = final ? "–" : minutesLeft(data.eta_seconds);
+      document.getElementById("c-rate").textContent = data.rate_sv;
+      document.getElementById("c-eta").textContent = data.eta_sv;
       document.getElementById("c-next").textContent = data.next_attempt || "–";
       var bar = document.getElementById("run-bar");
       bar.max = data.total || 1; bar.value = data.sent; bar.textContent = data.sent + " av " + data.total;
       var state = document.getElementById("run-state");
-      if (state.getAttribute("data-state") !== data.state) {
-        state.setAttribute("data-state", data.state);
-        state.textContent = STATES[data.state] || data.state;
+      if (state.getAttribute("data-state") !== data.run_state) {
+        state.setAttribute("data-state", data.run_state);
+        state.textContent = data.state_sv;
       }
+      var urgent = document.getElementById("run-urgent");
+      if (urgent) { urgent.textContent = data.urgent_sv || ""; urgent.hidden = !data.urgent_sv; }
       document.getElementById("run-error").textContent = data.error || "";
       var relay = document.getElementById("run-relay");
       if (relay) relay.textContent = data.relay_sv || "";
