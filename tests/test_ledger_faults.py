@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from conftest import Project
+from dispatch.errors import LedgerError
+from dispatch.ledger import Ledger
 
 COMMANDS = {
     "check": ("check", "--date", "2024-11-17"),
@@ -38,3 +42,19 @@ def test_every_command_names_the_ledger_and_the_operation(name: str, broken_ledg
     errors = [line for line in result.stderr.splitlines() if "no such table: deliveries" in line]
     assert len(errors) == 1, result.stderr
     assert re.search(r"ledger \S*ledger\.db \([a-z ]+\): OperationalError: no such table: deliveries", errors[0]), errors[0]
+
+
+
+def test_a_database_error_is_wrapped_once_naming_the_operation_and_keeping_its_cause(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    ledger = Ledger(f"sqlite:///{path}", allow_new=True)
+    try:
+        with sqlite3.connect(path) as db:
+            db.execute("DROP TABLE deliveries")
+        with pytest.raises(LedgerError) as raised:
+            ledger.counts(1)
+        assert str(raised.value) == f"ledger {path} (counts): OperationalError: no such table: deliveries"
+        assert isinstance(raised.value.__cause__, OperationalError), "the database's error is kept as its cause"
+        assert not isinstance(raised.value.__cause__, LedgerError), "wrapped once"
+    finally:
+        ledger.close()

@@ -5,14 +5,17 @@ test_delivery.py and test_relay_faults.py."""
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from conftest import FakeClock
-from dispatch.delivery.pipeline import Plan, SendPolicy, run
+from conftest import ROOT, FakeClock
+from dispatch.delivery.pipeline import Plan, SendPolicy, open_plan, run
+from dispatch.delivery.sender import PassResult, Sender
 from dispatch.email.message import Envelope, prepare
 from dispatch.errors import TransportError
 from dispatch.ledger.memory import MemoryLedger
@@ -151,3 +154,48 @@ def test_a_stop_claims_nothing_more() -> None:
     ledger, transport = MemoryLedger(), ScriptedTransport()
     result = run(plan(10), ledger, transport, policy(), FakeClock(START), stop=stop)
     assert result.sent_now == 0 and result.counts["pending"] == 10 and not result.finished_now
+
+
+# -- one pass, as the pipeline sees it: a result value ------------------------------------------
+
+
+def test_a_pass_returns_what_it_did() -> None:
+    ledger = MemoryLedger()
+    transport = ScriptedTransport(lambda address, attempt: Outcome(State.DEFERRED, "451 4.7.1 Greylisted")
+                                  if address == "p2@example.org" else Outcome(State.SENT, "250 OK"))
+    clock = FakeClock(START)
+    record, _, _ = open_plan(plan(5), ledger, clock)
+    sender = Sender(plan(5), ledger, transport, policy(), clock, "node-a", record.id)
+    result = sender.run_pass()
+    assert isinstance(result, PassResult)
+    assert (result.accepted, result.attempted, result.retried) == (4, 5, 1)
+    assert result.next_retry == START + timedelta(minutes=1), "the first step of the retry schedule"
+    assert result.pause is None and not result.stopped and not result.lease_lost
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.accepted = 0  # type: ignore[misc]
+    assert sender.run_pass() == PassResult(0, 0, 0, None, None, False, False, False, None), "nothing due yet"
+
+
+def test_a_pass_refused_by_the_relay_returns_a_permanent_pause_and_holds_the_rows() -> None:
+    ledger = MemoryLedger()
+    refused = [TransportError("scripted:25", "the server refused MAIL FROM: 530 5.7.0 Authentication required",
+                              permanent=True) for _ in range(4)]
+    clock = FakeClock(START)
+    record, _, _ = open_plan(plan(3), ledger, clock)
+    sender = Sender(plan(3), ledger, ScriptedTransport(connect_errors=refused), policy(), clock, "node-a", record.id)
+    result = sender.run_pass()
+    assert result.pause is not None and result.pause.permanent
+    assert result.pause.until == START + SendPolicy().session_pause and "530 5.7.0" in (result.pause.reason or "")
+    assert result.accepted == 0 and result.attempted == 0, "a session's trouble costs no recipient an attempt"
+    assert {d.next_attempt_at for d in ledger.deliveries(record.id)} == {result.pause.until}
+
+
+def test_the_pipeline_writes_nothing_of_the_sender() -> None:
+    """It decides from the pass's result: no ``sender.x = ...`` in pipeline.py."""
+    source = (ROOT / "src" / "dispatch" / "delivery" / "pipeline.py").read_text(encoding="utf-8")
+    written = [ast.unparse(target) for node in ast.walk(ast.parse(source))
+               if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign))
+               for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+               for part in ast.walk(target)
+               if isinstance(part, ast.Attribute) and isinstance(part.value, ast.Name) and part.value.id == "sender"]
+    assert not written, written

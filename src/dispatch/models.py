@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import ClassVar
 
-from dispatch.values import Permission, Role
+from dispatch.values import DispatchKind, Permission, Role
 
 
 @dataclass(frozen=True)
@@ -143,13 +144,34 @@ class Approval:
     """One recorded approval of one content of an edition."""
 
     id: int
-    edition_date: str
+    edition_date: date
     revision: int
     content_hash: str
     approved_by: str
     approved_at: datetime
     revoked_by: str | None
     revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class InvalidEntry:
+    """An entry of a recipient list that is no usable address (at ``path``:``line``), with what
+    it said and why it is refused. It is recorded in the ledger as failed, so the office sees it,
+    and never put back in the queue: resending cannot help it.
+
+    Its key is made here (``key``) and read only by the ledger (``KEY_PREFIX``): ledgers written
+    before this type hold the same keys, so they read the same."""
+
+    KEY_PREFIX: ClassVar[str] = "invalid:"
+
+    path: str
+    line: int
+    address: str
+    reason: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.KEY_PREFIX}{self.path}:{self.line}"
 
 
 @dataclass(frozen=True)
@@ -170,9 +192,9 @@ class DispatchRecord:
 
     id: int
     name: str
-    edition_date: str
+    edition_date: date
     revision: int
-    kind: str
+    kind: str  # as stored: the dispatch key's last part (``edition``, ``urgent-SLUG-HASH``, ``test-STAMP``)
     subject: str
     source: str
     created_by: str
@@ -183,6 +205,11 @@ class DispatchRecord:
     approved_at: datetime | None = None
     approval_id: int | None = None
     lists: tuple[str, ...] = ()
+
+    @property
+    def kind_of(self) -> DispatchKind:
+        """What the dispatch is, read from ``kind``."""
+        return DispatchKind.of(self.kind)
 
 
 @dataclass(frozen=True)
@@ -223,7 +250,7 @@ class KeptText:
     """A text kept aside when its save was refused (a conflict): nobody's words are lost."""
 
     id: int
-    edition_date: str
+    edition_date: date
     user: str
     kept_at: datetime
     text: str

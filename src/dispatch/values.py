@@ -45,10 +45,20 @@ class DispatchKind(StrEnum):
     URGENT = "urgent"
     TEST = "test"
 
+    def stored(self, detail: str = "") -> str:
+        """The ``kind`` column's value for a dispatch of this kind: the value, and for urgent
+        and test dispatches what tells them apart (``urgent-SLUG-HASH``) after a dash."""
+        return f"{self.detail_prefix}{detail}" if detail else self.value
+
+    @property
+    def detail_prefix(self) -> str:
+        """How a stored kind with a detail begins (``urgent-``)."""
+        return f"{self.value}-"
+
     @staticmethod
     def of(stored: str) -> DispatchKind:
         for kind in (DispatchKind.URGENT, DispatchKind.TEST):
-            if stored == kind.value or stored.startswith(kind.value + "-"):
+            if stored == kind.value or stored.startswith(kind.detail_prefix):
                 return kind
         return DispatchKind.EDITION
 

@@ -21,6 +21,7 @@ from dispatch.email.edition import assemble, edition_path, section_anchor, swedi
 from dispatch.errors import ChangeControlError, DispatchError, InputError, Problem, display_path
 from dispatch.ledger import DispatchRecord, Ledger, dispatch_name
 from dispatch.models import Edition, Section
+from dispatch.values import DispatchKind
 
 
 def identify(s: Session, edition: Edition) -> Content:
@@ -68,7 +69,7 @@ def latest_sent_edition(ledger: Ledger, day: date) -> SentVersion | None:
     """The highest revision of the day's edition that has reached anybody."""
     found = None
     for record in ledger.list_dispatches(day):
-        if record.kind == "edition":
+        if record.kind_of is DispatchKind.EDITION:
             sent = sent_version(ledger, record.name)
             if sent is not None and (found is None or sent.record.revision >= found.record.revision):
                 found = sent
@@ -183,7 +184,7 @@ def sent_edition(settings: Settings, sent: SentVersion, now: datetime) -> Editio
     """The edition as it was sent, rebuilt from what the ledger kept (for the intranet copy):
     the source as sent, and the standing sections and subject as they were then."""
     record = sent.record
-    path = edition_path(settings.reports_dir, date.fromisoformat(record.edition_date))
+    path = edition_path(settings.reports_dir, record.edition_date)
     edition = assemble(path, sent.source_text, settings.report, now)
     doc = sent.canonical
     if doc is None:
@@ -229,17 +230,16 @@ def previous_sent(s: Session, edition: Edition) -> tuple[SentVersion | None, str
     the rest: an earlier edition corrected meanwhile changes them, and they need approving again."""
     settings, ledger = s.settings, s.ledger
     lists = set(edition.lists if edition.lists is not None else settings.scheduled_lists())
-    day = edition.date.isoformat()
-    candidates = [r for r in ledger.list_dispatches() if r.kind == "edition" and r.edition_date < day
+    candidates = [r for r in ledger.list_dispatches() if r.kind_of is DispatchKind.EDITION and r.edition_date < edition.date
                   and (not r.lists or lists & set(r.lists))]  # a dispatch from before lists were kept: assume so
     todays = [r.created_at for r in ledger.list_dispatches(edition.date)
-              if r.kind == "edition" and r.revision <= edition.revision]
+              if r.kind_of is DispatchKind.EDITION and r.revision <= edition.revision]
     if todays:
         candidates = [r for r in candidates if r.created_at < min(todays)]
     for record in sorted(candidates, key=lambda r: (r.edition_date, r.revision), reverse=True):
         sent = sent_version(ledger, record.name)
         if sent is not None:
-            return sent, _day_label(date.fromisoformat(record.edition_date), edition.date)
+            return sent, _day_label(record.edition_date, edition.date)
     return None, ""
 
 
@@ -251,7 +251,7 @@ def corrected_revisions(ledger: Ledger, edition: Edition) -> tuple[list[SentVers
     if edition.revision <= 1:
         return [], ""
     mine = ledger.find_dispatch(dispatch_name(edition.date, edition.revision, edition.kind))
-    candidates = [r for r in ledger.list_dispatches(edition.date) if r.kind == "edition" and r.revision < edition.revision
+    candidates = [r for r in ledger.list_dispatches(edition.date) if r.kind_of is DispatchKind.EDITION and r.revision < edition.revision
                   and (mine is None or r.created_at < mine.created_at)]
     chain = [(record, sent) for record in sorted(candidates, key=lambda r: r.revision)
              if (sent := sent_version(ledger, record.name)) is not None]
@@ -270,8 +270,8 @@ def earlier_message_ids(ledger: Ledger, edition: Edition) -> dict[str, list[str]
     Bcc batches had one Message-ID per batch, not the row's: such a reference leads nowhere,
     and harms nothing.)"""
     found: dict[str, list[str]] = {}
-    records = sorted((r for r in ledger.list_dispatches(edition.date) if r.kind == "edition" and r.revision < edition.revision),
-                     key=lambda r: r.revision)
+    records = sorted((r for r in ledger.list_dispatches(edition.date)
+                      if r.kind_of is DispatchKind.EDITION and r.revision < edition.revision), key=lambda r: r.revision)
     for record in records:
         for row in ledger.deliveries(record.id):
             if row.state in ("sent", "unknown") and row.message_id:

@@ -21,6 +21,7 @@ from dispatch.ledger import DispatchRecord, Ledger, dispatch_name
 from dispatch.models import Approval, Edition
 from dispatch.publishing.accessibility_statement import statement_body, write_statement
 from dispatch.publishing.intranet import Published, publish_edition
+from dispatch.values import DispatchKind
 
 
 @dataclass(frozen=True)
@@ -53,15 +54,15 @@ def decide(s: Session, ready: Prepared, now: datetime) -> Decision:
     if ready.test:
         # From the time the test was prepared, not the clock now: the name `send` prints before
         # sending is the one it sends as. UTC, whichever clock the caller holds.
-        kind = f"test-{(ready.made_at or now).astimezone(UTC):%Y%m%dT%H%M%S}"
+        kind = DispatchKind.TEST.stored(f"{(ready.made_at or now).astimezone(UTC):%Y%m%dT%H%M%S}")
     elif edition.urgent:
-        same = ledger.dispatches_with_content(current.hash, "urgent")
+        same = ledger.dispatches_with_content(current.hash, DispatchKind.URGENT)
         if same:
             # Whatever day it was first sent: the same message again resumes that dispatch.
             record = same[-1]
             return _decision(ledger, ready, record.name, record.kind, current, record, None,
                              [f"same content as urgent dispatch {record.name}"],
-                             date.fromisoformat(record.edition_date), record.revision)
+                             record.edition_date, record.revision)
         kind, notes = _urgent_kind(ledger, edition, current)
     else:
         kind = edition.kind
@@ -96,10 +97,10 @@ def _urgent_kind(ledger: Ledger, edition: Edition, current: Content) -> tuple[st
     """A new urgent dispatch: named after the file and its content, so that changed content
     is a new dispatch. Notes name the earlier dispatches of the same file."""
     slug = (re.sub(r"[^a-z0-9]+", "-", edition.source.stem.lower()).strip("-") or "meddelande")[:50]
-    kind = f"urgent-{slug}-{current.hash[:8]}"
+    kind = DispatchKind.URGENT.stored(f"{slug}-{current.hash[:8]}")
     notes = []
     for record in ledger.list_dispatches():
-        if record.kind.startswith(f"urgent-{slug}") and record.kind != kind:
+        if record.kind.startswith(DispatchKind.URGENT.stored(slug)) and record.kind != kind:
             notes.append(f"{display_path(edition.source)} differs from what urgent dispatch {record.name} sent "
                          f"(content {content_id.short(record.content_hash)}); this is a new urgent dispatch "
                          f"{dispatch_name(edition.date, edition.revision, kind)} (content {current.short})")

@@ -28,6 +28,7 @@ from dispatch.errors import InputError, PreflightError, Problem, display_path
 from dispatch.ledger import dispatch_name
 from dispatch.models import Edition, Recipient, Rendered
 from dispatch.recipients.lists import Resolution, available_lists, resolve
+from dispatch.values import DispatchKind
 
 if TYPE_CHECKING:
     from dispatch.email.screenshots import Chromium
@@ -118,7 +119,7 @@ def lists_sent_before(s: Session, edition: Edition) -> tuple[str, ...]:
     """The lists the edition's earlier revisions went to, in first-sent order."""
     seen: dict[str, None] = {}
     for record in s.ledger.list_dispatches(edition.date):
-        if record.kind == "edition" and record.revision < edition.revision:
+        if record.kind_of is DispatchKind.EDITION and record.revision < edition.revision:
             for name in record.lists:
                 seen.setdefault(name)
     return tuple(seen)
@@ -130,8 +131,8 @@ def _earlier_revisions(s: Session, edition: Edition) -> tuple[tuple[str, ...], d
     subject of the first revision sent (its Thread-Topic), None when none was sent."""
     ledger = s.ledger
     threads = {key: thread_headers(ids) for key, ids in earlier_message_ids(ledger, edition).items()}
-    earlier = sorted((r for r in ledger.list_dispatches(edition.date) if r.kind == "edition" and r.revision < edition.revision),
-                     key=lambda r: r.revision)
+    earlier = sorted((r for r in ledger.list_dispatches(edition.date)
+                      if r.kind_of is DispatchKind.EDITION and r.revision < edition.revision), key=lambda r: r.revision)
     first_subject = earlier[0].subject if earlier else None
     return lists_sent_before(s, edition), threads, first_subject
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
+from datetime import date
 
 from dispatch.email.render import URGENT_PREFIX
 from dispatch.ledger import Ledger
@@ -16,7 +17,7 @@ def label_of(record: DispatchRecord) -> DispatchLabel:
     return label_from(record.name, record.kind, record.edition_date, record.revision, record.subject, record.created_by)
 
 
-def label_from(name: str, kind: str, edition_date: str, revision: int, subject: str, created_by: str) -> DispatchLabel:
+def label_from(name: str, kind: str, edition_date: date | str, revision: int, subject: str, created_by: str) -> DispatchLabel:
     """A label from a dispatch's recorded facts (a record, or an entry of ``history``)."""
     label = DispatchLabel.of(name, kind, edition_date, revision, subject, created_by)
     if label.kind is DispatchKind.URGENT:

@@ -19,7 +19,7 @@ from dispatch.email.edition import edition_path
 from dispatch.errors import InputError, Problem
 from dispatch.ledger import Ledger
 from dispatch.models import Approval, DispatchRecord
-from dispatch.values import DispatchLabel, Fact, RunState
+from dispatch.values import DispatchKind, DispatchLabel, Fact, RunState
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def edition_state(s: Session, day: date, now: datetime) -> EditionState:
     """The day's edition: its dispatch while it sends and once sent, unless the file is a
     later revision (a correction being written), which is judged like any draft."""
     settings, ledger = s.settings, s.ledger
-    sent = [d for d in ledger.list_dispatches(day) if d.kind == "edition"]
+    sent = [d for d in ledger.list_dispatches(day) if d.kind_of is DispatchKind.EDITION]
     exists = edition_path(settings.reports_dir, day).exists()
     edition = None
     problems: InputError | None = None

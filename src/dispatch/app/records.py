@@ -16,7 +16,7 @@ from dispatch.errors import DispatchError, display_path
 from dispatch.ledger import DispatchRecord, Ledger
 from dispatch.models import Approval
 from dispatch.publishing.export import export_document, iso
-from dispatch.values import DispatchLabel, Fact
+from dispatch.values import DispatchKind, DispatchLabel, Fact
 
 
 def find_dispatch(ledger: Ledger, ref: str | None) -> DispatchRecord | None:
@@ -32,16 +32,16 @@ def find_dispatch(ledger: Ledger, ref: str | None) -> DispatchRecord | None:
     except ValueError:
         return None
     of_day = ledger.list_dispatches(day)
-    real = [d for d in of_day if not d.kind.startswith("test-")]
+    real = [d for d in of_day if d.kind_of is not DispatchKind.TEST]
     return (real or of_day)[-1] if of_day else None
 
 
 def edition_note(s: Session, record: DispatchRecord, now: datetime) -> Fact | None:
     """For an edition dispatch: whether its file still holds what was sent (or approved)."""
     settings = s.settings
-    if record.kind != "edition":
+    if record.kind_of is not DispatchKind.EDITION:
         return None
-    path = edition_path(settings.reports_dir, date.fromisoformat(record.edition_date))
+    path = edition_path(settings.reports_dir, record.edition_date)
     shown = display_path(path)
     try:
         edition = read_edition(s, None, path, now)
@@ -70,7 +70,7 @@ def history(s: Session, since: date | None) -> list[dict[str, Any]]:
     for record in ledger.list_dispatches(since=since):
         document = export_document(record, ledger.counts(record.id), [], [])
         entries.append({
-            "dispatch": record.name, "kind": record.kind, "edition": record.edition_date,
+            "dispatch": record.name, "kind": record.kind, "edition": record.edition_date.isoformat(),
             "revision": record.revision, "subject": record.subject, "content_hash": record.content_hash,
             "created_by": record.created_by, "approved_by": record.approved_by,
             "approved_at": document["approved_at"], "counts": document["counts"],
@@ -83,7 +83,7 @@ def approval_history(s: Session, since: date | None) -> list[dict[str, Any]]:
     """Every recorded approval (revoked ones too), oldest first: `history --json`'s "approvals"."""
     ledger = s.ledger
     return [
-        {"edition": a.edition_date, "revision": a.revision, "content_hash": a.content_hash,
+        {"edition": a.edition_date.isoformat(), "revision": a.revision, "content_hash": a.content_hash,
          "approved_by": a.approved_by, "approved_at": iso(a.approved_at), "revoked_by": a.revoked_by,
          "revoked_at": iso(a.revoked_at)}
         for a in reversed(ledger.all_approvals(since))
@@ -109,7 +109,7 @@ class Status:
         """The `status --json` object (a contract: extend compatibly)."""
         record = self.record
         document: dict[str, Any] = {
-            "dispatch": record.name, "edition": record.edition_date, "revision": record.revision,
+            "dispatch": record.name, "edition": record.edition_date.isoformat(), "revision": record.revision,
             "kind": record.kind, "subject": record.subject, "source": record.source,
             "content_hash": record.content_hash, "approved_by": record.approved_by,
             "approved_at": iso(record.approved_at), "created_by": record.created_by,
@@ -136,7 +136,7 @@ def status(s: Session, ref: str | None, now: datetime) -> Status | None:
     record = find_dispatch(ledger, ref)
     if record is None:
         return None
-    day = date.fromisoformat(record.edition_date)
+    day = record.edition_date
     related = [
         {"dispatch": other.name, "revision": other.revision, "kind": other.kind,
          "content_hash": other.content_hash, "created_by": other.created_by,

@@ -281,11 +281,11 @@ def recipe_for(s: Session, name: str) -> Recipe | None:
     """How to prepare an existing dispatch's content again (to resume or retry it)."""
     settings, ledger = s.settings, s.ledger
     record = ledger.find_dispatch(name)
-    if record is None or record.kind.startswith("test-"):
+    if record is None or record.kind_of is DispatchKind.TEST:
         return None
-    if record.kind.startswith("urgent-"):
+    if record.kind_of is DispatchKind.URGENT:
         return Recipe(None, settings.path.parent / record.source, urgent=True)
-    return Recipe(date.fromisoformat(record.edition_date))
+    return Recipe(record.edition_date)
 
 
 def give_back(s: Session, owner: str) -> int:

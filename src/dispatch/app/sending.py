@@ -21,6 +21,7 @@ from dispatch.config import Settings, TransportSettings
 from dispatch.delivery.pipeline import Clock, Plan, Result, Transport, run
 from dispatch.email.message import to_header
 from dispatch.errors import DispatchError, InputError, Problem, display_path
+from dispatch.models import InvalidEntry
 from dispatch.publishing.intranet import PublishError
 from dispatch.values import SendPlan
 
@@ -28,7 +29,7 @@ from dispatch.values import SendPlan
 def plan_for(settings: Settings, ready: Prepared, now: datetime, created_by: str, decision: Decision) -> Plan:
     edition = ready.edition
     failed = tuple(
-        (f"invalid:{inv.problem.path}:{inv.problem.line}", inv.email[:320], str(inv.problem))
+        InvalidEntry(inv.problem.path, inv.problem.line, inv.email[:320], str(inv.problem))
         for inv in ready.resolution.invalid
     )
     group = ", ".join(ready.resolution.lists[n].display_name for n in ready.lists if n in ready.resolution.lists) or "Mottagare"

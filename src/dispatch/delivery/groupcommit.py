@@ -6,20 +6,18 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
+from dispatch.delivery.clock import Clock
+from dispatch.delivery.ports import DeliveryLedger
 from dispatch.errors import LedgerBusy
 from dispatch.models import Outcome
-
-if TYPE_CHECKING:
-    from dispatch.delivery.pipeline import Clock, Ledger
 
 
 class RateLimiter:
     """A smooth limit shared by every connection and every process sending through the
     same relay: one message per 60/rate seconds, the slots handed out by the ledger."""
 
-    def __init__(self, per_minute: float, clock: Clock, ledger: Ledger, relay: str,
+    def __init__(self, per_minute: float, clock: Clock, ledger: DeliveryLedger, relay: str,
                  stop: threading.Event | None = None) -> None:
         self.interval = timedelta(seconds=60.0 / per_minute) if per_minute > 0 else None
         self.clock, self.ledger, self.relay = clock, ledger, relay
@@ -45,7 +43,7 @@ class GroupCommitter:
     """Writes outcomes from all connections in shared transactions; each caller returns
     only when its outcomes are durable, so a connection never runs ahead of the ledger."""
 
-    def __init__(self, ledger: Ledger, owner: str, clock: Clock) -> None:
+    def __init__(self, ledger: DeliveryLedger, owner: str, clock: Clock) -> None:
         self.ledger, self.owner, self.clock = ledger, owner, clock
         self.cond = threading.Condition()
         self.waiting: list[tuple[list[tuple[int, Outcome, datetime | None]], threading.Event, list[BaseException]]] = []

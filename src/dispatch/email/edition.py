@@ -16,6 +16,7 @@ from babel.dates import format_date
 from dispatch.config import ReportSettings
 from dispatch.config.yamlsource import LineDict, parse_yaml
 from dispatch.email import editorial, markup
+from dispatch.email.sections import split_sections
 from dispatch.email.subject import fill
 from dispatch.errors import InputError, Problem, display_path
 from dispatch.models import Edition, Section
@@ -26,8 +27,6 @@ KNOWN_KEYS = {
 # A phone's inbox list shows about 35 characters of a subject; beyond 60 even a desktop cuts it.
 SUBJECT_WARN_CHARS = 60
 STATUSES = ("draft", "approved")
-_HEADING = re.compile(r"^##\s+(.+?)\s*#*\s*$")
-_FENCE = re.compile(r"^\s{0,3}(```|~~~)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DIGITS = re.compile(r"[0-9]+")
 PREHEADER_LENGTH = 140
@@ -161,7 +160,7 @@ def assemble(
             f"set it to {day.isoformat()} {compiled:%H:%M}, or rename the file (was it copied from another day?)",
         ))
 
-    lead_md, sections = _split_sections(body, body_line)
+    lead_md, sections = split_sections(body, body_line)
     if not sections and not lead_md.strip():
         problems.append(Problem(shown, body_line, "the edition has no content; add sections starting with '## Heading'"))
     else:
@@ -276,24 +275,6 @@ def _compiled(meta: LineDict, shown: str, problems: list[Problem], now: datetime
             pass
     problems.append(Problem(shown, meta.line_of("compiled"), f"'compiled' must be a local time like 2024-11-17 14:00, not {value!r}"))
     return now.replace(tzinfo=None, second=0, microsecond=0)
-
-
-def _split_sections(body: str, first_line: int) -> tuple[str, list[tuple[str, int, str]]]:
-    """The text before the first '## ' heading, and (heading, line, markdown) per section."""
-    lead: list[str] = []
-    sections: list[tuple[str, int, list[str]]] = []
-    in_fence = False
-    for offset, line in enumerate(body.splitlines()):
-        if _FENCE.match(line):
-            in_fence = not in_fence
-        match = None if in_fence else _HEADING.match(line)
-        if match:
-            sections.append((match.group(1).strip(), first_line + offset, []))
-        elif sections:
-            sections[-1][2].append(line)
-        else:
-            lead.append(line)
-    return "\n".join(lead), [(h, n, "\n".join(lines).strip("\n") + "\n") for h, n, lines in sections]
 
 
 def _section(heading: str, markdown: str, line: int) -> Section:

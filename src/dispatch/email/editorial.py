@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from markdown_it.token import Token
 
 from dispatch.email import markup
+from dispatch.email.sections import split_sections
 from dispatch.errors import Problem
 
 # Addresses that work from inside an email. '#...' and empty hrefs are left to the
@@ -227,11 +228,9 @@ def _image(image: Token) -> str:
 
 
 def _section_problems(body: str, urgent: bool, heading_lines: set[int]) -> Iterator[tuple[int, str]]:
-    # Imported here: edition imports this module. Sections must be found exactly as
-    # edition splits them, or these checks would disagree with what is sent.
-    from dispatch.email.edition import _split_sections
-
-    lead, sections = _split_sections(body, 0)
+    # Sections found exactly as the edition splits them, or these checks would disagree
+    # with what is sent.
+    lead, sections = split_sections(body, 0)
     if not urgent:
         for index, text in enumerate(lead.split("\n")):
             if text.strip():

@@ -25,7 +25,8 @@ import re
 from collections.abc import Sequence
 
 from dispatch.email import markup
-from dispatch.email.edition import _split_sections, split_front_matter
+from dispatch.email.edition import split_front_matter
+from dispatch.email.sections import split_sections
 from dispatch.models import Edition, NewsPoint
 
 SIMILAR = 0.6  # below this a rewritten bullet reads as a different point
@@ -182,7 +183,7 @@ def section_markdown(text: str) -> list[tuple[str, str]]:
         _, body, line = split_front_matter(text)
     except ValueError:
         return []
-    return [(heading, markdown) for heading, _, markdown in _split_sections(body, line)[1]]
+    return [(heading, markdown) for heading, _, markdown in split_sections(body, line)[1]]
 
 
 def _shorten(text: str) -> str:

@@ -4,24 +4,26 @@ identity, remembered outside it so a vanished or replaced ledger is noticed."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import socket
+import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from dispatch.errors import LedgerError
+from dispatch.errors import LedgerBusy, LedgerError
 from dispatch.ledger.schema import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -31,12 +33,48 @@ from dispatch.ledger.schema import (
 )
 
 
-def _utc(value: datetime | None) -> datetime | None:
+def as_utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)  # SQLite hands back naive UTC
     return value.astimezone(UTC)
+
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL: lock_timeout ran out
+
+
+class HasDatabase(Protocol):
+    """A ledger, or one of the parts it is made of: its methods run SQL on ``db``."""
+
+    db: Database
+
+
+Part = TypeVar("Part", bound=HasDatabase)
+Params = ParamSpec("Params")
+Returned = TypeVar("Returned")
+
+
+def operation(method: Callable[Concatenate[Part, Params], Returned]) -> Callable[Concatenate[Part, Params], Returned]:
+    """Marks a ledger method that runs SQL; the one place a database error becomes the
+    program's own: a LedgerError (LedgerBusy for PostgreSQL's lock timeout) naming the ledger
+    and the operation (the method's name: "claim", "record audit"), the database's error kept
+    as its cause. A locked, corrupted or vanished ledger is one line for the operator, never a
+    traceback. A LedgerError from a method this one calls passes through as it is."""
+    name = method.__name__.replace("_", " ")
+
+    @functools.wraps(method)
+    def guarded(self: Part, /, *args: Params.args, **kwargs: Params.kwargs) -> Returned:
+        # try/except, not a context manager: the group commit calls ``record`` hundreds of times a second.
+        try:
+            return method(self, *args, **kwargs)
+        except LedgerError:
+            raise
+        except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
+            busy = getattr(getattr(exc, "orig", None), "sqlstate", None) == LOCK_NOT_AVAILABLE
+            raise (LedgerBusy if busy else LedgerError)(f"ledger {self.db.shown} ({name}): {describe_error(exc)}") from exc
+
+    return guarded
+
 
 def shown_url(url: str) -> str:
     """The ledger as messages name it: host, port and database, never a user's password
@@ -171,7 +209,8 @@ def state_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return Path(base) / "dispatch"
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """A database error in one line: its class and text (the driver's, when SQLAlchemy wraps one)."""
     detail = getattr(exc, "orig", None) or exc
     text = " ".join(str(detail).split())
     return f"{detail.__class__.__name__}: {text[:300]}"
@@ -218,7 +257,7 @@ class Database:
             self.engine = _engine(url, timeouts=timeouts)
             self.identity = self._migrate(allow_new)
         except SQLAlchemyError as exc:
-            raise LedgerError(f"ledger {self.shown}: {_describe(exc)}") from None
+            raise LedgerError(f"ledger {self.shown}: {describe_error(exc)}") from exc
         self._remember(allow_new)
         self._file = os.stat(self._path) if self._path else None
         self.is_postgres = self.engine.dialect.name == "postgresql"
@@ -291,7 +330,7 @@ class Database:
         except FileNotFoundError:
             known = None
         except OSError as exc:
-            raise LedgerError(f"cannot read {self._marker}: {exc.strerror}") from None
+            raise LedgerError(f"cannot read {self._marker}: {exc.strerror}") from exc
         if known == self.identity:
             return
         if known is not None and not allow_new:
@@ -303,7 +342,7 @@ class Database:
             temp.write_text(self.identity + "\n", encoding="ascii")
             os.replace(temp, self._marker)
         except OSError as exc:
-            raise LedgerError(f"cannot record the ledger's identity in {self._marker}: {exc.strerror}") from None
+            raise LedgerError(f"cannot record the ledger's identity in {self._marker}: {exc.strerror}") from exc
 
     def check_file(self) -> None:
         """The SQLite file is still the one opened: deleted or replaced under a running send,

@@ -1,4 +1,4 @@
-"""The pipeline's Ledger protocol in memory: one process, nothing on disk.
+"""What delivery needs of a ledger (``dispatch.delivery.ports.DeliveryLedger``) in memory: one process, nothing on disk.
 
 For tests of the pipeline's decisions (claims, retries, pauses, stops) without a database,
 as APScheduler ships a MemoryJobStore beside its persistent stores. It keeps the same
@@ -12,8 +12,8 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING
 
+from dispatch.delivery.ports import DeliveryLedger
 from dispatch.models import Delivery, DispatchRecord, NewRecipient, Outcome, State
 from dispatch.values import RelayTrouble
 
@@ -49,7 +49,7 @@ class MemoryLedger:
             if name in self.dispatches:
                 return self.dispatches[name], False
             record = DispatchRecord(
-                id=len(self.dispatches) + 1, name=name, edition_date=edition_date.isoformat(), revision=revision,
+                id=len(self.dispatches) + 1, name=name, edition_date=edition_date, revision=revision,
                 kind=kind, subject=subject, source=source, created_by=created_by, created_at=now, finished_at=None,
                 content_hash=content_hash, approved_by=approved_by, approved_at=approved_at,
                 approval_id=approval_id, lists=lists,
@@ -220,9 +220,5 @@ class MemoryLedger:
             return slot
 
 
-if TYPE_CHECKING:  # mypy proves both ledgers satisfy the protocol the pipeline owns
-    from dispatch.delivery.pipeline import Ledger as LedgerProtocol
-    from dispatch.ledger import Ledger as SQLLedger
-
-    def _satisfied(sql: SQLLedger, memory: MemoryLedger) -> tuple[LedgerProtocol, LedgerProtocol]:
-        return sql, memory
+# mypy proves both ledgers satisfy what delivery needs of a ledger (its port), at import time too.
+_memory_is_a_delivery_ledger: DeliveryLedger = MemoryLedger()

@@ -50,7 +50,7 @@ def export_document(dispatch: Any, counts: Mapping[str, int], rows: Sequence[Map
     more if an interrupted dispatch was resumed after the edition file changed)."""
     return {
         "dispatch": dispatch.name,
-        "edition": dispatch.edition_date,
+        "edition": dispatch.edition_date.isoformat(),
         "revision": dispatch.revision,
         "kind": dispatch.kind,
         "subject": dispatch.subject,
