@@ -150,7 +150,7 @@ def revocation_notes(s: Session, day: date) -> list[str]:
     ledger = s.ledger
     notes = []
     for record in ledger.list_dispatches(day):
-        if record.kind != "edition":
+        if record.kind_of is not DispatchKind.EDITION:
             continue
         counts = ledger.counts(record.id)
         waiting = counts["pending"] + counts["deferred"] + counts["unknown"]

@@ -19,6 +19,7 @@ from apscheduler.triggers.cron import CronTrigger
 from dispatch.config import Schedule, Settings
 from dispatch.errors import InputError, Problem, display_path
 from dispatch.models import DispatchRecord
+from dispatch.values import DispatchKind
 
 DEFAULT_GRACE = timedelta(hours=1)  # a schedule without 'deadline' may run at most this late
 LOOKBACK = timedelta(hours=25)  # one day, DST days included
@@ -258,7 +259,7 @@ class DispatchList(Protocol):
 
 def edition_dispatches(ledger: DispatchList, day: date) -> list[DispatchRecord]:
     """The day's scheduled-edition dispatches (tests and urgent messages do not count)."""
-    return [d for d in ledger.list_dispatches(day) if d.kind == "edition"]
+    return [d for d in ledger.list_dispatches(day) if d.kind_of is DispatchKind.EDITION]
 
 
 class Action(StrEnum):

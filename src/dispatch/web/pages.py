@@ -12,7 +12,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from dispatch import app
 from dispatch.app import Permission
-from dispatch.values import DispatchLabel
+from dispatch.values import DispatchKind, DispatchLabel
 from dispatch.web.checks import Busy
 from dispatch.web.console import Console, Visit, forbidden, not_found, page, render
 
@@ -137,7 +137,7 @@ async def dispatch_page(request: Request, visit: Visit) -> Response:
         return not_found(visit, "Det finns inget utskick med det namnet.")
     settings = visit.console.settings
     intranet = None
-    if settings.publish.base_url and found.record.kind == "edition":
+    if settings.publish.base_url and found.record.kind_of is DispatchKind.EDITION:
         intranet = settings.publish.base_url.rstrip("/") + f"/{found.record.edition_date}.html"
     return visit.render("dispatch.html", status=found, intranet=intranet)
 
