@@ -359,18 +359,24 @@ def test_six_wrong_passwords_lock_the_account_until_the_lock_ends(project: Proje
             refused = try_sign_in(client, "anna", "fel-losenord-igen")
             assert refused.status_code == 401
             assert "Fel användarnamn eller lösenord" in refused.text
+            assert "spärrat till" not in refused.text, "a wrong password learns nothing of the lock"
+        # Issue 32 (changed on purpose): the right password is refused, and told until when
+        # (10:00 in Stockholm, locked for 15 minutes); a wrong one still gets the one message.
         right = try_sign_in(client, "anna", PASSWORDS["anna"])
         assert right.status_code == 401, "locked: the right password is refused"
-        assert refused.text.count("Fel") == right.text.count("Fel"), "one message, whatever the cause"
+        assert "Kontot är spärrat till klockan 10:15" in right.text and 'role="alert"' in right.text
+        assert "Fel användarnamn" not in right.text
         clock.moment += timedelta(minutes=14)
-        assert try_sign_in(client, "anna", PASSWORDS["anna"]).status_code == 401, "still locked after 14 minutes"
+        still = try_sign_in(client, "anna", PASSWORDS["anna"])
+        assert still.status_code == 401 and "klockan 10:15" in still.text, "still locked after 14 minutes"
         clock.moment += timedelta(minutes=2)
         assert try_sign_in(client, "anna", PASSWORDS["anna"]).status_code == 303, "the lock has ended"
         log = sign_in(base, "olle").get("/audit").text
     failed = log.count('data-action="sign_in_failed"')
     assert failed == 8, f"each attempt is in the audit log ({failed})"
     assert log.count('data-action="locked"') == 1 and "fel lösenord (försök 5)" in log and "kontot spärrat till" in log
-    assert "wrong password" not in log, "the details are shown in Swedish"
+    assert "fel lösenord under spärren" in log and "rätt lösenord: fick veta när spärren upphör" in log
+    assert "wrong password" not in log and "right password" not in log, "the details are shown in Swedish"
 
 
 STANDARD = (3, 64 * 1024, 4)  # passes, KiB, lanes: RFC 9106's second recommended profile

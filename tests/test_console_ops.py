@@ -86,6 +86,9 @@ def send_over_http(base: str, day: date) -> tuple[httpx.Client, str]:
     confirm = olle.get(f"/editions/{day.isoformat()}/send")
     expected = re.search(r'name="expected" value="([^"]+)"', confirm.text)
     assert expected
+    # "Avbryt" is a button of its own (a form apart from Bekräfta's), back to the edition.
+    assert re.search(rf'<form method="get" action="/editions/{day.isoformat()}">\s*<button type="submit">Avbryt</button>',
+                     confirm.text)
     name = expected.group(1)
     assert olle.post(f"/editions/{day.isoformat()}/send",
                      data={"csrf": csrf_of(confirm.text), "expected": name}).status_code == 303
@@ -359,6 +362,10 @@ def test_an_urgent_message_needs_a_subject_a_list_and_a_confirmation(project: Pr
         confirm = olle.post("/urgent", data={**form, "list-chefer": "1"})
         assert "Skickas nu till 40 mottagare på chefer" in confirm.text and 'formaction="/urgent/send"' in confirm.text
         assert smtp_server.handler.reports() == [], "the confirmation sends nothing"
+        assert '<button type="submit" name="cancel" value="1" formnovalidate>Avbryt</button>' in confirm.text
+        cancelled = olle.post("/urgent", data={**form, "list-chefer": "1", "cancel": "1"})
+        assert cancelled.status_code == 200 and "Skickas nu till" not in cancelled.text, "Avbryt: no confirmation"
+        assert "Stänger **klockan 16:00**." in cancelled.text and "Skicka brådskande" in cancelled.text, "the text is kept"
         stale = olle.post("/urgent/send", data={**form, "list-chefer": "1", "list-politisk-ledning": "1",
                                                 "confirmed_lists": "chefer"})
         assert stale.status_code == 409 and "ändrades efter bekräftelsen" in stale.text and "49 mottagare" in stale.text

@@ -59,8 +59,10 @@ def audit(project: Project, action: str | None = None) -> list[app.AuditEntry]:
 
 
 def wrong_checked(project: Project, name: str) -> int:
-    """How many wrong passwords were checked against ``name`` (the audit log says, per attempt)."""
-    return sum("wrong password (" in entry.detail for entry in audit(project, "sign_in_failed") if entry.target == name)
+    """How many wrong passwords were checked against ``name`` (the audit log says, per attempt),
+    those checked during a lock (to tell the right one its end, issue 32) included."""
+    return sum("wrong password (" in entry.detail or "wrong password during the lock" in entry.detail
+               for entry in audit(project, "sign_in_failed") if entry.target == name)
 
 
 # -- 9. a copied session cookie ------------------------------------------------------------------------
@@ -260,7 +262,43 @@ def test_forty_parallel_sign_ins_over_http_check_at_most_five_wrong_passwords_an
         assert try_sign_in(client, "anna", PASSWORDS["anna"]).status_code == 401, "still locked after 14 minutes"
         clock.moment += timedelta(minutes=2)
         assert try_sign_in(client, "anna", PASSWORDS["anna"]).status_code == 303, "the lock has ended"
-    assert wrong_checked(project, "anna") <= app.LOCK_AFTER
+    # Issue 32: the console checks the first few passwords during the lock (to tell the right
+    # one when the lock ends), and no more.
+    assert wrong_checked(project, "anna") <= app.LOCK_AFTER + app.LOCKED_CHECKS
+
+
+def test_during_a_lock_only_the_first_few_passwords_are_checked_and_only_the_right_one_learns_the_end(
+        project: Project) -> None:
+    """Issue 32: the right password on a locked account is told until when; a wrong one gets the
+    one refusal; past LOCKED_CHECKS attempts in the lock nothing is checked, the right one
+    included (so a guesser gains LOCKED_CHECKS guesses per lock at most); a new lock counts anew."""
+    add_users(project, ("anna",))
+    unit = unit_of(load_settings(project.config_path))
+    now = datetime(2024, 11, 18, 9, 0, tzinfo=UTC)
+    locked = app.LockedChecks()
+
+    def attempt(password: str, at: datetime = now) -> str:
+        try:
+            app.sign_in(unit, "anna", password, at, hashing="light", locked=locked)
+        except app.AccountLocked as exc:
+            assert exc.until == now + app.LOCK_FOR
+            return "locked"
+        except app.SignInRefused:
+            return "refused"
+        return "accepted"
+
+    try:
+        assert [attempt(WRONG) for _ in range(app.LOCK_AFTER)] == ["refused"] * app.LOCK_AFTER
+        assert attempt(WRONG) == "refused"
+        assert attempt(PASSWORDS["anna"]) == "locked"
+        assert attempt(PASSWORDS["anna"]) == "locked"
+        assert app.LOCKED_CHECKS == 3
+        assert attempt(PASSWORDS["anna"]) == "refused", "past the checks of this lock: not checked at all"
+        assert wrong_checked(project, "anna") == app.LOCK_AFTER + 1
+        later = now + app.LOCK_FOR + timedelta(minutes=1)
+        assert attempt(PASSWORDS["anna"], later) == "accepted", "the lock has ended"
+    finally:
+        unit.app.close()
 
 
 # -- 5. unknown names per client address --------------------------------------------------------------

@@ -89,6 +89,8 @@ ENGLISH: dict[str, str | tuple[str, str]] = {
     "edition.paused_by_relay": "Paused: the relay does not take messages; {sent} of {total} have it",
     "edition.sent": ("Sent {at} to {sent} recipient", "Sent {at} to {sent} recipients"),
     "edition.failed": (", {count} failed",) * 2,
+    # The right password for a locked account (only ever said to someone who gave it).
+    "sign_in.locked": "the account is locked until {until} after too many wrong passwords",
 }
 
 

@@ -52,6 +52,7 @@ from dispatch.app.changes import (
 from dispatch.app.control import (
     Decision,
     accessibility_statement,
+    accessibility_warnings,
     approve,
     decide,
     decide_now,
@@ -98,8 +99,11 @@ from dispatch.app.overview import EditionState, ScheduleDay, approvals_of, editi
 from dispatch.app.passwords import (
     LOCK_AFTER,
     LOCK_FOR,
+    LOCKED_CHECKS,
     UNKNOWN_PER_ADDRESS,
+    AccountLocked,
     AddressLimits,
+    LockedChecks,
     SignInRefused,
     change_password,
     checks_at_once,
@@ -126,6 +130,7 @@ from dispatch.app.wiring import (
 )
 from dispatch.control.content import short
 from dispatch.delivery.pipeline import Clock, Result, StoppableClock
+from dispatch.email.pasted import MAX_PASTE_BYTES, markdown_from_clipboard
 from dispatch.ledger import Ledger, dispatch_name, state_dir
 from dispatch.models import AuditEntry, KeptText, User
 from dispatch.publishing.export import export_csv, export_files
@@ -133,13 +138,16 @@ from dispatch.values import PERMISSIONS, Permission, Role
 
 __all__ = [
     "FOOTER",
+    "LOCKED_CHECKS",
     "LOCK_AFTER",
     "LOCK_FOR",
+    "MAX_PASTE_BYTES",
     "MAX_TO_LINE",
     "NEW_FILE",
     "NO_ROLE",
     "PERMISSIONS",
     "UNKNOWN_PER_ADDRESS",
+    "AccountLocked",
     "AddressLimits",
     "App",
     "AuditEntry",
@@ -155,6 +163,7 @@ __all__ = [
     "KeptText",
     "Ledger",
     "ListsReport",
+    "LockedChecks",
     "LongSubject",
     "MailboxError",
     "Permission",
@@ -180,6 +189,7 @@ __all__ = [
     "StoppableClock",
     "User",
     "accessibility_statement",
+    "accessibility_warnings",
     "active_user",
     "add_user",
     "all_lists",
@@ -226,6 +236,7 @@ __all__ = [
     "long_subject",
     "looks_urgent",
     "mail_notice",
+    "markdown_from_clipboard",
     "notify_summary",
     "open_draft",
     "open_transport",

@@ -168,14 +168,47 @@ def publish(settings: Settings, edition: Edition, now: datetime) -> Published:
     accessibility statement beside them."""
     local = now.astimezone(settings.timezone)
     published = publish_edition(edition, settings.publish.dir, settings.templates_dir, local)
-    write_statement(settings.accessibility, settings.report.title, settings.templates_dir, settings.publish.dir, local.date())
+    write_statement(settings.accessibility, settings.report.title, settings.templates_dir, settings.publish.dir,
+                    statement_updated(settings, now))
     return published
 
 
 def accessibility_statement(settings: Settings, now: datetime) -> str:
     """The accessibility statement's text (HTML), as the intranet copy has it."""
     return statement_body(settings.accessibility, settings.report.title, settings.templates_dir,
-                          now.astimezone(settings.timezone).date())
+                          statement_updated(settings, now))
+
+
+def statement_updated(settings: Settings, now: datetime) -> date:
+    """When the statement last changed ("uppdaterades senast"): ``accessibility.reviewed`` if
+    given, else the day the config file (which holds everything the statement says) was last
+    changed, in the office's zone; today only if the file cannot be read."""
+    if settings.accessibility.reviewed is not None:
+        return settings.accessibility.reviewed
+    try:
+        changed = datetime.fromtimestamp(settings.path.stat().st_mtime, tz=settings.timezone)
+    except OSError:
+        return now.astimezone(settings.timezone).date()
+    return changed.date()
+
+
+def accessibility_warnings(settings: Settings) -> list[Problem]:
+    """What the console's accessibility statement lacks, for ``check`` and ``web`` to warn of
+    (the console still starts): with ``web:`` configured, no ``accessibility:`` section, or
+    one without a contact address (the statement then claims no full compliance)."""
+    if settings.web is None:
+        return []
+    where = display_path(settings.path), settings.line_of.get("accessibility", 1)
+    gaps = settings.accessibility
+    if not gaps.configured:
+        return [Problem(*where, "web: is configured but there is no accessibility: section, so the console's "
+                                "accessibility statement (/tillganglighet) names no organisation and no contact; add "
+                                "accessibility: with organisation, contact_email (or contact_phone), known_gaps and "
+                                "reviewed (the date you last reviewed the statement)")]
+    if not gaps.has_contact:
+        return [Problem(*where, "accessibility: has no contact_email or contact_phone, so the statement cannot say where "
+                                "to report a problem and does not claim full compliance; add contact_email")]
+    return []
 
 
 def publish_checked(s: Session, edition: Edition, now: datetime) -> tuple[Published, str]:

@@ -14,6 +14,13 @@ one statement): parallel attempts cannot all read a count below the limit and al
 checked. Only a right password clears the count, so a sixth attempt, even one made while the
 first five are still being checked, is refused unchecked until the lock ends (or a right
 password among the five clears the count).
+
+One exception, so that a person who knows the password learns why they cannot sign in and
+until when (and does not keep trying, or call for a new password that does not help): the
+first LOCKED_CHECKS attempts during a lock have their password checked (``LockedChecks``), and a
+right one is refused with ``AccountLocked``, which carries the lock's end. A wrong one gets the
+same refusal as always, so a guesser learns nothing new and gets LOCKED_CHECKS more guesses per
+lock at most; a check takes as long as the stand-in check it replaces, so the time tells nothing.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from dispatch.models import User
 LOCK_AFTER = 5  # failed sign-ins in a row
 LOCK_FOR = timedelta(minutes=15)
 UNKNOWN_PER_ADDRESS = 10  # failed sign-ins with unknown names from one client address per LOCK_FOR
+LOCKED_CHECKS = 3  # attempts per lock whose password is still checked, to tell its owner the lock's end
 MIN_PASSWORD = 12
 NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$")
 # "standard" (the default): RFC 9106's second recommended profile, 3 passes over 64 MiB in 4
@@ -53,6 +61,40 @@ CHECK_MIB = max(hasher.memory_cost for hasher in HASHING.values()) // 1024
 
 class SignInRefused(DispatchError):
     """Wrong name or password, or the account is disabled or locked: one message for all."""
+
+
+class AccountLocked(SignInRefused):
+    """The right password for an account that is locked: refused, and ``until`` says when the
+    lock ends (only ever raised to someone who gave the right password)."""
+
+    def __init__(self, until: datetime) -> None:
+        super().__init__(f"the account is locked until {until.isoformat(timespec='minutes')}")
+        self.until = until
+
+
+class LockedChecks:
+    """How many attempts during each lock have had their password checked, per account (at
+    most LOCKED_CHECKS). Kept in the process, like AddressLimits: each console node counts its
+    own. A lock is known by its end, so a new lock starts a new count."""
+
+    def __init__(self, limit: int = LOCKED_CHECKS, accounts: int = 4096) -> None:
+        self.limit, self.accounts = limit, accounts
+        self._lock = threading.Lock()
+        self._taken: OrderedDict[tuple[str, datetime], int] = OrderedDict()
+
+    def take(self, name: str, locked_until: datetime) -> bool:
+        """Count one checked attempt during the lock ending ``locked_until``; False (not
+        counted, not to be checked) once LOCKED_CHECKS are counted."""
+        with self._lock:
+            key = (name, locked_until)
+            taken = self._taken.get(key, 0)
+            if taken >= self.limit:
+                return False
+            self._taken[key] = taken + 1
+            self._taken.move_to_end(key)
+            while len(self._taken) > self.accounts:
+                self._taken.popitem(last=False)
+            return True
 
 
 def checks_at_once(memory_mb: int) -> int:
@@ -109,10 +151,13 @@ class AddressLimits:
 
 
 def sign_in(s: Session, name: str, password: str, now: datetime, *, remote: str = "",
-            hashing: str = "standard", limits: AddressLimits | None = None) -> User:
+            hashing: str = "standard", limits: AddressLimits | None = None,
+            locked: LockedChecks | None = None) -> User:
     """The account, if the name and password are right and it is neither disabled nor locked;
-    every attempt is in the audit log. Raises SignInRefused. A hash made with another profile
-    than ``hashing`` is made again with it. ``limits``: unknown names per client address."""
+    every attempt is in the audit log. Raises SignInRefused, or AccountLocked (a SignInRefused)
+    for the right password of a locked account when ``locked`` allows its check. A hash made
+    with another profile than ``hashing`` is made again with it. ``limits``: unknown names per
+    client address."""
     ledger = s.ledger
     shown = name[:64] or "?"
     if limits is not None and limits.blocked(remote, now):
@@ -128,7 +173,13 @@ def sign_in(s: Session, name: str, password: str, now: datetime, *, remote: str 
             detail = "too many unknown names from this address"
         ledger.record_audit(now, shown, "sign_in_failed", name[:64], None, _where(remote, detail))
         raise SignInRefused("wrong user name or password")
-    if not _check(ledger, user, user.password_hash, password, now, remote=remote, hashing=hashing):
+    try:
+        right = _check(ledger, user, user.password_hash, password, now, remote=remote, hashing=hashing, locked=locked)
+    except AccountLocked:
+        if user.disabled:  # a disabled account says nothing more than any refusal
+            raise SignInRefused("wrong user name or password") from None
+        raise
+    if not right:
         raise SignInRefused("wrong user name or password")
     if user.disabled:
         ledger.record_audit(now, user.name, "sign_in_failed", user.name, None, _where(remote, "account disabled"))
@@ -187,16 +238,27 @@ def sign_out(s: Session, name: str, now: datetime, *, remote: str = "") -> None:
     ledger.record_audit(now, name, "sign_out", name, None, _where(remote, ""))
 
 
-def _check(ledger: Ledger, user: User, stored: str, password: str, now: datetime, *, remote: str, hashing: str) -> bool:
+def _check(ledger: Ledger, user: User, stored: str, password: str, now: datetime, *, remote: str, hashing: str,
+           locked: LockedChecks | None = None) -> bool:
     """Is ``password`` the account's (``stored``: its hash)? The attempt is counted as failed
-    before the check and cleared only by a right password; past the limit there is no check
-    at all."""
+    before the check and cleared only by a right password; past the limit there is no check at
+    all, except for the first attempts during a lock that ``locked`` allows: a right one raises
+    AccountLocked."""
     attempt = ledger.take_sign_in_attempt(user.name, LOCK_AFTER, now)
     if attempt is None:
-        _verify(_dummy_hash(hashing), password)  # as long as a check: the time tells nothing
         found = ledger.user(user.name)
-        locked = found.locked_until if found is not None else None
-        detail = (f"account locked until {locked.isoformat(timespec='minutes')}" if locked is not None and locked > now
+        until = found.locked_until if found is not None else None
+        if until is not None and until > now and locked is not None and locked.take(user.name, until):
+            # As long as the stand-in check below: the time tells nothing either way.
+            right = _verify(stored, password)
+            outcome = "right password: told the lock's end" if right else "wrong password during the lock"
+            detail = f"account locked until {until.isoformat(timespec='minutes')}; {outcome}"
+            ledger.record_audit(now, user.name, "sign_in_failed", user.name, None, _where(remote, detail))
+            if right:
+                raise AccountLocked(until)
+            return False
+        _verify(_dummy_hash(hashing), password)  # as long as a check: the time tells nothing
+        detail = (f"account locked until {until.isoformat(timespec='minutes')}" if until is not None and until > now
                   else f"{LOCK_AFTER} attempts counted: password not checked")
         ledger.record_audit(now, user.name, "sign_in_failed", user.name, None, _where(remote, detail))
         return False

@@ -28,9 +28,12 @@ def web_command(app: Context, listen: str | None) -> None:
     Put it behind the intranet's TLS reverse proxy (see docs/reference/console.md); it listens on
     127.0.0.1 by default. Exits 0 after a clean stop, 1 if it cannot start.
     """
+    from dispatch import app as application
     from dispatch.web import run_console  # Starlette and uvicorn: only for this command
 
     settings = app.settings
+    for warning in application.accessibility_warnings(settings):
+        click.echo(f"warning: {warning}", err=True)
     address = listen or (settings.web.listen if settings.web else "127.0.0.1:8025")
     try:
         sys.exit(run_console(settings, address))

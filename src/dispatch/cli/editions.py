@@ -54,6 +54,8 @@ def check(app: Context, day: date | None, file: Path | None, urgent: bool) -> No
     edition = ready.edition
     for problem in problems:
         click.echo(str(problem), err=True)
+    for warning in application.accessibility_warnings(settings):
+        click.echo(f"warning: {warning}", err=True)
     too_long = application.long_subject(settings, ready)
     if too_long is not None:
         advice = {"headline": "shorten the headline", "subject": "shorten it, or put the news first"}.get(

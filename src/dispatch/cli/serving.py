@@ -29,7 +29,11 @@ def serve_command(app: Context, log_json: bool) -> None:
     settings = app.settings
     hosted = None
     if settings.web is not None:
+        from dispatch import app as application
         from dispatch.web import HostedConsole  # the editor console, served by this process too
+
+        for warning in application.accessibility_warnings(settings):
+            click.echo(f"warning: {warning}", err=True)
 
         try:
             hosted = HostedConsole(settings, settings.web.listen, app.application)

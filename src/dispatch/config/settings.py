@@ -206,7 +206,8 @@ class WebSettings:
         return bool(self.base_url and self.base_url.startswith("https://"))
 
 
-_ACCESSIBILITY_KEYS = ("organisation", "contact_email", "contact_phone", "response_days", "known_gaps", "assessed")
+_ACCESSIBILITY_KEYS = ("organisation", "contact_email", "contact_phone", "response_days", "known_gaps", "assessed",
+                       "reviewed")
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,13 @@ class AccessibilitySettings:
     response_days: int = 10  # working days to answer a report of a problem
     known_gaps: tuple[str, ...] = ()
     assessed: date | None = None  # when the service was last assessed
+    reviewed: date | None = None  # when the statement was last reviewed ("uppdaterades senast"); None: the config's date
+    configured: bool = False  # the config has an accessibility: section
+
+    @property
+    def has_contact(self) -> bool:
+        """The statement names a way to report a problem (the law asks for one)."""
+        return bool(self.contact_email or self.contact_phone)
 
 
 @dataclass(frozen=True)

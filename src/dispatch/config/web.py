@@ -149,13 +149,10 @@ def _read_accessibility(reader: _Reader, raw: LineDict) -> AccessibilitySettings
         reader.problem(section.line_of("known_gaps"), "'accessibility.known_gaps' must be a list of sentences (what is not "
                                                       "accessible yet, and why)")
         gaps = []
-    assessed = reader.get(section, "assessed", (date, str), None, p)
-    if isinstance(assessed, str):
-        try:
-            assessed = date.fromisoformat(assessed)
-        except ValueError:
-            reader.problem(section.line_of("assessed"), f"'accessibility.assessed' must be a date like 2026-12-01, not {assessed!r}")
-            assessed = None
+    assessed = _date(reader, section, "assessed")
+    reviewed = _date(reader, section, "reviewed")
+    # Where a warning about the statement points: its section, or web: when it has none.
+    reader.lines.setdefault("accessibility", raw.line_of("accessibility" if "accessibility" in raw else "web"))
     email = reader.text(section, "contact_email", None, p)
     if email is not None and "@" not in email:
         reader.problem(section.line_of("contact_email"), f"'accessibility.contact_email' must be an address, not {email!r}")
@@ -163,5 +160,17 @@ def _read_accessibility(reader: _Reader, raw: LineDict) -> AccessibilitySettings
         organisation=reader.text(section, "organisation", "Regionen", p), contact_email=email,
         contact_phone=reader.text(section, "contact_phone", None, p),
         response_days=int(reader.number(section, "response_days", int, 10, p, low=1, high=90, rule="working days from 1 to 90")),
-        known_gaps=tuple(g.strip() for g in gaps), assessed=assessed,
+        known_gaps=tuple(g.strip() for g in gaps), assessed=assessed, reviewed=reviewed,
+        configured="accessibility" in raw,
     )
+
+
+def _date(reader: _Reader, section: LineDict, key: str) -> date | None:
+    value = reader.get(section, key, (date, str), None, "accessibility.")
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            reader.problem(section.line_of(key), f"'accessibility.{key}' must be a date like 2026-12-01, not {value!r}")
+            return None
+    return value if isinstance(value, date) else None

@@ -69,6 +69,7 @@ def create_console(settings: Settings, *, clock: app.Clock | None = None, applic
         Route("/editions/{day}/revoke", editor.revoke, methods=["POST"]),
         Route("/editions/{day}/test", editor.send_test, methods=["POST"]),
         Route("/editions/{day}/kept/{kept_id}", editor.kept_text),
+        Route("/paste", editor.paste, methods=["POST"]),  # Innehåll: pasted HTML -> Markdown
         # A reload or Back after an action: to the edition's page, never the action again.
         *(Route(f"/editions/{{day}}/{action}", editor.back_to_edition, methods=["GET"])
           for action in ("save", "approve", "revoke", "test", "correction", "preview")),

@@ -29,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from dispatch.app import AddressLimits, App, Clock, Permission, Runs, User, active_user, audit
+from dispatch.app import AddressLimits, App, Clock, LockedChecks, Permission, Runs, User, active_user, audit
 from dispatch.app import Session as Unit
 from dispatch.config import Settings, WebSettings
 from dispatch.errors import DispatchError
@@ -79,6 +79,7 @@ class Console:
     checks: PasswordChecks
     limits: AddressLimits
     previews: OrderedDict[str, tuple[str, str, str]] = field(default_factory=OrderedDict)  # id -> (user, html, day)
+    locked: LockedChecks = field(default_factory=LockedChecks)  # checks of a password during its account's lock
 
     def now(self) -> datetime:
         """The time in the office's zone, as the command line has it: an urgent message's

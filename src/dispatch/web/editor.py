@@ -11,8 +11,9 @@ import re
 from collections.abc import Callable
 from datetime import date
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
 from dispatch import app
 from dispatch.app import Permission
@@ -235,3 +236,19 @@ async def kept_text(request: Request, visit: Visit) -> Response:
         if str(kept.id) == wanted:
             return visit.render("kept.html", day=day, kept=kept)
     return not_found(visit)
+
+
+@page(Permission.EDIT)
+async def paste(request: Request, visit: Visit) -> Response:
+    """Formatted text pasted into ``Innehåll`` (the edition editor and the urgent composer):
+    the clipboard's HTML, sent by console.js as the request's body (``text/html``, the CSRF
+    token in its header), back as Markdown to insert. Converted here, on the server, after
+    sanitising: no HTML of the paste reaches the text. Too large a paste is refused (413) and
+    the browser pastes the plain text instead."""
+    received = bytearray()
+    async for chunk in request.stream():
+        received += chunk
+        if len(received) > app.MAX_PASTE_BYTES:
+            return PlainTextResponse("", status_code=413)
+    markdown = await run_in_threadpool(app.markdown_from_clipboard, received.decode("utf-8", errors="replace"))
+    return PlainTextResponse(markdown)

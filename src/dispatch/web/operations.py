@@ -252,6 +252,8 @@ async def urgent_confirm(request: Request, visit: Visit) -> Response:
     """The confirmation: the count and the lists, before anything is written or sent."""
     subject, lists, body = _urgent_form(visit)
     settings = visit.console.settings
+    if visit.form.get("cancel"):  # "Avbryt": back to the message as written, nothing counted or sent
+        return visit.render("urgent.html", subject=subject, body=body, chosen=lists, lists=app.all_lists(settings), error="")
     error = "" if subject and lists and body.strip() else "Skriv ett ämne och ett meddelande, och välj minst en lista."
     count = 0
     if not error:

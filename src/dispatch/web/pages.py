@@ -10,9 +10,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
-from dispatch import app
+from dispatch import app, wording
 from dispatch.app import Permission
-from dispatch.values import DispatchKind, DispatchLabel
+from dispatch.values import DispatchKind, DispatchLabel, Fact
 from dispatch.web.checks import Busy
 from dispatch.web.console import Console, Visit, forbidden, not_found, page, render
 
@@ -72,7 +72,15 @@ async def login(request: Request) -> Response:
     try:
         user = await console.checks.run(console.in_session, lambda unit: app.sign_in(
             unit, values.get("username", "").strip(), values.get("password", ""), now, remote=remote,
-            hashing=console.web.password_hashing, limits=console.limits))
+            hashing=console.web.password_hashing, limits=console.limits, locked=console.locked))
+    except app.AccountLocked as exc:
+        # Only someone who gave the right password gets here: say until when, in the office's time.
+        until = exc.until.astimezone(console.settings.timezone).strftime("%H:%M")
+        response = render(console, "login.html", 401, user=None, session=None, now=now, csrf=token, next=target,
+                          error="locked", locked=wording.swedish(Fact.of("sign_in.locked", until=until)), local=True,
+                          username=values.get("username", "").strip()[:64])
+        console.sessions.keep_sign_in_token(response, token)
+        return response
     except (app.SignInRefused, Busy) as exc:
         busy = isinstance(exc, Busy)
         response = render(console, "login.html", 503 if busy else 401, user=None, session=None, now=now, csrf=token,

@@ -140,6 +140,8 @@ _DETAIL_PARTS: Catalogue = [(re.compile(pattern), wording) for pattern, wording 
     (r"^unknown user or no password$", "okänd användare eller inget lösenord"),
     (r"^account locked until (?P<t>.+)$", "kontot spärrat till {t}"),
     (r"^wrong password \((?P<n>\d+)\)$", "fel lösenord (försök {n})"),
+    (r"^wrong password during the lock$", "fel lösenord under spärren"),
+    (r"^right password: told the lock's end$", "rätt lösenord: fick veta när spärren upphör"),
     (r"^(?P<n>\d+) attempts counted: password not checked$", "{n} försök räknade: lösenordet prövades inte"),
     (r"^too many unknown names from this address$", "för många okända användarnamn från den här adressen"),
     (r"^by the account's owner$", "av kontots ägare"),

@@ -4,14 +4,138 @@
 (function () {
   "use strict";
 
+  // Line numbers beside the Markdown, one per line of the text however many rows a long line
+  // wraps to: each number is as tall as its line, measured in a hidden copy of the box
+  // (same width, font and wrapping), so that the numbers stay in step with the text.
   function numberLines(textarea) {
     var gutter = textarea.parentElement.querySelector(".gutter");
     if (!gutter) return;
-    var count = textarea.value.split("\n").length;
-    var lines = [];
-    for (var i = 1; i <= count; i++) lines.push(i);
-    gutter.textContent = lines.join("\n");
+    var lines = textarea.value.split("\n");
+    var heights = measureLines(textarea, lines);
+    while (gutter.children.length > lines.length) gutter.removeChild(gutter.lastChild);
+    for (var i = 0; i < lines.length; i++) {
+      var number = gutter.children[i];
+      if (!number) { number = document.createElement("span"); number.textContent = String(i + 1); gutter.appendChild(number); }
+      number.style.height = heights ? heights[i] + "px" : "";
+    }
     gutter.scrollTop = textarea.scrollTop;
+  }
+
+  function measureLines(textarea, lines) {
+    if (textarea.offsetParent === null) return null;  // not shown: nothing to measure
+    var mirror = textarea.__mirror;
+    if (!mirror) {
+      mirror = textarea.__mirror = document.createElement("div");
+      mirror.className = "line-mirror";
+      mirror.setAttribute("aria-hidden", "true");
+      textarea.parentElement.appendChild(mirror);
+    }
+    var style = window.getComputedStyle(textarea);
+    mirror.style.width = (textarea.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight)) + "px";
+    mirror.style.font = style.font;
+    mirror.style.letterSpacing = style.letterSpacing;
+    mirror.style.tabSize = style.tabSize;
+    while (mirror.children.length > lines.length) mirror.removeChild(mirror.lastChild);
+    for (var i = 0; i < lines.length; i++) {
+      var row = mirror.children[i] || mirror.appendChild(document.createElement("div"));
+      row.textContent = lines[i] || "\u200b";  // an empty line is one row high
+    }
+    var heights = [];
+    for (var j = 0; j < lines.length; j++) heights.push(mirror.children[j].getBoundingClientRect().height);
+    return heights;
+  }
+
+  // The toolbar (Rubrik, Punkt, Fet, Länk) writes the Markdown for people who do not know
+  // it. Text goes in through the browser's own editing, so that Ctrl+Z takes it back.
+  function replaceRange(textarea, start, end, text, selectStart, selectEnd) {
+    textarea.focus();
+    textarea.setSelectionRange(start, end);
+    var done = false;
+    try { done = document.execCommand("insertText", false, text); } catch (error) { done = false; }
+    if (!done || textarea.value.slice(start, start + text.length) !== text) {
+      textarea.setRangeText(text, start, end, "end");
+      textarea.dispatchEvent(new Event("input", {bubbles: true}));
+    }
+    textarea.setSelectionRange(selectStart, selectEnd);
+  }
+
+  function lineBounds(textarea) {
+    var value = textarea.value;
+    var start = value.lastIndexOf("\n", textarea.selectionStart - 1) + 1;
+    var endAt = textarea.selectionEnd > textarea.selectionStart && value[textarea.selectionEnd - 1] === "\n"
+      ? textarea.selectionEnd - 1 : textarea.selectionEnd;
+    var end = value.indexOf("\n", endAt);
+    return [start, end < 0 ? value.length : end];
+  }
+
+  function prefixLines(textarea, prefix, others) {
+    // Each selected line gets the prefix; lines that all have it lose it (a second press undoes).
+    var bounds = lineBounds(textarea);
+    var lines = textarea.value.slice(bounds[0], bounds[1]).split("\n");
+    var all = lines.every(function (line) { return line.indexOf(prefix) === 0; });
+    var changed = lines.map(function (line) {
+      if (all) return line.slice(prefix.length);
+      var bare = line;
+      others.forEach(function (other) { if (bare.indexOf(other) === 0) bare = bare.slice(other.length); });
+      return prefix + bare;
+    }).join("\n");
+    replaceRange(textarea, bounds[0], bounds[1], changed, bounds[0] + changed.length, bounds[0] + changed.length);
+  }
+
+  function wrapSelection(textarea, before, after, placeholder) {
+    var start = textarea.selectionStart, end = textarea.selectionEnd;
+    var chosen = textarea.value.slice(start, end) || placeholder;
+    replaceRange(textarea, start, end, before + chosen + after, start + before.length, start + before.length + chosen.length);
+  }
+
+  function addLink(textarea) {
+    var start = textarea.selectionStart, end = textarea.selectionEnd;
+    var label = textarea.value.slice(start, end) || "länktext";
+    var text = "[" + label + "](https://)";
+    // The address is selected, ready to be typed over (or the label, when there was none).
+    var addressAt = start + label.length + 3;
+    if (textarea.selectionStart === textarea.selectionEnd) replaceRange(textarea, start, end, text, start + 1, start + 1 + label.length);
+    else replaceRange(textarea, start, end, text, addressAt, addressAt + "https://".length);
+  }
+
+  var TOOLS = {
+    heading: function (textarea) { prefixLines(textarea, "## ", ["### ", "# ", "- "]); },
+    bullet: function (textarea) { prefixLines(textarea, "- ", ["* ", "+ "]); },
+    bold: function (textarea) { wrapSelection(textarea, "**", "**", "fet text"); },
+    link: addLink,
+  };
+
+  // Formatted text pasted from Word, Outlook or Teams: the clipboard's HTML goes to the
+  // server, which sanitises it and answers with Markdown; without HTML (or if the server
+  // cannot answer) the plain text is pasted as usual.
+  function pasteAsMarkdown(textarea, event) {
+    var data = event.clipboardData;
+    var html = data && data.types && Array.prototype.indexOf.call(data.types, "text/html") >= 0 ? data.getData("text/html") : "";
+    if (!html || textarea.readOnly) return;
+    event.preventDefault();
+    var plain = data.getData("text/plain");
+    var start = textarea.selectionStart, end = textarea.selectionEnd;
+    textarea.setAttribute("aria-busy", "true");
+    fetch("/paste", {method: "POST", credentials: "same-origin",
+                     headers: {"X-CSRF-Token": document.body.getAttribute("data-csrf") || "",
+                               "Content-Type": "text/html; charset=utf-8"},
+                     body: html})
+      .then(function (response) {
+        if (response.status === 401) warnExpired();
+        return response.ok ? response.text() : plain;
+      })
+      .catch(function () { return plain; })
+      .then(function (text) {
+        textarea.removeAttribute("aria-busy");
+        // A pasted block starts on a line of its own and leaves the text after it on its own
+        // line; a few words pasted into a line stay in it.
+        text = text.replace(/\n+$/, "");
+        var block = text.indexOf("\n") >= 0;
+        var before = textarea.value.slice(0, start), after = textarea.value.slice(end);
+        if (block && before && before.slice(-1) !== "\n") text = "\n" + text;
+        if (block && after && after[0] !== "\n") text += "\n";
+        replaceRange(textarea, start, end, text, start + text.length, start + text.length);
+      });
   }
 
   function goToLine(textarea, line) {
@@ -195,8 +319,25 @@
     var body = document.getElementById("f-body");
     if (body) {
       numberLines(body);
-      body.addEventListener("input", function () { numberLines(body); });
-      body.addEventListener("scroll", function () { numberLines(body); });
+      var pending = false;
+      var renumber = function () {
+        if (pending) return;
+        pending = true;
+        window.requestAnimationFrame(function () { pending = false; numberLines(body); });
+      };
+      body.addEventListener("input", renumber);
+      body.addEventListener("scroll", function () {
+        var gutter = body.parentElement.querySelector(".gutter");
+        if (gutter) gutter.scrollTop = body.scrollTop;
+      });
+      window.addEventListener("resize", renumber);
+      if (window.ResizeObserver) new ResizeObserver(renumber).observe(body);  // the box dragged taller or wider
+      body.addEventListener("paste", function (event) { pasteAsMarkdown(body, event); });
+      document.querySelectorAll("[data-tool]").forEach(function (button) {
+        button.addEventListener("click", function () {
+          if (!body.readOnly) TOOLS[button.getAttribute("data-tool")](body);
+        });
+      });
       ["keyup", "click", "input"].forEach(function (name) { body.addEventListener(name, function () { showCaret(body); }); });
     }
     document.addEventListener("click", function (event) {
