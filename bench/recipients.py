@@ -68,7 +68,7 @@ def generate(path: Path, rows: int, seed: int = 17) -> tuple[int, int]:
 CHILD = r"""
 import gc, json, resource, sys, time, tracemalloc
 from pathlib import Path
-from dispatch.recipients.lists import lists as recipients# baseline includes the imports
+from dispatch.recipients import lists as recipients  # baseline includes the imports
 directory, name, trace = Path(sys.argv[1]), sys.argv[2], sys.argv[3] == "1"
 recipients.normalise("warm.up@example.org")
 gc.collect()

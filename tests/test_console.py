@@ -652,3 +652,47 @@ def test_an_approval_without_the_content_seen_or_with_a_stale_one_is_refused_and
     state = bo.get(f"/editions/{day}").text
     assert "Godkänn</button>" in state, "still waiting for an approval"
     assert bo.post(f"/editions/{day}/approve", data={"csrf": csrf_of(page.text), "seen": seen}).status_code == 303
+
+
+def test_a_problem_and_a_refusal_are_worded_in_swedish_from_the_catalogue(shared: tuple[WebProcess, Project]) -> None:
+    """Issue 31: the console words the program's facts from dispatch.po; no English sentence of
+    the command line reaches the office, and no regular expression stands between them."""
+    from dispatch.values import Fact
+    from dispatch.wording import english, swedish
+
+    console, _ = shared
+    day = (TOMORROW + timedelta(days=20)).isoformat()
+    anna = sign_in(console.base, "anna")
+    page = anna.get(f"/editions/{day}")
+    fields = {"compiled": f"{day} 13:00", "status": "draft", "body": FIXED_BODY + "\n## Tomt avsnitt\n", "base": "new",
+              "csrf": csrf_of(page.text)}
+    preview = anna.post(f"/editions/{day}/preview", data=fields)
+    assert preview.status_code == 200, preview.text
+    problem = Fact.of("editorial.empty_section", heading="Tomt avsnitt")
+    shown = html.unescape(preview.text)
+    assert swedish(problem) in shown and english(problem) not in shown
+
+    saved = anna.post(f"/editions/{day}/save", data={**fields, "body": FIXED_BODY})
+    assert saved.status_code == 303
+    olle = sign_in(console.base, "olle")
+    refused = olle.get(f"/editions/{day}/send")
+    assert refused.status_code == 409, refused.text
+    refusal = Fact.of("refusal.not_sendable", reason=Fact.of("gate.not_approved_by_other", editors="anna", day=day))
+    shown = html.unescape(refused.text)
+    worded = swedish(refusal)
+    assert worded.startswith("kan inte skickas: rapporten är inte godkänd")
+    assert worded[:1].upper() + worded[1:] in shown, re.findall(r"role=.alert.*", shown)
+    assert english(refusal) not in shown and "not sendable" not in shown
+
+
+def test_the_recipient_lists_problems_are_worded_in_swedish(console: WebProcess, project: Project) -> None:
+    from dispatch.values import Fact
+    from dispatch.wording import english, swedish
+
+    (project.root / "recipients" / "extra.csv").write_text("email;name\nnot-an-address;Nils\n", encoding="utf-8")
+    olle = sign_in(console.base, "olle")
+    page = html.unescape(olle.get("/recipients").text)
+    assert "recipients/extra.csv:2" in page, re.findall(r'class="problems".*', page)
+    problem = Fact.of("recipients.invalid_address", address="'not-an-address'", detail="x")
+    said = swedish(problem).removesuffix("x")
+    assert said in page and english(problem).removesuffix("x") not in page

@@ -26,6 +26,7 @@ from dispatch.email.message import Envelope, PreparedMessage, prepare, to_header
 from dispatch.email.render import render
 from dispatch.errors import DispatchError, InputError
 from dispatch.models import Edition, Recipient, Rendered
+from dispatch.values import Fact
 
 NOW = datetime(2024, 11, 17, 13, 0, tzinfo=UTC)
 TEMPLATES = ROOT / "templates" / "email"
@@ -331,37 +332,74 @@ def test_encode_words_are_at_most_75_characters_on_one_line_and_decode_to_the_te
 # -- the console's audit log in Swedish ------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("recorded", "shown"), [
-    ("from 10.0.0.7; wrong password (2)", "från 10.0.0.7; fel lösenord (försök 2)"),
-    ("from 10.0.0.7; unknown user or no password", "från 10.0.0.7; okänd användare eller inget lösenord"),
-    ("account locked until 2024-11-18T09:15+00:00", "kontot spärrat till 2024-11-18 10:15"),  # Stockholm time
-    ("5 failed sign-ins: locked for 15 minutes", "5 misslyckade inloggningar: spärrat i 15 minuter"),
-    ("from 10.0.0.7; account disabled", "från 10.0.0.7; kontot är avstängt"),
-    ("from 10.0.0.7; single sign-on", "från 10.0.0.7; enkel inloggning"),
-    ("role approver, bo@region.example.se", "roll godkännare, bo@region.example.se"),
-    ("role editor, no address; single sign-on", "roll redaktör, ingen e-postadress; enkel inloggning"),
-    ("role editor -> approver; email - -> bo@example.org (from the identity provider)",
-     "roll redaktör -> godkännare; e-post - -> bo@example.org (från identitetsleverantören)"),
-    ("revision 2", "version 2"),
-    ("revision 2 of 2024-11-17.r1.edition", "version 2 av 2024-11-17.r1.edition"),
-    ("1 approval(s)", "1 godkännande"),
-    ("3 approval(s)", "3 godkännanden"),
-    ("kept text 7; file 826f0a291683", "texten sparad som 7; filen 826f0a291683"),
-    ("12 deferred recipient(s)", "12 väntande mottagare"),  # as recorded before unknown ones were retried too
-    ("12 waiting recipient(s)", "12 väntande mottagare"),
-    ("49 recipient(s)", "49 mottagare"),
-    ("1 recipient(s) (test)", "1 mottagare (provutskick)"),
-    ("no console role for groups ['kommunikation']", "ingen roll i konsolen för groups ['kommunikation']"),
-    ("from 10.0.0.1; the name belongs to a local account", "från 10.0.0.1; namnet hör till ett lokalt konto"),
-    ("the name belongs to another person at the identity provider", "namnet hör till en annan person hos identitetsleverantören"),
-    ("the account is disabled in the console", "kontot är avstängt i konsolen"),
-    ("json", "json"),  # what has no Swedish wording stays as recorded
-    ("", ""),
-])
-def test_the_audit_logs_details_are_shown_in_swedish(recorded: str, shown: str) -> None:
-    from dispatch.web.swedish import swedish_audit_detail
+def _fact(code: str, count: int | None = None, **params: str | int | Fact) -> Fact:
+    return Fact.of(f"audit_detail.{code}", count=count, **params)
 
-    assert swedish_audit_detail(recorded, STOCKHOLM) == shown
+
+def _role(role: str) -> Fact:
+    return Fact.of(f"role.{role}")
+
+
+# Issue 31: details are recorded as facts (and in English beside them); the console words the
+# facts, no longer the English. Each case: the facts, the English recorded as before, the Swedish shown.
+@pytest.mark.parametrize(("facts", "recorded", "shown"), [
+    ([_fact("from", remote="10.0.0.7"), _fact("wrong_password", attempt=2)],
+     "from 10.0.0.7; wrong password (2)", "från 10.0.0.7; fel lösenord (försök 2)"),
+    ([_fact("from", remote="10.0.0.7"), _fact("unknown_user")],
+     "from 10.0.0.7; unknown user or no password", "från 10.0.0.7; okänd användare eller inget lösenord"),
+    ([_fact("locked_until", until="2024-11-18T09:15+00:00")],
+     "account locked until 2024-11-18T09:15+00:00", "kontot spärrat till 2024-11-18 10:15"),  # Stockholm time
+    ([_fact("locked_for", attempts=5, minutes=15)],
+     "5 failed sign-ins: locked for 15 minutes", "5 misslyckade inloggningar: spärrat i 15 minuter"),
+    ([_fact("from", remote="10.0.0.7"), _fact("account_disabled")],
+     "from 10.0.0.7; account disabled", "från 10.0.0.7; kontot är avstängt"),
+    ([_fact("from", remote="10.0.0.7"), _fact("single_sign_on")],
+     "from 10.0.0.7; single sign-on", "från 10.0.0.7; enkel inloggning"),
+    ([_fact("role_and_address", role=_role("approver"), address="bo@region.example.se")],
+     "role approver, bo@region.example.se", "roll godkännare, bo@region.example.se"),
+    ([_fact("role_no_address", role=_role("editor")), _fact("single_sign_on")],
+     "role editor, no address; single sign-on", "roll redaktör, ingen e-postadress; enkel inloggning"),
+    ([_fact("role_changed", old=_role("editor"), new=_role("approver")),
+      _fact("email_changed_by_provider", old="-", new="bo@example.org")],
+     "role editor -> approver; email - -> bo@example.org (from the identity provider)",
+     "roll redaktör -> godkännare; e-post - -> bo@example.org (från identitetsleverantören)"),
+    ([_fact("revision", revision=2)], "revision 2", "version 2"),
+    ([_fact("revision_of", revision=2, name="2024-11-17.r1.edition")],
+     "revision 2 of 2024-11-17.r1.edition", "version 2 av 2024-11-17.r1.edition"),
+    ([_fact("approvals", count=1)], "1 approval(s)", "1 godkännande"),
+    ([_fact("approvals", count=3)], "3 approval(s)", "3 godkännanden"),
+    ([_fact("kept_text", id=7), _fact("file", hash="826f0a291683")],
+     "kept text 7; file 826f0a291683", "texten sparad som 7; filen 826f0a291683"),
+    ([_fact("waiting_recipients", count=12)], "12 waiting recipient(s)", "12 väntande mottagare"),
+    ([_fact("recipients", count=49)], "49 recipient(s)", "49 mottagare"),
+    ([_fact("test_recipients", count=1)], "1 recipient(s) (test)", "1 mottagare (provutskick)"),
+    ([_fact("no_console_role", groups="groups ['kommunikation']")],
+     "no console role for groups ['kommunikation']", "ingen roll i konsolen för groups ['kommunikation']"),
+    ([_fact("from", remote="10.0.0.1"), _fact("name_of_local_account")],
+     "from 10.0.0.1; the name belongs to a local account", "från 10.0.0.1; namnet hör till ett lokalt konto"),
+    ([_fact("disabled_in_console")], "the account is disabled in the console", "kontot är avstängt i konsolen"),
+    ([_fact("export", format="json")], "json", "json"),
+    ([_fact("said", text="invalid_grant: the code was used")], "invalid_grant: the code was used",
+     "invalid_grant: the code was used"),  # the provider's own words, as said
+    ([], "", ""),
+])
+def test_the_audit_logs_details_are_recorded_in_english_and_shown_in_swedish(facts: list[Fact], recorded: str,
+                                                                               shown: str) -> None:
+    from dispatch.models import AuditEntry
+    from dispatch.web.console import audit_detail
+    from dispatch.wording import english
+
+    assert "; ".join(english(fact) for fact in facts) == recorded
+    entry = AuditEntry(1, datetime(2024, 11, 18, tzinfo=UTC), "anna", "sign_in", "", None, recorded, tuple(facts))
+    assert audit_detail(entry, STOCKHOLM) == shown
+
+
+def test_an_audit_entry_recorded_before_details_were_facts_is_shown_as_recorded() -> None:
+    from dispatch.models import AuditEntry
+    from dispatch.web.console import audit_detail
+
+    entry = AuditEntry(1, datetime(2024, 11, 18, tzinfo=UTC), "olle", "retry_now", "x", None, "12 deferred recipient(s)")
+    assert audit_detail(entry, STOCKHOLM) == "12 deferred recipient(s)"
 
 
 @pytest.mark.parametrize(("cause", "host", "permanent", "said"), [

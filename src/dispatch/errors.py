@@ -8,17 +8,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
-from dispatch.values import RelayCause
+from dispatch.values import Fact, RelayCause
+from dispatch.wording import english
 
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with an input file, shown as ``path:line: message``."""
+    """One thing wrong with an input file: where, and what as a fact (a code and its parameters)
+    that each front door words; the command line shows it as ``path:line: message``.
+
+    A plain string is an English sentence without a code: only the config reader's problems,
+    which only the command line shows."""
 
     path: str
     line: int
-    message: str
+    fact: Fact | str
+
+    @staticmethod
+    def of(path: str, line: int, code: str, **params: str | int | float | Fact) -> Problem:
+        return Problem(path, line, Fact(code, MappingProxyType(params)))
+
+    @property
+    def message(self) -> str:
+        """The problem in English, for the command line, the logs and the office's records."""
+        return self.fact if isinstance(self.fact, str) else english(self.fact)
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}: {self.message}"
@@ -36,6 +51,12 @@ def display_path(path: Path | str) -> str:
 class DispatchError(Exception):
     """Root of every error dispatch raises deliberately."""
 
+    @property
+    def fact(self) -> Fact:
+        """What went wrong, for a front door to word: a subclass that knows more says more; by
+        default the error as it was said (the command line prints ``str(error)`` itself)."""
+        return Fact.of("error.said", text=str(self))
+
 
 class InputError(DispatchError):
     """An edition, recipient list or config file is wrong; nothing may be sent."""
@@ -52,11 +73,19 @@ class PreflightError(InputError):
 class LedgerError(DispatchError):
     """The ledger database cannot be reached or has an unexpected schema."""
 
+    @property
+    def fact(self) -> Fact:
+        return Fact.of("error.ledger", detail=str(self))
+
 
 class LedgerBusy(LedgerError):
     """A row or table the operation needs stayed locked longer than ``lock_timeout`` (another
     node's transaction, perhaps of a node that froze). Nothing was written; the caller may
     try again."""
+
+    @property
+    def fact(self) -> Fact:
+        return Fact.of("error.ledger_busy", detail=str(self))
 
 
 class TransportError(DispatchError, ConnectionError):
@@ -75,6 +104,10 @@ class TransportError(DispatchError, ConnectionError):
         # None: nothing more is known than that the session failed.
         self.cause = cause
         super().__init__(f"{endpoint}: {message}")
+
+    @property
+    def fact(self) -> Fact:
+        return Fact.of("error.transport", endpoint=self.endpoint, detail=self.detail)
 
 
 class AuthenticationError(TransportError):
@@ -100,3 +133,7 @@ class ConsoleError(DispatchError):
 class SigningError(DispatchError):
     """A message cannot be DKIM-signed (the key file, or dkimpy refusing); nothing is sent
     unsigned when signing is configured."""
+
+    @property
+    def fact(self) -> Fact:
+        return Fact.of("error.signing", detail=str(self))

@@ -8,7 +8,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import ClassVar
 
-from dispatch.values import DispatchKind, Permission, Role
+from dispatch.values import DispatchKind, Fact, Permission, Role
 
 
 @dataclass(frozen=True)
@@ -201,10 +201,11 @@ class DispatchRecord:
     created_at: datetime
     finished_at: datetime | None
     content_hash: str | None = None
-    approved_by: str | None = None
+    approved_by: str | None = None  # the person whose recorded approval let it go
     approved_at: datetime | None = None
     approval_id: int | None = None
     lists: tuple[str, ...] = ()
+    by_front_matter: bool = False  # let go by the file's 'status: approved' (approval: front_matter), no person
 
     @property
     def kind_of(self) -> DispatchKind:
@@ -242,7 +243,8 @@ class AuditEntry:
     action: str
     target: str
     content_hash: str | None
-    detail: str
+    detail: str  # in English, as the command line and the logs read it
+    facts: tuple[Fact, ...] = ()  # the same as facts, for the console to word; () for entries from before them
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,12 @@ from datetime import date, datetime
 from enum import StrEnum
 from types import MappingProxyType
 
-Params = Mapping[str, "str | int | float"]
+# A parameter is a value, or a fact of its own that the front door words in the same language
+# (a refusal "not sendable: <why>" carries the approval rule's reason as a fact).
+Params = Mapping[str, "str | int | float | Fact"]
 
 
-def _frozen(params: Mapping[str, str | int | float] | None) -> Params:
+def _frozen(params: Mapping[str, str | int | float | Fact] | None) -> Params:
     return MappingProxyType(dict(params or {}))
 
 
@@ -32,8 +34,20 @@ class Fact:
     params: Params = field(default_factory=lambda: _frozen(None))
     count: int | None = None
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.params, MappingProxyType):
+            object.__setattr__(self, "params", _frozen(self.params))
+
+    def __hash__(self) -> int:  # problems are told apart in sets and dicts; a mappingproxy has no hash
+        return hash((self.code, tuple(sorted(self.params.items())), self.count))
+
+    def __reduce__(self) -> tuple[type[Fact], tuple[str, dict[str, str | int | float | Fact], int | None]]:
+        # A mappingproxy does not pickle, and facts cross processes (the console's checks run
+        # in worker processes and return their problems).
+        return Fact, (self.code, dict(self.params), self.count)
+
     @staticmethod
-    def of(code: str, count: int | None = None, **params: str | int | float) -> Fact:
+    def of(code: str, *, count: int | None = None, **params: str | int | float | Fact) -> Fact:
         return Fact(code, _frozen(params), count)
 
 

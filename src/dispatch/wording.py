@@ -1,5 +1,5 @@
-"""Facts worded: English for the command line, the logs and the exports (the catalogue below, in
-code), Swedish for the console, the office's emails and alerts (the gettext catalogue
+"""Facts worded: English for the command line, the logs and the exports (the catalogue in
+dispatch.english, in code), Swedish for the console, the office's emails and alerts (the gettext catalogue
 ``locale/sv/LC_MESSAGES/dispatch.po``, read with Babel).
 
 Both catalogues are keyed by the fact's code; ``{name}`` fills in a parameter. An entry with two
@@ -17,81 +17,11 @@ from datetime import date
 from functools import cache
 from pathlib import Path
 
-from dispatch.values import DispatchLabel, Fact, RelayCause, RunState, SendPlan
+from dispatch.english import AUDIT_ACTIONS as AUDIT_ACTIONS  # the catalogue in English, re-exported
+from dispatch.english import ENGLISH as ENGLISH
+from dispatch.values import DispatchLabel, Fact, RelayCause, SendPlan
 
 CATALOGUE = Path(__file__).parent / "locale" / "sv" / "LC_MESSAGES" / "dispatch.po"
-
-# code -> English wording (or its singular and plural forms)
-ENGLISH: dict[str, str | tuple[str, str]] = {
-    "duration.seconds": ("{count} second", "{count} seconds"),
-    "duration.minutes": ("{count} minute", "{count} minutes"),
-    "duration.hours": ("{count} hour", "{count} hours"),
-    **{f"run_state.{state.value}": state.value.replace("_", " ") for state in RunState},
-    "run.failed": "The send could not run: {detail}",
-    "run.revoked": "the approval was revoked during the send",
-    # Why the relay did not take messages (values.RelayCause)
-    "relay_cause.connection_refused": "connection refused",
-    "relay_cause.unreachable": "the server cannot be reached (name or network)",
-    "relay_cause.timeout": "no answer in time",
-    "relay_cause.disconnected": "the server closed the connection",
-    "relay_cause.tls": "TLS failed or the certificate is not trusted (transport.ca_file)",
-    "relay_cause.authentication": "the server refused the credentials",
-    "relay_cause.temporary_reply": "the server refused the session for now",
-    "relay_cause.permanent_reply": "the server refused the session",
-    "relay_cause.quota": "the mailbox's daily submission quota is used up",
-    "relay_cause.other": "the session failed",
-    # The relay's trouble, as a send's page says it
-    "relay.paused": "The relay {host} cannot be reached right now: {cause}. No recipient is counted as failed for it; "
-                    "the send tries again {when} (or press Retry now once it is fixed).",
-    "relay.refused": "The relay {host} does not take the send: {cause}. It must be fixed; no recipient is counted as "
-                     "failed for it. Press Retry now once it is fixed.",
-    "relay.held": ("{count} recipient waits because the relay {host} did not take the send: {cause}. It is not counted "
-                   "as failed for it; it gets another attempt{when} (Retry now sends at once).",
-                   "{count} recipients wait because the relay {host} did not take the send: {cause}. None of them is "
-                   "counted as failed for it; they get another attempt{when} (Retry now sends to them at once)."),
-    "relay.row": "waits: the relay did not take it ({cause})",
-    "relay.at": "at {time}",
-    "relay.soon": "shortly",
-    "held.elsewhere": ("{count} recipient is held by another run (another node, the service, or a run that was "
-                       "interrupted) until {time} at the latest; after that the next run sends to it.",
-                       "{count} recipients are held by another run (another node, the service, or a run that was "
-                       "interrupted) until {time} at the latest; after that the next run sends to them."),
-    "urgent.ahead": "The urgent message \"{subject}\" goes first; this send goes on by itself when it is out.",
-    # A send plan (values.SendPlan): the command line's `plan:` line, word for word as before
-    "plan.smtp": ("plan: {recipients} recipients in {messages} messages{bcc} over {connections} connection(s) to "
-                  "{relay}{rate}{tail}",) * 2,
-    "plan.maildir": "plan: {recipients} recipients into the Maildir {relay}{tail}",
-    "plan.bcc": " of up to {per_message} recipients (Bcc)",
-    "plan.rate": " at {rate}/min: about {about}",
-    "plan.already": "; {already} already have it",
-    "plan.skipped": " (recipients already accepted are skipped)",
-    # A dispatch as people name it (values.DispatchLabel)
-    "label.edition": "Report of {day}",
-    "label.correction": "Report of {day}, revision {revision}",
-    "label.urgent": "Urgent: {subject}",
-    "label.test": "Test to {name}",
-    # Whether an edition dispatch's file still holds what was sent (status, the dispatch's page)
-    "edition_file.unreadable": "{path} cannot be read as an edition now ({error})",
-    "edition_file.revision": "{path} is now revision {revision} (content {content})",
-    "edition_file.conflict": "{path} has changed since it was sent (content now {content}); see dispatch check",
-    "edition_file.standing_changed": "{path} unchanged; the config's standing sections or templates have changed since",
-    "edition_file.unchanged": "{path} unchanged (content {content})",
-    "edition_file.changed": "{path} has changed (content now {content}): {reason}",
-    # One day's edition (app.overview)
-    "edition.missing": "Missing: no report is written for the day",
-    "edition.problems": ("Draft with {count} problem to fix", "Draft with {count} problems to fix"),
-    "edition.draft": "Draft: {reason}",
-    "edition.approved_by": "Approved by {by} {at}",
-    "edition.approved_in_file": "Approved (status: approved in the file)",
-    "edition.correction": "Correction (revision {revision}): {state}",
-    "edition.sending": "Sending: {sent} of {total}",
-    "edition.waiting_for_urgent": "Waiting: the urgent message \"{subject}\" goes first; {sent} of {total} have it",
-    "edition.paused_by_relay": "Paused: the relay does not take messages; {sent} of {total} have it",
-    "edition.sent": ("Sent {at} to {sent} recipient", "Sent {at} to {sent} recipients"),
-    "edition.failed": (", {count} failed",) * 2,
-    # The right password for a locked account (only ever said to someone who gave it).
-    "sign_in.locked": "the account is locked until {until} after too many wrong passwords",
-}
 
 
 def english(fact: Fact) -> str:
@@ -99,7 +29,7 @@ def english(fact: Fact) -> str:
     wording = ENGLISH[fact.code]
     if isinstance(wording, tuple):
         wording = wording[0] if fact.count == 1 else wording[1]
-    return _fill(wording, fact)
+    return _fill(wording, fact, english)
 
 
 def swedish(fact: Fact) -> str:
@@ -111,11 +41,20 @@ def swedish(fact: Fact) -> str:
         wording = translations.gettext(fact.code)
     if wording == fact.code:  # not in the catalogue: exact English rather than a code on screen
         return english(fact)
-    return _fill(wording, fact)
+    return _fill(wording, fact, swedish)
 
 
-def _fill(wording: str, fact: Fact) -> str:
-    return wording.format_map({"count": fact.count, **fact.params})
+def swedish_of(said: Fact | str) -> str:
+    """What a problem says, in Swedish; a plain string (a config problem, which only the command
+    line meets) is shown as it was said."""
+    return said if isinstance(said, str) else swedish(said)
+
+
+def _fill(wording: str, fact: Fact, language: Callable[[Fact], str]) -> str:
+    """The wording with the fact's parameters filled in; a parameter that is a fact itself is
+    worded in the same language."""
+    params = {key: language(value) if isinstance(value, Fact) else value for key, value in fact.params.items()}
+    return wording.format_map({"count": fact.count, **params})
 
 
 @cache

@@ -4,17 +4,17 @@ did. Passwords, signing in and out, and sessions ending: ``passwords``.
 
 from __future__ import annotations
 
-import re
+import re  # not wording: makes an account name from a single sign-on address
 import unicodedata
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from dispatch.app.application import Session
-from dispatch.app.passwords import HASHING, MIN_PASSWORD, NAME
+from dispatch.app.passwords import HASHING, MIN_PASSWORD, NAME, where
 from dispatch.errors import DispatchError, InputError, LedgerError, Problem
 from dispatch.models import AuditEntry, User
 from dispatch.recipients.addresses import AddressError, normalise
-from dispatch.values import Role
+from dispatch.values import Fact, Role
 
 _NAME = NAME
 
@@ -31,22 +31,21 @@ def add_user(s: Session, name: str, email: str, role: str, password: str | None,
     ledger = s.ledger
     problems = []
     if not _NAME.match(name):
-        problems.append(Problem("users add", 0, f"the name {name!r} must be 1-64 letters, digits, '.', '_' or '-' "
-                                                "(no spaces): people sign in with it"))
+        problems.append(Problem.of("users add", 0, "account.bad_name", name=repr(name)))
     try:
         address, _ = normalise(email)
     except AddressError as exc:
-        problems.append(Problem("--email", 0, f"invalid address {email!r}: {exc}"))
+        problems.append(Problem.of("--email", 0, "recipients.invalid_address", address=repr(email), detail=exc.fact))
         address = email
     if Role.named(role) is None:
-        problems.append(Problem("--role", 0, f"the role must be one of {', '.join(Role)}, not {role!r}"))
+        problems.append(Problem.of("--role", 0, "account.bad_role", roles=", ".join(Role), role=repr(role)))
     if password is not None and len(password) < MIN_PASSWORD:
-        problems.append(Problem("password", 0, f"the password must be at least {MIN_PASSWORD} characters "
-                                               "(a few words are easier to remember than symbols)"))
+        problems.append(Problem.of("password", 0, "password.too_short", minimum=MIN_PASSWORD))
     if problems:
         raise InputError(problems)
     user = ledger.add_user(name, address, role, HASHING[hashing].hash(password) if password is not None else None, now)
-    ledger.record_audit(now, by, "user_added", name, None, f"role {role}, {address}")
+    ledger.record_audit(now, by, "user_added", name, None, (Fact.of("audit_detail.role_and_address", role=role_named(role),
+                                                                    address=address),))
     return user
 
 
@@ -74,8 +73,14 @@ def active_user(s: Session, name: str, generation: int) -> User | None:
     return user if Role.named(user.role) is not None else None  # NO_ROLE (taken away at the provider): nothing
 
 
+def role_named(role: str) -> Fact | str:
+    """A role as a fact each front door words ('-' for none: an account whose groups no longer
+    give one)."""
+    return Fact.of(f"role.{role}") if Role.named(role) is not None else (role or "-")
+
+
 def audit(s: Session, now: datetime, user: str, action: str, target: str = "", content_hash: str | None = None,
-          detail: str = "") -> None:
+          detail: tuple[Fact, ...] = ()) -> None:
     ledger = s.ledger
     ledger.record_audit(now, user, action, target, content_hash, detail)
 
@@ -158,16 +163,19 @@ def sso_user(s: Session, name: str, email: str, role: Role, now: datetime, *, su
     if user is None:
         user = _first_sso_sign_in(s, name, address, role, now, subject, remote)
     if user.disabled:
-        sso_refused(s, user.name, "the account is disabled in the console", now, remote=remote)
+        sso_refused(s, user.name, Fact.of("audit_detail.disabled_in_console"), now, remote=remote)
         raise SSORefused(f"the account {user.name!r} is disabled")
     if Role.named(user.role) is not role or user.email != address:
         ledger.update_user(user.name, role=role, email=address)
-        changes = [f"{what} {old or '-'} -> {new or '-'}" for what, old, new in
-                   (("role", user.role, role), ("email", user.email, address)) if old != new]
-        ledger.record_audit(now, user.name, "user_updated", user.name, None,
-                            "; ".join(changes) + " (from the identity provider)")
+        changes = [Fact.of("audit_detail.role_changed", old=role_named(user.role), new=role_named(role))
+                   if what == "role" else Fact.of("audit_detail.email_changed", old=old or "-", new=new or "-")
+                   for what, old, new in (("role", user.role, role), ("email", user.email, address)) if old != new]
+        # The last change says where they all came from: "...; email - -> bo@x (from the identity provider)".
+        last = changes[-1]
+        changes[-1] = Fact(f"{last.code}_by_provider", last.params)
+        ledger.record_audit(now, user.name, "user_updated", user.name, None, tuple(changes))
         user = ledger.user(user.name) or user
-    ledger.record_audit(now, user.name, "sign_in", user.name, None, _where(remote, "single sign-on"))
+    ledger.record_audit(now, user.name, "sign_in", user.name, None, where(remote, Fact.of("audit_detail.single_sign_on")))
     return user
 
 
@@ -177,7 +185,7 @@ def _first_sso_sign_in(s: Session, name: str, address: str, role: Role, now: dat
     ledger = s.ledger
     existing = ledger.user(name)
     if existing is not None and existing.password_hash is not None:
-        sso_refused(s, name, "the name belongs to a local account", now, remote=remote)
+        sso_refused(s, name, Fact.of("audit_detail.name_of_local_account"), now, remote=remote)
         raise SSORefused(f"{name!r} is a local account; single sign-on does not sign in as it")
     held = existing is not None
     if held:
@@ -191,16 +199,18 @@ def _first_sso_sign_in(s: Session, name: str, address: str, role: Role, now: dat
             raise
         return again
     if not held:
-        ledger.record_audit(now, name, "user_added", name, None, f"role {role}, {address or 'no address'}; single sign-on")
+        added = (Fact.of("audit_detail.role_and_address", role=role_named(role), address=address) if address
+                 else Fact.of("audit_detail.role_no_address", role=role_named(role)))
+        ledger.record_audit(now, name, "user_added", name, None, (added, Fact.of("audit_detail.single_sign_on")))
         return user
     taken = existing.name if existing else ""
-    ledger.record_audit(now, name, "sso_held", name, None, _where(
-        remote, f"the name {taken} belongs to another account; held as {name} (role {role}, {address or 'no address'}) "
-                f"until an operator who knows who it is runs: dispatch users enable {name}"))
+    held_as = (Fact.of("audit_detail.sso_held", taken=taken, name=name, role=role_named(role), address=address) if address
+               else Fact.of("audit_detail.sso_held_no_address", taken=taken, name=name, role=role_named(role)))
+    ledger.record_audit(now, name, "sso_held", name, None, where(remote, held_as))
     raise SSOHeld(f"the name {taken!r} belongs to another account; held as {name!r} for an operator", name)
 
 
-def sso_no_role(s: Session, name: str, subject: str, detail: str, now: datetime, *, remote: str = "") -> str:
+def sso_no_role(s: Session, name: str, subject: str, detail: Fact | str, now: datetime, *, remote: str = "") -> str:
     """The provider signed someone in whose groups map to no role: refused, and if they have an
     account its stored role goes (their open sessions may do nothing more; a group given back at
     the provider gives the role back at the next sign-in). Returns the name in the audit log."""
@@ -211,7 +221,7 @@ def sso_no_role(s: Session, name: str, subject: str, detail: str, now: datetime,
         if Role.named(user.role) is not None:  # (an unknown stored value goes too)
             ledger.update_user(name, role=NO_ROLE)
             ledger.record_audit(now, name, "user_updated", name, None,
-                                f"role {user.role} -> - (no longer in a group that gives a role, at the identity provider)")
+                                (Fact.of("audit_detail.role_taken_by_provider", old=role_named(user.role)),))
     sso_refused(s, name, detail, now, remote=remote)
     return name
 
@@ -229,18 +239,15 @@ def enable_user(s: Session, name: str, now: datetime, *, by: str) -> bool:
     return True
 
 
-def sso_refused(s: Session, name: str, detail: str, now: datetime, *, remote: str = "") -> None:
-    """The provider signed someone in whom the console does not let in."""
-    ledger = s.ledger
-    ledger.record_audit(now, name, "sso_refused", name, None, _where(remote, detail))
+def sso_refused(s: Session, name: str, detail: Fact | str, now: datetime, *, remote: str = "") -> None:
+    """The provider signed someone in whom the console does not let in (``detail``: why, as a
+    fact, or in the provider's own words)."""
+    fact = Fact.of("audit_detail.said", text=detail) if isinstance(detail, str) else detail
+    s.ledger.record_audit(now, name, "sso_refused", name, None, where(remote, fact))
 
 
 def sso_failed(s: Session, reason: str, now: datetime, *, remote: str = "") -> None:
     """A sign-in through the provider that did not complete (a wrong state, a reused code, an
     invalid token): nobody is known yet, so the entry is under '?'."""
-    ledger = s.ledger
-    ledger.record_audit(now, "?", "sso_failed", "", None, _where(remote, reason))
-
-
-def _where(remote: str, detail: str) -> str:
-    return "; ".join(part for part in (f"from {remote}" if remote else "", detail) if part)
+    # The provider's or the token library's own words: shown as they were said.
+    s.ledger.record_audit(now, "?", "sso_failed", "", None, where(remote, Fact.of("audit_detail.said", text=reason)))

@@ -72,8 +72,7 @@ def process_bounces(s: Session, now: datetime) -> BounceRun:
     message is read again next time and recorded nothing twice)."""
     settings, ledger = s.settings, s.ledger
     if settings.bounces is None or not settings.bounces.host:
-        raise InputError([Problem(display_path(settings.path), 1, "no bounce mailbox: add a 'bounces:' section with "
-                                                                   "host, username and password_env (see docs/how-to/bounces.md)")])
+        raise InputError([Problem.of(display_path(settings.path), 1, "bounces.no_mailbox")])
     box = settings.bounces
     run = BounceRun()
     with open_mailbox(box, lambda: _secret(box)) as mailbox:

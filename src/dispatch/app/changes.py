@@ -21,7 +21,8 @@ from dispatch.email.edition import assemble, edition_path, section_anchor, swedi
 from dispatch.errors import ChangeControlError, DispatchError, InputError, Problem, display_path
 from dispatch.ledger import DispatchRecord, Ledger, dispatch_name
 from dispatch.models import Edition, Section
-from dispatch.values import DispatchKind
+from dispatch.values import DispatchKind, Fact
+from dispatch.wording import english
 
 
 def identify(s: Session, edition: Edition) -> Content:
@@ -32,7 +33,7 @@ def identify(s: Session, edition: Edition) -> Content:
     try:
         files = content_id.read_templates(settings.templates_dir)
     except OSError as exc:
-        raise InputError([Problem(display_path(settings.templates_dir), 1, f"cannot read the templates: {exc.strerror}")]) from None
+        raise InputError([Problem.of(display_path(settings.templates_dir), 1, "templates.unreadable", detail=str(exc.strerror))]) from None
     return content_id.identify(edition, content_id.template_digest(files))
 
 
@@ -94,21 +95,15 @@ def changed_after_send(edition: Edition, current: Content, sent: SentVersion, zo
     shown = display_path(edition.source)
     diff = content_id.source_diff(sent.source_text, edition.source_text, f"{record.name} (as sent)", shown)
     parts = content_id.changed_parts(sent.canonical, current.canonical)
-    if diff:
-        what = "the file has changed since (diff below)"
-    else:
-        what = "the file is unchanged, but " + (", ".join(parts) or "its rendering") + " changed since"
+    what = (Fact.of("change.file_changed") if diff
+            else Fact.of("change.parts_changed", parts=", ".join(parts) or "its rendering"))
     when = record.created_at.astimezone(zone).strftime("%Y-%m-%d %H:%M %z") if record.created_at else ""
-    message = (
-        f"this edition was already sent to {sent.reached} recipient(s) as {record.name} ({when}, content "
-        f"{content_id.short(sent.content_hash)}, now {current.short}); {what}. A sent edition is final: to "
-        f"correct it, set 'revision: {record.revision + 1}' and 'correction: <what changed>' in the front matter, "
-        f"then check and send it (the correction goes to everyone on the lists)"
-        + (". To finish the interrupted dispatch instead, restore the text as sent" if sent.counts.get("pending", 0)
-           + sent.counts.get("deferred", 0) else "")
-    )
+    interrupted = sent.counts.get("pending", 0) + sent.counts.get("deferred", 0)
     line = edition.line_of.get("revision", edition.line_of.get("", 1))
-    return ChangeControlError([Problem(shown, line, message)], diff)
+    return ChangeControlError([Problem.of(
+        shown, line, "change.already_sent_interrupted" if interrupted else "change.already_sent",
+        reached=sent.reached, name=record.name, when=when, sent=content_id.short(sent.content_hash), now=current.short,
+        what=what, revision=record.revision + 1)], diff)
 
 
 @dataclass(frozen=True)
@@ -122,13 +117,14 @@ class Review:
     conflict: ChangeControlError | None  # the edition differs from what was sent
 
     def refusal(self, edition: Edition, refused: str) -> ChangeControlError | None:
-        """Why this content may not go out now (``refused`` begins the message, e.g. "not
-        sendable"); None when it may. The one reading of the gate's verdict for an action."""
+        """Why this content may not go out now (``refused``: the refusal's code, e.g.
+        "refusal.not_sendable", worded with the gate's reason after it); None when it may. The
+        one reading of the gate's verdict for an action."""
         if self.conflict is not None:
             return self.conflict
         if self.verdict is not None and not self.verdict.sendable:
-            return ChangeControlError([Problem(display_path(edition.source), edition.line_of.get("status", 1),
-                                               f"{refused}: {self.verdict.reason}")])
+            return ChangeControlError([Problem.of(display_path(edition.source), edition.line_of.get("status", 1),
+                                                  refused, reason=self.verdict.reason)])
         return None
 
     def gate_verdict(self) -> gate.Verdict:
@@ -151,7 +147,7 @@ class Review:
                           "content); publish uses the content that was sent")
             return state
         verdict = self.gate_verdict()
-        return ("ready to send: " if verdict.sendable else "valid, but NOT ready to send: ") + verdict.reason
+        return ("ready to send: " if verdict.sendable else "valid, but NOT ready to send: ") + english(verdict.reason)
 
 
 def review(s: Session, edition: Edition, now: datetime, *, test: bool = False,

@@ -3,7 +3,7 @@ approvals and their revocation, and publishing under change control."""
 
 from __future__ import annotations
 
-import re
+import re  # not wording: makes an urgent dispatch's name from its file's name
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -21,7 +21,8 @@ from dispatch.ledger import DispatchRecord, Ledger, dispatch_name
 from dispatch.models import Approval, Edition
 from dispatch.publishing.accessibility_statement import statement_body, write_statement
 from dispatch.publishing.intranet import Published, publish_edition
-from dispatch.values import DispatchKind
+from dispatch.values import DispatchKind, Fact
+from dispatch.wording import english, swedish, swedish_of
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def decide(s: Session, ready: Prepared, now: datetime) -> Decision:
     else:
         kind = edition.kind
         found.gate_verdict()  # a daily edition is always judged: no verdict here is a fault, not a pass
-        refusal = found.refusal(edition, "not sendable")
+        refusal = found.refusal(edition, "refusal.not_sendable")
         if refusal is not None:
             raise refusal
     name = dispatch_name(edition.date, edition.revision, kind)
@@ -121,19 +122,16 @@ def approve(s: Session, ready: Prepared, by: str, now: datetime, *, seen: str | 
     if found.conflict is not None:
         raise found.conflict
     if seen is not None and seen != found.content.hash:
-        raise ChangeControlError([Problem(display_path(edition.source), 1,
-                                          f"the edition changed while {by} was reading it (content "
-                                          f"{content_id.short(seen)} then, {found.content.short} now); "
-                                          "read it again and approve what is there now")])
+        raise ChangeControlError([Problem.of(display_path(edition.source), 1, "approve.changed_while_read", approver=by,
+                                             seen=content_id.short(seen), now=found.content.short)])
     refusal = gate.refuse_approver(by, found.authors or (current_user(),))
     if refusal:
         raise ChangeControlError([Problem(display_path(edition.source), edition.line_of.get("by", 1), refusal)])
     if require_seen and seen is None:
-        raise ChangeControlError([Problem(display_path(edition.source), 1, (
-            "the approval does not say which content the approver read (no 'seen'); "
-            "open the edition again, read it and approve what is there"))])
+        raise ChangeControlError([Problem.of(display_path(edition.source), 1, "approve.without_seen")])
     approval = ledger.approve(edition.date, edition.revision, found.content.hash, by, now)
-    ledger.record_audit(now, by, "approve", edition.date.isoformat(), approval.content_hash, f"revision {approval.revision}")
+    ledger.record_audit(now, by, "approve", edition.date.isoformat(), approval.content_hash,
+                        (Fact.of("audit_detail.revision", revision=approval.revision),))
     return approval
 
 
@@ -141,7 +139,7 @@ def revoke(s: Session, day: date, by: str, now: datetime) -> int:
     ledger = s.ledger
     count = ledger.revoke_approvals(day, by, now)
     if count:
-        ledger.record_audit(now, by, "revoke", day.isoformat(), None, f"{count} approval(s)")
+        ledger.record_audit(now, by, "revoke", day.isoformat(), None, (Fact.of("audit_detail.approvals", count=count),))
     return count
 
 
@@ -220,7 +218,7 @@ def publish_checked(s: Session, edition: Edition, now: datetime) -> tuple[Publis
     if sent is None:
         found = review(s, edition, now)
         found.gate_verdict()  # a daily edition is always judged: no verdict here is a fault, not a pass
-        refusal = found.refusal(edition, "not published")
+        refusal = found.refusal(edition, "refusal.not_published")
         if refusal is not None:
             raise refusal
         return publish(settings, edition, now), ""
@@ -243,17 +241,24 @@ def scheduled_edition(s: Session, day: date, now: datetime) -> tuple[Edition | N
     settings = s.settings
     path = edition_path(settings.reports_dir, day)
     if not path.exists():
-        return None, f"filen {display_path(path)} finns inte", f"{display_path(path)} does not exist"
+        return _unsendable(Fact.of("scheduled.no_file", path=display_path(path)))
     try:
         edition = read_edition(s, day, None, now)
         found = review(s, edition, now)
     except InputError as exc:
-        problems = "; ".join(str(p) for p in exc.problems)
-        return None, "rapportfilen har fel: " + problems, "the edition has problems: " + problems
+        # The office's alert lists the problems in Swedish, the log in English.
+        in_swedish = "; ".join(f"{p.path}:{p.line}: {swedish_of(p.fact)}" for p in exc.problems)
+        return (None, swedish(Fact.of("scheduled.problems", problems=in_swedish)),
+                english(Fact.of("scheduled.problems", problems="; ".join(str(p) for p in exc.problems))))
     if found.conflict is not None:
-        return (None, "rapportfilen har ändrats sedan den skickades; en rättelse behöver 'revision' och 'correction'",
+        return (None, swedish(Fact.of("scheduled.changed_after_send")),
                 "; ".join(p.message for p in found.conflict.problems))
     verdict = found.gate_verdict()
     if not verdict.sendable:
-        return None, verdict.reason_sv, verdict.reason
+        return _unsendable(verdict.reason)
     return edition, "", ""
+
+
+def _unsendable(reason: Fact) -> tuple[None, str, str]:
+    """No edition to send, and why: in Swedish for the office's alert mail, in English for the log."""
+    return None, swedish(reason), english(reason)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
+import re  # not wording: checks the form of the Sammanställd field
 import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -29,6 +29,7 @@ from dispatch.errors import ChangeControlError, InputError, Problem
 from dispatch.ledger import Ledger
 from dispatch.models import KeptText
 from dispatch.publishing.atomic import write_atomic
+from dispatch.values import Fact
 
 # The front matter the console shows as fields, in the order it writes them.
 FIELDS = ("compiled", "status", "urgent", "revision", "correction", "lists", "subject", "headline", "preheader", "markers", "by")
@@ -232,7 +233,8 @@ def save_draft(s: Session, day: date, fields: dict[str, str], body: str, base: s
         if current != base:
             by = _saved_by(ledger, day, current)
             kept_id = ledger.keep_text(day, user, text, f"Inte sparad: {by} sparade rapporten efter att {user} öppnade den", now)
-            ledger.record_audit(now, user, "save_refused", day.isoformat(), None, f"kept text {kept_id}; file {current[:12]}")
+            ledger.record_audit(now, user, "save_refused", day.isoformat(), None,
+                                (Fact.of("audit_detail.kept_text", id=kept_id), Fact.of("audit_detail.file", hash=current[:12])))
             return Saved(False, current, conflict_by=by, kept_id=kept_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, data, mode=0o644)
@@ -243,7 +245,7 @@ def save_draft(s: Session, day: date, fields: dict[str, str], body: str, base: s
         content_hash = review(s, edition, now, record_author=user).content.hash
     except InputError:
         pass  # a draft with problems is saved all the same; it cannot be approved or sent
-    ledger.record_audit(now, user, "save", day.isoformat(), content_hash, f"file {new_base}")
+    ledger.record_audit(now, user, "save", day.isoformat(), content_hash, (Fact.of("audit_detail.file", hash=new_base),))
     return Saved(True, new_base, content_hash)
 
 
@@ -294,7 +296,7 @@ def start_correction(s: Session, day: date, user: str, now: datetime) -> Saved:
     settings, ledger = s.settings, s.ledger
     sent = latest_sent_edition(ledger, day)
     if sent is None:
-        raise ChangeControlError([Problem(day.isoformat(), 0, "nothing of this edition has been sent: edit it instead")])
+        raise ChangeControlError([Problem.of(day.isoformat(), 0, "correction.nothing_sent")])
     path = edition_path(settings.reports_dir, day)
     try:
         data = path.read_bytes()
@@ -309,5 +311,5 @@ def start_correction(s: Session, day: date, user: str, now: datetime) -> Saved:
     saved = save_draft(s, day, fields, body, base, user, now)
     if saved.saved:
         ledger.record_audit(now, user, "correction_started", day.isoformat(), None,
-                            f"revision {sent.record.revision + 1} of {sent.record.name}")
+                            (Fact.of("audit_detail.revision_of", revision=sent.record.revision + 1, name=sent.record.name),))
     return saved

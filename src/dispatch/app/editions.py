@@ -27,7 +27,7 @@ from dispatch.email.render import render
 from dispatch.errors import InputError, PreflightError, Problem, display_path
 from dispatch.ledger import dispatch_name
 from dispatch.models import Edition, Recipient, Rendered
-from dispatch.recipients.lists import Resolution, available_lists, resolve
+from dispatch.recipients.lists import Resolution, Where, available_lists, resolve, unknown_list
 from dispatch.values import DispatchKind
 
 if TYPE_CHECKING:
@@ -78,8 +78,9 @@ def read_edition(s: Session, day: date | None, file: Path | None, now: datetime,
             advice="an edition is text (pictures belong on the intranet, linked); check that this is the right file",
         )
     except FileNotFoundError:
-        hint = f"write {display_path(path)}" if file is None else "check the path"
-        raise InputError([Problem(display_path(path), 1, f"no edition file; {hint}")]) from None
+        if file is None:
+            raise InputError([Problem.of(display_path(path), 1, "edition.no_file", file=display_path(path))]) from None
+        raise InputError([Problem.of(display_path(path), 1, "edition.no_file_at_path")]) from None
     # What is new since the edition its readers got before, from the ledger: every reader of
     # an edition file (check, approve, send, serve, the console) sees the same markers.
     return with_news(s, assemble(path, text, settings.report, now, urgent=urgent))
@@ -108,8 +109,7 @@ def choose_lists(settings: Settings, edition: Edition, requested: tuple[str, ...
                 where = (display_path(settings.path), settings.line_of.get("schedules", 1))
             else:
                 where = ("--list", 0)
-            message = f"unknown recipient list {name!r}; known lists: {', '.join(sorted(known)) or 'none'}"
-            problems.append(Problem(where[0], where[1], message) if where[1] else Problem("--list", 0, message))
+            problems.append(unknown_list(where[0] if where[1] else "--list", where[1], name, sorted(known)))
     if problems:
         raise InputError(problems)
     return tuple(names)
@@ -242,7 +242,7 @@ def _resolve_addresses(addresses: tuple[str, ...]) -> Resolution:
         try:
             address, key = normalise(raw)
         except AddressError as exc:
-            raise InputError([Problem("--to", 0, f"invalid address {raw!r}: {exc}")]) from None
+            raise InputError([Problem.of("--to", 0, "recipients.invalid_address", address=repr(raw), detail=exc.fact)]) from None
         resolution.recipients.setdefault(key, Recipient(address=address, name="", key=key, source="--to"))
     return resolution
 
@@ -315,10 +315,11 @@ def phone_problems(settings: Settings, ready: Prepared, html_path: Path | None =
     needles = [longest, *culprit.get("hrefs", []), *culprit.get("attributes", [])]
     sources = _preflight_sources(settings, ready.edition)
     where = next((at for needle in needles if len(needle) >= 4 and (at := preflight.locate([needle], sources))), None)
-    what = f"'{longest[:50]}'" if len(longest) >= 4 else f"a <{culprit.get('tag', 'element')}> {culprit.get('width', '?')} px wide"
     path, line = where or (display_path(ready.edition.source), 1)
-    return [Problem(path, line, f"on a phone ({found.limit} px) the message is {found.width} px wide, so every line scrolls "
-                                f"sideways: {what} does not fit the screen; shorten or break it up")]
+    if len(longest) >= 4:
+        return [Problem.of(path, line, "phone.word_too_wide", limit=found.limit, width=found.width, word=longest[:50])]
+    return [Problem.of(path, line, "phone.element_too_wide", limit=found.limit, width=found.width,
+                       tag=str(culprit.get("tag", "element")), element_width=str(culprit.get("width", "?")))]
 
 
 def _fitted_marker(html: str, executable: str) -> Path | None:
@@ -379,11 +380,11 @@ def all_lists(settings: Settings) -> tuple[str, ...]:
 
 def lists_report(settings: Settings, names: tuple[str, ...]) -> ListsReport:
     """The lists named (default: every list in 'schedules'), resolved as a send would resolve them."""
-    referrers: dict[str, Problem] = {}
+    referrers: dict[str, Where] = {}
     if not names:
         names = settings.scheduled_lists()
         # An unknown list name then points at the schedules in config.yaml.
-        where = Problem(display_path(settings.path), settings.line_of.get("schedules", 1), "")
+        where = (display_path(settings.path), settings.line_of.get("schedules", 1))
         referrers = {name: where for name in names}
     try:
         resolution = resolve(settings.recipients_dir, names, referrers)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 import os
-import re
+import re  # not wording: checks the form of an account name
 import threading
 from collections import OrderedDict
 from datetime import datetime, timedelta
@@ -39,6 +39,7 @@ from dispatch.app.application import Session
 from dispatch.errors import DispatchError, InputError, Problem
 from dispatch.ledger import Ledger
 from dispatch.models import User
+from dispatch.values import Fact
 
 LOCK_AFTER = 5  # failed sign-ins in a row
 LOCK_FOR = timedelta(minutes=15)
@@ -162,16 +163,16 @@ def sign_in(s: Session, name: str, password: str, now: datetime, *, remote: str 
     shown = name[:64] or "?"
     if limits is not None and limits.blocked(remote, now):
         ledger.record_audit(now, shown, "sign_in_failed", name[:64], None,
-                            _where(remote, "too many unknown names from this address"))
+                            where(remote, Fact.of("audit_detail.too_many_unknown_names")))
         raise SignInRefused("wrong user name or password")
     user = ledger.user(name) if NAME.match(name) else None
     if user is None or user.password_hash is None:
         if limits is None or limits.take(remote, now):
             _verify(_dummy_hash(hashing), password)
-            detail = "unknown user or no password"
+            detail = Fact.of("audit_detail.unknown_user")
         else:
-            detail = "too many unknown names from this address"
-        ledger.record_audit(now, shown, "sign_in_failed", name[:64], None, _where(remote, detail))
+            detail = Fact.of("audit_detail.too_many_unknown_names")
+        ledger.record_audit(now, shown, "sign_in_failed", name[:64], None, where(remote, detail))
         raise SignInRefused("wrong user name or password")
     try:
         right = _check(ledger, user, user.password_hash, password, now, remote=remote, hashing=hashing, locked=locked)
@@ -182,11 +183,11 @@ def sign_in(s: Session, name: str, password: str, now: datetime, *, remote: str 
     if not right:
         raise SignInRefused("wrong user name or password")
     if user.disabled:
-        ledger.record_audit(now, user.name, "sign_in_failed", user.name, None, _where(remote, "account disabled"))
+        ledger.record_audit(now, user.name, "sign_in_failed", user.name, None, where(remote, Fact.of("audit_detail.account_disabled")))
         raise SignInRefused("wrong user name or password")
     if HASHING[hashing].check_needs_rehash(user.password_hash):
         ledger.update_user(user.name, password_hash=HASHING[hashing].hash(password))
-    ledger.record_audit(now, user.name, "sign_in", user.name, None, _where(remote, ""))
+    ledger.record_audit(now, user.name, "sign_in", user.name, None, where(remote))
     return user
 
 
@@ -206,7 +207,7 @@ def change_password(s: Session, name: str, current: str, new: str, now: datetime
     _check_new(new, current)  # "the same as the current one" only once the current one is known right
     ledger.update_user(name, password_hash=HASHING[hashing].hash(new))
     ledger.end_sessions(name)
-    ledger.record_audit(now, name, "password_changed", name, None, _where(remote, "by the account's owner"))
+    ledger.record_audit(now, name, "password_changed", name, None, where(remote, Fact.of("audit_detail.by_owner")))
 
 
 def set_password(s: Session, name: str, password: str, now: datetime, *, by: str, hashing: str = "standard") -> bool:
@@ -218,15 +219,14 @@ def set_password(s: Session, name: str, password: str, now: datetime, *, by: str
     if user is None:
         return False
     if user.password_hash is None:
-        raise InputError([Problem("users passwd", 0, f"{name!r} signs in through single sign-on and has no password "
-                                                     "here; change it at the identity provider")])
+        raise InputError([Problem.of("users passwd", 0, "password.single_sign_on", name=repr(name))])
     _check_new(password)
     # An operator's new password is how a locked-out person gets back in before the lock ends
     # (an approver near the deadline): it clears the failed attempts and the lock.
     ledger.update_user(name, password_hash=HASHING[hashing].hash(password), failed_sign_ins=0, locked_until=None)
     ledger.end_sessions(name)
-    unlocked = "; lock cleared" if user.locked_until is not None and user.locked_until > now else ""
-    ledger.record_audit(now, by, "password_changed", name, None, "sessions ended" + unlocked)
+    unlocked = (Fact.of("audit_detail.lock_cleared"),) if user.locked_until is not None and user.locked_until > now else ()
+    ledger.record_audit(now, by, "password_changed", name, None, (Fact.of("audit_detail.sessions_ended"), *unlocked))
     return True
 
 
@@ -235,7 +235,7 @@ def sign_out(s: Session, name: str, now: datetime, *, remote: str = "") -> None:
     person's other browsers with it: one generation per account)."""
     ledger = s.ledger
     ledger.end_sessions(name)
-    ledger.record_audit(now, name, "sign_out", name, None, _where(remote, ""))
+    ledger.record_audit(now, name, "sign_out", name, None, where(remote))
 
 
 def _check(ledger: Ledger, user: User, stored: str, password: str, now: datetime, *, remote: str, hashing: str,
@@ -251,22 +251,24 @@ def _check(ledger: Ledger, user: User, stored: str, password: str, now: datetime
         if until is not None and until > now and locked is not None and locked.take(user.name, until):
             # As long as the stand-in check below: the time tells nothing either way.
             right = _verify(stored, password)
-            outcome = "right password: told the lock's end" if right else "wrong password during the lock"
-            detail = f"account locked until {until.isoformat(timespec='minutes')}; {outcome}"
-            ledger.record_audit(now, user.name, "sign_in_failed", user.name, None, _where(remote, detail))
+            outcome = Fact.of("audit_detail.right_password_during_lock" if right else "audit_detail.wrong_password_during_lock")
+            ledger.record_audit(now, user.name, "sign_in_failed", user.name, None,
+                                where(remote, Fact.of("audit_detail.locked_until", until=until.isoformat(timespec="minutes")),
+                                      outcome))
             if right:
                 raise AccountLocked(until)
             return False
         _verify(_dummy_hash(hashing), password)  # as long as a check: the time tells nothing
-        detail = (f"account locked until {until.isoformat(timespec='minutes')}" if until is not None and until > now
-                  else f"{LOCK_AFTER} attempts counted: password not checked")
-        ledger.record_audit(now, user.name, "sign_in_failed", user.name, None, _where(remote, detail))
+        detail = (Fact.of("audit_detail.locked_until", until=until.isoformat(timespec="minutes"))
+                  if until is not None and until > now else Fact.of("audit_detail.attempts_counted", attempts=LOCK_AFTER))
+        ledger.record_audit(now, user.name, "sign_in_failed", user.name, None, where(remote, detail))
         return False
     if not _verify(stored, password):
-        ledger.record_audit(now, user.name, "sign_in_failed", user.name, None, _where(remote, f"wrong password ({attempt})"))
+        ledger.record_audit(now, user.name, "sign_in_failed", user.name, None,
+                            where(remote, Fact.of("audit_detail.wrong_password", attempt=attempt)))
         if ledger.lock_if_at_limit(user.name, LOCK_AFTER, now + LOCK_FOR):
-            ledger.record_audit(now, user.name, "locked", user.name, None,
-                                f"{LOCK_AFTER} failed sign-ins: locked for {int(LOCK_FOR.total_seconds() // 60)} minutes")
+            ledger.record_audit(now, user.name, "locked", user.name, None, (Fact.of(
+                "audit_detail.locked_for", attempts=LOCK_AFTER, minutes=int(LOCK_FOR.total_seconds() // 60)),))
         return False
     ledger.update_user(user.name, failed_sign_ins=0, locked_until=None)
     return True
@@ -274,10 +276,9 @@ def _check(ledger: Ledger, user: User, stored: str, password: str, now: datetime
 
 def _check_new(password: str, current: str | None = None) -> None:
     if len(password) < MIN_PASSWORD:
-        raise InputError([Problem("password", 0, f"the password must be at least {MIN_PASSWORD} characters "
-                                                 "(a few words are easier to remember than symbols)")])
+        raise InputError([Problem.of("password", 0, "password.too_short", minimum=MIN_PASSWORD)])
     if current is not None and password == current:
-        raise InputError([Problem("password", 0, "the new password is the same as the current one; choose another")])
+        raise InputError([Problem.of("password", 0, "password.unchanged")])
 
 
 def _verify(password_hash: str, password: str) -> bool:
@@ -287,5 +288,6 @@ def _verify(password_hash: str, password: str) -> bool:
         return False
 
 
-def _where(remote: str, detail: str) -> str:
-    return "; ".join(part for part in (f"from {remote}" if remote else "", detail) if part)
+def where(remote: str, *detail: Fact) -> tuple[Fact, ...]:
+    """An audit entry's detail: the address the request came from (when known), then the rest."""
+    return ((Fact.of("audit_detail.from", remote=remote),) if remote else ()) + detail

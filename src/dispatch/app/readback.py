@@ -11,6 +11,7 @@ from dispatch.email import preflight
 from dispatch.email.message import list_address, to_header
 from dispatch.errors import Problem, display_path
 from dispatch.models import Recipient
+from dispatch.values import Fact
 
 if TYPE_CHECKING:
     from dispatch.app.editions import Prepared
@@ -45,9 +46,7 @@ def read_back_problems(settings: Settings, ready: Prepared, sample: bytes, longe
         if header == "To":
             source = _split_source(longest.source)
             path, line = source or (path, line)
-        problems.append(Problem(path, line, (
-            f"the {header} of the message as it would be sent {difference} when parsed back; nothing was sent. "
-            "This is a fault in dispatch, not in the text: report it with this line")))
+        problems.append(Problem.of(path, line, "readback.header_differs", header=header, difference=difference))
     return problems
 
 
@@ -100,15 +99,15 @@ def reject_unwritable_to(resolution: Resolution) -> None:
     for key, recipient in list(resolution.recipients.items()):
         value = to_header([recipient])
         name = " ".join(recipient.name.split())
-        problem_text = None
+        fact = None
         if max(len(line) for line in value.split("\r\n")) > MAX_TO_LINE:
-            problem_text = f"the name of {recipient.address} makes its To line longer than 998 octets; shorten the name"
+            fact = Fact.of("readback.name_too_long", address=recipient.address)
         elif name and (needs_encoding(name) or '"' in value) and (
                 why := preflight.mailbox_reads_back("To", value, (name, recipient.address))):
-            problem_text = f"the To header of {recipient.address} {why} when parsed back; check the name for unusual characters"
-        if problem_text:
+            fact = Fact.of("readback.name_differs", address=recipient.address, difference=why)
+        if fact:
             path, _, line = recipient.source.rpartition(":")
-            problem = Problem(path or "recipients", int(line) if line.isdigit() else 1, problem_text)
+            problem = Problem(path or "recipients", int(line) if line.isdigit() else 1, fact)
             del resolution.recipients[key]
             resolution.invalid.append(Invalid(email=recipient.address, name=recipient.name[:80], problem=problem))
             resolution.problems.append(problem)

@@ -15,7 +15,7 @@ from dispatch.email.edition import edition_path
 from dispatch.errors import DispatchError, display_path
 from dispatch.ledger import DispatchRecord, Ledger
 from dispatch.models import Approval
-from dispatch.publishing.export import export_document, iso
+from dispatch.publishing.export import approved_by, export_document, iso
 from dispatch.values import DispatchKind, DispatchLabel, Fact
 
 
@@ -58,8 +58,7 @@ def edition_note(s: Session, record: DispatchRecord, now: datetime) -> Fact | No
             return Fact.of("edition_file.standing_changed", path=shown)
         return Fact.of("edition_file.unchanged", path=shown, content=content)
     if record.content_hash and record.content_hash != found.content.hash and found.verdict is not None:
-        return Fact.of("edition_file.changed", path=shown, content=content, reason=found.verdict.reason,
-                       reason_sv=found.verdict.reason_sv)
+        return Fact.of("edition_file.changed", path=shown, content=content, reason=found.verdict.reason)
     return Fact.of("edition_file.unchanged", path=shown, content=content)
 
 
@@ -72,8 +71,8 @@ def history(s: Session, since: date | None) -> list[dict[str, Any]]:
         entries.append({
             "dispatch": record.name, "kind": record.kind, "edition": record.edition_date.isoformat(),
             "revision": record.revision, "subject": record.subject, "content_hash": record.content_hash,
-            "created_by": record.created_by, "approved_by": record.approved_by,
-            "approved_at": document["approved_at"], "counts": document["counts"],
+            "created_by": record.created_by, "approved_by": document["approved_by"],
+            "by_front_matter": record.by_front_matter, "approved_at": document["approved_at"], "counts": document["counts"],
             "started_at": document["created_at"], "finished_at": document["finished_at"],
         })
     return entries
@@ -111,7 +110,7 @@ class Status:
         document: dict[str, Any] = {
             "dispatch": record.name, "edition": record.edition_date.isoformat(), "revision": record.revision,
             "kind": record.kind, "subject": record.subject, "source": record.source,
-            "content_hash": record.content_hash, "approved_by": record.approved_by,
+            "content_hash": record.content_hash, "approved_by": approved_by(record),
             "approved_at": iso(record.approved_at), "created_by": record.created_by,
             "created_at": iso(record.created_at), "finished_at": iso(record.finished_at),
             "counts": self.counts,

@@ -80,8 +80,7 @@ class Confirmation:
     already: int  # already accepted earlier
     plan: SendPlan
     relay: str
-    reason: str  # why it may go (the gate's verdict), or "" for an urgent message
-    reason_sv: str = ""  # the same in Swedish, for the console
+    reason: Fact | None  # why it may go (the gate's verdict), or None for an urgent message
     label: DispatchLabel | None = None
 
 
@@ -97,8 +96,7 @@ def confirm(s: Session, recipe: Recipe, now: datetime) -> tuple[Confirmation, Pr
                        ready.rendered.subject, "")
     return Confirmation(decision.name, ready.rendered.subject, ready.lists, decision.to_send, decision.already_accepted,
                         send_plan(decision.to_send, transport, decision.already_accepted), relay,
-                        decision.verdict.reason if decision.verdict else "",
-                        decision.verdict.reason_sv if decision.verdict else "", label), ready
+                        decision.verdict.reason if decision.verdict else None, label), ready
 
 
 class WakeableClock(StoppableClock):
@@ -134,8 +132,8 @@ class Runs:
         with self.app.session() as s:
             confirmation, ready = confirm(s, recipe, now)
         if expected is not None and confirmation.name != expected:
-            raise InputError([Problem(confirmation.name, 0, f"the content changed after the confirmation ({expected} "
-                                      f"then, {confirmation.name} now); confirm again")])
+            raise InputError([Problem.of(confirmation.name, 0, "send.confirmation_outdated", expected=expected,
+                                         name=confirmation.name)])
         with self._lock:
             current = self._runs.get(confirmation.name)
             if current is not None and current.state in (RunState.SENDING, RunState.STOPPING):

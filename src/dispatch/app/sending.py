@@ -23,7 +23,7 @@ from dispatch.email.message import to_header
 from dispatch.errors import DispatchError, InputError, Problem, display_path
 from dispatch.models import InvalidEntry
 from dispatch.publishing.intranet import PublishError
-from dispatch.values import SendPlan
+from dispatch.values import Fact, SendPlan
 
 
 def plan_for(settings: Settings, ready: Prepared, now: datetime, created_by: str, decision: Decision) -> Plan:
@@ -36,15 +36,13 @@ def plan_for(settings: Settings, ready: Prepared, now: datetime, created_by: str
     if len(to_header([], group_name=group)) > MAX_TO_LINE:
         group = "Mottagare"  # a Bcc batch's To line (the lists' names) must stay within 998 octets too
     approval = decision.verdict.approval if decision.verdict else None
-    approved_by = approval.approved_by if approval else None
-    if approved_by is None and decision.verdict is not None and decision.verdict.sendable:
-        approved_by = "status: approved (front matter)"
     return Plan(
         name=decision.name, edition_date=decision.edition_date, revision=decision.revision, kind=decision.kind,
         subject=ready.rendered.subject, source=display_path(edition.source), created_by=created_by,
         recipients=tuple(ready.resolution.recipients.values()), failed_inputs=failed,
         prepared=ready.prepared, envelope_sender=settings.sender.return_path or settings.sender.address, group_name=group,
-        content_hash=decision.content.hash, approved_by=approved_by,
+        content_hash=decision.content.hash, approved_by=approval.approved_by if approval else None,
+        by_front_matter=decision.verdict is not None and decision.verdict.by_front_matter,
         approved_at=approval.approved_at if approval else None,
         approval_id=approval.id if approval else None, lists=ready.lists,
     )
@@ -70,8 +68,8 @@ def send(s: Session, ready: Prepared, clock: Clock, *, created_by: str | None = 
     decision = decide(s, ready, clock.now())
     if retry_failed is not None:
         if decision.existing is None or decision.name != retry_failed:
-            raise InputError([Problem("--retry-failed", 0, f"{retry_failed!r} is not the dispatch this send makes "
-                                      f"({decision.name}); give the --date or --file of its edition")])
+            raise InputError([Problem.of("--retry-failed", 0, "send.retry_other_dispatch", given=repr(retry_failed),
+                                         name=decision.name)])
         requeued = ledger.requeue_failed(decision.existing.id, clock.now())
         decision = dataclasses.replace(decision, notes=(*decision.notes, f"{requeued} failed recipient(s) queued again"))
     plan = plan_for(settings, ready, clock.now(), created_by or ready.edition.author or current_user(), decision)
@@ -79,7 +77,8 @@ def send(s: Session, ready: Prepared, clock: Clock, *, created_by: str | None = 
         plan = dataclasses.replace(plan, verp_key=ledger.identity)  # the ledger's identity: the same on every node
     if decision.to_send:  # the audit log: who sent what, whichever door they came through
         ledger.record_audit(clock.now(), plan.created_by, "send", plan.name, decision.content.hash,
-                            f"{decision.to_send} recipient(s)" + (" (test)" if ready.test else ""))
+                            (Fact.of("audit_detail.test_recipients" if ready.test else "audit_detail.recipients",
+                                     count=decision.to_send),))
     # The record of what is sent exists before the first message goes out; a failure
     # here stops the send with nothing sent.
     ledger.keep_content(plan.name, ready.rendered.subject, plan.source, ready.edition.source_text,

@@ -174,8 +174,8 @@ def check_schedules(settings: Settings) -> None:
             try:
                 check()
             except ValueError as exc:
-                problems.append(Problem(display_path(settings.path), settings.line_of.get("schedules", 1),
-                                        f"schedule {schedule.name!r}: {what}: {exc}"))
+                problems.append(Problem.of(display_path(settings.path), settings.line_of.get("schedules", 1),
+                                           "schedule.invalid", schedule=repr(schedule.name), what=what, detail=str(exc)))
     if problems:
         raise InputError(problems)
 

@@ -7,7 +7,7 @@ its content)."""
 
 from __future__ import annotations
 
-import re
+import re  # not wording: makes a file name from an urgent message's subject
 import unicodedata
 from datetime import datetime
 from pathlib import Path

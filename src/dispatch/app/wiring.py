@@ -45,7 +45,7 @@ def signer(settings: Settings) -> Signer | None:
         key = read_key(settings.dkim.key_file)
     except KeyFileError as exc:
         line = settings.line_of.get("dkim.key_file", 1)
-        raise InputError([Problem(display_path(settings.path), line, f"dkim.key_file {exc}")]) from exc
+        raise InputError([Problem.of(display_path(settings.path), line, "dkim.key_file", detail=str(exc))]) from exc
     return Signer(domain=settings.dkim.domain, selector=settings.dkim.selector, key=key)
 
 

@@ -145,12 +145,12 @@ def _password(path: Path | None, summary: str) -> str:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
-            fail(InputError([Problem(str(path), 1, f"cannot read the password file: {exc.strerror}")]), summary=summary)
+            fail(InputError([Problem.of(str(path), 1, "password.unreadable_file", detail=str(exc.strerror))]), summary=summary)
         return text[:-1] if text.endswith("\n") else text
     if sys.stdin.isatty():
         first = getpass.getpass("Password: ")
         if getpass.getpass("Again: ") != first:
-            fail(InputError([Problem("password", 0, "the two passwords differ; try again")]), summary=summary)
+            fail(InputError([Problem.of("password", 0, "password.differs")]), summary=summary)
         return first
     line = sys.stdin.readline()
     return line[:-1] if line.endswith("\n") else line

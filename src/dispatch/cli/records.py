@@ -14,6 +14,8 @@ import click
 from dispatch import wording
 from dispatch.cli.base import EXIT_INPUT, EXIT_OK, Context, fail, local, main, parse_date, parse_time, pass_context, short
 from dispatch.errors import DispatchError
+from dispatch.values import Fact
+from dispatch.wording import english
 
 
 @main.command()
@@ -47,7 +49,8 @@ def status(app: Context, dispatch: str | None, as_json: bool) -> None:
     click.echo(f"{record.name}  {record.subject}")
     click.echo(f"created {local(record.created_at, app)} by {record.created_by or '-'}; "
                + (f"finished {local(record.finished_at, app)}" if record.finished_at else "not finished"))
-    click.echo(f"content {short(record.content_hash)}; approved by {record.approved_by or '-'}"
+    approver = english(Fact.of("approval.by_front_matter")) if record.by_front_matter else record.approved_by
+    click.echo(f"content {short(record.content_hash)}; approved by {approver or '-'}"
                + (f" at {local(record.approved_at, app)}" if record.approved_at else "")
                + (f"; approval revoked by {revoked.revoked_by} at {local(revoked.revoked_at, app)}" if revoked else ""))
     if edition_note:

@@ -14,6 +14,7 @@ import click
 
 from dispatch.cli.base import EXIT_INCOMPLETE, EXIT_INPUT, EXIT_OK, Context, date_option, fail, main, pass_context
 from dispatch.errors import DispatchError, InputError, LedgerError
+from dispatch.wording import english
 
 if TYPE_CHECKING:
     from dispatch.app import Decision, Prepared
@@ -94,7 +95,7 @@ def send(app: Context, day: date | None, file: Path | None, lists: tuple[str, ..
         sys.exit(exit_code)
 
     click.echo(f"{decision.name}: content {decision.content.short}"
-               + (f", {decision.verdict.reason}" if decision.verdict else ""), err=True)
+               + (f", {english(decision.verdict.reason)}" if decision.verdict else ""), err=True)
     if ready.lists and not lists and ready.edition.revision > 1 and ready.edition.lists is None:
         click.echo(f"correction: to the lists the earlier revision went to: {', '.join(ready.lists)}", err=True)
     click.echo(application.plan_line(application.send_plan(decision.to_send, settings.transport, decision.already_accepted)),
@@ -189,7 +190,7 @@ def _dry_run_lines(settings: Settings, ready: Prepared, decision: Decision, tota
 
     have = decision.already_accepted
     lines = [f"dry run: {decision.name} (content {decision.content.short}"
-             + (f"; {decision.verdict.reason}" if decision.verdict else "") + ")"]
+             + (f"; {english(decision.verdict.reason)}" if decision.verdict else "") + ")"]
     if decision.existing is None:
         lines.append(f"would send {ready.rendered.subject!r} to {total} recipients ({target}) as a new dispatch")
     elif decision.to_send == 0:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from dispatch.config.settings import BounceSettings, Settings, TransportSettings
 from dispatch.errors import Problem, display_path
+from dispatch.values import Fact
 
 
 def secret_problems(settings: Settings, *, for_send: bool = False) -> list[Problem]:
@@ -29,8 +30,9 @@ def secret_problems(settings: Settings, *, for_send: bool = False) -> list[Probl
 def _credential_problems(settings: Settings, section: str, creds: TransportSettings | BounceSettings) -> list[Problem]:
     shown = display_path(settings.path)
 
-    def at(key: str, message: str) -> Problem:
-        return Problem(shown, settings.line_of.get(f"{section}.{key}", 1), f"{section}.{key} {message}")
+    def at(key: str, trouble: Fact) -> Problem:
+        return Problem(shown, settings.line_of.get(f"{section}.{key}", 1),
+                       Fact(trouble.code, {**trouble.params, "setting": f"{section}.{key}"}))
 
     if creds.auth == "xoauth2":
         trouble = _command_problem(creds.token_command) if creds.token_command else None
@@ -40,52 +42,49 @@ def _credential_problems(settings: Settings, section: str, creds: TransportSetti
     if creds.password_env:
         value = os.environ.get(creds.password_env)
         if value is None:
-            return [at("password_env", f"names {creds.password_env}, which is not set in the environment; "
-                                       "export it (or use password_file)")]
+            return [at("password_env", Fact.of("secret.env_unset", name=creds.password_env))]
         if not value:
-            return [at("password_env", f"names {creds.password_env}, which is set but empty; "
-                                       "export the password in it (or use password_file)")]
+            return [at("password_env", Fact.of("secret.env_empty", name=creds.password_env))]
         return []
     if creds.password_file:
-        message = _file_problem(creds.password_file)
-        return [at("password_file", message)] if message else []
-    return [at("username", f"is set but no password is: set {section}.password_env (the name of an environment "
-                           f"variable) or {section}.password_file")]
+        trouble = _file_problem(creds.password_file)
+        return [at("password_file", trouble)] if trouble else []
+    return [at("username", Fact.of("secret.no_password", section=section))]
 
 
-def _file_problem(path: Path) -> str | None:
+def _file_problem(path: Path) -> Fact | None:
     """Why a password file cannot serve (without revealing its content), or None."""
     shown = display_path(path)
     try:
         content = path.read_bytes()
     except FileNotFoundError:
-        return f"names {shown}, which does not exist; create it (or use password_env)"
+        return Fact.of("secret.file_missing", file=shown)
     except IsADirectoryError:
-        return f"names {shown}, which is a directory; name the file that holds the password"
+        return Fact.of("secret.file_is_directory", file=shown)
     except OSError as exc:
-        return f"names {shown}, which cannot be read ({exc.strerror}); let the user running dispatch read it (or use password_env)"
+        return Fact.of("secret.file_unreadable", file=shown, detail=str(exc.strerror))
     if not content.strip():
-        return f"names {shown}, which is empty; put the password in it"
+        return Fact.of("secret.file_empty", file=shown)
     return None
 
 
-def _command_problem(command: str) -> str | None:
+def _command_problem(command: str) -> Fact | None:
     """Why a token command's program cannot be run, or None. Only the program is shown:
     the rest of the command line may carry a client secret."""
     try:
         argv = shlex.split(command)
     except ValueError as exc:
-        return f"cannot be split into words ({exc}); check its quotes"
+        return Fact.of("secret.command_unsplittable", detail=str(exc))
     if not argv:
-        return "is empty; give the command that prints an access token"
+        return Fact.of("secret.command_empty")
     program = argv[0]
     if "/" in program or (os.altsep is not None and os.altsep in program):
         candidate = Path(program)
         if not candidate.is_file():
-            return f"runs {program}, which does not exist; give the full path of the token program"
+            return Fact.of("secret.program_missing", program=program)
         if not os.access(candidate, os.X_OK):
-            return f"runs {program}, which is not executable; chmod +x it"
+            return Fact.of("secret.program_not_executable", program=program)
         return None
     if shutil.which(program) is None:
-        return f"runs {program!r}, which is not found on PATH; install it or give its full path"
+        return Fact.of("secret.program_not_on_path", program=repr(program))
     return None

@@ -118,17 +118,17 @@ def parse_yaml(text: str, path: Path | str, line_offset: int = 0) -> Any:
         loader.line_offset = line_offset
         return loader.get_single_data()
     except _Refused as exc:
-        raise InputError([Problem(display_path(path), exc.mark.line + 1 + line_offset, exc.message)]) from None
+        raise InputError([Problem.of(display_path(path), exc.mark.line + 1 + line_offset, "yaml.refused",
+                                     detail=exc.message)]) from None
     except yaml.reader.ReaderError as exc:
         position = exc.position if isinstance(exc.position, int) else 0
         line = text.count("\n", 0, position) + 1 + line_offset
         column = position - (text.rfind("\n", 0, position) + 1) + 1
         code = exc.character if isinstance(exc.character, int) else 0
-        what = "a NUL byte" if code == 0 else f"the control character U+{code:04X}"
-        raise InputError([Problem(
-            display_path(path), line,
-            f"invalid YAML: {what} at column {column} is not allowed; remove it (it may have come with a copy and paste)",
-        )]) from None
+        if code == 0:
+            raise InputError([Problem.of(display_path(path), line, "yaml.nul_byte", column=column)]) from None
+        raise InputError([Problem.of(display_path(path), line, "yaml.control_character", character=f"U+{code:04X}",
+                                     column=column)]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         # An unclosed bracket or quote is found only at the end of the text; the
@@ -140,10 +140,12 @@ def parse_yaml(text: str, path: Path | str, line_offset: int = 0) -> Any:
         if exc.context:
             what = f"{what} ({exc.context})"
         hint = _quote_hint(text, mark.line) if mark and exc.problem == "mapping values are not allowed here" else None
-        advice = hint or "check indentation, colons and quotes"
-        raise InputError([Problem(display_path(path), line, f"invalid YAML: {what}; {advice}")]) from None
+        if hint:
+            raise InputError([Problem.of(display_path(path), line, "yaml.invalid_with_hint", detail=what,
+                                         hint=hint)]) from None
+        raise InputError([Problem.of(display_path(path), line, "yaml.invalid", detail=what)]) from None
     except yaml.YAMLError as exc:
-        raise InputError([Problem(display_path(path), 1 + line_offset, f"invalid YAML: {exc}")]) from None
+        raise InputError([Problem.of(display_path(path), 1 + line_offset, "yaml.error", detail=str(exc))]) from None
     finally:
         if loader is not None:
             loader.dispose()
@@ -188,7 +190,7 @@ def load_yaml_file(
     try:
         text = read_input(path, limit=limit, what=what, advice=advice, follow_links=follow_links)
     except FileNotFoundError:
-        raise InputError([Problem(display_path(path), 1, "file not found")]) from None
+        raise InputError([Problem.of(display_path(path), 1, "file.not_found")]) from None
     return parse_yaml(text, path)
 
 
@@ -231,17 +233,15 @@ def _refuse_kind(path: Path, info: os.stat_result, advice_dir: str) -> None:
     else:
         what = next((name for test, name in _KINDS if test(info.st_mode)), "not a regular file")
         fix = "replace it with an ordinary file"
-    raise InputError([Problem(_shown(path), 1, f"the file is {what}; dispatch reads only regular files{advice_dir}; {fix}")])
+    raise InputError([Problem.of(_shown(path), 1, "file.not_regular", kind=what, advice=advice_dir, fix=fix)])
 
 
 def _refuse_size(path: Path, size: int, limit: int, what: str, advice: str) -> None:
     if size > limit:
         # Just over the limit would round to it ("1.0 MB, over the 1 MB limit"): say bytes then.
         amount = f"{size / MB:.1f} MB" if round(size / MB, 1) > limit / MB else f"{size:,} bytes"
-        raise InputError([Problem(
-            _shown(path), 1,
-            f"the file is {amount}, over the {limit // MB} MB limit for {what}; {advice}",
-        )])
+        raise InputError([Problem.of(_shown(path), 1, "file.too_large", size=amount, limit=limit // MB, what=what,
+                                     advice=advice)])
 
 
 def open_input(
@@ -286,11 +286,11 @@ def read_input(path: Path, *, limit: int, what: str, advice: str, follow_links: 
     except (FileNotFoundError, InputError):
         raise
     except OSError as exc:
-        raise InputError([Problem(display_path(path), 1, f"cannot read the file: {exc.strerror or exc}")]) from None
+        raise InputError([Problem.of(display_path(path), 1, "file.unreadable", detail=str(exc.strerror or exc))]) from None
     # A file that grew after the stat() is still held to the limit.
     _refuse_size(path, len(data), limit, what, advice)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise InputError([Problem(display_path(path), line, "not valid UTF-8; save the file as UTF-8")]) from None
+        raise InputError([Problem.of(display_path(path), line, "file.not_utf8")]) from None

@@ -18,83 +18,71 @@ from zoneinfo import ZoneInfo
 
 from dispatch.control.content import short
 from dispatch.models import Approval, Edition
+from dispatch.values import Fact
 
 MODES = ("front_matter", "four_eyes")
 
 
 @dataclass(frozen=True)
 class Verdict:
+    """The approval rule's decision: may the content go, and why (a fact each front door words).
+
+    Who let it go is a value, not a sentence: ``by_front_matter`` when the file's own
+    ``status: approved`` did (mode front_matter), else the recorded ``approval`` (four_eyes)."""
+
     sendable: bool
-    reason: str  # English, for the command line and the log
-    reason_sv: str  # Swedish, for the office's alert mails
-    approval: Approval | None = None  # the approval that lets it go (four_eyes)
+    reason: Fact
+    approval: Approval | None = None  # the recorded approval that lets it go (four_eyes)
+    by_front_matter: bool = False
+
+    @property
+    def approvers(self) -> tuple[str, ...]:
+        return (self.approval.approved_by,) if self.approval is not None else ()
+
+    @property
+    def approved_at(self) -> datetime | None:
+        return self.approval.approved_at if self.approval is not None else None
 
 
 def same_person(a: str | None, b: str | None) -> bool:
     return bool(a and b) and " ".join(a.split()).casefold() == " ".join(b.split()).casefold()  # type: ignore[union-attr]
 
 
-def refuse_approver(approver: str, authors: tuple[str, ...]) -> str | None:
+def refuse_approver(approver: str, authors: tuple[str, ...]) -> Fact | None:
     """Why ``approver`` may not approve content written by ``authors`` (None: they may)."""
     if any(same_person(approver, author) for author in authors):
-        return (f"{approver} wrote this content (its last editor) and cannot also approve it; "
-                "another person must approve (four eyes)")
+        return Fact.of("gate.approver_wrote_it", approver=approver)
     return None
 
 
 def judge(mode: str, edition: Edition, content_hash: str, approvals: list[Approval],
           authors: tuple[str, ...], zone: ZoneInfo) -> Verdict:
     """Whether the edition, as it is now, may be sent (by hand or on schedule)."""
-    where = edition.source.name
+    day = edition.date.isoformat()
     if mode != "four_eyes":
         if edition.approved:
-            return Verdict(True, "approved ('status: approved' in the file)", "godkänd ('status: approved' i filen)")
-        return Verdict(
-            False,
-            f"the edition is a draft ('status: {edition.status}'); set 'status: approved' to send it "
-            "(or test it with send --to ADDR)",
-            f"{where} har 'status: {edition.status}', inte 'status: approved'",
-        )
+            return Verdict(True, Fact.of("gate.approved_in_file"), by_front_matter=True)
+        return Verdict(False, Fact.of("gate.draft", status=str(edition.status), file=edition.source.name))
     standing = [a for a in approvals if a.revoked_at is None]
     for approval in standing:
         if approval.content_hash == content_hash and not any(same_person(approval.approved_by, a) for a in authors):
-            when = _local(approval.approved_at, zone)
-            return Verdict(True, f"approved by {approval.approved_by} at {when} (content {short(content_hash)})",
-                           f"godkänd av {approval.approved_by} {when}", approval)
+            return Verdict(True, Fact.of("gate.approved", approver=approval.approved_by,
+                                         when=_local(approval.approved_at, zone), content=short(content_hash)), approval)
     if standing:
         latest = standing[0]
-        when = _local(latest.approved_at, zone)
         if latest.content_hash == content_hash:
-            return Verdict(
-                False,
-                f"approved only by its own editor {latest.approved_by}; another person must approve it "
-                f"(dispatch approve --date {edition.date.isoformat()} --by NAME)",
-                f"godkänd endast av sin egen redaktör {latest.approved_by}; en annan person måste godkänna",
-            )
-        return Verdict(
-            False,
-            f"changed after approval by {latest.approved_by} at {when} (approved content "
-            f"{short(latest.content_hash)}, now {short(content_hash)}); the new content needs a new approval: "
-            f"dispatch approve --date {edition.date.isoformat()} --by NAME",
-            f"rapporten (texten eller mejlets mallar) ändrades efter godkännandet av {latest.approved_by} {when}; "
-            "den nya versionen måste godkännas på nytt",
-        )
+            return Verdict(False, Fact.of("gate.approved_only_by_editor", approver=latest.approved_by, day=day))
+        return Verdict(False, Fact.of("gate.changed_after_approval", approver=latest.approved_by,
+                                      when=_local(latest.approved_at, zone), approved=short(latest.content_hash),
+                                      now=short(content_hash), day=day))
     revoked = [a for a in approvals if a.revoked_at is not None]
     if revoked:
         last = revoked[0]
-        return Verdict(
-            False,
-            f"the approval by {last.approved_by} was revoked by {last.revoked_by} at "
-            f"{_local(last.revoked_at, zone)}; approve it again to send it",
-            f"godkännandet av {last.approved_by} återkallades av {last.revoked_by} {_local(last.revoked_at, zone)}",
-        )
-    editor = f" (its editor {' or '.join(authors)} cannot)" if authors else ""
-    return Verdict(
-        False,
-        f"not approved yet: another person{editor} must approve this content: "
-        f"dispatch approve --date {edition.date.isoformat()} --by NAME",
-        "rapporten är inte godkänd av en andra person ännu",
-    )
+        return Verdict(False, Fact.of("gate.revoked", approver=last.approved_by, revoker=str(last.revoked_by),
+                                      when=_local(last.revoked_at, zone)))
+    if authors:
+        return Verdict(False, Fact.of("gate.not_approved_by_other", editors=" or ".join(authors), day=day))
+    return Verdict(False, Fact.of("gate.not_approved", day=day))
 
 
 def _local(moment: datetime | None, zone: ZoneInfo) -> str:

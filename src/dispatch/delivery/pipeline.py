@@ -78,6 +78,7 @@ def open_plan(plan: Plan, ledger: DeliveryLedger, clock: Clock, stop: threading.
         plan.name, plan.edition_date, plan.revision, plan.kind, plan.subject,
         plan.source, plan.created_by, now, content_hash=plan.content_hash,
         approved_by=plan.approved_by, approved_at=plan.approved_at, approval_id=plan.approval_id,
+        by_front_matter=plan.by_front_matter,
         lists=plan.lists,
     ), clock, stop)
     domain = plan.prepared.domain

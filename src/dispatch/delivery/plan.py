@@ -32,6 +32,7 @@ class Plan:
     approved_by: str | None = None
     approved_at: datetime | None = None
     approval_id: int | None = None  # a recorded approval: revoking it stops the sending
+    by_front_matter: bool = False  # the file's 'status: approved' let it go (approval: front_matter)
     lists: tuple[str, ...] = ()
     verp_key: str | None = None  # set: each message's envelope sender carries a VERP token (verp.py)
 

@@ -86,42 +86,42 @@ def assemble(
     problems: list[Problem] = []
     try:
         front_text, body, body_line = split_front_matter(text)
-    except ValueError as exc:
-        raise InputError([Problem(shown, 1, f"{exc}; add a line with only '---' after the front matter")]) from None
+    except ValueError:
+        raise InputError([Problem.of(shown, 1, "edition.front_matter_not_closed")]) from None
     if not front_text and not urgent:
-        raise InputError([Problem(shown, 1, "the edition needs YAML front matter between '---' lines, with 'compiled' and 'status'")])
+        raise InputError([Problem.of(shown, 1, "edition.no_front_matter")])
     parsed = parse_yaml(front_text, path, line_offset=1) if front_text.strip() else None
     if parsed is None:
         parsed = LineDict()
         parsed.line, parsed.key_lines = 2, {}
     if not isinstance(parsed, LineDict):
-        raise InputError([Problem(shown, 2, "front matter must be a YAML mapping (key: value lines)")])
+        raise InputError([Problem.of(shown, 2, "edition.front_matter_not_mapping")])
     meta: LineDict = parsed
 
     for key in meta:
         if key not in KNOWN_KEYS:
             known = ", ".join(sorted(KNOWN_KEYS))
-            problems.append(Problem(shown, meta.line_of(key), f"unknown front matter key {key!r}; known keys: {known}"))
+            problems.append(Problem.of(shown, meta.line_of(key), "edition.unknown_key", key=repr(key), known=known))
 
     urgent = urgent or meta.get("urgent") is True
     if str(meta.get("markers")).lower() in ("true", "false"):  # the console writes its text fields quoted
         meta["markers"] = str(meta["markers"]).lower() == "true"
     for flag in ("urgent", "markers"):
         if flag in meta and not isinstance(meta[flag], bool):
-            problems.append(Problem(shown, meta.line_of(flag), f"'{flag}' must be true or false"))
+            problems.append(Problem.of(shown, meta.line_of(flag), "edition.not_a_flag", key=flag))
 
     day = _date_from_name(path)
     compiled = _compiled(meta, shown, problems, now, required=not urgent)
     if day is None:
         day = compiled.date()
         if not urgent:
-            problems.append(Problem(shown, 1, "the edition file must be named YYYY-MM-DD.md after its date"))
+            problems.append(Problem.of(shown, 1, "edition.file_name"))
 
     status = meta.get("status", "approved" if urgent else None)
     if status is None:
-        problems.append(Problem(shown, meta.line, "missing required key 'status'; add 'status: draft' or 'status: approved'"))
+        problems.append(Problem.of(shown, meta.line, "edition.no_status"))
     elif status not in STATUSES:
-        problems.append(Problem(shown, meta.line_of("status"), f"'status' must be draft or approved, not {status!r}"))
+        problems.append(Problem.of(shown, meta.line_of("status"), "edition.bad_status", value=repr(status)))
 
     revision = meta.get("revision", 1)
     # line_of counts the file's lines; front_text starts after the opening "---" (line 1).
@@ -129,7 +129,7 @@ def assemble(
     if not isinstance(revision, int) or isinstance(revision, bool) or revision < 1 or not _DIGITS.fullmatch(written):
         # YAML would also read 0x2, 1_0 and +2 as numbers: a revision is written in digits only.
         shown_value = written if isinstance(revision, int) and not isinstance(revision, bool) else repr(revision)
-        problems.append(Problem(shown, meta.line_of("revision"), f"'revision' must be a whole number from 1, not {shown_value}"))
+        problems.append(Problem.of(shown, meta.line_of("revision"), "edition.bad_revision", value=shown_value))
         revision = 1
 
     lists = meta.get("lists")
@@ -137,32 +137,26 @@ def assemble(
         if isinstance(lists, str):
             lists = [lists]
         if not isinstance(lists, list) or not all(isinstance(x, str) and x for x in lists):
-            problems.append(Problem(shown, meta.line_of("lists"), "'lists' must be a list of recipient list names"))
+            problems.append(Problem.of(shown, meta.line_of("lists"), "edition.bad_lists"))
             lists = None
 
     for key in ("subject", "headline", "preheader", "correction", "by"):
         if key in meta and not isinstance(meta[key], str):
-            problems.append(Problem(shown, meta.line_of(key), f"'{key}' must be text"))
+            problems.append(Problem.of(shown, meta.line_of(key), "edition.not_text", key=key))
         elif key in meta and _CONTROL.search(meta[key].replace("\n", " ") if key == "correction" else meta[key]):
-            problems.append(Problem(shown, meta.line_of(key), f"'{key}' contains a line break or control character; keep it on one line"))
+            problems.append(Problem.of(shown, meta.line_of(key), "edition.control_character", key=key))
     if urgent and not isinstance(meta.get("subject"), str):
-        problems.append(Problem(shown, meta.line, "an urgent message needs a 'subject'"))
+        problems.append(Problem.of(shown, meta.line, "edition.urgent_without_subject"))
     if not urgent and isinstance(revision, int) and revision > 1 and not str(meta.get("correction") or "").strip():
-        problems.append(Problem(
-            shown, meta.line_of("revision"),
-            f"revision {revision} is a correction: add 'correction: what changed' (it is shown as 'Rättelse:' "
-            "at the top of the message), or set 'revision: 1' if nothing has been sent yet",
-        ))
+        problems.append(Problem.of(shown, meta.line_of("revision"), "edition.correction_without_text", revision=revision))
     if not urgent and "compiled" in meta and day is not None and compiled.date() != day:
-        problems.append(Problem(
-            shown, meta.line_of("compiled"),
-            f"'compiled' is {compiled:%Y-%m-%d %H:%M}, but this is the edition of {day.isoformat()} (the file's name); "
-            f"set it to {day.isoformat()} {compiled:%H:%M}, or rename the file (was it copied from another day?)",
-        ))
+        problems.append(Problem.of(shown, meta.line_of("compiled"), "edition.compiled_on_another_day",
+                                   compiled=f"{compiled:%Y-%m-%d %H:%M}", day=day.isoformat(),
+                                   fixed=f"{day.isoformat()} {compiled:%H:%M}"))
 
     lead_md, sections = split_sections(body, body_line)
     if not sections and not lead_md.strip():
-        problems.append(Problem(shown, body_line, "the edition has no content; add sections starting with '## Heading'"))
+        problems.append(Problem.of(shown, body_line, "edition.no_content"))
     else:
         # Mistakes that render as something else than the editor meant (a literal '#', a
         # broken link, text outside any section): found here, before anyone reads them.
@@ -264,7 +258,7 @@ def _compiled(meta: LineDict, shown: str, problems: list[Problem], now: datetime
     value: Any = meta.get("compiled")
     if value is None:
         if required:
-            problems.append(Problem(shown, meta.line, "missing required key 'compiled'; add e.g. 'compiled: 2024-11-17 14:00'"))
+            problems.append(Problem.of(shown, meta.line, "edition.no_compiled"))
         return now.replace(tzinfo=None, second=0, microsecond=0)
     if isinstance(value, datetime):
         return value.replace(tzinfo=None)
@@ -273,7 +267,7 @@ def _compiled(meta: LineDict, shown: str, problems: list[Problem], now: datetime
             return datetime.strptime(value.strip(), "%Y-%m-%d %H:%M")
         except ValueError:
             pass
-    problems.append(Problem(shown, meta.line_of("compiled"), f"'compiled' must be a local time like 2024-11-17 14:00, not {value!r}"))
+    problems.append(Problem.of(shown, meta.line_of("compiled"), "edition.bad_compiled", value=repr(value)))
     return now.replace(tzinfo=None, second=0, microsecond=0)
 
 

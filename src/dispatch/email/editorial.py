@@ -18,6 +18,7 @@ from markdown_it.token import Token
 from dispatch.email import markup
 from dispatch.email.sections import split_sections
 from dispatch.errors import Problem
+from dispatch.values import Fact
 
 # Addresses that work from inside an email. '#...' and empty hrefs are left to the
 # pre-flight check, which reports placeholder links in the rendered HTML.
@@ -54,7 +55,7 @@ def check(body: str, first_line: int, path: str, *, urgent: bool = False) -> lis
     # markdown-it splits lines on \n after turning \r\n and \r into \n; so must we, or
     # token maps and our line numbers would disagree.
     lines = re.split(r"\r\n|\r|\n", body)
-    found: list[tuple[int, str]] = []  # (0-based body line, message)
+    found: list[tuple[int, Fact]] = []  # (0-based body line, what is wrong)
     heading_lines: set[int] = set()
     reported: set[tuple[int, str]] = set()
 
@@ -78,16 +79,14 @@ def check(body: str, first_line: int, path: str, *, urgent: bool = False) -> lis
     return [Problem(path, first_line + line, message) for line, message in sorted(found, key=lambda item: item[0])]
 
 
-def _top_level_heading(heading: Token, inline: Token) -> str:
+def _top_level_heading(heading: Token, inline: Token) -> Fact:
     text = _shorten(inline.content.strip() or "Rubrik")
-    written = f"'# {text}'" if heading.markup == "#" else f"'{text}' underlined with '==='"
-    return (
-        f"{written} is a top-level heading, but the report title is the only one (dispatch adds it): "
-        f"start a section with '## {text}' instead"
-    )
+    if heading.markup == "#":
+        return Fact.of("editorial.top_level_heading", text=text)
+    return Fact.of("editorial.top_level_heading_underlined", text=text)
 
 
-def _inline_problems(inline: Token, lines: list[str]) -> Iterator[tuple[int, str, str]]:
+def _inline_problems(inline: Token, lines: list[str]) -> Iterator[tuple[int, str, Fact]]:
     """(line, kind, message) for one paragraph's or heading's inline content."""
     if inline.map is None:  # markdown-it maps every block's inline content; without one there is no line to name
         return
@@ -114,9 +113,7 @@ def _inline_problems(inline: Token, lines: list[str]) -> Iterator[tuple[int, str
             label = _link_label(children[index + 1:])
             if " ".join(re.sub(r"[^\w ]", "", label.casefold()).split()) in _VAGUE_LINK_TEXTS:
                 where = _find(lines, line, end, re.compile(re.escape(f"[{label}]")))
-                yield (line if where is None else where), f"vague {label}", (
-                    f"the link text '{label}' says nothing on its own (screen readers list links without the text "
-                    "around them): name what it leads to, e.g. '[Samlad information om Millennium](...)'")
+                yield (line if where is None else where), f"vague {label}", Fact.of("editorial.vague_link_text", text=label)
         elif child.type == "image":
             where = _find(lines, line, end, _IMAGE)
             yield (line if where is None else where), f"image {child.attrs.get('src')}", _image(child)
@@ -138,7 +135,7 @@ def _link_label(rest: list[Token]) -> str:
     return "".join(parts).strip()
 
 
-def _text_problems(text: str, line: int, end: int, lines: list[str], at_line_start: bool) -> Iterator[tuple[int, str, str]]:
+def _text_problems(text: str, line: int, end: int, lines: list[str], at_line_start: bool) -> Iterator[tuple[int, str, Fact]]:
     glued = _GLUED_HEADING.match(text) if at_line_start else None
     if glued:
         hashes = glued.group(0)
@@ -146,10 +143,8 @@ def _text_problems(text: str, line: int, end: int, lines: list[str], at_line_sta
         where = _find(lines, line, end, heading)
         if where is not None:
             fixed = "##" if len(hashes) == 1 else hashes
-            yield where, "heading", (
-                f"'{_shorten(text)}' is shown as literal text, not as a heading: put a space after the "
-                f"'#' characters, '{fixed} {_shorten(text[len(hashes):].strip())}'"
-            )
+            yield where, "heading", Fact.of("editorial.glued_heading", text=_shorten(text),
+                                            fixed=f"{fixed} {_shorten(text[len(hashes):].strip())}")
 
     for match in _LEFTOVER_LINK.finditer(text):
         where = _find_literal(lines, line, end, text, match.start(), match.end())
@@ -160,14 +155,9 @@ def _text_problems(text: str, line: int, end: int, lines: list[str], at_line_sta
         closed = fragment.find(")")
         fragment = _shorten(fragment[: closed + 1] if closed >= 0 else fragment)
         if match.group(0) == "](":
-            yield where, "link", (
-                f"unclosed link '{fragment}' is shown as literal text: end the address with ')' "
-                "(an address cannot contain spaces; write them as %20)"
-            )
+            yield where, "link", Fact.of("editorial.unclosed_link", text=fragment)
         else:
-            yield where, "link", (
-                f"'{fragment}' is shown as literal text, not as a link: remove the space between ']' and '('"
-            )
+            yield where, "link", Fact.of("editorial.spaced_link", text=fragment)
 
     for match in _BOLD.finditer(text):
         marker = match.group(0)
@@ -180,23 +170,17 @@ def _text_problems(text: str, line: int, end: int, lines: list[str], at_line_sta
         if where is None:
             continue
         escaped = "\\" + marker[0]
-        yield where, "bold", (
-            f"'{marker}' is shown as literal text, not as bold ('{_shorten(text[match.start():].strip())}'): "
-            f"close the bold text with '{marker}' right after its last word, e.g. '{marker}Viktigt{marker}' "
-            f"(no space just inside the '{marker}'), or write '{escaped}{escaped}' if the characters are meant literally"
-        )
+        yield where, "bold", Fact.of("editorial.unclosed_bold", marker=marker, escaped=escaped,
+                                     text=_shorten(text[match.start():].strip()))
 
     for match in _WWW_AUTOLINK.finditer(text):
         written = match.group(0)
         where = _find(lines, line, end, re.compile(re.escape(written)))
         if where is not None:
-            yield where, "www", (
-                f"'{written}' is shown as literal text, not as a link: an address needs its scheme, "
-                f"write '<https://{match.group(1)}>'"
-            )
+            yield where, "www", Fact.of("editorial.www_autolink", text=written, fixed=f"<https://{match.group(1)}>")
 
 
-def _schemeless_link(href: str) -> str | None:
+def _schemeless_link(href: str) -> Fact | None:
     stripped = href.strip()
     if not stripped or stripped.startswith("#") or stripped.lower().startswith(_SCHEMES):
         return None
@@ -211,23 +195,17 @@ def _schemeless_link(href: str) -> str | None:
     elif _HOST.match(shown) and not _FILE_NAME.match(shown):
         fix = f"'https://{shown}'"
     else:
-        fix = "the full address starting with 'https://'"
-    return (
-        f"the link address '{_shorten(shown)}' has no scheme such as 'https://', so in an email it leads nowhere: "
-        f"write {fix}"
-    )
+        return Fact.of("editorial.relative_link", address=_shorten(shown))
+    return Fact.of("editorial.schemeless_link", address=_shorten(shown), fixed=fix)
 
 
-def _image(image: Token) -> str:
+def _image(image: Token) -> Fact:
     alt = image.content.strip() or "Bild"
     src = _display(str(image.attrs.get("src", "")))
-    return (
-        f"image '![{_shorten(alt)}]({_shorten(src)})': images are not sent with the report (Outlook blocks "
-        f"remote images); link to it instead: '[{alt}]({src})'"
-    )
+    return Fact.of("editorial.image", written=f"![{_shorten(alt)}]({_shorten(src)})", fixed=f"'[{alt}]({src})'")
 
 
-def _section_problems(body: str, urgent: bool, heading_lines: set[int]) -> Iterator[tuple[int, str]]:
+def _section_problems(body: str, urgent: bool, heading_lines: set[int]) -> Iterator[tuple[int, Fact]]:
     # Sections found exactly as the edition splits them, or these checks would disagree
     # with what is sent.
     lead, sections = split_sections(body, 0)
@@ -237,14 +215,11 @@ def _section_problems(body: str, urgent: bool, heading_lines: set[int]) -> Itera
                 # A top-level or glued heading is already reported at this line; fixing
                 # it turns the text into a section, so a second problem would only confuse.
                 if index not in heading_lines:
-                    yield index, (
-                        "text before the first section: an edition's content goes under a '## Heading'; "
-                        f"move '{_shorten(text.strip())}' into a section or delete it"
-                    )
+                    yield index, Fact.of("editorial.text_before_first_section", text=_shorten(text.strip()))
                 break
     for heading, line, markdown in sections:
         if not markdown.strip():
-            yield line, f"section '{heading}' is empty: add content under it or remove the heading"
+            yield line, Fact.of("editorial.empty_section", heading=heading)
 
 
 def _find(lines: list[str], start: int, end: int, pattern: re.Pattern[str]) -> int | None:

@@ -16,6 +16,7 @@ from email.parser import BytesParser
 from html.parser import HTMLParser
 
 from dispatch.errors import Problem
+from dispatch.values import Fact
 
 MAX_HTML_BYTES = 90 * 1024  # Gmail clips at 102 KB; keep a margin
 MAX_LINE_OCTETS = 998  # RFC 5322 2.1.1
@@ -81,20 +82,22 @@ def _shortened(label: str, href: str) -> bool:
     return len(parts) > 1 and all(part in href for part in parts)
 
 
-def bad_link(href: str, ids: Set[str] = frozenset()) -> str | None:
+def bad_link(href: str, ids: Set[str] = frozenset()) -> Fact | None:
     """Why a link goes nowhere or somewhere it must not, None when it is fine. ``ids``: the
     ids in the message; a link to one of them ('#beskrivning-av-handelsen', as the box at
     the top has) jumps within the message, while a bare '#' or one to an id that is not
     there is a placeholder."""
     lowered = href.strip().lower()
     if not lowered:
-        return "an empty link"
+        return Fact.of("preflight.empty_link")
     if lowered.startswith("#"):
         if len(href.strip()) > 1 and href.strip()[1:] in ids:
             return None
-        return f"a placeholder link {href!r}" if lowered == "#" else f"a link to {href!r}, an id the message does not have"
+        if lowered == "#":
+            return Fact.of("preflight.placeholder_link", href=repr(href))
+        return Fact.of("preflight.link_to_missing_id", href=repr(href))
     if lowered.replace(" ", "").startswith(("javascript:", "vbscript:", "data:")):
-        return f"a script link {href[:40]!r}"
+        return Fact.of("preflight.script_link", href=repr(href[:40]))
     return None
 
 
@@ -131,14 +134,13 @@ def check(
     default = (default_path or where, int(line) if line.isdigit() else 1)
     problems: list[Problem] = []
 
-    def problem(message_text: str, at: tuple[str, int] | None = None) -> None:
+    def problem(fact: Fact, at: tuple[str, int] | None = None) -> None:
         path, number = at or default
-        problems.append(Problem(path, number, message_text))
+        problems.append(Problem(path, number, fact))
 
     size = len(html.encode("utf-8"))
     if size > MAX_HTML_BYTES:
-        problem(f"the HTML part is {size / 1024:.0f} KB, over the {MAX_HTML_BYTES // 1024} KB limit "
-                "(Gmail clips at 102 KB and hides the rest); shorten the edition")
+        problem(Fact.of("preflight.html_too_large", size=f"{size / 1024:.0f}", limit=MAX_HTML_BYTES // 1024))
 
     head_end = message.find(b"\r\n\r\n")
     for number, raw in enumerate(message.split(b"\r\n"), start=1):
@@ -146,10 +148,11 @@ def check(
             header = ""
             if 0 <= message.find(raw) < head_end and b":" in raw:
                 header = raw.split(b":", 1)[0].decode("ascii", "replace")
-            what = f"the {header} header" if header else f"line {number} of the message"
             at = _split_where(header_sources.get(header)) if header and header_sources else None
-            problem(f"{what} is {len(raw)} octets, over the {MAX_LINE_OCTETS} allowed per line (RFC 5322); "
-                    "relays may break or reject it", at)
+            if header:
+                problem(Fact.of("preflight.header_too_long", header=header, octets=len(raw), limit=MAX_LINE_OCTETS), at)
+            else:
+                problem(Fact.of("preflight.line_too_long", line=number, octets=len(raw), limit=MAX_LINE_OCTETS), at)
             break
 
     scan = _Scan()
@@ -157,15 +160,13 @@ def check(
     for href in scan.links:
         reason = bad_link(href, scan.ids)
         if reason:
-            fix = ("link to the id of a section of the message, or give a real https:// address" if len(href) > 1
-                   and href.startswith("#") else "give every link a real https:// address")
-            problem(f"{reason} in the HTML; {fix}", locate(_link_needles(href), sources))
+            problem(reason, locate(_link_needles(href), sources))
     for src in scan.images_without_alt:
         needles = [f'src="{src}', f"src='{src}"] if src else ["<img"]
-        problem(f"image {src[:60]!r} has no alt text; add alt=\"\" if it is decorative", locate(needles, sources))
+        problem(Fact.of("preflight.image_without_alt", src=repr(src[:60])), locate(needles, sources))
     title = " ".join("".join(scan.title).split())
     if title != " ".join(subject.split()):
-        problem(f"the HTML <title> {title!r} differs from the Subject {subject!r}; they must be the same (use {{{{ subject }}}})",
+        problem(Fact.of("preflight.title_differs", title=repr(title), subject=repr(subject)),
                 locate(["<title"], sources[1:] or sources))
 
     html_words = {w.casefold() for w in _WORD.findall(" ".join(scan.text))}
@@ -177,7 +178,7 @@ def check(
             at = _locate_word(word, sources)
             if at:
                 break
-        problem(f"the text part lacks words the HTML has ({', '.join(missing[:8])}); render both from the same content", at)
+        problem(Fact.of("preflight.text_part_lacks_words", words=", ".join(missing[:8])), at)
     return problems
 
 

@@ -16,6 +16,7 @@ from premailer import Premailer
 from dispatch.email.markup import MARKS
 from dispatch.errors import InputError, Problem, display_path
 from dispatch.models import Edition, NewsPoint, Rendered
+from dispatch.values import Fact
 
 HTML_TEMPLATE = "edition.html"
 TEXT_TEMPLATE = "edition.txt"
@@ -113,9 +114,9 @@ def render(
         html = env.get_template(HTML_TEMPLATE).render(values)
         text = env.get_template(TEXT_TEMPLATE).render(values)
     except UndefinedError as exc:
-        raise InputError([_template_problem(exc, templates_dir, f"{exc.message}; check the variable name")]) from None
+        raise InputError([_template_problem(exc, templates_dir, Fact.of("template.undefined", detail=str(exc.message)))]) from None
     except TemplateError as exc:
-        raise InputError([_template_problem(exc, templates_dir, str(exc))]) from None
+        raise InputError([_template_problem(exc, templates_dir, Fact.of("template.error", detail=str(exc)))]) from None
     return Rendered(subject=subject, html=inline_css(html), text=_tidy_text(text))
 
 
@@ -147,7 +148,7 @@ def _tidy_text(text: str) -> str:
     return "\n".join(out).strip("\n") + "\n"
 
 
-def _template_problem(exc: Exception, templates_dir: Path, message: str) -> Problem:
+def _template_problem(exc: Exception, templates_dir: Path, fact: Fact) -> Problem:
     """Point at the template line, found in the traceback Jinja2 rewrote for us."""
     tb = exc.__traceback__
     name, line = HTML_TEMPLATE, 1
@@ -160,4 +161,4 @@ def _template_problem(exc: Exception, templates_dir: Path, message: str) -> Prob
     if lineno:
         line = lineno
         name = getattr(exc, "filename", None) or name
-    return Problem(display_path(templates_dir / Path(name).name), line, message)
+    return Problem(display_path(templates_dir / Path(name).name), line, fact)

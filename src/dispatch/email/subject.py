@@ -16,6 +16,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from dispatch.config.yamlsource import shorten
 from dispatch.errors import Problem
+from dispatch.values import Fact
 
 # Subject and preheader may use these; StrictUndefined turns a typo into an error.
 _TEMPLATE_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
@@ -34,23 +35,23 @@ TEMPLATE_MAX_CHARS = 998
 def fill(template: str, variables: dict[str, Any], shown: str, line: int | None, what: str, problems: list[Problem]) -> str:
     where = line if line is not None else 1
     checked = _checked_template(template, what)
-    if isinstance(checked, str):
+    if isinstance(checked, Fact):
         problems.append(Problem(shown, where, checked))
         return template
     try:
         # Compiled from the checked tree, not the text: nothing unchecked gets compiled.
         result = _TEMPLATE_ENV.from_string(checked).render(variables)
     except UndefinedError as exc:
-        problems.append(Problem(shown, where, f"{what}: {exc.message}; available variables: {', '.join(sorted(variables))}"))
+        problems.append(Problem.of(shown, where, "template.unknown_variable", what=what, detail=str(exc.message),
+                                   variables=", ".join(sorted(variables))))
         return template
     except (TemplateError, TypeError, ValueError, OverflowError) as exc:
         # A filter given a value of the wrong kind, e.g. truncate("ten").
-        problems.append(Problem(shown, where, f"{what}: {shorten(str(exc), 120)}"))
+        problems.append(Problem.of(shown, where, "template.failed", what=what, detail=shorten(str(exc), 120)))
         return template
     if len(result) > TEMPLATE_MAX_CHARS:
-        problems.append(Problem(shown, where, (
-            f"{what}: the {what} is {len(result)} characters once the variables are filled in, "
-            f"over the {TEMPLATE_MAX_CHARS}-character limit; shorten it")))
+        problems.append(Problem.of(shown, where, "template.result_too_long", what=what, length=len(result),
+                                   limit=TEMPLATE_MAX_CHARS))
         return template
     return result
 
@@ -59,31 +60,28 @@ def check_template(template: str, shown: str, line: int, what: str) -> list[Prob
     """The problem with a subject or preheader template (as a one-item list), checked
     without rendering it; for templates from the config, named at their own line."""
     checked = _checked_template(template, what)
-    return [Problem(shown, line, checked)] if isinstance(checked, str) else []
+    return [Problem(shown, line, checked)] if isinstance(checked, Fact) else []
 
 
-_ONLY = "only text, variables and filters are allowed, like {{ title }} or {{ date_label | upper }}"
-
-
-def _checked_template(template: str, what: str) -> jinja_nodes.Template | str:
+def _checked_template(template: str, what: str) -> jinja_nodes.Template | Fact:
     """The parsed template, or what is wrong with it (a message).
 
     Checked on the syntax tree before anything is compiled: Jinja folds constants at
     compile time, so '{{ "a" * 1000000000 }}' would allocate a gigabyte before render()
     or any sandbox saw it. Allowed: text, {{ name }}, {{ name | filter(constants) }}."""
     if len(template) > TEMPLATE_MAX_CHARS:
-        return f"{what}: the template is {len(template)} characters, over the {TEMPLATE_MAX_CHARS}-character limit; shorten it"
+        return Fact.of("template.too_long", what=what, length=len(template), limit=TEMPLATE_MAX_CHARS)
     try:
         tree = _TEMPLATE_ENV.parse(template)
     except TemplateSyntaxError as exc:
-        return f"{what}: template syntax error: {exc.message}"
+        return Fact.of("template.syntax_error", what=what, detail=str(exc.message))
     for statement in tree.body:
         if not isinstance(statement, jinja_nodes.Output):
-            return f"{what}: {_ONLY}; '{{% ... %}}' statements (if, for, set, include, macro, ...) are not"
+            return Fact.of("template.statement", what=what)
         for node in statement.nodes:
             refused = _refused_expression(node)
             if refused:
-                return f"{what}: {_ONLY}; {refused}"
+                return Fact.of("template.expression", what=what, refused=refused)
     return tree
 
 

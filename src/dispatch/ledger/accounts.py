@@ -3,6 +3,8 @@ the audit log, and texts kept aside when a save was refused."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -13,6 +15,19 @@ from dispatch.errors import LedgerError
 from dispatch.ledger.database import Database, as_utc, operation
 from dispatch.ledger.schema import audit, kept_texts, users
 from dispatch.models import AuditEntry, KeptText, User
+from dispatch.values import Fact
+from dispatch.wording import english
+
+
+def _stored(fact: Fact) -> dict[str, Any]:
+    """A fact as the audit log's detail_facts column holds it (JSON)."""
+    return {"code": fact.code, "count": fact.count,
+            "params": {key: _stored(value) if isinstance(value, Fact) else value for key, value in fact.params.items()}}
+
+
+def _read(stored: dict[str, Any]) -> Fact:
+    params = {key: _read(value) if isinstance(value, dict) else value for key, value in stored["params"].items()}
+    return Fact(str(stored["code"]), params, stored.get("count"))
 
 
 def _user(row: Any) -> User:
@@ -92,10 +107,14 @@ class Accounts:
 
     @operation
     def record_audit(self, at: datetime, user: str, action: str, target: str = "",
-                     content_hash: str | None = None, detail: str = "") -> None:
+                     content_hash: str | None = None, detail: Sequence[Fact] = ()) -> None:
+        """One entry; ``detail``: what else it records, as facts, stored in English (for the
+        command line and the logs) and as the facts (for each front door to word)."""
         with self.db.engine.begin() as conn:
-            conn.execute(audit.insert().values(at=as_utc(at), user_name=user, action=action, target=target,
-                                               content_hash=content_hash, detail=detail))
+            conn.execute(audit.insert().values(
+                at=as_utc(at), user_name=user, action=action, target=target, content_hash=content_hash,
+                detail="; ".join(english(f) for f in detail),
+                detail_facts=json.dumps([_stored(f) for f in detail], ensure_ascii=False)))
 
     @operation
     def audit_log(self, limit: int = 500, *, action: str | None = None, target: str | None = None) -> list[AuditEntry]:
@@ -107,7 +126,8 @@ class Accounts:
             query = query.where(audit.c.target == target)
         with self.db.read() as conn:
             return [AuditEntry(id=row["id"], at=as_utc(row["at"]), user=row["user_name"], action=row["action"],  # type: ignore[arg-type]
-                               target=row["target"], content_hash=row["content_hash"], detail=row["detail"])
+                               target=row["target"], content_hash=row["content_hash"], detail=row["detail"],
+                               facts=tuple(_read(f) for f in json.loads(row["detail_facts"] or "[]")))
                     for row in conn.execute(query).mappings()]
 
     @operation

@@ -44,7 +44,8 @@ class MemoryLedger:
     def open_dispatch(self, name: str, edition_date: date, revision: int, kind: str, subject: str,
                       source: str, created_by: str, now: datetime, *, content_hash: str | None = None,
                       approved_by: str | None = None, approved_at: datetime | None = None,
-                      approval_id: int | None = None, lists: tuple[str, ...] = ()) -> tuple[DispatchRecord, bool]:
+                      approval_id: int | None = None, lists: tuple[str, ...] = (),
+                      by_front_matter: bool = False) -> tuple[DispatchRecord, bool]:
         with self._lock:
             if name in self.dispatches:
                 return self.dispatches[name], False
@@ -52,7 +53,7 @@ class MemoryLedger:
                 id=len(self.dispatches) + 1, name=name, edition_date=edition_date, revision=revision,
                 kind=kind, subject=subject, source=source, created_by=created_by, created_at=now, finished_at=None,
                 content_hash=content_hash, approved_by=approved_by, approved_at=approved_at,
-                approval_id=approval_id, lists=lists,
+                approval_id=approval_id, lists=lists, by_front_matter=by_front_matter,
             )
             self.dispatches[name] = record
             return record, True

@@ -25,18 +25,25 @@ from dispatch.ledger.schema import (
 from dispatch.models import Approval, DispatchRecord, State
 from dispatch.values import DispatchKind
 
+# How the approved_by column records that the file's 'status: approved' let a dispatch go
+# (approval: front_matter), as ledgers have held it since schema 3. Only this module reads or
+# writes it: everything above the ledger sees DispatchRecord.by_front_matter.
+_BY_FRONT_MATTER = "status: approved (front matter)"
+
 
 def dispatch_name(edition_date: date, revision: int, kind: str) -> str:
     return f"{edition_date.isoformat()}.r{revision}.{kind}"
 
 
 def _dispatch(row: Any) -> DispatchRecord:
+    by_front_matter = row["approved_by"] == _BY_FRONT_MATTER
     return DispatchRecord(
         id=row["id"], name=row["name"], edition_date=date.fromisoformat(row["edition_date"]), revision=row["revision"],
         kind=row["kind"], subject=row["subject"], source=row["source"], created_by=row["created_by"],
         created_at=as_utc(row["created_at"]), finished_at=as_utc(row["finished_at"]),  # type: ignore[arg-type]
-        content_hash=row["content_hash"], approved_by=row["approved_by"], approved_at=as_utc(row["approved_at"]),
-        approval_id=row["approval_id"], lists=tuple(x for x in (row["lists"] or "").split(",") if x),
+        content_hash=row["content_hash"], approved_by=None if by_front_matter else row["approved_by"],
+        approved_at=as_utc(row["approved_at"]), approval_id=row["approval_id"],
+        lists=tuple(x for x in (row["lists"] or "").split(",") if x), by_front_matter=by_front_matter,
     )
 
 
@@ -69,12 +76,14 @@ class Records:
     def open_dispatch(self, name: str, edition_date: date, revision: int, kind: str, subject: str,
         source: str, created_by: str, now: datetime, *, content_hash: str | None = None,
         approved_by: str | None = None, approved_at: datetime | None = None, approval_id: int | None = None,
-        lists: tuple[str, ...] = (),
+        lists: tuple[str, ...] = (), by_front_matter: bool = False,
     ) -> tuple[DispatchRecord, bool]:
         """The dispatch of this key, created if it does not exist yet (insert-or-nothing).
 
         An existing dispatch that has sent to nobody yet takes the new content hash and
         subject (the caller has checked that a dispatch that has sent is not changed)."""
+        if by_front_matter:
+            approved_by = _BY_FRONT_MATTER
         values = dict(
             name=name, edition_date=edition_date.isoformat(), revision=revision, kind=kind,
             subject=subject, source=source, created_by=created_by, created_at=as_utc(now),

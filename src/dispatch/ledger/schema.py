@@ -15,7 +15,7 @@ from dispatch.models import State
 # The schema this program reads and writes. An older program refuses a ledger whose
 # recorded version is higher than its own (``Ledger._migrate``); MIGRATIONS bring an older
 # ledger up to this one.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 metadata = sa.MetaData()
 
@@ -173,6 +173,9 @@ audit = sa.Table(
     sa.Column("target", sa.String(200), nullable=False, default=""),
     sa.Column("content_hash", sa.String(64), nullable=True),
     sa.Column("detail", sa.Text, nullable=False, default=""),
+    # Schema 7: the detail as facts (a JSON list of {code, params}), for each front door to word;
+    # "detail" keeps it in English. NULL for entries recorded before.
+    sa.Column("detail_facts", sa.Text, nullable=True),
     sa.Index("ix_audit_at", "at"),
 )
 
@@ -267,6 +270,10 @@ def _schema_6(conn: sa.Connection) -> None:
     )
 
 
+def _schema_7(conn: sa.Connection) -> None:
+    _add_columns(conn, audit, ("detail_facts",))
+
+
 # (version, what it adds, step), in order. A step runs in the transaction that records
 # its version, so a ledger is never left between two versions. Add a step for every
 # schema change and raise SCHEMA_VERSION with it; a step must be safe on a ledger that
@@ -277,4 +284,5 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (4, "console accounts, audit log, kept texts and bounce events", _schema_4),
     (5, "session generations of console accounts", _schema_5),
     (6, "a held recipient's relay trouble as columns", _schema_6),
+    (7, "audit details as facts", _schema_7),
 )

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from dispatch.publishing.atomic import EXPORT_MODE, write_atomic
+from dispatch.values import Fact
+from dispatch.wording import english
 
 RECIPIENT_FIELDS = (
     "email", "name", "state", "attempts", "reply", "message_id", "node",
@@ -29,6 +31,14 @@ def iso(value: datetime | None) -> str | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)  # SQLite hands back naive UTC
     return value.isoformat()
+
+
+def approved_by(dispatch: Any) -> str | None:
+    """Who let the dispatch go, as the exports (and the command line's JSON) have always said it:
+    the approver's name, or the front matter's approval worded from the English catalogue."""
+    if getattr(dispatch, "by_front_matter", False):
+        return english(Fact.of("approval.by_front_matter"))
+    return getattr(dispatch, "approved_by", None)
 
 
 def recipient_record(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -56,7 +66,7 @@ def export_document(dispatch: Any, counts: Mapping[str, int], rows: Sequence[Map
         "subject": dispatch.subject,
         "source": dispatch.source,
         "content_hash": getattr(dispatch, "content_hash", None),
-        "approved_by": getattr(dispatch, "approved_by", None),
+        "approved_by": approved_by(dispatch),
         "approved_at": iso(getattr(dispatch, "approved_at", None)),
         "created_by": dispatch.created_by,
         "created_at": iso(dispatch.created_at),

@@ -34,6 +34,7 @@ from dispatch.errors import DispatchError, display_path
 from dispatch.models import Edition
 from dispatch.publishing.atomic import PAGE_MODE as PAGE_MODE  # the pages' mode, for those who check it
 from dispatch.publishing.atomic import TEMP_PREFIX, Replace, write_atomic
+from dispatch.values import Fact
 
 PAGE_TEMPLATE = "edition.html"
 INDEX_TEMPLATE = "index.html"
@@ -50,7 +51,12 @@ class PublishError(DispatchError):
 
     def __init__(self, path: Path, message: str) -> None:
         self.path = path
+        self.detail = message
         super().__init__(f"{display_path(path)}: {message}")
+
+    @property
+    def fact(self) -> Fact:
+        return Fact.of("error.publish", path=display_path(self.path), detail=self.detail)
 
 
 @dataclass(frozen=True)

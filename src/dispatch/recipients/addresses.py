@@ -13,6 +13,8 @@ from functools import lru_cache
 from email_validator import EmailNotValidError, validate_email
 
 from dispatch.errors import DispatchError
+from dispatch.values import Fact
+from dispatch.wording import english
 
 # C0, DEL, C1 and the Unicode line/paragraph separators: any of them in a header value
 # could start a new header line (or be turned into one by a lenient client).
@@ -23,7 +25,16 @@ _SIMPLE_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&
 
 
 class AddressError(DispatchError, ValueError):
-    """One address is not usable; the message says why, for an editor to act on."""
+    """One address is not usable; the fact says why, for an editor to act on (``str()``: in English)."""
+
+    def __init__(self, said: Fact | str) -> None:
+        # A plain string: email-validator's own words (and what a pickled error comes back with).
+        self._fact = Fact.of("address.invalid", detail=said) if isinstance(said, str) else said
+        super().__init__(english(self._fact))
+
+    @property
+    def fact(self) -> Fact:
+        return self._fact
 
 
 @lru_cache(maxsize=4096)
@@ -44,7 +55,7 @@ def normalise(raw: str) -> tuple[str, str]:
     """
     address = raw.strip()  # surrounding whitespace (a pasted tab or newline) is not part of it
     if _CONTROL.search(address):
-        raise AddressError("the address contains a control character or line break")
+        raise AddressError(Fact.of("address.control_character"))
     return _fold(address)
 
 
@@ -54,22 +65,19 @@ def _fold(address: str) -> tuple[str, str]:
         address = unicodedata.normalize("NFC", address)
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain:
-        raise AddressError("an address needs one '@' with text on both sides")
+        raise AddressError(Fact.of("address.no_at"))
     if not local.isascii():
         # Non-ASCII local parts need SMTPUTF8 at every hop; we never ask for it, so a
         # server would refuse or mangle the address. Say so instead of failing later.
         odd = "".join(sorted({c for c in local if not c.isascii()}))
-        raise AddressError(
-            f"the part before the @ contains non-ASCII characters ({odd}); internationalised "
-            "mailbox names (SMTPUTF8) are not supported, ask for the person's ASCII address"
-        )
+        raise AddressError(Fact.of("address.non_ascii_local_part", characters=odd))
     if len(local) > 64:
         # RFC 5321's limit; email-validator only enforces it in strict mode.
-        raise AddressError("the part before the @ is too long (more than 64 characters)")
+        raise AddressError(Fact.of("address.local_part_too_long"))
     if _SIMPLE_LOCAL.fullmatch(local):
         ascii_domain = _domain(domain)
         if len(local) + 1 + len(ascii_domain) > 254:
-            raise AddressError("the address is longer than 254 characters")
+            raise AddressError(Fact.of("address.too_long"))
     else:
         try:
             checked = validate_email(address, check_deliverability=False, allow_smtputf8=False)

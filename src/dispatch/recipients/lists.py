@@ -89,6 +89,16 @@ class Resolution:
         return result
 
 
+Where = tuple[str, int]  # (path as shown, line): where a list's name was written
+
+
+def unknown_list(path: str, line: int, name: str, known: list[str] | tuple[str, ...]) -> Problem:
+    """A list name that names no list file, and the lists there are."""
+    if not known:
+        return Problem.of(path, line, "recipients.unknown_list_none_known", name=repr(name))
+    return Problem.of(path, line, "recipients.unknown_list", name=repr(name), known=", ".join(known))
+
+
 def available_lists(directory: Path) -> list[str]:
     if not directory.is_dir():
         return []
@@ -129,13 +139,14 @@ def load_suppressed(directory: Path) -> tuple[set[str], list[Problem]]:
                 try:
                     keys.add(normalise(text)[1])
                 except AddressError as exc:
-                    problems.append(Problem(shown, number, f"suppressed address {shorten(text)!r} is not valid: {exc}"))
+                    problems.append(Problem.of(shown, number, "recipients.bad_suppressed_address",
+                                               address=repr(shorten(text)), detail=exc.fact))
     except UnicodeDecodeError:
-        problems.append(Problem(shown, 1, "the file is not UTF-8; save it as UTF-8"))
+        problems.append(Problem.of(shown, 1, "recipients.suppressed_not_utf8"))
     except FileNotFoundError:
         pass  # removed since lexists(): nothing is suppressed, as if it had never been there
     except OSError as exc:
-        raise InputError([Problem(shown, 1, f"cannot read the file: {exc.strerror or exc}")]) from None
+        raise InputError([Problem.of(shown, 1, "file.unreadable", detail=str(exc.strerror or exc))]) from None
     return keys, problems
 
 
@@ -147,7 +158,7 @@ def _open_list(path: Path, limit: int, what: str, advice: str) -> io.TextIOWrapp
     )
 
 
-def resolve(directory: Path, names: list[str] | tuple[str, ...], referrers: dict[str, Problem] | None = None) -> Resolution:
+def resolve(directory: Path, names: list[str] | tuple[str, ...], referrers: dict[str, Where] | None = None) -> Resolution:
     """Load the named lists (and what they include), fold, suppress and validate.
 
     Raises InputError only for problems that make a list unusable (missing file,
@@ -165,22 +176,21 @@ def resolve(directory: Path, names: list[str] | tuple[str, ...], referrers: dict
 
 
 def _load_list(directory: Path, name: str, result: Resolution, fatal: list[Problem],
-               stack: list[tuple[str, str]], referrer: Problem | None) -> ListView | None:
+               stack: list[tuple[str, str]], referrer: Where | None) -> ListView | None:
     """Load one list into ``result`` (once, however often it is included)."""
     if name in result.lists:
         return result.lists[name]
     path = list_path(directory, name)
     if path is None:
-        known = ", ".join(available_lists(directory)) or "none"
-        where = referrer or Problem(display_path(directory), 0, "")
-        fatal.append(Problem(where.path, where.line, f"unknown recipient list {name!r}; known lists: {known}"))
+        path_shown, line = referrer or (display_path(directory), 0)
+        fatal.append(unknown_list(path_shown, line, name, available_lists(directory)))
         return None
     shown = display_path(path)
     names_on_stack = [n for n, _ in stack]
     if name in names_on_stack:
         cycle = [p for _, p in stack[names_on_stack.index(name):]] + [shown]
-        where = referrer or Problem(shown, 1, "")
-        fatal.append(Problem(where.path, where.line, f"include cycle: {' -> '.join(cycle)}; remove one of these includes"))
+        path_shown, line = referrer or (shown, 1)
+        fatal.append(Problem.of(path_shown, line, "recipients.include_cycle", cycle=" -> ".join(cycle)))
         return None
     view = ListView(name=name, display_name=name, path=shown)
     members = view.members
@@ -194,15 +204,14 @@ def _load_list(directory: Path, name: str, result: Resolution, fatal: list[Probl
         # Surrounding whitespace is trimmed first; a line break left inside is rejected.
         email, name = email.strip(), name.strip()
         if control(email) or control(name):
-            what = "address" if control(email) else "name"
-            _invalid(result, view, email, "", Problem(
-                shown, line, f"the {what} contains a line break or control character; "
-                "remove it (it could inject a mail header)"))
+            what = "recipients.control_character_in_address" if control(email) else "recipients.control_character_in_name"
+            _invalid(result, view, email, "", Problem.of(shown, line, what))
             return
         try:
             address, key = _fold(email)
         except AddressError as exc:
-            _invalid(result, view, email, name, Problem(shown, line, f"invalid address {shorten(email)!r}: {exc}"))
+            _invalid(result, view, email, name, Problem.of(shown, line, "recipients.invalid_address",
+                                                          address=repr(shorten(email)), detail=exc.fact))
             return
         if key in suppressed:
             view.suppressed.add(key)
@@ -224,7 +233,7 @@ def _load_list(directory: Path, name: str, result: Resolution, fatal: list[Probl
         else:
             for include_name, line in _yaml_entries(path, shown, fatal, add, view, result):
                 view.includes.append(include_name)
-                included = _load_list(directory, include_name, result, fatal, [*stack, (name, shown)], Problem(shown, line, ""))
+                included = _load_list(directory, include_name, result, fatal, [*stack, (name, shown)], (shown, line))
                 if included is None:
                     continue
                 view.suppressed |= included.suppressed
@@ -235,11 +244,11 @@ def _load_list(directory: Path, name: str, result: Resolution, fatal: list[Probl
     except InputError as exc:
         fatal.extend(exc.problems)
     except UnicodeDecodeError:
-        fatal.append(Problem(shown, 1, "the file is not UTF-8; export it as 'CSV UTF-8'"))
+        fatal.append(Problem.of(shown, 1, "recipients.not_utf8"))
     except FileNotFoundError:
-        fatal.append(Problem(shown, 1, "the file was removed while it was being read; run again"))
+        fatal.append(Problem.of(shown, 1, "recipients.removed_while_read"))
     except OSError as exc:
-        fatal.append(Problem(shown, 1, f"cannot read the file: {exc.strerror or exc}"))
+        fatal.append(Problem.of(shown, 1, "file.unreadable", detail=str(exc.strerror or exc)))
     result.lists[name] = view
     return view
 
@@ -272,8 +281,7 @@ def _csv_rows(path: Path, shown: str, fatal: list[Problem]) -> Iterator[tuple[st
         delimiter, header = _pick_delimiter(header_line)
         if "email" not in header:
             found = shorten(header_line.strip())
-            fatal.append(Problem(shown, 1, "the first row must be a header with an 'email' column (and optionally 'name'); "
-                                           f"found {found!r}"))
+            fatal.append(Problem.of(shown, 1, "recipients.no_email_column", found=repr(found)))
             return
         email_at = header.index("email")
         name_at = header.index("name") if "name" in header else -1
@@ -291,7 +299,7 @@ def _csv_rows(path: Path, shown: str, fatal: list[Problem]) -> Iterator[tuple[st
                     continue  # Excel's trailing ';;;' rows
                 yield email, name, line
         except csv.Error as exc:
-            fatal.append(Problem(shown, consumed + 2, f"cannot read this CSV row: {exc}"))
+            fatal.append(Problem.of(shown, consumed + 2, "recipients.bad_csv_row", detail=str(exc)))
 
 
 def _yaml_entries(path: Path, shown: str, fatal: list[Problem], add: Callable[[str, str, int], None],
@@ -302,14 +310,13 @@ def _yaml_entries(path: Path, shown: str, fatal: list[Problem], add: Callable[[s
         advice=f"save a list this large as CSV (read row by row, up to {LIST_MAX_BYTES // MB} MB)",
     )
     if not isinstance(data, LineDict):
-        fatal.append(Problem(shown, 1, "a YAML list needs 'name' and 'members' (and optionally 'include')"))
+        fatal.append(Problem.of(shown, 1, "recipients.yaml_not_a_list"))
         return []
     title = data.get("name")
     if isinstance(title, str) and title.strip():
         if _CONTROL.search(title):
             # The list name can become the To header of a Bcc batch.
-            result.problems.append(Problem(shown, data.line_of("name"),
-                                           "the list name contains a line break or control character; the file name is used instead"))
+            result.problems.append(Problem.of(shown, data.line_of("name"), "recipients.control_character_in_list_name"))
         else:
             view.display_name = " ".join(title.split())
     members = data.get("members")
@@ -317,7 +324,7 @@ def _yaml_entries(path: Path, shown: str, fatal: list[Problem], add: Callable[[s
         members = LineList()
         members.item_lines = []
     if not isinstance(members, LineList):
-        fatal.append(Problem(shown, data.line_of("members"), "'members' must be a list of {email, name}"))
+        fatal.append(Problem.of(shown, data.line_of("members"), "recipients.bad_members"))
         members = LineList()
         members.item_lines = []
     for index, item in enumerate(members):
@@ -325,25 +332,25 @@ def _yaml_entries(path: Path, shown: str, fatal: list[Problem], add: Callable[[s
         if isinstance(item, str):
             item = {"email": item}
         if not isinstance(item, dict):
-            _invalid(result, view, str(item), "", Problem(shown, line, "each member needs an 'email' (and optionally a 'name')"))
+            _invalid(result, view, str(item), "", Problem.of(shown, line, "recipients.member_not_a_mapping"))
             continue
         email, name = item.get("email"), item.get("name")
         if not isinstance(email, str):
             # One bad member is an invalid entry like any other: it must not stop the report.
-            _invalid(result, view, "" if email is None else str(email), "", Problem(shown, line, "this member has no 'email' text"))
+            _invalid(result, view, "" if email is None else str(email), "", Problem.of(shown, line, "recipients.member_without_email"))
             continue
         add(email, "" if name is None else str(name), line)
     includes = data.get("include") or []
     if isinstance(includes, str):
         includes = [includes]
     if not isinstance(includes, list):
-        fatal.append(Problem(shown, data.line_of("include"), "'include' must list other recipient list names"))
+        fatal.append(Problem.of(shown, data.line_of("include"), "recipients.bad_include"))
         return []
     found = []
     for index, include in enumerate(includes):
         line = includes.line_of(index) if isinstance(includes, LineList) else data.line_of("include")
         if not isinstance(include, str):
-            fatal.append(Problem(shown, line, "'include' must list other recipient list names"))
+            fatal.append(Problem.of(shown, line, "recipients.bad_include"))
             continue
         found.append((include, line))
     return found

@@ -19,7 +19,7 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -29,14 +29,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from dispatch.app import AddressLimits, App, Clock, LockedChecks, Permission, Runs, User, active_user, audit
+from dispatch.app import AddressLimits, App, AuditEntry, Clock, LockedChecks, Permission, Runs, User, active_user, audit
 from dispatch.app import Session as Unit
 from dispatch.config import Settings, WebSettings
 from dispatch.errors import DispatchError
+from dispatch.values import Fact
 from dispatch.web.checks import PasswordChecks
 from dispatch.web.sessions import Session, Sessions, csrf_ok
 from dispatch.web.swedish import (
-    ROLE_NAMES,
     entry_label,
     say_edition,
     say_fact,
@@ -44,8 +44,8 @@ from dispatch.web.swedish import (
     say_plan,
     say_reply,
     say_state,
-    swedish_audit_detail,
 )
+from dispatch.wording import ENGLISH, swedish, swedish_of
 
 HERE = Path(__file__).parent
 STATIC_VERSION = "7"  # bump when static files change, so browsers fetch them again
@@ -141,7 +141,8 @@ class Visit:
             raise NotSignedIn("a route for signed-in users was reached without one")
         return self.user
 
-    async def audit(self, action: str, target: str = "", content_hash: str | None = None, detail: str = "") -> None:
+    async def audit(self, action: str, target: str = "", content_hash: str | None = None,
+                    detail: tuple[Fact, ...] = ()) -> None:
         """Record the action in the audit log (a ledger write: in the thread pool)."""
         name, now = self.me.name, self.now
         await self.console.unit(lambda unit: audit(unit, now, name, action, target, content_hash, detail))
@@ -158,7 +159,7 @@ def templates() -> Environment:
     env.filters["short"] = lambda value: (value or "")[:12]
     env.filters["iso_local"] = lambda value, zone: (datetime.fromisoformat(value).astimezone(zone).strftime("%Y-%m-%d %H:%M")
                                                     if value else "")
-    env.globals.update(state_names=STATE_NAMES, count_names=COUNT_NAMES, action_names=ACTION_NAMES)
+    env.globals.update(state_names=STATE_NAMES, count_names=COUNT_NAMES)
     env.filters["say_plan"] = say_plan
     env.filters["say_label"] = say_label
     env.filters["say_fact"] = say_fact
@@ -166,25 +167,40 @@ def templates() -> Environment:
     env.filters["say_edition"] = say_edition
     env.filters["entry_label"] = entry_label
     env.filters["say_reply"] = say_reply
-    env.filters["audit_detail"] = swedish_audit_detail
-    env.globals["role_names"] = ROLE_NAMES
+    env.filters["audit_detail"] = audit_detail
+    env.filters["action_name"] = lambda action: swedish(Fact.of(f"audit.{action}")) if f"audit.{action}" in ENGLISH else action
+    # Facts worded from the Swedish catalogue: `reason | swedish`, or a code with its parameters.
+    env.filters["swedish"] = swedish_of
+    env.filters["capfirst"] = lambda text: text[:1].upper() + text[1:]
+    env.globals["worded"] = lambda code, **params: swedish(Fact.of(code, **params))
     env.globals["permission"] = Permission  # user.may(permission.APPROVE) in a template
     return env
 
 
-# Swedish names for what the ledger and the audit log record in English.
+# Swedish names for the states the ledger records.
 STATE_NAMES = {"pending": "väntar", "sent": "skickad", "deferred": "försenad", "unknown": "okänd", "failed": "misslyckad",
                "bounced": "studsad"}
 COUNT_NAMES = {"pending": "väntar", "sent": "skickade", "deferred": "försenade", "unknown": "okända",
                "failed": "misslyckade", "bounced": "studsade"}
-ACTION_NAMES = {"sign_in": "inloggning", "sign_in_failed": "misslyckad inloggning", "sign_out": "utloggning",
-                "locked": "kontot spärrat", "save": "sparad", "save_refused": "sparning nekad", "approve": "godkänd",
-                "revoke": "godkännande återkallat", "send": "utskick", "stop": "stoppad", "resume": "återupptagen",
-                "retry_now": "försök igen nu", "export": "nedladdning", "user_added": "konto skapat",
-                "user_disabled": "konto avstängt", "user_enabled": "konto aktiverat", "user_updated": "konto uppdaterat",
-                "sso_held": "SSO-konto väntar på granskning",
-                "correction_started": "rättelse skapad", "password_changed": "lösenord bytt", "sso_refused": "SSO nekad",
-                "sso_failed": "SSO misslyckades"}
+
+
+
+def audit_detail(entry: AuditEntry, zone: tzinfo) -> str:
+    """An audit entry's detail as the console shows it: its facts worded in Swedish, a moment
+    among them in the log's own time zone. An entry recorded before details were facts is shown
+    as it was recorded."""
+    if not entry.facts:
+        return entry.detail
+    return "; ".join(swedish(_in_zone(fact, zone)) for fact in entry.facts)
+
+
+def _in_zone(fact: Fact, zone: tzinfo) -> Fact:
+    """The fact with its moments (ISO 8601 in UTC, as recorded) in ``zone``."""
+    moment = fact.params.get("until")
+    if not isinstance(moment, str):
+        return fact
+    local = datetime.fromisoformat(moment).astimezone(zone).strftime("%Y-%m-%d %H:%M")
+    return Fact(fact.code, {**fact.params, "until": local}, fact.count)
 
 
 def render(console: Console, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:

@@ -7,7 +7,7 @@ forms into arguments and results into Swedish pages.
 
 from __future__ import annotations
 
-import re
+import re  # not wording: checks the date in a route's path
 from collections.abc import Callable
 from datetime import date
 
@@ -19,7 +19,7 @@ from dispatch import app
 from dispatch.app import Permission
 from dispatch.errors import DispatchError, InputError, Problem
 from dispatch.web.console import PREVIEW_CSP, Visit, not_found, page, security_headers
-from dispatch.web.swedish import swedish
+from dispatch.wording import swedish_of
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 FORM_FIELDS = ("compiled", "status", "urgent", "revision", "correction", "lists", "subject", "headline", "preheader")
@@ -113,12 +113,12 @@ def _located(problem: Problem, result: app.DraftPreview) -> dict[str, object]:
     if line >= result.body_line:
         editor_line = line - result.body_line + 1
         anchor, label = f"line-{editor_line}", f"Rad {editor_line}"
-        return {"message": swedish(problem.message), "anchor": anchor, "label": label, "line": editor_line}
+        return {"message": swedish_of(problem.fact), "anchor": anchor, "label": label, "line": editor_line}
     for key, field_line in result.field_lines.items():
         if field_line == line:
-            return {"message": swedish(problem.message), "anchor": f"f-{key}", "label": FIELD_LABELS.get(key, key), "line": None}
+            return {"message": swedish_of(problem.fact), "anchor": f"f-{key}", "label": FIELD_LABELS.get(key, key), "line": None}
     where = "" if problem.path.endswith(".md") else f"{problem.path}:{line}: "
-    return {"message": where + swedish(problem.message), "anchor": "", "label": "", "line": None}
+    return {"message": where + swedish_of(problem.fact), "anchor": "", "label": "", "line": None}
 
 
 FIELD_LABELS = {"compiled": "Sammanställd", "status": "Status", "revision": "Version", "correction": "Rättelse",
@@ -191,7 +191,7 @@ async def revoke(request: Request, visit: Visit) -> Response:
     def work(unit: app.Session) -> str:
         count = app.revoke(unit, day, visit.me.name, visit.now)
         if not count:
-            raise InputError([Problem(day.isoformat(), 0, "Det finns inget godkännande att återkalla.")])
+            raise InputError([Problem.of(day.isoformat(), 0, "revoke.nothing_to_revoke")])
         return "aterkallad"
 
     return await _act(visit, day, work)
@@ -218,8 +218,8 @@ async def _act(visit: Visit, day: date, work: Callable[[app.Session], str]) -> R
     try:
         done = await visit.console.unit(work)
     except DispatchError as exc:
-        problems = getattr(exc, "problems", ())
-        reason = "; ".join(swedish(p.message) for p in problems) if problems else swedish(str(exc))
+        problems = exc.problems if isinstance(exc, InputError) else ()
+        reason = "; ".join(swedish_of(p.fact) for p in problems) if problems else swedish_of(exc.fact)
         return await visit.console.unit(lambda unit: _edition_page(unit, visit, day, error=f"Inte utfört: {reason}",
                                                                    status_code=409))
     return RedirectResponse(f"/editions/{day.isoformat()}?klart={done}", status_code=303)

@@ -20,8 +20,8 @@ from starlette.routing import BaseRoute, Route
 
 from dispatch import app
 from dispatch.app import Permission
-from dispatch.errors import DispatchError
-from dispatch.values import Progress, RunState
+from dispatch.errors import DispatchError, InputError
+from dispatch.values import Fact, Progress, RunState
 from dispatch.web.console import Visit, not_found, page
 from dispatch.web.editor import _located, edition_day
 from dispatch.web.swedish import (
@@ -33,8 +33,8 @@ from dispatch.web.swedish import (
     say_relay,
     say_state,
     say_urgent,
-    swedish,
 )
+from dispatch.wording import swedish_of
 
 # The events' ``state`` as console.js and other watchers read it before states were facts
 # (kept: extended with ``run_state``, never renamed).
@@ -61,8 +61,9 @@ def routes() -> list[BaseRoute]:
 
 
 def _refusal(exc: DispatchError) -> str:
-    problems = getattr(exc, "problems", ())
-    return "; ".join(swedish(p.message) for p in problems) if problems else swedish(str(exc))
+    """Why an action was refused, in Swedish: each problem, or the error, worded from the catalogue."""
+    problems = exc.problems if isinstance(exc, InputError) else ()
+    return "; ".join(swedish_of(p.fact) for p in problems) if problems else swedish_of(exc.fact)
 
 
 # -- an edition: confirm, send, watch -----------------------------------------------------------------
@@ -195,7 +196,7 @@ async def retry_now(request: Request, visit: Visit) -> Response:
     if recipe is None:
         return not_found(visit, "Det här utskicket kan inte skickas igen härifrån.")
     count = await visit.console.unit(lambda unit: app.retry_waiting_now(unit, name, visit.now))
-    await visit.audit("retry_now", name, None, f"{count} waiting recipient(s)")
+    await visit.audit("retry_now", name, None, (Fact.of("audit_detail.waiting_recipients", count=count),))
     if visit.console.runs.wake(name):  # a send of it runs here: it tries them now instead of after its wait
         return RedirectResponse(f"/runs/{name}", status_code=303)
     return await _start(visit, recipe, name, day=recipe.day)

@@ -156,7 +156,7 @@ async def export(request: Request, visit: Visit) -> Response:
     document = await visit.console.unit(lambda unit: app.export(unit, name))
     if document is None or document.get("dispatch") != name or kind not in ("csv", "json"):
         return not_found(visit)
-    await visit.audit("export", name, None, kind)
+    await visit.audit("export", name, None, (Fact.of("audit_detail.export", format=kind),))
     if kind == "json":
         body = json.dumps(document, ensure_ascii=False, indent=2) + "\n"
         media = "application/json"

@@ -12,7 +12,7 @@ from dispatch.app import Permission
 from dispatch.errors import InputError
 from dispatch.web.checks import Busy
 from dispatch.web.console import Visit, page
-from dispatch.web.swedish import swedish
+from dispatch.wording import swedish_of
 
 
 @page(Permission.READ)
@@ -36,7 +36,7 @@ async def password_page(request: Request, visit: Visit) -> Response:
         return visit.render("password.html", 403, local=True, done=False, error="wrong", problems=[])
     except InputError as exc:
         return visit.render("password.html", 400, local=True, done=False, error="",
-                            problems=[swedish(problem.message) for problem in exc.problems])
+                            problems=[swedish_of(problem.fact) for problem in exc.problems])
     except Busy:
         response = visit.render("password.html", 503, local=True, done=False, error="busy", problems=[])
         response.headers["Retry-After"] = "10"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import html
 import logging
-import re
+import re  # not wording: strips control characters from a provider's error before it is recorded
 import ssl
 from datetime import datetime
 from typing import Any
@@ -38,6 +38,7 @@ from dispatch import app
 from dispatch.config import WebSettings
 from dispatch.config.settings import OidcSettings
 from dispatch.errors import ConsoleError
+from dispatch.values import Fact
 from dispatch.web import pages
 from dispatch.web.console import Console, forbidden, render
 from dispatch.web.pages import _safe_next
@@ -180,7 +181,7 @@ class SingleSignOn:
             return await self._failed(console, now, remote, str(exc))
         role = app.sso_role(values, self.oidc.roles)
         if role is None:
-            detail = _clean(f"no console role for {claim} {values}")
+            detail = Fact.of("audit_detail.no_console_role", groups=_clean(f"{claim} {values}"))
             refused = name
             name = await console.unit(lambda unit: app.sso_no_role(unit, refused, subject, detail, now, remote=remote))
             LOG.warning("single sign-on refused for %s: none of the %s values %s maps to a role in web.oidc.roles",
