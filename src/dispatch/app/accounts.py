@@ -165,7 +165,7 @@ def sso_user(s: Session, name: str, email: str, role: Role, now: datetime, *, su
     if user.disabled:
         sso_refused(s, user.name, Fact.of("audit_detail.disabled_in_console"), now, remote=remote)
         raise SSORefused(f"the account {user.name!r} is disabled")
-    if Role.named(user.role) is not role or user.email != address:
+    if Role.named(user.role) is not Role.named(role) or user.email != address:  # (role as given, str or Role)
         ledger.update_user(user.name, role=role, email=address)
         changes = [Fact.of("audit_detail.role_changed", old=role_named(user.role), new=role_named(role))
                    if what == "role" else Fact.of("audit_detail.email_changed", old=old or "-", new=new or "-")
