@@ -27,6 +27,7 @@ from dispatch.delivery.transport import SMTPTransport
 from dispatch.email import markup
 from dispatch.email import whats_new as news
 from dispatch.errors import InputError
+from dispatch.wording import english
 
 DAY, NEXT = date(2024, 11, 17), date(2024, 11, 18)
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -243,7 +244,9 @@ def test_a_four_eyes_approval_is_void_when_the_markers_change(sample: Project) -
     sample.set_config(approval="four_eyes")
     settings = settings_of(sample)
     verdict = app.review_now(unit_of(settings), app.read_edition(unit_of(settings), NEXT, None, NOW), NOW).verdict
-    assert verdict is not None and not verdict.sendable and "changed after approval by bo" in verdict.reason
+    assert verdict is not None and not verdict.sendable
+    assert verdict.reason.code == "gate.changed_after_approval" and verdict.reason.params["approver"] == "bo"
+    assert "changed after approval by bo" in english(verdict.reason)
 
 
 # -- corrections in the thread of what they correct ---------------------------------------------------
