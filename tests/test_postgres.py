@@ -35,7 +35,7 @@ from conftest import (
     write_edition,
 )
 from dispatch.errors import LedgerError
-from dispatch.ledger import SCHEMA_1, SCHEMA_VERSION, Ledger, NewRecipient
+from dispatch.ledger import SCHEMA_1, SCHEMA_VERSION, Ledger, NewRecipient, Timeouts
 from dispatch.models import Outcome, State
 
 NOW = datetime(2024, 11, 17, 13, 0, tzinfo=UTC)
@@ -169,7 +169,10 @@ def test_every_node_opens_the_dispatch_and_exactly_one_creates_it(pg: PgSchema, 
 
 @pytest.mark.slow  # 3,000 rows twice; fast twin: test_claims_from_many_connections_at_once_are_disjoint_and_cover_every_row
 def test_add_recipients_inserts_only_the_new_ones_even_from_two_nodes_at_once(pg: PgSchema, ledgers: list[Ledger]) -> None:
-    first, second = open_ledger(pg.url, ledgers), open_ledger(pg.url, ledgers)
+    # Each node waits for the other's insert (the same keys) as long as it takes: with the 2 s
+    # default lock timeout a loaded machine made one give up (LedgerBusy, which the pipeline retries).
+    first, second = (Ledger(pg.url, timeouts=Timeouts(lock=60.0)) for _ in range(2))
+    ledgers.extend([first, second])
     dispatch_id = with_rows(first, 10)
     rows = [NewRecipient(key=f"p{i}@example.org", address=f"p{i}@example.org", name="", message_id=f"<{i}@x>")
             for i in range(3000)]
@@ -185,6 +188,7 @@ def test_add_recipients_inserts_only_the_new_ones_even_from_two_nodes_at_once(pg
         thread.start()
     for thread in threads:
         thread.join(60)
+    assert len(added) == 2, "both nodes' inserts completed"
     assert sum(added) == 2990, added
     assert first.counts(dispatch_id)["pending"] == 3000
 
