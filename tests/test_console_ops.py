@@ -178,6 +178,12 @@ def test_stop_at_a_third_then_resume_loses_nobody(project: Project, smtp_server:
         assert stopped - at_stop <= 2 * connections, (at_stop, stopped)
         assert 500 < stopped < 1200
         expect(operator.locator("#c-sent")).to_have_text(str(project.status(name)["counts"]["sent"]))
+        # The edition's page and Idag say that nothing sends it now, not "Skickas" (found on a walk).
+        viewer = sign_in(console.base, "olle")
+        for path in (f"/editions/{DAY}", "/"):
+            page_text = viewer.get(path).text
+            assert "Skickas inte just nu" in page_text and 'data-state="queued"' in page_text, path
+            assert "Skickas: " not in page_text, path
         operator.get_by_role("button", name="Återuppta").click()
         expect(operator.locator("#run-state")).to_have_text("Klar", timeout=90_000)
         received = smtp_server.handler.recipients()

@@ -82,6 +82,7 @@ ENGLISH: dict[str, str | tuple[str, str]] = {
     "edition.approved_in_file": "Approved (status: approved in the file)",
     "edition.correction": "Correction (revision {revision}): {state}",
     "edition.sending": "Sending: {sent} of {total}",
+    "edition.not_sending": "Not being sent now: {sent} of {total} have it (stopped or ended early; resume it from its page)",
     "edition.waiting_for_urgent": "Waiting: the urgent message \"{subject}\" goes first; {sent} of {total} have it",
     "edition.paused_by_relay": "Paused: the relay does not take messages; {sent} of {total} have it",
     "edition.sent": ("Sent {at} to {sent} recipient", "Sent {at} to {sent} recipients"),

@@ -135,6 +135,11 @@ def _dispatch_state(s: Session, day: date, record: DispatchRecord, now: datetime
         elif counts.get("deferred", 0) and ledger.held_by_relay(record.id) is not None:
             run_state, tail = RunState.PAUSED_BY_RELAY, None
             fact = Fact.of("edition.paused_by_relay", sent=sent, total=total)
+        elif not counts.get("deferred", 0) and not counts.get("unknown", 0) and not ledger.leased_by_others(record.id, "", now):
+            # Recipients wait, none for a retry, and no run holds any of them: nothing is sending it
+            # (stopped, or a run that ended early); saying "Skickas" here would be untrue.
+            run_state = RunState.QUEUED
+            fact = Fact.of("edition.not_sending", sent=sent, total=total)
         else:
             fact = Fact.of("edition.sending", sent=sent, total=total)
     else:
