@@ -113,6 +113,7 @@ from dispatch.app.records import Status, approval_history, edition_note, export,
 from dispatch.app.runs import Confirmation, Recipe, Run, Runs, confirm, recipe_for, retry_waiting_now
 from dispatch.app.scheduled import Job, ServeClock, Service, schedule_jobs
 from dispatch.app.sending import duration, mail_notice, notify_summary, plan_for, plan_line, send, send_plan
+from dispatch.app.since import SinceApproval, diff_texts, since_approval
 from dispatch.app.timetable import Due, check_schedules
 from dispatch.app.urgent import urgent_fields, urgent_path, write_urgent
 from dispatch.app.wiring import (
@@ -179,6 +180,7 @@ __all__ = [
     "ServeClock",
     "Service",
     "SignInRefused",
+    "SinceApproval",
     "Status",
     "StoppableClock",
     "User",
@@ -205,6 +207,7 @@ __all__ = [
     "current_user",
     "decide",
     "decide_now",
+    "diff_texts",
     "disable_user",
     "dispatch_name",
     "duration",
@@ -268,6 +271,7 @@ __all__ = [
     "short",
     "sign_in",
     "sign_out",
+    "since_approval",
     "sso_failed",
     "sso_name",
     "sso_no_role",

@@ -23,6 +23,7 @@ from dispatch.app.editions import Prepared, check_problems, render_edition
 from dispatch.config import Settings, secret_problems
 from dispatch.config.yamlsource import LineDict, parse_yaml
 from dispatch.control.content import source_diff
+from dispatch.control.diff import TextDiff, diff_edition
 from dispatch.email.edition import assemble, edition_path, split_front_matter
 from dispatch.errors import ChangeControlError, InputError, Problem
 from dispatch.ledger import Ledger
@@ -274,6 +275,7 @@ class SentDiff:
     revision: int
     reached: int
     diff: str  # unified diff of the source; "" when unchanged
+    changes: TextDiff | None = None  # the same, word by word and field by field (the console shows it)
 
 
 def sent_diff(ledger: Ledger, day: date, text: str) -> SentDiff | None:
@@ -282,7 +284,10 @@ def sent_diff(ledger: Ledger, day: date, text: str) -> SentDiff | None:
     if sent is None:
         return None
     diff = source_diff(sent.source_text, text, f"{sent.record.name} (skickad)", "nu")
-    return SentDiff(sent.record.name, sent.record.revision, sent.reached, diff)
+    sent_fields, sent_body = split_fields(sent.source_text)
+    fields, body = split_fields(text)
+    changes = diff_edition(sent_fields, sent_body, fields, body, tuple(FIELDS))
+    return SentDiff(sent.record.name, sent.record.revision, sent.reached, diff, changes)
 
 
 def start_correction(settings: Settings, ledger: Ledger, day: date, user: str, now: datetime) -> Saved:

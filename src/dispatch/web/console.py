@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import secrets
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from pathlib import Path
@@ -26,8 +26,9 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from dispatch.app import AddressLimits, AuditEntry, Clock, Ledger, LockedChecks, Runs, User, active_user, audit
 from dispatch.config import Settings, WebSettings
 from dispatch.errors import DispatchError
-from dispatch.values import Fact
+from dispatch.values import DispatchLabel, Fact
 from dispatch.web.checks import PasswordChecks
+from dispatch.web.notices import Notices
 from dispatch.web.sessions import Session, Sessions, csrf_ok
 from dispatch.web.swedish import (
     entry_label,
@@ -41,7 +42,7 @@ from dispatch.web.swedish import (
 from dispatch.wording import ENGLISH, swedish, swedish_of
 
 HERE = Path(__file__).parent
-STATIC_VERSION = "7"  # bump when static files change, so browsers fetch them again
+STATIC_VERSION = "8"  # bump when static files change, so browsers fetch them again
 
 # The console's own pages: scripts and styles only from the console itself (no inline
 # script, no inline style), no plug-ins, not framed by other sites.
@@ -71,6 +72,7 @@ class Console:
     limits: AddressLimits
     previews: OrderedDict[str, tuple[str, str, str]] = field(default_factory=OrderedDict)  # id -> (user, html, day)
     locked: LockedChecks = field(default_factory=LockedChecks)  # checks of a password during its account's lock
+    notices: Notices = field(default_factory=Notices)  # confirmations of finished actions, shown once
 
     def now(self) -> datetime:
         """The time in the office's zone, as the command line has it: an urgent message's
@@ -154,13 +156,26 @@ COUNT_NAMES = {"pending": "väntar", "sent": "skickade", "deferred": "försenade
 
 
 
-def audit_detail(entry: AuditEntry, zone: tzinfo) -> str:
+def audit_detail(entry: AuditEntry, zone: tzinfo, labels: Mapping[str, DispatchLabel] | None = None) -> str:
     """An audit entry's detail as the console shows it: its facts worded in Swedish, a moment
-    among them in the log's own time zone. An entry recorded before details were facts is shown
-    as it was recorded."""
+    among them in the log's own time zone, a dispatch among them by its label (``labels``: the
+    dispatches' labels by name). An entry recorded before details were facts is shown as it
+    was recorded."""
     if not entry.facts:
         return entry.detail
-    return "; ".join(swedish(_in_zone(fact, zone)) for fact in entry.facts)
+    return "; ".join(swedish(_labelled(_in_zone(fact, zone), labels or {})) for fact in entry.facts)
+
+
+def dispatch_names_in(entry: AuditEntry) -> list[str]:
+    """The names a detail's facts give (``name``): some are dispatches, to show by label."""
+    return [str(fact.params["name"]) for fact in entry.facts if isinstance(fact.params.get("name"), str)]
+
+
+def _labelled(fact: Fact, labels: Mapping[str, DispatchLabel]) -> Fact:
+    name = fact.params.get("name")
+    if not isinstance(name, str) or name not in labels:
+        return fact
+    return Fact(fact.code, {**fact.params, "name": say_label(labels[name])}, fact.count)
 
 
 def _in_zone(fact: Fact, zone: tzinfo) -> Fact:

@@ -22,7 +22,7 @@ from dispatch import app
 from dispatch.errors import DispatchError, InputError
 from dispatch.values import Fact, Progress, RunState
 from dispatch.web.console import Visit, not_found, page
-from dispatch.web.editor import _located, edition_day
+from dispatch.web.editor import _located, done_then_back, edition_day
 from dispatch.web.swedish import (
     NOTHING,
     say_duration,
@@ -211,7 +211,7 @@ async def start_correction(request: Request, visit: Visit) -> Response:
         await run_in_threadpool(app.start_correction, console.settings, console.ledger, day, visit.me.name, visit.now)
     except DispatchError as exc:
         return visit.render("error.html", 409, heading="Ingen rättelse skapad", message=_refusal(exc))
-    return RedirectResponse(f"/editions/{day.isoformat()}?klart=rattelse", status_code=303)
+    return done_then_back(visit, "rattelse", f"/editions/{day.isoformat()}")
 
 
 # -- urgent messages -------------------------------------------------------------------------------

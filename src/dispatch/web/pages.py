@@ -13,7 +13,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from dispatch import app, wording
 from dispatch.values import DispatchKind, DispatchLabel, Fact
 from dispatch.web.checks import Busy
-from dispatch.web.console import Console, Visit, forbidden, not_found, page, render
+from dispatch.web.console import Console, Visit, dispatch_names_in, forbidden, not_found, page, render
 
 
 async def unknown_address(request: Request, exc: Exception) -> Response:
@@ -180,7 +180,8 @@ async def audit_page(request: Request, visit: Visit) -> Response:
 
     def work() -> tuple[list[app.AuditEntry], dict[str, DispatchLabel]]:
         entries = app.audit_log(ledger, 500)
-        return entries, app.labels_for(ledger, (e.target for e in entries))
+        names = [e.target for e in entries] + [name for e in entries for name in dispatch_names_in(e)]
+        return entries, app.labels_for(ledger, names)
 
     entries, labels = await run_in_threadpool(work)
     return visit.render("audit.html", entries=entries, labels=labels)

@@ -1,0 +1,43 @@
+"""What changed since: an edition now against the content its approver approved (a voided
+approval), as a word-level diff of the text and the fields that changed (control.diff)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from dispatch.app.drafting import FIELDS, split_fields
+from dispatch.control.diff import TextDiff, diff_edition
+from dispatch.ledger import Ledger
+from dispatch.models import Approval
+
+
+@dataclass(frozen=True)
+class SinceApproval:
+    """The standing approval that a change voided, and what changed since its content
+    (None when that content's text was not kept: approved before texts were kept)."""
+
+    approval: Approval
+    changes: TextDiff | None
+
+
+def diff_texts(old_text: str, new_text: str, order: tuple[str, ...] = FIELDS) -> TextDiff:
+    """Two edition files' texts compared: the front matter field by field, the body word by word."""
+    old_fields, old_body = split_fields(old_text)
+    new_fields, new_body = split_fields(new_text)
+    return diff_edition(old_fields, old_body, new_fields, new_body, order)
+
+
+def since_approval(ledger: Ledger, day: date, content_hash: str | None, text: str,
+                   order: tuple[str, ...] = FIELDS) -> SinceApproval | None:
+    """The edition's text now (``text``, with content ``content_hash``) against the content of
+    its newest standing approval, when that approval no longer matches; None when the
+    current content is approved, or nothing was approved (or every approval revoked)."""
+    if content_hash is None:
+        return None
+    standing = [a for a in ledger.approvals(day) if a.revoked_at is None]  # newest first
+    if not standing or any(a.content_hash == content_hash for a in standing):
+        return None
+    voided = standing[0]
+    approved_text = ledger.edited_text(day, voided.content_hash)
+    return SinceApproval(voided, diff_texts(approved_text, text, order) if approved_text is not None else None)
