@@ -66,6 +66,7 @@ from dispatch.app.drafting import (
     Saved,
     SentDiff,
     compose,
+    diff_texts,
     open_draft,
     preview_draft,
     save_draft,
@@ -113,7 +114,7 @@ from dispatch.app.records import Status, approval_history, edition_note, export,
 from dispatch.app.runs import Confirmation, Recipe, Run, Runs, confirm, recipe_for, retry_waiting_now
 from dispatch.app.scheduled import Job, ServeClock, Service, schedule_jobs
 from dispatch.app.sending import duration, mail_notice, notify_summary, plan_for, plan_line, send, send_plan
-from dispatch.app.since import SinceApproval, diff_texts, since_approval
+from dispatch.app.since import SinceApproval, since_approval
 from dispatch.app.timetable import Due, check_schedules
 from dispatch.app.urgent import urgent_fields, urgent_path, write_urgent
 from dispatch.app.wiring import (

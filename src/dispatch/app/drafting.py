@@ -284,10 +284,19 @@ def sent_diff(ledger: Ledger, day: date, text: str) -> SentDiff | None:
     if sent is None:
         return None
     diff = source_diff(sent.source_text, text, f"{sent.record.name} (skickad)", "nu")
-    sent_fields, sent_body = split_fields(sent.source_text)
-    fields, body = split_fields(text)
-    changes = diff_edition(sent_fields, sent_body, fields, body, tuple(FIELDS))
-    return SentDiff(sent.record.name, sent.record.revision, sent.reached, diff, changes)
+    return SentDiff(sent.record.name, sent.record.revision, sent.reached, diff, diff_texts(sent.source_text, text))
+
+
+# A field left out of the front matter reads as its default: no change when a form writes it.
+FIELD_DEFAULTS = {"revision": "1", "urgent": "false", "markers": "true"}
+
+
+def diff_texts(old_text: str, new_text: str, order: tuple[str, ...] = FIELDS) -> TextDiff:
+    """Two edition files' texts compared: the front matter field by field (a field not written
+    as its default), the body word by word."""
+    old_fields, old_body = split_fields(old_text)
+    new_fields, new_body = split_fields(new_text)
+    return diff_edition(FIELD_DEFAULTS | old_fields, old_body, FIELD_DEFAULTS | new_fields, new_body, order)
 
 
 def start_correction(settings: Settings, ledger: Ledger, day: date, user: str, now: datetime) -> Saved:

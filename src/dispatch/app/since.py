@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from dispatch.app.drafting import FIELDS, split_fields
-from dispatch.control.diff import TextDiff, diff_edition
+from dispatch.app.drafting import FIELDS, diff_texts
+from dispatch.control.diff import TextDiff
 from dispatch.ledger import Ledger
 from dispatch.models import Approval
 
@@ -19,13 +19,6 @@ class SinceApproval:
 
     approval: Approval
     changes: TextDiff | None
-
-
-def diff_texts(old_text: str, new_text: str, order: tuple[str, ...] = FIELDS) -> TextDiff:
-    """Two edition files' texts compared: the front matter field by field, the body word by word."""
-    old_fields, old_body = split_fields(old_text)
-    new_fields, new_body = split_fields(new_text)
-    return diff_edition(old_fields, old_body, new_fields, new_body, order)
 
 
 def since_approval(ledger: Ledger, day: date, content_hash: str | None, text: str,
