@@ -277,8 +277,8 @@ def test_a_correction_shows_the_diff_needs_text_and_approval_and_reaches_revisio
         expect(editor.locator("#problems")).to_contain_text("skriv i fältet Rättelse", timeout=10_000)  # required
         editor.get_by_role("button", name="Spara").click()
         # Against what was sent, word by word (issue 32: no longer a unified diff of the file with its YAML).
-        expect(editor.locator("details.diff del")).to_contain_text(["enligt plan"])
-        expect(editor.locator("details.diff ins")).to_contain_text(["försenad till onsdag"])
+        expect(editor.locator("details.diff del")).to_contain_text(["går enligt plan"])
+        expect(editor.locator("details.diff ins")).to_contain_text(["är försenad till onsdag"])
         expect(editor.locator("details.diff dt")).to_contain_text(["Version"])
         assert "status:" not in editor.locator("details.diff").inner_text()
         refused = olle.get(f"/editions/{DAY.isoformat()}/send")

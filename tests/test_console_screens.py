@@ -47,6 +47,15 @@ def test_word_runs_give_back_both_texts_and_mark_only_what_changed() -> None:
         (Change.REMOVED, "stabilt"), (Change.ADDED, "ansträngt")]
 
 
+def test_a_phrase_changed_is_one_struck_phrase_and_one_new_one() -> None:
+    old, new = "- Det går enligt plan i dag.\n", "- Det är försenad till onsdag i dag.\n"
+    runs = word_runs(old, new)
+    assert [(r.change, r.text) for r in runs if r.change is not Change.KEPT] == [
+        (Change.REMOVED, "går enligt plan"), (Change.ADDED, "är försenad till onsdag")]
+    assert "".join(r.text for r in runs if r.change is not Change.ADDED) == old
+    assert "".join(r.text for r in runs if r.change is not Change.REMOVED) == new
+
+
 def test_fields_are_compared_by_key_and_who_wrote_it_or_its_status_is_not_a_change() -> None:
     changes = diff_edition({"subject": "Läget", "status": "approved", "by": "anna"}, "Text.\n",
                            {"subject": "Läget i dag", "status": "draft", "by": "cara", "headline": "SÄS"}, "Text.\n",

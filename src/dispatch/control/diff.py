@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -82,13 +82,29 @@ def word_runs(old: str, new: str) -> tuple[Run, ...]:
         else:
             runs.append(Run(change, text))
 
-    for op, a1, a2, b1, b2 in matcher.get_opcodes():
-        if op == "equal":
+    for kept, a1, a2, b1, b2 in _spans(matcher.get_opcodes(), before):
+        if kept:
             add(Change.KEPT, before[a1:a2])
-        else:  # replace, delete, insert: what went first, then what came
+        else:  # what went first, then what came
             add(Change.REMOVED, before[a1:a2])
             add(Change.ADDED, after[b1:b2])
     return tuple(runs)
+
+
+def _spans(opcodes: Sequence[tuple[str, int, int, int, int]], before: list[str]) -> list[tuple[bool, int, int, int, int]]:
+    """The opcodes as kept and changed spans, a change of several words read as one: the white
+    space alone between two changes is part of the change ("går enligt plan" -> "är försenad
+    till onsdag" is one struck phrase and one new one, not three of each)."""
+    spans: list[tuple[bool, int, int, int, int]] = []
+    for index, (op, a1, a2, b1, b2) in enumerate(opcodes):
+        between_changes = 0 < index < len(opcodes) - 1 and all(not t.strip() for t in before[a1:a2])
+        kept = op == "equal" and not between_changes
+        if spans and not kept and not spans[-1][0]:
+            _, p1, _, q1, _ = spans[-1]
+            spans[-1] = (False, p1, a2, q1, b2)
+        else:
+            spans.append((kept, a1, a2, b1, b2))
+    return spans
 
 
 def field_changes(old: Mapping[str, str], new: Mapping[str, str], order: tuple[str, ...] = ()) -> tuple[FieldChange, ...]:
