@@ -147,6 +147,8 @@ def test_the_approver_sees_once_that_he_approved_and_then_what_changed_since(con
     shown = since.inner_text()
     assert "---" not in shown and "status:" not in shown and "subject:" not in shown, shown
     assert approver.get_by_role("button", name="Godkänn", exact=True).count() == 1  # type: ignore[attr-defined]
+    if shots := os.environ.get("DISPATCH_SCREENS_DIR"):  # for a person to look at
+        since.screenshot(path=f"{shots}/phone-since-approval.png")
 
 
 # -- phones ---------------------------------------------------------------------------------------
