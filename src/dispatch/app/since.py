@@ -21,14 +21,15 @@ class SinceApproval:
     changes: TextDiff | None
 
 
-def since_approval(ledger: Ledger, day: date, content_hash: str | None, text: str,
+def since_approval(ledger: Ledger, day: date, revision: int, content_hash: str | None, text: str,
                    order: tuple[str, ...] = FIELDS) -> SinceApproval | None:
     """The edition's text now (``text``, with content ``content_hash``) against the content of
-    its newest standing approval, when that approval no longer matches; None when the
-    current content is approved, or nothing was approved (or every approval revoked)."""
+    its newest standing approval of this revision, when that approval no longer matches; None
+    when the current content is approved, or nothing of this revision was approved (or every
+    approval revoked). A correction is compared with what was sent, not here."""
     if content_hash is None:
         return None
-    standing = [a for a in ledger.approvals(day) if a.revoked_at is None]  # newest first
+    standing = [a for a in ledger.approvals(day) if a.revoked_at is None and a.revision == revision]  # newest first
     if not standing or any(a.content_hash == content_hash for a in standing):
         return None
     voided = standing[0]

@@ -96,7 +96,7 @@ def _edition_page(visit: Visit, day: date, *, draft: app.Draft | None = None, me
     is_author = any(" ".join(a.split()).casefold() == me.name.casefold() for a in state.authors)
     current = app.compose(draft.fields, draft.body)[0] if draft.exists else ""
     sent = app.sent_diff(console.ledger, day, current) if state.dispatch or draft.fields.get("revision", "1") != "1" else None
-    since = app.since_approval(console.ledger, day, state.content_hash, current) if state.key == "draft" else None
+    since = app.since_approval(console.ledger, day, state.revision, state.content_hash, current) if state.key == "draft" else None
     return visit.render(
         "edition.html", status_code, day=day, draft=draft, state=state, approvals=approvals, message=message, error=error,
         sent=sent, since=since, field_labels=FIELD_LABELS, conflict=conflict,
