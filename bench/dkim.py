@@ -89,6 +89,7 @@ def measure(base: Path, count: int, runs: int) -> dict[str, object]:
     from dkim.canonicalization import CanonicalizationPolicy
     from dkim.crypto import RSASSA_PKCS1_v1_5_sign, parse_pem_private_key
 
+    from dispatch.app import App
     from dispatch.app.editions import read_edition, render_edition
     from dispatch.config import load_settings
     from dispatch.email.dkim import CANONICALIZATION, Signer, read_key
@@ -108,7 +109,8 @@ def measure(base: Path, count: int, runs: int) -> dict[str, object]:
 
     settings = load_settings(project / "config.yaml")
     now = datetime(2024, 11, 17, 14, 0, tzinfo=ZoneInfo("Europe/Stockholm"))
-    ready = render_edition(settings, read_edition(settings, None, None, now), now)
+    with App(settings).session() as unit:
+        ready = render_edition(unit, read_edition(unit, None, None, now), now)
     unsigned = ready.prepared
     signed = dataclasses.replace(unsigned, signer=Signer(domain="example.org", selector="rapport", key=read_key(key_path)))
     people = [Recipient(address=f"person.{i:06d}@example.org", name=f"Person Svensson {i}", key=f"person.{i:06d}@example.org")

@@ -19,7 +19,7 @@ from datetime import date
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -28,6 +28,11 @@ import yaml
 from aiosmtpd.controller import Controller
 
 from smtpserver import WholeDataController
+
+if TYPE_CHECKING:
+    from dispatch.app import Clock, Session
+    from dispatch.config import Settings
+    from dispatch.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -173,6 +178,22 @@ class SMTPServer:
 def _close_soon(server: Any) -> None:
     """Close the connection right after the reply is written, as a relay does after 421."""
     asyncio.get_running_loop().call_later(0.02, server.transport.close)
+
+
+def open_ledger(settings: Settings) -> Ledger:
+    """The ledger as another process would open it (engine and all), for a test to look
+    into; the test closes it."""
+    from dispatch.ledger import Ledger
+
+    return Ledger(settings.ledger_url)
+
+
+def unit_of(settings: Settings, clock: Clock | None = None) -> Session:
+    """A unit of work on an App of its own, for a test's one-line call of a use case (the
+    program's front doors make one App per process and ``with app.session()`` per unit)."""
+    from dispatch import app
+
+    return app.Session(app.App(settings, clock))
 
 
 def free_port() -> int:

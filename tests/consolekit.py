@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import IN_CI, Background, Project, free_port, start_dispatch
+from conftest import IN_CI, Background, Project, free_port, start_dispatch, unit_of
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PASSWORDS = {"anna": "anna-skriver-rapporten", "cara": "cara-skriver-ocksa", "bo": "bo-godkanner-rapporten",
@@ -46,13 +46,13 @@ def add_users(project: Project, names: tuple[str, ...] = ("anna", "cara", "bo", 
     from dispatch import app
     from dispatch.config import load_settings
 
-    ledger = app.open_ledger(load_settings(project.config_path))
+    unit = unit_of(load_settings(project.config_path))
     try:
         for name in names:
-            app.add_user(ledger, name, f"{name}@example.org", ROLES[name], PASSWORDS[name], datetime.now(UTC), by="test",
+            app.add_user(unit, name, f"{name}@example.org", ROLES[name], PASSWORDS[name], datetime.now(UTC), by="test",
                          hashing="light")
     finally:
-        ledger.close()
+        unit.app.close()
 
 
 class WebProcess:
@@ -102,15 +102,16 @@ def wait_healthy(base: str, process: Background | None = None, timeout: float = 
 
 
 @contextmanager
-def console_in_thread(settings: Any, clock: Any) -> Iterator[str]:
+def console_in_thread(settings: Any, clock: Any, *, application: Any = None) -> Iterator[str]:
     """The console served by uvicorn in this process (a real HTTP server) with ``clock``
-    injected, for what needs time moved: locks that end, sessions that expire."""
+    injected, for what needs time moved: locks that end, sessions that expire (or on the
+    ``application`` the test holds)."""
     import uvicorn
 
     from dispatch.web import create_console
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_console(settings, clock=clock), host="127.0.0.1", port=port,
+    server = uvicorn.Server(uvicorn.Config(create_console(settings, clock=clock, application=application), host="127.0.0.1", port=port,
                                            log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 import consolekit
-from conftest import STOCKHOLM, FakeClock, Project, SMTPServer, copy_project
+from conftest import STOCKHOLM, FakeClock, Project, SMTPServer, copy_project, unit_of
 from consolekit import (
     PASSWORDS,
     WebProcess,
@@ -397,9 +397,10 @@ def test_passwords_are_hashed_with_the_configured_profile_and_made_again_at_the_
     from dispatch import app
 
     now = datetime(2024, 11, 18, 9, 0, tzinfo=UTC)
-    ledger = app.open_ledger(load_settings(project.config_path))
+    unit = unit_of(load_settings(project.config_path))
+    ledger = unit.ledger
     try:
-        app.add_user(ledger, "anna", "anna@example.org", "editor", PASSWORDS["anna"], now, by="test")
+        app.add_user(unit, "anna", "anna@example.org", "editor", PASSWORDS["anna"], now, by="test")
 
         def stored() -> tuple[int, int, int]:
             user = ledger.user("anna")
@@ -407,19 +408,19 @@ def test_passwords_are_hashed_with_the_configured_profile_and_made_again_at_the_
             return _profile(user.password_hash)
 
         assert stored() == STANDARD, "the default"
-        app.sign_in(ledger, "anna", PASSWORDS["anna"], now, hashing="light")
+        app.sign_in(unit, "anna", PASSWORDS["anna"], now, hashing="light")
         assert stored() == LIGHT, "made again with the profile now configured"
         with pytest.raises(app.SignInRefused):
-            app.sign_in(ledger, "anna", "fel-losenord-igen", now, hashing="light")
+            app.sign_in(unit, "anna", "fel-losenord-igen", now, hashing="light")
         assert stored() == LIGHT, "a wrong password changes nothing"
-        app.sign_in(ledger, "anna", PASSWORDS["anna"], now, hashing="standard")
+        app.sign_in(unit, "anna", PASSWORDS["anna"], now, hashing="standard")
         assert stored() == STANDARD, "and back: the same password all along"
         from dispatch.config.settings import PASSWORD_HASHING
 
         for profile in PASSWORD_HASHING:  # every profile the config accepts makes hashes
-            app.add_user(ledger, f"konto-{profile}", "x@example.org", "editor", PASSWORDS["bo"], now, by="test", hashing=profile)
+            app.add_user(unit, f"konto-{profile}", "x@example.org", "editor", PASSWORDS["bo"], now, by="test", hashing=profile)
     finally:
-        ledger.close()
+        unit.app.close()
     project.set_config(web__password_hashing="fast")
     line = project.config_path.read_text(encoding="utf-8").splitlines().index("  password_hashing: fast") + 1
     refused = project.run("users", "list")

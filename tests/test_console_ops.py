@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 import consolekit
-from conftest import STOCKHOLM, Project, RecordingHandler, SMTPServer, addresses, big_list, free_port, start_server_on
+from conftest import STOCKHOLM, Project, RecordingHandler, SMTPServer, addresses, big_list, free_port, open_ledger, start_server_on
 from consolekit import WebProcess, add_users, browser_sign_in, csrf_of, sign_in
 
 DAY = (datetime.now(STOCKHOLM) + timedelta(days=1)).date()
@@ -393,7 +393,6 @@ def test_retry_now_sends_the_deferred_and_the_unknown_at_once_while_the_send_wai
     and the waiting send takes them (the unknown ones with the same Message-ID)."""
     from datetime import UTC
 
-    from dispatch import app
     from dispatch.config import load_settings
     from dispatch.models import State
 
@@ -403,7 +402,7 @@ def test_retry_now_sends_the_deferred_and_the_unknown_at_once_while_the_send_wai
     try:
         approved_edition(console.base, DAY)
         olle, name = send_over_http(console.base, DAY)
-        ledger = app.open_ledger(load_settings(project.config_path))
+        ledger = open_ledger(load_settings(project.config_path))
         try:
             deadline = time.monotonic() + 60
             while (record := ledger.find_dispatch(name)) is None:  # the run opens it in its own thread

@@ -132,7 +132,7 @@ def test_a_pasted_script_becomes_text_or_nothing(console: WebProcess, chromium: 
     assert value.startswith("Före\n\n") and "script" in value, "the text '<script>' stays, as text"
     page.wait_for_timeout(300)
     assert dialogs == [], "nothing pasted ran"
-    assert page.locator("#problems").count() == 1  # the page still works: the preview follows
+    expect(page.locator("#problems")).to_have_count(1, timeout=10_000)  # the page still works: the preview follows
 
 
 @pytest.mark.slow  # Chromium

@@ -28,7 +28,7 @@ import pytest
 import sqlalchemy as sa
 
 import consolekit
-from conftest import FakeClock, Project
+from conftest import FakeClock, Project, open_ledger, unit_of
 from consolekit import PASSWORDS, WebProcess, add_users, console_in_thread, csrf_of, sign_in, try_sign_in
 from dispatch import app
 from dispatch.config import load_settings
@@ -51,7 +51,7 @@ def csrf(client: httpx.Client) -> str:
 
 
 def audit(project: Project, action: str | None = None) -> list[app.AuditEntry]:
-    ledger = app.open_ledger(load_settings(project.config_path))
+    ledger = open_ledger(load_settings(project.config_path))
     try:
         return ledger.audit_log(5000, action=action)
     finally:
@@ -131,15 +131,16 @@ def test_users_passwd_reads_the_password_from_a_file_or_standard_input_and_refus
     piped = CliRunner().invoke(main, ["--config", str(project.config_path), "users", "passwd", "anna"], input=NEW + "\n")
     assert piped.exit_code == 0, piped.output
     settings = load_settings(project.config_path)
-    ledger = app.open_ledger(settings)
+    unit = unit_of(settings)
+    ledger = unit.ledger
     try:
         now = datetime.now(UTC)
-        assert app.sign_in(ledger, "anna", NEW, now, hashing="light").name == "anna"
+        assert app.sign_in(unit, "anna", NEW, now, hashing="light").name == "anna"
         with pytest.raises(app.SignInRefused):
-            app.sign_in(ledger, "anna", NEW + "\n", now, hashing="light")
+            app.sign_in(unit, "anna", NEW + "\n", now, hashing="light")
         ledger.add_user("sso.person", "s@example.org", "editor", None, now)  # single sign-on only
     finally:
-        ledger.close()
+        unit.app.close()
     sso = CliRunner().invoke(main, ["--config", str(project.config_path), "users", "passwd", "sso.person"], input=NEW + "\n")
     assert sso.exit_code == 1 and "signs in through single sign-on" in sso.output
     assert [entry.user for entry in audit(project, "password_changed")] == [app.current_user()]
@@ -206,13 +207,13 @@ def test_forty_parallel_wrong_passwords_check_at_most_five_and_the_right_one_aft
     if ledger_kind == "postgresql":
         project.set_config(ledger=request.getfixturevalue("pg").url)
     add_users(project, ("anna",))
-    ledger = app.open_ledger(load_settings(project.config_path))
+    unit = unit_of(load_settings(project.config_path))
     now = datetime(2024, 11, 18, 9, 0, tzinfo=UTC)
     answered = threading.Semaphore(0)
 
     def wrong(i: int) -> str:
         try:
-            app.sign_in(ledger, "anna", f"{WRONG}-{i}", now, remote=f"10.0.0.{i}", hashing="light")
+            app.sign_in(unit, "anna", f"{WRONG}-{i}", now, remote=f"10.0.0.{i}", hashing="light")
             return "accepted"
         except app.SignInRefused:
             return "refused"
@@ -225,7 +226,7 @@ def test_forty_parallel_wrong_passwords_check_at_most_five_and_the_right_one_aft
                 for _ in range(app.LOCK_AFTER):  # the right password comes after five wrong answers
                     assert answered.acquire(timeout=60)
                 try:
-                    app.sign_in(ledger, "anna", PASSWORDS["anna"], now, hashing="light")
+                    app.sign_in(unit, "anna", PASSWORDS["anna"], now, hashing="light")
                     return "accepted"
                 except app.SignInRefused:
                     return "refused"
@@ -237,10 +238,10 @@ def test_forty_parallel_wrong_passwords_check_at_most_five_and_the_right_one_aft
         assert wrong_checked(project, "anna") <= app.LOCK_AFTER, "at most five wrong passwords were checked"
         assert len(audit(project, "locked")) == 1
         with pytest.raises(app.SignInRefused):
-            app.sign_in(ledger, "anna", PASSWORDS["anna"], now + timedelta(minutes=14), hashing="light")
-        assert app.sign_in(ledger, "anna", PASSWORDS["anna"], now + app.LOCK_FOR, hashing="light").name == "anna"
+            app.sign_in(unit, "anna", PASSWORDS["anna"], now + timedelta(minutes=14), hashing="light")
+        assert app.sign_in(unit, "anna", PASSWORDS["anna"], now + app.LOCK_FOR, hashing="light").name == "anna"
     finally:
-        ledger.close()
+        unit.app.close()
 
 
 def test_forty_parallel_sign_ins_over_http_check_at_most_five_wrong_passwords_and_the_lock_holds(project: Project) -> None:
@@ -272,13 +273,13 @@ def test_during_a_lock_only_the_first_few_passwords_are_checked_and_only_the_rig
     one refusal; past LOCKED_CHECKS attempts in the lock nothing is checked, the right one
     included (so a guesser gains LOCKED_CHECKS guesses per lock at most); a new lock counts anew."""
     add_users(project, ("anna",))
-    ledger = app.open_ledger(load_settings(project.config_path))
+    unit = unit_of(load_settings(project.config_path))
     now = datetime(2024, 11, 18, 9, 0, tzinfo=UTC)
     locked = app.LockedChecks()
 
     def attempt(password: str, at: datetime = now) -> str:
         try:
-            app.sign_in(ledger, "anna", password, at, hashing="light", locked=locked)
+            app.sign_in(unit, "anna", password, at, hashing="light", locked=locked)
         except app.AccountLocked as exc:
             assert exc.until == now + app.LOCK_FOR
             return "locked"
@@ -297,7 +298,7 @@ def test_during_a_lock_only_the_first_few_passwords_are_checked_and_only_the_rig
         later = now + app.LOCK_FOR + timedelta(minutes=1)
         assert attempt(PASSWORDS["anna"], later) == "accepted", "the lock has ended"
     finally:
-        ledger.close()
+        unit.app.close()
 
 
 # -- 5. unknown names per client address --------------------------------------------------------------
@@ -512,25 +513,25 @@ def test_an_operators_new_password_ends_the_lock_so_a_locked_approver_gets_back_
     `users passwd` is the way back in: it clears the lock and the failed count."""
     add_users(project, ("bo",))
     settings = load_settings(project.config_path)
-    ledger = app.open_ledger(settings)
+    unit = unit_of(settings)
     now = datetime.now(UTC)
     try:
         for _ in range(6):
             with pytest.raises(app.SignInRefused):
-                app.sign_in(ledger, "bo", "fel-lösenord-igen", now, hashing="light")
+                app.sign_in(unit, "bo", "fel-lösenord-igen", now, hashing="light")
         with pytest.raises(app.SignInRefused):
-            app.sign_in(ledger, "bo", PASSWORDS["bo"], now, hashing="light")  # locked: the right one refused too
+            app.sign_in(unit, "bo", PASSWORDS["bo"], now, hashing="light")  # locked: the right one refused too
     finally:
-        ledger.close()
+        unit.app.close()
     secret = project.root / ".bo-ny.pw"
     secret.write_text("bo-har-ett-nytt-losenord\n", encoding="utf-8")
     result = project.run("users", "passwd", "bo", "--password-file", str(secret))
     assert result.returncode == 0, result.stderr
     assert "locked" not in project.run("users", "list").stdout
-    ledger = app.open_ledger(settings)
+    unit = unit_of(settings)
     try:
-        assert app.sign_in(ledger, "bo", "bo-har-ett-nytt-losenord", now, hashing="light").name == "bo"
-        assert any(entry.detail.endswith("lock cleared") for entry in app.audit_log(ledger, 5)
+        assert app.sign_in(unit, "bo", "bo-har-ett-nytt-losenord", now, hashing="light").name == "bo"
+        assert any(entry.detail.endswith("lock cleared") for entry in app.audit_log(unit, 5)
                    if entry.action == "password_changed")
     finally:
-        ledger.close()
+        unit.app.close()

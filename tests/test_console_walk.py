@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import ROOT, STOCKHOLM, FakeClock, Project, RecordingHandler, free_port, start_server
+from conftest import ROOT, STOCKHOLM, FakeClock, Project, RecordingHandler, free_port, open_ledger, start_server
 from consolekit import add_users, console_in_thread, csrf_of, sign_in
 from dispatch import app
 from dispatch.config import load_settings
@@ -249,7 +249,7 @@ def test_every_console_page_in_every_state_speaks_swedish_and_names_dispatches_b
 
     settings = load_settings(project.config_path)
     names = [done, sending, stopped, paused, failed]
-    ledger = app.open_ledger(settings)
+    ledger = open_ledger(settings)
     try:
         names += [r.name for r in ledger.list_dispatches() if r.name not in names]  # the test to anna
         labels = {r.name: english_label(app.label_of(r)) for r in ledger.list_dispatches()}  # a failed run has none
@@ -280,7 +280,7 @@ def test_every_console_page_in_every_state_speaks_swedish_and_names_dispatches_b
     home = shown_text(main.get("/").text)[0] + shown_text(main.get(f"/editions/{DAYS['sending'].isoformat()}").text)[0]
     assert "Väntar" in home and "brådskande" in home and "SÄS akutmottagning stängd" in home, home
 
-    ledger = app.open_ledger(settings)
+    ledger = open_ledger(settings)
     try:
         names += [r.name for r in ledger.list_dispatches() if r.name not in names]  # the urgent message
         recorded = {r.name for r in ledger.list_dispatches()}

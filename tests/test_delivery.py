@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from conftest import FakeClock, Project, RecordingHandler, SMTPServer, addresses, big_list, start_dispatch, start_server
+from conftest import FakeClock, Project, RecordingHandler, SMTPServer, addresses, big_list, start_dispatch, start_server, unit_of
 from dispatch import app
 from dispatch.config import load_settings
 from dispatch.delivery.pipeline import Clock, Result
@@ -30,9 +30,9 @@ SEVERAL = 500  # five of a fault that comes once in every 100 messages
 
 def send_in_process(project: Project, clock: Clock, linger: timedelta = timedelta(hours=3)) -> Result:
     settings = load_settings(project.config_path)
-    edition = app.read_edition(settings, date(2024, 11, 17), None, clock.now())
-    ready = app.prepare_edition(settings, edition, clock.now(), lists=("stor",))
-    return app.send(settings, ready, clock, linger=linger)
+    edition = app.read_edition(unit_of(settings), date(2024, 11, 17), None, clock.now())
+    ready = app.prepare_edition(unit_of(settings), edition, clock.now(), lists=("stor",))
+    return app.send(unit_of(settings), ready, clock, linger=linger)
 
 
 def ledger_rows(project: Project) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CLI, Project
+from conftest import CLI, Project, unit_of
 from dispatch.config.yamlsource import (
     ANCHORS_NOT_ALLOWED,
     EDITION_MAX_BYTES,
@@ -396,7 +396,7 @@ def test_a_symbolic_link_as_the_publish_directory_is_refused(project: Project, t
     link.symlink_to(elsewhere)
     settings = load_settings(project.config_path)
     now = datetime(2024, 11, 17, 15, 0, tzinfo=settings.timezone)
-    edition = app.read_edition(settings, date(2024, 11, 17), None, now)
+    edition = app.read_edition(unit_of(settings), date(2024, 11, 17), None, now)
     with pytest.raises(PublishError, match=r"the publish directory is a symbolic link \(to .*elsewhere\)"):
         publish_edition(edition, link, settings.templates_dir, now)
     assert list(elsewhere.iterdir()) == []

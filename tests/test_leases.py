@@ -38,6 +38,7 @@ from conftest import (
     addresses,
     big_list,
     free_port,
+    open_ledger,
     set_schedule,
     start_dispatch,
     start_server,
@@ -369,7 +370,7 @@ def test_a_console_send_that_failed_with_the_ledger_resumes_at_once(
     set_schedule(project, lists=["stor"])  # the edition goes to the lists of the schedules
     handler: SlowRelay = relay.handler  # type: ignore[assignment]
     settings = load_settings(project.config_path)
-    runs = app.Runs(settings)
+    runs = app.Runs(app.App(settings))
     recipe = app.Recipe(date.fromisoformat(EDITION))
     now = datetime.now(settings.timezone)
     first = runs.start(recipe, "operatör", now)
@@ -382,7 +383,7 @@ def test_a_console_send_that_failed_with_the_ledger_resumes_at_once(
     time.sleep(max(0.0, 12 - (time.monotonic() - stopped)))
     private_pg.start()
 
-    ledger = app.open_ledger(settings)
+    ledger = open_ledger(settings)
     try:
         record = ledger.find_dispatch(first.name)
         assert record is not None

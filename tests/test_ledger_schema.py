@@ -119,6 +119,14 @@ def test_a_schema_2_ledger_gains_content_hashes_approvals_and_edits(tmp_path: Pa
     assert versions(url) == [SCHEMA_VERSION]
 
 
+def test_the_last_migration_brings_a_ledger_to_the_current_schema_version() -> None:
+    """A schema change comes with its migration (the check the schema module made at import)."""
+    from dispatch.ledger import MIGRATIONS
+
+    assert MIGRATIONS[-1][0] == SCHEMA_VERSION
+    assert [target for target, _what, _step in MIGRATIONS] == list(range(2, SCHEMA_VERSION + 1))
+
+
 def test_recipients_held_behind_the_old_prefix_keep_their_reason_as_relay_trouble_columns(tmp_path: Path) -> None:
     """Schema 6 (issue 31): a held recipient's relay trouble is columns (cause, host, detail),
     not text behind "not sent yet: " in ``reply``. A schema-5 ledger's held rows are migrated:

@@ -417,8 +417,10 @@ def test_a_node_that_ran_out_of_work_resumes_what_a_dead_node_left_when_its_leas
         project: Project, pg: PgSchema, relay: SMTPServer, nodes: list[ServeProcess]) -> None:
     # Few recipients and a longer lease: the survivor sends every unleased row well before
     # the dead node's leases run out, ends its run ("incomplete"), and only its watch job
-    # can bring the rest back, after the expiry.
-    count, lease_seconds, connections = 400, 10, 4
+    # can bring the rest back, after the expiry. The lease is long enough that the survivor's
+    # own run ends before it, even on a loaded machine (with 10 s, CI once saw the run itself
+    # outlast the lease and take the rows back, so the watch job had nothing left to resume).
+    count, lease_seconds, connections = 400, 20, 4
     everyone = two_node_project(project, pg, relay, count, lease_seconds=lease_seconds)
     handler: CountingHandler = relay.handler  # type: ignore[assignment]
     nodes.extend([ServeProcess(project, "--log-json"), ServeProcess(project, "--log-json")])

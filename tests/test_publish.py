@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from conftest import PAGE_ONLY_HEADINGS, Project, SMTPServer, require_tool, seed_headings
+from conftest import PAGE_ONLY_HEADINGS, Project, SMTPServer, require_tool, seed_headings, unit_of
 
 CHROMIUM = "/usr/bin/chromium"
 BASE_URL = "https://intranat.example.org/regional-rapport/"
@@ -178,7 +178,7 @@ def _settings_and_edition(project: Project, day: str) -> tuple[Any, Any]:
 
     settings = load_settings(project.config_path)
     now = datetime(2024, 11, 17, 15, 0, tzinfo=settings.timezone)
-    return settings, app.read_edition(settings, date.fromisoformat(day), None, now)
+    return settings, app.read_edition(unit_of(settings), date.fromisoformat(day), None, now)
 
 
 def test_the_accessibility_statement_is_written_under_the_publish_lock(project: Project, tmp_path: Path) -> None:

@@ -20,13 +20,14 @@ from typing import Any
 import lxml.html
 import pytest
 
-from conftest import ROOT, Project, RecordingHandler, copy_project, start_server
+from conftest import ROOT, Project, RecordingHandler, copy_project, start_server, unit_of
 from dispatch import app
 from dispatch.config import Settings, load_settings
 from dispatch.delivery.transport import SMTPTransport
 from dispatch.email import markup
 from dispatch.email import whats_new as news
 from dispatch.errors import InputError
+from dispatch.wording import english
 
 DAY, NEXT = date(2024, 11, 17), date(2024, 11, 18)
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -46,12 +47,12 @@ def settings_of(project: Project) -> Settings:
 
 def prepared(project: Project, day: date) -> app.Prepared:
     settings = settings_of(project)
-    return app.prepare_edition(settings, app.read_edition(settings, day, None, NOW), NOW)
+    return app.prepare_edition(unit_of(settings), app.read_edition(unit_of(settings), day, None, NOW), NOW)
 
 
 def send(project: Project, day: date) -> app.Result:
     settings = settings_of(project)
-    result = app.send(settings, prepared(project, day), app.Clock(), created_by="test")
+    result = app.send(unit_of(settings), prepared(project, day), app.Clock(), created_by="test")
     assert result.complete, result
     return result
 
@@ -218,9 +219,9 @@ def test_markers_false_in_the_front_matter_turns_them_off(sample: Project) -> No
 @pytest.mark.slow  # four sends; fast twin: test_markers_come_from_what_the_ledger_kept_not_from_the_file
 def test_the_content_hash_binds_the_markers_and_they_stay_once_sent(sample: Project) -> None:
     settings = settings_of(sample)
-    unmarked = app.identify(settings, app.read_edition(settings, NEXT, None, NOW))
+    unmarked = app.identify(unit_of(settings), app.read_edition(unit_of(settings), NEXT, None, NOW))
     send(sample, DAY)
-    marked = app.identify(settings, app.read_edition(settings, NEXT, None, NOW))
+    marked = app.identify(unit_of(settings), app.read_edition(unit_of(settings), NEXT, None, NOW))
     assert marked.hash != unmarked.hash, "what is new is part of what an approval approves"
     assert "news" in marked.canonical and "news" not in unmarked.canonical
     send(sample, NEXT)
@@ -228,7 +229,7 @@ def test_the_content_hash_binds_the_markers_and_they_stay_once_sent(sample: Proj
     # content, are what was sent (a check does not report it as changed after sending).
     correct(sample, DAY, "Prognos är att vidtagna åtgärder", "Prognosen är att vidtagna åtgärder", "Prognosen ändrad.")
     send(sample, DAY)
-    review = app.review_now(settings, app.read_edition(settings, NEXT, None, NOW), NOW)
+    review = app.review_now(unit_of(settings), app.read_edition(unit_of(settings), NEXT, None, NOW), NOW)
     assert review.conflict is None and review.content.hash == marked.hash
 
 
@@ -236,14 +237,16 @@ def test_the_content_hash_binds_the_markers_and_they_stay_once_sent(sample: Proj
 def test_a_four_eyes_approval_is_void_when_the_markers_change(sample: Project) -> None:
     sample.set_config(approval="four_eyes")
     settings = settings_of(sample)
-    app.approve(settings, prepared(sample, NEXT), "bo", NOW)
-    assert app.review_now(settings, app.read_edition(settings, NEXT, None, NOW), NOW).verdict.sendable  # type: ignore[union-attr]
+    app.approve(unit_of(settings), prepared(sample, NEXT), "bo", NOW)
+    assert app.review_now(unit_of(settings), app.read_edition(unit_of(settings), NEXT, None, NOW), NOW).verdict.sendable  # type: ignore[union-attr]
     sample.set_config(approval="front_matter")
     send(sample, DAY)  # the edition before it goes out: today's bullets are now new against it
     sample.set_config(approval="four_eyes")
     settings = settings_of(sample)
-    verdict = app.review_now(settings, app.read_edition(settings, NEXT, None, NOW), NOW).verdict
-    assert verdict is not None and not verdict.sendable and "changed after approval by bo" in verdict.reason
+    verdict = app.review_now(unit_of(settings), app.read_edition(unit_of(settings), NEXT, None, NOW), NOW).verdict
+    assert verdict is not None and not verdict.sendable
+    assert verdict.reason.code == "gate.changed_after_approval" and verdict.reason.params["approver"] == "bo"
+    assert "changed after approval by bo" in english(verdict.reason)
 
 
 # -- corrections in the thread of what they correct ---------------------------------------------------
@@ -433,20 +436,20 @@ def test_the_subject_starts_with_the_day_in_the_config_and_by_default(sample: Pr
     correct(sample, NEXT, "07:30", "08:00", "Klockan 08:00, inte 07:30.")
     assert prepared(sample, NEXT).rendered.subject == "Rättelse: mån 18 nov: Regional rapport Millennium 2024"
     settings = settings_of(sample)
-    urgent = app.read_edition(settings, None, ROOT / "reports/urgent/sas-akutmottagning.md", NOW, urgent=True)
-    assert app.prepare_edition(settings, urgent, NOW).rendered.subject.startswith("BRÅDSKANDE: SÄS akutmottagning")
+    urgent = app.read_edition(unit_of(settings), None, ROOT / "reports/urgent/sas-akutmottagning.md", NOW, urgent=True)
+    assert app.prepare_edition(unit_of(settings), urgent, NOW).rendered.subject.startswith("BRÅDSKANDE: SÄS akutmottagning")
 
 
 @pytest.mark.parametrize("kind", ["edition", "correction", "urgent"])
 def test_headers_and_text_part_of_each_kind(sample: Project, kind: str) -> None:
     settings = settings_of(sample)
     if kind == "urgent":
-        edition = app.read_edition(settings, None, ROOT / "reports/urgent/sas-akutmottagning.md", NOW, urgent=True)
+        edition = app.read_edition(unit_of(settings), None, ROOT / "reports/urgent/sas-akutmottagning.md", NOW, urgent=True)
     else:
         if kind == "correction":
             correct(sample, DAY, "söndag eftermiddag", "söndag kväll", "Mötet är på söndag kväll, inte eftermiddag.")
-        edition = app.read_edition(settings, DAY, None, NOW)
-    ready = app.prepare_edition(settings, edition, NOW)
+        edition = app.read_edition(unit_of(settings), DAY, None, NOW)
+    ready = app.prepare_edition(unit_of(settings), edition, NOW)
     message = message_from_bytes(app.first_message(ready) or b"", policy=policy.default)
     assert message["Content-Language"] == "sv"
     assert (message["Precedence"] is None) == (kind == "urgent"), "bulk must not slow or file away an urgent message"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Project, SMTPServer, addresses, big_list, run_cli, seed_bullets, seed_headings, start_dispatch
+from conftest import Project, SMTPServer, addresses, big_list, run_cli, seed_bullets, seed_headings, start_dispatch, unit_of
 
 SUBJECT = "sön 17 nov: Regional rapport Millennium 2024"  # what changes daily first (issue 19)
 REQUIRED_HEADERS = (
@@ -269,6 +269,6 @@ def test_a_test_dispatch_is_named_from_when_it_was_prepared_not_when_it_is_decid
 
     settings = load_settings(project.config_path)
     at = datetime(2024, 11, 17, 13, 0, 59, tzinfo=UTC)
-    ready = app.prepare_edition(settings, app.read_edition(settings, at.date(), None, at), at, to=("prov@example.org",))
-    first, later = app.decide_now(settings, ready, at), app.decide_now(settings, ready, at + timedelta(seconds=2))
+    ready = app.prepare_edition(unit_of(settings), app.read_edition(unit_of(settings), at.date(), None, at), at, to=("prov@example.org",))
+    first, later = app.decide_now(unit_of(settings), ready, at), app.decide_now(unit_of(settings), ready, at + timedelta(seconds=2))
     assert first.name == later.name == "2024-11-17.r1.test-20241117T130059"

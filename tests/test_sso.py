@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 import httpx
 import pytest
 
-from conftest import ROOT, Project, copy_project, free_port, require_tool
+from conftest import ROOT, Project, copy_project, free_port, open_ledger, require_tool, unit_of
 from consolekit import PASSWORDS, WebProcess, add_users, browser_or_skip, csrf_of, sign_in
 from dispatch import app
 from dispatch.config import Settings, load_settings
@@ -176,15 +176,15 @@ def with_state(url: str, state: str) -> str:
 
 
 def audit_entries(project: Project, action: str) -> list[app.AuditEntry]:
-    ledger = app.open_ledger(load_settings(project.config_path))
+    unit = unit_of(load_settings(project.config_path))
     try:
-        return [entry for entry in app.audit_log(ledger) if entry.action == action]
+        return [entry for entry in app.audit_log(unit) if entry.action == action]
     finally:
-        ledger.close()
+        unit.app.close()
 
 
 def user_row(project: Project, name: str) -> app.User | None:
-    ledger = app.open_ledger(load_settings(project.config_path))
+    ledger = open_ledger(load_settings(project.config_path))
     try:
         return ledger.user(name)
     finally:
@@ -459,76 +459,77 @@ def test_the_highest_mapped_role_wins_and_no_mapped_value_is_no_role() -> None:
 
 def test_an_sso_account_follows_the_provider_but_a_disabled_one_stays_out(tmp_path: Path) -> None:
     project = copy_project(tmp_path / "project")
-    ledger = app.open_ledger(load_settings(project.config_path))
+    unit = unit_of(load_settings(project.config_path))
     now = datetime.now(UTC)
     try:
-        user = app.sso_user(ledger, "bodil", "Bodil@Example.org", "editor", now, remote="10.0.0.1", subject="iss|b")
+        user = app.sso_user(unit, "bodil", "Bodil@Example.org", app.Role.EDITOR, now, remote="10.0.0.1", subject="iss|b")
         assert (user.role, user.email, user.password_hash) == ("editor", "Bodil@example.org", None)
-        user = app.sso_user(ledger, "bodil", "bodil@example.org", "approver", now, subject="iss|b")
+        user = app.sso_user(unit, "bodil", "bodil@example.org", app.Role.APPROVER, now, subject="iss|b")
         assert user.role == "approver" and user.email == "bodil@example.org"
-        actions = [(e.action, e.detail) for e in reversed(app.audit_log(ledger))]
+        actions = [(e.action, e.detail) for e in reversed(app.audit_log(unit))]
         assert actions[0] == ("user_added", "role editor, Bodil@example.org; single sign-on")
         assert actions[1] == ("sign_in", "from 10.0.0.1; single sign-on")
         assert actions[2][0] == "user_updated" and "role editor -> approver" in actions[2][1]
-        app.disable_user(ledger, "bodil", now, by="olle")
+        app.disable_user(unit, "bodil", now, by="olle")
         with pytest.raises(app.SSORefused):
-            app.sso_user(ledger, "bodil", "bodil@example.org", "approver", now, subject="iss|b")
-        app.add_user(ledger, "olle", "olle@example.org", "operator", PASSWORDS["olle"], now, by="test")
+            app.sso_user(unit, "bodil", "bodil@example.org", app.Role.APPROVER, now, subject="iss|b")
+        app.add_user(unit, "olle", "olle@example.org", "operator", PASSWORDS["olle"], now, by="test")
         with pytest.raises(app.SSORefused, match="local account"):
-            app.sso_user(ledger, "olle", "olle@example.org", "operator", now, subject="iss|o")
-        assert [e.action for e in app.audit_log(ledger, 2)] == ["sso_refused", "user_added"]
+            app.sso_user(unit, "olle", "olle@example.org", app.Role.OPERATOR, now, subject="iss|o")
+        assert [e.action for e in app.audit_log(unit, 2)] == ["sso_refused", "user_added"]
     finally:
-        ledger.close()
+        unit.app.close()
 
 
 def test_two_provider_accounts_whose_names_clean_up_alike_never_share_one_console_account(tmp_path: Path) -> None:
     """Issue 30: the second comer was refused; now their account is held under a name of its own
     (disabled) for an operator, who enables it once they know who it is."""
     project = copy_project(tmp_path / "project")
-    ledger = app.open_ledger(load_settings(project.config_path))
+    unit = unit_of(load_settings(project.config_path))
     now = datetime.now(UTC)
     issuer = "https://login.example.org"
     try:
-        first = app.sso_user(ledger, "anna.b", "anna.b@example.org", "editor", now, subject=f"{issuer}|sub-1")
+        first = app.sso_user(unit, "anna.b", "anna.b@example.org", "editor", now, subject=f"{issuer}|sub-1")
         assert first.sso_subject == f"{issuer}|sub-1"
-        assert app.sso_user(ledger, "anna.b", "anna.b@example.org", "editor", now, subject=f"{issuer}|sub-1").name == "anna.b"
+        assert app.sso_user(unit, "anna.b", "anna.b@example.org", "editor", now, subject=f"{issuer}|sub-1").name == "anna.b"
         with pytest.raises(app.SSOHeld, match=r"held as 'anna\.b-2'") as held:
-            app.sso_user(ledger, "anna.b", "annab@example.org", "operator", now, subject=f"{issuer}|sub-2")
+            app.sso_user(unit, "anna.b", "annab@example.org", "operator", now, subject=f"{issuer}|sub-2")
         assert held.value.held == "anna.b-2"
-        [entry] = [e for e in app.audit_log(ledger) if e.action == "sso_held"]
+        [entry] = [e for e in app.audit_log(unit) if e.action == "sso_held"]
         assert "the name anna.b belongs to another account" in entry.detail and "dispatch users enable anna.b-2" in entry.detail
-        users = {u.name: u for u in app.list_users(ledger)}
+        users = {u.name: u for u in app.list_users(unit)}
         assert (users["anna.b"].role, users["anna.b"].sso_subject) == ("editor", f"{issuer}|sub-1"), "the first is untouched"
         assert users["anna.b-2"].disabled and users["anna.b-2"].sso_subject == f"{issuer}|sub-2"
         with pytest.raises(app.SSORefused, match="disabled"):  # held until an operator acts
-            app.sso_user(ledger, "anna.b", "annab@example.org", "operator", now, subject=f"{issuer}|sub-2")
-        assert app.enable_user(ledger, "anna.b-2", now, by="olle")
-        second = app.sso_user(ledger, "anna.b", "annab@example.org", "operator", now, subject=f"{issuer}|sub-2")
+            app.sso_user(unit, "anna.b", "annab@example.org", "operator", now, subject=f"{issuer}|sub-2")
+        assert app.enable_user(unit, "anna.b-2", now, by="olle")
+        second = app.sso_user(unit, "anna.b", "annab@example.org", "operator", now, subject=f"{issuer}|sub-2")
         assert (second.name, second.role) == ("anna.b-2", "operator"), "found by subject, under the held name"
-        renamed = app.sso_user(ledger, "anna.berg", "anna.b@example.org", "editor", now, subject=f"{issuer}|sub-1")
+        renamed = app.sso_user(unit, "anna.berg", "anna.b@example.org", "editor", now, subject=f"{issuer}|sub-1")
         assert renamed.name == "anna.b", "a name changed at the provider keeps the account (approvals are by name)"
     finally:
-        ledger.close()
+        unit.app.close()
 
 
 def test_a_role_taken_away_at_the_provider_goes_at_the_next_refused_sign_in(tmp_path: Path) -> None:
     project = copy_project(tmp_path / "project")
-    ledger = app.open_ledger(load_settings(project.config_path))
+    unit = unit_of(load_settings(project.config_path))
+    ledger = unit.ledger
     now = datetime.now(UTC)
     try:
-        began = app.sso_user(ledger, "frida", "frida@example.org", "approver", now, subject="iss|f").session_generation
-        assert app.active_user(ledger, "frida", began) is not None
-        assert app.sso_no_role(ledger, "frida", "iss|f", "no console role for groups []", now) == "frida"
+        began = app.sso_user(unit, "frida", "frida@example.org", "approver", now, subject="iss|f").session_generation
+        assert app.active_user(unit, "frida", began) is not None
+        assert app.sso_no_role(unit, "frida", "iss|f", "no console role for groups []", now) == "frida"
         user = ledger.user("frida")
-        assert user is not None and user.role == app.NO_ROLE and not user.may("write")
-        assert app.active_user(ledger, "frida", began) is None, "its open sessions may do nothing more"
-        assert [e.action for e in app.audit_log(ledger, 2)] == ["sso_refused", "user_updated"]
-        assert "role approver -> -" in app.audit_log(ledger, 2)[1].detail
-        back = app.sso_user(ledger, "frida", "frida@example.org", "editor", now, subject="iss|f")
-        assert back.role == "editor" and app.active_user(ledger, "frida", began) is not None, "a group given back: a role again"
-        assert app.sso_no_role(ledger, "nobody", "iss|n", "x", now) == "nobody" and ledger.user("nobody") is None
+        assert user is not None and user.role == app.NO_ROLE and not user.may(app.Permission.EDIT)
+        assert app.active_user(unit, "frida", began) is None, "its open sessions may do nothing more"
+        assert [e.action for e in app.audit_log(unit, 2)] == ["sso_refused", "user_updated"]
+        assert "role approver -> -" in app.audit_log(unit, 2)[1].detail
+        back = app.sso_user(unit, "frida", "frida@example.org", "editor", now, subject="iss|f")
+        assert back.role == "editor" and app.active_user(unit, "frida", began) is not None, "a group given back: a role again"
+        assert app.sso_no_role(unit, "nobody", "iss|n", "x", now) == "nobody" and ledger.user("nobody") is None
     finally:
-        ledger.close()
+        unit.app.close()
 
 
 # -- issue 30: a provider that answers with whatever ID token the test built ------------------------

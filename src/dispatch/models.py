@@ -8,7 +8,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import ClassVar
 
-from dispatch.values import DispatchKind, Fact
+from dispatch.values import DispatchKind, Fact, Permission, Role
 
 
 @dataclass(frozen=True)
@@ -213,16 +213,13 @@ class DispatchRecord:
         return DispatchKind.of(self.kind)
 
 
-ROLES = ("editor", "approver", "operator")
-
-
 @dataclass(frozen=True)
 class User:
     """A console account. ``password_hash`` is an argon2id hash (None: single sign-on only)."""
 
     name: str
     email: str
-    role: str
+    role: str  # as stored: a Role's value, or "" (no role: taken away at the identity provider)
     password_hash: str | None
     disabled: bool
     failed_sign_ins: int
@@ -231,10 +228,11 @@ class User:
     sso_subject: str | None = None
     session_generation: int = 0  # a session begun in an older generation has ended
 
-    def may(self, right: str) -> bool:
-        """Roles nest: an approver may write, an operator may do everything."""
-        needed = {"write": 0, "approve": 1, "operate": 2}[right]
-        return not self.disabled and self.role in ROLES and ROLES.index(self.role) >= needed  # (no role: nothing)
+    def may(self, permission: Permission) -> bool:
+        """What the account's role permits (values.PERMISSIONS); a disabled account, or one
+        without a role, nothing."""
+        role = Role.named(self.role)
+        return not self.disabled and role is not None and permission in role.permissions
 
 
 @dataclass(frozen=True)

@@ -191,8 +191,42 @@ class Progress:
 
 
 class Role(StrEnum):
-    """A console account's role; each includes the rights of those before it."""
+    """A console account's role; each includes the rights of those before it. The ledger
+    stores the value (the same strings as before there was an enum)."""
 
     EDITOR = "editor"
     APPROVER = "approver"
     OPERATOR = "operator"
+
+    @classmethod
+    def named(cls, value: str | None) -> Role | None:
+        """The role a stored or configured value names; None for none (an account whose
+        role was taken away at the identity provider) or one this program does not know."""
+        if value is None:
+            return None
+        try:
+            return cls(value)
+        except ValueError:
+            return None
+
+    @property
+    def permissions(self) -> frozenset[Permission]:
+        return PERMISSIONS[self]
+
+
+class Permission(StrEnum):
+    """What a console account may do; the one check on every console route."""
+
+    READ = "read"  # every page: today, editions, history, recipients
+    EDIT = "edit"  # save an edition, send a test to oneself, start a correction
+    APPROVE = "approve"  # approve and revoke an edition's approval
+    SEND = "send"  # send, stop, resume, try again now; urgent messages
+    AUDIT = "audit"  # read the audit log
+
+
+# The one place roles become permissions: each role has those of the role before it.
+PERMISSIONS: Mapping[Role, frozenset[Permission]] = MappingProxyType({
+    Role.EDITOR: frozenset({Permission.READ, Permission.EDIT}),
+    Role.APPROVER: frozenset({Permission.READ, Permission.EDIT, Permission.APPROVE}),
+    Role.OPERATOR: frozenset(Permission),
+})

@@ -1,8 +1,10 @@
-"""The composition root and the one way in: the CLI, the scheduler service (and the tests)
-call the functions here, and only these; each takes ``now`` or a Clock so that nothing
-below reads the time by itself.
+"""The composition root and the one way in: the CLI, the console, the scheduler service (and
+the tests) call the functions here, and only these; each takes ``now`` or a Clock so that
+nothing below reads the time by itself.
 
-- ``wiring``: the one place that names concrete classes (which ledger, which transport)
+- ``application``: ``App(settings, clock)``, one per process (one engine for the ledger), and
+  its units of work: ``with app.session() as s:``; the use cases that need the ledger take ``s``
+- ``wiring``: the one place that names concrete classes (which transport, the ledger's limits)
 - ``editions``: read, prepare (resolve, render, pre-flight), check, preview, list reports
 - ``changes``, ``control``: change control: the facts about content, and the decisions
   (decide, approve, revoke, publish under change control)
@@ -34,6 +36,7 @@ from dispatch.app.accounts import (
     sso_role,
     sso_user,
 )
+from dispatch.app.application import App, Session
 from dispatch.app.bounces import BounceRun, MailboxError, Repeat, process_bounces, repeat_bouncers
 from dispatch.app.changes import (
     Review,
@@ -120,21 +123,20 @@ from dispatch.app.urgent import urgent_fields, urgent_path, write_urgent
 from dispatch.app.wiring import (
     current_user,
     envelope,
-    open_ledger,
     open_transport,
     phone_check_unavailable,
     read_oidc_secret,
     read_secret,
     secrets_ready,
     send_policy,
-    start_new_ledger,
 )
 from dispatch.control.content import short
 from dispatch.delivery.pipeline import Clock, Result, StoppableClock
 from dispatch.email.pasted import MAX_PASTE_BYTES, markdown_from_clipboard
 from dispatch.ledger import Ledger, dispatch_name, state_dir
-from dispatch.models import ROLES, AuditEntry, KeptText, User
+from dispatch.models import AuditEntry, KeptText, User
 from dispatch.publishing.export import export_csv, export_files
+from dispatch.values import PERMISSIONS, Permission, Role
 
 __all__ = [
     "FOOTER",
@@ -145,10 +147,11 @@ __all__ = [
     "MAX_TO_LINE",
     "NEW_FILE",
     "NO_ROLE",
-    "ROLES",
+    "PERMISSIONS",
     "UNKNOWN_PER_ADDRESS",
     "AccountLocked",
     "AddressLimits",
+    "App",
     "AuditEntry",
     "BounceRun",
     "Clock",
@@ -165,11 +168,13 @@ __all__ = [
     "LockedChecks",
     "LongSubject",
     "MailboxError",
+    "Permission",
     "Prepared",
     "Recipe",
     "Repeat",
     "Result",
     "Review",
+    "Role",
     "Run",
     "Runs",
     "SSOHeld",
@@ -180,6 +185,7 @@ __all__ = [
     "SentVersion",
     "ServeClock",
     "Service",
+    "Session",
     "SignInRefused",
     "SinceApproval",
     "Status",
@@ -237,7 +243,6 @@ __all__ = [
     "markdown_from_clipboard",
     "notify_summary",
     "open_draft",
-    "open_ledger",
     "open_transport",
     "phone_check_unavailable",
     "plan_for",
@@ -280,7 +285,6 @@ __all__ = [
     "sso_role",
     "sso_user",
     "start_correction",
-    "start_new_ledger",
     "state_dir",
     "status",
     "today",

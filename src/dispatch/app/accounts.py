@@ -9,12 +9,12 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
+from dispatch.app.application import Session
 from dispatch.app.passwords import HASHING, MIN_PASSWORD, NAME, where
 from dispatch.errors import DispatchError, InputError, LedgerError, Problem
-from dispatch.ledger import Ledger
-from dispatch.models import ROLES, AuditEntry, User
+from dispatch.models import AuditEntry, User
 from dispatch.recipients.addresses import AddressError, normalise
-from dispatch.values import Fact
+from dispatch.values import Fact, Role
 
 _NAME = NAME
 
@@ -24,10 +24,11 @@ class SSORefused(DispatchError):
     says why; the message is for the log)."""
 
 
-def add_user(ledger: Ledger, name: str, email: str, role: str, password: str | None, now: datetime, *, by: str,
+def add_user(s: Session, name: str, email: str, role: str, password: str | None, now: datetime, *, by: str,
              hashing: str = "standard") -> User:
     """Create an account; ``password`` None makes a single-sign-on-only account; ``hashing``
     is the profile its hash is made with (`web.password_hashing`)."""
+    ledger = s.ledger
     problems = []
     if not _NAME.match(name):
         problems.append(Problem.of("users add", 0, "account.bad_name", name=repr(name)))
@@ -36,8 +37,8 @@ def add_user(ledger: Ledger, name: str, email: str, role: str, password: str | N
     except AddressError as exc:
         problems.append(Problem.of("--email", 0, "recipients.invalid_address", address=repr(email), detail=exc.fact))
         address = email
-    if role not in ROLES:
-        problems.append(Problem.of("--role", 0, "account.bad_role", roles=", ".join(ROLES), role=repr(role)))
+    if Role.named(role) is None:
+        problems.append(Problem.of("--role", 0, "account.bad_role", roles=", ".join(Role), role=repr(role)))
     if password is not None and len(password) < MIN_PASSWORD:
         problems.append(Problem.of("password", 0, "password.too_short", minimum=MIN_PASSWORD))
     if problems:
@@ -48,12 +49,13 @@ def add_user(ledger: Ledger, name: str, email: str, role: str, password: str | N
     return user
 
 
-def list_users(ledger: Ledger) -> list[User]:
-    return ledger.users()
+def list_users(s: Session) -> list[User]:
+    return s.ledger.users()
 
 
-def disable_user(ledger: Ledger, name: str, now: datetime, *, by: str) -> bool:
+def disable_user(s: Session, name: str, now: datetime, *, by: str) -> bool:
     """The account can no longer sign in, and its sessions end (also if it is enabled again)."""
+    ledger = s.ledger
     if not ledger.update_user(name, disabled=True):
         return False
     ledger.end_sessions(name)
@@ -61,27 +63,30 @@ def disable_user(ledger: Ledger, name: str, now: datetime, *, by: str) -> bool:
     return True
 
 
-def active_user(ledger: Ledger, name: str, generation: int) -> User | None:
+def active_user(s: Session, name: str, generation: int) -> User | None:
     """The account behind a session begun in session ``generation``, if it may still act: not
     disabled, and no sign-out, new password or disabling since (each moves the generation on)."""
+    ledger = s.ledger
     user = ledger.user(name)
     if user is None or user.disabled or user.session_generation != generation:
         return None
-    return user if user.role in ROLES else None  # NO_ROLE (taken away at the provider): nothing
+    return user if Role.named(user.role) is not None else None  # NO_ROLE (taken away at the provider): nothing
 
 
 def role_named(role: str) -> Fact | str:
     """A role as a fact each front door words ('-' for none: an account whose groups no longer
     give one)."""
-    return Fact.of(f"role.{role}") if role in ROLES else (role or "-")
+    return Fact.of(f"role.{role}") if Role.named(role) is not None else (role or "-")
 
 
-def audit(ledger: Ledger, now: datetime, user: str, action: str, target: str = "", content_hash: str | None = None,
+def audit(s: Session, now: datetime, user: str, action: str, target: str = "", content_hash: str | None = None,
           detail: tuple[Fact, ...] = ()) -> None:
+    ledger = s.ledger
     ledger.record_audit(now, user, action, target, content_hash, detail)
 
 
-def audit_log(ledger: Ledger, limit: int = 500) -> list[AuditEntry]:
+def audit_log(s: Session, limit: int = 500) -> list[AuditEntry]:
+    ledger = s.ledger
     return ledger.audit_log(limit)
 
 
@@ -115,11 +120,11 @@ def claim_values(claims: Mapping[str, object], claim: str) -> list[str]:
     return [str(item) for item in items if isinstance(item, str | int)]
 
 
-def sso_role(values: Iterable[str], roles: Iterable[tuple[str, str]]) -> str | None:
+def sso_role(values: Iterable[str], roles: Iterable[tuple[str, str]]) -> Role | None:
     """The highest role any of the values maps to (None: no value maps to a role)."""
     have = set(values)
-    found = [role for value, role in roles if value in have and role in ROLES]
-    return max(found, key=ROLES.index) if found else None
+    found = [role for value, name in roles if value in have and (role := Role.named(name)) is not None]
+    return max(found, key=lambda role: len(role.permissions)) if found else None  # each role has more than the last
 
 
 class SSOHeld(SSORefused):
@@ -134,7 +139,7 @@ class SSOHeld(SSORefused):
 NO_ROLE = ""  # an account whose groups at the provider no longer map to a role: it may do nothing
 
 
-def sso_user(ledger: Ledger, name: str, email: str, role: str, now: datetime, *, subject: str,
+def sso_user(s: Session, name: str, email: str, role: Role, now: datetime, *, subject: str,
              remote: str = "") -> User:
     """The account of a person who signed in through the identity provider, found by
     ``subject`` (the provider's issuer and subject: names can change and clean up alike).
@@ -147,8 +152,7 @@ def sso_user(ledger: Ledger, name: str, email: str, role: str, now: datetime, *,
     has (two provider accounts, "erik@..." and "Érik@...", both clean up to "erik_..."), is held
     (SSOHeld): an account of its own under a free name, disabled, for an operator to enable
     (``dispatch users enable``) once they know who it is; never signed in as the other."""
-    if role not in ROLES:
-        raise SSORefused(f"{role!r} is not a console role")
+    ledger = s.ledger
     if not subject:
         raise SSORefused("no issuer and subject to know the person by")
     try:
@@ -157,11 +161,11 @@ def sso_user(ledger: Ledger, name: str, email: str, role: str, now: datetime, *,
         address = ""  # no usable address: the account works, only "a test to me" has nowhere to go
     user = ledger.user_by_sso_subject(subject)
     if user is None:
-        user = _first_sso_sign_in(ledger, name, address, role, now, subject, remote)
+        user = _first_sso_sign_in(s, name, address, role, now, subject, remote)
     if user.disabled:
-        sso_refused(ledger, user.name, Fact.of("audit_detail.disabled_in_console"), now, remote=remote)
+        sso_refused(s, user.name, Fact.of("audit_detail.disabled_in_console"), now, remote=remote)
         raise SSORefused(f"the account {user.name!r} is disabled")
-    if (user.role, user.email) != (role, address):
+    if Role.named(user.role) is not Role.named(role) or user.email != address:  # (role as given, str or Role)
         ledger.update_user(user.name, role=role, email=address)
         changes = [Fact.of("audit_detail.role_changed", old=role_named(user.role), new=role_named(role))
                    if what == "role" else Fact.of("audit_detail.email_changed", old=old or "-", new=new or "-")
@@ -175,12 +179,13 @@ def sso_user(ledger: Ledger, name: str, email: str, role: str, now: datetime, *,
     return user
 
 
-def _first_sso_sign_in(ledger: Ledger, name: str, address: str, role: str, now: datetime, subject: str,
+def _first_sso_sign_in(s: Session, name: str, address: str, role: Role, now: datetime, subject: str,
                        remote: str) -> User:
     """The account made for a subject the console has not seen, or SSORefused/SSOHeld."""
+    ledger = s.ledger
     existing = ledger.user(name)
     if existing is not None and existing.password_hash is not None:
-        sso_refused(ledger, name, Fact.of("audit_detail.name_of_local_account"), now, remote=remote)
+        sso_refused(s, name, Fact.of("audit_detail.name_of_local_account"), now, remote=remote)
         raise SSORefused(f"{name!r} is a local account; single sign-on does not sign in as it")
     held = existing is not None
     if held:
@@ -205,24 +210,26 @@ def _first_sso_sign_in(ledger: Ledger, name: str, address: str, role: str, now: 
     raise SSOHeld(f"the name {taken!r} belongs to another account; held as {name!r} for an operator", name)
 
 
-def sso_no_role(ledger: Ledger, name: str, subject: str, detail: Fact | str, now: datetime, *, remote: str = "") -> str:
+def sso_no_role(s: Session, name: str, subject: str, detail: Fact | str, now: datetime, *, remote: str = "") -> str:
     """The provider signed someone in whose groups map to no role: refused, and if they have an
     account its stored role goes (their open sessions may do nothing more; a group given back at
     the provider gives the role back at the next sign-in). Returns the name in the audit log."""
+    ledger = s.ledger
     user = ledger.user_by_sso_subject(subject) if subject else None
     if user is not None:
         name = user.name
-        if user.role != NO_ROLE:
+        if Role.named(user.role) is not None:  # (an unknown stored value goes too)
             ledger.update_user(name, role=NO_ROLE)
             ledger.record_audit(now, name, "user_updated", name, None,
                                 (Fact.of("audit_detail.role_taken_by_provider", old=role_named(user.role)),))
-    sso_refused(ledger, name, detail, now, remote=remote)
+    sso_refused(s, name, detail, now, remote=remote)
     return name
 
 
-def enable_user(ledger: Ledger, name: str, now: datetime, *, by: str) -> bool:
+def enable_user(s: Session, name: str, now: datetime, *, by: str) -> bool:
     """Enable a disabled account: most often one single sign-on held (SSOHeld), once an operator
     knows whose it is."""
+    ledger = s.ledger
     user = ledger.user(name)
     if user is None:
         return False
@@ -232,15 +239,15 @@ def enable_user(ledger: Ledger, name: str, now: datetime, *, by: str) -> bool:
     return True
 
 
-def sso_refused(ledger: Ledger, name: str, detail: Fact | str, now: datetime, *, remote: str = "") -> None:
+def sso_refused(s: Session, name: str, detail: Fact | str, now: datetime, *, remote: str = "") -> None:
     """The provider signed someone in whom the console does not let in (``detail``: why, as a
     fact, or in the provider's own words)."""
     fact = Fact.of("audit_detail.said", text=detail) if isinstance(detail, str) else detail
-    ledger.record_audit(now, name, "sso_refused", name, None, where(remote, fact))
+    s.ledger.record_audit(now, name, "sso_refused", name, None, where(remote, fact))
 
 
-def sso_failed(ledger: Ledger, reason: str, now: datetime, *, remote: str = "") -> None:
+def sso_failed(s: Session, reason: str, now: datetime, *, remote: str = "") -> None:
     """A sign-in through the provider that did not complete (a wrong state, a reused code, an
     invalid token): nobody is known yet, so the entry is under '?'."""
     # The provider's or the token library's own words: shown as they were said.
-    ledger.record_audit(now, "?", "sso_failed", "", None, where(remote, Fact.of("audit_detail.said", text=reason)))
+    s.ledger.record_audit(now, "?", "sso_failed", "", None, where(remote, Fact.of("audit_detail.said", text=reason)))

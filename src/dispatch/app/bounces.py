@@ -23,11 +23,11 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from dispatch.app.application import Session
 from dispatch.app.editions import lists_report
-from dispatch.app.wiring import open_ledger
 from dispatch.bounces.mailbox import Mailbox, MailboxError, open_mailbox
 from dispatch.bounces.reading import AUTO_REPLY, HARD, HUMAN, UNREADABLE, Failure, Reading, read
-from dispatch.config import Settings
+from dispatch.config.settings import BounceSettings
 from dispatch.delivery import verp
 from dispatch.errors import InputError, Problem, display_path
 from dispatch.ledger import DeliveryRef, Ledger
@@ -66,39 +66,36 @@ class BounceRun:
                 "bounced": [{"dispatch": d, "email": a, "reply": r} for d, a, r in self.bounced]}
 
 
-def process_bounces(settings: Settings, now: datetime) -> BounceRun:
+def process_bounces(s: Session, now: datetime) -> BounceRun:
     """Read new messages (newest first), record bounces, move or flag what was read.
     MailboxError when the mailbox cannot be read (what was recorded by then stays, and its
     message is read again next time and recorded nothing twice)."""
+    settings, ledger = s.settings, s.ledger
     if settings.bounces is None or not settings.bounces.host:
         raise InputError([Problem.of(display_path(settings.path), 1, "bounces.no_mailbox")])
     box = settings.bounces
     run = BounceRun()
-    ledger = open_ledger(settings)
-    try:
-        with open_mailbox(box, lambda: _secret(settings)) as mailbox:
-            listed = mailbox.unread(PER_RUN)
-            run.read = len(listed)
-            too_large = [item for item in listed if item.size > box.max_message_bytes]
-            for item in too_large:
-                run.quarantined.append((item.uid, _too_large(item.size, box.max_message_bytes)))
-            wanted = [item for item in listed if item.size <= box.max_message_bytes]
-            for_people: list[int] = []
-            handled: list[int] = []
-            for fetched in mailbox.bodies(wanted, box.max_message_bytes):
-                if len(fetched.data) > box.max_message_bytes:  # the server understated its size
-                    run.quarantined.append((fetched.uid, _too_large(len(fetched.data), box.max_message_bytes)))
-                    continue
-                reading = read(fetched.data)
-                if reading.kind == UNREADABLE:
-                    run.quarantined.append((fetched.uid, reading.reason))
-                    continue
-                verdict = record_reading(ledger, reading, run, now, verp_on=settings.sender.verp,
-                                         batched=settings.transport.recipients_per_message > 1)
-                (handled if verdict == HANDLED else for_people).append(fetched.uid)
-            _put_away(mailbox, handled, for_people, run, box.processed_folder or "Processed", box.quarantine_folder)
-    finally:
-        ledger.close()
+    with open_mailbox(box, lambda: _secret(box)) as mailbox:
+        listed = mailbox.unread(PER_RUN)
+        run.read = len(listed)
+        too_large = [item for item in listed if item.size > box.max_message_bytes]
+        for item in too_large:
+            run.quarantined.append((item.uid, _too_large(item.size, box.max_message_bytes)))
+        wanted = [item for item in listed if item.size <= box.max_message_bytes]
+        for_people: list[int] = []
+        handled: list[int] = []
+        for fetched in mailbox.bodies(wanted, box.max_message_bytes):
+            if len(fetched.data) > box.max_message_bytes:  # the server understated its size
+                run.quarantined.append((fetched.uid, _too_large(len(fetched.data), box.max_message_bytes)))
+                continue
+            reading = read(fetched.data)
+            if reading.kind == UNREADABLE:
+                run.quarantined.append((fetched.uid, reading.reason))
+                continue
+            verdict = record_reading(ledger, reading, run, now, verp_on=settings.sender.verp,
+                                     batched=settings.transport.recipients_per_message > 1)
+            (handled if verdict == HANDLED else for_people).append(fetched.uid)
+        _put_away(mailbox, handled, for_people, run, box.processed_folder or "Processed", box.quarantine_folder)
     return run
 
 
@@ -192,13 +189,11 @@ def _key(address: str) -> str:
         return address.lower()
 
 
-def _secret(settings: Settings) -> str:
+def _secret(box: BounceSettings) -> str:
     """The mailbox's password (password_env, password_file) or an OAuth2 token (token_command);
     read at sign-in, never stored or shown."""
     from dispatch.delivery.oauth import CommandTokenSource
 
-    box = settings.bounces
-    assert box is not None
     where = f"{box.host}:{box.port}"
     if box.auth == "xoauth2" and box.token_command:
         return CommandTokenSource(box.token_command, where).token()
@@ -223,14 +218,11 @@ class Repeat:
     where: list[str]  # list file:line entries that hold the address
 
 
-def repeat_bouncers(settings: Settings, last: int) -> list[Repeat]:
+def repeat_bouncers(s: Session, last: int) -> list[Repeat]:
     """Addresses that bounced hard in two or more of the last ``last`` dispatches, each with
     the list entries to fix. Nobody is removed: people decide."""
-    ledger = open_ledger(settings)
-    try:
-        found = ledger.repeat_bouncers(last, 2)
-    finally:
-        ledger.close()
+    settings, ledger = s.settings, s.ledger
+    found = ledger.repeat_bouncers(last, 2)
     if not found:
         return []
     from dispatch.app.editions import all_lists

@@ -11,24 +11,25 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from dispatch.app.wiring import open_ledger
+from dispatch.app.application import Session
 from dispatch.config import Settings
 from dispatch.control import approval as gate
 from dispatch.control import content as content_id
 from dispatch.control.content import Content
 from dispatch.email import whats_new as news
 from dispatch.email.edition import assemble, edition_path, section_anchor, swedish_date
-from dispatch.errors import ChangeControlError, InputError, Problem, display_path
+from dispatch.errors import ChangeControlError, DispatchError, InputError, Problem, display_path
 from dispatch.ledger import DispatchRecord, Ledger, dispatch_name
 from dispatch.models import Edition, Section
 from dispatch.values import DispatchKind, Fact
 from dispatch.wording import english
 
 
-def identify(settings: Settings, edition: Edition, ledger: Ledger | None = None) -> Content:
+def identify(s: Session, edition: Edition) -> Content:
     """The content hash of an edition as it would be sent with these templates (its
     "Nytt" markers included, computed here if the caller has not: see with_news)."""
-    edition = with_news(settings, edition, ledger)
+    settings = s.settings
+    edition = with_news(s, edition)
     try:
         files = content_id.read_templates(settings.templates_dir)
     except OSError as exc:
@@ -126,6 +127,13 @@ class Review:
                                                   refused, reason=self.verdict.reason)])
         return None
 
+    def gate_verdict(self) -> gate.Verdict:
+        """The approval gate's verdict on a daily edition; review gives none for an urgent
+        message or a test send, and asking for it then is a fault in the caller."""
+        if self.verdict is None:
+            raise DispatchError("an urgent message or a test send has no approval verdict")
+        return self.verdict
+
     def standing(self, edition: Edition) -> str:
         """Where the edition stands, in one sentence: urgent, already sent, ready or not (and why)."""
         if edition.urgent:
@@ -138,17 +146,18 @@ class Review:
                 state += (f", but {parts} changed since: send refuses to send it to anyone more (they would get other "
                           "content); publish uses the content that was sent")
             return state
-        assert self.verdict is not None
-        return ("ready to send: " if self.verdict.sendable else "valid, but NOT ready to send: ") + english(self.verdict.reason)
+        verdict = self.gate_verdict()
+        return ("ready to send: " if verdict.sendable else "valid, but NOT ready to send: ") + english(verdict.reason)
 
 
-def review(settings: Settings, ledger: Ledger, edition: Edition, now: datetime, *, test: bool = False,
+def review(s: Session, edition: Edition, now: datetime, *, test: bool = False,
            record_author: str | None = None, for_send: bool = False) -> Review:
     """Judge the edition against the ledger: sent content is final, approvals bind content.
 
     ``record_author``: remember this person as the author of the current content if
     nobody was recorded for it yet (``check`` and the console's save do this)."""
-    current = identify(settings, edition, ledger)
+    settings, ledger = s.settings, s.ledger
+    current = identify(s, edition)
     if edition.urgent or test:
         return Review(current, (edition.author,) if edition.author else (), None, None, None)
     recorded = (ledger.record_edit(edition.date, current.hash, edition.author or record_author, now,
@@ -163,13 +172,9 @@ def review(settings: Settings, ledger: Ledger, edition: Edition, now: datetime, 
     return Review(current, authors, verdict, sent, conflict)
 
 
-def review_now(settings: Settings, edition: Edition, now: datetime, *, record_author: str | None = None) -> Review:
-    """``review`` on a ledger of its own (for commands that only look)."""
-    ledger = open_ledger(settings)
-    try:
-        return review(settings, ledger, edition, now, record_author=record_author)
-    finally:
-        ledger.close()
+def review_now(s: Session, edition: Edition, now: datetime, *, record_author: str | None = None) -> Review:
+    """``review`` for commands that only look (``check``): the same judgement, in their unit of work."""
+    return review(s, edition, now, record_author=record_author)
 
 
 def sent_edition(settings: Settings, sent: SentVersion, now: datetime) -> Edition:
@@ -195,26 +200,20 @@ def sent_edition(settings: Settings, sent: SentVersion, now: datetime) -> Editio
                                news=doc.get("news", ""), title=doc.get("title", edition.title), standing=tuple(standing))
 
 
-def with_news(settings: Settings, edition: Edition, ledger: Ledger | None = None) -> Edition:
+def with_news(s: Session, edition: Edition) -> Edition:
     """The edition with what is new since the previous edition sent to its readers marked
     (see news.py, previous_sent and corrected_revisions); the same edition when that was done already."""
     if edition.news is not None:
         return edition
     if edition.urgent or not edition.markers:
         return dataclasses.replace(edition, news="")
-    own = ledger is None
-    ledger = ledger or open_ledger(settings)
-    try:
-        previous, since = previous_sent(settings, ledger, edition)
-        corrected, revision_since = corrected_revisions(ledger, edition)
-    finally:
-        if own:
-            ledger.close()
+    previous, since = previous_sent(s, edition)
+    corrected, revision_since = corrected_revisions(s.ledger, edition)
     return news.marked(edition, previous.source_text if previous is not None else None, since,
                        [version.source_text for version in corrected], revision_since)
 
 
-def previous_sent(settings: Settings, ledger: Ledger, edition: Edition) -> tuple[SentVersion | None, str]:
+def previous_sent(s: Session, edition: Edition) -> tuple[SentVersion | None, str]:
     """The edition before this day's that its readers got, as the ledger kept it (never a
     file, which may have changed since), and how the box at the top names it ('söndag 17
     november'; with the year when that was another year): the latest edition of an earlier
@@ -226,6 +225,7 @@ def previous_sent(settings: Settings, ledger: Ledger, edition: Edition) -> tuple
     send, a check after the send, or a correction finds the same markers (and so the same
     content hash) whatever went out since. Before that, an approval binds the markers like
     the rest: an earlier edition corrected meanwhile changes them, and they need approving again."""
+    settings, ledger = s.settings, s.ledger
     lists = set(edition.lists if edition.lists is not None else settings.scheduled_lists())
     candidates = [r for r in ledger.list_dispatches() if r.kind_of is DispatchKind.EDITION and r.edition_date < edition.date
                   and (not r.lists or lists & set(r.lists))]  # a dispatch from before lists were kept: assume so

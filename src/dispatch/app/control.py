@@ -7,9 +7,10 @@ import re  # not wording: makes an urgent dispatch's name from its file's name
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+from dispatch.app.application import Session
 from dispatch.app.changes import changed_after_send, identify, latest_sent_edition, review, sent_edition
 from dispatch.app.editions import Prepared, read_edition
-from dispatch.app.wiring import current_user, open_ledger
+from dispatch.app.wiring import current_user
 from dispatch.config import Settings
 from dispatch.control import approval as gate
 from dispatch.control import content as content_id
@@ -44,10 +45,11 @@ class Decision:
         return self.counts.get("sent", 0)
 
 
-def decide(settings: Settings, ledger: Ledger, ready: Prepared, now: datetime) -> Decision:
+def decide(s: Session, ready: Prepared, now: datetime) -> Decision:
     """Name the dispatch and check that the content may go; ChangeControlError if not."""
+    ledger = s.ledger
     edition = ready.edition
-    found = review(settings, ledger, edition, now, test=ready.test, for_send=True)
+    found = review(s, edition, now, test=ready.test, for_send=True)
     current = found.content
     notes: list[str] = []
     if ready.test:
@@ -65,7 +67,7 @@ def decide(settings: Settings, ledger: Ledger, ready: Prepared, now: datetime) -
         kind, notes = _urgent_kind(ledger, edition, current)
     else:
         kind = edition.kind
-        assert found.verdict is not None
+        found.gate_verdict()  # a daily edition is always judged: no verdict here is a fault, not a pass
         refusal = found.refusal(edition, "refusal.not_sendable")
         if refusal is not None:
             raise refusal
@@ -74,12 +76,8 @@ def decide(settings: Settings, ledger: Ledger, ready: Prepared, now: datetime) -
     return _decision(ledger, ready, name, kind, current, existing, found.verdict, notes, edition.date, edition.revision)
 
 
-def decide_now(settings: Settings, ready: Prepared, now: datetime) -> Decision:
-    ledger = open_ledger(settings)
-    try:
-        return decide(settings, ledger, ready, now)
-    finally:
-        ledger.close()
+def decide_now(s: Session, ready: Prepared, now: datetime) -> Decision:
+    return decide(s, ready, now)
 
 
 def _decision(ledger: Ledger, ready: Prepared, name: str, kind: str, current: Content, existing: DispatchRecord | None,
@@ -110,7 +108,7 @@ def _urgent_kind(ledger: Ledger, edition: Edition, current: Content) -> tuple[st
     return kind, notes
 
 
-def approve(settings: Settings, ready: Prepared, by: str, now: datetime, *, seen: str | None = None,
+def approve(s: Session, ready: Prepared, by: str, now: datetime, *, seen: str | None = None,
             require_seen: bool = False) -> Approval:
     """Record an approval of the edition's current content by ``by``; refuse the author.
 
@@ -119,58 +117,49 @@ def approve(settings: Settings, ready: Prepared, by: str, now: datetime, *, seen
     ``require_seen``: refuse without one (the console, where a form without it is not one
     the page made); the command line approves the content as it is, which `check` shows."""
     edition = ready.edition
-    ledger = open_ledger(settings)
-    try:
-        found = review(settings, ledger, edition, now)
-        if found.conflict is not None:
-            raise found.conflict
-        if seen is not None and seen != found.content.hash:
-            raise ChangeControlError([Problem.of(display_path(edition.source), 1, "approve.changed_while_read", approver=by,
-                                                 seen=content_id.short(seen), now=found.content.short)])
-        refusal = gate.refuse_approver(by, found.authors or (current_user(),))
-        if refusal:
-            raise ChangeControlError([Problem(display_path(edition.source), edition.line_of.get("by", 1), refusal)])
-        if require_seen and seen is None:
-            raise ChangeControlError([Problem.of(display_path(edition.source), 1, "approve.without_seen")])
-        approval = ledger.approve(edition.date, edition.revision, found.content.hash, by, now)
-        ledger.keep_edited_text(edition.date, approval.content_hash, edition.source_text)  # for "what changed since"
-        ledger.record_audit(now, by, "approve", edition.date.isoformat(), approval.content_hash,
-                            (Fact.of("audit_detail.revision", revision=approval.revision),))
-        return approval
-    finally:
-        ledger.close()
+    ledger = s.ledger
+    found = review(s, edition, now)
+    if found.conflict is not None:
+        raise found.conflict
+    if seen is not None and seen != found.content.hash:
+        raise ChangeControlError([Problem.of(display_path(edition.source), 1, "approve.changed_while_read", approver=by,
+                                             seen=content_id.short(seen), now=found.content.short)])
+    refusal = gate.refuse_approver(by, found.authors or (current_user(),))
+    if refusal:
+        raise ChangeControlError([Problem(display_path(edition.source), edition.line_of.get("by", 1), refusal)])
+    if require_seen and seen is None:
+        raise ChangeControlError([Problem.of(display_path(edition.source), 1, "approve.without_seen")])
+    approval = ledger.approve(edition.date, edition.revision, found.content.hash, by, now)
+    ledger.keep_edited_text(edition.date, approval.content_hash, edition.source_text)  # for "what changed since"
+    ledger.record_audit(now, by, "approve", edition.date.isoformat(), approval.content_hash,
+                        (Fact.of("audit_detail.revision", revision=approval.revision),))
+    return approval
 
 
-def revoke(settings: Settings, day: date, by: str, now: datetime) -> int:
-    ledger = open_ledger(settings)
-    try:
-        count = ledger.revoke_approvals(day, by, now)
-        if count:
-            ledger.record_audit(now, by, "revoke", day.isoformat(), None, (Fact.of("audit_detail.approvals", count=count),))
-        return count
-    finally:
-        ledger.close()
+def revoke(s: Session, day: date, by: str, now: datetime) -> int:
+    ledger = s.ledger
+    count = ledger.revoke_approvals(day, by, now)
+    if count:
+        ledger.record_audit(now, by, "revoke", day.isoformat(), None, (Fact.of("audit_detail.approvals", count=count),))
+    return count
 
 
-def revocation_notes(settings: Settings, day: date) -> list[str]:
+def revocation_notes(s: Session, day: date) -> list[str]:
     """What a revocation cannot undo, and what it stops: said plainly to the approver."""
-    ledger = open_ledger(settings)
-    try:
-        notes = []
-        for record in ledger.list_dispatches(day):
-            if record.kind_of is not DispatchKind.EDITION:
-                continue
-            counts = ledger.counts(record.id)
-            waiting = counts["pending"] + counts["deferred"] + counts["unknown"]
-            if counts["sent"]:
-                notes.append(f"note: {record.name} already reached {counts['sent']} recipient(s); that cannot be undone "
-                             "(send a correction: 'revision: N+1' and 'correction:')")
-            if waiting and record.finished_at is None:
-                notes.append(f"note: {record.name} has {waiting} recipient(s) waiting: a send under way stops before "
-                             "its next batch and sends them nothing until a new approval")
-        return notes
-    finally:
-        ledger.close()
+    ledger = s.ledger
+    notes = []
+    for record in ledger.list_dispatches(day):
+        if record.kind_of is not DispatchKind.EDITION:
+            continue
+        counts = ledger.counts(record.id)
+        waiting = counts["pending"] + counts["deferred"] + counts["unknown"]
+        if counts["sent"]:
+            notes.append(f"note: {record.name} already reached {counts['sent']} recipient(s); that cannot be undone "
+                         "(send a correction: 'revision: N+1' and 'correction:')")
+        if waiting and record.finished_at is None:
+            notes.append(f"note: {record.name} has {waiting} recipient(s) waiting: a send under way stops before "
+                         "its next batch and sends them nothing until a new approval")
+    return notes
 
 
 def publish(settings: Settings, edition: Edition, now: datetime) -> Published:
@@ -221,44 +210,42 @@ def accessibility_warnings(settings: Settings) -> list[Problem]:
     return []
 
 
-def publish_checked(settings: Settings, edition: Edition, now: datetime) -> tuple[Published, str]:
+def publish_checked(s: Session, edition: Edition, now: datetime) -> tuple[Published, str]:
     """Publish the edition under change control: before any send, from the file (which must
     pass the approval gate); once sent, from the content that was sent, refusing a file that
     has changed since. Returns what was published and a note for the operator."""
-    ledger = open_ledger(settings)
-    try:
-        sent = latest_sent_edition(ledger, edition.date)
-        if sent is None:
-            found = review(settings, ledger, edition, now)
-            assert found.verdict is not None
-            refusal = found.refusal(edition, "refusal.not_published")
-            if refusal is not None:
-                raise refusal
-            return publish(settings, edition, now), ""
-        note = ""
-        if sent.record.revision == edition.revision:
-            conflict = changed_after_send(edition, identify(settings, edition), sent, settings.timezone, for_send=False)
-            if conflict is not None:
-                raise conflict
-        else:
-            note = (f"{display_path(edition.source)} is revision {edition.revision}, but revision "
-                    f"{sent.record.revision} is what was sent ({sent.record.name}); published that: the intranet "
-                    "shows what people received" + (" (send the new revision to publish it)"
-                                                     if edition.revision > sent.record.revision else ""))
-    finally:
-        ledger.close()
+    settings, ledger = s.settings, s.ledger
+    sent = latest_sent_edition(ledger, edition.date)
+    if sent is None:
+        found = review(s, edition, now)
+        found.gate_verdict()  # a daily edition is always judged: no verdict here is a fault, not a pass
+        refusal = found.refusal(edition, "refusal.not_published")
+        if refusal is not None:
+            raise refusal
+        return publish(settings, edition, now), ""
+    note = ""
+    if sent.record.revision == edition.revision:
+        conflict = changed_after_send(edition, identify(s, edition), sent, settings.timezone, for_send=False)
+        if conflict is not None:
+            raise conflict
+    else:
+        note = (f"{display_path(edition.source)} is revision {edition.revision}, but revision "
+                f"{sent.record.revision} is what was sent ({sent.record.name}); published that: the intranet "
+                "shows what people received" + (" (send the new revision to publish it)"
+                                                 if edition.revision > sent.record.revision else ""))
     return publish(settings, sent_edition(settings, sent, now), now), note
 
 
-def scheduled_edition(settings: Settings, ledger: Ledger, day: date, now: datetime) -> tuple[Edition | None, str, str]:
+def scheduled_edition(s: Session, day: date, now: datetime) -> tuple[Edition | None, str, str]:
     """The day's edition if it may go out on schedule, else None and why (Swedish for the
     alert mail, English for the log). The approval rule is the same as for send."""
+    settings = s.settings
     path = edition_path(settings.reports_dir, day)
     if not path.exists():
         return _unsendable(Fact.of("scheduled.no_file", path=display_path(path)))
     try:
-        edition = read_edition(settings, day, None, now)
-        found = review(settings, ledger, edition, now)
+        edition = read_edition(s, day, None, now)
+        found = review(s, edition, now)
     except InputError as exc:
         # The office's alert lists the problems in Swedish, the log in English.
         in_swedish = "; ".join(f"{p.path}:{p.line}: {swedish_of(p.fact)}" for p in exc.problems)
@@ -267,9 +254,9 @@ def scheduled_edition(settings: Settings, ledger: Ledger, day: date, now: dateti
     if found.conflict is not None:
         return (None, swedish(Fact.of("scheduled.changed_after_send")),
                 "; ".join(p.message for p in found.conflict.problems))
-    assert found.verdict is not None
-    if not found.verdict.sendable:
-        return _unsendable(found.verdict.reason)
+    verdict = found.gate_verdict()
+    if not verdict.sendable:
+        return _unsendable(verdict.reason)
     return edition, "", ""
 
 

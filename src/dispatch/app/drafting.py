@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
+from dispatch.app.application import Session
 from dispatch.app.changes import identify, latest_sent_edition, review
 from dispatch.app.editions import Prepared, check_problems, render_edition
 from dispatch.config import Settings, secret_problems
@@ -83,10 +84,11 @@ def file_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def open_draft(settings: Settings, ledger: Ledger, day: date, now: datetime) -> Draft:
+def open_draft(s: Session, day: date, now: datetime) -> Draft:
     """The edition of ``day`` as fields and body; a new one prefilled with the time and the
     section headings of the latest edition, without its text (check refuses an empty
     section, so each must be written anew: yesterday's text cannot go out by mistake)."""
+    settings, ledger = s.settings, s.ledger
     path = edition_path(settings.reports_dir, day)
     kept = tuple(ledger.kept_texts(day))
     try:
@@ -159,11 +161,12 @@ def body_start(text: str) -> int:
     return line + 1 if line > 1 else 1
 
 
-def preview_draft(settings: Settings, day: date, fields: dict[str, str], body: str, now: datetime, *,
+def preview_draft(s: Session, day: date, fields: dict[str, str], body: str, now: datetime, *,
                   urgent_file: Path | None = None) -> DraftPreview:
     """Render the draft as the send would, and check it as ``check`` would; nothing is
     written. The message is shown even when pre-flight finds problems. ``urgent_file``: an
     urgent message to be written there (the urgent layout, no approval)."""
+    settings = s.settings
     text, where = compose(fields, body)
     body_line = body_start(text)
     path = urgent_file or edition_path(settings.reports_dir, day)
@@ -173,11 +176,11 @@ def preview_draft(settings: Settings, day: date, fields: dict[str, str], body: s
     except InputError as exc:
         return DraftPreview(None, None, None, None, exc.problems, body_line, where)
     try:
-        ready: Prepared = render_edition(settings, edition, now)
+        ready: Prepared = render_edition(s, edition, now)
     except InputError as exc:  # unknown lists, a broken recipient file
         return DraftPreview(None, None, None, None, (*found, *exc.problems), body_line, where)
     problems = (*found, *check_problems(settings, ready), *ready.resolution.problems, *secret_problems(settings))
-    content = identify(settings, edition)
+    content = identify(s, edition)
     points = ready.edition.news_points
     suggestion = headline_suggestion(points[0].text) if points and not edition.headline and not edition.urgent else None
     return DraftPreview(ready.rendered.html, ready.rendered.text, ready.rendered.subject, content.short,
@@ -207,11 +210,12 @@ _SMALL_WORDS = frozenset((
 ))
 
 
-def save_draft(settings: Settings, ledger: Ledger, day: date, fields: dict[str, str], body: str, base: str,
+def save_draft(s: Session, day: date, fields: dict[str, str], body: str, base: str,
                user: str, now: datetime) -> Saved:
     """Write ``reports/DAY.md`` atomically unless it changed since ``base``; a refused text is
     kept in the ledger. The saver is recorded as the author of the content saved (so they
     cannot approve it) and the save is in the audit log."""
+    settings, ledger = s.settings, s.ledger
     fields = {**fields, "by": user}  # the last editor, by name: the approval rule reads it
     text, _ = compose(fields, body)
     path = edition_path(settings.reports_dir, day)
@@ -239,7 +243,7 @@ def save_draft(settings: Settings, ledger: Ledger, day: date, fields: dict[str, 
     content_hash = None
     try:
         edition = assemble(path, text, settings.report, now)
-        content_hash = review(settings, ledger, edition, now, record_author=user).content.hash
+        content_hash = review(s, edition, now, record_author=user).content.hash
     except InputError:
         pass  # a draft with problems is saved all the same; it cannot be approved or sent
     ledger.record_audit(now, user, "save", day.isoformat(), content_hash, (Fact.of("audit_detail.file", hash=new_base),))
@@ -278,9 +282,9 @@ class SentDiff:
     changes: TextDiff | None = None  # the same, word by word and field by field (the console shows it)
 
 
-def sent_diff(ledger: Ledger, day: date, text: str) -> SentDiff | None:
+def sent_diff(s: Session, day: date, text: str) -> SentDiff | None:
     """None when nothing of the day's edition has reached anybody yet."""
-    sent = latest_sent_edition(ledger, day)
+    sent = latest_sent_edition(s.ledger, day)
     if sent is None:
         return None
     diff = source_diff(sent.source_text, text, f"{sent.record.name} (skickad)", "nu")
@@ -299,10 +303,11 @@ def diff_texts(old_text: str, new_text: str, order: tuple[str, ...] = FIELDS) ->
     return diff_edition(FIELD_DEFAULTS | old_fields, old_body, FIELD_DEFAULTS | new_fields, new_body, order)
 
 
-def start_correction(settings: Settings, ledger: Ledger, day: date, user: str, now: datetime) -> Saved:
+def start_correction(s: Session, day: date, user: str, now: datetime) -> Saved:
     """Make the sent edition revision N+1, with an empty correction text for the editor to
     write (check refuses a revision 2 or later without one, so it cannot go out without it).
     The text stays as it was sent: the editor changes what was wrong, and approval follows."""
+    settings, ledger = s.settings, s.ledger
     sent = latest_sent_edition(ledger, day)
     if sent is None:
         raise ChangeControlError([Problem.of(day.isoformat(), 0, "correction.nothing_sent")])
@@ -317,7 +322,7 @@ def start_correction(settings: Settings, ledger: Ledger, day: date, user: str, n
         return Saved(True, file_hash(data))  # a correction is already being written
     fields.update(revision=str(sent.record.revision + 1), correction="", status="draft")
     base = file_hash(data) if path.exists() else NEW_FILE
-    saved = save_draft(settings, ledger, day, fields, body, base, user, now)
+    saved = save_draft(s, day, fields, body, base, user, now)
     if saved.saved:
         ledger.record_audit(now, user, "correction_started", day.isoformat(), None,
                             (Fact.of("audit_detail.revision_of", revision=sent.record.revision + 1, name=sent.record.name),))

@@ -13,10 +13,11 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dispatch.app.application import Session
 from dispatch.app.changes import earlier_message_ids, with_news
 from dispatch.app.readback import read_back_problems, reject_unwritable_to
 from dispatch.app.timetable import check_schedules
-from dispatch.app.wiring import envelope, open_ledger, signer
+from dispatch.app.wiring import envelope, signer
 from dispatch.config import Settings, secret_problems
 from dispatch.email import preflight
 from dispatch.email.conversation import Thread, conversation
@@ -24,7 +25,7 @@ from dispatch.email.edition import assemble, edition_path
 from dispatch.email.message import PreparedMessage, message_id, prepare, thread_headers, to_header
 from dispatch.email.render import render
 from dispatch.errors import InputError, PreflightError, Problem, display_path
-from dispatch.ledger import Ledger, dispatch_name
+from dispatch.ledger import dispatch_name
 from dispatch.models import Edition, Recipient, Rendered
 from dispatch.recipients.lists import Resolution, Where, available_lists, resolve, unknown_list
 from dispatch.values import DispatchKind
@@ -49,12 +50,13 @@ class Prepared:
     made_at: datetime | None = None  # the time it was rendered for (its Date): names a test dispatch
 
 
-def read_edition(settings: Settings, day: date | None, file: Path | None, now: datetime, urgent: bool = False) -> Edition:
+def read_edition(s: Session, day: date | None, file: Path | None, now: datetime, urgent: bool = False) -> Edition:
     # Imported here: this function is the one reader of edition files (and of the config's
     # templates on their way into one), and the only part of this module that needs these.
     from dispatch.config.yamlsource import EDITION_MAX_BYTES, read_input
     from dispatch.email.subject import check_template
 
+    settings = s.settings
     path = file if file is not None else edition_path(settings.reports_dir, day or now.date())
     # The config's subject and preheader templates, named at their lines in the config
     # (assemble() only knows the edition file); checked, not rendered.
@@ -81,7 +83,7 @@ def read_edition(settings: Settings, day: date | None, file: Path | None, now: d
         raise InputError([Problem.of(display_path(path), 1, "edition.no_file_at_path")]) from None
     # What is new since the edition its readers got before, from the ledger: every reader of
     # an edition file (check, approve, send, serve, the console) sees the same markers.
-    return with_news(settings, assemble(path, text, settings.report, now, urgent=urgent))
+    return with_news(s, assemble(path, text, settings.report, now, urgent=urgent))
 
 
 def choose_lists(settings: Settings, edition: Edition, requested: tuple[str, ...],
@@ -113,35 +115,26 @@ def choose_lists(settings: Settings, edition: Edition, requested: tuple[str, ...
     return tuple(names)
 
 
-def lists_sent_before(settings: Settings, edition: Edition, ledger: Ledger | None = None) -> tuple[str, ...]:
+def lists_sent_before(s: Session, edition: Edition) -> tuple[str, ...]:
     """The lists the edition's earlier revisions went to, in first-sent order."""
-    own = ledger is None
-    ledger = ledger or open_ledger(settings)
-    try:
-        seen: dict[str, None] = {}
-        for record in ledger.list_dispatches(edition.date):
-            if record.kind_of is DispatchKind.EDITION and record.revision < edition.revision:
-                for name in record.lists:
-                    seen.setdefault(name)
-        return tuple(seen)
-    finally:
-        if own:
-            ledger.close()
+    seen: dict[str, None] = {}
+    for record in s.ledger.list_dispatches(edition.date):
+        if record.kind_of is DispatchKind.EDITION and record.revision < edition.revision:
+            for name in record.lists:
+                seen.setdefault(name)
+    return tuple(seen)
 
 
-def _earlier_revisions(settings: Settings, edition: Edition) -> tuple[tuple[str, ...], dict[str, bytes], str | None]:
+def _earlier_revisions(s: Session, edition: Edition) -> tuple[tuple[str, ...], dict[str, bytes], str | None]:
     """For a correction, in one read of the ledger: the lists its earlier revisions went to,
     per recipient key the In-Reply-To/References lines of what that person got, and the
     subject of the first revision sent (its Thread-Topic), None when none was sent."""
-    ledger = open_ledger(settings)
-    try:
-        threads = {key: thread_headers(ids) for key, ids in earlier_message_ids(ledger, edition).items()}
-        earlier = sorted((r for r in ledger.list_dispatches(edition.date)
-                          if r.kind_of is DispatchKind.EDITION and r.revision < edition.revision), key=lambda r: r.revision)
-        first_subject = earlier[0].subject if earlier else None
-        return lists_sent_before(settings, edition, ledger), threads, first_subject
-    finally:
-        ledger.close()
+    ledger = s.ledger
+    threads = {key: thread_headers(ids) for key, ids in earlier_message_ids(ledger, edition).items()}
+    earlier = sorted((r for r in ledger.list_dispatches(edition.date)
+                      if r.kind_of is DispatchKind.EDITION and r.revision < edition.revision), key=lambda r: r.revision)
+    first_subject = earlier[0].subject if earlier else None
+    return lists_sent_before(s, edition), threads, first_subject
 
 
 def web_url(settings: Settings, edition: Edition) -> str | None:
@@ -159,11 +152,12 @@ def publishes_on_send(settings: Settings, edition: Edition) -> bool:
 
 
 def prepare_edition(
-    settings: Settings, edition: Edition, now: datetime, *,
+    s: Session, edition: Edition, now: datetime, *,
     lists: tuple[str, ...] = (), to: tuple[str, ...] = (), default_lists: tuple[str, ...] = (),
 ) -> Prepared:
     """Resolve, render, serialise, pre-flight. Raises InputError/PreflightError; sends nothing."""
-    ready = render_edition(settings, edition, now, lists=lists, to=to, default_lists=default_lists)
+    settings = s.settings
+    ready = render_edition(s, edition, now, lists=lists, to=to, default_lists=default_lists)
     problems = check_problems(settings, ready)
     if problems:
         raise PreflightError(problems)
@@ -171,13 +165,13 @@ def prepare_edition(
 
 
 def render_edition(
-    settings: Settings, edition: Edition, now: datetime, *,
+    s: Session, edition: Edition, now: datetime, *,
     lists: tuple[str, ...] = (), to: tuple[str, ...] = (), default_lists: tuple[str, ...] = (),
 ) -> Prepared:
     """Resolve, render and serialise, without the pre-flight checks (the console's preview
     shows the message beside its problems). Raises InputError for lists that cannot be read."""
-    test = bool(to)
-    edition = with_news(settings, edition)  # a no-op for an edition read by read_edition
+    settings, test = s.settings, bool(to)
+    edition = with_news(s, edition)  # a no-op for an edition read by read_edition
     threads: dict[str, bytes] = {}
     first_subject: str | None = None
     if test:
@@ -186,7 +180,7 @@ def render_edition(
     else:
         earlier: tuple[str, ...] = ()
         if edition.revision > 1 and not edition.urgent:
-            earlier, threads, first_subject = _earlier_revisions(settings, edition)
+            earlier, threads, first_subject = _earlier_revisions(s, edition)
         names = choose_lists(settings, edition, lists, earlier, default_lists)
         resolution = resolve(settings.recipients_dir, names)
     reject_unwritable_to(resolution)
@@ -272,14 +266,15 @@ def first_message(ready: Prepared) -> bytes | None:
     return ready.prepared.for_recipients(to_header([first]), message_id(name, first.key, ready.prepared.domain), first.key)
 
 
-def check_edition(settings: Settings, day: date | None, file: Path | None, now: datetime, *,
+def check_edition(s: Session, day: date | None, file: Path | None, now: datetime, *,
                   urgent: bool = False) -> tuple[Prepared, list[Problem]]:
     """What ``check`` validates before judging the edition: the schedules (a cron that serve
     would reject is a config problem now, not at 14:00), the edition read and prepared.
     Returns it with the problems that do not stop it (list entries, missing secrets)."""
+    settings = s.settings
     check_schedules(settings)
-    edition = read_edition(settings, day, file, now, urgent=urgent)
-    ready = prepare_edition(settings, edition, now)
+    edition = read_edition(s, day, file, now, urgent=urgent)
+    ready = prepare_edition(s, edition, now)
     return ready, phone_problems(settings, ready) + list(ready.resolution.problems) + secret_problems(settings)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from dispatch.app.application import Session
 from dispatch.app.changes import review
 from dispatch.app.drafting import split_fields
 from dispatch.app.editions import read_edition
@@ -51,8 +52,9 @@ class ScheduleDay:
     edition: EditionState
 
 
-def today(settings: Settings, ledger: Ledger, now: datetime) -> list[ScheduleDay]:
+def today(s: Session, now: datetime) -> list[ScheduleDay]:
     """Each schedule's next slot, its approval deadline, and the state of that day's edition."""
+    settings = s.settings
     zone = settings.timezone
     days = []
     for schedule in settings.schedules:
@@ -60,25 +62,26 @@ def today(settings: Settings, ledger: Ledger, now: datetime) -> list[ScheduleDay
         day = occurrence.day if occurrence else now.astimezone(zone).date()
         days.append(ScheduleDay(schedule, occurrence.at if occurrence else None,
                                 approval_moment(occurrence) if occurrence else None,
-                                edition_state(settings, ledger, day, now)))
+                                edition_state(s, day, now)))
     return days
 
 
-def edition_state(settings: Settings, ledger: Ledger, day: date, now: datetime) -> EditionState:
+def edition_state(s: Session, day: date, now: datetime) -> EditionState:
     """The day's edition: its dispatch while it sends and once sent, unless the file is a
     later revision (a correction being written), which is judged like any draft."""
+    settings, ledger = s.settings, s.ledger
     sent = [d for d in ledger.list_dispatches(day) if d.kind_of is DispatchKind.EDITION]
     exists = edition_path(settings.reports_dir, day).exists()
     edition = None
     problems: InputError | None = None
     if exists:
         try:
-            edition = read_edition(settings, day, None, now)
+            edition = read_edition(s, day, None, now)
         except InputError as exc:
             problems = exc
     revision = edition.revision if edition is not None else _revision_written(settings, day) if exists else 1
     if sent and revision <= max(d.revision for d in sent):
-        return _dispatch_state(settings, ledger, day, sent[-1], now)
+        return _dispatch_state(s, day, sent[-1], now)
     correction = revision if sent else None
     if not exists:
         return EditionState(day, "missing", Fact.of("edition.missing"))
@@ -86,7 +89,7 @@ def edition_state(settings: Settings, ledger: Ledger, day: date, now: datetime) 
         count = len(problems.problems) if problems else 0
         return EditionState(day, "problems", Fact.of("edition.problems", count=count), correction)
     try:
-        found = review(settings, ledger, edition, now)
+        found = review(s, edition, now)
     except InputError as exc:
         return EditionState(day, "problems", Fact.of("edition.problems", count=len(exc.problems)), correction)
     verdict = found.verdict
@@ -114,7 +117,8 @@ def _revision_written(settings: Settings, day: date) -> int:
         return 1
 
 
-def _dispatch_state(settings: Settings, ledger: Ledger, day: date, record: DispatchRecord, now: datetime) -> EditionState:
+def _dispatch_state(s: Session, day: date, record: DispatchRecord, now: datetime) -> EditionState:
+    settings, ledger = s.settings, s.ledger
     counts = ledger.counts(record.id)
     total = sum(counts.values())
     sent = counts.get("sent", 0)

@@ -35,6 +35,7 @@ from datetime import datetime, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from dispatch.app.application import Session
 from dispatch.errors import DispatchError, InputError, Problem
 from dispatch.ledger import Ledger
 from dispatch.models import User
@@ -150,7 +151,7 @@ class AddressLimits:
             return True
 
 
-def sign_in(ledger: Ledger, name: str, password: str, now: datetime, *, remote: str = "",
+def sign_in(s: Session, name: str, password: str, now: datetime, *, remote: str = "",
             hashing: str = "standard", limits: AddressLimits | None = None,
             locked: LockedChecks | None = None) -> User:
     """The account, if the name and password are right and it is neither disabled nor locked;
@@ -158,6 +159,7 @@ def sign_in(ledger: Ledger, name: str, password: str, now: datetime, *, remote: 
     for the right password of a locked account when ``locked`` allows its check. A hash made
     with another profile than ``hashing`` is made again with it. ``limits``: unknown names per
     client address."""
+    ledger = s.ledger
     shown = name[:64] or "?"
     if limits is not None and limits.blocked(remote, now):
         ledger.record_audit(now, shown, "sign_in_failed", name[:64], None,
@@ -173,7 +175,7 @@ def sign_in(ledger: Ledger, name: str, password: str, now: datetime, *, remote: 
         ledger.record_audit(now, shown, "sign_in_failed", name[:64], None, where(remote, detail))
         raise SignInRefused("wrong user name or password")
     try:
-        right = _check(ledger, user, password, now, remote=remote, hashing=hashing, locked=locked)
+        right = _check(ledger, user, user.password_hash, password, now, remote=remote, hashing=hashing, locked=locked)
     except AccountLocked:
         if user.disabled:  # a disabled account says nothing more than any refusal
             raise SignInRefused("wrong user name or password") from None
@@ -189,17 +191,18 @@ def sign_in(ledger: Ledger, name: str, password: str, now: datetime, *, remote: 
     return user
 
 
-def change_password(ledger: Ledger, name: str, current: str, new: str, now: datetime, *, remote: str = "",
+def change_password(s: Session, name: str, current: str, new: str, now: datetime, *, remote: str = "",
                     hashing: str = "standard") -> None:
     """The signed-in person's own new password ("Byt lösenord"): the current one is checked
     as a sign-in is (a wrong one counts towards the lock, so a session left open cannot be
     used to guess it); every session of the account ends, this one included. Raises
     SignInRefused (the current password) or InputError (the new one)."""
+    ledger = s.ledger
     user = ledger.user(name)
     if user is None or user.password_hash is None:
         raise SignInRefused(f"{name!r} has no password of the console's own")
     _check_new(new)  # a form mistake first: it must not cost an attempt at the current password
-    if not _check(ledger, user, current, now, remote=remote, hashing=hashing):
+    if not _check(ledger, user, user.password_hash, current, now, remote=remote, hashing=hashing):
         raise SignInRefused("wrong password")
     _check_new(new, current)  # "the same as the current one" only once the current one is known right
     ledger.update_user(name, password_hash=HASHING[hashing].hash(new))
@@ -207,10 +210,11 @@ def change_password(ledger: Ledger, name: str, current: str, new: str, now: date
     ledger.record_audit(now, name, "password_changed", name, None, where(remote, Fact.of("audit_detail.by_owner")))
 
 
-def set_password(ledger: Ledger, name: str, password: str, now: datetime, *, by: str, hashing: str = "standard") -> bool:
+def set_password(s: Session, name: str, password: str, now: datetime, *, by: str, hashing: str = "standard") -> bool:
     """``users passwd``: a new password for account NAME, set by an operator; every session of
     the account ends. False when there is no such account; InputError for a password too
     short, or an account that signs in only through single sign-on (it has none to change)."""
+    ledger = s.ledger
     user = ledger.user(name)
     if user is None:
         return False
@@ -226,26 +230,27 @@ def set_password(ledger: Ledger, name: str, password: str, now: datetime, *, by:
     return True
 
 
-def sign_out(ledger: Ledger, name: str, now: datetime, *, remote: str = "") -> None:
+def sign_out(s: Session, name: str, now: datetime, *, remote: str = "") -> None:
     """Every session of the account ends, wherever its cookie has been copied to (and the
     person's other browsers with it: one generation per account)."""
+    ledger = s.ledger
     ledger.end_sessions(name)
     ledger.record_audit(now, name, "sign_out", name, None, where(remote))
 
 
-def _check(ledger: Ledger, user: User, password: str, now: datetime, *, remote: str, hashing: str,
+def _check(ledger: Ledger, user: User, stored: str, password: str, now: datetime, *, remote: str, hashing: str,
            locked: LockedChecks | None = None) -> bool:
-    """Is ``password`` the account's? The attempt is counted as failed before the check and
-    cleared only by a right password; past the limit there is no check at all, except for the
-    first attempts during a lock that ``locked`` allows: a right one raises AccountLocked."""
-    assert user.password_hash is not None
+    """Is ``password`` the account's (``stored``: its hash)? The attempt is counted as failed
+    before the check and cleared only by a right password; past the limit there is no check at
+    all, except for the first attempts during a lock that ``locked`` allows: a right one raises
+    AccountLocked."""
     attempt = ledger.take_sign_in_attempt(user.name, LOCK_AFTER, now)
     if attempt is None:
         found = ledger.user(user.name)
         until = found.locked_until if found is not None else None
         if until is not None and until > now and locked is not None and locked.take(user.name, until):
             # As long as the stand-in check below: the time tells nothing either way.
-            right = _verify(user.password_hash, password)
+            right = _verify(stored, password)
             outcome = Fact.of("audit_detail.right_password_during_lock" if right else "audit_detail.wrong_password_during_lock")
             ledger.record_audit(now, user.name, "sign_in_failed", user.name, None,
                                 where(remote, Fact.of("audit_detail.locked_until", until=until.isoformat(timespec="minutes")),
@@ -258,7 +263,7 @@ def _check(ledger: Ledger, user: User, password: str, now: datetime, *, remote: 
                   if until is not None and until > now else Fact.of("audit_detail.attempts_counted", attempts=LOCK_AFTER))
         ledger.record_audit(now, user.name, "sign_in_failed", user.name, None, where(remote, detail))
         return False
-    if not _verify(user.password_hash, password):
+    if not _verify(stored, password):
         ledger.record_audit(now, user.name, "sign_in_failed", user.name, None,
                             where(remote, Fact.of("audit_detail.wrong_password", attempt=attempt)))
         if ledger.lock_if_at_limit(user.name, LOCK_AFTER, now + LOCK_FOR):

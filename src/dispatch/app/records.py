@@ -7,11 +7,10 @@ from datetime import date, datetime
 from typing import Any
 
 from dispatch import wording
+from dispatch.app.application import Session
 from dispatch.app.changes import review
 from dispatch.app.editions import read_edition
 from dispatch.app.labels import label_of
-from dispatch.app.wiring import open_ledger
-from dispatch.config import Settings
 from dispatch.email.edition import edition_path
 from dispatch.errors import DispatchError, display_path
 from dispatch.ledger import DispatchRecord, Ledger
@@ -37,15 +36,16 @@ def find_dispatch(ledger: Ledger, ref: str | None) -> DispatchRecord | None:
     return (real or of_day)[-1] if of_day else None
 
 
-def edition_note(settings: Settings, ledger: Ledger, record: DispatchRecord, now: datetime) -> Fact | None:
+def edition_note(s: Session, record: DispatchRecord, now: datetime) -> Fact | None:
     """For an edition dispatch: whether its file still holds what was sent (or approved)."""
+    settings = s.settings
     if record.kind_of is not DispatchKind.EDITION:
         return None
     path = edition_path(settings.reports_dir, record.edition_date)
     shown = display_path(path)
     try:
-        edition = read_edition(settings, None, path, now)
-        found = review(settings, ledger, edition, now)
+        edition = read_edition(s, None, path, now)
+        found = review(s, edition, now)
     except DispatchError as exc:
         return Fact.of("edition_file.unreadable", path=shown, error=str(exc).splitlines()[0])
     content = found.content.short
@@ -62,37 +62,31 @@ def edition_note(settings: Settings, ledger: Ledger, record: DispatchRecord, now
     return Fact.of("edition_file.unchanged", path=shown, content=content)
 
 
-def history(settings: Settings, since: date | None) -> list[dict[str, Any]]:
+def history(s: Session, since: date | None) -> list[dict[str, Any]]:
     """Every dispatch with what it sent and who let it go, oldest first."""
-    ledger = open_ledger(settings)
-    try:
-        entries = []
-        for record in ledger.list_dispatches(since=since):
-            document = export_document(record, ledger.counts(record.id), [], [])
-            entries.append({
-                "dispatch": record.name, "kind": record.kind, "edition": record.edition_date.isoformat(),
-                "revision": record.revision, "subject": record.subject, "content_hash": record.content_hash,
-                "created_by": record.created_by, "approved_by": document["approved_by"],
-                "by_front_matter": record.by_front_matter, "approved_at": document["approved_at"], "counts": document["counts"],
-                "started_at": document["created_at"], "finished_at": document["finished_at"],
-            })
-        return entries
-    finally:
-        ledger.close()
+    ledger = s.ledger
+    entries = []
+    for record in ledger.list_dispatches(since=since):
+        document = export_document(record, ledger.counts(record.id), [], [])
+        entries.append({
+            "dispatch": record.name, "kind": record.kind, "edition": record.edition_date.isoformat(),
+            "revision": record.revision, "subject": record.subject, "content_hash": record.content_hash,
+            "created_by": record.created_by, "approved_by": document["approved_by"],
+            "by_front_matter": record.by_front_matter, "approved_at": document["approved_at"], "counts": document["counts"],
+            "started_at": document["created_at"], "finished_at": document["finished_at"],
+        })
+    return entries
 
 
-def approval_history(settings: Settings, since: date | None) -> list[dict[str, Any]]:
+def approval_history(s: Session, since: date | None) -> list[dict[str, Any]]:
     """Every recorded approval (revoked ones too), oldest first: `history --json`'s "approvals"."""
-    ledger = open_ledger(settings)
-    try:
-        return [
-            {"edition": a.edition_date.isoformat(), "revision": a.revision, "content_hash": a.content_hash,
-             "approved_by": a.approved_by, "approved_at": iso(a.approved_at), "revoked_by": a.revoked_by,
-             "revoked_at": iso(a.revoked_at)}
-            for a in reversed(ledger.all_approvals(since))
-        ]
-    finally:
-        ledger.close()
+    ledger = s.ledger
+    return [
+        {"edition": a.edition_date.isoformat(), "revision": a.revision, "content_hash": a.content_hash,
+         "approved_by": a.approved_by, "approved_at": iso(a.approved_at), "revoked_by": a.revoked_by,
+         "revoked_at": iso(a.revoked_at)}
+        for a in reversed(ledger.all_approvals(since))
+    ]
 
 
 @dataclass(frozen=True)
@@ -135,34 +129,28 @@ class Status:
         return document
 
 
-def status(settings: Settings, ref: str | None, now: datetime) -> Status | None:
+def status(s: Session, ref: str | None, now: datetime) -> Status | None:
     """The dispatch ``ref`` names (see find_dispatch), with its rows; None when there is none."""
-    ledger = open_ledger(settings)
-    try:
-        record = find_dispatch(ledger, ref)
-        if record is None:
-            return None
-        day = record.edition_date
-        related = [
-            {"dispatch": other.name, "revision": other.revision, "kind": other.kind,
-             "content_hash": other.content_hash, "created_by": other.created_by,
-             "created_at": iso(other.created_at), "counts": ledger.counts(other.id)}
-            for other in ledger.list_dispatches(day)
-        ]
-        revoked = next((a for a in ledger.approvals(day) if a.id == record.approval_id and a.revoked_at is not None), None)
-        return Status(record, ledger.counts(record.id), ledger.rows(record.id), related,
-                      edition_note(settings, ledger, record, now), revoked)
-    finally:
-        ledger.close()
+    ledger = s.ledger
+    record = find_dispatch(ledger, ref)
+    if record is None:
+        return None
+    day = record.edition_date
+    related = [
+        {"dispatch": other.name, "revision": other.revision, "kind": other.kind,
+         "content_hash": other.content_hash, "created_by": other.created_by,
+         "created_at": iso(other.created_at), "counts": ledger.counts(other.id)}
+        for other in ledger.list_dispatches(day)
+    ]
+    revoked = next((a for a in ledger.approvals(day) if a.id == record.approval_id and a.revoked_at is not None), None)
+    return Status(record, ledger.counts(record.id), ledger.rows(record.id), related,
+                  edition_note(s, record, now), revoked)
 
 
-def export(settings: Settings, ref: str) -> dict[str, Any] | None:
+def export(s: Session, ref: str) -> dict[str, Any] | None:
     """The records of the dispatch ``ref`` names, as one JSON-ready document; None when there is none."""
-    ledger = open_ledger(settings)
-    try:
-        record = find_dispatch(ledger, ref)
-        if record is None:
-            return None
-        return export_document(record, ledger.counts(record.id), ledger.rows(record.id), ledger.contents(record.name))
-    finally:
-        ledger.close()
+    ledger = s.ledger
+    record = find_dispatch(ledger, ref)
+    if record is None:
+        return None
+    return export_document(record, ledger.counts(record.id), ledger.rows(record.id), ledger.contents(record.name))

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+from dispatch.app.application import App, Session
 from dispatch.app.control import decide_now
 from dispatch.app.editions import Prepared, prepare_edition, read_edition
 from dispatch.app.labels import label_from, label_of
 from dispatch.app.sending import send, send_plan
-from dispatch.app.wiring import open_ledger, secrets_ready
-from dispatch.config import Settings
+from dispatch.app.wiring import secrets_ready
 from dispatch.delivery.pipeline import Result, StoppableClock, node_name
 from dispatch.errors import DispatchError, InputError, Problem
 from dispatch.ledger import Ledger
@@ -39,9 +39,9 @@ class Recipe:
     file: Path | None = None
     urgent: bool = False
 
-    def prepare(self, settings: Settings, now: datetime) -> Prepared:
-        edition = read_edition(settings, self.day, self.file, now, urgent=self.urgent)
-        return prepare_edition(settings, edition, now)
+    def prepare(self, s: Session, now: datetime) -> Prepared:
+        edition = read_edition(s, self.day, self.file, now, urgent=self.urgent)
+        return prepare_edition(s, edition, now)
 
 
 @dataclass
@@ -84,11 +84,12 @@ class Confirmation:
     label: DispatchLabel | None = None
 
 
-def confirm(settings: Settings, recipe: Recipe, now: datetime) -> tuple[Confirmation, Prepared]:
+def confirm(s: Session, recipe: Recipe, now: datetime) -> tuple[Confirmation, Prepared]:
     """Prepare and decide as the send would (change control included); raises if it may not go."""
-    ready = recipe.prepare(settings, now)
+    settings = s.settings
+    ready = recipe.prepare(s, now)
     secrets_ready(settings)
-    decision = decide_now(settings, ready, now)
+    decision = decide_now(s, ready, now)
     transport = settings.transport
     relay = str(transport.path) if transport.kind == "maildir" else f"{transport.host}:{transport.port}"
     label = label_from(decision.name, decision.kind, decision.edition_date.isoformat(), decision.revision,
@@ -119,15 +120,17 @@ class WakeableClock(StoppableClock):
 class Runs:
     """The runs of this process, by dispatch name (one at a time per dispatch)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.settings = app.settings
         self._runs: dict[str, Run] = {}
         self._lock = threading.Lock()
 
     def start(self, recipe: Recipe, by: str, now: datetime, *, expected: str | None = None) -> Run:
         """Start the send (or resume it). ``expected``: the dispatch the operator confirmed;
         if the content now makes another, nothing is started (they confirmed something else)."""
-        confirmation, ready = confirm(self.settings, recipe, now)
+        with self.app.session() as s:
+            confirmation, ready = confirm(s, recipe, now)
         if expected is not None and confirmation.name != expected:
             raise InputError([Problem.of(confirmation.name, 0, "send.confirmation_outdated", expected=expected,
                                          name=confirmation.name)])
@@ -135,13 +138,15 @@ class Runs:
             current = self._runs.get(confirmation.name)
             if current is not None and current.state in (RunState.SENDING, RunState.STOPPING):
                 return current  # a second click, or a second operator: one run, watched by both
-            assert confirmation.label is not None  # confirm always labels what it confirms
+            if confirmation.label is None:  # confirm labels what it confirms (not an assert: gone under -O)
+                raise DispatchError(f"{confirmation.name}: the confirmation has no label to show the run by")
             run = Run(confirmation.name, confirmation.subject, recipe, by, now, confirmation.plan, confirmation.label)
             self._runs[run.name] = run
         if current is not None:
             # The earlier run of this process has ended (a failed one could not give its leases
             # back while the ledger was down): its rows are free now, not after lease_seconds.
-            give_back(self.settings, current.owner)
+            with self.app.session() as s:
+                give_back(s, current.owner)
         run.thread = threading.Thread(target=self._send, args=(run, ready), name=f"send {run.name}", daemon=True)
         run.thread.start()
         return run
@@ -154,9 +159,10 @@ class Runs:
             run.relay_paused, run.relay_permanent = False, False
 
         try:
-            run.result = send(self.settings, ready, WakeableClock(run.stop, run.wake), created_by=run.started_by,
-                              progress=went_through, linger=LINGER, stop=run.stop, by_hand=True, on_pause=paused,
-                              owner=run.owner)
+            with self.app.session() as s:
+                run.result = send(s, ready, WakeableClock(run.stop, run.wake), created_by=run.started_by,
+                                  progress=went_through, linger=LINGER, stop=run.stop, by_hand=True, on_pause=paused,
+                                  owner=run.owner)
             if run.result.session_error:  # it ended with the relay still in trouble
                 run.relay_paused, run.relay_permanent = True, run.result.session_permanent
         except DispatchError as exc:
@@ -269,13 +275,10 @@ class Runs:
         return (sent - old[1]) / (moment - old[0]) * 60 if moment - old[0] > 0.5 else 0.0
 
 
-def recipe_for(settings: Settings, name: str) -> Recipe | None:
+def recipe_for(s: Session, name: str) -> Recipe | None:
     """How to prepare an existing dispatch's content again (to resume or retry it)."""
-    ledger = open_ledger(settings)
-    try:
-        record = ledger.find_dispatch(name)
-    finally:
-        ledger.close()
+    settings, ledger = s.settings, s.ledger
+    record = ledger.find_dispatch(name)
     if record is None or record.kind_of is DispatchKind.TEST:
         return None
     if record.kind_of is DispatchKind.URGENT:
@@ -283,21 +286,15 @@ def recipe_for(settings: Settings, name: str) -> Recipe | None:
     return Recipe(record.edition_date)
 
 
-def give_back(settings: Settings, owner: str) -> int:
+def give_back(s: Session, owner: str) -> int:
     """Free every lease held under ``owner`` (a run of this process that has ended)."""
-    ledger = open_ledger(settings)
-    try:
-        return ledger.release(owner)
-    finally:
-        ledger.close()
+    ledger = s.ledger
+    return ledger.release(owner)
 
 
-def retry_waiting_now(settings: Settings, name: str, now: datetime) -> int:
+def retry_waiting_now(s: Session, name: str, now: datetime) -> int:
     """The dispatch's recipients waiting for a later attempt (deferred, unknown) become due now
     ("Försök igen nu")."""
-    ledger = open_ledger(settings)
-    try:
-        record = ledger.find_dispatch(name)
-        return ledger.retry_waiting_now(record.id, now) if record else 0
-    finally:
-        ledger.close()
+    ledger = s.ledger
+    record = ledger.find_dispatch(name)
+    return ledger.retry_waiting_now(record.id, now) if record else 0

@@ -20,6 +20,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from dispatch.app import notify
+from dispatch.app.application import App
 from dispatch.app.control import scheduled_edition
 from dispatch.app.copies import PendingCopies
 from dispatch.app.editions import lists_report, prepare_edition
@@ -39,11 +40,12 @@ from dispatch.app.timetable import (
     send_trigger,
 )
 from dispatch.app.timetable import utc as _utc
-from dispatch.app.wiring import open_ledger, open_transport
+from dispatch.app.wiring import open_transport
 from dispatch.config import Schedule, Settings, secret_problems
 from dispatch.delivery.pipeline import Clock, Result, StoppableClock
 from dispatch.errors import DispatchError, InputError, Problem, TransportError, display_path
-from dispatch.ledger import dispatch_name
+from dispatch.ledger import Ledger, dispatch_name
+from dispatch.models import Edition
 from dispatch.publishing.intranet import PublishError
 from dispatch.wording import swedish_of
 
@@ -92,11 +94,15 @@ class ServeClock(StoppableClock):
 class Service:
     """The jobs and the start-up reconciliation; no APScheduler in here, so tests call it."""
 
-    def __init__(self, settings: Settings, *, clock: Clock | None = None, stop: threading.Event | None = None) -> None:
+    def __init__(self, settings: Settings, *, clock: Clock | None = None, stop: threading.Event | None = None,
+                 app: App | None = None) -> None:
+        """``app``: the process's App when it has one already (shared with the console it
+        hosts: one engine per process)."""
         self.stop = stop or threading.Event()
         self.clock = clock or ServeClock(self.stop)
         self.settings = settings
-        self.ledger = open_ledger(settings)
+        self.app = app or App(settings, self.clock)  # one engine for every job
+        self.ledger = Ledger.over(self.app.database())
         self.alerted: set[tuple[str, ...]] = set()
         self.lock = threading.Lock()
         self.sending: set[str] = set()  # schedules whose send job runs in this process now
@@ -105,7 +111,7 @@ class Service:
         self.copies = PendingCopies()  # intranet copies that failed, retried by the watch job
 
     def close(self) -> None:
-        self.ledger.close()
+        self.app.close()
 
     def use(self, settings: Settings) -> None:
         """Switch to reloaded settings; a running job finishes with the settings it started with.
@@ -118,12 +124,11 @@ class Service:
             raise InputError(problems)
         # Opened outside the lock: connecting to an unreachable server takes a while, and
         # the jobs must not wait for it.
-        fresh = open_ledger(settings) if settings.ledger_url != self.settings.ledger_url else None
+        fresh = self.app.reconfigured(settings)
+        database = fresh.database()
         with self.lock:
-            old = self.ledger if fresh is not None else None
-            if fresh is not None:
-                self.ledger = fresh
-            self.settings = settings
+            old = self.app if database is not self.app.database() else None
+            self.app, self.settings, self.ledger = fresh, settings, Ledger.over(database)
         if old is not None:
             old.close()
 
@@ -132,6 +137,10 @@ class Service:
             if schedule.name == name:
                 return schedule
         raise DispatchError(f"no schedule named {name!r} in {display_path(self.settings.path)}")
+
+    def _scheduled_edition(self, day: date, now: datetime) -> tuple[Edition | None, str, str]:
+        with self.app.session() as s:
+            return scheduled_edition(s, day, now)
 
     def _local(self, moment: datetime) -> datetime:
         return moment.astimezone(self.settings.timezone)
@@ -205,7 +214,7 @@ class Service:
                 with self.lock:
                     self.held.pop(name, None)
                 continue
-            if scheduled_edition(self.settings, self.ledger, day, now)[0] is not None:
+            if self._scheduled_edition(day, now)[0] is not None:
                 with self.lock:
                     self.held.pop(name, None)
                 event("approved_late", schedule=name, edition=day.isoformat())
@@ -217,7 +226,7 @@ class Service:
         already has its dispatch (finished), the deadline has passed, or nothing is approved."""
         if self.stop.is_set():
             return None
-        settings, schedule = self.settings, self._schedule(name)
+        app, settings, schedule = self.app, self.settings, self._schedule(name)
         occurrence = latest_occurrence(schedule, settings.timezone, now)
         if occurrence is None:
             event("no_run_due", schedule=name)
@@ -232,7 +241,7 @@ class Service:
             self._too_late(Due(occurrence, Action.INCOMPLETE if unfinished else Action.MISSED,
                                unfinished[0] if unfinished else None), now)
             return None
-        edition, reason, why = scheduled_edition(self.settings, self.ledger, day, now)
+        edition, reason, why = self._scheduled_edition(day, now)
         if edition is None:
             event("not_approved", logging.WARNING, schedule=name, edition=day.isoformat(), reason=why)
             with self.lock:
@@ -245,7 +254,8 @@ class Service:
             self.alert(notify.not_sendable(name, day, at, [problem]), now)
             return None
         try:
-            ready = prepare_edition(settings, edition, now, default_lists=schedule.lists)
+            with app.session() as s:
+                ready = prepare_edition(s, edition, now, default_lists=schedule.lists)
         except InputError as exc:
             event("not_sendable", logging.ERROR, schedule=name, edition=day.isoformat(), problems=len(exc.problems))
             self.alert(notify.not_sendable(name, day, at, [f"{p.path}:{p.line}: {swedish_of(p.fact)}" for p in exc.problems]), now)
@@ -268,8 +278,9 @@ class Service:
             self.alert(notify.publish_failed(name, day, str(error)), self.clock.now())
 
         try:
-            result = send(settings, ready, self.clock, created_by=f"dispatch serve ({name})",
-                          linger=linger, stop=self.stop, on_pause=paused, on_publish_failed=unpublished)
+            with app.session() as s:
+                result = send(s, ready, self.clock, created_by=f"dispatch serve ({name})",
+                              linger=linger, stop=self.stop, on_pause=paused, on_publish_failed=unpublished)
         except InputError as exc:  # e.g. the relay's password variable is not set
             event("not_sendable", logging.ERROR, schedule=name, edition=day.isoformat(), problems=len(exc.problems))
             self.alert(notify.not_sendable(name, day, at, [f"{p.path}:{p.line}: {swedish_of(p.fact)}" for p in exc.problems]), now)
@@ -297,7 +308,7 @@ class Service:
         day = occurrence.day
         if edition_dispatches(self.ledger, day):
             return False
-        edition, reason, why = scheduled_edition(self.settings, self.ledger, day, now)
+        edition, reason, why = self._scheduled_edition(day, now)
         if edition is not None:
             event("approved", schedule=name, edition=day.isoformat())
             return False

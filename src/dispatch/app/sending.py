@@ -11,16 +11,16 @@ from pathlib import Path
 
 from dispatch import wording
 from dispatch.app import notify
+from dispatch.app.application import Session
 from dispatch.app.control import Decision, decide, publish
 from dispatch.app.editions import Prepared, publishes_on_send
 from dispatch.app.labels import label_of
 from dispatch.app.readback import MAX_TO_LINE
-from dispatch.app.wiring import current_user, open_ledger, open_transport, secrets_ready, send_policy
+from dispatch.app.wiring import current_user, secrets_ready, send_policy
 from dispatch.config import Settings, TransportSettings
 from dispatch.delivery.pipeline import Clock, Plan, Result, Transport, run
 from dispatch.email.message import to_header
 from dispatch.errors import DispatchError, InputError, Problem, display_path
-from dispatch.ledger import Ledger
 from dispatch.models import InvalidEntry
 from dispatch.publishing.intranet import PublishError
 from dispatch.values import Fact, SendPlan
@@ -48,7 +48,7 @@ def plan_for(settings: Settings, ready: Prepared, now: datetime, created_by: str
     )
 
 
-def send(settings: Settings, ready: Prepared, clock: Clock, *, created_by: str | None = None,
+def send(s: Session, ready: Prepared, clock: Clock, *, created_by: str | None = None,
          progress: Callable[[int], None] | None = None, linger: timedelta = timedelta(0),
          stop: threading.Event | None = None, by_hand: bool = False, retry_failed: str | None = None,
          on_pause: Callable[[str, bool, datetime], None] | None = None,
@@ -63,65 +63,63 @@ def send(settings: Settings, ready: Prepared, clock: Clock, *, created_by: str |
     The intranet copy (publish.on_send) never stops the mail: if it cannot be written (a
     full disk, a read-only mount) the send goes on, the result says so in ``errors`` and
     ``on_publish_failed`` hears of it (the service alerts and retries)."""
+    settings, ledger = s.settings, s.ledger
     secrets_ready(settings)
-    ledger = open_ledger(settings)
-    try:
-        decision = decide(settings, ledger, ready, clock.now())
-        if retry_failed is not None:
-            if decision.existing is None or decision.name != retry_failed:
-                raise InputError([Problem.of("--retry-failed", 0, "send.retry_other_dispatch", given=repr(retry_failed),
-                                             name=decision.name)])
-            requeued = ledger.requeue_failed(decision.existing.id, clock.now())
-            decision = dataclasses.replace(decision, notes=(*decision.notes, f"{requeued} failed recipient(s) queued again"))
-        plan = plan_for(settings, ready, clock.now(), created_by or ready.edition.author or current_user(), decision)
-        if settings.sender.verp:
-            plan = dataclasses.replace(plan, verp_key=ledger.identity)  # the ledger's identity: the same on every node
-        if decision.to_send:  # the audit log: who sent what, whichever door they came through
-            ledger.record_audit(clock.now(), plan.created_by, "send", plan.name, decision.content.hash,
-                                (Fact.of("audit_detail.test_recipients" if ready.test else "audit_detail.recipients",
-                                         count=decision.to_send),))
-        # The record of what is sent exists before the first message goes out; a failure
-        # here stops the send with nothing sent.
-        ledger.keep_content(plan.name, ready.rendered.subject, plan.source, ready.edition.source_text,
-                            ready.rendered.html, ready.rendered.text, clock.now(),
-                            content_hash=decision.content.hash, canonical=decision.content.document())
-        finished = decision.existing is not None and decision.existing.finished_at is not None
-        published: Path | None = None
-        unpublished: PublishError | None = None
-        if publishes_on_send(settings, ready.edition) and not ready.test and not finished:
-            # Before the first message, so that the email's link works when it arrives; but
-            # the copy is a convenience beside the mail, never a condition of it.
-            try:
-                published = publish(settings, ready.edition, clock.now()).page
-            except PublishError as exc:
-                unpublished = exc
-        transport = open_transport(settings)
-        result = run(plan, ledger, transport, send_policy(settings, linger, by_hand=by_hand), clock,
-                     progress=progress, stop=stop, on_pause=on_pause, owner=owner)
-        result.notes = list(decision.notes)
-        if published is not None:
-            result.notes.append(f"published {display_path(published)}")
-        if unpublished is not None:
-            result.errors.append(f"the intranet copy was not written: {unpublished}; the mail went out regardless "
-                                 f"(write it when the cause is fixed: dispatch publish --date {ready.edition.date.isoformat()})")
-            if on_publish_failed is not None:
-                on_publish_failed(unpublished)
-        # One summary per dispatch outcome: from the run that finished it, or from a run
-        # that gives up with recipients waiting; not from a run that was merely stopped, nor
-        # while another run is still sending this dispatch (it will tell).
-        stopped = stop is not None and stop.is_set()
-        gave_up = not result.complete and not stopped and not result.others_sending
-        summarise = settings.notify and not ready.test and result.attempted and (result.finished_now or gave_up)
-        if summarise and notify_summary(settings, ledger, transport, result, clock):
-            result.notes.append(f"completion summary mailed to {', '.join(settings.notify)}")
-        return result
-    finally:
-        ledger.close()
+    decision = decide(s, ready, clock.now())
+    if retry_failed is not None:
+        if decision.existing is None or decision.name != retry_failed:
+            raise InputError([Problem.of("--retry-failed", 0, "send.retry_other_dispatch", given=repr(retry_failed),
+                                         name=decision.name)])
+        requeued = ledger.requeue_failed(decision.existing.id, clock.now())
+        decision = dataclasses.replace(decision, notes=(*decision.notes, f"{requeued} failed recipient(s) queued again"))
+    plan = plan_for(settings, ready, clock.now(), created_by or ready.edition.author or current_user(), decision)
+    if settings.sender.verp:
+        plan = dataclasses.replace(plan, verp_key=ledger.identity)  # the ledger's identity: the same on every node
+    if decision.to_send:  # the audit log: who sent what, whichever door they came through
+        ledger.record_audit(clock.now(), plan.created_by, "send", plan.name, decision.content.hash,
+                            (Fact.of("audit_detail.test_recipients" if ready.test else "audit_detail.recipients",
+                                     count=decision.to_send),))
+    # The record of what is sent exists before the first message goes out; a failure
+    # here stops the send with nothing sent.
+    ledger.keep_content(plan.name, ready.rendered.subject, plan.source, ready.edition.source_text,
+                        ready.rendered.html, ready.rendered.text, clock.now(),
+                        content_hash=decision.content.hash, canonical=decision.content.document())
+    finished = decision.existing is not None and decision.existing.finished_at is not None
+    published: Path | None = None
+    unpublished: PublishError | None = None
+    if publishes_on_send(settings, ready.edition) and not ready.test and not finished:
+        # Before the first message, so that the email's link works when it arrives; but
+        # the copy is a convenience beside the mail, never a condition of it.
+        try:
+            published = publish(settings, ready.edition, clock.now()).page
+        except PublishError as exc:
+            unpublished = exc
+    transport = s.transport
+    result = run(plan, ledger, transport, send_policy(settings, linger, by_hand=by_hand), clock,
+                 progress=progress, stop=stop, on_pause=on_pause, owner=owner)
+    result.notes = list(decision.notes)
+    if published is not None:
+        result.notes.append(f"published {display_path(published)}")
+    if unpublished is not None:
+        result.errors.append(f"the intranet copy was not written: {unpublished}; the mail went out regardless "
+                             f"(write it when the cause is fixed: dispatch publish --date {ready.edition.date.isoformat()})")
+        if on_publish_failed is not None:
+            on_publish_failed(unpublished)
+    # One summary per dispatch outcome: from the run that finished it, or from a run
+    # that gives up with recipients waiting; not from a run that was merely stopped, nor
+    # while another run is still sending this dispatch (it will tell).
+    stopped = stop is not None and stop.is_set()
+    gave_up = not result.complete and not stopped and not result.others_sending
+    summarise = settings.notify and not ready.test and result.attempted and (result.finished_now or gave_up)
+    if summarise and notify_summary(s, result, clock):
+        result.notes.append(f"completion summary mailed to {', '.join(settings.notify)}")
+    return result
 
 
-def notify_summary(settings: Settings, ledger: Ledger, transport: Transport, result: Result, clock: Clock) -> bool:
+def notify_summary(s: Session, result: Result, clock: Clock) -> bool:
     """Mail the completion summary to `notify`. A failure here is reported, never fatal:
     the report itself has been delivered."""
+    settings, ledger = s.settings, s.ledger
     record = ledger.find_dispatch(result.dispatch)
     if record is None:
         return False
@@ -129,7 +127,7 @@ def notify_summary(settings: Settings, ledger: Ledger, transport: Transport, res
         label_of(record), record.subject, result.counts, ledger.rows(record.id), settings.timezone, result.next_attempt,
     )
     try:
-        refused = mail_notice(settings, transport, subject, body, clock.now())
+        refused = mail_notice(settings, s.transport, subject, body, clock.now())
     except DispatchError as exc:
         result.errors.append(f"completion summary not sent: {exc}")
         return False

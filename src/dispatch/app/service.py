@@ -30,6 +30,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from dispatch.app.application import App
 from dispatch.app.bounces import process_bounces
 from dispatch.app.eventlog import configure as configure_log
 from dispatch.app.eventlog import event
@@ -126,7 +127,8 @@ def read_bounces(service: Service) -> None:
     """The bounce job: what came back since the last run, recorded (a failure is logged and
     the next run tries again; nothing is lost meanwhile, the messages wait in the mailbox)."""
     try:
-        run = process_bounces(service.settings, service.clock.now())
+        with service.app.session() as s:
+            run = process_bounces(s, service.clock.now())
     except DispatchError as exc:
         event("bounces_failed", logging.ERROR, error=str(exc))
         return
@@ -191,7 +193,8 @@ class Hosted(Protocol):
     def stop(self) -> None: ...
 
 
-def run_service(config_path: Path, settings: Settings, *, log_json: bool = False, hosted: Hosted | None = None) -> int:
+def run_service(config_path: Path, settings: Settings, *, log_json: bool = False, hosted: Hosted | None = None,
+                application: App | None = None) -> int:
     """Run until SIGTERM/SIGINT; 0 after a clean stop, 1 if the service cannot start.
 
     ``hosted`` (the console, when ``web:`` is configured) starts after the scheduler and
@@ -203,7 +206,7 @@ def run_service(config_path: Path, settings: Settings, *, log_json: bool = False
     try:
         try:
             check_schedules(settings)
-            service = Service(settings)
+            service = Service(settings, app=application)
         except DispatchError as exc:
             event("start_failed", logging.ERROR, error=str(exc))
             return 1

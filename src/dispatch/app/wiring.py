@@ -14,20 +14,14 @@ from dispatch.delivery.transport import MaildirTransport, SMTPTransport
 from dispatch.email.dkim import KeyFileError, Signer, read_key
 from dispatch.email.message import Envelope, list_address
 from dispatch.errors import AuthenticationError, ConsoleError, InputError, Problem, display_path
-from dispatch.ledger import Ledger, Timeouts
+from dispatch.ledger import Timeouts
 
 
-def open_ledger(settings: Settings, *, allow_new: bool = False) -> Ledger:
+def ledger_timeouts(settings: Settings) -> Timeouts:
     limits = settings.ledger_timeouts
-    return Ledger(settings.ledger_url, allow_new=allow_new, timeouts=Timeouts(
-        lock=limits.lock_seconds, statement=limits.statement_seconds,
-        idle_in_transaction=limits.idle_in_transaction_seconds, keepalive=limits.keepalive_seconds,
-        connect=limits.connect_seconds))
-
-
-def start_new_ledger(settings: Settings) -> None:
-    """Accept a missing or replaced ledger on purpose (send --new-ledger)."""
-    open_ledger(settings, allow_new=True).close()
+    return Timeouts(lock=limits.lock_seconds, statement=limits.statement_seconds,
+                    idle_in_transaction=limits.idle_in_transaction_seconds, keepalive=limits.keepalive_seconds,
+                    connect=limits.connect_seconds)
 
 
 def secrets_ready(settings: Settings) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import ExitStack
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -19,6 +20,7 @@ import click
 from dispatch.errors import ChangeControlError, DispatchError, InputError
 
 if TYPE_CHECKING:
+    from dispatch.app import App, Session
     from dispatch.config import Settings
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
@@ -41,6 +43,9 @@ class Context:
     def __init__(self, config: Path) -> None:
         self.config_path = config
         self._settings: Settings | None = None
+        self._application: App | None = None
+        self._session: Session | None = None
+        self.resources = ExitStack()  # closed when the command ends (its session, then its App)
 
     @property
     def settings(self) -> Settings:
@@ -52,6 +57,23 @@ class Context:
             except DispatchError as exc:
                 fail(exc)
         return self._settings
+
+    @property
+    def application(self) -> App:
+        """The command's one App (one engine for the ledger, however often it is used)."""
+        if self._application is None:
+            from dispatch.app import App
+
+            self._application = App(self.settings)
+            self.resources.callback(self._application.close)
+        return self._application
+
+    @property
+    def session(self) -> Session:
+        """The command's unit of work: a command is one."""
+        if self._session is None:
+            self._session = self.resources.enter_context(self.application.session())
+        return self._session
 
     def now(self) -> datetime:
         return datetime.now(self.settings.timezone)
@@ -94,6 +116,7 @@ def main(ctx: click.Context, config: Path) -> None:
     by SIGINT/SIGTERM (run the same command to resume).
     """
     ctx.obj = Context(config)
+    ctx.call_on_close(ctx.obj.resources.close)
 
 
 file_option = click.option(

@@ -39,7 +39,7 @@ def bounces_command(app: Context, report: bool, last: int, as_json: bool) -> Non
     settings = app.settings
     if report:
         try:
-            repeats = application.repeat_bouncers(settings, last)
+            repeats = application.repeat_bouncers(app.session, last)
         except DispatchError as exc:
             fail(exc)
         if as_json:
@@ -55,7 +55,7 @@ def bounces_command(app: Context, report: bool, last: int, as_json: bool) -> Non
                        f"({', '.join(repeat.dispatches)}); fix or remove it at {where}")
         return
     try:
-        run = application.process_bounces(settings, app.now())
+        run = application.process_bounces(app.session, app.now())
     except application.MailboxError as exc:
         fail(exc, EXIT_INCOMPLETE, summary="nothing was moved or flagged")
     except DispatchError as exc:

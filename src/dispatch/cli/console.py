@@ -12,9 +12,10 @@ import click
 
 from dispatch.cli.base import EXIT_INPUT, Context, fail, main, pass_context
 from dispatch.errors import DispatchError, InputError, Problem
+from dispatch.values import Role
 
 if TYPE_CHECKING:
-    from dispatch.app import Ledger
+    from dispatch.app import Session
 
 
 @main.command("web")
@@ -48,7 +49,7 @@ def users() -> None:
 @users.command("add")
 @click.argument("name")
 @click.option("--email", required=True, metavar="ADDR", help="The person's address (test sends go here).")
-@click.option("--role", required=True, type=click.Choice(["editor", "approver", "operator"]),
+@click.option("--role", required=True, type=click.Choice([role.value for role in Role]),
               help="editor writes; approver approves and writes; operator sends, stops and reads the audit log, and may do everything.")
 @click.option("--password-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Read the password from this file (one trailing newline is dropped); else from standard input.")
@@ -58,15 +59,12 @@ def users_add(app: Context, name: str, email: str, role: str, password_file: Pat
     from dispatch import app as application
 
     password = _password(password_file, "no account was added")
-    ledger = application.open_ledger(app.settings)
     try:
         hashing = app.settings.web.password_hashing if app.settings.web else "standard"
-        user = application.add_user(ledger, name, email, role, password, app.now(), by=application.current_user(),
+        user = application.add_user(app.session, name, email, role, password, app.now(), by=application.current_user(),
                                     hashing=hashing)
     except DispatchError as exc:
         fail(exc, summary="no account was added")
-    finally:
-        ledger.close()
     click.echo(f"added {user.name} <{user.email}> as {user.role}", err=True)
 
 
@@ -78,7 +76,7 @@ def users_enable(app: Context, name: str) -> None:
     another account's (the audit log's sso_held entry says whose): first make sure who it is."""
     from dispatch import app as application
 
-    _change_account(app, name, lambda ledger: application.enable_user(ledger, name, app.now(), by=application.current_user()))
+    _change_account(app, name, lambda unit: application.enable_user(unit, name, app.now(), by=application.current_user()))
     click.echo(f"enabled {name}", err=True)
 
 
@@ -88,13 +86,10 @@ def users_list(app: Context) -> None:
     """Every account: name, role, address, and whether it is disabled or locked."""
     from dispatch import app as application
 
-    ledger = application.open_ledger(app.settings)
     try:
-        accounts = application.list_users(ledger)
+        accounts = application.list_users(app.session)
     except DispatchError as exc:
         fail(exc)
-    finally:
-        ledger.close()
     now = app.now()
     for user in accounts:
         notes = ["disabled"] if user.disabled else []
@@ -112,7 +107,7 @@ def users_disable(app: Context, name: str) -> None:
     """Disable account NAME: it can no longer sign in, and its open sessions end."""
     from dispatch import app as application
 
-    _change_account(app, name, lambda ledger: application.disable_user(ledger, name, app.now(), by=application.current_user()))
+    _change_account(app, name, lambda unit: application.disable_user(unit, name, app.now(), by=application.current_user()))
     click.echo(f"disabled {name}", err=True)
 
 
@@ -127,23 +122,19 @@ def users_passwd(app: Context, name: str, password_file: Path | None) -> None:
 
     password = _password(password_file, "the password was not changed")
     hashing = app.settings.web.password_hashing if app.settings.web else "standard"
-    _change_account(app, name, lambda ledger: application.set_password(
-        ledger, name, password, app.now(), by=application.current_user(), hashing=hashing), "the password was not changed")
+    _change_account(app, name, lambda unit: application.set_password(
+        unit, name, password, app.now(), by=application.current_user(), hashing=hashing), "the password was not changed")
     click.echo(f"new password for {name}; its sessions have ended", err=True)
 
 
-def _change_account(app: Context, name: str, change: Callable[[Ledger], bool], summary: str = "nothing was sent") -> None:
-    """Run one change of account NAME on its own ledger connection; an unknown name, or a
+def _change_account(app: Context, name: str, change: Callable[[Session], bool], summary: str = "nothing was sent") -> None:
+    """Run one change of account NAME in the command's unit of work; an unknown name, or a
     refusal, ends the command (exit 1) with the reason."""
-    from dispatch import app as application
 
-    ledger = application.open_ledger(app.settings)
     try:
-        done = change(ledger)
+        done = change(app.session)
     except DispatchError as exc:
         fail(exc, summary=summary)
-    finally:
-        ledger.close()
     if not done:
         click.echo(f"error: no account named {name!r} (see dispatch users list)", err=True)
         sys.exit(EXIT_INPUT)

@@ -46,7 +46,7 @@ def check(app: Context, day: date | None, file: Path | None, urgent: bool) -> No
     settings = app.settings
     now = app.now()
     try:
-        ready, problems = application.check_edition(settings, app.day(day) if file is None else day, file, now, urgent=urgent)
+        ready, problems = application.check_edition(app.session, app.day(day) if file is None else day, file, now, urgent=urgent)
     except DispatchError as exc:
         if file is not None and not urgent and application.looks_urgent(file):
             click.echo(f"{file}: this looks like an urgent message (a subject, no 'compiled'): check it with --urgent", err=True)
@@ -66,7 +66,7 @@ def check(app: Context, day: date | None, file: Path | None, urgent: bool) -> No
     if unmeasured:
         click.echo(f"note: not measured at a phone's width: {unmeasured}", err=True)
     try:
-        found = application.review_now(settings, edition, now, record_author=application.current_user())
+        found = application.review_now(app.session, edition, now, record_author=application.current_user())
     except DispatchError as exc:
         fail(exc)
     if found.conflict is not None:
@@ -104,8 +104,8 @@ def preview(app: Context, day: date | None, file: Path | None, urgent: bool, out
     settings = app.settings
     now = app.now()
     try:
-        edition = application.read_edition(settings, app.day(day) if file is None else day, file, now, urgent=urgent)
-        ready = application.prepare_edition(settings, edition, now)
+        edition = application.read_edition(app.session, app.day(day) if file is None else day, file, now, urgent=urgent)
+        ready = application.prepare_edition(app.session, edition, now)
         paths = application.write_preview(settings, ready, out, screenshots=screenshots)
     except DispatchError as exc:  # also headless Chromium missing, with how to install it
         fail(exc)
@@ -136,7 +136,7 @@ def approve(app: Context, day: date | None, by: str | None, revoke: bool) -> Non
     who = by or application.current_user()
     if revoke:
         try:
-            count = application.revoke(settings, app.day(day), who, now)
+            count = application.revoke(app.session, app.day(day), who, now)
         except DispatchError as exc:
             fail(exc)
         if not count:
@@ -144,13 +144,13 @@ def approve(app: Context, day: date | None, by: str | None, revoke: bool) -> Non
             sys.exit(EXIT_INPUT)
         click.echo(f"revoked {count} approval(s) of {app.day(day).isoformat()} (by {who}); "
                    "it is not sent again until it is approved again", err=True)
-        for line in application.revocation_notes(settings, app.day(day)):
+        for line in application.revocation_notes(app.session, app.day(day)):
             click.echo(line, err=True)
         return
     try:
-        edition = application.read_edition(settings, app.day(day), None, now)
-        ready = application.prepare_edition(settings, edition, now)
-        approval = application.approve(settings, ready, who, now)
+        edition = application.read_edition(app.session, app.day(day), None, now)
+        ready = application.prepare_edition(app.session, edition, now)
+        approval = application.approve(app.session, ready, who, now)
     except DispatchError as exc:
         fail(exc)
     click.echo(f"approved {edition.source.name} revision {approval.revision} (content {short(approval.content_hash)}) "
@@ -172,11 +172,10 @@ def publish_command(app: Context, day: date | None) -> None:
     """
     from dispatch import app as application
 
-    settings = app.settings
     now = app.now()
     try:
-        edition = application.read_edition(settings, app.day(day), None, now)
-        published, note = application.publish_checked(settings, edition, now)
+        edition = application.read_edition(app.session, app.day(day), None, now)
+        published, note = application.publish_checked(app.session, edition, now)
     except DispatchError as exc:
         fail(exc)
     if note:

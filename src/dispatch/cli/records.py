@@ -31,7 +31,7 @@ def status(app: Context, dispatch: str | None, as_json: bool) -> None:
     from dispatch import app as application
 
     try:
-        found = application.status(app.settings, dispatch, app.now())
+        found = application.status(app.session, dispatch, app.now())
     except DispatchError as exc:
         fail(exc)
     if found is None:
@@ -81,8 +81,8 @@ def history(app: Context, since: date | None, as_json: bool) -> None:
     from dispatch import app as application
 
     try:
-        entries = application.history(app.settings, since)
-        approvals = application.approval_history(app.settings, since)
+        entries = application.history(app.session, since)
+        approvals = application.approval_history(app.session, since)
     except DispatchError as exc:
         fail(exc)
     if as_json:
@@ -123,7 +123,7 @@ def export_command(app: Context, dispatch: str, fmt: str, out: Path | None) -> N
     from dispatch import app as application
 
     try:
-        document = application.export(app.settings, dispatch)
+        document = application.export(app.session, dispatch)
     except DispatchError as exc:
         fail(exc)
     if document is None:

@@ -73,11 +73,11 @@ def send(app: Context, day: date | None, file: Path | None, lists: tuple[str, ..
         if new_ledger and not dry_run:
             # First: reading the edition already opens the ledger (its Nytt/Ändrat markers
             # compare with what was sent before), and would refuse the missing one.
-            application.start_new_ledger(settings)
-        edition = application.read_edition(settings, app.day(day) if file is None else day, file, now, urgent=urgent)
-        ready = application.prepare_edition(settings, edition, now, lists=lists, to=to)
+            app.application.start_new_ledger()
+        edition = application.read_edition(app.session, app.day(day) if file is None else day, file, now, urgent=urgent)
+        ready = application.prepare_edition(app.session, edition, now, lists=lists, to=to)
         application.secrets_ready(settings)
-        decision = application.decide_now(settings, ready, now)
+        decision = application.decide_now(app.session, ready, now)
     except LedgerError as exc:
         fail(exc, EXIT_INCOMPLETE)  # the ledger, not the input: whoever waits still waits
     except DispatchError as exc:
@@ -102,7 +102,7 @@ def send(app: Context, day: date | None, file: Path | None, lists: tuple[str, ..
                err=True)
     progress, finish = _progress(decision.to_send)
     try:
-        result = application.send(settings, ready, application.StoppableClock(stop), created_by=by, progress=progress,
+        result = application.send(app.session, ready, application.StoppableClock(stop), created_by=by, progress=progress,
                                   linger=timedelta(minutes=wait_minutes), stop=stop, by_hand=True,
                                   retry_failed=retry_failed)
     except DispatchError as exc:

@@ -36,7 +36,8 @@ def serve_command(app: Context, log_json: bool) -> None:
             click.echo(f"warning: {warning}", err=True)
 
         try:
-            hosted = HostedConsole(settings, settings.web.listen)
+            hosted = HostedConsole(settings, settings.web.listen, app.application)
         except DispatchError as exc:
             fail(exc, summary="the service did not start")
-    sys.exit(run_service(app.config_path, settings, log_json=log_json, hosted=hosted))
+    # One App for the process: the scheduler's jobs and the console share its one engine.
+    sys.exit(run_service(app.config_path, settings, log_json=log_json, hosted=hosted, application=app.application))

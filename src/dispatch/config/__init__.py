@@ -43,7 +43,7 @@ from dispatch.config.settings import (
 )
 from dispatch.config.web import _read_accessibility, _read_web
 from dispatch.config.yamlsource import LineDict, load_yaml_file
-from dispatch.errors import InputError, Problem
+from dispatch.errors import InputError, Problem, display_path
 
 
 def load_settings(path: Path) -> Settings:
@@ -99,7 +99,8 @@ def load_settings(path: Path) -> Settings:
 
     if reader.problems:
         raise InputError(sorted(reader.problems, key=lambda problem: problem.line))
-    assert reports_dir and recipients_dir and templates_dir
+    if reports_dir is None or recipients_dir is None or templates_dir is None:  # (a wrong value is a problem above)
+        raise InputError([Problem(display_path(path), 1, "reports_dir, recipients_dir and templates_dir must be paths")])
     return Settings(
         path=path,
         timezone=timezone,

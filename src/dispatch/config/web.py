@@ -18,7 +18,7 @@ from dispatch.config.settings import (
     WebSettings,
 )
 from dispatch.config.yamlsource import LineDict, LineList
-from dispatch.models import ROLES
+from dispatch.values import Role
 
 
 def _read_web(reader: _Reader, raw: LineDict) -> WebSettings | None:
@@ -132,9 +132,9 @@ def _oidc_roles(reader: _Reader, section: LineDict, at: int) -> tuple[tuple[str,
         line = roles.line_of(value) if isinstance(roles, LineDict) else section.line_of("roles")
         if not isinstance(value, str):
             reader.problem(line, f"'web.oidc.roles': the claim value {value!r} must be text; quote it")
-        elif role not in ROLES:
+        elif not isinstance(role, str) or Role.named(role) is None:
             reader.problem(line, f"'web.oidc.roles': {value!r} maps to {role!r}, which is not a role; "
-                                 f"use one of {', '.join(ROLES)}")
+                                 f"use one of {', '.join(Role)}")
         else:
             mapped.append((value, str(role)))
     return tuple(mapped)

@@ -63,7 +63,8 @@ class StrictSMTP(smtplib.SMTP):
         """One line, waiting at most until ``deadline`` in all (each read is bounded by the
         time left, and peek() reads at most once)."""
         sock, file = self.sock, self.file
-        assert sock is not None and file is not None
+        if sock is None or file is None:
+            self._fail("the connection is closed")
         parts: list[bytes] = []
         size = 0
         while True:

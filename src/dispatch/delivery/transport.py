@@ -148,7 +148,8 @@ class SMTPTransport:
                                       "set transport.security to starttls or tls")
         try:
             if s.auth == "xoauth2":
-                assert self._token_source is not None
+                if self._token_source is None:
+                    raise AuthenticationError(self.endpoint, "transport.auth is xoauth2 but no token source was given")
                 self._token_source.authenticate(client, s.username or "")
             else:
                 if self._password is None:

@@ -88,7 +88,8 @@ def _top_level_heading(heading: Token, inline: Token) -> Fact:
 
 def _inline_problems(inline: Token, lines: list[str]) -> Iterator[tuple[int, str, Fact]]:
     """(line, kind, message) for one paragraph's or heading's inline content."""
-    assert inline.map is not None
+    if inline.map is None:  # markdown-it maps every block's inline content; without one there is no line to name
+        return
     line, end = inline.map
     at_line_start = True
     children = inline.children or []

@@ -52,6 +52,16 @@ class Ledger(Records, Queue, Coordination, Accounts, Bounces):
         self.url, self.shown, self.identity = url, self.db.shown, self.db.identity
         self.is_postgres = self.db.is_postgres
 
+    @classmethod
+    def over(cls, database: Database) -> Ledger:
+        """A ledger on a database opened before (an App's, shared by its sessions): no new
+        engine, no schema check; ``close`` is the database owner's, not this face's."""
+        ledger = cls.__new__(cls)
+        ledger.db = database
+        ledger.url, ledger.shown, ledger.identity = database.url, database.shown, database.identity
+        ledger.is_postgres = database.is_postgres
+        return ledger
+
     def close(self) -> None:
         self.db.close()
 
@@ -79,6 +89,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SENDABLE",
     "Approval",
+    "Database",
     "Delivery",
     "DeliveryRef",
     "DispatchRecord",

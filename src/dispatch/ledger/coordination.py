@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
+from dispatch.errors import LedgerError
 from dispatch.ledger.database import Database, as_utc, operation
 from dispatch.ledger.schema import (
     SENDABLE,
@@ -113,7 +114,8 @@ class Coordination:
                 select = select.with_for_update()
             current = as_utc(conn.execute(select).scalar_one())
             now = as_utc(clock())
-            assert current is not None and now is not None
+            if current is None or now is None:  # the row was made above if it was not there
+                raise LedgerError(f"ledger {self.db.shown}: relay {relay} has no rate slot")
             slot = max(now, current)
             conn.execute(relay_slots.update().where(relay_slots.c.relay == relay).values(next_slot=slot + interval))
         return slot

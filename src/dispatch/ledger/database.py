@@ -129,7 +129,12 @@ class Timeouts:
         return args
 
 
-def _engine(url: str, synchronous: str = "FULL", timeouts: Timeouts | None = None) -> Engine:
+DURABLE, LIGHT = "FULL", "NORMAL"  # SQLite's synchronous setting for durable writes, for leases and slots
+
+
+def _engine(url: str, timeouts: Timeouts | None = None) -> Engine:
+    """The one engine of a ledger (per process: an App makes one Database and every session
+    takes its connections from it)."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     if url.startswith("sqlite"):
@@ -146,23 +151,33 @@ def _engine(url: str, synchronous: str = "FULL", timeouts: Timeouts | None = Non
         engine = sa.create_engine(url.split("?", 1)[0], connect_args={"timeout": lock_wait, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        def _pragmas(dbapi_connection: Any, record: Any) -> None:
             # WAL lets readers (status) run beside the sender; FULL makes every commit
             # durable before we move on to the next recipient.
             dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA synchronous={synchronous}")
+            cursor.execute(f"PRAGMA synchronous={DURABLE}")
             cursor.execute(f"PRAGMA busy_timeout={int(lock_wait * 1000)}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
+            record.info["synchronous"] = DURABLE
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
+            options = conn.get_execution_options()
+            # A light transaction (leases, slots) need not wait for the disk; the setting is
+            # the connection's, so it is changed (outside any transaction) only when the
+            # connection last wrote the other kind. A read commits nothing: it takes either.
+            wanted = options.get("sqlite_synchronous", DURABLE)
+            info = conn.connection.info
+            if options.get("sqlite_begin") != "DEFERRED" and info.get("synchronous") != wanted:
+                conn.exec_driver_sql(f"PRAGMA synchronous={wanted}")
+                info["synchronous"] = wanted
             # IMMEDIATE takes the write lock up front, so two processes claiming rows
             # serialise instead of failing on lock upgrade. Reads (Ledger._read) begin
             # DEFERRED: they must not queue behind, or hold up, the writers.
-            conn.exec_driver_sql("BEGIN " + conn.get_execution_options().get("sqlite_begin", "IMMEDIATE"))
+            conn.exec_driver_sql("BEGIN " + options.get("sqlite_begin", "IMMEDIATE"))
 
         return engine
     return _postgres_engine(url, timeouts or Timeouts())
@@ -249,16 +264,15 @@ class Database:
         # Leases and rate slots lost in an OS crash cost nothing (the rows are simply not
         # leased, the slot not taken), so their commits need not wait for the disk; the
         # next durable commit flushes them anyway (SQLite's WAL is one append-only file).
-        self.light_engine = self.engine if self.is_postgres else _engine(url, synchronous="NORMAL")
+        # On SQLite the same engine (and pool) with an option its begin hook reads.
+        self.light_engine = self.engine if self.is_postgres else self.engine.execution_options(sqlite_synchronous=LIGHT)
 
     def close(self) -> None:
         with self._writers_lock:
             writers, self._open_writers = self._open_writers, []
         for conn in writers:
             conn.close()
-        self.engine.dispose()
-        if self.light_engine is not self.engine:
-            self.light_engine.dispose()
+        self.engine.dispose()  # the light engine shares its pool
 
     def writer(self) -> sa.Connection:
         """The calling thread's own connection for outcome writes, kept open: the group

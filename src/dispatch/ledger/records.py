@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from dispatch.errors import LedgerError
 from dispatch.ledger.database import Database, as_utc, operation
 from dispatch.ledger.schema import (
     approvals as approvals_table,
@@ -109,7 +110,8 @@ class Records:
                             approved_at=as_utc(approved_at), approval_id=approval_id)
                 )
         record = self.find_dispatch(name)
-        assert record is not None
+        if record is None:  # inserted or found a moment ago
+            raise LedgerError(f"ledger {self.db.shown}: dispatch {name} is not there right after it was opened")
         return record, created
 
     @operation

@@ -37,17 +37,21 @@ from dispatch.web.sessions import Sessions, load_secret
 LOG = logging.getLogger("dispatch.web")
 
 
-def create_console(settings: Settings, *, clock: app.Clock | None = None, ledger: app.Ledger | None = None) -> Starlette:
-    """The console as an ASGI application (the tests and ``bench/console.py`` serve it too)."""
+def create_console(settings: Settings, *, clock: app.Clock | None = None, application: app.App | None = None) -> Starlette:
+    """The console as an ASGI application (the tests and ``bench/console.py`` serve it too).
+    ``application``: the process's App when it has one already (the service hosting the
+    console); else the console makes its own."""
     web = settings.web or WebSettings()
-    ledger = ledger or app.open_ledger(settings)
+    application = application or app.App(settings, clock)  # the process's one App: one engine
+    application.database()  # opened now: a ledger that cannot serve stops the console as it starts
 
     def generation(name: str) -> int:  # a new session begins in the account's generation now
-        user = ledger.user(name)
+        with application.session() as unit:
+            user = unit.ledger.user(name)
         return user.session_generation if user is not None else 0
 
-    console = Console(settings, web, ledger, clock or app.Clock(), Sessions(web, load_secret(web), generation), templates(),
-                      app.Runs(settings), PasswordChecks(app.checks_at_once(web.password_check_memory_mb)),
+    console = Console(settings, web, application, clock or application.clock, Sessions(web, load_secret(web), generation),
+                      templates(), app.Runs(application), PasswordChecks(app.checks_at_once(web.password_check_memory_mb)),
                       app.AddressLimits())
     routes = [
         Route("/healthz", pages.healthz),
@@ -79,10 +83,10 @@ def create_console(settings: Settings, *, clock: app.Clock | None = None, ledger
         *operations.routes(),  # part 2: send and watch, stop, urgent messages, corrections
         *sso.routes(console),  # single sign-on, when web.oidc is configured
     ]
-    application = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders), *sso.middleware(web)],
-                            exception_handlers={404: pages.unknown_address, 405: pages.unknown_address})
-    application.state.console = console
-    return application
+    asgi = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders), *sso.middleware(web)],
+                     exception_handlers={404: pages.unknown_address, 405: pages.unknown_address})
+    asgi.state.console = console
+    return asgi
 
 
 class SecurityHeaders:
@@ -158,10 +162,13 @@ def run_console(settings: Settings, listen: str) -> int:
 class HostedConsole:
     """The console inside another process (``dispatch serve``): uvicorn in a thread."""
 
-    def __init__(self, settings: Settings, listen: str) -> None:
-        application = create_console(settings)
-        self.console: Console = application.state.console
-        self.server = _server(application, settings, listen)
+    def __init__(self, settings: Settings, listen: str, application: app.App | None = None) -> None:
+        """``application``: the hosting process's App (closed by its owner, after the jobs
+        that still use it); without one the console makes its own and closes it."""
+        self.own_app = application is None
+        asgi = create_console(settings, application=application)
+        self.console: Console = asgi.state.console
+        self.server = _server(asgi, settings, listen)
         self.thread = threading.Thread(target=self.server.run, name="console", daemon=True)
 
     def start(self) -> None:
@@ -172,3 +179,5 @@ class HostedConsole:
         self.server.should_exit = True
         self.thread.join(timeout=30)
         self.console.checks.close()
+        if self.own_app:
+            self.console.app.close()

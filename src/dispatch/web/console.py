@@ -2,9 +2,14 @@
 CSRF token on every state-changing request, security headers, and Swedish pages rendered
 from autoescaped Jinja2 templates.
 
-Routes are written as ``async def handler(request, visit)``, wrapped by ``page(right)``:
-an anonymous request is sent to sign-in, a missing right is 403, a POST without the
+Routes are written as ``async def handler(request, visit)``, wrapped by ``page(permission)``
+(a ``Permission``; what each role has is values.PERMISSIONS): an anonymous request is sent
+to sign-in, a missing permission is 403, a POST without the
 session's CSRF token is 403, all before the handler runs.
+
+The event loop never waits on the ledger: every use of it (the signed-in user's lookup,
+the audit log, each use case) runs as a unit of work in the thread pool, through
+``Console.unit`` (or ``in_session`` from code already running there).
 """
 
 from __future__ import annotations
@@ -16,14 +21,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from dispatch.app import AddressLimits, AuditEntry, Clock, Ledger, LockedChecks, Runs, User, active_user, audit
+from dispatch.app import AddressLimits, App, AuditEntry, Clock, LockedChecks, Permission, Runs, User, active_user, audit
+from dispatch.app import Session as Unit
 from dispatch.config import Settings, WebSettings
 from dispatch.errors import DispatchError
 from dispatch.values import DispatchLabel, Fact
@@ -54,16 +61,18 @@ PREVIEW_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data: htt
                "base-uri 'none'; form-action 'none'; frame-ancestors 'self'; sandbox")
 
 Handler = Callable[[Request, "Visit"], Awaitable[Response]]
+T = TypeVar("T")
 
 
 @dataclass
 class Console:
-    """The console's long-lived parts: settings, one ledger, the clock, sessions, templates,
-    the bound on password checks and the count of unknown names per client address."""
+    """The console's long-lived parts: settings, the process's App (one engine for the
+    ledger), the clock, sessions, templates, the bound on password checks and the count of
+    unknown names per client address."""
 
     settings: Settings
     web: WebSettings
-    ledger: Ledger
+    app: App
     clock: Clock
     sessions: Sessions
     templates: Environment
@@ -79,12 +88,30 @@ class Console:
         'compiled', and every date a page shows, are local times."""
         return self.clock.now().astimezone(self.settings.timezone)
 
-    def signed_in(self, request: Request, now: datetime) -> tuple[Session, User] | None:
+    def in_session(self, work: Callable[[Unit], T]) -> T:
+        """``work`` as one unit of work on the ledger. Blocking: call it from the thread pool
+        (``unit`` does), never from the event loop."""
+        with self.app.session() as unit:
+            return work(unit)
+
+    async def unit(self, work: Callable[[Unit], T]) -> T:
+        """``work`` as one unit of work, in the thread pool: the loop answers other requests
+        (``/healthz`` among them) while the ledger is slow."""
+        return await run_in_threadpool(self.in_session, work)
+
+    async def signed_in(self, request: Request, now: datetime) -> tuple[Session, User] | None:
         """The request's session and its account, if the session is still valid: not expired,
         the account not disabled, and no sign-out or new password since it began."""
         session = self.sessions.read(request, now)
-        user = active_user(self.ledger, session.user, session.generation) if session else None
-        return (session, user) if session is not None and user is not None else None
+        if session is None:
+            return None
+        user = await self.unit(lambda unit: active_user(unit, session.user, session.generation))
+        return (session, user) if user is not None else None
+
+    async def start_session(self, response: Response, name: str, now: datetime) -> Session:
+        """A new session for ``name`` on ``response`` (the account's generation is read from
+        the ledger: in the thread pool)."""
+        return await run_in_threadpool(self.sessions.start, response, name, now)
 
     def keep_preview(self, user: str, html: str, day: str) -> str:
         """Keep a rendered preview for the frames that show it (the newest 200)."""
@@ -116,8 +143,11 @@ class Visit:
             raise NotSignedIn("a route for signed-in users was reached without one")
         return self.user
 
-    def audit(self, action: str, target: str = "", content_hash: str | None = None, detail: tuple[Fact, ...] = ()) -> None:
-        audit(self.console.ledger, self.now, self.me.name, action, target, content_hash, detail)
+    async def audit(self, action: str, target: str = "", content_hash: str | None = None,
+                    detail: tuple[Fact, ...] = ()) -> None:
+        """Record the action in the audit log (a ledger write: in the thread pool)."""
+        name, now = self.me.name, self.now
+        await self.console.unit(lambda unit: audit(unit, now, name, action, target, content_hash, detail))
 
     def render(self, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         return render(self.console, template, status_code, user=self.user, session=self.session, now=self.now, **context)
@@ -145,6 +175,7 @@ def templates() -> Environment:
     env.filters["swedish"] = swedish_of
     env.filters["capfirst"] = lambda text: text[:1].upper() + text[1:]
     env.globals["worded"] = lambda code, **params: swedish(Fact.of(code, **params))
+    env.globals["permission"] = Permission  # user.may(permission.APPROVE) in a template
     return env
 
 
@@ -199,15 +230,16 @@ def render(console: Console, template: str, status_code: int = 200, **context: A
     return HTMLResponse(html, status_code=status_code)
 
 
-def page(right: str | None = "read") -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
-    """Wrap a handler: sign-in, role and CSRF checked on the server for every request."""
+def page(permission: Permission) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+    """Wrap a handler: sign-in, the permission and CSRF checked on the server for every request
+    (every route behind sign-in has this wrapper: tests/test_app_units.py walks them)."""
 
     def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         @functools.wraps(handler)
         async def endpoint(request: Request) -> Response:
             console: Console = request.app.state.console
             now = console.now()
-            found = console.signed_in(request, now)
+            found = await console.signed_in(request, now)
             if found is None:
                 if request.method == "GET":
                     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -226,7 +258,7 @@ def page(right: str | None = "read") -> Callable[[Handler], Callable[[Request], 
                 submitted = visit.form.get("csrf") or request.headers.get("x-csrf-token")
                 if not csrf_ok(session, submitted):
                     return forbidden(console, "Formuläret saknar giltig säkerhetstoken. Ladda om sidan och försök igen.")
-            if right not in ("read", None) and not user.may(right):
+            if not user.may(permission):
                 return forbidden(console, "Din roll får inte göra detta.", user=user, session=session, now=now)
             response = await handler(request, visit)
             console.sessions.touch(response, session, now)

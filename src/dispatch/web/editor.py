@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
 from dispatch import app
+from dispatch.app import Permission
 from dispatch.errors import DispatchError, InputError, Problem
 from dispatch.web.console import PREVIEW_CSP, Visit, not_found, page, security_headers
 from dispatch.web.notices import Notice
@@ -53,13 +54,13 @@ DONE = {
 }
 
 
-@page("read")
+@page(Permission.READ)
 async def edition_page(request: Request, visit: Visit) -> Response:
     day = edition_day(request)
     if day is None:
         return not_found(visit)
     message = said_once(visit, request.url.path)
-    return await run_in_threadpool(lambda: _edition_page(visit, day, message=message))
+    return await visit.console.unit(lambda unit: _edition_page(unit, visit, day, message=message))
 
 
 def said_once(visit: Visit, path: str) -> str:
@@ -77,7 +78,7 @@ def done_then_back(visit: Visit, done: str, path: str, **params: str) -> Redirec
     return RedirectResponse(path, status_code=303)
 
 
-@page("read")
+@page(Permission.READ)
 async def back_to_edition(request: Request, visit: Visit) -> Response:
     """A GET of an action's address (a reload or Back after it): the edition's page."""
     day = edition_day(request)
@@ -86,27 +87,28 @@ async def back_to_edition(request: Request, visit: Visit) -> Response:
     return RedirectResponse(f"/editions/{day.isoformat()}", status_code=303)
 
 
-def _edition_page(visit: Visit, day: date, *, draft: app.Draft | None = None, message: str = "", error: str = "",
-                  status_code: int = 200, conflict: bool = False) -> HTMLResponse:
+def _edition_page(unit: app.Session, visit: Visit, day: date, *, draft: app.Draft | None = None, message: str = "",
+                  error: str = "", status_code: int = 200, conflict: bool = False) -> HTMLResponse:
+    """The edition's page (a unit of work: in the thread pool)."""
     console = visit.console
-    draft = draft or app.open_draft(console.settings, console.ledger, day, visit.now)
-    state = app.edition_state(console.settings, console.ledger, day, visit.now)
-    approvals = app.approvals_of(console.ledger, day)
+    draft = draft or app.open_draft(unit, day, visit.now)
+    state = app.edition_state(unit, day, visit.now)
+    approvals = app.approvals_of(unit.ledger, day)
     me = visit.me
     is_author = any(" ".join(a.split()).casefold() == me.name.casefold() for a in state.authors)
     current = app.compose(draft.fields, draft.body)[0] if draft.exists else ""
-    sent = app.sent_diff(console.ledger, day, current) if state.dispatch or draft.fields.get("revision", "1") != "1" else None
-    since = app.since_approval(console.ledger, day, state.revision, state.content_hash, current) if state.key == "draft" else None
+    sent = app.sent_diff(unit, day, current) if state.dispatch or draft.fields.get("revision", "1") != "1" else None
+    since = app.since_approval(unit.ledger, day, state.revision, state.content_hash, current) if state.key == "draft" else None
     return visit.render(
         "edition.html", status_code, day=day, draft=draft, state=state, approvals=approvals, message=message, error=error,
         sent=sent, since=since, field_labels=FIELD_LABELS, conflict=conflict,
-        four_eyes=console.settings.approval == "four_eyes", may_write=me.may("write"),
-        may_approve=me.may("approve") and not is_author and state.key == "draft" and state.content_hash is not None,
+        four_eyes=console.settings.approval == "four_eyes", may_write=me.may(Permission.EDIT),
+        may_approve=me.may(Permission.APPROVE) and not is_author and state.key == "draft" and state.content_hash is not None,
         is_author=is_author, lists=app.all_lists(console.settings),
     )
 
 
-@page("read")
+@page(Permission.READ)
 async def preview(request: Request, visit: Visit) -> Response:
     """The live preview (a fragment for htmx): the message's frames, its text part and problems."""
     day = edition_day(request)
@@ -114,7 +116,7 @@ async def preview(request: Request, visit: Visit) -> Response:
         return not_found(visit)
     fields, body = form_fields(visit)
     console = visit.console
-    result = await run_in_threadpool(app.preview_draft, console.settings, day, fields, body, visit.now)
+    result = await console.unit(lambda unit: app.preview_draft(unit, day, fields, body, visit.now))
     preview_id = console.keep_preview(visit.me.name, result.html, day.isoformat()) if result.html else None
     problems = [_located(problem, result) for problem in result.problems]
     return visit.render("preview.html", result=result, preview_id=preview_id, problems=problems, day=day)
@@ -140,7 +142,7 @@ FIELD_LABELS = {"compiled": "Sammanställd", "status": "Status", "revision": "Ve
                 "preheader": "Förhandstext", "urgent": "Brådskande", "markers": "Nytt-markeringar"}
 
 
-@page("read")
+@page(Permission.READ)
 async def preview_frame(request: Request, visit: Visit) -> Response:
     """The message HTML for a preview frame, under its own policy: its inline styles apply,
     nothing runs. ``?mode=dark`` applies the message's dark-mode rules as a dark client would."""
@@ -155,52 +157,54 @@ async def preview_frame(request: Request, visit: Visit) -> Response:
     return response
 
 
-@page("write")
+@page(Permission.EDIT)
 async def save(request: Request, visit: Visit) -> Response:
     day = edition_day(request)
     if day is None:
         return not_found(visit)
     fields, body = form_fields(visit)
     console = visit.console
-    saved = await run_in_threadpool(app.save_draft, console.settings, console.ledger, day, fields, body,
-                                    visit.form.get("base", ""), visit.me.name, visit.now)
+    base, name = visit.form.get("base", ""), visit.me.name
+    saved = await console.unit(lambda unit: app.save_draft(unit, day, fields, body, base, name, visit.now))
     if not saved.saved:
-        kept = app.open_draft(console.settings, console.ledger, day, visit.now).kept
-        draft = app.Draft(day, {**fields, "by": saved.conflict_by or ""}, body, visit.form.get("base", ""), True, kept)
         error = (f"Inte sparad: {saved.conflict_by} sparade rapporten efter att du öppnade den. Din text finns kvar "
                  "här nedan och är sparad undan (se 'Undansparade texter'). Öppna den sparade versionen och för in "
                  "dina ändringar i den.")
-        return await run_in_threadpool(lambda: _edition_page(visit, day, draft=draft, error=error, status_code=409,
-                                                             conflict=True))
+
+        def refused(unit: app.Session) -> HTMLResponse:
+            kept = app.open_draft(unit, day, visit.now).kept
+            draft = app.Draft(day, {**fields, "by": saved.conflict_by or ""}, body, base, True, kept)
+            return _edition_page(unit, visit, day, draft=draft, error=error, status_code=409, conflict=True)
+
+        return await console.unit(refused)
     return done_then_back(visit, "oforandrad" if saved.unchanged else "sparad", f"/editions/{day.isoformat()}")
 
 
-@page("approve")
+@page(Permission.APPROVE)
 async def approve(request: Request, visit: Visit) -> Response:
     day = edition_day(request)
     if day is None:
         return not_found(visit)
     seen = visit.form.get("seen") or None
 
-    def work() -> str:
-        settings = visit.console.settings
-        edition = app.read_edition(settings, day, None, visit.now)
-        ready = app.prepare_edition(settings, edition, visit.now)
+    def work(unit: app.Session) -> str:
+        edition = app.read_edition(unit, day, None, visit.now)
+        ready = app.prepare_edition(unit, edition, visit.now)
         # The page's form always carries what it showed: a POST without it approves nothing.
-        app.approve(settings, ready, visit.me.name, visit.now, seen=seen, require_seen=True)  # audited by app
+        app.approve(unit, ready, visit.me.name, visit.now, seen=seen, require_seen=True)  # audited by app
         return "godkand"
 
     return await _act(visit, day, work)
 
 
-@page("approve")
+@page(Permission.APPROVE)
 async def revoke(request: Request, visit: Visit) -> Response:
     day = edition_day(request)
     if day is None:
         return not_found(visit)
 
-    def work() -> str:
-        count = app.revoke(visit.console.settings, day, visit.me.name, visit.now)
+    def work(unit: app.Session) -> str:
+        count = app.revoke(unit, day, visit.me.name, visit.now)
         if not count:
             raise InputError([Problem.of(day.isoformat(), 0, "revoke.nothing_to_revoke")])
         return "aterkallad"
@@ -208,47 +212,48 @@ async def revoke(request: Request, visit: Visit) -> Response:
     return await _act(visit, day, work)
 
 
-@page("write")
+@page(Permission.EDIT)
 async def send_test(request: Request, visit: Visit) -> Response:
     day = edition_day(request)
     if day is None:
         return not_found(visit)
 
-    def work() -> str:
-        settings = visit.console.settings
-        edition = app.read_edition(settings, day, None, visit.now)
-        ready = app.prepare_edition(settings, edition, visit.now, to=(visit.me.email,))
-        result = app.send(settings, ready, visit.console.clock, created_by=visit.me.name)  # audited by app
+    def work(unit: app.Session) -> str:
+        edition = app.read_edition(unit, day, None, visit.now)
+        ready = app.prepare_edition(unit, edition, visit.now, to=(visit.me.email,))
+        result = app.send(unit, ready, visit.console.clock, created_by=visit.me.name)  # audited by app
         return "test" if result.complete else "test-vantar"
 
     return await _act(visit, day, work)
 
 
-async def _act(visit: Visit, day: date, work: Callable[[], str]) -> Response:
+async def _act(visit: Visit, day: date, work: Callable[[app.Session], str]) -> Response:
     """Run an action; on success back to the edition's page with what was done (a reload does
     not repeat it), on refusal the page with the reason, in Swedish where it is known."""
     try:
-        done = await run_in_threadpool(work)
+        done = await visit.console.unit(work)
     except DispatchError as exc:
         problems = exc.problems if isinstance(exc, InputError) else ()
         reason = "; ".join(swedish_of(p.fact) for p in problems) if problems else swedish_of(exc.fact)
-        return await run_in_threadpool(lambda: _edition_page(visit, day, error=f"Inte utfört: {reason}", status_code=409))
+        return await visit.console.unit(lambda unit: _edition_page(unit, visit, day, error=f"Inte utfört: {reason}",
+                                                                   status_code=409))
     return done_then_back(visit, done, f"/editions/{day.isoformat()}", email=visit.me.email)
 
 
-@page("read")
+@page(Permission.READ)
 async def kept_text(request: Request, visit: Visit) -> Response:
     day = edition_day(request)
     if day is None:
         return not_found(visit)
     wanted = str(request.path_params.get("kept_id", ""))
-    for kept in app.open_draft(visit.console.settings, visit.console.ledger, day, visit.now).kept:
+    draft = await visit.console.unit(lambda unit: app.open_draft(unit, day, visit.now))
+    for kept in draft.kept:
         if str(kept.id) == wanted:
             return visit.render("kept.html", day=day, kept=kept)
     return not_found(visit)
 
 
-@page("write")
+@page(Permission.EDIT)
 async def paste(request: Request, visit: Visit) -> Response:
     """Formatted text pasted into ``Innehåll`` (the edition editor and the urgent composer):
     the clipboard's HTML, sent by console.js as the request's body (``text/html``, the CSRF

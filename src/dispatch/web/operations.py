@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
@@ -19,6 +19,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from dispatch import app
+from dispatch.app import Permission
 from dispatch.errors import DispatchError, InputError
 from dispatch.values import Fact, Progress, RunState
 from dispatch.web.console import Visit, not_found, page
@@ -68,19 +69,19 @@ def _refusal(exc: DispatchError) -> str:
 # -- an edition: confirm, send, watch -----------------------------------------------------------------
 
 
-@page("operate")
+@page(Permission.SEND)
 async def confirm_send(request: Request, visit: Visit) -> Response:
     day = edition_day(request)
     if day is None:
         return not_found(visit)
     try:
-        confirmation, _ = await run_in_threadpool(app.confirm, visit.console.settings, app.Recipe(day), visit.now)
+        confirmation, _ = await visit.console.unit(lambda unit: app.confirm(unit, app.Recipe(day), visit.now))
     except DispatchError as exc:
         return visit.render("send_confirm.html", 409, day=day, confirmation=None, error=_refusal(exc))
     return visit.render("send_confirm.html", day=day, confirmation=confirmation, error="")
 
 
-@page("operate")
+@page(Permission.SEND)
 async def start_send(request: Request, visit: Visit) -> Response:
     day = edition_day(request)
     if day is None:
@@ -126,30 +127,33 @@ def _time_left(progress: Progress, zone: tzinfo, now: datetime) -> str:
     return f"cirka {say_duration(progress.seconds_left)} (klart cirka {done:%H:%M})"
 
 
-@page("read")
+@page(Permission.READ)
 async def run_page(request: Request, visit: Visit) -> Response:
     name = str(request.path_params["name"])
     console = visit.console
-    progress = await run_in_threadpool(console.runs.progress, console.ledger, name, visit.now)
+    progress = await console.unit(lambda unit: console.runs.progress(unit.ledger, name, visit.now))
     if progress is None:
         return not_found(visit, "Det finns inget sådant utskick.")
-    status = await run_in_threadpool(app.status, console.settings, name, visit.now)
+    status = await console.unit(lambda unit: app.status(unit, name, visit.now))
     waiting = [row for row in (status.rows if status else []) if row["state"] in ("deferred", "failed", "unknown", "bounced")]
     return visit.render("run.html", name=name, progress=progress, said=_in_swedish(progress, console.settings.timezone, visit.now),
                         waiting=waiting)
 
 
-@page("read")
+@page(Permission.READ)
 async def run_events(request: Request, visit: Visit) -> Response:
     """Server-sent events: the progress twice a second until the run ends (then once more)."""
     name = str(request.path_params["name"])
     console = visit.console
 
+    def progress_at(now: datetime) -> Callable[[app.Session], Progress | None]:
+        return lambda unit: console.runs.progress(unit.ledger, name, now)
+
     async def events() -> AsyncIterator[str]:
         last = None
         while True:
             now = console.now()
-            progress = await run_in_threadpool(console.runs.progress, console.ledger, name, now)
+            progress = await console.unit(progress_at(now))
             if progress is None:
                 return
             data = json.dumps(_in_swedish(progress, console.settings.timezone, now), ensure_ascii=False)
@@ -165,34 +169,34 @@ async def run_events(request: Request, visit: Visit) -> Response:
                                                                                  "X-Accel-Buffering": "no"})
 
 
-@page("operate")
+@page(Permission.SEND)
 async def stop_run(request: Request, visit: Visit) -> Response:
     name = str(request.path_params["name"])
     run = visit.console.runs.stop(name)
     if run is None:
         return not_found(visit, "Utskicket körs inte här.")
-    visit.audit("stop", name)
+    await visit.audit("stop", name)
     return RedirectResponse(f"/runs/{name}", status_code=303)
 
 
-@page("operate")
+@page(Permission.SEND)
 async def resume_run(request: Request, visit: Visit) -> Response:
     name = str(request.path_params["name"])
-    recipe = app.recipe_for(visit.console.settings, name)
+    recipe = await visit.console.unit(lambda unit: app.recipe_for(unit, name))
     if recipe is None:
         return not_found(visit, "Det här utskicket kan inte återupptas härifrån.")
-    visit.audit("resume", name)
+    await visit.audit("resume", name)
     return await _start(visit, recipe, name, day=recipe.day)
 
 
-@page("operate")
+@page(Permission.SEND)
 async def retry_now(request: Request, visit: Visit) -> Response:
     name = str(request.path_params["name"])
-    recipe = app.recipe_for(visit.console.settings, name)
+    recipe = await visit.console.unit(lambda unit: app.recipe_for(unit, name))
     if recipe is None:
         return not_found(visit, "Det här utskicket kan inte skickas igen härifrån.")
-    count = await run_in_threadpool(app.retry_waiting_now, visit.console.settings, name, visit.now)
-    visit.audit("retry_now", name, None, (Fact.of("audit_detail.waiting_recipients", count=count),))
+    count = await visit.console.unit(lambda unit: app.retry_waiting_now(unit, name, visit.now))
+    await visit.audit("retry_now", name, None, (Fact.of("audit_detail.waiting_recipients", count=count),))
     if visit.console.runs.wake(name):  # a send of it runs here: it tries them now instead of after its wait
         return RedirectResponse(f"/runs/{name}", status_code=303)
     return await _start(visit, recipe, name, day=recipe.day)
@@ -201,14 +205,14 @@ async def retry_now(request: Request, visit: Visit) -> Response:
 # -- corrections -----------------------------------------------------------------------------------
 
 
-@page("write")
+@page(Permission.EDIT)
 async def start_correction(request: Request, visit: Visit) -> Response:
     day = edition_day(request)
     if day is None:
         return not_found(visit)
     console = visit.console
     try:
-        await run_in_threadpool(app.start_correction, console.settings, console.ledger, day, visit.me.name, visit.now)
+        await console.unit(lambda unit: app.start_correction(unit, day, visit.me.name, visit.now))
     except DispatchError as exc:
         return visit.render("error.html", 409, heading="Ingen rättelse skapad", message=_refusal(exc))
     return done_then_back(visit, "rattelse", f"/editions/{day.isoformat()}")
@@ -222,20 +226,21 @@ def _urgent_form(visit: Visit) -> tuple[str, tuple[str, ...], str]:
     return visit.form.get("subject", "").strip(), lists, visit.form.get("body", "")
 
 
-@page("operate")
+@page(Permission.SEND)
 async def urgent_form(request: Request, visit: Visit) -> Response:
     settings = visit.console.settings
     return visit.render("urgent.html", subject="", body="", chosen=settings.scheduled_lists(),
                         lists=app.all_lists(settings), error="")
 
 
-@page("operate")
+@page(Permission.SEND)
 async def urgent_preview(request: Request, visit: Visit) -> Response:
     subject, lists, body = _urgent_form(visit)
     console = visit.console
     path = app.urgent_path(console.settings, subject or "meddelande", visit.now)
-    result = await run_in_threadpool(app.preview_draft, console.settings, visit.now.date(),
-                                     app.urgent_fields(subject, lists, visit.me.name), body, visit.now, urgent_file=path)
+    fields = app.urgent_fields(subject, lists, visit.me.name)
+    result = await console.unit(lambda unit: app.preview_draft(unit, visit.now.date(), fields, body, visit.now,
+                                                               urgent_file=path))
     problems = [_located(problem, result) for problem in result.problems]
     if not lists:
         problems.insert(0, {"message": "Välj minst en mottagarlista.", "anchor": "", "label": "", "line": None})
@@ -243,7 +248,7 @@ async def urgent_preview(request: Request, visit: Visit) -> Response:
     return visit.render("preview.html", result=result, preview_id=preview_id, problems=problems, day=visit.now.date())
 
 
-@page("operate")
+@page(Permission.SEND)
 async def urgent_confirm(request: Request, visit: Visit) -> Response:
     """The confirmation: the count and the lists, before anything is written or sent."""
     subject, lists, body = _urgent_form(visit)
@@ -259,7 +264,7 @@ async def urgent_confirm(request: Request, visit: Visit) -> Response:
                         lists=app.all_lists(settings), error=error, confirm_count=count)
 
 
-@page("operate")
+@page(Permission.SEND)
 async def urgent_send(request: Request, visit: Visit) -> Response:
     subject, lists, body = _urgent_form(visit)
     settings = visit.console.settings

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from dispatch import app, wording
+from dispatch.app import Permission
 from dispatch.values import DispatchKind, DispatchLabel, Fact
 from dispatch.web.checks import Busy
 from dispatch.web.console import Console, Visit, dispatch_names_in, forbidden, not_found, page, render
@@ -28,7 +29,7 @@ async def statement(request: Request) -> Response:
     console: Console = request.app.state.console
     now = console.now()
     body = await run_in_threadpool(app.accessibility_statement, console.settings, now)
-    session, user = console.signed_in(request, now) or (None, None)
+    session, user = await console.signed_in(request, now) or (None, None)
     return render(console, "tillganglighet.html", user=user, session=session, now=now, body=body)
 
 
@@ -52,7 +53,7 @@ async def login(request: Request) -> Response:
     token = console.sessions.sign_in_token(request)
     target = _safe_next(request.query_params.get("next"))
     if request.method == "GET":
-        if console.signed_in(request, now) is not None:
+        if await console.signed_in(request, now) is not None:
             return RedirectResponse(target, status_code=303)  # signed in already: on to where they were going
         response = render(console, "login.html", user=None, session=None, now=now, csrf=token, next=target,
                           error="", local=console.web.local_accounts, username="")
@@ -69,10 +70,9 @@ async def login(request: Request) -> Response:
     # web.forwarded_allow_ips trusts the proxy, else the connection's own address.
     remote = request.client.host if request.client else ""
     try:
-        user = await console.checks.run(app.sign_in, console.ledger, values.get("username", "").strip(),
-                                        values.get("password", ""), now, remote=remote,
-                                        hashing=console.web.password_hashing, limits=console.limits,
-                                        locked=console.locked)
+        user = await console.checks.run(console.in_session, lambda unit: app.sign_in(
+            unit, values.get("username", "").strip(), values.get("password", ""), now, remote=remote,
+            hashing=console.web.password_hashing, limits=console.limits, locked=console.locked))
     except app.AccountLocked as exc:
         # Only someone who gave the right password gets here: say until when, in the office's time.
         until = exc.until.astimezone(console.settings.timezone).strftime("%H:%M")
@@ -91,11 +91,11 @@ async def login(request: Request) -> Response:
         console.sessions.keep_sign_in_token(response, token)
         return response
     redirect = RedirectResponse(target, status_code=303)
-    console.sessions.start(redirect, user.name, now)
+    await console.start_session(redirect, user.name, now)
     return redirect
 
 
-@page("read")
+@page(Permission.READ)
 async def extend_session(request: Request, visit: Visit) -> Response:
     """"Fortsätt arbeta": the idle time starts again (the absolute limit stays)."""
     if visit.session is None:  # signed in by a route's rule, but never assumed (asserts vanish under -O)
@@ -105,41 +105,42 @@ async def extend_session(request: Request, visit: Visit) -> Response:
     return response
 
 
-@page("read")
+@page(Permission.READ)
 async def logout(request: Request, visit: Visit) -> Response:
     """Every copy of the session ends (and the account's sessions in other browsers)."""
     remote = request.client.host if request.client else ""
-    await run_in_threadpool(app.sign_out, visit.console.ledger, visit.me.name, visit.now, remote=remote)
+    name, now = visit.me.name, visit.now
+    await visit.console.unit(lambda unit: app.sign_out(unit, name, now, remote=remote))
     response = RedirectResponse("/login", status_code=303)
     visit.console.sessions.end(response)
     return response
 
 
-@page("read")
+@page(Permission.READ)
 async def home(request: Request, visit: Visit) -> Response:
     console = visit.console
 
-    def work() -> Response:
-        days = app.today(console.settings, console.ledger, visit.now)
+    def work(unit: app.Session) -> Response:
+        days = app.today(unit, visit.now)
         local_today = visit.now.astimezone(console.settings.timezone).date()
         tomorrow = local_today + timedelta(days=1)
         extra = [d for d in (local_today, tomorrow) if all(s.edition.day != d for s in days)]
-        states = [app.edition_state(console.settings, console.ledger, d, visit.now) for d in extra]
+        states = [app.edition_state(unit, d, visit.now) for d in extra]
         return visit.render("home.html", days=days, states=states, today=local_today)
 
-    return await run_in_threadpool(work)
+    return await console.unit(work)
 
 
-@page("read")
+@page(Permission.READ)
 async def history(request: Request, visit: Visit) -> Response:
-    entries = await run_in_threadpool(app.history, visit.console.settings, None)
+    entries = await visit.console.unit(lambda unit: app.history(unit, None))
     return visit.render("history.html", entries=list(reversed(entries)))
 
 
-@page("read")
+@page(Permission.READ)
 async def dispatch_page(request: Request, visit: Visit) -> Response:
     name = str(request.path_params["name"])
-    found = await run_in_threadpool(app.status, visit.console.settings, name, visit.now)
+    found = await visit.console.unit(lambda unit: app.status(unit, name, visit.now))
     if found is None or found.record.name != name:
         return not_found(visit, "Det finns inget utskick med det namnet.")
     settings = visit.console.settings
@@ -149,13 +150,13 @@ async def dispatch_page(request: Request, visit: Visit) -> Response:
     return visit.render("dispatch.html", status=found, intranet=intranet)
 
 
-@page("read")
+@page(Permission.READ)
 async def export(request: Request, visit: Visit) -> Response:
     name, kind = str(request.path_params["name"]), str(request.path_params["kind"])
-    document = await run_in_threadpool(app.export, visit.console.settings, name)
+    document = await visit.console.unit(lambda unit: app.export(unit, name))
     if document is None or document.get("dispatch") != name or kind not in ("csv", "json"):
         return not_found(visit)
-    visit.audit("export", name, None, (Fact.of("audit_detail.export", format=kind),))
+    await visit.audit("export", name, None, (Fact.of("audit_detail.export", format=kind),))
     if kind == "json":
         body = json.dumps(document, ensure_ascii=False, indent=2) + "\n"
         media = "application/json"
@@ -166,7 +167,7 @@ async def export(request: Request, visit: Visit) -> Response:
                     headers={"Content-Disposition": f'attachment; filename="{name}.{kind}"'})
 
 
-@page("read")
+@page(Permission.READ)
 async def recipients(request: Request, visit: Visit) -> Response:
     settings = visit.console.settings
     report = await run_in_threadpool(app.lists_report, settings, app.all_lists(settings))
@@ -174,20 +175,18 @@ async def recipients(request: Request, visit: Visit) -> Response:
     return visit.render("recipients.html", report=report, overlaps=overlaps)
 
 
-@page("operate")
+@page(Permission.AUDIT)
 async def audit_page(request: Request, visit: Visit) -> Response:
-    ledger = visit.console.ledger
-
-    def work() -> tuple[list[app.AuditEntry], dict[str, DispatchLabel]]:
-        entries = app.audit_log(ledger, 500)
+    def work(unit: app.Session) -> tuple[list[app.AuditEntry], dict[str, DispatchLabel]]:
+        entries = app.audit_log(unit, 500)
         names = [e.target for e in entries] + [name for e in entries for name in dispatch_names_in(e)]
-        return entries, app.labels_for(ledger, names)
+        return entries, app.labels_for(unit.ledger, names)
 
-    entries, labels = await run_in_threadpool(work)
+    entries, labels = await visit.console.unit(work)
     return visit.render("audit.html", entries=entries, labels=labels)
 
 
-@page("read")
+@page(Permission.READ)
 async def edition_redirect(request: Request, visit: Visit) -> Response:
     """The form on the home page: open (or start) the edition of a chosen day."""
     value = request.query_params.get("day", "")

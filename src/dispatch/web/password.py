@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from dispatch import app
+from dispatch.app import Permission
 from dispatch.errors import InputError
 from dispatch.web.checks import Busy
 from dispatch.web.console import Visit, page
@@ -15,7 +16,7 @@ from dispatch.web.notices import Notice
 from dispatch.wording import swedish_of
 
 
-@page("read")
+@page(Permission.READ)
 async def password_page(request: Request, visit: Visit) -> Response:
     console = visit.console
     local = visit.me.password_hash is not None  # a single sign-on account has no password here
@@ -29,8 +30,9 @@ async def password_page(request: Request, visit: Visit) -> Response:
         return visit.render("password.html", 400, local=True, done=False, error="mismatch", problems=[])
     remote = request.client.host if request.client else ""
     try:
-        await console.checks.run(app.change_password, console.ledger, visit.me.name, visit.form.get("current", ""), new,
-                                 visit.now, remote=remote, hashing=console.web.password_hashing)
+        name, current, now = visit.me.name, visit.form.get("current", ""), visit.now
+        await console.checks.run(console.in_session, lambda unit: app.change_password(
+            unit, name, current, new, now, remote=remote, hashing=console.web.password_hashing))
     except app.SignInRefused:
         return visit.render("password.html", 403, local=True, done=False, error="wrong", problems=[])
     except InputError as exc:
@@ -44,6 +46,6 @@ async def password_page(request: Request, visit: Visit) -> Response:
     # in a new one. Post, redirect, get: a reload does not post the form again.
     # The confirmation is kept for the new session, and shown once.
     redirect = RedirectResponse("/password", status_code=303)
-    renewed = console.sessions.start(redirect, visit.me.name, visit.now)
+    renewed = await console.start_session(redirect, visit.me.name, visit.now)
     console.notices.put(renewed, Notice("password", "/password", visit.now))
     return redirect

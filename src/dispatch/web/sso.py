@@ -28,7 +28,6 @@ from authlib.integrations.starlette_client import (  # type: ignore[import-untyp
     StarletteOAuth2App,
 )
 from joserfc.errors import JoseError
-from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
@@ -183,7 +182,8 @@ class SingleSignOn:
         role = app.sso_role(values, self.oidc.roles)
         if role is None:
             detail = Fact.of("audit_detail.no_console_role", groups=_clean(f"{claim} {values}"))
-            name = await run_in_threadpool(app.sso_no_role, console.ledger, name, subject, detail, now, remote=remote)
+            refused = name
+            name = await console.unit(lambda unit: app.sso_no_role(unit, refused, subject, detail, now, remote=remote))
             LOG.warning("single sign-on refused for %s: none of the %s values %s maps to a role in web.oidc.roles",
                         name, claim, _clean(str(values)))
             return forbidden(console, "Du är inloggad hos organisationen, men ditt konto har ingen roll i rapportkonsolen "
@@ -193,7 +193,7 @@ class SingleSignOn:
         # profile at many providers, and the console sends test mail to it.
         email = claims.get("email") if claims.get("email_verified") is True and isinstance(claims.get("email"), str) else ""
         try:
-            user = await run_in_threadpool(lambda: app.sso_user(console.ledger, name, str(email), role, now, remote=remote,
+            user = await console.unit(lambda unit: app.sso_user(unit, name, str(email), role, now, remote=remote,
                                                                 subject=subject))
         except app.SSOHeld as exc:
             LOG.warning("single sign-on held for an operator: %s", exc)
@@ -206,7 +206,7 @@ class SingleSignOn:
                                       "(kontot är spärrat, eller namnet hör till ett lokalt konto). Kontakta den som "
                                       "förvaltar konsolen.")
         response = _continue_to(target)
-        console.sessions.start(response, user.name, now)
+        await console.start_session(response, user.name, now)
         return response
 
     async def logout(self, request: Request) -> Response:
@@ -216,7 +216,7 @@ class SingleSignOn:
         back to the sign-in page: otherwise the next "Logga in" would need no password at all."""
         console: Console = request.app.state.console
         session = console.sessions.read(request, console.now())
-        user = await run_in_threadpool(console.ledger.user, session.user) if session else None
+        user = await console.unit(lambda unit: unit.ledger.user(session.user)) if session else None
         response = await pages.logout(request)
         if response.status_code != 303 or user is None or user.password_hash is not None:
             return response  # refused (e.g. CSRF), or a local account: the provider has no session of theirs
@@ -237,7 +237,7 @@ class SingleSignOn:
 
     async def _failed(self, console: Console, now: datetime, remote: str, reason: str) -> Response:
         reason = _clean(self._scrub(reason))
-        await run_in_threadpool(app.sso_failed, console.ledger, reason, now, remote=remote)
+        await console.unit(lambda unit: app.sso_failed(unit, reason, now, remote=remote))
         LOG.warning("single sign-on failed%s: %s", f" from {remote}" if remote else "", reason)
         return forbidden(console, "Inloggningen med organisationens konto kunde inte slutföras (den var för gammal, "
                                   "redan använd eller ändrad på vägen). Börja om från inloggningssidan.")
