@@ -32,9 +32,9 @@ def timed(command: list[str], runs: int) -> dict[str, float]:
 def measure(runs: int) -> dict[str, dict[str, float]]:
     python = [sys.executable]
     return {
-        "python -c pass": timed(python + ["-c", "pass"], runs),
-        "dispatch --help": timed(python + ["-m", "dispatch", "--help"], runs),
-        "dispatch check": timed(python + ["-m", "dispatch", "--config", str(ROOT / "config.yaml"), "check", "--date", "2024-11-17"], runs),
+        "python -c pass": timed([*python, "-c", "pass"], runs),
+        "dispatch --help": timed([*python, "-m", "dispatch", "--help"], runs),
+        "dispatch check": timed([*python, "-m", "dispatch", "--config", str(ROOT / "config.yaml"), "check", "--date", "2024-11-17"], runs),
     }
 
 

@@ -127,10 +127,12 @@ def main() -> None:
 
     sink = Sink()
     results: dict[str, object] = {"machine": machine(), "recipients": args.recipients}
+    rows: list[dict[str, float]] = []
+    batching: dict[str, float] = {}
+    scale: dict[str, float] = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             base = Path(tmp)
-            rows = []
             for connections in args.connections:
                 root = make_project(base, args.recipients, sink.port, connections)
                 eml = sample_eml(root)
@@ -145,20 +147,21 @@ def main() -> None:
 
             root = make_project(base, args.recipients, sink.port, 4, per_message=500)
             batched, _ = run_send(root)
-            results["batching"] = {"recipients_per_message": 500, "messages": -(-args.recipients // 500),
-                                   "wall_s": batched, "connections": 4}
+            batching = {"recipients_per_message": 500, "messages": -(-args.recipients // 500), "wall_s": batched, "connections": 4}
+            results["batching"] = batching
 
             if args.scale:
                 small = next((r for r in rows if r["connections"] == 4), rows[-1])
                 root = make_project(base, args.scale, sink.port, 4)
                 elapsed, rss = run_send(root)
-                results["scale"] = {
+                scale = {
                     "recipients": args.scale, "wall_s": elapsed, "peak_rss_mb": rss / 1024,
                     "ms_per_recipient": elapsed / args.scale * 1000,
                     "ms_per_recipient_small": small["dispatch_s"] / args.recipients * 1000,
                     "ratio_to_small": (elapsed / args.scale) / (small["dispatch_s"] / args.recipients),
                     "peak_rss_mb_small": small["peak_rss_mb"],
                 }
+                results["scale"] = scale
     finally:
         sink.stop()
 
@@ -168,14 +171,15 @@ def main() -> None:
     print(f"machine: {results['machine']}")
     print(f"{args.recipients} recipients, sample edition ({results['eml_kb']:.0f} KB), ledger SQLite synchronous=FULL")
     print(f"{'conn':>4} {'dispatch msg/s':>15} {'smtp-source msg/s':>18} {'ratio':>6} {'peak RSS':>9}")
-    for row in results["throughput"]:  # type: ignore[union-attr]
-        print(f"{row['connections']:>4} {row['dispatch_msg_s']:>15.0f} {row['smtp_source_msg_s']:>18.0f} {row['ratio']:>6.2f} {row['peak_rss_mb']:>7.0f}MB")
-    b = results["batching"]
-    print(f"batching: {args.recipients} recipients in {b['messages']} messages of <=500 over 4 connections: {b['wall_s']:.2f} s")  # type: ignore[index]
-    if "scale" in results:
-        s = results["scale"]
-        print(f"scale: {s['recipients']} recipients, 4 connections: {s['wall_s']:.1f} s, peak RSS {s['peak_rss_mb']:.0f} MB "  # type: ignore[index]
-              f"(vs {s['peak_rss_mb_small']:.0f} MB), {s['ms_per_recipient']:.3f} ms/recipient = {s['ratio_to_small']:.2f}x the {args.recipients} run")  # type: ignore[index]
+    for row in rows:
+        print(f"{row['connections']:>4.0f} {row['dispatch_msg_s']:>15.0f} {row['smtp_source_msg_s']:>18.0f} "
+              f"{row['ratio']:>6.2f} {row['peak_rss_mb']:>7.0f}MB")
+    print(f"batching: {args.recipients} recipients in {batching['messages']:.0f} messages of <=500 over 4 connections: "
+          f"{batching['wall_s']:.2f} s")
+    if scale:
+        print(f"scale: {scale['recipients']:.0f} recipients, 4 connections: {scale['wall_s']:.1f} s, "
+              f"peak RSS {scale['peak_rss_mb']:.0f} MB (vs {scale['peak_rss_mb_small']:.0f} MB), "
+              f"{scale['ms_per_recipient']:.3f} ms/recipient = {scale['ratio_to_small']:.2f}x the {args.recipients} run")
 
 
 if __name__ == "__main__":

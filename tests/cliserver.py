@@ -31,7 +31,7 @@ import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 
 def preload() -> None:
@@ -64,7 +64,7 @@ def warm() -> None:
         render(edition, root / "templates" / "email", footer="")
 
 
-def child(request: dict) -> None:  # type: ignore[type-arg]
+def child(request: dict[str, Any]) -> None:
     """In the forked process: become `python -m dispatch ARGS` and never return normally."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # as in a fresh interpreter
     signal.pthread_sigmask(signal.SIG_SETMASK, set())

@@ -15,11 +15,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -27,6 +27,7 @@ import pytest
 import yaml
 from aiosmtpd.controller import Controller
 
+from dispatch.delivery.clock import Clock
 from smtpserver import WholeDataController
 
 if TYPE_CHECKING:
@@ -84,7 +85,16 @@ class Received:
 
     @property
     def message(self) -> EmailMessage:
-        return email.message_from_bytes(self.data, policy=policy.default)  # type: ignore[return-value]
+        return email.message_from_bytes(self.data, policy=policy.default)
+
+
+def body_text(message: EmailMessage, subtype: str = "plain") -> str:
+    """The text of the message's plain (or html) body; a message without one fails the test."""
+    part = message.get_body((subtype,))
+    assert part is not None, f"the message has no text/{subtype} body"
+    content = part.get_content()
+    assert isinstance(content, str)
+    return content
 
 
 @dataclass
@@ -168,11 +178,20 @@ class RecordingHandler:
         return [r.lower() for m in self.reports() for r in m.rcpt_tos]
 
 
-@dataclass
-class SMTPServer:
+Handler = TypeVar("Handler", covariant=True)
+
+
+@dataclass(frozen=True)
+class Relay(Generic[Handler]):
+    """A running SMTP server: where it listens, and the handler that sees what it is sent."""
+
     host: str
     port: int
-    handler: RecordingHandler
+    handler: Handler
+
+
+SMTPServer = Relay[RecordingHandler]  # the usual relay: it records every message
+AnyHandler = TypeVar("AnyHandler")
 
 
 def _close_soon(server: Any) -> None:
@@ -204,13 +223,13 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_server(handler: RecordingHandler, **options: Any) -> tuple[Controller, SMTPServer]:
+def start_server(handler: AnyHandler, **options: Any) -> tuple[Controller, Relay[AnyHandler]]:
     # aiosmtpd's readiness probe connects to the configured port, so port 0 cannot be used.
     port = free_port()
-    return start_server_on(handler, port, **options), SMTPServer("127.0.0.1", port, handler)
+    return start_server_on(handler, port, **options), Relay("127.0.0.1", port, handler)
 
 
-def start_server_on(handler: RecordingHandler, port: int, **options: Any) -> Controller:
+def start_server_on(handler: object, port: int, **options: Any) -> Controller:
     """A server on a given port: a relay that comes back where it was down."""
     controller = WholeDataController(handler, hostname="127.0.0.1", port=port, decode_data=False, **options)
     controller.start()
@@ -237,7 +256,9 @@ class Project:
         return self.root / "config.yaml"
 
     def config(self) -> dict[str, Any]:
-        return yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
+        config = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
+        assert isinstance(config, dict), f"{self.config_path} holds no mapping"
+        return config
 
     def set_config(self, **changes: Any) -> None:
         data = self.config()
@@ -249,7 +270,7 @@ class Project:
             target[keys[-1]] = value
         self.config_path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
 
-    def use_smtp(self, server: SMTPServer, **extra: Any) -> None:
+    def use_smtp(self, server: Relay[Any], **extra: Any) -> None:
         transport = {"kind": "smtp", "host": server.host, "port": server.port, "security": "none", "connections": 2}
         transport.update(extra)
         self.set_config(transport=transport)
@@ -263,7 +284,9 @@ class Project:
 
         result = self.run("status", "--json", *args)
         assert result.returncode == 0, result.stderr
-        return json.loads(result.stdout)  # type: ignore[no-any-return]
+        status = json.loads(result.stdout)
+        assert isinstance(status, dict), result.stdout
+        return status
 
 
 # -- the CLI as a process ----------------------------------------------------------------------
@@ -325,7 +348,9 @@ class CLIServer:
                 raise ConnectionError("the CLI server ended")
             self.buffer += chunk
         line, self.buffer = self.buffer.split(b"\n", 1)
-        return json.loads(line)  # type: ignore[no-any-return]
+        answer = json.loads(line)
+        assert isinstance(answer, dict), line
+        return answer
 
     def _fork(self, request: dict[str, Any]) -> int | None:
         """Have the server fork a child for ``request`` (the lock held): its pid, or None
@@ -427,11 +452,16 @@ def early(name: str) -> Callable[[Callable[[], tuple[Any, Callable[[], None]]]],
     return register
 
 
-def started(name: str) -> Any:
-    """The value of an early starter, started now if collection did not start it."""
+Started = TypeVar("Started")
+
+
+def started(name: str, kind: type[Started]) -> Started:
+    """The value of an early starter (a ``kind``), started now if collection did not start it."""
     if name not in _STARTED:
         _STARTED[name] = _STARTERS[name]()
-    return _STARTED[name][0]
+    value = _STARTED[name][0]
+    assert isinstance(value, kind), f"{name} started a {type(value).__name__}, not a {kind.__name__}"
+    return value
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -575,7 +605,7 @@ def seed_bullets() -> list[str]:
     seed = ROOT.parent / "shared" / "seed" / "regional-rapport-2024-11-17.txt"
     if not seed.exists():
         seed = ROOT / "tests" / "data" / "regional-rapport-2024-11-17.txt"
-    bullets = []
+    bullets: list[str] = []
     for line in seed.read_text(encoding="utf-8").splitlines():
         if line.strip() == "Dagligen":  # the standing sections: the config's, as it is now
             return bullets + STANDING_IN_EMAIL
@@ -596,7 +626,7 @@ def seed_headings() -> list[str]:
     ]
 
 
-class FakeClock:
+class FakeClock(Clock):
     """Injected time for the pipeline and the service: now() is what the test says; sleep()
     moves it instead of waiting, and records what was asked (``slept``).
 
@@ -604,22 +634,18 @@ class FakeClock:
     "now" plus the seconds (the time it last read, or woke at), so two connections that
     each wait 2 s move the time by 2 s, not 4. One thread alone sees plain addition."""
 
-    def __init__(self, now: Any = None) -> None:
-        from datetime import UTC, datetime
-
+    def __init__(self, now: datetime | None = None) -> None:
         self.moment = now if now is not None else datetime(2024, 11, 17, 13, 0, tzinfo=UTC)
         self.slept: list[float] = []
         self.lock = threading.Lock()
         self.seen = threading.local()  # per thread: the moment it last read or woke at
 
-    def now(self) -> Any:
+    def now(self) -> datetime:
         with self.lock:
             self.seen.moment = self.moment
             return self.moment
 
     def sleep(self, seconds: float) -> None:
-        from datetime import timedelta
-
         with self.lock:
             self.slept.append(seconds)
             start = getattr(self.seen, "moment", self.moment)

@@ -14,12 +14,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
 from conftest import IN_CI, Background, Project, free_port, start_dispatch, unit_of
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Playwright
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PASSWORDS = {"anna": "anna-skriver-rapporten", "cara": "cara-skriver-ocksa", "bo": "bo-godkanner-rapporten",
@@ -148,7 +151,7 @@ def try_sign_in(client: httpx.Client, name: str, password: str) -> httpx.Respons
     return client.post("/login", data={"username": name, "password": password, "csrf": csrf_of(page.text), "next": "/"})
 
 
-def browser_or_skip(playwright: Any) -> Any:
+def browser_or_skip(playwright: Playwright) -> Browser:
     if not Path(CHROMIUM).exists():
         message = f"headless Chromium is needed at {CHROMIUM} (apt-get install chromium)"
         if IN_CI:
@@ -158,7 +161,7 @@ def browser_or_skip(playwright: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
+def chromium() -> Iterator[Browser]:
     """The system's headless Chromium through Playwright, one per test module (in a module:
     ``chromium = consolekit.chromium``)."""
     from playwright.sync_api import sync_playwright

@@ -14,6 +14,7 @@ import asyncio
 import re
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from conftest import free_port
@@ -40,9 +41,9 @@ class _Loop:
         self.thread.start()
         self.server: asyncio.base_events.Server | None = None
 
-    def listen(self, handler: object, port: int) -> None:
+    def listen(self, handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]], port: int) -> None:
         async def start() -> asyncio.base_events.Server:
-            return await asyncio.start_server(handler, "127.0.0.1", port)  # type: ignore[arg-type]
+            return await asyncio.start_server(handler, "127.0.0.1", port)
 
         self.server = asyncio.run_coroutine_threadsafe(start(), self.loop).result(10)
 
@@ -94,7 +95,7 @@ class ScriptedRelay:
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.sessions += 1
-        mail_from, rcpts = "", []
+        mail_from, rcpts = "", list[str]()
         try:
             await self._say(writer, "220 relay.example.org ESMTP\r\n")
             while True:
@@ -191,9 +192,9 @@ class Gate:
             self.active -= 1
 
 
-def wait_until(condition: object, timeout: float, what: str) -> None:
+def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
+    while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.01)

@@ -41,6 +41,7 @@ import time
 from collections.abc import Iterable, Iterator
 from email import policy
 from email.message import EmailMessage, Message
+from email.policy import EmailPolicy
 from pathlib import Path
 from typing import Any
 
@@ -148,10 +149,17 @@ def _stop(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> Non
             os.kill(pid, signal.SIGKILL)
 
 
-def _parse(path: Path) -> EmailMessage:
-    message = email.message_from_bytes(path.read_bytes(), policy=policy.default)
-    message.path = path  # type: ignore[attr-defined]  # where it lies, for the tests that want the file
-    return message  # type: ignore[return-value]
+class StoredMessage(EmailMessage):
+    """A message in a mailbox, with the file where it lies (for the tests that want the file)."""
+
+    path: Path
+
+
+def _parse(path: Path) -> StoredMessage:
+    message = email.message_from_bytes(path.read_bytes(), policy=EmailPolicy(message_factory=StoredMessage))
+    assert isinstance(message, StoredMessage)
+    message.path = path
+    return message
 
 
 # -- Postfix ----------------------------------------------------------------------------------------
@@ -181,7 +189,7 @@ postlog    unix-dgram n       -      n      -      1       postlogd
 
 # What `postfix check` (post-install create-missing) would make, made directly: that command
 # takes 2-4 s, the whole start-up here well under one.
-_QUEUE_DIRS = {
+_QUEUE_DIRS: dict[str, tuple[int, str | None, str | None]] = {
     "active": (0o700, "postfix", None), "bounce": (0o700, "postfix", None), "corrupt": (0o700, "postfix", None),
     "defer": (0o700, "postfix", None), "deferred": (0o700, "postfix", None), "flush": (0o700, "postfix", None),
     "hold": (0o700, "postfix", None), "incoming": (0o700, "postfix", None), "private": (0o700, "postfix", None),
@@ -382,8 +390,10 @@ class Postfix:
         for name, (mode, owner, group) in _QUEUE_DIRS.items():
             path = self.queue_dir / name
             path.mkdir(exist_ok=True)
-            if owner or group:
+            if owner is not None:
                 shutil.chown(path, owner, group)
+            elif group is not None:
+                shutil.chown(path, group=group)
             os.chmod(path, mode)
         self.data_dir.mkdir(mode=0o700, exist_ok=True)
         shutil.chown(self.data_dir, "postfix")

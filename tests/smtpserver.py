@@ -54,11 +54,11 @@ class WholeDataSMTP(SMTP):
         limit = self.data_size_limit
         if raw and max(map(len, raw.split(b"\r\n"))) + 2 > DATA_LINE_LIMIT:
             await self.push("500 Line too long (see RFC5321 4.5.3.1.6)")
-            self._set_post_data_state()
+            self._set_post_data_state()  # type: ignore[no-untyped-call]  # aiosmtpd's own, unannotated
             return
         if limit and len(raw) > limit:
             await self.push("552 Error: Too much mail data")
-            self._set_post_data_state()
+            self._set_post_data_state()  # type: ignore[no-untyped-call]  # aiosmtpd's own, unannotated
             return
         content = raw.replace(b"\r\n.", b"\r\n")  # RFC 5321 4.5.2: undo dot-stuffing
         if content.startswith(b"."):
@@ -68,7 +68,7 @@ class WholeDataSMTP(SMTP):
         status: Any = MISSING
         if "DATA" in self._handle_hooks:
             status = await self._call_handler_hook("DATA")
-        self._set_post_data_state()
+        self._set_post_data_state()  # type: ignore[no-untyped-call]  # aiosmtpd's own, unannotated
         await self.push("250 OK" if status is MISSING else status)
 
 

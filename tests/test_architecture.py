@@ -1,10 +1,17 @@
-"""Issue 16, "one way in": the layering that DESIGN.md describes, checked on the source.
+"""The rules of the layout (DESIGN.md, docs/explanation/architecture.md), checked on the source.
 
-cli -> app -> pipeline -> the stages. The command line (whose `serve` command runs app's
-scheduler service) and the console reach the rest of the program only through ``dispatch.app`` (plus the error types and the
-settings), so that the console, the CLI and the service share one set of functions and one
-approval rule. Imports are read with ``ast``: type-only imports (``if TYPE_CHECKING:``)
-and imports inside functions count too.
+- One way in (issue 16, issue 31): the command line (whose `serve` command runs app's scheduler
+  service) and the console reach the rest of the program only through ``dispatch.app``, the value
+  types (``dispatch.values``), their wording (``dispatch.wording``) and the error types
+  (``dispatch.errors``), so that the console, the CLI and the service share one set of functions
+  and one approval rule.
+- No private name (``_x``) is imported from another module: a name another module needs is an
+  interface, and says so by being public (issue 31, in place of a cap on lines).
+- No import cycle anywhere in ``src`` (issue 31).
+- Every package appears in the architecture page's module map.
+
+Imports are read with ``ast``. For the first two rules type-only imports (``if TYPE_CHECKING:``)
+and imports inside functions count too; the cycle rule leaves type-only imports out (below, why).
 """
 
 from __future__ import annotations
@@ -18,12 +25,10 @@ import pytest
 from conftest import ROOT
 
 PACKAGE = ROOT / "src" / "dispatch"
+ARCHITECTURE = ROOT / "docs" / "explanation" / "architecture.md"
 
-# What a driver (cli, serve) may import from the project.
-# Issue 31: the front doors also read the value types the use cases return and word them from
-# the catalogues (dispatch.wording: English in code, Swedish from locale/).
-ALLOWED = ("dispatch.app", "dispatch.errors", "dispatch.config", "dispatch.config.settings", "dispatch.values",
-           "dispatch.wording")
+# What a front door (cli, web) may import from the project, besides its own package.
+ALLOWED = ("dispatch.app", "dispatch.values", "dispatch.wording", "dispatch.errors")
 
 
 def driver_files() -> list[Path]:
@@ -48,10 +53,7 @@ def imports_in(source: str, package: str) -> Iterator[tuple[int, str]]:
                 if alias.name.split(".")[0] == "dispatch":
                     yield node.lineno, alias.name
         elif isinstance(node, ast.ImportFrom):
-            module = node.module or ""
-            if node.level:  # relative: from ..ledger import Ledger
-                parts = package.split(".")
-                module = ".".join([*parts[: len(parts) - node.level + 1], *([module] if module else [])])
+            module = absolute(node, package)
             if module.split(".")[0] != "dispatch":
                 continue
             if module == "dispatch":
@@ -60,6 +62,15 @@ def imports_in(source: str, package: str) -> Iterator[tuple[int, str]]:
                     yield node.lineno, f"dispatch.{alias.name}"
             else:
                 yield node.lineno, module
+
+
+def absolute(node: ast.ImportFrom, package: str) -> str:
+    """The module a ``from ... import`` reads from, relative imports resolved against ``package``."""
+    module = node.module or ""
+    if not node.level:
+        return module
+    parts = package.split(".")
+    return ".".join([*parts[: len(parts) - node.level + 1], *([module] if module else [])])
 
 
 def allowed(path: Path, module: str) -> bool:
@@ -74,10 +85,10 @@ def allowed(path: Path, module: str) -> bool:
 
 
 @pytest.mark.parametrize("path", driver_files(), ids=lambda p: str(p.relative_to(PACKAGE)))
-def test_drivers_import_only_app_errors_and_config(path: Path) -> None:
+def test_front_doors_import_only_app_values_wording_and_errors(path: Path) -> None:
     wrong = [f"{path.relative_to(ROOT)}:{line}: imports {module}" for line, module in project_imports(path)
              if not allowed(path, module)]
-    assert not wrong, "cli and serve go through dispatch.app only:\n" + "\n".join(wrong)
+    assert not wrong, "cli and web go through dispatch.app (and the values, their wording, the errors) only:\n" + "\n".join(wrong)
 
 
 @pytest.mark.parametrize("path", driver_files(), ids=lambda p: str(p.relative_to(PACKAGE)))
@@ -109,9 +120,102 @@ def test_the_checker_sees_every_kind_of_import() -> None:
     probe = PACKAGE / "cli" / "probe.py"
     assert {m for m in found if not allowed(probe, m)} == {"dispatch.ledger", "dispatch.pipeline", "dispatch.render",
                                                            "dispatch.models", "dispatch.timetable"}
-    assert not allowed(probe, "dispatch.config_reader"), "a prefix of a name is not the name"
+    assert not allowed(probe, "dispatch.config"), "the settings come through dispatch.app"
+    assert allowed(probe, "dispatch.values") and allowed(probe, "dispatch.wording")
+    assert not allowed(probe, "dispatch.values_extra"), "a prefix of a name is not the name"
+    assert not allowed(PACKAGE / "web" / "probe.py", "dispatch.cli"), "the console does not call the command line"
     assert not allowed(PACKAGE / "cli" / "serving.py", "dispatch.serve")
     assert allowed(PACKAGE / "cli" / "serving.py", "dispatch.app.service")
+
+
+def module_and_package(path: Path) -> tuple[str, str]:
+    """``dispatch.email.edition`` in ``dispatch.email``; a package's ``__init__`` is the package, in itself."""
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    if parts[-1] == "__init__":
+        return ".".join(parts[:-1]), ".".join(parts[:-1])
+    return ".".join(parts), ".".join(parts[:-1])
+
+
+def private_imports(source: str, module: str, package: str) -> Iterator[tuple[int, str]]:
+    """(line, module.name) for every private name this module takes from another project module:
+    ``from m import _x``, and ``m._x`` where ``m`` is a project module imported here."""
+    tree = ast.parse(source)
+    names: dict[str, str] = {}  # local name -> the project module or name it stands for
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "dispatch":
+                    names[alias.asname or alias.name] = alias.name
+        elif isinstance(node, ast.ImportFrom):
+            source_module = absolute(node, package)
+            if source_module.split(".")[0] != "dispatch":
+                continue
+            for alias in node.names:
+                if is_private(alias.name) and source_module != module:
+                    yield node.lineno, f"{source_module}.{alias.name}"
+                names[alias.asname or alias.name] = f"{source_module}.{alias.name}"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and is_private(node.attr):
+            base = ast.unparse(node.value)
+            if base in names and names[base] != module:
+                yield node.lineno, f"{names[base]}.{node.attr}"
+
+
+def is_private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_private_name_is_imported_from_another_module(path: Path) -> None:
+    module, package = module_and_package(path)
+    wrong = [f"{path.relative_to(ROOT)}:{line}: uses {target}"
+             for line, target in private_imports(path.read_text(encoding="utf-8"), module, package)]
+    assert not wrong, "a name another module needs is an interface: make it public, or move the code where it belongs:\n" + "\n".join(wrong)
+
+
+def test_the_private_name_checker_sees_every_way_in() -> None:
+    source = (
+        "import dispatch.ledger.database\n"
+        "import dispatch.ledger.database as db\n"
+        "from dispatch.config.reader import _Reader, Reader\n"
+        "from .edition import _split_sections\n"
+        "from dispatch import email\n"
+        "from dispatch.email import edition\n"
+        "from dispatch.app import records as r\n"
+        "from . import _here\n"
+        "def f():\n"
+        "    from dispatch.web.pages import _safe_next\n"
+        "    return db._utc, edition._CONTROL, r._row, dispatch.ledger.database._describe, email._x, _local.__dict__, Reader._y\n"
+    )
+    found = {target for _, target in private_imports(source, "dispatch.email.whats_new", "dispatch.email")}
+    assert found == {"dispatch.config.reader._Reader", "dispatch.email.edition._split_sections", "dispatch.web.pages._safe_next",
+                     "dispatch.ledger.database._utc", "dispatch.email.edition._CONTROL", "dispatch.app.records._row",
+                     "dispatch.ledger.database._describe", "dispatch.email._x", "dispatch.email._here",
+                     "dispatch.config.reader.Reader._y"}
+    assert not set(private_imports("from dispatch.email.edition import _own\nimport dispatch.email.edition as me\nme._x\n",
+                                   "dispatch.email.edition", "dispatch.email")), "a module's own private names are its own"
+    assert module_and_package(PACKAGE / "config" / "__init__.py") == ("dispatch.config", "dispatch.config")
+    assert module_and_package(PACKAGE / "config" / "reader.py") == ("dispatch.config.reader", "dispatch.config")
+
+
+def packages() -> list[str]:
+    return sorted(path.parent.name for path in PACKAGE.glob("*/__init__.py"))
+
+
+def test_every_package_is_in_the_module_map() -> None:
+    missing = [name for name in packages() if not mapped(ARCHITECTURE.read_text(encoding="utf-8"), name)]
+    assert not missing, f"docs/explanation/architecture.md's module map does not show: {', '.join(missing)}"
+
+
+def mapped(page: str, package: str) -> bool:
+    """The module map names the package as a heading of its own: ``### `email/` ``."""
+    return f"### `{package}/`" in page
+
+
+def test_the_module_map_checker_wants_a_heading_not_a_mention() -> None:
+    page = "## Module map\n\n### `email/`\n\nedition ...; see also the delivery/ package\n"
+    assert mapped(page, "email") and not mapped(page, "delivery")
+    assert "email" in packages() and "values" not in packages(), "packages are directories with an __init__.py"
 
 
 @pytest.mark.parametrize("path", sorted((PACKAGE / "web").glob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))

@@ -156,13 +156,14 @@ def test_with_bcc_batches_and_no_verp_the_dispatch_name_and_the_named_address_ma
     assert states(ledger) == {**BEFORE, "bertil@region.se": "bounced"}
 
 
-def test_a_persons_reply_stays_for_people() -> None:
+def test_a_persons_reply_stays_for_people(ledger: Ledger) -> None:
     from test_bounces_unit import HUMAN_REPLY
 
     run = BounceRun()
     reading = read(HUMAN_REPLY.encode())
     assert reading.kind == HUMAN
-    assert record_reading(None, reading, run, NOW, verp_on=True) == FOR_PEOPLE and run.human == 1  # type: ignore[arg-type]
+    assert record_reading(ledger, reading, run, NOW, verp_on=True) == FOR_PEOPLE and run.human == 1
+    assert states(ledger) == BEFORE
 
 
 def deep_multipart(levels: int) -> bytes:

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from conftest import ROOT, FakeClock, Project, SMTPServer, addresses, big_list, start_dispatch
+from conftest import ROOT, FakeClock, Project, SMTPServer, addresses, big_list, body_text, start_dispatch
 from dispatch.app.eventlog import EventFormatter
 from dispatch.app.service import Service
 from dispatch.config import load_settings
@@ -40,7 +40,13 @@ def edit(path: Path, old: str, new: str) -> None:
 
 
 def history(project: Project) -> list[dict[str, Any]]:
-    return json.loads(run_ok(project, "history", "--json").stdout)["dispatches"]  # type: ignore[no-any-return]
+    return dispatches_in(run_ok(project, "history", "--json").stdout)
+
+
+def dispatches_in(history_json: str) -> list[dict[str, Any]]:
+    dispatches = json.loads(history_json)["dispatches"]
+    assert isinstance(dispatches, list), history_json
+    return dispatches
 
 
 # -- 1. urgent messages are identified by their content ------------------------------------------
@@ -76,7 +82,7 @@ def test_a_changed_urgent_file_is_a_new_dispatch_and_unchanged_it_sends_nothing(
     assert len(reports) == 2 * CHEFER, "40 more messages, with the new content"
     newer = reports[CHEFER:]
     assert {str(m.message["Subject"]) for m in newer} == {"BRÅDSKANDE: Ny information om ambulansdirigering vid SÄS"}
-    assert all("upphör klockan 20:00" in m.message.get_body(("plain",)).get_content() for m in newer)
+    assert all("upphör klockan 20:00" in body_text(m.message) for m in newer)
     assert len({r for m in newer for r in m.rcpt_tos}) == CHEFER
     assert "this is a new urgent dispatch" in second.stderr
     dispatches = [d for d in history(project) if d["kind"].startswith("urgent")]
@@ -223,7 +229,7 @@ def test_four_eyes_an_approval_is_void_after_an_edit_and_the_editor_cannot_appro
         result = keeper.fire("daily", local("14:05"))  # the next run, as the watch starts it
         assert result is not None and result.complete
         assert len(smtp_server.handler.reports()) == SAMPLE_RECIPIENTS
-        assert "Bedömningen är att" in smtp_server.handler.reports()[0].message.get_body(("plain",)).get_content()
+        assert "Bedömningen är att" in body_text(smtp_server.handler.reports()[0].message)
     finally:
         keeper.close()
         logging.getLogger("dispatch.serve").removeHandler(with_log)
@@ -356,7 +362,7 @@ def test_history_status_and_export_by_date(project: Project) -> None:
 
 
 def history_since(project: Project, day: str) -> list[dict[str, Any]]:
-    return json.loads(run_ok(project, "history", "--since", day, "--json").stdout)["dispatches"]  # type: ignore[no-any-return]
+    return dispatches_in(run_ok(project, "history", "--since", day, "--json").stdout)
 
 
 def test_dry_run_exits_as_the_send_would_and_lists_what_else_it_does(project: Project, smtp_server: SMTPServer) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -439,8 +440,8 @@ def test_an_unreadable_password_file_is_a_problem(tmp_path: Path, monkeypatch: p
         (lambda path: path.write_text("\n", encoding="utf-8"), "which is empty"),
     ],
 )
-def test_a_missing_or_empty_password_file_is_a_problem(tmp_path: Path, make: object, fragment: str) -> None:
-    make(tmp_path / "smtp-password")  # type: ignore[operator]
+def test_a_missing_or_empty_password_file_is_a_problem(tmp_path: Path, make: Callable[[Path], object], fragment: str) -> None:
+    make(tmp_path / "smtp-password")
     [problem] = secret_problems(load_settings(smtp_with(tmp_path, "password_file: smtp-password")))
     assert problem.line == 6 and problem.message.startswith("transport.password_file names ") and fragment in problem.message
 
@@ -494,7 +495,8 @@ def test_single_sign_on_settings_load(tmp_path: Path) -> None:
     assert oidc.scopes == "openid profile email" and oidc.label == "Logga in med SITHS"
     assert oidc.ca_file == tmp_path / "certs" / "region-ca.pem", "relative to the config file"
     assert settings.where("web.oidc.claim") == f"{tmp_path / 'config.yaml'}:7"
-    assert load_settings(write(tmp_path, "web: {listen: '127.0.0.1:8025'}\n")).web.oidc is None  # type: ignore[union-attr]
+    web = load_settings(write(tmp_path, "web: {listen: '127.0.0.1:8025'}\n")).web
+    assert web is not None and web.oidc is None
 
 
 def test_a_client_secret_in_the_config_is_a_problem_at_its_line_and_never_shown(tmp_path: Path) -> None:

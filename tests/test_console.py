@@ -13,12 +13,13 @@ import re
 import signal
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 import consolekit
-from conftest import STOCKHOLM, FakeClock, Project, SMTPServer, copy_project, unit_of
+from conftest import STOCKHOLM, FakeClock, Project, SMTPServer, body_text, copy_project, unit_of
 from consolekit import (
     PASSWORDS,
     WebProcess,
@@ -32,6 +33,9 @@ from consolekit import (
 from dispatch.app.drafting import compose, split_fields
 from dispatch.app.service import Service
 from dispatch.config import load_settings
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
 
 TOMORROW = (datetime.now(STOCKHOLM) + timedelta(days=1)).date()
 BODY_WITH_EMPTY_LINK = ("## Beskrivning av händelsen\n\n"
@@ -71,8 +75,8 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WebProces
 chromium = consolekit.chromium  # the shared module-scoped fixture
 
 
-def phone_page(chromium: object) -> object:
-    context = chromium.new_context(viewport={"width": 375, "height": 800})  # type: ignore[attr-defined]
+def phone_page(chromium: Browser) -> Page:
+    context = chromium.new_context(viewport={"width": 375, "height": 800})
     return context.new_page()
 
 
@@ -80,11 +84,11 @@ def edition_file(project: Project, day: date = TOMORROW) -> str:
     return (project.root / "reports" / f"{day.isoformat()}.md").read_text(encoding="utf-8")
 
 
-def write_in_browser(page: object, body: str) -> None:
+def write_in_browser(page: Page, body: str) -> None:
     from playwright.sync_api import expect
 
-    page.get_by_label("Innehåll").fill(body)  # type: ignore[attr-defined]
-    expect(page.locator("#problems")).to_contain_text("Inga problem hittades", timeout=10_000)  # type: ignore[attr-defined]
+    page.get_by_label("Innehåll").fill(body)
+    expect(page.locator("#problems")).to_contain_text("Inga problem hittades", timeout=10_000)
 
 
 # -- 1. an editor writes tomorrow's edition with a live preview ------------------------------------
@@ -92,7 +96,7 @@ def write_in_browser(page: object, body: str) -> None:
 
 @pytest.mark.slow  # Chromium; fast twins: test_compose_* and test_the_security_rules_hold_for_every_route
 @pytest.mark.parametrize("console", ["sqlite", "postgresql"], indirect=True)
-def test_an_editor_writes_tomorrows_edition_with_a_live_preview(console: WebProcess, project: Project, chromium: object) -> None:
+def test_an_editor_writes_tomorrows_edition_with_a_live_preview(console: WebProcess, project: Project, chromium: Browser) -> None:
     from playwright.sync_api import expect
 
     page = phone_page(chromium)
@@ -130,7 +134,7 @@ def test_an_editor_writes_tomorrows_edition_with_a_live_preview(console: WebProc
 @pytest.mark.slow  # Chromium and a scheduled run; fast twin: test_an_editors_forged_approval_is_refused
 @pytest.mark.parametrize("console", ["sqlite", "postgresql"], indirect=True)
 def test_an_approver_approves_and_a_later_edit_voids_it_until_approved_again(
-        console: WebProcess, project: Project, chromium: object, smtp_server: SMTPServer) -> None:
+        console: WebProcess, project: Project, chromium: Browser, smtp_server: SMTPServer) -> None:
     from playwright.sync_api import expect
 
     editor = phone_page(chromium)
@@ -226,7 +230,7 @@ def _base(html: str) -> str:
 
 @pytest.mark.slow  # Chromium; fast twin: test_a_save_over_a_changed_file_is_refused_and_the_text_kept
 def test_two_editors_the_second_save_is_refused_naming_the_first_and_both_texts_remain(
-        console: WebProcess, project: Project, chromium: object) -> None:
+        console: WebProcess, project: Project, chromium: Browser) -> None:
     from playwright.sync_api import expect
 
     seed = sign_in(console.base, "olle")
@@ -548,7 +552,7 @@ def test_a_test_to_me_then_history_exports_recipients_and_revoking(shared: tuple
     outbox = [email.message_from_bytes(p.read_bytes(), policy=policy.default)
               for p in (project.root / "var" / "outbox" / "new").iterdir()]
     mine = [m for m in outbox if m["To"] == "anna@example.org" and str(m["Subject"]).startswith("[TEST]")
-            and "Återstarten av journalsystemet" in m.get_body(("plain",)).get_content()]
+            and "Återstarten av journalsystemet" in body_text(m)]
     assert len(mine) == 1, "one test message to the signed-in editor, nobody else"
 
     history = anna.get("/history")

@@ -10,7 +10,7 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -19,6 +19,9 @@ import consolekit
 from conftest import STOCKHOLM, Project, RecordingHandler, SMTPServer, addresses, big_list, free_port, open_ledger, start_server_on
 from consolekit import WebProcess, add_users, browser_sign_in, csrf_of, sign_in
 
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
 DAY = (datetime.now(STOCKHOLM) + timedelta(days=1)).date()
 BODY = "## Beskrivning av händelsen\n\n- Återstarten av journalsystemet på SÄS går enligt plan.\n"
 
@@ -26,8 +29,8 @@ BODY = "## Beskrivning av händelsen\n\n- Återstarten av journalsystemet på S�
 chromium = consolekit.chromium  # the shared module-scoped fixture
 
 
-def page_at(chromium: object, width: int = 1280) -> object:
-    return chromium.new_context(viewport={"width": width, "height": 900}).new_page()  # type: ignore[attr-defined]
+def page_at(chromium: Browser, width: int = 1280) -> Page:
+    return chromium.new_context(viewport={"width": width, "height": 900}).new_page()
 
 
 def console_for(project: Project, smtp: SMTPServer, count: int, rate: float, connections: int = 4) -> WebProcess:
@@ -105,19 +108,19 @@ def progress_at_end(client: httpx.Client, name: str) -> dict[str, Any] | None:
     return last
 
 
-def counts_on(page: object) -> dict[str, int]:
-    return {key: int(page.locator(f"#c-{key}").inner_text()) for key in ("sent", "pending", "deferred", "unknown", "failed")}  # type: ignore[attr-defined]
+def counts_on(page: Page) -> dict[str, int]:
+    return {key: int(page.locator(f"#c-{key}").inner_text()) for key in ("sent", "pending", "deferred", "unknown", "failed")}
 
 
-def send_from_browser(page: object, base: str, day: date) -> str:
+def send_from_browser(page: Page, base: str, day: date) -> str:
     from playwright.sync_api import expect
 
     browser_sign_in(page, base, "olle", f"/editions/{day.isoformat()}")
-    page.get_by_role("link", name="Skicka nu").click()  # type: ignore[attr-defined]
-    expect(page.locator("dl.facts")).to_contain_text("stor")  # type: ignore[attr-defined]
-    page.get_by_role("button", name="Bekräfta").click()  # type: ignore[attr-defined]
-    page.wait_for_url(re.compile(r".*/runs/.+"))  # type: ignore[attr-defined]
-    return str(page.url).rsplit("/", 1)[1]  # type: ignore[attr-defined]
+    page.get_by_role("link", name="Skicka nu").click()
+    expect(page.locator("dl.facts")).to_contain_text("stor")
+    page.get_by_role("button", name="Bekräfta").click()
+    page.wait_for_url(re.compile(r".*/runs/.+"))
+    return str(page.url).rsplit("/", 1)[1]
 
 
 # -- 1. send from the browser, watched by two -------------------------------------------------------
@@ -125,7 +128,7 @@ def send_from_browser(page: object, base: str, day: date) -> str:
 
 @pytest.mark.slow  # 2,000 recipients through a browser; fast twin: test_the_confirmation_and_the_rules_of_sending
 def test_an_operator_sends_2000_from_the_browser_and_two_watchers_see_the_ledgers_numbers(
-        project: Project, smtp_server: SMTPServer, chromium: object) -> None:
+        project: Project, smtp_server: SMTPServer, chromium: Browser) -> None:
     from playwright.sync_api import expect
 
     console = console_for(project, smtp_server, 2000, rate=12_000)
@@ -151,7 +154,7 @@ def test_an_operator_sends_2000_from_the_browser_and_two_watchers_see_the_ledger
 
 
 @pytest.mark.slow  # a rate-limited send of 2,000; fast twin: test_the_confirmation_and_the_rules_of_sending
-def test_stop_at_a_third_then_resume_loses_nobody(project: Project, smtp_server: SMTPServer, chromium: object) -> None:
+def test_stop_at_a_third_then_resume_loses_nobody(project: Project, smtp_server: SMTPServer, chromium: Browser) -> None:
     from playwright.sync_api import expect
 
     connections = 4
@@ -191,7 +194,7 @@ def test_stop_at_a_third_then_resume_loses_nobody(project: Project, smtp_server:
 
 @pytest.mark.slow  # 5,000 recipients at a limited rate; fast twin: test_an_urgent_message_needs_a_subject_a_list_and_a_confirmation
 def test_an_urgent_message_from_the_console_overtakes_a_draining_dispatch(
-        project: Project, smtp_server: SMTPServer, chromium: object) -> None:
+        project: Project, smtp_server: SMTPServer, chromium: Browser) -> None:
     from playwright.sync_api import expect
 
     console = console_for(project, smtp_server, 5000, rate=15000)  # 250 a second: 20 s to drain
@@ -251,7 +254,7 @@ def test_an_urgent_message_from_the_console_overtakes_a_draining_dispatch(
 
 @pytest.mark.slow  # two sends and a browser; fast twin: test_the_confirmation_and_the_rules_of_sending
 def test_a_correction_shows_the_diff_needs_text_and_approval_and_reaches_revision_1s_people(
-        project: Project, smtp_server: SMTPServer, chromium: object) -> None:
+        project: Project, smtp_server: SMTPServer, chromium: Browser) -> None:
     from playwright.sync_api import expect
 
     console = console_for(project, smtp_server, 30, rate=0)
@@ -502,7 +505,7 @@ def test_recipients_held_back_by_a_send_elsewhere_are_explained_from_the_ledger(
 
 @pytest.mark.slow  # Chromium; the fast twin: test_retry_now_sends_the_deferred_and_the_unknown_at_once_while_the_send_waits
 def test_the_run_page_at_phone_width_says_who_waits_and_clears_the_list_when_they_have_it(
-        project: Project, smtp_server: SMTPServer, chromium: object) -> None:
+        project: Project, smtp_server: SMTPServer, chromium: Browser) -> None:
     """What the operator sees: the four waiting counted in the advice, "Försök igen nu" on the
     list of those not delivered, and, once they have it, no list that still shows them waiting."""
     from playwright.sync_api import expect

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from conftest import FakeClock, Project, RecordingHandler, SMTPServer, addresses, big_list, start_dispatch, start_server, unit_of
+from conftest import FakeClock, Project, RecordingHandler, SMTPServer, addresses, big_list, body_text, start_dispatch, start_server, unit_of
 from dispatch import app
 from dispatch.config import load_settings
 from dispatch.delivery.pipeline import Clock, Result
@@ -96,7 +96,7 @@ def test_550_fails_exactly_those_once_and_the_summary_names_them(project: Projec
 
     summaries = smtp_server.handler.notices()
     assert len(summaries) == 1
-    body = message_from_bytes(summaries[0].data, policy=policy.default).get_body(("plain",)).get_content()
+    body = body_text(message_from_bytes(summaries[0].data, policy=policy.default))
     for address in rejected:
         assert f"{address}: 550 5.1.1 User unknown" in body
 

@@ -85,7 +85,7 @@ def run_measured(project: Project, *args: str, timeout: float = 30.0) -> Measure
         # that the limit is in place before the child reads any file.
         resource.prlimit(child.pid, resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
         while True:
-            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+            pid, status, rusage = os.wait4(child.pid, os.WNOHANG)
             if pid:
                 break
             if time.monotonic() - start > timeout:
@@ -99,7 +99,7 @@ def run_measured(project: Project, *args: str, timeout: float = 30.0) -> Measure
         err.seek(0)
         return Measured(
             child.returncode, out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace"),
-            usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,  # Linux reports KiB
+            rusage.ru_utime + rusage.ru_stime, rusage.ru_maxrss / 1024,  # Linux reports KiB
             time.monotonic() - start,
         )
 

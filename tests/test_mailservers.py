@@ -9,7 +9,7 @@ import socket
 import ssl
 import time
 from email import policy
-from email.message import EmailMessage
+from email.message import EmailMessage, Message, MIMEPart
 from email.parser import BytesParser
 
 import pytest
@@ -31,8 +31,17 @@ def _report(message_id: str, to: str = "person01@example.test") -> EmailMessage:
     return message
 
 
-def _parts(message: EmailMessage) -> dict[str, EmailMessage]:
-    return {part.get_content_type(): part for part in message.iter_parts()}  # type: ignore[misc]
+def _contained(part: Message) -> list[Message]:
+    """The headers blocks of a message/delivery-status part, or the one message of a message/rfc822 part."""
+    payload = part.get_payload()
+    assert isinstance(payload, list), f"{part.get_content_type()} holds no parts"
+    blocks = [item for item in payload if isinstance(item, Message)]
+    assert len(blocks) == len(payload)
+    return blocks
+
+
+def _parts(message: EmailMessage) -> dict[str, MIMEPart]:
+    return {part.get_content_type(): part for part in message.iter_parts()}
 
 
 def test_an_unknown_user_comes_back_as_a_real_dsn_to_the_envelope_sender(postfix_server: Postfix) -> None:
@@ -55,13 +64,13 @@ def test_an_unknown_user_comes_back_as_a_real_dsn_to_the_envelope_sender(postfix
     assert dsn["Return-Path"] == "<>" and dsn["Auto-Submitted"] == "auto-replied"
     assert dsn["Delivered-To"] == "rapport+t1@example.test" and dsn["To"] == "rapport+t1@example.test"
     parts = _parts(dsn)
-    per_message, *per_recipient = parts["message/delivery-status"].get_payload()  # type: ignore[misc]
+    per_message, *per_recipient = _contained(parts["message/delivery-status"])
     assert per_message["X-Postfix-Sender"] == "rfc822; rapport+t1@example.test"
     [recipient] = per_recipient
     assert recipient["Final-Recipient"] == "rfc822; ingen@example.test"
     assert recipient["Action"] == "failed" and recipient["Status"] == "5.1.1"
     assert recipient["Diagnostic-Code"] == 'X-Postfix; unknown user: "ingen@example.test"'
-    [returned] = parts["message/rfc822"].get_payload()  # type: ignore[misc]
+    [returned] = _contained(parts["message/rfc822"])
     assert returned["Message-ID"] == "<t1.report@example.test>"
     assert server.queue() == []
 
@@ -72,8 +81,9 @@ def test_an_unknown_user_comes_back_as_a_real_dsn_to_the_envelope_sender(postfix
         client.sendmail("rapport+t2@example.test", ["ingen2@example.test"], _report("<t2.report@example.test>").as_bytes(),
                         mail_options=["RET=HDRS"])
     second = server.wait_for_messages("rapport", 2)[-1]
-    headers = BytesParser(policy=policy.default).parsebytes(
-        _parts(second)["text/rfc822-headers"].get_payload(decode=True))  # type: ignore[arg-type]
+    returned_headers = _parts(second)["text/rfc822-headers"].get_payload(decode=True)
+    assert isinstance(returned_headers, bytes)
+    headers = BytesParser(policy=policy.default).parsebytes(returned_headers)
     assert headers["Message-ID"] == "<t2.report@example.test>" and second["To"] == "rapport+t2@example.test"
 
 

@@ -73,10 +73,9 @@ def plan(count: int, approval_id: int | None = None) -> Plan:
                 approval_id=approval_id)
 
 
-def policy(**changes: object) -> SendPolicy:
-    values: dict[str, object] = {"connections": 2, "linger": timedelta(hours=2), "retry_minutes": (1, 2, 5)}
-    values.update(changes)
-    return SendPolicy(**values)  # type: ignore[arg-type]
+def policy(*, connections: int = 2, wait_out_pauses: bool = False, lease: timedelta = SendPolicy.lease) -> SendPolicy:
+    return SendPolicy(connections=connections, linger=timedelta(hours=2), retry_minutes=(1, 2, 5), wait_out_pauses=wait_out_pauses,
+                      lease=lease)
 
 
 def test_everyone_accepted_finishes_the_dispatch_once() -> None:

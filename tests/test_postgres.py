@@ -9,6 +9,7 @@ PostgreSQL that cannot be reached fails these tests; elsewhere it skips them.
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import signal
 import threading
@@ -25,8 +26,8 @@ from conftest import (
     STOCKHOLM,
     PgSchema,
     Project,
+    Relay,
     ServeProcess,
-    SMTPServer,
     addresses,
     big_list,
     set_schedule,
@@ -34,7 +35,7 @@ from conftest import (
     write_edition,
 )
 from dispatch.errors import LedgerError
-from dispatch.ledger import SCHEMA_1, SCHEMA_VERSION, Ledger, NewRecipient
+from dispatch.ledger import SCHEMA_1, SCHEMA_VERSION, Ledger, NewRecipient, Timeouts
 from dispatch.models import Outcome, State
 
 NOW = datetime(2024, 11, 17, 13, 0, tzinfo=UTC)
@@ -168,7 +169,10 @@ def test_every_node_opens_the_dispatch_and_exactly_one_creates_it(pg: PgSchema, 
 
 @pytest.mark.slow  # 3,000 rows twice; fast twin: test_claims_from_many_connections_at_once_are_disjoint_and_cover_every_row
 def test_add_recipients_inserts_only_the_new_ones_even_from_two_nodes_at_once(pg: PgSchema, ledgers: list[Ledger]) -> None:
-    first, second = open_ledger(pg.url, ledgers), open_ledger(pg.url, ledgers)
+    # Each node waits for the other's insert (the same keys) as long as it takes: with the 2 s
+    # default lock timeout a loaded machine made one give up (LedgerBusy, which the pipeline retries).
+    first, second = (Ledger(pg.url, timeouts=Timeouts(lock=60.0)) for _ in range(2))
+    ledgers.extend([first, second])
     dispatch_id = with_rows(first, 10)
     rows = [NewRecipient(key=f"p{i}@example.org", address=f"p{i}@example.org", name="", message_id=f"<{i}@x>")
             for i in range(3000)]
@@ -184,6 +188,7 @@ def test_add_recipients_inserts_only_the_new_ones_even_from_two_nodes_at_once(pg
         thread.start()
     for thread in threads:
         thread.join(60)
+    assert len(added) == 2, "both nodes' inserts completed"
     assert sum(added) == 2990, added
     assert first.counts(dispatch_id)["pending"] == 3000
 
@@ -309,8 +314,8 @@ class CountingHandler:
 
 
 @pytest.fixture
-def relay() -> Iterator[SMTPServer]:
-    controller, server = start_server(CountingHandler())  # type: ignore[arg-type]
+def relay() -> Iterator[Relay[CountingHandler]]:
+    controller, server = start_server(CountingHandler())
     try:
         yield server
     finally:
@@ -325,7 +330,7 @@ def nodes() -> Iterator[list[ServeProcess]]:
         node.kill()
 
 
-def two_node_project(project: Project, pg: PgSchema, relay: SMTPServer, count: int, lease_seconds: float) -> list[str]:
+def two_node_project(project: Project, pg: PgSchema, relay: Relay[CountingHandler], count: int, lease_seconds: float) -> list[str]:
     big_list(project, count)
     project.use_smtp(relay, connections=4, recipients_per_message=1)
     project.set_config(ledger=pg.url, lease_seconds=lease_seconds)
@@ -342,6 +347,10 @@ def events(node: ServeProcess) -> list[dict[str, Any]]:
     return [json.loads(line) for line in list(node.lines) if line.startswith("{")]
 
 
+def run_ended(node: ServeProcess) -> bool:
+    return any(e["event"] in ("sent", "incomplete") for e in events(node))
+
+
 def sent_by_process(project: Project) -> collections.Counter[int]:
     status = project.status()
     return collections.Counter(int(r["node"].split(":")[1]) for r in status["recipients"] if r["state"] == "sent")
@@ -349,15 +358,14 @@ def sent_by_process(project: Project) -> collections.Counter[int]:
 
 @pytest.mark.slow  # PostgreSQL, two serve processes, 5,000 recipients
 def test_two_nodes_send_one_dispatch_of_5000_and_each_recipient_gets_one_message(
-        project: Project, pg: PgSchema, relay: SMTPServer, nodes: list[ServeProcess]) -> None:
+        project: Project, pg: PgSchema, relay: Relay[CountingHandler], nodes: list[ServeProcess]) -> None:
     count = 5000
     everyone = two_node_project(project, pg, relay, count, lease_seconds=30)
-    handler: CountingHandler = relay.handler  # type: ignore[assignment]
+    handler = relay.handler
     started = time.monotonic()
     nodes.extend([ServeProcess(project, "--log-json"), ServeProcess(project, "--log-json")])
     for node in nodes:
-        node.wait_for(lambda node=node: any(e["event"] in ("sent", "incomplete") for e in events(node)),
-                      120, "the node's run to end")
+        node.wait_for(functools.partial(run_ended, node), 120, "the node's run to end")
     nodes[0].wait_for(lambda: handler.count() >= count, 30, "every message")
     seconds = time.monotonic() - started
     for node in nodes:
@@ -376,10 +384,10 @@ def test_two_nodes_send_one_dispatch_of_5000_and_each_recipient_gets_one_message
 
 @pytest.mark.slow  # PostgreSQL, two serve processes, one killed
 def test_a_node_killed_half_way_is_taken_over_after_its_lease_expires(
-        project: Project, pg: PgSchema, relay: SMTPServer, nodes: list[ServeProcess]) -> None:
+        project: Project, pg: PgSchema, relay: Relay[CountingHandler], nodes: list[ServeProcess]) -> None:
     count, lease_seconds, connections = 2000, 5, 4  # enough to be killed half-way; the 5,000 run is the test above
     everyone = two_node_project(project, pg, relay, count, lease_seconds=lease_seconds)
-    handler: CountingHandler = relay.handler  # type: ignore[assignment]
+    handler = relay.handler
     nodes.extend([ServeProcess(project, "--log-json"), ServeProcess(project, "--log-json")])
     victim, survivor = nodes
     victim.wait_for(lambda: handler.count() >= count // 2, 90, "half of the send")
@@ -414,7 +422,7 @@ def test_a_node_killed_half_way_is_taken_over_after_its_lease_expires(
 
 @pytest.mark.slow  # PostgreSQL, two serve processes, one killed, a lease to expire
 def test_a_node_that_ran_out_of_work_resumes_what_a_dead_node_left_when_its_lease_expires(
-        project: Project, pg: PgSchema, relay: SMTPServer, nodes: list[ServeProcess]) -> None:
+        project: Project, pg: PgSchema, relay: Relay[CountingHandler], nodes: list[ServeProcess]) -> None:
     # Few recipients and a longer lease: the survivor sends every unleased row well before
     # the dead node's leases run out, ends its run ("incomplete"), and only its watch job
     # can bring the rest back, after the expiry. The lease is long enough that the survivor's
@@ -422,7 +430,7 @@ def test_a_node_that_ran_out_of_work_resumes_what_a_dead_node_left_when_its_leas
     # outlast the lease and take the rows back, so the watch job had nothing left to resume).
     count, lease_seconds, connections = 400, 20, 4
     everyone = two_node_project(project, pg, relay, count, lease_seconds=lease_seconds)
-    handler: CountingHandler = relay.handler  # type: ignore[assignment]
+    handler = relay.handler
     nodes.extend([ServeProcess(project, "--log-json"), ServeProcess(project, "--log-json")])
     nodes[0].wait_for(lambda: handler.count() >= count // 2, 60, "half of the send")
     # The node that holds the most unsent rows dies: which node claims what is the nodes' race.

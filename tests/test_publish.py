@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from conftest import PAGE_ONLY_HEADINGS, Project, SMTPServer, require_tool, seed_headings, unit_of
+from conftest import PAGE_ONLY_HEADINGS, Project, SMTPServer, body_text, require_tool, seed_headings, unit_of
 
 CHROMIUM = "/usr/bin/chromium"
 BASE_URL = "https://intranat.example.org/regional-rapport/"
@@ -297,7 +297,7 @@ def test_killed_between_write_and_rename_keeps_the_old_page(project: Project, tm
 
 def _html_part(data: bytes) -> str:
     message = BytesParser(policy=policy.default).parsebytes(data)
-    return message.get_body(("html",)).get_content()  # type: ignore[union-attr,no-any-return]
+    return body_text(message, "html")
 
 
 def test_sent_email_links_to_the_published_page(project: Project, smtp_server: SMTPServer) -> None:
@@ -311,7 +311,7 @@ def test_sent_email_links_to_the_published_page(project: Project, smtp_server: S
         html = _html_part(received.data)
         links = re.findall(r'<a[^>]*href="([^"]+)"[^>]*>Visa i webbläsare</a>', html)
         assert links == [BASE_URL + "2024-11-17.html"]
-        text = BytesParser(policy=policy.default).parsebytes(received.data).get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        text = body_text(BytesParser(policy=policy.default).parsebytes(received.data))
         assert f"Visa i webbläsare:\n{BASE_URL}2024-11-17.html" in text.replace("\r\n", "\n")  # own line: text lines <= 78
 
     # The link's path below base_url is the page in publish.dir, written by the send.
@@ -340,8 +340,8 @@ def test_a_section_with_in_email_false_is_on_the_page_and_in_no_part_of_the_emai
     assert result.returncode == 0, result.stderr
     delivered = sorted((project.root / "var" / "outbox" / "new").iterdir())[0]
     message = BytesParser(policy=policy.default).parsebytes(delivered.read_bytes())
-    html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
-    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    html = body_text(message, "html")
+    text = body_text(message)
     about, about_text = PAGE_ONLY_HEADINGS[0], "Rapporten tas fram i syfte"
     for part in (html, text):
         assert "Talespersoner VGR" in part and about not in part and about_text not in part
@@ -414,8 +414,8 @@ def test_export_holds_every_recipient_with_state_and_message_id(project: Project
         [address] = received.rcpt_tos
         assert by_email[address.lower()]["message_id"] == message["Message-ID"]
         # (MIME ends a part with a line break of its own; otherwise the bytes are the same.)
-        assert _same(message.get_body(("html",)).get_content(), content["html"])  # type: ignore[union-attr]
-        assert _same(message.get_body(("plain",)).get_content(), content["text"])  # type: ignore[union-attr]
+        assert _same(body_text(message, "html"), content["html"])
+        assert _same(body_text(message), content["text"])
         assert message["Subject"] == content["subject"]
 
     as_csv = project.run("export", name, "--format", "csv")

@@ -20,7 +20,7 @@ from typing import Any
 import lxml.html
 import pytest
 
-from conftest import ROOT, Project, RecordingHandler, copy_project, start_server, unit_of
+from conftest import ROOT, Project, RecordingHandler, body_text, copy_project, start_server, unit_of
 from dispatch import app
 from dispatch.config import Settings, load_settings
 from dispatch.delivery.transport import SMTPTransport
@@ -61,7 +61,7 @@ def outbox(project: Project) -> list[EmailMessage]:
     """Every report message in the Maildir (not the completion summaries), oldest first."""
     files = sorted((project.root / "var/outbox/new").iterdir(), key=lambda p: p.stat().st_mtime_ns)
     messages = [message_from_bytes(p.read_bytes(), policy=policy.default) for p in files]
-    return [m for m in messages if m["List-Id"]]  # type: ignore[misc]
+    return [m for m in messages if m["List-Id"]]
 
 
 def parts(message: EmailMessage) -> tuple[str, str]:
@@ -238,7 +238,8 @@ def test_a_four_eyes_approval_is_void_when_the_markers_change(sample: Project) -
     sample.set_config(approval="four_eyes")
     settings = settings_of(sample)
     app.approve(unit_of(settings), prepared(sample, NEXT), "bo", NOW)
-    assert app.review_now(unit_of(settings), app.read_edition(unit_of(settings), NEXT, None, NOW), NOW).verdict.sendable  # type: ignore[union-attr]
+    verdict = app.review_now(unit_of(settings), app.read_edition(unit_of(settings), NEXT, None, NOW), NOW).verdict
+    assert verdict is not None and verdict.sendable
     sample.set_config(approval="front_matter")
     send(sample, DAY)  # the edition before it goes out: today's bullets are now new against it
     sample.set_config(approval="four_eyes")
@@ -294,7 +295,7 @@ def send_and_read(project: Project, day: date) -> tuple[str, str]:
     messages = [parser.parsebytes(path.read_bytes()) for path in sorted(set(maildir.iterdir()) - before)]
     reports = [m for m in messages if m["List-Id"]]
     assert reports
-    text, html = (part.get_content() for part in reports[0].iter_parts())  # type: ignore[attr-defined]
+    text, html = (part.get_content() for part in reports[0].iter_parts())
     return text.replace("\r\n", "\n"), html
 
 
@@ -363,7 +364,8 @@ def test_after_an_edition_is_sent_the_next_leads_with_exactly_its_new_and_change
     # The markers in the report: one per point, at body size in a tinted bullet (the box's are not counted).
     assert re.findall(r"\[(Nytt|Ändrat|Rättat)\] ", text) == ["Ändrat", "Nytt", "Nytt"]
     assert re.findall(r'<li class="marked marked-(\w+)"', html) == ["changed", "new", "new"]
-    assert "font-size:16px" in re.search(r'<strong class="mark mark-new"[^>]*>', html).group(0).replace(" ", "")  # type: ignore[union-attr]
+    marker = re.search(r'<strong class="mark mark-new"[^>]*>', html)
+    assert marker is not None and "font-size:16px" in marker.group(0).replace(" ", "")
     assert 'href="#"' not in html
 
 
@@ -453,13 +455,13 @@ def test_headers_and_text_part_of_each_kind(sample: Project, kind: str) -> None:
     message = message_from_bytes(app.first_message(ready) or b"", policy=policy.default)
     assert message["Content-Language"] == "sv"
     assert (message["Precedence"] is None) == (kind == "urgent"), "bulk must not slow or file away an urgent message"
-    text = message.get_body(("plain",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
+    text = body_text(message).replace("\r\n", "\n")
     long = [line for line in text.splitlines() if len(line) > 78]
     assert not long, f"text lines over 78 characters: {long}"
     assert "\n-- \n" in text, "the signature separator is dash dash space"
     if kind == "urgent":  # the editor's emphasis on the time survives in both parts
         assert "*klockan 16:00*" in text
-        html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+        html = body_text(message, "html")
         assert re.search(r"<strong[^>]*>klockan 16:00</strong>", html)
         lead = re.search(r'<td class="lead[^"]*"[^>]*>\s*<p style="([^"]*)"', html)
         assert lead and "font-weight:bold" not in lead.group(1).replace(" ", ""), "the lead is not all bold"

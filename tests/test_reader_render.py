@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from conftest import ROOT, Project, copy_project, require_tool
+from conftest import ROOT, Project, body_text, copy_project, require_tool
 from dispatch.email.screenshots import PHONE_WIDTH, Chromium
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -167,7 +167,7 @@ def test_the_boxs_links_jump_to_their_sections_and_a_marked_bullet_lines_up(tmp_
     parser = BytesParser(policy=policy.default)
     message = next(m for m in (parser.parsebytes(p.read_bytes()) for p in sorted(set(maildir.iterdir()) - before)) if m["List-Id"])
     html = tmp_path / "2024-11-18.html"
-    html.write_text(message.get_body(("html",)).get_content(), encoding="utf-8")  # type: ignore[union-attr]
+    html.write_text(body_text(message, "html"), encoding="utf-8")
     page = chromium.open(html, PHONE_WIDTH)
     try:
         hrefs = page.evaluate("[...document.querySelectorAll('#nytt a')].map(a => a.getAttribute('href'))")
@@ -213,7 +213,9 @@ def caniemail(html: Path) -> dict[str, Any]:
                  "the caniemail checker (npm ci --prefix tests/caniemail)")
     result = subprocess.run([node, str(CANIEMAIL / "check.mjs"), str(html)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)  # type: ignore[no-any-return]
+    findings = json.loads(result.stdout)
+    assert isinstance(findings, dict), result.stdout
+    return findings
 
 
 # What Outlook for Windows and Gmail are told that they do not support, and may ignore: the

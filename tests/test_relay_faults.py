@@ -115,7 +115,7 @@ def test_a_relay_down_past_the_deadline_gives_exactly_one_alert(project: Project
     day = date(2024, 11, 17)
     project.set_config(schedules=[{"name": "daily", "cron": "0 14 * * *", "lists": ["stor"], "deadline": "14:30"}])
     clock = FakeClock(datetime(2024, 11, 17, 14, 0, tzinfo=STOCKHOLM))
-    service = Service(load_settings(project.config_path), clock=clock)  # type: ignore[arg-type]
+    service = Service(load_settings(project.config_path), clock=clock)
     try:
         result = service.fire("daily", clock.now())
         assert result is not None and not result.complete
@@ -179,7 +179,7 @@ def test_serve_pauses_on_530_alerts_once_naming_the_reply_and_delivers_when_fixe
     clock = FakeClock(datetime(2024, 11, 17, 14, 0, tzinfo=STOCKHOLM))
     try:
         use_relay(project, server.host, server.port)
-        service = Service(load_settings(project.config_path), clock=clock)  # type: ignore[arg-type]
+        service = Service(load_settings(project.config_path), clock=clock)
         try:
             result = service.fire("daily", clock.now())
             assert result is not None and result.complete, result

@@ -9,12 +9,13 @@ import subprocess
 import sys
 import time
 from email import policy
+from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
 
-from conftest import Project, SMTPServer, addresses, big_list, run_cli, seed_bullets, seed_headings, start_dispatch, unit_of
+from conftest import Project, SMTPServer, addresses, big_list, body_text, run_cli, seed_bullets, seed_headings, start_dispatch, unit_of
 
 SUBJECT = "sön 17 nov: Regional rapport Millennium 2024"  # what changes daily first (issue 19)
 REQUIRED_HEADERS = (
@@ -36,10 +37,17 @@ def _sample_addresses(project: Project) -> set[str]:
     return addresses
 
 
-def _parts(message) -> tuple[str, str]:  # type: ignore[no-untyped-def]
-    text = message.get_body(("plain",)).get_content()
-    html = message.get_body(("html",)).get_content()
+def _parts(message: EmailMessage) -> tuple[str, str]:
+    text = body_text(message)
+    html = body_text(message, "html")
     return text, html
+
+
+def address_in(field: str) -> str:
+    """The address of a To field (``Name <addr>`` or a bare address), lower-cased."""
+    found = re.search(r"<([^>]+)>|(\S+@\S+)", field)
+    assert found is not None, f"no address in {field!r}"
+    return found.group(0).strip("<>").lower()
 
 
 def _visible(html: str) -> str:
@@ -69,7 +77,7 @@ def test_quick_start_delivers_sample_into_maildir_once_per_person(project: Proje
     summaries = [m for m in box if not m["List-Id"]]
     assert len(delivered) == DISTINCT_SAMPLE_RECIPIENTS
     assert len(summaries) == 1 and summaries[0]["To"] == "kommunikation@example.org"  # config notify
-    to_addresses = [re.search(r"<([^>]+)>|(\S+@\S+)", m["To"]).group(0).strip("<>").lower() for m in delivered]
+    to_addresses = [address_in(m["To"]) for m in delivered]
     assert sorted(to_addresses) == sorted(_sample_addresses(project))  # a person on both lists: once
 
     status = project.status()

@@ -55,6 +55,12 @@ def service(project: Project, now: datetime) -> Service:
     return Service(load_settings(project.config_path), clock=FakeClock(now))
 
 
+def fake_clock(service: Service) -> FakeClock:
+    """The test's clock inside a service made by ``service()``, to move its time."""
+    assert isinstance(service.clock, FakeClock)
+    return service.clock
+
+
 def dispatches(project: Project, day: date) -> list[Any]:
     from dispatch.ledger import Ledger
 
@@ -144,7 +150,7 @@ def start_cron_serve() -> tuple[CronServe, Callable[[], None]]:
 
 @pytest.fixture(scope="module")
 def cron_serve() -> CronServe:
-    return started("cron_serve")  # type: ignore[no-any-return]
+    return started("cron_serve", CronServe)
 
 
 def test_serve_process_starts_and_rejects_a_bad_reload_without_stopping(project: Project, smtp_server: SMTPServer,
@@ -176,7 +182,8 @@ def test_serve_process_starts_and_rejects_a_bad_reload_without_stopping(project:
 def fires_on(trigger: Any, day: date) -> list[datetime]:
     """Every fire time on a local day, asked the way APScheduler's scheduler asks (chained)."""
     start, end = local(day, "00:00"), local(day + timedelta(days=1), "00:00")
-    fires, previous, now = [], None, start
+    fires: list[datetime] = []
+    previous, now = None, start
     while True:
         moment = trigger.get_next_fire_time(previous, now)
         if moment is None or moment.astimezone(UTC) >= end.astimezone(UTC):
@@ -231,6 +238,7 @@ def test_cron_day_of_week_keeps_cron_numbering() -> None:
     assert cron_weekdays("0") == cron_weekdays("7") == "sun"
     weekdays = send_trigger(Schedule("d", "0 14 * * 1-5", ("x",)), STOCKHOLM)
     first = weekdays.get_next_fire_time(None, local("2026-10-24", "00:00"))  # a Saturday
+    assert first is not None
     assert first.date() == date(2026, 10, 26) and first.strftime("%A") == "Monday"
 
 
@@ -338,7 +346,7 @@ def test_nothing_approved_alerts_at_the_approval_deadline_and_again_at_send_time
     assert first.message["Auto-Submitted"] == "auto-generated"
     assert "status: draft" in first.message.get_content()
 
-    keeper.clock.moment = local(DAY, "14:00")  # type: ignore[attr-defined]
+    fake_clock(keeper).moment = local(DAY, "14:00")
     keeper.run_job("send", "daily")
     assert smtp_server.handler.reports() == []
     assert dispatches(project, DAY) == []
@@ -384,7 +392,7 @@ def test_a_failing_job_is_logged_and_alerted_and_the_next_one_runs(
 
     ledger.rmdir()
     (project.root / "var/ledger.away").rename(ledger)
-    keeper.clock.moment = local(DAY, "14:05")  # type: ignore[attr-defined]
+    fake_clock(keeper).moment = local(DAY, "14:05")
     keeper.run_job("send", "daily")
     assert len(smtp_server.handler.reports()) == DISTINCT_SAMPLE_RECIPIENTS
 

@@ -72,7 +72,8 @@ def test_a_reload_that_cannot_be_applied_changes_nothing(project: Project, chang
         with pytest.raises(LedgerError if change == "unreachable ledger" else InputError) as refused:
             keeper.use(load_settings(project.config_path))
         assert keeper.settings is settings and keeper.ledger is ledger
-        shown = str(refused.value) if change == "unreachable ledger" else str(refused.value.problems[0])
+        error = refused.value
+        shown = str(error.problems[0]) if isinstance(error, InputError) else str(error)
         assert {"unknown list": "nya-chefer", "missing secret": "DISPATCH_TEST_NOT_SET",
                 "unreachable ledger": "127.0.0.1"}[change] in shown
         assert keeper.ledger.list_dispatches() == []  # the old ledger still answers

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import httpx
@@ -30,7 +31,16 @@ from conftest import ROOT, Project, copy_project, free_port, open_ledger, requir
 from consolekit import PASSWORDS, WebProcess, add_users, browser_or_skip, csrf_of, sign_in
 from dispatch import app
 from dispatch.config import Settings, load_settings
+from dispatch.config.settings import OidcSettings
 from dispatch.errors import ConsoleError
+from dispatch.values import Role
+
+if TYPE_CHECKING:
+    from http.server import ThreadingHTTPServer
+
+    import httpx2
+    from joserfc.jwk import Key
+    from starlette.testclient import TestClient
 
 OIDC = ROOT / "tests" / "oidc"
 CLIENT_ID = "dispatch-console"
@@ -397,6 +407,11 @@ def sso_settings(tmp_path: Path, **oidc: object) -> Settings:
     return load_settings(project.config_path)
 
 
+def oidc_of(settings: Settings) -> OidcSettings:
+    assert settings.web is not None and settings.web.oidc is not None, "single sign-on is configured"
+    return settings.web.oidc
+
+
 def test_the_sign_in_page_offers_the_provider_and_a_dead_provider_is_a_clear_page(tmp_path: Path) -> None:
     from starlette.testclient import TestClient
 
@@ -489,11 +504,11 @@ def test_two_provider_accounts_whose_names_clean_up_alike_never_share_one_consol
     now = datetime.now(UTC)
     issuer = "https://login.example.org"
     try:
-        first = app.sso_user(unit, "anna.b", "anna.b@example.org", "editor", now, subject=f"{issuer}|sub-1")
+        first = app.sso_user(unit, "anna.b", "anna.b@example.org", Role.EDITOR, now, subject=f"{issuer}|sub-1")
         assert first.sso_subject == f"{issuer}|sub-1"
-        assert app.sso_user(unit, "anna.b", "anna.b@example.org", "editor", now, subject=f"{issuer}|sub-1").name == "anna.b"
+        assert app.sso_user(unit, "anna.b", "anna.b@example.org", Role.EDITOR, now, subject=f"{issuer}|sub-1").name == "anna.b"
         with pytest.raises(app.SSOHeld, match=r"held as 'anna\.b-2'") as held:
-            app.sso_user(unit, "anna.b", "annab@example.org", "operator", now, subject=f"{issuer}|sub-2")
+            app.sso_user(unit, "anna.b", "annab@example.org", Role.OPERATOR, now, subject=f"{issuer}|sub-2")
         assert held.value.held == "anna.b-2"
         [entry] = [e for e in app.audit_log(unit) if e.action == "sso_held"]
         assert "the name anna.b belongs to another account" in entry.detail and "dispatch users enable anna.b-2" in entry.detail
@@ -501,11 +516,11 @@ def test_two_provider_accounts_whose_names_clean_up_alike_never_share_one_consol
         assert (users["anna.b"].role, users["anna.b"].sso_subject) == ("editor", f"{issuer}|sub-1"), "the first is untouched"
         assert users["anna.b-2"].disabled and users["anna.b-2"].sso_subject == f"{issuer}|sub-2"
         with pytest.raises(app.SSORefused, match="disabled"):  # held until an operator acts
-            app.sso_user(unit, "anna.b", "annab@example.org", "operator", now, subject=f"{issuer}|sub-2")
+            app.sso_user(unit, "anna.b", "annab@example.org", Role.OPERATOR, now, subject=f"{issuer}|sub-2")
         assert app.enable_user(unit, "anna.b-2", now, by="olle")
-        second = app.sso_user(unit, "anna.b", "annab@example.org", "operator", now, subject=f"{issuer}|sub-2")
+        second = app.sso_user(unit, "anna.b", "annab@example.org", Role.OPERATOR, now, subject=f"{issuer}|sub-2")
         assert (second.name, second.role) == ("anna.b-2", "operator"), "found by subject, under the held name"
-        renamed = app.sso_user(unit, "anna.berg", "anna.b@example.org", "editor", now, subject=f"{issuer}|sub-1")
+        renamed = app.sso_user(unit, "anna.berg", "anna.b@example.org", Role.EDITOR, now, subject=f"{issuer}|sub-1")
         assert renamed.name == "anna.b", "a name changed at the provider keeps the account (approvals are by name)"
     finally:
         unit.app.close()
@@ -517,7 +532,7 @@ def test_a_role_taken_away_at_the_provider_goes_at_the_next_refused_sign_in(tmp_
     ledger = unit.ledger
     now = datetime.now(UTC)
     try:
-        began = app.sso_user(unit, "frida", "frida@example.org", "approver", now, subject="iss|f").session_generation
+        began = app.sso_user(unit, "frida", "frida@example.org", Role.APPROVER, now, subject="iss|f").session_generation
         assert app.active_user(unit, "frida", began) is not None
         assert app.sso_no_role(unit, "frida", "iss|f", "no console role for groups []", now) == "frida"
         user = ledger.user("frida")
@@ -525,7 +540,7 @@ def test_a_role_taken_away_at_the_provider_goes_at_the_next_refused_sign_in(tmp_
         assert app.active_user(unit, "frida", began) is None, "its open sessions may do nothing more"
         assert [e.action for e in app.audit_log(unit, 2)] == ["sso_refused", "user_updated"]
         assert "role approver -> -" in app.audit_log(unit, 2)[1].detail
-        back = app.sso_user(unit, "frida", "frida@example.org", "editor", now, subject="iss|f")
+        back = app.sso_user(unit, "frida", "frida@example.org", Role.EDITOR, now, subject="iss|f")
         assert back.role == "editor" and app.active_user(unit, "frida", began) is not None, "a group given back: a role again"
         assert app.sso_no_role(unit, "nobody", "iss|n", "x", now) == "nobody" and ledger.user("nobody") is None
     finally:
@@ -543,16 +558,16 @@ class Forger:
     """An OpenID provider whose token endpoint returns ``self.id_token``, whatever it is, and whose
     discovery document lists "none" and HS256 beside RS256, as a careless or hostile one might."""
 
-    def __init__(self, issuer: str, ca_file: Path, key: object, server: object) -> None:
+    def __init__(self, issuer: str, ca_file: Path, key: Key, server: ThreadingHTTPServer) -> None:
         self.issuer, self.ca_file, self.key, self.server = issuer, ca_file, key, server
         self.id_token = ""
 
-    def signed(self, claims: dict[str, object], alg: str = "RS256", key: object | None = None) -> str:
+    def signed(self, claims: dict[str, object], alg: str = "RS256", key: Key | None = None) -> str:
         from joserfc import jwt
         from joserfc.jws import JWSRegistry
 
         header = {"alg": alg, "kid": "forger"}
-        return jwt.encode(header, claims, key or self.key, registry=JWSRegistry(algorithms=[alg]))  # type: ignore[arg-type]
+        return jwt.encode(header, claims, key or self.key, registry=JWSRegistry(algorithms=[alg]))
 
     @staticmethod
     def unsigned(claims: dict[str, object]) -> str:
@@ -625,7 +640,7 @@ def forger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Forger]:
 
 @dataclass
 class Forged:
-    client: object  # starlette.testclient.TestClient
+    client: TestClient
     project: Project
 
 
@@ -639,11 +654,11 @@ def forged_console(tmp_path: Path, forger: Forger, **oidc: object) -> Forged:
 
 
 def forged_sign_in(console: Forged, forger: Forger, next_path: str = "/history", *, alg: str = "RS256",
-                   **claims: object) -> httpx.Response:
+                   **claims: object) -> httpx2.Response:  # the TestClient's (starlette speaks httpx2)
     """Start at /auth/login, skip the provider's pages (the test is the provider), and come back
     to the callback with an ID token built from the defaults below and ``claims``; the callback's answer."""
     client = console.client
-    start = client.get("/auth/login", params={"next": next_path})  # type: ignore[attr-defined]
+    start = client.get("/auth/login", params={"next": next_path})
     assert start.status_code == 302, start.text
     query = dict(parse_qsl(urlsplit(start.headers["location"]).query))
     now = int(time.time())
@@ -661,8 +676,7 @@ def forged_sign_in(console: Forged, forger: Forger, next_path: str = "/history",
         forger.id_token = forger.signed(body, "HS256", OctKey.import_key(CLIENT_SECRET))
     else:
         forger.id_token = forger.signed(body, alg)
-    answer: httpx.Response = client.get(CALLBACK, params={"code": "forged-code", "state": query["state"]})  # type: ignore[attr-defined]
-    return answer
+    return client.get(CALLBACK, params={"code": "forged-code", "state": query["state"]})
 
 
 def forged_audit(console: Forged, action: str) -> list[app.AuditEntry]:
@@ -673,7 +687,7 @@ def test_a_well_built_forged_token_signs_in_the_control_for_the_tests_below(tmp_
     console = forged_console(tmp_path, forger)
     answer = forged_sign_in(console, forger)
     assert answer.status_code == 200 and 'url=/history"' in answer.text, answer.text
-    assert "dispatch_session" in console.client.cookies  # type: ignore[attr-defined]
+    assert "dispatch_session" in console.client.cookies
     assert user_row(console.project, "gustav_region.example.se") is not None
 
 
@@ -682,7 +696,7 @@ def test_an_unsigned_id_token_is_refused_though_the_provider_lists_none(tmp_path
     for alg in ("none", "HS256"):
         answer = forged_sign_in(console, forger, alg=alg)
         assert answer.status_code == 403 and "kunde inte slutföras" in answer.text, alg
-        assert "dispatch_session" not in console.client.cookies, alg  # type: ignore[attr-defined]
+        assert "dispatch_session" not in console.client.cookies, alg
     failed = forged_audit(console, "sso_failed")
     assert len(failed) == 2 and all("the ID token is not valid" in e.detail for e in failed), failed
     assert user_row(console.project, "gustav_region.example.se") is None
@@ -698,7 +712,7 @@ def test_the_configured_algorithms_are_the_only_ones_accepted(tmp_path: Path, fo
 def test_an_id_token_for_another_client_is_refused_though_azp_names_ours(tmp_path: Path, forger: Forger) -> None:
     console = forged_console(tmp_path, forger)
     answer = forged_sign_in(console, forger, aud="some-other-app", azp=CLIENT_ID)
-    assert answer.status_code == 403 and "dispatch_session" not in console.client.cookies  # type: ignore[attr-defined]
+    assert answer.status_code == 403 and "dispatch_session" not in console.client.cookies
     [entry] = forged_audit(console, "sso_failed")
     assert "aud" in entry.detail, entry.detail
     # Ours among several audiences (with azp ours, as Core 3.1.3.7 asks) is fine.
@@ -724,42 +738,42 @@ def test_only_a_verified_email_becomes_the_accounts_address(tmp_path: Path, forg
 def test_signing_out_of_an_sso_account_signs_out_at_the_provider_too(tmp_path: Path, forger: Forger) -> None:
     console = forged_console(tmp_path, forger)
     assert forged_sign_in(console, forger).status_code == 200
-    page = console.client.get("/history")  # type: ignore[attr-defined]
+    page = console.client.get("/history")
     assert 'action="/auth/logout"' in page.text
-    out = console.client.post("/auth/logout", data={"csrf": csrf_of(page.text)})  # type: ignore[attr-defined]
+    out = console.client.post("/auth/logout", data={"csrf": csrf_of(page.text)})
     assert out.status_code == 303
     target = urlsplit(out.headers["location"])
     assert f"{target.scheme}://{target.netloc}{target.path}" == f"{forger.issuer}/logout"
     assert dict(parse_qsl(target.query)) == {"client_id": CLIENT_ID, "post_logout_redirect_uri": "http://testserver/login",
                                              "ui_locales": "sv"}
-    assert console.client.get("/history").status_code == 303, "and out of the console"  # type: ignore[attr-defined]
+    assert console.client.get("/history").status_code == 303, "and out of the console"
     assert [e.user for e in forged_audit(console, "sign_out")] == ["gustav_region.example.se"]
-    assert console.client.post("/auth/logout", data={"csrf": "x"}).status_code in (401, 403)  # type: ignore[attr-defined]
+    assert console.client.post("/auth/logout", data={"csrf": "x"}).status_code in (401, 403)
 
 
 def test_a_local_account_signs_out_of_the_console_only(tmp_path: Path, forger: Forger) -> None:
     console = forged_console(tmp_path, forger)
     add_users(console.project, ("anna",))
-    page = console.client.get("/login")  # type: ignore[attr-defined]
-    console.client.post("/login", data={"username": "anna", "password": PASSWORDS["anna"],  # type: ignore[attr-defined]
+    page = console.client.get("/login")
+    console.client.post("/login", data={"username": "anna", "password": PASSWORDS["anna"],
                                         "csrf": csrf_of(page.text), "next": "/history"})
-    page = console.client.get("/history")  # type: ignore[attr-defined]
+    page = console.client.get("/history")
     assert page.status_code == 200, page.text
-    out = console.client.post("/auth/logout", data={"csrf": csrf_of(page.text)})  # type: ignore[attr-defined]
+    out = console.client.post("/auth/logout", data={"csrf": csrf_of(page.text)})
     assert (out.status_code, out.headers["location"]) == (303, "/login")
 
 
 def test_a_role_taken_away_at_the_provider_ends_what_the_open_session_may_do(tmp_path: Path, forger: Forger) -> None:
     console = forged_console(tmp_path, forger)
     assert forged_sign_in(console, forger).status_code == 200
-    first = dict(console.client.cookies)  # type: ignore[attr-defined]
-    assert console.client.get("/history").status_code == 200  # type: ignore[attr-defined]
+    first = dict(console.client.cookies)
+    assert console.client.get("/history").status_code == 200
     refused = forged_sign_in(console, forger, groups=["ekonomi"])
     assert refused.status_code == 403 and "ingen roll" in refused.text
     user = user_row(console.project, "gustav_region.example.se")
     assert user is not None and user.role == app.NO_ROLE
-    console.client.cookies.update(first)  # type: ignore[attr-defined]
-    assert console.client.get("/history").status_code == 303, "the session from before signs in nothing now"  # type: ignore[attr-defined]
+    console.client.cookies.update(first)
+    assert console.client.get("/history").status_code == 303, "the session from before signs in nothing now"
     assert forged_sign_in(console, forger).status_code == 200, "the group back: the role back"
     user = user_row(console.project, "gustav_region.example.se")
     assert user is not None and user.role == "editor"
@@ -768,8 +782,8 @@ def test_a_role_taken_away_at_the_provider_ends_what_the_open_session_may_do(tmp
 def test_id_token_algorithms_in_the_config_are_checked_at_their_line(tmp_path: Path) -> None:
     from dispatch.errors import InputError
 
-    assert sso_settings(tmp_path / "a").web.oidc.id_token_algorithms == ("RS256",)  # type: ignore[union-attr]
-    assert sso_settings(tmp_path / "b", id_token_algorithms="ES256").web.oidc.id_token_algorithms == ("ES256",)  # type: ignore[union-attr]
+    assert oidc_of(sso_settings(tmp_path / "a")).id_token_algorithms == ("RS256",)
+    assert oidc_of(sso_settings(tmp_path / "b", id_token_algorithms="ES256")).id_token_algorithms == ("ES256",)
     for wrong in (["RS256", "none"], "HS256", [], "rs256"):
         with pytest.raises(InputError) as problem:
             sso_settings(tmp_path / f"c{wrong!s:.3}{len(str(wrong))}", id_token_algorithms=wrong)

@@ -162,8 +162,8 @@ def test_the_file_name_must_be_the_editions_date() -> None:
 # -- render.render -----------------------------------------------------------------------------------
 
 
-def rendered(made: Edition, **options: object) -> Rendered:
-    return render(made, TEMPLATES, footer=FOOTER, **options)  # type: ignore[arg-type]
+def rendered(made: Edition, *, web_url: str | None = None, test: bool = False) -> Rendered:
+    return render(made, TEMPLATES, footer=FOOTER, web_url=web_url, test=test)
 
 
 def test_the_subject_carries_the_prefix_of_what_it_is() -> None:

@@ -6,12 +6,13 @@ import getpass
 import time
 from datetime import datetime
 from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import Project, SMTPServer, addresses, big_list, start_dispatch
+from conftest import Project, Received, SMTPServer, addresses, big_list, body_text, start_dispatch
 
 URGENT = """---
 subject: SÄS stänger akutmottagningen 16:00
@@ -29,7 +30,7 @@ def _write_urgent(project: Project, name: str = "sas-akut.md") -> Path:
     return path
 
 
-def _parsed(item):  # type: ignore[no-untyped-def]
+def _parsed(item: Received) -> EmailMessage:
     return message_from_bytes(item.data, policy=policy.default)
 
 
@@ -44,8 +45,8 @@ def test_urgent_message_has_priority_headers_prefix_banner_and_short_standing_pa
     message = _parsed(reports[0])
     assert message["Importance"] == "High" and message["X-Priority"] == "1"
     assert message["Subject"] == "BRÅDSKANDE: SÄS stänger akutmottagningen 16:00"
-    text = message.get_body(("plain",)).get_content()
-    html = message.get_body(("html",)).get_content()
+    text = body_text(message)
+    html = body_text(message, "html")
     assert text.lstrip().startswith("BRÅDSKANDE MEDDELANDE")
     assert "BRÅDSKANDE MEDDELANDE" in html
     visible = html.split('class="preheader"', 1)[1].split("</div>", 1)[1]  # after the hidden preview text
@@ -67,7 +68,7 @@ def test_normal_edition_has_no_urgent_marks(project: Project, smtp_server: SMTPS
     message = _parsed(smtp_server.handler.reports()[0])
     assert message["Importance"] is None and message["X-Priority"] is None
     assert not message["Subject"].startswith("BRÅDSKANDE")
-    assert "BRÅDSKANDE" not in message.get_body(("html",)).get_content()
+    assert "BRÅDSKANDE" not in body_text(message, "html")
 
 
 def test_urgent_send_records_the_os_user_without_by(project: Project, smtp_server: SMTPServer) -> None:
@@ -124,7 +125,7 @@ def test_urgent_overtakes_a_draining_scheduled_dispatch(project: Project, smtp_s
     assert len(ahead) <= 10, f"{len(ahead)} scheduled messages went out after the urgent dispatch existed, before it"
     assert count // batch - first_urgent >= 50, "the urgent message overtook most of the scheduled dispatch"
 
-    assert scheduled.wait(timeout=60) == 0, scheduled.stderr.read() if scheduled.stderr else ""
+    assert scheduled.wait(timeout=60) == 0, scheduled.stderr()
     scheduled_recipients = [r for r in smtp_server.handler.recipients() if r.startswith("person")]
     assert sorted(scheduled_recipients) == addresses(count)
     urgent_recipients = [
@@ -171,7 +172,7 @@ def test_revision_2_reaches_revision_1_recipients_plus_new_members_once(project:
     assert set(second_round) == (first_round - {removed.lower()}) | {"ny.chef@example.org"}
     message = _parsed(smtp_server.handler.reports()[0])
     assert message["Subject"].startswith("Rättelse: ")
-    body = message.get_body(("plain",)).get_content()
+    body = body_text(message)
     assert body.index("Återstart för SÄS är flyttad till onsdag morgon.") < body.index("Beskrivning av händelsen")
 
     status = project.status()

@@ -15,6 +15,8 @@ nothing below reads the time by itself.
 - ``accounts``, ``passwords``, ``drafting``, ``overview``: the console's people and audit
   log, signing in and out, editing an edition as a form with a live preview, and where
   things stand
+- the settings (``Settings``, ``load_settings``), re-exported for the front doors, which reach
+  the rest of the program only through this package
 """
 
 from dispatch.app.accounts import (
@@ -130,6 +132,8 @@ from dispatch.app.wiring import (
     secrets_ready,
     send_policy,
 )
+from dispatch.config import Settings, WebSettings, load_settings
+from dispatch.config.settings import OidcSettings
 from dispatch.control.content import short
 from dispatch.delivery.pipeline import Clock, Result, StoppableClock
 from dispatch.email.pasted import MAX_PASTE_BYTES, markdown_from_clipboard
@@ -168,6 +172,7 @@ __all__ = [
     "LockedChecks",
     "LongSubject",
     "MailboxError",
+    "OidcSettings",
     "Permission",
     "Prepared",
     "Recipe",
@@ -186,11 +191,13 @@ __all__ = [
     "ServeClock",
     "Service",
     "Session",
+    "Settings",
     "SignInRefused",
     "SinceApproval",
     "Status",
     "StoppableClock",
     "User",
+    "WebSettings",
     "accessibility_statement",
     "accessibility_warnings",
     "active_user",
@@ -237,6 +244,7 @@ __all__ = [
     "list_users",
     "lists_report",
     "lists_sent_before",
+    "load_settings",
     "long_subject",
     "looks_urgent",
     "mail_notice",

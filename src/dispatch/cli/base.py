@@ -20,8 +20,7 @@ import click
 from dispatch.errors import ChangeControlError, DispatchError, InputError
 
 if TYPE_CHECKING:
-    from dispatch.app import App, Session
-    from dispatch.config import Settings
+    from dispatch.app import App, Session, Settings
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
 
@@ -50,7 +49,7 @@ class Context:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            from dispatch.config import load_settings
+            from dispatch.app import load_settings
 
             try:
                 self._settings = load_settings(self.config_path)

@@ -17,8 +17,7 @@ from dispatch.errors import DispatchError, InputError, LedgerError
 from dispatch.wording import english
 
 if TYPE_CHECKING:
-    from dispatch.app import Decision, Prepared
-    from dispatch.config import Settings
+    from dispatch.app import Decision, Prepared, Settings
 
 
 @main.command()

@@ -12,21 +12,21 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dispatch.config.credentials import secret_problems
-from dispatch.config.dkim import _read_dkim
-from dispatch.config.reader import _ledger_url, _Reader
+from dispatch.config.dkim import read_dkim
+from dispatch.config.reader import Reader, read_ledger_url
 from dispatch.config.sections import (
-    _read_bounces,
-    _read_notify,
-    _read_publish,
-    _read_report,
-    _read_schedules,
-    _read_sender,
-    _read_transport,
+    read_bounces,
+    read_notify,
+    read_publish,
+    read_report,
+    read_schedules,
+    read_sender,
+    read_transport,
 )
 from dispatch.config.settings import (
-    _LEDGER_TIMEOUT_KEYS,
-    _TOP_KEYS,
     DEFAULT_RETRY_MINUTES,
+    LEDGER_TIMEOUT_KEYS,
+    TOP_KEYS,
     AccessibilitySettings,
     BounceSettings,
     DkimSettings,
@@ -41,7 +41,7 @@ from dispatch.config.settings import (
     WebSettings,
     default_templates_dir,
 )
-from dispatch.config.web import _read_accessibility, _read_web
+from dispatch.config.web import read_accessibility, read_web
 from dispatch.config.yamlsource import LineDict, load_yaml_file
 from dispatch.errors import InputError, Problem, display_path
 
@@ -50,13 +50,13 @@ def load_settings(path: Path) -> Settings:
     """Read and validate a config file; raise InputError listing every problem found."""
     path = path.resolve() if path.exists() else path
     raw = load_yaml_file(path)
-    reader = _Reader(path)
+    reader = Reader(path)
     if raw is None:
         raw = LineDict()
         raw.line, raw.key_lines = 1, {}
     if not isinstance(raw, LineDict):
         raise InputError([Problem(reader.shown, 1, "the config must be a YAML mapping of settings")])
-    reader.check_keys(raw, _TOP_KEYS)
+    reader.check_keys(raw, TOP_KEYS)
 
     zone_name = reader.text(raw, "timezone", "Europe/Stockholm")
     try:
@@ -71,7 +71,7 @@ def load_settings(path: Path) -> Settings:
     templates_dir = reader.relative(templates_value) if templates_value else default_templates_dir()
     if templates_value and templates_dir is not None and not templates_dir.is_dir():
         reader.problem(raw.line_of("templates_dir"), f"templates_dir {templates_value!r} is not a directory")
-    ledger_url = _ledger_url(reader, reader.text(raw, "ledger", "sqlite:///var/ledger.db"), raw.line_of("ledger"))
+    ledger_url = read_ledger_url(reader, reader.text(raw, "ledger", "sqlite:///var/ledger.db"), raw.line_of("ledger"))
     lease_seconds = reader.number(raw, "lease_seconds", float, 600.0, low=3,
                                   rule="a number of seconds, at least 3 (default 600)")
 
@@ -82,16 +82,16 @@ def load_settings(path: Path) -> Settings:
         reader.problem(raw.line_of("approval"), f"'approval' must be front_matter or four_eyes, not {approval!r}")
         approval = "front_matter"
 
-    sender = _read_sender(reader, raw)
-    transport = _read_transport(reader, raw)
-    report = _read_report(reader, raw)
-    publish = _read_publish(reader, raw)
-    notify = _read_notify(reader, raw)
-    schedules = _read_schedules(reader, raw)
-    bounces = _read_bounces(reader, raw)
-    web = _read_web(reader, raw)
-    accessibility = _read_accessibility(reader, raw)
-    dkim = _read_dkim(reader, raw)
+    sender = read_sender(reader, raw)
+    transport = read_transport(reader, raw)
+    report = read_report(reader, raw)
+    publish = read_publish(reader, raw)
+    notify = read_notify(reader, raw)
+    schedules = read_schedules(reader, raw)
+    bounces = read_bounces(reader, raw)
+    web = read_web(reader, raw)
+    accessibility = read_accessibility(reader, raw)
+    dkim = read_dkim(reader, raw)
     if sender.verp and transport.recipients_per_message > 1:
         # One envelope sender per message: a Bcc batch cannot carry one token per person.
         reader.problem(reader.lines.get("sender.verp", 1), "'sender.verp' needs one message per recipient: set "
@@ -125,12 +125,12 @@ def load_settings(path: Path) -> Settings:
     )
 
 
-def _read_ledger_timeouts(reader: _Reader, raw: LineDict) -> LedgerTimeouts:
-    section = reader.section(raw, "ledger_timeouts", _LEDGER_TIMEOUT_KEYS)
+def _read_ledger_timeouts(reader: Reader, raw: LineDict) -> LedgerTimeouts:
+    section = reader.section(raw, "ledger_timeouts", LEDGER_TIMEOUT_KEYS)
     defaults = LedgerTimeouts()
     values = {key: reader.number(section, key, float, getattr(defaults, key), "ledger_timeouts.", low=0, high=86400,
                                  rule=f"a number of seconds from 0 (none) to 86400 (default {getattr(defaults, key):g})")
-              for key in _LEDGER_TIMEOUT_KEYS}
+              for key in LEDGER_TIMEOUT_KEYS}
     return LedgerTimeouts(**values)
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-from dispatch.config.reader import _Reader
-from dispatch.config.settings import _DKIM_KEYS, FQDN, DkimSettings
+from dispatch.config.reader import Reader
+from dispatch.config.settings import DKIM_KEYS, FQDN, DkimSettings
 from dispatch.config.yamlsource import LineDict
 
 # RFC 6376 3.1: a selector is one or more DNS labels separated by dots.
@@ -18,8 +18,8 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 SELECTOR = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
 
 
-def _read_dkim(reader: _Reader, raw: LineDict) -> DkimSettings | None:
-    section = reader.section(raw, "dkim", _DKIM_KEYS, reported=("key", "private_key"))
+def read_dkim(reader: Reader, raw: LineDict) -> DkimSettings | None:
+    section = reader.section(raw, "dkim", DKIM_KEYS, reported=("key", "private_key"))
     if not isinstance(raw.get("dkim"), LineDict):
         return None
     p = "dkim."

@@ -11,12 +11,12 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
-from dispatch.config.settings import _CONTROL, FQDN
+from dispatch.config.settings import CONTROL_CHARACTERS, FQDN
 from dispatch.config.yamlsource import LineDict
 from dispatch.errors import Problem, display_path
 
 
-class _Reader:
+class Reader:
     """Collects every problem in a config file before reporting, so one run shows them all."""
 
     def __init__(self, path: Path) -> None:
@@ -73,9 +73,9 @@ class _Reader:
                low: float | None = None, high: float | None = None, above: float | None = None, rule: str) -> Any:
         """A finite number within the bounds (``above`` excludes its bound); else a problem and ``default``."""
         value = self.get(parent, key, kind, default, prefix)
-        if not (_finite(value) and (low is None or value >= low) and (high is None or value <= high)
+        if not (is_finite_number(value) and (low is None or value >= low) and (high is None or value <= high)
                 and (above is None or value > above)):
-            self.problem(parent.line_of(key), f"'{prefix}{key}' must be {rule}, not {_shown_number(value)}")
+            self.problem(parent.line_of(key), f"'{prefix}{key}' must be {rule}, not {shown_number(value)}")
             return default
         return value
 
@@ -86,7 +86,7 @@ class _Reader:
         if isinstance(value, str):
             if not multiline and ("\n" in value or "\r" in value):
                 self.problem(parent.line_of(key), f"'{prefix}{key}' contains a line break; keep it on one line")
-            elif _CONTROL.search(value.replace("\n", "") if multiline else value):
+            elif CONTROL_CHARACTERS.search(value.replace("\n", "") if multiline else value):
                 self.problem(parent.line_of(key), f"'{prefix}{key}' contains a control character; remove it")
         return value
 
@@ -103,7 +103,7 @@ def _article(noun: str) -> str:
     return ("an " if noun[:1] in "aeiou" else "a ") + noun
 
 
-def _finite(value: Any) -> bool:
+def is_finite_number(value: Any) -> bool:
     """A real number (not a bool) that is neither infinite, NaN, nor too large for a float."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
@@ -113,7 +113,7 @@ def _finite(value: Any) -> bool:
         return False
 
 
-def _shown_number(value: Any) -> str:
+def shown_number(value: Any) -> str:
     """A number as YAML spells it, so '.inf' in the file is '.inf' in the message."""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -122,8 +122,8 @@ def _shown_number(value: Any) -> str:
     return repr(value)
 
 
-def _parse_address(reader: _Reader, line: int, key: str, value: str) -> tuple[str, str] | None:
-    if _CONTROL.search(value):
+def parse_address(reader: Reader, line: int, key: str, value: str) -> tuple[str, str] | None:
+    if CONTROL_CHARACTERS.search(value):
         return None  # reader.text, which read the value, has reported it
     name, address = parseaddr(value)
     if "@" not in address or " " in address:
@@ -137,7 +137,7 @@ def _parse_address(reader: _Reader, line: int, key: str, value: str) -> tuple[st
     return name, address
 
 
-def _ledger_url(reader: _Reader, value: str, line: int) -> str:
+def read_ledger_url(reader: Reader, value: str, line: int) -> str:
     if value.startswith("sqlite:"):
         _sqlite_options(reader, value, line)
     if value.startswith("sqlite:///") and not value.startswith("sqlite:////"):
@@ -151,7 +151,7 @@ def _ledger_url(reader: _Reader, value: str, line: int) -> str:
     return "sqlite:///:memory:"
 
 
-def _sqlite_options(reader: _Reader, value: str, line: int) -> None:
+def _sqlite_options(reader: Reader, value: str, line: int) -> None:
     """A SQLite ledger takes one option, ``?timeout=SECONDS``: how long a write waits for a lock
     another program holds before the send stops (and says so)."""
     _, _, query = value.partition("?")
@@ -168,7 +168,7 @@ def _sqlite_options(reader: _Reader, value: str, line: int) -> None:
             reader.problem(line, f"'ledger': ?timeout= takes seconds between 0 and 3600, not {number!r}")
 
 
-def _sender_domain(raw: LineDict) -> str:
+def sender_domain(raw: LineDict) -> str:
     """The domain of sender.from as written (the sender reader checks and reports it)."""
     sender = raw.get("sender")
     value = sender.get("from") if isinstance(sender, dict) else None

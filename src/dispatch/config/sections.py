@@ -6,18 +6,18 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from dispatch.config.reader import _finite, _parse_address, _Reader, _sender_domain, _shown_number
+from dispatch.config.reader import Reader, is_finite_number, parse_address, sender_domain, shown_number
 from dispatch.config.settings import (
-    _BOUNCES_KEYS,
-    _CONTROL,
-    _PUBLISH_KEYS,
-    _REPORT_KEYS,
-    _SCHEDULE_KEYS,
-    _SENDER_KEYS,
-    _STANDING_KEYS,
-    _TRANSPORT_KEYS,
+    BOUNCES_KEYS,
+    CONTROL_CHARACTERS,
     DEFAULT_RETRY_MINUTES,
     FQDN,
+    PUBLISH_KEYS,
+    REPORT_KEYS,
+    SCHEDULE_KEYS,
+    SENDER_KEYS,
+    STANDING_KEYS,
+    TRANSPORT_KEYS,
     BounceSettings,
     PublishSettings,
     ReportSettings,
@@ -29,26 +29,26 @@ from dispatch.config.settings import (
 from dispatch.config.yamlsource import LineDict, LineList
 
 
-def _read_sender(reader: _Reader, raw: LineDict) -> Sender:
-    section = reader.section(raw, "sender", _SENDER_KEYS)
+def read_sender(reader: Reader, raw: LineDict) -> Sender:
+    section = reader.section(raw, "sender", SENDER_KEYS)
     from_value = reader.text(section, "from", "Regional rapport <rapport@example.org>", "sender.")
-    parsed = _parse_address(reader, section.line_of("from"), "sender.from", from_value) or ("", "rapport@example.org")
+    parsed = parse_address(reader, section.line_of("from"), "sender.from", from_value) or ("", "rapport@example.org")
     reply_value = reader.text(section, "reply_to", None, "sender.")
     reply_to = None
     if reply_value:
-        reply = _parse_address(reader, section.line_of("reply_to"), "sender.reply_to", reply_value)
+        reply = parse_address(reader, section.line_of("reply_to"), "sender.reply_to", reply_value)
         reply_to = reply_value if reply else None
     return_value = reader.text(section, "return_path", None, "sender.")
     return_path = None
     if return_value:
-        bounce_to = _parse_address(reader, section.line_of("return_path"), "sender.return_path", return_value)
+        bounce_to = parse_address(reader, section.line_of("return_path"), "sender.return_path", return_value)
         return_path = bounce_to[1] if bounce_to else None
     verp = bool(reader.get(section, "verp", bool, False, "sender."))
     return Sender(name=parsed[0], address=parsed[1], reply_to=reply_to, return_path=return_path, verp=verp)
 
 
-def _read_transport(reader: _Reader, raw: LineDict) -> TransportSettings:
-    section = reader.section(raw, "transport", _TRANSPORT_KEYS, reported=("password",))
+def read_transport(reader: Reader, raw: LineDict) -> TransportSettings:
+    section = reader.section(raw, "transport", TRANSPORT_KEYS, reported=("password",))
     p = "transport."
     _refuse_password(reader, section)
     kind = reader.text(section, "kind", "maildir", p)
@@ -97,14 +97,14 @@ def _read_transport(reader: _Reader, raw: LineDict) -> TransportSettings:
         retry_window_hours=reader.number(section, "retry_window_hours", float, 24.0, p, above=0,
                                          rule="a finite number of hours above 0"),
         ehlo_name=ehlo or "",
-        ehlo_fallback=_sender_domain(raw) if kind == "smtp" else "",
+        ehlo_fallback=sender_domain(raw) if kind == "smtp" else "",
     )
 
 
 _PORT_RULE = "a port number from 1 to 65535"
 
 
-def _retry_minutes(reader: _Reader, section: LineDict) -> tuple[float, ...]:
+def _retry_minutes(reader: Reader, section: LineDict) -> tuple[float, ...]:
     """transport.retry_minutes: a non-empty list of finite waits, each 0 or more."""
     retry = reader.get(section, "retry_minutes", list, list(DEFAULT_RETRY_MINUTES), "transport.")
     rule = "'transport.retry_minutes' must list minutes to wait, each a finite number 0 or more, e.g. [1, 2, 5, 10, 30]"
@@ -113,15 +113,15 @@ def _retry_minutes(reader: _Reader, section: LineDict) -> tuple[float, ...]:
         return DEFAULT_RETRY_MINUTES
     bad = False
     for index, minutes in enumerate(retry):
-        if not (_finite(minutes) and minutes >= 0):
+        if not (is_finite_number(minutes) and minutes >= 0):
             line = retry.line_of(index) if isinstance(retry, LineList) else section.line_of("retry_minutes")
-            reader.problem(line, f"{rule}, not {_shown_number(minutes)}")
+            reader.problem(line, f"{rule}, not {shown_number(minutes)}")
             bad = True
     return DEFAULT_RETRY_MINUTES if bad else tuple(float(minutes) for minutes in retry)
 
 
-def _read_report(reader: _Reader, raw: LineDict) -> ReportSettings:
-    section = reader.section(raw, "report", _REPORT_KEYS)
+def read_report(reader: Reader, raw: LineDict) -> ReportSettings:
+    section = reader.section(raw, "report", REPORT_KEYS)
     p = "report."
     title = reader.text(section, "title", "Regional rapport", p)
     standing: list[StandingSection] = []
@@ -132,7 +132,7 @@ def _read_report(reader: _Reader, raw: LineDict) -> ReportSettings:
     for index, item in enumerate(items):
         line = items.line_of(index) if isinstance(items, LineList) else section.line
         if isinstance(item, LineDict):
-            reader.check_keys(item, _STANDING_KEYS, "a standing section")
+            reader.check_keys(item, STANDING_KEYS, "a standing section")
         if not isinstance(item, dict) or not isinstance(item.get("heading"), str) or not isinstance(item.get("markdown"), str):
             reader.problem(line, "each standing section needs 'heading' (text) and 'markdown' (text)")
             continue
@@ -155,7 +155,7 @@ def _read_report(reader: _Reader, raw: LineDict) -> ReportSettings:
     )
 
 
-def _in_email(reader: _Reader, item: dict[str, object], line: int) -> bool:
+def _in_email(reader: Reader, item: dict[str, object], line: int) -> bool:
     """A standing section's ``in_email``: true (the default) or false (on the intranet page only,
     not in the edition's email). Urgent messages go by their own key, ``urgent``: what they carry
     of a section is said there, whatever the daily email does."""
@@ -168,8 +168,8 @@ def _in_email(reader: _Reader, item: dict[str, object], line: int) -> bool:
     return value
 
 
-def _read_publish(reader: _Reader, raw: LineDict) -> PublishSettings:
-    section = reader.section(raw, "publish", _PUBLISH_KEYS)
+def read_publish(reader: Reader, raw: LineDict) -> PublishSettings:
+    section = reader.section(raw, "publish", PUBLISH_KEYS)
     return PublishSettings(
         dir=reader.relative(reader.text(section, "dir", "var/intranet", "publish.")) or Path("var/intranet"),
         base_url=reader.text(section, "base_url", None, "publish."),
@@ -177,19 +177,19 @@ def _read_publish(reader: _Reader, raw: LineDict) -> PublishSettings:
     )
 
 
-def _read_notify(reader: _Reader, raw: LineDict) -> tuple[str, ...]:
+def read_notify(reader: Reader, raw: LineDict) -> tuple[str, ...]:
     value = reader.get(raw, "notify", (list, str), [])
     items = [value] if isinstance(value, str) else value
     result = []
     for item in items:
-        if not isinstance(item, str) or "@" not in item or _CONTROL.search(item):
+        if not isinstance(item, str) or "@" not in item or CONTROL_CHARACTERS.search(item):
             reader.problem(raw.line_of("notify"), f"'notify' must list email addresses, not {item!r}")
             continue
         result.append(item.strip())
     return tuple(result)
 
 
-def _read_schedules(reader: _Reader, raw: LineDict) -> tuple[Schedule, ...]:
+def read_schedules(reader: Reader, raw: LineDict) -> tuple[Schedule, ...]:
     items = reader.get(raw, "schedules", list, [])
     schedules: list[Schedule] = []
     seen: set[str] = set()
@@ -201,12 +201,12 @@ def _read_schedules(reader: _Reader, raw: LineDict) -> tuple[Schedule, ...]:
         name = item.get("name")
         cron = item.get("cron")
         lists = item.get("lists") or []
-        reader.check_keys(item, _SCHEDULE_KEYS, f"schedule {name!r}" if isinstance(name, str) else "a schedule")
+        reader.check_keys(item, SCHEDULE_KEYS, f"schedule {name!r}" if isinstance(name, str) else "a schedule")
         if not isinstance(name, str) or not name:
             reader.problem(line, "a schedule needs a 'name'")
             continue
         texts = [("name", name), ("cron", cron)] + [("lists", x) for x in (lists if isinstance(lists, list) else [])]
-        controlled = [key for key, value in texts if isinstance(value, str) and _CONTROL.search(value)]
+        controlled = [key for key, value in texts if isinstance(value, str) and CONTROL_CHARACTERS.search(value)]
         for key in dict.fromkeys(controlled):
             reader.problem(item.line_of(key), f"schedule {name!r}: '{key}' contains a line break or control character; remove it")
         if controlled:
@@ -229,7 +229,7 @@ def _read_schedules(reader: _Reader, raw: LineDict) -> tuple[Schedule, ...]:
     return tuple(schedules)
 
 
-def _refuse_password(reader: _Reader, section: LineDict) -> None:
+def _refuse_password(reader: Reader, section: LineDict) -> None:
     if "password" in section:
         reader.problem(
             section.line_of("password"),
@@ -238,9 +238,9 @@ def _refuse_password(reader: _Reader, section: LineDict) -> None:
         )
 
 
-def _read_bounces(reader: _Reader, raw: LineDict) -> BounceSettings | None:
+def read_bounces(reader: Reader, raw: LineDict) -> BounceSettings | None:
     """The contract's bounce mailbox: known keys, strings and a port; the rest is for bounce reading."""
-    section = reader.section(raw, "bounces", _BOUNCES_KEYS, reported=("password",))
+    section = reader.section(raw, "bounces", BOUNCES_KEYS, reported=("password",))
     if not isinstance(raw.get("bounces"), LineDict):
         return None
     p = "bounces."

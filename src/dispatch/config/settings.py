@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from dispatch.errors import display_path
 
 DEFAULT_RETRY_MINUTES = (1, 2, 5, 10, 30)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 # A name with at least one dot, of labels that start and end with a letter or digit; or an
 # address literal. Relays (and spam filters) look for a dot: a bare host name ('vm') fails.
 FQDN = re.compile(r"^(?=.{4,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9-]{2,63}$"
@@ -20,33 +20,33 @@ FQDN = re.compile(r"^(?=.{4,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9]
 # The keys each mapping of the config may hold; any other key is reported with the
 # nearest of these as a hint. bounces, web, sender.return_path and sender.verp are the
 # design contract's (docs: ../shared/DESIGN.md), known here before their features exist.
-_TOP_KEYS = (
+TOP_KEYS = (
     "timezone", "reports_dir", "recipients_dir", "templates_dir", "ledger", "lease_seconds", "ledger_timeouts", "approval",
     "sender", "transport", "notify", "publish", "schedules", "report", "bounces", "web", "accessibility", "dkim",
 )
-_LEDGER_TIMEOUT_KEYS = ("lock_seconds", "statement_seconds", "idle_in_transaction_seconds", "keepalive_seconds",
+LEDGER_TIMEOUT_KEYS = ("lock_seconds", "statement_seconds", "idle_in_transaction_seconds", "keepalive_seconds",
                         "connect_seconds")
-_SENDER_KEYS = ("from", "reply_to", "return_path", "verp")
-_TRANSPORT_KEYS = (
+SENDER_KEYS = ("from", "reply_to", "return_path", "verp")
+TRANSPORT_KEYS = (
     "kind", "path", "host", "port", "security", "username", "password_env", "password_file", "auth",
     "token_command", "ca_file", "connections", "rate_per_minute", "recipients_per_message",
     "timeout_seconds", "retry_minutes", "retry_window_hours", "ehlo_name",
 )
-_REPORT_KEYS = ("title", "subject", "headline_subject", "preheader", "list_id", "standing_sections")
-_STANDING_KEYS = ("heading", "markdown", "urgent", "in_email")
-_PUBLISH_KEYS = ("dir", "base_url", "on_send")
-_DKIM_KEYS = ("domain", "selector", "key_file")
-_SCHEDULE_KEYS = ("name", "cron", "lists", "deadline", "approval_deadline")
-_BOUNCES_KEYS = (
+REPORT_KEYS = ("title", "subject", "headline_subject", "preheader", "list_id", "standing_sections")
+STANDING_KEYS = ("heading", "markdown", "urgent", "in_email")
+PUBLISH_KEYS = ("dir", "base_url", "on_send")
+DKIM_KEYS = ("domain", "selector", "key_file")
+SCHEDULE_KEYS = ("name", "cron", "lists", "deadline", "approval_deadline")
+BOUNCES_KEYS = (
     "host", "port", "security", "username", "password_env", "password_file", "auth", "token_command",
     "ca_file", "folder", "processed_folder", "quarantine_folder", "max_message_bytes", "interval_minutes",
 )
-_WEB_KEYS = ("listen", "base_url", "idle_minutes", "absolute_hours", "session_secret_env", "session_secret_file",
+WEB_KEYS = ("listen", "base_url", "idle_minutes", "absolute_hours", "session_secret_env", "session_secret_file",
              "forwarded_allow_ips", "local_accounts", "password_hashing", "password_check_memory_mb", "oidc")
 # The argon2id profiles for console passwords (app.passwords makes the hashers): "standard" is
 # RFC 9106's second recommended profile, "light" OWASP's minimum for argon2id.
 PASSWORD_HASHING = ("standard", "light")
-_OIDC_KEYS = ("issuer", "client_id", "client_secret_env", "client_secret_file", "claim", "roles", "scopes", "ca_file",
+OIDC_KEYS = ("issuer", "client_id", "client_secret_env", "client_secret_file", "claim", "roles", "scopes", "ca_file",
               "label", "id_token_algorithms")
 # The ID token signatures web.oidc.id_token_algorithms may name: the provider's published keys
 # verify them. Never "none" (no signature), nor HS256 and kin (keyed with the client secret,
@@ -206,8 +206,8 @@ class WebSettings:
         return bool(self.base_url and self.base_url.startswith("https://"))
 
 
-_ACCESSIBILITY_KEYS = ("organisation", "contact_email", "contact_phone", "response_days", "known_gaps", "assessed",
-                       "reviewed")
+ACCESSIBILITY_KEYS = ("organisation", "contact_email", "contact_phone", "response_days", "known_gaps", "assessed",
+                      "reviewed")
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from datetime import date
 
-from dispatch.config.reader import _Reader
+from dispatch.config.reader import Reader
 from dispatch.config.settings import (
-    _ACCESSIBILITY_KEYS,
-    _OIDC_KEYS,
-    _WEB_KEYS,
+    ACCESSIBILITY_KEYS,
     OIDC_ALGORITHMS,
+    OIDC_KEYS,
     PASSWORD_HASHING,
+    WEB_KEYS,
     AccessibilitySettings,
     OidcSettings,
     WebSettings,
@@ -21,9 +21,9 @@ from dispatch.config.yamlsource import LineDict, LineList
 from dispatch.values import Role
 
 
-def _read_web(reader: _Reader, raw: LineDict) -> WebSettings | None:
+def read_web(reader: Reader, raw: LineDict) -> WebSettings | None:
     """The contract's editor console: known keys, strings, and a listen address HOST:PORT."""
-    section = reader.section(raw, "web", _WEB_KEYS)
+    section = reader.section(raw, "web", WEB_KEYS)
     if not isinstance(raw.get("web"), LineDict):
         return None
     listen = reader.text(section, "listen", "127.0.0.1:8025", "web.")
@@ -50,7 +50,7 @@ def _read_web(reader: _Reader, raw: LineDict) -> WebSettings | None:
     )
 
 
-def _read_password_hashing(reader: _Reader, section: LineDict) -> str:
+def _read_password_hashing(reader: Reader, section: LineDict) -> str:
     profile = reader.text(section, "password_hashing", "standard", "web.")
     if profile not in PASSWORD_HASHING:
         reader.problem(section.line_of("password_hashing"),
@@ -59,10 +59,10 @@ def _read_password_hashing(reader: _Reader, section: LineDict) -> str:
     return str(profile)
 
 
-def _read_oidc(reader: _Reader, web: LineDict) -> OidcSettings | None:
+def _read_oidc(reader: Reader, web: LineDict) -> OidcSettings | None:
     """web.oidc, single sign-on: where the provider is, who the console is to it, where its
     secret is kept (never the secret itself), and which claim values give which role."""
-    section = reader.section(web, "oidc", _OIDC_KEYS, "web.", reported=("client_secret",))
+    section = reader.section(web, "oidc", OIDC_KEYS, "web.", reported=("client_secret",))
     if not isinstance(web.get("oidc"), LineDict):
         return None
     p = "web.oidc."
@@ -98,7 +98,7 @@ def _read_oidc(reader: _Reader, web: LineDict) -> OidcSettings | None:
     )
 
 
-def _oidc_algorithms(reader: _Reader, section: LineDict) -> tuple[str, ...]:
+def _oidc_algorithms(reader: Reader, section: LineDict) -> tuple[str, ...]:
     """web.oidc.id_token_algorithms: one name or a list, each a signature the provider's keys
     verify (OIDC_ALGORITHMS); default RS256, which every provider supports. Each wrong name is
     reported at its own line."""
@@ -118,7 +118,7 @@ def _oidc_algorithms(reader: _Reader, section: LineDict) -> tuple[str, ...]:
     return tuple(good) if good and len(good) == len(names) else ("RS256",)
 
 
-def _oidc_roles(reader: _Reader, section: LineDict, at: int) -> tuple[tuple[str, str], ...]:
+def _oidc_roles(reader: Reader, section: LineDict, at: int) -> tuple[tuple[str, str], ...]:
     """web.oidc.roles: claim value -> editor, approver or operator, each problem at its line."""
     roles = reader.get(section, "roles", dict, None, "web.oidc.")
     if not roles:
@@ -140,9 +140,9 @@ def _oidc_roles(reader: _Reader, section: LineDict, at: int) -> tuple[tuple[str,
     return tuple(mapped)
 
 
-def _read_accessibility(reader: _Reader, raw: LineDict) -> AccessibilitySettings:
+def read_accessibility(reader: Reader, raw: LineDict) -> AccessibilitySettings:
     """The organisation's details for the accessibility statement."""
-    section = reader.section(raw, "accessibility", _ACCESSIBILITY_KEYS)
+    section = reader.section(raw, "accessibility", ACCESSIBILITY_KEYS)
     p = "accessibility."
     gaps = reader.get(section, "known_gaps", list, [], p)
     if not all(isinstance(gap, str) and gap.strip() for gap in gaps):
@@ -165,7 +165,7 @@ def _read_accessibility(reader: _Reader, raw: LineDict) -> AccessibilitySettings
     )
 
 
-def _date(reader: _Reader, section: LineDict, key: str) -> date | None:
+def _date(reader: Reader, section: LineDict, key: str) -> date | None:
     value = reader.get(section, key, (date, str), None, "accessibility.")
     if isinstance(value, str):
         try:

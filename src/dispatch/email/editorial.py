@@ -59,7 +59,7 @@ def check(body: str, first_line: int, path: str, *, urgent: bool = False) -> lis
     heading_lines: set[int] = set()
     reported: set[tuple[int, str]] = set()
 
-    tokens = markup._parser().parse(body)
+    tokens = markup.markdown_parser().parse(body)
     for index, token in enumerate(tokens):
         if token.type == "heading_open" and token.tag == "h1" and token.map:
             found.append((token.map[0], _top_level_heading(token, tokens[index + 1])))
@@ -247,7 +247,7 @@ def _plain_after(text: str, at: int) -> str:
 
 def _display(href: str) -> str:
     # markdown-it percent-encodes 'å' and friends; show the address as the editor wrote it.
-    return markup._parser().normalizeLinkText(href)
+    return markup.markdown_parser().normalizeLinkText(href)
 
 
 def _shorten(text: str) -> str:

@@ -28,7 +28,7 @@ Mark: TypeAlias = str | tuple[str, ...] | None
 
 
 @lru_cache(maxsize=1)
-def _parser() -> MarkdownIt:
+def markdown_parser() -> MarkdownIt:
     """What the editor wrote, without linkify: the editorial checks read the source through
     this one, so a bare address inside a broken link does not split the text they quote."""
     # "commonmark" with html off: raw HTML becomes escaped text. Tables are not

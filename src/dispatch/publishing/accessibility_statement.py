@@ -14,15 +14,15 @@ from pathlib import Path
 
 from dispatch.config.settings import AccessibilitySettings
 from dispatch.publishing.atomic import Replace
-from dispatch.publishing.intranet import INDEX, _render, publish_page, web_templates_dir
+from dispatch.publishing.intranet import INDEX, publish_page, render_template, web_templates_dir
 
 PAGE = "tillganglighet.html"
 
 
 def statement_body(accessibility: AccessibilitySettings, service: str, email_templates_dir: Path, updated: date) -> str:
     """The statement's text (HTML, escaped), without a page around it."""
-    return _render(web_templates_dir(email_templates_dir), "statement.html",
-                   {"a": accessibility, "service": service, "updated": updated.isoformat()})
+    return render_template(web_templates_dir(email_templates_dir), "statement.html",
+                             {"a": accessibility, "service": service, "updated": updated.isoformat()})
 
 
 def write_statement(accessibility: AccessibilitySettings, service: str, email_templates_dir: Path, directory: Path,
@@ -30,5 +30,5 @@ def write_statement(accessibility: AccessibilitySettings, service: str, email_te
     """``tillganglighet.html`` in the intranet copy's directory."""
     templates = web_templates_dir(email_templates_dir)
     body = statement_body(accessibility, service, email_templates_dir, updated)
-    page = _render(templates, PAGE, {"service": service, "body": body, "index_href": INDEX})
+    page = render_template(templates, PAGE, {"service": service, "body": body, "index_href": INDEX})
     return publish_page(directory, PAGE, page.encode("utf-8"), "the accessibility statement", replace=replace)

@@ -121,7 +121,7 @@ def _time_label(moment: datetime) -> str:
     return f"{moment:%Y-%m-%d} klockan {moment:%H:%M}"
 
 
-def _render(templates_dir: Path, name: str, values: Mapping[str, Any]) -> str:
+def render_template(templates_dir: Path, name: str, values: Mapping[str, Any]) -> str:
     try:
         return _environment(templates_dir).get_template(name).render(values)
     except TemplateError as exc:
@@ -132,7 +132,7 @@ def _render(templates_dir: Path, name: str, values: Mapping[str, Any]) -> str:
 def render_page(edition: Edition, templates_dir: Path, now: datetime) -> str:
     """The edition as a web page. ``now`` (local time) is the publication time shown."""
     heading = edition.subject if edition.urgent else _heading(edition.date)
-    return _render(templates_dir, PAGE_TEMPLATE, {
+    return render_template(templates_dir, PAGE_TEMPLATE, {
         "title": edition.title,
         "heading": heading,
         "date": edition.date.isoformat(),
@@ -153,7 +153,7 @@ def render_page(edition: Edition, templates_dir: Path, now: datetime) -> str:
 
 
 def render_index(title: str, entries: Sequence[Entry], templates_dir: Path, now: datetime) -> str:
-    return _render(templates_dir, INDEX_TEMPLATE, {
+    return render_template(templates_dir, INDEX_TEMPLATE, {
         "title": title,
         "editions": entries,
         "updated": now.isoformat(timespec="seconds"),

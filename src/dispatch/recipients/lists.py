@@ -33,7 +33,7 @@ from dispatch.errors import InputError, Problem, display_path
 from dispatch.models import Recipient
 
 # AddressError and normalise are re-exported: callers resolve lists and single addresses here.
-from dispatch.recipients.addresses import _CONTROL, _fold, escape_controls
+from dispatch.recipients.addresses import CONTROL_CHARACTERS, escape_controls, fold_trimmed
 from dispatch.recipients.addresses import AddressError as AddressError
 from dispatch.recipients.addresses import normalise as normalise
 
@@ -197,7 +197,7 @@ def _load_list(directory: Path, name: str, result: Resolution, fatal: list[Probl
     seen_here: set[str] = set()
     recipients = result.recipients
     suppressed = result.suppressed
-    control = _CONTROL.search
+    control = CONTROL_CHARACTERS.search
 
     def add(email: str, name: str, line: int) -> None:
         # Hot loop for large CSV files: no per-row objects unless the row is kept.
@@ -208,7 +208,7 @@ def _load_list(directory: Path, name: str, result: Resolution, fatal: list[Probl
             _invalid(result, view, email, "", Problem.of(shown, line, what))
             return
         try:
-            address, key = _fold(email)
+            address, key = fold_trimmed(email)
         except AddressError as exc:
             _invalid(result, view, email, name, Problem.of(shown, line, "recipients.invalid_address",
                                                           address=repr(shorten(email)), detail=exc.fact))
@@ -314,7 +314,7 @@ def _yaml_entries(path: Path, shown: str, fatal: list[Problem], add: Callable[[s
         return []
     title = data.get("name")
     if isinstance(title, str) and title.strip():
-        if _CONTROL.search(title):
+        if CONTROL_CHARACTERS.search(title):
             # The list name can become the To header of a Bcc batch.
             result.problems.append(Problem.of(shown, data.line_of("name"), "recipients.control_character_in_list_name"))
         else:

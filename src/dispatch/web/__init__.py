@@ -27,7 +27,6 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dispatch import app
-from dispatch.config import Settings, WebSettings
 from dispatch.errors import ConsoleError
 from dispatch.web import editor, operations, pages, password, sso
 from dispatch.web.checks import PasswordChecks
@@ -37,11 +36,11 @@ from dispatch.web.sessions import Sessions, load_secret
 LOG = logging.getLogger("dispatch.web")
 
 
-def create_console(settings: Settings, *, clock: app.Clock | None = None, application: app.App | None = None) -> Starlette:
+def create_console(settings: app.Settings, *, clock: app.Clock | None = None, application: app.App | None = None) -> Starlette:
     """The console as an ASGI application (the tests and ``bench/console.py`` serve it too).
     ``application``: the process's App when it has one already (the service hosting the
     console); else the console makes its own."""
-    web = settings.web or WebSettings()
+    web = settings.web or app.WebSettings()
     application = application or app.App(settings, clock)  # the process's one App: one engine
     application.database()  # opened now: a ledger that cannot serve stops the console as it starts
 
@@ -115,16 +114,16 @@ class SecurityHeaders:
         await self.asgi(scope, receive, with_headers)
 
 
-def console_server(settings: Settings, listen: str, **options: Any) -> uvicorn.Server:
+def console_server(settings: app.Settings, listen: str, **options: Any) -> uvicorn.Server:
     """A uvicorn server for the console on ``listen`` (HOST:PORT), not started."""
     return _server(create_console(settings, **options), settings, listen)
 
 
-def _server(application: Starlette, settings: Settings, listen: str) -> uvicorn.Server:
+def _server(application: Starlette, settings: app.Settings, listen: str) -> uvicorn.Server:
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
         raise ConsoleError(f"--listen must be HOST:PORT, not {listen!r}")
-    web = settings.web or WebSettings()
+    web = settings.web or app.WebSettings()
     config = uvicorn.Config(
         application, host=host.strip("[]"), port=int(port), log_level="warning",
         proxy_headers=bool(web.forwarded_allow_ips), forwarded_allow_ips=web.forwarded_allow_ips or "127.0.0.1",
@@ -133,7 +132,7 @@ def _server(application: Starlette, settings: Settings, listen: str) -> uvicorn.
     return uvicorn.Server(config)
 
 
-def run_console(settings: Settings, listen: str) -> int:
+def run_console(settings: app.Settings, listen: str) -> int:
     """``dispatch web``: serve the console in the foreground until SIGINT/SIGTERM; 0 after a
     clean stop (the sends it runs stop as a stopped send does), 1 if it cannot start.
 
@@ -162,7 +161,7 @@ def run_console(settings: Settings, listen: str) -> int:
 class HostedConsole:
     """The console inside another process (``dispatch serve``): uvicorn in a thread."""
 
-    def __init__(self, settings: Settings, listen: str, application: app.App | None = None) -> None:
+    def __init__(self, settings: app.Settings, listen: str, application: app.App | None = None) -> None:
         """``application``: the hosting process's App (closed by its owner, after the jobs
         that still use it); without one the console makes its own and closes it."""
         self.own_app = application is None

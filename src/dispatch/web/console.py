@@ -29,9 +29,21 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from dispatch.app import AddressLimits, App, AuditEntry, Clock, LockedChecks, Permission, Runs, User, active_user, audit
+from dispatch.app import (
+    AddressLimits,
+    App,
+    AuditEntry,
+    Clock,
+    LockedChecks,
+    Permission,
+    Runs,
+    Settings,
+    User,
+    WebSettings,
+    active_user,
+    audit,
+)
 from dispatch.app import Session as Unit
-from dispatch.config import Settings, WebSettings
 from dispatch.errors import DispatchError
 from dispatch.values import DispatchLabel, Fact
 from dispatch.web.checks import PasswordChecks

@@ -118,11 +118,11 @@ async def preview(request: Request, visit: Visit) -> Response:
     console = visit.console
     result = await console.unit(lambda unit: app.preview_draft(unit, day, fields, body, visit.now))
     preview_id = console.keep_preview(visit.me.name, result.html, day.isoformat()) if result.html else None
-    problems = [_located(problem, result) for problem in result.problems]
+    problems = [located_problem(problem, result) for problem in result.problems]
     return visit.render("preview.html", result=result, preview_id=preview_id, problems=problems, day=day)
 
 
-def _located(problem: Problem, result: app.DraftPreview) -> dict[str, object]:
+def located_problem(problem: Problem, result: app.DraftPreview) -> dict[str, object]:
     """Where a problem is in the form: a line of the body, or a field."""
     line = problem.line
     anchor, label = "", ""

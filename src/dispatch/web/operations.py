@@ -23,7 +23,7 @@ from dispatch.app import Permission
 from dispatch.errors import DispatchError, InputError
 from dispatch.values import Fact, Progress, RunState
 from dispatch.web.console import Visit, not_found, page
-from dispatch.web.editor import _located, done_then_back, edition_day
+from dispatch.web.editor import done_then_back, edition_day, located_problem
 from dispatch.web.swedish import (
     NOTHING,
     say_duration,
@@ -241,7 +241,7 @@ async def urgent_preview(request: Request, visit: Visit) -> Response:
     fields = app.urgent_fields(subject, lists, visit.me.name)
     result = await console.unit(lambda unit: app.preview_draft(unit, visit.now.date(), fields, body, visit.now,
                                                                urgent_file=path))
-    problems = [_located(problem, result) for problem in result.problems]
+    problems = [located_problem(problem, result) for problem in result.problems]
     if not lists:
         problems.insert(0, {"message": "Välj minst en mottagarlista.", "anchor": "", "label": "", "line": None})
     preview_id = console.keep_preview(visit.me.name, result.html, "urgent") if result.html else None

@@ -37,7 +37,7 @@ async def healthz(request: Request) -> Response:
     return PlainTextResponse("ok")
 
 
-def _safe_next(target: str | None) -> str:
+def safe_next(target: str | None) -> str:
     # Only a path on this console: never an open redirect to another site. Judged as a browser
     # will read it: URL parsers drop tab, CR and LF wherever they are ("/\t/evil.example" is
     # "//evil.example", another host) and read "\\" as "/", so any control character is refused.
@@ -51,7 +51,7 @@ async def login(request: Request) -> Response:
     console: Console = request.app.state.console
     now = console.now()
     token = console.sessions.sign_in_token(request)
-    target = _safe_next(request.query_params.get("next"))
+    target = safe_next(request.query_params.get("next"))
     if request.method == "GET":
         if await console.signed_in(request, now) is not None:
             return RedirectResponse(target, status_code=303)  # signed in already: on to where they were going
@@ -65,7 +65,7 @@ async def login(request: Request) -> Response:
         return forbidden(console, "Inloggningsformuläret saknar giltig säkerhetstoken. Ladda om sidan och försök igen.")
     if not console.web.local_accounts:
         return forbidden(console, "Inloggning med lokala konton är avstängd.")
-    target = _safe_next(values.get("next"))
+    target = safe_next(values.get("next"))
     # The client's address as uvicorn gives it: the reverse proxy's X-Forwarded-For when
     # web.forwarded_allow_ips trusts the proxy, else the connection's own address.
     remote = request.client.host if request.client else ""

@@ -25,8 +25,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from starlette.requests import Request
 from starlette.responses import Response
 
-from dispatch.app import state_dir
-from dispatch.config import WebSettings
+from dispatch.app import WebSettings, state_dir
 from dispatch.errors import ConsoleError
 
 COOKIE = "dispatch_session"

@@ -35,13 +35,11 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from dispatch import app
-from dispatch.config import WebSettings
-from dispatch.config.settings import OidcSettings
 from dispatch.errors import ConsoleError
 from dispatch.values import Fact
 from dispatch.web import pages
 from dispatch.web.console import Console, forbidden, render
-from dispatch.web.pages import _safe_next
+from dispatch.web.pages import safe_next
 from dispatch.web.sessions import load_secret
 
 LOG = logging.getLogger("dispatch.web.sso")
@@ -51,7 +49,7 @@ FLOW_SECONDS = 15 * 60  # time to sign in at the provider (MFA included) before 
 MAX_DETAIL = 400  # claim values in the audit log: Entra ID can send a couple of hundred groups
 
 
-def middleware(web: WebSettings) -> list[Middleware]:
+def middleware(web: app.WebSettings) -> list[Middleware]:
     """authlib keeps the flow's state, nonce and PKCE verifier in ``request.session``: a cookie of
     its own, signed with the console's key (Starlette's salt is not the console sessions', so one
     cookie can never pass for the other), sent only to /auth/*, and SameSite=Lax because the
@@ -88,7 +86,7 @@ class _Client(StarletteOAuth2App):  # type: ignore[misc]
 class SingleSignOn:
     """One provider, one client registration, for the life of the console."""
 
-    def __init__(self, web: WebSettings, oidc: OidcSettings) -> None:
+    def __init__(self, web: app.WebSettings, oidc: app.OidcSettings) -> None:
         self.web = web
         self.oidc = oidc
         self._secret = app.read_oidc_secret(oidc)  # at start-up: a missing secret stops `dispatch web` there
@@ -115,7 +113,7 @@ class SingleSignOn:
         would stop a form whose answer redirects to the provider."""
         console: Console = request.app.state.console
         request.session.clear()  # one flow at a time per browser: an abandoned one is forgotten
-        request.session["next"] = _safe_next(request.query_params.get("next"))
+        request.session["next"] = safe_next(request.query_params.get("next"))
         try:
             metadata = await self.client.load_server_metadata()
             issuer = str(metadata.get("issuer", ""))
@@ -136,7 +134,7 @@ class SingleSignOn:
         console: Console = request.app.state.console
         now = console.now()
         remote = request.client.host if request.client else ""
-        target = _safe_next(request.session.get("next"))
+        target = safe_next(request.session.get("next"))
         try:
             metadata = await self.client.load_server_metadata()
             # The issuer, and an audience that includes us: authlib alone accepts a token for
