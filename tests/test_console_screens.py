@@ -196,9 +196,14 @@ def test_history_recipients_and_the_log_fit_a_phone_with_labels_not_names(
         save_over_http(web.base, "anna", TOMORROW, BODY)  # the log: sign-ins and a save besides the sends
         page = phone(chromium)
         browser_sign_in(page, web.base, "olle", "/history")
-        for path, wanted in (("/history", "Rapporten"), ("/recipients", "Politisk ledning"), ("/audit", "mottagare")):
+        for path, wanted, rows in (("/history", "Rapporten", 5), ("/recipients", "Politisk ledning", 2),
+                                   ("/audit", "mottagare", 10)):
             page.goto(web.base + path)  # type: ignore[attr-defined]
             assert wanted in page.inner_text("main")  # type: ignore[attr-defined]
+            assert page.locator("tbody tr").count() >= rows, f"{path}: real data in it"  # type: ignore[attr-defined]
+            if os.environ.get("DISPATCH_SCREENS_DIR"):  # the figures, for a person to read
+                print(path, page.evaluate("() => [document.querySelectorAll('*').length, document.documentElement.scrollWidth,"  # type: ignore[attr-defined]
+                                          " document.querySelectorAll('tbody tr').length]"))
             wide = page.evaluate(WIDER_THAN_THEIR_BOX)  # type: ignore[attr-defined]
             assert wide == [], f"{path}: these scroll sideways at 375 px: {wide}"
             shown = page.inner_text("body")  # type: ignore[attr-defined]  # collapsed <details> are not rendered
