@@ -25,7 +25,7 @@ import pytest
 import consolekit
 from conftest import STOCKHOLM, Project, SMTPServer, write_edition
 from consolekit import WebProcess, add_users, browser_sign_in, csrf_of, sign_in
-from dispatch.control.diff import Change, diff_edition, word_runs
+from dispatch.control.diff import Change, around_changes, diff_edition, word_runs
 from test_accessibility import AXE, axe_violations
 
 TOMORROW = (datetime.now(STOCKHOLM) + timedelta(days=1)).date()
@@ -55,6 +55,17 @@ def test_a_phrase_changed_is_one_struck_phrase_and_one_new_one() -> None:
         (Change.REMOVED, "går enligt plan"), (Change.ADDED, "är försenad till onsdag")]
     assert "".join(r.text for r in runs if r.change is not Change.ADDED) == old
     assert "".join(r.text for r in runs if r.change is not Change.REMOVED) == new
+
+
+def test_a_long_text_is_shown_as_its_changes_with_a_few_lines_around_each() -> None:
+    old = "".join(f"- Punkt {n}.\n" for n in range(1, 31))
+    new = old.replace("Punkt 15.", "Punkt femton.")
+    changes = diff_edition({}, old, {}, new)
+    shown = changes.excerpt
+    assert [r.elided for r in shown if r.elided] == [12, 13]  # 30 lines: 2 above, 2 below the changed one
+    text = "".join(r.text for r in shown if r.change is not Change.REMOVED)
+    assert text == "- Punkt 13.\n- Punkt 14.\n- Punkt femton.\n- Punkt 16.\n- Punkt 17.\n"
+    assert around_changes(word_runs("a\nb\n", "a\nc\n")) == word_runs("a\nb\n", "a\nc\n"), "a short text is whole"
 
 
 def test_fields_are_compared_by_key_and_who_wrote_it_or_its_status_is_not_a_change() -> None:

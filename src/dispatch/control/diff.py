@@ -33,10 +33,12 @@ class Change(Enum):
 
 @dataclass(frozen=True)
 class Run:
-    """A stretch of text that stayed, went or came."""
+    """A stretch of text that stayed, went or came; ``elided``: lines of a kept stretch left out
+    between its beginning and its end (``around_changes``)."""
 
     change: Change
     text: str
+    elided: int = 0
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,11 @@ class TextDiff:
     @property
     def body_changed(self) -> bool:
         return any(run.change is not Change.KEPT for run in self.runs)
+
+    @property
+    def excerpt(self) -> tuple[Run, ...]:
+        """The body's runs as a screen shows them: the changes with a few lines around each."""
+        return around_changes(self.runs)
 
 
 def tokens(text: str) -> list[str]:
@@ -105,6 +112,30 @@ def _spans(opcodes: Sequence[tuple[str, int, int, int, int]], before: list[str])
         else:
             spans.append((kept, a1, a2, b1, b2))
     return spans
+
+
+def around_changes(runs: tuple[Run, ...], context: int = 2) -> tuple[Run, ...]:
+    """The runs with each long unchanged stretch cut to ``context`` lines on either side of a
+    change (none before the first change, none after the last): what changed, in its place,
+    without reading the whole text again. Each cut says how many lines it left out."""
+    shown: list[Run] = []
+    for index, run in enumerate(runs):
+        if run.change is not Change.KEPT:
+            shown.append(run)
+            continue
+        lines = run.text.split("\n")
+        keep_head = context + 1 if index > 0 else 0  # the rest of the changed line, and the lines after it
+        keep_tail = context + 1 if index < len(runs) - 1 else 0  # the lines before the next change, and its own start
+        if len(lines) <= keep_head + keep_tail + 1:
+            shown.append(run)
+            continue
+        head = "\n".join(lines[:keep_head]) + "\n" if keep_head else ""
+        tail = "\n".join(lines[len(lines) - keep_tail:]) if keep_tail else ""
+        ends_with_newline = not keep_tail and lines[-1] == ""  # the text's last line break starts no line
+        shown.append(Run(Change.KEPT, head, len(lines) - keep_head - keep_tail - ends_with_newline))
+        if tail:
+            shown.append(Run(Change.KEPT, tail))
+    return tuple(shown)
 
 
 def field_changes(old: Mapping[str, str], new: Mapping[str, str], order: tuple[str, ...] = ()) -> tuple[FieldChange, ...]:
