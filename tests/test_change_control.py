@@ -346,6 +346,8 @@ def test_history_status_and_export_by_date(project: Project) -> None:
     assert first["approved_by"] == "status: approved (front matter)" and len(first["content_hash"]) == 64
     text = run_ok(project, "history").stdout
     assert first["dispatch"] in text and first["content_hash"][:12] in text and first["content_hash"] not in text
+    assert "  finished 20" in text, "a finished dispatch says when it finished"
+    assert "finished not finished" not in text
     assert history_since(project, "2024-11-18") == []
 
     by_date = project.status("2024-11-17")

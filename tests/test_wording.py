@@ -187,7 +187,7 @@ def test_a_front_matter_approval_is_a_flag_and_each_front_door_words_it(tmp_path
     for found in (record, memory):
         assert found is not None and found.by_front_matter and found.approved_by is None, "no person's name"
         assert export_document(found, {}, [], [])["approved_by"] == "status: approved (front matter)", "the contract"
-    assert swedish(Fact.of("approval.by_front_matter")) == "godkänd med status Godkänd i rapporten"
+    assert swedish(Fact.of("approval.by_front_matter")) == "statusfältet i rapporten (ingen andra granskare)"
 
 
 def test_every_wording_fills_in_in_both_languages() -> None:

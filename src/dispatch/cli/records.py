@@ -99,10 +99,10 @@ def history(app: Context, since: date | None, as_json: bool) -> None:
     for entry in entries:
         counts = entry["counts"]
         started = local(parse_time(entry["started_at"]), app)
-        finished = local(parse_time(entry["finished_at"]), app) if entry["finished_at"] else "not finished"
+        finished = f"finished {local(parse_time(entry['finished_at']), app)}" if entry["finished_at"] else "not finished"
         click.echo(f"{entry['dispatch']}  {entry['subject']}")
         click.echo(f"  content {short(entry['content_hash'])}  by {entry['created_by'] or '-'}  approved by "
-                   f"{entry['approved_by'] or '-'}  started {started}  finished {finished}")
+                   f"{entry['approved_by'] or '-'}  started {started}  {finished}")
         click.echo("  " + "  ".join(f"{state} {count}" for state, count in counts.items() if count))
 
 
