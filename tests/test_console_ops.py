@@ -285,8 +285,11 @@ def test_a_correction_shows_the_diff_needs_text_and_approval_and_reaches_revisio
         editor.get_by_label("Innehåll").fill(BODY.replace("går enligt plan", "är försenad till onsdag"))
         expect(editor.locator("#problems")).to_contain_text("skriv i fältet Rättelse", timeout=10_000)  # required
         editor.get_by_role("button", name="Spara").click()
-        expect(editor.locator("details.diff")).to_contain_text("-- Återstarten av journalsystemet på SÄS går enligt plan.")
-        expect(editor.locator("details.diff")).to_contain_text("+- Återstarten av journalsystemet på SÄS är försenad till onsdag.")
+        # Against what was sent, word by word (issue 32: no longer a unified diff of the file with its YAML).
+        expect(editor.locator("details.diff del")).to_contain_text(["går enligt plan"])
+        expect(editor.locator("details.diff ins")).to_contain_text(["är försenad till onsdag"])
+        expect(editor.locator("details.diff dt")).to_contain_text(["Version"])
+        assert "status:" not in editor.locator("details.diff").inner_text()
         refused = olle.get(f"/editions/{DAY.isoformat()}/send")
         assert refused.status_code == 409, "no correction text, no approval: it cannot be sent"
 

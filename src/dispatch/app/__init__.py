@@ -71,6 +71,7 @@ from dispatch.app.drafting import (
     Saved,
     SentDiff,
     compose,
+    diff_texts,
     open_draft,
     preview_draft,
     save_draft,
@@ -118,6 +119,7 @@ from dispatch.app.records import Status, approval_history, edition_note, export,
 from dispatch.app.runs import Confirmation, Recipe, Run, Runs, confirm, recipe_for, retry_waiting_now
 from dispatch.app.scheduled import Job, ServeClock, Service, schedule_jobs
 from dispatch.app.sending import duration, mail_notice, notify_summary, plan_for, plan_line, send, send_plan
+from dispatch.app.since import SinceApproval, since_approval
 from dispatch.app.timetable import Due, check_schedules
 from dispatch.app.urgent import urgent_fields, urgent_path, write_urgent
 from dispatch.app.wiring import (
@@ -191,6 +193,7 @@ __all__ = [
     "Session",
     "Settings",
     "SignInRefused",
+    "SinceApproval",
     "Status",
     "StoppableClock",
     "User",
@@ -218,6 +221,7 @@ __all__ = [
     "current_user",
     "decide",
     "decide_now",
+    "diff_texts",
     "disable_user",
     "dispatch_name",
     "duration",
@@ -281,6 +285,7 @@ __all__ = [
     "short",
     "sign_in",
     "sign_out",
+    "since_approval",
     "sso_failed",
     "sso_name",
     "sso_no_role",

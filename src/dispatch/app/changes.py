@@ -160,7 +160,8 @@ def review(s: Session, edition: Edition, now: datetime, *, test: bool = False,
     current = identify(s, edition)
     if edition.urgent or test:
         return Review(current, (edition.author,) if edition.author else (), None, None, None)
-    recorded = (ledger.record_edit(edition.date, current.hash, edition.author or record_author, now)
+    recorded = (ledger.record_edit(edition.date, current.hash, edition.author or record_author, now,
+                                   source_text=edition.source_text)
                 if record_author is not None else ledger.author_of(edition.date, current.hash))
     # Everyone known to have written this content: the front matter's 'by' (which anyone can
     # change without changing the content) and whoever was recorded first for it.

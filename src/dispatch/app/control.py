@@ -130,6 +130,7 @@ def approve(s: Session, ready: Prepared, by: str, now: datetime, *, seen: str | 
     if require_seen and seen is None:
         raise ChangeControlError([Problem.of(display_path(edition.source), 1, "approve.without_seen")])
     approval = ledger.approve(edition.date, edition.revision, found.content.hash, by, now)
+    ledger.keep_edited_text(edition.date, approval.content_hash, edition.source_text)  # for "what changed since"
     ledger.record_audit(now, by, "approve", edition.date.isoformat(), approval.content_hash,
                         (Fact.of("audit_detail.revision", revision=approval.revision),))
     return approval

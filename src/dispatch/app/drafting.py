@@ -24,6 +24,7 @@ from dispatch.app.editions import Prepared, check_problems, render_edition
 from dispatch.config import Settings, secret_problems
 from dispatch.config.yamlsource import LineDict, parse_yaml
 from dispatch.control.content import source_diff
+from dispatch.control.diff import TextDiff, diff_edition
 from dispatch.email.edition import assemble, edition_path, split_front_matter
 from dispatch.errors import ChangeControlError, InputError, Problem
 from dispatch.ledger import Ledger
@@ -278,6 +279,7 @@ class SentDiff:
     revision: int
     reached: int
     diff: str  # unified diff of the source; "" when unchanged
+    changes: TextDiff | None = None  # the same, word by word and field by field (the console shows it)
 
 
 def sent_diff(s: Session, day: date, text: str) -> SentDiff | None:
@@ -286,7 +288,19 @@ def sent_diff(s: Session, day: date, text: str) -> SentDiff | None:
     if sent is None:
         return None
     diff = source_diff(sent.source_text, text, f"{sent.record.name} (skickad)", "nu")
-    return SentDiff(sent.record.name, sent.record.revision, sent.reached, diff)
+    return SentDiff(sent.record.name, sent.record.revision, sent.reached, diff, diff_texts(sent.source_text, text))
+
+
+# A field left out of the front matter reads as its default: no change when a form writes it.
+FIELD_DEFAULTS = {"revision": "1", "urgent": "false", "markers": "true"}
+
+
+def diff_texts(old_text: str, new_text: str, order: tuple[str, ...] = FIELDS) -> TextDiff:
+    """Two edition files' texts compared: the front matter field by field (a field not written
+    as its default), the body word by word."""
+    old_fields, old_body = split_fields(old_text)
+    new_fields, new_body = split_fields(new_text)
+    return diff_edition(FIELD_DEFAULTS | old_fields, old_body, FIELD_DEFAULTS | new_fields, new_body, order)
 
 
 def start_correction(s: Session, day: date, user: str, now: datetime) -> Saved:

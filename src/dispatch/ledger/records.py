@@ -182,16 +182,39 @@ class Records:
         return [dict(r) | {"recorded_at": as_utc(r["recorded_at"])} for r in rows]
 
     @operation
-    def record_edit(self, edition_date: date, content_hash: str, author: str, now: datetime) -> str:
-        """Remember who first wrote this content of the edition; returns that author (the
-        one recorded earlier, if someone else checked the same content first)."""
+    def record_edit(self, edition_date: date, content_hash: str, author: str, now: datetime, *,
+                    source_text: str | None = None) -> str:
+        """Remember who first wrote this content of the edition (and the file's text with it);
+        returns that author (the one recorded earlier, if someone else checked the same
+        content first)."""
         with self.db.engine.begin() as conn:
             conn.execute(
                 self.db.insert(edits).values(edition_date=edition_date.isoformat(), content_hash=content_hash,
-                                           author=author[:200], recorded_at=as_utc(now))
+                                           author=author[:200], recorded_at=as_utc(now), source_text=source_text)
                 .on_conflict_do_nothing(index_elements=["edition_date", "content_hash"])
             )
+        if source_text is not None:
+            self.keep_edited_text(edition_date, content_hash, source_text)
         return self.author_of(edition_date, content_hash) or author
+
+    @operation
+    def keep_edited_text(self, edition_date: date, content_hash: str, source_text: str) -> None:
+        """Keep the file's text with this content, where a recorded edit of it has none yet
+        (recorded before schema 8, or without its text)."""
+        with self.db.engine.begin() as conn:
+            conn.execute(edits.update()
+                         .where(edits.c.edition_date == edition_date.isoformat(), edits.c.content_hash == content_hash,
+                                edits.c.source_text.is_(None))
+                         .values(source_text=source_text))
+
+    @operation
+    def edited_text(self, edition_date: date, content_hash: str) -> str | None:
+        """The file's text with this content of the edition, if it was kept."""
+        with self.db.read() as conn:
+            return conn.execute(
+                sa.select(edits.c.source_text).where(edits.c.edition_date == edition_date.isoformat(),
+                                                     edits.c.content_hash == content_hash)
+            ).scalar()
 
     @operation
     def author_of(self, edition_date: date, content_hash: str) -> str | None:

@@ -15,7 +15,7 @@ from dispatch.models import State
 # The schema this program reads and writes. An older program refuses a ledger whose
 # recorded version is higher than its own (``Ledger._migrate``); MIGRATIONS bring an older
 # ledger up to this one.
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 metadata = sa.MetaData()
 
@@ -132,6 +132,9 @@ edits = sa.Table(
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("author", sa.String(200), nullable=False),
     sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    # Schema 8: the edition file's text with that content, so that an approver who comes back
+    # after a change sees what changed since the content he approved. NULL before.
+    sa.Column("source_text", sa.Text, nullable=True),
     sa.UniqueConstraint("edition_date", "content_hash", name="uq_edit_content"),
 )
 
@@ -274,6 +277,10 @@ def _schema_7(conn: sa.Connection) -> None:
     _add_columns(conn, audit, ("detail_facts",))
 
 
+def _schema_8(conn: sa.Connection) -> None:
+    _add_columns(conn, edits, ("source_text",))
+
+
 # (version, what it adds, step), in order. A step runs in the transaction that records
 # its version, so a ledger is never left between two versions. Add a step for every
 # schema change and raise SCHEMA_VERSION with it; a step must be safe on a ledger that
@@ -285,4 +292,5 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (5, "session generations of console accounts", _schema_5),
     (6, "a held recipient's relay trouble as columns", _schema_6),
     (7, "audit details as facts", _schema_7),
+    (8, "the text of each edited content", _schema_8),
 )

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import secrets
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from pathlib import Path
@@ -45,8 +45,9 @@ from dispatch.app import (
 )
 from dispatch.app import Session as Unit
 from dispatch.errors import DispatchError
-from dispatch.values import Fact
+from dispatch.values import DispatchLabel, Fact
 from dispatch.web.checks import PasswordChecks
+from dispatch.web.notices import Notices
 from dispatch.web.sessions import Session, Sessions, csrf_ok
 from dispatch.web.swedish import (
     entry_label,
@@ -60,7 +61,7 @@ from dispatch.web.swedish import (
 from dispatch.wording import ENGLISH, swedish, swedish_of
 
 HERE = Path(__file__).parent
-STATIC_VERSION = "7"  # bump when static files change, so browsers fetch them again
+STATIC_VERSION = "8"  # bump when static files change, so browsers fetch them again
 
 # The console's own pages: scripts and styles only from the console itself (no inline
 # script, no inline style), no plug-ins, not framed by other sites.
@@ -92,6 +93,7 @@ class Console:
     limits: AddressLimits
     previews: OrderedDict[str, tuple[str, str, str]] = field(default_factory=OrderedDict)  # id -> (user, html, day)
     locked: LockedChecks = field(default_factory=LockedChecks)  # checks of a password during its account's lock
+    notices: Notices = field(default_factory=Notices)  # confirmations of finished actions, shown once
 
     def now(self) -> datetime:
         """The time in the office's zone, as the command line has it: an urgent message's
@@ -118,10 +120,10 @@ class Console:
         user = await self.unit(lambda unit: active_user(unit, session.user, session.generation))
         return (session, user) if user is not None else None
 
-    async def start_session(self, response: Response, name: str, now: datetime) -> None:
+    async def start_session(self, response: Response, name: str, now: datetime) -> Session:
         """A new session for ``name`` on ``response`` (the account's generation is read from
         the ledger: in the thread pool)."""
-        await run_in_threadpool(self.sessions.start, response, name, now)
+        return await run_in_threadpool(self.sessions.start, response, name, now)
 
     def keep_preview(self, user: str, html: str, day: str) -> str:
         """Keep a rendered preview for the frames that show it (the newest 200)."""
@@ -197,13 +199,26 @@ COUNT_NAMES = {"pending": "väntar", "sent": "skickade", "deferred": "försenade
 
 
 
-def audit_detail(entry: AuditEntry, zone: tzinfo) -> str:
+def audit_detail(entry: AuditEntry, zone: tzinfo, labels: Mapping[str, DispatchLabel] | None = None) -> str:
     """An audit entry's detail as the console shows it: its facts worded in Swedish, a moment
-    among them in the log's own time zone. An entry recorded before details were facts is shown
-    as it was recorded."""
+    among them in the log's own time zone, a dispatch among them by its label (``labels``: the
+    dispatches' labels by name). An entry recorded before details were facts is shown as it
+    was recorded."""
     if not entry.facts:
         return entry.detail
-    return "; ".join(swedish(_in_zone(fact, zone)) for fact in entry.facts)
+    return "; ".join(swedish(_labelled(_in_zone(fact, zone), labels or {})) for fact in entry.facts)
+
+
+def dispatch_names_in(entry: AuditEntry) -> list[str]:
+    """The names a detail's facts give (``name``): some are dispatches, to show by label."""
+    return [str(fact.params["name"]) for fact in entry.facts if isinstance(fact.params.get("name"), str)]
+
+
+def _labelled(fact: Fact, labels: Mapping[str, DispatchLabel]) -> Fact:
+    name = fact.params.get("name")
+    if not isinstance(name, str) or name not in labels:
+        return fact
+    return Fact(fact.code, {**fact.params, "name": say_label(labels[name])}, fact.count)
 
 
 def _in_zone(fact: Fact, zone: tzinfo) -> Fact:

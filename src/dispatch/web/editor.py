@@ -19,6 +19,7 @@ from dispatch import app
 from dispatch.app import Permission
 from dispatch.errors import DispatchError, InputError, Problem
 from dispatch.web.console import PREVIEW_CSP, Visit, not_found, page, security_headers
+from dispatch.web.notices import Notice
 from dispatch.wording import swedish_of
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -40,8 +41,8 @@ def form_fields(visit: Visit) -> tuple[dict[str, str], str]:
     return fields, visit.form.get("body", "")
 
 
-# What a finished action says on the page it returns to (post, redirect, get: a reload does
-# not repeat the action).
+# What a finished action says on the page it returns to, once (post, redirect, get: a reload
+# repeats neither the action nor its confirmation; see notices.py).
 DONE = {
     "sparad": "Sparad {time}.",
     "oforandrad": "Inget att spara: texten är densamma som i den sparade rapporten.",
@@ -58,9 +59,23 @@ async def edition_page(request: Request, visit: Visit) -> Response:
     day = edition_day(request)
     if day is None:
         return not_found(visit)
-    done = DONE.get(request.query_params.get("klart", ""), "")
-    message = done.format(time=visit.now.astimezone(visit.console.settings.timezone).strftime("%H:%M"), email=visit.me.email)
+    message = said_once(visit, request.url.path)
     return await visit.console.unit(lambda unit: _edition_page(unit, visit, day, message=message))
+
+
+def said_once(visit: Visit, path: str) -> str:
+    """The confirmation of the action that led here, once: a reload finds none."""
+    notice = visit.console.notices.take(visit.session, path, visit.now)
+    if notice is None:
+        return ""
+    done = DONE.get(notice.done, "")
+    return done.format(time=notice.at.astimezone(visit.console.settings.timezone).strftime("%H:%M"), **dict(notice.params))
+
+
+def done_then_back(visit: Visit, done: str, path: str, **params: str) -> RedirectResponse:
+    """After an action: its confirmation kept for the page at ``path``, and a redirect there."""
+    visit.console.notices.put(visit.session, Notice(done, path, visit.now, tuple(params.items())))
+    return RedirectResponse(path, status_code=303)
 
 
 @page(Permission.READ)
@@ -83,9 +98,10 @@ def _edition_page(unit: app.Session, visit: Visit, day: date, *, draft: app.Draf
     is_author = any(" ".join(a.split()).casefold() == me.name.casefold() for a in state.authors)
     current = app.compose(draft.fields, draft.body)[0] if draft.exists else ""
     sent = app.sent_diff(unit, day, current) if state.dispatch or draft.fields.get("revision", "1") != "1" else None
+    since = app.since_approval(unit.ledger, day, state.revision, state.content_hash, current) if state.key == "draft" else None
     return visit.render(
         "edition.html", status_code, day=day, draft=draft, state=state, approvals=approvals, message=message, error=error,
-        sent=sent, conflict=conflict,
+        sent=sent, since=since, field_labels=FIELD_LABELS, conflict=conflict,
         four_eyes=console.settings.approval == "four_eyes", may_write=me.may(Permission.EDIT),
         may_approve=me.may(Permission.APPROVE) and not is_author and state.key == "draft" and state.content_hash is not None,
         is_author=is_author, lists=app.all_lists(console.settings),
@@ -123,7 +139,7 @@ def located_problem(problem: Problem, result: app.DraftPreview) -> dict[str, obj
 
 FIELD_LABELS = {"compiled": "Sammanställd", "status": "Status", "revision": "Version", "correction": "Rättelse",
                 "lists": "Mottagarlistor", "subject": "Rubrik i inkorgen", "headline": "Nyhet i ämnesraden",
-                "preheader": "Förhandstext"}
+                "preheader": "Förhandstext", "urgent": "Brådskande", "markers": "Nytt-markeringar"}
 
 
 @page(Permission.READ)
@@ -161,8 +177,7 @@ async def save(request: Request, visit: Visit) -> Response:
             return _edition_page(unit, visit, day, draft=draft, error=error, status_code=409, conflict=True)
 
         return await console.unit(refused)
-    return RedirectResponse(f"/editions/{day.isoformat()}?klart={'oforandrad' if saved.unchanged else 'sparad'}",
-                            status_code=303)
+    return done_then_back(visit, "oforandrad" if saved.unchanged else "sparad", f"/editions/{day.isoformat()}")
 
 
 @page(Permission.APPROVE)
@@ -222,7 +237,7 @@ async def _act(visit: Visit, day: date, work: Callable[[app.Session], str]) -> R
         reason = "; ".join(swedish_of(p.fact) for p in problems) if problems else swedish_of(exc.fact)
         return await visit.console.unit(lambda unit: _edition_page(unit, visit, day, error=f"Inte utfört: {reason}",
                                                                    status_code=409))
-    return RedirectResponse(f"/editions/{day.isoformat()}?klart={done}", status_code=303)
+    return done_then_back(visit, done, f"/editions/{day.isoformat()}", email=visit.me.email)
 
 
 @page(Permission.READ)

@@ -23,7 +23,7 @@ from dispatch.app import Permission
 from dispatch.errors import DispatchError, InputError
 from dispatch.values import Fact, Progress, RunState
 from dispatch.web.console import Visit, not_found, page
-from dispatch.web.editor import edition_day, located_problem
+from dispatch.web.editor import done_then_back, edition_day, located_problem
 from dispatch.web.swedish import (
     NOTHING,
     say_duration,
@@ -215,7 +215,7 @@ async def start_correction(request: Request, visit: Visit) -> Response:
         await console.unit(lambda unit: app.start_correction(unit, day, visit.me.name, visit.now))
     except DispatchError as exc:
         return visit.render("error.html", 409, heading="Ingen rättelse skapad", message=_refusal(exc))
-    return RedirectResponse(f"/editions/{day.isoformat()}?klart=rattelse", status_code=303)
+    return done_then_back(visit, "rattelse", f"/editions/{day.isoformat()}")
 
 
 # -- urgent messages -------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from dispatch import app, wording
 from dispatch.app import Permission
 from dispatch.values import DispatchKind, DispatchLabel, Fact
 from dispatch.web.checks import Busy
-from dispatch.web.console import Console, Visit, forbidden, not_found, page, render
+from dispatch.web.console import Console, Visit, dispatch_names_in, forbidden, not_found, page, render
 
 
 async def unknown_address(request: Request, exc: Exception) -> Response:
@@ -179,7 +179,8 @@ async def recipients(request: Request, visit: Visit) -> Response:
 async def audit_page(request: Request, visit: Visit) -> Response:
     def work(unit: app.Session) -> tuple[list[app.AuditEntry], dict[str, DispatchLabel]]:
         entries = app.audit_log(unit, 500)
-        return entries, app.labels_for(unit.ledger, (e.target for e in entries))
+        names = [e.target for e in entries] + [name for e in entries for name in dispatch_names_in(e)]
+        return entries, app.labels_for(unit.ledger, names)
 
     entries, labels = await visit.console.unit(work)
     return visit.render("audit.html", entries=entries, labels=labels)

@@ -12,6 +12,7 @@ from dispatch.app import Permission
 from dispatch.errors import InputError
 from dispatch.web.checks import Busy
 from dispatch.web.console import Visit, page
+from dispatch.web.notices import Notice
 from dispatch.wording import swedish_of
 
 
@@ -20,8 +21,8 @@ async def password_page(request: Request, visit: Visit) -> Response:
     console = visit.console
     local = visit.me.password_hash is not None  # a single sign-on account has no password here
     if request.method == "GET":
-        return visit.render("password.html", local=local, done=request.query_params.get("klart") == "1", error="",
-                            problems=[])
+        done = console.notices.take(visit.session, "/password", visit.now) is not None  # shown once
+        return visit.render("password.html", local=local, done=done, error="", problems=[])
     if not local:
         return visit.render("password.html", 400, local=False, done=False, error="", problems=[])
     new, again = visit.form.get("new", ""), visit.form.get("again", "")
@@ -43,6 +44,8 @@ async def password_page(request: Request, visit: Visit) -> Response:
         return response
     # Every session of the account has ended (copies of this one too); this browser goes on
     # in a new one. Post, redirect, get: a reload does not post the form again.
-    redirect = RedirectResponse("/password?klart=1", status_code=303)
-    await console.start_session(redirect, visit.me.name, visit.now)
+    # The confirmation is kept for the new session, and shown once.
+    redirect = RedirectResponse("/password", status_code=303)
+    renewed = await console.start_session(redirect, visit.me.name, visit.now)
+    console.notices.put(renewed, Notice("password", "/password", visit.now))
     return redirect

@@ -394,5 +394,17 @@
       });
     });
     fitFrames(document);
+    announce();
   });
+
+  // After an action, the page it returns to may open on what it said: a confirmation, a
+  // refusal, a "Bekräfta" step. Focus and scroll go there (on a phone it is below the fold,
+  // and the page would otherwise look unchanged); a screen reader reads it out.
+  function announce() {
+    var said = document.querySelector("[data-announce]");
+    if (!said) return;
+    if (!said.hasAttribute("tabindex")) said.setAttribute("tabindex", "-1");
+    said.focus({preventScroll: true});
+    said.scrollIntoView({block: "center"});
+  }
 })();
