@@ -134,12 +134,12 @@ def test_the_approver_sees_once_that_he_approved_and_then_what_changed_since(con
     # bo on his phone (bypass_csp: axe is injected as an inline script at the end)
     approver = chromium.new_context(viewport={"width": 375, "height": 740}, bypass_csp=True).new_page()  # type: ignore[attr-defined]
     browser_sign_in(approver, console.base, "bo", f"/editions/{day.isoformat()}")
-    approver.get_by_role("button", name="Godkänn", exact=True).click()  # type: ignore[attr-defined]
-    status = approver.locator("#status")  # type: ignore[attr-defined]
+    approver.get_by_role("button", name="Godkänn", exact=True).click()
+    status = approver.locator("#status")
     expect(status).to_have_text(re.compile(r"Godkänd \d\d:\d\d\."))
-    expect(approver.locator("#status p")).to_be_focused()  # type: ignore[attr-defined]
-    approver.reload()  # type: ignore[attr-defined]
-    expect(approver.locator(".standing .state")).to_contain_text("Godkänd av bo")  # type: ignore[attr-defined]
+    expect(approver.locator("#status p")).to_be_focused()
+    approver.reload()
+    expect(approver.locator(".standing .state")).to_contain_text("Godkänd av bo")
     expect(status).to_have_text("")  # a reload: the state only, no success message
 
     anna = chromium.new_context(viewport={"width": 1280, "height": 900}).new_page()  # type: ignore[attr-defined]  # a person of her own
@@ -150,16 +150,16 @@ def test_the_approver_sees_once_that_he_approved_and_then_what_changed_since(con
     anna.get_by_role("button", name="Spara").click()
     expect(anna.locator("#status")).to_contain_text("Sparad")
 
-    approver.reload()  # type: ignore[attr-defined]
-    expect(approver.locator(".standing .state")).to_contain_text("ändrades efter godkännandet av bo")  # type: ignore[attr-defined]
+    approver.reload()
+    expect(approver.locator(".standing .state")).to_contain_text("ändrades efter godkännandet av bo")
     expect(status).to_have_text("")  # no "Godkänd 14:20." above "måste godkännas på nytt"
-    since = approver.locator("#since-approval")  # type: ignore[attr-defined]
+    since = approver.locator("#since-approval")
     expect(since.locator("del")).to_have_text(["Läget på SÄS", "stabilt"])  # the field first, then the text
     expect(since.locator("ins")).to_have_text(["Läget på SÄS och NÄL", "ansträngt"])
     expect(since.locator("dt")).to_have_text(["Rubrik i inkorgen"])
     shown = since.inner_text()
     assert "---" not in shown and "status:" not in shown and "subject:" not in shown, shown
-    assert approver.get_by_role("button", name="Godkänn", exact=True).count() == 1  # type: ignore[attr-defined]
+    assert approver.get_by_role("button", name="Godkänn", exact=True).count() == 1
     if shots := os.environ.get("DISPATCH_SCREENS_DIR"):  # for a person to look at
         since.screenshot(path=f"{shots}/phone-since-approval.png")
     if AXE.exists():  # where axe-core is installed (CI): the page with the diff has no serious violation
