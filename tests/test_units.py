@@ -450,3 +450,19 @@ def test_a_failed_session_is_classified_once_by_the_errors_type(error: BaseExcep
     trouble = relay_trouble(TransportError("relay:25", f"cannot connect: {error}", cause=cause_of(error)))
     assert (trouble.cause.value, trouble.host, trouble.detail) == (cause, "relay:25", f"cannot connect: {error}")
     assert relay_trouble(AuthenticationError("relay:587", "authentication failed: 535")).cause.value == "authentication"
+
+
+# -- the run page's rate (found on a walk: "39 per minut" at a limit of 20, "0 per minut" on a fresh page) --
+
+
+def test_a_rate_is_said_only_over_five_seconds_of_samples_and_never_above_the_relays_limit() -> None:
+    from dispatch.app.runs import sending_rate
+
+    assert sending_rate([(100.0, 0)], 100.0, 20) is None, "one sample: no rate, not 0 per minute"
+    assert sending_rate([(100.0, 0), (103.0, 2)], 103.0, 20) is None, "3 s of samples are not enough"
+    # A rate-limited send: one message at once, then one every 3 s. Measured over 6 s it looks like
+    # 30 a minute; the relay's limit of 20 is the truth.
+    assert sending_rate([(100.0, 0), (103.0, 2), (106.0, 3)], 106.0, 20) == 20
+    assert sending_rate([(100.0, 0), (106.0, 3)], 106.0, 0) == 30, "no limit: as measured"
+    # Only the last 30 s count: an early burst is forgotten.
+    assert sending_rate([(0.0, 0), (10.0, 500), (40.0, 510), (50.0, 520)], 50.0, 0) == 60

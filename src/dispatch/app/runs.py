@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -238,9 +239,13 @@ class Runs:
                             urgent, held is not None)
         rate = seconds_left = None
         if state is RunState.SENDING and run is not None:
-            per_minute = self._rate(run, sent)
-            rate = round(per_minute)
-            seconds_left = round(waiting / per_minute * 60) if per_minute > 0 and waiting else None
+            moment = time.monotonic()
+            run.samples.append((moment, sent))
+            transport = self.settings.transport
+            per_minute = sending_rate(run.samples, moment, transport.rate_per_minute * transport.recipients_per_message)
+            if per_minute is not None:
+                rate = round(per_minute)
+                seconds_left = round(waiting / per_minute * 60) if per_minute > 0 and waiting else None
         trouble = held[0] if held else None
         return Progress(
             name=name, kind=kind, state=state, total=total, accepted=sent, waiting=waiting,
@@ -267,12 +272,22 @@ class Runs:
                 return RunState.PAUSED_BY_RELAY
         return run.state
 
-    @staticmethod
-    def _rate(run: Run, sent: int) -> float:
-        moment = time.monotonic()
-        run.samples.append((moment, sent))
-        old = next((s for s in run.samples if moment - s[0] <= 30), run.samples[0])
-        return (sent - old[1]) / (moment - old[0]) * 60 if moment - old[0] > 0.5 else 0.0
+
+
+MEASURED_OVER = 5.0  # seconds of samples before a rate is said: the first message goes at once, the next waits
+
+
+def sending_rate(samples: Iterable[tuple[float, int]], moment: float, limit: float) -> float | None:
+    """Recipients accepted per minute over the last 30 s of ``samples`` (monotonic moment, accepted so
+    far), or None until they span MEASURED_OVER seconds (a page opened mid-send says no rate rather
+    than "0 per minut"). Never above ``limit`` (the relay's rate limit in recipients per minute;
+    0 = none): a rate-limited send starts with a message at once, so its first seconds overstate it."""
+    recent = [sample for sample in samples if moment - sample[0] <= 30]
+    if len(recent) < 2 or recent[-1][0] - recent[0][0] < MEASURED_OVER:
+        return None
+    (start, first), (end, last) = recent[0], recent[-1]
+    per_minute = (last - first) / (end - start) * 60
+    return min(per_minute, limit) if limit > 0 else per_minute
 
 
 def recipe_for(s: Session, name: str) -> Recipe | None:
