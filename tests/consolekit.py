@@ -77,6 +77,18 @@ class WebProcess:
         return stderr
 
 
+@contextmanager
+def four_eyes_console(project: Project, users: tuple[str, ...] = ("anna", "cara", "bo", "olle")) -> Iterator[WebProcess]:
+    """The project's console as a process, with approval by four eyes and these accounts."""
+    project.set_config(approval="four_eyes")
+    add_users(project, users)
+    web = WebProcess(project)
+    try:
+        yield web
+    finally:
+        web.stop()
+
+
 @functools.cache
 def _tls() -> ssl.SSLContext:
     return ssl.create_default_context()

@@ -14,7 +14,7 @@ import pytest
 
 import consolekit
 from conftest import ROOT, STOCKHOLM, Project
-from consolekit import WebProcess, add_users, browser_sign_in, csrf_of, sign_in
+from consolekit import WebProcess, browser_sign_in, csrf_of, four_eyes_console, sign_in
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Dialog, Page
@@ -29,13 +29,8 @@ chromium = consolekit.chromium  # the shared module-scoped fixture
 
 @pytest.fixture
 def console(project: Project) -> Iterator[WebProcess]:
-    project.set_config(approval="four_eyes")
-    add_users(project, ("anna", "olle"))
-    web = WebProcess(project)
-    try:
+    with four_eyes_console(project, ("anna", "olle")) as web:
         yield web
-    finally:
-        web.stop()
 
 
 def desktop_editor(chromium: Browser, console: WebProcess, name: str = "anna", path: str = "") -> Page:

@@ -24,7 +24,7 @@ import pytest
 
 import consolekit
 from conftest import STOCKHOLM, Project, SMTPServer, write_edition
-from consolekit import WebProcess, add_users, browser_sign_in, csrf_of, sign_in
+from consolekit import WebProcess, add_users, browser_sign_in, csrf_of, four_eyes_console, sign_in
 from dispatch.control.diff import Change, around_changes, diff_edition, word_runs
 from test_accessibility import AXE, axe_violations
 
@@ -82,13 +82,8 @@ def test_fields_are_compared_by_key_and_who_wrote_it_or_its_status_is_not_a_chan
 
 @pytest.fixture
 def console(project: Project) -> Iterator[WebProcess]:
-    project.set_config(approval="four_eyes")
-    add_users(project)
-    web = WebProcess(project)
-    try:
+    with four_eyes_console(project) as web:
         yield web
-    finally:
-        web.stop()
 
 
 def phone(chromium: object) -> object:

@@ -23,7 +23,6 @@ from dispatch.app.changes import identify, latest_sent_edition, review
 from dispatch.app.editions import Prepared, check_problems, render_edition
 from dispatch.config import Settings, secret_problems
 from dispatch.config.yamlsource import LineDict, parse_yaml
-from dispatch.control.content import source_diff
 from dispatch.control.diff import TextDiff, diff_edition
 from dispatch.email.edition import assemble, edition_path, split_front_matter
 from dispatch.errors import ChangeControlError, InputError, Problem
@@ -278,8 +277,7 @@ class SentDiff:
     name: str  # the dispatch that sent it
     revision: int
     reached: int
-    diff: str  # unified diff of the source; "" when unchanged
-    changes: TextDiff | None = None  # the same, word by word and field by field (the console shows it)
+    changes: TextDiff  # word by word and field by field, as the console shows it
 
 
 def sent_diff(s: Session, day: date, text: str) -> SentDiff | None:
@@ -287,8 +285,7 @@ def sent_diff(s: Session, day: date, text: str) -> SentDiff | None:
     sent = latest_sent_edition(s.ledger, day)
     if sent is None:
         return None
-    diff = source_diff(sent.source_text, text, f"{sent.record.name} (skickad)", "nu")
-    return SentDiff(sent.record.name, sent.record.revision, sent.reached, diff, diff_texts(sent.source_text, text))
+    return SentDiff(sent.record.name, sent.record.revision, sent.reached, diff_texts(sent.source_text, text))
 
 
 # A field left out of the front matter reads as its default: no change when a form writes it.

@@ -320,20 +320,18 @@ class Queue:
 
     @operation
     def deliveries(self, dispatch_id: int) -> list[Delivery]:
-        with self.db.read() as conn:
-            rows = conn.execute(
-                sa.select(deliveries).where(deliveries.c.dispatch_id == dispatch_id).order_by(deliveries.c.id)
-            ).mappings().all()
-        return [_delivery(r) for r in rows]
+        return [_delivery(r) for r in self._every_row(dispatch_id)]
 
     @operation
     def rows(self, dispatch_id: int) -> list[dict[str, Any]]:
         """Every column of every row, for status --json and export."""
+        return [dict(r) for r in self._every_row(dispatch_id)]
+
+    def _every_row(self, dispatch_id: int) -> Sequence[sa.RowMapping]:
         with self.db.read() as conn:
-            rows = conn.execute(
+            return conn.execute(
                 sa.select(deliveries).where(deliveries.c.dispatch_id == dispatch_id).order_by(deliveries.c.id)
             ).mappings().all()
-        return [dict(r) for r in rows]
 
     @operation
     def held_by_relay(self, dispatch_id: int) -> tuple[RelayTrouble, int] | None:
