@@ -356,6 +356,7 @@ ENGLISH.update({
     "error.ledger": "{detail}",
     "error.ledger_busy": "{detail}",
     "error.transport": "{endpoint}: {detail}",
+    "error.directory": "{server}: {detail}",
     "error.signing": "{detail}",
     "error.publish": "{path}: {detail}",
     # recipients/addresses.py: why one address is not usable

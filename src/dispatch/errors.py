@@ -137,3 +137,20 @@ class SigningError(DispatchError):
     @property
     def fact(self) -> Fact:
         return Fact.of("error.signing", detail=str(self))
+
+
+class DirectoryError(DispatchError):
+    """A directory (LDAP or Microsoft Graph) could not be read: down, refused our credentials,
+    or answered something we cannot use. ``server`` names it (a URL without credentials);
+    the message never carries a password or a client secret. A list whose directory fails
+    is held: sends go on with its last accepted snapshot."""
+
+    def __init__(self, directory: str, server: str, message: str) -> None:
+        self.directory = directory
+        self.server = server
+        self.detail = message
+        super().__init__(f"{server}: {message}")
+
+    @property
+    def fact(self) -> Fact:
+        return Fact.of("error.directory", directory=self.directory, server=self.server, detail=self.detail)

@@ -30,6 +30,8 @@ from dispatch.config.settings import (
     AccessibilitySettings,
     BounceSettings,
     DkimSettings,
+    GraphDirectory,
+    LdapDirectory,
     LedgerTimeouts,
     PublishSettings,
     ReportSettings,
@@ -137,7 +139,8 @@ def _read_ledger_timeouts(reader: Reader, raw: LineDict) -> LedgerTimeouts:
 # The settings types live in settings.py; the config module is where callers find them
 # beside load_settings (and the architecture allows cli/serve to import only this).
 __all__ = [
-    "DEFAULT_RETRY_MINUTES", "AccessibilitySettings", "BounceSettings", "DkimSettings", "LedgerTimeouts", "PublishSettings",
+    "DEFAULT_RETRY_MINUTES", "AccessibilitySettings", "BounceSettings", "DkimSettings", "GraphDirectory", "LdapDirectory",
+    "LedgerTimeouts", "PublishSettings",
     "ReportSettings", "Schedule",
     "Sender", "Settings",
     "StandingSection", "TransportSettings", "WebSettings", "default_templates_dir", "load_settings", "secret_problems",

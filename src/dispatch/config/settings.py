@@ -211,6 +211,41 @@ ACCESSIBILITY_KEYS = ("organisation", "contact_email", "contact_phone", "respons
 
 
 @dataclass(frozen=True)
+class LdapDirectory:
+    """A directory read over LDAP (Active Directory, OpenLDAP): ``ldaps://``, or ``ldap://`` with
+    StartTLS; certificates always verified (``ca_file`` adds a private CA). The bind password is
+    never here: only where to find it (``password_env`` or ``password_file``)."""
+
+    name: str  # the key under directories:
+    url: str
+    bind_dn: str
+    base_dn: str
+    password_env: str | None = None
+    password_file: Path | None = None
+    ca_file: Path | None = None
+    timeout_seconds: float = 30.0
+    kind: str = "ldap"
+
+
+@dataclass(frozen=True)
+class GraphDirectory:
+    """Microsoft Entra ID through Microsoft Graph, with the client-credentials flow. The client
+    secret is never here: only where to find it. ``authority`` and ``graph_url`` are overridable
+    for national clouds (and for the tests' local server)."""
+
+    name: str  # the key under directories:
+    tenant_id: str
+    client_id: str
+    client_secret_env: str | None = None
+    client_secret_file: Path | None = None
+    authority: str = "https://login.microsoftonline.com"
+    graph_url: str = "https://graph.microsoft.com/v1.0"
+    ca_file: Path | None = None
+    timeout_seconds: float = 30.0
+    kind: str = "graph"
+
+
+@dataclass(frozen=True)
 class AccessibilitySettings:
     """The organisation's details for the accessibility statement ("tillgänglighetsredogörelse")
     the console and the intranet copy publish; the statement's structure is the program's."""
@@ -262,6 +297,8 @@ class Settings:
     web: WebSettings | None = None  # None: no web: section
     dkim: DkimSettings | None = None  # None: no dkim: section, messages go out unsigned
     accessibility: AccessibilitySettings = field(default_factory=AccessibilitySettings)
+    directories: dict[str, LdapDirectory | GraphDirectory] = field(default_factory=dict)  # directories: by name
+    sync_minutes: float = 60.0  # serve syncs directory lists this often (and 30 minutes before each slot)
     line_of: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def scheduled_lists(self) -> tuple[str, ...]:
