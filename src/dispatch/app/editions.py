@@ -8,13 +8,15 @@ import dataclasses
 import hashlib
 import os
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dispatch.app.application import Session
 from dispatch.app.changes import earlier_message_ids, with_news
+from dispatch.app.directory import snapshot_people
 from dispatch.app.readback import read_back_problems, reject_unwritable_to
 from dispatch.app.timetable import check_schedules
 from dispatch.app.wiring import envelope, signer
@@ -48,6 +50,7 @@ class Prepared:
     test: bool
     thread: Thread | None = None
     made_at: datetime | None = None  # the time it was rendered for (its Date): names a test dispatch
+    snapshots: Mapping[str, int] = field(default_factory=dict)  # directory list -> the snapshot it resolved to
 
 
 def read_edition(s: Session, day: date | None, file: Path | None, now: datetime, urgent: bool = False) -> Edition:
@@ -174,6 +177,7 @@ def render_edition(
     edition = with_news(s, edition)  # a no-op for an edition read by read_edition
     threads: dict[str, bytes] = {}
     first_subject: str | None = None
+    snapshots: dict[str, int] = {}
     if test:
         resolution = _resolve_addresses(to)
         names: tuple[str, ...] = ()
@@ -182,7 +186,10 @@ def render_edition(
         if edition.revision > 1 and not edition.urgent:
             earlier, threads, first_subject = _earlier_revisions(s, edition)
         names = choose_lists(settings, edition, lists, earlier, default_lists)
-        resolution = resolve(settings.recipients_dir, names)
+        # Directory lists: their last accepted snapshots, never the directory itself.
+        people = snapshot_people(s)
+        resolution = resolve(settings.recipients_dir, names, directory_people=people)
+        snapshots = dict(people.used)
     reject_unwritable_to(resolution)
     footer = FOOTER.format(sender=settings.sender.name or settings.sender.address)
     # A test send does not publish, so it carries no link to a page that does not exist yet.
@@ -196,7 +203,7 @@ def render_edition(
                           first_subject=first_subject, prefixes=(TEST_PREFIX, URGENT_PREFIX, CORRECTION_PREFIX))
     prepared = prepare(rendered, envelope(settings), now.astimezone(settings.timezone), urgent=edition.urgent, thread=thread)
     prepared = dataclasses.replace(prepared, threads=threads, signer=signer(settings))  # (signs the preview too)
-    return Prepared(edition, resolution, rendered, prepared, names, test, thread, now)
+    return Prepared(edition, resolution, rendered, prepared, names, test, thread, now, snapshots)
 
 
 def check_problems(settings: Settings, ready: Prepared) -> list[Problem]:
@@ -371,6 +378,7 @@ class ListsReport:
     names: tuple[str, ...]
     resolution: Resolution | None
     problems: list[Problem]
+    snapshots: Mapping[str, int] = field(default_factory=dict)  # directory list -> the accepted snapshot shown
 
 
 def all_lists(settings: Settings) -> tuple[str, ...]:
@@ -378,16 +386,19 @@ def all_lists(settings: Settings) -> tuple[str, ...]:
     return tuple(available_lists(settings.recipients_dir))
 
 
-def lists_report(settings: Settings, names: tuple[str, ...]) -> ListsReport:
-    """The lists named (default: every list in 'schedules'), resolved as a send would resolve them."""
+def lists_report(settings: Settings, names: tuple[str, ...], s: Session | None = None) -> ListsReport:
+    """The lists named (default: every list in 'schedules'), resolved as a send would resolve them:
+    with a unit of work ``s``, directory lists as their last accepted snapshots (one never accepted
+    is a problem at its file); without, directory lists are read as files only, without members."""
     referrers: dict[str, Where] = {}
     if not names:
         names = settings.scheduled_lists()
         # An unknown list name then points at the schedules in config.yaml.
         where = (display_path(settings.path), settings.line_of.get("schedules", 1))
         referrers = {name: where for name in names}
+    people = snapshot_people(s) if s is not None else None
     try:
-        resolution = resolve(settings.recipients_dir, names, referrers)
+        resolution = resolve(settings.recipients_dir, names, referrers, directory_people=people)
     except InputError as exc:
         return ListsReport(names, None, list(exc.problems))
-    return ListsReport(names, resolution, list(resolution.problems))
+    return ListsReport(names, resolution, list(resolution.problems), dict(people.used) if people is not None else {})

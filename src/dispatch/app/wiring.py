@@ -8,13 +8,14 @@ import os
 from datetime import timedelta
 
 from dispatch.config import Settings
-from dispatch.config.settings import OidcSettings
+from dispatch.config.settings import GraphDirectory, LdapDirectory, OidcSettings
 from dispatch.delivery.pipeline import SendPolicy, Transport
 from dispatch.delivery.transport import MaildirTransport, SMTPTransport
 from dispatch.email.dkim import KeyFileError, Signer, read_key
 from dispatch.email.message import Envelope, list_address
 from dispatch.errors import AuthenticationError, ConsoleError, InputError, Problem, display_path
 from dispatch.ledger import Timeouts
+from dispatch.recipients.directory import DirectorySource
 
 
 def ledger_timeouts(settings: Settings) -> Timeouts:
@@ -146,3 +147,14 @@ def phone_check_unavailable() -> str | None:
         where = f"DISPATCH_CHROMIUM={configured!r} is not an executable" if configured else "headless Chromium was not found"
         return f"{where}; {INSTALL_FIX}"
     return None
+
+
+def directory_source(directory: LdapDirectory | GraphDirectory) -> DirectorySource:
+    """The source that reads a directory of this kind (a sync's only way to a directory)."""
+    if isinstance(directory, GraphDirectory):
+        from dispatch.recipients.graph import GraphSource
+
+        return GraphSource(directory)
+    from dispatch.recipients.ldap import LdapSource
+
+    return LdapSource(directory)

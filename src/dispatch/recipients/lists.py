@@ -15,7 +15,7 @@ import csv
 import io
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +36,7 @@ from dispatch.models import Recipient
 from dispatch.recipients.addresses import CONTROL_CHARACTERS, escape_controls, fold_trimmed
 from dispatch.recipients.addresses import AddressError as AddressError
 from dispatch.recipients.addresses import normalise as normalise
+from dispatch.recipients.directory import DEFAULT_ATTRIBUTES, DirectoryListSpec
 
 SUPPRESSION_FILE = "suppressed.txt"
 LIST_SUFFIXES = (".yaml", ".yml", ".csv")
@@ -75,6 +76,11 @@ class Resolution:
     invalid: list[Invalid] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     suppressed: set[str] = field(default_factory=set)
+    # Directory lists' people, from the snapshot the caller chose (a send: the last accepted one):
+    # list name -> (mail, name) pairs, folded here like any list's members. A directory list
+    # not in it has no snapshot to send to. None: directory lists are read as files only
+    # (their includes), without members (a check that the list files can be read).
+    directory_people: Mapping[str, Sequence[tuple[str, str]]] | None = field(default=None, repr=False)
 
     def overlaps(self, names: list[str] | tuple[str, ...] | None = None) -> dict[tuple[str, str], int]:
         """How many people each pair of lists shares (only pairs that share someone)."""
@@ -158,14 +164,20 @@ def _open_list(path: Path, limit: int, what: str, advice: str) -> io.TextIOWrapp
     )
 
 
-def resolve(directory: Path, names: list[str] | tuple[str, ...], referrers: dict[str, Where] | None = None) -> Resolution:
+def resolve(directory: Path, names: list[str] | tuple[str, ...], referrers: dict[str, Where] | None = None,
+            directory_people: Mapping[str, Sequence[tuple[str, str]]] | None = None) -> Resolution:
     """Load the named lists (and what they include), fold, suppress and validate.
+
+    ``directory_people``: for directory lists (``source:`` in the file), the people of the
+    snapshot to use, as (mail, name); a directory list without an entry is an InputError
+    (nothing is sent to a list nobody has synced and accepted). None: directory lists get
+    no members and no problem (only their files are read).
 
     Raises InputError only for problems that make a list unusable (missing file,
     include cycle, unreadable file). Invalid entries are returned, not raised.
     ``referrers`` says where a requested name was written, for 'unknown list' messages.
     """
-    result = Resolution()
+    result = Resolution(directory_people=directory_people)
     result.suppressed, result.problems = load_suppressed(directory)
     fatal: list[Problem] = []
     for name in names:
@@ -253,6 +265,43 @@ def _load_list(directory: Path, name: str, result: Resolution, fatal: list[Probl
     return view
 
 
+def directory_list(directory: Path, name: str) -> DirectoryListSpec | None:
+    """The list file ``name`` as a directory list, or None when it is not one (no ``source:``).
+    Raises InputError when the file cannot be read or its directory keys are wrong."""
+    path = list_path(directory, name)
+    if path is None or path.suffix == ".csv":
+        return None
+    shown = display_path(path)
+    data = load_yaml_file(path, limit=YAML_LIST_MAX_BYTES, what="a YAML recipient list", follow_links=False)
+    if not isinstance(data, LineDict) or data.get("source") is None:
+        return None
+    problems: list[Problem] = []
+    source, group, query = data.get("source"), data.get("group"), data.get("filter")
+    if not isinstance(source, str) or not source.strip():
+        problems.append(Problem.of(shown, data.line_of("source"), "recipients.bad_directory_key", key="source"))
+    if (group is None) == (query is None) or not isinstance(group if group is not None else query, str):
+        problems.append(Problem.of(shown, data.line_of("group" if group is not None else "filter" if query is not None else "source"),
+                                   "recipients.group_or_filter"))
+    attributes = data.get("attributes") or DEFAULT_ATTRIBUTES
+    if not isinstance(attributes, dict) or not all(isinstance(v, str) for v in attributes.values()):
+        problems.append(Problem.of(shown, data.line_of("attributes"), "recipients.bad_directory_key", key="attributes"))
+        attributes = DEFAULT_ATTRIBUTES
+    max_shrink = data.get("max_shrink", 0.1)
+    if isinstance(max_shrink, bool) or not isinstance(max_shrink, int | float) or not 0 <= max_shrink <= 1:
+        problems.append(Problem.of(shown, data.line_of("max_shrink"), "recipients.bad_directory_key", key="max_shrink"))
+        max_shrink = 0.1
+    includes = data.get("include") or []
+    includes = [includes] if isinstance(includes, str) else includes
+    if problems:
+        raise InputError(problems)
+    title = data.get("name")
+    return DirectoryListSpec(
+        name=name, display_name=" ".join(title.split()) if isinstance(title, str) and title.strip() else name, path=shown,
+        directory=str(source).strip(), group=group, query=query, attributes={**DEFAULT_ATTRIBUTES, **attributes},
+        max_shrink=float(max_shrink), include=tuple(str(i) for i in includes if isinstance(i, str)),
+    )
+
+
 def _invalid(result: Resolution, view: ListView, email: str, name: str, problem: Problem) -> None:
     result.invalid.append(Invalid(escape_controls(email)[:320], escape_controls(name), problem))
     result.problems.append(problem)
@@ -312,6 +361,15 @@ def _yaml_entries(path: Path, shown: str, fatal: list[Problem], add: Callable[[s
     if not isinstance(data, LineDict):
         fatal.append(Problem.of(shown, 1, "recipients.yaml_not_a_list"))
         return []
+    if data.get("source") is not None and result.directory_people is not None:
+        # A directory list: its members are the snapshot's, never read from the directory here.
+        people = result.directory_people.get(view.name)
+        if people is None:
+            fatal.append(Problem.of(shown, 1, "recipients.no_snapshot", name=view.name))
+        else:
+            line = data.line_of("source")
+            for mail, person in people:
+                add(mail, person, line)
     title = data.get("name")
     if isinstance(title, str) and title.strip():
         if CONTROL_CHARACTERS.search(title):
