@@ -10,6 +10,7 @@ nothing below reads the time by itself.
   (decide, approve, revoke, publish under change control)
 - ``sending``: plan, send, the completion summary
 - ``records``: find a dispatch, status, history, export
+- ``directory``: directory lists: sync into snapshots (the shrink guard), diff, accept
 - ``scheduled``: what the service's jobs do, decided from the ledger
 - ``service``: the scheduler process (APScheduler) that runs them, for ``dispatch serve``
 - ``accounts``, ``passwords``, ``drafting``, ``overview``: the console's people and audit
@@ -63,6 +64,18 @@ from dispatch.app.control import (
     revocation_notes,
     revoke,
     scheduled_edition,
+)
+from dispatch.app.directory import (
+    ACCEPT_ACTION,
+    Accepted,
+    ListDiff,
+    ListSnapshots,
+    SyncOutcome,
+    accept,
+    list_diff,
+    snapshot_notes,
+    snapshot_status,
+    sync,
 )
 from dispatch.app.drafting import (
     NEW_FILE,
@@ -140,9 +153,11 @@ from dispatch.email.pasted import MAX_PASTE_BYTES, markdown_from_clipboard
 from dispatch.ledger import Ledger, dispatch_name, state_dir
 from dispatch.models import AuditEntry, KeptText, User
 from dispatch.publishing.export import export_csv, export_files
+from dispatch.recipients.snapshots import Change, Snapshot, SnapshotMember, SnapshotState
 from dispatch.values import PERMISSIONS, Permission, Role
 
 __all__ = [
+    "ACCEPT_ACTION",
     "FOOTER",
     "LOCKED_CHECKS",
     "LOCK_AFTER",
@@ -153,11 +168,13 @@ __all__ = [
     "NO_ROLE",
     "PERMISSIONS",
     "UNKNOWN_PER_ADDRESS",
+    "Accepted",
     "AccountLocked",
     "AddressLimits",
     "App",
     "AuditEntry",
     "BounceRun",
+    "Change",
     "Clock",
     "Confirmation",
     "Decision",
@@ -168,6 +185,8 @@ __all__ = [
     "Job",
     "KeptText",
     "Ledger",
+    "ListDiff",
+    "ListSnapshots",
     "ListsReport",
     "LockedChecks",
     "LongSubject",
@@ -194,10 +213,15 @@ __all__ = [
     "Settings",
     "SignInRefused",
     "SinceApproval",
+    "Snapshot",
+    "SnapshotMember",
+    "SnapshotState",
     "Status",
     "StoppableClock",
+    "SyncOutcome",
     "User",
     "WebSettings",
+    "accept",
     "accessibility_statement",
     "accessibility_warnings",
     "active_user",
@@ -241,6 +265,7 @@ __all__ = [
     "label_of",
     "labels_for",
     "latest_sent_edition",
+    "list_diff",
     "list_users",
     "lists_report",
     "lists_sent_before",
@@ -286,6 +311,8 @@ __all__ = [
     "sign_in",
     "sign_out",
     "since_approval",
+    "snapshot_notes",
+    "snapshot_status",
     "sso_failed",
     "sso_name",
     "sso_no_role",
@@ -295,6 +322,7 @@ __all__ = [
     "start_correction",
     "state_dir",
     "status",
+    "sync",
     "today",
     "urgent_fields",
     "urgent_path",
