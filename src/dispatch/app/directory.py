@@ -207,13 +207,14 @@ class Accepted:
     change: Change
 
 
-def accept(s: Session, name: str, by: str, now: datetime) -> Accepted | None:
-    """Accept the list's held snapshot (None when nothing is held); audited: who, which
+def accept(s: Session, name: str, by: str, now: datetime, expected: int | None = None) -> Accepted | None:
+    """Accept the list's held snapshot (None when nothing is held, or when ``expected`` names
+    another: the change a person looked at is the one accepted, or none); audited: who, which
     snapshot, how many added and removed. From now on sends use it."""
     spec = directory_lists(s.settings, (name,))[0]
     ledger = s.ledger
     held = ledger.pending_held(spec.name)
-    if held is None:
+    if held is None or (expected is not None and held.id != expected):
         return None
     accepted = ledger.last_accepted(spec.name)
     made = change(ledger.snapshot_members(accepted.id) if accepted is not None else [], ledger.snapshot_members(held.id))
@@ -315,3 +316,41 @@ def snapshot_notes(s: Session, snapshots: Mapping[str, int], now: datetime) -> l
         elif now - accepted.last_seen > stale and (latest is None or now - latest.last_seen > stale):
             notes.append(Fact.of("snapshot.stale", list=name))
     return notes
+
+
+@dataclass(frozen=True)
+class DirectoryCard:
+    """One directory list as the console's Mottagare page shows it: where it comes from, the
+    snapshot sends use, the last sync, and a held change with who it adds and removes."""
+
+    spec: DirectoryListSpec
+    selector: str
+    accepted: Snapshot | None
+    held: Snapshot | None
+    latest: Snapshot | None
+    diff: ListDiff | None  # with a held change: from the accepted snapshot to the held one
+
+    @property
+    def last_sync(self) -> datetime | None:
+        return self.latest.last_seen if self.latest is not None else None
+
+
+def directory_cards(s: Session) -> tuple[list[DirectoryCard], list[Problem]]:
+    """Every directory list's card, and the problems of list files that cannot be read as
+    directory lists (the other lists' cards are still shown)."""
+    settings, store = s.settings, s.ledger
+    cards: list[DirectoryCard] = []
+    problems: list[Problem] = []
+    for name in available_lists(settings.recipients_dir):
+        try:
+            spec = directory_list(settings.recipients_dir, name)
+        except InputError as exc:
+            problems.extend(exc.problems)
+            continue
+        if spec is None:
+            continue
+        held = store.pending_held(spec.name)
+        cards.append(DirectoryCard(spec, selector_of(spec), store.last_accepted(spec.name), held,
+                                   next(iter(store.snapshots(spec.name, 1)), None),
+                                   diff_of(store, spec) if held is not None else None))
+    return cards, problems

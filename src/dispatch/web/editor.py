@@ -50,6 +50,7 @@ DONE = {
     "aterkallad": "Godkännandet är återkallat; rapporten skickas inte förrän den godkänts igen.",
     "test": "Ett [TEST] är skickat till {email}.",
     "test-vantar": "Testet kunde inte skickas ännu till {email}; se Historik.",
+    "lista-godkand": "Ändringen av listan {list} är godkänd {time}: utskick går nu till de {members} mottagarna i den.",
     "rattelse": "Rättelsen är skapad som ny version. Skriv vad som är rättat i fältet Rättelse, spara, och låt någon annan godkänna.",
 }
 
