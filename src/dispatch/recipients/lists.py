@@ -282,10 +282,10 @@ def directory_list(directory: Path, name: str) -> DirectoryListSpec | None:
     if (group is None) == (query is None) or not isinstance(group if group is not None else query, str):
         problems.append(Problem.of(shown, data.line_of("group" if group is not None else "filter" if query is not None else "source"),
                                    "recipients.group_or_filter"))
-    attributes = data.get("attributes") or DEFAULT_ATTRIBUTES
+    attributes = data.get("attributes") or {}
     if not isinstance(attributes, dict) or not all(isinstance(v, str) for v in attributes.values()):
         problems.append(Problem.of(shown, data.line_of("attributes"), "recipients.bad_directory_key", key="attributes"))
-        attributes = DEFAULT_ATTRIBUTES
+        attributes = {}
     max_shrink = data.get("max_shrink", 0.1)
     if isinstance(max_shrink, bool) or not isinstance(max_shrink, int | float) or not 0 <= max_shrink <= 1:
         problems.append(Problem.of(shown, data.line_of("max_shrink"), "recipients.bad_directory_key", key="max_shrink"))
