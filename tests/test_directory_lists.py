@@ -95,7 +95,9 @@ def test_a_send_to_a_list_never_synced_sends_nothing_and_says_what_to_run(projec
     with pytest.raises(InputError) as refused:
         send_edition(project, settings, date(2024, 11, 17))
     [problem] = refused.value.problems
-    assert str(problem).endswith("recipients/chefer.yaml:1: no accepted snapshot yet; run dispatch recipients sync chefer")
+    # At the line of `source:` (the list file's second line here), naming what to run.
+    assert str(problem).endswith("recipients/chefer.yaml:2: list chefer is read from the directory entra and has no "
+                                 "accepted snapshot yet: run 'dispatch recipients sync chefer'")
     assert smtp_server.handler.received == []
 
 

@@ -17,8 +17,8 @@ from dispatch.app.application import Session
 from dispatch.app.wiring import directory_source
 from dispatch.config import GraphDirectory, LdapDirectory, Settings
 from dispatch.errors import DirectoryError, InputError, Problem, display_path
-from dispatch.recipients.directory import DirectoryListSpec, DirectoryResult, DirectorySource
-from dispatch.recipients.lists import available_lists, directory_list, list_path, unknown_list
+from dispatch.recipients.directory import DirectoryListSpec, DirectoryPerson, DirectoryResult, DirectorySource
+from dispatch.recipients.lists import available_lists, list_path, read_directory_list, unknown_list
 from dispatch.recipients.snapshots import (
     Change,
     Snapshot,
@@ -64,6 +64,7 @@ def directory_lists(settings: Settings, names: Sequence[str] = ()) -> list[Direc
     InputError for an unknown name, a list that is not a directory list, or one whose
     directory is not under directories: in config."""
     directory = settings.recipients_dir
+    kinds = {name: d.kind for name, d in settings.directories.items()}
     known = available_lists(directory)
     problems: list[Problem] = []
     specs: list[DirectoryListSpec] = []
@@ -72,7 +73,7 @@ def directory_lists(settings: Settings, names: Sequence[str] = ()) -> list[Direc
             problems.append(unknown_list("LIST", 0, name, known))
             continue
         try:
-            spec = directory_list(directory, name)
+            spec = read_directory_list(directory, name, kinds)
         except InputError as exc:
             problems.extend(exc.problems)
             continue
@@ -80,10 +81,6 @@ def directory_lists(settings: Settings, names: Sequence[str] = ()) -> list[Direc
             if names:
                 path = list_path(directory, name)
                 problems.append(Problem.of(display_path(path) if path else name, 1, "recipients.not_a_directory_list", name=name))
-            continue
-        if spec.directory not in settings.directories:
-            problems.append(Problem.of(spec.path, 1, "recipients.unknown_directory", directory=spec.directory,
-                                       known=", ".join(sorted(settings.directories)) or "none"))
             continue
         specs.append(spec)
     if problems:
@@ -250,7 +247,7 @@ def snapshot_status(s: Session, names: Sequence[str] = ()) -> list[ListSnapshots
             for spec in directory_lists(s.settings, names)]
 
 
-class SnapshotPeople(Mapping[str, Sequence[tuple[str, str]]]):
+class SnapshotPeople(Mapping[str, Sequence[DirectoryPerson]]):
     """For a send or a listing: each directory list's people from its last accepted snapshot,
     as the resolver takes them, read from the ledger when the resolver asks for the list (so
     a send reads only the snapshots of the lists it sends to), and ``used``: which snapshot
@@ -260,19 +257,20 @@ class SnapshotPeople(Mapping[str, Sequence[tuple[str, str]]]):
     def __init__(self, store: SnapshotStore) -> None:
         self.store = store
         self.used: dict[str, int] = {}
-        self._read: dict[str, list[tuple[str, str]] | None] = {}
+        self._read: dict[str, list[DirectoryPerson] | None] = {}
 
-    def _people(self, name: str) -> list[tuple[str, str]] | None:
+    def _people(self, name: str) -> list[DirectoryPerson] | None:
         if name not in self._read:
             accepted = self.store.last_accepted(name)
             if accepted is None:
                 self._read[name] = None
             else:
-                self._read[name] = [(m.address, m.name) for m in self.store.snapshot_members(accepted.id)]
+                self._read[name] = [DirectoryPerson(m.address, m.name, m.source)
+                                    for m in self.store.snapshot_members(accepted.id)]
                 self.used[name] = accepted.id
         return self._read[name]
 
-    def __getitem__(self, name: str) -> Sequence[tuple[str, str]]:
+    def __getitem__(self, name: str) -> Sequence[DirectoryPerson]:
         people = self._people(name)
         if people is None:
             raise KeyError(name)
@@ -339,11 +337,12 @@ def directory_cards(s: Session) -> tuple[list[DirectoryCard], list[Problem]]:
     """Every directory list's card, and the problems of list files that cannot be read as
     directory lists (the other lists' cards are still shown)."""
     settings, store = s.settings, s.ledger
+    kinds = {name: d.kind for name, d in settings.directories.items()}
     cards: list[DirectoryCard] = []
     problems: list[Problem] = []
     for name in available_lists(settings.recipients_dir):
         try:
-            spec = directory_list(settings.recipients_dir, name)
+            spec = read_directory_list(settings.recipients_dir, name, kinds)
         except InputError as exc:
             problems.extend(exc.problems)
             continue

@@ -29,7 +29,7 @@ from dispatch.email.render import render
 from dispatch.errors import InputError, PreflightError, Problem, display_path
 from dispatch.ledger import dispatch_name
 from dispatch.models import Edition, Recipient, Rendered
-from dispatch.recipients.lists import Resolution, Where, available_lists, resolve, unknown_list
+from dispatch.recipients.lists import Directories, Resolution, Where, available_lists, resolve, unknown_list
 from dispatch.values import DispatchKind
 
 if TYPE_CHECKING:
@@ -188,7 +188,7 @@ def render_edition(
         names = choose_lists(settings, edition, lists, earlier, default_lists)
         # Directory lists: their last accepted snapshots, never the directory itself.
         people = snapshot_people(s)
-        resolution = resolve(settings.recipients_dir, names, directory_people=people)
+        resolution = resolve(settings.recipients_dir, names, directories=Directories(directory_kinds(settings), people))
         snapshots = dict(people.used)
     reject_unwritable_to(resolution)
     footer = FOOTER.format(sender=settings.sender.name or settings.sender.address)
@@ -381,6 +381,12 @@ class ListsReport:
     snapshots: Mapping[str, int] = field(default_factory=dict)  # directory list -> the accepted snapshot shown
 
 
+def directory_kinds(settings: Settings) -> dict[str, str]:
+    """The directories config.yaml names, by kind: what the list resolver checks a directory
+    list's ``source`` against. (Their people come from the lists' accepted snapshots.)"""
+    return {name: directory.kind for name, directory in settings.directories.items()}
+
+
 def all_lists(settings: Settings) -> tuple[str, ...]:
     """Every recipient list file's name."""
     return tuple(available_lists(settings.recipients_dir))
@@ -398,7 +404,7 @@ def lists_report(settings: Settings, names: tuple[str, ...], s: Session | None =
         referrers = {name: where for name in names}
     people = snapshot_people(s) if s is not None else None
     try:
-        resolution = resolve(settings.recipients_dir, names, referrers, directory_people=people)
+        resolution = resolve(settings.recipients_dir, names, referrers, directories=Directories(directory_kinds(settings), people))
     except InputError as exc:
         return ListsReport(names, None, list(exc.problems))
     return ListsReport(names, resolution, list(resolution.problems), dict(people.used) if people is not None else {})
