@@ -106,6 +106,8 @@ class Tenant:
     limited: bool = False  # members "with limited information" (the app may not read users)
     not_json: set[tuple[str, int]] = field(default_factory=set)  # pages answered with a broken body
     revoke: set[tuple[str, int]] = field(default_factory=set)  # pages whose first request finds every token revoked
+    forbidden: bool = False  # the application lacks the permission (403 Authorization_RequestDenied)
+    next_link_origin: str | None = None  # @odata.nextLink on another origin than this server's
     expires_in: int = 3599
     tokens: set[str] = field(default_factory=set)
     token_requests: list[TokenRequest] = field(default_factory=list)
@@ -268,6 +270,10 @@ class _Handler(BaseHTTPRequestHandler):
             message = "Access token is empty." if not authorization else "Access token validation failure. Invalid audience."
             self.answer(401, _graph_error("InvalidAuthenticationToken", message), {"WWW-Authenticate": 'Bearer realm=""'})
             return
+        if tenant.forbidden:
+            record(403)
+            self.answer(403, _graph_error("Authorization_RequestDenied", "Insufficient privileges to complete the operation."))
+            return
         if group not in tenant.groups:
             record(404)
             self.answer(404, _graph_error("Request_ResourceNotFound",
@@ -307,7 +313,8 @@ class _Handler(BaseHTTPRequestHandler):
                                 "value": values}
         if (page + 1) * size < len(members):
             token = base64.urlsafe_b64encode(json.dumps({"g": group, "p": page + 1}).encode()).decode().rstrip("=")
-            link = (f"{self.graph.graph_url}/groups/{group}/transitiveMembers/microsoft.graph.user"
+            base = f"{tenant.next_link_origin}/v1.0" if tenant.next_link_origin else self.graph.graph_url
+            link = (f"{base}/groups/{group}/transitiveMembers/microsoft.graph.user"
                     f"?$select={select}&$top={top}&$skiptoken={token}")
             body["@odata.nextLink"] = link
         record(200)

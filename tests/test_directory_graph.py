@@ -154,6 +154,26 @@ def test_an_unknown_group_names_it(graph: GraphServer) -> None:
     assert caught.value.server == graph.url
 
 
+def test_without_the_permission_the_error_names_it(graph: GraphServer) -> None:
+    graph.tenant.groups[GROUP] = [user(1)]
+    graph.tenant.forbidden = True
+    with pytest.raises(DirectoryError) as caught:
+        GraphSource(graph.directory(), sleep=Waits()).group_members(GROUP, DEFAULT_ATTRIBUTES)
+    text = one_line_error(graph, caught.value)
+    assert text.startswith(f"{graph.url}: HTTP 403 (Authorization_RequestDenied: Insufficient privileges")
+    assert "GroupMember.Read.All and User.Read.All" in text
+
+
+def test_a_next_link_to_another_server_is_not_followed(graph: GraphServer) -> None:
+    """The bearer token goes with the request: a page that points elsewhere fails the sync."""
+    graph.tenant.groups[GROUP] = [user(n) for n in range(1, 5)]
+    graph.tenant.page_size = 2
+    graph.tenant.next_link_origin = "https://graph.example.net"
+    with pytest.raises(DirectoryError, match=f"group {GROUP}: @odata.nextLink points outside {graph.url}"):
+        GraphSource(graph.directory(), sleep=Waits()).group_members(GROUP, DEFAULT_ATTRIBUTES)
+    assert [r.page for r in graph.tenant.page_requests] == [0]
+
+
 def test_tls_is_verified_without_the_private_ca(graph: GraphServer) -> None:
     graph.tenant.groups[GROUP] = [user(1)]
     with pytest.raises(DirectoryError, match=r"certificate is not trusted .* set ca_file") as caught:
