@@ -97,12 +97,13 @@ def test_a_change_names_who_came_and_who_went() -> None:
 # -- a sync's decisions, kept: the same rules in memory and in SQL ----------------------------------
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SnapshotStore]:
     if request.param == "memory":
         yield MemorySnapshots()
         return
-    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    url = request.getfixturevalue("pg").url if request.param == "postgres" else f"sqlite:///{tmp_path / 'ledger.db'}"
+    ledger = Ledger(url)
     yield ledger
     ledger.close()
 
@@ -209,10 +210,13 @@ def test_a_dispatch_names_the_snapshot_each_list_used(store: SnapshotStore) -> N
     assert store.snapshots_used("2026-12-08.r1.edition") == {}
 
 
-@pytest.mark.slow  # ~5 s; fast twin: test_a_sync_is_accepted_then_unchanged_syncs_add_nothing
-def test_a_snapshot_of_50000_members_is_kept_and_read_back_in_seconds(tmp_path: Path) -> None:
+@pytest.mark.slow  # ~5 s each; fast twin: test_a_sync_is_accepted_then_unchanged_syncs_add_nothing
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_a_snapshot_of_50000_members_is_kept_and_read_back_in_seconds(request: pytest.FixtureRequest, tmp_path: Path,
+                                                                       database: str) -> None:
     """The ledger's side of acceptance 6: 50,000 members in batches, not a row at a time."""
-    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    url = request.getfixturevalue("pg").url if database == "postgres" else f"sqlite:///{tmp_path / 'ledger.db'}"
+    ledger = Ledger(url)
     try:
         started = time.perf_counter()
         outcome = take_snapshot(ledger, SPEC, answer(DirectoryResult(people(50_000))), T0)

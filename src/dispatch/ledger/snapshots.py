@@ -33,6 +33,15 @@ def _snapshot(row: Any) -> Snapshot:
     )
 
 
+def _copy_members(conn: sa.Connection, snapshot_id: int, members: Sequence[SnapshotMember]) -> None:
+    """PostgreSQL: the members in one COPY, in the transaction that inserted the snapshot (a
+    50,000-member snapshot in well under a second, where row inserts take several)."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy(f"COPY {snapshot_members.name} (snapshot_id, key, address, name, source) FROM STDIN") as copy:
+        for m in members:
+            copy.write_row((snapshot_id, m.key, m.address, m.name, m.source))
+
+
 class Snapshots:
     """A part of ``Ledger``: the snapshot store (recipients.snapshots.SnapshotStore) in SQL."""
 
@@ -50,11 +59,14 @@ class Snapshots:
                 digest=digest, reason=json.dumps(stored_fact(reason), ensure_ascii=False) if reason else None,
                 accepted_at=as_utc(taken_at) if state is SnapshotState.ACCEPTED else None, checked_at=as_utc(taken_at),
             ).returning(snapshots.c.id)).scalar_one())
-            for start in range(0, len(members), MEMBER_BATCH):
-                conn.execute(snapshot_members.insert(), [
-                    {"snapshot_id": snapshot_id, "key": m.key, "address": m.address, "name": m.name, "source": m.source}
-                    for m in members[start:start + MEMBER_BATCH]
-                ])
+            if self.db.is_postgres:
+                _copy_members(conn, snapshot_id, members)
+            else:
+                for start in range(0, len(members), MEMBER_BATCH):
+                    conn.execute(snapshot_members.insert(), [
+                        {"snapshot_id": snapshot_id, "key": m.key, "address": m.address, "name": m.name, "source": m.source}
+                        for m in members[start:start + MEMBER_BATCH]
+                    ])
             row = conn.execute(snapshots.select().where(snapshots.c.id == snapshot_id)).mappings().one()
         return _snapshot(row)
 
