@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 
@@ -182,3 +182,18 @@ def test_check_says_how_old_the_snapshot_is_without_the_directory(project: Proje
     ready = app.prepare_edition(unit_of(down), edition, clock.now())
     notes = [english(n) for n in app.snapshot_notes(unit_of(down), ready.snapshots, clock.now() + timedelta(minutes=5))]
     assert notes == ["list chefer: snapshot 1 (3 members), last confirmed by a sync 5 minutes ago"]
+
+
+def test_serve_syncs_once_in_the_half_hour_before_each_slot(project: Project) -> None:
+    """The watch job asks this every minute; the sample schedule sends at 14:00 Stockholm time."""
+    settings = load_settings(project.config_path)
+    zone = settings.timezone
+    service = Service(settings)
+    try:
+        assert not service.presync_due(datetime(2024, 11, 18, 13, 29, tzinfo=zone))
+        assert service.presync_due(datetime(2024, 11, 18, 13, 30, tzinfo=zone))
+        assert not service.presync_due(datetime(2024, 11, 18, 13, 45, tzinfo=zone)), "once per slot"
+        assert not service.presync_due(datetime(2024, 11, 18, 14, 0, tzinfo=zone)), "the slot itself is the send's"
+        assert service.presync_due(datetime(2024, 11, 19, 13, 59, tzinfo=zone)), "the next day's slot"
+    finally:
+        service.close()
