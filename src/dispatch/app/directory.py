@@ -122,15 +122,16 @@ def take_snapshot(store: SnapshotStore, spec: DirectoryListSpec, read: Callable[
         return SyncOutcome(spec, failed, accepted, None, new=True)
     folded = fold_people(result.people)
     digest = folded.digest
+    if accepted is not None and accepted.digest == digest and pending is None:
+        # The usual hourly sync: nothing changed, nothing read back or written but the time.
+        store.saw_again(accepted.id, now)
+        return SyncOutcome(spec, store.snapshot(accepted.id) or accepted, accepted, Change((), ()), new=False,
+                           invalid=folded.invalid)
     before = store.snapshot_members(accepted.id) if accepted is not None else []
     if pending is not None and pending.digest == digest:
         store.saw_again(pending.id, now)
         return SyncOutcome(spec, store.snapshot(pending.id) or pending, accepted, change(before, folded.members),
                            new=False, invalid=folded.invalid)
-    if accepted is not None and accepted.digest == digest and pending is None:
-        store.saw_again(accepted.id, now)
-        return SyncOutcome(spec, store.snapshot(accepted.id) or accepted, accepted, Change((), ()), new=False,
-                           invalid=folded.invalid)
     # New people (or the old ones back after a held change: a new accepted snapshot ends it).
     state, reason = judge(accepted, len(folded.members), spec.max_shrink)
     made = store.add_snapshot(spec.name, spec.directory, selector, now, state, disabled=result.disabled,
