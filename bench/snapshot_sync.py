@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -52,8 +53,11 @@ print(json.dumps({"first_sync_s": round(first_s, 2), "unchanged_sync_s": round(a
 """
 
 
-def measure(url: str, members: int) -> dict[str, float]:
-    done = subprocess.run([sys.executable, "-c", CHILD, url, str(members)], capture_output=True, text=True)
+def measure(url: str, members: int, state: str) -> dict[str, float]:
+    # The program remembers every ledger it opened (to notice one that vanished): a throw-away
+    # place for the benchmark's throw-away ledgers.
+    env = {**os.environ, "DISPATCH_STATE_DIR": state}
+    done = subprocess.run([sys.executable, "-c", CHILD, url, str(members)], capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise SystemExit(f"the measurement on {url.split('?')[0]} failed:\n{done.stderr}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -67,9 +71,9 @@ def main() -> None:
     args = parser.parse_args()
     figures: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="dispatch-bench-") as scratch:
-        figures["sqlite"] = measure(f"sqlite:///{Path(scratch) / 'ledger.db'}", args.members)
-    if args.postgres:
-        figures["postgresql"] = measure(args.postgres, args.members)
+        figures["sqlite"] = measure(f"sqlite:///{Path(scratch) / 'ledger.db'}", args.members, scratch)
+        if args.postgres:
+            figures["postgresql"] = measure(args.postgres, args.members, scratch)
     if args.json:
         print(json.dumps({"members": args.members, **figures}))
         return
