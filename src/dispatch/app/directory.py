@@ -225,29 +225,6 @@ def accept(s: Session, name: str, by: str, now: datetime, expected: int | None =
     return Accepted(ledger.snapshot(held.id) or held, made)
 
 
-@dataclass(frozen=True)
-class ListSnapshots:
-    """Per directory list what check, `recipients` and the console show: the snapshot sends
-    use, the one waiting for a person, and the newest sync."""
-
-    spec: DirectoryListSpec
-    accepted: Snapshot | None
-    held: Snapshot | None
-    latest: Snapshot | None
-
-    @property
-    def last_sync(self) -> datetime | None:
-        return self.latest.last_seen if self.latest is not None else None
-
-
-def snapshot_status(s: Session, names: Sequence[str] = ()) -> list[ListSnapshots]:
-    """The directory lists' snapshots (default: every directory list); reads no directory."""
-    store = s.ledger
-    return [ListSnapshots(spec, store.last_accepted(spec.name), store.pending_held(spec.name),
-                          next(iter(store.snapshots(spec.name, 1)), None))
-            for spec in directory_lists(s.settings, names)]
-
-
 class SnapshotPeople(Mapping[str, Sequence[DirectoryPerson]]):
     """For a send or a listing: each directory list's people from its last accepted snapshot,
     as the resolver takes them, read from the ledger when the resolver asks for the list (so
