@@ -174,11 +174,12 @@ def nested_directory(people: int = 5000, *, disabled: int = 40, without_mail: in
     return Directory(people=everyone, groups=[*groups.values(), unrelated])
 
 
-def flat_directory(people: int) -> Directory:
-    """``people`` people, all in one group ``alla`` (the bench)."""
+def large_directory(people: int, subgroups: int = 10) -> Directory:
+    """``people`` people in the group ``alla``, through ``subgroups`` groups of equal size (the bench)."""
     everyone = [Person(uid=f"p{index:06d}", name=f"{FIRST[index % len(FIRST)]} {LAST[index % len(LAST)]} {index}",
                        mail=f"person{index:06d}@example.test") for index in range(people)]
-    return Directory(people=everyone, groups=[Group("alla", members=[person.dn for person in everyone])])
+    parts = [Group(f"alla-{part:02d}", members=[person.dn for person in everyone[part::subgroups]]) for part in range(subgroups)]
+    return Directory(people=everyone, groups=[Group("alla", members=[group.dn for group in parts]), *parts])
 
 
 def expected_members(directory: Directory, group_cn: str) -> dict[str, str]:
