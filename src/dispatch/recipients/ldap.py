@@ -277,6 +277,8 @@ def _say(exc: ldap_errors.LDAPException, doing: str, bind_dn: str, starttls: boo
     if isinstance(exc, ldap_errors.LDAPInvalidCredentialsResult):
         return (f"the directory refused the bind account {bind_dn} (invalid credentials): check the password "
                 "that password_env or password_file gives, and that the account is not locked or expired")
+    if "timed out" in text.lower() and isinstance(exc, (ldap_errors.LDAPCommunicationError, ldap_errors.LDAPStartTLSError)):
+        return f"no answer while {doing} (timed out); is the directory up, and is the url its LDAP port?"
     if isinstance(exc, ldap_errors.LDAPStartTLSError) or (isinstance(exc, ldap_errors.LDAPSocketOpenError)
                                                           and "ssl" in text.lower()):
         return (f"TLS failed while {doing} ({_tls_reason(text)}); the certificate must be valid for the host "
