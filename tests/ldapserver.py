@@ -28,6 +28,7 @@ is a root connection for changing the data under a running server.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -174,11 +175,12 @@ def nested_directory(people: int = 5000, *, disabled: int = 40, without_mail: in
     return Directory(people=everyone, groups=[*groups.values(), unrelated])
 
 
-def flat_directory(people: int) -> Directory:
-    """``people`` people, all in one group ``alla`` (the bench)."""
+def large_directory(people: int, subgroups: int = 10) -> Directory:
+    """``people`` people in the group ``alla``, through ``subgroups`` groups of equal size (the bench)."""
     everyone = [Person(uid=f"p{index:06d}", name=f"{FIRST[index % len(FIRST)]} {LAST[index % len(LAST)]} {index}",
                        mail=f"person{index:06d}@example.test") for index in range(people)]
-    return Directory(people=everyone, groups=[Group("alla", members=[person.dn for person in everyone])])
+    parts = [Group(f"alla-{part:02d}", members=[person.dn for person in everyone[part::subgroups]]) for part in range(subgroups)]
+    return Directory(people=everyone, groups=[Group("alla", members=[group.dn for group in parts]), *parts])
 
 
 def expected_members(directory: Directory, group_cn: str) -> dict[str, str]:
@@ -202,6 +204,15 @@ def expected_members(directory: Directory, group_cn: str) -> dict[str, str]:
 
     walk(directory.group(group_cn).dn)
     return found
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the process that started it dies, so that a test
+    process killed without its teardown leaves no slapd behind on the shared machine (Linux)."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _free_port() -> int:
@@ -289,7 +300,7 @@ access to *
             self.process = subprocess.Popen(
                 [SLAPD, "-d", "0", "-f", str(self.home / "slapd.conf"),
                  "-h", f"{self.url}/ {self.starttls_url}/"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
         deadline = time.monotonic() + 30
         while True:
             if self.process.poll() is not None:

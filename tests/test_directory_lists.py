@@ -1,199 +1,222 @@
-"""Issue 33 end to end: directory lists synced into snapshots, sends from the last accepted
-snapshot, the shrink guard, accepting a held change, serve's one alert, history and export.
-
-Here in-process against the local Graph server (tests/graphserver.py: HTTPS, the documented
-shapes) and a real SMTP server: the fast twins of the slow tests in test_directory_slapd.py,
-which run the same story through the command line against a real OpenLDAP slapd.
-"""
+"""Issue 33: directories in config.yaml, directory list files, and the resolver taking a directory
+list's people from the caller (its snapshot): folded, validated, suppressed, included both ways."""
 
 from __future__ import annotations
 
-import dataclasses
-import re
-from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from conftest import Project, SMTPServer, body_text, open_ledger, unit_of, write_edition
-from dispatch import app
-from dispatch.app.scheduled import Service
-from dispatch.config import Settings, load_settings
-from dispatch.delivery.pipeline import Clock
-from dispatch.errors import InputError
-from dispatch.wording import english
-from graphserver import GraphServer, graph_fixture, graph_server_fixture, user  # noqa: F401  (fixtures)
+from conftest import Project
+from dispatch.config import load_settings, secret_problems
+from dispatch.config.settings import GraphDirectory, LdapDirectory
+from dispatch.errors import InputError, Problem
+from dispatch.recipients.directory import DirectoryPerson
+from dispatch.recipients.lists import Directories, read_directory_list, resolve
 
-GROUP = "2b7c5a1e-9d3f-4c8b-a6e2-0f1d2c3b4a59"
-SHARED = "person.3@region.example.se"  # on the directory's group and on the file list
-
-
-def directory_project(project: Project, graph: GraphServer, smtp_server: SMTPServer, members: int = 50) -> Settings:
-    """The sample project with `chefer` from the Graph group (``members`` people, two of them
-    left out by the directory: one disabled, one without mail), `politisk-ledning` a file of
-    three of which one is also in the group; settings that reach the local Graph server."""
-    project.use_smtp(smtp_server)
-    (project.root / "recipients/chefer.csv").unlink()
-    (project.root / "recipients/chefer.yaml").write_text(
-        f"name: Chefer\nsource: entra\ngroup: {GROUP}\n", encoding="utf-8")
-    (project.root / "recipients/politisk-ledning.yaml").write_text(
-        "name: Politisk ledning\nmembers:\n  - {email: anna.johansson@example.org, name: Anna Johansson}\n"
-        f"  - {{email: {SHARED.upper()}, name: Person Tre}}\n  - {{email: erik.lindqvist@example.org}}\n",
-        encoding="utf-8")
-    graph.tenant.groups[GROUP] = [user(n) for n in range(1, members + 1)] + [
-        user(9001, enabled=False), user(9002, mail=False)]
-    graph.tenant.page_size = 20  # several pages, as a large group has
-    settings = load_settings(project.config_path)
-    return dataclasses.replace(settings, directories={"entra": graph.directory()})
+LDAP = ('directories:\n'
+        '  ad:\n'
+        '    kind: ldap\n'
+        '    url: "ldaps://dc.example.org"\n'
+        '    bind_dn: "CN=dispatch,OU=Service,DC=example,DC=org"\n'
+        '    base_dn: "DC=example,DC=org"\n'
+        '    password_env: DISPATCH_TEST_LDAP_PASSWORD\n')
 
 
-def group_addresses(numbers: range) -> set[str]:
-    return {f"person.{n}@region.example.se" for n in numbers}
+def problems_of(path: Path) -> list[Problem]:
+    with pytest.raises(InputError) as caught:
+        load_settings(path)
+    return list(caught.value.problems)
 
 
-def send_edition(project: Project, settings: Settings, day: date) -> app.Result:
-    write_edition(project, day)
-    clock = Clock()
-    edition = app.read_edition(unit_of(settings), day, None, clock.now())
-    ready = app.prepare_edition(unit_of(settings), edition, clock.now())
-    return app.send(unit_of(settings), ready, clock, created_by="test")
+def config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text("timezone: Europe/Stockholm\n" + text, encoding="utf-8")
+    return path
 
 
-def rcpts(smtp_server: SMTPServer, since: int = 0) -> list[str]:
-    return [r.lower() for m in smtp_server.handler.reports()[since:] for r in m.rcpt_tos]
+# -- config.yaml: directories and sync_minutes ----------------------------------------------------
 
 
-def test_a_synced_list_is_sent_from_its_snapshot_each_person_once(project: Project, graph: GraphServer,
-                                                                  smtp_server: SMTPServer) -> None:
-    """Acceptance 1 (membership; the slapd twin has the 5,000): after a sync the list shows
-    exactly the group's members with mail and an enabled account; a send reaches each once,
-    and the person on both lists gets one message; history and export name the snapshot."""
-    settings = directory_project(project, graph, smtp_server)
-    [outcome] = app.sync(unit_of(settings), (), Clock().now())
-    assert outcome.state is app.SnapshotState.ACCEPTED
-    assert (outcome.snapshot.members, outcome.snapshot.disabled, outcome.snapshot.without_mail) == (50, 1, 1)
-    report = app.lists_report(settings, ("chefer",), unit_of(settings))
-    assert report.resolution is not None and not report.problems
-    assert set(report.resolution.recipients) == group_addresses(range(1, 51))
-    assert report.snapshots == {"chefer": outcome.snapshot.id}
-
-    result = send_edition(project, settings, date(2024, 11, 17))
-    assert result.complete
-    got = rcpts(smtp_server)
-    expected = group_addresses(range(1, 51)) | {"anna.johansson@example.org", "erik.lindqvist@example.org"}
-    assert sorted(got) == sorted(expected), "each person once; the one on both lists too"
-
-    ref = outcome.snapshot.ref
-    entries = app.history(unit_of(settings), None)
-    assert entries[-1]["snapshots"] == {"chefer": ref}
-    document = app.export(unit_of(settings), result.dispatch)
-    assert document is not None and document["snapshots"] == {"chefer": ref}
+def test_ldap_and_graph_directories_are_read(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("x", encoding="utf-8")
+    settings = load_settings(config(tmp_path, LDAP + "    ca_file: ca.pem\n    timeout_seconds: 12\n"
+                                    "  entra: {kind: graph, tenant_id: t-1, client_id: c-1, client_secret_file: secret.txt,\n"
+                                    "          graph_url: \"https://127.0.0.1:8443/v1.0/\"}\n"
+                                    "sync_minutes: 15\n"))
+    ad, entra = settings.directories["ad"], settings.directories["entra"]
+    assert ad == LdapDirectory(name="ad", url="ldaps://dc.example.org", bind_dn="CN=dispatch,OU=Service,DC=example,DC=org",
+                               base_dn="DC=example,DC=org", password_env="DISPATCH_TEST_LDAP_PASSWORD",
+                               ca_file=tmp_path / "ca.pem", timeout_seconds=12.0)
+    assert isinstance(entra, GraphDirectory) and entra.client_secret_file == tmp_path / "secret.txt"
+    assert entra.graph_url == "https://127.0.0.1:8443/v1.0" and entra.authority == "https://login.microsoftonline.com"
+    assert settings.sync_minutes == 15.0
+    assert load_settings(config(tmp_path, "")).sync_minutes == 60.0
 
 
-def test_a_send_to_a_list_never_synced_sends_nothing_and_says_what_to_run(project: Project, graph: GraphServer,
-                                                                         smtp_server: SMTPServer) -> None:
-    settings = directory_project(project, graph, smtp_server)
-    with pytest.raises(InputError) as refused:
-        send_edition(project, settings, date(2024, 11, 17))
-    [problem] = refused.value.problems
-    # At the line of `source:` (the list file's second line here), naming what to run.
-    assert str(problem).endswith("recipients/chefer.yaml:2: list chefer is read from the directory entra and has no "
-                                 "accepted snapshot yet: run 'dispatch recipients sync chefer'")
-    assert smtp_server.handler.received == []
+@pytest.mark.parametrize("change, line, expected", [
+    (("kind: ldap", "kind: ldapx"), 4, "'directories.ad.kind' must be ldap or graph, not 'ldapx'"),
+    (('url: "ldaps://dc.example.org"', 'url: "http://dc.example.org"'), 5, "'directories.ad.url' must be ldaps://HOST"),
+    (('url: "ldaps://dc.example.org"', 'url: "ldaps://admin:pw@dc.example.org"'), 5, "must not carry credentials"),
+    (('    url: "ldaps://dc.example.org"\n', ''), 3, "'directories.ad' needs 'url'"),
+    (('    bind_dn: "CN=dispatch,OU=Service,DC=example,DC=org"\n', ''), 3, "'directories.ad' needs 'bind_dn'"),
+    (('    base_dn: "DC=example,DC=org"\n', ''), 3, "'directories.ad' needs 'base_dn'"),
+    (("password_env: DISPATCH_TEST_LDAP_PASSWORD", "password: hunter2"), 8,
+     "secrets do not belong in the config file: remove 'directories.ad.password'"),
+    (("password_env: DISPATCH_TEST_LDAP_PASSWORD", "password_env: X\n    password_file: f"), 9, "are both set; keep one"),
+    (("password_env: DISPATCH_TEST_LDAP_PASSWORD", "bind_password: x"), 8, "unknown key 'bind_password' in directories.ad"),
+    (("kind: ldap", "kind: ldap\n    timeout_seconds: 0"), 5, "'directories.ad.timeout_seconds' must be a number of seconds"),
+])
+def test_directory_problems_are_at_their_lines(tmp_path: Path, change: tuple[str, str], line: int, expected: str) -> None:
+    problems = problems_of(config(tmp_path, LDAP.replace(*change)))
+    assert (line, True) in [(problem.line, expected in problem.message) for problem in problems], problems
+    assert len(problems) <= 2  # (a misspelt secret key also leaves the secret missing)
+    assert "hunter2" not in " ".join(str(problem) for problem in problems)
 
 
-def test_a_shrink_is_held_sends_keep_the_old_list_serve_alerts_once_and_accepting_it_is_audited(
-        project: Project, graph: GraphServer, smtp_server: SMTPServer) -> None:
-    """Acceptance 2 (the slapd twin removes 20 % with ldapmodify and drives the CLI)."""
-    settings = directory_project(project, graph, smtp_server)
-    session = unit_of(settings)
-    first = app.sync(session, (), Clock().now())[0].snapshot
-    graph.tenant.groups[GROUP] = [user(n) for n in range(1, 41)]  # 10 of 50 gone: 20 %
-    held = app.sync(session, ("chefer",), Clock().now())[0]
-    assert held.state is app.SnapshotState.HELD and held.accepted == first
-    diff = app.list_diff(session, "chefer")
-    assert diff.shrink == "20"
-    assert {m.address for m in diff.change.removed} == group_addresses(range(41, 51))
-    assert {m.name for m in diff.change.removed} == {f"Person {n}" for n in range(41, 51)}
-
-    send_edition(project, settings, date(2024, 11, 18))
-    assert group_addresses(range(41, 51)) <= set(rcpts(smtp_server)), "the held change is not used"
-
-    service = Service(settings)
-    try:
-        service.sync_lists(Clock().now())
-        service.sync_lists(Clock().now() + timedelta(minutes=60))  # the next hour: the same held change
-    finally:
-        service.close()
-    alerts = [n for n in smtp_server.handler.notices() if str(n.message["Subject"]).startswith("Mottagarlistan")]
-    assert len(alerts) == 1, [a.message["Subject"] for a in smtp_server.handler.notices()]
-    alert = alerts[0].message
-    assert "Chefer" in str(alert["Subject"]) and "godkännande" in str(alert["Subject"])
-    text = body_text(alert)
-    assert "person.41@region.example.se (Person 41)" in text and "dispatch recipients accept chefer" in text
-
-    accepted = app.accept(session, "chefer", "Operatör Olle", Clock().now())
-    assert accepted is not None and accepted.snapshot.id == held.snapshot.id
-    assert app.accept(session, "chefer", "Operatör Olle", Clock().now()) is None, "nothing held any more"
-    [entry] = [e for e in app.audit_log(session) if e.action == app.ACCEPT_ACTION]
-    assert (entry.user, entry.target) == ("Operatör Olle", "chefer")
-    assert re.search(rf"snapshot {held.snapshot.ref}: 40 members, 0 added, 10 removed", entry.detail)
-
-    before = len(smtp_server.handler.reports())
-    third = send_edition(project, settings, date(2024, 11, 19))
-    after = set(rcpts(smtp_server, before))
-    assert not after & group_addresses(range(41, 51)) and group_addresses(range(1, 41)) <= after
-    assert app.export(unit_of(settings), third.dispatch)["snapshots"] == {"chefer": held.snapshot.ref}  # type: ignore[index]
+def test_ldap_url_with_starttls_is_accepted(tmp_path: Path) -> None:
+    settings = load_settings(config(tmp_path, LDAP.replace("ldaps://dc.example.org", "ldap://dc.example.org:389")))
+    assert settings.directories["ad"].url == "ldap://dc.example.org:389"  # type: ignore[union-attr]
 
 
-def test_a_directory_down_is_a_failed_sync_and_the_send_uses_the_last_accepted_snapshot(
-        project: Project, graph: GraphServer, smtp_server: SMTPServer) -> None:
-    """Acceptance 3 (the slapd twin stops slapd and tries a wrong bind password)."""
-    settings = directory_project(project, graph, smtp_server, members=5)
-    first = app.sync(unit_of(settings), (), Clock().now())[0].snapshot
-    down = dataclasses.replace(settings, directories={"entra": graph.directory(graph_url="https://127.0.0.1:9/v1.0",
-                                                                               authority="https://127.0.0.1:9")})
-    [failed] = app.sync(unit_of(down), (), Clock().now())
-    assert failed.state is app.SnapshotState.FAILED and failed.accepted == first
-    assert failed.server and "127.0.0.1:9" in failed.server
-    result = send_edition(project, down, date(2024, 11, 17))
-    assert result.complete and group_addresses(range(1, 6)) <= set(rcpts(smtp_server))
-    secret = graph.tenant.client_secret
-    wrong = dataclasses.replace(settings, directories={"entra": graph.directory(client_secret_file=None,
-                                                                                client_secret_env="WRONG_SECRET")})
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("WRONG_SECRET", "not-the-secret-" + secret[::-1])
-        [refused] = app.sync(unit_of(wrong), (), Clock().now())
-    assert refused.state is app.SnapshotState.FAILED and refused.snapshot.reason is not None
-    said = english(refused.snapshot.reason)
-    assert "\n" not in said and secret[::-1] not in said
-    ledger = open_ledger(settings)
-    ledger.close()
-    assert secret[::-1].encode() not in (project.root / "var/ledger.db").read_bytes()
+@pytest.mark.parametrize("text, line, expected", [
+    ("directories:\n  entra: {kind: graph, client_id: c, client_secret_env: X}\n", 3, "'directories.entra' needs 'tenant_id'"),
+    ("directories:\n  entra: {kind: graph, tenant_id: t, client_id: c}\n", 3, "needs 'client_secret_env'"),
+    ("directories:\n  entra: {kind: graph, tenant_id: t, client_id: c, client_secret: s3cr3t}\n", 3,
+     "remove 'directories.entra.client_secret'"),
+    ("directories:\n  entra: {kind: graph, tenant_id: t, client_id: c, client_secret_env: X, graph_url: 'http://x'}\n", 3,
+     "'directories.entra.graph_url' must be an https:// URL"),
+    ("directories:\n  ad: {url: 'ldaps://x'}\n", 3, "'directories.ad' needs kind: ldap or kind: graph"),
+    ("directories: [ad]\n", 2, "'directories' must be a mapping"),
+    ("sync_minutes: 0\n", 2, "'sync_minutes' must be minutes from 1 to 1440"),
+])
+def test_graph_and_section_problems(tmp_path: Path, text: str, line: int, expected: str) -> None:
+    problems = problems_of(config(tmp_path, text))
+    assert [(problem.line, expected in problem.message) for problem in problems] == [(line, True)], problems
+    assert "s3cr3t" not in " ".join(str(problem) for problem in problems)
 
 
-def test_check_says_how_old_the_snapshot_is_without_the_directory(project: Project, graph: GraphServer,
-                                                                  smtp_server: SMTPServer) -> None:
-    settings = directory_project(project, graph, smtp_server, members=3)
-    app.sync(unit_of(settings), (), Clock().now())
-    down = dataclasses.replace(settings, directories={"entra": graph.directory(graph_url="https://127.0.0.1:9/v1.0",
-                                                                               authority="https://127.0.0.1:9")})
-    clock = Clock()
-    edition = app.read_edition(unit_of(down), date(2024, 11, 17), None, clock.now())
-    ready = app.prepare_edition(unit_of(down), edition, clock.now())
-    notes = [english(n) for n in app.snapshot_notes(unit_of(down), ready.snapshots, clock.now() + timedelta(minutes=5))]
-    assert notes == ["list chefer: snapshot 1 (3 members), last confirmed by a sync 5 minutes ago"]
+def test_check_names_a_missing_directory_secret_without_reading_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DISPATCH_TEST_LDAP_PASSWORD", raising=False)
+    settings = load_settings(config(tmp_path, LDAP + "    ca_file: missing-ca.pem\n"))
+    messages = [(problem.line, problem.message) for problem in secret_problems(settings)]
+    assert messages[0][0] == 8 and "directories.ad.password_env names DISPATCH_TEST_LDAP_PASSWORD, which is not set" in messages[0][1]
+    assert messages[1][0] == 9 and "directories.ad.ca_file names" in messages[1][1] and "missing-ca.pem" in messages[1][1]
+    assert secret_problems(settings, for_send=True) == []  # a send uses snapshots, not the directory
+    monkeypatch.setenv("DISPATCH_TEST_LDAP_PASSWORD", "a-password-never-shown")
+    assert all("a-password-never-shown" not in problem.message for problem in secret_problems(settings))
+    assert len(secret_problems(settings)) == 1
 
 
-def test_serve_syncs_once_in_the_half_hour_before_each_slot(project: Project) -> None:
-    """The watch job asks this every minute; the sample schedule sends at 14:00 Stockholm time."""
-    settings = load_settings(project.config_path)
-    zone = settings.timezone
-    service = Service(settings)
-    try:
-        assert not service.presync_due(datetime(2024, 11, 18, 13, 29, tzinfo=zone))
-        assert service.presync_due(datetime(2024, 11, 18, 13, 30, tzinfo=zone))
-        assert not service.presync_due(datetime(2024, 11, 18, 13, 45, tzinfo=zone)), "once per slot"
-        assert not service.presync_due(datetime(2024, 11, 18, 14, 0, tzinfo=zone)), "the slot itself is the send's"
-        assert service.presync_due(datetime(2024, 11, 19, 13, 59, tzinfo=zone)), "the next day's slot"
-    finally:
-        service.close()
+# -- list files: source: DIRECTORY ---------------------------------------------------------------
+
+
+KINDS = {"ad": "ldap", "entra": "graph"}
+
+
+@pytest.fixture
+def lists(tmp_path: Path) -> Path:
+    directory = tmp_path / "recipients"
+    directory.mkdir()
+    return directory
+
+
+def write(directory: Path, name: str, text: str) -> Path:
+    path = directory / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_directory_list_file_gives_its_spec(lists: Path) -> None:
+    write(lists, "chefer.yaml", "name: Chefer\nsource: ad\ngroup: \"CN=Chefer,OU=Grupper,DC=example,DC=org\"\n"
+                                "attributes: {name: cn}\nmax_shrink: 0.2\ninclude: [ledning]\n")
+    spec = read_directory_list(lists, "chefer", KINDS)
+    assert spec is not None
+    assert (spec.name, spec.display_name, spec.directory, spec.group, spec.query) == (
+        "chefer", "Chefer", "ad", "CN=Chefer,OU=Grupper,DC=example,DC=org", None)
+    assert dict(spec.attributes) == {"mail": "mail", "name": "cn"} and spec.max_shrink == 0.2 and spec.include == ("ledning",)
+    write(lists, "vard.yaml", "source: ad\nfilter: \"(&(department=Vård)(title=*chef*))\"\n")
+    vard = read_directory_list(lists, "vard", KINDS)
+    assert vard is not None and vard.query == "(&(department=Vård)(title=*chef*))" and vard.max_shrink == 0.1
+    assert dict(vard.attributes) == {"mail": "mail", "name": "displayName"}
+    write(lists, "hand.yaml", "members: [a@example.org]\n")
+    assert read_directory_list(lists, "hand", KINDS) is None
+
+
+@pytest.mark.parametrize("text, line, expected", [
+    ("source: nowhere\ngroup: g\n", 1, "source: 'nowhere' names no directory in config.yaml; known directories: ad, entra"),
+    ("source: ad\ngroup: g\nfilter: (a=b)\n", 3, "'group' or 'filter', not both"),
+    ("source: ad\nname: x\n", 1, "needs 'group'"),
+    ("source: ad\ngroup: g\nmax_shrink: 1.5\n", 3, "'max_shrink' must be a fraction from 0 to 1"),
+    ("source: ad\ngroup: g\nmax_shrink: yes\n", 3, "'max_shrink' must be a fraction from 0 to 1"),
+    ("source: ad\nfilter: (title=chef\n", 2, "parentheses paired"),
+    ("source: entra\nfilter: (title=chef)\n", 2, "'filter' needs an LDAP directory"),
+    ("source: ad\ngroup: g\nattributes: {email: mail}\n", 3, "'attributes' must map mail and name"),
+    ("source: ad\ngroup: g\nmembers: [a@example.org]\n", 3, "remove 'members'"),
+    ("source: ad\ngroup: g\ngruop: h\n", 3, "unknown key 'gruop' in a directory list"),
+])
+def test_directory_list_problems_are_at_their_lines(lists: Path, text: str, line: int, expected: str) -> None:
+    write(lists, "chefer.yaml", text)
+    with pytest.raises(InputError) as caught:
+        read_directory_list(lists, "chefer", KINDS)
+    [problem] = caught.value.problems
+    assert problem.path.endswith("chefer.yaml") and problem.line == line and expected in problem.message, problem
+    with pytest.raises(InputError) as again:  # the resolver says the same
+        resolve(lists, ["chefer"], directories=Directories(KINDS, {"chefer": []}))
+    assert [str(p) for p in again.value.problems] == [str(problem)]
+
+
+def test_no_directories_configured_is_said(lists: Path) -> None:
+    write(lists, "chefer.yaml", "source: ad\ngroup: g\n")
+    with pytest.raises(InputError, match=r"config\.yaml has no directories:"):
+        resolve(lists, ["chefer"])
+
+
+def person(mail: str, name: str = "", dn: str = "") -> DirectoryPerson:
+    return DirectoryPerson(mail=mail, name=name, source=dn or f"uid={mail.split('@')[0]},ou=people,dc=example,dc=test")
+
+
+def test_the_resolver_folds_validates_and_suppresses_a_directory_lists_people(lists: Path) -> None:
+    write(lists, "chefer.yaml", "name: Chefer\nsource: ad\ngroup: cn=chefer,ou=groups,dc=example,dc=test\n")
+    write(lists, "suppressed.txt", "nej.tack@example.org\n")
+    people = [person("Anna.Berg@Example.ORG", "Anna Berg"), person("anna.berg@example.org", "Dubblett"),
+              person("nej.tack@example.org", "Vill inte"), person("trasig@@example.org", "Trasig"), person("erik@example.org")]
+    resolution = resolve(lists, ["chefer"], directories=Directories(KINDS, {"chefer": people}))
+    view = resolution.lists["chefer"]
+    assert view.source == "ad" and view.display_name == "Chefer"
+    assert view.members == ["anna.berg@example.org", "erik@example.org"]
+    assert resolution.recipients["anna.berg@example.org"].name == "Anna Berg"
+    assert resolution.recipients["anna.berg@example.org"].source.endswith("chefer.yaml:2 uid=Anna.Berg,ou=people,dc=example,dc=test")
+    assert view.suppressed == {"nej.tack@example.org"}
+    assert [invalid.email for invalid in resolution.invalid] == ["trasig@@example.org"]
+    assert resolution.specs["chefer"].group == "cn=chefer,ou=groups,dc=example,dc=test"
+
+
+def test_includes_work_both_ways(lists: Path) -> None:
+    write(lists, "chefer.yaml", "source: ad\ngroup: g\ninclude: [ledning]\n")
+    write(lists, "ledning.yaml", "members: [{email: lena@example.org, name: Lena}, erik@example.org]\n")
+    write(lists, "alla.yaml", "members: [ny@example.org]\ninclude: [chefer]\n")
+    directories = Directories(KINDS, {"chefer": [person("erik@example.org", "Erik"), person("karin@example.org", "Karin")]})
+    resolution = resolve(lists, ["alla"], directories=directories)
+    assert resolution.lists["chefer"].members == ["erik@example.org", "karin@example.org", "lena@example.org"]
+    assert resolution.lists["alla"].members == ["ny@example.org", "erik@example.org", "karin@example.org", "lena@example.org"]
+    assert len(resolution.recipients) == 4
+
+
+def test_a_directory_list_without_a_snapshot_says_to_sync(lists: Path) -> None:
+    write(lists, "chefer.yaml", "source: ad\ngroup: g\n")
+    with pytest.raises(InputError) as caught:
+        resolve(lists, ["chefer"], directories=Directories(KINDS))
+    [problem] = caught.value.problems
+    assert problem.line == 1 and "has no accepted snapshot yet" in problem.message
+    assert "dispatch recipients sync chefer" in problem.message
+
+
+def test_the_cli_says_a_directory_list_has_no_snapshot(project: Project) -> None:
+    project.set_config(directories={"ad": {"kind": "ldap", "url": "ldaps://dc.example.org", "bind_dn": "cn=x",
+                                           "base_dn": "dc=example,dc=org", "password_env": "DISPATCH_TEST_LDAP_PASSWORD"}})
+    (project.root / "recipients" / "katalog.yaml").write_text("source: ad\ngroup: cn=chefer,dc=example,dc=org\n",
+                                                              encoding="utf-8")
+    result = project.run("recipients", "katalog")
+    assert result.returncode == 1
+    assert "recipients/katalog.yaml:1: list katalog is read from the directory ad and has no accepted snapshot yet" in result.stderr

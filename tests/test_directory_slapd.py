@@ -4,7 +4,7 @@ real SMTP server: sync, the members, sends from the accepted snapshot, a 20 % sh
 accepted (and serve's one alert), the directory stopped, a wrong bind password, history and export.
 
 Slow (slapd with thousands of entries, CLI processes); the fast twins run the same story in-process
-against the local Graph server in test_directory_lists.py and test_directory_console.py.
+against the local Graph server in test_directory_sends.py and test_directory_console.py.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ model says (``ldapserver.expected_members``, computed without LDAP).
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import ldap3
@@ -235,3 +236,16 @@ def test_members_removed_in_the_directory_are_gone_on_the_next_read(tmp_path: Pa
         assert len(after.people) < len(before.people)
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("scheme", ["ldaps", "ldap"])
+def test_a_directory_that_never_answers_times_out_in_one_line(scheme: str) -> None:
+    """A port that takes the connection and says nothing (a hung server, a firewall's black hole)."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(5)
+        url = f"{scheme}://127.0.0.1:{silent.getsockname()[1]}"
+        reader = LdapSource(LdapDirectory(name="ad", url=url, bind_dn="cn=x", base_dn="dc=x", timeout_seconds=1), "pw")
+        with pytest.raises(DirectoryError) as caught:
+            reader.group_members(CHEFER, DEFAULT_ATTRIBUTES)
+    assert one_line(caught.value).startswith(f"{url}: no answer while connecting (timed out)")

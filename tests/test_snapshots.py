@@ -2,7 +2,7 @@
 snapshot and the new count), folding a directory's people, and a sync's decisions kept in a
 snapshot store, the same rules in memory and in the SQL ledger (SQLite here; PostgreSQL in
 test_postgres.py). The directory's answers are values (DirectoryResult), as a source returns
-them; the end-to-end tests against slapd and the Graph server are in test_directory_lists.py."""
+them; the end-to-end tests against slapd and the Graph server are in test_directory_sends.py."""
 
 from __future__ import annotations
 

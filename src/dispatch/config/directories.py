@@ -44,6 +44,8 @@ def read_directories(reader: Reader, raw: LineDict) -> dict[str, LdapDirectory |
                            f"'directories.{name}.kind' must be ldap or graph, not {kind!r}"
                            if "kind" in entry else f"'directories.{name}' needs kind: ldap or kind: graph")
             continue
+        # A missing key is reported at the directory's name, where it would be added.
+        entry.line = line
         directory = _read_ldap(reader, name, entry) if kind == "ldap" else _read_graph(reader, name, entry)
         if directory is not None:
             found[name] = directory

@@ -63,7 +63,7 @@ class DirectoryListSpec:
     directory: str  # a name under directories: in config
     group: str | None = None
     query: str | None = None  # the `filter` key (an LDAP filter)
-    # A factory: a mapping proxy has no hash, so dataclasses refuse it as a plain default.
+    # A factory: a mappingproxy is unhashable before Python 3.12, which dataclasses reject as a default.
     attributes: Mapping[str, str] = field(default_factory=lambda: DEFAULT_ATTRIBUTES)
     max_shrink: float = 0.1  # a sync smaller than the last accepted snapshot by more than this is held
     include: tuple[str, ...] = ()

@@ -61,7 +61,7 @@ AD_PEOPLE = "(&(objectCategory=person)(objectClass=user))"
 PEOPLE = "(objectClass=person)"
 GROUPS = "(|" + "".join(f"(objectClass={name})" for name in GROUP_CLASSES) + ")"
 
-DnKey = tuple[tuple[str, str], ...]
+DnKey = str  # a DN as dn_key() compares it
 
 
 class _VerifiedTls(ldap3.Tls):
@@ -277,6 +277,8 @@ def _say(exc: ldap_errors.LDAPException, doing: str, bind_dn: str, starttls: boo
     if isinstance(exc, ldap_errors.LDAPInvalidCredentialsResult):
         return (f"the directory refused the bind account {bind_dn} (invalid credentials): check the password "
                 "that password_env or password_file gives, and that the account is not locked or expired")
+    if "timed out" in text.lower() and isinstance(exc, (ldap_errors.LDAPCommunicationError, ldap_errors.LDAPStartTLSError)):
+        return f"no answer while {doing} (timed out); is the directory up, and is the url its LDAP port?"
     if isinstance(exc, ldap_errors.LDAPStartTLSError) or (isinstance(exc, ldap_errors.LDAPSocketOpenError)
                                                           and "ssl" in text.lower()):
         return (f"TLS failed while {doing} ({_tls_reason(text)}); the certificate must be valid for the host "
@@ -389,8 +391,8 @@ def _lookup_filters(dns: Iterable[str], classes: str) -> Iterator[str]:
     """Filters finding the entries with these DNs: their first RDN, batched, within ``classes``."""
     by_type: dict[str, list[str]] = {}
     for dn in dns:
-        attribute, value = dn_key(dn)[0]
-        by_type.setdefault(attribute, []).append(value)
+        attribute, value, _ = _rdns(dn)[0]
+        by_type.setdefault(attribute.lower(), []).append(value)
     for attribute, values in sorted(by_type.items()):
         unique = sorted(set(values))
         for start in range(0, len(unique), LOOKUP_BATCH):
@@ -416,9 +418,8 @@ def _unescape(value: str) -> str:
     return out.decode("utf-8", "replace")
 
 
-def dn_key(dn: str) -> DnKey:
-    """A DN compared as directories compare the usual naming attributes (cn, uid, ou, dc):
-    attribute types and values without regard to case, escapes undone, spaces folded."""
+def _rdns(dn: str) -> list[tuple[str, str, str]]:
+    """(attribute type, value with its escapes undone, separator after it) for each part of a DN."""
     if "#" in dn and not dn.rstrip().endswith("#"):
         base, _, suffix = dn.rpartition("#")
         if suffix.startswith("'") and base:  # uniqueMember's optional unique identifier
@@ -428,6 +429,16 @@ def dn_key(dn: str) -> DnKey:
         # case, and ten times faster than the full parser (a sync compares every member's DN).
         parts = [part.partition("=") for part in dn.split(",")]
         if all(equals and attribute.strip() for attribute, equals, _ in parts):
-            return tuple((attribute.strip().lower(), " ".join(value.lower().split())) for attribute, _, value in parts)
-    return tuple((attribute.strip().lower(), " ".join(_unescape(value.strip()).lower().split()))
-                 for attribute, value, _ in parse_dn(dn))
+            return [(attribute.strip(), value.strip(), ",") for attribute, _, value in parts]
+    return [(attribute.strip(), _unescape(value.strip()), separator) for attribute, value, separator in parse_dn(dn)]
+
+
+_KEY_SPECIAL = str.maketrans({"\\": "\\\\", ",": "\\,", "+": "\\+", "=": "\\="})
+
+
+def dn_key(dn: str) -> DnKey:
+    """A DN compared as directories compare the usual naming attributes (cn, uid, ou, dc):
+    attribute types and values without regard to case, escapes undone, spaces folded. One short
+    string (not a tuple of parts), since a sync keeps one for every member it has seen."""
+    return "".join(f"{attribute.lower()}={' '.join(value.lower().split()).translate(_KEY_SPECIAL)}{separator}"
+                   for attribute, value, separator in _rdns(dn)).rstrip(",")
