@@ -62,6 +62,9 @@ def test_sync_diff_accept_and_the_listing(project: Project, graph: GraphServer) 
     nothing = project.run("recipients", "accept", "chefer", "--by", "Olle")
     assert nothing.returncode == 1 and "no held change to accept" in nothing.stderr
     assert json.loads(project.run("recipients", "chefer", "--json").stdout)["lists"][0]["snapshot"] == "3"
+    sent = project.run("send", "--date", "2024-11-17")
+    assert sent.returncode == 0, sent.stderr
+    assert "  directory lists: chefer snapshot 3" in project.run("history").stdout.splitlines()
 
 
 def test_names_that_are_no_directory_list_exit_1(project: Project, graph: GraphServer) -> None:

@@ -21,6 +21,7 @@ from dispatch import app
 from dispatch.config import Settings, load_settings
 from dispatch.delivery.pipeline import Clock
 from graphserver import GraphServer, graph_fixture, graph_server_fixture, user  # noqa: F401  (fixtures)
+from test_accessibility import axe_violations, require_axe
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -98,16 +99,20 @@ def test_an_editor_sees_the_change_but_cannot_accept_it(held_console: tuple[str,
 def test_an_operator_accepts_a_held_change_in_the_browser_on_a_phone(held_console: tuple[str, Settings],
                                                                      chromium: Browser) -> None:
     base, settings = held_console
-    context = chromium.new_context(viewport={"width": 375, "height": 800})
+    require_axe()
+    # bypass_csp: the pages' policy forbids the inline script Playwright injects axe with.
+    context = chromium.new_context(viewport={"width": 375, "height": 800}, bypass_csp=True)
     page = context.new_page()
     try:
         browser_sign_in(page, base, "olle", "/recipients")
+        assert axe_violations(page) == {}, "the card with its held change"
         card = page.locator('[data-list="chefer"]')
         assert card.get_by_role("alert").inner_text().count("20 % färre") == 1
         assert card.locator("del").all_inner_texts() == [f"Person {n}" for n in (17, 18, 19, 20)]
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 375, f"the page is {width} px wide at 375 px: it scrolls sideways"
         card.get_by_role("button", name="Godkänn ändringen").click()
+        assert axe_violations(page) == {}, "the confirmation"
         page.get_by_role("button", name="Bekräfta").click()
         page.wait_for_url(base + "/recipients")
         assert "Ändringen av listan chefer är godkänd" in page.get_by_role("status").inner_text()

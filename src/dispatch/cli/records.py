@@ -103,6 +103,8 @@ def history(app: Context, since: date | None, as_json: bool) -> None:
         click.echo(f"  content {short(entry['content_hash'])}  by {entry['created_by'] or '-'}  approved by "
                    f"{entry['approved_by'] or '-'}  started {started}  {finished}")
         click.echo("  " + "  ".join(f"{state} {count}" for state, count in counts.items() if count))
+        if entry["snapshots"]:
+            click.echo("  directory lists: " + ", ".join(f"{name} snapshot {ref}" for name, ref in entry["snapshots"].items()))
 
 
 @main.command("export")
