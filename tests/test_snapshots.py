@@ -26,7 +26,7 @@ from dispatch.recipients.snapshots import (
     change,
     fold_people,
     judge,
-    members_digest,
+    snapshot_digest,
 )
 from dispatch.values import Fact
 
@@ -84,7 +84,9 @@ def test_people_are_folded_as_list_members_are() -> None:
         ("anna.ek@example.org", "Anna.Ek@example.org", "Anna Ek", "uid=anna1")]
     assert [source for _mail, source, _why in folded.invalid] == ["uid=bo", "uid=eve", "uid=asa"]
     assert "\r" not in folded.invalid[1][0], "an unusable address is kept escaped"
-    assert folded.digest == members_digest(["anna.ek@example.org"])
+    assert snapshot_digest(folded.members) != snapshot_digest([SnapshotMember("anna.ek@example.org", "Anna.Ek@example.org",
+                                                                              "Anna E", "uid=anna1")]), "a rename is new"
+    assert snapshot_digest(folded.members) != snapshot_digest(folded.members, disabled=1), "so is a disabled account"
 
 
 def test_a_change_names_who_came_and_who_went() -> None:
@@ -123,10 +125,19 @@ def test_a_sync_is_accepted_then_unchanged_syncs_add_nothing(store: SnapshotStor
     assert first.state is SnapshotState.ACCEPTED and first.new and first.accepted == first.snapshot
     assert (first.snapshot.members, first.snapshot.disabled, first.snapshot.without_mail) == (100, 4, 2)
     assert first.change is None, "nothing before it to compare with"
-    again = take_snapshot(store, SPEC, answer(DirectoryResult(tuple(reversed(people(100))))), T0 + timedelta(hours=1))
+    again = take_snapshot(store, SPEC, answer(DirectoryResult(tuple(reversed(people(100))), disabled=4, without_mail=2)),
+                          T0 + timedelta(hours=1))
     assert not again.new and again.snapshot.id == first.snapshot.id, "the same people in another order: no new snapshot"
     assert again.snapshot.last_seen == T0 + timedelta(hours=1)
     assert store.snapshots("chefer") == [again.snapshot]
+
+
+def test_a_renamed_person_is_a_new_accepted_snapshot_with_the_new_name(store: SnapshotStore) -> None:
+    take_snapshot(store, SPEC, answer(DirectoryResult(people(3))), T0)
+    renamed = (*people(2), DirectoryPerson("Person.2@Example.org", "Person Två", "uid=p2,ou=people,dc=example,dc=org"))
+    outcome = take_snapshot(store, SPEC, answer(DirectoryResult(renamed)), T0 + timedelta(hours=1))
+    assert outcome.new and outcome.state is SnapshotState.ACCEPTED and outcome.change is not None and outcome.change.empty
+    assert "Person Två" in {m.name for m in store.snapshot_members(outcome.snapshot.id)}
 
 
 def test_growth_and_small_changes_are_accepted_and_listed(store: SnapshotStore) -> None:

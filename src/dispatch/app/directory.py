@@ -29,6 +29,7 @@ from dispatch.recipients.snapshots import (
     judge,
     percent,
     shrink_of,
+    snapshot_digest,
 )
 from dispatch.values import Fact
 
@@ -121,7 +122,7 @@ def take_snapshot(store: SnapshotStore, spec: DirectoryListSpec, read: Callable[
                                     without_mail=0, invalid=0, digest="", reason=exc.fact, members=())
         return SyncOutcome(spec, failed, accepted, None, new=True)
     folded = fold_people(result.people)
-    digest = folded.digest
+    digest = snapshot_digest(folded.members, result.disabled, result.without_mail, len(folded.invalid))
     if accepted is not None and accepted.digest == digest and pending is None:
         # The usual hourly sync: nothing changed, nothing read back or written but the time.
         store.saw_again(accepted.id, now)

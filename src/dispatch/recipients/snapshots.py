@@ -59,7 +59,7 @@ class Snapshot:
     disabled: int  # left out: accounts disabled in the directory
     without_mail: int  # left out: entries without a mail address
     invalid: int  # left out: mail addresses that cannot be sent to
-    digest: str  # of the sorted member keys: the same people, the same digest ("" when failed)
+    digest: str  # of what the sync found (see snapshot_digest): found again, the same digest ("" when failed)
     reason: Fact | None = None  # why held (shrank, empty) or failed (the directory's error)
     accepted_by: str | None = None  # None for a snapshot the guard accepted by itself
     accepted_at: datetime | None = None
@@ -84,9 +84,6 @@ class Folded:
     members: tuple[SnapshotMember, ...]
     invalid: tuple[tuple[str, str, Fact], ...]  # (mail as the directory has it, escaped; source; why)
 
-    @property
-    def digest(self) -> str:
-        return members_digest(m.key for m in self.members)
 
 
 def fold_people(people: Iterable[DirectoryPerson]) -> Folded:
@@ -114,11 +111,14 @@ def fold_people(people: Iterable[DirectoryPerson]) -> Folded:
     return Folded(tuple(members.values()), tuple(invalid))
 
 
-def members_digest(keys: Iterable[str]) -> str:
-    """SHA-256 of the sorted keys: two snapshots of the same people have the same digest."""
+def snapshot_digest(members: Iterable[SnapshotMember], disabled: int = 0, without_mail: int = 0, invalid: int = 0) -> str:
+    """SHA-256 of everything a snapshot shows: each member's key, address and name (sorted:
+    the directory's order does not matter) and the counts left out. A sync that finds the
+    same digest again found nothing new; a renamed person or a newly disabled account is new."""
     digest = hashlib.sha256()
-    for key in sorted(keys):
-        digest.update(key.encode("utf-8") + b"\n")
+    for line in sorted(f"{m.key}\t{m.address}\t{m.name}" for m in members):
+        digest.update(line.encode("utf-8") + b"\n")
+    digest.update(f"left out: {disabled} {without_mail} {invalid}".encode())
     return digest.hexdigest()
 
 
