@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 from dispatch.app.application import Session
 from dispatch.app.changes import earlier_message_ids, with_news
 from dispatch.app.readback import read_back_problems, reject_unwritable_to
-from dispatch.app.timetable import check_schedules
 from dispatch.app.wiring import envelope, signer
 from dispatch.config import Settings, secret_problems
 from dispatch.email import preflight
@@ -271,6 +270,10 @@ def check_edition(s: Session, day: date | None, file: Path | None, now: datetime
     """What ``check`` validates before judging the edition: the schedules (a cron that serve
     would reject is a config problem now, not at 14:00), the edition read and prepared.
     Returns it with the problems that do not stop it (list entries, missing secrets)."""
+    # Here, not at the top: the schedules' APScheduler triggers are for check and serve, not
+    # for every command that reads an edition (status does, issue 34).
+    from dispatch.app.timetable import check_schedules
+
     settings = s.settings
     check_schedules(settings)
     edition = read_edition(s, day, file, now, urgent=urgent)
