@@ -103,7 +103,6 @@ if TYPE_CHECKING:
         looks_urgent,
         prepare_edition,
         publishes_on_send,
-        read_edition,
         web_url,
         write_preview,
     )
@@ -127,6 +126,7 @@ if TYPE_CHECKING:
         sign_out,
     )
     from dispatch.app.readback import MAX_TO_LINE, LongSubject, long_subject
+    from dispatch.app.reading import read_edition
     from dispatch.app.records import Status, approval_history, edition_note, export, find_dispatch, history, status
     from dispatch.app.runs import Confirmation, Recipe, Run, Runs, confirm, recipe_for, retry_waiting_now
     from dispatch.app.scheduled import Job, ServeClock, Service, schedule_jobs
@@ -176,7 +176,7 @@ WHERE: dict[str, tuple[str, ...]] = {
     ),
     "dispatch.app.editions": (
         "FOOTER", "ListsReport", "Prepared", "all_lists", "check_edition", "choose_lists", "first_message", "lists_report",
-        "lists_sent_before", "looks_urgent", "prepare_edition", "publishes_on_send", "read_edition", "web_url",
+        "lists_sent_before", "looks_urgent", "prepare_edition", "publishes_on_send", "web_url",
         "write_preview",
     ),
     "dispatch.app.eventlog": ("configure_log:configure", "event"),
@@ -186,6 +186,7 @@ WHERE: dict[str, tuple[str, ...]] = {
         "LOCK_AFTER", "LOCK_FOR", "LOCKED_CHECKS", "UNKNOWN_PER_ADDRESS", "AccountLocked", "AddressLimits", "LockedChecks",
         "SignInRefused", "change_password", "checks_at_once", "set_password", "sign_in", "sign_out",
     ),
+    "dispatch.app.reading": ("read_edition",),
     "dispatch.app.readback": ("MAX_TO_LINE", "LongSubject", "long_subject"),
     "dispatch.app.records": ("Status", "approval_history", "edition_note", "export", "find_dispatch", "history", "status"),
     "dispatch.app.runs": ("Confirmation", "Recipe", "Run", "Runs", "confirm", "recipe_for", "retry_waiting_now"),
