@@ -11,6 +11,10 @@ Each round runs, in a rotating order (so that a machine that warms up or fills u
 * ``dispatch web --listen 127.0.0.1:0`` until it prints where it listens, and until ``/healthz``
   at that address answers 200.
 
+With ``--before SRC`` (the ``src`` of another checkout, e.g. ``git worktree add --detach /tmp/before
+COMMIT``), each round also runs that checkout's ``dispatch --help`` and ``dispatch status`` on the
+same ledger, interleaved with the rest: the change and what it replaces, side by side.
+
 Then ``--send-rounds`` rounds of a send of ``--recipients`` to Postfix's ``smtp-sink`` as whole
 processes, alternating which goes first: ``dispatch send`` (the durable SQLite ledger, 4
 connections, a fresh project each time) and mailmerge 2.3 sending the same message (the
@@ -71,11 +75,12 @@ def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20, method="inclusive")[-1] if len(values) > 1 else values[0]
 
 
-def whole_process(command: list[str], cwd: Path, *, quiet_stdout: bool = True) -> tuple[float, float, int]:
-    """(wall seconds, CPU seconds, exit code) of one process, from fork to reaped."""
+def whole_process(command: list[str], cwd: Path, src: Path | None = None) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds, exit code) of one process, from fork to reaped; ``src``: first on
+    its PYTHONPATH (another checkout's program)."""
+    env = {**os.environ, "PYTHONPATH": str(src)} if src is not None else None
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL if quiet_stdout else None,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
@@ -172,6 +177,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9, help="rounds of the start-up figures")
     parser.add_argument("--recipients", type=int, default=1000)
     parser.add_argument("--send-rounds", type=int, default=3, help="rounds of the send beside mailmerge (0 to skip)")
+    parser.add_argument("--before", type=Path, help="another checkout's src: its --help and status beside these")
     parser.add_argument("--mailmerge-venv", type=Path, default=Path("/tmp/mm"))
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args()
@@ -200,6 +206,18 @@ def main() -> None:
             timings["dispatch web (/healthz)"].add(healthy, cpu)
 
         steps: list[Callable[[], None]] = [bare, help_, status, web]
+        if args.before is not None:
+            before = args.before.resolve()
+            timings["before: dispatch --help"] = Timing()
+            timings["before: dispatch status"] = Timing()
+
+            def help_before() -> None:
+                timings["before: dispatch --help"].add(*checked(whole_process([*DISPATCH, "--help"], sample, before)))
+
+            def status_before() -> None:
+                timings["before: dispatch status"].add(*checked(whole_process([*DISPATCH, "status"], sample, before)))
+
+            steps += [help_before, status_before]
         for round_number in range(args.rounds):
             shift = round_number % len(steps)
             for step in steps[shift:] + steps[:shift]:
