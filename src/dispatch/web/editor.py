@@ -96,6 +96,7 @@ def _edition_page(unit: app.Session, visit: Visit, day: date, *, draft: app.Draf
     approvals = app.approvals_of(unit.ledger, day)
     me = visit.me
     is_author = any(" ".join(a.split()).casefold() == me.name.casefold() for a in state.authors)
+    four_eyes = console.settings.approval == "four_eyes"
     current = app.compose(draft.fields, draft.body)[0] if draft.exists else ""
     sent = app.sent_diff(unit, day, current) if state.dispatch or draft.fields.get("revision", "1") != "1" else None
     since = app.since_approval(unit.ledger, day, state.revision, state.content_hash, current) if state.key == "draft" else None
@@ -107,8 +108,10 @@ def _edition_page(unit: app.Session, visit: Visit, day: date, *, draft: app.Draf
     return visit.render(
         "edition.html", status_code, day=day, draft=draft, state=state, approvals=approvals, message=message, error=error,
         sent=sent, since=since, since_sent=since_sent, field_labels=FIELD_LABELS, conflict=conflict,
-        four_eyes=console.settings.approval == "four_eyes", may_write=me.may(Permission.EDIT),
-        may_approve=me.may(Permission.APPROVE) and not is_author and state.key == "draft" and state.content_hash is not None,
+        four_eyes=four_eyes, may_write=me.may(Permission.EDIT),
+        # "Godkänn" records an approval, which only four_eyes reads; with front_matter the status field approves.
+        may_approve=(four_eyes and me.may(Permission.APPROVE) and not is_author and state.key == "draft"
+                     and state.content_hash is not None),
         # approval: front_matter: the status field is the approval, offered on the same terms as "Godkänn"
         # (the server holds the same rule: app.save_draft refuses a status set by the text's last editor).
         may_mark_approved=(me.may(Permission.APPROVE) and not is_author and state.key in ("draft", "approved")
