@@ -131,7 +131,7 @@ if TYPE_CHECKING:
     from dispatch.app.runs import Confirmation, Recipe, Run, Runs, confirm, recipe_for, retry_waiting_now
     from dispatch.app.scheduled import Job, ServeClock, Service, schedule_jobs
     from dispatch.app.sending import duration, mail_notice, notify_summary, plan_for, plan_line, send, send_plan
-    from dispatch.app.since import SinceApproval, since_approval
+    from dispatch.app.since import SinceApproval, SinceSent, since_approval, since_sent_to_lists
     from dispatch.app.timetable import Due, check_schedules
     from dispatch.app.urgent import urgent_fields, urgent_path, write_urgent
     from dispatch.app.wiring import (
@@ -192,7 +192,7 @@ WHERE: dict[str, tuple[str, ...]] = {
     "dispatch.app.runs": ("Confirmation", "Recipe", "Run", "Runs", "confirm", "recipe_for", "retry_waiting_now"),
     "dispatch.app.scheduled": ("Job", "ServeClock", "Service", "schedule_jobs"),
     "dispatch.app.sending": ("duration", "mail_notice", "notify_summary", "plan_for", "plan_line", "send", "send_plan"),
-    "dispatch.app.since": ("SinceApproval", "since_approval"),
+    "dispatch.app.since": ("SinceApproval", "SinceSent", "since_approval", "since_sent_to_lists"),
     "dispatch.app.timetable": ("Due", "check_schedules"),
     "dispatch.app.urgent": ("urgent_fields", "urgent_path", "write_urgent"),
     "dispatch.app.wiring": (
@@ -282,6 +282,7 @@ __all__ = [
     "Settings",
     "SignInRefused",
     "SinceApproval",
+    "SinceSent",
     "Status",
     "StoppableClock",
     "User",
@@ -374,6 +375,7 @@ __all__ = [
     "sign_in",
     "sign_out",
     "since_approval",
+    "since_sent_to_lists",
     "sso_failed",
     "sso_name",
     "sso_no_role",
