@@ -8,20 +8,21 @@ from __future__ import annotations
 import dataclasses
 import html
 import re
+import warnings
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import consolekit
-from conftest import Project, SMTPServer, unit_of
+from conftest import IN_CI, Project, SMTPServer, unit_of
 from consolekit import add_users, browser_sign_in, console_in_thread, csrf_of, sign_in
 from dispatch import app
 from dispatch.config import Settings, load_settings
 from dispatch.delivery.pipeline import Clock
 from graphserver import GraphServer, graph_fixture, graph_server_fixture, user  # noqa: F401  (fixtures)
-from test_accessibility import axe_violations, require_axe
+from test_accessibility import AXE, axe_violations
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -57,7 +58,7 @@ def test_mottagare_shows_the_held_change_and_an_operator_accepts_it_once(held_co
     assert f"gruppen <code>{GROUP}</code>" in card and "katalogen entra" in card
     assert "1 inaktiverade konton, 1 utan e-postadress" in card
     assert 'role="alert"' in card and "Ändringen väntar på godkännande" in card
-    assert "20 % färre än i den senast godkända listan (20 -> 16 mottagare; gränsen är 10 %)" in card
+    assert "20\u00a0% färre än i den senast godkända listan (20 -> 16 mottagare; gränsen är 10\u00a0%)" in card
     removed = re.findall(r"<del>([^<]+)</del>", card)
     assert removed == [f"Person {n}" for n in (17, 18, 19, 20)]
     assert "Godkänn ändringen" in card
@@ -95,24 +96,34 @@ def test_an_editor_sees_the_change_but_cannot_accept_it(held_console: tuple[str,
     assert app.list_diff(unit_of(settings), "chefer").held == held
 
 
+def serious_violations(page: Any) -> dict[str, list[str]]:
+    """axe's serious violations on the open page; without axe-core (installed by .ci/run) the
+    test fails under CI and, on a developer's machine, goes on without them, saying so."""
+    if not AXE.exists():
+        if IN_CI:
+            pytest.fail(f"axe-core is needed at {AXE} (npm ci --prefix tests/axe)")
+        warnings.warn(f"not checked with axe: {AXE} is missing (npm ci --prefix tests/axe)", stacklevel=2)
+        return {}
+    return axe_violations(page)
+
+
 @pytest.mark.slow  # headless Chromium; fast twin: test_mottagare_shows_the_held_change_and_an_operator_accepts_it_once
 def test_an_operator_accepts_a_held_change_in_the_browser_on_a_phone(held_console: tuple[str, Settings],
                                                                      chromium: Browser) -> None:
     base, settings = held_console
-    require_axe()
     # bypass_csp: the pages' policy forbids the inline script Playwright injects axe with.
     context = chromium.new_context(viewport={"width": 375, "height": 800}, bypass_csp=True)
     page = context.new_page()
     try:
         browser_sign_in(page, base, "olle", "/recipients")
-        assert axe_violations(page) == {}, "the card with its held change"
+        assert serious_violations(page) == {}, "the card with its held change"
         card = page.locator('[data-list="chefer"]')
-        assert card.get_by_role("alert").inner_text().count("20 % färre") == 1
+        assert card.get_by_role("alert").inner_text().count("20\u00a0% färre") == 1
         assert card.locator("del").all_inner_texts() == [f"Person {n}" for n in (17, 18, 19, 20)]
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 375, f"the page is {width} px wide at 375 px: it scrolls sideways"
         card.get_by_role("button", name="Godkänn ändringen").click()
-        assert axe_violations(page) == {}, "the confirmation"
+        assert serious_violations(page) == {}, "the confirmation"
         page.get_by_role("button", name="Bekräfta").click()
         page.wait_for_url(base + "/recipients")
         assert "Ändringen av listan chefer är godkänd" in page.get_by_role("status").inner_text()
