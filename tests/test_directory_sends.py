@@ -197,3 +197,33 @@ def test_serve_syncs_once_in_the_half_hour_before_each_slot(project: Project) ->
         assert service.presync_due(datetime(2024, 11, 19, 13, 59, tzinfo=zone)), "the next day's slot"
     finally:
         service.close()
+
+
+def test_serve_alerts_once_while_a_directory_keeps_failing_and_again_after_it_recovered(
+        project: Project, graph: GraphServer, smtp_server: SMTPServer) -> None:
+    settings = directory_project(project, graph, smtp_server, members=5)
+    working = settings
+    down = dataclasses.replace(settings, directories={"entra": graph.directory(graph_url="https://127.0.0.1:9/v1.0",
+                                                                               authority="https://127.0.0.1:9")})
+    wrong = dataclasses.replace(settings, directories={"entra": graph.directory(client_secret_file=None,
+                                                                                client_secret_env="NO_SUCH_SECRET_SET")})
+
+    def alerts() -> list[str]:
+        return [str(n.message["Subject"]) for n in smtp_server.handler.notices()
+                if str(n.message["Subject"]).startswith("Mottagarlistan")]
+
+    def sync_with(chosen: Settings, hours: int) -> None:
+        service = Service(chosen)
+        try:
+            service.sync_lists(Clock().now() + timedelta(hours=hours))
+        finally:
+            service.close()
+
+    sync_with(working, 0)
+    sync_with(down, 1)
+    sync_with(wrong, 2)  # failing otherwise: the same failure streak
+    sync_with(down, 3)
+    assert alerts() == ["Mottagarlistan Chefer kunde inte hämtas från katalogen"]
+    sync_with(working, 4)
+    sync_with(down, 5)
+    assert len(alerts()) == 2, "a new failure after the directory came back is told"

@@ -100,6 +100,12 @@ def read_directory(spec: DirectoryListSpec, source: DirectorySource) -> Director
     return source.matching(spec.query or "", spec.attributes)
 
 
+def read_since(failed: Snapshot, *kept: Snapshot | None) -> bool:
+    """Whether the directory was read (a sync that found what is kept) after ``failed`` was last
+    seen: a failure after that is a new one, however like the old one it is."""
+    return any(k is not None and k.last_seen > failed.last_seen for k in kept)
+
+
 def take_snapshot(store: SnapshotStore, spec: DirectoryListSpec, read: Callable[[], DirectoryResult],
                   now: datetime) -> SyncOutcome:
     """One list's sync, decided: read it (``read`` raises DirectoryError when the directory
@@ -115,7 +121,8 @@ def take_snapshot(store: SnapshotStore, spec: DirectoryListSpec, read: Callable[
         result = read()
     except DirectoryError as exc:
         latest = next(iter(store.snapshots(spec.name, 1)), None)
-        if latest is not None and latest.state is SnapshotState.FAILED and latest.reason == exc.fact:
+        if (latest is not None and latest.state is SnapshotState.FAILED and latest.reason == exc.fact
+                and not read_since(latest, accepted, pending)):
             store.saw_again(latest.id, now)
             return SyncOutcome(spec, store.snapshot(latest.id) or latest, accepted, None, new=False)
         failed = store.add_snapshot(spec.name, spec.directory, selector, now, SnapshotState.FAILED, disabled=0,

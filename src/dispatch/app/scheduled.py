@@ -23,7 +23,7 @@ from dispatch.app import notify
 from dispatch.app.application import App
 from dispatch.app.control import scheduled_edition
 from dispatch.app.copies import PendingCopies
-from dispatch.app.directory import SyncOutcome, sync
+from dispatch.app.directory import SyncOutcome, read_since, sync
 from dispatch.app.editions import lists_report, prepare_edition
 from dispatch.app.eventlog import event
 from dispatch.app.sending import mail_notice, send
@@ -187,6 +187,8 @@ class Service:
                   new=outcome.new, reason=english(snapshot.reason) if snapshot.reason else "")
             if outcome.state is SnapshotState.ACCEPTED or not self.ledger.mark_alerted(snapshot.id, now):
                 continue
+            if outcome.state is SnapshotState.FAILED and self._failing_since_alerted(spec.name, snapshot.id):
+                continue  # one alert while a directory keeps failing, whatever it says each time
             if outcome.state is SnapshotState.HELD:
                 alert = notify.list_held(spec.name, spec.display_name, snapshot, outcome.accepted,
                                          outcome.change or Change((), ()), zone)
@@ -194,6 +196,15 @@ class Service:
                 alert = notify.list_sync_failed(spec.name, spec.display_name, snapshot, outcome.accepted, zone)
             self.alert(alert, now)
         return outcomes
+
+    def _failing_since_alerted(self, list_name: str, snapshot_id: int) -> bool:
+        """The snapshot before this failed one failed too, `notify` heard of it, and no sync has
+        read the directory since (a directory that came back and failed again is told again)."""
+        ledger = self.ledger
+        earlier = [x for x in ledger.snapshots(list_name, 2) if x.id != snapshot_id]
+        if not earlier or earlier[0].state is not SnapshotState.FAILED or earlier[0].alerted_at is None:
+            return False
+        return not read_since(earlier[0], ledger.last_accepted(list_name), ledger.pending_held(list_name))
 
     def presync_due(self, now: datetime) -> bool:
         """True once per slot in the 30 minutes before it: directory lists are synced then, so a
