@@ -88,3 +88,9 @@ def test_a_directory_that_refuses_is_one_line_naming_it_and_exit_3(project: Proj
     [line] = refused.stderr.splitlines()
     assert line.startswith(f"chefer: sync failed: {graph.url}") and line.endswith("; sends use snapshot 1")
     assert "not-the-secret" not in refused.stdout + refused.stderr
+
+
+def test_sync_without_directory_lists_says_so(project: Project) -> None:
+    nothing = project.run("recipients", "sync")
+    assert nothing.returncode == 0 and nothing.stdout == ""
+    assert nothing.stderr.strip() == "no directory lists to sync (a list file names its directory with 'source:')"

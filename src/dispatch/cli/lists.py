@@ -130,6 +130,8 @@ def sync_command(app: Context, names: tuple[str, ...]) -> None:
         outcomes = application.sync(app.session, names, app.now())
     except DispatchError as exc:
         fail(exc, summary="nothing was synced")
+    if not outcomes:
+        click.echo("no directory lists to sync (a list file names its directory with 'source:')", err=True)
     troubled = False
     for outcome in outcomes:
         name, snapshot, accepted = outcome.spec.name, outcome.snapshot, outcome.accepted
