@@ -16,7 +16,9 @@ Nested groups are flattened two ways:
   so an empty answer proves nothing) is walked breadth-first: the group's ``member`` and
   ``uniqueMember`` values are looked up a level at a time, in batches by the first part of
   their DN (``(|(uid=a)(uid=b)...)``, which directories index), the groups among them expanded
-  in turn; a visited set makes a cycle of groups harmless and each person come once.
+  in turn; a visited set makes a cycle of groups harmless and each person come once. A level of
+  thousands is first swept (one paged search of base_dn, stopped after twice the level's size),
+  which costs less per entry than ldap3's large lookup filters; the lookups find the rest.
 
 Left out, and counted: accounts whose ``userAccountControl`` has ACCOUNTDISABLE (2) set, and
 entries without a mail address. Errors are wrapped once, here, as DirectoryError naming the
