@@ -126,7 +126,8 @@ async def home(request: Request, visit: Visit) -> Response:
         tomorrow = local_today + timedelta(days=1)
         extra = [d for d in (local_today, tomorrow) if all(s.edition.day != d for s in days)]
         states = [app.edition_state(unit, d, visit.now) for d in extra]
-        return visit.render("home.html", days=days, states=states, today=local_today)
+        return visit.render("home.html", days=days, states=states, today=local_today,
+                            four_eyes=console.settings.approval == "four_eyes")
 
     return await console.unit(work)
 
