@@ -18,6 +18,7 @@ from ldap3.core.exceptions import LDAPException
 import ldapserver
 from dispatch.config.settings import LdapDirectory
 from dispatch.errors import DirectoryError
+from dispatch.recipients import ldap as ldap_source
 from dispatch.recipients.directory import DEFAULT_ATTRIBUTES, DirectorySource
 from dispatch.recipients.ldap import Endpoint, LdapSource, dn_key
 from ldapserver import GROUPS_DN, Slapd
@@ -249,3 +250,22 @@ def test_a_directory_that_never_answers_times_out_in_one_line(scheme: str) -> No
         with pytest.raises(DirectoryError) as caught:
             reader.group_members(CHEFER, DEFAULT_ATTRIBUTES)
     assert one_line(caught.value).startswith(f"{url}: no answer while connecting (timed out)")
+
+
+@pytest.mark.parametrize("budget", [2, 100])
+def test_a_large_level_is_swept_and_the_rest_looked_up(slapd_small: Slapd, monkeypatch: pytest.MonkeyPatch,
+                                                       budget: int) -> None:
+    """Levels of at least SWEEP_AT DNs (2,000; 10 here) are read by sweeping base_dn, for at most
+    SWEEP_BUDGET entries per DN (2: the sweep stops early and lookups find the rest; 100: the sweep
+    finds everyone). Either way: exactly the expected members, each once."""
+    monkeypatch.setattr(ldap_source, "SWEEP_AT", 10)
+    monkeypatch.setattr(ldap_source, "SWEEP_BUDGET", budget)
+    assert_exact_membership(slapd_small, slapd_small.url, disabled=8, without_mail=5)
+
+
+def test_a_sweep_the_server_stops_leaves_the_rest_to_lookups(slapd_small: Slapd, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The capped account's sweep stops at the size limit (500 entries); the lookups (100 at a time) are under it."""
+    monkeypatch.setattr(ldap_source, "SWEEP_AT", 10)
+    monkeypatch.setattr(ldap_source, "SWEEP_BUDGET", 100)
+    result = source(slapd_small, bind_dn=slapd_small.capped_dn).group_members(CHEFER, DEFAULT_ATTRIBUTES)
+    assert {person.mail: person.name for person in result.people} == ldapserver.expected_members(slapd_small.model, "chefer")
