@@ -25,6 +25,7 @@ from dispatch.app.control import scheduled_edition
 from dispatch.app.copies import PendingCopies
 from dispatch.app.editions import lists_report, prepare_edition
 from dispatch.app.eventlog import event
+from dispatch.app.runs import recipe_for
 from dispatch.app.sending import mail_notice, send
 from dispatch.app.timetable import (
     Action,
@@ -47,6 +48,7 @@ from dispatch.errors import DispatchError, InputError, Problem, TransportError, 
 from dispatch.ledger import Ledger, dispatch_name
 from dispatch.models import Edition
 from dispatch.publishing.intranet import PublishError
+from dispatch.values import DispatchKind
 from dispatch.wording import swedish_of
 
 
@@ -109,6 +111,7 @@ class Service:
         self.held: dict[str, date] = {}  # schedules whose send found nothing approved, by edition day
         self.undelivered: dict[tuple[str, ...], notify.Alert] = {}  # alerts the relay did not take (yet)
         self.copies = PendingCopies()  # intranet copies that failed, retried by the watch job
+        self.resending: set[str] = set()  # urgent messages and tests the watch sends again now
 
     def close(self) -> None:
         self.app.close()
@@ -197,6 +200,52 @@ class Service:
                     found.append(schedule.name)
                     break
         return found
+
+    def strays(self, now: datetime) -> list[str]:
+        """Urgent messages and tests to send again now: not finished, recipients due that no run
+        holds (the relay was down when the console sent them, and the console's run has ended or
+        the console was restarted). The schedules' own editions are ``orphaned``'s; these have no
+        schedule, so without this nothing but a person would ever retry them."""
+        window = timedelta(hours=self.settings.transport.retry_window_hours)
+        found = []
+        for record in self.ledger.list_dispatches(since=(now - window).date() - timedelta(days=1)):
+            if record.finished_at is not None or record.kind_of is DispatchKind.EDITION:
+                continue
+            if _utc(record.created_at) < _utc(now) - window:
+                continue  # past the retry window: the pipeline fails what still waits
+            with self.lock:
+                if record.name in self.resending:
+                    continue
+            if self.ledger.due_unleased(record.id, now):
+                found.append(record.name)
+        return found
+
+    def resend(self, name: str) -> Result | None:
+        """One pass of a stray dispatch (see ``strays``), as its first send made it: what the relay
+        does not take now waits for the next watch. Never raises (a job)."""
+        with self.lock:
+            if name in self.resending:
+                return None
+            self.resending.add(name)
+        try:
+            now = self.clock.now()
+            with self.app.session() as s:
+                record = s.ledger.find_dispatch(name)
+                recipe = recipe_for(s, name)
+                if record is None or recipe is None:
+                    return None
+                ready = recipe.prepare(s, now)
+                event("resending", dispatch=name)
+                result = send(s, ready, self.clock, created_by=record.created_by, stop=self.stop)
+            event("sent" if result.complete else "incomplete", logging.INFO if result.complete else logging.WARNING,
+                  dispatch=result.dispatch, counts=result.counts, sent_now=result.sent_now)
+            return result
+        except Exception as exc:
+            event("resend_failed", logging.ERROR, dispatch=name, error=str(exc))
+            return None
+        finally:
+            with self.lock:
+                self.resending.discard(name)
 
     def approved_late(self, now: datetime) -> list[str]:
         """Schedules held at their slot for want of approval whose edition is now approved

@@ -232,7 +232,8 @@
       var notDelivered = later + (data.counts.failed || 0) + (data.counts.bounced || 0);
       refreshWaiting(notDelivered, final);
       var focused = document.activeElement;
-      section.querySelectorAll(".when-running").forEach(function (f) { f.hidden = final; });
+      // Stoppa only where the send runs (one sent by the service or another node is stopped there).
+      section.querySelectorAll(".when-running").forEach(function (f) { f.hidden = final || !data.here; });
       section.querySelectorAll(".when-stopped").forEach(function (f) { f.hidden = !final || data.waiting === 0; });
       if (focused && focused !== document.body && focused.offsetParent === null) {
         // The button that had focus went away (the send stopped or ended): keep the place.
@@ -309,7 +310,11 @@
         if (response.ok) schedule(); else warnExpired();
       });
     });
-    document.body.addEventListener("htmx:afterRequest", schedule);
+    document.body.addEventListener("htmx:afterRequest", function (event) {
+      // A page's own polling (Idag's sends) is not the person at work: it does not put the warning off.
+      var from = event.detail && event.detail.elt;
+      if (!(from && from.closest && from.closest("[data-quiet]"))) schedule();
+    });
     schedule();
   }
 
