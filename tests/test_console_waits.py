@@ -134,7 +134,7 @@ def test_a_send_giving_way_to_an_urgent_message_says_so_everywhere_and_goes_on_w
         console.stop()
 
 
-@pytest.mark.slow  # 2,000 at a rate limit, three browsers; fast twin: the test above
+@pytest.mark.slow  # 2,000 at a rate limit, three browsers; fast twin: test_a_send_giving_way_to_an_urgent_message_...
 def test_an_urgent_message_makes_the_draining_send_wait_on_its_page_and_on_idag_within_2_s(
         project: Project, smtp_server: SMTPServer, chromium: Browser) -> None:
     """Acceptance 1: 2,000 drain at 600 a minute (over three minutes); olle confirms an urgent
@@ -253,7 +253,42 @@ def test_a_test_to_me_with_the_relay_down_is_an_error_with_the_reason_and_goes_w
             controller.stop()
 
 
-@pytest.mark.slow  # Chromium; fast twin: the test above
+def test_a_stopped_test_goes_with_forsok_igen_nu_once_the_relay_is_back(project: Project) -> None:
+    """The console alone (no serve): a failed test whose run was stopped is sent, as the same
+    dispatch, by "Försök igen nu" on its page (before, a test could not be retried from there)."""
+    port = _relay_down(project)
+    add_users(project, ("olle",))
+    console = WebProcess(project)
+    controller = None
+    try:
+        anna, page = _editor_with_a_draft(console.base)
+        said = anna.post(f"/editions/{DAY.isoformat()}/test", data={"csrf": csrf_of(page)})
+        run = re.search(r'href="/runs/([^"]+)">Följ testet', said.text)
+        assert run, said.text
+        name = run.group(1)
+        olle = sign_in(console.base, "olle")
+        page = olle.get(f"/runs/{name}").text
+        assert olle.post(f"/runs/{name}/stop", data={"csrf": csrf_of(page)}).status_code == 303
+        deadline = time.monotonic() + 30
+        while 'data-state="stopped"' not in (page := olle.get(f"/runs/{name}").text):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert "Försök igen nu" in page
+        handler = RecordingHandler()
+        controller = start_server_on(handler, port)
+        retried = olle.post(f"/runs/{name}/retry", data={"csrf": csrf_of(page)})
+        assert retried.status_code == 303 and retried.headers["location"] == f"/runs/{name}", "the same dispatch"
+        deadline = time.monotonic() + 30
+        while handler.recipients() != ["anna@example.org"]:
+            assert time.monotonic() < deadline, "the test was not sent"
+            time.sleep(0.2)
+    finally:
+        console.stop()
+        if controller is not None:
+            controller.stop()
+
+
+@pytest.mark.slow  # Chromium; fast twin: test_a_test_to_me_with_the_relay_down_is_an_error_with_the_reason_...
 def test_skicka_test_till_mig_with_the_relay_down_shows_an_alert_and_is_delivered_when_it_is_back(
         project: Project, chromium: Browser) -> None:
     """Acceptance 6 in the browser: the alert with the reason; the relay comes back; the test is

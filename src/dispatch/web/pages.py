@@ -13,7 +13,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from dispatch import app, wording
 from dispatch.app import Permission
-from dispatch.values import DispatchKind, DispatchLabel, Fact
+from dispatch.values import DispatchKind, DispatchLabel, Fact, RunState
 from dispatch.web.checks import Busy
 from dispatch.web.console import Console, Visit, dispatch_names_in, forbidden, not_found, page, render
 from dispatch.web.swedish import progress_in_swedish, say_state
@@ -166,6 +166,10 @@ async def history(request: Request, visit: Visit) -> Response:
         states = {}
         for entry in entries:
             name = str(entry["dispatch"])
+            if entry["finished_at"]:  # finished: its counts say it, no need to ask the ledger again
+                failed = entry["counts"].get("failed", 0) if isinstance(entry["counts"], dict) else 0
+                states[name] = say_state(RunState.INCOMPLETE if failed else RunState.DONE)
+                continue
             progress = console.runs.progress(unit.ledger, name, visit.now)
             if progress is not None:
                 states[name] = say_state(progress.state)
