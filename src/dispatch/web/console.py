@@ -61,7 +61,7 @@ from dispatch.web.swedish import (
 from dispatch.wording import ENGLISH, swedish, swedish_of
 
 HERE = Path(__file__).parent
-STATIC_VERSION = "8"  # bump when static files change, so browsers fetch them again
+STATIC_VERSION = "9"  # bump when static files change, so browsers fetch them again
 
 # The console's own pages: scripts and styles only from the console itself (no inline
 # script, no inline style), no plug-ins, not framed by other sites.

@@ -380,6 +380,23 @@
         }
       });
     }
+    // Idag's sends under way come again every second: swapped only when what they say changed,
+    // and a link that had focus there has it again after the swap (a keyboard user keeps the place).
+    var sendingFocus = null;
+    document.body.addEventListener("htmx:beforeSwap", function (event) {
+      var target = event.detail.target;
+      if (!target || target.id !== "sending") return;
+      var fresh = new DOMParser().parseFromString(event.detail.serverResponse || "", "text/html").getElementById("sending");
+      if (fresh && fresh.textContent === target.textContent) { event.detail.shouldSwap = false; return; }
+      var focused = document.activeElement;
+      sendingFocus = focused && target.contains(focused) && focused.getAttribute("href");
+    });
+    document.body.addEventListener("htmx:afterSettle", function () {
+      if (!sendingFocus) return;
+      var again = document.querySelector('#sending a[href="' + sendingFocus + '"]');
+      sendingFocus = null;
+      if (again) again.focus({preventScroll: true});
+    });
     document.body.addEventListener("htmx:responseError", function (event) {
       if (event.detail.xhr && event.detail.xhr.status === 401) warnExpired();
     });
