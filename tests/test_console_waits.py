@@ -354,6 +354,11 @@ def test_serve_sends_again_a_test_the_relay_did_not_take(project: Project) -> No
     controller = start_server_on(handler, port)
     service = Service(settings)
     try:
+        later = datetime.now(UTC) + timedelta(minutes=1)  # past the relay's backoff
+        service.ledger.record_audit(datetime.now(UTC), "olle", "stop", first.dispatch)
+        assert service.strays(later) == [], "a test a person stopped stays stopped"
+        service.ledger.record_audit(datetime.now(UTC), "olle", "resume", first.dispatch)
+        assert service.strays(later) == [first.dispatch]
         deadline = time.monotonic() + 30  # the relay's backoff: due again after 5 s
         while first.dispatch not in service.strays(datetime.now(UTC)):
             assert time.monotonic() < deadline, "the watch never found the test"

@@ -202,9 +202,9 @@ class Service:
         return found
 
     def strays(self, now: datetime) -> list[str]:
-        """Urgent messages and tests to send again now: not finished, recipients due that no run
-        holds (the relay was down when the console sent them, and the console's run has ended or
-        the console was restarted). The schedules' own editions are ``orphaned``'s; these have no
+        """Urgent messages and tests to retry now: not finished, recipients tried and due again that
+        no run holds (the relay was down when the console sent them, and the console's run has
+        ended or the console was restarted), not stopped by a person. The schedules' own editions are ``orphaned``'s; these have no
         schedule, so without this nothing but a person would ever retry them."""
         window = timedelta(hours=self.settings.transport.retry_window_hours)
         found = []
@@ -216,9 +216,26 @@ class Service:
             with self.lock:
                 if record.name in self.resending:
                     continue
-            if self.ledger.due_unleased(record.id, now):
+            if self._stopped_by_a_person(record.name):
+                continue  # "Stoppa" means stop: a person resumes it, not the watch
+            if self.ledger.due_unleased(record.id, now) and self._retry_due(record.id, now):
                 found.append(record.name)
         return found
+
+    def _stopped_by_a_person(self, name: str) -> bool:
+        """Whether the last thing a person did to the dispatch was to stop it (the audit log)."""
+        for entry in self.ledger.audit_log(20, target=name):
+            if entry.action in ("stop", "resume", "retry_now", "send"):
+                return entry.action == "stop"
+        return False
+
+    def _retry_due(self, dispatch_id: int, now: datetime) -> bool:
+        """Recipients deferred (the relay held them back or asked to try later) or unknown, due for
+        another attempt: a retry. Pending ones (a send interrupted on purpose, on the command line)
+        are resumed by a person."""
+        return any(row.state.value in ("deferred", "unknown")
+                   and (row.next_attempt_at is None or _utc(row.next_attempt_at) <= _utc(now))
+                   for row in self.ledger.deliveries(dispatch_id))
 
     def resend(self, name: str) -> Result | None:
         """One pass of a stray dispatch (see ``strays``), as its first send made it: what the relay
