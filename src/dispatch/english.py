@@ -223,6 +223,11 @@ ENGLISH.update({
                                   "now); read it again and approve what is there now",
     "approve.without_seen": "the approval does not say which content the approver read (no 'seen'); open the edition "
                             "again, read it and approve what is there",
+    # app/drafting: the status field as the approval (approval: front_matter), set in the console
+    "status.approve_needs_approver": "{user} may not approve: only an approver may set 'status: approved'",
+    "status.approve_own_change": "{user} is changing the text and so cannot also approve it: nobody approves a text "
+                                 "they saved; save it as a draft and let another person approve it",
+    "status.approve_with_problems": "the saved edition has problems and cannot be approved; fix them first",
     "change.already_sent": "this edition was already sent to {reached} recipient(s) as {name} ({when}, content "
                            "{sent}, now {now}); {what}. A sent edition is final: to correct it, set "
                            "'revision: {revision}' and 'correction: <what changed>' in the front matter, then check "
@@ -336,6 +341,7 @@ ENGLISH.update({
     "audit_detail.kept_text": "kept text {id}",
     "audit_detail.file": "file {hash}",
     "audit_detail.revision": "revision {revision}",
+    "audit_detail.status_field": "by the status field (approval: front_matter)",
     "audit_detail.revision_of": "revision {revision} of {name}",
     "audit_detail.approvals": ("{count} approval(s)", "{count} approval(s)"),
     "audit_detail.recipients": ("{count} recipient(s)", "{count} recipient(s)"),

@@ -119,7 +119,7 @@ from dispatch.app.records import Status, approval_history, edition_note, export,
 from dispatch.app.runs import Confirmation, Recipe, Run, Runs, confirm, recipe_for, retry_waiting_now
 from dispatch.app.scheduled import Job, ServeClock, Service, schedule_jobs
 from dispatch.app.sending import duration, mail_notice, notify_summary, plan_for, plan_line, send, send_plan
-from dispatch.app.since import SinceApproval, since_approval
+from dispatch.app.since import SinceApproval, SinceSent, since_approval, since_sent_to_lists
 from dispatch.app.timetable import Due, check_schedules
 from dispatch.app.urgent import urgent_fields, urgent_path, write_urgent
 from dispatch.app.wiring import (
@@ -194,6 +194,7 @@ __all__ = [
     "Settings",
     "SignInRefused",
     "SinceApproval",
+    "SinceSent",
     "Status",
     "StoppableClock",
     "User",
@@ -286,6 +287,7 @@ __all__ = [
     "sign_in",
     "sign_out",
     "since_approval",
+    "since_sent_to_lists",
     "sso_failed",
     "sso_name",
     "sso_no_role",

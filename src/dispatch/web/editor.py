@@ -97,14 +97,26 @@ def _edition_page(unit: app.Session, visit: Visit, day: date, *, draft: app.Draf
     approvals = app.approvals_of(unit.ledger, day)
     me = visit.me
     is_author = any(" ".join(a.split()).casefold() == me.name.casefold() for a in state.authors)
+    four_eyes = console.settings.approval == "four_eyes"
     current = app.compose(draft.fields, draft.body)[0] if draft.exists else ""
     sent = app.sent_diff(unit, day, current) if state.dispatch or draft.fields.get("revision", "1") != "1" else None
     since = app.since_approval(unit.ledger, day, state.revision, state.content_hash, current) if state.key == "draft" else None
+    # With a voided approval, also what changed against what the same lists last got (a correction's
+    # page shows that already, as its diff against what was sent).
+    since_sent = app.since_sent_to_lists(unit, day, state.revision, current) if since is not None else None
+    if since_sent is not None and sent is not None and since_sent.name == sent.name:
+        since_sent = None
     return visit.render(
         "edition.html", status_code, day=day, draft=draft, state=state, approvals=approvals, message=message, error=error,
-        sent=sent, since=since, field_labels=FIELD_LABELS, conflict=conflict,
-        four_eyes=console.settings.approval == "four_eyes", may_write=me.may(Permission.EDIT),
-        may_approve=me.may(Permission.APPROVE) and not is_author and state.key == "draft" and state.content_hash is not None,
+        sent=sent, since=since, since_sent=since_sent, field_labels=FIELD_LABELS, conflict=conflict,
+        four_eyes=four_eyes, may_write=me.may(Permission.EDIT),
+        # "Godkänn" records an approval, which only four_eyes reads; with front_matter the status field approves.
+        may_approve=(four_eyes and me.may(Permission.APPROVE) and not is_author and state.key == "draft"
+                     and state.content_hash is not None),
+        # approval: front_matter: the status field is the approval, offered on the same terms as "Godkänn"
+        # (the server holds the same rule: app.save_draft refuses a status set by the text's last editor).
+        may_mark_approved=(me.may(Permission.APPROVE) and not is_author and state.key in ("draft", "approved")
+                           and state.content_hash is not None),
         is_author=is_author, lists=app.all_lists(console.settings), test_run=test_run,
     )
 
@@ -166,7 +178,21 @@ async def save(request: Request, visit: Visit) -> Response:
     fields, body = form_fields(visit)
     console = visit.console
     base, name = visit.form.get("base", ""), visit.me.name
-    saved = await console.unit(lambda unit: app.save_draft(unit, day, fields, body, base, name, visit.now))
+    may_approve = visit.me.may(Permission.APPROVE)
+    saved = await console.unit(lambda unit: app.save_draft(unit, day, fields, body, base, name, visit.now,
+                                                           may_approve=may_approve))
+    if saved.refused is not None:
+        # The status field would approve what this person may not: nothing written, the text kept
+        # on the page as a draft, so that "Spara" again saves it for another person to approve.
+        refusal = (f"Inte sparad: {swedish_of(saved.refused)}. Din text finns kvar här nedan, med status Utkast; "
+                   "spara igen, och låt en annan person godkänna den.")
+
+        def not_approved(unit: app.Session) -> HTMLResponse:
+            kept = app.open_draft(unit, day, visit.now).kept
+            draft = app.Draft(day, {**fields, "status": "draft"}, body, base, True, kept)
+            return _edition_page(unit, visit, day, draft=draft, error=refusal, status_code=409)
+
+        return await console.unit(not_approved)
     if not saved.saved:
         error = (f"Inte sparad: {saved.conflict_by} sparade rapporten efter att du öppnade den. Din text finns kvar "
                  "här nedan och är sparad undan (se 'Undansparade texter'). Öppna den sparade versionen och för in "
