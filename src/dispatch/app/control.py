@@ -9,7 +9,8 @@ from datetime import UTC, date, datetime
 
 from dispatch.app.application import Session
 from dispatch.app.changes import changed_after_send, identify, latest_sent_edition, review, sent_edition
-from dispatch.app.editions import Prepared, read_edition
+from dispatch.app.editions import Prepared
+from dispatch.app.reading import read_edition
 from dispatch.app.wiring import current_user
 from dispatch.config import Settings
 from dispatch.control import approval as gate

@@ -21,8 +21,9 @@ from pathlib import Path
 from dispatch import wording
 from dispatch.app.application import App, Session
 from dispatch.app.control import decide_now, test_made_at
-from dispatch.app.editions import Prepared, prepare_edition, read_edition
+from dispatch.app.editions import Prepared, prepare_edition
 from dispatch.app.labels import label_from, label_of
+from dispatch.app.reading import read_edition
 from dispatch.app.sending import send, send_plan
 from dispatch.app.wiring import secrets_ready
 from dispatch.delivery.pipeline import Result, StoppableClock, node_name

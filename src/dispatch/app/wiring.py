@@ -14,14 +14,6 @@ from dispatch.delivery.transport import MaildirTransport, SMTPTransport
 from dispatch.email.dkim import KeyFileError, Signer, read_key
 from dispatch.email.message import Envelope, list_address
 from dispatch.errors import AuthenticationError, ConsoleError, InputError, Problem, display_path
-from dispatch.ledger import Timeouts
-
-
-def ledger_timeouts(settings: Settings) -> Timeouts:
-    limits = settings.ledger_timeouts
-    return Timeouts(lock=limits.lock_seconds, statement=limits.statement_seconds,
-                    idle_in_transaction=limits.idle_in_transaction_seconds, keepalive=limits.keepalive_seconds,
-                    connect=limits.connect_seconds)
 
 
 def secrets_ready(settings: Settings) -> None:
