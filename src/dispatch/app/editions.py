@@ -26,7 +26,7 @@ from dispatch.email.render import render
 from dispatch.errors import InputError, PreflightError, Problem, display_path
 from dispatch.ledger import dispatch_name
 from dispatch.models import Edition, Recipient, Rendered
-from dispatch.recipients.lists import Resolution, Where, available_lists, resolve, unknown_list
+from dispatch.recipients.lists import Directories, Resolution, Where, available_lists, resolve, unknown_list
 from dispatch.values import DispatchKind
 
 if TYPE_CHECKING:
@@ -145,7 +145,7 @@ def render_edition(
         if edition.revision > 1 and not edition.urgent:
             earlier, threads, first_subject = _earlier_revisions(s, edition)
         names = choose_lists(settings, edition, lists, earlier, default_lists)
-        resolution = resolve(settings.recipients_dir, names)
+        resolution = resolve(settings.recipients_dir, names, directories=directory_lists(settings))
     reject_unwritable_to(resolution)
     footer = FOOTER.format(sender=settings.sender.name or settings.sender.address)
     # A test send does not publish, so it carries no link to a page that does not exist yet.
@@ -340,6 +340,13 @@ class ListsReport:
     problems: list[Problem]
 
 
+def directory_lists(settings: Settings) -> Directories:
+    """What the list resolver needs for directory lists: the directories config.yaml names.
+    (Their people come from the lists' accepted snapshots: until a list has one, resolving it
+    says that it must be synced first.)"""
+    return Directories(kinds={name: directory.kind for name, directory in settings.directories.items()})
+
+
 def all_lists(settings: Settings) -> tuple[str, ...]:
     """Every recipient list file's name."""
     return tuple(available_lists(settings.recipients_dir))
@@ -354,7 +361,7 @@ def lists_report(settings: Settings, names: tuple[str, ...]) -> ListsReport:
         where = (display_path(settings.path), settings.line_of.get("schedules", 1))
         referrers = {name: where for name in names}
     try:
-        resolution = resolve(settings.recipients_dir, names, referrers)
+        resolution = resolve(settings.recipients_dir, names, referrers, directories=directory_lists(settings))
     except InputError as exc:
         return ListsReport(names, None, list(exc.problems))
     return ListsReport(names, resolution, list(resolution.problems))
