@@ -72,7 +72,12 @@ attributetype ( 1.3.6.1.4.1.99999.1.1 NAME 'userAccountControl'
   EQUALITY integerMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.27 SINGLE-VALUE )
 objectclass ( 1.3.6.1.4.1.99999.2.1 NAME 'dispatchAccount' AUXILIARY
   DESC 'an account with Active Directory flags, for the tests' MAY ( userAccountControl ) )
+attributetype ( 1.3.6.1.4.1.99999.1.2 NAME 'supportedCapabilities'
+  DESC 'what Active Directory advertises in its root DSE, for the tests'
+  EQUALITY objectIdentifierMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.38 )
 """
+# What Active Directory's root DSE says of itself (LDAP_CAP_ACTIVE_DIRECTORY_OID).
+ACTIVE_DIRECTORY_CAPABILITY = "1.2.840.113556.1.4.800"
 
 
 @dataclass
@@ -225,8 +230,11 @@ class Slapd:
     """One private slapd: ``url`` (ldaps://), ``starttls_url`` (ldap://), ``ca_file``."""
 
     def __init__(self, directory: Directory, home: Path | None = None,
-                 certificate_names: tuple[str, ...] = ("127.0.0.1", "localhost")) -> None:
+                 certificate_names: tuple[str, ...] = ("127.0.0.1", "localhost"),
+                 advertise_active_directory: bool = False) -> None:
         self.model = directory
+        # True: the root DSE claims to be Active Directory (slapd still does not know AD's rules).
+        self.advertise_active_directory = advertise_active_directory
         self.certificate_names = certificate_names
         self.home = home or Path(tempfile.mkdtemp(prefix="dispatch-slapd-"))
         self._owns_home = home is None
@@ -249,6 +257,10 @@ class Slapd:
         certificate.cert_chain_pems[0].write_to_path(str(self.home / "server.pem"))
         certificate.private_key_pem.write_to_path(str(self.home / "server.key"))
         (self.home / "dispatch.schema").write_text(EXTRA_SCHEMA)
+        root_dse = ""
+        if self.advertise_active_directory:
+            (self.home / "rootdse.ldif").write_text(f"dn:\nsupportedCapabilities: {ACTIVE_DIRECTORY_CAPABILITY}\n")
+            root_dse = f"rootDSE {self.home / 'rootdse.ldif'}"
         (self.home / "db").mkdir()
         includes = "\n".join(f"include {SCHEMA_DIR / name}.schema" for name in ("core", "cosine", "inetorgperson", "nis"))
         (self.home / "slapd.conf").write_text(f"""\
@@ -263,6 +275,7 @@ TLSCertificateFile {self.home / "server.pem"}
 TLSCertificateKeyFile {self.home / "server.key"}
 # What an ordinary account gets from a search that is not paged.
 sizelimit {SIZE_LIMIT}
+{root_dse}
 
 database mdb
 suffix "{BASE_DN}"

@@ -269,3 +269,20 @@ def test_a_sweep_the_server_stops_leaves_the_rest_to_lookups(slapd_small: Slapd,
     monkeypatch.setattr(ldap_source, "SWEEP_BUDGET", 100)
     result = source(slapd_small, bind_dn=slapd_small.capped_dn).group_members(CHEFER, DEFAULT_ATTRIBUTES)
     assert {person.mail: person.name for person in result.people} == ldapserver.expected_members(slapd_small.model, "chefer")
+
+
+def test_the_root_dse_decides_who_flattens_nested_groups(slapd_small: Slapd, tmp_path: Path) -> None:
+    """Only a server whose root DSE advertises Active Directory is asked with the in-chain rule.
+    slapd made to advertise it (but still not knowing the rule) then answers with nothing, as the
+    issue says OpenLDAP does: that shows the rule was used; the plain slapd is walked instead."""
+    assert not source(slapd_small).is_active_directory()
+    ldapserver.require_slapd()
+    pretending = Slapd(ldapserver.nested_directory(30, disabled=1, without_mail=1), home=tmp_path,
+                       advertise_active_directory=True).start()
+    try:
+        reader = source(pretending)
+        assert reader.is_active_directory()
+        assert reader.group_members(CHEFER, DEFAULT_ATTRIBUTES).people == ()
+        assert len(source(slapd_small).group_members(CHEFER, DEFAULT_ATTRIBUTES).people) > ldapserver.SIZE_LIMIT
+    finally:
+        pretending.stop()

@@ -54,6 +54,16 @@ ENGLISH: dict[str, str | tuple[str, str]] = {
                        "{count} recipients are held by another run (another node, the service, or a run that was "
                        "interrupted) until {time} at the latest; after that the next run sends to them."),
     "urgent.ahead": "The urgent message \"{subject}\" goes first; this send goes on by itself when it is out.",
+    "reply.accepted": "accepted",
+    # A test send's first attempt (app.Runs.test_outcome)
+    "test.sent": "A [TEST] was sent to {email}.",
+    "test.deferred": ("The test could not be sent to {email}: the relay {host} did not take it ({reason}). It is tried "
+                      "again by itself when the relay takes messages (or with \"try again now\" on its page); nobody "
+                      "needs to send it again."),
+    "test.deferred_reply": ("The test could not be sent to {email} yet: the server answered \"{reply}\". It is tried "
+                            "again by itself; nobody needs to send it again."),
+    "test.failed": "The test could not be sent to {email}: the server refused the address (\"{reply}\").",
+    "test.under_way": "The test to {email} is still being sent; follow it on its page.",
     # A send plan (values.SendPlan): the command line's `plan:` line, word for word as before
     "plan.smtp": ("plan: {recipients} recipients in {messages} messages{bcc} over {connections} connection(s) to "
                   "{relay}{rate}{tail}",) * 2,

@@ -46,6 +46,19 @@ class Decision:
         return self.counts.get("sent", 0)
 
 
+TEST_MOMENT = "%Y%m%dT%H%M%S"  # a test dispatch's kind names the moment it was made, in UTC
+
+
+def test_made_at(stored_kind: str) -> datetime | None:
+    """The moment a test dispatch was made, read back from its stored kind (``test-20261207T141800``):
+    prepared for that moment again, a retry of the test is the same dispatch."""
+    detail = stored_kind.removeprefix(DispatchKind.TEST.detail_prefix)
+    try:
+        return datetime.strptime(detail, TEST_MOMENT).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
 def decide(s: Session, ready: Prepared, now: datetime) -> Decision:
     """Name the dispatch and check that the content may go; ChangeControlError if not."""
     ledger = s.ledger
@@ -56,7 +69,7 @@ def decide(s: Session, ready: Prepared, now: datetime) -> Decision:
     if ready.test:
         # From the time the test was prepared, not the clock now: the name `send` prints before
         # sending is the one it sends as. UTC, whichever clock the caller holds.
-        kind = DispatchKind.TEST.stored(f"{(ready.made_at or now).astimezone(UTC):%Y%m%dT%H%M%S}")
+        kind = DispatchKind.TEST.stored(f"{(ready.made_at or now).astimezone(UTC):{TEST_MOMENT}}")
     elif edition.urgent:
         same = ledger.dispatches_with_content(current.hash, DispatchKind.URGENT)
         if same:

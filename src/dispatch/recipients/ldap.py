@@ -123,6 +123,12 @@ class LdapSource:
         with self._session() as session:
             return session.matching(query, attributes)
 
+    def is_active_directory(self) -> bool:
+        """Whether the server's root DSE says it is Active Directory (and so flattens nested
+        groups itself with the in-chain rule)."""
+        with self._session() as session:
+            return session.active_directory
+
     def _session(self) -> _Session:
         return _Session(self)
 

@@ -58,6 +58,7 @@ def create_console(settings: app.Settings, *, clock: app.Clock | None = None, ap
         Route("/session/extend", pages.extend_session, methods=["POST"]),
         Route("/password", password.password_page, methods=["GET", "POST"]),
         Route("/", pages.home),
+        Route("/sending", pages.sends_now),  # Idag's sends under way, polled by the page
         Route("/open", pages.edition_redirect),
         Route("/editions/{day}", editor.edition_page),
         Route("/editions/{day}/preview", editor.preview, methods=["POST"]),
