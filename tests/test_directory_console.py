@@ -82,11 +82,16 @@ def test_mottagare_shows_the_held_change_and_an_operator_accepts_it_once(held_co
     assert "olle" in row and "chefer" in row and "16 mottagare, 0 tillkom, 4 togs bort" in row
     accepted = app.list_diff(unit_of(settings), "chefer").accepted
     assert accepted is not None and accepted.accepted_by == "olle" and accepted.members == 16
+    assert 'id="held-lists"' not in olle.get("/").text, "Idag no longer says a change waits"
 
 
 def test_an_editor_sees_the_change_but_cannot_accept_it(held_console: tuple[str, Settings]) -> None:
     base, settings = held_console
     anna = sign_in(base, "anna")
+    today = html.unescape(anna.get("/").text)
+    banner = today[today.index('id="held-lists"'):]
+    assert "Mottagarlistan Chefer har en ändring som väntar på godkännande" in banner
+    assert '<a href="/recipients">Se ändringen under Mottagare</a>' in banner
     page = html.unescape(anna.get("/recipients").text)
     assert "Ändringen väntar på godkännande" in page and "Godkänn ändringen" not in page
     held = app.list_diff(unit_of(settings), "chefer").held

@@ -88,6 +88,7 @@ if TYPE_CHECKING:
         list_diff,
         snapshot_notes,
         sync,
+        waiting_lists,
     )
     from dispatch.app.drafting import (
         NEW_FILE,
@@ -186,7 +187,7 @@ WHERE: dict[str, tuple[str, ...]] = {
     ),
     "dispatch.app.directory": (
         "ACCEPT_ACTION", "Accepted", "DirectoryCard", "ListDiff", "SyncOutcome", "accept", "directory_cards", "list_diff",
-        "snapshot_notes", "sync",
+        "snapshot_notes", "sync", "waiting_lists",
     ),
     "dispatch.app.drafting": (
         "NEW_FILE", "Draft", "DraftPreview", "Saved", "SentDiff", "compose", "diff_texts", "open_draft", "preview_draft",
@@ -421,6 +422,7 @@ __all__ = [
     "today",
     "urgent_fields",
     "urgent_path",
+    "waiting_lists",
     "web_url",
     "write_preview",
     "write_urgent",

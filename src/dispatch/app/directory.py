@@ -339,3 +339,20 @@ def directory_cards(s: Session) -> tuple[list[DirectoryCard], list[Problem]]:
                                    next(iter(store.snapshots(spec.name, 1)), None),
                                    diff_of(store, spec) if held is not None else None))
     return cards, problems
+
+
+def waiting_lists(s: Session) -> list[tuple[DirectoryListSpec, Snapshot]]:
+    """Directory lists with a change held for a person (for Idag: one query a list, no diff).
+    A list file that cannot be read is left out here; Mottagare says what is wrong with it."""
+    settings, store = s.settings, s.ledger
+    kinds = {name: d.kind for name, d in settings.directories.items()}
+    waiting = []
+    for name in available_lists(settings.recipients_dir) if settings.directories else ():
+        try:
+            spec = read_directory_list(settings.recipients_dir, name, kinds)
+        except InputError:
+            continue
+        held = store.pending_held(name) if spec is not None else None
+        if spec is not None and held is not None:
+            waiting.append((spec, held))
+    return waiting

@@ -132,7 +132,8 @@ async def home(request: Request, visit: Visit) -> Response:
         states = [app.edition_state(unit, d, visit.now) for d in extra]
         under_way, urgent_today = _sends_now(unit, visit)
         return visit.render("home.html", days=days, states=states, today=local_today, under_way=under_way,
-                            urgent_today=urgent_today, four_eyes=console.settings.approval == "four_eyes")
+                            urgent_today=urgent_today, four_eyes=console.settings.approval == "four_eyes",
+                            waiting_lists=app.waiting_lists(unit))
 
     return await console.unit(work)
 
