@@ -72,8 +72,8 @@ def test_mottagare_shows_the_held_change_and_an_operator_accepts_it_once(held_co
                                                         "confirmed": "1"})
     assert done.status_code == 303 and done.headers["location"] == "/recipients"
     after = html.unescape(olle.get("/recipients").text)
-    assert "Ändringen av listan chefer är godkänd" in after and "Ändringen väntar" not in after
-    assert "Ändringen av listan chefer är godkänd" not in olle.get("/recipients").text, "said once"
+    assert "Ändringen av listan Chefer är godkänd" in after and "Ändringen väntar" not in after
+    assert "Ändringen av listan Chefer är godkänd" not in olle.get("/recipients").text, "said once"
     again = olle.post("/recipients/chefer/accept", data={"csrf": csrf_of(page), "snapshot": snapshot.group(1),
                                                          "confirmed": "1"})
     assert again.status_code == 409 and "väntar inte längre" in html.unescape(again.text)
@@ -131,7 +131,7 @@ def test_an_operator_accepts_a_held_change_in_the_browser_on_a_phone(held_consol
         assert serious_violations(page) == {}, "the confirmation"
         page.get_by_role("button", name="Bekräfta").click()
         page.wait_for_url(base + "/recipients")
-        assert "Ändringen av listan chefer är godkänd" in page.get_by_role("status").inner_text()
+        assert "Ändringen av listan Chefer är godkänd" in page.get_by_role("status").inner_text()
         assert page.locator('[data-list="chefer"]').get_by_role("alert").count() == 0
         page.goto(base + "/audit")
         row = page.locator('[data-action="list_accepted"]').locator("xpath=..")

@@ -209,6 +209,7 @@ def diff_of(store: SnapshotStore, spec: DirectoryListSpec) -> ListDiff:
 
 @dataclass(frozen=True)
 class Accepted:
+    spec: DirectoryListSpec
     snapshot: Snapshot
     change: Change
 
@@ -230,7 +231,7 @@ def accept(s: Session, name: str, by: str, now: datetime, expected: int | None =
         Fact.of("audit_detail.snapshot_accepted", snapshot=held.ref, members=held.members, added=len(made.added),
                 removed=len(made.removed)),
     ))
-    return Accepted(ledger.snapshot(held.id) or held, made)
+    return Accepted(spec, ledger.snapshot(held.id) or held, made)
 
 
 class SnapshotPeople(Mapping[str, Sequence[DirectoryPerson]]):

@@ -257,7 +257,7 @@ async def accept_list(request: Request, visit: Visit) -> Response:
                             error="; ".join(wording.swedish_of(p.fact) for p in getattr(exc, "problems", ())) or GONE)
     if done is None:
         return visit.render("recipients_accept.html", 409, card=None, error=GONE)
-    return done_then_back(visit, "lista-godkand", "/recipients", list=done.snapshot.list_name,
+    return done_then_back(visit, "lista-godkand", "/recipients", list=done.spec.display_name,
                           members=str(done.snapshot.members))
 
 
