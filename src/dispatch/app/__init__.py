@@ -53,6 +53,7 @@ from dispatch.app.changes import (
 )
 from dispatch.app.control import (
     Decision,
+    TooEarly,
     accessibility_statement,
     accessibility_warnings,
     approve,
@@ -63,6 +64,7 @@ from dispatch.app.control import (
     revocation_notes,
     revoke,
     scheduled_edition,
+    too_early,
 )
 from dispatch.app.drafting import (
     NEW_FILE,
@@ -196,6 +198,7 @@ __all__ = [
     "SinceApproval",
     "Status",
     "StoppableClock",
+    "TooEarly",
     "User",
     "WebSettings",
     "accessibility_statement",
@@ -296,6 +299,7 @@ __all__ = [
     "state_dir",
     "status",
     "today",
+    "too_early",
     "urgent_fields",
     "urgent_path",
     "web_url",
