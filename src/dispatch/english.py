@@ -228,7 +228,7 @@ ENGLISH.update({
     "send.confirmation_outdated": "the content changed after the confirmation ({expected} then, {name} now); "
                                   "confirm again",
     # app/control.py TooEarly: an edition is not sent before its 'compiled' time (checked and approved ahead is fine)
-    "send.before_compiled": "the edition of {day} is compiled for {compiled}, and it is {now} now: it cannot be sent "
+    "send.before_compiled": "the edition of {day} is compiled for {compiled}, and it is {today} {now} now: it cannot be sent "
                             "before {compiled}; {then}",
     "check.sendable_from": "the edition of {day} is compiled for {compiled}: send refuses it until then; {then}",
     "sendable.by_hand": "no schedule runs on {day}: send it by hand from {compiled}",

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 from dispatch.app.application import Session
 from dispatch.app.changes import changed_after_send, identify, latest_sent_edition, review, sent_edition
 from dispatch.app.editions import Prepared, read_edition
-from dispatch.app.timetable import first_slot_on, utc
+from dispatch.app.timetable import first_slot_on, first_valid, utc
 from dispatch.app.wiring import current_user
 from dispatch.config import Settings
 from dispatch.control import approval as gate
@@ -109,7 +109,7 @@ class TooEarly:
     def refusal(self) -> Fact:
         """Why a send is refused now, and when it can go."""
         return Fact.of("send.before_compiled", day=self.day.isoformat(), today=self.today.isoformat(),
-                       compiled=f"{self.compiled:%Y-%m-%d %H:%M}", now=f"{self.now:%Y-%m-%d %H:%M}", then=self._then)
+                       compiled=f"{self.compiled:%Y-%m-%d %H:%M}", now=f"{self.now:%H:%M}", then=self._then)
 
     @property
     def note(self) -> Fact:
@@ -125,7 +125,9 @@ def too_early(settings: Settings, edition: Edition, now: datetime) -> TooEarly |
     if edition.urgent:
         return None
     zone = settings.timezone
-    compiled = edition.compiled.replace(tzinfo=zone)
+    # A wall-clock time that a spring DST change skips (02:30) is its first valid moment (03:00),
+    # as the schedule's run is: a slot at the compiled time sends it.
+    compiled = first_valid(edition.compiled.replace(tzinfo=zone))
     if utc(compiled) <= utc(now):
         return None
     local_now = now.astimezone(zone)
