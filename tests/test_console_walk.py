@@ -163,7 +163,8 @@ def consoles(project: Project) -> Iterator[tuple[dict[str, str], GatedRelay, Pro
     unreachable = dataclasses.replace(settings, transport=dataclasses.replace(settings.transport, port=free_port()))
     broken = dataclasses.replace(settings, transport=dataclasses.replace(settings.transport, security="tls",
                                                                          ca_file=garbage))
-    clock = FakeClock(datetime.now(UTC))
+    # After the last of the days: an edition is not sent before its compiled time (issue 32).
+    clock = FakeClock(datetime.now(UTC) + timedelta(days=len(DAYS) + 1))
     with ExitStack() as stack:
         bases = {name: stack.enter_context(console_in_thread(s, clock))
                  for name, s in (("main", settings), ("unreachable", unreachable), ("broken", broken))}
