@@ -11,7 +11,7 @@ once where the library is called, the cause kept.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol
 
@@ -63,6 +63,7 @@ class DirectoryListSpec:
     directory: str  # a name under directories: in config
     group: str | None = None
     query: str | None = None  # the `filter` key (an LDAP filter)
-    attributes: Mapping[str, str] = DEFAULT_ATTRIBUTES
+    # A factory: a mappingproxy is unhashable before Python 3.12, which dataclasses reject as a default.
+    attributes: Mapping[str, str] = field(default_factory=lambda: DEFAULT_ATTRIBUTES)
     max_shrink: float = 0.1  # a sync smaller than the last accepted snapshot by more than this is held
     include: tuple[str, ...] = ()
