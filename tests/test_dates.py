@@ -8,16 +8,18 @@ is named without a line."""
 
 from __future__ import annotations
 
+import email
 import json
 import re
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
+from email import policy
 from typing import TYPE_CHECKING
 
 import pytest
 
 import consolekit
-from conftest import STOCKHOLM, FakeClock, Project, set_schedule, unit_of, write_edition
+from conftest import STOCKHOLM, FakeClock, Project, body_text, set_schedule, unit_of, write_edition
 from consolekit import add_users, browser_sign_in, console_in_thread, csrf_of, four_eyes_console, sign_in
 from dispatch import app
 from dispatch.app.drafting import default_compiled
@@ -161,6 +163,10 @@ def test_the_schedule_sends_at_the_compiled_time_and_not_before(project: Project
         keeper.close()
     history = project.run("history", "--json").stdout
     assert f'"{day}.r1.edition"' in history and f"{later}.r1" not in history
+    mails = [email.message_from_bytes(path.read_bytes(), policy=policy.default)
+             for path in (project.root / "var" / "outbox" / "new").iterdir()]
+    [alert] = [m for m in mails if m["Subject"] == f"Rapporten för {later} kunde inte skickas kl 14:00"]
+    assert f"kan skickas tidigast {later} 14:05; schemat daily går {later} 14:00, före den tiden" in body_text(alert)
 
 
 # -- the console, with the clock injected (the fast twin of the browser test below) ---------------------

@@ -234,6 +234,8 @@ ENGLISH.update({
     "sendable.by_hand": "no schedule runs on {day}: send it by hand from {compiled}",
     "sendable.at_slot": "the schedule '{schedule}' sends it then",
     "sendable.slot": "the schedule '{schedule}' sends it at {at}",
+    "sendable.slot_before": "the schedule '{schedule}' runs at {at}, before that, and will not send it: set 'compiled' "
+                            "to {at}, or send it by hand from {compiled}",
     # app/control.py: why the schedule sends nothing (the office's alert mail, the log)
     "scheduled.no_file": "{path} does not exist",
     "scheduled.problems": "the edition has problems: {problems}",

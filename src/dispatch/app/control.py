@@ -103,6 +103,9 @@ class TooEarly:
             return Fact.of("sendable.by_hand", day=self.day.isoformat(), compiled=f"{self.compiled:%Y-%m-%d %H:%M}")
         if self.slot == self.compiled:
             return Fact.of("sendable.at_slot", schedule=str(self.schedule))
+        if utc(self.slot) < utc(self.compiled):  # the run comes first, and will be refused
+            return Fact.of("sendable.slot_before", schedule=str(self.schedule), at=f"{self.slot:%Y-%m-%d %H:%M}",
+                           compiled=f"{self.compiled:%Y-%m-%d %H:%M}")
         return Fact.of("sendable.slot", schedule=str(self.schedule), at=f"{self.slot:%Y-%m-%d %H:%M}")
 
     @property
