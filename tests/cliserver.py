@@ -43,6 +43,10 @@ def preload() -> None:
 
         modules = pkgutil.walk_packages(dispatch.__path__, "dispatch.", onerror=lambda name: None)
         names += [m.name for m in modules if m.name != "dispatch.__main__"]  # that one runs the command
+    # The libraries the program imports inside the functions that use them (issue 34: a command
+    # loads only what it needs), loaded here once so that no child pays for them.
+    names += ["argon2", "argon2.exceptions", "dkim", "dkim.crypto", "email_validator", "babel.dates", "premailer", "cssutils",
+              "jinja2.sandbox"]
     for name in names:
         with contextlib.suppress(Exception):
             importlib.import_module(name)

@@ -26,8 +26,9 @@ if TYPE_CHECKING:
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PASSWORDS = {"anna": "anna-skriver-rapporten", "cara": "cara-skriver-ocksa", "bo": "bo-godkanner-rapporten",
-             "olle": "olle-har-jouren-idag"}
-ROLES = {"anna": "editor", "cara": "editor", "bo": "approver", "olle": "operator"}
+             "olle": "olle-har-jouren-idag", "dora": "dora-godkanner-ocksa"}
+# dora: a second approver, for the tests where one approver saved the text and another approves it.
+ROLES = {"anna": "editor", "cara": "editor", "bo": "approver", "olle": "operator", "dora": "approver"}
 
 
 def add_users(project: Project, names: tuple[str, ...] = ("anna", "cara", "bo", "olle"), *, cli: bool = False) -> None:

@@ -177,6 +177,10 @@ bounces: {host: imap.example.org}
 web: {listen: "127.0.0.1:8025", oidc: {issuer: "https://id.example.org"}}
 accessibility: {organisation: Regionen}
 dkim: {domain: example.org}
+directories:
+  ad: {kind: ldap, url: "ldaps://dc.example.org", bind_dn: "CN=x", base_dn: "DC=example,DC=org", password_env: X}
+  entra: {kind: graph, tenant_id: t, client_id: c, client_secret_env: Y}
+sync_minutes: 60
 """
 
 

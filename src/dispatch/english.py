@@ -54,6 +54,16 @@ ENGLISH: dict[str, str | tuple[str, str]] = {
                        "{count} recipients are held by another run (another node, the service, or a run that was "
                        "interrupted) until {time} at the latest; after that the next run sends to them."),
     "urgent.ahead": "The urgent message \"{subject}\" goes first; this send goes on by itself when it is out.",
+    "reply.accepted": "accepted",
+    # A test send's first attempt (app.Runs.test_outcome)
+    "test.sent": "A [TEST] was sent to {email}.",
+    "test.deferred": ("The test could not be sent to {email}: the relay {host} did not take it ({reason}). It is tried "
+                      "again by itself when the relay takes messages (or with \"try again now\" on its page); nobody "
+                      "needs to send it again."),
+    "test.deferred_reply": ("The test could not be sent to {email} yet: the server answered \"{reply}\". It is tried "
+                            "again by itself; nobody needs to send it again."),
+    "test.failed": "The test could not be sent to {email}: the server refused the address (\"{reply}\").",
+    "test.under_way": "The test to {email} is still being sent; follow it on its page.",
     # A send plan (values.SendPlan): the command line's `plan:` line, word for word as before
     "plan.smtp": ("plan: {recipients} recipients in {messages} messages{bcc} over {connections} connection(s) to "
                   "{relay}{rate}{tail}",) * 2,
@@ -169,6 +179,27 @@ ENGLISH.update({
     "recipients.suppressed_not_utf8": "the file is not UTF-8; save it as UTF-8",
     "recipients.unknown_list": "unknown recipient list {name}; known lists: {known}",
     "recipients.unknown_list_none_known": "unknown recipient list {name}; known lists: none",
+    "recipients.directory_not_synced": "list {list} is read from the directory {directory} and has no accepted snapshot yet: run "
+                                       "'dispatch recipients sync {list}'",
+    "recipients.directory_members_too": "a directory list takes its members from the directory: remove 'members' (or remove 'source' to "
+                                        "keep the list by hand)",
+    "recipients.directory_unknown_key": "unknown key {key} in a directory list; known keys: {known}",
+    "recipients.directory_source_not_text": "'source' must name a directory under directories: in config.yaml",
+    "recipients.directory_unknown": "source: {directory} names no directory in config.yaml; known directories: {known}",
+    "recipients.directory_none_configured": "source: {directory} names a directory, but config.yaml has no directories:; add it there "
+                                            "(docs/how-to/directory-lists.md)",
+    "recipients.directory_not_text": "'{key}' must be text on one line: a group's DN (or Graph object id) for group, an LDAP filter for "
+                                     "filter",
+    "recipients.directory_group_and_filter": "a directory list takes 'group' or 'filter', not both; keep one",
+    "recipients.directory_needs_group": "a directory list needs 'group' (a group's DN, or a Graph group's object id) or 'filter' (an LDAP"
+                                        " filter)",
+    "recipients.directory_filter_needs_ldap": "'filter' needs an LDAP directory; {directory} is Microsoft Graph: name a group's object id"
+                                              " in 'group'",
+    "recipients.directory_bad_filter": "'filter' must be an LDAP filter with its parentheses paired, like (department=Vård), not {filter}",
+    "recipients.directory_bad_attributes": "'attributes' must map mail and name to the directory's attribute names, like {{mail: mail, "
+                                           "name: displayName}}",
+    "recipients.directory_bad_max_shrink": "'max_shrink' must be a fraction from 0 to 1 (0.1: a sync may lose 10 % of the list before a "
+                                           "person must accept it), not {value}",
     "recipients.include_cycle": "include cycle: {cycle}; remove one of these includes",
     "recipients.control_character_in_address": "the address contains a line break or control character; remove it "
                                                "(it could inject a mail header)",
@@ -213,6 +244,11 @@ ENGLISH.update({
                                   "now); read it again and approve what is there now",
     "approve.without_seen": "the approval does not say which content the approver read (no 'seen'); open the edition "
                             "again, read it and approve what is there",
+    # app/drafting: the status field as the approval (approval: front_matter), set in the console
+    "status.approve_needs_approver": "{user} may not approve: only an approver may set 'status: approved'",
+    "status.approve_own_change": "{user} is changing the text and so cannot also approve it: nobody approves a text "
+                                 "they saved; save it as a draft and let another person approve it",
+    "status.approve_with_problems": "the saved edition has problems and cannot be approved; fix them first",
     "change.already_sent": "this edition was already sent to {reached} recipient(s) as {name} ({when}, content "
                            "{sent}, now {now}); {what}. A sent edition is final: to correct it, set "
                            "'revision: {revision}' and 'correction: <what changed>' in the front matter, then check "
@@ -335,6 +371,7 @@ ENGLISH.update({
     "audit_detail.kept_text": "kept text {id}",
     "audit_detail.file": "file {hash}",
     "audit_detail.revision": "revision {revision}",
+    "audit_detail.status_field": "by the status field (approval: front_matter)",
     "audit_detail.revision_of": "revision {revision} of {name}",
     "audit_detail.approvals": ("{count} approval(s)", "{count} approval(s)"),
     "audit_detail.recipients": ("{count} recipient(s)", "{count} recipient(s)"),
@@ -360,6 +397,8 @@ ENGLISH.update({
     "secret.program_not_executable": "{setting} runs {program}, which is not executable; chmod +x it",
     "secret.program_not_on_path": "{setting} runs {program}, which is not found on PATH; install it or give its full "
                                   "path",
+    "directory.ca_file_unusable": "{setting} names {file}, which cannot be read ({detail}); give the file (PEM) of "
+                                  "the CA that signed the directory's certificate",
     # errors.py: an error that is not a problem with an input (English: as str(error) says it)
     "error.said": "{text}",
     "error.ledger": "{detail}",

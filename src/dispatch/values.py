@@ -183,6 +183,7 @@ class Progress:
     held_until: datetime | None = None  # ... until then at the latest
     next_attempt: datetime | None = None  # the next retry of a deferred recipient
     relay_permanent: bool = False  # the relay's trouble needs fixing, not time
+    here: bool = False  # a run of this process sends it (it can be stopped here)
 
     @property
     def final(self) -> bool:

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from dispatch.app.application import Session
-from dispatch.app.passwords import HASHING, MIN_PASSWORD, NAME, where
+from dispatch.app.passwords import MIN_PASSWORD, NAME, hasher, where
 from dispatch.errors import DispatchError, InputError, LedgerError, Problem
 from dispatch.models import AuditEntry, User
 from dispatch.recipients.addresses import AddressError, normalise
@@ -43,7 +43,7 @@ def add_user(s: Session, name: str, email: str, role: str, password: str | None,
         problems.append(Problem.of("password", 0, "password.too_short", minimum=MIN_PASSWORD))
     if problems:
         raise InputError(problems)
-    user = ledger.add_user(name, address, role, HASHING[hashing].hash(password) if password is not None else None, now)
+    user = ledger.add_user(name, address, role, hasher(hashing).hash(password) if password is not None else None, now)
     ledger.record_audit(now, by, "user_added", name, None, (Fact.of("audit_detail.role_and_address", role=role_named(role),
                                                                     address=address),))
     return user

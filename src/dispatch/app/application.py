@@ -12,11 +12,21 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from dispatch.app.wiring import ledger_timeouts, open_transport
 from dispatch.config import Settings
-from dispatch.delivery.pipeline import Clock, Transport
-from dispatch.ledger import Database, Ledger
+from dispatch.delivery.clock import Clock
+from dispatch.ledger import Database, Ledger, Timeouts
+
+if TYPE_CHECKING:
+    from dispatch.delivery.ports import Transport
+
+
+def ledger_timeouts(settings: Settings) -> Timeouts:
+    limits = settings.ledger_timeouts
+    return Timeouts(lock=limits.lock_seconds, statement=limits.statement_seconds,
+                    idle_in_transaction=limits.idle_in_transaction_seconds, keepalive=limits.keepalive_seconds,
+                    connect=limits.connect_seconds)
 
 
 class App:
@@ -89,6 +99,10 @@ class Session:
     @property
     def transport(self) -> Transport:
         if self._transport is None:
+            # wiring (the transports, the sender, DKIM) is imported when a unit first sends, not
+            # with this module: a command that only reads the ledger never loads it (issue 34).
+            from dispatch.app.wiring import open_transport
+
             self._transport = open_transport(self.settings)
         return self._transport
 

@@ -9,8 +9,8 @@ from datetime import UTC, date, datetime
 
 from dispatch.app.application import Session
 from dispatch.app.changes import changed_after_send, identify, latest_sent_edition, review, sent_edition
-from dispatch.app.editions import Prepared, read_edition
-from dispatch.app.timetable import first_slot_on, first_valid, utc
+from dispatch.app.editions import Prepared
+from dispatch.app.reading import read_edition
 from dispatch.app.wiring import current_user
 from dispatch.config import Settings
 from dispatch.control import approval as gate
@@ -46,6 +46,19 @@ class Decision:
         return self.counts.get("sent", 0)
 
 
+TEST_MOMENT = "%Y%m%dT%H%M%S"  # a test dispatch's kind names the moment it was made, in UTC
+
+
+def test_made_at(stored_kind: str) -> datetime | None:
+    """The moment a test dispatch was made, read back from its stored kind (``test-20261207T141800``):
+    prepared for that moment again, a retry of the test is the same dispatch."""
+    detail = stored_kind.removeprefix(DispatchKind.TEST.detail_prefix)
+    try:
+        return datetime.strptime(detail, TEST_MOMENT).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
 def decide(s: Session, ready: Prepared, now: datetime) -> Decision:
     """Name the dispatch and check that the content may go; ChangeControlError if not."""
     ledger = s.ledger
@@ -56,7 +69,7 @@ def decide(s: Session, ready: Prepared, now: datetime) -> Decision:
     if ready.test:
         # From the time the test was prepared, not the clock now: the name `send` prints before
         # sending is the one it sends as. UTC, whichever clock the caller holds.
-        kind = DispatchKind.TEST.stored(f"{(ready.made_at or now).astimezone(UTC):%Y%m%dT%H%M%S}")
+        kind = DispatchKind.TEST.stored(f"{(ready.made_at or now).astimezone(UTC):{TEST_MOMENT}}")
     elif edition.urgent:
         same = ledger.dispatches_with_content(current.hash, DispatchKind.URGENT)
         if same:
@@ -103,7 +116,7 @@ class TooEarly:
             return Fact.of("sendable.by_hand", day=self.day.isoformat(), compiled=f"{self.compiled:%Y-%m-%d %H:%M}")
         if self.slot == self.compiled:
             return Fact.of("sendable.at_slot", schedule=str(self.schedule))
-        if utc(self.slot) < utc(self.compiled):  # the run comes first, and will be refused
+        if self.slot.astimezone(UTC) < self.compiled.astimezone(UTC):  # the run comes first, and will be refused
             return Fact.of("sendable.slot_before", schedule=str(self.schedule), at=f"{self.slot:%Y-%m-%d %H:%M}",
                            compiled=f"{self.compiled:%Y-%m-%d %H:%M}")
         return Fact.of("sendable.slot", schedule=str(self.schedule), at=f"{self.slot:%Y-%m-%d %H:%M}")
@@ -127,11 +140,15 @@ def too_early(settings: Settings, edition: Edition, now: datetime) -> TooEarly |
     the compiled time sends it: the two are the same minute."""
     if edition.urgent:
         return None
+    # Here, not at the top: the timetable brings APScheduler, which commands that never send
+    # (status, history) do not load.
+    from dispatch.app.timetable import first_slot_on, first_valid
+
     zone = settings.timezone
     # A wall-clock time that a spring DST change skips (02:30) is its first valid moment (03:00),
     # as the schedule's run is: a slot at the compiled time sends it.
     compiled = first_valid(edition.compiled.replace(tzinfo=zone))
-    if utc(compiled) <= utc(now):
+    if compiled.astimezone(UTC) <= now.astimezone(UTC):
         return None
     local_now = now.astimezone(zone)
     slot = first_slot_on(settings, edition.date)

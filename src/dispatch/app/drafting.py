@@ -24,7 +24,8 @@ from dispatch.app.editions import Prepared, check_problems, render_edition
 from dispatch.app.timetable import first_slot_on
 from dispatch.config import Settings, secret_problems
 from dispatch.config.yamlsource import LineDict, parse_yaml
-from dispatch.control.diff import TextDiff, diff_edition
+from dispatch.control import approval as approval_gate
+from dispatch.control.diff import NOT_CONTENT, TextDiff, diff_edition
 from dispatch.email.edition import assemble, edition_path, split_front_matter
 from dispatch.errors import ChangeControlError, InputError, Problem
 from dispatch.ledger import Ledger
@@ -78,6 +79,7 @@ class Saved:
     kept_id: int | None = None
     problems: tuple[Problem, ...] = ()
     unchanged: bool = False  # nothing differed from the file: not written, authorship kept
+    refused: Fact | None = None  # why nothing was written: the save would approve what its saver may not
 
 
 def file_hash(data: bytes) -> str:
@@ -180,7 +182,8 @@ def preview_draft(s: Session, day: date, fields: dict[str, str], body: str, now:
     written. The message is shown even when pre-flight finds problems. ``urgent_file``: an
     urgent message to be written there (the urgent layout, no approval)."""
     settings = s.settings
-    text, where = compose(fields, body)
+    # The status is not what is previewed; the form leaves it out for someone who may not approve.
+    text, where = compose({**fields, "status": fields.get("status") or "draft"}, body)
     body_line = body_start(text)
     path = urgent_file or edition_path(settings.reports_dir, day)
     found: list[Problem] = []  # problems that leave a message to show: shown beside it
@@ -224,26 +227,45 @@ _SMALL_WORDS = frozenset((
 
 
 def save_draft(s: Session, day: date, fields: dict[str, str], body: str, base: str,
-               user: str, now: datetime) -> Saved:
+               user: str, now: datetime, *, may_approve: bool = False) -> Saved:
     """Write ``reports/DAY.md`` atomically unless it changed since ``base``; a refused text is
     kept in the ledger. The saver is recorded as the author of the content saved (so they
-    cannot approve it) and the save is in the audit log."""
+    cannot approve it) and the save is in the audit log.
+
+    With ``approval: front_matter`` the file's status field is the approval, so the four-eyes
+    rule is applied to it here (see ``status_refusal``): ``may_approve`` says whether the saver
+    holds the right to approve. A ``status`` left empty keeps the file's status while the
+    content stays as it is, and makes it a draft when the content changes: a change voids an
+    approval, as it does under four_eyes."""
     settings, ledger = s.settings, s.ledger
-    fields = {**fields, "by": user}  # the last editor, by name: the approval rule reads it
-    text, _ = compose(fields, body)
     path = edition_path(settings.reports_dir, day)
-    data = text.encode("utf-8")
     with _SAVE_LOCK:
         try:
-            current = file_hash(path.read_bytes())
+            raw: bytes | None = path.read_bytes()
         except FileNotFoundError:
-            current = NEW_FILE
-        if current == base and current != NEW_FILE:
+            raw = None
+        current = file_hash(raw) if raw is not None else NEW_FILE
+        earlier = raw.decode("utf-8", errors="replace") if raw is not None else None
+        earlier_fields, earlier_body = split_fields(earlier) if earlier is not None else ({}, "")
+        same_content = earlier is not None and content_text(fields, body) == content_text(earlier_fields, earlier_body)
+        status = (fields.get("status") or "").strip()
+        if not status:
+            status = earlier_fields.get("status", "draft") if same_content else "draft"
+        # The last editor, by name: the approval rule reads it. Changing only the status is not
+        # writing the text: whoever wrote it stays its editor (an approver's status is no authorship).
+        fields = {**fields, "status": status, "by": earlier_fields.get("by", "") if same_content else user}
+        text, _ = compose(fields, body)
+        data = text.encode("utf-8")
+        approving = (settings.approval != "four_eyes" and status == "approved"
+                     and not (same_content and earlier_fields.get("status") == "approved"))
+        if approving and current == base:
+            refusal = status_refusal(s, day, earlier, same_content, user, may_approve, now)
+            if refusal is not None:
+                return Saved(False, current, refused=refusal)
+        if current == base and data == raw:
             # Saving what is already there changes nothing, and must not make the person who
             # pressed "Spara" its author (they could no longer approve what they only read).
-            earlier_by = split_fields(path.read_text(encoding="utf-8"))[0].get("by", "")
-            if compose({**fields, "by": earlier_by}, body)[0].encode("utf-8") == path.read_bytes():
-                return Saved(True, current, unchanged=True)
+            return Saved(True, current, unchanged=True)
         if current != base:
             by = _saved_by(ledger, day, current)
             kept_id = ledger.keep_text(day, user, text, f"Inte sparad: {by} sparade rapporten efter att {user} öppnade den", now)
@@ -256,11 +278,38 @@ def save_draft(s: Session, day: date, fields: dict[str, str], body: str, base: s
     content_hash = None
     try:
         edition = assemble(path, text, settings.report, now)
-        content_hash = review(s, edition, now, record_author=user).content.hash
+        # Only a change to the text makes the saver its author; a status set by an approver does not.
+        found = review(s, edition, now, record_author=None if same_content else user)
+        content_hash = found.content.hash
     except InputError:
         pass  # a draft with problems is saved all the same; it cannot be approved or sent
     ledger.record_audit(now, user, "save", day.isoformat(), content_hash, (Fact.of("audit_detail.file", hash=new_base),))
+    if approving:  # the status field's approval, in the log as an approval (front_matter records none elsewhere)
+        ledger.record_audit(now, user, "approve", day.isoformat(), content_hash, (Fact.of("audit_detail.status_field"),))
     return Saved(True, new_base, content_hash)
+
+
+def content_text(fields: dict[str, str], body: str) -> str:
+    """The file as ``compose`` writes it, without the fields that are not content (who saved
+    it, its status): equal for two saves that differ only in those."""
+    return compose({key: value for key, value in fields.items() if key not in NOT_CONTENT}, body)[0]
+
+
+def status_refusal(s: Session, day: date, earlier: str | None, same_content: bool, user: str, may_approve: bool,
+                   now: datetime) -> Fact | None:
+    """Why ``user`` may not set ``status: approved`` (mode front_matter), None when they may:
+    only someone with the right to approve, on the text as it is in the file (a save that
+    changes it makes its saver the text's last editor), and not the person who wrote that text
+    (the file's ``by``, the last to save it in the console, and the first recorded for its content)."""
+    if not may_approve:
+        return Fact.of("status.approve_needs_approver", user=user)
+    if not same_content or earlier is None:
+        return Fact.of("status.approve_own_change", user=user)
+    try:
+        edition = assemble(edition_path(s.settings.reports_dir, day), earlier, s.settings.report, now)
+    except InputError:
+        return Fact.of("status.approve_with_problems")
+    return approval_gate.refuse_approver(user, review(s, edition, now).authors)
 
 
 def _saved_by(ledger: Ledger, day: date, current: str) -> str:

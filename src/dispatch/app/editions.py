@@ -16,18 +16,17 @@ from typing import TYPE_CHECKING
 from dispatch.app.application import Session
 from dispatch.app.changes import earlier_message_ids, with_news
 from dispatch.app.readback import read_back_problems, reject_unwritable_to
-from dispatch.app.timetable import check_schedules
+from dispatch.app.reading import read_edition
 from dispatch.app.wiring import envelope, signer
 from dispatch.config import Settings, secret_problems
 from dispatch.email import preflight
 from dispatch.email.conversation import Thread, conversation
-from dispatch.email.edition import assemble, edition_path
 from dispatch.email.message import PreparedMessage, message_id, prepare, thread_headers, to_header
 from dispatch.email.render import render
 from dispatch.errors import InputError, PreflightError, Problem, display_path
 from dispatch.ledger import dispatch_name
 from dispatch.models import Edition, Recipient, Rendered
-from dispatch.recipients.lists import Resolution, Where, available_lists, resolve, unknown_list
+from dispatch.recipients.lists import Directories, Resolution, Where, available_lists, resolve, unknown_list
 from dispatch.values import DispatchKind
 
 if TYPE_CHECKING:
@@ -48,44 +47,6 @@ class Prepared:
     test: bool
     thread: Thread | None = None
     made_at: datetime | None = None  # the time it was rendered for (its Date): names a test dispatch
-
-
-def read_edition(s: Session, day: date | None, file: Path | None, now: datetime, urgent: bool = False) -> Edition:
-    # Imported here: this function is the one reader of edition files (and of the config's
-    # templates on their way into one), and the only part of this module that needs these.
-    from dispatch.config.yamlsource import EDITION_MAX_BYTES, read_input
-    from dispatch.email.subject import check_template
-
-    settings = s.settings
-    path = file if file is not None else edition_path(settings.reports_dir, day or now.date())
-    # The config's subject and preheader templates, named at their lines in the config
-    # (assemble() only knows the edition file); checked, not rendered.
-    config_problems = [
-        problem
-        for key in ("subject", "headline_subject", "preheader")
-        for problem in check_template(
-            getattr(settings.report, key), display_path(settings.path),
-            settings.line_of.get(f"report.{key}", 1), f"report.{key}",
-        )
-    ]
-    if config_problems:
-        raise InputError(config_problems)
-    try:
-        # A regular file (not a symbolic link, FIFO or device) of at most
-        # EDITION_MAX_BYTES, also for --file: an urgent message is an edition here.
-        text = read_input(
-            path, limit=EDITION_MAX_BYTES, what="an edition",
-            advice="an edition is text (pictures belong on the intranet, linked); check that this is the right file",
-        )
-    except FileNotFoundError:
-        # Line 0: a file that does not exist has no line to point at.
-        if file is None:
-            raise InputError([Problem.of(display_path(path), 0, "edition.no_file", day=(day or now.date()).isoformat(),
-                                         file=display_path(path))]) from None
-        raise InputError([Problem.of(display_path(path), 0, "edition.no_file_at_path")]) from None
-    # What is new since the edition its readers got before, from the ledger: every reader of
-    # an edition file (check, approve, send, serve, the console) sees the same markers.
-    return with_news(s, assemble(path, text, settings.report, now, urgent=urgent))
 
 
 def choose_lists(settings: Settings, edition: Edition, requested: tuple[str, ...],
@@ -184,7 +145,7 @@ def render_edition(
         if edition.revision > 1 and not edition.urgent:
             earlier, threads, first_subject = _earlier_revisions(s, edition)
         names = choose_lists(settings, edition, lists, earlier, default_lists)
-        resolution = resolve(settings.recipients_dir, names)
+        resolution = resolve(settings.recipients_dir, names, directories=directory_lists(settings))
     reject_unwritable_to(resolution)
     footer = FOOTER.format(sender=settings.sender.name or settings.sender.address)
     # A test send does not publish, so it carries no link to a page that does not exist yet.
@@ -273,6 +234,10 @@ def check_edition(s: Session, day: date | None, file: Path | None, now: datetime
     """What ``check`` validates before judging the edition: the schedules (a cron that serve
     would reject is a config problem now, not at 14:00), the edition read and prepared.
     Returns it with the problems that do not stop it (list entries, missing secrets)."""
+    # Here, not at the top: the schedules' APScheduler triggers are for check and serve, not
+    # for every command that reads an edition (status does, issue 34).
+    from dispatch.app.timetable import check_schedules
+
     settings = s.settings
     check_schedules(settings)
     edition = read_edition(s, day, file, now, urgent=urgent)
@@ -375,6 +340,13 @@ class ListsReport:
     problems: list[Problem]
 
 
+def directory_lists(settings: Settings) -> Directories:
+    """What the list resolver needs for directory lists: the directories config.yaml names.
+    (Their people come from the lists' accepted snapshots: until a list has one, resolving it
+    says that it must be synced first.)"""
+    return Directories(kinds={name: directory.kind for name, directory in settings.directories.items()})
+
+
 def all_lists(settings: Settings) -> tuple[str, ...]:
     """Every recipient list file's name."""
     return tuple(available_lists(settings.recipients_dir))
@@ -389,7 +361,7 @@ def lists_report(settings: Settings, names: tuple[str, ...]) -> ListsReport:
         where = (display_path(settings.path), settings.line_of.get("schedules", 1))
         referrers = {name: where for name in names}
     try:
-        resolution = resolve(settings.recipients_dir, names, referrers)
+        resolution = resolve(settings.recipients_dir, names, referrers, directories=directory_lists(settings))
     except InputError as exc:
         return ListsReport(names, None, list(exc.problems))
     return ListsReport(names, resolution, list(resolution.problems))

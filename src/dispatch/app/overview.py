@@ -10,8 +10,8 @@ from datetime import date, datetime
 from dispatch.app.application import Session
 from dispatch.app.changes import review
 from dispatch.app.drafting import split_fields
-from dispatch.app.editions import read_edition
 from dispatch.app.labels import label_of
+from dispatch.app.reading import read_edition
 from dispatch.app.timetable import approval_moment, next_occurrence
 from dispatch.config import Schedule, Settings
 from dispatch.control.approval import Verdict

@@ -3,7 +3,7 @@ names per client address), changing a password, and signing out. A new password 
 out (like disabling the account) end its sessions by moving its session generation on.
 
 Passwords are kept only as argon2id hashes, made with the profile `web.password_hashing`
-names (HASHING). A hash carries its own parameters, so every hash verifies whatever the
+names (PROFILES). A hash carries its own parameters, so every hash verifies whatever the
 profile is now, and a changed profile reaches each account at its next sign-in. A failed
 sign-in says the same whatever was wrong (unknown name, wrong password, disabled or locked
 account, too many attempts), so the page gives nothing away; the audit log, which only
@@ -31,15 +31,16 @@ import re  # not wording: checks the form of an account name
 import threading
 from collections import OrderedDict
 from datetime import datetime, timedelta
-
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
+from typing import TYPE_CHECKING
 
 from dispatch.app.application import Session
 from dispatch.errors import DispatchError, InputError, Problem
 from dispatch.ledger import Ledger
 from dispatch.models import User
 from dispatch.values import Fact
+
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
 
 LOCK_AFTER = 5  # failed sign-ins in a row
 LOCK_FOR = timedelta(minutes=15)
@@ -51,13 +52,25 @@ NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$")
 # lanes (argon2-cffi's defaults), about 0.2 s of CPU per sign-in. "light": OWASP's minimum for
 # argon2id, 2 passes over 19 MiB in 1 lane, about a fifth of that, for a small host where many
 # people sign in at once (64 MiB each) and for throw-away accounts such as the tests'.
-HASHING = {
-    "standard": PasswordHasher(),
-    "light": PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1),
+# As argon2-cffi's parameters (time_cost, memory_cost in KiB, parallelism); the hashers are
+# made at the first hash or check (hasher), not at import: argon2-cffi loads its C library
+# through cffi, which a command that signs nobody in never needs (issue 34).
+PROFILES: dict[str, tuple[int, int, int]] = {
+    "standard": (3, 64 * 1024, 4),
+    "light": (2, 19 * 1024, 1),
 }
 # What one password check may take: the largest profile's memory, since a stored hash made
 # with another profile than today's is checked with its own parameters.
-CHECK_MIB = max(hasher.memory_cost for hasher in HASHING.values()) // 1024
+CHECK_MIB = max(memory for _, memory, _ in PROFILES.values()) // 1024
+
+
+@functools.cache
+def hasher(profile: str) -> PasswordHasher:
+    """The argon2id hasher of a profile (one per process)."""
+    from argon2 import PasswordHasher
+
+    time_cost, memory_cost, parallelism = PROFILES[profile]
+    return PasswordHasher(time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism)
 
 
 class SignInRefused(DispatchError):
@@ -110,7 +123,7 @@ def _dummy_hash(profile: str) -> str:
     """Verified against when the name is unknown, so that an unknown name takes as long as
     a wrong password (the time would otherwise tell which names exist). Made on first use:
     hashing takes a tenth of a second, which every command would pay at import."""
-    return HASHING[profile].hash("not a password anyone has")
+    return hasher(profile).hash("not a password anyone has")
 
 
 class AddressLimits:
@@ -185,8 +198,8 @@ def sign_in(s: Session, name: str, password: str, now: datetime, *, remote: str 
     if user.disabled:
         ledger.record_audit(now, user.name, "sign_in_failed", user.name, None, where(remote, Fact.of("audit_detail.account_disabled")))
         raise SignInRefused("wrong user name or password")
-    if HASHING[hashing].check_needs_rehash(user.password_hash):
-        ledger.update_user(user.name, password_hash=HASHING[hashing].hash(password))
+    if hasher(hashing).check_needs_rehash(user.password_hash):
+        ledger.update_user(user.name, password_hash=hasher(hashing).hash(password))
     ledger.record_audit(now, user.name, "sign_in", user.name, None, where(remote))
     return user
 
@@ -205,7 +218,7 @@ def change_password(s: Session, name: str, current: str, new: str, now: datetime
     if not _check(ledger, user, user.password_hash, current, now, remote=remote, hashing=hashing):
         raise SignInRefused("wrong password")
     _check_new(new, current)  # "the same as the current one" only once the current one is known right
-    ledger.update_user(name, password_hash=HASHING[hashing].hash(new))
+    ledger.update_user(name, password_hash=hasher(hashing).hash(new))
     ledger.end_sessions(name)
     ledger.record_audit(now, name, "password_changed", name, None, where(remote, Fact.of("audit_detail.by_owner")))
 
@@ -223,7 +236,7 @@ def set_password(s: Session, name: str, password: str, now: datetime, *, by: str
     _check_new(password)
     # An operator's new password is how a locked-out person gets back in before the lock ends
     # (an approver near the deadline): it clears the failed attempts and the lock.
-    ledger.update_user(name, password_hash=HASHING[hashing].hash(password), failed_sign_ins=0, locked_until=None)
+    ledger.update_user(name, password_hash=hasher(hashing).hash(password), failed_sign_ins=0, locked_until=None)
     ledger.end_sessions(name)
     unlocked = (Fact.of("audit_detail.lock_cleared"),) if user.locked_until is not None and user.locked_until > now else ()
     ledger.record_audit(now, by, "password_changed", name, None, (Fact.of("audit_detail.sessions_ended"), *unlocked))
@@ -282,8 +295,10 @@ def _check_new(password: str, current: str | None = None) -> None:
 
 
 def _verify(password_hash: str, password: str) -> bool:
+    from argon2.exceptions import InvalidHashError, VerificationError
+
     try:
-        return HASHING["standard"].verify(password_hash, password)  # the parameters are the hash's own
+        return hasher("standard").verify(password_hash, password)  # the parameters are the hash's own
     except (VerificationError, InvalidHashError):
         return False
 

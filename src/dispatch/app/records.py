@@ -9,8 +9,8 @@ from typing import Any
 from dispatch import wording
 from dispatch.app.application import Session
 from dispatch.app.changes import review
-from dispatch.app.editions import read_edition
 from dispatch.app.labels import label_of
+from dispatch.app.reading import read_edition
 from dispatch.email.edition import edition_path
 from dispatch.errors import DispatchError, display_path
 from dispatch.ledger import DispatchRecord, Ledger

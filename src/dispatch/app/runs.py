@@ -18,15 +18,17 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+from dispatch import wording
 from dispatch.app.application import App, Session
-from dispatch.app.control import decide_now
-from dispatch.app.editions import Prepared, prepare_edition, read_edition
+from dispatch.app.control import decide_now, test_made_at
+from dispatch.app.editions import Prepared, prepare_edition
 from dispatch.app.labels import label_from, label_of
+from dispatch.app.reading import read_edition
 from dispatch.app.sending import send, send_plan
 from dispatch.app.wiring import secrets_ready
 from dispatch.delivery.pipeline import Result, StoppableClock, node_name
 from dispatch.errors import DispatchError, InputError, Problem
-from dispatch.ledger import Ledger
+from dispatch.ledger import DispatchRecord, Ledger
 from dispatch.values import DispatchKind, DispatchLabel, Fact, Progress, RunState, SendPlan
 
 LINGER = timedelta(minutes=10)  # as the command line: stay for due retries, then leave them to serve
@@ -34,14 +36,22 @@ LINGER = timedelta(minutes=10)  # as the command line: stay for due retries, the
 
 @dataclass(frozen=True)
 class Recipe:
-    """How to prepare a dispatch's content again (to start, resume or retry it)."""
+    """How to prepare a dispatch's content again (to start, resume or retry it).
+
+    A test send ("Skicka test till mig") goes ``to`` the person who asked, and is named after the
+    moment it was first made (``made_at``): prepared again for that moment, a retry is the same
+    dispatch, not a new test."""
 
     day: date | None
     file: Path | None = None
     urgent: bool = False
+    to: tuple[str, ...] = ()
+    made_at: datetime | None = None
 
     def prepare(self, s: Session, now: datetime) -> Prepared:
         edition = read_edition(s, self.day, self.file, now, urgent=self.urgent)
+        if self.to:
+            return prepare_edition(s, edition, self.made_at or now, to=self.to)
         return prepare_edition(s, edition, now)
 
 
@@ -63,6 +73,9 @@ class Run:
     result: Result | None = None
     thread: threading.Thread | None = None
     samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=120))
+    # The rate measured before the send gave way to an urgent message: said again when it goes on,
+    # until new samples span long enough (those of the wait would say a rate near 0).
+    rate_before_wait: float | None = None
     # The relay is not taking messages (the session's trouble, not a recipient's), from the
     # pause until a message goes through again; ``relay_permanent``: someone must fix it.
     relay_paused: bool = False
@@ -233,16 +246,32 @@ class Runs:
         elsewhere, _, until = (ledger.others_leases_end(record.id, run.owner if run is not None and running else "")
                                if record is not None and waiting else (0, None, None))
         next_due = ledger.next_due(record.id) if record is not None and counts.get("deferred", 0) else None
-        urgent = (ledger.urgent_ahead(now or datetime.now(self.settings.timezone))
-                  if running and waiting and kind is not DispatchKind.URGENT else None)
+        # Asked of the ledger on every look (the run page's events, Idag's poll): a send here or
+        # elsewhere that holds recipients gives way to an urgent message while one is due.
+        now = now or datetime.now(self.settings.timezone)
+        sending_elsewhere = bool(record is not None and not running and waiting and record.finished_at is None
+                                 and elsewhere > 0 and until is not None and until > now)
+        urgent = (ledger.urgent_ahead(now)
+                  if (running or sending_elsewhere) and waiting and kind is not DispatchKind.URGENT else None)
         state = self._state(run, record is not None and record.finished_at is not None, waiting, counts.get("failed", 0),
-                            urgent, held is not None)
+                            urgent, held is not None, sending_elsewhere)
         rate = seconds_left = None
-        if state is RunState.SENDING and run is not None:
+        if run is not None and state is RunState.WAITING_FOR_URGENT:
+            # No rate and no time left while it waits; the rate it had is kept for when it goes on.
+            moment = time.monotonic()
+            transport = self.settings.transport
+            before = sending_rate(run.samples, moment, transport.rate_per_minute * transport.recipients_per_message)
+            run.rate_before_wait = before if before is not None else run.rate_before_wait
+            run.samples.clear()
+        elif state is RunState.SENDING and run is not None:
             moment = time.monotonic()
             run.samples.append((moment, sent))
             transport = self.settings.transport
             per_minute = sending_rate(run.samples, moment, transport.rate_per_minute * transport.recipients_per_message)
+            if per_minute is None:
+                per_minute = run.rate_before_wait  # just back from a wait: the rate before it, until measured again
+            else:
+                run.rate_before_wait = None
             if per_minute is not None:
                 rate = round(per_minute)
                 seconds_left = round(waiting / per_minute * 60) if per_minute > 0 and waiting else None
@@ -254,14 +283,66 @@ class Runs:
             started_by=run.started_by if run else (record.created_by if record else ""), error=run.error if run else None,
             label=label, subject=record.subject if record else (run.subject if run else ""), counts=dict(counts),
             plan=run.plan if run else None, held_by_relay=held[1] if held else 0, held_elsewhere=elsewhere,
-            held_until=until, next_attempt=next_due,
+            held_until=until, next_attempt=next_due, here=running,
             relay_permanent=(run.relay_permanent if run is not None and run.relay_paused
                              else trouble.permanent if trouble is not None else False))
 
+    def test_outcome(self, ledger: Ledger, name: str, now: datetime) -> Fact | None:
+        """How a test send ("Skicka test till mig") went at its first attempt, as a fact to say:
+        ``test.sent``; ``test.deferred`` (the relay did not take it, or the server asked to try
+        later: the run tries again by itself) with the reason as the ledger records it;
+        ``test.failed`` (the server refused the address) with its reply; ``run.failed``. None while
+        the first attempt is not yet made."""
+        run = self._runs.get(name)
+        if run is not None and run.state is RunState.FAILED:
+            return run.error or Fact.of("run.failed", detail="")
+        progress = self.progress(ledger, name, now)
+        record = ledger.find_dispatch(name)
+        if progress is None or record is None:
+            return None
+        rows = ledger.deliveries(record.id)
+        to = ", ".join(row.address for row in rows)
+        if progress.total and progress.accepted == progress.total:
+            return Fact.of("test.sent", email=to)
+        refused = [row for row in rows if row.state.value == "failed"]
+        if refused:
+            return Fact.of("test.failed", email=to, reply=refused[0].reply)
+        if progress.trouble is not None:
+            return Fact.of("test.deferred", email=to, host=progress.trouble.host,
+                           reason=wording.relay_cause(progress.trouble.cause))
+        later = [row for row in rows if row.state.value in ("deferred", "unknown") and row.attempts]
+        if later:
+            return Fact.of("test.deferred_reply", email=to, reply=later[0].reply)
+        return None
+
+    def under_way(self, ledger: Ledger, now: datetime) -> list[Progress]:
+        """Every send under way, of any kind, for Idag: the dispatches of today (in the office's
+        time) that are not finished, and those a run of this process sends; each as its page says it."""
+        names = [record.name for record in self._of_today(ledger, now) if record.finished_at is None]
+        names += [name for name, run in list(self._runs.items()) if run.state in (RunState.SENDING, RunState.STOPPING)]
+        found = [self.progress(ledger, name, now) for name in dict.fromkeys(names)]
+        return [p for p in found if p is not None and (p.waiting or not p.final)]
+
+    def urgent_today(self, ledger: Ledger, now: datetime) -> list[Progress]:
+        """Today's urgent messages, the latest first, with their state and counts (for Idag)."""
+        found = [self.progress(ledger, record.name, now) for record in reversed(self._of_today(ledger, now))
+                 if record.kind_of is DispatchKind.URGENT]
+        return [p for p in found if p is not None]
+
+    def _of_today(self, ledger: Ledger, now: datetime) -> list[DispatchRecord]:
+        zone = self.settings.timezone
+        today = now.astimezone(zone).date()
+        # A test or a correction of an earlier day's edition may be sent today: a week back is plenty.
+        return [record for record in ledger.list_dispatches(since=today - timedelta(days=7))
+                if record.created_at.astimezone(zone).date() == today]
+
     @staticmethod
     def _state(run: Run | None, finished: bool, waiting: int, failed: int, urgent: str | None,
-               relay_trouble: bool) -> RunState:
-        if run is None:  # no send of it runs here: what the ledger says
+               relay_trouble: bool, sending_elsewhere: bool = False) -> RunState:
+        if run is None or (sending_elsewhere and run.state not in (RunState.SENDING, RunState.STOPPING)):
+            # No send of it runs here: what the ledger says (another run holding recipients sends it).
+            if sending_elsewhere:
+                return RunState.WAITING_FOR_URGENT if urgent is not None else RunState.SENDING
             if waiting and not finished:
                 return RunState.QUEUED
             return RunState.INCOMPLETE if failed else RunState.DONE
@@ -294,8 +375,14 @@ def recipe_for(s: Session, name: str) -> Recipe | None:
     """How to prepare an existing dispatch's content again (to resume or retry it)."""
     settings, ledger = s.settings, s.ledger
     record = ledger.find_dispatch(name)
-    if record is None or record.kind_of is DispatchKind.TEST:
+    if record is None:
         return None
+    if record.kind_of is DispatchKind.TEST:
+        # A test goes again to whom it went, as the same dispatch (named after the moment it was
+        # made); before this it was left out here, so nothing could retry a test that failed.
+        made_at = test_made_at(record.kind)
+        to = tuple(dict.fromkeys(d.address for d in ledger.deliveries(record.id)))
+        return Recipe(record.edition_date, to=to, made_at=made_at) if made_at is not None and to else None
     if record.kind_of is DispatchKind.URGENT:
         return Recipe(None, settings.path.parent / record.source, urgent=True)
     return Recipe(record.edition_date)

@@ -25,6 +25,7 @@ from dispatch.app.control import scheduled_edition
 from dispatch.app.copies import PendingCopies
 from dispatch.app.editions import lists_report, prepare_edition
 from dispatch.app.eventlog import event
+from dispatch.app.runs import recipe_for
 from dispatch.app.sending import mail_notice, send
 from dispatch.app.timetable import (
     Action,
@@ -47,6 +48,7 @@ from dispatch.errors import DispatchError, InputError, Problem, TransportError, 
 from dispatch.ledger import Ledger, dispatch_name
 from dispatch.models import Edition
 from dispatch.publishing.intranet import PublishError
+from dispatch.values import DispatchKind
 from dispatch.wording import swedish_of
 
 
@@ -109,6 +111,7 @@ class Service:
         self.held: dict[str, date] = {}  # schedules whose send found nothing approved, by edition day
         self.undelivered: dict[tuple[str, ...], notify.Alert] = {}  # alerts the relay did not take (yet)
         self.copies = PendingCopies()  # intranet copies that failed, retried by the watch job
+        self.resending: set[str] = set()  # urgent messages and tests the watch sends again now
 
     def close(self) -> None:
         self.app.close()
@@ -197,6 +200,69 @@ class Service:
                     found.append(schedule.name)
                     break
         return found
+
+    def strays(self, now: datetime) -> list[str]:
+        """Urgent messages and tests to retry now: not finished, recipients tried and due again that
+        no run holds (the relay was down when the console sent them, and the console's run has
+        ended or the console was restarted), not stopped by a person. The schedules' own editions are ``orphaned``'s; these have no
+        schedule, so without this nothing but a person would ever retry them."""
+        window = timedelta(hours=self.settings.transport.retry_window_hours)
+        found = []
+        for record in self.ledger.list_dispatches():  # by when it was sent: a test may be of any day's edition
+            if record.finished_at is not None or record.kind_of is DispatchKind.EDITION:
+                continue
+            if _utc(record.created_at) < _utc(now) - window:
+                continue  # past the retry window: the pipeline fails what still waits
+            with self.lock:
+                if record.name in self.resending:
+                    continue
+            if self._stopped_by_a_person(record.name):
+                continue  # "Stoppa" means stop: a person resumes it, not the watch
+            if self.ledger.due_unleased(record.id, now) and self._retry_due(record.id, now):
+                found.append(record.name)
+        return found
+
+    def _stopped_by_a_person(self, name: str) -> bool:
+        """Whether the last thing a person did to the dispatch was to stop it (the audit log)."""
+        for entry in self.ledger.audit_log(20, target=name):
+            if entry.action in ("stop", "resume", "retry_now", "send"):
+                return entry.action == "stop"
+        return False
+
+    def _retry_due(self, dispatch_id: int, now: datetime) -> bool:
+        """Recipients deferred (the relay held them back or asked to try later) or unknown, due for
+        another attempt: a retry. Pending ones (a send interrupted on purpose, on the command line)
+        are resumed by a person."""
+        return any(row.state.value in ("deferred", "unknown")
+                   and (row.next_attempt_at is None or _utc(row.next_attempt_at) <= _utc(now))
+                   for row in self.ledger.deliveries(dispatch_id))
+
+    def resend(self, name: str) -> Result | None:
+        """One pass of a stray dispatch (see ``strays``), as its first send made it: what the relay
+        does not take now waits for the next watch. Never raises (a job)."""
+        with self.lock:
+            if name in self.resending:
+                return None
+            self.resending.add(name)
+        try:
+            now = self.clock.now()
+            with self.app.session() as s:
+                record = s.ledger.find_dispatch(name)
+                recipe = recipe_for(s, name)
+                if record is None or recipe is None:
+                    return None
+                ready = recipe.prepare(s, now)
+                event("resending", dispatch=name)
+                result = send(s, ready, self.clock, created_by=record.created_by, stop=self.stop)
+            event("sent" if result.complete else "incomplete", logging.INFO if result.complete else logging.WARNING,
+                  dispatch=result.dispatch, counts=result.counts, sent_now=result.sent_now)
+            return result
+        except Exception as exc:
+            event("resend_failed", logging.ERROR, dispatch=name, error=str(exc))
+            return None
+        finally:
+            with self.lock:
+                self.resending.discard(name)
 
     def approved_late(self, now: datetime) -> list[str]:
         """Schedules held at their slot for want of approval whose edition is now approved

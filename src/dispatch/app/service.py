@@ -59,11 +59,11 @@ def install_jobs(scheduler: BackgroundScheduler, service: Service, settings: Set
             read_bounces, "interval", minutes=settings.bounces.interval_minutes, args=(service,), id="bounces",
             name="read the bounce mailbox", coalesce=True, max_instances=1, replace_existing=True,
         )
-    if settings.schedules:
-        scheduler.add_job(
-            watch, "interval", seconds=watch_seconds(settings), args=(scheduler, service), id="watch",
-            name="resume what a dead node left", coalesce=True, max_instances=1, replace_existing=True,
-        )
+    # Every service watches: urgent messages and tests need it without a schedule too.
+    scheduler.add_job(
+        watch, "interval", seconds=watch_seconds(settings), args=(scheduler, service), id="watch",
+        name="resume what a dead node left", coalesce=True, max_instances=1, replace_existing=True,
+    )
 
 
 def on_scheduler_event(service: Service, job_event: JobEvent) -> None:
@@ -117,6 +117,9 @@ def watch(scheduler: BackgroundScheduler, service: Service) -> None:
         now = service.clock.now()
         for name in service.orphaned(now) + service.approved_late(now):
             scheduler.modify_job(f"send:{name}", next_run_time=datetime.now(UTC))
+        for name in service.strays(now):  # urgent messages and tests: a job of their own, not the watch's time
+            scheduler.add_job(service.resend, args=(name,), id=f"resend:{name}", name=f"send {name} again",
+                              max_instances=1, replace_existing=True)
         service.retry_alerts(now)
         service.copies.retry(service.settings, service.ledger, now)
     except Exception:

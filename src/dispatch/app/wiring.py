@@ -6,22 +6,16 @@ from __future__ import annotations
 import getpass
 import os
 from datetime import timedelta
+from pathlib import Path
 
 from dispatch.config import Settings
-from dispatch.config.settings import OidcSettings
+from dispatch.config.settings import GraphDirectory, LdapDirectory, OidcSettings
 from dispatch.delivery.pipeline import SendPolicy, Transport
 from dispatch.delivery.transport import MaildirTransport, SMTPTransport
 from dispatch.email.dkim import KeyFileError, Signer, read_key
 from dispatch.email.message import Envelope, list_address
-from dispatch.errors import AuthenticationError, ConsoleError, InputError, Problem, display_path
-from dispatch.ledger import Timeouts
-
-
-def ledger_timeouts(settings: Settings) -> Timeouts:
-    limits = settings.ledger_timeouts
-    return Timeouts(lock=limits.lock_seconds, statement=limits.statement_seconds,
-                    idle_in_transaction=limits.idle_in_transaction_seconds, keepalive=limits.keepalive_seconds,
-                    connect=limits.connect_seconds)
+from dispatch.errors import AuthenticationError, ConsoleError, DirectoryError, InputError, Problem, display_path
+from dispatch.recipients.directory import DirectorySource
 
 
 def secrets_ready(settings: Settings) -> None:
@@ -146,3 +140,36 @@ def phone_check_unavailable() -> str | None:
         where = f"DISPATCH_CHROMIUM={configured!r} is not an executable" if configured else "headless Chromium was not found"
         return f"{where}; {INSTALL_FIX}"
     return None
+
+
+def directory_source(directory: LdapDirectory | GraphDirectory) -> DirectorySource:
+    """The source that reads one directory of ``directories:``, its secret read now (from the
+    environment or a file, never from config.yaml; a missing one is a DirectoryError naming
+    where it was looked for, never any part of a value)."""
+    if isinstance(directory, LdapDirectory):
+        from dispatch.recipients.ldap import LdapSource
+
+        server = directory.url
+        secret = _directory_secret(directory.name, server, "password", directory.password_env, directory.password_file)
+        return LdapSource(directory, secret)
+    # The Microsoft Graph source (recipients/graph.py) is wired here when it lands.
+    raise DirectoryError(directory.name, directory.graph_url, "Microsoft Graph directories cannot be read by this version")
+
+
+def _directory_secret(name: str, server: str, what: str, env: str | None, file: Path | None) -> str:
+    setting = f"directories.{name}"
+    if env:
+        value = os.environ.get(env, "").strip()
+        if not value:
+            raise DirectoryError(name, server, f"${env} ({setting}.{what}_env) is not set or empty; export the {what} in it")
+        return value
+    if file:
+        try:
+            value = file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise DirectoryError(name, server, f"cannot read {setting}.{what}_file {display_path(file)}: "
+                                               f"{exc.strerror or exc}") from None
+        if not value:
+            raise DirectoryError(name, server, f"{setting}.{what}_file {display_path(file)} is empty; put the {what} in it")
+        return value
+    raise DirectoryError(name, server, f"no {what}: set {setting}.{what}_env or {setting}.{what}_file")

@@ -25,8 +25,10 @@ if TYPE_CHECKING:
 def web_command(app: Context, listen: str | None) -> None:
     """Serve the editor console in the foreground until SIGINT/SIGTERM.
 
-    Put it behind the intranet's TLS reverse proxy (see docs/reference/console.md); it listens on
-    127.0.0.1 by default. Exits 0 after a clean stop, 1 if it cannot start.
+    As soon as it listens it says where on stderr: "dispatch web: listening on
+    http://127.0.0.1:8025/ (sign in at http://127.0.0.1:8025/login)". Put it behind the
+    intranet's TLS reverse proxy (see docs/reference/console.md); it listens on 127.0.0.1 by
+    default. Exits 0 after a clean stop, 1 if it cannot start.
     """
     from dispatch import app as application
     from dispatch.web import run_console  # Starlette and uvicorn: only for this command
@@ -36,9 +38,13 @@ def web_command(app: Context, listen: str | None) -> None:
         click.echo(f"warning: {warning}", err=True)
     address = listen or (settings.web.listen if settings.web else "127.0.0.1:8025")
     try:
-        sys.exit(run_console(settings, address))
+        sys.exit(run_console(settings, address, announce=_listening))
     except DispatchError as exc:
         fail(exc, summary="the console did not start")
+
+
+def _listening(url: str) -> None:
+    click.echo(f"dispatch web: listening on {url} (sign in at {url}login)", err=True)
 
 
 @main.group("users")

@@ -12,6 +12,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dispatch.config.credentials import secret_problems
+from dispatch.config.directories import read_directories, read_sync_minutes
 from dispatch.config.dkim import read_dkim
 from dispatch.config.reader import Reader, read_ledger_url
 from dispatch.config.sections import (
@@ -94,6 +95,8 @@ def load_settings(path: Path) -> Settings:
     web = read_web(reader, raw)
     accessibility = read_accessibility(reader, raw)
     dkim = read_dkim(reader, raw)
+    directories = read_directories(reader, raw)
+    sync_minutes = read_sync_minutes(reader, raw)
     if sender.verp and transport.recipients_per_message > 1:
         # One envelope sender per message: a Bcc batch cannot carry one token per person.
         reader.problem(reader.lines.get("sender.verp", 1), "'sender.verp' needs one message per recipient: set "
@@ -123,6 +126,8 @@ def load_settings(path: Path) -> Settings:
         web=web,
         accessibility=accessibility,
         dkim=dkim,
+        directories=directories,
+        sync_minutes=sync_minutes,
         line_of=reader.lines,
     )
 

@@ -7,7 +7,7 @@ import shlex
 import shutil
 from pathlib import Path
 
-from dispatch.config.settings import BounceSettings, Settings, TransportSettings
+from dispatch.config.settings import BounceSettings, GraphDirectory, LdapDirectory, Settings, TransportSettings
 from dispatch.errors import Problem, display_path
 from dispatch.values import Fact
 
@@ -24,6 +24,44 @@ def secret_problems(settings: Settings, *, for_send: bool = False) -> list[Probl
         problems += _credential_problems(settings, "transport", settings.transport)
     if settings.bounces is not None and not for_send:  # reading bounces is not sending: check names it, send goes on
         problems += _credential_problems(settings, "bounces", settings.bounces)
+    if not for_send:  # a send uses the lists' accepted snapshots, not the directory
+        for directory in settings.directories.values():
+            problems += _directory_problems(settings, directory)
+    return problems
+
+
+def _directory_problems(settings: Settings, directory: LdapDirectory | GraphDirectory) -> list[Problem]:
+    """The bind password (LDAP) or client secret (Graph) the directory names, and its CA file."""
+    shown = display_path(settings.path)
+    section = f"directories.{directory.name}"
+
+    def at(key: str, trouble: Fact) -> Problem:
+        return Problem(shown, settings.line_of.get(f"{section}.{key}", 1),
+                       Fact(trouble.code, {**trouble.params, "setting": f"{section}.{key}"}))
+
+    if isinstance(directory, LdapDirectory):
+        secret = ("password_env", directory.password_env), ("password_file", directory.password_file)
+    else:
+        secret = ("client_secret_env", directory.client_secret_env), ("client_secret_file", directory.client_secret_file)
+    problems: list[Problem] = []
+    (env_key, env), (file_key, file) = secret
+    if env:
+        value = os.environ.get(env)
+        if value is None:
+            problems.append(at(env_key, Fact.of("secret.env_unset", name=env)))
+        elif not value:
+            problems.append(at(env_key, Fact.of("secret.env_empty", name=env)))
+    elif file:
+        trouble = _file_problem(file)
+        if trouble:
+            problems.append(at(file_key, trouble))
+    if directory.ca_file is not None:
+        try:
+            with directory.ca_file.open("rb"):
+                pass
+        except OSError as exc:
+            problems.append(at("ca_file", Fact.of("directory.ca_file_unusable", file=display_path(directory.ca_file),
+                                                  detail=str(exc.strerror or exc))))
     return problems
 
 

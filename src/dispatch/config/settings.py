@@ -23,6 +23,7 @@ FQDN = re.compile(r"^(?=.{4,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9]
 TOP_KEYS = (
     "timezone", "reports_dir", "recipients_dir", "templates_dir", "ledger", "lease_seconds", "ledger_timeouts", "approval",
     "sender", "transport", "notify", "publish", "schedules", "report", "bounces", "web", "accessibility", "dkim",
+    "directories", "sync_minutes",
 )
 LEDGER_TIMEOUT_KEYS = ("lock_seconds", "statement_seconds", "idle_in_transaction_seconds", "keepalive_seconds",
                         "connect_seconds")
@@ -43,6 +44,10 @@ BOUNCES_KEYS = (
 )
 WEB_KEYS = ("listen", "base_url", "idle_minutes", "absolute_hours", "session_secret_env", "session_secret_file",
              "forwarded_allow_ips", "local_accounts", "password_hashing", "password_check_memory_mb", "oidc")
+# directories: NAME: {kind: ldap, ...} or {kind: graph, ...} (config/directories.py reads them)
+LDAP_KEYS = ("kind", "url", "bind_dn", "password_env", "password_file", "base_dn", "ca_file", "timeout_seconds")
+GRAPH_KEYS = ("kind", "tenant_id", "client_id", "client_secret_env", "client_secret_file", "authority", "graph_url",
+              "ca_file", "timeout_seconds")
 # The argon2id profiles for console passwords (app.passwords makes the hashers): "standard" is
 # RFC 9106's second recommended profile, "light" OWASP's minimum for argon2id.
 PASSWORD_HASHING = ("standard", "light")

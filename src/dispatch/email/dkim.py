@@ -12,9 +12,6 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import dkim
-from dkim.crypto import UnparsableKeyError, parse_pem_private_key
-
 from dispatch.errors import SigningError, display_path
 
 # The headers h= names, each only when the message has it: naming an absent header in h=
@@ -42,6 +39,8 @@ class Signer:
 
     def sign(self, data: bytes) -> bytes:
         """``data`` with a DKIM-Signature header line in front of it (CRLF line ends)."""
+        import dkim  # here, not at the top: dkimpy loads dnspython, which only signing needs (issue 34)
+
         try:
             message = dkim.DKIM(data, linesep=b"\r\n")
             present = {name.lower() for name, _ in message.headers}
@@ -84,6 +83,8 @@ def read_key(path: Path) -> bytes:
     if len(key) > MAX_KEY_BYTES:
         raise KeyFileError(f"names {shown}, which is larger than a private key ({MAX_KEY_BYTES // 1024} KB or more); "
                            "check that this is the right file")
+    from dkim.crypto import UnparsableKeyError, parse_pem_private_key
+
     try:
         modulus = parse_pem_private_key(key)["modulus"]
     except (UnparsableKeyError, ValueError, IndexError, TypeError) as exc:  # (dkimpy's words name no key bytes)

@@ -11,8 +11,6 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from babel.dates import format_date
-
 from dispatch.config import ReportSettings
 from dispatch.config.yamlsource import LineDict, parse_yaml
 from dispatch.email import editorial, markup
@@ -39,11 +37,15 @@ def edition_path(reports_dir: Path, day: date) -> Path:
 
 def swedish_date(day: date) -> str:
     """'söndag 17 november 2024'."""
+    from babel.dates import format_date  # Babel's CLDR data only where a date is written out (issue 34)
+
     return format_date(day, "EEEE d MMMM y", locale="sv_SE")
 
 
 def short_date(day: date) -> str:
     """'sön 17 nov': what an inbox list shows of a subject that starts with it (CLDR's 'nov.' without the dot)."""
+    from babel.dates import format_date
+
     return format_date(day, "EEE d MMM", locale="sv_SE").replace(".", "")
 
 

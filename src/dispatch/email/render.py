@@ -7,16 +7,15 @@ import textwrap
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
-import cssutils
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError, UndefinedError
-from premailer import Premailer
+from typing import TYPE_CHECKING, Any
 
 from dispatch.email.markup import MARKS
 from dispatch.errors import InputError, Problem, display_path
 from dispatch.models import Edition, NewsPoint, Rendered
 from dispatch.values import Fact
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 HTML_TEMPLATE = "edition.html"
 TEXT_TEMPLATE = "edition.txt"
@@ -26,13 +25,20 @@ URGENT_PREFIX = "BRÅDSKANDE: "
 CORRECTION_PREFIX = "Rättelse: "
 TEST_PREFIX = "[TEST] "
 
-# cssutils reports every mso-* and -webkit-* property as "Unknown Property" at WARNING
-# and shortens #333333 to #333, which some Outlook versions misread. Keep both out.
-_css_log = logging.getLogger("dispatch.cssutils")
-_css_log.addHandler(logging.NullHandler())
-_css_log.propagate = False
-cssutils.log.setLog(_css_log)
-cssutils.ser.prefs.minimizeColorHash = False
+
+@lru_cache(maxsize=1)
+def _quiet_cssutils() -> None:
+    """cssutils reports every mso-* and -webkit-* property as "Unknown Property" at WARNING
+    and shortens #333333 to #333, which some Outlook versions misread. Keep both out. (Done
+    at the first inlining, not at import: a command that renders nothing never loads cssutils,
+    lxml or premailer, issue 34.)"""
+    import cssutils
+
+    css_log = logging.getLogger("dispatch.cssutils")
+    css_log.addHandler(logging.NullHandler())
+    css_log.propagate = False
+    cssutils.log.setLog(css_log)
+    cssutils.ser.prefs.minimizeColorHash = False
 
 
 @lru_cache(maxsize=8)
@@ -40,6 +46,8 @@ def environment(templates_dir: Path) -> Environment:
     """Both templates escape by default in spirit: HTML autoescapes; the text template
     is plain text, where HTML escaping would print '&amp;' to the reader, so it
     renders the already-plain text that markup.to_text produced."""
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
     env = Environment(
         loader=FileSystemLoader(str(templates_dir)),
         autoescape=lambda name: name is not None and not name.endswith(".txt"),
@@ -107,6 +115,8 @@ def render(
     test: bool = False,
 ) -> Rendered:
     """Render both parts. A template error becomes an InputError naming the template line."""
+    from jinja2 import TemplateError, UndefinedError
+
     subject = subject_for(edition, test)
     env = environment(templates_dir)
     values = context(edition, subject, footer, web_url)
@@ -121,6 +131,9 @@ def render(
 
 
 def inline_css(html: str) -> str:
+    from premailer import Premailer
+
+    _quiet_cssutils()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         inliner = Premailer(

@@ -10,8 +10,6 @@ import re
 import unicodedata
 from functools import lru_cache
 
-from email_validator import EmailNotValidError, validate_email
-
 from dispatch.errors import DispatchError
 from dispatch.values import Fact
 from dispatch.wording import english
@@ -41,6 +39,10 @@ class AddressError(DispatchError, ValueError):
 def _domain(domain: str) -> str:
     """The ASCII (IDNA) lower-case form of a domain, or AddressError. Cached: an HR export
     has thousands of rows but a handful of domains."""
+    # Imported at the first address, not with the module: a command that resolves no list
+    # never loads email-validator (and its DNS and IDNA modules), issue 34.
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         return validate_email(f"x@{domain}", check_deliverability=False).ascii_domain.lower()
     except EmailNotValidError as exc:
@@ -79,6 +81,8 @@ def fold_trimmed(address: str) -> tuple[str, str]:
         if len(local) + 1 + len(ascii_domain) > 254:
             raise AddressError(Fact.of("address.too_long"))
     else:
+        from email_validator import EmailNotValidError, validate_email
+
         try:
             checked = validate_email(address, check_deliverability=False, allow_smtputf8=False)
         except EmailNotValidError as exc:

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,12 +37,16 @@ from dispatch.models import Recipient
 from dispatch.recipients.addresses import CONTROL_CHARACTERS, escape_controls, fold_trimmed
 from dispatch.recipients.addresses import AddressError as AddressError
 from dispatch.recipients.addresses import normalise as normalise
+from dispatch.recipients.directory import DEFAULT_ATTRIBUTES, DirectoryListSpec, DirectoryPerson
 
 SUPPRESSION_FILE = "suppressed.txt"
 LIST_SUFFIXES = (".yaml", ".yml", ".csv")
 # '#' is legal inside an address, so only a '#' at the start or after whitespace is a comment.
 _COMMENT = re.compile(r"(?:^|\s)#.*")
 _LIST_NAME = re.compile(r"[^/\\\x00]+")
+# The keys of a directory list file (recipients/NAME.yaml with source: DIRECTORY).
+DIRECTORY_LIST_KEYS = ("source", "name", "group", "filter", "attributes", "max_shrink", "include")
+DIRECTORY_FIELDS = ("mail", "name")  # what `attributes` maps to the directory's attribute names
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,7 @@ class ListView:
     suppressed: set[str] = field(default_factory=set)  # folded keys removed by suppressed.txt
     includes: list[str] = field(default_factory=list)
     invalid: int = 0  # invalid entries in this file itself
+    source: str | None = None  # a directory list: the directory's name under directories: in config
 
 
 @dataclass
@@ -75,6 +81,7 @@ class Resolution:
     invalid: list[Invalid] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     suppressed: set[str] = field(default_factory=set)
+    specs: dict[str, DirectoryListSpec] = field(default_factory=dict)  # the directory lists met, by list name
 
     def overlaps(self, names: list[str] | tuple[str, ...] | None = None) -> dict[tuple[str, str], int]:
         """How many people each pair of lists shares (only pairs that share someone)."""
@@ -158,25 +165,39 @@ def _open_list(path: Path, limit: int, what: str, advice: str) -> io.TextIOWrapp
     )
 
 
-def resolve(directory: Path, names: list[str] | tuple[str, ...], referrers: dict[str, Where] | None = None) -> Resolution:
+@dataclass(frozen=True)
+class Directories:
+    """What the caller knows of directory lists: the directories config.yaml names (name -> kind,
+    ``ldap`` or ``graph``), and the people of each directory list as its accepted snapshot has
+    them (list name -> people). A directory list without people here has no snapshot yet."""
+
+    kinds: Mapping[str, str] = field(default_factory=dict)
+    people: Mapping[str, Sequence[DirectoryPerson]] = field(default_factory=dict)
+
+
+def resolve(directory: Path, names: list[str] | tuple[str, ...], referrers: dict[str, Where] | None = None,
+            directories: Directories | None = None) -> Resolution:
     """Load the named lists (and what they include), fold, suppress and validate.
 
     Raises InputError only for problems that make a list unusable (missing file,
-    include cycle, unreadable file). Invalid entries are returned, not raised.
-    ``referrers`` says where a requested name was written, for 'unknown list' messages.
+    include cycle, unreadable file, a directory list without a snapshot). Invalid entries
+    are returned, not raised. ``referrers`` says where a requested name was written, for
+    'unknown list' messages. A directory list (``source: DIRECTORY``) takes its people from
+    ``directories.people`` and is folded, validated and suppressed like any list.
     """
     result = Resolution()
     result.suppressed, result.problems = load_suppressed(directory)
     fatal: list[Problem] = []
+    known = directories or Directories()
     for name in names:
-        _load_list(directory, name, result, fatal, stack=[], referrer=(referrers or {}).get(name))
+        _load_list(directory, name, result, fatal, stack=[], referrer=(referrers or {}).get(name), directories=known)
     if fatal:
         raise InputError(fatal)
     return result
 
 
 def _load_list(directory: Path, name: str, result: Resolution, fatal: list[Problem],
-               stack: list[tuple[str, str]], referrer: Where | None) -> ListView | None:
+               stack: list[tuple[str, str]], referrer: Where | None, directories: Directories) -> ListView | None:
     """Load one list into ``result`` (once, however often it is included)."""
     if name in result.lists:
         return result.lists[name]
@@ -199,7 +220,7 @@ def _load_list(directory: Path, name: str, result: Resolution, fatal: list[Probl
     suppressed = result.suppressed
     control = CONTROL_CHARACTERS.search
 
-    def add(email: str, name: str, line: int) -> None:
+    def add(email: str, name: str, line: int, origin: str = "") -> None:
         # Hot loop for large CSV files: no per-row objects unless the row is kept.
         # Surrounding whitespace is trimmed first; a line break left inside is rejected.
         email, name = email.strip(), name.strip()
@@ -221,7 +242,8 @@ def _load_list(directory: Path, name: str, result: Resolution, fatal: list[Probl
             members.append(key)
         known = recipients.get(key)
         if known is None:
-            recipients[key] = Recipient(address=address, name=" ".join(name.split()), key=key, source=f"{shown}:{line}")
+            where = f"{shown}:{line} {origin}" if origin else f"{shown}:{line}"  # origin: a directory entry's DN
+            recipients[key] = Recipient(address=address, name=" ".join(name.split()), key=key, source=where)
         elif not known.name and name:
             # The first display name seen wins; an entry without one has not shown one yet.
             recipients[key] = Recipient(address=known.address, name=" ".join(name.split()), key=key, source=known.source)
@@ -229,11 +251,12 @@ def _load_list(directory: Path, name: str, result: Resolution, fatal: list[Probl
     try:
         if path.suffix == ".csv":
             for email, member_name, line in _csv_rows(path, shown, fatal):
-                add(email, member_name, line)
+                add(email, member_name, line, "")
         else:
-            for include_name, line in _yaml_entries(path, shown, fatal, add, view, result):
+            for include_name, line in _yaml_entries(path, shown, fatal, add, view, result, directories):
                 view.includes.append(include_name)
-                included = _load_list(directory, include_name, result, fatal, [*stack, (name, shown)], (shown, line))
+                included = _load_list(directory, include_name, result, fatal, [*stack, (name, shown)], (shown, line),
+                                      directories)
                 if included is None:
                     continue
                 view.suppressed |= included.suppressed
@@ -302,8 +325,8 @@ def _csv_rows(path: Path, shown: str, fatal: list[Problem]) -> Iterator[tuple[st
             fatal.append(Problem.of(shown, consumed + 2, "recipients.bad_csv_row", detail=str(exc)))
 
 
-def _yaml_entries(path: Path, shown: str, fatal: list[Problem], add: Callable[[str, str, int], None],
-                  view: ListView, result: Resolution) -> list[tuple[str, int]]:
+def _yaml_entries(path: Path, shown: str, fatal: list[Problem], add: Callable[[str, str, int, str], None],
+                  view: ListView, result: Resolution, directories: Directories) -> list[tuple[str, int]]:
     """Feed the members to ``add``; return the includes as (list name, line)."""
     data = load_yaml_file(
         path, limit=YAML_LIST_MAX_BYTES, what="a YAML recipient list", follow_links=False,
@@ -319,6 +342,8 @@ def _yaml_entries(path: Path, shown: str, fatal: list[Problem], add: Callable[[s
             result.problems.append(Problem.of(shown, data.line_of("name"), "recipients.control_character_in_list_name"))
         else:
             view.display_name = " ".join(title.split())
+    if "source" in data:
+        _directory_members(data, shown, fatal, add, view, result, directories)
     members = data.get("members")
     if members is None:
         members = LineList()
@@ -339,7 +364,7 @@ def _yaml_entries(path: Path, shown: str, fatal: list[Problem], add: Callable[[s
             # One bad member is an invalid entry like any other: it must not stop the report.
             _invalid(result, view, "" if email is None else str(email), "", Problem.of(shown, line, "recipients.member_without_email"))
             continue
-        add(email, "" if name is None else str(name), line)
+        add(email, "" if name is None else str(name), line, "")
     includes = data.get("include") or []
     if isinstance(includes, str):
         includes = [includes]
@@ -354,3 +379,138 @@ def _yaml_entries(path: Path, shown: str, fatal: list[Problem], add: Callable[[s
             continue
         found.append((include, line))
     return found
+
+
+def _directory_members(data: LineDict, shown: str, fatal: list[Problem], add: Callable[[str, str, int, str], None],
+                       view: ListView, result: Resolution, directories: Directories) -> None:
+    """A directory list's people, from its snapshot as the caller gave it, fed to ``add`` like
+    any list's members (each with the entry it came from)."""
+    spec, problems = directory_list_spec(data, view.name, shown, directories.kinds)
+    fatal.extend(problems)
+    if spec is None:
+        return
+    result.specs[view.name] = spec
+    view.source = spec.directory
+    people = directories.people.get(view.name)
+    line = data.line_of("source")
+    if people is None:
+        fatal.append(Problem.of(shown, line, "recipients.directory_not_synced", list=view.name, directory=spec.directory))
+        return
+    for person in people:
+        add(person.mail, person.name, line, person.source)
+
+
+def read_directory_list(directory: Path, name: str, kinds: Mapping[str, str]) -> DirectoryListSpec | None:
+    """The directory list NAME as its file asks for it (None: a list kept by hand, or no such
+    list). Raises InputError (file:line) when the file cannot be read or its settings are wrong."""
+    path = list_path(directory, name)
+    if path is None or path.suffix == ".csv":
+        return None
+    shown = display_path(path)
+    try:
+        data = load_yaml_file(path, limit=YAML_LIST_MAX_BYTES, what="a YAML recipient list", follow_links=False,
+                              advice=f"save a list this large as CSV (read row by row, up to {LIST_MAX_BYTES // MB} MB)")
+    except UnicodeDecodeError:
+        raise InputError([Problem.of(shown, 1, "recipients.not_utf8")]) from None
+    except OSError as exc:
+        raise InputError([Problem.of(shown, 1, "file.unreadable", detail=str(exc.strerror or exc))]) from None
+    if not isinstance(data, LineDict) or "source" not in data:
+        return None
+    spec, problems = directory_list_spec(data, name, shown, kinds)
+    if problems or spec is None:
+        raise InputError(problems)
+    return spec
+
+
+def directory_list_spec(data: LineDict, name: str, shown: str,
+                        kinds: Mapping[str, str]) -> tuple[DirectoryListSpec | None, list[Problem]]:
+    """A list file with ``source:`` checked: a known directory, ``group`` or ``filter`` (one),
+    ``attributes``, ``max_shrink`` and ``include``; every problem with its line."""
+    problems: list[Problem] = []
+
+    def problem(at: str, code: str, **params: str | int | float) -> None:
+        problems.append(Problem.of(shown, data.line_of(at), code, **params))
+
+    for key in data:
+        if key == "members":
+            problem(key, "recipients.directory_members_too")
+        elif key not in DIRECTORY_LIST_KEYS:
+            problem(key, "recipients.directory_unknown_key", key=repr(str(key)), known=", ".join(DIRECTORY_LIST_KEYS))
+    source = data.get("source")
+    kind = None
+    if not isinstance(source, str) or not source.strip():
+        problem("source", "recipients.directory_source_not_text")
+    elif source not in kinds:
+        if kinds:
+            problem("source", "recipients.directory_unknown", directory=repr(source), known=", ".join(sorted(kinds)))
+        else:
+            problem("source", "recipients.directory_none_configured", directory=repr(source))
+    else:
+        kind = kinds[source]
+    texts: dict[str, str] = {}
+    for key in ("group", "filter"):
+        value = data.get(key)
+        if key not in data:
+            continue
+        if not isinstance(value, str) or not value.strip() or CONTROL_CHARACTERS.search(value):
+            problem(key, "recipients.directory_not_text", key=key)
+        else:
+            texts[key] = value.strip()
+    if "group" in data and "filter" in data:
+        problem("filter", "recipients.directory_group_and_filter")
+    elif "group" not in data and "filter" not in data:
+        problem("source", "recipients.directory_needs_group")
+    query = texts.get("filter")
+    if query is not None:
+        if kind == "graph":
+            problem("filter", "recipients.directory_filter_needs_ldap", directory=str(source))
+        elif not _balanced(query):
+            problem("filter", "recipients.directory_bad_filter", filter=repr(shorten(query)))
+    attributes = _attributes(data, problem)
+    max_shrink = data.get("max_shrink", 0.1)
+    if isinstance(max_shrink, bool) or not isinstance(max_shrink, (int, float)) or not math.isfinite(max_shrink) \
+            or not 0 <= max_shrink <= 1:
+        problem("max_shrink", "recipients.directory_bad_max_shrink", value=repr(max_shrink))
+        max_shrink = 0.1
+    includes = data.get("include") or []
+    if isinstance(includes, str):
+        includes = [includes]
+    if not isinstance(includes, list) or not all(isinstance(item, str) for item in includes):
+        problem("include", "recipients.bad_include")
+        includes = []
+    title = data.get("name")
+    display_name = " ".join(title.split()) if isinstance(title, str) and title.strip() else name
+    if problems or not isinstance(source, str):
+        return None, problems
+    return DirectoryListSpec(name=name, display_name=display_name, path=shown, directory=source,
+                             group=texts.get("group"), query=query, attributes=attributes,
+                             max_shrink=float(max_shrink), include=tuple(includes)), problems
+
+
+def _attributes(data: LineDict, problem: Callable[..., None]) -> Mapping[str, str]:
+    """``attributes``: our fields (mail, name) -> the directory's attribute names, over the defaults."""
+    value = data.get("attributes")
+    if value is None:
+        return DEFAULT_ATTRIBUTES
+    if not isinstance(value, dict):
+        problem("attributes", "recipients.directory_bad_attributes")
+        return DEFAULT_ATTRIBUTES
+    mapping = dict(DEFAULT_ATTRIBUTES)
+    for field_name, attribute in value.items():
+        if field_name not in DIRECTORY_FIELDS or not isinstance(attribute, str) \
+                or not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]*(;[A-Za-z0-9-]+)*", attribute.strip()):
+            problem("attributes", "recipients.directory_bad_attributes")
+            return DEFAULT_ATTRIBUTES
+        mapping[field_name] = attribute.strip()
+    return mapping
+
+
+def _balanced(query: str) -> bool:
+    """An LDAP filter's parentheses pair up (escaped ones are written \\28 and \\29, so any
+    parenthesis counts), and a filter in parentheses is one whole term."""
+    depth = 0
+    for character in query:
+        depth += {"(": 1, ")": -1}.get(character, 0)
+        if depth < 0:
+            return False
+    return depth == 0 and "=" in query

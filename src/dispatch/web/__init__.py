@@ -12,10 +12,10 @@ served by uvicorn: ``dispatch web`` on its own, or inside ``dispatch serve``.
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -28,12 +28,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dispatch import app
 from dispatch.errors import ConsoleError
-from dispatch.web import editor, operations, pages, password, sso
+from dispatch.web import editor, operations, pages, password
 from dispatch.web.checks import PasswordChecks
 from dispatch.web.console import HERE, Console, security_header_values, templates
 from dispatch.web.sessions import Sessions, load_secret
-
-LOG = logging.getLogger("dispatch.web")
 
 
 def create_console(settings: app.Settings, *, clock: app.Clock | None = None, application: app.App | None = None) -> Starlette:
@@ -60,6 +58,7 @@ def create_console(settings: app.Settings, *, clock: app.Clock | None = None, ap
         Route("/session/extend", pages.extend_session, methods=["POST"]),
         Route("/password", password.password_page, methods=["GET", "POST"]),
         Route("/", pages.home),
+        Route("/sending", pages.sends_now),  # Idag's sends under way, polled by the page
         Route("/open", pages.edition_redirect),
         Route("/editions/{day}", editor.edition_page),
         Route("/editions/{day}/preview", editor.preview, methods=["POST"]),
@@ -80,9 +79,16 @@ def create_console(settings: app.Settings, *, clock: app.Clock | None = None, ap
         Route("/audit", pages.audit_page),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         *operations.routes(),  # part 2: send and watch, stop, urgent messages, corrections
-        *sso.routes(console),  # single sign-on, when web.oidc is configured
     ]
-    asgi = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders), *sso.middleware(web)],
+    middleware = [Middleware(SecurityHeaders)]
+    if web.oidc is not None:
+        # Single sign-on, imported only when configured: authlib and its HTTP client take a
+        # second of a loaded machine's start-up that a console without it never uses (issue 34).
+        from dispatch.web import sso
+
+        routes += sso.routes(console)
+        middleware += sso.middleware(web)
+    asgi = Starlette(routes=routes, middleware=middleware,
                      exception_handlers={404: pages.unknown_address, 405: pages.unknown_address})
     asgi.state.console = console
     return asgi
@@ -132,9 +138,11 @@ def _server(application: Starlette, settings: app.Settings, listen: str) -> uvic
     return uvicorn.Server(config)
 
 
-def run_console(settings: app.Settings, listen: str) -> int:
+def run_console(settings: app.Settings, listen: str, announce: Callable[[str], None] | None = None) -> int:
     """``dispatch web``: serve the console in the foreground until SIGINT/SIGTERM; 0 after a
     clean stop (the sends it runs stop as a stopped send does), 1 if it cannot start.
+    ``announce`` is given the console's address (``http://HOST:PORT/``, the port it really
+    listens on, so ``:0`` names the one the system chose) as soon as it listens.
 
     uvicorn runs in a thread and this thread takes the signals: uvicorn, run in the main
     thread, raises a signal again after its own shutdown, which would end the process with
@@ -147,8 +155,9 @@ def run_console(settings: app.Settings, listen: str) -> int:
         while not hosted.server.started:
             if not hosted.thread.is_alive():
                 return 1
-            time.sleep(0.05)
-        LOG.warning("console listening on http://%s/", listen)
+            time.sleep(0.02)
+        if announce is not None:
+            announce(hosted.address())
         while hosted.thread.is_alive():
             if signal.sigtimedwait(signals, 0.5) is not None:
                 break
@@ -172,6 +181,11 @@ class HostedConsole:
 
     def start(self) -> None:
         self.thread.start()
+
+    def address(self) -> str:
+        """Where the started console listens, as a URL (the bound port, not the one asked for)."""
+        host, port = self.server.servers[0].sockets[0].getsockname()[:2]
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
 
     def stop(self) -> None:
         self.console.runs.stop_all()  # sends started here stop as a stopped send does, and are recorded

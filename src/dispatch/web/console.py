@@ -61,7 +61,7 @@ from dispatch.web.swedish import (
 from dispatch.wording import ENGLISH, swedish, swedish_of
 
 HERE = Path(__file__).parent
-STATIC_VERSION = "8"  # bump when static files change, so browsers fetch them again
+STATIC_VERSION = "9"  # bump when static files change, so browsers fetch them again
 
 # The console's own pages: scripts and styles only from the console itself (no inline
 # script, no inline style), no plug-ins, not framed by other sites.
@@ -242,9 +242,11 @@ def render(console: Console, template: str, status_code: int = 200, **context: A
     return HTMLResponse(html, status_code=status_code)
 
 
-def page(permission: Permission) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+def page(permission: Permission, *, renews: bool = True) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
     """Wrap a handler: sign-in, the permission and CSRF checked on the server for every request
-    (every route behind sign-in has this wrapper: tests/test_app_units.py walks them)."""
+    (every route behind sign-in has this wrapper: tests/test_app_units.py walks them).
+    ``renews``: whether the request counts as the person being active (a page's own polling does
+    not, or an open Idag would keep a session from ever going idle)."""
 
     def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         @functools.wraps(handler)
@@ -273,7 +275,8 @@ def page(permission: Permission) -> Callable[[Handler], Callable[[Request], Awai
             if not user.may(permission):
                 return forbidden(console, "Din roll får inte göra detta.", user=user, session=session, now=now)
             response = await handler(request, visit)
-            console.sessions.touch(response, session, now)
+            if renews:
+                console.sessions.touch(response, session, now)
             return response
 
         return endpoint

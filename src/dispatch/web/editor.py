@@ -7,6 +7,7 @@ forms into arguments and results into Swedish pages.
 
 from __future__ import annotations
 
+import asyncio
 import re  # not wording: checks the date in a route's path
 from collections.abc import Callable
 from datetime import date
@@ -18,6 +19,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from dispatch import app
 from dispatch.app import Permission
 from dispatch.errors import DispatchError, InputError, Problem
+from dispatch.values import Fact
 from dispatch.web.console import PREVIEW_CSP, Visit, not_found, page, security_headers
 from dispatch.web.notices import Notice
 from dispatch.wording import swedish_of
@@ -49,7 +51,6 @@ DONE = {
     "godkand": "Godkänd {time}.",
     "aterkallad": "Godkännandet är återkallat; rapporten skickas inte förrän den godkänts igen.",
     "test": "Ett [TEST] är skickat till {email}.",
-    "test-vantar": "Testet kunde inte skickas ännu till {email}; se Historik.",
     "rattelse": "Rättelsen är skapad som ny version. Skriv vad som är rättat i fältet Rättelse, spara, och låt någon annan godkänna.",
 }
 
@@ -88,7 +89,7 @@ async def back_to_edition(request: Request, visit: Visit) -> Response:
 
 
 def _edition_page(unit: app.Session, visit: Visit, day: date, *, draft: app.Draft | None = None, message: str = "",
-                  error: str = "", status_code: int = 200, conflict: bool = False) -> HTMLResponse:
+                  error: str = "", status_code: int = 200, conflict: bool = False, test_run: str = "") -> HTMLResponse:
     """The edition's page (a unit of work: in the thread pool)."""
     console = visit.console
     draft = draft or app.open_draft(unit, day, visit.now)
@@ -96,15 +97,27 @@ def _edition_page(unit: app.Session, visit: Visit, day: date, *, draft: app.Draf
     approvals = app.approvals_of(unit.ledger, day)
     me = visit.me
     is_author = any(" ".join(a.split()).casefold() == me.name.casefold() for a in state.authors)
+    four_eyes = console.settings.approval == "four_eyes"
     current = app.compose(draft.fields, draft.body)[0] if draft.exists else ""
     sent = app.sent_diff(unit, day, current) if state.dispatch or draft.fields.get("revision", "1") != "1" else None
     since = app.since_approval(unit.ledger, day, state.revision, state.content_hash, current) if state.key == "draft" else None
+    # With a voided approval, also what changed against what the same lists last got (a correction's
+    # page shows that already, as its diff against what was sent).
+    since_sent = app.since_sent_to_lists(unit, day, state.revision, current) if since is not None else None
+    if since_sent is not None and sent is not None and since_sent.name == sent.name:
+        since_sent = None
     return visit.render(
         "edition.html", status_code, day=day, draft=draft, state=state, approvals=approvals, message=message, error=error,
-        sent=sent, since=since, field_labels=FIELD_LABELS, conflict=conflict,
-        four_eyes=console.settings.approval == "four_eyes", may_write=me.may(Permission.EDIT),
-        may_approve=me.may(Permission.APPROVE) and not is_author and state.key == "draft" and state.content_hash is not None,
-        is_author=is_author, lists=app.all_lists(console.settings),
+        sent=sent, since=since, since_sent=since_sent, field_labels=FIELD_LABELS, conflict=conflict,
+        four_eyes=four_eyes, may_write=me.may(Permission.EDIT),
+        # "Godkänn" records an approval, which only four_eyes reads; with front_matter the status field approves.
+        may_approve=(four_eyes and me.may(Permission.APPROVE) and not is_author and state.key == "draft"
+                     and state.content_hash is not None),
+        # approval: front_matter: the status field is the approval, offered on the same terms as "Godkänn"
+        # (the server holds the same rule: app.save_draft refuses a status set by the text's last editor).
+        may_mark_approved=(me.may(Permission.APPROVE) and not is_author and state.key in ("draft", "approved")
+                           and state.content_hash is not None),
+        is_author=is_author, lists=app.all_lists(console.settings), test_run=test_run,
     )
 
 
@@ -165,7 +178,21 @@ async def save(request: Request, visit: Visit) -> Response:
     fields, body = form_fields(visit)
     console = visit.console
     base, name = visit.form.get("base", ""), visit.me.name
-    saved = await console.unit(lambda unit: app.save_draft(unit, day, fields, body, base, name, visit.now))
+    may_approve = visit.me.may(Permission.APPROVE)
+    saved = await console.unit(lambda unit: app.save_draft(unit, day, fields, body, base, name, visit.now,
+                                                           may_approve=may_approve))
+    if saved.refused is not None:
+        # The status field would approve what this person may not: nothing written, the text kept
+        # on the page as a draft, so that "Spara" again saves it for another person to approve.
+        refusal = (f"Inte sparad: {swedish_of(saved.refused)}. Din text finns kvar här nedan, med status Utkast; "
+                   "spara igen, och låt en annan person godkänna den.")
+
+        def not_approved(unit: app.Session) -> HTMLResponse:
+            kept = app.open_draft(unit, day, visit.now).kept
+            draft = app.Draft(day, {**fields, "status": "draft"}, body, base, True, kept)
+            return _edition_page(unit, visit, day, draft=draft, error=refusal, status_code=409)
+
+        return await console.unit(not_approved)
     if not saved.saved:
         error = (f"Inte sparad: {saved.conflict_by} sparade rapporten efter att du öppnade den. Din text finns kvar "
                  "här nedan och är sparad undan (se 'Undansparade texter'). Öppna den sparade versionen och för in "
@@ -214,17 +241,36 @@ async def revoke(request: Request, visit: Visit) -> Response:
 
 @page(Permission.EDIT)
 async def send_test(request: Request, visit: Visit) -> Response:
+    """A test to me: sent like any dispatch, by a run of this process that retries it (a relay
+    that is down, a server asking to try later), so nobody has to send it again. The page waits
+    for its first attempt and says how it went: delivered, or an error with the reason."""
     day = edition_day(request)
     if day is None:
         return not_found(visit)
+    console = visit.console
+    recipe = app.Recipe(day, to=(visit.me.email,), made_at=visit.now)
+    try:
+        run = await run_in_threadpool(console.runs.start, recipe, visit.me.name, visit.now)
+    except DispatchError as exc:
+        refused = f"Inte utfört: {_reason(exc)}"
+        return await console.unit(lambda unit: _edition_page(unit, visit, day, error=refused, status_code=409))
+    outcome = None
+    deadline = asyncio.get_running_loop().time() + TEST_WAIT_SECONDS
+    while outcome is None and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+        outcome = await console.unit(lambda unit: console.runs.test_outcome(unit.ledger, run.name, console.now()))
+    if outcome is not None and outcome.code == "test.sent":
+        return done_then_back(visit, "test", f"/editions/{day.isoformat()}", email=visit.me.email)
+    said = swedish_of(outcome or Fact.of("test.under_way", email=visit.me.email))
+    return await console.unit(lambda unit: _edition_page(unit, visit, day, error=said, test_run=run.name))
 
-    def work(unit: app.Session) -> str:
-        edition = app.read_edition(unit, day, None, visit.now)
-        ready = app.prepare_edition(unit, edition, visit.now, to=(visit.me.email,))
-        result = app.send(unit, ready, visit.console.clock, created_by=visit.me.name)  # audited by app
-        return "test" if result.complete else "test-vantar"
 
-    return await _act(visit, day, work)
+TEST_WAIT_SECONDS = 20.0  # the first attempt of a test; a run that is still at it after this is said as such
+
+
+def _reason(exc: DispatchError) -> str:
+    problems = exc.problems if isinstance(exc, InputError) else ()
+    return "; ".join(swedish_of(p.fact) for p in problems) if problems else swedish_of(exc.fact)
 
 
 async def _act(visit: Visit, day: date, work: Callable[[app.Session], str]) -> Response:
@@ -233,8 +279,7 @@ async def _act(visit: Visit, day: date, work: Callable[[app.Session], str]) -> R
     try:
         done = await visit.console.unit(work)
     except DispatchError as exc:
-        problems = exc.problems if isinstance(exc, InputError) else ()
-        reason = "; ".join(swedish_of(p.fact) for p in problems) if problems else swedish_of(exc.fact)
+        reason = _reason(exc)
         return await visit.console.unit(lambda unit: _edition_page(unit, visit, day, error=f"Inte utfört: {reason}",
                                                                    status_code=409))
     return done_then_back(visit, done, f"/editions/{day.isoformat()}", email=visit.me.email)

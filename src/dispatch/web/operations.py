@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
-from datetime import date, datetime, timedelta, tzinfo
-from typing import Any
+from datetime import date, datetime
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -21,26 +20,11 @@ from starlette.routing import BaseRoute, Route
 from dispatch import app
 from dispatch.app import Permission
 from dispatch.errors import DispatchError, InputError
-from dispatch.values import Fact, Progress, RunState
+from dispatch.values import Fact, Progress
 from dispatch.web.console import Visit, not_found, page
 from dispatch.web.editor import done_then_back, edition_day, located_problem
-from dispatch.web.swedish import (
-    NOTHING,
-    say_duration,
-    say_fact,
-    say_held_elsewhere,
-    say_label,
-    say_relay,
-    say_state,
-    say_urgent,
-)
+from dispatch.web.swedish import progress_in_swedish
 from dispatch.wording import swedish_of
-
-# The events' ``state`` as console.js and other watchers read it before states were facts
-# (kept: extended with ``run_state``, never renamed).
-LEGACY_STATE = {RunState.QUEUED: "idle", RunState.SENDING: "running", RunState.WAITING_FOR_URGENT: "running",
-                RunState.PAUSED_BY_RELAY: "running", RunState.STOPPING: "stopping", RunState.STOPPED: "stopped",
-                RunState.DONE: "finished", RunState.INCOMPLETE: "incomplete", RunState.FAILED: "failed"}
 
 
 def routes() -> list[BaseRoute]:
@@ -78,7 +62,8 @@ async def confirm_send(request: Request, visit: Visit) -> Response:
         confirmation, _ = await visit.console.unit(lambda unit: app.confirm(unit, app.Recipe(day), visit.now))
     except DispatchError as exc:
         return visit.render("send_confirm.html", 409, day=day, confirmation=None, error=_refusal(exc))
-    return visit.render("send_confirm.html", day=day, confirmation=confirmation, error="")
+    return visit.render("send_confirm.html", day=day, confirmation=confirmation, error="",
+                        security=visit.console.settings.transport.security)
 
 
 @page(Permission.SEND)
@@ -98,35 +83,6 @@ async def _start(visit: Visit, recipe: app.Recipe, expected: str | None, *, day:
     return RedirectResponse(f"/runs/{run.name}", status_code=303)
 
 
-def _in_swedish(progress: Progress, zone: tzinfo, now: datetime) -> dict[str, Any]:
-    """The progress as the run page's script reads it: counts, and every sentence in Swedish."""
-    error = progress.error
-    return {
-        "dispatch": progress.name, "state": LEGACY_STATE[progress.state], "run_state": progress.state.value,
-        "final": progress.final, "state_sv": say_state(progress.state), "label": say_label(progress.label),
-        "counts": dict(progress.counts), "total": progress.total, "sent": progress.accepted, "waiting": progress.waiting,
-        "rate_per_minute": progress.rate_per_minute, "eta_seconds": progress.seconds_left,
-        "rate_sv": f"{progress.rate_per_minute} per minut" if progress.rate_per_minute is not None else NOTHING,
-        "eta_sv": _time_left(progress, zone, now),
-        "error": say_fact(error), "error_detail": str(error.params.get("detail", "")) if error else "",
-        "relay_sv": say_relay(progress, zone), "held_sv": say_held_elsewhere(progress, zone),
-        "urgent_sv": say_urgent(progress), "relay_permanent": progress.relay_permanent,
-        "held_count": progress.held_by_relay, "held_elsewhere": progress.held_elsewhere,
-        "held_until": f"{progress.held_until.astimezone(zone):%H:%M:%S}" if progress.held_until else None,
-        "next_attempt": f"{progress.next_attempt.astimezone(zone):%H:%M}" if progress.next_attempt else None,
-        "subject": progress.subject, "started_by": progress.started_by,
-    }
-
-
-def _time_left(progress: Progress, zone: tzinfo, now: datetime) -> str:
-    """"cirka 3 minuter (klart cirka 14:05)" while it sends at a rate; NOTHING otherwise (waiting for an
-    urgent message or for the relay, nothing is estimated)."""
-    if progress.seconds_left is None:
-        return NOTHING
-    done = now.astimezone(zone) + timedelta(seconds=progress.seconds_left)
-    return f"cirka {say_duration(progress.seconds_left)} (klart cirka {done:%H:%M})"
-
-
 @page(Permission.READ)
 async def run_page(request: Request, visit: Visit) -> Response:
     name = str(request.path_params["name"])
@@ -136,7 +92,7 @@ async def run_page(request: Request, visit: Visit) -> Response:
         return not_found(visit, "Det finns inget sådant utskick.")
     status = await console.unit(lambda unit: app.status(unit, name, visit.now))
     waiting = [row for row in (status.rows if status else []) if row["state"] in ("deferred", "failed", "unknown", "bounced")]
-    return visit.render("run.html", name=name, progress=progress, said=_in_swedish(progress, console.settings.timezone, visit.now),
+    return visit.render("run.html", name=name, progress=progress, said=progress_in_swedish(progress, console.settings.timezone, visit.now),
                         waiting=waiting)
 
 
@@ -156,7 +112,7 @@ async def run_events(request: Request, visit: Visit) -> Response:
             progress = await console.unit(progress_at(now))
             if progress is None:
                 return
-            data = json.dumps(_in_swedish(progress, console.settings.timezone, now), ensure_ascii=False)
+            data = json.dumps(progress_in_swedish(progress, console.settings.timezone, now), ensure_ascii=False)
             if data != last:
                 yield f"event: progress\ndata: {data}\n\n"
                 last = data

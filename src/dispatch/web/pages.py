@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, timedelta
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -12,9 +13,10 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from dispatch import app, wording
 from dispatch.app import Permission
-from dispatch.values import DispatchKind, DispatchLabel, Fact
+from dispatch.values import DispatchKind, DispatchLabel, Fact, RunState
 from dispatch.web.checks import Busy
 from dispatch.web.console import Console, Visit, dispatch_names_in, forbidden, not_found, page, render
+from dispatch.web.swedish import progress_in_swedish, say_state
 
 
 async def unknown_address(request: Request, exc: Exception) -> Response:
@@ -126,15 +128,55 @@ async def home(request: Request, visit: Visit) -> Response:
         tomorrow = local_today + timedelta(days=1)
         extra = [d for d in (local_today, tomorrow) if all(s.edition.day != d for s in days)]
         states = [app.edition_state(unit, d, visit.now) for d in extra]
-        return visit.render("home.html", days=days, states=states, today=local_today)
+        under_way, urgent_today = _sends_now(unit, visit)
+        return visit.render("home.html", days=days, states=states, today=local_today, under_way=under_way,
+                            urgent_today=urgent_today, four_eyes=console.settings.approval == "four_eyes")
 
     return await console.unit(work)
 
 
+def _sends_now(unit: app.Session, visit: Visit) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Idag's "Utskick just nu" and today's urgent messages, each as its run page words it."""
+    console, now = visit.console, visit.now
+    zone = console.settings.timezone
+    under_way = console.runs.under_way(unit.ledger, now)
+    urgent = console.runs.urgent_today(unit.ledger, now)
+    return [progress_in_swedish(p, zone, now) for p in under_way], [progress_in_swedish(p, zone, now) for p in urgent]
+
+
+@page(Permission.READ, renews=False)
+async def sends_now(request: Request, visit: Visit) -> Response:
+    """The part of Idag that says what is sending, asked for again every second by the page
+    itself (htmx): a send that gives way to an urgent message says so within the second."""
+    def work(unit: app.Session) -> Response:
+        under_way, urgent_today = _sends_now(unit, visit)
+        return visit.render("_sending.html", under_way=under_way, urgent_today=urgent_today)
+
+    return await visit.console.unit(work)
+
+
 @page(Permission.READ)
 async def history(request: Request, visit: Visit) -> Response:
-    entries = await visit.console.unit(lambda unit: app.history(unit, None))
-    return visit.render("history.html", entries=list(reversed(entries)))
+    console = visit.console
+
+    def work(unit: app.Session) -> tuple[list[dict[str, object]], dict[str, str]]:
+        entries = app.history(unit, None)
+        # Each dispatch's state as its run page says it: the ledger's counts, and for one not
+        # finished whether a run sends it, gives way to an urgent message or waits for the relay.
+        states = {}
+        for entry in entries:
+            name = str(entry["dispatch"])
+            if entry["finished_at"]:  # finished: its counts say it, no need to ask the ledger again
+                failed = entry["counts"].get("failed", 0) if isinstance(entry["counts"], dict) else 0
+                states[name] = say_state(RunState.INCOMPLETE if failed else RunState.DONE)
+                continue
+            progress = console.runs.progress(unit.ledger, name, visit.now)
+            if progress is not None:
+                states[name] = say_state(progress.state)
+        return entries, states
+
+    entries, states = await console.unit(work)
+    return visit.render("history.html", entries=list(reversed(entries)), states=states)
 
 
 @page(Permission.READ)
@@ -143,11 +185,13 @@ async def dispatch_page(request: Request, visit: Visit) -> Response:
     found = await visit.console.unit(lambda unit: app.status(unit, name, visit.now))
     if found is None or found.record.name != name:
         return not_found(visit, "Det finns inget utskick med det namnet.")
+    progress = await visit.console.unit(lambda unit: visit.console.runs.progress(unit.ledger, name, visit.now))
     settings = visit.console.settings
     intranet = None
     if settings.publish.base_url and found.record.kind_of is DispatchKind.EDITION:
         intranet = settings.publish.base_url.rstrip("/") + f"/{found.record.edition_date}.html"
-    return visit.render("dispatch.html", status=found, intranet=intranet)
+    return visit.render("dispatch.html", status=found, intranet=intranet,
+                        state=say_state(progress.state) if progress is not None else "")
 
 
 @page(Permission.READ)

@@ -8,7 +8,8 @@ an English sentence to learn what it says.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import tzinfo
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
 
 from dispatch import wording
 from dispatch.app import EditionState, label_from
@@ -64,6 +65,10 @@ def say_relay(progress: Progress, zone: tzinfo) -> str:
 def say_reply(row: Mapping[str, object]) -> str:
     """A recipient's last reply as a table shows it: why it waits when the relay held it back
     (its exact text then belongs in the technical detail), else the server's reply as given."""
+    if row.get("state") == "sent":
+        # The server's words for "accepted" ("250 2.0.0 Ok", the Maildir's "250 delivered to
+        # maildir ...") are technical detail; the office reads that it was taken.
+        return wording.swedish(Fact.of("reply.accepted"))
     cause = row.get("relay_cause")
     if cause:
         known = str(cause) in {c.value for c in RelayCause}
@@ -99,3 +104,40 @@ def entry_label(entry: Mapping[str, object]) -> str:
     """A ``history`` entry's label (the entries are the command's JSON objects)."""
     return say_label(label_from(str(entry["dispatch"]), str(entry["kind"]), str(entry["edition"]),
                                 int(str(entry["revision"])), str(entry["subject"]), str(entry["created_by"] or "")))
+
+
+# The events' ``state`` as console.js and other watchers read it before states were facts
+# (kept: extended with ``run_state``, never renamed).
+LEGACY_STATE = {RunState.QUEUED: "idle", RunState.SENDING: "running", RunState.WAITING_FOR_URGENT: "running",
+                RunState.PAUSED_BY_RELAY: "running", RunState.STOPPING: "stopping", RunState.STOPPED: "stopped",
+                RunState.DONE: "finished", RunState.INCOMPLETE: "incomplete", RunState.FAILED: "failed"}
+
+
+def progress_in_swedish(progress: Progress, zone: tzinfo, now: datetime) -> dict[str, Any]:
+    """A send's progress as the run page's script and Idag read it: counts, and every sentence in Swedish."""
+    error = progress.error
+    return {
+        "dispatch": progress.name, "state": LEGACY_STATE[progress.state], "run_state": progress.state.value,
+        "final": progress.final, "here": progress.here, "state_sv": say_state(progress.state),
+        "label": say_label(progress.label),
+        "counts": dict(progress.counts), "total": progress.total, "sent": progress.accepted, "waiting": progress.waiting,
+        "rate_per_minute": progress.rate_per_minute, "eta_seconds": progress.seconds_left,
+        "rate_sv": f"{progress.rate_per_minute} per minut" if progress.rate_per_minute is not None else NOTHING,
+        "eta_sv": say_time_left(progress, zone, now),
+        "error": say_fact(error), "error_detail": str(error.params.get("detail", "")) if error else "",
+        "relay_sv": say_relay(progress, zone), "held_sv": say_held_elsewhere(progress, zone),
+        "urgent_sv": say_urgent(progress), "relay_permanent": progress.relay_permanent,
+        "held_count": progress.held_by_relay, "held_elsewhere": progress.held_elsewhere,
+        "held_until": f"{progress.held_until.astimezone(zone):%H:%M:%S}" if progress.held_until else None,
+        "next_attempt": f"{progress.next_attempt.astimezone(zone):%H:%M}" if progress.next_attempt else None,
+        "subject": progress.subject, "started_by": progress.started_by,
+    }
+
+
+def say_time_left(progress: Progress, zone: tzinfo, now: datetime) -> str:
+    """"cirka 3 minuter (klart cirka 14:05)" while it sends at a rate; NOTHING otherwise (waiting for an
+    urgent message or for the relay, nothing is estimated)."""
+    if progress.seconds_left is None:
+        return NOTHING
+    done = now.astimezone(zone) + timedelta(seconds=progress.seconds_left)
+    return f"cirka {say_duration(progress.seconds_left)} (klart cirka {done:%H:%M})"

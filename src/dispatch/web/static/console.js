@@ -232,7 +232,8 @@
       var notDelivered = later + (data.counts.failed || 0) + (data.counts.bounced || 0);
       refreshWaiting(notDelivered, final);
       var focused = document.activeElement;
-      section.querySelectorAll(".when-running").forEach(function (f) { f.hidden = final; });
+      // Stoppa only where the send runs (one sent by the service or another node is stopped there).
+      section.querySelectorAll(".when-running").forEach(function (f) { f.hidden = final || !data.here; });
       section.querySelectorAll(".when-stopped").forEach(function (f) { f.hidden = !final || data.waiting === 0; });
       if (focused && focused !== document.body && focused.offsetParent === null) {
         // The button that had focus went away (the send stopped or ended): keep the place.
@@ -309,7 +310,11 @@
         if (response.ok) schedule(); else warnExpired();
       });
     });
-    document.body.addEventListener("htmx:afterRequest", schedule);
+    document.body.addEventListener("htmx:afterRequest", function (event) {
+      // A page's own polling (Idag's sends) is not the person at work: it does not put the warning off.
+      var from = event.detail && event.detail.elt;
+      if (!(from && from.closest && from.closest("[data-quiet]"))) schedule();
+    });
     schedule();
   }
 
@@ -375,6 +380,23 @@
         }
       });
     }
+    // Idag's sends under way come again every second: swapped only when what they say changed,
+    // and a link that had focus there has it again after the swap (a keyboard user keeps the place).
+    var sendingFocus = null;
+    document.body.addEventListener("htmx:beforeSwap", function (event) {
+      var target = event.detail.target;
+      if (!target || target.id !== "sending") return;
+      var fresh = new DOMParser().parseFromString(event.detail.serverResponse || "", "text/html").getElementById("sending");
+      if (fresh && fresh.textContent === target.textContent) { event.detail.shouldSwap = false; return; }
+      var focused = document.activeElement;
+      sendingFocus = focused && target.contains(focused) && focused.getAttribute("href");
+    });
+    document.body.addEventListener("htmx:afterSettle", function () {
+      if (!sendingFocus) return;
+      var again = document.querySelector('#sending a[href="' + sendingFocus + '"]');
+      sendingFocus = null;
+      if (again) again.focus({preventScroll: true});
+    });
     document.body.addEventListener("htmx:responseError", function (event) {
       if (event.detail.xhr && event.detail.xhr.status === 401) warnExpired();
     });
