@@ -428,30 +428,36 @@ def recorded_editors(project: Project) -> list[str]:
         ledger.close()
 
 
-def test_check_records_nobody_as_the_editor(project: Project) -> None:
+def test_changing_by_does_not_let_the_editor_approve_their_own_text(project: Project) -> None:
+    project.set_config(approval="four_eyes")
+    edition = project.root / "reports" / "2024-11-17.md"
+    edit(edition, "status: approved", "status: draft\nby: Erik")
+    run_ok(project, "check", "--date", "2024-11-17")  # records Erik as the author of this content
+    assert recorded_editors(project) == ["Erik"]
+    edit(edition, "by: Erik", "by: Anna")  # the content (and its hash) is unchanged
+    refused = project.run("approve", "--date", "2024-11-17", "--by", "Erik")
+    assert refused.returncode == 1 and "Erik wrote this content" in refused.stderr
+    assert project.run("approve", "--date", "2024-11-17", "--by", "Anna").returncode == 1
+    run_ok(project, "approve", "--date", "2024-11-17", "--by", "Bertil")
+
+
+def test_check_records_the_files_author_and_never_the_os_user(project: Project) -> None:
     """Issue 32, found on a walk: `check` recorded the OS user as the edition's editor (who then
-    could not approve it). Looking records nothing: the file's 'by' and saves in the console say
-    who wrote a text; with neither, `approve` takes the OS user running it as its editor."""
+    could not approve it). Looking records only what the file says: its 'by'; with no 'by',
+    nobody, and `approve` takes the OS user running it as its editor."""
     import getpass
 
     project.set_config(approval="four_eyes")
     edition = project.root / "reports" / "2024-11-17.md"
-    edit(edition, "status: approved", "status: draft\nby: Erik")
+    edit(edition, "status: approved", "status: draft")
     run_ok(project, "check", "--date", "2024-11-17")
-    assert recorded_editors(project) == [], "check recorded an editor"
-    refused = project.run("approve", "--date", "2024-11-17", "--by", "Erik")
-    assert refused.returncode == 1 and "Erik wrote this content" in refused.stderr, "the file's 'by' is its editor"
-    edit(edition, "by: Erik\n", "")
-    run_ok(project, "check", "--date", "2024-11-17")
-    assert recorded_editors(project) == []
+    assert recorded_editors(project) == [], "check recorded the OS user as an editor"
     refused = project.run("approve", "--date", "2024-11-17")  # --by defaults to the OS user
     assert refused.returncode == 1 and f"{getpass.getuser()} wrote this content" in refused.stderr
     run_ok(project, "approve", "--date", "2024-11-17", "--by", "Bertil")
     assert "approved by Bertil" in run_ok(project, "check", "--date", "2024-11-17").stderr
     assert recorded_editors(project) == [], "the approval keeps the text it approved, by nobody"
     run_ok(project, "send", "--date", "2024-11-17")
-
-
 @pytest.mark.slow
 def test_revoking_the_approval_stops_a_send_under_way(project: Project, smtp_server: SMTPServer) -> None:
     count = 300

@@ -68,9 +68,10 @@ def check(app: Context, day: date | None, file: Path | None, urgent: bool) -> No
     if unmeasured:
         click.echo(f"note: not measured at a phone's width: {unmeasured}", err=True)
     try:
-        # Looking records nothing: whoever runs check has not written the text by doing so
-        # (recording them made the OS user an editor, who then could not approve it).
-        found = application.review_now(app.session, edition, now)
+        # Whoever runs check has not written the text by doing so (recording the OS user made
+        # them an editor, who then could not approve it); the author the file names has, and is
+        # remembered for this content, so that changing 'by' afterwards hides nobody.
+        found = application.review_now(app.session, edition, now, record_author=edition.author or None)
     except DispatchError as exc:
         fail(exc)
     if found.conflict is not None:
