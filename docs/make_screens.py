@@ -8,7 +8,7 @@ Run from the repository root:
 It copies the sample project (config.yaml, reports/, recipients/) into a temporary
 directory with ``approval: four_eyes``, creates three accounts with the real CLI
 (editor anna, approver bo, operator olle), starts the console as a subprocess and drives
-it with Playwright through the real forms: anna writes tomorrow's edition, waits for the
+it with Playwright through the real forms: anna writes today's edition, waits for the
 preview to say there are no problems, saves it and sends a test to herself; bo approves
 it. Then it writes full-page PNGs of every page at 375 px and 1280 px wide to
 ``docs/console-<page>-<width>.png`` (pages longer than 2400 px are clipped), and stops
@@ -30,7 +30,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -42,7 +42,7 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 WIDTHS = (375, 1280)
 HEIGHT = 800
 MAX_HEIGHT = 2400
-ZONE = ZoneInfo("Europe/Stockholm")  # the sample config's timezone: "tomorrow" is tomorrow there
+ZONE = ZoneInfo("Europe/Stockholm")  # the sample config's timezone: "today" is today there
 
 ACCOUNTS = {  # name: (email, role, password); passwords need at least 12 characters
     "anna": ("anna.andersson@example.org", "editor", "anna-lösenord-2024"),
@@ -183,7 +183,8 @@ def flow_and_screens(base: str, day: str) -> list[Path]:
             written += shoot(anonymous.new_page(), "/login", "login")
             anonymous.close()
 
-            # anna writes tomorrow's edition, checks the preview, saves and sends a test to herself.
+            # anna writes today's edition (tomorrow's would not be sent before its time), checks the
+            # preview, saves and sends a test to herself.
             anna_context, anna = sign_in(browser, base, "anna")
             anna.goto(f"/editions/{day}")
             wait_for_preview(anna)
@@ -271,14 +272,14 @@ def main() -> int:
             secret = Path(temp) / f"{name}.password"
             secret.write_text(password + "\n", encoding="utf-8")
             cli(env, config, "users", "add", name, "--email", email, "--role", role, "--password-file", str(secret))
-        day = (datetime.now(ZONE).date() + timedelta(days=1)).isoformat()
+        day = datetime.now(ZONE).date().isoformat()
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         server = subprocess.Popen([sys.executable, "-m", "dispatch", "--config", str(config), "web",
                                    "--listen", f"127.0.0.1:{port}"], cwd=work, env=env)
         try:
             wait_healthy(base, server)
-            log(f"console at {base}; tomorrow is {day}")
+            log(f"console at {base}; today is {day}")
             written = flow_and_screens(base, day)
         finally:
             stop(server)

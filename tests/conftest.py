@@ -672,10 +672,11 @@ def big_list(project: Project, count: int, name: str = "stor") -> None:
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 
 
-def write_edition(project: Project, day: date, status: str = "approved") -> Path:
-    """The sample edition as the edition of ``day``, with the given status."""
+def write_edition(project: Project, day: date, status: str = "approved", compiled: str = "13:00") -> Path:
+    """The sample edition as the edition of ``day``, with the given status, compiled at
+    ``compiled`` (HH:MM; it is not sent before that time)."""
     text = (ROOT / "reports/2024-11-17.md").read_text(encoding="utf-8")
-    text = text.replace("compiled: 2024-11-17 14:00", f"compiled: {day.isoformat()} 13:00")
+    text = text.replace("compiled: 2024-11-17 14:00", f"compiled: {day.isoformat()} {compiled}")
     text = text.replace("status: approved", f"status: {status}")
     path = project.root / f"reports/{day.isoformat()}.md"
     path.write_text(text, encoding="utf-8")

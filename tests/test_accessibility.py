@@ -51,7 +51,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WebProcess,
     anna = sign_in(web.base, "anna")
     page = anna.get(f"/editions/{TODAY.isoformat()}")
     body = "## Beskrivning av händelsen\n\n- Läget är oförändrat sedan i går.\n"
-    anna.post(f"/editions/{TODAY.isoformat()}/save", data={"compiled": f"{TODAY.isoformat()} 08:00", "status": "draft",
+    anna.post(f"/editions/{TODAY.isoformat()}/save", data={"compiled": f"{TODAY.isoformat()} 00:00", "status": "draft",
                                                          "body": body, "base": "new", "csrf": csrf_of(page.text)})
     bo = sign_in(web.base, "bo")
     page = bo.get(f"/editions/{TODAY.isoformat()}")

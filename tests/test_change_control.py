@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from conftest import ROOT, FakeClock, Project, SMTPServer, addresses, big_list, body_text, start_dispatch
+from conftest import ROOT, FakeClock, Project, SMTPServer, addresses, big_list, body_text, open_ledger, start_dispatch
 from dispatch.app.eventlog import EventFormatter
 from dispatch.app.service import Service
 from dispatch.config import load_settings
@@ -256,18 +256,6 @@ def test_revoking_an_approval_stops_the_edition(project: Project) -> None:
     assert nothing.returncode == 1 and "no standing approval" in nothing.stderr
 
 
-@pytest.mark.slow  # several CLI runs; fast twin: test_changing_by_does_not_let_the_editor_approve_their_own_text
-def test_without_by_the_os_user_who_checked_is_the_author(project: Project) -> None:
-    import getpass
-
-    project.set_config(approval="four_eyes")
-    run_ok(project, "check", "--date", "2024-11-17")  # records the OS user as the author of this content
-    refused = project.run("approve", "--date", "2024-11-17")  # --by defaults to the same OS user
-    assert refused.returncode == 1 and f"{getpass.getuser()} wrote this content" in refused.stderr
-    run_ok(project, "approve", "--date", "2024-11-17", "--by", "Någon Annan")
-    run_ok(project, "send", "--date", "2024-11-17")
-
-
 class _capture(logging.Handler):
     """The service's event lines, formatted as the log shows them."""
 
@@ -426,11 +414,26 @@ def test_a_correction_goes_to_the_lists_the_mistake_went_to(project: Project, sm
     assert sorted(r for m in second for r in m.rcpt_tos) == sorted(r for m in first for r in m.rcpt_tos)
 
 
+def recorded_editors(project: Project) -> list[str]:
+    """Every name the ledger holds as an edition's editor (rows that keep only a text hold none)."""
+    import sqlalchemy as sa
+
+    from dispatch.ledger.schema import edits
+
+    ledger = open_ledger(load_settings(project.config_path))
+    try:
+        with ledger.db.engine.connect() as conn:
+            return [name for name in conn.execute(sa.select(edits.c.author)).scalars() if name]
+    finally:
+        ledger.close()
+
+
 def test_changing_by_does_not_let_the_editor_approve_their_own_text(project: Project) -> None:
     project.set_config(approval="four_eyes")
     edition = project.root / "reports" / "2024-11-17.md"
     edit(edition, "status: approved", "status: draft\nby: Erik")
     run_ok(project, "check", "--date", "2024-11-17")  # records Erik as the author of this content
+    assert recorded_editors(project) == ["Erik"]
     edit(edition, "by: Erik", "by: Anna")  # the content (and its hash) is unchanged
     refused = project.run("approve", "--date", "2024-11-17", "--by", "Erik")
     assert refused.returncode == 1 and "Erik wrote this content" in refused.stderr
@@ -438,6 +441,23 @@ def test_changing_by_does_not_let_the_editor_approve_their_own_text(project: Pro
     run_ok(project, "approve", "--date", "2024-11-17", "--by", "Bertil")
 
 
+def test_check_records_the_files_author_and_never_the_os_user(project: Project) -> None:
+    """Issue 32, found on a walk: `check` recorded the OS user as the edition's editor (who then
+    could not approve it). Looking records only what the file says: its 'by'; with no 'by',
+    nobody, and `approve` takes the OS user running it as its editor."""
+    import getpass
+
+    project.set_config(approval="four_eyes")
+    edition = project.root / "reports" / "2024-11-17.md"
+    edit(edition, "status: approved", "status: draft")
+    run_ok(project, "check", "--date", "2024-11-17")
+    assert recorded_editors(project) == [], "check recorded the OS user as an editor"
+    refused = project.run("approve", "--date", "2024-11-17")  # --by defaults to the OS user
+    assert refused.returncode == 1 and f"{getpass.getuser()} wrote this content" in refused.stderr
+    run_ok(project, "approve", "--date", "2024-11-17", "--by", "Bertil")
+    assert "approved by Bertil" in run_ok(project, "check", "--date", "2024-11-17").stderr
+    assert recorded_editors(project) == [], "the approval keeps the text it approved, by nobody"
+    run_ok(project, "send", "--date", "2024-11-17")
 @pytest.mark.slow
 def test_revoking_the_approval_stops_a_send_under_way(project: Project, smtp_server: SMTPServer) -> None:
     count = 300

@@ -215,7 +215,10 @@ def test_dst_days_the_triggers_fire_a_1400_schedule_once_and_a_0230_schedule_at_
 ])
 def test_dst_days_produce_exactly_one_dispatch(day: date, cron: str, project: Project, services: list[Service]) -> None:
     set_schedule(project, cron=cron, approval_deadline=None)
-    write_edition(project, day)
+    # Compiled at the slot's wall-clock time, as a new edition is: the slot sends it (02:30 on
+    # the spring day does not exist; its run at 03:00 is its compiled time's first valid moment).
+    minute, hour = cron.split()[:2]
+    write_edition(project, day, compiled=f"{int(hour):02d}:{int(minute):02d}")
     settings = load_settings(project.config_path)
     fires = fires_on(send_trigger(settings.schedules[0], STOCKHOLM), day)
     assert len(fires) == 1

@@ -276,6 +276,15 @@ ENGLISH.update({
     "correction.nothing_sent": "nothing of this edition has been sent: edit it instead",
     "send.confirmation_outdated": "the content changed after the confirmation ({expected} then, {name} now); "
                                   "confirm again",
+    # app/control.py TooEarly: an edition is not sent before its 'compiled' time (checked and approved ahead is fine)
+    "send.before_compiled": "the edition of {day} is compiled for {compiled}, and it is {today} {now} now: it cannot be sent "
+                            "before {compiled}; {then}",
+    "check.sendable_from": "the edition of {day} is compiled for {compiled}: send refuses it until then; {then}",
+    "sendable.by_hand": "no schedule runs on {day}: send it by hand from {compiled}",
+    "sendable.at_slot": "the schedule '{schedule}' sends it then",
+    "sendable.slot": "the schedule '{schedule}' sends it at {at}",
+    "sendable.slot_before": "the schedule '{schedule}' runs at {at}, before that, and will not send it: set 'compiled' "
+                            "to {at}, or send it by hand from {compiled}",
     # app/control.py: why the schedule sends nothing (the office's alert mail, the log)
     "scheduled.no_file": "{path} does not exist",
     "scheduled.problems": "the edition has problems: {problems}",
@@ -318,7 +327,7 @@ ENGLISH.update({
     "yaml.invalid": "invalid YAML: {detail}; check indentation, colons and quotes",
     "yaml.invalid_with_hint": "invalid YAML: {detail}; {hint}",
     "yaml.error": "invalid YAML: {detail}",
-    "edition.no_file": "no edition file; write {file}",
+    "edition.no_file": "no edition for {day}; write it or pass --date",
     "edition.no_file_at_path": "no edition file; check the path",
     # the command line's other inputs, the config's files
     "send.retry_other_dispatch": "{given} is not the dispatch this send makes ({name}); give the --date or --file of "

@@ -35,8 +35,14 @@ class Problem:
         """The problem in English, for the command line, the logs and the office's records."""
         return self.fact if isinstance(self.fact, str) else english(self.fact)
 
+    @property
+    def where(self) -> str:
+        """``path:line``, or the path alone for line 0: no line (a file that does not exist, an
+        option such as ``--to``), never a made-up ``:1`` or ``:0``."""
+        return f"{self.path}:{self.line}" if self.line else self.path
+
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.message}"
+        return f"{self.where}: {self.message}"
 
 
 def display_path(path: Path | str) -> str:

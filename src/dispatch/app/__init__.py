@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     )
     from dispatch.app.control import (
         Decision,
+        TooEarly,
         accessibility_statement,
         accessibility_warnings,
         approve,
@@ -76,6 +77,7 @@ if TYPE_CHECKING:
         revocation_notes,
         revoke,
         scheduled_edition,
+        too_early,
     )
     from dispatch.app.directory import (
         ACCEPT_ACTION,
@@ -183,7 +185,7 @@ WHERE: dict[str, tuple[str, ...]] = {
     ),
     "dispatch.app.control": (
         "Decision", "accessibility_statement", "accessibility_warnings", "approve", "decide", "decide_now", "publish",
-        "publish_checked", "revocation_notes", "revoke", "scheduled_edition",
+        "publish_checked", "revocation_notes", "revoke", "scheduled_edition", "TooEarly", "too_early",
     ),
     "dispatch.app.directory": (
         "ACCEPT_ACTION", "Accepted", "DirectoryCard", "ListDiff", "SyncOutcome", "accept", "directory_cards", "list_diff",
@@ -314,6 +316,7 @@ __all__ = [
     "Status",
     "StoppableClock",
     "SyncOutcome",
+    "TooEarly",
     "User",
     "WebSettings",
     "accept",
@@ -420,6 +423,7 @@ __all__ = [
     "status",
     "sync",
     "today",
+    "too_early",
     "urgent_fields",
     "urgent_path",
     "waiting_lists",

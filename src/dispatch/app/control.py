@@ -85,9 +85,76 @@ def decide(s: Session, ready: Prepared, now: datetime) -> Decision:
         refusal = found.refusal(edition, "refusal.not_sendable")
         if refusal is not None:
             raise refusal
+        early = too_early(s.settings, edition, now)
+        if early is not None:
+            # Here, not in the edition's reading: an edition written and approved ahead of its
+            # day checks and approves as any other; only sending it waits for its time.
+            raise ChangeControlError([Problem(display_path(edition.source), edition.line_of.get("compiled", 1),
+                                              early.refusal)])
     name = dispatch_name(edition.date, edition.revision, kind)
     existing = ledger.find_dispatch(name)
     return _decision(ledger, ready, name, kind, current, existing, found.verdict, notes, edition.date, edition.revision)
+
+
+@dataclass(frozen=True)
+class TooEarly:
+    """A daily edition whose 'compiled' time is still to come: it may be checked and approved
+    ahead of its day, but not sent (by hand or on schedule) before that time, or its readers
+    would read "Sammanställd" at a time that has not come yet."""
+
+    day: date
+    today: date
+    compiled: datetime  # local, aware
+    now: datetime  # local, aware
+    schedule: str | None = None  # the schedule with the day's earliest slot, if any runs that day
+    slot: datetime | None = None  # that slot, local
+
+    @property
+    def _then(self) -> Fact:
+        """When it goes: by hand (no schedule that day), or the day's schedule at its slot."""
+        if self.slot is None:
+            return Fact.of("sendable.by_hand", day=self.day.isoformat(), compiled=f"{self.compiled:%Y-%m-%d %H:%M}")
+        if self.slot == self.compiled:
+            return Fact.of("sendable.at_slot", schedule=str(self.schedule))
+        if self.slot.astimezone(UTC) < self.compiled.astimezone(UTC):  # the run comes first, and will be refused
+            return Fact.of("sendable.slot_before", schedule=str(self.schedule), at=f"{self.slot:%Y-%m-%d %H:%M}",
+                           compiled=f"{self.compiled:%Y-%m-%d %H:%M}")
+        return Fact.of("sendable.slot", schedule=str(self.schedule), at=f"{self.slot:%Y-%m-%d %H:%M}")
+
+    @property
+    def refusal(self) -> Fact:
+        """Why a send is refused now, and when it can go."""
+        return Fact.of("send.before_compiled", day=self.day.isoformat(), today=self.today.isoformat(),
+                       compiled=f"{self.compiled:%Y-%m-%d %H:%M}", now=f"{self.now:%H:%M}", then=self._then)
+
+    @property
+    def note(self) -> Fact:
+        """What check says of it: valid, and when it can go."""
+        return Fact.of("check.sendable_from", day=self.day.isoformat(), compiled=f"{self.compiled:%Y-%m-%d %H:%M}",
+                       then=self._then)
+
+
+def too_early(settings: Settings, edition: Edition, now: datetime) -> TooEarly | None:
+    """None when the edition may go now as far as its time goes: an urgent message (its
+    'compiled' is when it is sent), or a 'compiled' at or before ``now``. A schedule's slot at
+    the compiled time sends it: the two are the same minute."""
+    if edition.urgent:
+        return None
+    # Here, not at the top: the timetable brings APScheduler, which commands that never send
+    # (status, history) do not load.
+    from dispatch.app.timetable import first_slot_on, first_valid
+
+    zone = settings.timezone
+    # A wall-clock time that a spring DST change skips (02:30) is its first valid moment (03:00),
+    # as the schedule's run is: a slot at the compiled time sends it.
+    compiled = first_valid(edition.compiled.replace(tzinfo=zone))
+    if compiled.astimezone(UTC) <= now.astimezone(UTC):
+        return None
+    local_now = now.astimezone(zone)
+    slot = first_slot_on(settings, edition.date)
+    if slot is None:
+        return TooEarly(edition.date, local_now.date(), compiled, local_now)
+    return TooEarly(edition.date, local_now.date(), compiled, local_now, slot[0], slot[1].astimezone(zone))
 
 
 def decide_now(s: Session, ready: Prepared, now: datetime) -> Decision:
@@ -144,7 +211,7 @@ def approve(s: Session, ready: Prepared, by: str, now: datetime, *, seen: str | 
     if require_seen and seen is None:
         raise ChangeControlError([Problem.of(display_path(edition.source), 1, "approve.without_seen")])
     approval = ledger.approve(edition.date, edition.revision, found.content.hash, by, now)
-    ledger.keep_edited_text(edition.date, approval.content_hash, edition.source_text)  # for "what changed since"
+    ledger.keep_edited_text(edition.date, approval.content_hash, edition.source_text, now)  # for "what changed since"
     ledger.record_audit(now, by, "approve", edition.date.isoformat(), approval.content_hash,
                         (Fact.of("audit_detail.revision", revision=approval.revision),))
     return approval
@@ -262,7 +329,7 @@ def scheduled_edition(s: Session, day: date, now: datetime) -> tuple[Edition | N
         found = review(s, edition, now)
     except InputError as exc:
         # The office's alert lists the problems in Swedish, the log in English.
-        in_swedish = "; ".join(f"{p.path}:{p.line}: {swedish_of(p.fact)}" for p in exc.problems)
+        in_swedish = "; ".join(f"{p.where}: {swedish_of(p.fact)}" for p in exc.problems)
         return (None, swedish(Fact.of("scheduled.problems", problems=in_swedish)),
                 english(Fact.of("scheduled.problems", problems="; ".join(str(p) for p in exc.problems))))
     if found.conflict is not None:

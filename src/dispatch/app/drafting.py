@@ -21,6 +21,7 @@ from pathlib import Path
 from dispatch.app.application import Session
 from dispatch.app.changes import identify, latest_sent_edition, review
 from dispatch.app.editions import Prepared, check_problems, render_edition
+from dispatch.app.timetable import first_slot_on
 from dispatch.config import Settings, secret_problems
 from dispatch.config.yamlsource import LineDict, parse_yaml
 from dispatch.control import approval as approval_gate
@@ -95,12 +96,25 @@ def open_draft(s: Session, day: date, now: datetime) -> Draft:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        # Compiled on the edition's own day (check refuses another), at the time it is now.
-        fields = {"compiled": f"{day.isoformat()} {now.astimezone(settings.timezone):%H:%M}", "status": "draft"}
+        fields = {"compiled": default_compiled(settings, day, now), "status": "draft"}
         return Draft(day, fields, _headings_of_latest(settings, day), NEW_FILE, False, kept)
     text = data.decode("utf-8", errors="replace")
     fields, body = split_fields(text)
     return Draft(day, fields, body, file_hash(data), True, kept)
+
+
+def default_compiled(settings: Settings, day: date, now: datetime) -> str:
+    """A new edition's 'compiled' (on its own day: check refuses another): the time it is now
+    for today's edition; for another day's, the earliest slot of a schedule on that day (it is
+    not sent before its compiled time, and a reader must not read a time that had not come
+    when it went out); 00:00 when no schedule runs that day (sendable by hand all that day;
+    the editor sets the real time)."""
+    local = now.astimezone(settings.timezone)
+    if day == local.date():
+        return f"{day.isoformat()} {local:%H:%M}"
+    slot = first_slot_on(settings, day)
+    at = slot[1].astimezone(settings.timezone) if slot is not None else None
+    return f"{day.isoformat()} {at:%H:%M}" if at is not None else f"{day.isoformat()} 00:00"
 
 
 def split_fields(text: str) -> tuple[dict[str, str], str]:

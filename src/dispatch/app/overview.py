@@ -51,6 +51,21 @@ class ScheduleDay:
     approval_deadline: datetime | None
     edition: EditionState
 
+    @property
+    def started_at(self) -> datetime | None:
+        """When the day's edition began to go out (sent by hand before the slot, or at it);
+        None while nothing of it has: only then is ``next_at`` its next send."""
+        record = self.edition.dispatch
+        return record.created_at if record is not None and self.edition.key in ("sending", "sent") else None
+
+    @property
+    def sent_at(self) -> datetime | None:
+        """When the day's edition finished going out; None while it has not."""
+        record = self.edition.dispatch
+        if record is None or self.edition.key != "sent":
+            return None
+        return record.finished_at or record.created_at
+
 
 def today(s: Session, now: datetime) -> list[ScheduleDay]:
     """Each schedule's next slot, its approval deadline, and the state of that day's edition."""

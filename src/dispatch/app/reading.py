@@ -45,8 +45,10 @@ def read_edition(s: Session, day: date | None, file: Path | None, now: datetime,
         )
     except FileNotFoundError:
         if file is None:
-            raise InputError([Problem.of(display_path(path), 1, "edition.no_file", file=display_path(path))]) from None
-        raise InputError([Problem.of(display_path(path), 1, "edition.no_file_at_path")]) from None
+            # Line 0: a file that does not exist has no line to point at.
+            raise InputError([Problem.of(display_path(path), 0, "edition.no_file", day=(day or now.date()).isoformat(),
+                                         file=display_path(path))]) from None
+        raise InputError([Problem.of(display_path(path), 0, "edition.no_file_at_path")]) from None
     # What is new since the edition its readers got before, from the ledger: every reader of
     # an edition file (check, approve, send, serve, the console) sees the same markers.
     return with_news(s, assemble(path, text, settings.report, now, urgent=urgent))

@@ -380,7 +380,7 @@ class Service:
                 ready = prepare_edition(s, edition, now, default_lists=schedule.lists)
         except InputError as exc:
             event("not_sendable", logging.ERROR, schedule=name, edition=day.isoformat(), problems=len(exc.problems))
-            self.alert(notify.not_sendable(name, day, at, [f"{p.path}:{p.line}: {swedish_of(p.fact)}" for p in exc.problems]), now)
+            self.alert(notify.not_sendable(name, day, at, [f"{p.where}: {swedish_of(p.fact)}" for p in exc.problems]), now)
             return None
         event("sending", schedule=name, edition=day.isoformat(), recipients=len(ready.resolution.recipients),
               resume=bool(unfinished))
@@ -405,7 +405,7 @@ class Service:
                               linger=linger, stop=self.stop, on_pause=paused, on_publish_failed=unpublished)
         except InputError as exc:  # e.g. the relay's password variable is not set
             event("not_sendable", logging.ERROR, schedule=name, edition=day.isoformat(), problems=len(exc.problems))
-            self.alert(notify.not_sendable(name, day, at, [f"{p.path}:{p.line}: {swedish_of(p.fact)}" for p in exc.problems]), now)
+            self.alert(notify.not_sendable(name, day, at, [f"{p.where}: {swedish_of(p.fact)}" for p in exc.problems]), now)
             return None
         name_of_event = "sent" if result.complete else ("interrupted" if self.stop.is_set() else "incomplete")
         errors: dict[str, Any] = {"errors": " | ".join(result.errors)} if result.errors else {}

@@ -238,6 +238,22 @@ def next_occurrence(schedule: Schedule, zone: ZoneInfo, now: datetime) -> Occurr
     return occurrence_of(schedule, slot) if slot else None
 
 
+def first_slot_on(settings: Settings, day: date) -> tuple[str, datetime] | None:
+    """The earliest slot of any schedule on ``day`` (local), with that schedule's name; None
+    when no schedule runs that day. When an edition of ``day`` is due to go out, as people
+    plan it: a new edition's default compiled time and "can go from" are read from here."""
+    zone = settings.timezone
+    start = datetime.combine(day, time(0), tzinfo=zone)
+    found: tuple[str, datetime] | None = None
+    for schedule in settings.schedules:
+        slot = send_trigger(schedule, zone).next_slot(None, start)
+        if slot is None or slot.nominal.date() != day:
+            continue
+        if found is None or utc(slot.at) < utc(found[1]):
+            found = (schedule.name, slot.at)
+    return found
+
+
 def grace_seconds(schedule: Schedule, zone: ZoneInfo, fire_time: datetime) -> int:
     """misfire_grace_time for the firing at (or first after) ``fire_time``: from its time to
     its own deadline, so APScheduler runs a late job until the deadline and never after it.

@@ -34,11 +34,12 @@ def check(app: Context, day: date | None, file: Path | None, urgent: bool) -> No
     """Validate config, recipient lists and the edition; render it and run the pre-flight checks.
 
     Prints each problem as path:line: message, then where the edition stands: a draft,
-    not yet approved (and why), approved, or already sent. Records the OS user as the
-    author of this content when the front matter has no 'by' (for four-eyes approval).
+    not yet approved (and why), approved, or already sent; and, for an edition whose
+    'compiled' time is still to come, when it can be sent. Records nothing: only the
+    front matter's 'by' and saves in the console make someone an edition's editor.
 
-    Exit codes: 0 the edition is valid (it may still await approval: read the last
-    line); 1 problems, or the edition was changed after it was sent.
+    Exit codes: 0 the edition is valid (it may still await approval or its time: read
+    the last lines); 1 problems, or the edition was changed after it was sent.
     """
     from dispatch import app as application
 
@@ -72,7 +73,10 @@ def check(app: Context, day: date | None, file: Path | None, urgent: bool) -> No
     if unmeasured:
         click.echo(f"note: not measured at a phone's width: {unmeasured}", err=True)
     try:
-        found = application.review_now(app.session, edition, now, record_author=application.current_user())
+        # Whoever runs check has not written the text by doing so (recording the OS user made
+        # them an editor, who then could not approve it); the author the file names has, and is
+        # remembered for this content, so that changing 'by' afterwards hides nobody.
+        found = application.review_now(app.session, edition, now, record_author=edition.author or None)
     except DispatchError as exc:
         fail(exc)
     if found.conflict is not None:
@@ -86,6 +90,9 @@ def check(app: Context, day: date | None, file: Path | None, urgent: bool) -> No
         err=True,
     )
     click.echo(f"{edition.source.name}: {found.standing(edition)}", err=True)
+    early = application.too_early(settings, edition, now)
+    if early is not None and found.sent is None:
+        click.echo(f"note: {english(early.note)}", err=True)
     sys.exit(EXIT_INPUT if problems else EXIT_OK)
 
 
@@ -132,7 +139,8 @@ def approve(app: Context, day: date | None, by: str | None, revoke: bool) -> Non
 
     The approval is bound to the content hash: any later change voids it. With
     'approval: four_eyes' in the config only such an approval, by someone other than
-    the content's last editor ('by:' in the front matter, or who ran check), lets the
+    the content's last editor ('by:' in the front matter, or who saved it in the
+    console; with neither, the OS user running approve is taken as its editor), lets the
     edition go out. Exits 0; 1 when refused (e.g. the approver is the last editor).
     """
     from dispatch import app as application

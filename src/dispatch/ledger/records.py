@@ -29,6 +29,9 @@ from dispatch.values import DispatchKind
 # (approval: front_matter), as ledgers have held it since schema 3. Only this module reads or
 # writes it: everything above the ledger sees DispatchRecord.by_front_matter.
 _BY_FRONT_MATTER = "status: approved (front matter)"
+# An edit row that keeps a content's text for "what changed since" with nobody recorded as its
+# author (the column is NOT NULL; an empty name is nobody's).
+NO_AUTHOR = ""
 
 
 def dispatch_name(edition_date: date, revision: int, kind: str) -> str:
@@ -185,23 +188,34 @@ class Records:
     def record_edit(self, edition_date: date, content_hash: str, author: str, now: datetime, *,
                     source_text: str | None = None) -> str:
         """Remember who first wrote this content of the edition (and the file's text with it);
-        returns that author (the one recorded earlier, if someone else checked the same
-        content first)."""
+        returns that author (the one recorded earlier, if someone else saved the same
+        content first). A row that kept only the text (an approval's, NO_AUTHOR) takes the
+        author: the text was known before, who wrote it was not."""
         with self.db.engine.begin() as conn:
             conn.execute(
                 self.db.insert(edits).values(edition_date=edition_date.isoformat(), content_hash=content_hash,
                                            author=author[:200], recorded_at=as_utc(now), source_text=source_text)
                 .on_conflict_do_nothing(index_elements=["edition_date", "content_hash"])
             )
+            conn.execute(edits.update()
+                         .where(edits.c.edition_date == edition_date.isoformat(), edits.c.content_hash == content_hash,
+                                edits.c.author == NO_AUTHOR)
+                         .values(author=author[:200], recorded_at=as_utc(now)))
         if source_text is not None:
-            self.keep_edited_text(edition_date, content_hash, source_text)
+            self.keep_edited_text(edition_date, content_hash, source_text, now)
         return self.author_of(edition_date, content_hash) or author
 
     @operation
-    def keep_edited_text(self, edition_date: date, content_hash: str, source_text: str) -> None:
-        """Keep the file's text with this content, where a recorded edit of it has none yet
-        (recorded before schema 8, or without its text)."""
+    def keep_edited_text(self, edition_date: date, content_hash: str, source_text: str, now: datetime) -> None:
+        """Keep the file's text with this content, where no recorded edit of it has it yet
+        (recorded before schema 8, or without its text, or not recorded at all: a file written
+        on the server and approved at the command line, whose author nobody recorded)."""
         with self.db.engine.begin() as conn:
+            conn.execute(
+                self.db.insert(edits).values(edition_date=edition_date.isoformat(), content_hash=content_hash,
+                                           author=NO_AUTHOR, recorded_at=as_utc(now), source_text=source_text)
+                .on_conflict_do_nothing(index_elements=["edition_date", "content_hash"])
+            )
             conn.execute(edits.update()
                          .where(edits.c.edition_date == edition_date.isoformat(), edits.c.content_hash == content_hash,
                                 edits.c.source_text.is_(None))
@@ -218,11 +232,13 @@ class Records:
 
     @operation
     def author_of(self, edition_date: date, content_hash: str) -> str | None:
+        """Who was recorded as writing this content; None when nobody was (or only its text was kept)."""
         with self.db.read() as conn:
-            return conn.execute(
+            author = conn.execute(
                 sa.select(edits.c.author).where(edits.c.edition_date == edition_date.isoformat(),
                                                 edits.c.content_hash == content_hash)
             ).scalar()
+        return author or None
 
     @operation
     def approve(self, edition_date: date, revision: int, content_hash: str, by: str, now: datetime) -> Approval:
