@@ -672,9 +672,10 @@ def big_list(project: Project, count: int, name: str = "stor") -> None:
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 
 
-def write_edition(project: Project, day: date, status: str = "approved", compiled: str = "13:00") -> Path:
+def write_edition(project: Project, day: date, status: str = "approved", compiled: str = "00:00") -> Path:
     """The sample edition as the edition of ``day``, with the given status, compiled at
-    ``compiled`` (HH:MM; it is not sent before that time)."""
+    ``compiled`` (HH:MM; it is not sent before that time). The default, the day's first minute,
+    is before every slot of that day, so that a test whose slot is "now" passes at any hour."""
     text = (ROOT / "reports/2024-11-17.md").read_text(encoding="utf-8")
     text = text.replace("compiled: 2024-11-17 14:00", f"compiled: {day.isoformat()} {compiled}")
     text = text.replace("status: approved", f"status: {status}")
