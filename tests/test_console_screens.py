@@ -29,6 +29,7 @@ from dispatch.control.diff import Change, around_changes, diff_edition, word_run
 from test_accessibility import AXE, axe_violations
 
 TOMORROW = (datetime.now(STOCKHOLM) + timedelta(days=1)).date()
+HEADLINE = "Akutmottagningen på SÄS tar emot patienter från NÄL hela helgen"
 BODY = ("## Beskrivning av händelsen\n\n"
         "- Läget på SÄS är stabilt sedan i morse.\n"
         "- Omdirigeringen till NÄL fortsätter.\n")
@@ -141,6 +142,8 @@ def test_the_approver_sees_once_that_he_approved_and_then_what_changed_since(con
     browser_sign_in(anna, console.base, "anna", f"/editions/{day.isoformat()}")
     anna.get_by_label("Innehåll").fill(BODY.replace("stabilt", "ansträngt"))
     anna.get_by_label("Rubrik i inkorgen (tomt = standard)").fill("Läget på SÄS och NÄL")
+    # A second field with a long value: the walk found two changed fields wider than a phone.
+    anna.get_by_label("Nyhet i ämnesraden (tomt = rapportens namn)").fill(HEADLINE)
     expect(anna.locator("#problems")).to_contain_text("Inga problem hittades", timeout=10_000)
     anna.get_by_role("button", name="Spara").click()
     expect(anna.locator("#status")).to_contain_text("Sparad")
@@ -149,9 +152,14 @@ def test_the_approver_sees_once_that_he_approved_and_then_what_changed_since(con
     expect(approver.locator(".standing .state")).to_contain_text("ändrades efter godkännandet av bo")
     expect(status).to_have_text("")  # no "Godkänd 14:20." above "måste godkännas på nytt"
     since = approver.locator("#since-approval")
-    expect(since.locator("del")).to_have_text(["Läget på SÄS", "stabilt"])  # the field first, then the text
-    expect(since.locator("ins")).to_have_text(["Läget på SÄS och NÄL", "ansträngt"])
-    expect(since.locator("dt")).to_have_text(["Rubrik i inkorgen"])
+    expect(since.locator("del")).to_have_text(["Läget på SÄS", "stabilt"])  # the fields first, then the text
+    expect(since.locator("ins")).to_have_text(["Läget på SÄS och NÄL", HEADLINE, "ansträngt"])
+    expect(since.locator("dt")).to_have_text(["Rubrik i inkorgen", "Nyhet i ämnesraden"])
+    past_the_edge = since.evaluate("s => [s, ...s.querySelectorAll('*')].filter(e =>"
+                                   " e.getBoundingClientRect().right > document.documentElement.clientWidth + 1)"
+                                   ".map(e => e.tagName + ' ' + e.textContent.slice(0, 40))")
+    assert past_the_edge == [], f"the changed fields fit the phone: {past_the_edge}"
+    assert approver.evaluate("() => document.documentElement.scrollWidth") <= 375
     shown = since.inner_text()
     assert "---" not in shown and "status:" not in shown and "subject:" not in shown, shown
     assert approver.get_by_role("button", name="Godkänn", exact=True).count() == 1
@@ -170,6 +178,10 @@ URGENT = "---\nsubject: SÄS akutmottagning stänger 16:00\n---\n\nSÄS akutmott
 WIDER_THAN_THEIR_BOX = """() => Array.from(document.querySelectorAll('*'))
   .filter(e => e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).display !== 'inline')
   .map(e => `${e.tagName.toLowerCase()}${e.id ? '#' + e.id : ''}.${e.className} ${e.scrollWidth}>${e.clientWidth}`)"""
+
+# A stacked cell shown with its column's name and no value (a sign-in has no content hash).
+LABEL_ALONE = """() => Array.from(document.querySelectorAll('td[data-label]'))
+  .filter(td => td.getClientRects().length && !td.textContent.trim()).map(td => td.dataset.label)"""
 
 
 def sent_days(project: Project, smtp_server: SMTPServer) -> list[str]:
@@ -212,6 +224,8 @@ def test_history_recipients_and_the_log_fit_a_phone_with_labels_not_names(
                                           " document.querySelectorAll('tbody tr').length]"))
             wide = page.evaluate(WIDER_THAN_THEIR_BOX)  # type: ignore[attr-defined]
             assert wide == [], f"{path}: these scroll sideways at 375 px: {wide}"
+            alone = page.evaluate(LABEL_ALONE)  # type: ignore[attr-defined]
+            assert alone == [], f"{path}: a column's name with nothing after it: {alone}"
             shown = page.inner_text("body")  # type: ignore[attr-defined]  # collapsed <details> are not rendered
             assert not [name for name in names if name in shown], f"{path} shows a dispatch's internal name"
         page.goto(web.base + "/history")  # type: ignore[attr-defined]
