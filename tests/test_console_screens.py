@@ -120,6 +120,29 @@ def test_a_confirmation_is_shown_once_and_not_repeated_by_the_address(console: W
     assert 'class="ok"' not in sign_in(console.base, "bo").get(f"/editions/{day.isoformat()}").text
 
 
+def test_an_approval_ahead_voided_by_the_edition_sent_before_it_says_what_else_changed(
+        console: WebProcess, project: Project) -> None:
+    """Tomorrow's edition approved today: when today's goes out, what tomorrow's marks "Nytt" is
+    counted against it, and the approval (bound to all the reader sees) is void. The walk of issue
+    32 found the approver told "texten eller mejlets mallar" changed and "Ingen skillnad i texten"."""
+    save_over_http(console.base, "anna", TOMORROW, BODY)
+    bo = sign_in(console.base, "bo")
+    page = bo.get(f"/editions/{TOMORROW.isoformat()}")
+    seen = re.search(r'name="seen" value="([0-9a-f]{64})"', page.text)
+    assert seen
+    assert bo.post(f"/editions/{TOMORROW.isoformat()}/approve",
+                   data={"csrf": csrf_of(page.text), "seen": seen.group(1)}).status_code == 303
+    today = datetime.now(STOCKHOLM).date()
+    write_edition(project, today, compiled="00:00")
+    assert project.run("approve", "--date", today.isoformat(), "--by", "bo").returncode == 0
+    assert project.run("send", "--date", today.isoformat()).returncode == 0
+    page = bo.get(f"/editions/{TOMORROW.isoformat()}")
+    state = page.text.split('class="state')[1].split("</p>")[0]
+    assert "måste godkännas på nytt" in state and "vad som är nytt sedan förra utskicket" in state, state
+    since = page.text.split('id="since-approval"')[1].split("</section>")[0]
+    assert "Ingen skillnad i texten eller uppgifterna" in since and "markeringarna Nytt och Ändrat" in since, since
+
+
 @pytest.mark.slow  # Chromium, two people; fast twins: the two tests above
 def test_the_approver_sees_once_that_he_approved_and_then_what_changed_since(console: WebProcess, chromium: object) -> None:
     from playwright.sync_api import expect
