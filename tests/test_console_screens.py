@@ -251,6 +251,13 @@ def test_history_recipients_and_the_log_fit_a_phone_with_labels_not_names(
             assert alone == [], f"{path}: a column's name with nothing after it: {alone}"
             shown = page.inner_text("body")  # type: ignore[attr-defined]  # collapsed <details> are not rendered
             assert not [name for name in names if name in shown], f"{path} shows a dispatch's internal name"
+        # One dispatch's recipients (and a run's undelivered ones, the same cards): the walk of
+        # issue 32 found their replies past the phone's edge in a sideways-scrolling table.
+        page.goto(f"{web.base}/history/{names[0]}")  # type: ignore[attr-defined]
+        assert page.locator("tbody tr").count() >= 2  # type: ignore[attr-defined]
+        wide = page.evaluate(WIDER_THAN_THEIR_BOX)  # type: ignore[attr-defined]
+        assert wide == [], f"a dispatch's page scrolls sideways at 375 px: {wide}"
+        assert page.evaluate(LABEL_ALONE) == []  # type: ignore[attr-defined]
         page.goto(web.base + "/history")  # type: ignore[attr-defined]
         if shots := os.environ.get("DISPATCH_SCREENS_DIR"):  # for a person to look at
             for path in ("/history", "/recipients", "/audit"):
