@@ -237,6 +237,7 @@ def test_a_test_to_me_with_the_relay_down_is_an_error_with_the_reason_and_goes_w
         assert alert, said.text
         assert f"e-postservern 127.0.0.1:{port} tog inte emot det" in alert.group(1)
         assert "anslutningen nekades" in alert.group(1), "the reason, as the ledger records it, in Swedish"
+        assert "))" not in alert.group(1), "the reason's own parenthesis is not nested in another"
         assert "du behöver inte skicka det på nytt" in alert.group(1)
         assert "Ett [TEST] är skickat" not in said.text and 'class="ok"' not in said.text, "no green confirmation"
         run = re.search(r'href="/runs/([^"]+)">Följ testet', said.text)
