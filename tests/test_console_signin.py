@@ -498,7 +498,7 @@ def test_a_schema_4_ledger_gains_session_generations_and_keeps_its_accounts(
     engine.dispose()
     ledger = Ledger(url)
     try:
-        assert ledger.schema_version() == 8  # the current schema (6 and 7 since issue 31, 8 since issue 32)
+        assert ledger.schema_version() == 9  # the current schema (6 and 7 since issue 31, 8 since issue 32, 9 since 33)
         user = ledger.user("anna")
         assert user is not None and user.session_generation == 0 and user.sso_subject is None
         assert ledger.end_sessions("anna") and ledger.end_sessions("anna")

@@ -102,7 +102,7 @@ def test_a_schema_2_ledger_gains_content_hashes_approvals_and_edits(tmp_path: Pa
 
     ledger = Ledger(url)
     try:
-        assert ledger.schema_version() == SCHEMA_VERSION == 8  # 6: relay trouble as columns; 7: audit details as facts; 8: edited texts
+        assert ledger.schema_version() == SCHEMA_VERSION == 9  # 6: relay trouble; 7: audit facts; 8: edited texts; 9: snapshots
         old = ledger.find_dispatch("2024-11-16.r1.edition")
         assert old is not None and old.subject == "Gammal" and old.content_hash is None
         record, created = ledger.open_dispatch("2024-11-17.r1.edition", date(2024, 11, 17), 1, "edition", "Ny", "",
@@ -154,7 +154,7 @@ def test_recipients_held_behind_the_old_prefix_keep_their_reason_as_relay_troubl
 
     ledger = Ledger(url)
     try:
-        assert ledger.schema_version() == SCHEMA_VERSION == 8  # 6: relay trouble as columns; 7: audit details as facts; 8: edited texts
+        assert ledger.schema_version() == SCHEMA_VERSION == 9  # 6: relay trouble; 7: audit facts; 8: edited texts; 9: snapshots
         assert ledger.held_by_relay(1) == (RelayTrouble(RelayCause.OTHER, "", reason), 1)
         assert {row["key"]: row["reply"] for row in ledger.rows(1)} == {"a": reason, "b": "451 4.3.0 later", "c": "250 OK"}
         # A hold writes the fact; the next recorded attempt clears it.

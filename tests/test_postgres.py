@@ -76,7 +76,8 @@ def test_the_program_creates_the_schema_and_records_its_version(pg: PgSchema, le
     tables = {row[0] for row in pg.execute(
         f"SELECT table_name FROM information_schema.tables WHERE table_schema = '{pg.name}'")}
     assert tables == {"dispatch_schema", "dispatches", "deliveries", "dispatch_contents", "relay_slots", "approvals", "edits",
-                      "ledger_identity", "users", "audit", "kept_texts", "bounce_events"}
+                      "ledger_identity", "users", "audit", "kept_texts", "bounce_events",
+                      "snapshots", "snapshot_members", "dispatch_snapshots"}  # schema 9: directory lists' snapshots
     open_ledger(pg.url, ledgers)  # a second start changes nothing
     assert pg.execute("SELECT version FROM dispatch_schema") == [(SCHEMA_VERSION,)]
 

@@ -14,7 +14,7 @@ from dispatch.values import Role, RunState
 AUDIT_ACTIONS = (
     "sign_in", "sign_in_failed", "sign_out", "locked", "save", "save_refused", "approve", "revoke", "send",
     "stop", "resume", "retry_now", "export", "user_added", "user_disabled", "user_enabled", "user_updated",
-    "sso_held", "correction_started", "password_changed", "sso_refused", "sso_failed",
+    "sso_held", "correction_started", "password_changed", "sso_refused", "sso_failed", "list_accepted",
 )
 
 # code -> English wording (or its singular and plural forms)
@@ -218,6 +218,19 @@ ENGLISH.update({
     "recipients.member_not_a_mapping": "each member needs an 'email' (and optionally a 'name')",
     "recipients.member_without_email": "this member has no 'email' text",
     "recipients.bad_include": "'include' must list other recipient list names",
+    # Directory lists and their snapshots (recipients/snapshots.py, app/directory.py)
+    "recipients.not_a_directory_list": "{name} is not a directory list (its file has no 'source:'); only directory "
+                                       "lists are synced",
+    "snapshot.empty": "the directory returned nobody",
+    "snapshot.shrank": "{percent} % smaller than the last accepted snapshot ({before} -> {after} members; "
+                       "the limit is {limit} %)",
+    "snapshot.age": ("list {list}: snapshot {snapshot} ({members} members), last confirmed by a sync {count} minute ago",
+                     "list {list}: snapshot {snapshot} ({members} members), last confirmed by a sync {count} minutes ago"),
+    "snapshot.held_note": "list {list}: a change is held (snapshot {snapshot}: {reason}); sends use the last accepted "
+                          "snapshot; see dispatch recipients diff {list}",
+    "snapshot.failing": "list {list}: the last sync failed ({reason}); sends use the last accepted snapshot",
+    "snapshot.stale": "list {list}: not synced for a while; is dispatch serve running?",
+    "audit_detail.snapshot_accepted": "snapshot {snapshot}: {members} members, {added} added, {removed} removed",
     # control/approval.py: the approval rule's reasons
     "gate.approved_in_file": "approved ('status: approved' in the file)",
     "gate.draft": "the edition is a draft ('status: {status}'); set 'status: approved' to send it "

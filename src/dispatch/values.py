@@ -223,6 +223,7 @@ class Permission(StrEnum):
     APPROVE = "approve"  # approve and revoke an edition's approval
     SEND = "send"  # send, stop, resume, try again now; urgent messages
     AUDIT = "audit"  # read the audit log
+    LISTS = "lists"  # accept a directory list's held change (the shrink guard's); operators
 
 
 # The one place roles become permissions: each role has those of the role before it.

@@ -10,6 +10,7 @@ nothing below reads the time by itself.
   (decide, approve, revoke, publish under change control)
 - ``sending``: plan, send, the completion summary
 - ``records``: find a dispatch, status, history, export
+- ``directory``: directory lists: sync into snapshots (the shrink guard), diff, accept
 - ``scheduled``: what the service's jobs do, decided from the ledger
 - ``service``: the scheduler process (APScheduler) that runs them, for ``dispatch serve``
 - ``accounts``, ``passwords``, ``drafting``, ``overview``: the console's people and audit
@@ -77,6 +78,19 @@ if TYPE_CHECKING:
         revoke,
         scheduled_edition,
         too_early,
+    )
+    from dispatch.app.directory import (
+        ACCEPT_ACTION,
+        Accepted,
+        DirectoryCard,
+        ListDiff,
+        SyncOutcome,
+        accept,
+        directory_cards,
+        list_diff,
+        snapshot_notes,
+        sync,
+        waiting_lists,
     )
     from dispatch.app.drafting import (
         NEW_FILE,
@@ -154,6 +168,7 @@ if TYPE_CHECKING:
     from dispatch.ledger import Ledger, dispatch_name, state_dir
     from dispatch.models import AuditEntry, KeptText, User
     from dispatch.publishing.export import export_csv, export_files
+    from dispatch.recipients.snapshots import Change, Snapshot, SnapshotMember, SnapshotState
     from dispatch.values import PERMISSIONS, Permission, Role
 
 # module -> the names it gives this package ("local:original" where the name is changed here).
@@ -171,6 +186,10 @@ WHERE: dict[str, tuple[str, ...]] = {
     "dispatch.app.control": (
         "Decision", "accessibility_statement", "accessibility_warnings", "approve", "decide", "decide_now", "publish",
         "publish_checked", "revocation_notes", "revoke", "scheduled_edition", "TooEarly", "too_early",
+    ),
+    "dispatch.app.directory": (
+        "ACCEPT_ACTION", "Accepted", "DirectoryCard", "ListDiff", "SyncOutcome", "accept", "directory_cards", "list_diff",
+        "snapshot_notes", "sync", "waiting_lists",
     ),
     "dispatch.app.drafting": (
         "NEW_FILE", "Draft", "DraftPreview", "Saved", "SentDiff", "compose", "diff_texts", "open_draft", "preview_draft",
@@ -209,6 +228,7 @@ WHERE: dict[str, tuple[str, ...]] = {
     "dispatch.ledger": ("Ledger", "dispatch_name", "state_dir"),
     "dispatch.models": ("AuditEntry", "KeptText", "User"),
     "dispatch.publishing.export": ("export_csv", "export_files"),
+    "dispatch.recipients.snapshots": ("Change", "Snapshot", "SnapshotMember", "SnapshotState"),
     "dispatch.values": ("PERMISSIONS", "Permission", "Role"),
 }
 
@@ -233,6 +253,7 @@ if not TYPE_CHECKING:  # for mypy the names are the imports above, and a typo st
 
 
 __all__ = [
+    "ACCEPT_ACTION",
     "FOOTER",
     "LOCKED_CHECKS",
     "LOCK_AFTER",
@@ -243,14 +264,17 @@ __all__ = [
     "NO_ROLE",
     "PERMISSIONS",
     "UNKNOWN_PER_ADDRESS",
+    "Accepted",
     "AccountLocked",
     "AddressLimits",
     "App",
     "AuditEntry",
     "BounceRun",
+    "Change",
     "Clock",
     "Confirmation",
     "Decision",
+    "DirectoryCard",
     "Draft",
     "DraftPreview",
     "Due",
@@ -258,6 +282,7 @@ __all__ = [
     "Job",
     "KeptText",
     "Ledger",
+    "ListDiff",
     "ListsReport",
     "LockedChecks",
     "LongSubject",
@@ -285,11 +310,16 @@ __all__ = [
     "SignInRefused",
     "SinceApproval",
     "SinceSent",
+    "Snapshot",
+    "SnapshotMember",
+    "SnapshotState",
     "Status",
     "StoppableClock",
+    "SyncOutcome",
     "TooEarly",
     "User",
     "WebSettings",
+    "accept",
     "accessibility_statement",
     "accessibility_warnings",
     "active_user",
@@ -314,6 +344,7 @@ __all__ = [
     "decide",
     "decide_now",
     "diff_texts",
+    "directory_cards",
     "disable_user",
     "dispatch_name",
     "duration",
@@ -333,6 +364,7 @@ __all__ = [
     "label_of",
     "labels_for",
     "latest_sent_edition",
+    "list_diff",
     "list_users",
     "lists_report",
     "lists_sent_before",
@@ -379,6 +411,7 @@ __all__ = [
     "sign_out",
     "since_approval",
     "since_sent_to_lists",
+    "snapshot_notes",
     "sso_failed",
     "sso_name",
     "sso_no_role",
@@ -388,10 +421,12 @@ __all__ = [
     "start_correction",
     "state_dir",
     "status",
+    "sync",
     "today",
     "too_early",
     "urgent_fields",
     "urgent_path",
+    "waiting_lists",
     "web_url",
     "write_preview",
     "write_urgent",

@@ -227,7 +227,7 @@ def repeat_bouncers(s: Session, last: int) -> list[Repeat]:
         return []
     from dispatch.app.editions import all_lists
 
-    report = lists_report(settings, all_lists(settings))
+    report = lists_report(settings, all_lists(settings), s)  # directory lists: their accepted snapshots
     sources: dict[str, list[str]] = {}
     if report.resolution is not None:
         for recipient in report.resolution.recipients.values():

@@ -8,13 +8,15 @@ import dataclasses
 import hashlib
 import os
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dispatch.app.application import Session
 from dispatch.app.changes import earlier_message_ids, with_news
+from dispatch.app.directory import snapshot_people
 from dispatch.app.readback import read_back_problems, reject_unwritable_to
 from dispatch.app.reading import read_edition
 from dispatch.app.wiring import envelope, signer
@@ -47,6 +49,7 @@ class Prepared:
     test: bool
     thread: Thread | None = None
     made_at: datetime | None = None  # the time it was rendered for (its Date): names a test dispatch
+    snapshots: Mapping[str, int] = field(default_factory=dict)  # directory list -> the snapshot it resolved to
 
 
 def choose_lists(settings: Settings, edition: Edition, requested: tuple[str, ...],
@@ -137,6 +140,7 @@ def render_edition(
     edition = with_news(s, edition)  # a no-op for an edition read by read_edition
     threads: dict[str, bytes] = {}
     first_subject: str | None = None
+    snapshots: dict[str, int] = {}
     if test:
         resolution = _resolve_addresses(to)
         names: tuple[str, ...] = ()
@@ -145,7 +149,10 @@ def render_edition(
         if edition.revision > 1 and not edition.urgent:
             earlier, threads, first_subject = _earlier_revisions(s, edition)
         names = choose_lists(settings, edition, lists, earlier, default_lists)
-        resolution = resolve(settings.recipients_dir, names, directories=directory_lists(settings))
+        # Directory lists: their last accepted snapshots, never the directory itself.
+        people = snapshot_people(s)
+        resolution = resolve(settings.recipients_dir, names, directories=Directories(directory_kinds(settings), people))
+        snapshots = dict(people.used)
     reject_unwritable_to(resolution)
     footer = FOOTER.format(sender=settings.sender.name or settings.sender.address)
     # A test send does not publish, so it carries no link to a page that does not exist yet.
@@ -159,7 +166,7 @@ def render_edition(
                           first_subject=first_subject, prefixes=(TEST_PREFIX, URGENT_PREFIX, CORRECTION_PREFIX))
     prepared = prepare(rendered, envelope(settings), now.astimezone(settings.timezone), urgent=edition.urgent, thread=thread)
     prepared = dataclasses.replace(prepared, threads=threads, signer=signer(settings))  # (signs the preview too)
-    return Prepared(edition, resolution, rendered, prepared, names, test, thread, now)
+    return Prepared(edition, resolution, rendered, prepared, names, test, thread, now, snapshots)
 
 
 def check_problems(settings: Settings, ready: Prepared) -> list[Problem]:
@@ -338,13 +345,13 @@ class ListsReport:
     names: tuple[str, ...]
     resolution: Resolution | None
     problems: list[Problem]
+    snapshots: Mapping[str, int] = field(default_factory=dict)  # directory list -> the accepted snapshot shown
 
 
-def directory_lists(settings: Settings) -> Directories:
-    """What the list resolver needs for directory lists: the directories config.yaml names.
-    (Their people come from the lists' accepted snapshots: until a list has one, resolving it
-    says that it must be synced first.)"""
-    return Directories(kinds={name: directory.kind for name, directory in settings.directories.items()})
+def directory_kinds(settings: Settings) -> dict[str, str]:
+    """The directories config.yaml names, by kind: what the list resolver checks a directory
+    list's ``source`` against. (Their people come from the lists' accepted snapshots.)"""
+    return {name: directory.kind for name, directory in settings.directories.items()}
 
 
 def all_lists(settings: Settings) -> tuple[str, ...]:
@@ -352,16 +359,19 @@ def all_lists(settings: Settings) -> tuple[str, ...]:
     return tuple(available_lists(settings.recipients_dir))
 
 
-def lists_report(settings: Settings, names: tuple[str, ...]) -> ListsReport:
-    """The lists named (default: every list in 'schedules'), resolved as a send would resolve them."""
+def lists_report(settings: Settings, names: tuple[str, ...], s: Session | None = None) -> ListsReport:
+    """The lists named (default: every list in 'schedules'), resolved as a send would resolve them:
+    with a unit of work ``s``, directory lists as their last accepted snapshots (one never accepted
+    is a problem at its file); without, directory lists are read as files only, without members."""
     referrers: dict[str, Where] = {}
     if not names:
         names = settings.scheduled_lists()
         # An unknown list name then points at the schedules in config.yaml.
         where = (display_path(settings.path), settings.line_of.get("schedules", 1))
         referrers = {name: where for name in names}
+    people = snapshot_people(s) if s is not None else None
     try:
-        resolution = resolve(settings.recipients_dir, names, referrers, directories=directory_lists(settings))
+        resolution = resolve(settings.recipients_dir, names, referrers, directories=Directories(directory_kinds(settings), people))
     except InputError as exc:
         return ListsReport(names, None, list(exc.problems))
-    return ListsReport(names, resolution, list(resolution.problems))
+    return ListsReport(names, resolution, list(resolution.problems), dict(people.used) if people is not None else {})

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 from dispatch import wording
 from dispatch.email import headers
 from dispatch.models import State
+from dispatch.recipients.snapshots import Change, Snapshot
 from dispatch.values import DispatchLabel
 
 if TYPE_CHECKING:
@@ -226,6 +227,54 @@ def job_failed(job: str, error: BaseException, now: datetime) -> Alert:
             f"{error.__class__.__name__}: {error}\n\n"
             f"Tjänsten fortsätter att köra. Se loggen (journalctl -u dispatch) och 'dispatch status'.\n"
         ),
+    )
+
+
+def list_held(list_name: str, display_name: str, held: Snapshot, accepted: Snapshot | None, change: Change,
+              zone: ZoneInfo) -> Alert:
+    """A sync of a directory list was held by the shrink guard: a person must look at it."""
+    reason = wording.swedish(held.reason) if held.reason is not None else ""
+    using = (f"Utskick går tills vidare till den senast godkända listan (ögonblicksbild {accepted.ref}, "
+             f"{accepted.members} mottagare, från {accepted.taken_at.astimezone(zone):%Y-%m-%d %H:%M})."
+             if accepted is not None else "Listan har ingen godkänd version: inget skickas till den förrän ändringen godkänns.")
+    lines = [
+        f"Synkningen av mottagarlistan {display_name} ({list_name}) från katalogen "
+        f"{held.taken_at.astimezone(zone):%Y-%m-%d %H:%M} godkändes inte automatiskt: {reason}.",
+        "",
+        using,
+        "",
+        f"Ny version (ögonblicksbild {held.ref}): {held.members} mottagare; {len(change.added)} tillkommer, "
+        f"{len(change.removed)} försvinner.",
+    ]
+    for heading, people in (("Försvinner:", change.removed), ("Tillkommer:", change.added)):
+        if not people:
+            continue
+        lines += ["", heading]
+        lines += [f"- {m.address}" + (f" ({m.name})" if m.name else "") for m in people[:MAX_LISTED]]
+        if len(people) > MAX_LISTED:
+            lines.append(f"- ... och {len(people) - MAX_LISTED} till")
+    lines += ["", "Är ändringen riktig (till exempel en omorganisation)? Godkänn den i konsolen under Mottagare "
+                  f"(Godkänn ändringen) eller med: dispatch recipients accept {list_name} --by NAMN",
+              "Är den fel? Rätta gruppen eller filtret i katalogen; nästa synkning ersätter den här versionen.",
+              f"Se skillnaden: dispatch recipients diff {list_name}"]
+    return Alert(key=("list_held", list_name, held.ref),
+                 subject=f"Mottagarlistan {display_name} har ändrats mer än tillåtet: ändringen väntar på godkännande",
+                 body="\n".join(lines) + "\n")
+
+
+def list_sync_failed(list_name: str, display_name: str, failed: Snapshot, accepted: Snapshot | None,
+                     zone: ZoneInfo) -> Alert:
+    """A directory list could not be read from its directory (down, refused our credentials)."""
+    reason = wording.swedish(failed.reason) if failed.reason is not None else ""
+    using = (f"Utskick går till den senast godkända listan (ögonblicksbild {accepted.ref}, {accepted.members} "
+             f"mottagare, från {accepted.taken_at.astimezone(zone):%Y-%m-%d %H:%M})."
+             if accepted is not None else "Listan har ingen godkänd version: inget skickas till den.")
+    return Alert(
+        key=("list_failed", list_name, failed.ref),
+        subject=f"Mottagarlistan {display_name} kunde inte hämtas från katalogen",
+        body=(f"Synkningen av mottagarlistan {display_name} ({list_name}) misslyckades "
+              f"{failed.taken_at.astimezone(zone):%Y-%m-%d %H:%M}: {reason}\n\n{using}\n\n"
+              f"Tjänsten försöker igen vid nästa synkning. Prova själv: dispatch recipients sync {list_name}\n"),
     )
 
 

@@ -74,6 +74,7 @@ def history(s: Session, since: date | None) -> list[dict[str, Any]]:
             "created_by": record.created_by, "approved_by": document["approved_by"],
             "by_front_matter": record.by_front_matter, "approved_at": document["approved_at"], "counts": document["counts"],
             "started_at": document["created_at"], "finished_at": document["finished_at"],
+            "snapshots": snapshot_refs(ledger.snapshots_used(record.name)),
         })
     return entries
 
@@ -153,4 +154,10 @@ def export(s: Session, ref: str) -> dict[str, Any] | None:
     record = find_dispatch(ledger, ref)
     if record is None:
         return None
-    return export_document(record, ledger.counts(record.id), ledger.rows(record.id), ledger.contents(record.name))
+    return export_document(record, ledger.counts(record.id), ledger.rows(record.id), ledger.contents(record.name),
+                           snapshots=snapshot_refs(ledger.snapshots_used(record.name)))
+
+
+def snapshot_refs(used: dict[str, int]) -> dict[str, str]:
+    """{LIST: SNAPSHOT-ID} as history --json and the export name them."""
+    return {name: str(snapshot_id) for name, snapshot_id in sorted(used.items())}

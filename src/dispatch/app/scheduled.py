@@ -23,6 +23,7 @@ from dispatch.app import notify
 from dispatch.app.application import App
 from dispatch.app.control import scheduled_edition
 from dispatch.app.copies import PendingCopies
+from dispatch.app.directory import SyncOutcome, read_since, sync
 from dispatch.app.editions import lists_report, prepare_edition
 from dispatch.app.eventlog import event
 from dispatch.app.runs import recipe_for
@@ -48,8 +49,11 @@ from dispatch.errors import DispatchError, InputError, Problem, TransportError, 
 from dispatch.ledger import Ledger, dispatch_name
 from dispatch.models import Edition
 from dispatch.publishing.intranet import PublishError
+from dispatch.recipients.snapshots import Change, SnapshotState
 from dispatch.values import DispatchKind
-from dispatch.wording import swedish_of
+from dispatch.wording import english, swedish_of
+
+PRESYNC = timedelta(minutes=30)  # directory lists are synced this long before each slot
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,7 @@ class Service:
         self.held: dict[str, date] = {}  # schedules whose send found nothing approved, by edition day
         self.undelivered: dict[tuple[str, ...], notify.Alert] = {}  # alerts the relay did not take (yet)
         self.copies = PendingCopies()  # intranet copies that failed, retried by the watch job
+        self.presynced: set[tuple[str, datetime]] = set()  # (schedule, slot) whose lists were synced before it
         self.resending: set[str] = set()  # urgent messages and tests the watch sends again now
 
     def close(self) -> None:
@@ -168,6 +173,57 @@ class Service:
         except Exception as exc:
             event("job_failed", logging.ERROR, job=f"{kind}:{name}", exc_info=True)
             self.alert(notify.job_failed(f"{kind}:{name}", exc, self._local(now)), now)
+
+    def sync_lists(self, now: datetime) -> list[SyncOutcome]:
+        """The sync job: every directory list read from its directory into a snapshot (the
+        shrink guard deciding). A held or failed sync alerts `notify` once per snapshot: the
+        ledger remembers which it alerted about, across restarts and services on one ledger,
+        and a sync that finds the same held change (or the same failure) again keeps its
+        snapshot. Raises DispatchError for list files that cannot be read (the job logs it)."""
+        with self.app.session() as s:
+            outcomes = sync(s, (), now)
+        zone = self.settings.timezone
+        for outcome in outcomes:
+            spec, snapshot = outcome.spec, outcome.snapshot
+            event("list_synced", logging.INFO if outcome.state is SnapshotState.ACCEPTED else logging.WARNING,
+                  list=spec.name, state=snapshot.state.value, snapshot=snapshot.ref, members=snapshot.members,
+                  new=outcome.new, reason=english(snapshot.reason) if snapshot.reason else "")
+            if outcome.state is SnapshotState.ACCEPTED or not self.ledger.mark_alerted(snapshot.id, now):
+                continue
+            if outcome.state is SnapshotState.FAILED and self._failing_since_alerted(spec.name, snapshot.id):
+                continue  # one alert while a directory keeps failing, whatever it says each time
+            if outcome.state is SnapshotState.HELD:
+                alert = notify.list_held(spec.name, spec.display_name, snapshot, outcome.accepted,
+                                         outcome.change or Change((), ()), zone)
+            else:
+                alert = notify.list_sync_failed(spec.name, spec.display_name, snapshot, outcome.accepted, zone)
+            self.alert(alert, now)
+        return outcomes
+
+    def _failing_since_alerted(self, list_name: str, snapshot_id: int) -> bool:
+        """The snapshot before this failed one failed too, `notify` heard of it, and no sync has
+        read the directory since (a directory that came back and failed again is told again)."""
+        ledger = self.ledger
+        earlier = [x for x in ledger.snapshots(list_name, 2) if x.id != snapshot_id]
+        if not earlier or earlier[0].state is not SnapshotState.FAILED or earlier[0].alerted_at is None:
+            return False
+        return not read_since(earlier[0], ledger.last_accepted(list_name), ledger.pending_held(list_name))
+
+    def presync_due(self, now: datetime) -> bool:
+        """True once per slot in the 30 minutes before it: directory lists are synced then, so a
+        send goes to the directory as it is (or a held change is seen in time to accept it)."""
+        for schedule in self.settings.schedules:
+            occurrence = next_occurrence(schedule, self.settings.timezone, now)
+            if occurrence is None:
+                continue
+            at = _utc(occurrence.at)
+            if at - PRESYNC <= _utc(now) < at:
+                with self.lock:
+                    if (schedule.name, at) in self.presynced:
+                        continue
+                    self.presynced.add((schedule.name, at))
+                return True
+        return False
 
     def orphaned(self, now: datetime) -> list[str]:
         """Schedules to resume now because another node died holding part of their send.

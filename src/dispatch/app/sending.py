@@ -84,6 +84,8 @@ def send(s: Session, ready: Prepared, clock: Clock, *, created_by: str | None = 
     ledger.keep_content(plan.name, ready.rendered.subject, plan.source, ready.edition.source_text,
                         ready.rendered.html, ready.rendered.text, clock.now(),
                         content_hash=decision.content.hash, canonical=decision.content.document())
+    # Which snapshot each directory list went to: the record says exactly who was on the list.
+    ledger.record_snapshots_used(plan.name, ready.snapshots, clock.now())
     finished = decision.existing is not None and decision.existing.finished_at is not None
     published: Path | None = None
     unpublished: PublishError | None = None

@@ -59,6 +59,14 @@ def install_jobs(scheduler: BackgroundScheduler, service: Service, settings: Set
             read_bounces, "interval", minutes=settings.bounces.interval_minutes, args=(service,), id="bounces",
             name="read the bounce mailbox", coalesce=True, max_instances=1, replace_existing=True,
         )
+    if settings.directories:
+        # Every sync_minutes, and at once on start (a service started at 13:55 syncs before 14:00);
+        # the watch job brings it forward 30 minutes before each slot.
+        scheduler.add_job(
+            sync_lists, "interval", minutes=settings.sync_minutes, args=(service,), id="sync",
+            name="sync the directory lists", coalesce=True, max_instances=1, replace_existing=True,
+            next_run_time=datetime.now(UTC),
+        )
     # Every service watches: urgent messages and tests need it without a schedule too.
     scheduler.add_job(
         watch, "interval", seconds=watch_seconds(settings), args=(scheduler, service), id="watch",
@@ -117,6 +125,8 @@ def watch(scheduler: BackgroundScheduler, service: Service) -> None:
         now = service.clock.now()
         for name in service.orphaned(now) + service.approved_late(now):
             scheduler.modify_job(f"send:{name}", next_run_time=datetime.now(UTC))
+        if service.settings.directories and service.presync_due(now) and scheduler.get_job("sync") is not None:
+            scheduler.modify_job("sync", next_run_time=datetime.now(UTC))
         for name in service.strays(now):  # urgent messages and tests: a job of their own, not the watch's time
             scheduler.add_job(service.resend, args=(name,), id=f"resend:{name}", name=f"send {name} again",
                               max_instances=1, replace_existing=True)
@@ -124,6 +134,18 @@ def watch(scheduler: BackgroundScheduler, service: Service) -> None:
         service.copies.retry(service.settings, service.ledger, now)
     except Exception:
         event("watch_failed", logging.ERROR, exc_info=True)  # e.g. the ledger briefly down; next time
+
+
+def sync_lists(service: Service) -> None:
+    """The sync job: directory lists into snapshots (see Service.sync_lists). A failure is
+    logged; sends go on with the last accepted snapshots, and the next run tries again."""
+    try:
+        service.sync_lists(service.clock.now())
+    except DispatchError as exc:
+        problems = [str(p) for p in exc.problems] if isinstance(exc, InputError) else [str(exc)]
+        event("sync_failed", logging.ERROR, problems=" | ".join(problems))
+    except Exception:  # a fault of ours or a library's: the service that sends the report keeps running
+        event("sync_failed", logging.ERROR, exc_info=True)
 
 
 def read_bounces(service: Service) -> None:

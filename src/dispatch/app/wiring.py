@@ -152,8 +152,9 @@ def directory_source(directory: LdapDirectory | GraphDirectory) -> DirectorySour
         server = directory.url
         secret = _directory_secret(directory.name, server, "password", directory.password_env, directory.password_file)
         return LdapSource(directory, secret)
-    # The Microsoft Graph source (recipients/graph.py) is wired here when it lands.
-    raise DirectoryError(directory.name, directory.graph_url, "Microsoft Graph directories cannot be read by this version")
+    from dispatch.recipients.graph import GraphSource
+
+    return GraphSource(directory)  # it reads its client secret itself, when it asks for a token
 
 
 def _directory_secret(name: str, server: str, what: str, env: str | None, file: Path | None) -> str:

@@ -4,13 +4,14 @@
 - ``base``: the command group, shared options, errors -> messages and exit codes
 - ``editions``: check, preview, approve, publish
 - ``sending``: send
-- ``records``: status, history, export, recipients
+- ``records``: status, history, export
+- ``lists``: recipients (and for directory lists: recipients sync, diff, accept)
 - ``serving``: serve
 - ``console``: web (the editor console), users (its accounts)
 - ``bounces``: bounces (read the bounce mailbox, report who keeps bouncing)
 """
 
-from dispatch.cli import bounces, console, editions, records, sending, serving
+from dispatch.cli import bounces, console, editions, lists, records, sending, serving
 from dispatch.cli.base import main
 
-__all__ = ["bounces", "console", "editions", "main", "records", "sending", "serving"]
+__all__ = ["bounces", "console", "editions", "lists", "main", "records", "sending", "serving"]

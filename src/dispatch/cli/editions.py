@@ -64,6 +64,11 @@ def check(app: Context, day: date | None, file: Path | None, urgent: bool) -> No
             too_long.source, "put the news first, e.g. with 'headline:' in the edition")
         click.echo(f"warning: {too_long.path}:{too_long.line}: the subject {too_long.subject!r} is {too_long.length} characters; "
                    f"an inbox shows about {too_long.limit} (a phone about 35): {advice}", err=True)
+    try:  # directory lists: how old the snapshot each one resolved to is (the ledger's; no directory read)
+        for note in application.snapshot_notes(app.session, ready.snapshots, now):
+            click.echo(f"note: {english(note)}", err=True)
+    except DispatchError as exc:
+        fail(exc)
     unmeasured = application.phone_check_unavailable()
     if unmeasured:
         click.echo(f"note: not measured at a phone's width: {unmeasured}", err=True)

@@ -1,4 +1,4 @@
-"""Commands that read what there is: status, history, export, recipients; and serve."""
+"""Commands that read what there is: status, history, export (the recipient lists: cli/lists.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 import sys
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -104,6 +103,8 @@ def history(app: Context, since: date | None, as_json: bool) -> None:
         click.echo(f"  content {short(entry['content_hash'])}  by {entry['created_by'] or '-'}  approved by "
                    f"{entry['approved_by'] or '-'}  started {started}  {finished}")
         click.echo("  " + "  ".join(f"{state} {count}" for state, count in counts.items() if count))
+        if entry["snapshots"]:
+            click.echo("  directory lists: " + ", ".join(f"{name} snapshot {ref}" for name, ref in entry["snapshots"].items()))
 
 
 @main.command("export")
@@ -144,64 +145,3 @@ def export_command(app: Context, dispatch: str, fmt: str, out: Path | None) -> N
         click.echo(application.export_csv(document), nl=False)
     else:
         click.echo(json.dumps(document, ensure_ascii=False, indent=2))
-
-
-@main.command("recipients")
-@click.argument("names", nargs=-1, metavar="[LIST]...")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
-@click.option("--members", "show_members", is_flag=True, help="Also list each member (address and name).")
-@pass_context
-def recipients_command(app: Context, names: tuple[str, ...], as_json: bool, show_members: bool) -> None:
-    """Show the resolved recipients of each LIST (default: every list in 'schedules').
-
-    Per list: display name, members after folding duplicates and removing suppressed
-    addresses, how many were suppressed, overlaps between lists; problems go to stderr
-    as path:line: message. Exits 0 when all entries are valid, 1 otherwise.
-    """
-    from dispatch import app as application
-
-    report = application.lists_report(app.settings, names)
-    names, resolution, problems = report.names, report.resolution, report.problems
-    for problem in problems:
-        click.echo(str(problem), err=True)
-    views = [resolution.lists[n] for n in names if n in resolution.lists] if resolution else []
-    overlaps = resolution.overlaps(names) if resolution else {}
-    people = resolution.recipients if resolution else {}
-
-    def member_rows(view: Any) -> list[dict[str, str]]:
-        return [{"email": people[key].address, "name": people[key].name} for key in view.members]
-
-    if as_json:
-        document: dict[str, Any] = {
-            "lists": [
-                {
-                    "list": view.name, "name": view.display_name, "path": view.path,
-                    "members": len(view.members), "suppressed": len(view.suppressed),
-                    "invalid": view.invalid, "includes": view.includes,
-                    **({"addresses": member_rows(view)} if show_members else {}),
-                }
-                for view in views
-            ],
-            "recipients": len(people),
-            "invalid": len(resolution.invalid) if resolution else 0,
-            "overlaps": [{"lists": [a, b], "shared": shared} for (a, b), shared in overlaps.items()],
-            "problems": [{"path": p.path, "line": p.line, "message": p.message} for p in problems],
-        }
-        click.echo(json.dumps(document, ensure_ascii=False, indent=2))
-    else:
-        width = max((len(view.name) for view in views), default=0)
-        for view in views:
-            extra = f", includes {', '.join(view.includes)}" if view.includes else ""
-            click.echo(f"{view.name:<{width}}  {view.display_name}: {len(view.members)} members, "
-                       f"{len(view.suppressed)} suppressed, {view.invalid} invalid ({view.path}{extra})")
-            if show_members:
-                for row in member_rows(view):
-                    click.echo(f"  {row['email']}" + (f"  {row['name']}" if row["name"] else ""))
-        for (a, b), shared in overlaps.items():
-            click.echo(f"overlap: {a} and {b} share {shared} recipient(s)")
-        if resolution is not None:
-            click.echo(f"{len(people)} unique recipient(s) in all; {len(resolution.invalid)} invalid entr"
-                       f"{'y' if len(resolution.invalid) == 1 else 'ies'}")
-    if problems:
-        click.echo(f"{len(problems)} problem(s)", err=True)
-    sys.exit(EXIT_INPUT if problems else EXIT_OK)

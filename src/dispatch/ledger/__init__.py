@@ -8,7 +8,7 @@ several processes can share one ledger; a result is written only by the lease ow
 A package by role: ``database`` (engine, dialect, schema on open, identity, and the one place
 a database error is wrapped: ``operation``), ``records`` (dispatches, contents, authors, approvals), ``queue``
 (recipient rows), ``coordination`` (leases between runs, urgency, rate slots), ``accounts``
-and ``bounces``, and ``schema``. ``Ledger`` is made of those parts and is the one face the rest
+``bounces``, ``snapshots`` (directory lists' snapshots), and ``schema``. ``Ledger`` is made of those parts and is the one face the rest
 of the program holds; ``memory`` is the same delivery rules in memory, for tests.
 """
 
@@ -39,12 +39,14 @@ from dispatch.ledger.schema import (
     relay_slots,
     schema_info,
 )
+from dispatch.ledger.snapshots import Snapshots
 from dispatch.models import Approval, Delivery, DispatchRecord, NewRecipient, Outcome
+from dispatch.recipients.snapshots import SnapshotStore
 
 
-class Ledger(Records, Queue, Coordination, Accounts, Bounces):
+class Ledger(Records, Queue, Coordination, Accounts, Bounces, Snapshots):
     """The ledger on one database: its methods are those of its parts (records, queue,
-    coordination, accounts, bounces), each written once there and run under ``operation``,
+    coordination, accounts, bounces, snapshots), each written once there and run under ``operation``,
     which turns a database error into one LedgerError naming the ledger and the operation."""
 
     def __init__(self, url: str, *, allow_new: bool = False, timeouts: Timeouts | None = None) -> None:
@@ -81,6 +83,10 @@ class Ledger(Records, Queue, Coordination, Accounts, Bounces):
 
 def _serves_delivery(ledger: Ledger) -> DeliveryLedger:
     return ledger  # mypy checks here that the SQL ledger is what delivery needs of a ledger
+
+
+def _keeps_snapshots(ledger: Ledger) -> SnapshotStore:
+    return ledger  # and that it keeps snapshots as the sync needs them
 
 
 __all__ = [

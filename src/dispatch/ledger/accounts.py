@@ -19,14 +19,14 @@ from dispatch.values import Fact
 from dispatch.wording import english
 
 
-def _stored(fact: Fact) -> dict[str, Any]:
-    """A fact as the audit log's detail_facts column holds it (JSON)."""
+def stored_fact(fact: Fact) -> dict[str, Any]:
+    """A fact as the ledger keeps it in JSON (the audit log's detail_facts, a snapshot's reason)."""
     return {"code": fact.code, "count": fact.count,
-            "params": {key: _stored(value) if isinstance(value, Fact) else value for key, value in fact.params.items()}}
+            "params": {key: stored_fact(value) if isinstance(value, Fact) else value for key, value in fact.params.items()}}
 
 
-def _read(stored: dict[str, Any]) -> Fact:
-    params = {key: _read(value) if isinstance(value, dict) else value for key, value in stored["params"].items()}
+def read_fact(stored: dict[str, Any]) -> Fact:
+    params = {key: read_fact(value) if isinstance(value, dict) else value for key, value in stored["params"].items()}
     return Fact(str(stored["code"]), params, stored.get("count"))
 
 
@@ -114,7 +114,7 @@ class Accounts:
             conn.execute(audit.insert().values(
                 at=as_utc(at), user_name=user, action=action, target=target, content_hash=content_hash,
                 detail="; ".join(english(f) for f in detail),
-                detail_facts=json.dumps([_stored(f) for f in detail], ensure_ascii=False)))
+                detail_facts=json.dumps([stored_fact(f) for f in detail], ensure_ascii=False)))
 
     @operation
     def audit_log(self, limit: int = 500, *, action: str | None = None, target: str | None = None) -> list[AuditEntry]:
@@ -127,7 +127,7 @@ class Accounts:
         with self.db.read() as conn:
             return [AuditEntry(id=row["id"], at=as_utc(row["at"]), user=row["user_name"], action=row["action"],  # type: ignore[arg-type]
                                target=row["target"], content_hash=row["content_hash"], detail=row["detail"],
-                               facts=tuple(_read(f) for f in json.loads(row["detail_facts"] or "[]")))
+                               facts=tuple(read_fact(f) for f in json.loads(row["detail_facts"] or "[]")))
                     for row in conn.execute(query).mappings()]
 
     @operation

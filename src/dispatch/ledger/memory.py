@@ -1,5 +1,8 @@
 """What delivery needs of a ledger (``dispatch.delivery.ports.DeliveryLedger``) in memory: one process, nothing on disk.
 
+Beside it, the snapshots of directory lists in memory (``MemorySnapshots``), for tests of the
+sync's and the shrink guard's decisions without a database.
+
 For tests of the pipeline's decisions (claims, retries, pauses, stops) without a database,
 as APScheduler ships a MemoryJobStore beside its persistent stores. It keeps the same
 rules as the SQL ledger: a row is claimed with a lease, written only by its lease owner,
@@ -9,13 +12,14 @@ and sendable again when the lease lapses.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
 from dispatch.delivery.ports import DeliveryLedger
 from dispatch.models import Delivery, DispatchRecord, NewRecipient, Outcome, State
-from dispatch.values import RelayTrouble
+from dispatch.recipients.snapshots import Snapshot, SnapshotMember, SnapshotState, SnapshotStore, pending_of
+from dispatch.values import Fact, RelayTrouble
 
 SENDABLE = (State.PENDING, State.DEFERRED, State.UNKNOWN)
 
@@ -223,3 +227,77 @@ class MemoryLedger:
 
 # mypy proves both ledgers satisfy what delivery needs of a ledger (its port), at import time too.
 _memory_is_a_delivery_ledger: DeliveryLedger = MemoryLedger()
+
+
+class MemorySnapshots:
+    """The snapshot store (recipients.snapshots.SnapshotStore) in memory, with the SQL ledger's
+    rules: the last accepted snapshot is the newest accepted one, a held one waits for a person
+    until a later one is accepted, a dispatch names the snapshot each of its lists used."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._snapshots: dict[int, Snapshot] = {}
+        self._members: dict[int, tuple[SnapshotMember, ...]] = {}
+        self._used: dict[str, dict[str, int]] = {}
+
+    def add_snapshot(self, list_name: str, directory: str, selector: str, taken_at: datetime, state: SnapshotState, *,
+                     disabled: int, without_mail: int, invalid: int, digest: str, reason: Fact | None,
+                     members: Sequence[SnapshotMember]) -> Snapshot:
+        with self._lock:
+            snapshot = Snapshot(
+                id=len(self._snapshots) + 1, list_name=list_name, directory=directory, selector=selector, taken_at=taken_at,
+                state=state, members=len(members), disabled=disabled, without_mail=without_mail, invalid=invalid,
+                digest=digest, reason=reason, accepted_at=taken_at if state is SnapshotState.ACCEPTED else None,
+                checked_at=taken_at,
+            )
+            self._snapshots[snapshot.id] = snapshot
+            self._members[snapshot.id] = tuple(members)
+            return snapshot
+
+    def snapshot(self, snapshot_id: int) -> Snapshot | None:
+        return self._snapshots.get(snapshot_id)
+
+    def snapshots(self, list_name: str, limit: int = 20) -> list[Snapshot]:
+        with self._lock:
+            found = [s for s in self._snapshots.values() if s.list_name == list_name]
+        return sorted(found, key=lambda s: s.id, reverse=True)[:limit]
+
+    def last_accepted(self, list_name: str) -> Snapshot | None:
+        return next((s for s in self.snapshots(list_name, len(self._snapshots)) if s.state is SnapshotState.ACCEPTED), None)
+
+    def pending_held(self, list_name: str) -> Snapshot | None:
+        return pending_of(self.snapshots(list_name, len(self._snapshots)), self.last_accepted(list_name))
+
+    def snapshot_members(self, snapshot_id: int) -> list[SnapshotMember]:
+        return sorted(self._members.get(snapshot_id, ()), key=lambda m: m.key)
+
+    def accept_snapshot(self, snapshot_id: int, by: str, at: datetime) -> bool:
+        with self._lock:
+            found = self._snapshots.get(snapshot_id)
+            if found is None or found.state is not SnapshotState.HELD:
+                return False
+            self._snapshots[snapshot_id] = replace(found, state=SnapshotState.ACCEPTED, accepted_by=by, accepted_at=at)
+            return True
+
+    def saw_again(self, snapshot_id: int, at: datetime) -> None:
+        with self._lock:
+            if snapshot_id in self._snapshots:
+                self._snapshots[snapshot_id] = replace(self._snapshots[snapshot_id], checked_at=at)
+
+    def mark_alerted(self, snapshot_id: int, at: datetime) -> bool:
+        with self._lock:
+            found = self._snapshots.get(snapshot_id)
+            if found is None or found.alerted_at is not None:
+                return False
+            self._snapshots[snapshot_id] = replace(found, alerted_at=at)
+            return True
+
+    def record_snapshots_used(self, dispatch_name: str, used: Mapping[str, int], at: datetime) -> None:
+        with self._lock:
+            self._used.setdefault(dispatch_name, {}).update(used)
+
+    def snapshots_used(self, dispatch_name: str) -> dict[str, int]:
+        return dict(self._used.get(dispatch_name, {}))
+
+
+_memory_keeps_snapshots: SnapshotStore = MemorySnapshots()

@@ -15,7 +15,7 @@ from dispatch.models import State
 # The schema this program reads and writes. An older program refuses a ledger whose
 # recorded version is higher than its own (``Ledger._migrate``); MIGRATIONS bring an older
 # ledger up to this one.
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 metadata = sa.MetaData()
 
@@ -209,6 +209,50 @@ bounce_events = sa.Table(
     sa.Index("ix_bounce_events_dispatch", "dispatch_id"),
 )
 
+# Schema 9: snapshots of directory lists (recipients/snapshots.py). One row per sync that
+# found something new (a sync that finds exactly the last snapshot again moves its checked_at),
+# its members apart; a dispatch names the snapshot each of its directory lists resolved to.
+snapshots = sa.Table(
+    "snapshots", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("list_name", sa.String(200), nullable=False),
+    sa.Column("directory", sa.String(200), nullable=False),  # the name under directories: in config
+    sa.Column("selector", sa.Text, nullable=False),  # "group DN" or "filter (...)"
+    sa.Column("taken_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("state", sa.String(10), nullable=False),  # a recipients.snapshots.SnapshotState
+    sa.Column("members", sa.Integer, nullable=False),
+    sa.Column("disabled", sa.Integer, nullable=False),
+    sa.Column("without_mail", sa.Integer, nullable=False),
+    sa.Column("invalid", sa.Integer, nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),  # why held or failed: a fact as JSON {code, params}
+    sa.Column("accepted_by", sa.String(200), nullable=True),
+    sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("checked_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("alerted_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("ix_snapshots_list_state", "list_name", "state", "id"),
+)
+
+snapshot_members = sa.Table(
+    "snapshot_members", metadata,
+    sa.Column("snapshot_id", sa.Integer, sa.ForeignKey("snapshots.id"), nullable=False),
+    sa.Column("key", sa.String(320), nullable=False),  # the folded address
+    sa.Column("address", sa.String(320), nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),  # the entry's DN, the user's object id
+    sa.PrimaryKeyConstraint("snapshot_id", "key", name="pk_snapshot_members"),
+)
+
+# Keyed by the dispatch's name, like dispatch_contents: recorded before the pipeline makes the row.
+dispatch_snapshots = sa.Table(
+    "dispatch_snapshots", metadata,
+    sa.Column("dispatch_name", sa.String(200), nullable=False),
+    sa.Column("list_name", sa.String(200), nullable=False),
+    sa.Column("snapshot_id", sa.Integer, sa.ForeignKey("snapshots.id"), nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint("dispatch_name", "list_name", "snapshot_id", name="pk_dispatch_snapshots"),
+)
+
 SENDABLE = (State.PENDING.value, State.DEFERRED.value, State.UNKNOWN.value)
 
 # The tables of schema 1, the first recorded version: what a ledger of that version has
@@ -281,6 +325,10 @@ def _schema_8(conn: sa.Connection) -> None:
     _add_columns(conn, edits, ("source_text",))
 
 
+def _schema_9(conn: sa.Connection) -> None:
+    metadata.create_all(conn, tables=[snapshots, snapshot_members, dispatch_snapshots], checkfirst=True)
+
+
 # (version, what it adds, step), in order. A step runs in the transaction that records
 # its version, so a ledger is never left between two versions. Add a step for every
 # schema change and raise SCHEMA_VERSION with it; a step must be safe on a ledger that
@@ -293,4 +341,5 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (6, "a held recipient's relay trouble as columns", _schema_6),
     (7, "audit details as facts", _schema_7),
     (8, "the text of each edited content", _schema_8),
+    (9, "snapshots of directory lists", _schema_9),
 )

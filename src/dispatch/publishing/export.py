@@ -53,11 +53,12 @@ def recipient_record(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def export_document(dispatch: Any, counts: Mapping[str, int], rows: Sequence[Mapping[str, Any]],
-                    contents: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+                    contents: Sequence[Mapping[str, Any]], snapshots: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Everything the ledger holds about one dispatch, as one JSON-ready object.
 
     ``contents`` are the versions of the message as stored at send time (usually one;
-    more if an interrupted dispatch was resumed after the edition file changed)."""
+    more if an interrupted dispatch was resumed after the edition file changed).
+    ``snapshots``: per directory list the snapshot it went to ({} when it used none)."""
     return {
         "dispatch": dispatch.name,
         "edition": dispatch.edition_date.isoformat(),
@@ -72,6 +73,7 @@ def export_document(dispatch: Any, counts: Mapping[str, int], rows: Sequence[Map
         "created_at": iso(dispatch.created_at),
         "finished_at": iso(dispatch.finished_at),
         "counts": dict(counts),
+        "snapshots": dict(snapshots or {}),
         "contents": [
             {
                 "recorded_at": iso(c["recorded_at"]), "digest": c["digest"], "subject": c["subject"],

@@ -169,10 +169,12 @@ def _open_list(path: Path, limit: int, what: str, advice: str) -> io.TextIOWrapp
 class Directories:
     """What the caller knows of directory lists: the directories config.yaml names (name -> kind,
     ``ldap`` or ``graph``), and the people of each directory list as its accepted snapshot has
-    them (list name -> people). A directory list without people here has no snapshot yet."""
+    them (list name -> people). A directory list without people here has no snapshot yet.
+    ``people`` None: the caller did not look at snapshots (a check that the list files can be
+    read, as a reload does): directory lists are read as files, without members or that problem."""
 
     kinds: Mapping[str, str] = field(default_factory=dict)
-    people: Mapping[str, Sequence[DirectoryPerson]] = field(default_factory=dict)
+    people: Mapping[str, Sequence[DirectoryPerson]] | None = field(default_factory=dict)
 
 
 def resolve(directory: Path, names: list[str] | tuple[str, ...], referrers: dict[str, Where] | None = None,
@@ -391,6 +393,8 @@ def _directory_members(data: LineDict, shown: str, fatal: list[Problem], add: Ca
         return
     result.specs[view.name] = spec
     view.source = spec.directory
+    if directories.people is None:
+        return
     people = directories.people.get(view.name)
     line = data.line_of("source")
     if people is None:

@@ -76,6 +76,7 @@ def create_console(settings: app.Settings, *, clock: app.Clock | None = None, ap
         Route("/history/{name}", pages.dispatch_page),
         Route("/history/{name}/export.{kind}", pages.export),
         Route("/recipients", pages.recipients),
+        Route("/recipients/{name}/accept", pages.accept_list, methods=["POST"]),
         Route("/audit", pages.audit_page),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         *operations.routes(),  # part 2: send and watch, stop, urgent messages, corrections

@@ -51,6 +51,7 @@ DONE = {
     "godkand": "Godkänd {time}.",
     "aterkallad": "Godkännandet är återkallat; rapporten skickas inte förrän den godkänts igen.",
     "test": "Ett [TEST] är skickat till {email}.",
+    "lista-godkand": "Ändringen av listan {list} är godkänd {time}: utskick går nu till de {members} mottagarna i den.",
     "rattelse": "Rättelsen är skapad som ny version. Skriv vad som är rättat i fältet Rättelse, spara, och låt någon annan godkänna.",
 }
 

@@ -214,7 +214,7 @@ async def urgent_confirm(request: Request, visit: Visit) -> Response:
     error = "" if subject and lists and body.strip() else "Skriv ett ämne och ett meddelande, och välj minst en lista."
     count = 0
     if not error:
-        report = await run_in_threadpool(app.lists_report, settings, lists)
+        report = await visit.console.unit(lambda unit: app.lists_report(settings, lists, unit))
         count = len(report.resolution.recipients) if report.resolution else 0
     return visit.render("urgent.html", 409 if error else 200, subject=subject, body=body, chosen=lists,
                         lists=app.all_lists(settings), error=error, confirm_count=count)
@@ -230,7 +230,7 @@ async def urgent_send(request: Request, visit: Visit) -> Response:
     confirmed = tuple(sorted(filter(None, visit.form.get("confirmed_lists", "").split(","))))
     if confirmed != tuple(sorted(lists)):
         # The lists were changed after the count was shown: show the new count first.
-        report = await run_in_threadpool(app.lists_report, settings, lists)
+        report = await visit.console.unit(lambda unit: app.lists_report(settings, lists, unit))
         count = len(report.resolution.recipients) if report.resolution else 0
         return visit.render("urgent.html", 409, subject=subject, body=body, chosen=lists, lists=app.all_lists(settings),
                             error="Mottagarlistorna ändrades efter bekräftelsen: kontrollera antalet och bekräfta igen.",

@@ -13,9 +13,11 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from dispatch import app, wording
 from dispatch.app import Permission
+from dispatch.errors import DispatchError, Problem
 from dispatch.values import DispatchKind, DispatchLabel, Fact, RunState
 from dispatch.web.checks import Busy
 from dispatch.web.console import Console, Visit, dispatch_names_in, forbidden, not_found, page, render
+from dispatch.web.editor import done_then_back, said_once
 from dispatch.web.swedish import progress_in_swedish, say_state
 
 
@@ -130,7 +132,8 @@ async def home(request: Request, visit: Visit) -> Response:
         states = [app.edition_state(unit, d, visit.now) for d in extra]
         under_way, urgent_today = _sends_now(unit, visit)
         return visit.render("home.html", days=days, states=states, today=local_today, under_way=under_way,
-                            urgent_today=urgent_today, four_eyes=console.settings.approval == "four_eyes")
+                            urgent_today=urgent_today, four_eyes=console.settings.approval == "four_eyes",
+                            waiting_lists=app.waiting_lists(unit))
 
     return await console.unit(work)
 
@@ -213,10 +216,53 @@ async def export(request: Request, visit: Visit) -> Response:
 
 @page(Permission.READ)
 async def recipients(request: Request, visit: Visit) -> Response:
+    """Mottagare: every list as a send resolves it (directory lists: their last accepted
+    snapshots), and each directory list's card: its source, last sync, counts, a held change."""
     settings = visit.console.settings
-    report = await run_in_threadpool(app.lists_report, settings, app.all_lists(settings))
+
+    def work(unit: app.Session) -> tuple[app.ListsReport, list[app.DirectoryCard], list[Problem]]:
+        report = app.lists_report(settings, app.all_lists(settings), unit)
+        cards, problems = app.directory_cards(unit)
+        return report, cards, problems
+
+    report, cards, card_problems = await visit.console.unit(work)
     overlaps = report.resolution.overlaps() if report.resolution else {}
-    return visit.render("recipients.html", report=report, overlaps=overlaps)
+    message = said_once(visit, "/recipients")
+    return visit.render("recipients.html", report=report, overlaps=overlaps, cards=cards, card_problems=card_problems,
+                        message=message)
+
+
+@page(Permission.LISTS)
+async def accept_list(request: Request, visit: Visit) -> Response:
+    """Godkänn ändringen: first the confirmation (what changes, Bekräfta / Avbryt), then, with
+    ``confirmed``, the held snapshot accepted (audited) and back to Mottagare."""
+    name = str(request.path_params["name"])
+    try:
+        expected = int(visit.form.get("snapshot", ""))
+    except ValueError:
+        return not_found(visit)
+    if not visit.form.get("confirmed"):
+        def look(unit: app.Session) -> app.DirectoryCard | None:
+            cards, _ = app.directory_cards(unit)
+            return next((c for c in cards if c.spec.name == name and c.held is not None and c.held.id == expected), None)
+
+        card = await visit.console.unit(look)
+        if card is None:
+            return visit.render("recipients_accept.html", 409, card=None, error=GONE)
+        return visit.render("recipients_accept.html", card=card, error="")
+    try:
+        done = await visit.console.unit(lambda unit: app.accept(unit, name, visit.me.name, visit.now, expected))
+    except DispatchError as exc:
+        return visit.render("recipients_accept.html", 409, card=None,
+                            error="; ".join(wording.swedish_of(p.fact) for p in getattr(exc, "problems", ())) or GONE)
+    if done is None:
+        return visit.render("recipients_accept.html", 409, card=None, error=GONE)
+    return done_then_back(visit, "lista-godkand", "/recipients", list=done.spec.display_name,
+                          members=str(done.snapshot.members))
+
+
+GONE = ("Ändringen väntar inte längre på godkännande: någon annan har godkänt den, eller en ny synkning har "
+        "ersatt den. Se Mottagare.")
 
 
 @page(Permission.AUDIT)
