@@ -29,6 +29,7 @@ from dispatch.control.diff import Change, around_changes, diff_edition, word_run
 from test_accessibility import AXE, axe_violations
 
 TOMORROW = (datetime.now(STOCKHOLM) + timedelta(days=1)).date()
+HEADLINE = "Akutmottagningen på SÄS tar emot patienter från NÄL hela helgen"
 BODY = ("## Beskrivning av händelsen\n\n"
         "- Läget på SÄS är stabilt sedan i morse.\n"
         "- Omdirigeringen till NÄL fortsätter.\n")
@@ -119,6 +120,29 @@ def test_a_confirmation_is_shown_once_and_not_repeated_by_the_address(console: W
     assert 'class="ok"' not in sign_in(console.base, "bo").get(f"/editions/{day.isoformat()}").text
 
 
+def test_an_approval_ahead_voided_by_the_edition_sent_before_it_says_what_else_changed(
+        console: WebProcess, project: Project) -> None:
+    """Tomorrow's edition approved today: when today's goes out, what tomorrow's marks "Nytt" is
+    counted against it, and the approval (bound to all the reader sees) is void. The walk of issue
+    32 found the approver told "texten eller mejlets mallar" changed and "Ingen skillnad i texten"."""
+    save_over_http(console.base, "anna", TOMORROW, BODY)
+    bo = sign_in(console.base, "bo")
+    page = bo.get(f"/editions/{TOMORROW.isoformat()}")
+    seen = re.search(r'name="seen" value="([0-9a-f]{64})"', page.text)
+    assert seen
+    assert bo.post(f"/editions/{TOMORROW.isoformat()}/approve",
+                   data={"csrf": csrf_of(page.text), "seen": seen.group(1)}).status_code == 303
+    today = datetime.now(STOCKHOLM).date()
+    write_edition(project, today, compiled="00:00")
+    assert project.run("approve", "--date", today.isoformat(), "--by", "bo").returncode == 0
+    assert project.run("send", "--date", today.isoformat()).returncode == 0
+    page = bo.get(f"/editions/{TOMORROW.isoformat()}")
+    state = page.text.split('class="state')[1].split("</p>")[0]
+    assert "måste godkännas på nytt" in state and "vad som är nytt sedan förra utskicket" in state, state
+    since = page.text.split('id="since-approval"')[1].split("</section>")[0]
+    assert "Ingen skillnad i texten eller uppgifterna" in since and "markeringarna Nytt och Ändrat" in since, since
+
+
 @pytest.mark.slow  # Chromium, two people; fast twins: the two tests above
 def test_the_approver_sees_once_that_he_approved_and_then_what_changed_since(console: WebProcess, chromium: object) -> None:
     from playwright.sync_api import expect
@@ -141,6 +165,8 @@ def test_the_approver_sees_once_that_he_approved_and_then_what_changed_since(con
     browser_sign_in(anna, console.base, "anna", f"/editions/{day.isoformat()}")
     anna.get_by_label("Innehåll").fill(BODY.replace("stabilt", "ansträngt"))
     anna.get_by_label("Rubrik i inkorgen (tomt = standard)").fill("Läget på SÄS och NÄL")
+    # A second field with a long value: the walk found two changed fields wider than a phone.
+    anna.get_by_label("Nyhet i ämnesraden (tomt = rapportens namn)").fill(HEADLINE)
     expect(anna.locator("#problems")).to_contain_text("Inga problem hittades", timeout=10_000)
     anna.get_by_role("button", name="Spara").click()
     expect(anna.locator("#status")).to_contain_text("Sparad")
@@ -149,9 +175,14 @@ def test_the_approver_sees_once_that_he_approved_and_then_what_changed_since(con
     expect(approver.locator(".standing .state")).to_contain_text("ändrades efter godkännandet av bo")
     expect(status).to_have_text("")  # no "Godkänd 14:20." above "måste godkännas på nytt"
     since = approver.locator("#since-approval")
-    expect(since.locator("del")).to_have_text(["Läget på SÄS", "stabilt"])  # the field first, then the text
-    expect(since.locator("ins")).to_have_text(["Läget på SÄS och NÄL", "ansträngt"])
-    expect(since.locator("dt")).to_have_text(["Rubrik i inkorgen"])
+    expect(since.locator("del")).to_have_text(["Läget på SÄS", "stabilt"])  # the fields first, then the text
+    expect(since.locator("ins")).to_have_text(["Läget på SÄS och NÄL", HEADLINE, "ansträngt"])
+    expect(since.locator("dt")).to_have_text(["Rubrik i inkorgen", "Nyhet i ämnesraden"])
+    past_the_edge = since.evaluate("s => [s, ...s.querySelectorAll('*')].filter(e =>"
+                                   " e.getBoundingClientRect().right > document.documentElement.clientWidth + 1)"
+                                   ".map(e => e.tagName + ' ' + e.textContent.slice(0, 40))")
+    assert past_the_edge == [], f"the changed fields fit the phone: {past_the_edge}"
+    assert approver.evaluate("() => document.documentElement.scrollWidth") <= 375
     shown = since.inner_text()
     assert "---" not in shown and "status:" not in shown and "subject:" not in shown, shown
     assert approver.get_by_role("button", name="Godkänn", exact=True).count() == 1
@@ -170,6 +201,10 @@ URGENT = "---\nsubject: SÄS akutmottagning stänger 16:00\n---\n\nSÄS akutmott
 WIDER_THAN_THEIR_BOX = """() => Array.from(document.querySelectorAll('*'))
   .filter(e => e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).display !== 'inline')
   .map(e => `${e.tagName.toLowerCase()}${e.id ? '#' + e.id : ''}.${e.className} ${e.scrollWidth}>${e.clientWidth}`)"""
+
+# A stacked cell shown with its column's name and no value (a sign-in has no content hash).
+LABEL_ALONE = """() => Array.from(document.querySelectorAll('td[data-label]'))
+  .filter(td => td.getClientRects().length && !td.textContent.trim()).map(td => td.dataset.label)"""
 
 
 def sent_days(project: Project, smtp_server: SMTPServer) -> list[str]:
@@ -212,8 +247,17 @@ def test_history_recipients_and_the_log_fit_a_phone_with_labels_not_names(
                                           " document.querySelectorAll('tbody tr').length]"))
             wide = page.evaluate(WIDER_THAN_THEIR_BOX)  # type: ignore[attr-defined]
             assert wide == [], f"{path}: these scroll sideways at 375 px: {wide}"
+            alone = page.evaluate(LABEL_ALONE)  # type: ignore[attr-defined]
+            assert alone == [], f"{path}: a column's name with nothing after it: {alone}"
             shown = page.inner_text("body")  # type: ignore[attr-defined]  # collapsed <details> are not rendered
             assert not [name for name in names if name in shown], f"{path} shows a dispatch's internal name"
+        # One dispatch's recipients (and a run's undelivered ones, the same cards): the walk of
+        # issue 32 found their replies past the phone's edge in a sideways-scrolling table.
+        page.goto(f"{web.base}/history/{names[0]}")  # type: ignore[attr-defined]
+        assert page.locator("tbody tr").count() >= 2  # type: ignore[attr-defined]
+        wide = page.evaluate(WIDER_THAN_THEIR_BOX)  # type: ignore[attr-defined]
+        assert wide == [], f"a dispatch's page scrolls sideways at 375 px: {wide}"
+        assert page.evaluate(LABEL_ALONE) == []  # type: ignore[attr-defined]
         page.goto(web.base + "/history")  # type: ignore[attr-defined]
         if shots := os.environ.get("DISPATCH_SCREENS_DIR"):  # for a person to look at
             for path in ("/history", "/recipients", "/audit"):

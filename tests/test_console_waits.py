@@ -215,9 +215,9 @@ def _editor_with_a_draft(base: str) -> tuple[httpx.Client, str]:
     return anna, anna.get(f"/editions/{DAY.isoformat()}").text
 
 
-def _relay_down(project: Project) -> int:
+def _relay_down(project: Project, connections: int = 1) -> int:
     port = free_port()  # nothing listens here yet
-    project.use_smtp(SMTPServer("127.0.0.1", port, RecordingHandler()), connections=1)
+    project.use_smtp(SMTPServer("127.0.0.1", port, RecordingHandler()), connections=connections)
     project.set_config(notify=[])
     add_users(project, ("anna",))
     return port
@@ -237,6 +237,7 @@ def test_a_test_to_me_with_the_relay_down_is_an_error_with_the_reason_and_goes_w
         assert alert, said.text
         assert f"e-postservern 127.0.0.1:{port} tog inte emot det" in alert.group(1)
         assert "anslutningen nekades" in alert.group(1), "the reason, as the ledger records it, in Swedish"
+        assert "))" not in alert.group(1), "the reason's own parenthesis is not nested in another"
         assert "du behöver inte skicka det på nytt" in alert.group(1)
         assert "Ett [TEST] är skickat" not in said.text and 'class="ok"' not in said.text, "no green confirmation"
         run = re.search(r'href="/runs/([^"]+)">Följ testet', said.text)
@@ -260,6 +261,24 @@ def test_a_test_to_me_with_the_relay_down_is_an_error_with_the_reason_and_goes_w
         console.stop()
         if controller is not None:
             controller.stop()
+
+
+def test_a_test_waiting_for_its_retry_with_the_relay_down_says_paused_not_sending(project: Project) -> None:
+    """With the shipped config's four connections a one-recipient test that the relay turned away
+    idles until its retry without the sender pausing its session: its page and Idag said "Skickar"
+    at "0 per minut" (found walking issue 32's day). Nothing is pending, only a retry: paused."""
+    _relay_down(project, connections=4)
+    console = WebProcess(project)
+    try:
+        anna, page = _editor_with_a_draft(console.base)
+        said = anna.post(f"/editions/{DAY.isoformat()}/test", data={"csrf": csrf_of(page)})
+        run = re.search(r'href="/runs/([^"]+)">Följ testet', said.text)
+        assert run, said.text
+        waits = anna.get(f"/runs/{run.group(1)}").text
+        assert 'data-state="paused_by_relay"' in waits and "Pausad" in waits, "said as waiting for the relay"
+        assert 'data-state="sending"' not in anna.get("/").text, "Idag: not 'Skickar' either"
+    finally:
+        console.stop()
 
 
 def test_a_stopped_test_goes_with_forsok_igen_nu_once_the_relay_is_back(project: Project) -> None:
@@ -406,7 +425,7 @@ def test_the_confirmation_says_the_way_apart_from_the_plan_and_an_accepted_reply
             run = olle.get(f"/runs/{name.group(1)}").text
         assert "Planen när utskicket startades: 3 mottagare" in run
         history = olle.get(f"/history/{name.group(1)}").text
-        assert history.count("<td>Mottaget<details") == 3, history
+        assert history.count('<td data-label="Senaste svar">Mottaget<details') == 3, history
         visible = re.sub(r"<details.*?</details>", "", history, flags=re.S)
         assert "delivered to maildir" not in visible and "delivered to maildir" in history
         assert re.search(r"<dt>Läge</dt><dd class=\"state\">Klar</dd>", history)

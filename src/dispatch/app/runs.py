@@ -253,8 +253,11 @@ class Runs:
                                  and elsewhere > 0 and until is not None and until > now)
         urgent = (ledger.urgent_ahead(now)
                   if (running or sending_elsewhere) and waiting and kind is not DispatchKind.URGENT else None)
+        # Nothing left to send now, only recipients the relay turned away, waiting for their retry:
+        # the run idles until then (a one-recipient test with the relay down is never "relay paused").
+        only_retries = held is not None and not counts.get("pending", 0)
         state = self._state(run, record is not None and record.finished_at is not None, waiting, counts.get("failed", 0),
-                            urgent, held is not None, sending_elsewhere)
+                            urgent, held is not None, sending_elsewhere, only_retries)
         rate = seconds_left = None
         if run is not None and state is RunState.WAITING_FOR_URGENT:
             # No rate and no time left while it waits; the rate it had is kept for when it goes on.
@@ -338,7 +341,7 @@ class Runs:
 
     @staticmethod
     def _state(run: Run | None, finished: bool, waiting: int, failed: int, urgent: str | None,
-               relay_trouble: bool, sending_elsewhere: bool = False) -> RunState:
+               relay_trouble: bool, sending_elsewhere: bool = False, only_retries: bool = False) -> RunState:
         if run is None or (sending_elsewhere and run.state not in (RunState.SENDING, RunState.STOPPING)):
             # No send of it runs here: what the ledger says (another run holding recipients sends it).
             if sending_elsewhere:
@@ -349,7 +352,7 @@ class Runs:
         if run.state is RunState.SENDING:
             if urgent is not None:
                 return RunState.WAITING_FOR_URGENT  # the sender gives way to it (delivery/sender.py)
-            if run.relay_paused and relay_trouble:
+            if relay_trouble and (run.relay_paused or only_retries):
                 return RunState.PAUSED_BY_RELAY
         return run.state
 
