@@ -134,6 +134,15 @@ def test_an_urgent_message_has_its_subject_and_only_the_short_standing_part() ->
     assert edition(text.replace("---\nsubject", "---\nurgent: true\nsubject"), name="sas-akut.md").urgent, "or from the front matter"
 
 
+@pytest.mark.parametrize("written", ["Brådskande: SÄS stänger akuten 16:00", "BRÅDSKANDE: SÄS stänger akuten 16:00",
+                                     "brådskande \u2013 SÄS stänger akuten 16:00", "SÄS stänger akuten 16:00"])
+def test_an_urgent_subject_says_brådskande_once_whatever_its_author_wrote(written: str) -> None:
+    from dispatch.email.render import subject_for
+
+    text = f"---\nsubject: '{written}'\nlists: [chefer]\n---\n\nAkuten i Borås stänger **16:00**.\n"
+    assert subject_for(edition(text, name="sas-akut.md", urgent=True)) == "BRÅDSKANDE: SÄS stänger akuten 16:00"
+
+
 def test_an_urgent_message_without_a_subject_is_refused() -> None:
     with pytest.raises(InputError) as caught:
         edition("---\nlists: [chefer]\n---\n\nText.\n", name="akut.md", urgent=True)

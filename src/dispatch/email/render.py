@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import textwrap
 import warnings
 from functools import lru_cache
@@ -22,6 +23,7 @@ TEXT_TEMPLATE = "edition.txt"
 TEXT_WIDTH = 76  # RFC 5322 asks for lines of at most 78 characters; quoting adds '> '
 SIGNATURE_SEPARATOR = "-- "  # RFC 3676 4.3: clients fold or dim what follows it
 URGENT_PREFIX = "BRÅDSKANDE: "
+_AUTHORS_URGENT_PREFIX = re.compile(r"^\s*brådskande\s*[:!\u2013-]\s*", re.IGNORECASE)
 CORRECTION_PREFIX = "Rättelse: "
 TEST_PREFIX = "[TEST] "
 
@@ -70,7 +72,9 @@ def subject_for(edition: Edition, test: bool = False) -> str:
     if edition.revision > 1 and edition.correction:
         subject = CORRECTION_PREFIX + subject
     if edition.urgent:
-        subject = URGENT_PREFIX + subject
+        # An author under pressure may write the prefix herself ("Brådskande: ..."): the subject
+        # says it once, as we write it, never "BRÅDSKANDE: Brådskande: ...".
+        subject = URGENT_PREFIX + (_AUTHORS_URGENT_PREFIX.sub("", subject, count=1) or subject)
     if test:
         subject = TEST_PREFIX + subject
     return subject
