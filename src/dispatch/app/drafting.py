@@ -355,12 +355,22 @@ def sent_diff(s: Session, day: date, text: str) -> SentDiff | None:
 FIELD_DEFAULTS = {"revision": "1", "urgent": "false", "markers": "true"}
 
 
-def diff_texts(old_text: str, new_text: str, order: tuple[str, ...] = FIELDS) -> TextDiff:
+# Fields that belong to one day's edition: against another day's they always differ, and say
+# nothing about what its readers will read anew (the approver looks for the text's changes).
+DAY_FIELDS = frozenset({"compiled", "revision", "correction"})
+
+
+def diff_texts(old_text: str, new_text: str, order: tuple[str, ...] = FIELDS, *, other_day: bool = False) -> TextDiff:
     """Two edition files' texts compared: the front matter field by field (a field not written
-    as its default), the body word by word."""
+    as its default), the body word by word. ``other_day``: the old text is another day's
+    edition, whose date, version and correction are left out."""
     old_fields, old_body = split_fields(old_text)
     new_fields, new_body = split_fields(new_text)
-    return diff_edition(FIELD_DEFAULTS | old_fields, old_body, FIELD_DEFAULTS | new_fields, new_body, order)
+    old_fields, new_fields = FIELD_DEFAULTS | old_fields, FIELD_DEFAULTS | new_fields
+    if other_day:
+        old_fields = {k: v for k, v in old_fields.items() if k not in DAY_FIELDS}
+        new_fields = {k: v for k, v in new_fields.items() if k not in DAY_FIELDS}
+    return diff_edition(old_fields, old_body, new_fields, new_body, order)
 
 
 def start_correction(s: Session, day: date, user: str, now: datetime) -> Saved:

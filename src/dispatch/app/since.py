@@ -71,5 +71,5 @@ def since_sent_to_lists(s: Session, day: date, revision: int, text: str, order: 
         sent = sent_version(ledger, record.name)
         if sent is not None:
             return SinceSent(record.name, record.edition_date, record.revision, sent.reached,
-                             diff_texts(sent.source_text, text, order))
+                             diff_texts(sent.source_text, text, order, other_day=record.edition_date != day))
     return None
