@@ -223,6 +223,9 @@ def _relay_down(project: Project, connections: int = 1) -> int:
     return port
 
 
+# Waits out the console run's 5 s retry. Fast twins: test_a_stopped_test_goes_with_forsok_igen_nu_once_the_relay_is_back,
+# test_a_test_waiting_for_its_retry_with_the_relay_down_says_paused_not_sending.
+@pytest.mark.slow
 def test_a_test_to_me_with_the_relay_down_is_an_error_with_the_reason_and_goes_when_the_relay_is_back(
         project: Project) -> None:
     """The fast twin of the browser test below, over HTTP."""
@@ -347,6 +350,8 @@ def test_skicka_test_till_mig_with_the_relay_down_shows_an_alert_and_is_delivere
             controller.stop()
 
 
+# Waits out the relay's 5 s backoff in a real serve. Fast twin: test_a_stopped_test_goes_with_forsok_igen_nu_once_the_relay_is_back.
+@pytest.mark.slow
 def test_serve_sends_again_a_test_the_relay_did_not_take(project: Project) -> None:
     """A test deferred because the relay was down, and nothing of the console left to retry it:
     the service's watch finds it (due, held by no run) and sends it as the same dispatch."""
