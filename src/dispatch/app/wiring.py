@@ -9,6 +9,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from dispatch.config import Settings
+from dispatch.config.credentials import SecretUnavailable
+from dispatch.config.credentials import read_secret as secret_from
 from dispatch.config.settings import GraphDirectory, LdapDirectory, OidcSettings
 from dispatch.delivery.pipeline import SendPolicy, Transport
 from dispatch.delivery.transport import MaildirTransport, SMTPTransport
@@ -62,21 +64,16 @@ def read_oidc_secret(oidc: OidcSettings) -> str:
     """The console's client secret at the identity provider, from web.oidc.client_secret_env or
     _file. Read when the console starts, so a missing one stops it there with a message that
     names where it was looked for (never any part of the value)."""
-    if oidc.client_secret_env:
-        value = os.environ.get(oidc.client_secret_env, "").strip()
-        if not value:
-            raise ConsoleError(f"${oidc.client_secret_env} (web.oidc.client_secret_env) is not set or empty; "
-                               "export the client secret from the identity provider in it")
-        return value
-    if oidc.client_secret_file:
-        try:
-            value = oidc.client_secret_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConsoleError(f"{oidc.client_secret_file}: cannot read web.oidc.client_secret_file: {exc.strerror}") from None
-        if not value:
-            raise ConsoleError(f"{oidc.client_secret_file} (web.oidc.client_secret_file) is empty; put the client secret in it")
-        return value
-    raise ConsoleError("web.oidc needs client_secret_env or client_secret_file")
+    try:
+        return secret_from(oidc.client_secret_env, oidc.client_secret_file)
+    except SecretUnavailable as missing:
+        file = oidc.client_secret_file
+        said = {"env": f"${oidc.client_secret_env} (web.oidc.client_secret_env) is not set or empty; "
+                       "export the client secret from the identity provider in it",
+                "unreadable": f"{file}: cannot read web.oidc.client_secret_file: {missing.detail}",
+                "empty": f"{file} (web.oidc.client_secret_file) is empty; put the client secret in it",
+                "none": "web.oidc needs client_secret_env or client_secret_file"}[missing.reason]
+        raise ConsoleError(said) from None
 
 
 def open_transport(settings: Settings) -> Transport:
@@ -159,18 +156,12 @@ def directory_source(directory: LdapDirectory | GraphDirectory) -> DirectorySour
 
 def _directory_secret(name: str, server: str, what: str, env: str | None, file: Path | None) -> str:
     setting = f"directories.{name}"
-    if env:
-        value = os.environ.get(env, "").strip()
-        if not value:
-            raise DirectoryError(name, server, f"${env} ({setting}.{what}_env) is not set or empty; export the {what} in it")
-        return value
-    if file:
-        try:
-            value = file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise DirectoryError(name, server, f"cannot read {setting}.{what}_file {display_path(file)}: "
-                                               f"{exc.strerror or exc}") from None
-        if not value:
-            raise DirectoryError(name, server, f"{setting}.{what}_file {display_path(file)} is empty; put the {what} in it")
-        return value
-    raise DirectoryError(name, server, f"no {what}: set {setting}.{what}_env or {setting}.{what}_file")
+    try:
+        return secret_from(env, file)
+    except SecretUnavailable as missing:
+        shown = display_path(file) if file else ""
+        said = {"env": f"${env} ({setting}.{what}_env) is not set or empty; export the {what} in it",
+                "unreadable": f"cannot read {setting}.{what}_file {shown}: {missing.detail}",
+                "empty": f"{setting}.{what}_file {shown} is empty; put the {what} in it",
+                "none": f"no {what}: set {setting}.{what}_env or {setting}.{what}_file"}[missing.reason]
+        raise DirectoryError(name, server, said) from None

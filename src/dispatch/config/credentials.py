@@ -126,3 +126,34 @@ def _command_problem(command: str) -> Fact | None:
     if shutil.which(program) is None:
         return Fact.of("secret.program_not_on_path", program=repr(program))
     return None
+
+
+class SecretUnavailable(Exception):
+    """A secret named by ``*_env`` or ``*_file`` cannot be had. Not a DispatchError: each caller
+    says it in its own error (a directory's, the console's), naming its own setting. ``reason``
+    is ``env`` (unset or empty), ``unreadable`` (``detail`` says why), ``empty`` or ``none``
+    (neither is set); never any part of a value."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail
+
+
+def read_secret(env: str | None, file: Path | None) -> str:
+    """The secret from the environment variable ``env``, else from ``file`` (surrounding
+    whitespace, a trailing newline included, stripped), read at the moment it is needed."""
+    if env:
+        value = os.environ.get(env, "").strip()
+        if not value:
+            raise SecretUnavailable("env")
+        return value
+    if file:
+        try:
+            value = file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SecretUnavailable("unreadable", str(exc.strerror or exc)) from None
+        if not value:
+            raise SecretUnavailable("empty")
+        return value
+    raise SecretUnavailable("none")

@@ -28,7 +28,6 @@ cut to one line with the secret blanked before it is shown.
 
 from __future__ import annotations
 
-import os
 import re
 import ssl
 import time
@@ -40,6 +39,7 @@ from urllib.parse import quote, urlsplit
 import httpx2
 from authlib.integrations.httpx_client import OAuth2Client, OAuthError  # type: ignore[import-untyped]
 
+from dispatch.config.credentials import SecretUnavailable, read_secret
 from dispatch.config.settings import GraphDirectory
 from dispatch.errors import DirectoryError
 from dispatch.recipients.directory import DEFAULT_ATTRIBUTES, DirectoryPerson, DirectoryResult
@@ -223,23 +223,15 @@ class GraphSource:
 
     def _secret(self) -> str:
         d = self.directory
-        if d.client_secret_env:
-            value = os.environ.get(d.client_secret_env, "").strip()
-            if not value:
-                raise DirectoryError(d.name, self.login_origin,
-                                     f"the environment variable {d.client_secret_env} (client_secret_env) is not set "
-                                     "or empty; export the application's client secret in it")
-            return value
-        if d.client_secret_file:
-            try:
-                value = d.client_secret_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise DirectoryError(d.name, self.login_origin,
-                                     f"cannot read client_secret_file {d.client_secret_file}: {exc.strerror}") from None
-            if not value:
-                raise DirectoryError(d.name, self.login_origin, f"client_secret_file {d.client_secret_file} is empty")
-            return value
-        raise DirectoryError(d.name, self.login_origin, "no client secret: set client_secret_env or client_secret_file")
+        try:
+            return read_secret(d.client_secret_env, d.client_secret_file)
+        except SecretUnavailable as missing:
+            said = {"env": f"the environment variable {d.client_secret_env} (client_secret_env) is not set or empty; "
+                           "export the application's client secret in it",
+                    "unreadable": f"cannot read client_secret_file {d.client_secret_file}: {missing.detail}",
+                    "empty": f"client_secret_file {d.client_secret_file} is empty",
+                    "none": "no client secret: set client_secret_env or client_secret_file"}[missing.reason]
+            raise DirectoryError(d.name, self.login_origin, said) from None
 
     def _property(self, attributes: Mapping[str, str], field: str) -> str:
         name = attributes.get(field, DEFAULT_ATTRIBUTES[field])
