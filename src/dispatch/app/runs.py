@@ -318,19 +318,17 @@ class Runs:
             return Fact.of("test.deferred_reply", email=to, reply=later[0].reply)
         return None
 
-    def under_way(self, ledger: Ledger, now: datetime) -> list[Progress]:
-        """Every send under way, of any kind, for Idag: the dispatches of today (in the office's
-        time) that are not finished, and those a run of this process sends; each as its page says it."""
-        names = [record.name for record in self._of_today(ledger, now) if record.finished_at is None]
+    def today(self, ledger: Ledger, now: datetime) -> tuple[list[Progress], list[Progress]]:
+        """For Idag, from one look at the ledger: every send under way, of any kind (the dispatches
+        of today, in the office's time, that are not finished, and those a run of this process
+        sends), and today's urgent messages, the latest first; each as its page says it."""
+        records = self._of_today(ledger, now)
+        names = [record.name for record in records if record.finished_at is None]
         names += [name for name, run in list(self._runs.items()) if run.state in (RunState.SENDING, RunState.STOPPING)]
-        found = [self.progress(ledger, name, now) for name in dict.fromkeys(names)]
-        return [p for p in found if p is not None and (p.waiting or not p.final)]
-
-    def urgent_today(self, ledger: Ledger, now: datetime) -> list[Progress]:
-        """Today's urgent messages, the latest first, with their state and counts (for Idag)."""
-        found = [self.progress(ledger, record.name, now) for record in reversed(self._of_today(ledger, now))
-                 if record.kind_of is DispatchKind.URGENT]
-        return [p for p in found if p is not None]
+        urgent = [record.name for record in reversed(records) if record.kind_of is DispatchKind.URGENT]
+        found = {name: self.progress(ledger, name, now) for name in dict.fromkeys(names + urgent)}
+        under_way = [p for name in dict.fromkeys(names) if (p := found[name]) is not None and (p.waiting or not p.final)]
+        return under_way, [p for name in urgent if (p := found[name]) is not None]
 
     def _of_today(self, ledger: Ledger, now: datetime) -> list[DispatchRecord]:
         zone = self.settings.timezone

@@ -142,8 +142,7 @@ def _sends_now(unit: app.Session, visit: Visit) -> tuple[list[dict[str, Any]], l
     """Idag's "Utskick just nu" and today's urgent messages, each as its run page words it."""
     console, now = visit.console, visit.now
     zone = console.settings.timezone
-    under_way = console.runs.under_way(unit.ledger, now)
-    urgent = console.runs.urgent_today(unit.ledger, now)
+    under_way, urgent = console.runs.today(unit.ledger, now)
     return [progress_in_swedish(p, zone, now) for p in under_way], [progress_in_swedish(p, zone, now) for p in urgent]
 
 
